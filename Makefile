@@ -1,0 +1,58 @@
+# Makefile - the commands a newcomer runs. Everything real happens in CMake;
+# this file only strings the steps together.
+#
+#   make test    install dependencies, check formatting, build, run the unit
+#                tests under ASan+UBSan, then every test (unit + integration)
+#   make build   configure and build into build/
+#   make deps    install the Debian packages (idempotent; root or sudo)
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+CMAKE_ARGS ?=
+
+.PHONY: all deps build build-asan test test-unit test-asan test-integration format format-check clean
+
+all: build
+
+deps:
+	./scripts/setup-deps.sh
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+$(ASAN_BUILD)/CMakeCache.txt:
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMG_SANITIZE=ON -DMG_BUILD_INTEGRATION=OFF
+
+build-asan: $(ASAN_BUILD)/CMakeCache.txt
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+format-check: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) --target format-check
+
+format: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) --target format
+
+test-asan: build-asan
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    ctest -L unit --output-on-failure -j $(JOBS)
+
+test-unit: build
+	cd $(BUILD) && ctest -L unit --output-on-failure -j $(JOBS)
+
+test-integration: build
+	cd $(BUILD) && ctest -L integration --output-on-failure
+
+# The README's test command. The last thing it prints is ctest's summary.
+test: deps
+	$(MAKE) format-check
+	$(MAKE) test-asan
+	$(MAKE) build
+	cd $(BUILD) && ctest --output-on-failure
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,493 @@
+/*
+ * core/include/mg/core.h - errors, logging, config loading, exit codes,
+ * secret redaction and the command tree shared by every binary.
+ *
+ * This header compiles alone: libbson and libpq types are forward-declared
+ * here, and only the implementation files that translate them include the
+ * libraries' headers.
+ */
+#ifndef MG_CORE_H
+#define MG_CORE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MG_PRINTF(fmt_idx, arg_idx) __attribute__((format(printf, fmt_idx, arg_idx)))
+
+/* Forward declarations of library types translated at the boundary. */
+struct _bson_error_t; /* bson_error_t */
+struct pg_conn;       /* PGconn */
+struct pg_result;     /* PGresult */
+
+/* ------------------------------------------------------------------------
+ * Errors
+ * ------------------------------------------------------------------------ */
+
+typedef enum {
+    MG_ERROR_DOMAIN_NONE = 0,
+    MG_ERROR_DOMAIN_CORE,   /* our own logic: bad state, cap exceeded */
+    MG_ERROR_DOMAIN_SYSTEM, /* errno; code is the errno value */
+    MG_ERROR_DOMAIN_CONFIG, /* bad option, file, environment or flag */
+    MG_ERROR_DOMAIN_MONGO,  /* bson_error_t; code is the server/driver code */
+    MG_ERROR_DOMAIN_PG,     /* libpq; sqlstate holds the SQLSTATE */
+    MG_ERROR_DOMAIN_ETCD,   /* etcd v3 JSON gateway */
+    MG_ERROR_DOMAIN_HTTP,   /* HTTP endpoints and clients */
+} mg_error_domain_t;
+
+#define MG_ERROR_MESSAGE_SIZE 512
+
+/* Codes of MG_ERROR_DOMAIN_CORE and MG_ERROR_DOMAIN_CONFIG. */
+enum {
+    MG_ERROR_CODE_GENERIC = 1,
+    MG_ERROR_CODE_INVALID_ARGUMENT,
+    MG_ERROR_CODE_LIMIT,     /* a cap set at init was exceeded */
+    MG_ERROR_CODE_NOT_FOUND, /* a named thing does not exist */
+    MG_ERROR_CODE_PARSE,     /* malformed input */
+};
+
+/*
+ * mg_error_t - one stack-allocated, fixed-size error. Fallible functions take
+ * `mg_error_t *error` last; it may be NULL. The message is redacted (no
+ * passwords) when it is set.
+ */
+typedef struct {
+    mg_error_domain_t domain;
+    int32_t code;
+    char sqlstate[6]; /* five characters + NUL; empty unless domain PG */
+    char message[MG_ERROR_MESSAGE_SIZE];
+} mg_error_t;
+
+/* mg_error_clear resets error (NULL allowed) to "no error". */
+void mg_error_clear(mg_error_t *error);
+
+/* mg_error_is_set returns true when error holds an error. */
+bool mg_error_is_set(const mg_error_t *error);
+
+/*
+ * mg_error_set fills error (NULL allowed) with domain, code and a formatted,
+ * redacted message. Always returns false so callers can `return
+ * mg_error_set(...)`.
+ */
+bool mg_error_set(mg_error_t *error, mg_error_domain_t domain, int32_t code, const char *fmt, ...)
+    MG_PRINTF(4, 5);
+
+/*
+ * mg_error_set_errno fills error from errnum (pass errno captured right after
+ * the failing call): domain SYSTEM, code errnum, message "<fmt>: <strerror>".
+ * Returns false.
+ */
+bool mg_error_set_errno(mg_error_t *error, int errnum, const char *fmt, ...) MG_PRINTF(3, 4);
+
+/*
+ * mg_error_set_bson translates a libbson/libmongoc error: domain MONGO, code
+ * kept, message "<fmt>: <bson message>". Returns false.
+ */
+bool mg_error_set_bson(mg_error_t *error, const struct _bson_error_t *bson_error, const char *fmt,
+                       ...) MG_PRINTF(3, 4);
+
+/*
+ * mg_error_set_pgresult translates a failed PGresult: domain PG, SQLSTATE
+ * kept, message "<fmt>: <primary message>[ (detail)]". Returns false.
+ */
+bool mg_error_set_pgresult(mg_error_t *error, const struct pg_result *result, const char *fmt, ...)
+    MG_PRINTF(3, 4);
+
+/*
+ * mg_error_set_pgconn translates a connection-level libpq failure (no
+ * PGresult): domain PG, SQLSTATE "08006" unless libpq knows better, message
+ * "<fmt>: <PQerrorMessage>". Returns false.
+ */
+bool mg_error_set_pgconn(mg_error_t *error, const struct pg_conn *conn, const char *fmt, ...)
+    MG_PRINTF(3, 4);
+
+/*
+ * mg_error_prefix puts "<fmt>: " in front of an error's message, to add
+ * context while passing an error up. No-op when error is NULL or unset.
+ */
+void mg_error_prefix(mg_error_t *error, const char *fmt, ...) MG_PRINTF(2, 3);
+
+/* mg_error_domain_name returns a static lower-case name for domain. */
+const char *mg_error_domain_name(mg_error_domain_t domain);
+
+/* ------------------------------------------------------------------------
+ * Exit codes: one table, documented in docs/exit-codes.md.
+ * ------------------------------------------------------------------------ */
+
+typedef enum {
+    MG_EXIT_OK = 0,
+    MG_EXIT_FAILURE = 1,     /* unclassified failure */
+    MG_EXIT_USAGE = 2,       /* bad command line, config file or environment */
+    MG_EXIT_SOURCE = 3,      /* the MongoDB source failed or refused */
+    MG_EXIT_TARGET = 4,      /* the PostgreSQL target failed or refused */
+    MG_EXIT_MISMATCH = 5,    /* validation found a persistent difference */
+    MG_EXIT_INTERRUPTED = 6, /* stopped by a signal at a safe point; resumable */
+    MG_EXIT_ABORTED = 7,     /* cutover aborted; source unfrozen */
+    MG_EXIT_STATE = 8,       /* the _migrate state forbids the command */
+    MG_EXIT_INTERNAL = 70,   /* a bug: an invariant did not hold */
+} mg_exit_code_t;
+
+typedef struct {
+    mg_exit_code_t code;
+    const char *name;    /* "usage" */
+    const char *meaning; /* one line for operators */
+} mg_exit_code_info_t;
+
+/* mg_exit_code_table returns the static table; *count receives its length. */
+const mg_exit_code_info_t *mg_exit_code_table(size_t *count);
+
+/* mg_exit_code_name returns the static name of code, or "unknown". */
+const char *mg_exit_code_name(int code);
+
+/* mg_exit_code_for_error maps an error's domain to an exit code. */
+mg_exit_code_t mg_exit_code_for_error(const mg_error_t *error);
+
+/* ------------------------------------------------------------------------
+ * Redaction
+ * ------------------------------------------------------------------------ */
+
+#define MG_REDACTED "********"
+
+/*
+ * mg_redact_copy writes text into out (size outsz, always NUL-terminated,
+ * truncated when too small) with every secret replaced by MG_REDACTED:
+ * the password of a URI's userinfo (scheme://user:PASSWORD@host), libpq
+ * conninfo `password=VALUE` (quoted or not), URI query `password=VALUE`,
+ * and JSON `"password": "VALUE"`. Returns the number of secrets replaced.
+ */
+size_t mg_redact_copy(const char *text, char *out, size_t outsz);
+
+/*
+ * mg_redact_dup returns a malloc'd redacted copy of text (caller frees), or
+ * NULL when text is NULL or memory is exhausted.
+ */
+char *mg_redact_dup(const char *text);
+
+/* ------------------------------------------------------------------------
+ * Buffers: a growable byte buffer with a hard cap set at init.
+ * ------------------------------------------------------------------------ */
+
+/*
+ * mg_buf_t - bytes in data[0..len), always followed by a NUL byte that is
+ * not counted. Growth doubles capacity up to `limit`; asking for more than
+ * `limit` bytes is an error (MG_ERROR_CODE_LIMIT), never a silent realloc
+ * loop. The struct is public so hot loops can write at data + len after
+ * mg_buf_reserve.
+ */
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;   /* allocated bytes, excluding the NUL slot */
+    size_t limit; /* the most len may ever reach */
+} mg_buf_t;
+
+/* mg_buf_init sets up an empty buffer with the given cap; allocates lazily. */
+void mg_buf_init(mg_buf_t *buf, size_t limit);
+
+/* mg_buf_cleanup frees the buffer's memory; the buffer may be re-initialised. */
+void mg_buf_cleanup(mg_buf_t *buf);
+
+/* mg_buf_reset empties the buffer, keeping its memory. */
+void mg_buf_reset(mg_buf_t *buf);
+
+/*
+ * mg_buf_reserve makes room for `more` bytes after len. Fails (buffer
+ * untouched) when len + more exceeds the limit or memory is exhausted.
+ */
+bool mg_buf_reserve(mg_buf_t *buf, size_t more, mg_error_t *error);
+
+/* mg_buf_append copies n bytes; fails like mg_buf_reserve. */
+bool mg_buf_append(mg_buf_t *buf, const void *bytes, size_t n, mg_error_t *error);
+
+/* mg_buf_append_str appends a NUL-terminated string (without its NUL). */
+bool mg_buf_append_str(mg_buf_t *buf, const char *s, mg_error_t *error);
+
+/* mg_buf_printf appends formatted text; fails like mg_buf_reserve. */
+bool mg_buf_printf(mg_buf_t *buf, mg_error_t *error, const char *fmt, ...) MG_PRINTF(3, 4);
+
+/* ------------------------------------------------------------------------
+ * Logging: one JSON object per line on stderr (or text on a TTY).
+ * ------------------------------------------------------------------------ */
+
+typedef enum {
+    MG_LOG_DEBUG = 0,
+    MG_LOG_INFO,
+    MG_LOG_NOTICE,
+    MG_LOG_WARNING,
+    MG_LOG_ERROR,
+    MG_LOG_FATAL,
+} mg_log_level_t;
+
+typedef enum {
+    MG_LOG_FORMAT_AUTO = 0, /* text when the stream is a TTY, JSON otherwise */
+    MG_LOG_FORMAT_JSON,
+    MG_LOG_FORMAT_TEXT,
+} mg_log_format_t;
+
+typedef enum {
+    MG_LOG_FIELD_STR,
+    MG_LOG_FIELD_INT,
+    MG_LOG_FIELD_UINT,
+    MG_LOG_FIELD_DOUBLE,
+    MG_LOG_FIELD_BOOL,
+} mg_log_field_type_t;
+
+/* A structured field; string values are redacted when written. */
+typedef struct {
+    const char *key;
+    mg_log_field_type_t type;
+    union {
+        const char *s;
+        int64_t i;
+        uint64_t u;
+        double d;
+        bool b;
+    } v;
+} mg_log_field_t;
+
+#define MG_LOG_STR(k, val)                                 \
+    (mg_log_field_t)                                       \
+    {                                                      \
+        .key = (k), .type = MG_LOG_FIELD_STR, .v.s = (val) \
+    }
+#define MG_LOG_INT(k, val)                                          \
+    (mg_log_field_t)                                                \
+    {                                                               \
+        .key = (k), .type = MG_LOG_FIELD_INT, .v.i = (int64_t)(val) \
+    }
+#define MG_LOG_UINT(k, val)                                           \
+    (mg_log_field_t)                                                  \
+    {                                                                 \
+        .key = (k), .type = MG_LOG_FIELD_UINT, .v.u = (uint64_t)(val) \
+    }
+#define MG_LOG_DOUBLE(k, val)                                         \
+    (mg_log_field_t)                                                  \
+    {                                                                 \
+        .key = (k), .type = MG_LOG_FIELD_DOUBLE, .v.d = (double)(val) \
+    }
+#define MG_LOG_BOOL(k, val)                                       \
+    (mg_log_field_t)                                              \
+    {                                                             \
+        .key = (k), .type = MG_LOG_FIELD_BOOL, .v.b = (bool)(val) \
+    }
+
+/*
+ * mg_log_init configures the process-wide logger: program name (borrowed,
+ * must outlive the logger), minimum level and format. Safe to call again.
+ * Output goes to stderr until mg_log_set_stream is called.
+ */
+void mg_log_init(const char *program, mg_log_level_t min_level, mg_log_format_t format);
+
+/*
+ * mg_log_set_stream sends log lines to stream (borrowed; NULL restores
+ * stderr). The format decision (AUTO) and the journald check are redone.
+ */
+void mg_log_set_stream(FILE *stream);
+
+/* mg_log_set_level changes the minimum level. */
+void mg_log_set_level(mg_log_level_t min_level);
+
+/* mg_log_enabled returns true when a line at level would be written. */
+bool mg_log_enabled(mg_log_level_t level);
+
+/* mg_log_level_parse maps "debug".."fatal" (also "warn") to a level. */
+bool mg_log_level_parse(const char *text, mg_log_level_t *level);
+
+/* mg_log_level_name returns the static lower-case name of level. */
+const char *mg_log_level_name(mg_log_level_t level);
+
+/* mg_log_format_parse maps "auto", "json", "text" to a format. */
+bool mg_log_format_parse(const char *text, mg_log_format_t *format);
+
+/*
+ * mg_log_write writes one line: level, module (e.g. "cdc"), optional stable
+ * event key (e.g. "cutover.step", NULL for none), nfields structured fields
+ * and a printf-style message. Thread-safe; lines are never interleaved.
+ */
+void mg_log_write(mg_log_level_t level, const char *module, const char *event,
+                  const mg_log_field_t *fields, size_t nfields, const char *fmt, ...)
+    MG_PRINTF(6, 7);
+
+void mg_log_writev(mg_log_level_t level, const char *module, const char *event,
+                   const mg_log_field_t *fields, size_t nfields, const char *fmt, va_list ap)
+    MG_PRINTF(6, 0);
+
+/* Level check happens before any argument is formatted. */
+#define MG_LOG(level, module, ...)                                       \
+    do {                                                                 \
+        if (mg_log_enabled(level))                                       \
+            mg_log_write((level), (module), NULL, NULL, 0, __VA_ARGS__); \
+    } while (0)
+
+#define MG_LOG_FIELDS(...)                 \
+    (const mg_log_field_t[]){__VA_ARGS__}, \
+        sizeof((const mg_log_field_t[]){__VA_ARGS__}) / sizeof(mg_log_field_t)
+
+/* MG_LOG_EVENT(level, module, event, MG_LOG_FIELDS(...), fmt, ...) */
+#define MG_LOG_EVENT(level, module, event, ...)                    \
+    do {                                                           \
+        if (mg_log_enabled(level))                                 \
+            mg_log_write((level), (module), (event), __VA_ARGS__); \
+    } while (0)
+
+/* mg_log_error logs error at level with its domain, code and SQLSTATE. */
+void mg_log_error(mg_log_level_t level, const char *module, const mg_error_t *error);
+
+/*
+ * mg_log_install_mongoc_handler routes libmongoc/libbson log messages into
+ * the logger (module "mongoc"). Call once after mongoc_init().
+ */
+void mg_log_install_mongoc_handler(void);
+
+/*
+ * mg_log_attach_pgconn routes a connection's notices and warnings into the
+ * logger (module "libpq") with their SQLSTATE. conn is borrowed.
+ */
+void mg_log_attach_pgconn(struct pg_conn *conn);
+
+/* ------------------------------------------------------------------------
+ * Config: table-driven, defaults < JSON file < environment < flags.
+ * ------------------------------------------------------------------------ */
+
+typedef enum {
+    MG_CONFIG_STRING,   /* char * (owned by the config, freed by cleanup) */
+    MG_CONFIG_INT,      /* int64_t within [min, max] */
+    MG_CONFIG_BOOL,     /* bool; flags take no argument, --no-NAME clears */
+    MG_CONFIG_DURATION, /* int64_t milliseconds: "250ms", "5s", "2m", "1h" */
+    MG_CONFIG_SIZE,     /* int64_t bytes: "512", "64kB", "16MB", "1GB" */
+    MG_CONFIG_ENUM,     /* int, index into choices */
+    MG_CONFIG_LIST,     /* mg_strlist_t; JSON array, env comma list, repeated flag */
+} mg_config_type_t;
+
+typedef struct {
+    char **items;
+    size_t count;
+} mg_strlist_t;
+
+/*
+ * One option. name is the JSON key (dots descend into objects: "etcd.ttl");
+ * the flag is "--" + name with '.' and '_' as '-'; the environment variable
+ * is PREFIX + name upper-cased with '.' and '-' as '_'.
+ */
+typedef struct {
+    const char *name;
+    mg_config_type_t type;
+    size_t offset;              /* offsetof(target struct, member) */
+    const char *default_value;  /* text, parsed like any other source; NULL = unset */
+    int64_t min, max;           /* bounds for INT, DURATION, SIZE (0,0 = none) */
+    const char *const *choices; /* ENUM: NULL-terminated */
+    bool secret;                /* never printed; redacted in errors */
+    bool required;
+    char short_flag; /* 0 = none */
+    const char *metavar;
+    const char *help;
+} mg_config_option_t;
+
+typedef enum {
+    MG_CONFIG_SOURCE_UNSET = 0,
+    MG_CONFIG_SOURCE_DEFAULT,
+    MG_CONFIG_SOURCE_FILE,
+    MG_CONFIG_SOURCE_ENV,
+    MG_CONFIG_SOURCE_FLAG,
+} mg_config_source_t;
+
+typedef struct mg_config mg_config_t;
+
+/*
+ * mg_config_new creates a loader for options (borrowed; must outlive the
+ * config) writing into target (borrowed). env_prefix is e.g. "MIGRATE_";
+ * the config file comes from the --config flag or <PREFIX>CONFIG.
+ * Destroy with mg_config_destroy, which also frees the strings and lists
+ * written into target.
+ */
+mg_config_t *mg_config_new(const mg_config_option_t *options, size_t noptions, void *target,
+                           const char *env_prefix);
+
+/* mg_config_destroy frees config and what it allocated in target; NULL ok. */
+void mg_config_destroy(mg_config_t *config);
+
+/*
+ * mg_config_load applies defaults, then the JSON file, then the environment
+ * (envp, NULL-terminated "K=V" strings; NULL means the process environment),
+ * then argv's flags. Positional arguments are left for the caller: their
+ * indices start at *first_positional. On error nothing further is applied
+ * and error names the option, its source and what was expected.
+ */
+bool mg_config_load(mg_config_t *config, int argc, char **argv, char **envp, int *first_positional,
+                    mg_error_t *error);
+
+/* mg_config_source returns where option name's value came from. */
+mg_config_source_t mg_config_source(const mg_config_t *config, const char *name);
+
+/*
+ * mg_config_source_describe returns a borrowed description of where the
+ * value came from ("default", "file /etc/x.json line 4", "env MIGRATE_X",
+ * "flag --x"), valid until the config is destroyed; NULL for unknown name.
+ */
+const char *mg_config_source_describe(const mg_config_t *config, const char *name);
+
+/*
+ * mg_config_print_help writes one line per option (flag, metavar, help,
+ * default, environment variable) to stream.
+ */
+void mg_config_print_help(const mg_config_option_t *options, size_t noptions,
+                          const char *env_prefix, FILE *stream);
+
+/*
+ * mg_config_dump_json writes the effective configuration as one JSON object
+ * (secrets as MG_REDACTED, strings redacted) to stream.
+ */
+void mg_config_dump_json(const mg_config_t *config, FILE *stream);
+
+/* mg_parse_duration_ms parses "250ms", "5s", "2m", "1h", or a bare ms count. */
+bool mg_parse_duration_ms(const char *text, int64_t *ms);
+
+/* mg_parse_size_bytes parses "512", "64kB", "16MB", "1GB" (powers of 1024). */
+bool mg_parse_size_bytes(const char *text, int64_t *bytes);
+
+/* ------------------------------------------------------------------------
+ * Command tree: a static table of commands for each binary.
+ * ------------------------------------------------------------------------ */
+
+typedef struct mg_cli_command mg_cli_command_t;
+
+/* A command's handler: argv[0] is the command name. Returns an exit code. */
+typedef int (*mg_cli_run_fn)(const mg_cli_command_t *command, int argc, char **argv);
+
+struct mg_cli_command {
+    const char *name;
+    const char *summary; /* one line for the command list */
+    const char *usage;   /* "[options] ARG" after "<program> <name> " */
+    mg_cli_run_fn run;
+};
+
+typedef struct {
+    const char *program;     /* "migrate" */
+    const char *description; /* one line under the usage */
+    const mg_cli_command_t *commands;
+    size_t ncommands;
+    /* Called by --version after the version line, to list linked libraries. */
+    void (*print_version_details)(FILE *stream);
+} mg_cli_t;
+
+/*
+ * mg_cli_main dispatches argv: --help/-h and help [COMMAND] print help,
+ * --version/-V and version print the version, otherwise argv[1] names a
+ * command. Returns the exit code for main() to return.
+ */
+int mg_cli_main(const mg_cli_t *cli, int argc, char **argv);
+
+/* mg_cli_print_help writes the program's usage and command list. */
+void mg_cli_print_help(const mg_cli_t *cli, FILE *stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MG_CORE_H */

@@ -1,0 +1,40 @@
+/*
+ * migrator/src/cli_main.c - main() of `migrate`: the command tree.
+ *
+ * Commands are added to the table as their issues land; `--help` lists
+ * exactly what is in the table.
+ */
+#include "mg/core.h"
+
+#include <libpq-fe.h>
+#include <mongoc/mongoc.h>
+
+static void
+print_versions(FILE *stream)
+{
+    int pq = PQlibVersion();
+
+    fprintf(stream, "libmongoc %s, libbson %s, libpq %d.%d\n", mongoc_get_version(),
+            bson_get_version(), pq / 10000, pq % 10000);
+}
+
+static const mg_cli_t migrate_cli = {
+    .program = "migrate",
+    .description = "Move a live application from MongoDB to PostgreSQL.",
+    .commands = NULL,
+    .ncommands = 0,
+    .print_version_details = print_versions,
+};
+
+int
+main(int argc, char **argv)
+{
+    int rc;
+
+    mg_log_init("migrate", MG_LOG_INFO, MG_LOG_FORMAT_AUTO);
+    mongoc_init();
+    mg_log_install_mongoc_handler();
+    rc = mg_cli_main(&migrate_cli, argc, argv);
+    mongoc_cleanup();
+    return rc;
+}
