@@ -16,6 +16,7 @@ print_versions(FILE *stream)
 
 static const mg_cli_t pgdaemon_cli = {
     .program = "pgdaemon",
+    .env_prefix = "PGDAEMON_",
     .description = "Run one node of a highly available PostgreSQL cluster (state in etcd).",
     .commands = NULL,
     .ncommands = 0,

@@ -20,6 +20,7 @@ print_versions(FILE *stream)
 
 static const mg_cli_t migrate_cli = {
     .program = "migrate",
+    .env_prefix = "MIGRATE_",
     .description = "Move a live application from MongoDB to PostgreSQL.",
     .commands = NULL,
     .ncommands = 0,

@@ -469,6 +469,7 @@ struct mg_cli_command {
 
 typedef struct {
     const char *program;     /* "migrate" */
+    const char *env_prefix;  /* "MIGRATE_": <PREFIX>LOG_LEVEL, <PREFIX>LOG_FORMAT */
     const char *description; /* one line under the usage */
     const mg_cli_command_t *commands;
     size_t ncommands;
@@ -477,7 +478,18 @@ typedef struct {
 } mg_cli_t;
 
 /*
- * mg_cli_main dispatches argv: --help/-h and help [COMMAND] print help,
+ * mg_cli_take_log_options removes --log-level LEVEL and --log-format FORMAT
+ * (also the --opt=value forms) from anywhere in argv, applies them on top
+ * of <env_prefix>LOG_LEVEL / <env_prefix>LOG_FORMAT, and configures the
+ * logger. *argc is updated; argv stays NULL-terminated. On a bad value
+ * nothing is changed and error (domain config) names the option.
+ */
+bool mg_cli_take_log_options(const char *program, const char *env_prefix, int *argc, char **argv,
+                             mg_error_t *error);
+
+/*
+ * mg_cli_main dispatches argv: global --log-level/--log-format are taken
+ * first (see mg_cli_take_log_options), then --help/-h and help [COMMAND] print help,
  * --version/-V and version print the version, otherwise argv[1] names a
  * command. Returns the exit code for main() to return.
  */
