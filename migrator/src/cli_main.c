@@ -5,6 +5,7 @@
  * exactly what is in the table.
  */
 #include "mg/core.h"
+#include "mg/migrator.h"
 
 #include <libpq-fe.h>
 #include <mongoc/mongoc.h>
@@ -18,12 +19,17 @@ print_versions(FILE *stream)
             bson_get_version(), pq / 10000, pq % 10000);
 }
 
+static const mg_cli_command_t commands[] = {
+    {"init", "census the source, create the target tables and state schema, print the plan",
+     "--source URI --target URI [options]", mg_migrator_cmd_init},
+};
+
 static const mg_cli_t migrate_cli = {
     .program = "migrate",
     .env_prefix = "MIGRATE_",
     .description = "Move a live application from MongoDB to PostgreSQL.",
-    .commands = NULL,
-    .ncommands = 0,
+    .commands = commands,
+    .ncommands = sizeof(commands) / sizeof(commands[0]),
     .print_version_details = print_versions,
 };
 

@@ -1,0 +1,31 @@
+/*
+ * migrator/include/mg/migrator.h - the `migrate` commands. Each command
+ * takes its own argv (argv[0] is the command name) and returns an exit code
+ * from docs/exit-codes.md.
+ */
+#ifndef MG_MIGRATOR_H
+#define MG_MIGRATOR_H
+
+#include "mg/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Default name of the schema holding the tool's state on the target. */
+#define MG_MIGRATOR_STATE_SCHEMA "_migrate"
+
+/* Version of the state schema this build writes and understands. */
+#define MG_MIGRATOR_STATE_VERSION 1
+
+/*
+ * mg_migrator_cmd_init runs `migrate init`: census of the source, target
+ * tables and state schema, the plan on stdout. See docs/init.md.
+ */
+int mg_migrator_cmd_init(const mg_cli_command_t *command, int argc, char **argv);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MG_MIGRATOR_H */

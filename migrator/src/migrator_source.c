@@ -1,0 +1,120 @@
+/*
+ * migrator/src/migrator_source.c - the MongoDB source through libmongoc:
+ * connect and check, run commands, stream aggregation results.
+ */
+#include "migrator_internal.h"
+
+#include <string.h>
+
+#define DEFAULT_SERVER_SELECTION_MS 10000
+
+void
+mg_migrator__source_close(mg_source_t *src)
+{
+    if (src == NULL)
+        return;
+    if (src->client != NULL)
+        mongoc_client_destroy(src->client);
+    src->client = NULL;
+    free(src->uri_shown);
+    src->uri_shown = NULL;
+}
+
+bool
+mg_migrator__source_open(const char *uri_text, mg_source_t *src, mg_error_t *error)
+{
+    bson_error_t be;
+    mongoc_uri_t *uri = NULL;
+    bson_t *cmd = NULL;
+    bson_t reply = BSON_INITIALIZER;
+    bson_iter_t it;
+    bool ok = false;
+
+    memset(src, 0, sizeof(*src));
+    src->uri_shown = mg_redact_dup(uri_text);
+    uri = mongoc_uri_new_with_error(uri_text, &be);
+    if (uri == NULL) {
+        mg_error_set_bson(error, &be, "invalid source URI \"%s\"", uri_text);
+        goto done;
+    }
+    if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
+        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
+                                       DEFAULT_SERVER_SELECTION_MS);
+    if (!mongoc_uri_has_option(uri, MONGOC_URI_APPNAME))
+        mongoc_uri_set_appname(uri, "migrate");
+    src->client = mongoc_client_new_from_uri_with_error(uri, &be);
+    if (src->client == NULL) {
+        mg_error_set_bson(error, &be, "could not create a client for source \"%s\"", uri_text);
+        goto done;
+    }
+    mongoc_client_set_error_api(src->client, MONGOC_ERROR_API_VERSION_2);
+
+    cmd = BCON_NEW("hello", BCON_INT32(1));
+    if (!mongoc_client_command_simple(src->client, "admin", cmd, NULL, &reply, &be)) {
+        mg_error_set_bson(error, &be, "could not connect to source \"%s\"", uri_text);
+        goto done;
+    }
+    if (bson_iter_init_find(&it, &reply, "setName") && BSON_ITER_HOLDS_UTF8(&it))
+        snprintf(src->set_name, sizeof(src->set_name), "%s", bson_iter_utf8(&it, NULL));
+    if ((bson_iter_init_find(&it, &reply, "isWritablePrimary") ||
+         bson_iter_init_find(&it, &reply, "ismaster")) &&
+        BSON_ITER_HOLDS_BOOL(&it))
+        src->is_primary = bson_iter_bool(&it);
+    if (bson_iter_init_find(&it, &reply, "maxWireVersion") && BSON_ITER_HOLDS_NUMBER(&it))
+        src->max_wire = (int32_t)bson_iter_as_int64(&it);
+    bson_destroy(&reply);
+    bson_destroy(cmd);
+
+    /* buildInfo needs no privilege; it names the server version in the plan. */
+    cmd = BCON_NEW("buildInfo", BCON_INT32(1));
+    if (!mongoc_client_command_simple(src->client, "admin", cmd, NULL, &reply, &be)) {
+        mg_error_set_bson(error, &be, "could not run buildInfo on source \"%s\"", uri_text);
+        goto done;
+    }
+    if (bson_iter_init_find(&it, &reply, "version") && BSON_ITER_HOLDS_UTF8(&it))
+        snprintf(src->version, sizeof(src->version), "%s", bson_iter_utf8(&it, NULL));
+    ok = true;
+done:
+    bson_destroy(&reply);
+    bson_destroy(cmd);
+    mongoc_uri_destroy(uri);
+    if (!ok)
+        mg_migrator__source_close(src);
+    return ok;
+}
+
+bool
+mg_migrator__source_command(mg_source_t *src, const char *db, const bson_t *cmd, bson_t *reply,
+                            mg_error_t *error)
+{
+    bson_error_t be;
+    char *text;
+
+    if (mongoc_client_command_simple(src->client, db, cmd, NULL, reply, &be))
+        return true;
+    /* the command's name is its first key */
+    bson_iter_t it;
+    text = (bson_iter_init(&it, cmd) && bson_iter_next(&it)) ? (char *)bson_iter_key(&it) : "?";
+    return mg_error_set_bson(error, &be, "could not run %s on source database \"%s\"", text, db);
+}
+
+bool
+mg_migrator__source_aggregate(mg_source_t *src, const char *db, const char *coll,
+                              const bson_t *pipeline, mg_source_doc_fn fn, void *ctx,
+                              mg_error_t *error)
+{
+    mongoc_collection_t *c = mongoc_client_get_collection(src->client, db, coll);
+    mongoc_cursor_t *cursor;
+    const bson_t *doc;
+    bson_error_t be;
+    bool ok = true;
+
+    cursor = mongoc_collection_aggregate(c, MONGOC_QUERY_NONE, pipeline, NULL, NULL);
+    while (ok && mongoc_cursor_next(cursor, &doc))
+        ok = fn(ctx, doc, error);
+    if (ok && mongoc_cursor_error(cursor, &be))
+        ok = mg_error_set_bson(error, &be, "could not aggregate on \"%s.%s\"", db, coll);
+    mongoc_cursor_destroy(cursor);
+    mongoc_collection_destroy(c);
+    return ok;
+}

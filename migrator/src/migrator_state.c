@@ -1,0 +1,164 @@
+/*
+ * migrator/src/migrator_state.c - the tool's state schema on the target
+ * (default "_migrate"; docs/state-schema.md).
+ *
+ * Version 1 holds: meta (schema version), migration (one row: source,
+ * options, phase), collections (mapping and status), indexes (the
+ * translation plan, built after the load), census (reports) and events.
+ * Later versions add tables; a build refuses a state schema newer than it.
+ */
+#include "migrator_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Statements with %1$s standing for the quoted state schema name. */
+static const char *const state_v1[] = {
+    "CREATE SCHEMA %1$s",
+    "CREATE TABLE %1$s.meta (\n"
+    "    key text PRIMARY KEY,\n"
+    "    value text NOT NULL\n"
+    ")",
+    "CREATE TABLE %1$s.migration (\n"
+    "    id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),\n"
+    "    created_at timestamptz NOT NULL DEFAULT now(),\n"
+    "    tool_version text NOT NULL,\n"
+    "    source_uri text NOT NULL,\n"
+    "    source_version text,\n"
+    "    source_set_name text,\n"
+    "    target_schema text,\n"
+    "    type_fidelity text NOT NULL,\n"
+    "    options jsonb NOT NULL,\n"
+    "    phase text NOT NULL DEFAULT 'initialized',\n"
+    "    updated_at timestamptz NOT NULL DEFAULT now()\n"
+    ")",
+    "CREATE TABLE %1$s.collections (\n"
+    "    db text NOT NULL,\n"
+    "    coll text NOT NULL,\n"
+    "    schema_name text NOT NULL,\n"
+    "    table_name text NOT NULL,\n"
+    "    key_type text NOT NULL,\n"
+    "    status text NOT NULL DEFAULT 'planned',\n"
+    "    doc_count bigint,\n"
+    "    size_bytes bigint,\n"
+    "    error text,\n"
+    "    updated_at timestamptz NOT NULL DEFAULT now(),\n"
+    "    PRIMARY KEY (db, coll),\n"
+    "    UNIQUE (schema_name, table_name)\n"
+    ")",
+    "CREATE TABLE %1$s.indexes (\n"
+    "    db text NOT NULL,\n"
+    "    coll text NOT NULL,\n"
+    "    mongo_name text NOT NULL,\n"
+    "    pg_name text NOT NULL,\n"
+    "    key_spec jsonb,\n"
+    "    is_unique boolean NOT NULL DEFAULT false,\n"
+    "    translation text NOT NULL,\n"
+    "    build_status text NOT NULL,\n"
+    "    sql text,\n"
+    "    note text,\n"
+    "    suggestion text,\n"
+    "    PRIMARY KEY (db, coll, mongo_name),\n"
+    "    FOREIGN KEY (db, coll) REFERENCES %1$s.collections ON DELETE CASCADE\n"
+    ")",
+    "CREATE TABLE %1$s.census (\n"
+    "    db text NOT NULL,\n"
+    "    coll text NOT NULL,\n"
+    "    taken_at timestamptz NOT NULL DEFAULT now(),\n"
+    "    report jsonb NOT NULL,\n"
+    "    PRIMARY KEY (db, coll),\n"
+    "    FOREIGN KEY (db, coll) REFERENCES %1$s.collections ON DELETE CASCADE\n"
+    ")",
+    "CREATE TABLE %1$s.events (\n"
+    "    id bigserial PRIMARY KEY,\n"
+    "    at timestamptz NOT NULL DEFAULT now(),\n"
+    "    kind text NOT NULL,\n"
+    "    data jsonb NOT NULL DEFAULT '{}'\n"
+    ")",
+    "INSERT INTO %1$s.meta (key, value) VALUES ('schema_version', '1'), "
+    "('created_by', 'migrate')",
+    NULL,
+};
+
+bool
+mg_migrator__state_ddl(const char *state_schema, mg_buf_t *out, mg_error_t *error)
+{
+    mg_buf_t quoted;
+    bool ok = true;
+
+    mg_buf_init(&quoted, 1024);
+    if (!mg_schema_quote_ident(state_schema, &quoted, error)) {
+        mg_buf_cleanup(&quoted);
+        return false;
+    }
+    for (int i = 0; ok && state_v1[i] != NULL; i++) {
+        /* %1$s is the only conversion in these statements */
+        ok = mg_buf_printf(out, error, state_v1[i], quoted.data) &&
+             mg_buf_append_str(out, ";\n", error);
+    }
+    mg_buf_cleanup(&quoted);
+    return ok;
+}
+
+bool
+mg_migrator__state_probe(PGconn *conn, const char *state_schema, bool *exists, int *version,
+                         mg_error_t *error)
+{
+    const char *params[1] = {state_schema};
+    PGresult *res;
+
+    res = mg_migrator__target_query(conn, "SELECT 1 FROM pg_namespace WHERE nspname = $1", 1,
+                                    params, error);
+    if (res == NULL)
+        return false;
+    *exists = PQntuples(res) > 0;
+    PQclear(res);
+    *version = 0;
+    if (!*exists)
+        return true;
+    res = mg_migrator__target_query(
+        conn,
+        "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relname = 'meta'",
+        1, params, error);
+    if (res == NULL)
+        return false;
+    bool has_meta = PQntuples(res) > 0;
+    PQclear(res);
+    if (!has_meta)
+        return true;
+
+    mg_buf_t sql;
+    mg_buf_init(&sql, 4096);
+    bool ok = mg_buf_append_str(&sql, "SELECT value FROM ", error) &&
+              mg_schema_quote_ident(state_schema, &sql, error) &&
+              mg_buf_append_str(&sql, ".meta WHERE key = 'schema_version'", error);
+    if (ok && (res = mg_migrator__target_query(conn, sql.data, 0, NULL, error)) != NULL) {
+        if (PQntuples(res) == 1)
+            *version = atoi(PQgetvalue(res, 0, 0));
+        PQclear(res);
+    } else {
+        ok = false;
+    }
+    mg_buf_cleanup(&sql);
+    return ok;
+}
+
+bool
+mg_migrator__state_event(PGconn *conn, const char *state_schema, const char *kind,
+                         const char *data_json, mg_error_t *error)
+{
+    const char *params[2] = {kind, data_json != NULL ? data_json : "{}"};
+    mg_buf_t sql;
+    PGresult *res = NULL;
+    bool ok;
+
+    mg_buf_init(&sql, 4096);
+    ok = mg_buf_append_str(&sql, "INSERT INTO ", error) &&
+         mg_schema_quote_ident(state_schema, &sql, error) &&
+         mg_buf_append_str(&sql, ".events (kind, data) VALUES ($1, $2::jsonb)", error) &&
+         (res = mg_migrator__target_query(conn, sql.data, 2, params, error)) != NULL;
+    PQclear(res);
+    mg_buf_cleanup(&sql);
+    return ok;
+}

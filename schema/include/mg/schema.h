@@ -1,0 +1,345 @@
+/*
+ * schema/include/mg/schema.h - the BSON <-> JSONB type mapping: the fast
+ * BSON -> JSON renderer (the copier's hot path), the reverse JSON -> BSON
+ * mapping, a census scan of per-document facts and a canonical form for
+ * comparisons. The mapping itself is specified in docs/type-mapping.md.
+ *
+ * Numbers are formatted and parsed with '.' as the decimal point: callers
+ * must not switch LC_NUMERIC away from "C".
+ */
+#ifndef MG_SCHEMA_H
+#define MG_SCHEMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <bson/bson.h>
+
+#include "mg/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * mg_schema_fidelity_t - how numbers are stored. RELAXED (the default) keeps
+ * int32, int64 and double as JSON numbers so they stay queryable; an int64
+ * whose value fits int32 comes back as int32. EXACT stores them in their
+ * canonical Extended JSON wrappers ($numberInt, $numberLong, $numberDouble)
+ * so the reverse mapping gives byte-identical BSON.
+ */
+typedef enum {
+    MG_SCHEMA_FIDELITY_RELAXED = 0,
+    MG_SCHEMA_FIDELITY_EXACT,
+} mg_schema_fidelity_t;
+
+/* mg_schema_fidelity_parse maps "relaxed" / "exact" to a fidelity. */
+bool mg_schema_fidelity_parse(const char *text, mg_schema_fidelity_t *fidelity);
+
+/* mg_schema_fidelity_name returns the static name of fidelity. */
+const char *mg_schema_fidelity_name(mg_schema_fidelity_t fidelity);
+
+/*
+ * Deepest nesting of documents and arrays (a code-with-scope's scope counts
+ * as a level) that the renderer accepts. MongoDB itself stops at 100 (180
+ * for its internal limit); deeper documents fail with MG_ERROR_CODE_LIMIT.
+ */
+#define MG_SCHEMA_MAX_DEPTH 200
+
+/*
+ * Per-document facts, OR-ed into a caller's uint32_t. The renderer reports
+ * the cheap ones as a by-product; mg_schema_doc_scan reports all of them.
+ */
+enum {
+    MG_SCHEMA_FACT_NAN_INF = 1u << 0,       /* a double NaN or +/-Infinity (wrapped) */
+    MG_SCHEMA_FACT_NEGATIVE_ZERO = 1u << 1, /* a double -0.0 (wrapped) */
+    MG_SCHEMA_FACT_NUL_STRING = 1u << 2,    /* a string holding U+0000 (escaped) */
+    MG_SCHEMA_FACT_INVALID_UTF8 = 1u << 3,  /* a string that is not UTF-8 (escaped) */
+    MG_SCHEMA_FACT_DOLLAR_KEY = 1u << 4,    /* a key starting with '$' */
+    MG_SCHEMA_FACT_DOTTED_KEY = 1u << 5,    /* a key containing '.' */
+    MG_SCHEMA_FACT_LITERAL = 1u << 6,       /* a document wrapped in $literal */
+    MG_SCHEMA_FACT_DEPRECATED = 1u << 7,    /* undefined, DBPointer, symbol, code w/ scope */
+    MG_SCHEMA_FACT_DUPLICATE_KEY = 1u << 8, /* scan only: a key repeated in one document */
+    MG_SCHEMA_FACT_EMPTY_KEY = 1u << 9,     /* scan only: a key "" */
+    MG_SCHEMA_FACT_NAN_DECIMAL = 1u << 10,  /* a Decimal128 NaN or +/-Infinity */
+    MG_SCHEMA_FACT_UNRENDERABLE = 1u << 11, /* scan only: a key or regex not UTF-8 */
+};
+
+/* mg_schema_fact_name returns the static snake_case name of one fact bit. */
+const char *mg_schema_fact_name(uint32_t fact);
+
+/* ------------------------------------------------------------------------
+ * BSON -> JSON (the renderer)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * mg_schema_doc_render appends the JSON text of doc (borrowed) to out
+ * (caller-owned; its cap bounds the output) and ORs the facts it saw into
+ * *facts (NULL allowed). The text is accepted by PostgreSQL as jsonb and is
+ * what COPY binary sends after the jsonb version byte. Keys keep their
+ * order; duplicate keys are written as they are (jsonb keeps the last).
+ *
+ * Fails with MG_ERROR_CODE_PARSE on corrupt BSON, a key that is not UTF-8 or
+ * a regex that is not UTF-8, MG_ERROR_CODE_LIMIT when out's cap is reached
+ * or the document is nested deeper than MG_SCHEMA_MAX_DEPTH; the message
+ * names the path of the value ("a.b.3"). On failure out->len is restored
+ * and *facts is untouched. The cap is checked against a worst-case estimate
+ * per value, so a render may fail up to ~25 KB before the cap is really
+ * reached: flush and retry in an empty buffer.
+ */
+bool mg_schema_doc_render(const bson_t *doc, mg_schema_fidelity_t fidelity, mg_buf_t *out,
+                          uint32_t *facts, mg_error_t *error);
+
+/*
+ * mg_schema_doc_render_raw is mg_schema_doc_render over len bytes of raw
+ * BSON (borrowed; a whole document, length prefix included).
+ */
+bool mg_schema_doc_render_raw(const uint8_t *data, size_t len, mg_schema_fidelity_t fidelity,
+                              mg_buf_t *out, uint32_t *facts, mg_error_t *error);
+
+/*
+ * mg_schema_value_render appends the JSON of the single value iter points at
+ * (borrowed), as it would appear inside a document: e.g. the jsonb key column
+ * for an _id that is neither an ObjectId, a string nor an integer. Fails like
+ * mg_schema_doc_render.
+ */
+bool mg_schema_value_render(const bson_iter_t *iter, mg_schema_fidelity_t fidelity, mg_buf_t *out,
+                            uint32_t *facts, mg_error_t *error);
+
+/* ------------------------------------------------------------------------
+ * JSON -> BSON (the reverse mapping)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * mg_schema_json_parse maps the JSON text of one document (len bytes, need
+ * not be NUL-terminated) back to BSON: our renderer's output, or the same
+ * after a trip through jsonb (keys reordered, numbers normalised, spacing
+ * changed). Both fidelities are read; the text says which wrappers it uses.
+ * Returns a new bson_t the caller frees with bson_destroy, or NULL with
+ * error set (MG_ERROR_CODE_PARSE naming the path, MG_ERROR_CODE_LIMIT for
+ * nesting deeper than the renderer writes).
+ */
+bson_t *mg_schema_json_parse(const char *json, size_t len, mg_error_t *error);
+
+/*
+ * mg_schema_json_append_value parses the JSON of one value (any JSON value:
+ * the counterpart of mg_schema_value_render) and appends it to dst under key
+ * (key_len bytes, or -1 for NUL-terminated). dst is untouched on failure.
+ */
+bool mg_schema_json_append_value(bson_t *dst, const char *key, int key_len, const char *json,
+                                 size_t len, mg_error_t *error);
+
+/* ------------------------------------------------------------------------
+ * Census and comparison
+ * ------------------------------------------------------------------------ */
+
+/*
+ * mg_schema_doc_scan walks doc (borrowed) without rendering it and ORs every
+ * fact into *facts, duplicate keys included (the renderer does not look for
+ * those). *max_depth (NULL allowed) receives the deepest nesting seen (a
+ * flat document is 1). Fails on corrupt BSON (naming the key or depth) or
+ * nesting deeper than MG_SCHEMA_MAX_DEPTH; outputs are untouched then.
+ */
+bool mg_schema_doc_scan(const bson_t *doc, uint32_t *facts, uint32_t *max_depth, mg_error_t *error);
+
+/*
+ * mg_schema_doc_canonicalize returns a new bson_t (caller destroys) holding
+ * the canonical form of doc under fidelity: keys of every document (a
+ * scope's too) sorted the way jsonb orders them (shorter first, then
+ * bytewise), duplicate keys reduced to the last one, array keys renumbered,
+ * and in RELAXED also the distinctions that mode does not keep (an int64
+ * that fits int32 becomes int32, NaN payloads and non-canonical Decimal128
+ * encodings are normalised). Two documents are the same data after the
+ * trip through jsonb exactly when their canonical forms are byte-identical.
+ * Returns NULL with error set on corrupt BSON.
+ */
+bson_t *mg_schema_doc_canonicalize(const bson_t *doc, mg_schema_fidelity_t fidelity,
+                                   mg_error_t *error);
+
+/*
+ * mg_schema_doc_equal compares the canonical forms of a and b (borrowed).
+ * Returns false with error set when either cannot be read; *equal receives
+ * the answer.
+ */
+bool mg_schema_doc_equal(const bson_t *a, const bson_t *b, mg_schema_fidelity_t fidelity,
+                         bool *equal, mg_error_t *error);
+
+/* ------------------------------------------------------------------------
+ * Naming: PostgreSQL schemas and tables for databases and collections
+ * ------------------------------------------------------------------------ */
+
+#define MG_SCHEMA_IDENT_MAX 63
+
+/*
+ * mg_schema_ident_sanitize writes a PostgreSQL identifier for name into out:
+ * name itself when it is a plain lower-case identifier ([a-z_][a-z0-9_]*, at
+ * most 63 bytes), else lower-cased with other bytes as '_', "c_" in front of
+ * a leading digit, and cut with "_<8 hex of its hash>" when too long.
+ * Returns true when the result differs from name. Rules: docs/naming.md.
+ */
+bool mg_schema_ident_sanitize(const char *name, char out[MG_SCHEMA_IDENT_MAX + 1]);
+
+/* One collection's names; strings owned by the naming object. */
+typedef struct {
+    char *db;
+    char *coll;
+    char schema[MG_SCHEMA_IDENT_MAX + 1];
+    char table[MG_SCHEMA_IDENT_MAX + 1];
+    bool schema_renamed; /* schema differs from db */
+    bool table_renamed;  /* table differs from coll */
+} mg_schema_naming_entry_t;
+
+typedef struct mg_schema_naming mg_schema_naming_t;
+
+/*
+ * mg_schema_naming_new starts a name plan: one schema per database, or every
+ * table in single_schema (copied; NULL for per-database schemas). Destroy
+ * with mg_schema_naming_destroy (NULL allowed).
+ */
+mg_schema_naming_t *mg_schema_naming_new(const char *single_schema);
+void mg_schema_naming_destroy(mg_schema_naming_t *naming);
+
+/* mg_schema_naming_add registers db.coll (copied). */
+bool mg_schema_naming_add(mg_schema_naming_t *naming, const char *db, const char *coll,
+                          mg_error_t *error);
+
+/*
+ * mg_schema_naming_resolve names every registered collection. Names that
+ * would clash after sanitising all get "_<8 hex of the original's hash>",
+ * so the result does not depend on the order of mg_schema_naming_add.
+ */
+bool mg_schema_naming_resolve(mg_schema_naming_t *naming, mg_error_t *error);
+
+/* mg_schema_naming_entries returns the resolved entries (borrowed). */
+const mg_schema_naming_entry_t *mg_schema_naming_entries(const mg_schema_naming_t *naming,
+                                                         size_t *count);
+
+/* mg_schema_naming_find returns db.coll's entry (borrowed) or NULL. */
+const mg_schema_naming_entry_t *mg_schema_naming_find(const mg_schema_naming_t *naming,
+                                                      const char *db, const char *coll);
+
+/* mg_schema_quote_ident appends "ident" with embedded quotes doubled. */
+bool mg_schema_quote_ident(const char *ident, mg_buf_t *out, mg_error_t *error);
+
+/* mg_schema_quote_literal appends 'text' with embedded single quotes doubled. */
+bool mg_schema_quote_literal(const char *text, mg_buf_t *out, mg_error_t *error);
+
+/* ------------------------------------------------------------------------
+ * Census: what init learns about each collection
+ * ------------------------------------------------------------------------ */
+
+/* The key column: its SQL type and which _id values fit it (DESIGN §3). */
+typedef enum {
+    MG_SCHEMA_KEY_TEXT_OID = 0, /* text: ObjectId as 24 lower-case hex, or a string that is not */
+    MG_SCHEMA_KEY_TEXT_STRING,  /* text: strings only (an ObjectId does not fit) */
+    MG_SCHEMA_KEY_BIGINT,       /* bigint: int32 and int64 */
+    MG_SCHEMA_KEY_JSONB,        /* jsonb: the mapped value; every _id fits */
+} mg_schema_key_type_t;
+
+const char *mg_schema_key_type_name(mg_schema_key_type_t type);
+bool mg_schema_key_type_parse(const char *text, mg_schema_key_type_t *type);
+/* mg_schema_key_type_sql returns "text", "bigint" or "jsonb". */
+const char *mg_schema_key_type_sql(mg_schema_key_type_t type);
+
+/* mg_schema_bson_type_alias returns MongoDB's $type alias ("objectId") or NULL. */
+const char *mg_schema_bson_type_alias(bson_type_t type);
+bool mg_schema_bson_type_from_alias(const char *alias, bson_type_t *type);
+
+#define MG_SCHEMA_CENSUS_MAX_FIELDS 1000
+
+typedef struct mg_schema_census mg_schema_census_t;
+
+/* mg_schema_census_new starts an empty census of db.coll; destroy (NULL ok). */
+mg_schema_census_t *mg_schema_census_new(const char *db, const char *coll);
+void mg_schema_census_destroy(mg_schema_census_t *census);
+
+/* Server statistics ($collStats storageStats or count). */
+void mg_schema_census_set_stats(mg_schema_census_t *census, int64_t count, int64_t size_bytes,
+                                int64_t storage_bytes);
+
+/*
+ * mg_schema_census_add_id_type adds n documents whose _id has the $type
+ * alias (from a server-side $group by {$type: "$_id"}); once called, the key
+ * decision uses this exact distribution instead of the sample's.
+ */
+bool mg_schema_census_add_id_type(mg_schema_census_t *census, const char *alias, int64_t n,
+                                  mg_error_t *error);
+
+/* Number of string _ids that read as an ObjectId's 24 lower-case hex digits. */
+void mg_schema_census_set_oid_like_strings(mg_schema_census_t *census, int64_t n);
+
+/* Whether the documents fed are the whole collection (else a sample). */
+void mg_schema_census_set_full_scan(mg_schema_census_t *census, bool full);
+
+/*
+ * mg_schema_census_add_sample counts one document (borrowed): size, facts
+ * (mg_schema_doc_scan), top-level field types. A document the scan cannot
+ * read is counted as a finding, not an error.
+ */
+bool mg_schema_census_add_sample(mg_schema_census_t *census, const bson_t *doc, mg_error_t *error);
+
+/* mg_schema_census_key_type applies DESIGN §3's rule (empty: jsonb). */
+mg_schema_key_type_t mg_schema_census_key_type(const mg_schema_census_t *census);
+
+int64_t mg_schema_census_count(const mg_schema_census_t *census);
+int64_t mg_schema_census_size_bytes(const mg_schema_census_t *census);
+
+/* true when the sample saw an array in top-level field `field`. */
+bool mg_schema_census_field_is_array(const mg_schema_census_t *census, const char *field);
+
+/*
+ * mg_schema_census_warnings appends one line per warning to out (NULL to
+ * only count) and stores their number in *count (NULL allowed).
+ */
+bool mg_schema_census_warnings(const mg_schema_census_t *census, mg_buf_t *out, size_t *count,
+                               mg_error_t *error);
+
+/* mg_schema_census_to_json appends the census report as one JSON object. */
+bool mg_schema_census_to_json(const mg_schema_census_t *census, mg_buf_t *out, mg_error_t *error);
+
+/* ------------------------------------------------------------------------
+ * DDL and index translation
+ * ------------------------------------------------------------------------ */
+
+/* mg_schema_table_ddl appends CREATE TABLE for a collection table. */
+bool mg_schema_table_ddl(const char *schema, const char *table, mg_schema_key_type_t key_type,
+                         mg_buf_t *out, mg_error_t *error);
+
+typedef enum {
+    MG_SCHEMA_INDEX_PRIMARY = 0,    /* the _id index: the table's primary key */
+    MG_SCHEMA_INDEX_TRANSLATED,     /* same semantics on the JSONB column */
+    MG_SCHEMA_INDEX_CAVEAT,         /* built, with a difference stated in note */
+    MG_SCHEMA_INDEX_NOT_TRANSLATED, /* not built: note says why, suggestion what instead */
+} mg_schema_index_status_t;
+
+const char *mg_schema_index_status_name(mg_schema_index_status_t status);
+
+/* One index's plan; strings malloc'd, freed by mg_schema_index_plan_cleanup. */
+typedef struct {
+    char *mongo_name;
+    char *key_json; /* the key document as relaxed Extended JSON */
+    char pg_name[MG_SCHEMA_IDENT_MAX + 1];
+    mg_schema_index_status_t status;
+    bool unique;
+    char *sql;        /* CREATE INDEX ..., NULL unless built */
+    char *note;       /* caveat or reason, NULL when none */
+    char *suggestion; /* what to do instead, NULL when none */
+} mg_schema_index_plan_t;
+
+/*
+ * mg_schema_index_translate turns one listIndexes entry (spec, borrowed)
+ * into a plan for schema.table. census (NULL allowed) lets it warn about
+ * array fields. Fails only on a malformed spec or out of memory; an index
+ * it cannot translate is a plan with status NOT_TRANSLATED.
+ */
+bool mg_schema_index_translate(const bson_t *spec, const char *schema, const char *table,
+                               const mg_schema_census_t *census, mg_schema_index_plan_t *plan,
+                               mg_error_t *error);
+void mg_schema_index_plan_cleanup(mg_schema_index_plan_t *plan);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MG_SCHEMA_H */

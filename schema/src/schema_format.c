@@ -1,0 +1,558 @@
+/*
+ * schema/src/schema_format.c - number, date, base64 and UTF-8 helpers of the
+ * type mapping, and the table of wrapper key sets.
+ */
+#include "schema_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char mg_schema__hex[16] = "0123456789abcdef";
+
+/* ------------------------------------------------------------------------
+ * Wrapper key sets
+ * ------------------------------------------------------------------------ */
+
+typedef struct {
+    const char *k1;
+    const char *k2; /* NULL: single-key wrapper */
+    mg_schema_wrap_t kind;
+} wrap_entry_t;
+
+static const wrap_entry_t wrap_table[] = {
+    {"$oid", NULL, MG_SCHEMA_WRAP_OID},
+    {"$symbol", NULL, MG_SCHEMA_WRAP_SYMBOL},
+    {"$numberInt", NULL, MG_SCHEMA_WRAP_INT32},
+    {"$numberLong", NULL, MG_SCHEMA_WRAP_INT64},
+    {"$numberDouble", NULL, MG_SCHEMA_WRAP_DOUBLE},
+    {"$numberDecimal", NULL, MG_SCHEMA_WRAP_DECIMAL},
+    {"$binary", NULL, MG_SCHEMA_WRAP_BINARY},
+    {"$code", NULL, MG_SCHEMA_WRAP_CODE},
+    {"$code", "$scope", MG_SCHEMA_WRAP_CODE_SCOPE},
+    {"$timestamp", NULL, MG_SCHEMA_WRAP_TIMESTAMP},
+    {"$regularExpression", NULL, MG_SCHEMA_WRAP_REGEX},
+    {"$dbPointer", NULL, MG_SCHEMA_WRAP_DBPOINTER},
+    {"$date", NULL, MG_SCHEMA_WRAP_DATE},
+    {"$minKey", NULL, MG_SCHEMA_WRAP_MINKEY},
+    {"$maxKey", NULL, MG_SCHEMA_WRAP_MAXKEY},
+    {"$undefined", NULL, MG_SCHEMA_WRAP_UNDEFINED},
+    {"$stringBase64", NULL, MG_SCHEMA_WRAP_STRING_BASE64},
+    {"$literal", NULL, MG_SCHEMA_WRAP_LITERAL},
+};
+
+/* key_is returns true when the key of length len equals the literal lit. */
+static bool
+key_is(const char *key, size_t len, const char *lit)
+{
+    return strlen(lit) == len && memcmp(key, lit, len) == 0;
+}
+
+mg_schema_wrap_t
+mg_schema__wrap_kind(const char *k1, size_t l1, const char *k2, size_t l2)
+{
+    size_t i;
+
+    if (l1 < 2 || k1[0] != '$')
+        return MG_SCHEMA_WRAP_NONE;
+    if (k2 != NULL && (l2 < 2 || k2[0] != '$'))
+        return MG_SCHEMA_WRAP_NONE;
+    for (i = 0; i < sizeof(wrap_table) / sizeof(wrap_table[0]); i++) {
+        const wrap_entry_t *w = &wrap_table[i];
+
+        if (k2 == NULL) {
+            if (w->k2 == NULL && key_is(k1, l1, w->k1))
+                return w->kind;
+        } else if (w->k2 != NULL) {
+            if ((key_is(k1, l1, w->k1) && key_is(k2, l2, w->k2)) ||
+                (key_is(k1, l1, w->k2) && key_is(k2, l2, w->k1)))
+                return w->kind;
+        }
+    }
+    return MG_SCHEMA_WRAP_NONE;
+}
+
+bool
+mg_schema__doc_is_reserved(const bson_iter_t *doc_iter)
+{
+    bson_iter_t it = *doc_iter;
+    const char *k1 = NULL, *k2 = NULL;
+    size_t l1 = 0, l2 = 0;
+
+    while (bson_iter_next(&it)) {
+        const char *key = bson_iter_key(&it);
+        size_t len = strlen(key);
+
+        if (key[0] != '$')
+            return false;
+        if (k1 == NULL) {
+            k1 = key;
+            l1 = len;
+        } else if (len == l1 && memcmp(key, k1, len) == 0) {
+            continue;
+        } else if (k2 == NULL) {
+            k2 = key;
+            l2 = len;
+        } else if (len == l2 && memcmp(key, k2, len) == 0) {
+            continue;
+        } else {
+            return false; /* three distinct keys: no wrapper has that many */
+        }
+    }
+    if (k1 == NULL)
+        return false;
+    return mg_schema__wrap_kind(k1, l1, k2, l2) != MG_SCHEMA_WRAP_NONE;
+}
+
+/* ------------------------------------------------------------------------
+ * Integers
+ * ------------------------------------------------------------------------ */
+
+static const char digit_pairs[201] = "00010203040506070809"
+                                     "10111213141516171819"
+                                     "20212223242526272829"
+                                     "30313233343536373839"
+                                     "40414243444546474849"
+                                     "50515253545556575859"
+                                     "60616263646566676869"
+                                     "70717273747576777879"
+                                     "80818283848586878889"
+                                     "90919293949596979899";
+
+size_t
+mg_schema__u64_format(uint64_t v, char *out)
+{
+    char tmp[24];
+    char *p = tmp + sizeof(tmp);
+    size_t n;
+
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+
+        v /= 100;
+        p -= 2;
+        p[0] = digit_pairs[2 * r];
+        p[1] = digit_pairs[2 * r + 1];
+    }
+    if (v >= 10) {
+        p -= 2;
+        p[0] = digit_pairs[2 * v];
+        p[1] = digit_pairs[2 * v + 1];
+    } else {
+        *--p = (char)('0' + v);
+    }
+    n = (size_t)(tmp + sizeof(tmp) - p);
+    memcpy(out, p, n);
+    return n;
+}
+
+size_t
+mg_schema__i64_format(int64_t v, char *out)
+{
+    if (v < 0) {
+        out[0] = '-';
+        /* unsigned negation is defined for INT64_MIN too */
+        return 1 + mg_schema__u64_format(0u - (uint64_t)v, out + 1);
+    }
+    return mg_schema__u64_format((uint64_t)v, out);
+}
+
+/* ------------------------------------------------------------------------
+ * Doubles
+ * ------------------------------------------------------------------------ */
+
+static const double pow10_table[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                       1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                       1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+#define TWO_POW_53 9007199254740992.0
+
+/*
+ * place_point writes the digit string digits[0..nd) times 10^-frac (frac >=
+ * 1) as "int.frac" into out; returns the length.
+ */
+static size_t
+place_point(const char *digits, size_t nd, size_t frac, char *out)
+{
+    char *p = out;
+
+    if (nd <= frac) {
+        *p++ = '0';
+        *p++ = '.';
+        memset(p, '0', frac - nd);
+        p += frac - nd;
+        memcpy(p, digits, nd);
+        p += nd;
+    } else {
+        memcpy(p, digits, nd - frac);
+        p += nd - frac;
+        *p++ = '.';
+        memcpy(p, digits + nd - frac, frac);
+        p += frac;
+    }
+    *p = '\0';
+    return (size_t)(p - out);
+}
+
+/*
+ * format_slow finds the shortest of 15, 16 or 17 significant digits that
+ * reads back as a (> 0) and writes it in plain notation into out.
+ */
+static size_t
+format_slow(double a, char *out)
+{
+    char sci[40];
+    char digits[24];
+    size_t nd = 0, i;
+    int prec, exp10;
+    char *e;
+
+    for (prec = 15; prec <= 17; prec++) {
+        snprintf(sci, sizeof(sci), "%.*e", prec - 1, a);
+        if (prec == 17 || strtod(sci, NULL) == a)
+            break;
+    }
+    /* sci is "d.ddddde[+-]XX": collect the digits, then the exponent */
+    for (e = sci; *e != 'e'; e++)
+        if (*e >= '0' && *e <= '9')
+            digits[nd++] = *e;
+    exp10 = atoi(e + 1);
+    while (nd > 1 && digits[nd - 1] == '0')
+        nd--;
+    /* value = 0.digits * 10^(exp10 + 1) */
+    if (exp10 >= 0) {
+        size_t int_digits = (size_t)exp10 + 1;
+        char *p = out;
+
+        if (nd <= int_digits) {
+            memcpy(p, digits, nd);
+            p += nd;
+            for (i = nd; i < int_digits; i++)
+                *p++ = '0';
+            memcpy(p, ".0", 3);
+            return (size_t)(p - out) + 2;
+        }
+        return place_point(digits, nd, nd - int_digits, out);
+    }
+    return place_point(digits, nd, nd + (size_t)(-exp10 - 1), out);
+}
+
+size_t
+mg_schema__double_format(double x, char *out)
+{
+    char digits[24];
+    size_t n = 0, nd, k;
+    double a = fabs(x);
+
+    if (x < 0)
+        out[n++] = '-';
+    if (a < TWO_POW_53 && a == floor(a)) {
+        n += mg_schema__u64_format((uint64_t)a, out + n);
+        memcpy(out + n, ".0", 3);
+        return n + 2;
+    }
+    /* Fewest fraction digits k such that m / 10^k reads back as a: m and
+     * 10^k are exact doubles, so the division rounds exactly like strtod
+     * reading the decimal text. */
+    for (k = 1; k <= 22; k++) {
+        double scaled = a * pow10_table[k];
+        double m;
+
+        if (scaled >= TWO_POW_53)
+            break;
+        m = nearbyint(scaled);
+        if (m / pow10_table[k] == a) {
+            nd = mg_schema__u64_format((uint64_t)m, digits);
+            return n + place_point(digits, nd, k, out + n);
+        }
+    }
+    return n + format_slow(a, out + n);
+}
+
+/* ------------------------------------------------------------------------
+ * Dates: proleptic Gregorian calendar, days relative to 1970-01-01.
+ * ------------------------------------------------------------------------ */
+
+/* civil_from_days converts days since the epoch to year, month, day. */
+static void
+civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    int64_t era, yoe, doe, doy, mp;
+
+    z += 719468;
+    era = (z >= 0 ? z : z - 146096) / 146097;
+    doe = z - era * 146097;
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    mp = (5 * doy + 2) / 153;
+    *d = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+/* days_from_civil converts year, month (1..12), day to days since the epoch. */
+static int64_t
+days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    int64_t era, yoe, doy, doe;
+
+    y -= m <= 2;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = y - era * 400;
+    doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* put2 writes v (0..99) as two digits. */
+static void
+put2(char *out, unsigned v)
+{
+    out[0] = digit_pairs[2 * v];
+    out[1] = digit_pairs[2 * v + 1];
+}
+
+void
+mg_schema__date_format(int64_t ms, char *out)
+{
+    int64_t days = ms / 86400000, y;
+    unsigned rem = (unsigned)(ms % 86400000), m, d;
+
+    civil_from_days(days, &y, &m, &d);
+    put2(out, (unsigned)(y / 100));
+    put2(out + 2, (unsigned)(y % 100));
+    out[4] = '-';
+    put2(out + 5, m);
+    out[7] = '-';
+    put2(out + 8, d);
+    out[10] = 'T';
+    put2(out + 11, rem / 3600000);
+    out[13] = ':';
+    put2(out + 14, rem / 60000 % 60);
+    out[16] = ':';
+    put2(out + 17, rem / 1000 % 60);
+    out[19] = '.';
+    out[20] = (char)('0' + rem % 1000 / 100);
+    put2(out + 21, rem % 100);
+    out[23] = 'Z';
+}
+
+/* digits_at reads n decimal digits at s into *v; false on a non-digit. */
+static bool
+digits_at(const char *s, size_t n, unsigned *v)
+{
+    size_t i;
+
+    *v = 0;
+    for (i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        *v = *v * 10 + (unsigned)(s[i] - '0');
+    }
+    return true;
+}
+
+bool
+mg_schema__date_parse(const char *s, size_t len, int64_t *ms)
+{
+    static const unsigned mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    unsigned y, mo, d, h, mi, sec, frac = 0, dim;
+    size_t fl = 0;
+
+    if (len < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
+        s[len - 1] != 'Z')
+        return false;
+    if (!digits_at(s, 4, &y) || !digits_at(s + 5, 2, &mo) || !digits_at(s + 8, 2, &d) ||
+        !digits_at(s + 11, 2, &h) || !digits_at(s + 14, 2, &mi) || !digits_at(s + 17, 2, &sec))
+        return false;
+    if (len > 20) {
+        fl = len - 21; /* digits between '.' and 'Z' */
+        if (s[19] != '.' || fl < 1 || fl > 3 || !digits_at(s + 20, fl, &frac))
+            return false;
+        while (fl++ < 3)
+            frac *= 10;
+    }
+    if (mo < 1 || mo > 12 || h > 23 || mi > 59 || sec > 59)
+        return false;
+    dim = mdays[mo - 1] + (mo == 2 && (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)));
+    if (d < 1 || d > dim)
+        return false;
+    *ms = days_from_civil(y, mo, d) * 86400000 + (int64_t)h * 3600000 + (int64_t)mi * 60000 +
+          (int64_t)sec * 1000 + frac;
+    return true;
+}
+
+/* ------------------------------------------------------------------------
+ * Base64 (RFC 4648, standard alphabet, padded)
+ * ------------------------------------------------------------------------ */
+
+static const char b64_alphabet[65] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+size_t
+mg_schema__base64_len(size_t n)
+{
+    return (n + 2) / 3 * 4;
+}
+
+void
+mg_schema__base64_encode(const uint8_t *in, size_t n, char *out)
+{
+    size_t i = 0;
+
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+
+        *out++ = b64_alphabet[v >> 18];
+        *out++ = b64_alphabet[(v >> 12) & 63];
+        *out++ = b64_alphabet[(v >> 6) & 63];
+        *out++ = b64_alphabet[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)in[i] << 16;
+
+        *out++ = b64_alphabet[v >> 18];
+        *out++ = b64_alphabet[(v >> 12) & 63];
+        *out++ = '=';
+        *out++ = '=';
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+
+        *out++ = b64_alphabet[v >> 18];
+        *out++ = b64_alphabet[(v >> 12) & 63];
+        *out++ = b64_alphabet[(v >> 6) & 63];
+        *out++ = '=';
+    }
+}
+
+/* b64_value returns the 6-bit value of c, or -1. */
+static int
+b64_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+bool
+mg_schema__base64_decode(const char *in, size_t len, uint8_t *out, size_t *outlen)
+{
+    size_t i, n = 0;
+
+    if (len % 4 != 0)
+        return false;
+    for (i = 0; i < len; i += 4) {
+        int v[4], j, pad = 0;
+
+        for (j = 0; j < 4; j++) {
+            if (in[i + j] == '=' && i + 4 == len && j >= 2) {
+                v[j] = 0;
+                pad++;
+            } else {
+                if (pad > 0)
+                    return false; /* data after padding */
+                v[j] = b64_value(in[i + j]);
+                if (v[j] < 0)
+                    return false;
+            }
+        }
+        uint32_t w =
+            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        /* the bits a padded group leaves unused must be zero (canonical) */
+        if ((pad == 1 && (w & 0xff) != 0) || (pad == 2 && (w & 0xffff) != 0))
+            return false;
+        out[n++] = (uint8_t)(w >> 16);
+        if (pad < 2)
+            out[n++] = (uint8_t)(w >> 8);
+        if (pad < 1)
+            out[n++] = (uint8_t)w;
+    }
+    *outlen = n;
+    return true;
+}
+
+/* ------------------------------------------------------------------------
+ * UTF-8
+ * ------------------------------------------------------------------------ */
+
+size_t
+mg_schema__utf8_seq_len(const uint8_t *s, size_t n)
+{
+    uint8_t c = s[0];
+
+    if (c >= 0xc2 && c <= 0xdf)
+        return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
+    if (c >= 0xe0 && c <= 0xef) {
+        uint8_t lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+
+        return n >= 3 && s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 ? 3 : 0;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        uint8_t lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+
+        return n >= 4 && s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 && (s[3] & 0xc0) == 0x80
+                   ? 4
+                   : 0;
+    }
+    return 0;
+}
+
+bool
+mg_schema__utf8_valid(const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+
+    while (i < n) {
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t l = mg_schema__utf8_seq_len(s + i, n - i);
+
+        if (l == 0)
+            return false;
+        i += l;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------------
+ * Raw elements
+ * ------------------------------------------------------------------------ */
+
+bool
+mg_schema__append_raw(bson_t *dst, bson_type_t type, const char *key, size_t klen,
+                      const uint8_t *payload, size_t plen)
+{
+    size_t total = 4 + 1 + klen + 1 + plen + 1;
+    uint8_t *buf;
+    uint32_t le;
+    bson_t tmp;
+    bool ok;
+
+    if (total > INT32_MAX)
+        return false;
+    buf = malloc(total);
+    if (buf == NULL)
+        return false;
+    le = BSON_UINT32_TO_LE((uint32_t)total);
+    memcpy(buf, &le, 4);
+    buf[4] = (uint8_t)type;
+    memcpy(buf + 5, key, klen);
+    buf[5 + klen] = 0;
+    if (plen > 0)
+        memcpy(buf + 6 + klen, payload, plen);
+    buf[total - 1] = 0;
+    ok = bson_init_static(&tmp, buf, total) && bson_concat(dst, &tmp);
+    free(buf);
+    return ok;
+}

@@ -1,0 +1,634 @@
+/*
+ * schema/src/schema_index.c - MongoDB index specifications -> expression
+ * indexes on the JSONB column, or a report of why not and what to do
+ * instead (docs/index-translation.md). Also the DDL of a collection table.
+ */
+#include "mg/schema.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define SQL_CAP (64 * 1024)
+
+typedef struct {
+    char *path;
+    int direction;       /* 1 or -1 */
+    const char *special; /* "hashed", "text", "2dsphere", ... or NULL */
+    bool wildcard;       /* "$**" or "a.$**" */
+} key_part_t;
+
+/* set_note replaces *slot with a strdup of text (NULL keeps NULL). */
+static bool
+set_text(char **slot, const char *text, mg_error_t *error)
+{
+    free(*slot);
+    *slot = NULL;
+    if (text == NULL)
+        return true;
+    *slot = strdup(text);
+    if (*slot == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+    return true;
+}
+
+void
+mg_schema_index_plan_cleanup(mg_schema_index_plan_t *plan)
+{
+    if (plan == NULL)
+        return;
+    free(plan->mongo_name);
+    free(plan->sql);
+    free(plan->note);
+    free(plan->suggestion);
+    free(plan->key_json);
+    memset(plan, 0, sizeof(*plan));
+}
+
+const char *
+mg_schema_index_status_name(mg_schema_index_status_t status)
+{
+    switch (status) {
+    case MG_SCHEMA_INDEX_PRIMARY:
+        return "primary_key";
+    case MG_SCHEMA_INDEX_TRANSLATED:
+        return "translated";
+    case MG_SCHEMA_INDEX_CAVEAT:
+        return "translated_with_caveat";
+    case MG_SCHEMA_INDEX_NOT_TRANSLATED:
+        return "not_translated";
+    }
+    return "unknown";
+}
+
+/* path_expr appends "(doc -> 'a' -> 'b')" for the dotted path. */
+static bool
+path_expr(const char *path, mg_buf_t *out, mg_error_t *error)
+{
+    const char *p = path;
+
+    if (!mg_buf_append_str(out, "(doc", error))
+        return false;
+    while (true) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        char *seg = strndup(p, n);
+        bool ok;
+
+        if (seg == NULL)
+            return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+        ok = mg_buf_append_str(out, " -> ", error) && mg_schema_quote_literal(seg, out, error);
+        free(seg);
+        if (!ok)
+            return false;
+        if (dot == NULL)
+            break;
+        p = dot + 1;
+    }
+    return mg_buf_append_str(out, ")", error);
+}
+
+/* index_name derives a deterministic PostgreSQL index name. */
+static void
+index_name(const char *table, const char *mongo_name, char out[MG_SCHEMA_IDENT_MAX + 1])
+{
+    char joined[512];
+
+    snprintf(joined, sizeof(joined), "%s_%s", table, mongo_name);
+    if (mg_schema_ident_sanitize(joined, out)) {
+        /* any change gets the hash, so "a.b_1" and "a_b_1" stay distinct */
+        char base[MG_SCHEMA_IDENT_MAX + 1];
+        uint32_t h = 2166136261u;
+        snprintf(base, sizeof(base), "%s", out);
+        for (const char *p = joined; *p; p++) {
+            h ^= (unsigned char)*p;
+            h *= 16777619u;
+        }
+        size_t keep = strlen(base);
+        if (keep > MG_SCHEMA_IDENT_MAX - 9)
+            keep = MG_SCHEMA_IDENT_MAX - 9;
+        /* strip a hash suffix the sanitizer may have added for a cut */
+        snprintf(out, MG_SCHEMA_IDENT_MAX + 1, "%.*s_%08x", (int)keep, base, h);
+    }
+}
+
+static bool
+parse_keys(const bson_t *key, key_part_t *parts, size_t *nparts, size_t max, char *why,
+           size_t whysz)
+{
+    bson_iter_t it;
+    size_t n = 0;
+
+    if (!bson_iter_init(&it, key))
+        return false;
+    while (bson_iter_next(&it)) {
+        key_part_t *k = &parts[n];
+        const char *name = bson_iter_key(&it);
+
+        if (n == max) {
+            snprintf(why, whysz, "more than %zu key fields", max);
+            return false;
+        }
+        memset(k, 0, sizeof(*k));
+        k->path = (char *)name; /* borrowed from the spec */
+        k->direction = 1;
+        if (strcmp(name, "$**") == 0 ||
+            (strlen(name) > 4 && strcmp(name + strlen(name) - 4, ".$**") == 0))
+            k->wildcard = true;
+        if (BSON_ITER_HOLDS_NUMBER(&it)) {
+            double d = bson_iter_as_double(&it);
+            k->direction = d < 0 ? -1 : 1;
+        } else if (BSON_ITER_HOLDS_UTF8(&it)) {
+            k->special = bson_iter_utf8(&it, NULL);
+        } else {
+            snprintf(why, whysz, "key \"%s\" has an unsupported value type", name);
+            return false;
+        }
+        n++;
+    }
+    *nparts = n;
+    return n > 0;
+}
+
+/*
+ * partial_expr translates the supported subset of a partialFilterExpression
+ * (equality, $eq, $exists, $gt/$gte/$lt/$lte on numbers, $type for bool,
+ * string and number, $and) into a SQL predicate. Returns false with *why set
+ * for anything else.
+ */
+static bool partial_expr(const bson_t *filter, mg_buf_t *out, char *why, size_t whysz,
+                         mg_error_t *error);
+
+static bool
+value_json(const bson_iter_t *it, mg_buf_t *out, mg_error_t *error)
+{
+    mg_buf_t tmp;
+    bool ok;
+
+    mg_buf_init(&tmp, SQL_CAP);
+    ok = mg_schema_value_render(it, MG_SCHEMA_FIDELITY_RELAXED, &tmp, NULL, error) &&
+         mg_buf_append_str(&tmp, "", error) &&
+         mg_schema_quote_literal(tmp.data ? tmp.data : "null", out, error) &&
+         mg_buf_append_str(out, "::jsonb", error);
+    mg_buf_cleanup(&tmp);
+    return ok;
+}
+
+static bool
+field_condition(const char *path, bson_iter_t *val, mg_buf_t *out, char *why, size_t whysz,
+                mg_error_t *error)
+{
+    mg_buf_t expr;
+    bool ok = false;
+
+    mg_buf_init(&expr, SQL_CAP);
+    if (!path_expr(path, &expr, error))
+        goto done;
+    if (BSON_ITER_HOLDS_DOCUMENT(val)) {
+        bson_t sub;
+        bson_iter_t op;
+        const uint8_t *data;
+        uint32_t len;
+        bool first = true;
+
+        bson_iter_document(val, &len, &data);
+        if (!bson_init_static(&sub, data, len) || !bson_iter_init(&op, &sub))
+            goto unsupported_doc;
+        if (!bson_iter_next(&op) || bson_iter_key(&op)[0] != '$')
+            goto unsupported_doc; /* equality with a whole document */
+        bson_iter_init(&op, &sub);
+        while (bson_iter_next(&op)) {
+            const char *name = bson_iter_key(&op);
+            if (!first && !mg_buf_append_str(out, " AND ", error))
+                goto done;
+            first = false;
+            if (strcmp(name, "$exists") == 0) {
+                ok = mg_buf_printf(out, error, "%s IS %sNULL", expr.data,
+                                   bson_iter_as_bool(&op) ? "NOT " : "");
+            } else if (strcmp(name, "$eq") == 0 && !BSON_ITER_HOLDS_DOCUMENT(&op) &&
+                       !BSON_ITER_HOLDS_ARRAY(&op)) {
+                if (BSON_ITER_HOLDS_NULL(&op))
+                    ok = mg_buf_printf(out, error, "(%s IS NULL OR %s = 'null'::jsonb)", expr.data,
+                                       expr.data);
+                else
+                    ok = mg_buf_printf(out, error, "%s = ", expr.data) &&
+                         value_json(&op, out, error);
+            } else if ((strcmp(name, "$gt") == 0 || strcmp(name, "$gte") == 0 ||
+                        strcmp(name, "$lt") == 0 || strcmp(name, "$lte") == 0) &&
+                       BSON_ITER_HOLDS_NUMBER(&op)) {
+                const char *sqlop = strcmp(name, "$gt") == 0    ? ">"
+                                    : strcmp(name, "$gte") == 0 ? ">="
+                                    : strcmp(name, "$lt") == 0  ? "<"
+                                                                : "<=";
+                /* type bracketing: a number bound only matches numbers */
+                ok = mg_buf_printf(out, error, "(jsonb_typeof(%s) = 'number' AND %s %s ", expr.data,
+                                   expr.data, sqlop) &&
+                     value_json(&op, out, error) && mg_buf_append_str(out, ")", error);
+            } else if (strcmp(name, "$type") == 0 && BSON_ITER_HOLDS_UTF8(&op)) {
+                const char *t = bson_iter_utf8(&op, NULL);
+                const char *jt = strcmp(t, "bool") == 0     ? "boolean"
+                                 : strcmp(t, "string") == 0 ? "string"
+                                 : strcmp(t, "number") == 0 ? "number"
+                                                            : NULL;
+                if (jt == NULL) {
+                    snprintf(why, whysz, "partial filter $type \"%s\" is not translated", t);
+                    goto done;
+                }
+                ok = mg_buf_printf(out, error, "jsonb_typeof(%s) = '%s'", expr.data, jt);
+            } else {
+                snprintf(why, whysz, "partial filter operator %s on \"%s\" is not translated", name,
+                         path);
+                goto done;
+            }
+            if (!ok)
+                goto done;
+        }
+        ok = true;
+        goto done;
+    unsupported_doc:
+        snprintf(why, whysz, "partial filter on \"%s\" compares with a document", path);
+        goto done;
+    }
+    if (BSON_ITER_HOLDS_ARRAY(val) || BSON_ITER_HOLDS_REGEX(val)) {
+        snprintf(why, whysz, "partial filter on \"%s\" uses an array or regex value", path);
+        goto done;
+    }
+    if (BSON_ITER_HOLDS_NULL(val))
+        ok = mg_buf_printf(out, error, "(%s IS NULL OR %s = 'null'::jsonb)", expr.data, expr.data);
+    else
+        ok = mg_buf_printf(out, error, "%s = ", expr.data) && value_json(val, out, error);
+done:
+    mg_buf_cleanup(&expr);
+    return ok;
+}
+
+static bool
+partial_expr(const bson_t *filter, mg_buf_t *out, char *why, size_t whysz, mg_error_t *error)
+{
+    bson_iter_t it;
+    bool first = true;
+
+    if (!bson_iter_init(&it, filter)) {
+        snprintf(why, whysz, "partial filter is not a valid document");
+        return false;
+    }
+    while (bson_iter_next(&it)) {
+        const char *key = bson_iter_key(&it);
+
+        if (!first && !mg_buf_append_str(out, " AND ", error))
+            return false;
+        first = false;
+        if (strcmp(key, "$and") == 0 && BSON_ITER_HOLDS_ARRAY(&it)) {
+            bson_iter_t arr;
+            bool inner_first = true;
+            if (!bson_iter_recurse(&it, &arr) || !mg_buf_append_str(out, "(", error))
+                return false;
+            while (bson_iter_next(&arr)) {
+                bson_t sub;
+                const uint8_t *data;
+                uint32_t len;
+                if (!BSON_ITER_HOLDS_DOCUMENT(&arr)) {
+                    snprintf(why, whysz, "partial filter $and holds a non-document");
+                    return false;
+                }
+                bson_iter_document(&arr, &len, &data);
+                if (!bson_init_static(&sub, data, len))
+                    return false;
+                if (!inner_first && !mg_buf_append_str(out, " AND ", error))
+                    return false;
+                inner_first = false;
+                if (!mg_buf_append_str(out, "(", error) ||
+                    !partial_expr(&sub, out, why, whysz, error) ||
+                    !mg_buf_append_str(out, ")", error))
+                    return false;
+            }
+            if (!mg_buf_append_str(out, ")", error))
+                return false;
+            continue;
+        }
+        if (key[0] == '$') {
+            snprintf(why, whysz, "partial filter operator %s is not translated", key);
+            return false;
+        }
+        if (!field_condition(key, &it, out, why, whysz, error))
+            return false;
+    }
+    return true;
+}
+
+/* get_subdoc initialises *sub from the document field named key in spec. */
+static bool
+get_subdoc(const bson_t *spec, const char *key, bson_t *sub)
+{
+    bson_iter_t it;
+    const uint8_t *data;
+    uint32_t len;
+
+    if (!bson_iter_init_find(&it, spec, key) || !BSON_ITER_HOLDS_DOCUMENT(&it))
+        return false;
+    bson_iter_document(&it, &len, &data);
+    return bson_init_static(sub, data, len);
+}
+
+static bool
+spec_bool(const bson_t *spec, const char *key)
+{
+    bson_iter_t it;
+
+    return bson_iter_init_find(&it, spec, key) && bson_iter_as_bool(&it);
+}
+
+/* top_field copies the first segment of path. */
+static void
+top_field(const char *path, char *out, size_t outsz)
+{
+    const char *dot = strchr(path, '.');
+    size_t n = dot ? (size_t)(dot - path) : strlen(path);
+
+    snprintf(out, outsz, "%.*s", (int)n, path);
+}
+
+bool
+mg_schema_index_translate(const bson_t *spec, const char *schema, const char *table,
+                          const mg_schema_census_t *census, mg_schema_index_plan_t *plan,
+                          mg_error_t *error)
+{
+    key_part_t parts[32];
+    size_t nparts = 0;
+    bson_t key, sub;
+    bson_iter_t it;
+    char why[512] = "";
+    char caveat[1024] = "";
+    mg_buf_t sql, where;
+    bool unique, sparse, ok = false;
+    const char *method = NULL;
+    size_t co = 0;
+
+    memset(plan, 0, sizeof(*plan));
+    mg_buf_init(&sql, SQL_CAP);
+    mg_buf_init(&where, SQL_CAP);
+
+    if (!bson_iter_init_find(&it, spec, "name") || !BSON_ITER_HOLDS_UTF8(&it)) {
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
+                     "index specification on \"%s.%s\" has no name", schema, table);
+        goto done;
+    }
+    if (!set_text(&plan->mongo_name, bson_iter_utf8(&it, NULL), error))
+        goto done;
+    index_name(table, plan->mongo_name, plan->pg_name);
+    if (!get_subdoc(spec, "key", &key)) {
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
+                     "index \"%s\" on \"%s.%s\" has no key document", plan->mongo_name, schema,
+                     table);
+        goto done;
+    }
+    {
+        char *kj = bson_as_relaxed_extended_json(&key, NULL);
+        bool set = set_text(&plan->key_json, kj, error);
+        bson_free(kj);
+        if (!set)
+            goto done;
+    }
+    unique = spec_bool(spec, "unique");
+    sparse = spec_bool(spec, "sparse");
+    plan->unique = unique;
+
+    if (!parse_keys(&key, parts, &nparts, 32, why, sizeof(why))) {
+        if (why[0] == '\0')
+            snprintf(why, sizeof(why), "the key document is empty or corrupt");
+        goto not_translated;
+    }
+
+    /* The _id index is the table's primary key. */
+    if (nparts == 1 && strcmp(parts[0].path, "_id") == 0 && parts[0].special == NULL) {
+        plan->status = MG_SCHEMA_INDEX_PRIMARY;
+        ok = set_text(&plan->note, "served by the primary key on the _id column", error);
+        goto done;
+    }
+
+    for (size_t i = 0; i < nparts; i++) {
+        const char *s = parts[i].special;
+        if (s == NULL)
+            continue;
+        if (strcmp(s, "text") == 0) {
+            bson_iter_t lang;
+            const char *l = "english";
+            if (bson_iter_init_find(&lang, spec, "default_language") && BSON_ITER_HOLDS_UTF8(&lang))
+                l = bson_iter_utf8(&lang, NULL);
+            snprintf(why, sizeof(why),
+                     "text indexes have MongoDB's own tokenizer, stemming and scoring; $text "
+                     "queries are not translated");
+            char sugg[512];
+            snprintf(sugg, sizeof(sugg),
+                     "full-text search in PostgreSQL: CREATE INDEX ON \"%s\".\"%s\" USING gin "
+                     "(to_tsvector('%s', <concatenation of the indexed fields as text>))",
+                     schema, table, strcmp(l, "none") == 0 ? "simple" : l);
+            if (!set_text(&plan->suggestion, sugg, error))
+                goto done;
+            goto not_translated;
+        }
+        if (strcmp(s, "2dsphere") == 0 || strcmp(s, "2d") == 0 || strcmp(s, "geoHaystack") == 0) {
+            char sugg[512];
+            snprintf(why, sizeof(why), "geospatial (%s) indexes need PostGIS", s);
+            snprintf(sugg, sizeof(sugg),
+                     "install PostGIS and CREATE INDEX ON \"%s\".\"%s\" USING gist "
+                     "((ST_GeomFromGeoJSON(doc ->> '%s')))",
+                     schema, table, parts[i].path);
+            if (!set_text(&plan->suggestion, sugg, error))
+                goto done;
+            goto not_translated;
+        }
+        if (strcmp(s, "hashed") == 0) {
+            if (nparts != 1) {
+                snprintf(why, sizeof(why),
+                         "compound hashed indexes are not translated (PostgreSQL hash "
+                         "indexes take one column)");
+                if (!set_text(&plan->suggestion,
+                              "a btree index on the same fields serves equality lookups", error))
+                    goto done;
+                goto not_translated;
+            }
+            method = "hash";
+            continue;
+        }
+        snprintf(why, sizeof(why), "index type \"%s\" is not translated", s);
+        goto not_translated;
+    }
+
+    /* Wildcard: a GIN index over the (sub)document answers containment. */
+    if (nparts == 1 && parts[0].wildcard) {
+        char sub_path[512];
+        mg_buf_append_str(&sql, "CREATE INDEX IF NOT EXISTS ", error);
+        mg_schema_quote_ident(plan->pg_name, &sql, error);
+        mg_buf_append_str(&sql, " ON ", error);
+        mg_schema_quote_ident(schema, &sql, error);
+        mg_buf_append_str(&sql, ".", error);
+        mg_schema_quote_ident(table, &sql, error);
+        if (strcmp(parts[0].path, "$**") == 0) {
+            if (!mg_buf_append_str(&sql, " USING gin (doc jsonb_path_ops)", error))
+                goto done;
+        } else {
+            snprintf(sub_path, sizeof(sub_path), "%.*s", (int)(strlen(parts[0].path) - 4),
+                     parts[0].path);
+            if (!mg_buf_append_str(&sql, " USING gin (", error) ||
+                !path_expr(sub_path, &sql, error) ||
+                !mg_buf_append_str(&sql, " jsonb_path_ops)", error))
+                goto done;
+        }
+        co += (size_t)snprintf(caveat + co, sizeof(caveat) - co,
+                               "wildcard index became a GIN (jsonb_path_ops) index: it serves "
+                               "containment (@>) queries, not ranges or sorts");
+        bson_iter_t wp;
+        if (bson_iter_init_find(&wp, spec, "wildcardProjection") && co < sizeof(caveat))
+            co += (size_t)snprintf(caveat + co, sizeof(caveat) - co,
+                                   "; wildcardProjection is ignored (the whole path is indexed)");
+        goto built;
+    }
+    for (size_t i = 0; i < nparts; i++) {
+        if (parts[i].wildcard) {
+            snprintf(why, sizeof(why), "compound wildcard indexes are not translated");
+            goto not_translated;
+        }
+    }
+
+    /* Partial and sparse filters. */
+    if (get_subdoc(spec, "partialFilterExpression", &sub)) {
+        mg_error_t inner;
+        mg_error_clear(&inner);
+        if (!partial_expr(&sub, &where, why, sizeof(why), &inner)) {
+            /* a real failure (memory) sets inner; an unsupported filter only sets why */
+            if (mg_error_is_set(&inner)) {
+                if (error != NULL)
+                    *error = inner;
+                goto done;
+            }
+            goto not_translated;
+        }
+    } else if (sparse) {
+        for (size_t i = 0; i < nparts; i++) {
+            if (i > 0 && !mg_buf_append_str(&where, " OR ", error))
+                goto done;
+            if (!path_expr(parts[i].path, &where, error) ||
+                !mg_buf_append_str(&where, " IS NOT NULL", error))
+                goto done;
+        }
+    }
+
+    /* Collation: PostgreSQL compares jsonb strings by the database collation. */
+    if (get_subdoc(spec, "collation", &sub)) {
+        bson_iter_t st;
+        int strength = 3;
+        if (bson_iter_init_find(&st, &sub, "strength") && BSON_ITER_HOLDS_NUMBER(&st))
+            strength = (int)bson_iter_as_int64(&st);
+        if (unique && strength < 3) {
+            char sugg[512];
+            snprintf(why, sizeof(why),
+                     "unique index with a case-insensitive collation (strength %d): "
+                     "uniqueness would differ",
+                     strength);
+            snprintf(sugg, sizeof(sugg),
+                     "CREATE UNIQUE INDEX ON \"%s\".\"%s\" ((lower(doc ->> '%s')))", schema, table,
+                     parts[0].path);
+            if (!set_text(&plan->suggestion, sugg, error))
+                goto done;
+            goto not_translated;
+        }
+        co += (size_t)snprintf(caveat + co, sizeof(caveat) - co,
+                               "%scollation ignored: strings compare as in the target "
+                               "database",
+                               co ? "; " : "");
+    }
+
+    /* TTL: the index is built; expiry is not enforced by PostgreSQL. */
+    {
+        bson_iter_t ttl;
+        if (bson_iter_init_find(&ttl, spec, "expireAfterSeconds") && BSON_ITER_HOLDS_NUMBER(&ttl) &&
+            co < sizeof(caveat)) {
+            char sugg[512];
+            co += (size_t)snprintf(caveat + co, sizeof(caveat) - co,
+                                   "%sTTL (expireAfterSeconds=%lld) is not enforced by "
+                                   "PostgreSQL",
+                                   co ? "; " : "", (long long)bson_iter_as_int64(&ttl));
+            snprintf(sugg, sizeof(sugg),
+                     "schedule DELETE FROM \"%s\".\"%s\" WHERE (doc -> '%s' ->> '$date')"
+                     "::timestamptz < now() - interval '%lld seconds' (e.g. with pg_cron)",
+                     schema, table, parts[0].path, (long long)bson_iter_as_int64(&ttl));
+            if (!set_text(&plan->suggestion, sugg, error))
+                goto done;
+        }
+    }
+
+    /* Arrays: MongoDB indexes each element (multikey); a btree here indexes the whole value. */
+    for (size_t i = 0; census != NULL && i < nparts; i++) {
+        char top[256];
+        top_field(parts[i].path, top, sizeof(top));
+        if (mg_schema_census_field_is_array(census, top) && co < sizeof(caveat)) {
+            co += (size_t)snprintf(caveat + co, sizeof(caveat) - co,
+                                   "%sfield \"%s\" holds arrays: MongoDB indexes each element, "
+                                   "this index covers the whole array value",
+                                   co ? "; " : "", top);
+            if (plan->suggestion == NULL &&
+                !set_text(&plan->suggestion,
+                          "for element lookups add CREATE INDEX ... USING gin ((doc -> "
+                          "'<field>') jsonb_path_ops)",
+                          error))
+                goto done;
+        }
+    }
+
+    /* The statement. */
+    if (!mg_buf_printf(&sql, error, "CREATE %sINDEX IF NOT EXISTS ", unique ? "UNIQUE " : "") ||
+        !mg_schema_quote_ident(plan->pg_name, &sql, error) ||
+        !mg_buf_append_str(&sql, " ON ", error) || !mg_schema_quote_ident(schema, &sql, error) ||
+        !mg_buf_append_str(&sql, ".", error) || !mg_schema_quote_ident(table, &sql, error))
+        goto done;
+    if (method != NULL && !mg_buf_printf(&sql, error, " USING %s", method))
+        goto done;
+    if (!mg_buf_append_str(&sql, " (", error))
+        goto done;
+    for (size_t i = 0; i < nparts; i++) {
+        if (i > 0 && !mg_buf_append_str(&sql, ", ", error))
+            goto done;
+        /* unique: MongoDB treats a missing field as null, so both must clash */
+        if (unique && where.len == 0) {
+            if (!mg_buf_append_str(&sql, "COALESCE(", error) ||
+                !path_expr(parts[i].path, &sql, error) ||
+                !mg_buf_append_str(&sql, ", 'null'::jsonb)", error))
+                goto done;
+        } else if (!path_expr(parts[i].path, &sql, error)) {
+            goto done; /* path_expr's parentheses make it an index expression */
+        }
+        if (parts[i].direction < 0 && method == NULL && !mg_buf_append_str(&sql, " DESC", error))
+            goto done;
+    }
+    if (!mg_buf_append_str(&sql, ")", error))
+        goto done;
+    if (where.len > 0 && !mg_buf_printf(&sql, error, " WHERE %s", where.data))
+        goto done;
+
+built:
+    plan->status = co > 0 ? MG_SCHEMA_INDEX_CAVEAT : MG_SCHEMA_INDEX_TRANSLATED;
+    ok = set_text(&plan->sql, sql.data, error) && set_text(&plan->note, co ? caveat : NULL, error);
+    goto done;
+
+not_translated:
+    plan->status = MG_SCHEMA_INDEX_NOT_TRANSLATED;
+    ok = set_text(&plan->note, why, error);
+
+done:
+    mg_buf_cleanup(&sql);
+    mg_buf_cleanup(&where);
+    if (!ok)
+        mg_schema_index_plan_cleanup(plan);
+    return ok;
+}
+
+bool
+mg_schema_table_ddl(const char *schema, const char *table, mg_schema_key_type_t key_type,
+                    mg_buf_t *out, mg_error_t *error)
+{
+    return mg_buf_append_str(out, "CREATE TABLE ", error) &&
+           mg_schema_quote_ident(schema, out, error) && mg_buf_append_str(out, ".", error) &&
+           mg_schema_quote_ident(table, out, error) &&
+           mg_buf_printf(out, error, " (_id %s NOT NULL PRIMARY KEY, doc jsonb NOT NULL)",
+                         mg_schema_key_type_sql(key_type));
+}

@@ -1,0 +1,754 @@
+/*
+ * schema/src/schema_render.c - the BSON -> JSON renderer: a bson_iter walker
+ * writing straight into a caller's capped mg_buf_t (the copier's hot path).
+ */
+#include "schema_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Input bytes escaped per reservation: bounds the worst case (6x) we ask for. */
+#define STR_CHUNK 4096
+
+typedef struct {
+    mg_buf_t *out;
+    mg_schema_fidelity_t fidelity;
+    uint32_t facts;
+    mg_error_t *error;
+    uint32_t depth;
+    /* keys along the current path, for error messages */
+    const char *path[MG_SCHEMA_MAX_DEPTH + 2];
+} render_t;
+
+typedef enum {
+    STR_OK = 0,
+    STR_NUL,     /* the bytes hold U+0000 */
+    STR_BAD,     /* the bytes are not valid UTF-8 */
+    STR_NO_ROOM, /* out's cap reached; error set */
+} str_status_t;
+
+static bool render_value(render_t *r, const bson_iter_t *it);
+
+/* path_text writes the dotted path of the current value into out. */
+static void
+path_text(const render_t *r, char *out, size_t outsz)
+{
+    size_t n = 0;
+    uint32_t i;
+
+    out[0] = '\0';
+    for (i = 1; i <= r->depth && i < MG_SCHEMA_MAX_DEPTH + 2; i++) {
+        const char *k = r->path[i] != NULL ? r->path[i] : "";
+        int w = snprintf(out + n, outsz - n, "%s%s", i > 1 ? "." : "", k);
+
+        if (w < 0 || (size_t)w >= outsz - n)
+            return;
+        n += (size_t)w;
+    }
+}
+
+/* fail sets r->error to a parse or limit error naming the current path. */
+static bool
+fail(render_t *r, int32_t code, const char *what)
+{
+    char path[256];
+
+    path_text(r, path, sizeof(path));
+    return mg_error_set(r->error, MG_ERROR_DOMAIN_CORE, code, "could not render BSON: %s at \"%s\"",
+                        what, path);
+}
+
+/*
+ * room returns a pointer where n more bytes may be written, or NULL with the
+ * error set (path added) when out's cap would be exceeded.
+ */
+static inline char *
+room(render_t *r, size_t n)
+{
+    mg_buf_t *out = r->out;
+
+    if (BSON_UNLIKELY(out->data == NULL || out->cap - out->len < n)) {
+        if (!mg_buf_reserve(out, n, r->error)) {
+            char path[256];
+
+            path_text(r, path, sizeof(path));
+            mg_error_prefix(r->error, "could not render BSON at \"%s\"", path);
+            return NULL;
+        }
+    }
+    return out->data + out->len;
+}
+
+/* done_at records that the output now ends at p. */
+static inline void
+done_at(render_t *r, char *p)
+{
+    r->out->len = (size_t)(p - r->out->data);
+}
+
+/* put appends n literal bytes. */
+static inline bool
+put(render_t *r, const char *s, size_t n)
+{
+    char *p = room(r, n);
+
+    if (p == NULL)
+        return false;
+    memcpy(p, s, n);
+    done_at(r, p + n);
+    return true;
+}
+
+#define PUT_LIT(r, lit) put((r), (lit), sizeof(lit) - 1)
+
+/*
+ * special8 flags (in bit 7 of each byte) the bytes of v that cannot be
+ * copied as they are: < 0x20, '"', '\\' and >= 0x80. The lowest flagged
+ * byte is always a true hit (borrows only run upwards from a true hit).
+ */
+static inline uint64_t
+special8(uint64_t v)
+{
+    const uint64_t ones = UINT64_C(0x0101010101010101);
+    const uint64_t high = UINT64_C(0x8080808080808080);
+    uint64_t lt = (v - ones * 0x20) & ~v & high;
+    uint64_t q = v ^ (ones * 0x22);
+    uint64_t b = v ^ (ones * 0x5c);
+
+    q = (q - ones) & ~q & high;
+    b = (b - ones) & ~b & high;
+    return lt | q | b | (v & high);
+}
+
+/* first_flagged returns the index of the lowest flagged byte of m (m != 0). */
+static inline size_t
+first_flagged(uint64_t m)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return (size_t)__builtin_clzll(m) >> 3;
+#else
+    return (size_t)__builtin_ctzll(m) >> 3;
+#endif
+}
+
+/*
+ * write_str appends s[0..n) as a quoted JSON string. Runs of bytes needing
+ * no escape are copied eight at a time. Returns STR_NUL or STR_BAD (output
+ * partially written; the caller rewinds) when jsonb could not hold the text.
+ */
+static str_status_t
+write_str(render_t *r, const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    char *p = room(r, n + 2 < STR_CHUNK ? 6 * n + 16 : 6 * STR_CHUNK + 16);
+
+    if (p == NULL)
+        return STR_NO_ROOM;
+    *p++ = '"';
+    while (i < n) {
+        size_t end = n - i > STR_CHUNK ? i + STR_CHUNK : n;
+
+        if (i > 0) {
+            done_at(r, p);
+            p = room(r, 6 * (end - i) + 16);
+            if (p == NULL)
+                return STR_NO_ROOM;
+        }
+        while (i < end) {
+            uint8_t c;
+
+            if (i + 8 <= n) {
+                uint64_t v, m;
+
+                memcpy(&v, s + i, 8);
+                m = special8(v);
+                memcpy(p, &v, 8); /* the reservation has 16 bytes of slack */
+                if (m == 0) {
+                    p += 8;
+                    i += 8;
+                    continue;
+                }
+                m = first_flagged(m);
+                p += m;
+                i += m;
+            }
+            c = s[i];
+            if (c >= 0x80) {
+                size_t l = mg_schema__utf8_seq_len(s + i, n - i);
+
+                if (l == 0)
+                    return STR_BAD;
+                memcpy(p, s + i, l);
+                p += l;
+                i += l;
+            } else if (c == '"' || c == '\\') {
+                *p++ = '\\';
+                *p++ = (char)c;
+                i++;
+            } else if (c < 0x20) {
+                if (c == 0)
+                    return STR_NUL;
+                *p++ = '\\';
+                switch (c) {
+                case '\n':
+                    *p++ = 'n';
+                    break;
+                case '\t':
+                    *p++ = 't';
+                    break;
+                case '\r':
+                    *p++ = 'r';
+                    break;
+                case '\b':
+                    *p++ = 'b';
+                    break;
+                case '\f':
+                    *p++ = 'f';
+                    break;
+                default:
+                    memcpy(p, "u00", 3);
+                    p[3] = mg_schema__hex[c >> 4];
+                    p[4] = mg_schema__hex[c & 15];
+                    p += 5;
+                }
+                i++;
+            } else {
+                *p++ = (char)c;
+                i++;
+            }
+        }
+    }
+    *p++ = '"';
+    done_at(r, p);
+    return STR_OK;
+}
+
+/*
+ * write_string_slot appends a BSON string as a JSON string, or as
+ * {"$stringBase64": "..."} when jsonb cannot store it as text (U+0000 or
+ * not UTF-8).
+ */
+static bool
+write_string_slot(render_t *r, const char *s, size_t n)
+{
+    size_t mark = r->out->len;
+    str_status_t st = write_str(r, (const uint8_t *)s, n);
+    char *p;
+
+    if (st == STR_OK)
+        return true;
+    if (st == STR_NO_ROOM)
+        return false;
+    r->out->len = mark;
+    r->facts |= st == STR_NUL ? MG_SCHEMA_FACT_NUL_STRING : MG_SCHEMA_FACT_INVALID_UTF8;
+    p = room(r, mg_schema__base64_len(n) + 24);
+    if (p == NULL)
+        return false;
+    memcpy(p, "{\"$stringBase64\":\"", 18);
+    p += 18;
+    mg_schema__base64_encode((const uint8_t *)s, n, p);
+    p += mg_schema__base64_len(n);
+    memcpy(p, "\"}", 2);
+    done_at(r, p + 2);
+    return true;
+}
+
+/* write_key appends "key": for a document element; keys must be UTF-8. */
+static bool
+write_key(render_t *r, const char *key, size_t len)
+{
+    str_status_t st;
+    char *p;
+
+    if (len > 0 && key[0] == '$')
+        r->facts |= MG_SCHEMA_FACT_DOLLAR_KEY;
+    if (memchr(key, '.', len) != NULL)
+        r->facts |= MG_SCHEMA_FACT_DOTTED_KEY;
+    st = write_str(r, (const uint8_t *)key, len);
+    if (st == STR_BAD)
+        return fail(r, MG_ERROR_CODE_PARSE, "key is not valid UTF-8");
+    if (st != STR_OK)
+        return false;
+    p = room(r, 1);
+    if (p == NULL)
+        return false;
+    *p = ':';
+    done_at(r, p + 1);
+    return true;
+}
+
+/* key_len returns the length of the current element's key without strlen. */
+static inline size_t
+key_len(const bson_iter_t *it)
+{
+    /* the value follows the key's NUL: d1 - key - 1 (bson_iter_t layout) */
+    return (size_t)(it->d1 - it->key - 1);
+}
+
+/*
+ * render_container appends a document ('{') or array ('[') whose elements
+ * child iterates (positioned before the first element).
+ */
+static bool
+render_container(render_t *r, bson_iter_t *child, bool is_array)
+{
+    bool first = true;
+    char *p;
+
+    if (r->depth >= MG_SCHEMA_MAX_DEPTH)
+        return fail(r, MG_ERROR_CODE_LIMIT, "document nested too deeply");
+    r->depth++;
+    if (!put(r, is_array ? "[" : "{", 1))
+        return false;
+    while (bson_iter_next(child)) {
+        const char *key = bson_iter_key(child);
+        size_t klen = key_len(child);
+
+        r->path[r->depth] = key;
+        if (!first && !PUT_LIT(r, ","))
+            return false;
+        first = false;
+        if (!is_array && !write_key(r, key, klen))
+            return false;
+        if (!render_value(r, child))
+            return false;
+    }
+    if (child->err_off != 0) {
+        r->path[r->depth] = "";
+        return fail(r, MG_ERROR_CODE_PARSE, "corrupt BSON");
+    }
+    p = room(r, 1);
+    if (p == NULL)
+        return false;
+    *p = is_array ? ']' : '}';
+    done_at(r, p + 1);
+    r->depth--;
+    return true;
+}
+
+/*
+ * render_document appends an embedded document; one whose key set is that of
+ * a wrapper goes inside {"$literal": ...} so it reads back as a document.
+ */
+static bool
+render_document(render_t *r, const bson_iter_t *it)
+{
+    bson_iter_t child;
+
+    if (!bson_iter_recurse(it, &child))
+        return fail(r, MG_ERROR_CODE_PARSE, "corrupt embedded document");
+    /* only a document whose first key starts with '$' can look like a wrapper */
+    if (BSON_UNLIKELY(bson_iter_next(&child) && bson_iter_key(&child)[0] == '$')) {
+        bson_iter_recurse(it, &child);
+        if (mg_schema__doc_is_reserved(&child)) {
+            r->facts |= MG_SCHEMA_FACT_LITERAL;
+            return PUT_LIT(r, "{\"$literal\":") && render_container(r, &child, false) &&
+                   PUT_LIT(r, "}");
+        }
+    }
+    bson_iter_recurse(it, &child);
+    return render_container(r, &child, false);
+}
+
+/* write_double appends a double in the current fidelity. */
+static bool
+write_double(render_t *r, double v)
+{
+    char *p = room(r, MG_SCHEMA_DOUBLE_MAX + 32);
+    uint64_t bits;
+
+    if (p == NULL)
+        return false;
+    if (BSON_UNLIKELY(!isfinite(v) || (v == 0.0 && signbit(v)))) {
+        const char *text;
+
+        if (isnan(v)) {
+            r->facts |= MG_SCHEMA_FACT_NAN_INF;
+            memcpy(&bits, &v, sizeof(bits));
+            if (r->fidelity == MG_SCHEMA_FIDELITY_EXACT && bits != MG_SCHEMA_CANONICAL_NAN_BITS) {
+                int i;
+
+                /* exact mode keeps a NaN's sign and payload: "bits:<16 hex>" */
+                memcpy(p, "{\"$numberDouble\":\"bits:", 23);
+                p += 23;
+                for (i = 60; i >= 0; i -= 4)
+                    *p++ = mg_schema__hex[(bits >> i) & 15];
+                memcpy(p, "\"}", 2);
+                done_at(r, p + 2);
+                return true;
+            }
+            text = "{\"$numberDouble\":\"NaN\"}";
+        } else if (isinf(v)) {
+            r->facts |= MG_SCHEMA_FACT_NAN_INF;
+            text = v > 0 ? "{\"$numberDouble\":\"Infinity\"}" : "{\"$numberDouble\":\"-Infinity\"}";
+        } else {
+            r->facts |= MG_SCHEMA_FACT_NEGATIVE_ZERO;
+            text = "{\"$numberDouble\":\"-0.0\"}";
+        }
+        done_at(r, p);
+        return put(r, text, strlen(text));
+    }
+    if (r->fidelity == MG_SCHEMA_FIDELITY_EXACT) {
+        memcpy(p, "{\"$numberDouble\":\"", 18);
+        p += 18;
+        p += mg_schema__double_format(v, p);
+        memcpy(p, "\"}", 2);
+        done_at(r, p + 2);
+        return true;
+    }
+    done_at(r, p + mg_schema__double_format(v, p));
+    return true;
+}
+
+/* write_int appends an int32 or int64 in the current fidelity. */
+static bool
+write_int(render_t *r, int64_t v, bool is_int64)
+{
+    char *p = room(r, 48);
+
+    if (p == NULL)
+        return false;
+    if (r->fidelity == MG_SCHEMA_FIDELITY_EXACT) {
+        if (is_int64) {
+            memcpy(p, "{\"$numberLong\":\"", 16);
+            p += 16;
+        } else {
+            memcpy(p, "{\"$numberInt\":\"", 15);
+            p += 15;
+        }
+        p += mg_schema__i64_format(v, p);
+        memcpy(p, "\"}", 2);
+        done_at(r, p + 2);
+        return true;
+    }
+    done_at(r, p + mg_schema__i64_format(v, p));
+    return true;
+}
+
+/* write_oid appends the 24 hex digits of oid (no quotes). */
+static char *
+write_oid_hex(char *p, const bson_oid_t *oid)
+{
+    int i;
+
+    for (i = 0; i < 12; i++) {
+        *p++ = mg_schema__hex[oid->bytes[i] >> 4];
+        *p++ = mg_schema__hex[oid->bytes[i] & 15];
+    }
+    return p;
+}
+
+/* write_binary appends {"$binary":{"base64":"...","subType":"xx"}}. */
+static bool
+write_binary(render_t *r, bson_subtype_t subtype, const uint8_t *data, uint32_t len)
+{
+    size_t b64 = mg_schema__base64_len(len);
+    char *p = room(r, b64 + 48);
+
+    if (p == NULL)
+        return false;
+    memcpy(p, "{\"$binary\":{\"base64\":\"", 22);
+    p += 22;
+    mg_schema__base64_encode(data, len, p);
+    p += b64;
+    memcpy(p, "\",\"subType\":\"", 13);
+    p += 13;
+    *p++ = mg_schema__hex[(subtype >> 4) & 15];
+    *p++ = mg_schema__hex[subtype & 15];
+    memcpy(p, "\"}}", 3);
+    done_at(r, p + 3);
+    return true;
+}
+
+/* write_date appends {"$date":"ISO"} or {"$date":{"$numberLong":"ms"}}. */
+static bool
+write_date(render_t *r, int64_t ms)
+{
+    char *p = room(r, 64);
+
+    if (p == NULL)
+        return false;
+    if (ms >= 0 && ms <= MG_SCHEMA_DATE_ISO_MAX_MS) {
+        memcpy(p, "{\"$date\":\"", 10);
+        p += 10;
+        mg_schema__date_format(ms, p);
+        p += MG_SCHEMA_DATE_ISO_LEN;
+        memcpy(p, "\"}", 2);
+        done_at(r, p + 2);
+        return true;
+    }
+    memcpy(p, "{\"$date\":{\"$numberLong\":\"", 25);
+    p += 25;
+    p += mg_schema__i64_format(ms, p);
+    memcpy(p, "\"}}", 3);
+    done_at(r, p + 3);
+    return true;
+}
+
+/* write_decimal appends {"$numberDecimal":"..."}. */
+static bool
+write_decimal(render_t *r, const bson_decimal128_t *dec)
+{
+    char text[BSON_DECIMAL128_STRING];
+    char *p = room(r, BSON_DECIMAL128_STRING + 64);
+    bson_decimal128_t back;
+    size_t n;
+
+    if (p == NULL)
+        return false;
+    bson_decimal128_to_string(dec, text);
+    if (text[0] == 'N' || text[strspn(text, "-")] == 'I')
+        r->facts |= MG_SCHEMA_FACT_NAN_DECIMAL;
+    memcpy(p, "{\"$numberDecimal\":\"", 19);
+    p += 19;
+    /* the text must read back at all (some non-canonical encodings print an
+     * exponent out of range), and in exact mode to the same bits; otherwise
+     * write the bits: "bits:<high><low>" */
+    if (BSON_UNLIKELY(!bson_decimal128_from_string(text, &back) ||
+                      (r->fidelity == MG_SCHEMA_FIDELITY_EXACT &&
+                       (back.high != dec->high || back.low != dec->low)))) {
+        int i;
+
+        memcpy(p, "bits:", 5);
+        p += 5;
+        for (i = 60; i >= 0; i -= 4)
+            *p++ = mg_schema__hex[(dec->high >> i) & 15];
+        for (i = 60; i >= 0; i -= 4)
+            *p++ = mg_schema__hex[(dec->low >> i) & 15];
+    } else {
+        n = strlen(text);
+        memcpy(p, text, n);
+        p += n;
+    }
+    memcpy(p, "\"}", 2);
+    done_at(r, p + 2);
+    return true;
+}
+
+/* write_regex appends {"$regularExpression":{"pattern":...,"options":...}}. */
+static bool
+write_regex(render_t *r, const char *pattern, const char *options)
+{
+    str_status_t st;
+
+    if (!PUT_LIT(r, "{\"$regularExpression\":{\"pattern\":"))
+        return false;
+    st = write_str(r, (const uint8_t *)pattern, strlen(pattern));
+    if (st == STR_BAD)
+        return fail(r, MG_ERROR_CODE_PARSE, "regular expression pattern is not valid UTF-8");
+    if (st != STR_OK)
+        return false;
+    if (!PUT_LIT(r, ",\"options\":"))
+        return false;
+    st = write_str(r, (const uint8_t *)options, strlen(options));
+    if (st == STR_BAD)
+        return fail(r, MG_ERROR_CODE_PARSE, "regular expression options are not valid UTF-8");
+    if (st != STR_OK)
+        return false;
+    return PUT_LIT(r, "}}");
+}
+
+/* render_value appends the JSON of the value it points at. */
+static bool
+render_value(render_t *r, const bson_iter_t *it)
+{
+    char *p;
+
+    switch (bson_iter_type(it)) {
+    case BSON_TYPE_DOUBLE:
+        return write_double(r, bson_iter_double(it));
+    case BSON_TYPE_UTF8: {
+        uint32_t len;
+        const char *s = bson_iter_utf8(it, &len);
+
+        return write_string_slot(r, s, len);
+    }
+    case BSON_TYPE_DOCUMENT:
+        return render_document(r, it);
+    case BSON_TYPE_ARRAY: {
+        bson_iter_t child;
+
+        if (!bson_iter_recurse(it, &child))
+            return fail(r, MG_ERROR_CODE_PARSE, "corrupt embedded array");
+        return render_container(r, &child, true);
+    }
+    case BSON_TYPE_BINARY: {
+        bson_subtype_t subtype;
+        uint32_t len;
+        const uint8_t *data;
+
+        bson_iter_binary(it, &subtype, &len, &data);
+        return write_binary(r, subtype, data, len);
+    }
+    case BSON_TYPE_UNDEFINED:
+        r->facts |= MG_SCHEMA_FACT_DEPRECATED;
+        return PUT_LIT(r, "{\"$undefined\":true}");
+    case BSON_TYPE_OID:
+        p = room(r, 40);
+        if (p == NULL)
+            return false;
+        memcpy(p, "{\"$oid\":\"", 9);
+        p = write_oid_hex(p + 9, bson_iter_oid(it));
+        memcpy(p, "\"}", 2);
+        done_at(r, p + 2);
+        return true;
+    case BSON_TYPE_BOOL:
+        return bson_iter_bool(it) ? PUT_LIT(r, "true") : PUT_LIT(r, "false");
+    case BSON_TYPE_DATE_TIME:
+        return write_date(r, bson_iter_date_time(it));
+    case BSON_TYPE_NULL:
+        return PUT_LIT(r, "null");
+    case BSON_TYPE_REGEX: {
+        const char *options;
+        const char *pattern = bson_iter_regex(it, &options);
+
+        return write_regex(r, pattern, options);
+    }
+    case BSON_TYPE_DBPOINTER: {
+        uint32_t len;
+        const char *coll;
+        const bson_oid_t *oid;
+
+        r->facts |= MG_SCHEMA_FACT_DEPRECATED;
+        bson_iter_dbpointer(it, &len, &coll, &oid);
+        if (!PUT_LIT(r, "{\"$dbPointer\":{\"$ref\":") || !write_string_slot(r, coll, len))
+            return false;
+        p = room(r, 48);
+        if (p == NULL)
+            return false;
+        memcpy(p, ",\"$id\":{\"$oid\":\"", 16);
+        p = write_oid_hex(p + 16, oid);
+        memcpy(p, "\"}}}", 4);
+        done_at(r, p + 4);
+        return true;
+    }
+    case BSON_TYPE_CODE: {
+        uint32_t len;
+        const char *code = bson_iter_code(it, &len);
+
+        return PUT_LIT(r, "{\"$code\":") && write_string_slot(r, code, len) && PUT_LIT(r, "}");
+    }
+    case BSON_TYPE_SYMBOL: {
+        uint32_t len;
+        const char *sym = bson_iter_symbol(it, &len);
+
+        r->facts |= MG_SCHEMA_FACT_DEPRECATED;
+        return PUT_LIT(r, "{\"$symbol\":") && write_string_slot(r, sym, len) && PUT_LIT(r, "}");
+    }
+    case BSON_TYPE_CODEWSCOPE: {
+        uint32_t len, scope_len;
+        const uint8_t *scope;
+        const char *code = bson_iter_codewscope(it, &len, &scope_len, &scope);
+        bson_iter_t child;
+
+        r->facts |= MG_SCHEMA_FACT_DEPRECATED;
+        if (!bson_iter_init_from_data(&child, scope, scope_len))
+            return fail(r, MG_ERROR_CODE_PARSE, "corrupt code-with-scope scope");
+        /* the $scope value is always a document: no $literal needed */
+        return PUT_LIT(r, "{\"$code\":") && write_string_slot(r, code, len) &&
+               PUT_LIT(r, ",\"$scope\":") && render_container(r, &child, false) && PUT_LIT(r, "}");
+    }
+    case BSON_TYPE_INT32:
+        return write_int(r, bson_iter_int32(it), false);
+    case BSON_TYPE_TIMESTAMP: {
+        uint32_t t, i;
+
+        bson_iter_timestamp(it, &t, &i);
+        p = room(r, 64);
+        if (p == NULL)
+            return false;
+        memcpy(p, "{\"$timestamp\":{\"t\":", 19);
+        p += 19;
+        p += mg_schema__u64_format(t, p);
+        memcpy(p, ",\"i\":", 5);
+        p += 5;
+        p += mg_schema__u64_format(i, p);
+        memcpy(p, "}}", 2);
+        done_at(r, p + 2);
+        return true;
+    }
+    case BSON_TYPE_INT64:
+        return write_int(r, bson_iter_int64(it), true);
+    case BSON_TYPE_DECIMAL128: {
+        bson_decimal128_t dec;
+
+        bson_iter_decimal128(it, &dec);
+        return write_decimal(r, &dec);
+    }
+    case BSON_TYPE_MAXKEY:
+        return PUT_LIT(r, "{\"$maxKey\":1}");
+    case BSON_TYPE_MINKEY:
+        return PUT_LIT(r, "{\"$minKey\":1}");
+    case BSON_TYPE_EOD:
+    default:
+        return fail(r, MG_ERROR_CODE_PARSE, "unknown BSON type");
+    }
+}
+
+/* render_start sets up r; finish_* restore out on failure and publish facts. */
+static void
+render_start(render_t *r, mg_buf_t *out, mg_schema_fidelity_t fidelity, mg_error_t *error)
+{
+    r->out = out;
+    r->fidelity = fidelity;
+    r->facts = 0;
+    r->error = error;
+    r->depth = 0;
+    r->path[0] = NULL;
+}
+
+/* render_finish publishes facts on success, restores out->len on failure. */
+static bool
+render_finish(render_t *r, bool ok, size_t mark, uint32_t *facts)
+{
+    if (!ok) {
+        r->out->len = mark;
+        if (r->out->data != NULL)
+            r->out->data[mark] = '\0';
+        return false;
+    }
+    if (r->out->data != NULL)
+        r->out->data[r->out->len] = '\0';
+    if (facts != NULL)
+        *facts |= r->facts;
+    return true;
+}
+
+bool
+mg_schema_doc_render_raw(const uint8_t *data, size_t len, mg_schema_fidelity_t fidelity,
+                         mg_buf_t *out, uint32_t *facts, mg_error_t *error)
+{
+    render_t r;
+    bson_iter_t it;
+    size_t mark = out->len;
+    bool ok;
+
+    render_start(&r, out, fidelity, error);
+    if (data == NULL || !bson_iter_init_from_data(&it, data, len)) {
+        ok = mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
+                          "could not render BSON: corrupt document header (%zu bytes)", len);
+    } else {
+        ok = render_container(&r, &it, false);
+    }
+    return render_finish(&r, ok, mark, facts);
+}
+
+bool
+mg_schema_doc_render(const bson_t *doc, mg_schema_fidelity_t fidelity, mg_buf_t *out,
+                     uint32_t *facts, mg_error_t *error)
+{
+    return mg_schema_doc_render_raw(bson_get_data(doc), doc->len, fidelity, out, facts, error);
+}
+
+bool
+mg_schema_value_render(const bson_iter_t *iter, mg_schema_fidelity_t fidelity, mg_buf_t *out,
+                       uint32_t *facts, mg_error_t *error)
+{
+    render_t r;
+    size_t mark = out->len;
+
+    render_start(&r, out, fidelity, error);
+    r.depth = 1;
+    r.path[1] = bson_iter_key(iter);
+    return render_finish(&r, render_value(&r, iter), mark, facts);
+}
