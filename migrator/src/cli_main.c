@@ -22,6 +22,10 @@ print_versions(FILE *stream)
 static const mg_cli_command_t commands[] = {
     {"init", "census the source, create the target tables and state schema, print the plan",
      "--source URI --target URI [options]", mg_migrator_cmd_init},
+    {"sync", "copy every collection in parallel (resumable), then build the indexes",
+     "--source URI --target URI [options]", mg_migrator_cmd_sync},
+    {"status", "show the phase and progress recorded on the target", "--target URI [options]",
+     mg_migrator_cmd_status},
 };
 
 static const mg_cli_t migrate_cli = {

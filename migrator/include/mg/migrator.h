@@ -24,6 +24,15 @@ extern "C" {
  */
 int mg_migrator_cmd_init(const mg_cli_command_t *command, int argc, char **argv);
 
+/*
+ * mg_migrator_cmd_sync runs `migrate sync`: T0, partition plan, parallel
+ * resumable copy, index build. See docs/sync.md.
+ */
+int mg_migrator_cmd_sync(const mg_cli_command_t *command, int argc, char **argv);
+
+/* mg_migrator_cmd_status runs `migrate status`: phase and progress from the state schema. */
+int mg_migrator_cmd_status(const mg_cli_command_t *command, int argc, char **argv);
+
 #ifdef __cplusplus
 }
 #endif

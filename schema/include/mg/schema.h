@@ -338,6 +338,27 @@ bool mg_schema_index_translate(const bson_t *spec, const char *schema, const cha
                                mg_error_t *error);
 void mg_schema_index_plan_cleanup(mg_schema_index_plan_t *plan);
 
+/* ------------------------------------------------------------------------
+ * The key column value
+ * ------------------------------------------------------------------------ */
+
+/*
+ * mg_schema_key_encode appends the key column value of the _id that id
+ * points at (borrowed) for a collection of key type `type`: for COPY
+ * binary (binary=true: text bytes, 8-byte big-endian bigint, or jsonb's
+ * version byte + JSON) or as a text parameter. Fails with
+ * MG_ERROR_CODE_INVALID_ARGUMENT, naming the _id, when it does not fit
+ * (DESIGN §3: a string reading as ObjectId hex in a text_objectid table, a
+ * non-integer in a bigint table, NUL or invalid UTF-8 in text, a key over
+ * 2600 bytes). out->len is restored on failure.
+ */
+bool mg_schema_key_encode(const bson_iter_t *id, mg_schema_key_type_t type,
+                          mg_schema_fidelity_t fidelity, bool binary, mg_buf_t *out,
+                          mg_error_t *error);
+
+/* mg_schema_id_describe writes the _id as relaxed Extended JSON (cut to fit). */
+void mg_schema_id_describe(const bson_iter_t *id, char *out, size_t outsz);
+
 #ifdef __cplusplus
 }
 #endif

@@ -29,6 +29,19 @@ print_hex(const bson_t *b)
     putchar('\n');
 }
 
+/* nibble returns the value of one hex digit, or -1. */
+static int
+nibble(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 /* from_hex decodes a hex line into a new bson_t; NULL when it is not BSON. */
 static bson_t *
 from_hex(const char *hex, size_t n)
@@ -38,13 +51,14 @@ from_hex(const char *hex, size_t n)
     size_t i;
 
     for (i = 0; i + 1 < n; i += 2) {
-        unsigned v;
+        /* not sscanf: it measures the whole remaining string on every call */
+        int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
 
-        if (sscanf(hex + i, "%2x", &v) != 1) {
+        if (hi < 0 || lo < 0) {
             free(bytes);
             return NULL;
         }
-        bytes[i / 2] = (uint8_t)v;
+        bytes[i / 2] = (uint8_t)(hi << 4 | lo);
     }
     b = bson_new_from_data(bytes, n / 2);
     free(bytes);

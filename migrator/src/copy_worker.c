@@ -1,0 +1,745 @@
+/*
+ * migrator/src/copy_worker.c - one copy worker: claim a partition, read it
+ * from MongoDB sorted by _id, render each document, stream the rows with
+ * COPY ... FROM STDIN (FORMAT binary), and commit the rows together with
+ * the partition's done mark.
+ *
+ * The claim is SELECT ... FOR UPDATE SKIP LOCKED inside the copy's own
+ * transaction: the row lock is held until the commit, so any number of
+ * workers (threads here, or `migrate sync --worker` processes elsewhere)
+ * share the plan with no coordinator but PostgreSQL. A worker that dies
+ * rolls back: its partition is pending again and nothing of it is visible.
+ *
+ * COPY binary row: int16 field count (2), then per field int32 length and
+ * bytes. The key is text bytes, an 8-byte big-endian bigint, or jsonb; the
+ * document is jsonb = version byte 1 + JSON text.
+ */
+#include "migrator_internal.h"
+
+#include <arpa/inet.h>
+#include <endian.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define COPY_SIGNATURE "PGCOPY\n\377\r\n\0"
+#define MAX_REJECTS    100 /* rows PostgreSQL may reject in one partition (--skip-invalid) */
+#define IDLOG_LIMIT    (256u * 1024 * 1024)
+#define IDOFFS_LIMIT   (64u * 1024 * 1024)
+
+/* A partition being copied. */
+typedef struct {
+    int64_t id;
+    mg_copy_coll_t *coll;
+    bson_t *filter;
+    int seq;
+} partition_t;
+
+/* _ids to leave out of a partition after PostgreSQL refused them. */
+typedef struct {
+    bson_value_t *ids;
+    char **reasons;
+    size_t n;
+} skip_set_t;
+
+/* Per-worker state. */
+typedef struct {
+    const mg_copy_settings_t *s;
+    char name[96];
+    mongoc_client_t *mongo;
+    PGconn *pg;
+    mg_buf_t out;    /* COPY data waiting to be sent */
+    mg_buf_t idlog;  /* raw _id elements of the rows sent in this partition */
+    mg_buf_t idoffs; /* uint32 offsets into idlog, one per row */
+    mg_copy_timing_t *timing;
+    mg_copy_coll_t *colls;
+    size_t ncolls;
+} worker_t;
+
+static void
+skip_set_free(skip_set_t *k)
+{
+    for (size_t i = 0; i < k->n; i++) {
+        bson_value_destroy(&k->ids[i]);
+        free(k->reasons[i]);
+    }
+    free(k->ids);
+    free(k->reasons);
+    memset(k, 0, sizeof(*k));
+}
+
+static bool
+skip_set_add(skip_set_t *k, const bson_value_t *id, const char *reason)
+{
+    bson_value_t *ni = realloc(k->ids, (k->n + 1) * sizeof(*ni));
+    if (ni == NULL)
+        return false;
+    k->ids = ni;
+    char **nr = realloc(k->reasons, (k->n + 1) * sizeof(*nr));
+    if (nr == NULL)
+        return false;
+    k->reasons = nr;
+    k->reasons[k->n] = strdup(reason);
+    if (k->reasons[k->n] == NULL)
+        return false;
+    bson_value_copy(id, &k->ids[k->n]);
+    k->n++;
+    return true;
+}
+
+static bool
+values_equal(const bson_value_t *a, const bson_value_t *b)
+{
+    bson_t da = BSON_INITIALIZER, db = BSON_INITIALIZER;
+    bool eq;
+
+    bson_append_value(&da, "v", 1, a);
+    bson_append_value(&db, "v", 1, b);
+    eq = da.len == db.len && memcmp(bson_get_data(&da), bson_get_data(&db), da.len) == 0;
+    bson_destroy(&da);
+    bson_destroy(&db);
+    return eq;
+}
+
+static bool
+skip_set_has(const skip_set_t *k, const bson_value_t *id)
+{
+    for (size_t i = 0; i < k->n; i++)
+        if (values_equal(&k->ids[i], id))
+            return true;
+    return false;
+}
+
+/* send_out pushes the pending COPY data to the server. */
+static bool
+send_out(worker_t *w, mg_error_t *error)
+{
+    double t0 = mg_migrator__now_s();
+    bool ok = true;
+
+    if (w->out.len > 0 && PQputCopyData(w->pg, w->out.data, (int)w->out.len) != 1)
+        ok = mg_error_set_pgconn(error, w->pg, "could not send COPY data");
+    w->out.len = 0;
+    w->timing->pg_s += mg_migrator__now_s() - t0;
+    return ok;
+}
+
+static void
+put_u32(uint8_t *p, uint32_t v)
+{
+    v = htonl(v);
+    memcpy(p, &v, 4);
+}
+
+/*
+ * append_row renders one document as a COPY binary row into w->out. On a
+ * document that cannot be written the buffer is restored and *bad is set
+ * (error holds the reason); other failures return false.
+ */
+static bool
+append_row(worker_t *w, mg_copy_coll_t *c, const bson_t *doc, bson_iter_t *id, bool *bad,
+           mg_error_t *error)
+{
+    size_t start = w->out.len;
+    size_t len_at;
+
+    *bad = false;
+    if (!mg_buf_reserve(&w->out, 10, error))
+        goto bad_row;
+    w->out.data[w->out.len++] = 0;
+    w->out.data[w->out.len++] = 2; /* two fields */
+    len_at = w->out.len;
+    w->out.len += 4;
+    if (!mg_schema_key_encode(id, c->key, w->s->fidelity, true, &w->out, error))
+        goto bad_row;
+    put_u32((uint8_t *)w->out.data + len_at, (uint32_t)(w->out.len - len_at - 4));
+    if (!mg_buf_reserve(&w->out, 5, error))
+        goto bad_row;
+    len_at = w->out.len;
+    w->out.len += 4;
+    w->out.data[w->out.len++] = 1; /* jsonb version */
+    if (!mg_schema_doc_render(doc, w->s->fidelity, &w->out, NULL, error))
+        goto bad_row;
+    put_u32((uint8_t *)w->out.data + len_at, (uint32_t)(w->out.len - len_at - 4));
+    return true;
+bad_row:
+    w->out.len = start;
+    *bad = true;
+    return true;
+}
+
+/* log_id remembers the raw _id of the row just sent (for PostgreSQL errors). */
+static bool
+log_id(worker_t *w, const bson_iter_t *id, mg_error_t *error)
+{
+    uint32_t off = (uint32_t)w->idlog.len;
+    bson_t one = BSON_INITIALIZER;
+    bool ok;
+
+    bson_append_iter(&one, "_id", 3, id);
+    ok = mg_buf_append(&w->idlog, bson_get_data(&one), one.len, error) &&
+         mg_buf_append(&w->idoffs, &off, sizeof(off), error);
+    bson_destroy(&one);
+    return ok;
+}
+
+/* id_of_row fetches the _id of COPY row `line` (1-based) into *value. */
+static bool
+id_of_row(worker_t *w, long line, bson_value_t *value)
+{
+    uint32_t off;
+    bson_t one;
+    bson_iter_t it;
+
+    if (line < 1 || (size_t)line > w->idoffs.len / sizeof(uint32_t))
+        return false;
+    memcpy(&off, w->idoffs.data + (size_t)(line - 1) * sizeof(uint32_t), sizeof(off));
+    if (!bson_init_static(&one, (const uint8_t *)w->idlog.data + off,
+                          (size_t) * (const int32_t *)(w->idlog.data + off)) ||
+        !bson_iter_init_find(&it, &one, "_id"))
+        return false;
+    bson_value_copy(bson_iter_value(&it), value);
+    return true;
+}
+
+static void
+describe_value(const bson_value_t *v, char *out, size_t outsz)
+{
+    bson_t one = BSON_INITIALIZER;
+    bson_iter_t it;
+
+    bson_append_value(&one, "_id", 3, v);
+    if (bson_iter_init_find(&it, &one, "_id"))
+        mg_schema_id_describe(&it, out, outsz);
+    else
+        snprintf(out, outsz, "?");
+    bson_destroy(&one);
+}
+
+static bool
+pg_exec(worker_t *w, const char *sql, mg_error_t *error)
+{
+    double t0 = mg_migrator__now_s();
+    bool ok = mg_migrator__target_exec(w->pg, sql, error);
+
+    w->timing->pg_s += mg_migrator__now_s() - t0;
+    return ok;
+}
+
+static void
+rollback(worker_t *w)
+{
+    PGresult *r;
+
+    /* drain a COPY still in progress, then end the transaction */
+    if (PQtransactionStatus(w->pg) == PQTRANS_ACTIVE) {
+        PQputCopyEnd(w->pg, "aborted by migrate");
+        while ((r = PQgetResult(w->pg)) != NULL)
+            PQclear(r);
+    }
+    r = PQexec(w->pg, "ROLLBACK");
+    PQclear(r);
+}
+
+/*
+ * claim opens the copy transaction and locks the next pending partition.
+ * *got is false when none is free; *others_pending tells whether some are
+ * pending but locked by other workers.
+ */
+static bool
+claim(worker_t *w, partition_t *p, bool *got, bool *others_pending, mg_error_t *error)
+{
+    mg_buf_t sql;
+    PGresult *res = NULL;
+    bool ok = false;
+
+    *got = false;
+    *others_pending = false;
+    mg_buf_init(&sql, 4096);
+    if (!pg_exec(w, "BEGIN", error))
+        goto done;
+    if (!mg_buf_append_str(&sql, "SELECT id, db, coll, seq, filter FROM ", error) ||
+        !mg_schema_quote_ident(w->s->state_schema, &sql, error) ||
+        !mg_buf_append_str(&sql,
+                           ".partitions WHERE status = 'pending' ORDER BY est_docs DESC, id "
+                           "LIMIT 1 FOR UPDATE SKIP LOCKED",
+                           error))
+        goto done;
+    res = PQexecParams(w->pg, sql.data, 0, NULL, NULL, NULL, NULL, 1 /* binary */);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        mg_error_set_pgresult(error, res, "could not claim a partition");
+        goto done;
+    }
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        res = NULL;
+        pg_exec(w, "ROLLBACK", error);
+        mg_buf_reset(&sql);
+        if (!mg_buf_append_str(&sql, "SELECT count(*) FROM ", error) ||
+            !mg_schema_quote_ident(w->s->state_schema, &sql, error) ||
+            !mg_buf_append_str(&sql, ".partitions WHERE status = 'pending'", error))
+            goto done;
+        res = mg_migrator__target_query(w->pg, sql.data, 0, NULL, error);
+        if (res == NULL)
+            goto done;
+        *others_pending = strtoll(PQgetvalue(res, 0, 0), NULL, 10) > 0;
+        ok = true;
+        goto done;
+    }
+    /* binary result: int8 id, text db/coll, int4 seq, bytea filter */
+    uint64_t id_be;
+    uint32_t seq_be;
+    memcpy(&id_be, PQgetvalue(res, 0, 0), 8);
+    memcpy(&seq_be, PQgetvalue(res, 0, 3), 4);
+    p->id = (int64_t)be64toh(id_be);
+    p->seq = (int)ntohl(seq_be);
+    p->coll = NULL;
+    for (size_t i = 0; i < w->ncolls; i++) {
+        if (strlen(w->colls[i].db) == (size_t)PQgetlength(res, 0, 1) &&
+            memcmp(w->colls[i].db, PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1)) == 0 &&
+            strlen(w->colls[i].coll) == (size_t)PQgetlength(res, 0, 2) &&
+            memcmp(w->colls[i].coll, PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2)) == 0)
+            p->coll = &w->colls[i];
+    }
+    if (p->coll == NULL) {
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_NOT_FOUND,
+                     "partition %lld belongs to a collection not in the plan", (long long)p->id);
+        goto done;
+    }
+    p->filter =
+        bson_new_from_data((const uint8_t *)PQgetvalue(res, 0, 4), (size_t)PQgetlength(res, 0, 4));
+    if (p->filter == NULL) {
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
+                     "partition %lld has a corrupt filter", (long long)p->id);
+        goto done;
+    }
+    *got = true;
+    ok = true;
+done:
+    PQclear(res);
+    mg_buf_cleanup(&sql);
+    if (!ok && PQtransactionStatus(w->pg) != PQTRANS_IDLE)
+        rollback(w);
+    return ok;
+}
+
+/* mark_failed records a partition's failure in its own transaction. */
+static void
+mark_failed(worker_t *w, const partition_t *p, const char *reason)
+{
+    mg_buf_t sql;
+    mg_error_t e;
+    char id[32];
+    const char *params[3] = {id, reason, w->name};
+    PGresult *res;
+
+    snprintf(id, sizeof(id), "%lld", (long long)p->id);
+    mg_buf_init(&sql, 4096);
+    if (mg_buf_append_str(&sql, "UPDATE ", &e) &&
+        mg_schema_quote_ident(w->s->state_schema, &sql, &e) &&
+        mg_buf_append_str(&sql,
+                          ".partitions SET status = 'failed', error = $2, worker = $3, "
+                          "finished_at = now() WHERE id = $1",
+                          &e)) {
+        res = mg_migrator__target_query(w->pg, sql.data, 3, params, &e);
+        PQclear(res);
+    }
+    mg_buf_cleanup(&sql);
+}
+
+/* finish_partition marks the partition done and records skipped documents. */
+static bool
+finish_partition(worker_t *w, const partition_t *p, int64_t docs, int64_t bytes,
+                 const skip_set_t *skips, mg_error_t *error)
+{
+    mg_buf_t sql;
+    char id[32], d[32], b[32], k[32];
+    const char *params[5] = {id, d, b, k, w->name};
+    PGresult *res;
+    bool ok = false;
+
+    snprintf(id, sizeof(id), "%lld", (long long)p->id);
+    snprintf(d, sizeof(d), "%lld", (long long)docs);
+    snprintf(b, sizeof(b), "%lld", (long long)bytes);
+    snprintf(k, sizeof(k), "%zu", skips->n);
+    mg_buf_init(&sql, 4096);
+    if (!mg_buf_append_str(&sql, "UPDATE ", error) ||
+        !mg_schema_quote_ident(w->s->state_schema, &sql, error) ||
+        !mg_buf_append_str(&sql,
+                           ".partitions SET status = 'done', copied_docs = $2, copied_bytes = "
+                           "$3, skipped_docs = $4, worker = $5, error = NULL, finished_at = "
+                           "now(), commits = commits + 1 WHERE id = $1",
+                           error))
+        goto done;
+    res = mg_migrator__target_query(w->pg, sql.data, 5, params, error);
+    if (res == NULL)
+        goto done;
+    PQclear(res);
+    for (size_t i = 0; i < skips->n; i++) {
+        char shown[512];
+        describe_value(&skips->ids[i], shown, sizeof(shown));
+        const char *p2[5] = {p->coll->db, p->coll->coll, id, shown, skips->reasons[i]};
+        mg_buf_reset(&sql);
+        if (!mg_buf_append_str(&sql, "INSERT INTO ", error) ||
+            !mg_schema_quote_ident(w->s->state_schema, &sql, error) ||
+            !mg_buf_append_str(&sql,
+                               ".invalid_docs (db, coll, partition_id, doc_id, reason) VALUES "
+                               "($1, $2, $3, $4, $5) ON CONFLICT (db, coll, doc_id) DO UPDATE "
+                               "SET reason = EXCLUDED.reason, at = now()",
+                               error))
+            goto done;
+        res = mg_migrator__target_query(w->pg, sql.data, 5, p2, error);
+        if (res == NULL)
+            goto done;
+        PQclear(res);
+    }
+    ok = true;
+done:
+    mg_buf_cleanup(&sql);
+    return ok;
+}
+
+typedef enum {
+    COPY_DONE,     /* committed */
+    COPY_REJECTED, /* PostgreSQL refused a row; *rejected names it (retry without it) */
+    COPY_BAD_DOC,  /* a document cannot be written and --skip-invalid is off */
+    COPY_STOPPED,  /* abort requested */
+    COPY_FATAL,    /* connection or source failure */
+} copy_result_t;
+
+/* parse_copy_line extracts N from "COPY x, line N" in a COPY error's context. */
+static long
+parse_copy_line(const PGresult *res)
+{
+    const char *ctx = PQresultErrorField(res, PG_DIAG_CONTEXT);
+    const char *p = ctx ? strstr(ctx, ", line ") : NULL;
+
+    return p ? strtol(p + 7, NULL, 10) : -1;
+}
+
+/*
+ * copy_partition streams one claimed partition inside the open transaction
+ * and commits. skips lists _ids to leave out (and record as invalid).
+ */
+static copy_result_t
+copy_partition(worker_t *w, partition_t *p, skip_set_t *skips, bson_value_t *rejected, char *reason,
+               size_t reasonsz, mg_error_t *error)
+{
+    mongoc_collection_t *coll = NULL;
+    mongoc_cursor_t *cursor = NULL;
+    bson_t *opts = NULL;
+    const bson_t *doc;
+    bson_error_t be;
+    mg_buf_t sql;
+    copy_result_t result = COPY_FATAL;
+    int64_t docs = 0, bytes = 0;
+    PGresult *res = NULL;
+    double t;
+
+    mg_buf_init(&sql, 4096);
+    w->idlog.len = 0;
+    w->idoffs.len = 0;
+    w->idoffs.limit = IDOFFS_LIMIT;
+    w->out.len = 0;
+    if (!mg_buf_append_str(&sql, "COPY ", error) ||
+        !mg_schema_quote_ident(p->coll->schema, &sql, error) ||
+        !mg_buf_append_str(&sql, ".", error) ||
+        !mg_schema_quote_ident(p->coll->table, &sql, error) ||
+        !mg_buf_append_str(&sql, " (_id, doc) FROM STDIN (FORMAT binary)", error))
+        goto done;
+    t = mg_migrator__now_s();
+    res = PQexec(w->pg, sql.data);
+    w->timing->pg_s += mg_migrator__now_s() - t;
+    if (PQresultStatus(res) != PGRES_COPY_IN) {
+        mg_error_set_pgresult(error, res, "could not start COPY into \"%s\".\"%s\"",
+                              p->coll->schema, p->coll->table);
+        goto done;
+    }
+    PQclear(res);
+    res = NULL;
+    /* header: signature, flags, extension length */
+    if (!mg_buf_append(&w->out, COPY_SIGNATURE, 11, error) ||
+        !mg_buf_append(&w->out, "\0\0\0\0\0\0\0\0", 8, error))
+        goto done;
+
+    coll = mongoc_client_get_collection(w->mongo, p->coll->db, p->coll->coll);
+    opts = BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}", "hint", "{", "_id", BCON_INT32(1), "}",
+                    "batchSize", BCON_INT64(w->s->batch_docs));
+    cursor = mongoc_collection_find_with_opts(coll, p->filter, opts, NULL);
+    for (;;) {
+        bson_iter_t id;
+        bool bad, more;
+
+        if (atomic_load(w->s->stop) >= 2) {
+            result = COPY_STOPPED;
+            goto done;
+        }
+        t = mg_migrator__now_s();
+        more = mongoc_cursor_next(cursor, &doc);
+        w->timing->mongo_s += mg_migrator__now_s() - t;
+        if (!more)
+            break;
+        if (!bson_iter_init_find(&id, doc, "_id")) {
+            snprintf(reason, reasonsz, "a document of \"%s.%s\" has no _id", p->coll->db,
+                     p->coll->coll);
+            mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE, "%s", reason);
+            result = COPY_BAD_DOC;
+            goto done;
+        }
+        if (skips->n > 0 && skip_set_has(skips, bson_iter_value(&id)))
+            continue;
+        t = mg_migrator__now_s();
+        if (!append_row(w, p->coll, doc, &id, &bad, error)) {
+            w->timing->render_s += mg_migrator__now_s() - t;
+            goto done;
+        }
+        w->timing->render_s += mg_migrator__now_s() - t;
+        if (bad) {
+            char shown[256];
+            mg_schema_id_describe(&id, shown, sizeof(shown));
+            if (!w->s->skip_invalid) {
+                mg_error_prefix(error, "collection \"%s.%s\", _id %s", p->coll->db, p->coll->coll,
+                                shown);
+                result = COPY_BAD_DOC;
+                goto done;
+            }
+            if (!skip_set_add(skips, bson_iter_value(&id), error->message)) {
+                mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+                goto done;
+            }
+            MG_LOG_EVENT(MG_LOG_WARNING, "copy", "sync.invalid_doc",
+                         MG_LOG_FIELDS(MG_LOG_STR("db", p->coll->db),
+                                       MG_LOG_STR("collection", p->coll->coll),
+                                       MG_LOG_STR("_id", shown)),
+                         "skipped a document that cannot be written: %s", error->message);
+            continue;
+        }
+        {
+            /* the _id log only names rows PostgreSQL refuses; when full, stop logging */
+            mg_error_t ignored;
+            if (!log_id(w, &id, &ignored))
+                w->idoffs.limit = w->idoffs.len;
+        }
+        docs++;
+        bytes += doc->len;
+        atomic_fetch_add(&p->coll->docs_done, 1);
+        atomic_fetch_add(&p->coll->bytes_done, doc->len);
+        if ((int64_t)w->out.len >= w->s->flush_bytes && !send_out(w, error))
+            goto done;
+    }
+    if (mongoc_cursor_error(cursor, &be)) {
+        mg_error_set_bson(error, &be, "could not read partition %d of \"%s.%s\"", p->seq,
+                          p->coll->db, p->coll->coll);
+        goto done;
+    }
+    /* trailer, then end the COPY and read its result */
+    if (!mg_buf_append(&w->out, "\xff\xff", 2, error) || !send_out(w, error))
+        goto done;
+    t = mg_migrator__now_s();
+    if (PQputCopyEnd(w->pg, NULL) != 1) {
+        mg_error_set_pgconn(error, w->pg, "could not end COPY");
+        goto done;
+    }
+    res = PQgetResult(w->pg);
+    w->timing->pg_s += mg_migrator__now_s() - t;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        long line = parse_copy_line(res);
+        PGresult *r2;
+        mg_error_set_pgresult(error, res, "PostgreSQL refused a row of \"%s.%s\"", p->coll->db,
+                              p->coll->coll);
+        while ((r2 = PQgetResult(w->pg)) != NULL)
+            PQclear(r2);
+        if (PQstatus(w->pg) != CONNECTION_OK)
+            goto done; /* fatal: the connection is gone */
+        if (id_of_row(w, line, rejected)) {
+            char shown[256];
+            describe_value(rejected, shown, sizeof(shown));
+            snprintf(reason, reasonsz, "%s", error->message);
+            mg_error_prefix(error, "_id %s", shown);
+            result = COPY_REJECTED;
+        } else {
+            mg_error_prefix(error, "row %ld of partition %d", line, p->seq);
+            result = COPY_BAD_DOC;
+        }
+        goto done;
+    }
+    PQclear(res);
+    res = NULL;
+    while ((res = PQgetResult(w->pg)) != NULL)
+        PQclear(res);
+    if (!finish_partition(w, p, docs, bytes, skips, error))
+        goto done;
+    if (!pg_exec(w, "COMMIT", error))
+        goto done;
+    atomic_fetch_add(&p->coll->parts_done, 1);
+    w->timing->docs += docs;
+    w->timing->bytes += bytes;
+    w->timing->partitions++;
+    w->timing->skipped_docs += (int64_t)skips->n;
+    result = COPY_DONE;
+done:
+    if (result != COPY_DONE) {
+        /* uncount what this attempt added to the live progress */
+        atomic_fetch_sub(&p->coll->docs_done, docs);
+        atomic_fetch_sub(&p->coll->bytes_done, bytes);
+    }
+    PQclear(res);
+    if (cursor != NULL)
+        mongoc_cursor_destroy(cursor);
+    if (coll != NULL)
+        mongoc_collection_destroy(coll);
+    bson_destroy(opts);
+    mg_buf_cleanup(&sql);
+    return result;
+}
+
+/* reclaim locks partition p again (same id) for a retry; *got false if gone. */
+static bool
+reclaim(worker_t *w, partition_t *p, bool *got, mg_error_t *error)
+{
+    mg_buf_t sql;
+    char id[32];
+    const char *params[1] = {id};
+    PGresult *res;
+    bool ok = false;
+
+    snprintf(id, sizeof(id), "%lld", (long long)p->id);
+    mg_buf_init(&sql, 4096);
+    if (!pg_exec(w, "BEGIN", error))
+        goto done;
+    if (!mg_buf_append_str(&sql, "SELECT 1 FROM ", error) ||
+        !mg_schema_quote_ident(w->s->state_schema, &sql, error) ||
+        !mg_buf_append_str(&sql,
+                           ".partitions WHERE id = $1 AND status = 'pending' FOR UPDATE SKIP "
+                           "LOCKED",
+                           error))
+        goto done;
+    res = mg_migrator__target_query(w->pg, sql.data, 1, params, error);
+    if (res == NULL)
+        goto done;
+    *got = PQntuples(res) == 1;
+    PQclear(res);
+    if (!*got)
+        pg_exec(w, "ROLLBACK", error);
+    ok = true;
+done:
+    mg_buf_cleanup(&sql);
+    return ok;
+}
+
+static bool
+worker_open(worker_t *w, mg_error_t *error)
+{
+    bson_error_t be;
+    mongoc_uri_t *uri = mongoc_uri_new_with_error(w->s->source_uri, &be);
+
+    if (uri == NULL)
+        return mg_error_set_bson(error, &be, "invalid source URI \"%s\"", w->s->source_uri);
+    if (!mongoc_uri_has_option(uri, MONGOC_URI_APPNAME))
+        mongoc_uri_set_appname(uri, "migrate-copy");
+    w->mongo = mongoc_client_new_from_uri_with_error(uri, &be);
+    mongoc_uri_destroy(uri);
+    if (w->mongo == NULL)
+        return mg_error_set_bson(error, &be, "could not create a source client");
+    mongoc_client_set_error_api(w->mongo, MONGOC_ERROR_API_VERSION_2);
+    w->pg = mg_migrator__target_connect(w->s->target, error);
+    if (w->pg == NULL)
+        return false;
+    /* rows and done mark commit or vanish together, so an asynchronous
+     * commit cannot lose a partition: a lost commit loses its mark too */
+    return mg_migrator__target_exec(w->pg, "SET synchronous_commit = off", error);
+}
+
+bool
+mg_migrator__copy_worker_run(const mg_copy_settings_t *s, int index, mg_copy_coll_t *colls,
+                             size_t ncolls, mg_copy_timing_t *timing, mg_error_t *error)
+{
+    worker_t w;
+    bool ok = false;
+    double started = mg_migrator__now_s();
+
+    memset(&w, 0, sizeof(w));
+    memset(timing, 0, sizeof(*timing));
+    w.s = s;
+    w.timing = timing;
+    w.colls = colls;
+    w.ncolls = ncolls;
+    snprintf(w.name, sizeof(w.name), "%s/%d", s->worker_name, index);
+    mg_buf_init(&w.out, (size_t)(s->flush_bytes + s->doc_cap_bytes + 64));
+    mg_buf_init(&w.idlog, IDLOG_LIMIT);
+    mg_buf_init(&w.idoffs, IDOFFS_LIMIT);
+    if (!worker_open(&w, error))
+        goto done;
+
+    while (atomic_load(s->stop) == 0) {
+        partition_t p = {0};
+        bool got, others;
+        skip_set_t skips = {0};
+
+        if (!claim(&w, &p, &got, &others, error))
+            goto done;
+        if (!got) {
+            if (!others)
+                break;          /* the plan is finished */
+            usleep(200 * 1000); /* another worker holds the rest; it may die */
+            continue;
+        }
+        for (int attempt = 0;; attempt++) {
+            bson_value_t rejected;
+            char reason[MG_ERROR_MESSAGE_SIZE] = "";
+            copy_result_t r =
+                copy_partition(&w, &p, &skips, &rejected, reason, sizeof(reason), error);
+            if (r == COPY_DONE)
+                break;
+            rollback(&w);
+            if (r == COPY_STOPPED || r == COPY_FATAL) {
+                skip_set_free(&skips);
+                bson_destroy(p.filter);
+                ok = r == COPY_STOPPED;
+                goto done;
+            }
+            if (r == COPY_REJECTED && s->skip_invalid && attempt < MAX_REJECTS) {
+                MG_LOG_EVENT(MG_LOG_WARNING, "copy", "sync.invalid_doc",
+                             MG_LOG_FIELDS(MG_LOG_STR("db", p.coll->db),
+                                           MG_LOG_STR("collection", p.coll->coll)),
+                             "%s; copying the partition again without it", error->message);
+                bool added = skip_set_add(&skips, &rejected, reason);
+                bson_value_destroy(&rejected);
+                bool again = false;
+                if (!added || !reclaim(&w, &p, &again, error)) {
+                    skip_set_free(&skips);
+                    bson_destroy(p.filter);
+                    goto done;
+                }
+                if (again)
+                    continue;
+                break; /* someone else took it over */
+            }
+            if (r == COPY_REJECTED)
+                bson_value_destroy(&rejected);
+            /* this partition's data cannot be written: record it and go on */
+            MG_LOG_EVENT(MG_LOG_ERROR, "copy", "sync.partition_failed",
+                         MG_LOG_FIELDS(MG_LOG_STR("db", p.coll->db),
+                                       MG_LOG_STR("collection", p.coll->coll),
+                                       MG_LOG_INT("partition", p.seq)),
+                         "partition %d of %s.%s failed: %s", p.seq, p.coll->db, p.coll->coll,
+                         error->message);
+            mark_failed(&w, &p, error->message);
+            timing->failed++;
+            break;
+        }
+        skip_set_free(&skips);
+        bson_destroy(p.filter);
+    }
+    ok = true;
+done:
+    timing->total_s = mg_migrator__now_s() - started;
+    if (w.pg != NULL)
+        PQfinish(w.pg);
+    if (w.mongo != NULL)
+        mongoc_client_destroy(w.mongo);
+    mg_buf_cleanup(&w.out);
+    mg_buf_cleanup(&w.idlog);
+    mg_buf_cleanup(&w.idoffs);
+    return ok;
+}

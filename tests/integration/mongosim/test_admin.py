@@ -1,0 +1,198 @@
+"""tests/integration/mongosim/test_admin.py - setUserWriteBlockMode, the failCommand fail
+point, SCRAM-SHA-256 authentication, --load of Extended JSON."""
+
+import json
+import os
+import threading
+import time
+
+import bson
+import pymongo
+import pytest
+
+
+def test_write_block_rejects_writes_with_371_and_releases(mongosim_factory):
+    server = mongosim_factory()
+    client = server.client(retryWrites=False)
+    try:
+        coll = client.wb.c
+        coll.insert_one({"_id": 1})
+        client.admin.command({"setUserWriteBlockMode": 1, "global": True})
+        for op in (lambda: coll.insert_one({"_id": 2}),
+                   lambda: coll.update_one({"_id": 1}, {"$set": {"x": 1}}),
+                   lambda: coll.delete_one({"_id": 1}),
+                   lambda: client.wb.create_collection("new"),
+                   lambda: coll.drop()):
+            with pytest.raises(pymongo.errors.OperationFailure) as exc:
+                op()
+            assert exc.value.code == 371
+            assert exc.value.details["codeName"] == "UserWritesBlocked"
+        assert coll.find_one({"_id": 1}) == {"_id": 1}  # reads go on
+        client.admin.command("ping")
+        client.admin.command({"setUserWriteBlockMode": 1, "global": False})
+        coll.insert_one({"_id": 2})
+        assert coll.count_documents({}) == 2
+    finally:
+        client.close()
+
+
+def test_write_block_needs_admin(msim_client, dbname):
+    with pytest.raises(pymongo.errors.OperationFailure) as exc:
+        msim_client[dbname].command({"setUserWriteBlockMode": 1, "global": True})
+    assert exc.value.code == 13
+
+
+def test_fail_command_error_code_labels_and_times(mongosim_factory):
+    server = mongosim_factory()
+    client = server.client(retryReads=False, retryWrites=False)
+    try:
+        client.admin.command("configureFailPoint", "failCommand", mode={"times": 2},
+                             data={"failCommands": ["insert", "find"], "errorCode": 2,
+                                   "errorLabels": ["TransientTransactionError"]})
+        with pytest.raises(pymongo.errors.OperationFailure) as exc:
+            client.fc.c.insert_one({"_id": 1})
+        assert exc.value.code == 2
+        assert exc.value.details["errorLabels"] == ["TransientTransactionError"]
+        assert "failCommand" in exc.value.details["errmsg"]
+        with pytest.raises(pymongo.errors.OperationFailure):
+            client.fc.c.find_one()
+        client.fc.c.insert_one({"_id": 1})  # times exhausted
+        client.admin.command("configureFailPoint", "failCommand", mode="alwaysOn",
+                             data={"failCommands": ["count"], "errorCode": 2})
+        for _ in range(3):
+            with pytest.raises(pymongo.errors.OperationFailure):
+                client.fc.command("count", "c")
+        client.admin.command("configureFailPoint", "failCommand", mode="off")
+        assert client.fc.command("count", "c")["n"] == 1
+    finally:
+        client.close()
+
+
+def test_fail_command_app_name_and_block(mongosim_factory):
+    server = mongosim_factory()
+    target = server.client(appname="victim", retryReads=False)
+    other = server.client(appname="bystander", retryReads=False)
+    try:
+        target.admin.command("configureFailPoint", "failCommand", mode={"times": 1},
+                             data={"failCommands": ["find"], "blockConnection": True,
+                                   "blockTimeMS": 500, "appName": "victim"})
+        t0 = time.monotonic()
+        other.bc.c.find_one()
+        assert time.monotonic() - t0 < 0.4
+        t0 = time.monotonic()
+        target.bc.c.find_one()
+        assert time.monotonic() - t0 >= 0.45
+    finally:
+        target.close()
+        other.close()
+
+
+def test_fail_command_close_connection(mongosim_factory):
+    server = mongosim_factory()
+    client = server.client(retryReads=False)
+    try:
+        client.admin.command("configureFailPoint", "failCommand", mode={"times": 1},
+                             data={"failCommands": ["find"], "closeConnection": True})
+        with pytest.raises(pymongo.errors.AutoReconnect):
+            client.cc.c.find_one()
+        assert client.cc.c.find_one() is None  # next attempt works
+    finally:
+        client.close()
+
+
+def test_unknown_fail_point(msim_client):
+    with pytest.raises(pymongo.errors.OperationFailure) as exc:
+        msim_client.admin.command("configureFailPoint", "noSuchFailPoint", mode="alwaysOn")
+    assert exc.value.code == 2
+
+
+def test_scram_sha_256_auth(mongosim_factory):
+    server = mongosim_factory("--auth", "alice:s3cret pass")
+    good = pymongo.MongoClient(server.host, server.port, username="alice",
+                               password="s3cret pass", authSource="admin",
+                               serverSelectionTimeoutMS=5000)
+    try:
+        good.au.c.insert_one({"_id": 1})
+        assert good.au.c.find_one() == {"_id": 1}
+        status = good.admin.command("connectionStatus")
+        assert status["authInfo"]["authenticatedUsers"] == [{"user": "alice", "db": "admin"}]
+    finally:
+        good.close()
+    bad = pymongo.MongoClient(server.host, server.port, username="alice", password="wrong",
+                              authSource="admin", serverSelectionTimeoutMS=3000)
+    with pytest.raises(pymongo.errors.OperationFailure) as exc:
+        bad.au.c.find_one()
+    assert exc.value.code == 18
+    bad.close()
+    nouser = pymongo.MongoClient(server.host, server.port, username="mallory", password="x",
+                                 serverSelectionTimeoutMS=3000)
+    with pytest.raises(pymongo.errors.OperationFailure) as exc:
+        nouser.au.c.find_one()
+    assert exc.value.code == 18
+    nouser.close()
+    anon = server.client()
+    try:
+        anon.admin.command("ping")  # allowed before authentication
+        with pytest.raises(pymongo.errors.OperationFailure) as exc:
+            anon.au.c.find_one()
+        assert exc.value.code == 13
+    finally:
+        anon.close()
+
+
+def test_load_extended_json(mongosim_factory, tmp_path):
+    lines = tmp_path / "people.json"
+    lines.write_text(
+        '{"_id": {"$oid": "5f1e2d3c4b5a697887766554"}, "name": "ann", "born": {"$date": "1990-01-02T00:00:00Z"}}\n'
+        '{"_id": 2, "n": {"$numberLong": "9007199254740993"}, "d": {"$numberDecimal": "1.5"}}\n')
+    arr = tmp_path / "array.json"
+    arr.write_text(json.dumps([{"_id": i, "v": {"$numberInt": str(i)}} for i in range(5)]))
+    server = mongosim_factory("--load", f"{lines},{arr}")
+    client = server.client()
+    try:
+        people = client.test.people
+        assert people.count_documents({}) == 2
+        ann = people.find_one({"name": "ann"})
+        assert ann["_id"] == bson.ObjectId("5f1e2d3c4b5a697887766554")
+        assert ann["born"].year == 1990
+        two = people.find_one({"_id": 2})
+        assert two["n"] == 9007199254740993 and isinstance(two["n"], bson.Int64)
+        assert two["d"] == bson.Decimal128("1.5")
+        assert [d["v"] for d in client.test.array.find()] == list(range(5))
+    finally:
+        client.close()
+    server2 = mongosim_factory("--load", str(arr), "--load-ns", "shop.items", name="m2")
+    client = server2.client()
+    try:
+        assert client.shop.items.count_documents({}) == 5
+    finally:
+        client.close()
+
+
+def test_load_rejects_bad_json(tmp_path):
+    import subprocess
+    from msim_service import mongosim_binary
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"_id": 1, "x": }\n')
+    r = subprocess.run([mongosim_binary(), "--port", "0", "--load", str(bad)],
+                       capture_output=True, timeout=20)
+    assert r.returncode == 2
+    assert b"bad.json" in r.stderr
+
+
+def test_fail_command_many_labels(mongosim_factory):
+    """labels longer than a small inline document survive configuration (regression)."""
+    server = mongosim_factory()
+    client = server.client(retryReads=False)
+    labels = [f"SomeRatherLongErrorLabelName{i:02d}" for i in range(12)]
+    try:
+        client.admin.command("configureFailPoint", "failCommand", mode={"times": 2},
+                             data={"failCommands": ["find"], "errorCode": 2,
+                                   "errorLabels": labels})
+        for _ in range(2):
+            with pytest.raises(pymongo.errors.OperationFailure) as exc:
+                client.ml.c.find_one()
+            assert exc.value.details["errorLabels"] == labels
+        assert client.ml.c.find_one() is None
+    finally:
+        client.close()

@@ -1,0 +1,545 @@
+/*
+ * tests/mongosim/msim.h - internal interfaces of mongosim, the in-memory
+ * MongoDB wire-protocol server used by tests, benchmarks and the demo.
+ *
+ * Errors are mg_error_t with domain MG_ERROR_DOMAIN_MONGO and the server
+ * error code MongoDB would return (msim_code_name gives its codeName).
+ */
+#ifndef MSIM_H
+#define MSIM_H
+
+#include <bson/bson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mg/core.h"
+
+/* Server error codes (MongoDB's error_codes.yml numbers). */
+enum {
+    MSIM_OK = 0,
+    MSIM_E_INTERNAL = 1,
+    MSIM_E_BAD_VALUE = 2,
+    MSIM_E_NO_SUCH_KEY = 4,
+    MSIM_E_FAILED_TO_PARSE = 9,
+    MSIM_E_UNAUTHORIZED = 13,
+    MSIM_E_TYPE_MISMATCH = 14,
+    MSIM_E_AUTH_FAILED = 18,
+    MSIM_E_ILLEGAL_OPERATION = 20,
+    MSIM_E_INVALID_BSON = 22,
+    MSIM_E_NAMESPACE_NOT_FOUND = 26,
+    MSIM_E_INDEX_NOT_FOUND = 27,
+    MSIM_E_CURSOR_NOT_FOUND = 43,
+    MSIM_E_NAMESPACE_EXISTS = 48,
+    MSIM_E_MAX_TIME_EXPIRED = 50,
+    MSIM_E_COMMAND_NOT_FOUND = 59,
+    MSIM_E_IMMUTABLE_FIELD = 66,
+    MSIM_E_INVALID_OPTIONS = 72,
+    MSIM_E_INVALID_NAMESPACE = 73,
+    MSIM_E_INDEX_OPTIONS_CONFLICT = 85,
+    MSIM_E_OPERATION_FAILED = 96,
+    MSIM_E_WRITE_CONFLICT = 112,
+    MSIM_E_COMMAND_NOT_SUPPORTED = 115,
+    MSIM_E_CONFLICTING_OPERATION_IN_PROGRESS = 117,
+    MSIM_E_INVALID_RESUME_TOKEN = 260,
+    MSIM_E_NO_SUCH_TRANSACTION = 251,
+    MSIM_E_TRANSACTION_COMMITTED = 256,
+    MSIM_E_OP_NOT_IN_TXN = 263,
+    MSIM_E_CHANGE_STREAM_FATAL = 280,
+    MSIM_E_HISTORY_LOST = 286,
+    MSIM_E_NO_MATCHING_DOCUMENT = 47,
+    MSIM_E_USER_WRITES_BLOCKED = 371,
+    MSIM_E_DUPLICATE_KEY = 11000,
+    MSIM_E_UNRECOGNIZED_STAGE = 40324,
+    MSIM_E_OBJECT_TOO_LARGE = 10334,
+};
+
+#define MSIM_MAX_BSON_SIZE    (16 * 1024 * 1024)
+#define MSIM_MAX_MESSAGE_SIZE 48000000
+#define MSIM_MAX_WRITE_BATCH  100000
+#define MSIM_MAX_WIRE_VERSION 17 /* MongoDB 6.0 */
+
+/* msim_code_name returns MongoDB's static codeName for code ("Location<N>" style otherwise). */
+const char *msim_code_name(int32_t code);
+
+/*
+ * msim_zalloc returns zeroed memory aligned for bson_t / bson_iter_t members
+ * (libbson declares them 128-byte aligned; calloc gives 16). Aborts when
+ * memory is exhausted. Free with free().
+ */
+void *msim_zalloc(size_t size);
+/* msim_utf8_sanitize replaces bytes of an invalid UTF-8 string by '?' in place. */
+void msim_utf8_sanitize(char *s);
+/* msim_fail sets error to domain MONGO, code, message; returns false. */
+bool msim_fail(mg_error_t *error, int32_t code, const char *fmt, ...) MG_PRINTF(3, 4);
+
+/* ------------------------------------------------------------------------
+ * Documents: immutable, reference-counted raw BSON.
+ * ------------------------------------------------------------------------ */
+
+typedef struct msim_doc {
+    atomic_int refs;
+    uint32_t len;
+    uint8_t data[];
+} msim_doc_t;
+
+/* msim_doc_new copies len bytes of BSON; the result holds one reference. NULL on OOM. */
+msim_doc_t *msim_doc_new(const uint8_t *data, uint32_t len);
+msim_doc_t *msim_doc_from_bson(const bson_t *b);
+msim_doc_t *msim_doc_ref(msim_doc_t *doc);
+void msim_doc_unref(msim_doc_t *doc);
+/* msim_doc_id points iter at the document's _id; false when it has none. */
+bool msim_doc_id(const msim_doc_t *doc, bson_iter_t *iter);
+
+/* ------------------------------------------------------------------------
+ * BSON helpers (msim_bson.c)
+ * ------------------------------------------------------------------------ */
+
+/* msim_type_rank returns the canonical sort class of a BSON type. */
+int msim_type_rank(bson_type_t t);
+/* msim_cmp compares two values in MongoDB's cross-type order (<0, 0, >0). */
+int msim_cmp(const bson_iter_t *a, const bson_iter_t *b);
+/* msim_cmp_value compares two bson_value_t. */
+int msim_cmp_value(const bson_value_t *a, const bson_value_t *b);
+/* msim_is_number is true for double, int32, int64, decimal128. */
+bool msim_is_number(bson_type_t t);
+/* msim_as_double converts a numeric iter; 0 for non-numbers. */
+double msim_as_double(const bson_iter_t *it);
+/* msim_type_name returns the $type alias of a type ("double", "string"...). */
+const char *msim_type_name(bson_type_t t);
+/* msim_type_from_name maps an alias to a type; "number" gives 0 and *number = true. */
+bool msim_type_from_name(const char *name, bson_type_t *t, bool *number);
+/* msim_append_iter appends iter's value under key. */
+void msim_append_iter(bson_t *dst, const char *key, int keylen, const bson_iter_t *it);
+/* msim_json_of returns a short malloc'd relaxed JSON rendering of doc (for messages). */
+char *msim_json_of(const bson_t *doc);
+/* msim_value_json renders one value (for error messages); caller frees. */
+char *msim_value_json(const bson_iter_t *it);
+/* msim_get_path finds a dotted path through documents only (no arrays). */
+bool msim_get_path(const bson_t *doc, const char *path, bson_iter_t *out);
+/* msim_iter_bool returns the truthiness of a value as MongoDB sees it. */
+bool msim_truthy(const bson_iter_t *it);
+/* msim_iter_int64 reads an integral number; false when it is not a number. */
+bool msim_iter_int64(const bson_iter_t *it, int64_t *out);
+
+/* ------------------------------------------------------------------------
+ * Query matching (msim_match.c)
+ * ------------------------------------------------------------------------ */
+
+typedef struct msim_matcher msim_matcher_t;
+
+/*
+ * msim_matcher_new compiles filter (copied) into a matcher; NULL with error
+ * (BadValue naming the operator) for an unknown or malformed operator.
+ */
+msim_matcher_t *msim_matcher_new(const bson_t *filter, mg_error_t *error);
+void msim_matcher_destroy(msim_matcher_t *m);
+/* msim_matcher_match reports whether the raw document matches. */
+bool msim_matcher_match(const msim_matcher_t *m, const uint8_t *data, uint32_t len);
+/* msim_matcher_id_range gives _id bounds usable to seek (borrowed iters into the matcher). */
+bool msim_matcher_id_eq(const msim_matcher_t *m, bson_iter_t *eq);
+bool msim_matcher_is_empty(const msim_matcher_t *m);
+/*
+ * msim_matcher_id_bounds gives the tightest _id bounds among the filter's
+ * top-level _id comparisons (borrowed iters into the matcher): every match
+ * has lo <= _id <= hi in MongoDB's total order. Used to seek, never to
+ * decide a match.
+ */
+bool msim_matcher_id_bounds(const msim_matcher_t *m, bson_iter_t *lo, bool *has_lo, bson_iter_t *hi,
+                            bool *has_hi);
+
+/* Paths: calls fn for every value reachable at the dotted path (arrays expanded). */
+typedef bool (*msim_path_fn)(const bson_iter_t *leaf, void *ctx);
+
+/* ------------------------------------------------------------------------
+ * Sort, projection, update (msim_docops.c, msim_update.c)
+ * ------------------------------------------------------------------------ */
+
+typedef struct msim_sort msim_sort_t;
+msim_sort_t *msim_sort_new(const bson_t *spec, mg_error_t *error);
+void msim_sort_destroy(msim_sort_t *s);
+/* msim_sort_docs sorts an array of docs in place (stable). */
+void msim_sort_docs(const msim_sort_t *s, msim_doc_t **docs, size_t n);
+bool msim_sort_is_id_asc(const msim_sort_t *s);
+
+typedef struct msim_proj msim_proj_t;
+msim_proj_t *msim_proj_new(const bson_t *spec, mg_error_t *error);
+void msim_proj_destroy(msim_proj_t *p);
+/* msim_proj_apply writes the projected doc into out (initialized by caller). */
+void msim_proj_apply(const msim_proj_t *p, const uint8_t *data, uint32_t len, bson_t *out);
+
+/*
+ * msim_update_apply applies update (operator document or replacement) to
+ * doc (NULL when inserting by upsert; then query seeds equality fields).
+ * out receives the new document (caller inits/destroys). When desc is not
+ * NULL it receives {updatedFields, removedFields, truncatedArrays}.
+ * *replaced is set for replacement-style updates. Errors: FailedToParse for
+ * unknown modifiers, ImmutableField for _id changes, TypeMismatch.
+ */
+bool msim_update_apply(const bson_t *doc, const bson_t *query, const bson_iter_t *update,
+                       bool upsert_insert, bson_t *out, bson_t *desc, bool *replaced,
+                       mg_error_t *error);
+/*
+ * msim_expr_eval evaluates an aggregation expression against the document
+ * whose fields root iterates, appending the result under key (nothing when
+ * the result is missing). Errors name the operator.
+ */
+bool msim_expr_eval(const bson_iter_t *expr, const bson_iter_t *root, bson_t *out, const char *key,
+                    mg_error_t *error);
+/* msim_update_validate checks an update spec without applying it. */
+bool msim_update_is_replacement(const bson_iter_t *update);
+
+/* ------------------------------------------------------------------------
+ * Storage (msim_store.c). All catalog and document access happens under
+ * the server's store lock (read for reads, write for writes).
+ * ------------------------------------------------------------------------ */
+
+typedef struct msim_skip msim_skip_t;
+typedef struct msim_coll msim_coll_t;
+
+struct msim_coll {
+    char *db;
+    char *name;
+    char *ns;
+    uint8_t uuid[16];
+    msim_skip_t *docs;
+    uint64_t bytes;
+    bson_t indexes; /* array of index specs (key, name, unique...) */
+    bool pre_post_images;
+    bson_t options;
+    int64_t created_ms;
+};
+
+msim_coll_t *msim_coll_new(const char *db, const char *name);
+void msim_coll_destroy(msim_coll_t *c);
+size_t msim_coll_count(const msim_coll_t *c);
+/* msim_coll_find returns the borrowed doc with this _id or NULL. */
+msim_doc_t *msim_coll_find(const msim_coll_t *c, const bson_iter_t *id);
+/* msim_coll_insert takes the caller's reference; false (DuplicateKey) when _id exists. */
+bool msim_coll_insert(msim_coll_t *c, msim_doc_t *doc, mg_error_t *error);
+/* msim_coll_replace swaps the doc with the same _id; returns the old one (caller unrefs). */
+msim_doc_t *msim_coll_replace(msim_coll_t *c, msim_doc_t *doc);
+/* msim_coll_remove unlinks the doc with this _id; returns it (caller unrefs) or NULL. */
+msim_doc_t *msim_coll_remove(msim_coll_t *c, const bson_iter_t *id);
+
+/* Iteration in _id order; the iterator is invalid after any write. */
+typedef struct {
+    void *node;
+} msim_coll_iter_t;
+void msim_coll_iter_first(const msim_coll_t *c, msim_coll_iter_t *it);
+/* msim_coll_iter_seek positions at the first doc with _id >= id. */
+void msim_coll_iter_seek(const msim_coll_t *c, const bson_iter_t *id, msim_coll_iter_t *it);
+msim_doc_t *msim_coll_iter_next(msim_coll_iter_t *it);
+/* msim_coll_last returns the doc with the greatest _id (borrowed) or NULL. */
+msim_doc_t *msim_coll_last(const msim_coll_t *c);
+
+/* ------------------------------------------------------------------------
+ * Server state
+ * ------------------------------------------------------------------------ */
+
+typedef struct {
+    uint32_t t, i;
+} msim_ts_t;
+
+/* One oplog entry = one change event source. */
+typedef struct msim_oplog_entry {
+    struct msim_oplog_entry *next;
+    uint64_t seq;
+    msim_ts_t ts;
+    uint32_t txn_index; /* position within a transaction's commit */
+    int64_t wall_ms;
+    char op[16];           /* insert update replace delete drop rename dropDatabase create ... */
+    char *db, *coll;       /* coll NULL for dropDatabase */
+    char *to_db, *to_coll; /* rename */
+    bson_t *doc_key;       /* {_id: ...} */
+    msim_doc_t *post;      /* after image (insert/replace/update) */
+    msim_doc_t *pre;       /* before image when the collection records them */
+    bson_t *update_desc;   /* update only */
+    bson_t *lsid;          /* transaction events */
+    int64_t txn_number;
+    bool in_txn;
+    bool images; /* collection had changeStreamPreAndPostImages */
+    size_t size;
+} msim_oplog_entry_t;
+
+typedef struct {
+    bool active;
+    int64_t times; /* -1 = always */
+    char **commands;
+    size_t ncommands;
+    int32_t error_code;
+    bool has_error_code;
+    bson_t error_labels; /* array */
+    bool close_connection;
+    bool block_connection;
+    int64_t block_ms;
+    char app_name[128];
+    bson_t write_concern_error;
+    bool has_wce;
+} msim_failpoint_t;
+
+typedef struct msim_cursor msim_cursor_t;
+typedef struct msim_txn msim_txn_t;
+
+typedef struct {
+    /* options */
+    char bind[64];
+    int port;
+    int64_t oplog_max_bytes;
+    int64_t cursor_timeout_ms;
+    char auth_user[128];
+    char auth_password[256];
+    bool auth;
+    bool quiet;
+
+    /* store */
+    pthread_rwlock_t lock;
+    msim_coll_t **colls;
+    size_t ncolls, capcolls;
+
+    /* logical clock, guarded by clock_mu */
+    pthread_mutex_t clock_mu;
+    msim_ts_t clock;
+
+    /* oplog, appended under lock (write), waited on with oplog_mu/oplog_cv */
+    msim_oplog_entry_t *oplog_head, *oplog_tail;
+    uint64_t oplog_next_seq;
+    size_t oplog_bytes;
+    bool oplog_trimmed;
+    msim_ts_t oplog_trim_ts; /* last dropped entry */
+    uint32_t oplog_trim_index;
+    pthread_mutex_t oplog_mu;
+    pthread_cond_t oplog_cv;
+    atomic_uint_fast64_t oplog_seq_pub;
+
+    /* cursors */
+    pthread_mutex_t cursor_mu;
+    msim_cursor_t *cursors;
+    int64_t next_cursor_id;
+
+    /* transactions */
+    pthread_mutex_t txn_mu;
+    msim_txn_t *txns;
+
+    /* fail point */
+    pthread_mutex_t fp_mu;
+    msim_failpoint_t fp;         /* failCommand */
+    msim_failpoint_t fp_getmore; /* failGetMoreAfterCursorCheckout */
+
+    atomic_bool write_blocked;
+    bson_oid_t process_id;
+    bson_oid_t election_id;
+    int64_t start_ms;
+    atomic_int_fast64_t connections;
+    atomic_int_fast64_t total_connections;
+    atomic_int_fast64_t op_counts[6]; /* insert query update delete getmore command */
+
+    /* SCRAM-SHA-256 credentials */
+    uint8_t scram_salt[28];
+    uint8_t scram_stored_key[32];
+    uint8_t scram_server_key[32];
+    int scram_iterations;
+
+    atomic_bool stopping;
+    int64_t wait_cap_ms; /* caps server-side waits (fuzzing); -1 = none */
+} msim_server_t;
+
+extern msim_server_t *msim_srv;
+
+/*
+ * msim_server_init sets defaults and initializes the locks of s, and makes
+ * it the process's server (msim_srv). Options may be changed afterwards.
+ */
+void msim_server_init(msim_server_t *s);
+
+/* Per-connection state. */
+typedef struct {
+    int fd;
+    int64_t id;
+    bool authenticated;
+    char app_name[128];
+    /* SCRAM conversation */
+    int sasl_step;
+    bool sasl_skip_empty;
+    bool sasl_user_ok;
+    char sasl_client_first_bare[512];
+    char sasl_server_first[512];
+    char sasl_nonce[128];
+    bool close_after_reply;
+    bool exhaust; /* unused */
+} msim_conn_t;
+
+/* Command context handed to handlers. */
+typedef struct {
+    msim_conn_t *conn;
+    const bson_t *cmd; /* body with document sequences merged in */
+    const char *db;
+    const char *name;
+    bson_t *reply;   /* handler appends fields; ok/operationTime added later */
+    msim_txn_t *txn; /* the transaction this command runs in, or NULL */
+    const bson_t *lsid;
+    bool has_txn_number;
+    int64_t txn_number;
+    bool resumable_error; /* label the error ResumableChangeStreamError */
+} msim_ctx_t;
+
+/* msim_clock_tick returns a new, strictly greater cluster time. */
+msim_ts_t msim_clock_tick(void);
+/* msim_clock_now returns the current cluster time (advancing seconds lazily). */
+msim_ts_t msim_clock_now(void);
+int64_t msim_now_ms(void);
+int msim_ts_cmp(msim_ts_t a, msim_ts_t b);
+
+/* Catalog (store lock held). */
+msim_coll_t *msim_catalog_get(const char *db, const char *coll);
+/* msim_catalog_create creates the collection; *created says whether it is new. */
+msim_coll_t *msim_catalog_ensure(const char *db, const char *coll, bool *created);
+void msim_catalog_drop(msim_coll_t *c);
+bool msim_valid_coll_name(const char *db, const char *coll, mg_error_t *error);
+
+/* Oplog (store lock held for writing). Takes ownership of e's fields. */
+void msim_oplog_append(msim_oplog_entry_t *e);
+/* msim_oplog_publish wakes change-stream waiters; call after unlocking. */
+void msim_oplog_publish(void);
+msim_oplog_entry_t *msim_oplog_entry_new(const char *op, const char *db, const char *coll);
+void msim_oplog_entry_free(msim_oplog_entry_t *e);
+
+/* Commands (msim_cmd.c). */
+typedef bool (*msim_cmd_fn)(msim_ctx_t *ctx, mg_error_t *error);
+/*
+ * msim_dispatch runs one command document against the server and builds the
+ * full reply (ok, errmsg/code/codeName, operationTime, $clusterTime) into
+ * reply (initialized by the caller).
+ */
+void msim_dispatch(msim_conn_t *conn, const bson_t *cmd, bson_t *reply);
+/* msim_write_blocked_check fails with UserWritesBlocked for user databases. */
+bool msim_write_allowed(const char *db, mg_error_t *error);
+
+/* CRUD (msim_crud.c) */
+bool msim_cmd_insert(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_update(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_delete(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_find(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_find_and_modify(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_count(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_distinct(msim_ctx_t *ctx, mg_error_t *error);
+/*
+ * msim_snapshot returns references to the documents of db.coll matching m
+ * (NULL = all), in _id order, at most stop_after (0 = all), as transaction
+ * txn (NULL = none) sees them; caller unrefs each and frees the array.
+ */
+msim_doc_t **msim_snapshot(msim_txn_t *txn, const char *db, const char *coll,
+                           const msim_matcher_t *m, size_t stop_after, size_t *n);
+
+/* Cursors (msim_cursor.c) */
+struct msim_cursor {
+    msim_cursor_t *next;
+    int64_t id;
+    char ns[256];
+    msim_doc_t **docs; /* snapshot */
+    size_t ndocs, pos;
+    bool busy;
+    int64_t last_use_ms;
+    void *stream;      /* change stream state, or NULL */
+    msim_proj_t *proj; /* applied as documents are returned, or NULL */
+};
+/* msim_cursor_reply writes {cursor: {firstBatch|nextBatch, id, ns}} and registers or frees. */
+/*
+ * msim_cursor_first_batch takes ownership of docs (an array of references,
+ * malloc'd) and proj, writes {cursor: {firstBatch, id, ns}} into the reply,
+ * and registers a cursor when documents remain.
+ */
+void msim_cursor_first_batch(msim_ctx_t *ctx, const char *ns, msim_doc_t **docs, size_t ndocs,
+                             msim_proj_t *proj, int64_t batch_size, bool single_batch);
+/* msim_log_write appends a change event for one document write (store lock held). */
+void msim_log_write(const char *op, const msim_coll_t *c, msim_doc_t *post, msim_doc_t *pre,
+                    const bson_iter_t *id, bson_t *desc, const bson_t *lsid, int64_t txn_number,
+                    bool has_ts, msim_ts_t ts, uint32_t txn_index);
+/* msim_coll_stats appends collStats-style fields for c to b (lock held). */
+void msim_coll_stats(const msim_coll_t *c, bson_t *b, int64_t scale);
+bool msim_cmd_get_more(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_kill_cursors(msim_ctx_t *ctx, mg_error_t *error);
+msim_cursor_t *msim_cursor_register(msim_cursor_t *c);
+void msim_cursor_free(msim_cursor_t *c);
+void msim_cursor_reap(int64_t now_ms);
+void msim_cursors_kill_ns(const char *ns);
+size_t msim_cursor_open_count(void);
+
+/* Aggregation (msim_agg.c) */
+bool msim_cmd_aggregate(msim_ctx_t *ctx, mg_error_t *error);
+
+/* Change streams (msim_stream.c) */
+bool msim_stream_open(msim_ctx_t *ctx, const bson_iter_t *spec, const bson_t *pipeline_rest,
+                      const char *coll, int64_t batch_size, mg_error_t *error);
+bool msim_stream_get_more(msim_ctx_t *ctx, msim_cursor_t *cur, int64_t batch_size,
+                          int64_t max_await_ms, mg_error_t *error);
+void msim_stream_free(void *stream);
+
+/* Transactions (msim_txn.c) */
+/*
+ * msim_txn_for_command looks at lsid/txnNumber/autocommit/startTransaction
+ * and returns the transaction the command joins (NULL for none).
+ */
+bool msim_txn_begin_command(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_commit_txn(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_abort_txn(msim_ctx_t *ctx, mg_error_t *error);
+/* A staged write: applied at commit. */
+typedef struct {
+    char op; /* 'i' insert, 'u' update (replace doc), 'r' replace, 'd' delete */
+    char db[128];
+    char coll[128];
+    msim_doc_t *doc; /* new doc (i/u/r); the removed doc for d */
+    bson_t *desc;    /* update description for 'u' */
+} msim_txn_op_t;
+void msim_txn_stage(msim_txn_t *txn, const msim_txn_op_t *op);
+/* msim_txn_state_of: -1 no staged write on that _id, 0 staged delete, 1 staged version. */
+int msim_txn_state_of(msim_txn_t *t, const char *db, const char *coll, const bson_iter_t *id);
+/* msim_txn_fail aborts an active transaction after a failed statement, as mongod does. */
+void msim_txn_fail(msim_txn_t *t);
+/* msim_txn_touches reports whether the transaction staged writes on db.coll. */
+bool msim_txn_touches(msim_txn_t *t, const char *db, const char *coll);
+/*
+ * msim_txn_merge returns db.coll as transaction t sees it: docs (committed,
+ * in _id order; the references and the array are taken over) with t's
+ * staged versions applied, deletions removed and inserts added, in _id
+ * order. The caller owns the result's references and array.
+ */
+msim_doc_t **msim_txn_merge(msim_txn_t *t, const char *db, const char *coll, msim_doc_t **docs,
+                            size_t n, size_t *nout);
+void msim_txn_end_sessions(const bson_t *cmd);
+
+/* Auth (msim_auth.c) */
+bool msim_auth_init(mg_error_t *error);
+bool msim_cmd_sasl_start(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_sasl_continue(msim_ctx_t *ctx, mg_error_t *error);
+
+/* Loading (msim_load.c) */
+bool msim_load_files(const char *list, const char *target_ns, mg_error_t *error);
+
+/* Wire protocol (msim_wire.c) */
+#define MSIM_OP_REPLY      1
+#define MSIM_OP_QUERY      2004
+#define MSIM_OP_MSG        2013
+#define MSIM_OP_COMPRESSED 2012
+
+typedef struct {
+    int32_t length, request_id, response_to, opcode;
+    uint32_t flags;
+    bool legacy; /* OP_QUERY */
+    bson_t cmd;  /* body with sequences merged (owned) */
+    bool exhaust;
+    bool more_to_come;
+} msim_msg_t;
+
+/*
+ * msim_wire_parse parses one complete message (buf, len = header length).
+ * On success out->cmd is initialized (caller bson_destroy). On failure
+ * error carries code and message and out->cmd is not initialized.
+ */
+bool msim_wire_parse(const uint8_t *buf, size_t len, msim_msg_t *out, mg_error_t *error);
+/* msim_wire_reply_header fills the header+prefix of an OP_MSG or OP_REPLY reply. */
+size_t msim_wire_reply_prefix(uint8_t *prefix, bool legacy, int32_t request_id, int32_t response_to,
+                              uint32_t body_len);
+
+#endif /* MSIM_H */

@@ -1,0 +1,409 @@
+/*
+ * tests/mongosim/msim_main.c - mongosim's entry point: options, the
+ * listening socket, one thread per connection, message framing and the
+ * idle-cursor reaper.
+ */
+#include "msim.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static msim_server_t g_server;
+static volatile sig_atomic_t g_stop;
+static int g_listen_fd = -1;
+
+/* on_stop asks the accept loop to end (SIGTERM, SIGINT): main returns 0. */
+static void
+on_stop(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+    if (g_listen_fd >= 0)
+        shutdown(g_listen_fd, SHUT_RDWR);
+}
+
+static int
+read_full(int fd, uint8_t *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, buf + got, len - got);
+        if (n == 0)
+            return 0;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        got += (size_t)n;
+    }
+    return 1;
+}
+
+static bool
+write_full(int fd, struct iovec *iov, int n)
+{
+    while (n > 0) {
+        ssize_t w = writev(fd, iov, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        while (n > 0 && (size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
+    }
+    return true;
+}
+
+static atomic_int g_request_id = 1;
+
+static bool
+send_reply(msim_conn_t *c, bool legacy, int32_t response_to, const bson_t *reply)
+{
+    uint8_t prefix[64];
+    struct iovec iov[2];
+    size_t n = msim_wire_reply_prefix(prefix, legacy, atomic_fetch_add(&g_request_id, 1),
+                                      response_to, reply->len);
+    iov[0].iov_base = prefix;
+    iov[0].iov_len = n;
+    iov[1].iov_base = (void *)bson_get_data(reply);
+    iov[1].iov_len = reply->len;
+    return write_full(c->fd, iov, 2);
+}
+
+static void
+error_reply(bson_t *reply, const mg_error_t *err)
+{
+    bson_reinit(reply);
+    BSON_APPEND_DOUBLE(reply, "ok", 0.0);
+    BSON_APPEND_UTF8(reply, "errmsg", err->message);
+    BSON_APPEND_INT32(reply, "code", err->code);
+    BSON_APPEND_UTF8(reply, "codeName", msim_code_name(err->code));
+}
+
+static void *
+conn_main(void *arg)
+{
+    msim_conn_t *c = arg;
+    uint8_t hdr[16];
+    uint8_t *buf = NULL;
+    size_t bufcap = 0;
+    /* replies are built in one buffer kept for the connection's life, so
+     * large batches do not fault in fresh pages every time */
+    uint8_t *rbuf = NULL;
+    size_t rbuflen = 0;
+
+    for (;;) {
+        int32_t len, reqid, opcode;
+        msim_msg_t msg;
+        mg_error_t err;
+        bson_t reply;
+        int r = read_full(c->fd, hdr, 16);
+        if (r <= 0)
+            break;
+        memcpy(&len, hdr, 4);
+        memcpy(&reqid, hdr + 4, 4);
+        memcpy(&opcode, hdr + 12, 4);
+        if (len < 16 || len > MSIM_MAX_MESSAGE_SIZE) {
+            /* framing is lost: answer once and hang up, as mongod does */
+            bson_init(&reply);
+            msim_fail(&err, MSIM_E_FAILED_TO_PARSE,
+                      "recv(): message msgLen %d is invalid. Min 16 Max: %d", len,
+                      MSIM_MAX_MESSAGE_SIZE);
+            error_reply(&reply, &err);
+            send_reply(c, opcode == MSIM_OP_QUERY, reqid, &reply);
+            bson_destroy(&reply);
+            MG_LOG(MG_LOG_INFO, "mongosim", "closing connection %lld: message length %d",
+                   (long long)c->id, len);
+            break;
+        }
+        if ((size_t)len > bufcap) {
+            uint8_t *nb = realloc(buf, (size_t)len);
+            if (nb == NULL)
+                break;
+            buf = nb;
+            bufcap = (size_t)len;
+        }
+        memcpy(buf, hdr, 16);
+        if (len > 16 && read_full(c->fd, buf + 16, (size_t)len - 16) <= 0)
+            break;
+        if (!msim_wire_parse(buf, (size_t)len, &msg, &err)) {
+            bson_init(&reply);
+            error_reply(&reply, &err);
+            send_reply(c, opcode == MSIM_OP_QUERY, reqid, &reply);
+            bson_destroy(&reply);
+            continue;
+        }
+        {
+            bson_t *rp;
+            bool sent;
+            if (rbuf != NULL) {
+                /* bson_new_from_buffer reads what the buffer holds: start empty */
+                static const uint8_t empty[5] = {5, 0, 0, 0, 0};
+                memcpy(rbuf, empty, sizeof empty);
+            }
+            rp = bson_new_from_buffer(&rbuf, &rbuflen, bson_realloc_ctx, NULL);
+            msim_dispatch(c, &msg.cmd, rp);
+            bson_destroy(&msg.cmd);
+            if (c->close_after_reply) {
+                bson_destroy(rp);
+                break;
+            }
+            sent = msg.more_to_come || send_reply(c, msg.legacy, msg.request_id, rp);
+            bson_destroy(rp);
+            if (!sent)
+                break;
+        }
+        /* shrink a huge buffer after a big message */
+        if (bufcap > (8u << 20)) {
+            free(buf);
+            buf = NULL;
+            bufcap = 0;
+        }
+    }
+    free(buf);
+    bson_free(rbuf);
+    close(c->fd);
+    atomic_fetch_sub(&msim_srv->connections, 1);
+    free(c);
+    return NULL;
+}
+
+static void *
+reaper_main(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&msim_srv->stopping)) {
+        sleep(1);
+        msim_cursor_reap(msim_now_ms());
+    }
+    return NULL;
+}
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: mongosim [options]\n"
+               "  --port N              TCP port (default 27017; 0 picks a free one)\n"
+               "  --bind ADDR           listen address (default 127.0.0.1)\n"
+               "  --port-file PATH      write the port number here once listening\n"
+               "  --oplog-size-mb N     change-stream history kept in memory (default 512)\n"
+               "  --auth USER:PASSWORD  require SCRAM-SHA-256 authentication\n"
+               "  --load FILE[,FILE]    load Extended JSON files (one doc per line, or an array)\n"
+               "  --load-ns DB.COLL     target of --load (default test.<file name>)\n"
+               "  --cursor-timeout-ms N idle cursors are closed after N ms (default 600000)\n"
+               "  --log-level LEVEL     debug|info|notice|warning|error (default info)\n"
+               "  --log-format FORMAT   auto|json|text\n");
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"port", required_argument, NULL, 'p'},
+        {"bind", required_argument, NULL, 'b'},
+        {"port-file", required_argument, NULL, 'f'},
+        {"oplog-size-mb", required_argument, NULL, 'o'},
+        {"auth", required_argument, NULL, 'a'},
+        {"load", required_argument, NULL, 'l'},
+        {"load-ns", required_argument, NULL, 'n'},
+        {"cursor-timeout-ms", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *port_file = NULL, *load = NULL, *load_ns = NULL;
+    struct sockaddr_in addr;
+    socklen_t alen = sizeof addr;
+    mg_error_t err;
+    pthread_t reaper;
+    pthread_attr_t attr;
+    int lfd, one = 1, opt;
+
+    if (!mg_cli_take_log_options("mongosim", "MONGOSIM_", &argc, argv, &err)) {
+        fprintf(stderr, "mongosim: %s\n", err.message);
+        return MG_EXIT_USAGE;
+    }
+    msim_server_init(&g_server);
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        char *end;
+        switch (opt) {
+        case 'p':
+            g_server.port = (int)strtol(optarg, &end, 10);
+            if (*end != '\0' || g_server.port < 0 || g_server.port > 65535) {
+                fprintf(stderr, "mongosim: invalid --port \"%s\"\n", optarg);
+                return MG_EXIT_USAGE;
+            }
+            break;
+        case 'b':
+            snprintf(g_server.bind, sizeof g_server.bind, "%s", optarg);
+            break;
+        case 'f':
+            port_file = optarg;
+            break;
+        case 'o':
+            g_server.oplog_max_bytes = strtoll(optarg, &end, 10) << 20;
+            if (*end != '\0' || g_server.oplog_max_bytes <= 0) {
+                fprintf(stderr, "mongosim: invalid --oplog-size-mb \"%s\"\n", optarg);
+                return MG_EXIT_USAGE;
+            }
+            break;
+        case 'c':
+            g_server.cursor_timeout_ms = strtoll(optarg, &end, 10);
+            if (*end != '\0' || g_server.cursor_timeout_ms <= 0) {
+                fprintf(stderr, "mongosim: invalid --cursor-timeout-ms \"%s\"\n", optarg);
+                return MG_EXIT_USAGE;
+            }
+            break;
+        case 'a': {
+            const char *colon = strchr(optarg, ':');
+            if (colon == NULL || colon == optarg || colon[1] == '\0' ||
+                (size_t)(colon - optarg) >= sizeof g_server.auth_user) {
+                fprintf(stderr, "mongosim: --auth needs USER:PASSWORD\n");
+                return MG_EXIT_USAGE;
+            }
+            memcpy(g_server.auth_user, optarg, (size_t)(colon - optarg));
+            snprintf(g_server.auth_password, sizeof g_server.auth_password, "%s", colon + 1);
+            g_server.auth = true;
+            break;
+        }
+        case 'l':
+            load = optarg;
+            break;
+        case 'n':
+            load_ns = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return MG_EXIT_OK;
+        default:
+            usage(stderr);
+            return MG_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "mongosim: unexpected argument \"%s\"\n", argv[optind]);
+        return MG_EXIT_USAGE;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_stop;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+    }
+
+    if (g_server.auth && !msim_auth_init(&err)) {
+        mg_log_error(MG_LOG_FATAL, "mongosim", &err);
+        return MG_EXIT_FAILURE;
+    }
+    if (load != NULL && !msim_load_files(load, load_ns, &err)) {
+        mg_log_error(MG_LOG_FATAL, "mongosim", &err);
+        return MG_EXIT_USAGE;
+    }
+
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)g_server.port);
+    if (inet_pton(AF_INET, g_server.bind, &addr.sin_addr) != 1) {
+        fprintf(stderr, "mongosim: invalid --bind address \"%s\" (IPv4 expected)\n", g_server.bind);
+        return MG_EXIT_USAGE;
+    }
+    lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (lfd < 0) {
+        perror("mongosim: socket");
+        return MG_EXIT_FAILURE;
+    }
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(lfd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(lfd, 512) != 0) {
+        int e = errno;
+        MG_LOG(MG_LOG_FATAL, "mongosim", "could not listen on \"%s:%d\": %s", g_server.bind,
+               g_server.port, strerror(e));
+        return MG_EXIT_FAILURE;
+    }
+    getsockname(lfd, (struct sockaddr *)&addr, &alen);
+    g_server.port = ntohs(addr.sin_port);
+    if (port_file != NULL) {
+        char tmp[4096];
+        FILE *f;
+        snprintf(tmp, sizeof tmp, "%s.tmp", port_file);
+        f = fopen(tmp, "w");
+        if (f == NULL || fprintf(f, "%d\n", g_server.port) < 0 || fclose(f) != 0 ||
+            rename(tmp, port_file) != 0) {
+            MG_LOG(MG_LOG_FATAL, "mongosim", "could not write port file \"%s\"", port_file);
+            return MG_EXIT_FAILURE;
+        }
+    }
+    MG_LOG_EVENT(MG_LOG_INFO, "mongosim", "mongosim.listening",
+                 MG_LOG_FIELDS(MG_LOG_STR("bind", g_server.bind), MG_LOG_INT("port", g_server.port),
+                               MG_LOG_BOOL("auth", g_server.auth)),
+                 "listening on %s:%d", g_server.bind, g_server.port);
+
+    pthread_create(&reaper, NULL, reaper_main, NULL);
+    pthread_detach(reaper);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 1u << 20);
+    g_listen_fd = lfd;
+    for (;;) {
+        pthread_t th;
+        msim_conn_t *c;
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (g_stop) {
+            if (fd >= 0)
+                close(fd);
+            break;
+        }
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE) {
+                if (errno == EMFILE || errno == ENFILE)
+                    usleep(10000);
+                continue;
+            }
+            perror("mongosim: accept");
+            return MG_EXIT_FAILURE;
+        }
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        c = calloc(1, sizeof *c);
+        if (c == NULL) {
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        c->id = atomic_fetch_add(&g_server.total_connections, 1) + 1;
+        c->authenticated = !g_server.auth;
+        atomic_fetch_add(&g_server.connections, 1);
+        if (pthread_create(&th, &attr, conn_main, c) != 0) {
+            atomic_fetch_sub(&g_server.connections, 1);
+            close(fd);
+            free(c);
+        }
+    }
+    atomic_store(&g_server.stopping, true);
+    close(lfd);
+    pthread_attr_destroy(&attr);
+    MG_LOG_EVENT(MG_LOG_INFO, "mongosim", "mongosim.stopped",
+                 MG_LOG_FIELDS(MG_LOG_INT("connections", atomic_load(&g_server.connections))),
+                 "stopped on signal");
+    return MG_EXIT_OK;
+}

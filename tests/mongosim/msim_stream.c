@@ -1,0 +1,803 @@
+/*
+ * tests/mongosim/msim_stream.c - the in-memory oplog (bounded by
+ * --oplog-size-mb) and change streams over it: collection, database and
+ * deployment scope, resume tokens, startAtOperationTime / resumeAfter /
+ * startAfter, fullDocument and fullDocumentBeforeChange modes, invalidate,
+ * postBatchResumeToken and ChangeStreamHistoryLost.
+ *
+ * Resume token: {_data: "82" TTTTTTTT IIIIIIII KK NNNNNNNN} in upper-case
+ * hex: cluster time (t, i), kind (01 event, 02 invalidate, 03 high-water
+ * mark) and the event's index within its transaction. Tokens order as
+ * strings in the order of events, and are strictly increasing in a stream.
+ */
+#include "msim.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { KIND_EVENT = 1, KIND_INVALIDATE = 2, KIND_HWM = 3 };
+enum { SCOPE_COLL, SCOPE_DB, SCOPE_CLUSTER };
+enum { FD_DEFAULT, FD_UPDATE_LOOKUP, FD_WHEN_AVAILABLE, FD_REQUIRED };
+enum { FDB_OFF, FDB_WHEN_AVAILABLE, FDB_REQUIRED };
+
+typedef struct {
+    msim_ts_t ts;
+    uint8_t kind;
+    uint32_t index;
+} token_t;
+
+static int
+tok_cmp(token_t a, token_t b)
+{
+    int c = msim_ts_cmp(a.ts, b.ts);
+    if (c != 0)
+        return c;
+    if (a.kind != b.kind)
+        return a.kind < b.kind ? -1 : 1;
+    return a.index < b.index ? -1 : a.index > b.index;
+}
+
+static void
+tok_append(bson_t *b, const char *key, token_t t)
+{
+    char hex[64];
+    bson_t d;
+    snprintf(hex, sizeof hex, "82%08X%08X%02X%08X", t.ts.t, t.ts.i, t.kind, t.index);
+    bson_append_document_begin(b, key, -1, &d);
+    BSON_APPEND_UTF8(&d, "_data", hex);
+    bson_append_document_end(b, &d);
+}
+
+static bool
+tok_parse(const bson_iter_t *it, token_t *t, mg_error_t *error)
+{
+    bson_iter_t d;
+    const char *s;
+    unsigned int tt, ii, kk, nn;
+    char tail;
+    if (!BSON_ITER_HOLDS_DOCUMENT(it) || !bson_iter_recurse(it, &d) || !bson_iter_find(&d, "_data"))
+        return msim_fail(error, MSIM_E_INVALID_RESUME_TOKEN,
+                         "Invalid resume token: the token must be a document with a _data "
+                         "field");
+    if (!BSON_ITER_HOLDS_UTF8(&d))
+        return msim_fail(error, MSIM_E_INVALID_RESUME_TOKEN,
+                         "Invalid resume token: _data must be a string");
+    s = bson_iter_utf8(&d, NULL);
+    if (strlen(s) != 28 || strncmp(s, "82", 2) != 0 || strspn(s, "0123456789ABCDEF") != 28 ||
+        sscanf(s + 2, "%8X%8X%2X%8X%c", &tt, &ii, &kk, &nn, &tail) != 4 || kk < 1 || kk > 3)
+        return msim_fail(error, MSIM_E_FAILED_TO_PARSE,
+                         "Failed to decode resume token '%.64s': not a token issued by this "
+                         "server",
+                         s);
+    t->ts.t = tt;
+    t->ts.i = ii;
+    t->kind = (uint8_t)kk;
+    t->index = nn;
+    return true;
+}
+
+static token_t
+entry_token(const msim_oplog_entry_t *e)
+{
+    token_t t = {e->ts, KIND_EVENT, e->txn_index};
+    return t;
+}
+
+/* ------------------------------------------------------------------------
+ * Oplog
+ * ------------------------------------------------------------------------ */
+
+msim_oplog_entry_t *
+msim_oplog_entry_new(const char *op, const char *db, const char *coll)
+{
+    msim_oplog_entry_t *e = calloc(1, sizeof *e);
+    if (e == NULL)
+        abort();
+    snprintf(e->op, sizeof e->op, "%s", op);
+    e->db = strdup(db);
+    e->coll = coll ? strdup(coll) : NULL;
+    return e;
+}
+
+void
+msim_oplog_entry_free(msim_oplog_entry_t *e)
+{
+    if (e == NULL)
+        return;
+    free(e->db);
+    free(e->coll);
+    free(e->to_db);
+    free(e->to_coll);
+    if (e->doc_key)
+        bson_destroy(e->doc_key);
+    msim_doc_unref(e->post);
+    msim_doc_unref(e->pre);
+    if (e->update_desc)
+        bson_destroy(e->update_desc);
+    if (e->lsid)
+        bson_destroy(e->lsid);
+    free(e);
+}
+
+void
+msim_oplog_append(msim_oplog_entry_t *e)
+{
+    msim_server_t *s = msim_srv;
+    if (e->ts.t == 0) {
+        e->ts = msim_clock_tick();
+        e->txn_index = 0;
+    }
+    e->seq = s->oplog_next_seq++;
+    e->wall_ms = msim_now_ms();
+    e->size = 128 + (e->post ? e->post->len : 0) + (e->pre ? e->pre->len : 0) +
+              (e->update_desc ? e->update_desc->len : 0) + (e->doc_key ? e->doc_key->len : 0);
+    if (s->oplog_tail)
+        s->oplog_tail->next = e;
+    else
+        s->oplog_head = e;
+    s->oplog_tail = e;
+    s->oplog_bytes += e->size;
+    while (s->oplog_bytes > (size_t)s->oplog_max_bytes && s->oplog_head != s->oplog_tail) {
+        msim_oplog_entry_t *h = s->oplog_head;
+        s->oplog_head = h->next;
+        s->oplog_bytes -= h->size;
+        s->oplog_trimmed = true;
+        s->oplog_trim_ts = h->ts;
+        s->oplog_trim_index = h->txn_index;
+        msim_oplog_entry_free(h);
+    }
+}
+
+static uint64_t g_generation;
+
+void
+msim_oplog_publish(void)
+{
+    pthread_mutex_lock(&msim_srv->oplog_mu);
+    g_generation++;
+    pthread_cond_broadcast(&msim_srv->oplog_cv);
+    pthread_mutex_unlock(&msim_srv->oplog_mu);
+}
+
+/* ------------------------------------------------------------------------
+ * Streams
+ * ------------------------------------------------------------------------ */
+
+typedef struct {
+    int scope;
+    char db[128];
+    char coll[256];
+    int full_document;
+    int full_document_before;
+    bool show_expanded;
+    bson_t *stages; /* array of later stages ($match / $project / $addFields ...) */
+    msim_matcher_t **matchers;
+    msim_proj_t **projs;
+    size_t nstages;
+    uint64_t last_seq; /* last oplog entry considered */
+    /* that entry, valid while oplog_head->seq <= last_seq (entries are freed from the head) */
+    msim_oplog_entry_t *last_entry;
+    token_t pos; /* resume point to report */
+    bool invalidate_pending;
+    token_t invalidate_token;
+    bool closed;
+} stream_t;
+
+void
+msim_stream_free(void *p)
+{
+    stream_t *s = p;
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < s->nstages; i++) {
+        msim_matcher_destroy(s->matchers[i]);
+        msim_proj_destroy(s->projs[i]);
+    }
+    free(s->matchers);
+    free(s->projs);
+    if (s->stages)
+        bson_destroy(s->stages);
+    free(s);
+}
+
+static bool
+is_internal_db(const char *db)
+{
+    return strcmp(db, "admin") == 0 || strcmp(db, "config") == 0 || strcmp(db, "local") == 0;
+}
+
+/* relevant: 0 = skip, 1 = emit event, 2 = emit event then invalidate. */
+static int
+relevant(const stream_t *s, const msim_oplog_entry_t *e)
+{
+    bool expanded_only = strcmp(e->op, "create") == 0;
+    if (expanded_only && !s->show_expanded)
+        return 0;
+    switch (s->scope) {
+    case SCOPE_CLUSTER:
+        return is_internal_db(e->db) ? 0 : 1;
+    case SCOPE_DB:
+        if (strcmp(e->db, s->db) != 0)
+            return 0;
+        if (e->coll && strncmp(e->coll, "system.", 7) == 0)
+            return 0;
+        return strcmp(e->op, "dropDatabase") == 0 ? 2 : 1;
+    default:
+        if (strcmp(e->db, s->db) != 0)
+            return 0;
+        if (strcmp(e->op, "dropDatabase") == 0)
+            return 0; /* the collection's own drop event came first */
+        if (e->coll == NULL || strcmp(e->coll, s->coll) != 0)
+            return 0;
+        if (strcmp(e->op, "drop") == 0 || strcmp(e->op, "rename") == 0)
+            return 2;
+        return 1;
+    }
+}
+
+static bool
+build_event(const stream_t *s, const msim_oplog_entry_t *e, bson_t *ev, mg_error_t *error)
+{
+    bson_t ns;
+    bool is_update = strcmp(e->op, "update") == 0;
+    bool has_doc = strcmp(e->op, "insert") == 0 || strcmp(e->op, "replace") == 0;
+    tok_append(ev, "_id", entry_token(e));
+    BSON_APPEND_UTF8(ev, "operationType", e->op);
+    bson_append_timestamp(ev, "clusterTime", -1, e->ts.t, e->ts.i);
+    BSON_APPEND_DATE_TIME(ev, "wallTime", e->wall_ms);
+    if (has_doc && e->post != NULL) {
+        bson_t d;
+        bson_init_static(&d, e->post->data, e->post->len);
+        BSON_APPEND_DOCUMENT(ev, "fullDocument", &d);
+    } else if (is_update && s->full_document != FD_DEFAULT) {
+        if (s->full_document == FD_UPDATE_LOOKUP) {
+            msim_coll_t *c = msim_catalog_get(e->db, e->coll);
+            bson_iter_t id;
+            msim_doc_t *cur = NULL;
+            if (c != NULL && bson_iter_init_find(&id, e->doc_key, "_id"))
+                cur = msim_coll_find(c, &id);
+            if (cur != NULL) {
+                bson_t d;
+                bson_init_static(&d, cur->data, cur->len);
+                BSON_APPEND_DOCUMENT(ev, "fullDocument", &d);
+            } else {
+                BSON_APPEND_NULL(ev, "fullDocument");
+            }
+        } else if (e->images && e->post != NULL) {
+            bson_t d;
+            bson_init_static(&d, e->post->data, e->post->len);
+            BSON_APPEND_DOCUMENT(ev, "fullDocument", &d);
+        } else if (s->full_document == FD_REQUIRED) {
+            return msim_fail(error, MSIM_E_NO_MATCHING_DOCUMENT,
+                             "Change stream was configured to require a post-image for all "
+                             "update, delete and replace events, but the post-image was not "
+                             "found for event: %s.%s",
+                             e->db, e->coll);
+        } else {
+            BSON_APPEND_NULL(ev, "fullDocument");
+        }
+    }
+    bson_append_document_begin(ev, "ns", -1, &ns);
+    BSON_APPEND_UTF8(&ns, "db", e->db);
+    if (e->coll)
+        BSON_APPEND_UTF8(&ns, "coll", e->coll);
+    bson_append_document_end(ev, &ns);
+    if (e->to_db != NULL) {
+        bson_t to;
+        bson_append_document_begin(ev, "to", -1, &to);
+        BSON_APPEND_UTF8(&to, "db", e->to_db);
+        BSON_APPEND_UTF8(&to, "coll", e->to_coll);
+        bson_append_document_end(ev, &to);
+    }
+    if (e->doc_key != NULL)
+        BSON_APPEND_DOCUMENT(ev, "documentKey", e->doc_key);
+    if (is_update && e->update_desc != NULL)
+        BSON_APPEND_DOCUMENT(ev, "updateDescription", e->update_desc);
+    if (s->full_document_before != FDB_OFF &&
+        (is_update || strcmp(e->op, "replace") == 0 || strcmp(e->op, "delete") == 0)) {
+        if (e->images && e->pre != NULL) {
+            bson_t d;
+            bson_init_static(&d, e->pre->data, e->pre->len);
+            BSON_APPEND_DOCUMENT(ev, "fullDocumentBeforeChange", &d);
+        } else if (s->full_document_before == FDB_REQUIRED) {
+            return msim_fail(error, MSIM_E_NO_MATCHING_DOCUMENT,
+                             "Change stream was configured to require a pre-image for all "
+                             "update, delete and replace events, but the pre-image was not "
+                             "found for event: %s.%s",
+                             e->db, e->coll);
+        } else {
+            BSON_APPEND_NULL(ev, "fullDocumentBeforeChange");
+        }
+    }
+    if (e->in_txn) {
+        BSON_APPEND_INT64(ev, "txnNumber", e->txn_number);
+        BSON_APPEND_DOCUMENT(ev, "lsid", e->lsid);
+    }
+    return true;
+}
+
+/* run_stages applies $match/$project; returns false to drop, error via *err_out. */
+static bool
+run_stages(const stream_t *s, bson_t *ev, bool *failed, mg_error_t *error)
+{
+    for (size_t i = 0; i < s->nstages; i++) {
+        if (s->matchers[i] != NULL) {
+            if (!msim_matcher_match(s->matchers[i], bson_get_data(ev), ev->len))
+                return false;
+        } else if (s->projs[i] != NULL) {
+            bson_t out = BSON_INITIALIZER;
+            bson_iter_t a, b;
+            msim_proj_apply(s->projs[i], bson_get_data(ev), ev->len, &out);
+            if (!bson_iter_init_find(&a, &out, "_id") || !bson_iter_init_find(&b, ev, "_id") ||
+                msim_cmp(&a, &b) != 0) {
+                bson_destroy(&out);
+                *failed = true;
+                msim_fail(error, MSIM_E_CHANGE_STREAM_FATAL,
+                          "Encountered an event whose _id field, which contains the resume "
+                          "token, was modified by the pipeline. Modifying the _id field of an "
+                          "event makes it impossible to resume the stream from that point. Only "
+                          "transformations that retain the unmodified _id field are allowed.");
+                return false;
+            }
+            bson_reinit(ev);
+            bson_concat(ev, &out);
+            bson_destroy(&out);
+        }
+    }
+    return true;
+}
+
+static void
+append_invalidate(bson_t *arr, uint32_t idx, token_t t)
+{
+    bson_t ev;
+    char key[16];
+    const char *k;
+    bson_uint32_to_string(idx, &k, key, sizeof key);
+    bson_append_document_begin(arr, k, -1, &ev);
+    tok_append(&ev, "_id", t);
+    BSON_APPEND_UTF8(&ev, "operationType", "invalidate");
+    bson_append_timestamp(&ev, "clusterTime", -1, t.ts.t, t.ts.i);
+    BSON_APPEND_DATE_TIME(&ev, "wallTime", msim_now_ms());
+    bson_append_document_end(arr, &ev);
+}
+
+/*
+ * scan appends events after the stream's position to arr (store lock held
+ * for reading). Returns the number appended; *at_end when the oplog was
+ * read to its end.
+ */
+static bool
+scan(stream_t *s, bson_t *arr, int64_t batch_size, uint32_t *count, bool *at_end, mg_error_t *error)
+{
+    msim_oplog_entry_t *e;
+    size_t bytes = 0;
+    *count = 0;
+    *at_end = false;
+    if (s->invalidate_pending) {
+        append_invalidate(arr, (*count)++, s->invalidate_token);
+        s->pos = s->invalidate_token;
+        s->invalidate_pending = false;
+        s->closed = true;
+        return true;
+    }
+    if (msim_srv->oplog_head != NULL && msim_srv->oplog_head->seq > s->last_seq + 1)
+        return msim_fail(error, MSIM_E_HISTORY_LOST,
+                         "Resume of change stream was not possible, as the resume point may no "
+                         "longer be in the oplog.");
+    if (s->last_entry != NULL && msim_srv->oplog_head != NULL &&
+        msim_srv->oplog_head->seq <= s->last_seq && s->last_entry->seq == s->last_seq)
+        e = s->last_entry->next; /* resume the walk without rescanning the oplog */
+    else
+        for (e = msim_srv->oplog_head; e != NULL && e->seq <= s->last_seq; e = e->next)
+            ;
+    for (; e != NULL; e = e->next) {
+        int rel;
+        bson_t ev = BSON_INITIALIZER;
+        bool failed = false;
+        if (batch_size > 0 && *count >= (uint32_t)batch_size)
+            return true;
+        if (bytes > (size_t)(MSIM_MAX_BSON_SIZE / 2))
+            return true;
+        rel = relevant(s, e);
+        s->last_seq = e->seq;
+        s->last_entry = e;
+        if (rel == 0) {
+            bson_destroy(&ev);
+            continue;
+        }
+        s->pos = entry_token(e);
+        if (!build_event(s, e, &ev, error)) {
+            bson_destroy(&ev);
+            return false;
+        }
+        if (run_stages(s, &ev, &failed, error)) {
+            char key[16];
+            const char *k;
+            bson_uint32_to_string((*count)++, &k, key, sizeof key);
+            bson_append_document(arr, k, -1, &ev);
+            bytes += ev.len;
+        } else if (failed) {
+            bson_destroy(&ev);
+            return false;
+        }
+        bson_destroy(&ev);
+        if (rel == 2) {
+            token_t inv = {e->ts, KIND_INVALIDATE, e->txn_index};
+            s->invalidate_token = inv;
+            if (batch_size > 0 && *count >= (uint32_t)batch_size) {
+                s->invalidate_pending = true;
+                return true;
+            }
+            append_invalidate(arr, (*count)++, inv);
+            s->pos = inv;
+            s->closed = true;
+            return true;
+        }
+    }
+    *at_end = true;
+    return true;
+}
+
+/* reply writes the cursor document with postBatchResumeToken. */
+static bool
+fill_batch(stream_t *s, bson_t *cursor, const char *batch_key, int64_t batch_size, uint32_t *n,
+           mg_error_t *error)
+{
+    bson_t arr;
+    bool at_end, ok;
+    bson_append_array_begin(cursor, batch_key, -1, &arr);
+    pthread_rwlock_rdlock(&msim_srv->lock);
+    ok = scan(s, &arr, batch_size, n, &at_end, error);
+    if (ok && at_end && !s->closed) {
+        /* everything up to the current cluster time has been seen */
+        token_t hwm = {msim_clock_now(), KIND_HWM, 0};
+        if (tok_cmp(hwm, s->pos) > 0)
+            s->pos = hwm;
+    }
+    pthread_rwlock_unlock(&msim_srv->lock);
+    bson_append_array_end(cursor, &arr);
+    if (ok)
+        tok_append(cursor, "postBatchResumeToken", s->pos);
+    return ok;
+}
+
+static bool
+parse_stages(stream_t *s, const bson_t *rest, mg_error_t *error)
+{
+    bson_iter_t it;
+    size_t n = 0;
+    if (rest == NULL)
+        return true;
+    s->stages = bson_copy(rest);
+    n = bson_count_keys(s->stages);
+    s->matchers = calloc(n + 1, sizeof *s->matchers);
+    s->projs = calloc(n + 1, sizeof *s->projs);
+    bson_iter_init(&it, s->stages);
+    while (bson_iter_next(&it)) {
+        bson_iter_t st;
+        const uint8_t *d;
+        uint32_t l;
+        bson_t spec;
+        const char *name;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &st) || !bson_iter_next(&st))
+            return msim_fail(error, MSIM_E_TYPE_MISMATCH,
+                             "Each element of the 'pipeline' array "
+                             "must be an object");
+        name = bson_iter_key(&st);
+        if (!BSON_ITER_HOLDS_DOCUMENT(&st))
+            return msim_fail(error, MSIM_E_TYPE_MISMATCH, "%s must be an object", name);
+        bson_iter_document(&st, &l, &d);
+        bson_init_static(&spec, d, l);
+        if (strcmp(name, "$match") == 0) {
+            s->matchers[s->nstages] = msim_matcher_new(&spec, error);
+            if (s->matchers[s->nstages] == NULL)
+                return false;
+        } else if (strcmp(name, "$project") == 0 || strcmp(name, "$addFields") == 0 ||
+                   strcmp(name, "$set") == 0) {
+            if (strcmp(name, "$project") != 0)
+                return msim_fail(error, MSIM_E_COMMAND_NOT_SUPPORTED,
+                                 "mongosim supports $match and $project after $changeStream, "
+                                 "not %s",
+                                 name);
+            s->projs[s->nstages] = msim_proj_new(&spec, error);
+            if (s->projs[s->nstages] == NULL)
+                return false;
+        } else if (strcmp(name, "$changeStream") == 0) {
+            return msim_fail(error, 40602,
+                             "$changeStream is only valid as the first stage in a "
+                             "pipeline");
+        } else {
+            return msim_fail(error, MSIM_E_COMMAND_NOT_SUPPORTED,
+                             "Stage not supported in a $changeStream pipeline: %s", name);
+        }
+        s->nstages++;
+    }
+    return true;
+}
+
+bool
+msim_stream_open(msim_ctx_t *ctx, const bson_iter_t *spec, const bson_t *pipeline_rest,
+                 const char *coll, int64_t batch_size, mg_error_t *error)
+{
+    stream_t *s = calloc(1, sizeof *s);
+    bson_iter_t it;
+    bool have_start = false, all_for_cluster = false, start_after = false;
+    token_t start = {{0, 0}, 0, 0};
+    msim_ts_t at = {0, 0};
+    bool have_at = false;
+    msim_cursor_t *cur;
+    bson_t cursor;
+    uint32_t n = 0;
+    char ns[512];
+
+    if (s == NULL)
+        abort();
+    if (!BSON_ITER_HOLDS_DOCUMENT(spec) || !bson_iter_recurse(spec, &it)) {
+        free(s);
+        return msim_fail(error, MSIM_E_TYPE_MISMATCH,
+                         "the $changeStream stage specification "
+                         "must be an object");
+    }
+    while (bson_iter_next(&it)) {
+        const char *k = bson_iter_key(&it);
+        if (strcmp(k, "fullDocument") == 0) {
+            const char *v = BSON_ITER_HOLDS_UTF8(&it) ? bson_iter_utf8(&it, NULL) : "";
+            if (strcmp(v, "default") == 0)
+                s->full_document = FD_DEFAULT;
+            else if (strcmp(v, "updateLookup") == 0)
+                s->full_document = FD_UPDATE_LOOKUP;
+            else if (strcmp(v, "whenAvailable") == 0)
+                s->full_document = FD_WHEN_AVAILABLE;
+            else if (strcmp(v, "required") == 0)
+                s->full_document = FD_REQUIRED;
+            else
+                goto bad_value;
+        } else if (strcmp(k, "fullDocumentBeforeChange") == 0) {
+            const char *v = BSON_ITER_HOLDS_UTF8(&it) ? bson_iter_utf8(&it, NULL) : "";
+            if (strcmp(v, "off") == 0)
+                s->full_document_before = FDB_OFF;
+            else if (strcmp(v, "whenAvailable") == 0)
+                s->full_document_before = FDB_WHEN_AVAILABLE;
+            else if (strcmp(v, "required") == 0)
+                s->full_document_before = FDB_REQUIRED;
+            else
+                goto bad_value;
+        } else if (strcmp(k, "resumeAfter") == 0 || strcmp(k, "startAfter") == 0) {
+            if (have_start || have_at) {
+                msim_stream_free(s);
+                return msim_fail(error, 50865,
+                                 "Do not specify more than one of resumeAfter, "
+                                 "startAfter and startAtOperationTime");
+            }
+            if (!tok_parse(&it, &start, error)) {
+                msim_stream_free(s);
+                return false;
+            }
+            have_start = true;
+            start_after = k[0] == 's';
+            if (start.kind == KIND_INVALIDATE && !start_after) {
+                msim_stream_free(s);
+                return msim_fail(error, MSIM_E_INVALID_RESUME_TOKEN,
+                                 "Attempting to resume a change stream using 'resumeAfter' is "
+                                 "not allowed from an invalidate notification.");
+            }
+        } else if (strcmp(k, "startAtOperationTime") == 0) {
+            if (!BSON_ITER_HOLDS_TIMESTAMP(&it))
+                goto bad_value;
+            if (have_start) {
+                msim_stream_free(s);
+                return msim_fail(error, 40674,
+                                 "Only one type of resume option is allowed, but "
+                                 "multiple were found.");
+            }
+            bson_iter_timestamp(&it, &at.t, &at.i);
+            have_at = true;
+        } else if (strcmp(k, "allChangesForCluster") == 0) {
+            all_for_cluster = msim_truthy(&it);
+        } else if (strcmp(k, "showExpandedEvents") == 0) {
+            s->show_expanded = msim_truthy(&it);
+        } else if (strcmp(k, "allowToRunOnConfigDB") == 0 ||
+                   strcmp(k, "allowToRunOnSystemNS") == 0) {
+            continue;
+        } else {
+            msim_stream_free(s);
+            return msim_fail(error, 40415, "BSON field '$changeStream.%s' is an unknown field.", k);
+        }
+    }
+    if (coll == NULL) {
+        if (all_for_cluster) {
+            if (strcmp(ctx->db, "admin") != 0) {
+                msim_stream_free(s);
+                return msim_fail(error, 31037,
+                                 "A change stream with 'allChangesForCluster: "
+                                 "true' must be opened against the 'admin' "
+                                 "database");
+            }
+            s->scope = SCOPE_CLUSTER;
+        } else {
+            if (strcmp(ctx->db, "admin") == 0) {
+                msim_stream_free(s);
+                return msim_fail(error, 73,
+                                 "$changeStream may not be opened on the internal "
+                                 "admin database");
+            }
+            s->scope = SCOPE_DB;
+        }
+        snprintf(ns, sizeof ns, "%s.$cmd.aggregate", ctx->db);
+    } else {
+        if (all_for_cluster) {
+            msim_stream_free(s);
+            return msim_fail(error, 40415,
+                             "allChangesForCluster is only valid for aggregate: 1 on admin");
+        }
+        s->scope = SCOPE_COLL;
+        snprintf(s->coll, sizeof s->coll, "%s", coll);
+        snprintf(ns, sizeof ns, "%s.%s", ctx->db, coll);
+    }
+    snprintf(s->db, sizeof s->db, "%s", ctx->db);
+    if (!parse_stages(s, pipeline_rest, error)) {
+        msim_stream_free(s);
+        return false;
+    }
+
+    /* position the stream */
+    pthread_rwlock_rdlock(&msim_srv->lock);
+    if (have_start || have_at) {
+        msim_oplog_entry_t *e;
+        bool lost;
+        if (have_at) {
+            lost = msim_srv->oplog_trimmed && msim_ts_cmp(at, msim_srv->oplog_trim_ts) <= 0;
+            start.ts = at;
+            start.kind = 0; /* before any event at this time */
+            start.index = 0;
+        } else {
+            token_t trim = {msim_srv->oplog_trim_ts, KIND_EVENT, msim_srv->oplog_trim_index};
+            lost = msim_srv->oplog_trimmed && tok_cmp(start, trim) < 0;
+        }
+        if (lost) {
+            pthread_rwlock_unlock(&msim_srv->lock);
+            msim_stream_free(s);
+            return msim_fail(error, MSIM_E_HISTORY_LOST,
+                             "Resume of change stream was not possible, as the resume point may "
+                             "no longer be in the oplog.");
+        }
+        s->last_seq = 0;
+        s->last_entry = NULL;
+        for (e = msim_srv->oplog_head; e != NULL; e = e->next) {
+            token_t et = entry_token(e);
+            if (start.kind == KIND_INVALIDATE) {
+                /* startAfter an invalidate: skip the entry that caused it too */
+                if (msim_ts_cmp(et.ts, start.ts) > 0 ||
+                    (msim_ts_cmp(et.ts, start.ts) == 0 && et.index > start.index))
+                    break;
+            } else if (tok_cmp(et, start) > 0) {
+                break;
+            }
+            s->last_seq = e->seq;
+            s->last_entry = e;
+        }
+        if (e == NULL && msim_srv->oplog_tail != NULL) {
+            s->last_seq = msim_srv->oplog_tail->seq;
+            s->last_entry = msim_srv->oplog_tail;
+        } else if (s->last_entry == NULL && msim_srv->oplog_head != NULL) {
+            s->last_seq = msim_srv->oplog_head->seq - 1; /* just before the oldest entry */
+        }
+        s->pos = start;
+        if (have_at) {
+            /* report a token just before the requested time */
+            s->pos.kind = KIND_HWM;
+            if (s->pos.ts.i > 0)
+                s->pos.ts.i--;
+            else if (s->pos.ts.t > 0) {
+                s->pos.ts.t--;
+                s->pos.ts.i = UINT32_MAX;
+            }
+        }
+    } else {
+        token_t now = {msim_clock_now(), KIND_HWM, 0};
+        s->last_seq = msim_srv->oplog_next_seq - 1;
+        s->last_entry = msim_srv->oplog_tail;
+        s->pos = now;
+    }
+    pthread_rwlock_unlock(&msim_srv->lock);
+
+    cur = calloc(1, sizeof *cur);
+    if (cur == NULL)
+        abort();
+    snprintf(cur->ns, sizeof cur->ns, "%s", ns);
+    cur->stream = s;
+    bson_append_document_begin(ctx->reply, "cursor", -1, &cursor);
+    if (!fill_batch(s, &cursor, "firstBatch", batch_size < 0 ? 101 : batch_size, &n, error)) {
+        bson_append_document_end(ctx->reply, &cursor);
+        msim_cursor_free(cur);
+        return false;
+    }
+    if (batch_size == 0) {
+        /* batchSize 0: an empty first batch, position unchanged */
+    }
+    if (s->closed) {
+        BSON_APPEND_INT64(&cursor, "id", 0);
+        BSON_APPEND_UTF8(&cursor, "ns", ns);
+        bson_append_document_end(ctx->reply, &cursor);
+        msim_cursor_free(cur);
+        return true;
+    }
+    msim_cursor_register(cur);
+    BSON_APPEND_INT64(&cursor, "id", cur->id);
+    BSON_APPEND_UTF8(&cursor, "ns", ns);
+    bson_append_document_end(ctx->reply, &cursor);
+    return true;
+
+bad_value:
+    msim_stream_free(s);
+    return msim_fail(error, MSIM_E_BAD_VALUE, "invalid value for $changeStream option");
+}
+
+bool
+msim_stream_get_more(msim_ctx_t *ctx, msim_cursor_t *cur, int64_t batch_size, int64_t max_await_ms,
+                     mg_error_t *error)
+{
+    stream_t *s = cur->stream;
+    int64_t deadline;
+    if (msim_srv->wait_cap_ms >= 0 && max_await_ms > msim_srv->wait_cap_ms)
+        max_await_ms = msim_srv->wait_cap_ms;
+    deadline = msim_now_ms() + max_await_ms;
+    bson_t cursor;
+    uint32_t n = 0;
+
+    for (;;) {
+        uint64_t gen;
+        bson_t probe = BSON_INITIALIZER;
+        pthread_mutex_lock(&msim_srv->oplog_mu);
+        gen = g_generation;
+        pthread_mutex_unlock(&msim_srv->oplog_mu);
+        /* cheap check for new entries before building a reply */
+        pthread_rwlock_rdlock(&msim_srv->lock);
+        {
+            bool more = s->invalidate_pending ||
+                        (msim_srv->oplog_tail != NULL && msim_srv->oplog_tail->seq > s->last_seq);
+            pthread_rwlock_unlock(&msim_srv->lock);
+            bson_destroy(&probe);
+            if (more) {
+                bson_t tmp = BSON_INITIALIZER;
+                stream_t saved = *s;
+                bool ok;
+                ok = fill_batch(s, &tmp, "b", batch_size, &n, error);
+                bson_destroy(&tmp);
+                if (!ok)
+                    return false;
+                if (n > 0) {
+                    *s = saved; /* the real batch is built below */
+                    break;
+                }
+                /* only irrelevant entries: the probe's position stands */
+            }
+        }
+        if (msim_now_ms() >= deadline || atomic_load(&msim_srv->stopping))
+            break;
+        pthread_mutex_lock(&msim_srv->oplog_mu);
+        if (g_generation == gen) {
+            struct timespec ts;
+            int64_t until = deadline;
+            ts.tv_sec = until / 1000;
+            ts.tv_nsec = (until % 1000) * 1000000;
+            pthread_cond_timedwait(&msim_srv->oplog_cv, &msim_srv->oplog_mu, &ts);
+        }
+        pthread_mutex_unlock(&msim_srv->oplog_mu);
+    }
+    bson_append_document_begin(ctx->reply, "cursor", -1, &cursor);
+    if (!fill_batch(s, &cursor, "nextBatch", batch_size, &n, error)) {
+        bson_append_document_end(ctx->reply, &cursor);
+        return false;
+    }
+    if (s->closed)
+        cur->id = 0;
+    BSON_APPEND_INT64(&cursor, "id", s->closed ? 0 : cur->id);
+    BSON_APPEND_UTF8(&cursor, "ns", cur->ns);
+    bson_append_document_end(ctx->reply, &cursor);
+    return true;
+}
