@@ -498,6 +498,267 @@ int mg_cli_main(const mg_cli_t *cli, int argc, char **argv);
 /* mg_cli_print_help writes the program's usage and command list. */
 void mg_cli_print_help(const mg_cli_t *cli, FILE *stream);
 
+/* ------------------------------------------------------------------------
+ * etcd v3 client over the JSON gateway (libcurl + yajl). Keys and values
+ * travel base64-encoded, int64 values as strings, and fields holding their
+ * default are omitted by etcd (a failed txn has no "succeeded"); the parsers
+ * below accept all of that. One mg_etcd_t per thread.
+ * ------------------------------------------------------------------------ */
+
+/* Codes of MG_ERROR_DOMAIN_ETCD. */
+enum {
+    MG_ETCD_ERR_UNAVAILABLE = 1, /* no endpoint answered (connect, timeout) */
+    MG_ETCD_ERR_PROTOCOL,        /* an answer that is not what the gateway sends */
+    MG_ETCD_ERR_SERVER,          /* an error answer not listed below */
+    MG_ETCD_ERR_NOSPACE,         /* NOSPACE alarm: database space exceeded */
+    MG_ETCD_ERR_COMPACTED,       /* the requested revision was compacted */
+    MG_ETCD_ERR_LEASE_NOT_FOUND, /* the lease expired or was revoked */
+    MG_ETCD_ERR_STALE_MEMBER,    /* the member answered with an older raft term */
+    MG_ETCD_ERR_AUTH,            /* authentication failed or is required */
+};
+
+typedef struct mg_etcd mg_etcd_t;
+
+/* Connection options; every pointer is borrowed by mg_etcd_new only. */
+typedef struct {
+    const char *const *endpoints; /* "http://127.0.0.1:2379", tried in order */
+    size_t nendpoints;
+    const char *username; /* NULL: no authentication */
+    const char *password;
+    const char *ca_file; /* TLS: CA bundle, client certificate and key */
+    const char *cert_file;
+    const char *key_file;
+    int64_t timeout_ms; /* per request; 0 means 5000 */
+} mg_etcd_options_t;
+
+/* The response header; etcd sends uint64 ids and int64 numbers as strings. */
+typedef struct {
+    uint64_t cluster_id;
+    uint64_t member_id;
+    int64_t revision;
+    int64_t raft_term;
+} mg_etcd_header_t;
+
+/* One key-value; key and value are malloc'd and NUL-terminated (not counted). */
+typedef struct {
+    char *key;
+    size_t key_len;
+    char *value;
+    size_t value_len;
+    int64_t create_revision;
+    int64_t mod_revision;
+    int64_t version;
+    int64_t lease;
+} mg_etcd_kv_t;
+
+/* A range answer; free with mg_etcd_range_cleanup. */
+typedef struct {
+    mg_etcd_header_t header;
+    mg_etcd_kv_t *kvs;
+    size_t nkvs;
+    int64_t count; /* keys in the range (also when count_only or limited) */
+    bool more;
+} mg_etcd_range_t;
+
+/* mg_etcd_range_cleanup frees what a range answer owns; NULL ok. */
+void mg_etcd_range_cleanup(mg_etcd_range_t *range);
+
+/*
+ * mg_etcd_new creates a client. Nothing is contacted until the first call;
+ * with a username, the first call authenticates (/v3/auth/authenticate) and
+ * later calls send the token. Returns NULL on bad options. Destroy with
+ * mg_etcd_destroy (NULL ok).
+ */
+mg_etcd_t *mg_etcd_new(const mg_etcd_options_t *options, mg_error_t *error);
+void mg_etcd_destroy(mg_etcd_t *etcd);
+
+/*
+ * mg_etcd_version probes GET /version and writes the server version
+ * ("3.4.23") into server (size serversz). Fails with MG_ETCD_ERR_UNAVAILABLE
+ * when no endpoint answers, MG_ETCD_ERR_PROTOCOL when it is not etcd.
+ */
+bool mg_etcd_version(mg_etcd_t *etcd, char *server, size_t serversz, mg_error_t *error);
+
+/*
+ * mg_etcd_range reads key (prefix false) or every key starting with key
+ * (prefix true), sorted by key ascending, at most limit keys (0 = all);
+ * count_only returns only out->count. out is filled only on success.
+ */
+bool mg_etcd_range(mg_etcd_t *etcd, const char *key, bool prefix, int64_t limit, bool count_only,
+                   mg_etcd_range_t *out, mg_error_t *error);
+
+/* mg_etcd_put stores value (len bytes) under key, attached to lease (0 = none). */
+bool mg_etcd_put(mg_etcd_t *etcd, const char *key, const void *value, size_t len, int64_t lease,
+                 int64_t *revision, mg_error_t *error);
+
+/* mg_etcd_delete removes key (or the prefix); *deleted (may be NULL) gets the count. */
+bool mg_etcd_delete(mg_etcd_t *etcd, const char *key, bool prefix, int64_t *deleted,
+                    mg_error_t *error);
+
+typedef enum {
+    MG_ETCD_TARGET_VERSION = 0,
+    MG_ETCD_TARGET_CREATE,
+    MG_ETCD_TARGET_MOD,
+    MG_ETCD_TARGET_VALUE,
+} mg_etcd_target_t;
+
+typedef enum {
+    MG_ETCD_CMP_EQUAL = 0,
+    MG_ETCD_CMP_GREATER,
+    MG_ETCD_CMP_LESS,
+    MG_ETCD_CMP_NOT_EQUAL,
+} mg_etcd_cmp_t;
+
+typedef struct mg_etcd_txn mg_etcd_txn_t;
+
+/* A txn answer: succeeded, and the range answers of its get ops in order. */
+typedef struct {
+    mg_etcd_header_t header;
+    bool succeeded;
+    mg_etcd_range_t *ranges;
+    size_t nranges;
+} mg_etcd_txn_result_t;
+
+/* mg_etcd_txn_result_cleanup frees what a txn answer owns; NULL ok. */
+void mg_etcd_txn_result_cleanup(mg_etcd_txn_result_t *result);
+
+/*
+ * mg_etcd_txn_new starts an empty transaction (at most 16 compares and 16
+ * ops per branch; more is MG_ERROR_CODE_LIMIT). Destroy with
+ * mg_etcd_txn_destroy (NULL ok). Strings are copied.
+ */
+mg_etcd_txn_t *mg_etcd_txn_new(void);
+void mg_etcd_txn_destroy(mg_etcd_txn_t *txn);
+
+/* mg_etcd_txn_compare_int compares key's version, create or mod revision. */
+bool mg_etcd_txn_compare_int(mg_etcd_txn_t *txn, const char *key, mg_etcd_target_t target,
+                             mg_etcd_cmp_t cmp, int64_t value, mg_error_t *error);
+
+/* mg_etcd_txn_compare_value compares key's value with value (len bytes). */
+bool mg_etcd_txn_compare_value(mg_etcd_txn_t *txn, const char *key, mg_etcd_cmp_t cmp,
+                               const void *value, size_t len, mg_error_t *error);
+
+/* Ops of the success (on_success true) or failure branch. */
+bool mg_etcd_txn_put(mg_etcd_txn_t *txn, bool on_success, const char *key, const void *value,
+                     size_t len, int64_t lease, mg_error_t *error);
+bool mg_etcd_txn_delete(mg_etcd_txn_t *txn, bool on_success, const char *key, bool prefix,
+                        mg_error_t *error);
+bool mg_etcd_txn_get(mg_etcd_txn_t *txn, bool on_success, const char *key, bool prefix,
+                     mg_error_t *error);
+
+/* mg_etcd_txn_commit runs txn; result (caller cleans up) is filled on success. */
+bool mg_etcd_txn_commit(mg_etcd_t *etcd, const mg_etcd_txn_t *txn, mg_etcd_txn_result_t *result,
+                        mg_error_t *error);
+
+/* mg_etcd_lease_grant grants a lease of ttl_s seconds; *id and *granted_ttl set. */
+bool mg_etcd_lease_grant(mg_etcd_t *etcd, int64_t ttl_s, int64_t *id, int64_t *granted_ttl,
+                         mg_error_t *error);
+
+/*
+ * mg_etcd_lease_keepalive renews lease id once; *ttl (may be NULL) gets the
+ * remaining TTL. An expired or revoked lease fails with
+ * MG_ETCD_ERR_LEASE_NOT_FOUND.
+ */
+bool mg_etcd_lease_keepalive(mg_etcd_t *etcd, int64_t id, int64_t *ttl, mg_error_t *error);
+
+/* mg_etcd_lease_revoke revokes lease id (its keys are deleted). */
+bool mg_etcd_lease_revoke(mg_etcd_t *etcd, int64_t id, mg_error_t *error);
+
+typedef enum {
+    MG_ETCD_EVENT_PUT = 0,
+    MG_ETCD_EVENT_DELETE,
+} mg_etcd_event_type_t;
+
+typedef struct {
+    mg_etcd_event_type_t type;
+    mg_etcd_kv_t kv; /* a DELETE carries key and mod_revision only */
+} mg_etcd_event_t;
+
+/* One watch message, as parsed by mg_etcd_parse_watch. */
+typedef struct {
+    mg_etcd_header_t header;
+    bool created;
+    bool canceled;
+    int64_t compact_revision; /* > 0: history before it is gone */
+    char cancel_reason[128];
+    mg_etcd_event_t *events;
+    size_t nevents;
+} mg_etcd_watch_response_t;
+
+void mg_etcd_watch_response_cleanup(mg_etcd_watch_response_t *response);
+
+/*
+ * mg_etcd_watch_fn receives events (borrowed, valid during the call) in
+ * revision order. compact_revision > 0 says history up to it was compacted
+ * and events in between are lost: re-read the state, the watch continues
+ * at compact_revision. Return false to stop watching.
+ */
+typedef bool (*mg_etcd_watch_fn)(void *userdata, const mg_etcd_event_t *events, size_t nevents,
+                                 int64_t compact_revision);
+
+/*
+ * mg_etcd_watch watches key (or the prefix) from start_revision (0 = now)
+ * and calls fn until it returns false or timeout_ms passes (then it returns
+ * true). When the server cancels the watch, compacts past it, or the
+ * stream breaks, it reconnects from the revision after the last event seen.
+ */
+bool mg_etcd_watch(mg_etcd_t *etcd, const char *key, bool prefix, int64_t start_revision,
+                   int64_t timeout_ms, mg_etcd_watch_fn fn, void *userdata, mg_error_t *error);
+
+/*
+ * Parsers of gateway answers, used by the client and exposed for unit tests
+ * and fuzzing. Each fails with MG_ETCD_ERR_PROTOCOL on malformed input and
+ * with the mapped code on a gateway error object ({"error":..,"code":..});
+ * the "result" wrapper of streamed answers is accepted.
+ */
+bool mg_etcd_parse_range(const char *json, size_t len, mg_etcd_range_t *out, mg_error_t *error);
+bool mg_etcd_parse_txn(const char *json, size_t len, mg_etcd_txn_result_t *out, mg_error_t *error);
+bool mg_etcd_parse_lease(const char *json, size_t len, mg_etcd_header_t *header, int64_t *id,
+                         int64_t *ttl, mg_error_t *error);
+bool mg_etcd_parse_watch(const char *json, size_t len, mg_etcd_watch_response_t *out,
+                         mg_error_t *error);
+bool mg_etcd_parse_header_only(const char *json, size_t len, mg_etcd_header_t *header,
+                               int64_t *deleted, mg_error_t *error);
+
+/* ------------------------------------------------------------------------
+ * HTTP endpoint: a small read-only HTTP server on libmicrohttpd.
+ * ------------------------------------------------------------------------ */
+
+typedef struct mg_http_server mg_http_server_t;
+typedef struct mg_http_request mg_http_request_t;
+
+/* A reply: handlers set status, content_type (static) and append to body. */
+typedef struct {
+    int status;
+    const char *content_type;
+    mg_buf_t body; /* capped at 1 MB */
+} mg_http_reply_t;
+
+/*
+ * mg_http_handler_fn answers one GET/HEAD request for path (no query
+ * string); it runs on the server's thread. Other methods never reach it
+ * (405): the endpoints are read-only.
+ */
+typedef void (*mg_http_handler_fn)(void *userdata, const char *path, const mg_http_request_t *req,
+                                   mg_http_reply_t *reply);
+
+/* mg_http_request_query returns the borrowed value of query argument name, or NULL. */
+const char *mg_http_request_query(const mg_http_request_t *req, const char *name);
+
+/*
+ * mg_http_server_new listens on address:port (port 0 = any free port) and
+ * serves requests from its own thread. Returns NULL with error when the
+ * address cannot be bound. Destroy with mg_http_server_destroy (NULL ok),
+ * which waits for running handlers.
+ */
+mg_http_server_t *mg_http_server_new(const char *address, uint16_t port, mg_http_handler_fn handler,
+                                     void *userdata, mg_error_t *error);
+
+/* mg_http_server_port returns the port actually bound. */
+uint16_t mg_http_server_port(const mg_http_server_t *server);
+
+void mg_http_server_destroy(mg_http_server_t *server);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,331 @@
+/*
+ * ha/include/mg/ha.h - pgdaemon: configuration, the node state machine and
+ * its decision function, node status records, and the HAProxy template.
+ *
+ * The daemon itself (etcd I/O, Postgres control, HTTP) lives in ha/src;
+ * what is public here is what tests and the CLI need: the decision is a
+ * pure function of a view (what etcd holds + local facts + the clock), so
+ * it can be tested with a fake KV and a fake clock.
+ */
+#ifndef MG_HA_H
+#define MG_HA_H
+
+#include "mg/core.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------
+ * Configuration: defaults < JSON file (--config) < PGDAEMON_* < flags.
+ * ------------------------------------------------------------------------ */
+
+typedef enum {
+    MG_HA_ON_STOP_FAST = 0,  /* stop Postgres (fast shutdown) when the daemon stops */
+    MG_HA_ON_STOP_LEAVE = 1, /* leave Postgres running */
+} mg_ha_on_stop_t;
+
+typedef struct {
+    char *name;        /* node name, [a-z0-9_-], unique in the cluster */
+    char *address;     /* address other nodes and HAProxy reach this node on */
+    char *data_dir;    /* PGDATA */
+    char *bin_dir;     /* directory of initdb, postgres, pg_basebackup */
+    int64_t pg_port;   /* Postgres port */
+    char *pg_user;     /* OS user Postgres runs as ("" = the daemon's user) */
+    int64_t http_port; /* health/status endpoint */
+    int64_t udp_port;  /* wake-up datagrams */
+    mg_strlist_t etcd_endpoints;
+    char *etcd_username;
+    char *etcd_password;
+    char *etcd_ca_file;
+    char *etcd_cert_file;
+    char *etcd_key_file;
+    char *etcd_prefix; /* "/pgdaemon" */
+    char *cluster;     /* cluster name */
+    int64_t ttl_ms;    /* lease TTL */
+    int64_t loop_ms;   /* reconcile interval */
+    int64_t retry_ms;  /* etcd/Postgres retry timeout */
+    char *superuser;   /* Postgres superuser name */
+    char *superuser_password;
+    char *replication_user;
+    char *replication_password;
+    mg_strlist_t replication_addresses; /* pg_hba.conf: replication allowed from */
+    mg_strlist_t client_addresses;      /* pg_hba.conf: other connections allowed from */
+    char *primary_init_script;          /* run once after the primary's initdb + start */
+    char *replica_init_script;          /* run once after a replica's first start */
+    mg_strlist_t pg_parameters;         /* "name=value" appended to postgresql.conf */
+    int64_t max_nodes;
+    int64_t join_timeout_ms;
+    int64_t max_events;
+    int on_stop;           /* mg_ha_on_stop_t */
+    int64_t max_lag_bytes; /* default bound of /replica */
+    int64_t slot_ttl_ms;   /* drop the slot of a node gone from etcd this long */
+} mg_ha_config_t;
+
+/*
+ * mg_ha_config_load fills config from argv (after the command name), the
+ * environment (envp; NULL = process environment) and the --config file,
+ * then checks it (mg_ha_config_check). On success *config_out owns the
+ * strings (free with mg_ha_config_destroy) and *first_positional indexes
+ * the first non-option argument. On error nothing is returned and error
+ * (domain config) names the option and its source.
+ */
+bool mg_ha_config_load(int argc, char **argv, char **envp, mg_ha_config_t **config_out,
+                       int *first_positional, mg_error_t *error);
+
+/* mg_ha_config_destroy frees a loaded config; NULL ok. */
+void mg_ha_config_destroy(mg_ha_config_t *config);
+
+/*
+ * mg_ha_config_check validates cross-option rules: loop + 2 x retry <= ttl,
+ * a valid node name, distinct ports, passwords present. Returns false with
+ * error naming the options.
+ */
+bool mg_ha_config_check(const mg_ha_config_t *config, mg_error_t *error);
+
+/* mg_ha_config_print_help writes the option list (with PGDAEMON_* names). */
+void mg_ha_config_print_help(FILE *stream);
+
+/* ------------------------------------------------------------------------
+ * States and the transition table
+ * ------------------------------------------------------------------------ */
+
+/* What this node is doing; canonical lower_snake names in logs and etcd. */
+typedef enum {
+    MG_HA_STATE_INIT = 0,     /* just started: nothing decided yet */
+    MG_HA_STATE_BOOTSTRAP,    /* won `initialize`: initdb and first start */
+    MG_HA_STATE_WAIT_PRIMARY, /* joining: waiting for a primary and our slot */
+    MG_HA_STATE_CLONE,        /* pg_basebackup from the primary */
+    MG_HA_STATE_PRIMARY,      /* Postgres runs as primary, we hold `leader` */
+    MG_HA_STATE_REPLICA,      /* Postgres runs as a standby */
+    MG_HA_STATE_REFUSED,      /* refused to join (terminal; the daemon exits) */
+    MG_HA_STATE_COUNT_
+} mg_ha_state_t;
+
+/* Cluster-wide failover progress (status key); issue 10 drives it. */
+typedef enum {
+    MG_HA_FAILOVER_STABLE = 0,
+    MG_HA_FAILOVER_INITIATED,
+    MG_HA_FAILOVER_WAITING_FOR_CATCHUP,
+    MG_HA_FAILOVER_DEMOTING_OLD_PRIMARY,
+    MG_HA_FAILOVER_PROMOTING_NEW_PRIMARY,
+    MG_HA_FAILOVER_RECONFIGURING_REPLICAS,
+    MG_HA_FAILOVER_COUNT_
+} mg_ha_failover_t;
+
+/* What the daemon does this round. */
+typedef enum {
+    MG_HA_ACTION_NONE = 0,         /* nothing to change */
+    MG_HA_ACTION_WAIT,             /* wait (for a primary, a slot, initialize) */
+    MG_HA_ACTION_CLAIM_INITIALIZE, /* create-only txn on `initialize` */
+    MG_HA_ACTION_INITDB,           /* initdb --data-checksums, configure */
+    MG_HA_ACTION_START_PRIMARY,    /* start Postgres as primary, take `leader` */
+    MG_HA_ACTION_CLONE,            /* pg_basebackup -S slot */
+    MG_HA_ACTION_START_REPLICA,    /* configure standby and start Postgres */
+    MG_HA_ACTION_MAINTAIN_PRIMARY, /* keep `leader`, slots, status */
+    MG_HA_ACTION_MAINTAIN_REPLICA, /* keep standby running */
+    MG_HA_ACTION_REFUSE,           /* record an event and exit non-zero */
+    MG_HA_ACTION_COUNT_
+} mg_ha_action_t;
+
+const char *mg_ha_state_name(mg_ha_state_t state);
+bool mg_ha_state_parse(const char *name, mg_ha_state_t *state);
+const char *mg_ha_failover_name(mg_ha_failover_t failover);
+bool mg_ha_failover_parse(const char *name, mg_ha_failover_t *failover);
+const char *mg_ha_action_name(mg_ha_action_t action);
+
+/* One row of the transition table (pg_auto_failover style). */
+typedef struct {
+    mg_ha_state_t from;
+    mg_ha_state_t to;
+    const char *comment;
+} mg_ha_transition_t;
+
+/* mg_ha_transitions returns the static table; *count gets its length. */
+const mg_ha_transition_t *mg_ha_transitions(size_t *count);
+
+/* mg_ha_transition_find returns the table row for from -> to, or NULL. */
+const mg_ha_transition_t *mg_ha_transition_find(mg_ha_state_t from, mg_ha_state_t to);
+
+/* ------------------------------------------------------------------------
+ * Node status (nodes/<name>, JSON) and the cluster view
+ * ------------------------------------------------------------------------ */
+
+#define MG_HA_NAME_SIZE  64
+#define MG_HA_LSN_SIZE   32
+#define MG_HA_SYSID_SIZE 32
+#define MG_HA_MAX_NODES  32
+#define MG_HA_MAX_SLOTS  32
+
+/* A replica as the primary sees it in pg_stat_replication. */
+typedef struct {
+    char application_name[MG_HA_NAME_SIZE];
+    char state[16]; /* "streaming", "catchup", ... */
+    char sent_lsn[MG_HA_LSN_SIZE];
+    char write_lsn[MG_HA_LSN_SIZE];
+    char flush_lsn[MG_HA_LSN_SIZE];
+    char replay_lsn[MG_HA_LSN_SIZE];
+    double write_lag_s; /* -1 when NULL */
+    double flush_lag_s;
+    double replay_lag_s;
+    char reply_time[40];
+} mg_ha_replication_t;
+
+/* What a node reports about itself every loop, under its lease. */
+typedef struct {
+    char name[MG_HA_NAME_SIZE];
+    mg_ha_state_t state;
+    char role[16]; /* "primary", "replica", "unknown" */
+    char host[64];
+    int64_t pg_port;
+    int64_t http_port;
+    int64_t udp_port;
+    bool pg_running;    /* the postmaster process exists */
+    bool pg_reachable;  /* a connection succeeded */
+    bool pg_queries_ok; /* ... and the status queries worked */
+    char pg_error[160]; /* last connection or query error */
+    char system_identifier[MG_HA_SYSID_SIZE];
+    int64_t timeline;
+    char current_lsn[MG_HA_LSN_SIZE];             /* primary: pg_current_wal_lsn() */
+    char receive_lsn[MG_HA_LSN_SIZE];             /* replica: last received */
+    char replay_lsn[MG_HA_LSN_SIZE];              /* replica: last replayed */
+    bool streaming;                               /* replica: wal receiver streaming */
+    char slots[MG_HA_MAX_SLOTS][MG_HA_NAME_SIZE]; /* primary: physical slots */
+    size_t nslots;
+    mg_ha_replication_t replication[MG_HA_MAX_NODES]; /* primary: pg_stat_replication */
+    size_t nreplication;
+    int64_t updated_ms;      /* wall clock of the report */
+    int64_t started_ms;      /* when this daemon started */
+    int64_t create_revision; /* etcd: when the key was created (not in the JSON) */
+} mg_ha_node_t;
+
+/* The cluster status key, changed only by compare-and-swap. */
+typedef struct {
+    bool exists;
+    int64_t mod_revision;
+    char primary[MG_HA_NAME_SIZE];
+    int64_t term;
+    mg_ha_failover_t failover;
+    char target_primary[MG_HA_NAME_SIZE];
+    char last_failover_reason[128];
+    int64_t last_failover_ms;
+} mg_ha_cluster_status_t;
+
+/*
+ * mg_ha_node_to_json renders node into out (appended). mg_ha_node_from_json
+ * parses one; unknown keys are ignored, missing ones keep defaults.
+ */
+bool mg_ha_node_to_json(const mg_ha_node_t *node, mg_buf_t *out, mg_error_t *error);
+bool mg_ha_node_from_json(const char *json, size_t len, mg_ha_node_t *node, mg_error_t *error);
+
+bool mg_ha_status_to_json(const mg_ha_cluster_status_t *status, mg_buf_t *out, mg_error_t *error);
+bool mg_ha_status_from_json(const char *json, size_t len, mg_ha_cluster_status_t *status,
+                            mg_error_t *error);
+
+/* mg_ha_slot_name writes the slot name of node name ("pgdaemon_" + sanitised). */
+void mg_ha_slot_name(const char *node_name, char *out, size_t outsz);
+
+/*
+ * The view a decision is made from: what etcd holds under the cluster
+ * prefix, the local facts, and the clock. Built by mg_ha_view_load from a
+ * list of key-values (the real etcd range, or a fake KV in tests).
+ */
+typedef struct {
+    /* etcd */
+    bool have_initialize;
+    char init_sysid[MG_HA_SYSID_SIZE]; /* "" while the winner runs initdb */
+    char init_node[MG_HA_NAME_SIZE];
+    int64_t init_mod_revision;
+    char leader[MG_HA_NAME_SIZE]; /* "" = nobody holds it */
+    int64_t leader_mod_revision;
+    int64_t leader_lease;
+    mg_ha_cluster_status_t status;
+    mg_ha_node_t nodes[MG_HA_MAX_NODES];
+    size_t nnodes;
+    int64_t revision; /* etcd revision of the read */
+    /* local facts */
+    mg_ha_state_t state; /* this node's current state */
+    bool have_data;      /* data dir holds a cluster (PG_VERSION) */
+    char local_sysid[MG_HA_SYSID_SIZE];
+    bool pg_running;
+    bool pg_queries_ok;
+    bool pg_in_recovery;
+    /* clock (milliseconds; monotonic for timeouts) */
+    int64_t now_ms;
+    int64_t join_started_ms;
+} mg_ha_view_t;
+
+/*
+ * mg_ha_view_load parses kvs (keys with the full prefix "<prefix>/<cluster>/")
+ * into view's etcd part; local facts and clock are left as they are. Values
+ * that do not parse fail with an error naming the key.
+ */
+bool mg_ha_view_load(mg_ha_view_t *view, const char *cluster_prefix, const mg_etcd_kv_t *kvs,
+                     size_t nkvs, mg_error_t *error);
+
+/* mg_ha_view_find_node returns the node named name in view, or NULL (borrowed). */
+const mg_ha_node_t *mg_ha_view_find_node(const mg_ha_view_t *view, const char *name);
+
+/* A decision: the action and the state the node is in once it succeeded. */
+typedef struct {
+    mg_ha_action_t action;
+    mg_ha_state_t next_state;
+    char reason[192];           /* one line: why */
+    char peer[MG_HA_NAME_SIZE]; /* the primary to clone from / follow, when relevant */
+} mg_ha_decision_t;
+
+/* Node-local limits the decision needs. */
+typedef struct {
+    const char *name;
+    int64_t max_nodes;
+    int64_t join_timeout_ms;
+} mg_ha_self_t;
+
+/*
+ * mg_ha_decide returns this node's next action for view. Pure: no I/O, no
+ * clock reads. The decision's (state, next_state) pair is always a row of
+ * the transition table (checked; a violation is a bug and returns false
+ * with MG_ERROR_CODE_GENERIC).
+ */
+bool mg_ha_decide(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decision_t *decision,
+                  mg_error_t *error);
+
+/* ------------------------------------------------------------------------
+ * HAProxy
+ * ------------------------------------------------------------------------ */
+
+typedef struct {
+    const char *name;
+    const char *host;
+    int64_t pg_port;
+    int64_t http_port;
+} mg_ha_haproxy_server_t;
+
+/*
+ * mg_ha_haproxy_render appends an haproxy.cfg to out: a write frontend on
+ * write_port routed to the server whose GET /primary answers 200 and a read
+ * frontend on read_port balanced over servers whose GET /replica answers
+ * 200. stats_socket may be NULL.
+ */
+bool mg_ha_haproxy_render(const mg_ha_haproxy_server_t *servers, size_t nservers,
+                          const char *bind_address, int64_t write_port, int64_t read_port,
+                          const char *stats_socket, mg_buf_t *out, mg_error_t *error);
+
+/* ------------------------------------------------------------------------
+ * Commands (pgdaemon's command table lives in ha_main.c)
+ * ------------------------------------------------------------------------ */
+
+int mg_ha_cmd_run(int argc, char **argv);
+int mg_ha_cmd_status(int argc, char **argv);
+int mg_ha_cmd_events(int argc, char **argv);
+int mg_ha_cmd_cluster(int argc, char **argv);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MG_HA_H */

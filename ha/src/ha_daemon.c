@@ -1,0 +1,992 @@
+/*
+ * ha/src/ha_daemon.c - `pgdaemon run`: the reconcile loop of one node.
+ *
+ * Every loop: renew the node's lease, read initialize + leader + status +
+ * nodes/ in one txn, look at the local Postgres, ask mg_ha_decide for the
+ * action, do it, and publish nodes/<name> under the lease. A state change
+ * is one JSON log line ("event":"ha.transition") and one record under
+ * events/ (bounded). UDP datagrams only wake the loop early.
+ */
+#include "ha_internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <yajl/yajl_gen.h>
+
+#define MODULE "ha"
+
+/* initdb failures in a row before the node gives up bootstrapping */
+#define MAX_INITDB_FAILURES 3
+
+static volatile sig_atomic_t stop_requested;
+
+static void
+on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+typedef struct {
+    char slot[MG_HA_NAME_SIZE];
+    int64_t since_ms; /* monotonic: first loop its node was missing */
+} absent_slot_t;
+
+typedef struct {
+    const mg_ha_config_t *conf;
+    mg_etcd_t *etcd;
+    mg_ha_pg_t pg;
+    mg_ha_shared_t shared;
+    struct mg_http_server *http;
+    int udp_fd;
+    char prefix[256]; /* "<etcd_prefix>/<cluster>/" */
+    char key_init[320], key_leader[320], key_status[320], key_node[320], key_events[320];
+    int64_t lease;
+    int64_t lease_ok_ms;
+    mg_ha_state_t state;
+    int64_t started_wall_ms;
+    int64_t join_started_ms;
+    mg_ha_view_t view;
+    mg_ha_node_t self;
+    bool in_recovery;
+    char local_sysid[MG_HA_SYSID_SIZE];
+    uint64_t event_seq;
+    absent_slot_t absent[MG_HA_MAX_SLOTS];
+    size_t nabsent;
+    uint64_t loops;
+    int initdb_failures;
+    bool etcd_ok;
+} daemon_t;
+
+/* ------------------------------------------------------------------------
+ * Events: one JSON record per key under events/, oldest trimmed
+ * ------------------------------------------------------------------------ */
+
+typedef struct {
+    const char *from;
+    const char *to;
+    const char *action;
+    const char *peer;
+} event_ctx_t;
+
+static void
+trim_events(daemon_t *d)
+{
+    mg_etcd_range_t r;
+    mg_error_t error;
+    int64_t excess;
+
+    if (!mg_etcd_range(d->etcd, d->key_events, true, 0, true, &r, &error))
+        return;
+    excess = r.count - d->conf->max_events;
+    mg_etcd_range_cleanup(&r);
+    if (excess <= 0)
+        return;
+    if (!mg_etcd_range(d->etcd, d->key_events, true, excess, false, &r, &error))
+        return;
+    for (size_t i = 0; i < r.nkvs; i++)
+        (void)mg_etcd_delete(d->etcd, r.kvs[i].key, false, NULL, &error);
+    mg_etcd_range_cleanup(&r);
+}
+
+/*
+ * record_event writes an event to etcd (best effort: etcd may be the thing
+ * that is down) and logs it. The log line is the one place it is logged.
+ */
+static void
+record_event(daemon_t *d, mg_log_level_t level, const char *event, const event_ctx_t *ctx,
+             const char *message)
+{
+    yajl_gen g = yajl_gen_alloc(NULL);
+    const unsigned char *text;
+    size_t len;
+    char key[512];
+    int64_t now = mg_ha__wall_ms();
+    mg_error_t error;
+    const char *lsn = d->self.current_lsn[0] ? d->self.current_lsn : d->self.replay_lsn;
+
+    MG_LOG_EVENT(level, MODULE, event,
+                 MG_LOG_FIELDS(MG_LOG_STR("node", d->conf->name),
+                               MG_LOG_STR("ha_state", mg_ha_state_name(d->state)),
+                               MG_LOG_STR("from", ctx && ctx->from ? ctx->from : ""),
+                               MG_LOG_STR("to", ctx && ctx->to ? ctx->to : ""),
+                               MG_LOG_STR("action", ctx && ctx->action ? ctx->action : ""),
+                               MG_LOG_STR("leader", d->view.leader), MG_LOG_INT("lease", d->lease),
+                               MG_LOG_INT("revision", d->view.revision), MG_LOG_STR("lsn", lsn)),
+                 "%s", message);
+    yajl_gen_map_open(g);
+#define GS(k, v)                                                   \
+    do {                                                           \
+        yajl_gen_string(g, (const unsigned char *)(k), strlen(k)); \
+        yajl_gen_string(g, (const unsigned char *)(v), strlen(v)); \
+    } while (0)
+#define GI(k, v)                                                   \
+    do {                                                           \
+        yajl_gen_string(g, (const unsigned char *)(k), strlen(k)); \
+        yajl_gen_integer(g, (long long)(v));                       \
+    } while (0)
+    GI("time_ms", now);
+    GS("node", d->conf->name);
+    GS("event", event);
+    GS("level", mg_log_level_name(level));
+    GS("message", message);
+    if (ctx != NULL) {
+        if (ctx->from)
+            GS("from", ctx->from);
+        if (ctx->to)
+            GS("to", ctx->to);
+        if (ctx->action)
+            GS("action", ctx->action);
+        if (ctx->peer)
+            GS("peer", ctx->peer);
+    }
+    GS("leader", d->view.leader);
+    GI("lease", d->lease);
+    GI("revision", d->view.revision);
+    GS("lsn", lsn);
+    GS("receive_lsn", d->self.receive_lsn);
+    GS("replay_lsn", d->self.replay_lsn);
+    yajl_gen_map_close(g);
+#undef GS
+#undef GI
+    yajl_gen_get_buf(g, &text, &len);
+    snprintf(key, sizeof(key), "%s%013" PRId64 "-%s-%04" PRIu64, d->key_events, now, d->conf->name,
+             d->event_seq++ % 10000);
+    if (!mg_etcd_put(d->etcd, key, text, len, 0, NULL, &error)) {
+        if (error.domain == MG_ERROR_DOMAIN_ETCD && error.code == MG_ETCD_ERR_NOSPACE)
+            MG_LOG_EVENT(MG_LOG_ERROR, MODULE, "ha.etcd_nospace",
+                         MG_LOG_FIELDS(MG_LOG_STR("node", d->conf->name)),
+                         "etcd raised the NOSPACE alarm: %s", error.message);
+        else
+            MG_LOG(MG_LOG_WARNING, MODULE, "could not record event \"%s\" in etcd: %s", event,
+                   error.message);
+    } else {
+        trim_events(d);
+    }
+    yajl_gen_free(g);
+}
+
+/* note_etcd_error logs an etcd failure; NOSPACE becomes its own event. */
+static void
+note_etcd_error(daemon_t *d, const char *what, const mg_error_t *error)
+{
+    d->etcd_ok = false;
+    pthread_mutex_lock(&d->shared.lock);
+    d->shared.etcd_errors++;
+    pthread_mutex_unlock(&d->shared.lock);
+    if (error->domain == MG_ERROR_DOMAIN_ETCD && error->code == MG_ETCD_ERR_NOSPACE)
+        MG_LOG_EVENT(MG_LOG_ERROR, MODULE, "ha.etcd_nospace",
+                     MG_LOG_FIELDS(MG_LOG_STR("node", d->conf->name)),
+                     "etcd raised the NOSPACE alarm (%s): %s", what, error->message);
+    else
+        MG_LOG_EVENT(MG_LOG_WARNING, MODULE, "ha.etcd_error",
+                     MG_LOG_FIELDS(MG_LOG_STR("node", d->conf->name),
+                                   MG_LOG_STR("domain", mg_error_domain_name(error->domain)),
+                                   MG_LOG_INT("err_code", error->code)),
+                     "could not %s: %s", what, error->message);
+}
+
+/* ------------------------------------------------------------------------
+ * etcd I/O
+ * ------------------------------------------------------------------------ */
+
+static bool
+renew_lease(daemon_t *d)
+{
+    mg_error_t error;
+    int64_t ttl_s = (d->conf->ttl_ms + 999) / 1000;
+    int64_t sent = mg_ha__now_ms(); /* the lease runs from when we asked, not when told */
+
+    if (d->lease != 0 && mg_etcd_lease_keepalive(d->etcd, d->lease, NULL, &error)) {
+        d->lease_ok_ms = sent;
+        return true;
+    }
+    if (d->lease != 0 &&
+        !(error.domain == MG_ERROR_DOMAIN_ETCD && error.code == MG_ETCD_ERR_LEASE_NOT_FOUND)) {
+        note_etcd_error(d, "renew the node lease", &error);
+        return false;
+    }
+    if (d->lease != 0)
+        MG_LOG_EVENT(MG_LOG_WARNING, MODULE, "ha.lease_lost",
+                     MG_LOG_FIELDS(MG_LOG_INT("lease", d->lease)),
+                     "node lease %" PRId64 " expired; granting a new one", d->lease);
+    sent = mg_ha__now_ms();
+    if (!mg_etcd_lease_grant(d->etcd, ttl_s, &d->lease, NULL, &error)) {
+        d->lease = 0;
+        note_etcd_error(d, "grant a node lease", &error);
+        return false;
+    }
+    d->lease_ok_ms = sent;
+    return true;
+}
+
+static bool
+read_view(daemon_t *d, mg_error_t *error)
+{
+    mg_etcd_txn_t *txn = mg_etcd_txn_new();
+    mg_etcd_txn_result_t res;
+    mg_etcd_kv_t *all = NULL;
+    size_t n = 0, total = 0;
+    bool ok = false;
+    char key_nodes[400];
+
+    snprintf(key_nodes, sizeof(key_nodes), "%snodes/", d->prefix);
+    memset(&res, 0, sizeof(res));
+    if (txn == NULL || !mg_etcd_txn_get(txn, true, d->key_init, false, error) ||
+        !mg_etcd_txn_get(txn, true, d->key_leader, false, error) ||
+        !mg_etcd_txn_get(txn, true, d->key_status, false, error) ||
+        !mg_etcd_txn_get(txn, true, key_nodes, true, error) ||
+        !mg_etcd_txn_commit(d->etcd, txn, &res, error))
+        goto done;
+    for (size_t i = 0; i < res.nranges; i++)
+        total += res.ranges[i].nkvs;
+    all = calloc(total + 1, sizeof(*all));
+    if (all == NULL) {
+        mg_error_set(error, MG_ERROR_DOMAIN_SYSTEM, ENOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < res.nranges; i++)
+        for (size_t j = 0; j < res.ranges[i].nkvs; j++)
+            all[n++] = res.ranges[i].kvs[j]; /* shallow: res owns the memory */
+    ok = mg_ha_view_load(&d->view, d->prefix, all, n, error);
+    d->view.revision = res.header.revision;
+done:
+    free(all);
+    mg_etcd_txn_result_cleanup(&res);
+    mg_etcd_txn_destroy(txn);
+    return ok;
+}
+
+static void
+publish_self(daemon_t *d)
+{
+    mg_buf_t b;
+    mg_error_t error;
+
+    if (d->lease == 0)
+        return;
+    mg_buf_init(&b, 256 * 1024);
+    if (mg_ha_node_to_json(&d->self, &b, &error) &&
+        mg_etcd_put(d->etcd, d->key_node, b.data, b.len, d->lease, NULL, &error))
+        d->etcd_ok = true;
+    else
+        note_etcd_error(d, "publish the node status", &error);
+    mg_buf_cleanup(&b);
+}
+
+/* put_initialize writes initialize (create-only when expect_mod is 0). */
+static bool
+put_initialize(daemon_t *d, int64_t expect_mod, const char *sysid, bool *won, mg_error_t *error)
+{
+    mg_etcd_txn_t *txn = mg_etcd_txn_new();
+    mg_etcd_txn_result_t res;
+    char value[256];
+    bool ok;
+
+    snprintf(value, sizeof(value), "{\"node\":\"%s\",\"system_identifier\":\"%s\"}", d->conf->name,
+             sysid);
+    memset(&res, 0, sizeof(res));
+    ok = txn != NULL &&
+         (expect_mod == 0 ? mg_etcd_txn_compare_int(txn, d->key_init, MG_ETCD_TARGET_CREATE,
+                                                    MG_ETCD_CMP_EQUAL, 0, error)
+                          : mg_etcd_txn_compare_int(txn, d->key_init, MG_ETCD_TARGET_MOD,
+                                                    MG_ETCD_CMP_EQUAL, expect_mod, error)) &&
+         mg_etcd_txn_put(txn, true, d->key_init, value, strlen(value), 0, error) &&
+         mg_etcd_txn_commit(d->etcd, txn, &res, error);
+    if (ok)
+        *won = res.succeeded;
+    mg_etcd_txn_result_cleanup(&res);
+    mg_etcd_txn_destroy(txn);
+    return ok;
+}
+
+/* take_leader puts leader = me under our lease if it is free or already ours. */
+static bool
+take_leader(daemon_t *d, bool *got, mg_error_t *error)
+{
+    mg_etcd_txn_t *txn;
+    mg_etcd_txn_result_t res;
+    const char *me = d->conf->name;
+    bool ok;
+
+    *got = false;
+    if (d->lease == 0)
+        return mg_error_set(error, MG_ERROR_DOMAIN_ETCD, MG_ETCD_ERR_LEASE_NOT_FOUND,
+                            "no lease to hold the leader key with");
+    for (int attempt = 0; attempt < 2; attempt++) {
+        txn = mg_etcd_txn_new();
+        memset(&res, 0, sizeof(res));
+        if (attempt == 0)
+            ok = mg_etcd_txn_compare_int(txn, d->key_leader, MG_ETCD_TARGET_CREATE,
+                                         MG_ETCD_CMP_EQUAL, 0, error);
+        else
+            ok = mg_etcd_txn_compare_value(txn, d->key_leader, MG_ETCD_CMP_EQUAL, me, strlen(me),
+                                           error);
+        ok = ok && mg_etcd_txn_put(txn, true, d->key_leader, me, strlen(me), d->lease, error) &&
+             mg_etcd_txn_commit(d->etcd, txn, &res, error);
+        if (ok && res.succeeded)
+            *got = true;
+        mg_etcd_txn_result_cleanup(&res);
+        mg_etcd_txn_destroy(txn);
+        if (!ok || *got)
+            return ok;
+    }
+    return true;
+}
+
+/* ensure_status makes the status key name this node primary (CAS on mod_revision). */
+static bool
+ensure_status(daemon_t *d, mg_error_t *error)
+{
+    mg_ha_cluster_status_t s = d->view.status;
+    mg_etcd_txn_t *txn;
+    mg_etcd_txn_result_t res;
+    mg_buf_t b;
+    bool ok;
+
+    if (s.exists && strcmp(s.primary, d->conf->name) == 0)
+        return true;
+    if (s.exists)
+        s.term++;
+    else
+        s.term = 1;
+    snprintf(s.primary, sizeof(s.primary), "%s", d->conf->name);
+    s.failover = MG_HA_FAILOVER_STABLE;
+    mg_buf_init(&b, 64 * 1024);
+    txn = mg_etcd_txn_new();
+    memset(&res, 0, sizeof(res));
+    ok = mg_ha_status_to_json(&s, &b, error) &&
+         mg_etcd_txn_compare_int(txn, d->key_status, MG_ETCD_TARGET_MOD, MG_ETCD_CMP_EQUAL,
+                                 d->view.status.exists ? d->view.status.mod_revision : 0, error) &&
+         mg_etcd_txn_put(txn, true, d->key_status, b.data, b.len, 0, error) &&
+         mg_etcd_txn_commit(d->etcd, txn, &res, error);
+    if (ok && !res.succeeded)
+        ok = mg_error_set(error, MG_ERROR_DOMAIN_ETCD, MG_ETCD_ERR_SERVER,
+                          "status key changed concurrently (mod_revision %" PRId64 ")",
+                          d->view.status.mod_revision);
+    if (ok) {
+        event_ctx_t ctx = {NULL, NULL, "set_status", d->conf->name};
+        char msg[160];
+
+        snprintf(msg, sizeof(msg), "status: primary %s, term %" PRId64, s.primary, s.term);
+        record_event(d, MG_LOG_NOTICE, "ha.status", &ctx, msg);
+    }
+    mg_etcd_txn_result_cleanup(&res);
+    mg_etcd_txn_destroy(txn);
+    mg_buf_cleanup(&b);
+    return ok;
+}
+
+static void
+wake_node(daemon_t *d, const mg_ha_node_t *n)
+{
+    struct sockaddr_in sa;
+
+    if (d->udp_fd < 0 || n->udp_port <= 0)
+        return;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)n->udp_port);
+    if (inet_pton(AF_INET, n->host, &sa.sin_addr) != 1)
+        return;
+    (void)sendto(d->udp_fd, "WAKEUP", 6, MSG_DONTWAIT, (struct sockaddr *)&sa, sizeof(sa));
+}
+
+/* ------------------------------------------------------------------------
+ * Actions
+ * ------------------------------------------------------------------------ */
+
+static bool
+init_marker(daemon_t *d, bool set)
+{
+    char path[PATH_MAX];
+
+    /* per node: pg_basebackup copies the primary's marker to its replicas */
+    snprintf(path, sizeof(path), "%s/pgdaemon.initialized.%s", d->conf->data_dir, d->conf->name);
+    if (!set)
+        return access(path, F_OK) == 0;
+    return mg_ha__write_file(path, "", 0, 0600, &d->pg.runas, NULL);
+}
+
+static bool
+do_start_primary(daemon_t *d, mg_error_t *error)
+{
+    bool got = false;
+
+    if (d->view.init_sysid[0] == '\0' && d->local_sysid[0] != '\0') {
+        bool won = false;
+
+        if (!put_initialize(d, d->view.init_mod_revision, d->local_sysid, &won, error))
+            return false;
+        if (!won)
+            return mg_error_set(error, MG_ERROR_DOMAIN_ETCD, MG_ETCD_ERR_SERVER,
+                                "initialize changed while this node bootstrapped");
+    }
+    if (!take_leader(d, &got, error))
+        return false;
+    if (!got)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
+                            "the leader key is held by another node");
+    if (!mg_ha__pg_configure(&d->pg, false, NULL, 0, error) || !mg_ha__pg_start(&d->pg, error) ||
+        !mg_ha__pg_ensure_roles(&d->pg, error))
+        return false;
+    if (!ensure_status(d, error))
+        return false;
+    if (d->conf->primary_init_script != NULL && !init_marker(d, false)) {
+        if (!mg_ha__pg_run_init_script(&d->pg, d->conf->primary_init_script, error)) {
+            mg_error_prefix(error, "primary init script \"%s\"", d->conf->primary_init_script);
+            return false;
+        }
+    }
+    init_marker(d, true);
+    return true;
+}
+
+static bool
+do_start_replica(daemon_t *d, const char *peer, mg_error_t *error)
+{
+    const mg_ha_node_t *p = mg_ha_view_find_node(&d->view, peer);
+
+    if (p == NULL || p->host[0] == '\0' || p->pg_port <= 0)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_NOT_FOUND,
+                            "primary \"%s\" has not reported its address", peer ? peer : "");
+    if (!mg_ha__pg_configure(&d->pg, true, p->host, p->pg_port, error) ||
+        !mg_ha__pg_start(&d->pg, error))
+        return false;
+    if (d->conf->replica_init_script != NULL && !init_marker(d, false)) {
+        if (!mg_ha__pg_run_init_script(&d->pg, d->conf->replica_init_script, error)) {
+            mg_error_prefix(error, "replica init script \"%s\"", d->conf->replica_init_script);
+            return false;
+        }
+    }
+    init_marker(d, true);
+    return true;
+}
+
+static bool
+do_clone(daemon_t *d, const char *peer, mg_error_t *error)
+{
+    const mg_ha_node_t *p = mg_ha_view_find_node(&d->view, peer);
+    char slot[MG_HA_NAME_SIZE];
+
+    if (p == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_NOT_FOUND,
+                            "primary \"%s\" is gone", peer ? peer : "");
+    mg_ha_slot_name(d->conf->name, slot, sizeof(slot));
+    if (!mg_ha__pg_check_slot(&d->pg, p->host, p->pg_port, slot, error) ||
+        !mg_ha__pg_basebackup(&d->pg, p->host, p->pg_port, slot, error))
+        return false;
+    return mg_ha__pg_read_sysid(&d->pg, d->local_sysid, sizeof(d->local_sysid), error);
+}
+
+/*
+ * drop_departed_slots drops our slots (pgdaemon_*) whose node has been
+ * missing from nodes/ for slot_ttl, so a departed node cannot hold WAL
+ * forever. Timing is per slot, on the monotonic clock.
+ */
+static void
+drop_departed_slots(daemon_t *d)
+{
+    int64_t now = mg_ha__now_ms();
+    absent_slot_t next[MG_HA_MAX_SLOTS];
+    size_t nnext = 0;
+
+    for (size_t i = 0; i < d->self.nslots && nnext < MG_HA_MAX_SLOTS; i++) {
+        const char *slot = d->self.slots[i];
+        int64_t since = now;
+        bool present = false;
+
+        if (strncmp(slot, "pgdaemon_", 9) != 0)
+            continue; /* not ours */
+        for (size_t j = 0; j < d->view.nnodes && !present; j++) {
+            char name[MG_HA_NAME_SIZE];
+
+            mg_ha_slot_name(d->view.nodes[j].name, name, sizeof(name));
+            present = strcmp(name, slot) == 0;
+        }
+        if (present)
+            continue;
+        for (size_t j = 0; j < d->nabsent; j++)
+            if (strcmp(d->absent[j].slot, slot) == 0)
+                since = d->absent[j].since_ms;
+        if (now - since >= d->conf->slot_ttl_ms) {
+            event_ctx_t ctx = {NULL, NULL, "drop_slot", NULL};
+            char msg[200];
+            mg_error_t error;
+            bool dropped = false;
+
+            if (!mg_ha__pg_drop_slot(&d->pg, slot, &dropped, &error))
+                mg_log_error(MG_LOG_WARNING, "ha", &error);
+            if (dropped) {
+                snprintf(msg, sizeof(msg),
+                         "dropped replication slot %s: its node has been gone for %llds", slot,
+                         (long long)((now - since) / 1000));
+                record_event(d, MG_LOG_NOTICE, "ha.slot_dropped", &ctx, msg);
+                continue;
+            }
+        }
+        snprintf(next[nnext].slot, MG_HA_NAME_SIZE, "%s", slot);
+        next[nnext++].since_ms = since;
+    }
+    memcpy(d->absent, next, nnext * sizeof(next[0]));
+    d->nabsent = nnext;
+}
+
+/* maintain_primary keeps the leader key and creates slots for joining nodes. */
+static bool
+do_maintain_primary(daemon_t *d, mg_error_t *error)
+{
+    char want[MG_HA_MAX_NODES][MG_HA_NAME_SIZE];
+    size_t nwant = 0;
+    bool got = true;
+
+    if (strcmp(d->view.leader, d->conf->name) != 0 || d->view.leader_lease != d->lease) {
+        if (!take_leader(d, &got, error))
+            return false;
+        if (!got)
+            return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
+                                "could not take the leader key");
+    }
+    if (!ensure_status(d, error))
+        return false;
+    for (size_t i = 0; i < d->view.nnodes; i++) {
+        const mg_ha_node_t *n = &d->view.nodes[i];
+        bool have = false;
+
+        if (strcmp(n->name, d->conf->name) == 0 || n->state == MG_HA_STATE_REFUSED ||
+            n->state == MG_HA_STATE_INIT || n->state == MG_HA_STATE_BOOTSTRAP)
+            continue;
+        mg_ha_slot_name(n->name, want[nwant], MG_HA_NAME_SIZE);
+        for (size_t j = 0; j < d->self.nslots; j++)
+            if (strcmp(d->self.slots[j], want[nwant]) == 0)
+                have = true;
+        if (!have) {
+            event_ctx_t ctx = {NULL, NULL, "create_slot", n->name};
+            char msg[200];
+
+            snprintf(msg, sizeof(msg), "creating replication slot %s for node %s", want[nwant],
+                     n->name);
+            record_event(d, MG_LOG_NOTICE, "ha.slot", &ctx, msg);
+            nwant++;
+        }
+    }
+    if (!mg_ha__pg_ensure_slots(&d->pg, want, nwant, error))
+        return false;
+    drop_departed_slots(d);
+    if (nwant > 0) {
+        bool rec;
+
+        mg_ha__pg_collect(&d->pg, &d->self, &rec);
+        publish_self(d);
+        for (size_t i = 0; i < d->view.nnodes; i++)
+            wake_node(d, &d->view.nodes[i]);
+    }
+    return true;
+}
+
+/*
+ * give_up_bootstrap releases `initialize` after initdb failed again and
+ * again (only while it still names this node without a system identifier),
+ * so another node can bootstrap, and records why.
+ */
+static void
+give_up_bootstrap(daemon_t *d, const mg_error_t *cause)
+{
+    event_ctx_t ctx = {mg_ha_state_name(d->state), NULL, "initdb", NULL};
+    char msg[MG_ERROR_MESSAGE_SIZE + 96];
+    char expected[256];
+    mg_etcd_txn_t *txn = mg_etcd_txn_new();
+    mg_etcd_txn_result_t res;
+    mg_error_t error;
+
+    snprintf(expected, sizeof(expected), "{\"node\":\"%s\",\"system_identifier\":\"\"}",
+             d->conf->name);
+    memset(&res, 0, sizeof(res));
+    if (txn != NULL &&
+        mg_etcd_txn_compare_value(txn, d->key_init, MG_ETCD_CMP_EQUAL, expected, strlen(expected),
+                                  &error) &&
+        mg_etcd_txn_delete(txn, true, d->key_init, false, &error))
+        (void)mg_etcd_txn_commit(d->etcd, txn, &res, &error);
+    mg_etcd_txn_result_cleanup(&res);
+    mg_etcd_txn_destroy(txn);
+    snprintf(msg, sizeof(msg), "bootstrap of node %s abandoned after %d failed initdb runs: %s",
+             d->conf->name, d->initdb_failures, cause->message);
+    record_event(d, MG_LOG_FATAL, "ha.bootstrap_failed", &ctx, msg);
+}
+
+/* refuse records the refusal and makes the daemon exit non-zero. */
+static void
+refuse(daemon_t *d, const mg_ha_decision_t *dec)
+{
+    event_ctx_t ctx = {mg_ha_state_name(d->state), "refused", "refuse", NULL};
+
+    record_event(d, MG_LOG_ERROR, "ha.refused", &ctx, dec->reason);
+}
+
+/* ------------------------------------------------------------------------
+ * The loop
+ * ------------------------------------------------------------------------ */
+
+static void
+collect_local(daemon_t *d)
+{
+    mg_error_t error;
+    bool have = mg_ha__pg_have_data(&d->pg);
+
+    d->view.have_data = have;
+    if (have && d->local_sysid[0] == '\0' &&
+        !mg_ha__pg_read_sysid(&d->pg, d->local_sysid, sizeof(d->local_sysid), &error))
+        mg_log_error(MG_LOG_WARNING, MODULE, &error);
+    if (!have)
+        d->local_sysid[0] = '\0';
+    snprintf(d->view.local_sysid, sizeof(d->view.local_sysid), "%s", d->local_sysid);
+    mg_ha__pg_collect(&d->pg, &d->self, &d->in_recovery);
+    if (d->self.system_identifier[0] == '\0')
+        snprintf(d->self.system_identifier, sizeof(d->self.system_identifier), "%s",
+                 d->local_sysid);
+    d->view.pg_running = d->self.pg_running;
+    d->view.pg_queries_ok = d->self.pg_queries_ok;
+    d->view.pg_in_recovery = d->in_recovery;
+}
+
+static void
+share(daemon_t *d)
+{
+    pthread_mutex_lock(&d->shared.lock);
+    d->shared.self = d->self;
+    d->shared.in_recovery = d->in_recovery;
+    d->shared.holds_leader = strcmp(d->view.leader, d->conf->name) == 0 &&
+                             d->view.leader_lease == d->lease && d->lease != 0;
+    d->shared.lease_ok_ms = d->lease_ok_ms;
+    d->shared.loop_ok_ms = mg_ha__now_ms();
+    snprintf(d->shared.leader, sizeof(d->shared.leader), "%s", d->view.leader);
+    d->shared.status = d->view.status;
+    d->shared.view = d->view;
+    d->shared.loops = d->loops;
+    pthread_mutex_unlock(&d->shared.lock);
+}
+
+/* one_loop runs one reconcile round; returns false when the daemon must exit. */
+static bool
+one_loop(daemon_t *d, int *exit_code)
+{
+    mg_error_t error;
+    mg_ha_decision_t dec;
+    mg_ha_self_t me = {d->conf->name, d->conf->max_nodes, d->conf->join_timeout_ms};
+    bool acted = true;
+
+    d->loops++;
+    renew_lease(d);
+    collect_local(d);
+    if (!read_view(d, &error)) {
+        note_etcd_error(d, "read the cluster state", &error);
+        share(d);
+        return true; /* keep serving Postgres as it is; /primary turns 503 on lease age */
+    }
+    d->etcd_ok = true;
+    /* our own record is what we report now, not what etcd held */
+    d->view.state = d->state;
+    d->view.now_ms = mg_ha__now_ms();
+    d->view.join_started_ms = d->join_started_ms;
+    if (!mg_ha_decide(&me, &d->view, &dec, &error)) {
+        mg_log_error(MG_LOG_FATAL, MODULE, &error);
+        *exit_code = MG_EXIT_INTERNAL;
+        return false;
+    }
+    switch (dec.action) {
+    case MG_HA_ACTION_NONE:
+    case MG_HA_ACTION_WAIT:
+        break;
+    case MG_HA_ACTION_REFUSE:
+        refuse(d, &dec);
+        d->state = MG_HA_STATE_REFUSED;
+        *exit_code = MG_EXIT_FAILURE;
+        return false;
+    case MG_HA_ACTION_CLAIM_INITIALIZE: {
+        bool won = false;
+
+        acted = put_initialize(d, 0, d->local_sysid, &won, &error);
+        if (acted && !won) {
+            MG_LOG(MG_LOG_INFO, MODULE, "another node claimed initialize first");
+            acted = false;
+            mg_error_clear(&error);
+        }
+        break;
+    }
+    case MG_HA_ACTION_INITDB:
+        acted = mg_ha__pg_initdb(&d->pg, &error) &&
+                mg_ha__pg_read_sysid(&d->pg, d->local_sysid, sizeof(d->local_sysid), &error);
+        if (!acted && ++d->initdb_failures >= MAX_INITDB_FAILURES) {
+            give_up_bootstrap(d, &error);
+            *exit_code = MG_EXIT_FAILURE;
+            return false;
+        }
+        if (acted) {
+            bool won = false;
+
+            acted = put_initialize(d, d->view.init_mod_revision, d->local_sysid, &won, &error);
+            if (acted && !won)
+                acted = mg_error_set(&error, MG_ERROR_DOMAIN_ETCD, MG_ETCD_ERR_SERVER,
+                                     "initialize changed while this node ran initdb");
+            if (acted) {
+                event_ctx_t ctx = {NULL, NULL, "initdb", NULL};
+                char msg[160];
+
+                snprintf(msg, sizeof(msg), "initialized cluster with system identifier %s",
+                         d->local_sysid);
+                record_event(d, MG_LOG_NOTICE, "ha.initialized", &ctx, msg);
+            }
+        }
+        break;
+    case MG_HA_ACTION_START_PRIMARY:
+        acted = do_start_primary(d, &error);
+        break;
+    case MG_HA_ACTION_CLONE:
+        acted = do_clone(d, dec.peer, &error);
+        break;
+    case MG_HA_ACTION_START_REPLICA:
+        acted = do_start_replica(d, dec.peer, &error);
+        break;
+    case MG_HA_ACTION_MAINTAIN_PRIMARY:
+        acted = do_maintain_primary(d, &error);
+        break;
+    case MG_HA_ACTION_MAINTAIN_REPLICA:
+        break;
+    default:
+        break;
+    }
+    if (!acted && mg_error_is_set(&error)) {
+        event_ctx_t ctx = {mg_ha_state_name(d->state), mg_ha_state_name(dec.next_state),
+                           mg_ha_action_name(dec.action), dec.peer};
+        char msg[MG_ERROR_MESSAGE_SIZE + 64];
+
+        snprintf(msg, sizeof(msg), "action %s failed: %s", mg_ha_action_name(dec.action),
+                 error.message);
+        record_event(d, MG_LOG_ERROR, "ha.action_failed", &ctx, msg);
+    }
+    if (acted && dec.next_state != d->state) {
+        event_ctx_t ctx = {mg_ha_state_name(d->state), mg_ha_state_name(dec.next_state),
+                           mg_ha_action_name(dec.action), dec.peer};
+        d->state = dec.next_state;
+        pthread_mutex_lock(&d->shared.lock);
+        d->shared.transitions++;
+        pthread_mutex_unlock(&d->shared.lock);
+        record_event(d, MG_LOG_NOTICE, "ha.transition", &ctx, dec.reason);
+        if (d->state == MG_HA_STATE_PRIMARY || d->state == MG_HA_STATE_REPLICA)
+            collect_local(d);
+    }
+    if (d->state == MG_HA_STATE_WAIT_PRIMARY) {
+        const mg_ha_node_t *p = mg_ha_view_find_node(&d->view, d->view.leader);
+
+        if (p != NULL)
+            wake_node(d, p); /* ask the primary to look at us now */
+    }
+    /* a refused or finished state changes what we report */
+    d->self.state = d->state;
+    d->self.updated_ms = mg_ha__wall_ms();
+    publish_self(d);
+    if (d->state == MG_HA_STATE_PRIMARY && acted)
+        (void)read_view(d, &error); /* leader key may have just been taken */
+    share(d);
+    return true;
+}
+
+static int
+open_udp(const mg_ha_config_t *c, mg_error_t *error)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    struct sockaddr_in sa;
+
+    if (fd < 0)
+        return mg_error_set_errno(error, errno, "could not create a UDP socket"), -1;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)c->udp_port);
+    if (inet_pton(AF_INET, c->address, &sa.sin_addr) != 1 ||
+        bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        int e = errno;
+
+        close(fd);
+        return mg_error_set_errno(error, e, "could not bind UDP port %s:%lld", c->address,
+                                  (long long)c->udp_port),
+               -1;
+    }
+    return fd;
+}
+
+/* sleep_until_wakeup waits up to ms for a datagram or a signal. */
+static void
+sleep_until_wakeup(daemon_t *d, int64_t ms)
+{
+    struct pollfd p = {d->udp_fd, POLLIN, 0};
+
+    if (ms <= 0)
+        return;
+    if (poll(&p, d->udp_fd >= 0 ? 1 : 0, (int)ms) > 0) {
+        char buf[64];
+
+        while (recv(d->udp_fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+            ;
+    }
+}
+
+static void
+shutdown_daemon(daemon_t *d)
+{
+    mg_error_t error;
+
+    bool ours = d->state == MG_HA_STATE_PRIMARY || d->state == MG_HA_STATE_REPLICA ||
+                d->state == MG_HA_STATE_BOOTSTRAP || d->state == MG_HA_STATE_CLONE ||
+                d->pg.child > 0;
+
+    /* a refused node never touches a Postgres it did not run */
+    if (ours && d->conf->on_stop == MG_HA_ON_STOP_FAST && mg_ha__pg_running(&d->pg) > 0) {
+        MG_LOG(MG_LOG_NOTICE, MODULE, "stopping Postgres (fast shutdown)");
+        if (!mg_ha__pg_stop(&d->pg, &error))
+            mg_log_error(MG_LOG_ERROR, MODULE, &error);
+    }
+    if (d->lease != 0 && d->etcd != NULL) {
+        /* the node key and, on the primary, the leader key go with the lease */
+        if (!mg_etcd_lease_revoke(d->etcd, d->lease, &error))
+            mg_log_error(MG_LOG_WARNING, MODULE, &error);
+        d->lease = 0;
+    }
+}
+
+int
+mg_ha_cmd_run(int argc, char **argv)
+{
+    mg_ha_config_t *conf = NULL;
+    mg_etcd_options_t eo;
+    mg_error_t error;
+    daemon_t *dp = calloc(1, sizeof(daemon_t));
+    int first = 0, code = MG_EXIT_OK;
+    char version[64];
+    struct sigaction sa;
+
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: pgdaemon run [--config FILE] [options]\n\nOptions:\n");
+            mg_ha_config_print_help(stdout);
+            free(dp);
+            return MG_EXIT_OK;
+        }
+    if (dp == NULL) {
+        fprintf(stderr, "pgdaemon: out of memory\n");
+        return MG_EXIT_FAILURE;
+    }
+    dp->udp_fd = -1;
+    pthread_mutex_init(&dp->shared.lock, NULL);
+    if (!mg_ha_config_load(argc, argv, NULL, &conf, &first, &error) ||
+        !mg_ha_config_check(conf, &error)) {
+        fprintf(stderr, "pgdaemon: %s\n", error.message);
+        code = MG_EXIT_USAGE;
+        goto done;
+    }
+    if (first < argc) {
+        fprintf(stderr, "pgdaemon: unexpected argument \"%s\"\n", argv[first]);
+        code = MG_EXIT_USAGE;
+        goto done;
+    }
+    dp->conf = conf;
+    dp->shared.conf = conf;
+    snprintf(dp->prefix, sizeof(dp->prefix), "%s/%s/", conf->etcd_prefix, conf->cluster);
+    snprintf(dp->key_init, sizeof(dp->key_init), "%sinitialize", dp->prefix);
+    snprintf(dp->key_leader, sizeof(dp->key_leader), "%sleader", dp->prefix);
+    snprintf(dp->key_status, sizeof(dp->key_status), "%sstatus", dp->prefix);
+    snprintf(dp->key_node, sizeof(dp->key_node), "%snodes/%s", dp->prefix, conf->name);
+    snprintf(dp->key_events, sizeof(dp->key_events), "%sevents/", dp->prefix);
+    if (!mg_ha__pg_init(&dp->pg, conf, &error)) {
+        mg_log_error(MG_LOG_FATAL, MODULE, &error);
+        code = error.domain == MG_ERROR_DOMAIN_CONFIG ? MG_EXIT_USAGE : MG_EXIT_FAILURE;
+        goto done;
+    }
+    memset(&eo, 0, sizeof(eo));
+    eo.endpoints = (const char *const *)conf->etcd_endpoints.items;
+    eo.nendpoints = conf->etcd_endpoints.count;
+    eo.username = conf->etcd_username;
+    eo.password = conf->etcd_password;
+    eo.ca_file = conf->etcd_ca_file;
+    eo.cert_file = conf->etcd_cert_file;
+    eo.key_file = conf->etcd_key_file;
+    eo.timeout_ms = conf->retry_ms;
+    dp->etcd = mg_etcd_new(&eo, &error);
+    if (dp->etcd == NULL) {
+        mg_log_error(MG_LOG_FATAL, MODULE, &error);
+        code = MG_EXIT_USAGE;
+        goto done;
+    }
+    if (!mg_etcd_version(dp->etcd, version, sizeof(version), &error)) {
+        mg_error_prefix(&error, "etcd is unreachable at start");
+        mg_log_error(MG_LOG_FATAL, MODULE, &error);
+        code = MG_EXIT_FAILURE;
+        goto done;
+    }
+    MG_LOG_EVENT(
+        MG_LOG_INFO, MODULE, "ha.start",
+        MG_LOG_FIELDS(MG_LOG_STR("node", conf->name), MG_LOG_STR("cluster", conf->cluster),
+                      MG_LOG_STR("etcd_version", version), MG_LOG_INT("http_port", conf->http_port),
+                      MG_LOG_INT("pg_port", conf->pg_port)),
+        "pgdaemon starting node %s of cluster %s (etcd %s)", conf->name, conf->cluster, version);
+    dp->http = mg_ha__http_start(&dp->shared, conf->address, (uint16_t)conf->http_port, &error);
+    if (dp->http == NULL) {
+        mg_log_error(MG_LOG_FATAL, MODULE, &error);
+        code = MG_EXIT_FAILURE;
+        goto done;
+    }
+    dp->udp_fd = open_udp(conf, &error);
+    if (dp->udp_fd < 0) {
+        mg_log_error(MG_LOG_FATAL, MODULE, &error);
+        code = MG_EXIT_FAILURE;
+        goto done;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    dp->state = MG_HA_STATE_INIT;
+    dp->started_wall_ms = mg_ha__wall_ms();
+    dp->join_started_ms = mg_ha__now_ms();
+    snprintf(dp->self.name, sizeof(dp->self.name), "%s", conf->name);
+    snprintf(dp->self.host, sizeof(dp->self.host), "%s", conf->address);
+    dp->self.pg_port = conf->pg_port;
+    dp->self.http_port = conf->http_port;
+    dp->self.udp_port = conf->udp_port;
+    dp->self.started_ms = dp->started_wall_ms;
+    while (!stop_requested) {
+        int64_t t0 = mg_ha__now_ms();
+
+        if (!one_loop(dp, &code))
+            break;
+        sleep_until_wakeup(dp, conf->loop_ms - (mg_ha__now_ms() - t0));
+    }
+    if (stop_requested) {
+        MG_LOG_EVENT(MG_LOG_NOTICE, MODULE, "ha.stop",
+                     MG_LOG_FIELDS(MG_LOG_STR("node", conf->name)),
+                     "pgdaemon stopping on a signal");
+    }
+done:
+    if (dp->etcd != NULL)
+        shutdown_daemon(dp);
+    mg_http_server_destroy(dp->http);
+    if (dp->udp_fd >= 0)
+        close(dp->udp_fd);
+    mg_etcd_destroy(dp->etcd);
+    pthread_mutex_destroy(&dp->shared.lock);
+    mg_ha_config_destroy(conf);
+    free(dp);
+    return code;
+}

@@ -1,0 +1,242 @@
+/*
+ * ha/src/ha_http.c - pgdaemon's read-only HTTP endpoints:
+ *
+ *   /primary   200 only when this node is primary, accepts writes, and holds
+ *              the leader key under a lease renewed within ttl - retry_timeout
+ *   /replica   200 when this node is a streaming standby within the lag
+ *              bound (?lag=BYTES or 16MB-style sizes; default max_lag)
+ *   /health    200 when Postgres answers queries and the loop is alive
+ *   /status    JSON: this node, the leader, the cluster status and all nodes
+ *   /metrics   Prometheus text
+ *
+ * Handlers run on libmicrohttpd's thread and read the snapshot the loop
+ * publishes under shared->lock; the lease age is computed at request time,
+ * so /primary turns 503 even when the loop itself is stuck.
+ */
+#include "ha_internal.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_gen.h>
+
+bool
+mg_ha__primary_ok(const mg_ha_shared_t *s, int64_t now_ms, char *why, size_t whysz)
+{
+    int64_t margin = s->conf->ttl_ms - s->conf->retry_ms;
+
+    if (s->self.state != MG_HA_STATE_PRIMARY)
+        snprintf(why, whysz, "node state is %s", mg_ha_state_name(s->self.state));
+    else if (!s->self.pg_queries_ok)
+        snprintf(why, whysz, "Postgres does not answer queries: %s", s->self.pg_error);
+    else if (s->in_recovery)
+        snprintf(why, whysz, "Postgres is in recovery");
+    else if (!s->holds_leader)
+        snprintf(why, whysz, "leader key is held by \"%s\"", s->leader);
+    else if (now_ms - s->lease_ok_ms >= margin)
+        snprintf(why, whysz, "leader lease not renewed for %lldms (limit %lldms)",
+                 (long long)(now_ms - s->lease_ok_ms), (long long)margin);
+    else
+        return true;
+    return false;
+}
+
+static uint64_t
+primary_lsn(const mg_ha_shared_t *s)
+{
+    const mg_ha_node_t *p = mg_ha_view_find_node(&s->view, s->leader);
+    uint64_t lsn = 0;
+
+    if (p != NULL)
+        mg_ha__lsn_parse(p->current_lsn, &lsn);
+    return lsn;
+}
+
+/* replica_lag returns the replay lag in bytes behind the primary's last report. */
+static int64_t
+replica_lag(const mg_ha_shared_t *s)
+{
+    uint64_t p = primary_lsn(s), r = 0;
+
+    if (!mg_ha__lsn_parse(s->self.replay_lsn, &r))
+        return -1;
+    return p > r ? (int64_t)(p - r) : 0;
+}
+
+static void
+reply_json_reason(mg_http_reply_t *reply, int status, const mg_ha_shared_t *s, const char *why)
+{
+    yajl_gen g = yajl_gen_alloc(NULL);
+    const unsigned char *t;
+    size_t len;
+
+    yajl_gen_map_open(g);
+#define KV(k, v)                                                   \
+    do {                                                           \
+        yajl_gen_string(g, (const unsigned char *)(k), strlen(k)); \
+        yajl_gen_string(g, (const unsigned char *)(v), strlen(v)); \
+    } while (0)
+    KV("node", s->conf->name);
+    KV("state", mg_ha_state_name(s->self.state));
+    KV("role", s->self.role);
+    KV("reason", why);
+#undef KV
+    yajl_gen_map_close(g);
+    yajl_gen_get_buf(g, &t, &len);
+    reply->status = status;
+    reply->content_type = "application/json";
+    (void)mg_buf_append(&reply->body, t, len, NULL);
+    (void)mg_buf_append(&reply->body, "\n", 1, NULL);
+    yajl_gen_free(g);
+}
+
+/* json_str appends s as a JSON string literal (escaped by yajl). */
+static bool
+json_str(mg_buf_t *out, const char *s, mg_error_t *error)
+{
+    yajl_gen g = yajl_gen_alloc(NULL);
+    const unsigned char *t;
+    size_t len;
+    bool ok;
+
+    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
+    yajl_gen_get_buf(g, &t, &len);
+    ok = mg_buf_append(out, t, len, error);
+    yajl_gen_free(g);
+    return ok;
+}
+
+bool
+mg_ha__view_to_json(const mg_ha_view_t *v, mg_buf_t *out, mg_error_t *error)
+{
+    bool ok = mg_buf_append_str(out, "{\"leader\":", error) && json_str(out, v->leader, error) &&
+              mg_buf_append_str(out, ",\"initialize\":{\"node\":", error) &&
+              json_str(out, v->init_node, error) &&
+              mg_buf_append_str(out, ",\"system_identifier\":", error) &&
+              json_str(out, v->init_sysid, error) && mg_buf_append_str(out, "},\"status\":", error);
+
+    ok = ok && mg_ha_status_to_json(&v->status, out, error) &&
+         mg_buf_append_str(out, ",\"nodes\":[", error);
+    for (size_t i = 0; i < v->nnodes && ok; i++)
+        ok = (i == 0 || mg_buf_append_str(out, ",", error)) &&
+             mg_ha_node_to_json(&v->nodes[i], out, error);
+    return ok && mg_buf_append_str(out, "]}", error);
+}
+
+static void
+handle_status(const mg_ha_shared_t *s, int64_t now, mg_http_reply_t *reply)
+{
+    char why[256];
+    bool prim = mg_ha__primary_ok(s, now, why, sizeof(why));
+
+    reply->status = 200;
+    reply->content_type = "application/json";
+    (void)mg_buf_printf(&reply->body, NULL,
+                        "{\"node\":\"%s\",\"cluster\":\"%s\",\"state\":\"%s\",\"primary_ok\":%s,"
+                        "\"holds_leader\":%s,\"lease_age_ms\":%lld,\"replay_lag_bytes\":%lld,"
+                        "\"self\":",
+                        s->conf->name, s->conf->cluster, mg_ha_state_name(s->self.state),
+                        prim ? "true" : "false", s->holds_leader ? "true" : "false",
+                        (long long)(s->lease_ok_ms ? now - s->lease_ok_ms : -1),
+                        (long long)(s->in_recovery ? replica_lag(s) : 0));
+    (void)mg_ha_node_to_json(&s->self, &reply->body, NULL);
+    (void)mg_buf_append_str(&reply->body, ",\"cluster_view\":", NULL);
+    (void)mg_ha__view_to_json(&s->view, &reply->body, NULL);
+    (void)mg_buf_append_str(&reply->body, "}\n", NULL);
+}
+
+static void
+handle_metrics(const mg_ha_shared_t *s, int64_t now, mg_http_reply_t *reply)
+{
+    char why[256];
+    mg_buf_t *b = &reply->body;
+
+    reply->status = 200;
+    reply->content_type = "text/plain; version=0.0.4";
+    (void)mg_buf_printf(b, NULL,
+                        "# HELP pgdaemon_up 1 while the daemon runs.\n"
+                        "# TYPE pgdaemon_up gauge\npgdaemon_up 1\n"
+                        "# HELP pgdaemon_state Node state (1 for the current one).\n"
+                        "# TYPE pgdaemon_state gauge\n");
+    for (int i = 0; i < MG_HA_STATE_COUNT_; i++)
+        (void)mg_buf_printf(b, NULL, "pgdaemon_state{state=\"%s\"} %d\n",
+                            mg_ha_state_name((mg_ha_state_t)i), (int)s->self.state == i ? 1 : 0);
+    (void)mg_buf_printf(
+        b, NULL,
+        "# TYPE pgdaemon_primary_ok gauge\npgdaemon_primary_ok %d\n"
+        "# TYPE pgdaemon_holds_leader gauge\npgdaemon_holds_leader %d\n"
+        "# TYPE pgdaemon_postgres_running gauge\npgdaemon_postgres_running %d\n"
+        "# TYPE pgdaemon_postgres_reachable gauge\npgdaemon_postgres_reachable %d\n"
+        "# TYPE pgdaemon_postgres_queries_ok gauge\npgdaemon_postgres_queries_ok %d\n"
+        "# TYPE pgdaemon_lease_age_seconds gauge\npgdaemon_lease_age_seconds %.3f\n"
+        "# TYPE pgdaemon_timeline gauge\npgdaemon_timeline %lld\n"
+        "# TYPE pgdaemon_replay_lag_bytes gauge\npgdaemon_replay_lag_bytes %lld\n"
+        "# TYPE pgdaemon_transitions_total counter\npgdaemon_transitions_total %llu\n"
+        "# TYPE pgdaemon_loops_total counter\npgdaemon_loops_total %llu\n"
+        "# TYPE pgdaemon_etcd_errors_total counter\npgdaemon_etcd_errors_total %llu\n"
+        "# TYPE pgdaemon_cluster_nodes gauge\npgdaemon_cluster_nodes %zu\n",
+        mg_ha__primary_ok(s, now, why, sizeof(why)) ? 1 : 0, s->holds_leader ? 1 : 0,
+        s->self.pg_running ? 1 : 0, s->self.pg_reachable ? 1 : 0, s->self.pg_queries_ok ? 1 : 0,
+        s->lease_ok_ms ? (double)(now - s->lease_ok_ms) / 1000.0 : -1.0,
+        (long long)s->self.timeline, (long long)(s->in_recovery ? replica_lag(s) : 0),
+        (unsigned long long)s->transitions, (unsigned long long)s->loops,
+        (unsigned long long)s->etcd_errors, s->view.nnodes);
+}
+
+static void
+handle(void *userdata, const char *path, const mg_http_request_t *req, mg_http_reply_t *reply)
+{
+    mg_ha_shared_t *s = userdata;
+    int64_t now = mg_ha__now_ms();
+    char why[256];
+
+    pthread_mutex_lock(&s->lock);
+    if (strcmp(path, "/primary") == 0) {
+        if (mg_ha__primary_ok(s, now, why, sizeof(why)))
+            reply_json_reason(reply, 200, s, "primary");
+        else
+            reply_json_reason(reply, 503, s, why);
+    } else if (strcmp(path, "/replica") == 0) {
+        const char *q = mg_http_request_query(req, "lag");
+        int64_t bound = s->conf->max_lag_bytes, lag = replica_lag(s);
+
+        if (q != NULL && !mg_parse_size_bytes(q, &bound)) {
+            reply_json_reason(reply, 400, s, "invalid lag bound: expected bytes or 16MB");
+        } else if (s->self.state != MG_HA_STATE_REPLICA || !s->in_recovery) {
+            snprintf(why, sizeof(why), "node state is %s", mg_ha_state_name(s->self.state));
+            reply_json_reason(reply, 503, s, why);
+        } else if (!s->self.pg_queries_ok || !s->self.streaming) {
+            reply_json_reason(reply, 503, s, "not streaming from the primary");
+        } else if (lag < 0 || lag > bound) {
+            snprintf(why, sizeof(why), "replay lag %lld bytes exceeds %lld", (long long)lag,
+                     (long long)bound);
+            reply_json_reason(reply, 503, s, why);
+        } else {
+            reply_json_reason(reply, 200, s, "streaming");
+        }
+    } else if (strcmp(path, "/health") == 0) {
+        bool loop_alive = s->loop_ok_ms != 0 && now - s->loop_ok_ms < 3 * s->conf->ttl_ms;
+
+        if (s->self.pg_queries_ok && loop_alive)
+            reply_json_reason(reply, 200, s, "ok");
+        else
+            reply_json_reason(reply, 503, s,
+                              !loop_alive            ? "reconcile loop not running"
+                              : s->self.pg_reachable ? "connected to Postgres but queries fail"
+                              : s->self.pg_error[0]  ? s->self.pg_error
+                                                     : "cannot connect to Postgres");
+    } else if (strcmp(path, "/status") == 0) {
+        handle_status(s, now, reply);
+    } else if (strcmp(path, "/metrics") == 0) {
+        handle_metrics(s, now, reply);
+    } else {
+        reply_json_reason(reply, 404, s, "no such endpoint");
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+struct mg_http_server *
+mg_ha__http_start(mg_ha_shared_t *shared, const char *address, uint16_t port, mg_error_t *error)
+{
+    return mg_http_server_new(address, port, handle, shared, error);
+}

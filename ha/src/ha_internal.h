@@ -1,0 +1,133 @@
+/*
+ * ha/src/ha_internal.h - declarations shared by ha/src files only:
+ * Postgres control (ha_pg.c), process helpers (ha_proc.c), the daemon
+ * (ha_daemon.c) and the HTTP endpoints (ha_http.c).
+ */
+#ifndef MG_HA_INTERNAL_H
+#define MG_HA_INTERNAL_H
+
+#include "mg/ha.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct pg_conn;
+
+/* ---- processes (ha_proc.c) ---- */
+
+typedef struct {
+    bool switch_user; /* running as root: drop to uid/gid for Postgres programs */
+    uid_t uid;
+    gid_t gid;
+    char name[64];
+} mg_ha_runas_t;
+
+/* mg_ha__runas_resolve fills runas for user ("" = no switch). */
+bool mg_ha__runas_resolve(const char *user, mg_ha_runas_t *runas, mg_error_t *error);
+
+/*
+ * mg_ha__spawn forks and execs argv (argv[0] a path) as runas with the
+ * daemon's environment plus extra_env ("K=V", NULL-terminated; may be
+ * NULL), stdout+stderr appended to log_path (NULL: /dev/null), in a new
+ * session. Returns the pid or -1 with error.
+ */
+pid_t mg_ha__spawn(const mg_ha_runas_t *runas, char *const argv[], char *const extra_env[],
+                   const char *log_path, mg_error_t *error);
+
+/*
+ * mg_ha__run runs argv like mg_ha__spawn and waits up to timeout_ms. When
+ * out is not NULL, stdout goes there (capped) instead of the log. Returns
+ * true on exit status 0; otherwise error names the program and status.
+ */
+bool mg_ha__run(const mg_ha_runas_t *runas, char *const argv[], char *const extra_env[],
+                const char *log_path, int64_t timeout_ms, mg_buf_t *out, mg_error_t *error);
+
+/* mg_ha__proc_starttime returns the start time of pid (clock ticks), or 0 when gone. */
+uint64_t mg_ha__proc_starttime(pid_t pid);
+
+/* mg_ha__proc_alive is true when pid exists with that starttime (0 = any) and is no zombie. */
+bool mg_ha__proc_alive(pid_t pid, uint64_t starttime);
+
+/* mg_ha__now_ms: monotonic clock; mg_ha__wall_ms: wall clock (Unix ms). */
+int64_t mg_ha__now_ms(void);
+int64_t mg_ha__wall_ms(void);
+
+/* mg_ha__rmtree removes path recursively (best effort); true when it is gone. */
+bool mg_ha__rmtree(const char *path);
+
+/* mg_ha__write_file writes text to path (temp, fsync, rename) with mode, owned by runas. */
+bool mg_ha__write_file(const char *path, const char *text, size_t len, int mode,
+                       const mg_ha_runas_t *runas, mg_error_t *error);
+
+/* ---- Postgres control (ha_pg.c) ---- */
+
+typedef struct {
+    const mg_ha_config_t *conf;
+    mg_ha_runas_t runas;
+    pid_t child; /* postmaster we started, or 0 */
+    char log_path[PATH_MAX];
+    char pgpass_path[PATH_MAX];
+    char local_host[64];
+} mg_ha_pg_t;
+
+bool mg_ha__pg_init(mg_ha_pg_t *pg, const mg_ha_config_t *conf, mg_error_t *error);
+bool mg_ha__pg_have_data(const mg_ha_pg_t *pg);
+bool mg_ha__pg_read_sysid(mg_ha_pg_t *pg, char *out, size_t outsz, mg_error_t *error);
+bool mg_ha__pg_initdb(mg_ha_pg_t *pg, mg_error_t *error);
+bool mg_ha__pg_configure(mg_ha_pg_t *pg, bool standby, const char *primary_host,
+                         int64_t primary_port, mg_error_t *error);
+bool mg_ha__pg_start(mg_ha_pg_t *pg, mg_error_t *error);
+bool mg_ha__pg_stop(mg_ha_pg_t *pg, mg_error_t *error);
+pid_t mg_ha__pg_running(mg_ha_pg_t *pg);
+bool mg_ha__pg_check_slot(mg_ha_pg_t *pg, const char *host, int64_t port, const char *slot,
+                          mg_error_t *error);
+bool mg_ha__pg_basebackup(mg_ha_pg_t *pg, const char *host, int64_t port, const char *slot,
+                          mg_error_t *error);
+bool mg_ha__pg_ensure_roles(mg_ha_pg_t *pg, mg_error_t *error);
+/* mg_ha__pg_drop_slot drops slot name if inactive; *dropped says whether it did. */
+bool mg_ha__pg_drop_slot(mg_ha_pg_t *pg, const char *name, bool *dropped, mg_error_t *error);
+bool mg_ha__pg_ensure_slots(mg_ha_pg_t *pg, char names[][MG_HA_NAME_SIZE], size_t n,
+                            mg_error_t *error);
+/* mg_ha__pg_collect fills the pg_* fields, LSNs, timeline, slots and replication of node. */
+void mg_ha__pg_collect(mg_ha_pg_t *pg, mg_ha_node_t *node, bool *in_recovery);
+bool mg_ha__pg_run_init_script(mg_ha_pg_t *pg, const char *script, mg_error_t *error);
+
+/* ---- LSNs ---- */
+
+/* mg_ha__lsn_parse parses "X/Y"; false when text is empty or malformed. */
+bool mg_ha__lsn_parse(const char *text, uint64_t *lsn);
+
+/* ---- what the loop shares with the HTTP thread (ha_http.c) ---- */
+
+typedef struct {
+    pthread_mutex_t lock;
+    const mg_ha_config_t *conf;
+    mg_ha_node_t self; /* last report */
+    bool in_recovery;
+    bool holds_leader;   /* `leader` named this node at the last read */
+    int64_t lease_ok_ms; /* monotonic time the lease was last granted or renewed */
+    int64_t loop_ok_ms;  /* monotonic time the last loop finished */
+    char leader[MG_HA_NAME_SIZE];
+    mg_ha_cluster_status_t status;
+    mg_ha_view_t view; /* last etcd view */
+    uint64_t transitions;
+    uint64_t loops;
+    uint64_t etcd_errors;
+} mg_ha_shared_t;
+
+struct mg_http_server;
+
+/* mg_ha__http_start serves the endpoints for shared on address:port. */
+struct mg_http_server *mg_ha__http_start(mg_ha_shared_t *shared, const char *address, uint16_t port,
+                                         mg_error_t *error);
+
+/* mg_ha__primary_ok says whether /primary may answer 200 now (lock held by caller). */
+bool mg_ha__primary_ok(const mg_ha_shared_t *shared, int64_t now_ms, char *why, size_t whysz);
+
+/* mg_ha__view_to_json renders a cluster view (status command, /status). */
+bool mg_ha__view_to_json(const mg_ha_view_t *view, mg_buf_t *out, mg_error_t *error);
+
+#endif /* MG_HA_INTERNAL_H */

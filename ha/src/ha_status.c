@@ -1,0 +1,447 @@
+/*
+ * ha/src/ha_status.c - the records pgdaemon keeps in etcd (nodes/<name>,
+ * status) as JSON, the view a decision is made from, slot names, and the
+ * HAProxy configuration template.
+ */
+#include "mg/ha.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
+
+/* ------------------------------------------------------------------------
+ * JSON helpers
+ * ------------------------------------------------------------------------ */
+
+static void
+g_key(yajl_gen g, const char *k)
+{
+    yajl_gen_string(g, (const unsigned char *)k, strlen(k));
+}
+
+static void
+g_str(yajl_gen g, const char *k, const char *v)
+{
+    g_key(g, k);
+    yajl_gen_string(g, (const unsigned char *)v, strlen(v));
+}
+
+static void
+g_int(yajl_gen g, const char *k, int64_t v)
+{
+    g_key(g, k);
+    yajl_gen_integer(g, (long long)v);
+}
+
+static void
+g_bool(yajl_gen g, const char *k, bool v)
+{
+    g_key(g, k);
+    yajl_gen_bool(g, v);
+}
+
+static void
+g_dbl(yajl_gen g, const char *k, double v)
+{
+    g_key(g, k);
+    if (v < 0)
+        yajl_gen_null(g);
+    else
+        yajl_gen_double(g, v);
+}
+
+static bool
+g_finish(yajl_gen g, mg_buf_t *out, mg_error_t *error)
+{
+    const unsigned char *text;
+    size_t len;
+    bool ok;
+
+    yajl_gen_get_buf(g, &text, &len);
+    ok = mg_buf_append(out, text, len, error);
+    yajl_gen_free(g);
+    return ok;
+}
+
+static yajl_val
+j_field(yajl_val obj, const char *name)
+{
+    if (!YAJL_IS_OBJECT(obj))
+        return NULL;
+    for (size_t i = 0; i < obj->u.object.len; i++)
+        if (strcmp(obj->u.object.keys[i], name) == 0)
+            return obj->u.object.values[i];
+    return NULL;
+}
+
+static void
+j_str(yajl_val obj, const char *name, char *out, size_t outsz)
+{
+    yajl_val v = j_field(obj, name);
+    const char *s = (v != NULL && YAJL_IS_STRING(v)) ? YAJL_GET_STRING(v) : NULL;
+
+    if (s != NULL)
+        snprintf(out, outsz, "%s", s);
+}
+
+static int64_t
+j_int(yajl_val obj, const char *name, int64_t dflt)
+{
+    yajl_val v = j_field(obj, name);
+
+    if (v != NULL && YAJL_IS_INTEGER(v))
+        return YAJL_GET_INTEGER(v);
+    if (v != NULL && YAJL_IS_STRING(v)) {
+        const char *s = YAJL_GET_STRING(v);
+
+        return s != NULL ? strtoll(s, NULL, 10) : dflt;
+    }
+    return dflt;
+}
+
+static double
+j_dbl(yajl_val obj, const char *name)
+{
+    yajl_val v = j_field(obj, name);
+
+    if (v != NULL && YAJL_IS_NUMBER(v))
+        return YAJL_GET_DOUBLE(v);
+    return -1;
+}
+
+static bool
+j_bool(yajl_val obj, const char *name)
+{
+    yajl_val v = j_field(obj, name);
+
+    return v != NULL && YAJL_IS_TRUE(v);
+}
+
+static yajl_val
+j_parse(const char *json, size_t len, const char *what, mg_error_t *error)
+{
+    char errbuf[128] = "";
+    char *copy = malloc(len + 1);
+    yajl_val tree;
+
+    if (copy == NULL) {
+        mg_error_set(error, MG_ERROR_DOMAIN_SYSTEM, ENOMEM, "out of memory");
+        return NULL;
+    }
+    memcpy(copy, json, len);
+    copy[len] = '\0';
+    tree = yajl_tree_parse(copy, errbuf, sizeof(errbuf));
+    free(copy);
+    if (tree == NULL || !YAJL_IS_OBJECT(tree)) {
+        char *nl = strchr(errbuf, '\n');
+
+        if (nl)
+            *nl = '\0';
+        if (tree != NULL)
+            yajl_tree_free(tree);
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE, "could not parse %s: %s",
+                     what, errbuf[0] ? errbuf : "not a JSON object");
+        return NULL;
+    }
+    return tree;
+}
+
+/* ------------------------------------------------------------------------
+ * Node status
+ * ------------------------------------------------------------------------ */
+
+bool
+mg_ha_node_to_json(const mg_ha_node_t *n, mg_buf_t *out, mg_error_t *error)
+{
+    yajl_gen g = yajl_gen_alloc(NULL);
+
+    yajl_gen_map_open(g);
+    g_str(g, "name", n->name);
+    g_str(g, "state", mg_ha_state_name(n->state));
+    g_str(g, "role", n->role);
+    g_str(g, "host", n->host);
+    g_int(g, "pg_port", n->pg_port);
+    g_int(g, "http_port", n->http_port);
+    g_int(g, "udp_port", n->udp_port);
+    g_bool(g, "pg_running", n->pg_running);
+    g_bool(g, "pg_reachable", n->pg_reachable);
+    g_bool(g, "pg_queries_ok", n->pg_queries_ok);
+    g_str(g, "pg_error", n->pg_error);
+    g_str(g, "system_identifier", n->system_identifier);
+    g_int(g, "timeline", n->timeline);
+    g_str(g, "current_lsn", n->current_lsn);
+    g_str(g, "receive_lsn", n->receive_lsn);
+    g_str(g, "replay_lsn", n->replay_lsn);
+    g_bool(g, "streaming", n->streaming);
+    g_key(g, "slots");
+    yajl_gen_array_open(g);
+    for (size_t i = 0; i < n->nslots; i++)
+        yajl_gen_string(g, (const unsigned char *)n->slots[i], strlen(n->slots[i]));
+    yajl_gen_array_close(g);
+    g_key(g, "replication");
+    yajl_gen_array_open(g);
+    for (size_t i = 0; i < n->nreplication; i++) {
+        const mg_ha_replication_t *r = &n->replication[i];
+
+        yajl_gen_map_open(g);
+        g_str(g, "application_name", r->application_name);
+        g_str(g, "state", r->state);
+        g_str(g, "sent_lsn", r->sent_lsn);
+        g_str(g, "write_lsn", r->write_lsn);
+        g_str(g, "flush_lsn", r->flush_lsn);
+        g_str(g, "replay_lsn", r->replay_lsn);
+        g_dbl(g, "write_lag_s", r->write_lag_s);
+        g_dbl(g, "flush_lag_s", r->flush_lag_s);
+        g_dbl(g, "replay_lag_s", r->replay_lag_s);
+        g_str(g, "reply_time", r->reply_time);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+    g_int(g, "updated_ms", n->updated_ms);
+    g_int(g, "started_ms", n->started_ms);
+    yajl_gen_map_close(g);
+    return g_finish(g, out, error);
+}
+
+static void
+node_from_tree(yajl_val t, mg_ha_node_t *n)
+{
+    char state[32] = "";
+    yajl_val arr;
+
+    memset(n, 0, sizeof(*n));
+    j_str(t, "name", n->name, sizeof(n->name));
+    j_str(t, "state", state, sizeof(state));
+    if (!mg_ha_state_parse(state, &n->state))
+        n->state = MG_HA_STATE_INIT;
+    snprintf(n->role, sizeof(n->role), "unknown");
+    j_str(t, "role", n->role, sizeof(n->role));
+    j_str(t, "host", n->host, sizeof(n->host));
+    n->pg_port = j_int(t, "pg_port", 0);
+    n->http_port = j_int(t, "http_port", 0);
+    n->udp_port = j_int(t, "udp_port", 0);
+    n->pg_running = j_bool(t, "pg_running");
+    n->pg_reachable = j_bool(t, "pg_reachable");
+    n->pg_queries_ok = j_bool(t, "pg_queries_ok");
+    j_str(t, "pg_error", n->pg_error, sizeof(n->pg_error));
+    j_str(t, "system_identifier", n->system_identifier, sizeof(n->system_identifier));
+    n->timeline = j_int(t, "timeline", 0);
+    j_str(t, "current_lsn", n->current_lsn, sizeof(n->current_lsn));
+    j_str(t, "receive_lsn", n->receive_lsn, sizeof(n->receive_lsn));
+    j_str(t, "replay_lsn", n->replay_lsn, sizeof(n->replay_lsn));
+    n->streaming = j_bool(t, "streaming");
+    arr = j_field(t, "slots");
+    if (arr != NULL && YAJL_IS_ARRAY(arr))
+        for (size_t i = 0; i < arr->u.array.len && n->nslots < MG_HA_MAX_SLOTS; i++) {
+            yajl_val v = arr->u.array.values[i];
+
+            const char *s = YAJL_IS_STRING(v) ? YAJL_GET_STRING(v) : NULL;
+
+            if (s != NULL)
+                snprintf(n->slots[n->nslots++], MG_HA_NAME_SIZE, "%s", s);
+        }
+    arr = j_field(t, "replication");
+    if (arr != NULL && YAJL_IS_ARRAY(arr))
+        for (size_t i = 0; i < arr->u.array.len && n->nreplication < MG_HA_MAX_NODES; i++) {
+            yajl_val v = arr->u.array.values[i];
+            mg_ha_replication_t *r = &n->replication[n->nreplication++];
+
+            j_str(v, "application_name", r->application_name, sizeof(r->application_name));
+            j_str(v, "state", r->state, sizeof(r->state));
+            j_str(v, "sent_lsn", r->sent_lsn, sizeof(r->sent_lsn));
+            j_str(v, "write_lsn", r->write_lsn, sizeof(r->write_lsn));
+            j_str(v, "flush_lsn", r->flush_lsn, sizeof(r->flush_lsn));
+            j_str(v, "replay_lsn", r->replay_lsn, sizeof(r->replay_lsn));
+            r->write_lag_s = j_dbl(v, "write_lag_s");
+            r->flush_lag_s = j_dbl(v, "flush_lag_s");
+            r->replay_lag_s = j_dbl(v, "replay_lag_s");
+            j_str(v, "reply_time", r->reply_time, sizeof(r->reply_time));
+        }
+    n->updated_ms = j_int(t, "updated_ms", 0);
+    n->started_ms = j_int(t, "started_ms", 0);
+}
+
+bool
+mg_ha_node_from_json(const char *json, size_t len, mg_ha_node_t *node, mg_error_t *error)
+{
+    yajl_val t = j_parse(json, len, "node status", error);
+
+    if (t == NULL)
+        return false;
+    node_from_tree(t, node);
+    yajl_tree_free(t);
+    if (node->name[0] == '\0')
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
+                            "could not parse node status: no \"name\"");
+    return true;
+}
+
+bool
+mg_ha_status_to_json(const mg_ha_cluster_status_t *s, mg_buf_t *out, mg_error_t *error)
+{
+    yajl_gen g = yajl_gen_alloc(NULL);
+
+    yajl_gen_map_open(g);
+    g_str(g, "primary", s->primary);
+    g_int(g, "term", s->term);
+    g_str(g, "failover_state", mg_ha_failover_name(s->failover));
+    g_str(g, "target_primary", s->target_primary);
+    g_str(g, "last_failover_reason", s->last_failover_reason);
+    g_int(g, "last_failover_ms", s->last_failover_ms);
+    yajl_gen_map_close(g);
+    return g_finish(g, out, error);
+}
+
+bool
+mg_ha_status_from_json(const char *json, size_t len, mg_ha_cluster_status_t *s, mg_error_t *error)
+{
+    yajl_val t = j_parse(json, len, "cluster status", error);
+    char fo[40] = "";
+
+    if (t == NULL)
+        return false;
+    memset(s, 0, sizeof(*s));
+    s->exists = true;
+    j_str(t, "primary", s->primary, sizeof(s->primary));
+    s->term = j_int(t, "term", 0);
+    j_str(t, "failover_state", fo, sizeof(fo));
+    if (fo[0] != '\0' && !mg_ha_failover_parse(fo, &s->failover)) {
+        yajl_tree_free(t);
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
+                            "could not parse cluster status: unknown failover_state \"%s\"", fo);
+    }
+    j_str(t, "target_primary", s->target_primary, sizeof(s->target_primary));
+    j_str(t, "last_failover_reason", s->last_failover_reason, sizeof(s->last_failover_reason));
+    s->last_failover_ms = j_int(t, "last_failover_ms", 0);
+    yajl_tree_free(t);
+    return true;
+}
+
+void
+mg_ha_slot_name(const char *node_name, char *out, size_t outsz)
+{
+    size_t n = 0;
+    const char *p;
+
+    n = (size_t)snprintf(out, outsz, "pgdaemon_");
+    for (p = node_name; *p != '\0' && n + 1 < outsz; p++) {
+        char c = *p;
+
+        out[n++] = ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) ? c : '_';
+    }
+    out[n < outsz ? n : outsz - 1] = '\0';
+}
+
+/* ------------------------------------------------------------------------
+ * The view
+ * ------------------------------------------------------------------------ */
+
+bool
+mg_ha_view_load(mg_ha_view_t *view, const char *prefix, const mg_etcd_kv_t *kvs, size_t nkvs,
+                mg_error_t *error)
+{
+    size_t plen = strlen(prefix);
+
+    view->have_initialize = false;
+    view->init_sysid[0] = view->init_node[0] = view->leader[0] = '\0';
+    view->init_mod_revision = view->leader_mod_revision = view->leader_lease = 0;
+    memset(&view->status, 0, sizeof(view->status));
+    view->nnodes = 0;
+    for (size_t i = 0; i < nkvs; i++) {
+        const mg_etcd_kv_t *kv = &kvs[i];
+        const char *rel;
+
+        if (kv->key_len < plen || strncmp(kv->key, prefix, plen) != 0)
+            continue;
+        rel = kv->key + plen;
+        if (strcmp(rel, "initialize") == 0) {
+            yajl_val t = j_parse(kv->value, kv->value_len, "key initialize", error);
+
+            if (t == NULL) {
+                mg_error_prefix(error, "key \"%s\"", kv->key);
+                return false;
+            }
+            view->have_initialize = true;
+            view->init_mod_revision = kv->mod_revision;
+            j_str(t, "system_identifier", view->init_sysid, sizeof(view->init_sysid));
+            j_str(t, "node", view->init_node, sizeof(view->init_node));
+            yajl_tree_free(t);
+        } else if (strcmp(rel, "leader") == 0) {
+            snprintf(view->leader, sizeof(view->leader), "%.*s", (int)kv->value_len, kv->value);
+            view->leader_mod_revision = kv->mod_revision;
+            view->leader_lease = kv->lease;
+        } else if (strcmp(rel, "status") == 0) {
+            if (!mg_ha_status_from_json(kv->value, kv->value_len, &view->status, error)) {
+                mg_error_prefix(error, "key \"%s\"", kv->key);
+                return false;
+            }
+            view->status.mod_revision = kv->mod_revision;
+        } else if (strncmp(rel, "nodes/", 6) == 0) {
+            mg_ha_node_t *n;
+
+            if (view->nnodes >= MG_HA_MAX_NODES)
+                return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT,
+                                    "more than %d nodes under \"%snodes/\"", MG_HA_MAX_NODES,
+                                    prefix);
+            n = &view->nodes[view->nnodes];
+            if (!mg_ha_node_from_json(kv->value, kv->value_len, n, error)) {
+                mg_error_prefix(error, "key \"%s\"", kv->key);
+                return false;
+            }
+            n->create_revision = kv->create_revision;
+            view->nnodes++;
+        }
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------------
+ * HAProxy
+ * ------------------------------------------------------------------------ */
+
+bool
+mg_ha_haproxy_render(const mg_ha_haproxy_server_t *servers, size_t nservers,
+                     const char *bind_address, int64_t write_port, int64_t read_port,
+                     const char *stats_socket, mg_buf_t *out, mg_error_t *error)
+{
+    static const char *const roles[2] = {"primary", "replica"};
+    bool ok = true;
+
+    ok = ok && mg_buf_printf(out, error,
+                             "# haproxy.cfg - generated by pgdaemon: writes go to the node whose\n"
+                             "# GET /primary answers 200, reads to nodes whose GET /replica does.\n"
+                             "global\n"
+                             "    maxconn 1024\n");
+    if (stats_socket != NULL)
+        ok = ok &&
+             mg_buf_printf(out, error, "    stats socket %s mode 600 level admin\n", stats_socket);
+    ok = ok && mg_buf_printf(out, error,
+                             "\ndefaults\n"
+                             "    mode tcp\n"
+                             "    timeout connect 2s\n"
+                             "    timeout client 30m\n"
+                             "    timeout server 30m\n"
+                             "    timeout check 2s\n"
+                             "    default-server inter 1s fastinter 500ms fall 2 rise 1 "
+                             "on-marked-down shutdown-sessions\n");
+    for (int r = 0; r < 2 && ok; r++) {
+        ok = mg_buf_printf(out, error,
+                           "\nfrontend fe_%s\n"
+                           "    bind %s:%lld\n"
+                           "    default_backend be_%s\n"
+                           "\nbackend be_%s\n"
+                           "%s"
+                           "    option httpchk GET /%s\n"
+                           "    http-check expect status 200\n",
+                           roles[r], bind_address, (long long)(r == 0 ? write_port : read_port),
+                           roles[r], roles[r], r == 1 ? "    balance roundrobin\n" : "", roles[r]);
+        for (size_t i = 0; i < nservers && ok; i++)
+            ok = mg_buf_printf(out, error, "    server %s %s:%lld check port %lld\n",
+                               servers[i].name, servers[i].host, (long long)servers[i].pg_port,
+                               (long long)servers[i].http_port);
+    }
+    return ok;
+}

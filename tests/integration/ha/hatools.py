@@ -1,0 +1,162 @@
+"""tests/integration/ha/hatools.py - helpers for the pgdaemon suites.
+
+Daemons run as ManagedProcess (own process group, PDEATHSIG, tagged with
+MGHARNESS_ROOT so the harness sweep also finds the Postgres they start);
+one-shot commands run with the same tag in their environment.
+"""
+
+import base64
+import json
+import os
+import secrets
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import psycopg2
+
+from mgharness import ManagedProcess, build_path, pick_free_port
+from mgharness.procs import ROOT_TAG_VAR, ProcessIdentity
+
+PGDAEMON = build_path("bin", "pgdaemon")
+SUPERUSER_PASSWORD = "su-" + secrets.token_hex(8)
+REPLICATION_PASSWORD = "repl-" + secrets.token_hex(8)
+
+
+def tagged_env(root, extra=None):
+    """tagged_env is the process environment plus MGHARNESS_ROOT=<root>."""
+    env = dict(os.environ)
+    env[ROOT_TAG_VAR] = root.path
+    env.update(extra or {})
+    return env
+
+
+def run_pgdaemon(root, *args, timeout=120, env=None):
+    """run_pgdaemon runs `pgdaemon ARGS` to completion and returns the CompletedProcess."""
+    return subprocess.run([PGDAEMON, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=tagged_env(root, env),
+                          stdin=subprocess.DEVNULL)
+
+
+def shared_dir(root, prefix):
+    """shared_dir makes a 0755 directory in the temp root (Postgres must traverse it)."""
+    d = root.mkdtemp(prefix)
+    os.chmod(d, 0o755)
+    return d
+
+
+def write_node_config(dirpath, name, etcd_endpoint, cluster, **overrides):
+    """write_node_config writes <dirpath>/<name>.json (free ports) and returns (path, config)."""
+    conf = {
+        "name": name,
+        "address": "127.0.0.1",
+        "data_dir": os.path.join(dirpath, name, "data"),
+        "pg_port": pick_free_port(),
+        "http_port": pick_free_port(),
+        "udp_port": pick_free_port(),
+        "cluster": cluster,
+        "etcd": {"endpoints": [etcd_endpoint]},
+        "ttl": "10s",
+        "loop_wait": "1s",
+        "retry_timeout": "3s",
+        "postgres": {
+            "superuser_password": SUPERUSER_PASSWORD,
+            "replication_password": REPLICATION_PASSWORD,
+            "parameters": ["fsync=off"],
+        },
+    }
+    for key, value in overrides.items():
+        conf[key] = value
+    os.makedirs(os.path.join(dirpath, name), exist_ok=True)
+    os.chmod(os.path.join(dirpath, name), 0o755)
+    path = os.path.join(dirpath, name + ".json")
+    with open(path, "w") as f:
+        json.dump(conf, f)
+    os.chmod(path, 0o600)
+    return path, conf
+
+
+def start_daemon(root, config_path, log_path):
+    """start_daemon starts `pgdaemon run --config` as a ManagedProcess."""
+    return ManagedProcess([PGDAEMON, "run", "--config", config_path], log_path=log_path,
+                          cwd=os.path.dirname(config_path), tag=root.path,
+                          on_spawn=root.record_process, stop_signal=signal.SIGTERM)
+
+
+def http_get(port, path, timeout=3.0):
+    """http_get returns (status, body) of GET http://127.0.0.1:<port><path>; (None, err) if down."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return None, str(e)
+
+
+def wait_for(predicate, timeout, what, interval=0.25):
+    """wait_for polls predicate() until truthy and returns its value; fails after timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except Exception as e:  # noqa: BLE001 - report the last reason on timeout
+            last = e
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def connect(port, password=SUPERUSER_PASSWORD, **kw):
+    """connect opens an autocommit psycopg2 connection as postgres to 127.0.0.1:<port>."""
+    conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", password=password,
+                            dbname="postgres", connect_timeout=5, **kw)
+    conn.autocommit = True
+    return conn
+
+
+def query(port, sql, params=None, password=SUPERUSER_PASSWORD):
+    """query runs sql on 127.0.0.1:<port> and returns all rows."""
+    conn = connect(port, password)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
+def etcd_prefix(etcd, prefix):
+    """etcd_prefix returns {key: value} of every key under prefix (via the harness client)."""
+    key = prefix.encode()
+    end = key[:-1] + bytes([key[-1] + 1])
+    answer = etcd.request("/v3/kv/range", {"key": base64.b64encode(key).decode(),
+                                           "range_end": base64.b64encode(end).decode()})
+    return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode()
+            for kv in answer.get("kvs", [])}
+
+
+def events(etcd, cluster):
+    """events returns the decoded event records of a cluster, oldest first."""
+    kvs = etcd_prefix(etcd, f"/pgdaemon/{cluster}/events/")
+    return [json.loads(v) for _, v in sorted(kvs.items())]
+
+
+def postmaster_pid(data_dir):
+    """postmaster_pid returns the pid in data_dir/postmaster.pid, or None."""
+    try:
+        with open(os.path.join(data_dir, "postmaster.pid")) as f:
+            return int(f.readline().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def alive(pid):
+    """alive says whether pid runs (zombies count as gone)."""
+    ident = ProcessIdentity.of(pid) if pid else None
+    return ident is not None and ident.alive()

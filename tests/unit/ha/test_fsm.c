@@ -1,0 +1,469 @@
+/*
+ * tests/unit/ha/test_fsm.c - the reconcile decision, table-driven: a fake KV
+ * (key -> JSON value, as etcd would hold them under the cluster prefix) and
+ * a fake clock go in, mg_ha_decide's action, next state and peer come out.
+ * Also: the transition table itself, and a sweep proving every decision is
+ * a row of the table.
+ */
+#include "mg/ha.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#define PREFIX "/pgdaemon/c1/"
+
+/* Node records used by the cases. */
+#define N1_PRIMARY_NO_SLOTS                                                               \
+    "{\"name\":\"n1\",\"state\":\"primary\",\"role\":\"primary\",\"pg_queries_ok\":true," \
+    "\"host\":\"127.0.0.1\",\"pg_port\":5433,\"slots\":[]}"
+#define N1_PRIMARY_WITH_N2_SLOT                                                           \
+    "{\"name\":\"n1\",\"state\":\"primary\",\"role\":\"primary\",\"pg_queries_ok\":true," \
+    "\"host\":\"127.0.0.1\",\"pg_port\":5433,\"slots\":[\"pgdaemon_n2\"]}"
+#define N1_PRIMARY_BROKEN                                                                  \
+    "{\"name\":\"n1\",\"state\":\"primary\",\"role\":\"primary\",\"pg_queries_ok\":false," \
+    "\"pg_reachable\":true,\"slots\":[\"pgdaemon_n2\"]}"
+#define N2_WAITING "{\"name\":\"n2\",\"state\":\"wait_primary\",\"role\":\"unknown\"}"
+#define N3_REPLICA "{\"name\":\"n3\",\"state\":\"replica\",\"role\":\"replica\"}"
+#define INIT_111   "{\"node\":\"n1\",\"system_identifier\":\"111\"}"
+#define INIT_EMPTY "{\"node\":\"n1\",\"system_identifier\":\"\"}"
+#define STATUS_N1  "{\"primary\":\"n1\",\"term\":3,\"failover_state\":\"stable\"}"
+#define STATUS_N3  "{\"primary\":\"n3\",\"term\":4,\"failover_state\":\"stable\"}"
+
+typedef struct {
+    const char *key; /* relative to PREFIX; NULL ends the list */
+    const char *value;
+} fake_kv_t;
+
+typedef struct {
+    const char *name;
+    const char *me;
+    mg_ha_state_t state;
+    bool have_data;
+    const char *local_sysid;
+    bool pg_running;
+    fake_kv_t kv[8];
+    int64_t now_ms;
+    int64_t join_started_ms;
+    int64_t max_nodes; /* 0 = 5 */
+    mg_ha_action_t want_action;
+    mg_ha_state_t want_state;
+    const char *want_peer;      /* NULL = don't care */
+    const char *want_in_reason; /* NULL = don't care */
+} case_t;
+
+#define LEADER(name)   \
+    {                  \
+        "leader", name \
+    }
+
+static const case_t cases[] = {
+    {.name = "empty etcd, no data: claim initialize",
+     .me = "n1",
+     .want_action = MG_HA_ACTION_CLAIM_INITIALIZE,
+     .want_state = MG_HA_STATE_BOOTSTRAP},
+    {.name = "empty etcd, own data: claim with the existing data dir",
+     .me = "n1",
+     .have_data = true,
+     .local_sysid = "111",
+     .want_action = MG_HA_ACTION_CLAIM_INITIALIZE,
+     .want_state = MG_HA_STATE_BOOTSTRAP,
+     .want_in_reason = "existing data"},
+    {.name = "claimed by us, crashed before initdb: resume",
+     .me = "n1",
+     .kv = {{"initialize", INIT_EMPTY}},
+     .want_action = MG_HA_ACTION_INITDB,
+     .want_state = MG_HA_STATE_BOOTSTRAP},
+    {.name = "bootstrap without data: initdb",
+     .me = "n1",
+     .state = MG_HA_STATE_BOOTSTRAP,
+     .kv = {{"initialize", INIT_EMPTY}},
+     .want_action = MG_HA_ACTION_INITDB,
+     .want_state = MG_HA_STATE_BOOTSTRAP},
+    {.name = "bootstrap with data: start primary",
+     .me = "n1",
+     .state = MG_HA_STATE_BOOTSTRAP,
+     .have_data = true,
+     .local_sysid = "111",
+     .kv = {{"initialize", INIT_EMPTY}},
+     .want_action = MG_HA_ACTION_START_PRIMARY,
+     .want_state = MG_HA_STATE_PRIMARY},
+    {.name = "another node is initializing: wait",
+     .me = "n2",
+     .kv = {{"initialize", INIT_EMPTY}},
+     .want_action = MG_HA_ACTION_WAIT,
+     .want_state = MG_HA_STATE_WAIT_PRIMARY,
+     .want_in_reason = "being initialized by n1"},
+    {.name = "initialized, no primary yet: wait",
+     .me = "n2",
+     .kv = {{"initialize", INIT_111}},
+     .want_action = MG_HA_ACTION_WAIT,
+     .want_state = MG_HA_STATE_WAIT_PRIMARY},
+    {.name = "primary up, our slot missing: wait for it",
+     .me = "n2",
+     .state = MG_HA_STATE_WAIT_PRIMARY,
+     .kv = {{"initialize", INIT_111}, LEADER("n1"), {"nodes/n1", N1_PRIMARY_NO_SLOTS}},
+     .want_action = MG_HA_ACTION_WAIT,
+     .want_state = MG_HA_STATE_WAIT_PRIMARY,
+     .want_peer = "n1",
+     .want_in_reason = "slot pgdaemon_n2"},
+    {.name = "primary has our slot: clone",
+     .me = "n2",
+     .state = MG_HA_STATE_WAIT_PRIMARY,
+     .kv = {{"initialize", INIT_111}, LEADER("n1"), {"nodes/n1", N1_PRIMARY_WITH_N2_SLOT}},
+     .want_action = MG_HA_ACTION_CLONE,
+     .want_state = MG_HA_STATE_CLONE,
+     .want_peer = "n1"},
+    {.name = "leader whose queries fail is no primary to clone from",
+     .me = "n2",
+     .state = MG_HA_STATE_WAIT_PRIMARY,
+     .kv = {{"initialize", INIT_111}, LEADER("n1"), {"nodes/n1", N1_PRIMARY_BROKEN}},
+     .want_action = MG_HA_ACTION_WAIT,
+     .want_state = MG_HA_STATE_WAIT_PRIMARY},
+    {.name = "slot listed by a node that is not the leader: wait",
+     .me = "n2",
+     .state = MG_HA_STATE_WAIT_PRIMARY,
+     .kv = {{"initialize", INIT_111}, {"nodes/n1", N1_PRIMARY_WITH_N2_SLOT}},
+     .want_action = MG_HA_ACTION_WAIT,
+     .want_state = MG_HA_STATE_WAIT_PRIMARY},
+    {.name = "foreign system identifier: refuse",
+     .me = "n2",
+     .have_data = true,
+     .local_sysid = "222",
+     .kv = {{"initialize", INIT_111}, LEADER("n1"), {"nodes/n1", N1_PRIMARY_WITH_N2_SLOT}},
+     .want_action = MG_HA_ACTION_REFUSE,
+     .want_state = MG_HA_STATE_REFUSED,
+     .want_in_reason = "222"},
+    {.name = "foreign system identifier while running as replica: refuse",
+     .me = "n2",
+     .state = MG_HA_STATE_REPLICA,
+     .have_data = true,
+     .local_sysid = "222",
+     .pg_running = true,
+     .kv = {{"initialize", INIT_111}, LEADER("n1"), {"nodes/n1", N1_PRIMARY_WITH_N2_SLOT}},
+     .want_action = MG_HA_ACTION_REFUSE,
+     .want_state = MG_HA_STATE_REFUSED},
+    {.name = "max nodes reached by nodes registered before us: refuse",
+     .me = "n2",
+     .max_nodes = 2,
+     .kv = {{"initialize", INIT_111},
+            LEADER("n1"),
+            {"nodes/n1", N1_PRIMARY_WITH_N2_SLOT},
+            {"nodes/n3", N3_REPLICA}},
+     .want_action = MG_HA_ACTION_REFUSE,
+     .want_state = MG_HA_STATE_REFUSED,
+     .want_in_reason = "node n2 refused"},
+    {.name = "max nodes: we registered before the extra node, so we may join",
+     .me = "n2",
+     .state = MG_HA_STATE_WAIT_PRIMARY,
+     .max_nodes = 2,
+     .kv = {{"initialize", INIT_111},
+            LEADER("n1"),
+            {"nodes/n1", N1_PRIMARY_WITH_N2_SLOT},
+            {"nodes/n2", N2_WAITING},
+            {"nodes/n3", N3_REPLICA}},
+     .want_action = MG_HA_ACTION_CLONE,
+     .want_state = MG_HA_STATE_CLONE},
+    {.name = "join timeout exceeded: refuse",
+     .me = "n2",
+     .state = MG_HA_STATE_WAIT_PRIMARY,
+     .kv = {{"initialize", INIT_111}},
+     .now_ms = 400001,
+     .join_started_ms = 100000,
+     .want_action = MG_HA_ACTION_REFUSE,
+     .want_state = MG_HA_STATE_REFUSED,
+     .want_in_reason = "join_timeout"},
+    {.name = "join timeout not yet exceeded: wait",
+     .me = "n2",
+     .state = MG_HA_STATE_WAIT_PRIMARY,
+     .kv = {{"initialize", INIT_111}},
+     .now_ms = 400000,
+     .join_started_ms = 100000,
+     .want_action = MG_HA_ACTION_WAIT,
+     .want_state = MG_HA_STATE_WAIT_PRIMARY},
+    {.name = "restart of the primary after its lease went: status names us",
+     .me = "n1",
+     .have_data = true,
+     .local_sysid = "111",
+     .kv = {{"initialize", INIT_111}, {"status", STATUS_N1}},
+     .want_action = MG_HA_ACTION_START_PRIMARY,
+     .want_state = MG_HA_STATE_PRIMARY},
+    {.name = "restart of the primary while its leader key still exists",
+     .me = "n1",
+     .have_data = true,
+     .local_sysid = "111",
+     .kv = {{"initialize", INIT_111}, LEADER("n1"), {"status", STATUS_N1}},
+     .want_action = MG_HA_ACTION_START_PRIMARY,
+     .want_state = MG_HA_STATE_PRIMARY},
+    {.name = "restart of a replica: follow the leader",
+     .me = "n2",
+     .have_data = true,
+     .local_sysid = "111",
+     .kv = {{"initialize", INIT_111},
+            LEADER("n1"),
+            {"status", STATUS_N1},
+            {"nodes/n1", N1_PRIMARY_WITH_N2_SLOT}},
+     .want_action = MG_HA_ACTION_START_REPLICA,
+     .want_state = MG_HA_STATE_REPLICA,
+     .want_peer = "n1"},
+    {.name = "restart with data, leader free, status names another node: wait",
+     .me = "n1",
+     .have_data = true,
+     .local_sysid = "111",
+     .kv = {{"initialize", INIT_111}, {"status", STATUS_N3}},
+     .want_action = MG_HA_ACTION_WAIT,
+     .want_state = MG_HA_STATE_WAIT_PRIMARY},
+    {.name = "waiting with data until the primary is back: follow it",
+     .me = "n2",
+     .state = MG_HA_STATE_WAIT_PRIMARY,
+     .have_data = true,
+     .local_sysid = "111",
+     .kv = {{"initialize", INIT_111}, LEADER("n1"), {"nodes/n1", N1_PRIMARY_NO_SLOTS}},
+     .want_action = MG_HA_ACTION_START_REPLICA,
+     .want_state = MG_HA_STATE_REPLICA},
+    {.name = "primary whose Postgres stopped: start it",
+     .me = "n1",
+     .state = MG_HA_STATE_PRIMARY,
+     .have_data = true,
+     .local_sysid = "111",
+     .kv = {{"initialize", INIT_111}, LEADER("n1"), {"status", STATUS_N1}},
+     .want_action = MG_HA_ACTION_START_PRIMARY,
+     .want_state = MG_HA_STATE_PRIMARY},
+    {.name = "primary running: maintain",
+     .me = "n1",
+     .state = MG_HA_STATE_PRIMARY,
+     .have_data = true,
+     .local_sysid = "111",
+     .pg_running = true,
+     .kv = {{"initialize", INIT_111}, LEADER("n1"), {"status", STATUS_N1}},
+     .want_action = MG_HA_ACTION_MAINTAIN_PRIMARY,
+     .want_state = MG_HA_STATE_PRIMARY},
+    {.name = "primary whose leader key another node holds: do nothing",
+     .me = "n1",
+     .state = MG_HA_STATE_PRIMARY,
+     .have_data = true,
+     .local_sysid = "111",
+     .pg_running = true,
+     .kv = {{"initialize", INIT_111}, LEADER("n3")},
+     .want_action = MG_HA_ACTION_NONE,
+     .want_state = MG_HA_STATE_PRIMARY,
+     .want_in_reason = "not serving writes"},
+    {.name = "replica running: maintain",
+     .me = "n2",
+     .state = MG_HA_STATE_REPLICA,
+     .have_data = true,
+     .local_sysid = "111",
+     .pg_running = true,
+     .kv = {{"initialize", INIT_111}, LEADER("n1")},
+     .want_action = MG_HA_ACTION_MAINTAIN_REPLICA,
+     .want_state = MG_HA_STATE_REPLICA,
+     .want_peer = "n1"},
+    {.name = "replica whose Postgres stopped: start it",
+     .me = "n2",
+     .state = MG_HA_STATE_REPLICA,
+     .have_data = true,
+     .local_sysid = "111",
+     .kv = {{"initialize", INIT_111}, {"status", STATUS_N1}},
+     .want_action = MG_HA_ACTION_START_REPLICA,
+     .want_state = MG_HA_STATE_REPLICA,
+     .want_peer = "n1"},
+    {.name = "clone done: start as standby",
+     .me = "n2",
+     .state = MG_HA_STATE_CLONE,
+     .have_data = true,
+     .local_sysid = "111",
+     .kv = {{"initialize", INIT_111}, LEADER("n1"), {"nodes/n1", N1_PRIMARY_WITH_N2_SLOT}},
+     .want_action = MG_HA_ACTION_START_REPLICA,
+     .want_state = MG_HA_STATE_REPLICA},
+    {.name = "clone failed and the primary is gone: back to waiting",
+     .me = "n2",
+     .state = MG_HA_STATE_CLONE,
+     .kv = {{"initialize", INIT_111}},
+     .want_action = MG_HA_ACTION_WAIT,
+     .want_state = MG_HA_STATE_WAIT_PRIMARY},
+    {.name = "clone failed, primary still there: clone again",
+     .me = "n2",
+     .state = MG_HA_STATE_CLONE,
+     .kv = {{"initialize", INIT_111}, LEADER("n1"), {"nodes/n1", N1_PRIMARY_WITH_N2_SLOT}},
+     .want_action = MG_HA_ACTION_CLONE,
+     .want_state = MG_HA_STATE_CLONE},
+    {.name = "refused stays refused",
+     .me = "n2",
+     .state = MG_HA_STATE_REFUSED,
+     .want_action = MG_HA_ACTION_NONE,
+     .want_state = MG_HA_STATE_REFUSED},
+};
+
+/* fake_kv_load turns a case's fake KV into etcd key-values and loads the view. */
+static void
+fake_kv_load(const case_t *c, mg_ha_view_t *view)
+{
+    mg_etcd_kv_t kvs[8];
+    char keys[8][128];
+    size_t n = 0;
+    mg_error_t error;
+
+    memset(view, 0, sizeof(*view));
+    for (; n < 8 && c->kv[n].key != NULL; n++) {
+        snprintf(keys[n], sizeof(keys[n]), PREFIX "%s", c->kv[n].key);
+        kvs[n] = (mg_etcd_kv_t){.key = keys[n],
+                                .key_len = strlen(keys[n]),
+                                .value = (char *)c->kv[n].value,
+                                .value_len = strlen(c->kv[n].value),
+                                .create_revision = (int64_t)n + 2,
+                                .mod_revision = (int64_t)n + 2,
+                                .version = 1};
+    }
+    assert_true(mg_ha_view_load(view, PREFIX, kvs, n, &error));
+    view->state = c->state;
+    view->have_data = c->have_data;
+    snprintf(view->local_sysid, sizeof(view->local_sysid), "%s",
+             c->local_sysid ? c->local_sysid : "");
+    view->pg_running = c->pg_running;
+    view->pg_queries_ok = c->pg_running;
+    view->now_ms = c->now_ms;                   /* fake clock */
+    view->join_started_ms = c->join_started_ms; /* when the join began */
+}
+
+static void
+test_decisions(void **state)
+{
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const case_t *c = &cases[i];
+        mg_ha_self_t self = {c->me, c->max_nodes ? c->max_nodes : 5, 300000};
+        mg_ha_view_t view;
+        mg_ha_decision_t d;
+        mg_error_t error;
+
+        fake_kv_load(c, &view);
+        if (!mg_ha_decide(&self, &view, &d, &error))
+            fail_msg("case \"%s\": %s", c->name, error.message);
+        if (d.action != c->want_action || d.next_state != c->want_state)
+            fail_msg("case \"%s\": got %s -> %s (%s), want %s -> %s", c->name,
+                     mg_ha_action_name(d.action), mg_ha_state_name(d.next_state), d.reason,
+                     mg_ha_action_name(c->want_action), mg_ha_state_name(c->want_state));
+        if (c->want_peer != NULL && strcmp(d.peer, c->want_peer) != 0)
+            fail_msg("case \"%s\": peer \"%s\", want \"%s\"", c->name, d.peer, c->want_peer);
+        if (c->want_in_reason != NULL && strstr(d.reason, c->want_in_reason) == NULL)
+            fail_msg("case \"%s\": reason \"%s\" lacks \"%s\"", c->name, d.reason,
+                     c->want_in_reason);
+    }
+}
+
+static void
+test_table(void **state)
+{
+    size_t n, i, j;
+    const mg_ha_transition_t *t = mg_ha_transitions(&n);
+
+    assert_true(n > 10);
+    for (i = 0; i < n; i++) {
+        assert_non_null(t[i].comment);
+        assert_true(strlen(t[i].comment) > 0);
+        for (j = i + 1; j < n; j++)
+            assert_false(t[i].from == t[j].from && t[i].to == t[j].to);
+        assert_ptr_equal(mg_ha_transition_find(t[i].from, t[i].to), &t[i]);
+    }
+    /* nothing leaves refused, nothing enters init */
+    assert_null(mg_ha_transition_find(MG_HA_STATE_REFUSED, MG_HA_STATE_PRIMARY));
+    assert_null(mg_ha_transition_find(MG_HA_STATE_PRIMARY, MG_HA_STATE_INIT));
+    assert_null(mg_ha_transition_find(MG_HA_STATE_REPLICA, MG_HA_STATE_PRIMARY));
+}
+
+static void
+test_names(void **state)
+{
+    mg_ha_state_t s;
+    mg_ha_failover_t f;
+
+    for (int i = 0; i < MG_HA_STATE_COUNT_; i++) {
+        assert_true(mg_ha_state_parse(mg_ha_state_name((mg_ha_state_t)i), &s));
+        assert_int_equal((int)s, i);
+    }
+    for (int i = 0; i < MG_HA_FAILOVER_COUNT_; i++) {
+        assert_true(mg_ha_failover_parse(mg_ha_failover_name((mg_ha_failover_t)i), &f));
+        assert_int_equal((int)f, i);
+    }
+    assert_string_equal(mg_ha_failover_name(MG_HA_FAILOVER_WAITING_FOR_CATCHUP),
+                        "waiting_for_catchup");
+    assert_false(mg_ha_state_parse("Primary", &s));
+    assert_string_equal(mg_ha_state_name((mg_ha_state_t)99), "unknown");
+}
+
+/* test_sweep: every combination of local facts and etcd contents decides within the table. */
+static void
+test_sweep(void **state)
+{
+    static const fake_kv_t kvsets[][5] = {
+        {{NULL, NULL}},
+        {{"initialize", INIT_EMPTY}},
+        {{"initialize", INIT_111}},
+        {{"initialize", INIT_111}, LEADER("n1"), {"nodes/n1", N1_PRIMARY_WITH_N2_SLOT}},
+        {{"initialize", INIT_111}, LEADER("n1"), {"nodes/n1", N1_PRIMARY_BROKEN}},
+        {{"initialize", INIT_111}, {"status", STATUS_N1}},
+        {{"initialize", INIT_111}, LEADER("n3"), {"status", STATUS_N3}},
+    };
+    static const char *const mes[] = {"n1", "n2"};
+    static const char *const sysids[] = {"", "111", "222"};
+    size_t count = 0;
+
+    for (int st = 0; st < MG_HA_STATE_COUNT_; st++)
+        for (size_t k = 0; k < sizeof(kvsets) / sizeof(kvsets[0]); k++)
+            for (int m = 0; m < 2; m++)
+                for (int flags = 0; flags < 8; flags++)
+                    for (int s = 0; s < 3; s++) {
+                        case_t c = {.name = "sweep", .me = mes[m], .state = (mg_ha_state_t)st};
+                        mg_ha_self_t self = {mes[m], 5, 1000};
+                        mg_ha_view_t view;
+                        mg_ha_decision_t d;
+                        mg_error_t error;
+
+                        memcpy(c.kv, kvsets[k], sizeof(kvsets[k]));
+                        c.have_data = flags & 1;
+                        c.pg_running = flags & 2;
+                        c.now_ms = (flags & 4) ? 5000 : 0;
+                        c.local_sysid = sysids[s];
+                        fake_kv_load(&c, &view);
+                        if (!mg_ha_decide(&self, &view, &d, &error))
+                            fail_msg("state %s kvset %zu flags %d: %s",
+                                     mg_ha_state_name((mg_ha_state_t)st), k, flags, error.message);
+                        assert_non_null(mg_ha_transition_find(view.state, d.next_state));
+                        count++;
+                    }
+    assert_true(count > 1000);
+}
+
+static void
+test_view_bad_values(void **state)
+{
+    mg_ha_view_t view;
+    mg_error_t error;
+    char key[] = PREFIX "nodes/n1";
+    char bad[] = "{\"name\": ";
+    mg_etcd_kv_t kv = {key, strlen(key), bad, strlen(bad), 2, 2, 1, 0};
+    char skey[] = PREFIX "status";
+    char sbad[] = "{\"primary\":\"n1\",\"failover_state\":\"exploded\"}";
+    mg_etcd_kv_t skv = {skey, strlen(skey), sbad, strlen(sbad), 2, 2, 1, 0};
+
+    memset(&view, 0, sizeof(view));
+    assert_false(mg_ha_view_load(&view, PREFIX, &kv, 1, &error));
+    assert_non_null(strstr(error.message, "nodes/n1"));
+    assert_false(mg_ha_view_load(&view, PREFIX, &skv, 1, &error));
+    assert_non_null(strstr(error.message, "exploded"));
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_decisions),       cmocka_unit_test(test_table),
+        cmocka_unit_test(test_names),           cmocka_unit_test(test_sweep),
+        cmocka_unit_test(test_view_bad_values),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
