@@ -330,7 +330,8 @@ prepare(mg_source_t *src, PGconn *pg, const sync_opts_t *o, mg_error_t *error)
                   ".partitions SET status = 'pending', error = NULL WHERE status = 'failed'",
                   error))
         goto rollback;
-    if (!mg_migrator__copy_plan(src, pg, ss, o->partition_docs, o->partition_bytes, error))
+    if (!mg_migrator__copy_plan(src, pg, ss, o->partition_docs, o->partition_bytes, 4 * o->workers,
+                                error))
         goto rollback;
     if (!exec_fmt(pg, ss, "UPDATE ",
                   ".collections SET status = 'copying', error = NULL, updated_at = now() WHERE "

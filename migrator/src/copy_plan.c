@@ -28,6 +28,9 @@ mg_migrator__now_s(void)
 }
 
 /* Type classes whose members compare with each other in MongoDB. */
+/* smallest partition made only to spread a collection over the workers */
+#define MIN_PARTITION_DOCS 10000
+
 static const char *const class_number[] = {"int", "long", "double", "decimal", NULL};
 static const char *const class_string[] = {"string", "symbol", NULL};
 
@@ -272,7 +275,8 @@ insert_partition(PGconn *pg, const char *state_schema, const char *db, const cha
 static bool
 plan_collection(mg_source_t *src, PGconn *pg, const char *state_schema, const char *db,
                 const char *coll, int64_t partition_docs, int64_t partition_bytes,
-                int64_t avg_doc_bytes, int *nparts, mg_error_t *error)
+                int64_t avg_doc_bytes, int64_t total_docs, int64_t spread, int *nparts,
+                mg_error_t *error)
 {
     classes_t classes = {0};
     bson_t *pipe;
@@ -284,6 +288,14 @@ plan_collection(mg_source_t *src, PGconn *pg, const char *state_schema, const ch
         per_part = partition_bytes / avg_doc_bytes;
     if (per_part < 1)
         per_part = 1;
+    /* enough partitions to keep every worker busy, but none below
+     * MIN_PARTITION_DOCS documents (each costs a query and a commit) */
+    if (spread > 0 && total_docs / spread < per_part) {
+        int64_t spread_part = (total_docs + spread - 1) / spread;
+        per_part = spread_part > MIN_PARTITION_DOCS ? spread_part : MIN_PARTITION_DOCS;
+        if (per_part > partition_docs)
+            per_part = partition_docs;
+    }
 
     pipe = BCON_NEW("pipeline", "[", "{", "$group", "{", "_id", "{", "$type", BCON_UTF8("$_id"),
                     "}", "n", "{", "$sum", BCON_INT32(1), "}", "}", "}", "]");
@@ -355,7 +367,8 @@ plan_collection(mg_source_t *src, PGconn *pg, const char *state_schema, const ch
 
 bool
 mg_migrator__copy_plan(mg_source_t *src, PGconn *pg, const char *state_schema,
-                       int64_t partition_docs, int64_t partition_bytes, mg_error_t *error)
+                       int64_t partition_docs, int64_t partition_bytes, int64_t spread,
+                       mg_error_t *error)
 {
     mg_buf_t sql;
     PGresult *res = NULL;
@@ -389,7 +402,7 @@ mg_migrator__copy_plan(mg_source_t *src, PGconn *pg, const char *state_schema,
         double t = mg_migrator__now_s();
 
         if (!plan_collection(src, pg, state_schema, db, coll, partition_docs, partition_bytes,
-                             count > 0 ? size / count : 0, &nparts, error)) {
+                             count > 0 ? size / count : 0, count, spread, &nparts, error)) {
             mg_error_prefix(error, "could not plan the copy of \"%s.%s\"", db, coll);
             goto done;
         }

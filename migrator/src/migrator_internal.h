@@ -150,10 +150,13 @@ bool mg_migrator__copy_record_t0(mg_source_t *src, PGconn *pg, const char *state
 /*
  * mg_migrator__copy_plan plans partitions for every collection that has
  * none (by _id type class, $bucketAuto boundaries within a class) and
- * persists them. partition_docs bounds the documents per partition.
+ * persists them. partition_docs bounds the documents per partition;
+ * spread asks for at least that many partitions per collection (4 per
+ * worker), none smaller than 10000 documents.
  */
 bool mg_migrator__copy_plan(mg_source_t *src, PGconn *pg, const char *state_schema,
-                            int64_t partition_docs, int64_t partition_bytes, mg_error_t *error);
+                            int64_t partition_docs, int64_t partition_bytes, int64_t spread,
+                            mg_error_t *error);
 
 /*
  * mg_migrator__copy_load_collections reads the collections and their

@@ -137,7 +137,7 @@ msim_matcher_t *msim_matcher_new(const bson_t *filter, mg_error_t *error);
 void msim_matcher_destroy(msim_matcher_t *m);
 /* msim_matcher_match reports whether the raw document matches. */
 bool msim_matcher_match(const msim_matcher_t *m, const uint8_t *data, uint32_t len);
-/* msim_matcher_id_range gives _id bounds usable to seek (borrowed iters into the matcher). */
+/* msim_matcher_id_eq finds a top-level {_id: value} equality (borrowed iter into the matcher). */
 bool msim_matcher_id_eq(const msim_matcher_t *m, bson_iter_t *eq);
 bool msim_matcher_is_empty(const msim_matcher_t *m);
 /*
@@ -148,9 +148,6 @@ bool msim_matcher_is_empty(const msim_matcher_t *m);
  */
 bool msim_matcher_id_bounds(const msim_matcher_t *m, bson_iter_t *lo, bool *has_lo, bson_iter_t *hi,
                             bool *has_hi);
-
-/* Paths: calls fn for every value reachable at the dotted path (arrays expanded). */
-typedef bool (*msim_path_fn)(const bson_iter_t *leaf, void *ctx);
 
 /* ------------------------------------------------------------------------
  * Sort, projection, update (msim_docops.c, msim_update.c)
@@ -187,7 +184,7 @@ bool msim_update_apply(const bson_t *doc, const bson_t *query, const bson_iter_t
  */
 bool msim_expr_eval(const bson_iter_t *expr, const bson_iter_t *root, bson_t *out, const char *key,
                     mg_error_t *error);
-/* msim_update_validate checks an update spec without applying it. */
+/* msim_update_is_replacement: the update is a replacement document (no $ operators). */
 bool msim_update_is_replacement(const bson_iter_t *update);
 
 /* ------------------------------------------------------------------------
@@ -413,7 +410,7 @@ typedef bool (*msim_cmd_fn)(msim_ctx_t *ctx, mg_error_t *error);
  * reply (initialized by the caller).
  */
 void msim_dispatch(msim_conn_t *conn, const bson_t *cmd, bson_t *reply);
-/* msim_write_blocked_check fails with UserWritesBlocked for user databases. */
+/* msim_write_allowed fails with UserWritesBlocked for user databases while blocking is on. */
 bool msim_write_allowed(const char *db, mg_error_t *error);
 
 /* CRUD (msim_crud.c) */
@@ -444,7 +441,6 @@ struct msim_cursor {
     void *stream;      /* change stream state, or NULL */
     msim_proj_t *proj; /* applied as documents are returned, or NULL */
 };
-/* msim_cursor_reply writes {cursor: {firstBatch|nextBatch, id, ns}} and registers or frees. */
 /*
  * msim_cursor_first_batch takes ownership of docs (an array of references,
  * malloc'd) and proj, writes {cursor: {firstBatch, id, ns}} into the reply,
@@ -478,8 +474,10 @@ void msim_stream_free(void *stream);
 
 /* Transactions (msim_txn.c) */
 /*
- * msim_txn_for_command looks at lsid/txnNumber/autocommit/startTransaction
- * and returns the transaction the command joins (NULL for none).
+ * msim_txn_begin_command looks at lsid/txnNumber/autocommit/startTransaction
+ * and sets ctx->txn to the transaction the command joins (NULL for none).
+ * Errors: NoSuchTransaction, TransactionCommitted, TransactionTooOld,
+ * OperationNotSupportedInTransaction, InvalidOptions.
  */
 bool msim_txn_begin_command(msim_ctx_t *ctx, mg_error_t *error);
 bool msim_cmd_commit_txn(msim_ctx_t *ctx, mg_error_t *error);

@@ -6,8 +6,10 @@
  */
 #include "msim.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static void
@@ -1144,8 +1146,12 @@ msim_dispatch(msim_conn_t *conn, const bson_t *cmd, bson_t *reply)
         fp = check_fail_point(conn, name, &fp_code, &fp_labels, &fp_wce, &block_ms);
         if (msim_srv->wait_cap_ms >= 0 && block_ms > msim_srv->wait_cap_ms)
             block_ms = msim_srv->wait_cap_ms;
-        if (block_ms > 0)
-            usleep((useconds_t)(block_ms * 1000));
+        if (block_ms > 0) {
+            struct timespec ts = {.tv_sec = block_ms / 1000,
+                                  .tv_nsec = (block_ms % 1000) * 1000000};
+            while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+                ;
+        }
         if (fp == FP_CLOSE) {
             conn->close_after_reply = true;
             ok = true;
@@ -1204,6 +1210,12 @@ done:
             bson_append_array_end(reply, &labels);
         }
     }
+    if (!ok && mg_log_enabled(MG_LOG_DEBUG))
+        mg_log_write(MG_LOG_DEBUG, "mongosim", "mongosim.command_failed",
+                     MG_LOG_FIELDS(MG_LOG_STR("command", ctx.name ? ctx.name : "?"),
+                                   MG_LOG_INT("err_code", err.code),
+                                   MG_LOG_INT("connection", conn->id)),
+                     "%s", err.message);
     append_cluster_time(reply);
     bson_destroy(&fp_labels);
     bson_destroy(&fp_wce);

@@ -795,7 +795,7 @@ bool
 msim_cmd_find_and_modify(msim_ctx_t *ctx, mg_error_t *error)
 {
     const char *coll;
-    bson_t query, sort, fields, lerr = BSON_INITIALIZER;
+    bson_t query, sort, fields;
     bool present, remove = false, ret_new = false, upsert = false, ok = true, has_update;
     bson_iter_t it, u;
     msim_matcher_t *m = NULL;
@@ -832,7 +832,6 @@ msim_cmd_find_and_modify(msim_ctx_t *ctx, mg_error_t *error)
     if (proj == NULL) {
         msim_matcher_destroy(m);
         msim_sort_destroy(s);
-        bson_destroy(&lerr);
         bson_destroy(&upserted_id);
         return false;
     }
@@ -897,7 +896,6 @@ msim_cmd_find_and_modify(msim_ctx_t *ctx, mg_error_t *error)
     msim_matcher_destroy(m);
     msim_sort_destroy(s);
     msim_proj_destroy(proj);
-    bson_destroy(&lerr);
     bson_destroy(&upserted_id);
     return ok;
 }

@@ -172,12 +172,6 @@ conn_main(void *arg)
             if (!sent)
                 break;
         }
-        /* shrink a huge buffer after a big message */
-        if (bufcap > (8u << 20)) {
-            free(buf);
-            buf = NULL;
-            bufcap = 0;
-        }
     }
     free(buf);
     bson_free(rbuf);
@@ -392,6 +386,7 @@ main(int argc, char **argv)
         c->fd = fd;
         c->id = atomic_fetch_add(&g_server.total_connections, 1) + 1;
         c->authenticated = !g_server.auth;
+        MG_LOG(MG_LOG_DEBUG, "mongosim", "connection %lld accepted", (long long)c->id);
         atomic_fetch_add(&g_server.connections, 1);
         if (pthread_create(&th, &attr, conn_main, c) != 0) {
             atomic_fetch_sub(&g_server.connections, 1);

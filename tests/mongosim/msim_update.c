@@ -909,7 +909,7 @@ bool
 msim_update_apply(const bson_t *doc, const bson_t *query, const bson_iter_t *update,
                   bool upsert_insert, bson_t *out, bson_t *desc, bool *replaced, mg_error_t *error)
 {
-    mnode_t *root, *oldid = NULL;
+    mnode_t *root;
     bson_t oldid_doc = BSON_INITIALIZER;
     bson_iter_t oldid_it;
     touched_t t = {0};
@@ -995,7 +995,6 @@ msim_update_apply(const bson_t *doc, const bson_t *query, const bson_iter_t *upd
         free(t.paths[i]);
     free(t.paths);
     free(t.removed);
-    (void)oldid;
     mnode_free(root);
     bson_destroy(&oldid_doc);
     return ok;

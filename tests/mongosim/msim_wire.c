@@ -231,7 +231,6 @@ parse_op_msg(const uint8_t *buf, size_t len, msim_msg_t *out, mg_error_t *error)
             }
             body_data = p;
             body_len = n;
-            (void)b;
             have_body = true;
             p += n;
         } else if (kind == 1) {

@@ -3,11 +3,9 @@
 semantics, updates, findAndModify, cursors across many batches, catalog commands."""
 
 import datetime
-import glob
-import json
-import os
 import re
 import struct
+import subprocess
 import time
 import uuid
 
@@ -18,16 +16,10 @@ from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from bson.son import SON
 
-from mgharness import source_dir
+from mgharness import build_path
 from msim_service import op_msg, raw_connect, read_reply
 
 RAW = CodecOptions(document_class=RawBSONDocument)
-
-
-def corpus_dir():
-    """corpus_dir is the BSON corpus (data files of mongodb/specifications) beside the project."""
-    return os.environ.get("MG_BSON_CORPUS_DIR") or os.path.join(source_dir(), "..", "shared",
-                                                                "bson-corpus")
 
 
 def with_id(raw, id_value):
@@ -38,13 +30,18 @@ def with_id(raw, id_value):
 
 
 def corpus_cases():
-    files = sorted(glob.glob(os.path.join(corpus_dir(), "*.json")))
-    assert files, f"BSON corpus not found in {corpus_dir()} (set MG_BSON_CORPUS_DIR)"
-    for path in files:
-        with open(path) as f:
-            spec = json.load(f)
-        for i, case in enumerate(spec.get("valid", [])):
-            yield os.path.basename(path), i, case
+    """corpus_cases yields (file, index, case) for every valid case of the BSON corpus.
+
+    The cases are the project's own vectors (tests/unit/schema/bson_corpus_valid.h,
+    generated from MongoDB's bson-corpus), printed by mg_schema_tool, so the test
+    needs nothing outside the repository.
+    """
+    out = subprocess.run([build_path("tests", "bin", "mg_schema_tool"), "corpus"],
+                         capture_output=True, text=True, check=True).stdout
+    for i, line in enumerate(out.splitlines()):
+        hexdoc, where = line.split("\t", 1)
+        fname, description = where.split(": ", 1)
+        yield fname, i, {"canonical_bson": hexdoc, "description": description}
 
 
 def test_bson_corpus_round_trip_is_byte_exact(msim_client, dbname):
