@@ -638,8 +638,7 @@ cluster_up(int argc, char **argv)
         c->nodes[i].http_port = ports[5 + 3 * i];
         c->nodes[i].udp_port = ports[6 + 3 * i];
         /* the name again, not c->nodes[i].name: gcc -O0 sees an overlap in one struct */
-        snprintf(c->nodes[i].data_dir, sizeof(c->nodes[i].data_dir), "%s/node%d/data", dir,
-                 i + 1);
+        snprintf(c->nodes[i].data_dir, sizeof(c->nodes[i].data_dir), "%s/node%d/data", dir, i + 1);
     }
     /* etcd */
     {
