@@ -26,6 +26,8 @@ static const mg_cli_command_t commands[] = {
      "--source URI --target URI [options]", mg_migrator_cmd_sync},
     {"status", "show the phase and progress recorded on the target", "--target URI [options]",
      mg_migrator_cmd_status},
+    {"validate", "checksum both sides, name every difference, record and report it",
+     "--source URI --target URI [--full | --changed] [options]", mg_migrator_cmd_validate},
 };
 
 static const mg_cli_t migrate_cli = {

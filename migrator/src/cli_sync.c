@@ -30,7 +30,20 @@ typedef struct {
     bool skip_invalid;
     bool worker_only;
     bool json;
+    bool follow;
+    bool copy_only;
+    int64_t max_lag_ms;
+    int64_t batch_events;
+    int64_t batch_bytes;
+    int64_t batch_delay_ms;
+    int on_drop;
+    int on_rename;
+    int64_t metrics_port;
+    mg_strlist_t resync;
 } sync_opts_t;
+
+static const char *const on_drop_choices[] = {"stop", "truncate", "keep", NULL};
+static const char *const on_rename_choices[] = {"stop", "follow", NULL};
 
 static const mg_config_option_t sync_options[] = {
     {.name = "source",
@@ -114,6 +127,76 @@ static const mg_config_option_t sync_options[] = {
      .offset = offsetof(sync_opts_t, json),
      .default_value = "false",
      .help = "print the final report as one JSON object"},
+    {.name = "follow",
+     .type = MG_CONFIG_BOOL,
+     .offset = offsetof(sync_opts_t, follow),
+     .default_value = "false",
+     .help = "keep applying the change stream until stopped (else: until the lag is low)"},
+    {.name = "copy_only",
+     .type = MG_CONFIG_BOOL,
+     .offset = offsetof(sync_opts_t, copy_only),
+     .default_value = "false",
+     .help = "stop after the copy and the index build"},
+    {.name = "max_lag",
+     .type = MG_CONFIG_DURATION,
+     .offset = offsetof(sync_opts_t, max_lag_ms),
+     .default_value = "1s",
+     .min = 0,
+     .max = 86400000,
+     .metavar = "DURATION",
+     .help = "without --follow, stop once the change stream's lag is at most this"},
+    {.name = "batch_events",
+     .type = MG_CONFIG_INT,
+     .offset = offsetof(sync_opts_t, batch_events),
+     .default_value = "5000",
+     .min = 1,
+     .max = 1000000,
+     .metavar = "N",
+     .help = "documents per apply transaction (a source transaction is never split)"},
+    {.name = "batch_size",
+     .type = MG_CONFIG_SIZE,
+     .offset = offsetof(sync_opts_t, batch_bytes),
+     .default_value = "32MB",
+     .min = 1024,
+     .max = 1LL << 32,
+     .metavar = "SIZE",
+     .help = "rendered JSON per apply transaction"},
+    {.name = "batch_delay",
+     .type = MG_CONFIG_DURATION,
+     .offset = offsetof(sync_opts_t, batch_delay_ms),
+     .default_value = "200ms",
+     .min = 1,
+     .max = 60000,
+     .metavar = "DURATION",
+     .help = "longest time a change waits in a batch"},
+    {.name = "on_drop",
+     .type = MG_CONFIG_ENUM,
+     .offset = offsetof(sync_opts_t, on_drop),
+     .default_value = "stop",
+     .choices = on_drop_choices,
+     .metavar = "POLICY",
+     .help = "a collection dropped on the source: stop it with an error, empty its table, or "
+             "keep it"},
+    {.name = "on_rename",
+     .type = MG_CONFIG_ENUM,
+     .offset = offsetof(sync_opts_t, on_rename),
+     .default_value = "stop",
+     .choices = on_rename_choices,
+     .metavar = "POLICY",
+     .help = "a collection renamed on the source: stop it with an error, or follow the new name"},
+    {.name = "metrics_port",
+     .type = MG_CONFIG_INT,
+     .offset = offsetof(sync_opts_t, metrics_port),
+     .default_value = "0",
+     .min = 0,
+     .max = 65535,
+     .metavar = "PORT",
+     .help = "serve /metrics and /progress on 127.0.0.1:PORT while following (0: off)"},
+    {.name = "resync",
+     .type = MG_CONFIG_LIST,
+     .offset = offsetof(sync_opts_t, resync),
+     .metavar = "DB.COLL",
+     .help = "copy these collections again (patterns; '*' for all)"},
 };
 #define N_SYNC_OPTIONS (sizeof(sync_options) / sizeof(sync_options[0]))
 
@@ -599,6 +682,45 @@ print_report(const sync_opts_t *o, worker_arg_t *args, size_t nworkers, mg_copy_
     printf("\n%s\n", outcome);
 }
 
+/* run_follow runs the change-stream phase and reports its outcome. */
+static int
+run_follow(const sync_opts_t *o, mg_error_t *error)
+{
+    mg_follow_settings_t fs = {
+        .source_uri = o->source,
+        .target = o->target,
+        .state_schema = o->state_schema,
+        .follow = o->follow,
+        .max_lag_ms = o->max_lag_ms,
+        .batch_events = o->batch_events,
+        .batch_bytes = o->batch_bytes,
+        .batch_delay_ms = o->batch_delay_ms,
+        .on_drop = (mg_follow_drop_t)o->on_drop,
+        .on_rename = (mg_follow_rename_t)o->on_rename,
+        .skip_invalid = o->skip_invalid,
+        .metrics_port = o->metrics_port,
+        .stop = &stop_requested,
+    };
+    int rc;
+
+    mg_error_clear(error);
+    rc = mg_migrator__follow(&fs, error);
+    if (rc != MG_EXIT_OK) {
+        mg_log_error(MG_LOG_ERROR, "cdc", error);
+        fprintf(stderr, "migrate sync: %s\n", error->message);
+        if (!o->json) /* --json: stdout holds only the copy report */
+            printf("change stream stopped: %s\n", error->message);
+        return rc;
+    }
+    if (!o->json)
+        printf("%s\n", atomic_load(&stop_requested) > 0
+                           ? "stopped: the last batch was committed; run migrate sync --follow to "
+                             "go on"
+                           : "caught up with the change stream; next: migrate validate, then "
+                             "migrate cutover");
+    return rc;
+}
+
 static void
 print_usage(FILE *stream)
 {
@@ -699,6 +821,14 @@ mg_migrator_cmd_sync(const mg_cli_command_t *command, int argc, char **argv)
             rc = MG_EXIT_STATE;
             goto done;
         }
+    }
+    if (o.resync.count > 0 && !o.worker_only) {
+        size_t n = 0;
+        if (!mg_migrator__resync(pg, o.state_schema, &o.resync, &n, &error))
+            goto fail;
+        MG_LOG_EVENT(MG_LOG_NOTICE, "sync", "sync.resync",
+                     MG_LOG_FIELDS(MG_LOG_UINT("collections", n)),
+                     "%zu collections will be copied again", n);
     }
     if (o.worker_only) {
         if (count_status(pg, o.state_schema, "pending", &error) +
@@ -859,12 +989,21 @@ mg_migrator_cmd_sync(const mg_cli_command_t *command, int argc, char **argv)
                      "copy finished with failures: see `migrate status` (failed partitions "
                      "name the _id); fix and run migrate sync again, or use --skip-invalid");
         rc = MG_EXIT_FAILURE;
+        /* the other collections still follow the change stream */
+        if (!o.copy_only && !o.worker_only && atomic_load(&stop_requested) == 0) {
+            int frc = run_follow(&o, &error);
+            if (frc != MG_EXIT_OK)
+                rc = frc;
+        }
         goto done;
     }
     print_report(&o, args, (size_t)o.workers, colls, ncolls, seconds, built, ifailed, 0,
                  o.worker_only ? "worker done: no partition left to copy"
-                               : "copy complete; next: migrate sync --follow (change stream)");
+                 : o.copy_only ? "copy complete (--copy-only: the change stream was not applied)"
+                               : "copy complete; applying the change stream from T0");
     rc = MG_EXIT_OK;
+    if (!o.worker_only && !o.copy_only)
+        rc = run_follow(&o, &error);
     goto done;
 
 fail:

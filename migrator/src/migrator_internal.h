@@ -11,6 +11,7 @@
 
 #include <libpq-fe.h>
 #include <mongoc/mongoc.h>
+#include <pthread.h>
 
 /* ---- source ---- */
 
@@ -178,5 +179,49 @@ bool mg_migrator__copy_worker_run(const mg_copy_settings_t *settings, int worker
 
 /* mg_migrator__now_s returns CLOCK_MONOTONIC in seconds. */
 double mg_migrator__now_s(void);
+
+/* ---- change-stream phase (sync_follow.c) ---- */
+
+typedef enum {
+    MG_FOLLOW_DROP_STOP = 0, /* stop that collection with an error (default) */
+    MG_FOLLOW_DROP_TRUNCATE, /* empty the table and keep following */
+    MG_FOLLOW_DROP_KEEP,     /* keep the table as it was and keep following */
+} mg_follow_drop_t;
+
+typedef enum {
+    MG_FOLLOW_RENAME_STOP = 0, /* stop that collection with an error (default) */
+    MG_FOLLOW_RENAME_FOLLOW,   /* the table now mirrors the new name */
+} mg_follow_rename_t;
+
+typedef struct {
+    const char *source_uri;
+    const char *target;
+    const char *state_schema;
+    bool follow; /* run until stopped; else until lag <= max_lag */
+    int64_t max_lag_ms;
+    int64_t batch_events; /* distinct documents per batch (soft) */
+    int64_t batch_bytes;  /* rendered JSON per batch (soft) */
+    int64_t batch_delay_ms;
+    mg_follow_drop_t on_drop;
+    mg_follow_rename_t on_rename;
+    bool skip_invalid;
+    int64_t metrics_port; /* 0 = none */
+    atomic_int *stop;     /* 1: finish the batch and stop */
+} mg_follow_settings_t;
+
+/*
+ * mg_migrator__follow applies the change stream from T0 or the checkpoint
+ * (docs/cdc.md). Returns an exit code; error is set when it is not 0.
+ */
+int mg_migrator__follow(const mg_follow_settings_t *settings, mg_error_t *error);
+
+/*
+ * mg_migrator__resync prepares the collections matching patterns for a new
+ * copy: tables emptied, partitions forgotten, status planned. After a lost
+ * change-stream history it requires every collection and resets T0 and the
+ * checkpoint. *count receives the number of collections.
+ */
+bool mg_migrator__resync(PGconn *pg, const char *state_schema, const mg_strlist_t *patterns,
+                         size_t *count, mg_error_t *error);
 
 #endif /* MG_MIGRATOR_INTERNAL_H */

@@ -1,0 +1,166 @@
+/*
+ * cdc/include/mg/cdc.h - change data capture: decoding change events,
+ * batching and coalescing them per (collection, _id), and applying a batch
+ * to PostgreSQL in one transaction together with the checkpoint.
+ *
+ * The reading loop (libmongoc change stream, resume, reconnect) lives in
+ * the migrator, which owns the connections; this module is what happens to
+ * each event and each batch (DESIGN §6, docs/cdc.md).
+ */
+#ifndef MG_CDC_H
+#define MG_CDC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <bson/bson.h>
+
+#include "mg/core.h"
+#include "mg/schema.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct pg_conn;
+
+typedef enum {
+    MG_CDC_OP_INSERT = 0,
+    MG_CDC_OP_UPDATE,
+    MG_CDC_OP_REPLACE,
+    MG_CDC_OP_DELETE,
+    MG_CDC_OP_DROP,
+    MG_CDC_OP_RENAME,
+    MG_CDC_OP_DROP_DATABASE,
+    MG_CDC_OP_INVALIDATE,
+    MG_CDC_OP_OTHER, /* createIndexes, create, modify, ... (showExpandedEvents) */
+} mg_cdc_op_t;
+
+#define MG_CDC_NAME_MAX 256
+
+/*
+ * mg_cdc_event_t - one decoded change event. Pointers borrow from the raw
+ * event document given to mg_cdc_event_decode and live as long as it does.
+ */
+typedef struct {
+    mg_cdc_op_t op;
+    const char *op_name;
+    char db[MG_CDC_NAME_MAX];
+    char coll[MG_CDC_NAME_MAX]; /* "" for dropDatabase and invalidate */
+    char to_db[MG_CDC_NAME_MAX];
+    char to_coll[MG_CDC_NAME_MAX]; /* rename target */
+    bool has_id;
+    bson_iter_t id;         /* documentKey._id, valid when has_id */
+    bool has_full_document; /* false when absent or null */
+    bson_t full_document;   /* static view into the raw event */
+    uint32_t ct_t, ct_i;    /* clusterTime */
+    int64_t wall_ms;        /* wallTime, 0 when absent */
+    bool in_txn;            /* lsid + txnNumber present */
+    uint8_t lsid_hash[8];   /* identifies the session of a transaction */
+    int64_t txn_number;
+    uint32_t size; /* bytes of the raw event */
+} mg_cdc_event_t;
+
+/*
+ * mg_cdc_event_decode decodes raw (borrowed). Fails with MG_ERROR_CODE_PARSE,
+ * naming the field, on an event that lacks what its operationType needs.
+ */
+bool mg_cdc_event_decode(const bson_t *raw, mg_cdc_event_t *event, mg_error_t *error);
+
+/* mg_cdc_op_name returns the operationType string of op. */
+const char *mg_cdc_op_name(mg_cdc_op_t op);
+
+/*
+ * mg_cdc_token_time reads the cluster time encoded in a resume token
+ * ({_data: "82" + 16 hex digits of the timestamp, ...}, the format of
+ * MongoDB 4.2+ and of mongosim). Returns false for another format.
+ */
+bool mg_cdc_token_time(const bson_t *token, uint32_t *t, uint32_t *i);
+
+/* mg_cdc_same_txn tells whether two events belong to one source transaction. */
+bool mg_cdc_same_txn(const mg_cdc_event_t *a, const mg_cdc_event_t *b);
+
+/* ------------------------------------------------------------------------
+ * Batches
+ * ------------------------------------------------------------------------ */
+
+/* One target table of the stream (strings borrowed; must outlive the batch). */
+typedef struct {
+    const char *db;
+    const char *coll;
+    const char *schema;
+    const char *table;
+    mg_schema_key_type_t key;
+} mg_cdc_table_t;
+
+typedef struct mg_cdc_batch mg_cdc_batch_t;
+
+/*
+ * mg_cdc_batch_new creates an empty batch over tables (borrowed, ntables)
+ * with caps: at most max_entries distinct documents and max_bytes of
+ * rendered JSON. Destroy with mg_cdc_batch_destroy (NULL allowed).
+ */
+mg_cdc_batch_t *mg_cdc_batch_new(const mg_cdc_table_t *tables, size_t ntables,
+                                 mg_schema_fidelity_t fidelity, size_t max_entries,
+                                 size_t max_bytes);
+void mg_cdc_batch_destroy(mg_cdc_batch_t *batch);
+
+/* mg_cdc_batch_reset empties the batch (keeps its memory). */
+void mg_cdc_batch_reset(mg_cdc_batch_t *batch);
+
+/*
+ * mg_cdc_batch_upsert records that document doc (borrowed; its _id is read
+ * from it) of table index `table` must be in the target as doc; a later
+ * upsert or delete of the same _id replaces this one (last state wins).
+ * Fails when the _id does not fit the key type or the document cannot be
+ * rendered (error names the _id): the caller decides (stop the collection,
+ * or --skip-invalid).
+ */
+bool mg_cdc_batch_upsert(mg_cdc_batch_t *batch, size_t table, const bson_t *doc, uint32_t ct_t,
+                         uint32_t ct_i, mg_error_t *error);
+
+/* mg_cdc_batch_delete records that the document with _id id must be absent. */
+bool mg_cdc_batch_delete(mg_cdc_batch_t *batch, size_t table, const bson_iter_t *id, uint32_t ct_t,
+                         uint32_t ct_i, mg_error_t *error);
+
+/* Counters of a batch. */
+typedef struct {
+    size_t events;  /* events added */
+    size_t entries; /* distinct documents after coalescing */
+    size_t upserts;
+    size_t deletes;
+    size_t bytes; /* rendered JSON */
+} mg_cdc_batch_stats_t;
+
+void mg_cdc_batch_stats(const mg_cdc_batch_t *batch, mg_cdc_batch_stats_t *stats);
+
+/*
+ * mg_cdc_batch_full tells whether the batch reached half of a cap: time to
+ * apply, unless a source transaction is still open (it may use the rest).
+ */
+bool mg_cdc_batch_full(const mg_cdc_batch_t *batch);
+
+/* Where the stream stands after a batch: its resume token and cluster time. */
+typedef struct {
+    const bson_t *token; /* borrowed */
+    uint32_t ct_t, ct_i;
+    int64_t wall_ms; /* 0 when unknown */
+} mg_cdc_position_t;
+
+/*
+ * mg_cdc_batch_apply writes the batch in ONE transaction on conn: deletes,
+ * multi-row upserts (INSERT ... ON CONFLICT (_id) DO UPDATE), the
+ * changed_docs rows, and the checkpoint of state_schema moved to pos. The
+ * checkpoint never moves backwards: a position older than the recorded one
+ * fails with MG_ERROR_CODE_INVALID_ARGUMENT (an invariant, checked always)
+ * and nothing is written. On success the batch is reset.
+ */
+bool mg_cdc_batch_apply(mg_cdc_batch_t *batch, struct pg_conn *conn, const char *state_schema,
+                        const mg_cdc_position_t *pos, mg_error_t *error);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MG_CDC_H */

@@ -1,0 +1,493 @@
+/*
+ * cdc/src/cdc_batch.c - a batch of changes coalesced per (table, _id), and
+ * its application in one PostgreSQL transaction with the checkpoint.
+ *
+ * Each entry keeps the last state of one document: its rendered JSON
+ * (upsert) or nothing (delete). Apply runs, per table, multi-row DELETE ...
+ * USING (VALUES ...) and INSERT ... VALUES ... ON CONFLICT (_id) DO UPDATE,
+ * in chunks of ROWS_PER_STATEMENT, records the changed _ids for
+ * `validate --changed`, and moves the checkpoint, all before COMMIT.
+ */
+#include "mg/cdc.h"
+
+#include <libpq-fe.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ROWS_PER_STATEMENT 500
+
+typedef struct {
+    size_t table;
+    char *key; /* key column value, text form */
+    size_t keylen;
+    uint32_t hash;
+    bool upsert;    /* false: delete */
+    size_t doc_off; /* rendered JSON in batch->docs (upsert) */
+    size_t doc_len;
+    uint32_t ct_t, ct_i;
+    bool live;
+} entry_t;
+
+struct mg_cdc_batch {
+    const mg_cdc_table_t *tables;
+    size_t ntables;
+    mg_schema_fidelity_t fidelity;
+    size_t max_entries;
+    size_t max_bytes;
+    entry_t *entries;
+    size_t nentries;
+    size_t *slots; /* open addressing: index + 1, 0 = empty */
+    size_t nslots;
+    mg_buf_t docs; /* rendered documents, appended */
+    mg_buf_t scratch;
+    size_t events;
+    size_t bytes;
+};
+
+static uint32_t
+hash_key(size_t table, const char *key, size_t len)
+{
+    uint32_t h = 2166136261u ^ (uint32_t)table;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)key[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+mg_cdc_batch_t *
+mg_cdc_batch_new(const mg_cdc_table_t *tables, size_t ntables, mg_schema_fidelity_t fidelity,
+                 size_t max_entries, size_t max_bytes)
+{
+    mg_cdc_batch_t *b = calloc(1, sizeof(*b));
+
+    if (b == NULL)
+        return NULL;
+    b->tables = tables;
+    b->ntables = ntables;
+    b->fidelity = fidelity;
+    b->max_entries = max_entries > 0 ? max_entries : 1;
+    b->max_bytes = max_bytes;
+    b->entries = calloc(b->max_entries, sizeof(entry_t));
+    b->nslots = 1;
+    while (b->nslots < b->max_entries * 2)
+        b->nslots *= 2;
+    b->slots = calloc(b->nslots, sizeof(size_t));
+    /* one document may be up to 16 MB of BSON; its JSON can be larger */
+    mg_buf_init(&b->docs, max_bytes + 128u * 1024 * 1024);
+    mg_buf_init(&b->scratch, 64u * 1024 * 1024);
+    if (b->entries == NULL || b->slots == NULL) {
+        mg_cdc_batch_destroy(b);
+        return NULL;
+    }
+    return b;
+}
+
+void
+mg_cdc_batch_reset(mg_cdc_batch_t *b)
+{
+    for (size_t i = 0; i < b->nentries; i++)
+        free(b->entries[i].key);
+    b->nentries = 0;
+    memset(b->slots, 0, b->nslots * sizeof(size_t));
+    mg_buf_reset(&b->docs);
+    b->events = 0;
+    b->bytes = 0;
+}
+
+void
+mg_cdc_batch_destroy(mg_cdc_batch_t *b)
+{
+    if (b == NULL)
+        return;
+    if (b->entries != NULL && b->slots != NULL)
+        mg_cdc_batch_reset(b);
+    free(b->entries);
+    free(b->slots);
+    mg_buf_cleanup(&b->docs);
+    mg_buf_cleanup(&b->scratch);
+    free(b);
+}
+
+void
+mg_cdc_batch_stats(const mg_cdc_batch_t *b, mg_cdc_batch_stats_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->events = b->events;
+    s->entries = b->nentries;
+    s->bytes = b->bytes;
+    for (size_t i = 0; i < b->nentries; i++) {
+        if (b->entries[i].upsert)
+            s->upserts++;
+        else
+            s->deletes++;
+    }
+}
+
+bool
+mg_cdc_batch_full(const mg_cdc_batch_t *b)
+{
+    /* half the hard cap: the rest is room for a source transaction in flight */
+    return 2 * (b->nentries + 1) >= b->max_entries || 2 * b->bytes >= b->max_bytes;
+}
+
+/* find_or_add returns the entry for (table, key), creating it when new. */
+static entry_t *
+find_or_add(mg_cdc_batch_t *b, size_t table, const char *key, size_t keylen, mg_error_t *error)
+{
+    uint32_t h = hash_key(table, key, keylen);
+    size_t mask = b->nslots - 1;
+
+    for (size_t s = h & mask;; s = (s + 1) & mask) {
+        size_t idx = b->slots[s];
+        if (idx == 0) {
+            if (b->nentries == b->max_entries) {
+                mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT,
+                             "change batch is full (%zu documents)", b->max_entries);
+                return NULL;
+            }
+            entry_t *e = &b->entries[b->nentries];
+            memset(e, 0, sizeof(*e));
+            e->key = malloc(keylen + 1);
+            if (e->key == NULL) {
+                mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+                return NULL;
+            }
+            memcpy(e->key, key, keylen);
+            e->key[keylen] = '\0';
+            e->keylen = keylen;
+            e->table = table;
+            e->hash = h;
+            b->slots[s] = ++b->nentries;
+            return e;
+        }
+        entry_t *e = &b->entries[idx - 1];
+        if (e->hash == h && e->table == table && e->keylen == keylen &&
+            memcmp(e->key, key, keylen) == 0)
+            return e;
+    }
+}
+
+/* encode_key writes the key column's text form of id into b->scratch. */
+static bool
+encode_key(mg_cdc_batch_t *b, size_t table, const bson_iter_t *id, mg_error_t *error)
+{
+    mg_buf_reset(&b->scratch);
+    if (table >= b->ntables)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_INVALID_ARGUMENT,
+                            "unknown table %zu", table);
+    if (!mg_schema_key_encode(id, b->tables[table].key, b->fidelity, false, &b->scratch, error)) {
+        mg_error_prefix(error, "collection \"%s.%s\"", b->tables[table].db, b->tables[table].coll);
+        return false;
+    }
+    return mg_buf_append(&b->scratch, "", 0, error);
+}
+
+bool
+mg_cdc_batch_upsert(mg_cdc_batch_t *b, size_t table, const bson_t *doc, uint32_t ct_t,
+                    uint32_t ct_i, mg_error_t *error)
+{
+    bson_iter_t id;
+    size_t off = b->docs.len;
+    entry_t *e;
+
+    if (!bson_iter_init_find(&id, doc, "_id"))
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
+                            "collection \"%s.%s\": a changed document has no _id",
+                            b->tables[table].db, b->tables[table].coll);
+    if (!encode_key(b, table, &id, error))
+        return false;
+    if (!mg_schema_doc_render(doc, b->fidelity, &b->docs, NULL, error)) {
+        char shown[256];
+        mg_schema_id_describe(&id, shown, sizeof(shown));
+        mg_error_prefix(error, "collection \"%s.%s\", _id %s", b->tables[table].db,
+                        b->tables[table].coll, shown);
+        b->docs.len = off;
+        return false;
+    }
+    e = find_or_add(b, table, b->scratch.data, b->scratch.len, error);
+    if (e == NULL) {
+        b->docs.len = off;
+        return false;
+    }
+    e->upsert = true;
+    e->doc_off = off;
+    e->doc_len = b->docs.len - off;
+    e->ct_t = ct_t;
+    e->ct_i = ct_i;
+    b->bytes += e->doc_len;
+    b->events++;
+    return true;
+}
+
+bool
+mg_cdc_batch_delete(mg_cdc_batch_t *b, size_t table, const bson_iter_t *id, uint32_t ct_t,
+                    uint32_t ct_i, mg_error_t *error)
+{
+    entry_t *e;
+
+    if (!encode_key(b, table, id, error))
+        return false;
+    e = find_or_add(b, table, b->scratch.data, b->scratch.len, error);
+    if (e == NULL)
+        return false;
+    e->upsert = false;
+    e->doc_len = 0;
+    e->ct_t = ct_t;
+    e->ct_i = ct_i;
+    b->events++;
+    return true;
+}
+
+/* run executes sql with n text parameters. */
+static bool
+run(PGconn *conn, const char *sql, int n, const char *const *values, const int *lengths,
+    mg_error_t *error)
+{
+    PGresult *res = PQexecParams(conn, sql, n, NULL, values, lengths, NULL, 0);
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
+
+    if (!ok)
+        mg_error_set_pgresult(error, res, "could not apply changes");
+    PQclear(res);
+    return ok;
+}
+
+/* apply_table writes one table's deletes and upserts. */
+static bool
+apply_table(mg_cdc_batch_t *b, PGconn *conn, size_t table, bool upserts, mg_error_t *error)
+{
+    const mg_cdc_table_t *t = &b->tables[table];
+    const char *keytype = mg_schema_key_type_sql(t->key);
+    const char **values = calloc(2 * ROWS_PER_STATEMENT, sizeof(char *));
+    int *lengths = calloc(2 * ROWS_PER_STATEMENT, sizeof(int));
+    mg_buf_t sql;
+    bool ok = false;
+    size_t i = 0;
+
+    mg_buf_init(&sql, 1024 * 1024);
+    if (values == NULL || lengths == NULL) {
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+        goto done;
+    }
+    while (i < b->nentries) {
+        int n = 0, rows = 0;
+        mg_buf_reset(&sql);
+        for (; i < b->nentries && rows < ROWS_PER_STATEMENT; i++) {
+            entry_t *e = &b->entries[i];
+            if (e->table != table || e->upsert != upserts)
+                continue;
+            if (rows == 0) {
+                bool head = upserts ? (mg_buf_append_str(&sql, "INSERT INTO ", error) &&
+                                       mg_schema_quote_ident(t->schema, &sql, error) &&
+                                       mg_buf_append_str(&sql, ".", error) &&
+                                       mg_schema_quote_ident(t->table, &sql, error) &&
+                                       mg_buf_append_str(&sql, " (_id, doc) VALUES ", error))
+                                    : (mg_buf_append_str(&sql, "DELETE FROM ", error) &&
+                                       mg_schema_quote_ident(t->schema, &sql, error) &&
+                                       mg_buf_append_str(&sql, ".", error) &&
+                                       mg_schema_quote_ident(t->table, &sql, error) &&
+                                       mg_buf_append_str(&sql, " AS t USING (VALUES ", error));
+                if (!head)
+                    goto done;
+            }
+            if (upserts) {
+                if (!mg_buf_printf(&sql, error, "%s($%d::%s, $%d::jsonb)", rows ? ", " : "", n + 1,
+                                   keytype, n + 2))
+                    goto done;
+                values[n] = e->key;
+                lengths[n++] = (int)e->keylen;
+                /* rendered JSON is not NUL-terminated in the shared buffer: copy it */
+                char *doc = malloc(e->doc_len + 1);
+                if (doc == NULL) {
+                    mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+                    goto done;
+                }
+                memcpy(doc, b->docs.data + e->doc_off, e->doc_len);
+                doc[e->doc_len] = '\0';
+                values[n] = doc;
+                lengths[n++] = (int)e->doc_len;
+            } else {
+                if (!mg_buf_printf(&sql, error, "%s($%d::%s)", rows ? ", " : "", n + 1, keytype))
+                    goto done;
+                values[n] = e->key;
+                lengths[n++] = (int)e->keylen;
+            }
+            rows++;
+        }
+        if (rows == 0)
+            break;
+        if (upserts)
+            ok = mg_buf_append_str(&sql, " ON CONFLICT (_id) DO UPDATE SET doc = EXCLUDED.doc",
+                                   error);
+        else
+            ok = mg_buf_append_str(&sql, ") AS v(k) WHERE t._id = v.k", error);
+        if (ok)
+            ok = run(conn, sql.data, n, values, lengths, error);
+        if (upserts)
+            for (int k = 1; k < n; k += 2)
+                free((char *)values[k]);
+        if (!ok) {
+            mg_error_prefix(error, "table \"%s\".\"%s\"", t->schema, t->table);
+            goto done;
+        }
+    }
+    ok = true;
+done:
+    free(values);
+    free(lengths);
+    mg_buf_cleanup(&sql);
+    return ok;
+}
+
+/* record_changed upserts the changed _ids into state_schema.changed_docs. */
+static bool
+record_changed(mg_cdc_batch_t *b, PGconn *conn, const char *ss, mg_error_t *error)
+{
+    const char **values = calloc(5 * ROWS_PER_STATEMENT, sizeof(char *));
+    char(*nums)[2][16] = calloc(ROWS_PER_STATEMENT, sizeof(*nums));
+    mg_buf_t sql;
+    bool ok = false;
+    size_t i = 0;
+
+    mg_buf_init(&sql, 1024 * 1024);
+    if (values == NULL || nums == NULL) {
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+        goto done;
+    }
+    while (i < b->nentries) {
+        int n = 0, rows = 0;
+        mg_buf_reset(&sql);
+        if (!mg_buf_append_str(&sql, "INSERT INTO ", error) ||
+            !mg_schema_quote_ident(ss, &sql, error) ||
+            !mg_buf_append_str(&sql,
+                               ".changed_docs (db, coll, doc_id, cluster_time_ts, "
+                               "cluster_time_inc) VALUES ",
+                               error))
+            goto done;
+        for (; i < b->nentries && rows < ROWS_PER_STATEMENT; i++, rows++) {
+            entry_t *e = &b->entries[i];
+            if (!mg_buf_printf(&sql, error, "%s($%d, $%d, $%d, $%d::bigint, $%d::bigint)",
+                               rows ? ", " : "", n + 1, n + 2, n + 3, n + 4, n + 5))
+                goto done;
+            snprintf(nums[rows][0], 16, "%u", e->ct_t);
+            snprintf(nums[rows][1], 16, "%u", e->ct_i);
+            values[n++] = b->tables[e->table].db;
+            values[n++] = b->tables[e->table].coll;
+            values[n++] = e->key;
+            values[n++] = nums[rows][0];
+            values[n++] = nums[rows][1];
+        }
+        if (!mg_buf_append_str(&sql,
+                               " ON CONFLICT (db, coll, doc_id) DO UPDATE SET cluster_time_ts = "
+                               "EXCLUDED.cluster_time_ts, cluster_time_inc = "
+                               "EXCLUDED.cluster_time_inc",
+                               error) ||
+            !run(conn, sql.data, n, values, NULL, error))
+            goto done;
+    }
+    ok = true;
+done:
+    free(values);
+    free(nums);
+    mg_buf_cleanup(&sql);
+    return ok;
+}
+
+/* move_checkpoint updates the checkpoint, refusing to move it backwards. */
+static bool
+move_checkpoint(mg_cdc_batch_t *b, PGconn *conn, const char *ss, const mg_cdc_position_t *pos,
+                mg_error_t *error)
+{
+    mg_buf_t sql;
+    char ts[16], inc[16], wall[32], events[32];
+    char *json = bson_as_relaxed_extended_json(pos->token, NULL);
+    const char *values[6] = {(const char *)bson_get_data(pos->token), json, ts, inc, wall, events};
+    int lengths[6] = {(int)pos->token->len, 0, 0, 0, 0, 0};
+    int formats[6] = {1, 0, 0, 0, 0, 0};
+    PGresult *res;
+    bool ok = false;
+
+    snprintf(ts, sizeof(ts), "%u", pos->ct_t);
+    snprintf(inc, sizeof(inc), "%u", pos->ct_i);
+    snprintf(wall, sizeof(wall), "%lld", (long long)pos->wall_ms);
+    snprintf(events, sizeof(events), "%zu", b->events);
+    mg_buf_init(&sql, 4096);
+    if (!mg_buf_append_str(&sql, "INSERT INTO ", error) ||
+        !mg_schema_quote_ident(ss, &sql, error) ||
+        !mg_buf_append_str(
+            &sql,
+            ".checkpoint AS c (id, resume_token, resume_token_json, cluster_time_ts, "
+            "cluster_time_inc, wall_time, applied_events, applied_batches) VALUES (1, $1, $2, "
+            "$3::bigint, $4::bigint, CASE WHEN $5::bigint > 0 THEN to_timestamp($5::bigint / "
+            "1000.0) END, $6::bigint, 1) ON CONFLICT (id) DO UPDATE SET resume_token = "
+            "EXCLUDED.resume_token, resume_token_json = EXCLUDED.resume_token_json, "
+            "cluster_time_ts = EXCLUDED.cluster_time_ts, cluster_time_inc = "
+            "EXCLUDED.cluster_time_inc, wall_time = coalesce(EXCLUDED.wall_time, c.wall_time), "
+            "applied_events = c.applied_events + EXCLUDED.applied_events, applied_batches = "
+            "c.applied_batches + 1, updated_at = now() WHERE c.cluster_time_ts IS NULL OR "
+            "(c.cluster_time_ts, c.cluster_time_inc) <= (EXCLUDED.cluster_time_ts, "
+            "EXCLUDED.cluster_time_inc) RETURNING id",
+            error))
+        goto done;
+    res = PQexecParams(conn, sql.data, 6, NULL, values, lengths, formats, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        mg_error_set_pgresult(error, res, "could not move the change-stream checkpoint");
+        PQclear(res);
+        goto done;
+    }
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_INVALID_ARGUMENT,
+                     "invariant violated: the checkpoint would move backwards to Timestamp(%u, "
+                     "%u)",
+                     pos->ct_t, pos->ct_i);
+        goto done;
+    }
+    PQclear(res);
+    ok = true;
+done:
+    bson_free(json);
+    mg_buf_cleanup(&sql);
+    return ok;
+}
+
+bool
+mg_cdc_batch_apply(mg_cdc_batch_t *b, PGconn *conn, const char *ss, const mg_cdc_position_t *pos,
+                   mg_error_t *error)
+{
+    PGresult *res;
+    bool ok = false;
+
+    res = PQexec(conn, "BEGIN");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        mg_error_set_pgresult(error, res, "could not begin the apply transaction");
+        PQclear(res);
+        return false;
+    }
+    PQclear(res);
+    for (size_t t = 0; t < b->ntables; t++) {
+        /* deletes first: an entry is either a delete or an upsert, never both */
+        if (!apply_table(b, conn, t, false, error) || !apply_table(b, conn, t, true, error))
+            goto rollback;
+    }
+    if (b->nentries > 0 && !record_changed(b, conn, ss, error))
+        goto rollback;
+    if (!move_checkpoint(b, conn, ss, pos, error))
+        goto rollback;
+    res = PQexec(conn, "COMMIT");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        mg_error_set_pgresult(error, res, "could not commit the apply transaction");
+        PQclear(res);
+        goto rollback;
+    }
+    PQclear(res);
+    mg_cdc_batch_reset(b);
+    ok = true;
+    return ok;
+rollback:
+    res = PQexec(conn, "ROLLBACK");
+    PQclear(res);
+    return false;
+}
