@@ -32,8 +32,10 @@ struct mg_cdc_batch {
     const mg_cdc_table_t *tables;
     size_t ntables;
     mg_schema_fidelity_t fidelity;
-    size_t max_entries;
+    size_t max_entries; /* hard caps */
     size_t max_bytes;
+    size_t soft_entries; /* apply at these */
+    size_t soft_bytes;
     entry_t *entries;
     size_t nentries;
     size_t *slots; /* open addressing: index + 1, 0 = empty */
@@ -58,7 +60,7 @@ hash_key(size_t table, const char *key, size_t len)
 
 mg_cdc_batch_t *
 mg_cdc_batch_new(const mg_cdc_table_t *tables, size_t ntables, mg_schema_fidelity_t fidelity,
-                 size_t max_entries, size_t max_bytes)
+                 size_t soft_entries, size_t soft_bytes, size_t max_entries, size_t max_bytes)
 {
     mg_cdc_batch_t *b = calloc(1, sizeof(*b));
 
@@ -69,6 +71,8 @@ mg_cdc_batch_new(const mg_cdc_table_t *tables, size_t ntables, mg_schema_fidelit
     b->fidelity = fidelity;
     b->max_entries = max_entries > 0 ? max_entries : 1;
     b->max_bytes = max_bytes;
+    b->soft_entries = soft_entries < b->max_entries ? soft_entries : b->max_entries;
+    b->soft_bytes = soft_bytes < max_bytes ? soft_bytes : max_bytes;
     b->entries = calloc(b->max_entries, sizeof(entry_t));
     b->nslots = 1;
     while (b->nslots < b->max_entries * 2)
@@ -128,8 +132,8 @@ mg_cdc_batch_stats(const mg_cdc_batch_t *b, mg_cdc_batch_stats_t *s)
 bool
 mg_cdc_batch_full(const mg_cdc_batch_t *b)
 {
-    /* half the hard cap: the rest is room for a source transaction in flight */
-    return 2 * (b->nentries + 1) >= b->max_entries || 2 * b->bytes >= b->max_bytes;
+    /* the soft caps; the room up to the hard caps is for a source transaction */
+    return b->nentries >= b->soft_entries || b->bytes >= b->soft_bytes;
 }
 
 /* find_or_add returns the entry for (table, key), creating it when new. */
@@ -144,7 +148,9 @@ find_or_add(mg_cdc_batch_t *b, size_t table, const char *key, size_t keylen, mg_
         if (idx == 0) {
             if (b->nentries == b->max_entries) {
                 mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT,
-                             "change batch is full (%zu documents)", b->max_entries);
+                             "change batch is full (%zu documents): a source transaction "
+                             "touches more documents than one batch may hold",
+                             b->max_entries);
                 return NULL;
             }
             entry_t *e = &b->entries[b->nentries];

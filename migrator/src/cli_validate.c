@@ -14,6 +14,7 @@
 #include "migrator_internal.h"
 #include "mg/cutover.h"
 
+#include <errno.h>
 #include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,10 @@ typedef struct {
     char *report_json;
     char *report_html;
     bool json;
+    char *shadow;
+    bool shadow_from_profiler;
+    int64_t shadow_repeat;
+    int64_t profiler_max;
 } validate_opts_t;
 
 static const char *const fail_on_choices[] = {"persistent", "any", NULL};
@@ -138,6 +143,33 @@ static const mg_config_option_t validate_options[] = {
      .offset = offsetof(validate_opts_t, json),
      .default_value = "false",
      .help = "print the report as JSON on stdout instead of the summary"},
+    {.name = "shadow",
+     .type = MG_CONFIG_STRING,
+     .offset = offsetof(validate_opts_t, shadow),
+     .metavar = "QUERIES.jsonl",
+     .help = "run these finds on both sides and compare (docs/shadow-reads.md); alone, without "
+             "--full or --changed, no checksums run"},
+    {.name = "shadow_from_profiler",
+     .type = MG_CONFIG_BOOL,
+     .offset = offsetof(validate_opts_t, shadow_from_profiler),
+     .default_value = "false",
+     .help = "shadow-read the find commands recorded in the source's system.profile"},
+    {.name = "shadow_repeat",
+     .type = MG_CONFIG_INT,
+     .offset = offsetof(validate_opts_t, shadow_repeat),
+     .default_value = "5",
+     .min = 1,
+     .max = 1000,
+     .metavar = "N",
+     .help = "runs per side and shadow query (latency samples)"},
+    {.name = "profiler_max",
+     .type = MG_CONFIG_INT,
+     .offset = offsetof(validate_opts_t, profiler_max),
+     .default_value = "1000",
+     .min = 1,
+     .max = 1000000,
+     .metavar = "N",
+     .help = "newest system.profile finds read per database"},
 };
 #define N_VALIDATE_OPTIONS (sizeof(validate_options) / sizeof(validate_options[0]))
 
@@ -175,6 +207,11 @@ typedef struct {
     int64_t docs;
     bool any_failed;
     mg_error_t first_failure;
+    bool checksums; /* false: shadow reads only */
+    mg_cutover_shadow_result_t *shadow;
+    size_t nshadow;
+    bool shadow_ran;
+    int64_t shadow_mismatches;
 } val_ctx_t;
 
 static void
@@ -193,6 +230,7 @@ ctx_cleanup(val_ctx_t *ctx)
     }
     free(ctx->colls);
     free(ctx->qs);
+    mg_cutover_shadow_results_free(ctx->shadow, ctx->nshadow);
     if (ctx->pg != NULL)
         PQfinish(ctx->pg);
 }
@@ -402,10 +440,16 @@ load_changed(val_ctx_t *ctx, mg_error_t *error)
     return true;
 }
 
+static const char *
+run_mode(const val_ctx_t *ctx)
+{
+    return !ctx->checksums ? "shadow" : (ctx->o->changed ? "changed" : "full");
+}
+
 static bool
 start_run(val_ctx_t *ctx, mg_error_t *error)
 {
-    const char *p[4] = {ctx->o->changed ? "changed" : "full", ctx->have_ckpt ? ctx->ckpt_ts : NULL,
+    const char *p[4] = {run_mode(ctx), ctx->have_ckpt ? ctx->ckpt_ts : NULL,
                         ctx->have_ckpt ? ctx->ckpt_inc : NULL, NULL};
     char opts[256];
     PGresult *res;
@@ -604,9 +648,58 @@ run_status(const val_ctx_t *ctx)
         return "failed";
     if (ctx->persistent > 0)
         return "persistent_mismatch";
-    if (ctx->mismatches > 0)
+    if (ctx->mismatches > 0 || ctx->shadow_mismatches > 0)
         return "mismatch";
     return "clean";
+}
+
+/* record_shadow inserts the shadow-read results of the run. */
+static bool
+record_shadow(val_ctx_t *ctx, mg_error_t *error)
+{
+    char run[24];
+
+    snprintf(run, sizeof(run), "%lld", (long long)ctx->run_id);
+    for (size_t i = 0; i < ctx->nshadow; i++) {
+        const mg_cutover_shadow_result_t *r = &ctx->shadow[i];
+        char seq[24], mc[24], pc[24], l[4][32];
+        mg_buf_t ids;
+        bool ok = true;
+        snprintf(seq, sizeof(seq), "%zu", i + 1);
+        snprintf(mc, sizeof(mc), "%lld", (long long)r->mongo_count);
+        snprintf(pc, sizeof(pc), "%lld", (long long)r->pg_count);
+        snprintf(l[0], sizeof(l[0]), "%.4f", r->mongo_p50_ms);
+        snprintf(l[1], sizeof(l[1]), "%.4f", r->mongo_p95_ms);
+        snprintf(l[2], sizeof(l[2]), "%.4f", r->pg_p50_ms);
+        snprintf(l[3], sizeof(l[3]), "%.4f", r->pg_p95_ms);
+        mg_buf_init(&ids, 16 * 1024 * 1024);
+        ok = mg_buf_append_str(&ids, "[", error);
+        for (size_t k = 0; ok && k < r->ndiff_ids; k++) {
+            yajl_gen g = yajl_gen_alloc(NULL);
+            const unsigned char *t;
+            size_t tl;
+            yajl_gen_string(g, (const unsigned char *)r->diff_ids[k], strlen(r->diff_ids[k]));
+            yajl_gen_get_buf(g, &t, &tl);
+            ok = (k == 0 || mg_buf_append_str(&ids, ",", error)) &&
+                 mg_buf_append(&ids, t, tl, error);
+            yajl_gen_free(g);
+        }
+        ok = ok && mg_buf_append_str(&ids, "]", error);
+        const char *p[15] = {
+            run,       seq,      r->name, r->ns, mg_cutover_shadow_status_name(r->status),
+            r->reason, r->query, r->sql,  mc,    pc,
+            ids.data,  l[0],     l[1],    l[2],  l[3]};
+        ok = ok && exec_q(ctx,
+                          "INSERT INTO @.validation_shadow (run_id, seq, name, ns, status, reason, "
+                          "query, sql, mongo_count, pg_count, diff_ids, mongo_p50_ms, "
+                          "mongo_p95_ms, pg_p50_ms, pg_p95_ms) VALUES ($1, $2, $3, $4, $5, $6, "
+                          "$7::jsonb, $8, $9, $10, $11::jsonb, $12, $13, $14, $15)",
+                          15, p, error);
+        mg_buf_cleanup(&ids);
+        if (!ok)
+            return false;
+    }
+    return true;
 }
 
 /* record writes every result in one transaction. */
@@ -622,6 +715,7 @@ record(val_ctx_t *ctx, mg_error_t *error)
     for (size_t i = 0; ok && i < ctx->ncolls; i++)
         if (ctx->colls[i].checked)
             ok = record_coll(ctx, &ctx->colls[i], error);
+    ok = ok && record_shadow(ctx, error);
     snprintf(run, sizeof(run), "%lld", (long long)ctx->run_id);
     snprintf(docs, sizeof(docs), "%lld", (long long)ctx->docs);
     snprintf(mism, sizeof(mism), "%lld", (long long)ctx->mismatches);
@@ -674,14 +768,17 @@ build_report(const val_ctx_t *ctx, double elapsed, mg_cutover_report_t *rep,
     }
     *rep = (mg_cutover_report_t){
         .run_id = ctx->run_id,
-        .mode = ctx->o->changed ? "changed" : "full",
+        .mode = run_mode(ctx),
         .started_at = ctx->started_at,
         .finished_at = ctx->finished_at,
         .status = run_status(ctx),
         .elapsed_s = elapsed,
         .persistent = ctx->persistent,
         .colls = rc,
-        .ncolls = ctx->ncolls,
+        .ncolls = ctx->checksums ? ctx->ncolls : 0,
+        .shadow = ctx->shadow,
+        .has_shadow = ctx->shadow_ran,
+        .nshadow = ctx->nshadow,
     };
 }
 
@@ -710,10 +807,25 @@ print_summary(const val_ctx_t *ctx, double elapsed)
 {
     printf("validate run %lld (%s): %zu collection(s), %lld documents, %lld mismatch(es), "
            "%lld persisted, %.2f s: %s\n",
-           (long long)ctx->run_id, ctx->o->changed ? "changed" : "full", ctx->ncolls,
+           (long long)ctx->run_id, run_mode(ctx), ctx->checksums ? ctx->ncolls : 0,
            (long long)ctx->docs, (long long)ctx->mismatches, (long long)ctx->persistent, elapsed,
            run_status(ctx));
-    for (size_t i = 0; i < ctx->ncolls; i++) {
+    if (ctx->shadow_ran) {
+        size_t c[4] = {0};
+        for (size_t i = 0; i < ctx->nshadow; i++)
+            c[ctx->shadow[i].status]++;
+        printf("shadow reads: %zu queries, %zu match, %zu mismatch, %zu not translated, %zu "
+               "error\n",
+               ctx->nshadow, c[0], c[1], c[2], c[3]);
+        for (size_t i = 0; i < ctx->nshadow; i++) {
+            const mg_cutover_shadow_result_t *r = &ctx->shadow[i];
+            printf("  %-24s %-15s mongo %lld docs p50 %.2f ms  pg %lld docs p50 %.2f ms%s%s\n",
+                   r->name, mg_cutover_shadow_status_name(r->status), (long long)r->mongo_count,
+                   r->mongo_p50_ms, (long long)r->pg_count, r->pg_p50_ms, r->reason ? "  " : "",
+                   r->reason ? r->reason : "");
+        }
+    }
+    for (size_t i = 0; ctx->checksums && i < ctx->ncolls; i++) {
         const val_coll_t *c = &ctx->colls[i];
         const mg_cutover_result_t *r = &c->result;
         char ns[512];
@@ -743,6 +855,69 @@ print_summary(const val_ctx_t *ctx, double elapsed)
         if (r->truncated)
             printf("    (more differences than named)\n");
     }
+}
+
+/* read_file reads path whole into out. */
+static bool
+read_file(const char *path, mg_buf_t *out, mg_error_t *error)
+{
+    FILE *f = fopen(path, "r");
+    char chunk[65536];
+    size_t n;
+
+    if (f == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_NOT_FOUND,
+                            "could not open shadow query file \"%s\": %s", path, strerror(errno));
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        if (!mg_buf_append(out, chunk, n, error)) {
+            fclose(f);
+            return false;
+        }
+    }
+    fclose(f);
+    return mg_buf_append(out, "", 0, error);
+}
+
+/* run_shadow runs the shadow reads of --shadow and --shadow-from-profiler. */
+static bool
+run_shadow(val_ctx_t *ctx, mg_error_t *error)
+{
+    mg_cutover_shadow_ns_t *ns = calloc(ctx->ncolls + 1, sizeof(*ns));
+    mg_buf_t lines;
+    bool ok;
+
+    if (ns == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+    for (size_t i = 0; i < ctx->ncolls; i++)
+        ns[i] = (mg_cutover_shadow_ns_t){ctx->colls[i].db, ctx->colls[i].coll, ctx->colls[i].schema,
+                                         ctx->colls[i].table};
+    mg_cutover_shadow_options_t so = {
+        .source_uri = ctx->o->source,
+        .target = ctx->o->target,
+        .fidelity = ctx->fidelity,
+        .namespaces = ns,
+        .nnamespaces = ctx->ncolls,
+        .repeat = (int)ctx->o->shadow_repeat,
+    };
+    mg_buf_init(&lines, 256 * 1024 * 1024);
+    ok = mg_buf_append(&lines, "", 0, error);
+    if (ok && ctx->o->shadow != NULL)
+        ok = read_file(ctx->o->shadow, &lines, error);
+    if (ok && ctx->o->shadow_from_profiler)
+        ok = mg_buf_append_str(&lines, "\n", error) &&
+             mg_cutover_shadow_profiler_lines(&so, (size_t)ctx->o->profiler_max, &lines, error);
+    if (ok)
+        ok = mg_cutover_shadow_run_lines(&so, lines.data != NULL ? lines.data : "", &ctx->shadow,
+                                         &ctx->nshadow, error);
+    if (ok) {
+        ctx->shadow_ran = true;
+        for (size_t i = 0; i < ctx->nshadow; i++)
+            if (ctx->shadow[i].status == MG_CUTOVER_SHADOW_MISMATCH)
+                ctx->shadow_mismatches++;
+    }
+    mg_buf_cleanup(&lines);
+    free(ns);
+    return ok;
 }
 
 static void
@@ -833,6 +1008,7 @@ mg_migrator_cmd_validate(const mg_cli_command_t *command, int argc, char **argv)
     }
     if (!load(&ctx, &error))
         goto fail;
+    ctx.checksums = o.full || o.changed || (o.shadow == NULL && !o.shadow_from_profiler);
     if (o.changed && !load_changed(&ctx, &error))
         goto fail;
     if (!start_run(&ctx, &error))
@@ -848,7 +1024,7 @@ mg_migrator_cmd_validate(const mg_cli_command_t *command, int argc, char **argv)
     co.max_diffs = (size_t)o.max_fields;
     co.batch_docs = o.batch_docs;
     co.drilldown_bytes = o.drilldown_bytes;
-    for (size_t i = 0; i < ctx.ncolls; i++) {
+    for (size_t i = 0; ctx.checksums && i < ctx.ncolls; i++) {
         val_coll_t *c = &ctx.colls[i];
         mg_cutover_coll_t cc = {c->db, c->coll, c->schema, c->table, c->key};
         mg_error_t e;
@@ -879,6 +1055,8 @@ mg_migrator_cmd_validate(const mg_cli_command_t *command, int argc, char **argv)
                                    MG_LOG_DOUBLE("elapsed_s", r->elapsed_s)),
                      "checked %s.%s", c->db, c->coll);
     }
+    if ((o.shadow != NULL || o.shadow_from_profiler) && !run_shadow(&ctx, &error))
+        goto fail;
     if (!record(&ctx, &error))
         goto fail;
 
@@ -914,7 +1092,8 @@ mg_migrator_cmd_validate(const mg_cli_command_t *command, int argc, char **argv)
     if (ctx.any_failed) {
         fprintf(stderr, "migrate validate: %s\n", ctx.first_failure.message);
         rc = mg_exit_code_for_error(&ctx.first_failure);
-    } else if (ctx.persistent > 0 || (o.fail_on == 1 && ctx.mismatches > 0)) {
+    } else if (ctx.persistent > 0 ||
+               (o.fail_on == 1 && (ctx.mismatches > 0 || ctx.shadow_mismatches > 0))) {
         rc = MG_EXIT_MISMATCH;
     } else {
         rc = MG_EXIT_OK;

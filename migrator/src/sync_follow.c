@@ -23,6 +23,7 @@
 #define ERR_HISTORY_LOST   286
 #define ERR_TOO_LARGE      10334
 #define RECONNECT_BUDGET_S 300.0
+#define TXN_MAX_DOCS       100000
 
 typedef struct {
     char *db, *coll, *schema, *table;
@@ -70,6 +71,19 @@ free_colls(follow_t *f)
     f->colls = NULL;
     f->tables = NULL;
     f->ncolls = 0;
+}
+
+/*
+ * new_batch sizes a batch: applied at --batch-events / --batch-size, with
+ * room for TXN_MAX_DOCS more documents (and 512 MB) while a source
+ * transaction is open; a larger transaction fails with an error.
+ */
+static mg_cdc_batch_t *
+new_batch(follow_t *f)
+{
+    return mg_cdc_batch_new(f->tables, f->ncolls, f->fidelity, (size_t)f->s->batch_events,
+                            (size_t)f->s->batch_bytes, (size_t)f->s->batch_events + TXN_MAX_DOCS,
+                            (size_t)f->s->batch_bytes + 512u * 1024 * 1024);
 }
 
 /* load_state reads the collections, T0, fidelity and the checkpoint. */
@@ -594,9 +608,7 @@ reconnect_target(follow_t *f, mg_error_t *error)
         if (f->pg != NULL && load_state(f, &last)) {
             /* the tables were reloaded: the batch must point at the new ones */
             mg_cdc_batch_destroy(f->batch);
-            f->batch =
-                mg_cdc_batch_new(f->tables, f->ncolls, f->fidelity, 2 * (size_t)f->s->batch_events,
-                                 2 * (size_t)f->s->batch_bytes);
+            f->batch = new_batch(f);
             if (f->batch == NULL) {
                 mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
                 return false;
@@ -624,6 +636,36 @@ pg_lost(follow_t *f, const mg_error_t *error)
            strncmp(error->sqlstate, "08", 2) == 0 || strncmp(error->sqlstate, "57P", 3) == 0;
 }
 
+/*
+ * history_lost explains ChangeStreamHistoryLost: every collection missed
+ * changes and must be copied again; the checkpoint records when it happened
+ * so --resync can insist on all of them.
+ */
+static void
+history_lost(follow_t *f, mg_error_t *error)
+{
+    mg_buf_t list, sql;
+    mg_error_t e2;
+
+    mg_buf_init(&list, 64 * 1024);
+    for (size_t i = 0; i < f->ncolls; i++)
+        if (active(&f->colls[i]))
+            mg_buf_printf(&list, &e2, "%s%s.%s", list.len ? " " : "", f->colls[i].db,
+                          f->colls[i].coll);
+    mg_error_set(error, MG_ERROR_DOMAIN_MONGO, ERR_HISTORY_LOST,
+                 "the change stream cannot resume: the source's oplog no longer holds the "
+                 "checkpoint (ChangeStreamHistoryLost). These collections missed changes and "
+                 "must be copied again: %s. Run: migrate sync --resync '*'",
+                 list.data ? list.data : "");
+    mg_buf_cleanup(&list);
+    mg_buf_init(&sql, 1024);
+    if (mg_buf_append_str(&sql, "UPDATE ", &e2) &&
+        mg_schema_quote_ident(f->s->state_schema, &sql, &e2) &&
+        mg_buf_append_str(&sql, ".checkpoint SET history_lost_at = now() WHERE id = 1", &e2))
+        mg_migrator__target_exec(f->pg, sql.data, &e2);
+    mg_buf_cleanup(&sql);
+}
+
 int
 mg_migrator__follow(const mg_follow_settings_t *s, mg_error_t *error)
 {
@@ -642,15 +684,21 @@ mg_migrator__follow(const mg_follow_settings_t *s, mg_error_t *error)
         goto done;
     if (!load_state(&f, error))
         goto done;
-    /* twice the soft size: a source transaction may run past it */
-    f.batch = mg_cdc_batch_new(f.tables, f.ncolls, f.fidelity, 2 * (size_t)s->batch_events,
-                               2 * (size_t)s->batch_bytes);
+    f.batch = new_batch(&f);
     if (f.batch == NULL) {
         mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
         goto done;
     }
-    if (!connect_source(&f, error) || !open_stream(&f, f.committed, error))
+    if (!connect_source(&f, error))
         goto done;
+    if (!open_stream(&f, f.committed, error)) {
+        if (error->domain == MG_ERROR_DOMAIN_MONGO && error->code == ERR_HISTORY_LOST) {
+            history_lost(&f, error);
+            rc = MG_EXIT_SOURCE;
+            goto done_rc;
+        }
+        goto done;
+    }
     set_token(&f.last_read, f.committed);
     if (s->metrics_port > 0) {
         f.http =
@@ -740,31 +788,7 @@ mg_migrator__follow(const mg_follow_settings_t *s, mg_error_t *error)
         }
         if (mongoc_change_stream_error_document(f.stream, &be, &err_doc)) {
             if (be.code == ERR_HISTORY_LOST) {
-                mg_buf_t list;
-                mg_error_t e2;
-                mg_buf_init(&list, 64 * 1024);
-                for (size_t i = 0; i < f.ncolls; i++)
-                    if (active(&f.colls[i]))
-                        mg_buf_printf(&list, &e2, "%s%s.%s", list.len ? " " : "", f.colls[i].db,
-                                      f.colls[i].coll);
-                mg_error_set(error, MG_ERROR_DOMAIN_MONGO, ERR_HISTORY_LOST,
-                             "the change stream cannot resume: the source's oplog no longer "
-                             "holds the checkpoint (ChangeStreamHistoryLost). These "
-                             "collections missed changes and must be copied again: %s. Run: "
-                             "migrate sync --resync '*'",
-                             list.data ? list.data : "");
-                mg_buf_cleanup(&list);
-                mg_migrator__target_exec(f.pg, "SELECT 1", &e2);
-                {
-                    mg_buf_t sql;
-                    mg_buf_init(&sql, 1024);
-                    if (mg_buf_append_str(&sql, "UPDATE ", &e2) &&
-                        mg_schema_quote_ident(s->state_schema, &sql, &e2) &&
-                        mg_buf_append_str(
-                            &sql, ".checkpoint SET history_lost_at = now() WHERE id = 1", &e2))
-                        mg_migrator__target_exec(f.pg, sql.data, &e2);
-                    mg_buf_cleanup(&sql);
-                }
+                history_lost(&f, error);
                 rc = MG_EXIT_SOURCE;
                 goto done_rc;
             }
@@ -790,6 +814,11 @@ mg_migrator__follow(const mg_follow_settings_t *s, mg_error_t *error)
                          "change stream error: %s; resuming from the last event read", be.message);
             usleep(500 * 1000);
             if (!open_stream(&f, f.last_read, error)) {
+                if (error->domain == MG_ERROR_DOMAIN_MONGO && error->code == ERR_HISTORY_LOST) {
+                    history_lost(&f, error);
+                    rc = MG_EXIT_SOURCE;
+                    goto done_rc;
+                }
                 MG_LOG_EVENT(MG_LOG_WARNING, "cdc", "cdc.source_error", NULL, 0, "%s",
                              error->message);
                 mg_error_clear(error);

@@ -97,13 +97,15 @@ typedef struct {
 typedef struct mg_cdc_batch mg_cdc_batch_t;
 
 /*
- * mg_cdc_batch_new creates an empty batch over tables (borrowed, ntables)
- * with caps: at most max_entries distinct documents and max_bytes of
- * rendered JSON. Destroy with mg_cdc_batch_destroy (NULL allowed).
+ * mg_cdc_batch_new creates an empty batch over tables (borrowed, ntables).
+ * It is "full" (time to apply) at soft_entries distinct documents or
+ * soft_bytes of rendered JSON; the hard caps max_entries / max_bytes bound
+ * it while a source transaction, which is never split, is still open.
+ * Destroy with mg_cdc_batch_destroy (NULL allowed).
  */
 mg_cdc_batch_t *mg_cdc_batch_new(const mg_cdc_table_t *tables, size_t ntables,
-                                 mg_schema_fidelity_t fidelity, size_t max_entries,
-                                 size_t max_bytes);
+                                 mg_schema_fidelity_t fidelity, size_t soft_entries,
+                                 size_t soft_bytes, size_t max_entries, size_t max_bytes);
 void mg_cdc_batch_destroy(mg_cdc_batch_t *batch);
 
 /* mg_cdc_batch_reset empties the batch (keeps its memory). */
@@ -136,7 +138,7 @@ typedef struct {
 void mg_cdc_batch_stats(const mg_cdc_batch_t *batch, mg_cdc_batch_stats_t *stats);
 
 /*
- * mg_cdc_batch_full tells whether the batch reached half of a cap: time to
+ * mg_cdc_batch_full tells whether the batch reached a soft cap: time to
  * apply, unless a source transaction is still open (it may use the rest).
  */
 bool mg_cdc_batch_full(const mg_cdc_batch_t *batch);
