@@ -56,6 +56,13 @@ static const char *const q_migration =
     "SELECT phase, t0_ts, t0_inc, source_uri, to_char(created_at, 'YYYY-MM-DD HH24:MI:SS') "
     "FROM %1$s.migration WHERE id = 1";
 
+static const char *const q_checkpoint =
+    "SELECT cluster_time_ts, cluster_time_inc, "
+    "round((extract(epoch FROM now()) - cluster_time_ts)::numeric, 1), applied_events, "
+    "coalesce(events_per_s, 0), to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS'), "
+    "history_lost_at IS NOT NULL, resume_token_json "
+    "FROM %1$s.checkpoint WHERE id = 1 AND cluster_time_ts IS NOT NULL";
+
 static const char *const q_collections =
     "SELECT c.db, c.coll, c.schema_name || '.' || c.table_name, c.status, "
     "coalesce(c.doc_count, 0), "
@@ -110,6 +117,7 @@ mg_migrator_cmd_status(const mg_cli_command_t *command, int argc, char **argv)
     mg_error_t error;
     PGconn *pg = NULL;
     PGresult *mig = NULL, *colls = NULL, *workers = NULL, *failed = NULL, *invalid = NULL;
+    PGresult *cp = NULL;
     int first = 0, rc = MG_EXIT_FAILURE;
     char a[32], b[32], c[32];
 
@@ -149,7 +157,8 @@ mg_migrator_cmd_status(const mg_cli_command_t *command, int argc, char **argv)
         (colls = query(pg, o.state_schema, q_collections, &error)) == NULL ||
         (workers = query(pg, o.state_schema, q_workers, &error)) == NULL ||
         (failed = query(pg, o.state_schema, q_failed, &error)) == NULL ||
-        (invalid = query(pg, o.state_schema, q_invalid, &error)) == NULL)
+        (invalid = query(pg, o.state_schema, q_invalid, &error)) == NULL ||
+        (cp = query(pg, o.state_schema, q_checkpoint, &error)) == NULL)
         goto fail;
     if (PQntuples(mig) != 1) {
         fprintf(stderr, "migrate status: the state schema has no migration row\n");
@@ -164,6 +173,18 @@ mg_migrator_cmd_status(const mg_cli_command_t *command, int argc, char **argv)
             printf("null");
         else
             printf("{\"t\":%s,\"i\":%s}", PQgetvalue(mig, 0, 1), PQgetvalue(mig, 0, 2));
+        printf(",\"change_stream\":");
+        if (PQntuples(cp) == 1) {
+            printf("{\"cluster_time\":{\"t\":%s,\"i\":%s},\"lag_s\":%s,\"applied_events\":%s,"
+                   "\"events_per_s\":%s,\"updated_at\":",
+                   PQgetvalue(cp, 0, 0), PQgetvalue(cp, 0, 1), PQgetvalue(cp, 0, 2),
+                   PQgetvalue(cp, 0, 3), PQgetvalue(cp, 0, 4));
+            json_str(PQgetvalue(cp, 0, 5));
+            printf(",\"history_lost\":%s}",
+                   strcmp(PQgetvalue(cp, 0, 6), "t") == 0 ? "true" : "false");
+        } else {
+            printf("null");
+        }
         printf(",\"collections\":[");
         for (int r = 0; r < PQntuples(colls); r++) {
             printf("%s{\"namespace\":", r ? "," : "");
@@ -219,6 +240,15 @@ mg_migrator_cmd_status(const mg_cli_command_t *command, int argc, char **argv)
     if (!PQgetisnull(mig, 0, 1))
         printf("T0      Timestamp(%s, %s): the change stream replays from here\n",
                PQgetvalue(mig, 0, 1), PQgetvalue(mig, 0, 2));
+    if (PQntuples(cp) == 1) {
+        printf("stream  checkpoint Timestamp(%s, %s), lag %s s, %s events applied, %s events/s "
+               "(updated %s UTC)%s\n",
+               PQgetvalue(cp, 0, 0), PQgetvalue(cp, 0, 1), PQgetvalue(cp, 0, 2),
+               PQgetvalue(cp, 0, 3), PQgetvalue(cp, 0, 4), PQgetvalue(cp, 0, 5),
+               strcmp(PQgetvalue(cp, 0, 6), "t") == 0
+                   ? "\n        HISTORY LOST: run migrate sync --resync '*'"
+                   : "");
+    }
     printf("\n  %-32s %-10s %12s %10s %12s %8s\n", "COLLECTION", "STATUS", "DOCS COPIED", "SIZE",
            "PARTITIONS", "INDEXES");
     for (int r = 0; r < PQntuples(colls); r++) {
@@ -273,6 +303,7 @@ done:
     PQclear(workers);
     PQclear(failed);
     PQclear(invalid);
+    PQclear(cp);
     if (pg != NULL)
         PQfinish(pg);
     mg_config_destroy(config);

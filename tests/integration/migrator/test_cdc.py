@@ -366,8 +366,14 @@ def test_idle_source_lag_and_metrics(mongo, dbname, postgres, migrate):
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
         lag = postgres.query("SELECT extract(epoch FROM now()) - cluster_time_ts "
                              "FROM _migrate.checkpoint")[0][0]
+        status = migrate("status", "--target", postgres.uri, "--json").json()
+        text = migrate("status", "--target", postgres.uri).stdout
     finally:
         stop(proc)
+    stream = status["change_stream"]
+    assert stream is not None and float(stream["lag_s"]) <= 3.0, stream
+    assert "events_per_s" in stream and stream["history_lost"] is False
+    assert "stream  checkpoint Timestamp(" in text and "events/s" in text
     assert progress["lag_s"] <= 2.0, progress
     assert float(lag) <= 3.0, lag
     assert b"migrate_cdc_lag_seconds" in metrics
