@@ -18,6 +18,7 @@ Goals (issue 6): (1) >= 0.7 x (2); lag p99 <= 1 s. Usage:
 """
 
 import argparse
+import resource
 import json
 import os
 import statistics
@@ -42,6 +43,34 @@ def run(argv, check=True, **kw):
         sys.exit(f"{argv[0]} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n"
                  f"{proc.stderr[-3000:]}")
     return proc, time.time() - t
+
+
+def proc_cpu(pid):
+    """proc_cpu returns user+system CPU seconds of pid, its live children, and (for the
+    root) its reaped children: so a PostgreSQL postmaster counts its exited backends."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo, seen = 0.0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            if p == pid:
+                total += (int(fields[13]) + int(fields[14])) / tick
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo.extend(int(c) for c in f.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
+def children_cpu():
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def applied(pg):
@@ -109,12 +138,19 @@ def main():
                                "insert=40,update=40,replace=0,delete=20,txn=0"])
         ops = json.loads(proc.stdout.strip().splitlines()[-1])["ops"]
         print(f"backlog: {ops} changes written in {t_gen:.1f} s")
+        cpu0 = (children_cpu(), proc_cpu(sim.proc.pid), proc_cpu(pg.pid))
         _, t_apply = run([migrate, "sync", "--source", sim.uri, "--target", pg.uri])
+        cpu1 = (children_cpu(), proc_cpu(sim.proc.pid), proc_cpu(pg.pid))
         events = applied(pg) - before
         rate = events / t_apply
         print(f"(1) apply: {events} events in {t_apply:.1f} s = {rate:,.0f} events/s "
               f"(process start and stream open included)")
+        print(f"    CPU seconds during (1): migrate {cpu1[0] - cpu0[0]:.1f}, mongosim "
+              f"{cpu1[1] - cpu0[1]:.1f}, postgres {cpu1[2] - cpu0[2]:.1f} "
+              f"(2 cores x {t_apply:.1f} s = {2 * t_apply:.1f} available)")
+        pcpu = proc_cpu(pg.pid)
         ceil = ceiling(pg, 15)
+        print(f"    CPU seconds during (2): postgres {proc_cpu(pg.pid) - pcpu:.1f} of 30 available")
         print(f"(2) ceiling, pgbench 1 client, 100-row upserts of ~1 KB jsonb: {ceil:,.0f} rows/s")
         print(f"    ratio (1)/(2) = {rate / ceil:.2f} (goal >= 0.7)")
 
