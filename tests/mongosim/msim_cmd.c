@@ -353,7 +353,13 @@ cmd_list_collections(msim_ctx_t *ctx, mg_error_t *error)
         if (strcmp(c->db, ctx->db) != 0)
             continue;
         BSON_APPEND_UTF8(&d, "name", c->name);
-        BSON_APPEND_UTF8(&d, "type", "collection");
+        {
+            /* a view is a catalog entry created with viewOn; reading one is not
+             * supported (docs/mongosim.md), listing it is */
+            bson_iter_t vo;
+            bool view = bson_iter_init_find(&vo, &c->options, "viewOn");
+            BSON_APPEND_UTF8(&d, "type", view ? "view" : "collection");
+        }
         if (!name_only) {
             bson_t opts;
             bson_append_document_begin(&d, "options", -1, &opts);
