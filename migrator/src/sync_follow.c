@@ -15,6 +15,7 @@
 
 #include <fnmatch.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -31,6 +32,26 @@ typedef struct {
     char status[32];
 } follow_coll_t;
 
+/*
+ * The applier thread commits one batch while the reader fills the next, so
+ * the source's and the target's round trips overlap instead of adding up.
+ */
+typedef struct {
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool busy; /* a batch is handed over and not yet committed */
+    bool quit;
+    mg_cdc_batch_t *batch;
+    bson_t *token;
+    uint32_t t, i;
+    int64_t wall_ms;
+    bool failed;
+    mg_error_t error;
+    PGconn *pg; /* the applier's own connection */
+} applier_t;
+
 typedef struct {
     const mg_follow_settings_t *s;
     PGconn *pg;
@@ -39,7 +60,9 @@ typedef struct {
     follow_coll_t *colls;
     size_t ncolls;
     mg_cdc_table_t *tables;
-    mg_cdc_batch_t *batch;
+    mg_cdc_batch_t *batch; /* being filled by the reader */
+    mg_cdc_batch_t *spare; /* the other one: empty, or with the applier */
+    applier_t ap;
     mg_schema_fidelity_t fidelity;
     uint32_t t0_t, t0_i;
     bson_t *committed;     /* checkpoint token, NULL before the first apply */
@@ -55,6 +78,11 @@ typedef struct {
     double batch_started;
     mg_http_server_t *http;
     pthread_mutex_t stats_lock;
+    /* where the reader's time went */
+    double t_source; /* in mongoc_change_stream_next */
+    double t_batch;  /* decoding, rendering into the batch */
+    double t_wait;   /* waiting for the applier */
+    double t_started;
 } follow_t;
 
 static void
@@ -228,7 +256,7 @@ open_stream(follow_t *f, const bson_t *token, mg_error_t *error)
         BSON_APPEND_UTF8(&opts, "fullDocument", "updateLookup");
     }
     bson_append_array_end(&pipeline, &arr);
-    BSON_APPEND_INT32(&opts, "batchSize", 1000);
+    BSON_APPEND_INT32(&opts, "batchSize", 5000);
     BSON_APPEND_INT64(&opts, "maxAwaitTimeMS", 500);
     if (token != NULL)
         BSON_APPEND_DOCUMENT(&opts, "startAfter", token);
@@ -250,43 +278,144 @@ set_token(bson_t **slot, const bson_t *token)
     *slot = token ? bson_copy(token) : NULL;
 }
 
-/* apply commits the batch and moves the checkpoint to the last event read. */
-static bool
-apply(follow_t *f, mg_error_t *error)
+/* applier_main commits the batches handed over by submit(). */
+static void *
+applier_main(void *arg)
 {
-    mg_cdc_batch_stats_t st;
-    mg_cdc_position_t pos;
-    double now = mg_migrator__now_s();
+    follow_t *f = arg;
+    applier_t *a = &f->ap;
+    sigset_t all;
 
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    pthread_mutex_lock(&a->lock);
+    for (;;) {
+        while (!a->busy && !a->quit)
+            pthread_cond_wait(&a->cond, &a->lock);
+        if (a->quit)
+            break;
+        mg_cdc_batch_t *b = a->batch;
+        mg_cdc_position_t pos = {a->token, a->t, a->i, a->wall_ms};
+        mg_cdc_batch_stats_t st;
+        mg_error_t e;
+        pthread_mutex_unlock(&a->lock);
+
+        double now = mg_migrator__now_s();
+        mg_cdc_batch_stats(b, &st);
+        bool ok = mg_cdc_batch_apply(b, a->pg, f->s->state_schema, &pos, &e);
+
+        pthread_mutex_lock(&a->lock);
+        if (ok) {
+            set_token(&f->committed, a->token);
+            pthread_mutex_lock(&f->stats_lock);
+            f->applied_events += (int64_t)st.events;
+            double dt = now - f->last_apply;
+            if (dt > 0) {
+                double inst = (double)st.events / dt;
+                f->rate = f->rate == 0 ? inst : 0.8 * f->rate + 0.2 * inst;
+            }
+            f->lag_s = a->t > 0 ? (double)time(NULL) - (double)a->t : 0;
+            if (f->lag_s < 0)
+                f->lag_s = 0;
+            f->last_apply = now;
+            pthread_mutex_unlock(&f->stats_lock);
+            if (st.events > 0)
+                MG_LOG_EVENT(MG_LOG_DEBUG, "cdc", "cdc.apply",
+                             MG_LOG_FIELDS(MG_LOG_UINT("events", st.events),
+                                           MG_LOG_UINT("upserts", st.upserts),
+                                           MG_LOG_UINT("deletes", st.deletes),
+                                           MG_LOG_UINT("ct_t", a->t), MG_LOG_UINT("ct_i", a->i)),
+                             "applied %zu events (%zu documents)", st.events, st.entries);
+        } else {
+            a->failed = true;
+            a->error = e;
+        }
+        a->busy = false;
+        pthread_cond_broadcast(&a->cond);
+    }
+    pthread_mutex_unlock(&a->lock);
+    return NULL;
+}
+
+/* wait_idle waits until the applier has committed what it holds. */
+static bool
+wait_idle(follow_t *f, mg_error_t *error)
+{
+    applier_t *a = &f->ap;
+    bool ok = true;
+    double t0 = mg_migrator__now_s();
+
+    pthread_mutex_lock(&a->lock);
+    while (a->busy)
+        pthread_cond_wait(&a->cond, &a->lock);
+    if (a->failed) {
+        a->failed = false;
+        if (error != NULL)
+            *error = a->error;
+        ok = false;
+    }
+    pthread_mutex_unlock(&a->lock);
+    f->t_wait += mg_migrator__now_s() - t0;
+    return ok;
+}
+
+/*
+ * submit hands the batch being filled, with the position of the last event
+ * read, to the applier and continues with the other batch. Returns false
+ * when the previous batch failed (error set).
+ */
+static bool
+submit(follow_t *f, mg_error_t *error)
+{
+    applier_t *a = &f->ap;
+    mg_cdc_batch_stats_t st;
+
+    if (!wait_idle(f, error))
+        return false;
     if (f->last_read == NULL)
         return true;
     mg_cdc_batch_stats(f->batch, &st);
-    if (st.events == 0 && f->committed != NULL && bson_equal(f->committed, f->last_read))
-        return true; /* nothing new */
-    pos = (mg_cdc_position_t){f->last_read, f->pos_t, f->pos_i, f->pos_wall_ms};
-    if (!mg_cdc_batch_apply(f->batch, f->pg, f->s->state_schema, &pos, error))
-        return false;
-    set_token(&f->committed, f->last_read);
-    pthread_mutex_lock(&f->stats_lock);
-    f->applied_events += (int64_t)st.events;
-    double dt = now - f->last_apply;
-    if (dt > 0) {
-        double inst = (double)st.events / dt;
-        f->rate = f->rate == 0 ? inst : 0.8 * f->rate + 0.2 * inst;
+    pthread_mutex_lock(&a->lock);
+    bool nothing = st.events == 0 && f->committed != NULL && bson_equal(f->committed, f->last_read);
+    if (nothing) {
+        pthread_mutex_unlock(&a->lock);
+        return true;
     }
-    f->lag_s = f->pos_t > 0 ? (double)time(NULL) - (double)f->pos_t : -1;
-    if (f->lag_s < 0)
-        f->lag_s = 0;
-    pthread_mutex_unlock(&f->stats_lock);
-    f->last_apply = now;
-    if (st.events > 0)
-        MG_LOG_EVENT(MG_LOG_DEBUG, "cdc", "cdc.apply",
-                     MG_LOG_FIELDS(MG_LOG_UINT("events", st.events),
-                                   MG_LOG_UINT("upserts", st.upserts),
-                                   MG_LOG_UINT("deletes", st.deletes),
-                                   MG_LOG_UINT("ct_t", f->pos_t), MG_LOG_UINT("ct_i", f->pos_i)),
-                     "applied %zu events (%zu documents)", st.events, st.entries);
+    set_token(&a->token, f->last_read);
+    a->t = f->pos_t;
+    a->i = f->pos_i;
+    a->wall_ms = f->pos_wall_ms;
+    a->batch = f->batch;
+    f->batch = f->spare; /* committed (so reset) by the applier, or never used */
+    f->spare = a->batch;
+    a->busy = true;
+    pthread_cond_broadcast(&a->cond);
+    pthread_mutex_unlock(&a->lock);
     return true;
+}
+
+/* apply commits everything read so far and waits for it. */
+static bool
+apply(follow_t *f, mg_error_t *error)
+{
+    return submit(f, error) && wait_idle(f, error);
+}
+
+static void
+applier_stop(follow_t *f)
+{
+    applier_t *a = &f->ap;
+
+    if (!a->started)
+        return;
+    pthread_mutex_lock(&a->lock);
+    while (a->busy)
+        pthread_cond_wait(&a->cond, &a->lock);
+    a->quit = true;
+    pthread_cond_broadcast(&a->cond);
+    pthread_mutex_unlock(&a->lock);
+    pthread_join(a->thread, NULL);
+    a->started = false;
 }
 
 /* set_status marks a collection's status and error (autocommit). */
@@ -598,6 +727,7 @@ reconnect_target(follow_t *f, mg_error_t *error)
 
     MG_LOG_EVENT(MG_LOG_WARNING, "cdc", "cdc.target_lost", NULL, 0,
                  "lost the target: %s; reconnecting", error->message);
+    wait_idle(f, NULL); /* the applier's failure, if any, is this one */
     mg_cdc_batch_reset(f->batch);
     while (mg_migrator__now_s() - started < RECONNECT_BUDGET_S) {
         if (atomic_load(f->s->stop) >= 2)
@@ -605,11 +735,16 @@ reconnect_target(follow_t *f, mg_error_t *error)
         if (f->pg != NULL)
             PQfinish(f->pg);
         f->pg = mg_migrator__target_connect(f->s->target, &last);
-        if (f->pg != NULL && load_state(f, &last)) {
-            /* the tables were reloaded: the batch must point at the new ones */
+        if (f->ap.pg != NULL)
+            PQfinish(f->ap.pg);
+        f->ap.pg = f->pg != NULL ? mg_migrator__target_connect(f->s->target, &last) : NULL;
+        if (f->pg != NULL && f->ap.pg != NULL && load_state(f, &last)) {
+            /* the tables were reloaded: the batches must point at the new ones */
             mg_cdc_batch_destroy(f->batch);
+            mg_cdc_batch_destroy(f->spare);
             f->batch = new_batch(f);
-            if (f->batch == NULL) {
+            f->spare = new_batch(f);
+            if (f->batch == NULL || f->spare == NULL) {
                 mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
                 return false;
             }
@@ -632,8 +767,9 @@ reconnect_target(follow_t *f, mg_error_t *error)
 static bool
 pg_lost(follow_t *f, const mg_error_t *error)
 {
-    return f->pg == NULL || PQstatus(f->pg) != CONNECTION_OK ||
-           strncmp(error->sqlstate, "08", 2) == 0 || strncmp(error->sqlstate, "57P", 3) == 0;
+    return f->pg == NULL || PQstatus(f->pg) != CONNECTION_OK || f->ap.pg == NULL ||
+           PQstatus(f->ap.pg) != CONNECTION_OK || strncmp(error->sqlstate, "08", 2) == 0 ||
+           strncmp(error->sqlstate, "57P", 3) == 0;
 }
 
 /*
@@ -685,10 +821,22 @@ mg_migrator__follow(const mg_follow_settings_t *s, mg_error_t *error)
     if (!load_state(&f, error))
         goto done;
     f.batch = new_batch(&f);
-    if (f.batch == NULL) {
+    f.spare = new_batch(&f);
+    if (f.batch == NULL || f.spare == NULL) {
         mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
         goto done;
     }
+    f.ap.pg = mg_migrator__target_connect(s->target, error);
+    if (f.ap.pg == NULL)
+        goto done;
+    pthread_mutex_init(&f.ap.lock, NULL);
+    pthread_cond_init(&f.ap.cond, NULL);
+    if (pthread_create(&f.ap.thread, NULL, applier_main, &f) != 0) {
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT,
+                     "could not start the applier thread");
+        goto done;
+    }
+    f.ap.started = true;
     if (!connect_source(&f, error))
         goto done;
     if (!open_stream(&f, f.committed, error)) {
@@ -711,7 +859,7 @@ mg_migrator__follow(const mg_follow_settings_t *s, mg_error_t *error)
                                MG_LOG_UINT("t0_ts", f.t0_t), MG_LOG_BOOL("follow", s->follow)),
                  "following the change stream from %s",
                  f.committed != NULL ? "the committed checkpoint" : "T0");
-    f.last_apply = f.batch_started = mg_migrator__now_s();
+    f.last_apply = f.batch_started = f.t_started = mg_migrator__now_s();
 
     for (;;) {
         const bson_t *raw;
@@ -727,7 +875,11 @@ mg_migrator__follow(const mg_follow_settings_t *s, mg_error_t *error)
             rc = MG_EXIT_OK;
             break;
         }
-        if (mongoc_change_stream_next(f.stream, &raw)) {
+        double t_next = mg_migrator__now_s();
+        bool got = mongoc_change_stream_next(f.stream, &raw);
+        f.t_source += mg_migrator__now_s() - t_next;
+        if (got) {
+            double t_add = mg_migrator__now_s();
             source_fail_since = 0;
             if (!mg_cdc_event_decode(raw, &ev, error))
                 goto done;
@@ -735,7 +887,7 @@ mg_migrator__follow(const mg_follow_settings_t *s, mg_error_t *error)
             bool txn_open = have_prev && mg_cdc_same_txn(&prev, &ev);
             if (!txn_open && (mg_cdc_batch_full(f.batch) ||
                               mg_migrator__now_s() - f.batch_started >= s->batch_delay_ms / 1e3)) {
-                if (!apply(&f, error)) {
+                if (!submit(&f, error)) {
                     if (pg_lost(&f, error) && reconnect_target(&f, error)) {
                         have_prev = false;
                         continue;
@@ -783,6 +935,7 @@ mg_migrator__follow(const mg_follow_settings_t *s, mg_error_t *error)
             }
             prev = ev;
             have_prev = true;
+            f.t_batch += mg_migrator__now_s() - t_add;
             /* prev's pointers are not used, only its txn identity */
             continue;
         }
@@ -838,7 +991,7 @@ mg_migrator__follow(const mg_follow_settings_t *s, mg_error_t *error)
                 f.pos_wall_ms = 0;
             }
         }
-        if (!apply(&f, error)) {
+        if (!(s->follow ? submit(&f, error) : apply(&f, error))) {
             if (pg_lost(&f, error) && reconnect_target(&f, error)) {
                 have_prev = false;
                 continue;
@@ -882,12 +1035,30 @@ done_rc:
 done_ok:
     if (f.pg != NULL && rc == MG_EXIT_OK)
         save_rate(&f);
+    applier_stop(&f);
+    if (f.t_started > 0) {
+        double total = mg_migrator__now_s() - f.t_started;
+        MG_LOG_EVENT(MG_LOG_INFO, "cdc", "cdc.stats",
+                     MG_LOG_FIELDS(MG_LOG_INT("applied_events", f.applied_events),
+                                   MG_LOG_DOUBLE("seconds", total),
+                                   MG_LOG_DOUBLE("source_s", f.t_source),
+                                   MG_LOG_DOUBLE("batch_s", f.t_batch),
+                                   MG_LOG_DOUBLE("wait_apply_s", f.t_wait)),
+                     "change stream: %lld events in %.1f s; reader waited %.1f s on the source, "
+                     "%.1f s on the applier, spent %.1f s building batches",
+                     (long long)f.applied_events, total, f.t_source, f.t_wait, f.t_batch);
+    }
     mg_http_server_destroy(f.http);
     if (f.stream != NULL)
         mongoc_change_stream_destroy(f.stream);
     if (f.mongo != NULL)
         mongoc_client_destroy(f.mongo);
     mg_cdc_batch_destroy(f.batch);
+    mg_cdc_batch_destroy(f.spare);
+    if (f.ap.token != NULL)
+        bson_destroy(f.ap.token);
+    if (f.ap.pg != NULL)
+        PQfinish(f.ap.pg);
     if (f.committed != NULL)
         bson_destroy(f.committed);
     if (f.last_read != NULL)
