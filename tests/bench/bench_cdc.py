@@ -153,6 +153,9 @@ def main():
         print(f"(1) apply: {events} events; sustained {rate:,.0f} events/s between the first and "
               f"the last of {len(applies)} commits; {events / t_apply:,.0f} events/s over the "
               f"whole command ({t_apply:.1f} s, process start and stream open included)")
+        for line in proc.stderr.splitlines():
+            if '"cdc.stats"' in line:
+                print("    " + json.loads(line)["message"])
         print(f"    CPU seconds during (1): migrate {cpu1[0] - cpu0[0]:.1f}, mongosim "
               f"{cpu1[1] - cpu0[1]:.1f}, postgres {cpu1[2] - cpu0[2]:.1f} "
               f"(2 cores x {t_apply:.1f} s = {2 * t_apply:.1f} available)")
