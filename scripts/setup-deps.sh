@@ -15,6 +15,7 @@ postgresql-15 postgresql-client-15 postgresql-contrib
 etcd-server etcd-client haproxy
 python3 python3-pymongo python3-psycopg2 python3-pytest
 procps iproute2 util-linux
+chromium
 "
 
 if [ "${MG_SKIP_APT:-0}" = "1" ]; then

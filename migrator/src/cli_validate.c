@@ -15,6 +15,8 @@
 #include "mg/cutover.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <time.h>
 #include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,7 @@ typedef struct {
     int64_t max_fields;
     int64_t batch_docs;
     int64_t drilldown_bytes;
+    int64_t source_threads;
     int fail_on;
     char *report_json;
     char *report_html;
@@ -42,6 +45,8 @@ typedef struct {
     bool shadow_from_profiler;
     int64_t shadow_repeat;
     int64_t profiler_max;
+    int64_t every_ms;
+    int64_t max_runs;
 } validate_opts_t;
 
 static const char *const fail_on_choices[] = {"persistent", "any", NULL};
@@ -121,6 +126,31 @@ static const mg_config_option_t validate_options[] = {
      .max = INT64_C(1) << 40,
      .metavar = "SIZE",
      .help = "memory for the documents of mismatching segments"},
+    {.name = "source_threads",
+     .type = MG_CONFIG_INT,
+     .offset = offsetof(validate_opts_t, source_threads),
+     .default_value = "2",
+     .min = 1,
+     .max = 64,
+     .metavar = "N",
+     .help = "source reader threads per collection (over the copy's partitions)"},
+    {.name = "every",
+     .type = MG_CONFIG_DURATION,
+     .offset = offsetof(validate_opts_t, every_ms),
+     .default_value = "0",
+     .min = 0,
+     .max = INT64_C(86400000),
+     .metavar = "DURATION",
+     .help = "with --changed: run again after this pause, until SIGINT/SIGTERM (while sync "
+             "--follow runs)"},
+    {.name = "max_runs",
+     .type = MG_CONFIG_INT,
+     .offset = offsetof(validate_opts_t, max_runs),
+     .default_value = "0",
+     .min = 0,
+     .max = INT64_C(1000000000),
+     .metavar = "N",
+     .help = "with --every: stop after N runs (0: until stopped)"},
     {.name = "fail_on",
      .type = MG_CONFIG_ENUM,
      .offset = offsetof(validate_opts_t, fail_on),
@@ -183,6 +213,8 @@ typedef struct {
     char **ids; /* --changed: key texts to re-check */
     size_t nids;
     size_t capids;
+    bson_t **filters; /* the copy's partitions, then the rest (source scan split) */
+    size_t nfilters;
     mg_cutover_result_t result;
     bool checked;
     bool failed;
@@ -226,6 +258,9 @@ ctx_cleanup(val_ctx_t *ctx)
         for (size_t k = 0; k < c->nids; k++)
             free(c->ids[k]);
         free(c->ids);
+        for (size_t k = 0; k < c->nfilters; k++)
+            bson_destroy(c->filters[k]);
+        free(c->filters);
         mg_cutover_result_cleanup(&c->result);
     }
     free(ctx->colls);
@@ -444,6 +479,107 @@ static const char *
 run_mode(const val_ctx_t *ctx)
 {
     return !ctx->checksums ? "shadow" : (ctx->o->changed ? "changed" : "full");
+}
+
+/* add_alias records a $type alias once. */
+static void
+add_alias(bson_t *aliases, const char *alias, int *n)
+{
+    bson_iter_t it;
+    char key[16];
+
+    if (bson_iter_init(&it, aliases))
+        while (bson_iter_next(&it))
+            if (BSON_ITER_HOLDS_UTF8(&it) && strcmp(bson_iter_utf8(&it, NULL), alias) == 0)
+                return;
+    snprintf(key, sizeof(key), "%d", (*n)++);
+    BSON_APPEND_UTF8(aliases, key, alias);
+}
+
+/*
+ * load_filters splits the source scan of c like the copy did: one filter
+ * per partition of _migrate.partitions (each names its _id types), then
+ * {_id: {$not: {$type: [every type named]}}} for documents of a type the
+ * plan did not see (inserted later). No partitions: one scan of {}.
+ */
+static bool
+load_filters(val_ctx_t *ctx, val_coll_t *c, mg_error_t *error)
+{
+    const char *p[2] = {c->db, c->coll};
+    PGresult *res = query(ctx,
+                          "SELECT encode(filter, 'base64') FROM @.partitions WHERE db = $1 AND "
+                          "coll = $2 ORDER BY seq",
+                          2, p, error);
+    bson_t aliases = BSON_INITIALIZER;
+    int naliases = 0;
+    bool ok = res != NULL;
+
+    if (!ok)
+        return false;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return true;
+    }
+    c->filters = calloc((size_t)PQntuples(res) + 1, sizeof(bson_t *));
+    if (c->filters == NULL) {
+        PQclear(res);
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+    }
+    for (int r = 0; ok && r < PQntuples(res); r++) {
+        const char *b64 = PQgetvalue(res, r, 0);
+        size_t cap = strlen(b64), n = 0;
+        uint8_t *raw = malloc(cap + 1);
+        unsigned acc = 0;
+        int bits = 0;
+        for (const char *q = b64; raw != NULL && *q; q++) {
+            const char *alphabet =
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            const char *pos = strchr(alphabet, *q);
+            if (*q == '=' || *q == '\n' || pos == NULL)
+                continue;
+            acc = (acc << 6) | (unsigned)(pos - alphabet);
+            bits += 6;
+            if (bits >= 8) {
+                bits -= 8;
+                raw[n++] = (uint8_t)(acc >> bits);
+            }
+        }
+        bson_t *f = raw != NULL ? bson_new_from_data(raw, n) : NULL;
+        free(raw);
+        if (f == NULL) {
+            ok = mg_error_set(error, MG_ERROR_DOMAIN_PG, 0,
+                              "partition %d of %s.%s: the stored filter is not BSON", r, c->db,
+                              c->coll);
+            break;
+        }
+        c->filters[c->nfilters++] = f;
+        bson_iter_t it, cond;
+        if (bson_iter_init_find(&it, f, "_id") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
+            bson_iter_recurse(&it, &cond) && bson_iter_find(&cond, "$type")) {
+            if (BSON_ITER_HOLDS_UTF8(&cond)) {
+                add_alias(&aliases, bson_iter_utf8(&cond, NULL), &naliases);
+            } else if (BSON_ITER_HOLDS_ARRAY(&cond)) {
+                bson_iter_t a;
+                bson_iter_recurse(&cond, &a);
+                while (bson_iter_next(&a))
+                    if (BSON_ITER_HOLDS_UTF8(&a))
+                        add_alias(&aliases, bson_iter_utf8(&a, NULL), &naliases);
+            }
+        }
+    }
+    PQclear(res);
+    if (ok && naliases > 0) {
+        bson_t *rest = bson_new();
+        bson_t idc, notc;
+        bson_append_document_begin(rest, "_id", 3, &idc);
+        bson_append_document_begin(&idc, "$not", 4, &notc);
+        bson_append_array(&notc, "$type", 5, &aliases);
+        bson_append_document_end(&idc, &notc);
+        bson_append_document_end(rest, &idc);
+        c->filters[c->nfilters++] = rest;
+    }
+    bson_destroy(&aliases);
+    return ok;
 }
 
 static bool
@@ -934,48 +1070,26 @@ print_usage(FILE *stream)
             "read options from a JSON file [env MIGRATE_CONFIG]");
 }
 
-int
-mg_migrator_cmd_validate(const mg_cli_command_t *command, int argc, char **argv)
+/*
+ * validate_once runs one validation (checksums and/or shadow reads),
+ * records it and writes the reports; returns the exit code of the run.
+ */
+static int
+validate_once(const validate_opts_t *op)
 {
-    validate_opts_t o;
+    validate_opts_t o = *op; /* borrowed strings: owned by the config */
     val_ctx_t ctx;
-    mg_config_t *config = NULL;
     mg_error_t error;
     mg_buf_t out;
-    int first = 0, rc = MG_EXIT_FAILURE;
+    int rc = MG_EXIT_FAILURE;
     bool exists = false;
     int version = 0;
     double t0 = mg_migrator__now_s();
 
-    memset(&o, 0, sizeof(o));
     memset(&ctx, 0, sizeof(ctx));
     mg_error_clear(&error);
     mg_buf_init(&out, REPORT_CAP);
     ctx.o = &o;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            print_usage(stdout);
-            return MG_EXIT_OK;
-        }
-    }
-    config = mg_config_new(validate_options, N_VALIDATE_OPTIONS, &o, "MIGRATE_");
-    if (config == NULL) {
-        fprintf(stderr, "migrate validate: out of memory\n");
-        return MG_EXIT_FAILURE;
-    }
-    if (!mg_config_load(config, argc, argv, NULL, &first, &error))
-        goto fail;
-    if (first < argc) {
-        mg_error_set(&error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
-                     "unexpected argument \"%s\"", argv[first]);
-        goto fail;
-    }
-    if (o.full && o.changed) {
-        mg_error_set(&error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
-                     "--full and --changed exclude each other");
-        goto fail;
-    }
-
     ctx.pg = mg_migrator__target_connect(o.target, &error);
     if (ctx.pg == NULL)
         goto fail;
@@ -1024,13 +1138,22 @@ mg_migrator_cmd_validate(const mg_cli_command_t *command, int argc, char **argv)
     co.max_diffs = (size_t)o.max_fields;
     co.batch_docs = o.batch_docs;
     co.drilldown_bytes = o.drilldown_bytes;
+    co.source_threads = (int)o.source_threads;
     for (size_t i = 0; ctx.checksums && i < ctx.ncolls; i++) {
         val_coll_t *c = &ctx.colls[i];
         mg_cutover_coll_t cc = {c->db, c->coll, c->schema, c->table, c->key};
         mg_error_t e;
         bool ok;
         mg_error_clear(&e);
-        if (o.changed)
+        co.source_filters = NULL;
+        co.nsource_filters = 0;
+        if (!o.changed && !load_filters(&ctx, c, &error))
+            goto fail;
+        co.source_filters = (const bson_t *const *)c->filters;
+        co.nsource_filters = c->nfilters;
+        if (o.changed && c->nids == 0)
+            ok = true; /* nothing changed in this collection: nothing to read */
+        else if (o.changed)
             ok = mg_cutover_check_ids(&co, &cc, (const char *const *)c->ids, c->nids, &c->result,
                                       &e);
         else
@@ -1107,9 +1230,108 @@ fail:
 fail_rc:
     mg_log_error(MG_LOG_ERROR, "validate", &error);
     fprintf(stderr, "migrate validate: %s\n", error.message);
+    if (ctx.run_id > 0 && ctx.pg != NULL && PQstatus(ctx.pg) == CONNECTION_OK) {
+        /* best effort: the run row says it failed instead of staying "running" */
+        char run[24];
+        mg_error_t ignored;
+        snprintf(run, sizeof(run), "%lld", (long long)ctx.run_id);
+        const char *p[2] = {run, error.message};
+        if (PQtransactionStatus(ctx.pg) != PQTRANS_IDLE)
+            PQclear(PQexec(ctx.pg, "ROLLBACK"));
+        exec_q(&ctx,
+               "UPDATE @.validation_runs SET status = 'failed', finished_at = now(), options = "
+               "options || jsonb_build_object('error', $2::text) WHERE id = $1",
+               2, p, &ignored);
+    }
 done:
     mg_buf_cleanup(&out);
     ctx_cleanup(&ctx);
+    return rc;
+}
+
+static volatile sig_atomic_t stop_requested;
+
+static void
+on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+int
+mg_migrator_cmd_validate(const mg_cli_command_t *command, int argc, char **argv)
+{
+    validate_opts_t o;
+    mg_config_t *config = NULL;
+    mg_error_t error;
+    int first = 0, rc = MG_EXIT_FAILURE;
+
+    memset(&o, 0, sizeof(o));
+    mg_error_clear(&error);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            print_usage(stdout);
+            return MG_EXIT_OK;
+        }
+    }
+    config = mg_config_new(validate_options, N_VALIDATE_OPTIONS, &o, "MIGRATE_");
+    if (config == NULL) {
+        fprintf(stderr, "migrate validate: out of memory\n");
+        return MG_EXIT_FAILURE;
+    }
+    if (!mg_config_load(config, argc, argv, NULL, &first, &error))
+        goto fail;
+    if (first < argc) {
+        mg_error_set(&error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                     "unexpected argument \"%s\"", argv[first]);
+        goto fail;
+    }
+    if (o.full && o.changed) {
+        mg_error_set(&error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                     "--full and --changed exclude each other");
+        goto fail;
+    }
+
+    if (o.every_ms > 0 && !o.changed) {
+        mg_error_set(&error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                     "--every repeats --changed runs; add --changed");
+        goto fail;
+    }
+    if (o.every_ms == 0) {
+        rc = validate_once(&o);
+        goto done;
+    }
+    /* --changed --every: re-check what the change stream applied, until stopped */
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    stop_requested = 0;
+    for (int64_t n = 1;; n++) {
+        rc = validate_once(&o);
+        if (stop_requested || (o.max_runs > 0 && n >= o.max_runs) ||
+            (rc != MG_EXIT_OK && rc != MG_EXIT_MISMATCH))
+            break;
+        for (int64_t waited = 0; waited < o.every_ms && !stop_requested; waited += 100) {
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        if (stop_requested)
+            break;
+    }
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    goto done;
+
+fail:
+    if (!mg_error_is_set(&error))
+        mg_error_set(&error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+    rc = mg_exit_code_for_error(&error);
+    mg_log_error(MG_LOG_ERROR, "validate", &error);
+    fprintf(stderr, "migrate validate: %s\n", error.message);
+done:
     mg_config_destroy(config);
     (void)command;
     return rc;

@@ -1,0 +1,40 @@
+/*
+ * cutover/src/cutover_internal.h - helpers shared by the cutover module's
+ * files: the raw bytes of a BSON element's value, canonical documents.
+ */
+#ifndef MG_CUTOVER_INTERNAL_H
+#define MG_CUTOVER_INTERNAL_H
+
+#include "mg/cutover.h"
+
+/*
+ * mg_cutover__value_bytes points *data and *len at the value bytes of the
+ * element iter is on (borrowed from the iterated document): from the first
+ * data byte to the next element.
+ */
+void mg_cutover__value_bytes(const bson_iter_t *iter, const uint8_t **data, size_t *len);
+
+/*
+ * The key the shadow-read reader gives the query operator $type (libbson's
+ * JSON reader would take it for the legacy binary form).
+ */
+#define MG_CUTOVER_TYPE_KEY "$__mg_type"
+
+/*
+ * mg_cutover__jsonb_normalize appends json (len bytes, the schema
+ * renderer's output) rewritten in jsonb's canonical text form to out;
+ * scratch is working memory. Fails on text it cannot read (out restored).
+ */
+bool mg_cutover__jsonb_normalize(const char *json, size_t len, mg_buf_t *out, mg_buf_t *scratch,
+                                 mg_error_t *error);
+
+/*
+ * mg_cutover__jsonb_id_span finds the value text of the top-level "_id" in
+ * jsonb-form text (borrowed); false when there is none.
+ */
+bool mg_cutover__jsonb_id_span(const char *text, size_t len, const char **v, size_t *vlen);
+
+/* mg_cutover__now_s returns CLOCK_MONOTONIC in seconds. */
+double mg_cutover__now_s(void);
+
+#endif /* MG_CUTOVER_INTERNAL_H */
