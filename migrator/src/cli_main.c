@@ -28,6 +28,8 @@ static const mg_cli_command_t commands[] = {
      mg_migrator_cmd_status},
     {"validate", "checksum both sides, name every difference, record and report it",
      "--source URI --target URI [--full | --changed] [options]", mg_migrator_cmd_validate},
+    {"cutover", "freeze the source, drain to the fence, verify, flip the endpoint once",
+     "--source URI --target URI [options]", mg_migrator_cmd_cutover},
 };
 
 static const mg_cli_t migrate_cli = {

@@ -40,6 +40,12 @@ int mg_migrator_cmd_status(const mg_cli_command_t *command, int argc, char **arg
  */
 int mg_migrator_cmd_validate(const mg_cli_command_t *command, int argc, char **argv);
 
+/*
+ * mg_migrator_cmd_cutover runs `migrate cutover`: preflight, freeze the
+ * source, fence, drain, verify, flip the endpoint once (docs/cutover.md).
+ */
+int mg_migrator_cmd_cutover(const mg_cli_command_t *command, int argc, char **argv);
+
 #ifdef __cplusplus
 }
 #endif

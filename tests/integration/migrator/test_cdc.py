@@ -42,7 +42,7 @@ def workload(uri, db, coll, existing, seconds, ack_log, seed, rate=800):
                              "--coll", coll, "--existing", str(existing), "--rate", str(rate),
                              "--duration", str(seconds), "--ack-log", ack_log, "--seed",
                              str(seed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, errors="replace")  # its messages may quote raw bytes
 
 
 def assert_ack_log_reflected(pg, db, coll, ack_log):
