@@ -877,14 +877,33 @@ mark_aborted(cutover_t *c, const char *reason)
     MG_LOG_EVENT(MG_LOG_ERROR, "cutover", "cutover.step",
                  MG_LOG_FIELDS(MG_LOG_STR("step", "aborted"), MG_LOG_STR("reason", reason)),
                  "cutover aborted: %s", reason);
-    mg_error_clear(&e);
-    if (!q_exec(c,
-                "WITH u AS (UPDATE @.cutover SET outcome = 'aborted', reason = $1, finished_at = "
-                "now(), updated_at = now() WHERE id = 1 RETURNING attempt, step) INSERT INTO "
-                "@.events (kind, data) SELECT 'cutover.step', jsonb_build_object('step', "
-                "'aborted', 'at_step', step, 'reason', $1::text, 'attempt', attempt) FROM u",
-                1, p, &e))
-        mg_log_error(MG_LOG_ERROR, "cutover", &e);
+    /* the target may be what failed (a restart, a failover): reconnect for up
+     * to 30 s so the abort and its reason are recorded */
+    for (double wait = 0.25, spent = 0;; spent += wait, wait = wait < 4 ? wait * 2 : 4) {
+        mg_error_clear(&e);
+        if (c->pg != NULL && PQstatus(c->pg) == CONNECTION_OK &&
+            q_exec(c,
+                   "WITH u AS (UPDATE @.cutover SET outcome = 'aborted', reason = $1, finished_at "
+                   "= now(), updated_at = now() WHERE id = 1 RETURNING attempt, step) INSERT "
+                   "INTO @.events (kind, data) SELECT 'cutover.step', jsonb_build_object('step', "
+                   "'aborted', 'at_step', step, 'reason', $1::text, 'attempt', attempt) FROM u",
+                   1, p, &e))
+            return;
+        if (c->pg != NULL && PQstatus(c->pg) == CONNECTION_OK) {
+            mg_log_error(MG_LOG_ERROR, "cutover", &e); /* a statement error: give up */
+            return;
+        }
+        if (spent >= 30) {
+            MG_LOG(MG_LOG_ERROR, "cutover",
+                   "could not record the abort on the target (unreachable for 30 s); the "
+                   "source is unfrozen, run migrate cutover --abort once the target is back");
+            return;
+        }
+        usleep((useconds_t)(wait * 1e6));
+        if (c->pg != NULL)
+            PQfinish(c->pg);
+        c->pg = mg_migrator__target_connect(c->o->target, &e);
+    }
 }
 
 /* ---- report ---- */

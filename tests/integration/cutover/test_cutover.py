@@ -7,7 +7,8 @@ is in PostgreSQL, writes after the freeze fail with UserWritesBlocked (371),
 the endpoint file and etcd key hold the endpoint, validation afterwards is
 clean and a re-run does not flip again; failures before the flip (freeze
 refused by failCommand, a forced verification mismatch, a failing flip
-hook, a drain timeout) leave the source writable, the state aborted with
+hook, a drain timeout, a PostgreSQL crash and restart during the drain)
+leave the source writable, the state aborted with
 the reason and nothing flipped; kill -9 after the freeze resumes, and
 `--abort` unfreezes.
 """
@@ -268,3 +269,38 @@ def test_kill_9_after_freeze_resumes_and_abort_unfreezes(mongo, dbname, postgres
     assert write_error_code(mongo, dbname) is None
     assert state(postgres)[1] == "aborted"
     assert not os.path.exists(ep)
+
+
+def test_postgres_restart_during_drain_aborts_cleanly(mongo, dbname, postgres, migrate,
+                                                     tmp_path):
+    """the target crashes and comes back while cutover waits for the drain."""
+    prepare(mongo, postgres, migrate, dbname, count=1000)
+    uri = mongo_uri(mongo)
+    follower = follow_in_background(mongo, postgres)
+    ack = str(tmp_path / "ack.log")
+    wl = workload(uri, dbname, "docs", 1000, 4, ack, seed=10, rate=300)
+    ep = str(tmp_path / "ep")
+    try:
+        time.sleep(1.5)
+        follower.send_signal(signal.SIGSTOP)  # the drain has to wait
+        lines = acked(ack)
+        wait_for(lambda: acked(ack) > lines + 20, timeout=10,
+                 what="writes after the follower stopped")
+        cut = subprocess.Popen([build_path("bin", "migrate"), "--log-format=json",
+                                *cutover_args(mongo, postgres, "--endpoint-file", ep,
+                                              "--timeout", "30s", "--follower-window", "1h")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               errors="replace")
+        wait_for(lambda: (state(postgres) or ("",))[0] == "drain", timeout=20,
+                 what="the drain step")
+        postgres.kill9()
+        time.sleep(0.5)
+        postgres.start()
+        out, err = cut.communicate(timeout=60)
+        assert cut.returncode == EXIT_ABORTED, err
+        assert_aborted_nothing_flipped(mongo, postgres, dbname, ep, "")
+    finally:
+        follower.send_signal(signal.SIGCONT)
+        wl.kill()
+        wl.wait()
+        stop(follower)
