@@ -166,7 +166,7 @@ def test_drain_timeout_aborts(mongo, dbname, postgres, migrate, tmp_path):
     uri = mongo_uri(mongo)
     follower = follow_in_background(mongo, postgres)
     ack = str(tmp_path / "ack.log")
-    wl = workload(uri, dbname, "docs", 1000, 4, ack, seed=9, rate=300)
+    wl = workload(uri, dbname, "docs", 1000, 30, ack, seed=9, rate=300)  # killed below
     ep = str(tmp_path / "ep")
     try:
         time.sleep(1.5)
@@ -217,7 +217,7 @@ def test_kill_9_after_freeze_resumes_and_abort_unfreezes(mongo, dbname, postgres
     def crash_in_drain():
         follower = follow_in_background(mongo, postgres)
         ack = str(tmp_path / "ack.log")
-        wl = workload(uri, dbname, "docs", 1000, 3, ack, seed=10, rate=300)
+        wl = workload(uri, dbname, "docs", 1000, 30, ack, seed=10, rate=300)  # killed below
         time.sleep(1.5)
         follower.send_signal(signal.SIGSTOP)
         # writes acknowledged after the follower stopped: the checkpoint is behind any fence
@@ -278,7 +278,7 @@ def test_postgres_restart_during_drain_aborts_cleanly(mongo, dbname, postgres, m
     uri = mongo_uri(mongo)
     follower = follow_in_background(mongo, postgres)
     ack = str(tmp_path / "ack.log")
-    wl = workload(uri, dbname, "docs", 1000, 4, ack, seed=10, rate=300)
+    wl = workload(uri, dbname, "docs", 1000, 30, ack, seed=10, rate=300)  # killed below
     ep = str(tmp_path / "ep")
     try:
         time.sleep(1.5)
