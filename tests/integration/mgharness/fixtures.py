@@ -16,17 +16,22 @@ Function scope (a fresh instance per test, torn down after it):
 Session scope (shared by all tests of the run; do not stop them):
     session_services, session_postgres, session_etcd
 
+For suites that run `migrate` (mgharness/migrate.py): source_uri, mongo,
+dbname, migrate.
+
 Teardown is a fixture finalizer: it runs when the test fails, and when a
 later fixture's setup fails after an earlier one started.
 """
 
 import pytest
 
+from .migrate import dbname, migrate, mongo, source_uri  # noqa: F401 (fixtures)
 from .stack import ServiceStack
 from .tmproot import default_root
 
 __all__ = ["tmp_root", "services", "postgres", "etcd", "haproxy",
-           "session_services", "session_postgres", "session_etcd"]
+           "session_services", "session_postgres", "session_etcd",
+           "source_uri", "mongo", "dbname", "migrate"]
 
 
 @pytest.fixture(scope="session")
