@@ -385,12 +385,7 @@ record_changed(mg_cdc_batch_t *b, PGconn *conn, const char *ss, mg_error_t *erro
             values[n++] = nums[rows][0];
             values[n++] = nums[rows][1];
         }
-        if (!mg_buf_append_str(&sql,
-                               " ON CONFLICT (db, coll, doc_id) DO UPDATE SET cluster_time_ts = "
-                               "EXCLUDED.cluster_time_ts, cluster_time_inc = "
-                               "EXCLUDED.cluster_time_inc",
-                               error) ||
-            !run(conn, sql.data, n, values, NULL, error))
+        if (!run(conn, sql.data, n, values, NULL, error))
             goto done;
     }
     ok = true;

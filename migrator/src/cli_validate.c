@@ -444,7 +444,7 @@ load_changed(val_ctx_t *ctx, mg_error_t *error)
     if (ctx->have_ckpt) {
         const char *p[2] = {ctx->ckpt_ts, ctx->ckpt_inc};
         res = query(ctx,
-                    "SELECT db, coll, doc_id FROM @.changed_docs WHERE (cluster_time_ts, "
+                    "SELECT DISTINCT db, coll, doc_id FROM @.changed_docs WHERE (cluster_time_ts, "
                     "cluster_time_inc) <= ($1::bigint, $2::bigint) ORDER BY db, coll, doc_id",
                     2, p, error);
         if (res == NULL)

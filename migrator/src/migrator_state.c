@@ -208,13 +208,14 @@ static const char *const state_v1[] = {
     "    history_lost_at timestamptz,\n"
     "    updated_at timestamptz NOT NULL DEFAULT now()\n"
     ")",
+    /* an append-only log (no key to maintain in the apply's transaction);
+     * readers take DISTINCT doc_id */
     "CREATE TABLE %1$s.changed_docs (\n"
     "    db text NOT NULL,\n"
     "    coll text NOT NULL,\n"
     "    doc_id text NOT NULL,\n"
     "    cluster_time_ts bigint NOT NULL,\n"
-    "    cluster_time_inc bigint NOT NULL,\n"
-    "    PRIMARY KEY (db, coll, doc_id)\n"
+    "    cluster_time_inc bigint NOT NULL\n"
     ")",
     "CREATE TABLE %1$s.events (\n"
     "    id bigserial PRIMARY KEY,\n"
