@@ -287,6 +287,7 @@ typedef struct {
     int64_t cursor_timeout_ms;
     char auth_user[128];
     char auth_password[256];
+    bool auth_read_write_only; /* --auth USER:PASSWORD:readWrite: no cluster actions */
     bool auth;
     bool quiet;
 

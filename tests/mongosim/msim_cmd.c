@@ -187,7 +187,48 @@ cmd_connection_status(msim_ctx_t *ctx, mg_error_t *error)
     }
     bson_append_array_end(&ai, &users);
     bson_append_array_begin(&ai, "authenticatedUserRoles", -1, &roles);
+    if (msim_srv->auth && ctx->conn->authenticated) {
+        bson_t r;
+        bson_append_document_begin(&roles, "0", -1, &r);
+        BSON_APPEND_UTF8(&r, "role",
+                         msim_srv->auth_read_write_only ? "readWriteAnyDatabase" : "root");
+        BSON_APPEND_UTF8(&r, "db", "admin");
+        bson_append_document_end(&roles, &r);
+    }
     bson_append_array_end(&ai, &roles);
+    {
+        bson_iter_t sp;
+        bool show = bson_iter_init_find(&sp, ctx->cmd, "showPrivileges") && msim_truthy(&sp);
+        if (show && msim_srv->auth && ctx->conn->authenticated) {
+            /* root: any action anywhere; readWrite: CRUD on every database only */
+            bson_t privs, p, res, acts;
+            bson_append_array_begin(&ai, "authenticatedUserPrivileges", -1, &privs);
+            bson_append_document_begin(&privs, "0", -1, &p);
+            bson_append_document_begin(&p, "resource", -1, &res);
+            if (msim_srv->auth_read_write_only) {
+                BSON_APPEND_UTF8(&res, "db", "");
+                BSON_APPEND_UTF8(&res, "collection", "");
+            } else {
+                BSON_APPEND_BOOL(&res, "anyResource", true);
+            }
+            bson_append_document_end(&p, &res);
+            bson_append_array_begin(&p, "actions", -1, &acts);
+            if (msim_srv->auth_read_write_only) {
+                static const char *const rw[] = {
+                    "find", "insert", "update", "remove", "createCollection", "createIndex", NULL};
+                char key[8];
+                for (int i = 0; rw[i] != NULL; i++) {
+                    snprintf(key, sizeof key, "%d", i);
+                    bson_append_utf8(&acts, key, -1, rw[i], -1);
+                }
+            } else {
+                bson_append_utf8(&acts, "0", -1, "anyAction", -1);
+            }
+            bson_append_array_end(&p, &acts);
+            bson_append_document_end(&privs, &p);
+            bson_append_array_end(&ai, &privs);
+        }
+    }
     bson_append_document_end(ctx->reply, &ai);
     return true;
 }
@@ -859,6 +900,10 @@ cmd_set_user_write_block_mode(msim_ctx_t *ctx, mg_error_t *error)
     if (strcmp(ctx->db, "admin") != 0)
         return msim_fail(error, MSIM_E_UNAUTHORIZED,
                          "setUserWriteBlockMode may only be run against the admin database.");
+    if (msim_srv->auth_read_write_only)
+        return msim_fail(error, MSIM_E_UNAUTHORIZED,
+                         "not authorized on admin to execute command { setUserWriteBlockMode: "
+                         "... }");
     if (!bson_iter_init_find(&it, ctx->cmd, "global") || !BSON_ITER_HOLDS_BOOL(&it))
         return msim_fail(error, 40414,
                          "BSON field 'setUserWriteBlockMode.global' is missing but a required "

@@ -200,7 +200,8 @@ usage(FILE *f)
                "  --bind ADDR           listen address (default 127.0.0.1)\n"
                "  --port-file PATH      write the port number here once listening\n"
                "  --oplog-size-mb N     change-stream history kept in memory (default 512)\n"
-               "  --auth USER:PASSWORD  require SCRAM-SHA-256 authentication\n"
+               "  --auth USER:PASSWORD[:ROLE]  require SCRAM-SHA-256 authentication; ROLE root\n"
+               "                        (default) or readWrite (no cluster actions)\n"
                "  --load FILE[,FILE]    load Extended JSON files (one doc per line, or an array)\n"
                "  --load-ns DB.COLL     target of --load (default test.<file name>)\n"
                "  --cursor-timeout-ms N idle cursors are closed after N ms (default 600000)\n"
@@ -275,6 +276,15 @@ main(int argc, char **argv)
             }
             memcpy(g_server.auth_user, optarg, (size_t)(colon - optarg));
             snprintf(g_server.auth_password, sizeof g_server.auth_password, "%s", colon + 1);
+            {
+                /* an optional role: USER:PASSWORD:readWrite (default: root) */
+                char *role = strrchr(g_server.auth_password, ':');
+                if (role != NULL &&
+                    (strcmp(role + 1, "readWrite") == 0 || strcmp(role + 1, "root") == 0)) {
+                    g_server.auth_read_write_only = strcmp(role + 1, "readWrite") == 0;
+                    *role = '\0';
+                }
+            }
             g_server.auth = true;
             break;
         }

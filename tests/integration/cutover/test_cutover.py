@@ -23,6 +23,7 @@ import pymongo
 import pytest
 
 from mgharness import build_path
+from mgharness.mongosim import MongosimInstance
 
 from test_cdc import assert_ack_log_reflected, follow_in_background, wait_for, workload
 from test_sync import datagen, init, mongo_uri
@@ -304,3 +305,25 @@ def test_postgres_restart_during_drain_aborts_cleanly(mongo, dbname, postgres, m
         wl.kill()
         wl.wait()
         stop(follower)
+
+
+def test_preflight_refuses_a_user_without_the_write_block_privilege(services, postgres,
+                                                                    migrate):
+    """a source user that may not run setUserWriteBlockMode: refused before any freeze,
+    and the message names the ways out."""
+    sim = services.add(MongosimInstance(services.root, name="rwonly",
+                                        args=["--auth", "app:pw:readWrite"]))
+    uri = f"mongodb://app:pw@{sim.address}/?authSource=admin"
+    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)
+    client["p"]["docs"].insert_many([{"_id": i} for i in range(20)])
+    for args in (["init", "--source", uri, "--target", postgres.uri],
+                 ["sync", "--source", uri, "--target", postgres.uri],
+                 ["validate", "--source", uri, "--target", postgres.uri, "--full"]):
+        r = migrate(*args)
+        assert r.rc == 0, r
+    r = migrate("cutover", "--source", uri, "--target", postgres.uri, "--max-lag", "10s",
+                "--endpoint", ENDPOINT)
+    assert r.rc == EXIT_STATE, r
+    assert "setUserWriteBlockMode" in r.stderr and "--freeze hook:CMD" in r.stderr, r.stderr
+    client["p"]["docs"].insert_one({"_id": "still writable"})  # never frozen
+    client.close()
