@@ -328,6 +328,9 @@ typedef struct {
     int nprocs;
     char superuser_password[64];
     char replication_password[64];
+    char cluster_secret[72];
+    char ttl[16], loop_wait[16], retry_timeout[16]; /* durations, e.g. "10s" */
+    bool synchronous_mode;
 } cluster_t;
 
 static bool
@@ -499,15 +502,17 @@ write_node_config(const cluster_t *c, int i, const char *bin_dir, mg_strlist_t *
                        "  \"pg_port\": %lld,\n  \"http_port\": %lld,\n  \"udp_port\": %lld,\n"
                        "  \"cluster\": \"%s\",\n"
                        "  \"etcd\": {\"endpoints\": [\"http://127.0.0.1:%lld\"]},\n"
-                       "  \"ttl\": \"10s\",\n  \"loop_wait\": \"1s\",\n"
-                       "  \"retry_timeout\": \"3s\",\n  \"max_nodes\": %d,\n"
+                       "  \"ttl\": \"%s\",\n  \"loop_wait\": \"%s\",\n"
+                       "  \"retry_timeout\": \"%s\",\n  \"max_nodes\": %d,\n"
+                       "  \"cluster_secret\": \"%s\",\n  \"synchronous_mode\": %s,\n"
                        "  \"postgres\": {\n    \"superuser_password\": \"%s\",\n"
                        "    \"replication_password\": \"%s\",\n    \"parameters\": [",
                        c->nodes[i].name, c->nodes[i].data_dir, bin_dir,
                        (long long)c->nodes[i].pg_port, (long long)c->nodes[i].http_port,
-                       (long long)c->nodes[i].udp_port, c->cluster, (long long)c->etcd_port,
-                       c->nnodes > 5 ? c->nnodes : 5, c->superuser_password,
-                       c->replication_password);
+                       (long long)c->nodes[i].udp_port, c->cluster, (long long)c->etcd_port, c->ttl,
+                       c->loop_wait, c->retry_timeout, c->nnodes > 5 ? c->nnodes : 5,
+                       c->cluster_secret, c->synchronous_mode ? "true" : "false",
+                       c->superuser_password, c->replication_password);
     for (size_t k = 0; k < params->count && ok; k++)
         ok = mg_buf_printf(&b, error, "%s\"%s\"", k ? ", " : "", params->items[k]);
     ok = ok && mg_buf_printf(&b, error, "]\n  }\n}\n");
@@ -562,6 +567,10 @@ cluster_up(int argc, char **argv)
     char *dir = take_value(&argc, argv, "--dir");
     char *bin_dir = take_value(&argc, argv, "--bin-dir");
     char *timeout_text = take_value(&argc, argv, "--timeout");
+    char *ttl_text = take_value(&argc, argv, "--ttl"); /* seconds */
+    char *loop_text = take_value(&argc, argv, "--loop-wait-ms");
+    char *retry_text = take_value(&argc, argv, "--retry-timeout-ms");
+    bool sync_mode = take_flag(&argc, argv, "--synchronous-mode");
     mg_strlist_t params = {NULL, 0};
     char *param_items[32];
     char etcd_bin[PATH_MAX], haproxy_bin[PATH_MAX], self_bin[PATH_MAX];
@@ -582,7 +591,8 @@ cluster_up(int argc, char **argv)
         return MG_EXIT_FAILURE;
     if (dir == NULL || dir[0] != '/' || argc > 1) {
         fprintf(stderr, "usage: pgdaemon cluster up --nodes N --dir /ABSOLUTE/DIR [--bin-dir DIR] "
-                        "[--timeout SECONDS] [--pg-parameter NAME=VALUE ...]\n");
+                        "[--timeout SECONDS] [--pg-parameter NAME=VALUE ...] [--ttl SECONDS] "
+                        "[--loop-wait-ms MS] [--retry-timeout-ms MS] [--synchronous-mode]\n");
         free(c);
         return MG_EXIT_USAGE;
     }
@@ -626,6 +636,11 @@ cluster_up(int argc, char **argv)
     snprintf(c->cluster, sizeof(c->cluster), "local");
     random_hex(c->superuser_password, 16);
     random_hex(c->replication_password, 16);
+    random_hex(c->cluster_secret, 32);
+    snprintf(c->ttl, sizeof(c->ttl), "%ss", ttl_text ? ttl_text : "10");
+    snprintf(c->loop_wait, sizeof(c->loop_wait), "%sms", loop_text ? loop_text : "1000");
+    snprintf(c->retry_timeout, sizeof(c->retry_timeout), "%sms", retry_text ? retry_text : "3000");
+    c->synchronous_mode = sync_mode;
     if (!pick_ports(ports, 4 + 3 * c->nnodes, &error))
         goto fail;
     c->etcd_port = ports[0];
@@ -979,4 +994,180 @@ mg_ha_cmd_cluster(int argc, char **argv)
                     "[--timeout SECONDS] [--pg-parameter NAME=VALUE]\n"
                     "       pgdaemon cluster down --dir DIR\n");
     return argc >= 2 && strcmp(argv[1], "--help") == 0 ? MG_EXIT_OK : MG_EXIT_USAGE;
+}
+
+/* ------------------------------------------------------------------------
+ * pgdaemon switchover / pgdaemon override
+ * ------------------------------------------------------------------------ */
+
+/* put_spec writes spec with a CAS on the mod_revision the view saw (0 = create). */
+static bool
+put_spec(mg_etcd_t *etcd, const char *prefix, const mg_ha_spec_t *spec, int64_t mod_revision,
+         mg_error_t *error)
+{
+    char key[400];
+    mg_etcd_txn_t *txn = mg_etcd_txn_new();
+    mg_etcd_txn_result_t res;
+    mg_buf_t b;
+    bool ok;
+
+    snprintf(key, sizeof(key), "%sspec", prefix);
+    mg_buf_init(&b, 64 * 1024);
+    memset(&res, 0, sizeof(res));
+    ok = txn != NULL && mg_ha_spec_to_json(spec, &b, error) &&
+         mg_etcd_txn_compare_int(txn, key, MG_ETCD_TARGET_MOD, MG_ETCD_CMP_EQUAL, mod_revision,
+                                 error) &&
+         mg_etcd_txn_put(txn, true, key, b.data, b.len, 0, error) &&
+         mg_etcd_txn_commit(etcd, txn, &res, error);
+    if (ok && !res.succeeded)
+        ok = mg_error_set(error, MG_ERROR_DOMAIN_ETCD, MG_ETCD_ERR_SERVER,
+                          "spec changed concurrently; try again");
+    mg_etcd_txn_result_cleanup(&res);
+    mg_etcd_txn_destroy(txn);
+    mg_buf_cleanup(&b);
+    return ok;
+}
+
+int
+mg_ha_cmd_switchover(int argc, char **argv)
+{
+    char *to = take_value(&argc, argv, "--to");
+    char *wait_text = take_value(&argc, argv, "--timeout");
+    bool json = take_flag(&argc, argv, "--json");
+    mg_ha_config_t *conf = NULL;
+    mg_etcd_t *etcd = NULL;
+    mg_ha_view_t *v = calloc(1, sizeof(*v));
+    mg_ha_spec_t spec;
+    mg_error_t error;
+    char prefix[300], old_primary[MG_HA_NAME_SIZE];
+    int64_t id, deadline, t0 = mg_ha__wall_ms();
+    int code = MG_EXIT_FAILURE;
+
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: pgdaemon switchover [--to NODE] [--timeout SECONDS] [--json] "
+                   "--config FILE\n\nMoves the primary role to NODE (default: the most advanced "
+                   "healthy replica)\nwith no data loss, waits until the cluster is stable again "
+                   "and reports the\nwrite-unavailability window.\n");
+            free(v);
+            return MG_EXIT_OK;
+        }
+    if (v == NULL)
+        return MG_EXIT_FAILURE;
+    if (!open_cluster(argc, argv, &conf, &etcd, prefix, sizeof(prefix), &error)) {
+        fprintf(stderr, "pgdaemon switchover: %s\n", error.message);
+        free(v);
+        return MG_EXIT_USAGE;
+    }
+    deadline = mg_ha__now_ms() + (wait_text ? atoll(wait_text) * 1000 : 120000);
+    if (!load_view(etcd, prefix, v, &error))
+        goto fail;
+    if (v->leader[0] == '\0' || v->status.failover != MG_HA_FAILOVER_STABLE) {
+        mg_error_set(&error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
+                     "cluster is not stable (leader \"%s\", failover %s)", v->leader,
+                     mg_ha_failover_name(v->status.failover));
+        goto fail;
+    }
+    if (to != NULL && strcmp(to, v->leader) == 0) {
+        mg_error_set(&error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_INVALID_ARGUMENT,
+                     "node %s is already the primary", to);
+        goto fail;
+    }
+    snprintf(old_primary, sizeof(old_primary), "%s", v->leader);
+    spec = v->spec;
+    id = (spec.switchover_id > v->status.switchover_id ? spec.switchover_id
+                                                       : v->status.switchover_id) +
+         1;
+    spec.switchover_id = id;
+    snprintf(spec.switchover_to, sizeof(spec.switchover_to), "%s", to ? to : "");
+    if (!put_spec(etcd, prefix, &spec, v->spec.mod_revision, &error))
+        goto fail;
+    for (;;) {
+        struct timespec ts = {0, 100 * 1000000L};
+
+        if (load_view(etcd, prefix, v, &error) && v->status.switchover_id >= id &&
+            v->status.failover == MG_HA_FAILOVER_STABLE) {
+            const mg_ha_node_t *p = mg_ha_view_find_node(v, v->leader);
+
+            if (strcmp(v->status.primary, old_primary) == 0 &&
+                (v->status.writes_stopped_ms == 0 || v->status.writes_resumed_ms == 0 ||
+                 v->status.writes_resumed_ms < v->status.writes_stopped_ms)) {
+                mg_error_set(&error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC, "%s",
+                             v->status.last_failover_reason);
+                goto fail;
+            }
+            if (p != NULL && p->state == MG_HA_STATE_PRIMARY && p->pg_queries_ok &&
+                strcmp(v->leader, old_primary) != 0)
+                break;
+        }
+        if (mg_ha__now_ms() > deadline) {
+            mg_error_set(&error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT,
+                         "switchover %lld not finished in time (failover state %s)", (long long)id,
+                         mg_ha_failover_name(v->status.failover));
+            goto fail;
+        }
+        nanosleep(&ts, NULL);
+    }
+    if (json)
+        printf("{\"old_primary\":\"%s\",\"new_primary\":\"%s\",\"term\":%lld,"
+               "\"write_unavailable_ms\":%lld,\"elapsed_ms\":%lld}\n",
+               old_primary, v->leader, (long long)v->status.term,
+               (long long)(v->status.writes_resumed_ms - v->status.writes_stopped_ms),
+               (long long)(mg_ha__wall_ms() - t0));
+    else
+        printf("switchover %s -> %s done (term %lld): writes were unavailable for %lld ms\n",
+               old_primary, v->leader, (long long)v->status.term,
+               (long long)(v->status.writes_resumed_ms - v->status.writes_stopped_ms));
+    code = MG_EXIT_OK;
+    goto done;
+fail:
+    fprintf(stderr, "pgdaemon switchover: %s\n", error.message);
+done:
+    mg_etcd_destroy(etcd);
+    mg_ha_config_destroy(conf);
+    free(v);
+    return code;
+}
+
+int
+mg_ha_cmd_override(int argc, char **argv)
+{
+    char *value = take_value(&argc, argv, "--allow-data-loss");
+    mg_ha_config_t *conf = NULL;
+    mg_etcd_t *etcd = NULL;
+    mg_ha_view_t *v = calloc(1, sizeof(*v));
+    mg_ha_spec_t spec;
+    mg_error_t error;
+    char prefix[300];
+    int code = MG_EXIT_FAILURE;
+
+    if (v == NULL)
+        return MG_EXIT_FAILURE;
+    if (value == NULL || (strcmp(value, "on") != 0 && strcmp(value, "off") != 0)) {
+        fprintf(stderr, "usage: pgdaemon override --allow-data-loss on|off --config FILE\n");
+        free(v);
+        return MG_EXIT_USAGE;
+    }
+    if (!open_cluster(argc, argv, &conf, &etcd, prefix, sizeof(prefix), &error)) {
+        fprintf(stderr, "pgdaemon override: %s\n", error.message);
+        free(v);
+        return MG_EXIT_USAGE;
+    }
+    if (load_view(etcd, prefix, v, &error)) {
+        spec = v->spec;
+        spec.allow_data_loss = strcmp(value, "on") == 0;
+        if (put_spec(etcd, prefix, &spec, v->spec.mod_revision, &error)) {
+            printf("allow_data_loss = %s: %s\n", value,
+                   spec.allow_data_loss
+                       ? "a failover may promote a replica past the lag limit (data loss)"
+                       : "failover only within the lag limit");
+            code = MG_EXIT_OK;
+        }
+    }
+    if (code != MG_EXIT_OK)
+        fprintf(stderr, "pgdaemon override: %s\n", error.message);
+    mg_etcd_destroy(etcd);
+    mg_ha_config_destroy(conf);
+    free(v);
+    return code;
 }

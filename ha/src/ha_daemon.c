@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -29,6 +30,12 @@
 /* initdb failures in a row before the node gives up bootstrapping */
 #define MAX_INITDB_FAILURES 3
 
+/* loop interval while a failover is under way or the leader went silent on UDP */
+#define FAST_LOOP_MS 100
+
+/* a standby that has not streamed this long while a primary is up is re-joined */
+#define STALL_MS(conf) ((conf)->ttl_ms * 3 > 20000 ? (conf)->ttl_ms * 3 : 20000)
+
 static volatile sig_atomic_t stop_requested;
 
 static void
@@ -43,17 +50,44 @@ typedef struct {
     int64_t since_ms; /* monotonic: first loop its node was missing */
 } absent_slot_t;
 
+/* what this node knows of a peer over UDP */
+typedef struct {
+    char name[MG_HA_NAME_SIZE];
+    int64_t last_seq;      /* highest sequence seen from it (replays are dropped) */
+    int64_t heard_ms;      /* monotonic: last valid datagram from it */
+    int64_t acked_sent_ms; /* monotonic: send time of our newest failsafe heartbeat it acked */
+} peer_t;
+
+#define HB_RING 32
+
 typedef struct {
     const mg_ha_config_t *conf;
     mg_etcd_t *etcd;
+    mg_ha_watchdog_t watchdog;
+    peer_t peers[MG_HA_MAX_NODES];
+    size_t npeers;
+    int64_t hb_seq;               /* our datagram sequence (strictly increasing) */
+    int64_t hb_sent_seq[HB_RING]; /* failsafe heartbeats sent: seq -> send time */
+    int64_t hb_sent_ms[HB_RING];
+    int64_t failsafe_until_ms; /* peers' grant while etcd is lost (0 = none) */
+    int64_t failsafe_heard_ms; /* monotonic: last failsafe heartbeat of a primary */
+    char failsafe_from[MG_HA_NAME_SIZE];
+    bool woken;
+    int rewind_failures;            /* reset once the standby streams again */
+    int64_t not_streaming_since_ms; /* replica: monotonic, 0 = streaming */
+    bool stalled;                   /* not streaming for too long: rejoin, then re-clone */
+    char upstream[MG_HA_NAME_SIZE]; /* replica: who our standby config follows */
+    char sync_names[MG_HA_MAX_NODES * (MG_HA_NAME_SIZE + 4)];
     mg_ha_pg_t pg;
     mg_ha_shared_t shared;
     struct mg_http_server *http;
     int udp_fd;
     char prefix[256]; /* "<etcd_prefix>/<cluster>/" */
     char key_init[320], key_leader[320], key_status[320], key_node[320], key_events[320];
+    char key_optime[320];
     int64_t lease;
     int64_t lease_ok_ms;
+    int64_t key_ok_ms; /* send time of the last renewal of the lease holding `leader` for us */
     mg_ha_state_t state;
     int64_t started_wall_ms;
     int64_t join_started_ms;
@@ -210,6 +244,14 @@ renew_lease(daemon_t *d)
 
     if (d->lease != 0 && mg_etcd_lease_keepalive(d->etcd, d->lease, NULL, &error)) {
         d->lease_ok_ms = sent;
+        /*
+         * Only a keepalive of the lease that holds the leader key for us moves the
+         * write deadline: a new lease granted after the old one expired does not
+         * (found by the spin model: a primary back from an etcd outage would
+         * otherwise count the new lease while another node already took the key).
+         */
+        if (strcmp(d->view.leader, d->conf->name) == 0 && d->view.leader_lease == d->lease)
+            d->key_ok_ms = sent;
         return true;
     }
     if (d->lease != 0 &&
@@ -239,13 +281,16 @@ read_view(daemon_t *d, mg_error_t *error)
     mg_etcd_kv_t *all = NULL;
     size_t n = 0, total = 0;
     bool ok = false;
-    char key_nodes[400];
+    char key_nodes[400], key_spec[400];
 
     snprintf(key_nodes, sizeof(key_nodes), "%snodes/", d->prefix);
+    snprintf(key_spec, sizeof(key_spec), "%sspec", d->prefix);
     memset(&res, 0, sizeof(res));
     if (txn == NULL || !mg_etcd_txn_get(txn, true, d->key_init, false, error) ||
         !mg_etcd_txn_get(txn, true, d->key_leader, false, error) ||
         !mg_etcd_txn_get(txn, true, d->key_status, false, error) ||
+        !mg_etcd_txn_get(txn, true, key_spec, false, error) ||
+        !mg_etcd_txn_get(txn, true, d->key_optime, false, error) ||
         !mg_etcd_txn_get(txn, true, key_nodes, true, error) ||
         !mg_etcd_txn_commit(d->etcd, txn, &res, error))
         goto done;
@@ -335,8 +380,12 @@ take_leader(daemon_t *d, bool *got, mg_error_t *error)
                                            error);
         ok = ok && mg_etcd_txn_put(txn, true, d->key_leader, me, strlen(me), d->lease, error) &&
              mg_etcd_txn_commit(d->etcd, txn, &res, error);
-        if (ok && res.succeeded)
+        if (ok && res.succeeded) {
             *got = true;
+            d->key_ok_ms = d->lease_ok_ms; /* the key lives as long as this lease */
+            d->view.leader_lease = d->lease;
+            snprintf(d->view.leader, sizeof(d->view.leader), "%s", me);
+        }
         mg_etcd_txn_result_cleanup(&res);
         mg_etcd_txn_destroy(txn);
         if (!ok || *got)
@@ -388,19 +437,273 @@ ensure_status(daemon_t *d, mg_error_t *error)
     return ok;
 }
 
+/*
+ * cas_status writes s as the status key if it still has the mod_revision of
+ * the view (create-only when the view had none). false with error when it
+ * changed meanwhile (the next loop decides again).
+ */
+static bool
+cas_status(daemon_t *d, const mg_ha_cluster_status_t *s, mg_error_t *error)
+{
+    mg_etcd_txn_t *txn = mg_etcd_txn_new();
+    mg_etcd_txn_result_t res;
+    mg_buf_t b;
+    bool ok;
+
+    mg_buf_init(&b, 64 * 1024);
+    memset(&res, 0, sizeof(res));
+    ok = txn != NULL && mg_ha_status_to_json(s, &b, error) &&
+         mg_etcd_txn_compare_int(txn, d->key_status, MG_ETCD_TARGET_MOD, MG_ETCD_CMP_EQUAL,
+                                 d->view.status.exists ? d->view.status.mod_revision : 0, error) &&
+         mg_etcd_txn_put(txn, true, d->key_status, b.data, b.len, 0, error) &&
+         mg_etcd_txn_commit(d->etcd, txn, &res, error);
+    if (ok && !res.succeeded)
+        ok = mg_error_set(error, MG_ERROR_DOMAIN_ETCD, MG_ETCD_ERR_SERVER,
+                          "status key changed concurrently (mod_revision %" PRId64 ")",
+                          d->view.status.mod_revision);
+    if (ok) {
+        d->view.status = *s;
+        d->view.status.exists = true;
+        d->view.status.mod_revision = res.header.revision;
+    }
+    mg_etcd_txn_result_cleanup(&res);
+    mg_etcd_txn_destroy(txn);
+    mg_buf_cleanup(&b);
+    return ok;
+}
+
+/* status_event records a failover-state change with its inputs. */
+static void status_event(daemon_t *d, const char *action, const char *peer, const char *fmt, ...)
+    MG_PRINTF(4, 5);
+
 static void
-wake_node(daemon_t *d, const mg_ha_node_t *n)
+status_event(daemon_t *d, const char *action, const char *peer, const char *fmt, ...)
+{
+    event_ctx_t ctx = {NULL, mg_ha_failover_name(d->view.status.failover), action, peer};
+    char msg[1024];
+    size_t n;
+    va_list ap;
+
+    va_start(ap, fmt);
+    n = (size_t)vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    /* the inputs: every node's LSNs as this node saw them */
+    for (size_t i = 0; i < d->view.nnodes && n < sizeof(msg) - 1; i++) {
+        const mg_ha_node_t *x = &d->view.nodes[i];
+
+        n += (size_t)snprintf(
+            msg + n, sizeof(msg) - n, "%s %s:%s/%s/%s/%s", i ? ";" : " | seen", x->name,
+            mg_ha_state_name(x->state), x->current_lsn[0] ? x->current_lsn : "-",
+            x->receive_lsn[0] ? x->receive_lsn : "-", x->replay_lsn[0] ? x->replay_lsn : "-");
+    }
+    if (n < sizeof(msg) - 1)
+        snprintf(msg + n, sizeof(msg) - n, " | optime %s, leader revision %" PRId64,
+                 d->view.optime[0] ? d->view.optime : "-", d->view.leader_mod_revision);
+    record_event(d, MG_LOG_NOTICE, "ha.failover", &ctx, msg);
+}
+
+/* ------------------------------------------------------------------------
+ * UDP plane: WAKEUP, HEARTBEAT, ACK (HMAC-signed; etcd stays the authority)
+ * ------------------------------------------------------------------------ */
+
+static int64_t
+next_seq(daemon_t *d)
+{
+    int64_t now = mg_ha__wall_ms() * 1000; /* survives restarts: receivers drop older ones */
+
+    d->hb_seq = now > d->hb_seq ? now : d->hb_seq + 1;
+    return d->hb_seq;
+}
+
+static void
+send_msg(daemon_t *d, const mg_ha_node_t *n, char type, int64_t seq, bool failsafe)
 {
     struct sockaddr_in sa;
+    mg_ha_msg_t m;
+    char buf[512];
+    size_t len;
 
-    if (d->udp_fd < 0 || n->udp_port <= 0)
+    if (d->udp_fd < 0 || n->udp_port <= 0 || strcmp(n->name, d->conf->name) == 0)
+        return;
+    memset(&m, 0, sizeof(m));
+    m.type = type;
+    snprintf(m.cluster, sizeof(m.cluster), "%s", d->conf->cluster);
+    snprintf(m.from, sizeof(m.from), "%s", d->conf->name);
+    snprintf(m.to, sizeof(m.to), "%s", n->name);
+    m.seq = seq;
+    m.wall_ms = mg_ha__wall_ms();
+    m.failsafe = failsafe;
+    len = mg_ha__msg_encode(&m, d->conf->cluster_secret, buf, sizeof(buf));
+    if (len == 0)
         return;
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)n->udp_port);
     if (inet_pton(AF_INET, n->host, &sa.sin_addr) != 1)
         return;
-    (void)sendto(d->udp_fd, "WAKEUP", 6, MSG_DONTWAIT, (struct sockaddr *)&sa, sizeof(sa));
+    (void)sendto(d->udp_fd, buf, len, MSG_DONTWAIT, (struct sockaddr *)&sa, sizeof(sa));
+}
+
+static void
+wake_node(daemon_t *d, const mg_ha_node_t *n)
+{
+    send_msg(d, n, MG_HA_MSG_WAKEUP, next_seq(d), false);
+}
+
+/* wake_all asks every other node to run its loop now (a status change). */
+static void
+wake_all(daemon_t *d)
+{
+    for (size_t i = 0; i < d->view.nnodes; i++)
+        wake_node(d, &d->view.nodes[i]);
+}
+
+static peer_t *
+peer_of(daemon_t *d, const char *name)
+{
+    for (size_t i = 0; i < d->npeers; i++)
+        if (strcmp(d->peers[i].name, name) == 0)
+            return &d->peers[i];
+    if (d->npeers >= MG_HA_MAX_NODES)
+        return NULL;
+    memset(&d->peers[d->npeers], 0, sizeof(peer_t));
+    snprintf(d->peers[d->npeers].name, MG_HA_NAME_SIZE, "%s", name);
+    return &d->peers[d->npeers++];
+}
+
+/*
+ * send_heartbeats sends HEARTBEAT to every node of the last view. A primary
+ * that could not reach etcd this loop flags them failsafe: an ACK is the
+ * peer's promise not to take the leader key for ttl after it got it.
+ */
+static void
+send_heartbeats(daemon_t *d, bool failsafe)
+{
+    int64_t seq = next_seq(d);
+
+    if (failsafe) {
+        d->hb_sent_seq[seq % HB_RING] = seq;
+        d->hb_sent_ms[seq % HB_RING] = mg_ha__now_ms();
+    }
+    for (size_t i = 0; i < d->view.nnodes; i++)
+        send_msg(d, &d->view.nodes[i], MG_HA_MSG_HEARTBEAT, seq, failsafe);
+}
+
+/*
+ * failsafe_grant returns until when the peers allow this primary to keep
+ * writing without etcd: every node of the last view must have acked a
+ * failsafe heartbeat; the grant runs from the oldest such send time.
+ */
+static int64_t
+failsafe_grant(daemon_t *d)
+{
+    int64_t oldest = INT64_MAX;
+    size_t others = 0;
+
+    if (d->conf->cluster_secret == NULL || d->conf->cluster_secret[0] == '\0')
+        return 0;
+    for (size_t i = 0; i < d->view.nnodes; i++) {
+        const peer_t *p;
+
+        if (strcmp(d->view.nodes[i].name, d->conf->name) == 0)
+            continue;
+        others++;
+        p = peer_of(d, d->view.nodes[i].name);
+        if (p == NULL || p->acked_sent_ms == 0)
+            return 0;
+        if (p->acked_sent_ms < oldest)
+            oldest = p->acked_sent_ms;
+    }
+    if (others == 0)
+        return 0; /* a lone node has nobody to vouch that no one else promoted */
+    return oldest + d->conf->ttl_ms - d->conf->retry_ms;
+}
+
+/* handle_datagram checks and acts on one datagram; true when it asks for a loop now. */
+static bool
+handle_datagram(daemon_t *d, const char *buf, size_t len)
+{
+    mg_ha_msg_t m;
+    peer_t *p;
+    int64_t now = mg_ha__now_ms(), wall = mg_ha__wall_ms();
+
+    if (!mg_ha__msg_decode(buf, len, d->conf->cluster_secret, &m) ||
+        strcmp(m.cluster, d->conf->cluster) != 0 || strcmp(m.to, d->conf->name) != 0 ||
+        strcmp(m.from, d->conf->name) == 0 || m.wall_ms < wall - d->conf->ttl_ms ||
+        m.wall_ms > wall + d->conf->ttl_ms)
+        return false;
+    p = peer_of(d, m.from);
+    if (p == NULL)
+        return false;
+    if (m.type == MG_HA_MSG_ACK) {
+        /* an ack echoes our sequence: no replay check against the peer's own */
+        const int64_t slot = m.seq % HB_RING;
+
+        if (d->hb_sent_seq[slot] == m.seq && d->hb_sent_ms[slot] > p->acked_sent_ms)
+            p->acked_sent_ms = d->hb_sent_ms[slot];
+        p->heard_ms = now;
+        return false;
+    }
+    if (m.seq <= p->last_seq)
+        return false; /* replayed or reordered */
+    p->last_seq = m.seq;
+    p->heard_ms = now;
+    if (m.type == MG_HA_MSG_WAKEUP)
+        return true;
+    if (m.failsafe && d->state != MG_HA_STATE_PRIMARY) {
+        /* promise: no promotion for ttl from now (decide sees failsafe_primary_heard) */
+        const mg_ha_node_t *n = mg_ha_view_find_node(&d->view, m.from);
+
+        d->failsafe_heard_ms = now;
+        snprintf(d->failsafe_from, sizeof(d->failsafe_from), "%s", m.from);
+        if (n != NULL)
+            send_msg(d, n, MG_HA_MSG_ACK, m.seq, false);
+        return false;
+    }
+    return false;
+}
+
+/* ------------------------------------------------------------------------
+ * Fencing
+ * ------------------------------------------------------------------------ */
+
+/* writable_until is the primary's write deadline: lease or failsafe grant. */
+static int64_t
+writable_until(const daemon_t *d)
+{
+    return mg_ha_fence_deadline(d->key_ok_ms, d->failsafe_until_ms, d->conf->ttl_ms,
+                                d->conf->retry_ms);
+}
+
+/*
+ * may_become_primary is checked right before Postgres is started as or
+ * promoted to a primary: the lease must still be inside its write window,
+ * and the watchdog is armed first, so a pause after this check still ends
+ * in a fence, not in a second primary.
+ */
+static bool
+may_become_primary(daemon_t *d, mg_error_t *error)
+{
+    int64_t until = writable_until(d);
+
+    if (until <= 0 || mg_ha__now_ms() >= until)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
+                            "leader lease too old to take writes (renewed %lldms ago)",
+                            (long long)(mg_ha__now_ms() - d->key_ok_ms));
+    mg_ha__watchdog_arm(&d->watchdog, until + d->conf->retry_ms / 2);
+    return true;
+}
+
+/* arm_watchdog moves the watchdog's deadline (half a margin after ours; 0 = not primary). */
+static void
+arm_watchdog(daemon_t *d)
+{
+    int64_t until = writable_until(d);
+
+    if (d->state == MG_HA_STATE_PRIMARY && until > 0)
+        mg_ha__watchdog_arm(&d->watchdog, until + d->conf->retry_ms / 2);
+    else
+        mg_ha__watchdog_arm(&d->watchdog, 0);
 }
 
 /* ------------------------------------------------------------------------
@@ -438,6 +741,21 @@ do_start_primary(daemon_t *d, mg_error_t *error)
     if (!got)
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
                             "the leader key is held by another node");
+    if (d->conf->synchronous_mode && d->pg.sync_names[0] == '\0' &&
+        strcmp(d->view.status.primary, d->conf->name) == 0) {
+        /* restart: keep waiting for the standbys etcd says may hold commits */
+        size_t n = 0;
+
+        for (size_t i = 0; i < d->view.status.nsync_members; i++)
+            if (strcmp(d->view.status.sync_members[i], d->conf->name) != 0)
+                n += (size_t)snprintf(d->pg.sync_names + n,
+                                      n < sizeof(d->pg.sync_names) ? sizeof(d->pg.sync_names) - n
+                                                                   : 0,
+                                      "%s%s", n ? ", " : "", d->view.status.sync_members[i]);
+    }
+    d->upstream[0] = '\0';
+    if (!may_become_primary(d, error))
+        return false;
     if (!mg_ha__pg_configure(&d->pg, false, NULL, 0, error) || !mg_ha__pg_start(&d->pg, error) ||
         !mg_ha__pg_ensure_roles(&d->pg, error))
         return false;
@@ -457,13 +775,13 @@ static bool
 do_start_replica(daemon_t *d, const char *peer, mg_error_t *error)
 {
     const mg_ha_node_t *p = mg_ha_view_find_node(&d->view, peer);
+    bool known = p != NULL && p->host[0] != '\0' && p->pg_port > 0;
 
-    if (p == NULL || p->host[0] == '\0' || p->pg_port <= 0)
-        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_NOT_FOUND,
-                            "primary \"%s\" has not reported its address", peer ? peer : "");
-    if (!mg_ha__pg_configure(&d->pg, true, p->host, p->pg_port, error) ||
+    /* no primary to stream from yet: a standby in recovery still reports its LSNs */
+    if (!mg_ha__pg_configure(&d->pg, true, known ? p->host : NULL, known ? p->pg_port : 0, error) ||
         !mg_ha__pg_start(&d->pg, error))
         return false;
+    snprintf(d->upstream, sizeof(d->upstream), "%s", known ? peer : "");
     if (d->conf->replica_init_script != NULL && !init_marker(d, false)) {
         if (!mg_ha__pg_run_init_script(&d->pg, d->conf->replica_init_script, error)) {
             mg_error_prefix(error, "replica init script \"%s\"", d->conf->replica_init_script);
@@ -488,6 +806,374 @@ do_clone(daemon_t *d, const char *peer, mg_error_t *error)
         !mg_ha__pg_basebackup(&d->pg, p->host, p->pg_port, slot, error))
         return false;
     return mg_ha__pg_read_sysid(&d->pg, d->local_sysid, sizeof(d->local_sysid), error);
+}
+
+/* sync_candidates joins the names of other nodes that may be sync standbys into out. */
+static void
+sync_candidates(daemon_t *d, bool streaming_only, char *out, size_t outsz)
+{
+    size_t n = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < d->view.nnodes; i++) {
+        const mg_ha_node_t *x = &d->view.nodes[i];
+        bool streams = !streaming_only;
+
+        if (strcmp(x->name, d->conf->name) == 0 || x->state == MG_HA_STATE_REFUSED)
+            continue;
+        for (size_t j = 0; j < d->self.nreplication && !streams; j++)
+            if (strcmp(d->self.replication[j].application_name, x->name) == 0 &&
+                strcmp(d->self.replication[j].state, "streaming") == 0)
+                streams = true;
+        if (!streams)
+            continue;
+        n += (size_t)snprintf(out + n, outsz > n ? outsz - n : 0, "%s%s", n ? ", " : "", x->name);
+    }
+}
+
+/* names_to_status parses "a, b" into the status's sync member list. */
+static void
+names_to_status(const char *names, mg_ha_cluster_status_t *s)
+{
+    const char *p = names;
+
+    s->nsync_members = 0;
+    while (*p != '\0' && s->nsync_members < MG_HA_MAX_NODES) {
+        size_t len = strcspn(p, ",");
+
+        snprintf(s->sync_members[s->nsync_members++], MG_HA_NAME_SIZE, "%.*s", (int)len, p);
+        p += len;
+        while (*p == ',' || *p == ' ')
+            p++;
+    }
+}
+
+static bool
+status_has_member(const mg_ha_cluster_status_t *s, const char *name)
+{
+    for (size_t i = 0; i < s->nsync_members; i++)
+        if (strcmp(s->sync_members[i], name) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * manage_sync keeps synchronous_standby_names = ANY 1 (streaming replicas)
+ * while the status key's sync_members stays a superset of every set Postgres
+ * may have used: widen etcd first, then Postgres; narrow Postgres first,
+ * then etcd. Only sync members are failover candidates in this mode.
+ */
+static bool
+manage_sync(daemon_t *d, mg_error_t *error)
+{
+    char want[sizeof(d->pg.sync_names)];
+    mg_ha_cluster_status_t s = d->view.status;
+    mg_ha_cluster_status_t w;
+    bool superset = true;
+
+    if (!d->conf->synchronous_mode)
+        return true;
+    sync_candidates(d, true, want, sizeof(want));
+    memset(&w, 0, sizeof(w));
+    names_to_status(want, &w);
+    for (size_t i = 0; i < w.nsync_members; i++)
+        if (!status_has_member(&s, w.sync_members[i])) {
+            superset = false;
+            if (s.nsync_members < MG_HA_MAX_NODES)
+                snprintf(s.sync_members[s.nsync_members++], MG_HA_NAME_SIZE, "%s",
+                         w.sync_members[i]);
+        }
+    if (!superset)
+        return cas_status(d, &s, error); /* Postgres changes next loop */
+    if (strcmp(want, d->pg.sync_names) != 0) {
+        if (w.nsync_members == 0 && d->pg.sync_names[0] != '\0') {
+            /* keep waiting for a standby rather than degrade while one of them may return */
+            bool any_alive = false;
+
+            for (size_t i = 0; i < d->view.nnodes; i++)
+                if (strcmp(d->view.nodes[i].name, d->conf->name) != 0 &&
+                    d->view.nodes[i].pg_running)
+                    any_alive = true;
+            if (any_alive)
+                return true;
+        }
+        if (!mg_ha__pg_write_sync(&d->pg, want, error) || !mg_ha__pg_reload(&d->pg, error))
+            return false;
+        MG_LOG_EVENT(
+            MG_LOG_NOTICE, MODULE, "ha.sync",
+            MG_LOG_FIELDS(MG_LOG_STR("node", d->conf->name), MG_LOG_STR("sync_standbys", want)),
+            "synchronous_standby_names = ANY 1 (%s)", want);
+    }
+    if (s.nsync_members != w.nsync_members && strcmp(want, d->pg.sync_names) == 0) {
+        s.nsync_members = 0;
+        for (size_t i = 0; i < w.nsync_members; i++)
+            snprintf(s.sync_members[s.nsync_members++], MG_HA_NAME_SIZE, "%s", w.sync_members[i]);
+        return cas_status(d, &s, error);
+    }
+    return true;
+}
+
+/*
+ * do_promote takes the leader key with a create-only txn (or finds it
+ * ours), promotes the local standby, and records the new primary in the
+ * status key (term + 1, reconfiguring_replicas) with the decision inputs.
+ */
+static bool
+do_promote(daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
+{
+    mg_ha_cluster_status_t s = d->view.status;
+    bool got = false;
+    bool switchover = s.failover == MG_HA_FAILOVER_PROMOTING_NEW_PRIMARY &&
+                      strcmp(s.target_primary, d->conf->name) == 0;
+    char names[sizeof(d->pg.sync_names)];
+
+    if (!take_leader(d, &got, error))
+        return false;
+    if (!got)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
+                            "another node took the leader key first");
+    if (d->conf->synchronous_mode) {
+        /* commits wait for one of the other nodes from the first one on */
+        sync_candidates(d, false, names, sizeof(names));
+        if (!mg_ha__pg_write_sync(&d->pg, names, error))
+            return false;
+        names_to_status(names, &s);
+    }
+    if (!may_become_primary(d, error))
+        return false;
+    if (d->in_recovery && !mg_ha__pg_promote(&d->pg, error))
+        return false;
+    d->upstream[0] = '\0';
+    if (!d->conf->synchronous_mode)
+        s.nsync_members = 0;
+    s.term = s.exists ? s.term + 1 : 1;
+    snprintf(s.primary, sizeof(s.primary), "%s", d->conf->name);
+    s.failover = MG_HA_FAILOVER_RECONFIGURING_REPLICAS;
+    s.target_primary[0] = '\0';
+    snprintf(s.last_failover_reason, sizeof(s.last_failover_reason), "%s",
+             switchover ? "switchover" : "leader lease lapsed");
+    s.last_failover_ms = mg_ha__wall_ms();
+    s.writes_resumed_ms = s.last_failover_ms;
+    if (!switchover)
+        s.writes_stopped_ms = 0;
+    if (!cas_status(d, &s, error))
+        return false;
+    {
+        mg_error_t ignored;
+
+        /* pg_control names the new timeline from the next checkpoint on (pg_rewind reads it) */
+        if (!mg_ha__pg_checkpoint_remote(&d->pg, d->pg.local_host, d->conf->pg_port, &ignored))
+            mg_log_error(MG_LOG_WARNING, MODULE, &ignored);
+    }
+    status_event(d, "promote", d->conf->name, "%s: %s promoted (term %" PRId64 ")%s%s",
+                 switchover ? "switchover" : "failover", d->conf->name, s.term,
+                 switchover ? "" : "; ", switchover ? "" : dec->reason);
+    wake_all(d);
+    return true;
+}
+
+/* do_follow points the running standby at the new primary and reloads. */
+static bool
+do_follow(daemon_t *d, const char *peer, mg_error_t *error)
+{
+    const mg_ha_node_t *p = mg_ha_view_find_node(&d->view, peer);
+
+    if (p == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_NOT_FOUND,
+                            "primary \"%s\" has not reported its address", peer);
+    if (!mg_ha__pg_configure(&d->pg, true, p->host, p->pg_port, error) ||
+        !mg_ha__pg_reload(&d->pg, error))
+        return false;
+    snprintf(d->upstream, sizeof(d->upstream), "%s", peer);
+    return true;
+}
+
+/*
+ * do_demote stops writes. In a switchover it first marks the status
+ * demoting_old_primary (so /primary is 503 everywhere), shuts Postgres down
+ * cleanly (the shutdown checkpoint reaches the standbys), and records the
+ * final LSN for the catch-up; otherwise it stops Postgres at once.
+ */
+static bool
+do_demote(daemon_t *d, mg_error_t *error)
+{
+    mg_ha_cluster_status_t s = d->view.status;
+    bool switchover = strcmp(d->view.leader, d->conf->name) == 0 &&
+                      strcmp(s.primary, d->conf->name) == 0 &&
+                      (s.failover == MG_HA_FAILOVER_INITIATED ||
+                       s.failover == MG_HA_FAILOVER_DEMOTING_OLD_PRIMARY);
+
+    pthread_mutex_lock(&d->shared.lock);
+    d->shared.demoting = true;
+    pthread_mutex_unlock(&d->shared.lock);
+    if (!switchover)
+        return mg_ha__pg_stop_now(&d->pg, true, error);
+    if (s.failover == MG_HA_FAILOVER_INITIATED) {
+        s.failover = MG_HA_FAILOVER_DEMOTING_OLD_PRIMARY;
+        s.writes_stopped_ms = mg_ha__wall_ms();
+        if (!cas_status(d, &s, error))
+            return false;
+        status_event(d, "demote", s.target_primary, "switchover to %s: writes stopped",
+                     s.target_primary);
+    }
+    if (!mg_ha__pg_stop_now(&d->pg, false, error) ||
+        !mg_ha__pg_checkpoint_lsn(&d->pg, s.final_lsn, sizeof(s.final_lsn), error))
+        return false;
+    s.failover = MG_HA_FAILOVER_WAITING_FOR_CATCHUP;
+    if (!cas_status(d, &s, error))
+        return false;
+    status_event(d, "demote", s.target_primary, "switchover: old primary stopped at %s",
+                 s.final_lsn);
+    wake_all(d);
+    return true;
+}
+
+/* do_handoff releases the leader key and sets promoting_new_primary in one txn. */
+static bool
+do_handoff(daemon_t *d, const char *target, mg_error_t *error)
+{
+    mg_ha_cluster_status_t s = d->view.status;
+    mg_etcd_txn_t *txn = mg_etcd_txn_new();
+    mg_etcd_txn_result_t res;
+    mg_buf_t b;
+    bool ok;
+
+    s.failover = MG_HA_FAILOVER_PROMOTING_NEW_PRIMARY;
+    snprintf(s.target_primary, sizeof(s.target_primary), "%s", target);
+    mg_buf_init(&b, 64 * 1024);
+    memset(&res, 0, sizeof(res));
+    ok = txn != NULL && mg_ha_status_to_json(&s, &b, error) &&
+         mg_etcd_txn_compare_value(txn, d->key_leader, MG_ETCD_CMP_EQUAL, d->conf->name,
+                                   strlen(d->conf->name), error) &&
+         mg_etcd_txn_compare_int(txn, d->key_status, MG_ETCD_TARGET_MOD, MG_ETCD_CMP_EQUAL,
+                                 d->view.status.mod_revision, error) &&
+         mg_etcd_txn_delete(txn, true, d->key_leader, false, error) &&
+         mg_etcd_txn_put(txn, true, d->key_status, b.data, b.len, 0, error) &&
+         mg_etcd_txn_commit(d->etcd, txn, &res, error);
+    if (ok && !res.succeeded)
+        ok = mg_error_set(error, MG_ERROR_DOMAIN_ETCD, MG_ETCD_ERR_SERVER,
+                          "leader or status key changed during the hand-off");
+    mg_etcd_txn_result_cleanup(&res);
+    mg_etcd_txn_destroy(txn);
+    mg_buf_cleanup(&b);
+    if (ok) {
+        d->view.status = s;
+        d->key_ok_ms = 0; /* no key, no writes */
+        status_event(d, "handoff", target, "switchover: leader key released to %s", target);
+        wake_all(d);
+    }
+    return ok;
+}
+
+/* do_abort_switchover restarts the old primary (it still holds the key), status stable. */
+static bool do_abort_switchover(daemon_t *d, mg_error_t *error);
+
+/* do_switchover_begin accepts (status initiated, target) or refuses a spec request. */
+static bool
+do_switchover_begin(daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
+{
+    mg_ha_cluster_status_t s = d->view.status;
+
+    s.switchover_id = d->view.spec.switchover_id;
+    snprintf(s.last_failover_reason, sizeof(s.last_failover_reason), "%.*s",
+             (int)sizeof(s.last_failover_reason) - 1, dec->reason);
+    if (dec->peer[0] != '\0') {
+        s.failover = MG_HA_FAILOVER_INITIATED;
+        snprintf(s.target_primary, sizeof(s.target_primary), "%s", dec->peer);
+        s.final_lsn[0] = '\0';
+        s.writes_stopped_ms = s.writes_resumed_ms = 0;
+    }
+    if (!cas_status(d, &s, error))
+        return false;
+    status_event(d, "switchover_begin", dec->peer, "%s", dec->reason);
+    d->woken = true; /* demote now, not a loop later */
+    return true;
+}
+
+/*
+ * do_rejoin makes a stopped or diverged node a standby of peer: stop
+ * Postgres, pg_rewind against the primary (a no-op when nothing diverged),
+ * configure, start. A failure counts toward the re-clone fallback.
+ */
+static bool
+do_rejoin(daemon_t *d, const char *peer, mg_error_t *error)
+{
+    const mg_ha_node_t *p = mg_ha_view_find_node(&d->view, peer);
+    char slot[MG_HA_NAME_SIZE];
+
+    if (p == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_NOT_FOUND,
+                            "primary \"%s\" has not reported its address", peer);
+    mg_ha_slot_name(d->conf->name, slot, sizeof(slot));
+    if (!mg_ha__pg_check_slot(&d->pg, p->host, p->pg_port, slot, error)) {
+        /* the primary creates it once it sees our node key: publish it now */
+        d->self.state = d->state;
+        publish_self(d);
+        wake_node(d, p);
+        return false;
+    }
+    if (!mg_ha__pg_checkpoint_remote(&d->pg, p->host, p->pg_port, error) ||
+        !mg_ha__pg_stop_now(&d->pg, false, error))
+        return false;
+    if (d->stalled) {
+        /* re-joining because streaming did not resume: counts toward the re-clone */
+        d->rewind_failures++;
+        d->stalled = false;
+        d->not_streaming_since_ms = 0;
+    }
+    if (!mg_ha__pg_rewind(&d->pg, p->host, p->pg_port, error)) {
+        d->rewind_failures++;
+        return false;
+    }
+    if (!mg_ha__pg_configure(&d->pg, true, p->host, p->pg_port, error) ||
+        !mg_ha__pg_start(&d->pg, error)) {
+        d->rewind_failures++;
+        return false;
+    }
+    snprintf(d->upstream, sizeof(d->upstream), "%s", peer);
+    d->not_streaming_since_ms = 0;
+    {
+        event_ctx_t ctx = {mg_ha_state_name(d->state), "replica", "rejoin", peer};
+        char msg[200];
+
+        snprintf(msg, sizeof(msg), "rejoined as a standby of %s after pg_rewind", peer);
+        record_event(d, MG_LOG_NOTICE, "ha.rejoin", &ctx, msg);
+    }
+    return true;
+}
+
+/* do_reclone removes the data dir so the node joins again with pg_basebackup. */
+static bool
+do_reclone(daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
+{
+    event_ctx_t ctx = {mg_ha_state_name(d->state), "wait_primary", "reclone", dec->peer};
+
+    if (!mg_ha__pg_stop_now(&d->pg, false, error))
+        return false;
+    record_event(d, MG_LOG_WARNING, "ha.reclone", &ctx, dec->reason);
+    if (!mg_ha__rmtree(d->conf->data_dir))
+        return mg_error_set(error, MG_ERROR_DOMAIN_SYSTEM, 0, "could not remove \"%s\"",
+                            d->conf->data_dir);
+    d->local_sysid[0] = '\0';
+    d->rewind_failures = 0;
+    d->join_started_ms = mg_ha__now_ms();
+    return true;
+}
+
+/* do_finish_failover: replicas follow the new primary, status stable. */
+static bool
+do_finish_failover(daemon_t *d, mg_error_t *error)
+{
+    mg_ha_cluster_status_t s = d->view.status;
+
+    s.failover = MG_HA_FAILOVER_STABLE;
+    s.target_primary[0] = '\0';
+    if (!cas_status(d, &s, error))
+        return false;
+    status_event(d, "finish_failover", d->conf->name,
+                 "failover complete: replicas follow %s (write gap %" PRId64 "ms)", s.primary,
+                 s.writes_stopped_ms > 0 ? s.writes_resumed_ms - s.writes_stopped_ms : -1);
+    return true;
 }
 
 /*
@@ -560,6 +1246,11 @@ do_maintain_primary(daemon_t *d, mg_error_t *error)
     }
     if (!ensure_status(d, error))
         return false;
+    if (d->self.current_lsn[0] != '\0' && !mg_etcd_put(d->etcd, d->key_optime, d->self.current_lsn,
+                                                       strlen(d->self.current_lsn), 0, NULL, error))
+        return false;
+    if (!manage_sync(d, error))
+        return false;
     for (size_t i = 0; i < d->view.nnodes; i++) {
         const mg_ha_node_t *n = &d->view.nodes[i];
         bool have = false;
@@ -593,6 +1284,23 @@ do_maintain_primary(daemon_t *d, mg_error_t *error)
             wake_node(d, &d->view.nodes[i]);
     }
     return true;
+}
+
+static bool
+do_abort_switchover(daemon_t *d, mg_error_t *error)
+{
+    mg_ha_cluster_status_t s = d->view.status;
+    char target[MG_HA_NAME_SIZE];
+
+    snprintf(target, sizeof(target), "%s", s.target_primary);
+    s.failover = MG_HA_FAILOVER_STABLE;
+    s.target_primary[0] = '\0';
+    snprintf(s.last_failover_reason, sizeof(s.last_failover_reason),
+             "switchover to %.60s aborted: catch-up timeout", target);
+    if (!cas_status(d, &s, error))
+        return false;
+    status_event(d, "abort_switchover", target, "%s", s.last_failover_reason);
+    return do_start_primary(d, error);
 }
 
 /*
@@ -658,6 +1366,34 @@ collect_local(daemon_t *d)
     d->view.pg_running = d->self.pg_running;
     d->view.pg_queries_ok = d->self.pg_queries_ok;
     d->view.pg_in_recovery = d->in_recovery;
+    d->view.data_is_primary = have && !mg_ha__pg_is_standby_dir(&d->pg);
+    d->self.priority = d->conf->nofailover ? 0 : d->conf->priority;
+    d->self.nofailover = d->conf->nofailover;
+    snprintf(d->self.upstream, sizeof(d->self.upstream), "%s", d->upstream);
+}
+
+/* fence_if_due stops a primary whose write deadline passed (lease or failsafe). */
+static void
+fence_if_due(daemon_t *d)
+{
+    int64_t now = mg_ha__now_ms(), until = writable_until(d);
+    mg_error_t error;
+    char msg[200];
+    event_ctx_t ctx = {"primary", "demoted", "fence", NULL};
+
+    if (d->state != MG_HA_STATE_PRIMARY || now < until)
+        return;
+    pthread_mutex_lock(&d->shared.lock);
+    d->shared.demoting = true;
+    pthread_mutex_unlock(&d->shared.lock);
+    if (!mg_ha__pg_stop_now(&d->pg, true, &error))
+        mg_log_error(MG_LOG_ERROR, MODULE, &error);
+    d->state = MG_HA_STATE_DEMOTED;
+    snprintf(msg, sizeof(msg),
+             "fenced: could not renew the leader lease and the peers did not all grant failsafe "
+             "(%" PRId64 "ms past the write deadline)",
+             now - until);
+    record_event(d, MG_LOG_WARNING, "ha.fenced", &ctx, msg);
 }
 
 static void
@@ -669,6 +1405,12 @@ share(daemon_t *d)
     d->shared.holds_leader = strcmp(d->view.leader, d->conf->name) == 0 &&
                              d->view.leader_lease == d->lease && d->lease != 0;
     d->shared.lease_ok_ms = d->lease_ok_ms;
+    d->shared.writable_until_ms = writable_until(d);
+    if (d->state != MG_HA_STATE_PRIMARY)
+        d->shared.demoting = false;
+    else if (d->view.status.failover == MG_HA_FAILOVER_STABLE ||
+             d->view.status.failover == MG_HA_FAILOVER_RECONFIGURING_REPLICAS)
+        d->shared.demoting = false;
     d->shared.loop_ok_ms = mg_ha__now_ms();
     snprintf(d->shared.leader, sizeof(d->shared.leader), "%s", d->view.leader);
     d->shared.status = d->view.status;
@@ -683,22 +1425,65 @@ one_loop(daemon_t *d, int *exit_code)
 {
     mg_error_t error;
     mg_ha_decision_t dec;
-    mg_ha_self_t me = {d->conf->name, d->conf->max_nodes, d->conf->join_timeout_ms};
-    bool acted = true;
+    mg_ha_self_t me;
+    bool acted = true, lease_ok;
 
+    memset(&me, 0, sizeof(me));
+    me.name = d->conf->name;
+    me.max_nodes = d->conf->max_nodes;
+    me.join_timeout_ms = d->conf->join_timeout_ms;
+    me.max_lag_bytes = d->conf->failover_max_lag;
+    me.synchronous_mode = d->conf->synchronous_mode;
+    me.fresh_ms = 2 * d->conf->loop_ms + d->conf->retry_ms;
+    me.switchover_timeout_ms = d->conf->switchover_timeout_ms;
+    me.rewind_attempts = d->conf->rewind_attempts;
+    me.can_failover = !d->conf->nofailover && d->conf->priority > 0;
     d->loops++;
-    renew_lease(d);
+    fence_if_due(d); /* first: after a pause the deadline may be long gone */
+    lease_ok = renew_lease(d);
     collect_local(d);
-    if (!read_view(d, &error)) {
-        note_etcd_error(d, "read the cluster state", &error);
+    if (!lease_ok || !read_view(d, &error)) {
+        if (lease_ok)
+            note_etcd_error(d, "read the cluster state", &error);
+        if (d->state == MG_HA_STATE_PRIMARY) {
+            /* failsafe: keep writing only while every peer vouches over UDP */
+            d->failsafe_until_ms = failsafe_grant(d);
+            send_heartbeats(d, true);
+        } else {
+            send_heartbeats(d, false);
+        }
+        fence_if_due(d);
+        arm_watchdog(d);
+        d->self.state = d->state;
         share(d);
-        return true; /* keep serving Postgres as it is; /primary turns 503 on lease age */
+        return true; /* keep serving Postgres while the lease or the failsafe allows */
     }
     d->etcd_ok = true;
+    /* a failsafe grant runs out by itself: it bridges the retake of the leader key */
+    for (size_t i = 0; i < d->npeers; i++)
+        d->peers[i].acked_sent_ms = 0;
     /* our own record is what we report now, not what etcd held */
     d->view.state = d->state;
     d->view.now_ms = mg_ha__now_ms();
+    d->view.wall_ms = mg_ha__wall_ms();
     d->view.join_started_ms = d->join_started_ms;
+    snprintf(d->view.upstream, sizeof(d->view.upstream), "%s", d->upstream);
+    d->view.failsafe_primary_heard =
+        d->failsafe_heard_ms > 0 && d->view.now_ms - d->failsafe_heard_ms < d->conf->ttl_ms;
+    if (d->state == MG_HA_STATE_REPLICA && d->self.pg_queries_ok && !d->self.streaming &&
+        strcmp(d->view.leader, d->conf->name) != 0 && d->view.leader[0] != '\0') {
+        if (d->not_streaming_since_ms == 0)
+            d->not_streaming_since_ms = d->view.now_ms;
+        d->stalled = d->view.now_ms - d->not_streaming_since_ms > STALL_MS(d->conf);
+    } else {
+        if (d->self.streaming)
+            d->rewind_failures = 0;
+        d->not_streaming_since_ms = 0;
+        d->stalled = false;
+    }
+    d->view.replica_stalled = d->stalled;
+    d->view.rewind_failures = d->rewind_failures;
+    arm_watchdog(d);
     if (!mg_ha_decide(&me, &d->view, &dec, &error)) {
         mg_log_error(MG_LOG_FATAL, MODULE, &error);
         *exit_code = MG_EXIT_INTERNAL;
@@ -763,6 +1548,33 @@ one_loop(daemon_t *d, int *exit_code)
         break;
     case MG_HA_ACTION_MAINTAIN_REPLICA:
         break;
+    case MG_HA_ACTION_PROMOTE:
+        acted = do_promote(d, &dec, &error);
+        break;
+    case MG_HA_ACTION_FOLLOW:
+        acted = do_follow(d, dec.peer, &error);
+        break;
+    case MG_HA_ACTION_DEMOTE:
+        acted = do_demote(d, &error);
+        break;
+    case MG_HA_ACTION_REJOIN:
+        acted = do_rejoin(d, dec.peer, &error);
+        break;
+    case MG_HA_ACTION_RECLONE:
+        acted = do_reclone(d, &dec, &error);
+        break;
+    case MG_HA_ACTION_SWITCHOVER_BEGIN:
+        acted = do_switchover_begin(d, &dec, &error);
+        break;
+    case MG_HA_ACTION_HANDOFF:
+        acted = do_handoff(d, dec.peer, &error);
+        break;
+    case MG_HA_ACTION_ABORT_SWITCHOVER:
+        acted = do_abort_switchover(d, &error);
+        break;
+    case MG_HA_ACTION_FINISH_FAILOVER:
+        acted = do_finish_failover(d, &error);
+        break;
     default:
         break;
     }
@@ -785,7 +1597,11 @@ one_loop(daemon_t *d, int *exit_code)
         record_event(d, MG_LOG_NOTICE, "ha.transition", &ctx, dec.reason);
         if (d->state == MG_HA_STATE_PRIMARY || d->state == MG_HA_STATE_REPLICA)
             collect_local(d);
+        wake_all(d); /* a status change: let the others look now */
+        d->woken = true;
     }
+    arm_watchdog(d);
+    send_heartbeats(d, false);
     if (d->state == MG_HA_STATE_WAIT_PRIMARY) {
         const mg_ha_node_t *p = mg_ha_view_find_node(&d->view, d->view.leader);
 
@@ -833,12 +1649,57 @@ sleep_until_wakeup(daemon_t *d, int64_t ms)
 
     if (ms <= 0)
         return;
-    if (poll(&p, d->udp_fd >= 0 ? 1 : 0, (int)ms) > 0) {
-        char buf[64];
+    int64_t deadline = mg_ha__now_ms() + ms;
 
-        while (recv(d->udp_fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
-            ;
+    if (d->woken) {
+        d->woken = false;
+        return;
     }
+    while (!stop_requested) {
+        int64_t left = deadline - mg_ha__now_ms();
+        bool wake = false;
+
+        if (left <= 0)
+            return;
+        if (poll(&p, d->udp_fd >= 0 ? 1 : 0, (int)left) > 0) {
+            char buf[1100];
+            ssize_t n;
+
+            while ((n = recv(d->udp_fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+                wake = handle_datagram(d, buf, (size_t)n) || wake;
+        }
+        if (wake)
+            return;
+    }
+}
+
+/*
+ * fast_loop says whether the next loop should come after FAST_LOOP_MS rather
+ * than loop_wait: a switchover or failover is under way, the leader key is
+ * free, or the leader's UDP heartbeats stopped (it may be gone; its lease
+ * will lapse). Only the etcd reads get more frequent; decisions stay etcd's.
+ */
+static bool
+fast_loop(daemon_t *d)
+{
+    mg_ha_failover_t f = d->view.status.failover;
+
+    if (!d->etcd_ok)
+        return false;
+    if (d->state == MG_HA_STATE_DEMOTED || f != MG_HA_FAILOVER_STABLE)
+        return true;
+    if (d->state == MG_HA_STATE_REPLICA) {
+        const peer_t *p = NULL;
+
+        if (d->view.leader[0] == '\0')
+            return true;
+        for (size_t i = 0; i < d->npeers; i++)
+            if (strcmp(d->peers[i].name, d->view.leader) == 0)
+                p = &d->peers[i];
+        return p != NULL && p->heard_ms > 0 &&
+               mg_ha__now_ms() - p->heard_ms > 2 * d->conf->loop_ms + FAST_LOOP_MS;
+    }
+    return false;
 }
 
 static void
@@ -850,6 +1711,7 @@ shutdown_daemon(daemon_t *d)
                 d->state == MG_HA_STATE_BOOTSTRAP || d->state == MG_HA_STATE_CLONE ||
                 d->pg.child > 0;
 
+    mg_ha__watchdog_stop(&d->watchdog);
     /* a refused node never touches a Postgres it did not run */
     if (ours && d->conf->on_stop == MG_HA_ON_STOP_FAST && mg_ha__pg_running(&d->pg) > 0) {
         MG_LOG(MG_LOG_NOTICE, MODULE, "stopping Postgres (fast shutdown)");
@@ -887,6 +1749,7 @@ mg_ha_cmd_run(int argc, char **argv)
         return MG_EXIT_FAILURE;
     }
     dp->udp_fd = -1;
+    dp->watchdog.fd = -1;
     pthread_mutex_init(&dp->shared.lock, NULL);
     if (!mg_ha_config_load(argc, argv, NULL, &conf, &first, &error) ||
         !mg_ha_config_check(conf, &error)) {
@@ -907,6 +1770,7 @@ mg_ha_cmd_run(int argc, char **argv)
     snprintf(dp->key_status, sizeof(dp->key_status), "%sstatus", dp->prefix);
     snprintf(dp->key_node, sizeof(dp->key_node), "%snodes/%s", dp->prefix, conf->name);
     snprintf(dp->key_events, sizeof(dp->key_events), "%sevents/", dp->prefix);
+    snprintf(dp->key_optime, sizeof(dp->key_optime), "%soptime", dp->prefix);
     if (!mg_ha__pg_init(&dp->pg, conf, &error)) {
         mg_log_error(MG_LOG_FATAL, MODULE, &error);
         code = error.domain == MG_ERROR_DOMAIN_CONFIG ? MG_EXIT_USAGE : MG_EXIT_FAILURE;
@@ -939,6 +1803,14 @@ mg_ha_cmd_run(int argc, char **argv)
                       MG_LOG_STR("etcd_version", version), MG_LOG_INT("http_port", conf->http_port),
                       MG_LOG_INT("pg_port", conf->pg_port)),
         "pgdaemon starting node %s of cluster %s (etcd %s)", conf->name, conf->cluster, version);
+    if (!mg_ha__watchdog_start(&dp->watchdog, conf->data_dir, &error)) {
+        mg_log_error(MG_LOG_FATAL, MODULE, &error);
+        code = MG_EXIT_FAILURE;
+        goto done;
+    }
+    if (conf->cluster_secret == NULL || conf->cluster_secret[0] == '\0')
+        MG_LOG(MG_LOG_WARNING, MODULE,
+               "no cluster_secret: UDP datagrams are ignored and the etcd-loss failsafe is off");
     dp->http = mg_ha__http_start(&dp->shared, conf->address, (uint16_t)conf->http_port, &error);
     if (dp->http == NULL) {
         mg_log_error(MG_LOG_FATAL, MODULE, &error);
@@ -971,7 +1843,9 @@ mg_ha_cmd_run(int argc, char **argv)
 
         if (!one_loop(dp, &code))
             break;
-        sleep_until_wakeup(dp, conf->loop_ms - (mg_ha__now_ms() - t0));
+        sleep_until_wakeup(
+            dp, (fast_loop(dp) && conf->loop_ms > FAST_LOOP_MS ? FAST_LOOP_MS : conf->loop_ms) -
+                    (mg_ha__now_ms() - t0));
     }
     if (stop_requested) {
         MG_LOG_EVENT(MG_LOG_NOTICE, MODULE, "ha.stop",

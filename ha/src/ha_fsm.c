@@ -7,10 +7,11 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
 
 static const char *const state_names[MG_HA_STATE_COUNT_] = {
-    "init", "bootstrap", "wait_primary", "clone", "primary", "replica", "refused",
+    "init", "bootstrap", "wait_primary", "clone", "primary", "replica", "refused", "demoted",
 };
 
 static const char *const failover_names[MG_HA_FAILOVER_COUNT_] = {
@@ -23,8 +24,25 @@ static const char *const failover_names[MG_HA_FAILOVER_COUNT_] = {
 };
 
 static const char *const action_names[MG_HA_ACTION_COUNT_] = {
-    "none",  "wait",          "claim_initialize", "initdb",           "start_primary",
-    "clone", "start_replica", "maintain_primary", "maintain_replica", "refuse",
+    "none",
+    "wait",
+    "claim_initialize",
+    "initdb",
+    "start_primary",
+    "clone",
+    "start_replica",
+    "maintain_primary",
+    "maintain_replica",
+    "refuse",
+    "promote",
+    "follow",
+    "demote",
+    "rejoin",
+    "reclone",
+    "switchover_begin",
+    "handoff",
+    "abort_switchover",
+    "finish_failover",
 };
 
 const char *
@@ -79,6 +97,7 @@ static const mg_ha_transition_t transitions[] = {
     {MG_HA_STATE_INIT, MG_HA_STATE_CLONE, "no data, primary already has our slot: clone"},
     {MG_HA_STATE_INIT, MG_HA_STATE_PRIMARY, "restart: own data, we were the primary"},
     {MG_HA_STATE_INIT, MG_HA_STATE_REPLICA, "restart: own data, another node is primary"},
+    {MG_HA_STATE_INIT, MG_HA_STATE_DEMOTED, "restart: own data was a primary, another leads"},
     {MG_HA_STATE_INIT, MG_HA_STATE_REFUSED, "foreign system identifier or too many nodes"},
     {MG_HA_STATE_BOOTSTRAP, MG_HA_STATE_BOOTSTRAP, "initdb failed: retry"},
     {MG_HA_STATE_BOOTSTRAP, MG_HA_STATE_PRIMARY, "initdb done: start as primary"},
@@ -87,15 +106,24 @@ static const mg_ha_transition_t transitions[] = {
     {MG_HA_STATE_WAIT_PRIMARY, MG_HA_STATE_CLONE, "primary created our slot: clone"},
     {MG_HA_STATE_WAIT_PRIMARY, MG_HA_STATE_REPLICA, "own data and a primary to follow"},
     {MG_HA_STATE_WAIT_PRIMARY, MG_HA_STATE_PRIMARY, "own data, leader free, we are the primary"},
+    {MG_HA_STATE_WAIT_PRIMARY, MG_HA_STATE_DEMOTED, "own data was a primary, another leads"},
     {MG_HA_STATE_WAIT_PRIMARY, MG_HA_STATE_REFUSED, "join timeout or too many nodes"},
     {MG_HA_STATE_CLONE, MG_HA_STATE_CLONE, "clone failed: retry"},
     {MG_HA_STATE_CLONE, MG_HA_STATE_WAIT_PRIMARY, "clone failed and the primary went away"},
     {MG_HA_STATE_CLONE, MG_HA_STATE_REPLICA, "clone done: start as standby"},
     {MG_HA_STATE_CLONE, MG_HA_STATE_REFUSED, "cloned data does not match initialize"},
     {MG_HA_STATE_PRIMARY, MG_HA_STATE_PRIMARY, "keep the leader key, slots and status"},
+    {MG_HA_STATE_PRIMARY, MG_HA_STATE_DEMOTED, "leader key lost or switchover: stop writes"},
     {MG_HA_STATE_PRIMARY, MG_HA_STATE_REFUSED, "data dir does not match initialize"},
     {MG_HA_STATE_REPLICA, MG_HA_STATE_REPLICA, "keep following the primary"},
+    {MG_HA_STATE_REPLICA, MG_HA_STATE_PRIMARY, "leader key won by create-only txn: promote"},
+    {MG_HA_STATE_REPLICA, MG_HA_STATE_WAIT_PRIMARY, "cannot catch up: re-clone"},
     {MG_HA_STATE_REPLICA, MG_HA_STATE_REFUSED, "data dir does not match initialize"},
+    {MG_HA_STATE_DEMOTED, MG_HA_STATE_DEMOTED, "waiting: catch-up, hand-off or a new primary"},
+    {MG_HA_STATE_DEMOTED, MG_HA_STATE_PRIMARY, "switchover aborted or leader key still ours"},
+    {MG_HA_STATE_DEMOTED, MG_HA_STATE_REPLICA, "rewound: follow the new primary"},
+    {MG_HA_STATE_DEMOTED, MG_HA_STATE_WAIT_PRIMARY, "rewind failed too often: re-clone"},
+    {MG_HA_STATE_DEMOTED, MG_HA_STATE_REFUSED, "data dir does not match initialize"},
     {MG_HA_STATE_REFUSED, MG_HA_STATE_REFUSED, "terminal"},
 };
 
@@ -164,6 +192,120 @@ has_slot(const mg_ha_node_t *primary, const char *slot)
     return false;
 }
 
+bool
+mg_ha_lsn_parse(const char *text, uint64_t *lsn)
+{
+    unsigned int hi, lo;
+    char extra;
+
+    if (text == NULL || sscanf(text, "%X/%X%c", &hi, &lo, &extra) != 2)
+        return false;
+    *lsn = ((uint64_t)hi << 32) | lo;
+    return true;
+}
+
+int64_t
+mg_ha_fence_deadline(int64_t lease_ok_ms, int64_t failsafe_until_ms, int64_t ttl_ms,
+                     int64_t margin_ms)
+{
+    int64_t lease_until = lease_ok_ms > 0 ? lease_ok_ms + ttl_ms - margin_ms : 0;
+
+    return failsafe_until_ms > lease_until ? failsafe_until_ms : lease_until;
+}
+
+/* node_lsn is the most WAL a replica has: max(receive, replay); 0 when unknown. */
+static uint64_t
+node_lsn(const mg_ha_node_t *n)
+{
+    uint64_t r = 0, p = 0;
+
+    (void)mg_ha_lsn_parse(n->receive_lsn, &r);
+    (void)mg_ha_lsn_parse(n->replay_lsn, &p);
+    return r > p ? r : p;
+}
+
+static bool
+fresh(const mg_ha_self_t *self, const mg_ha_view_t *view, const mg_ha_node_t *n)
+{
+    return self->fresh_ms <= 0 || view->wall_ms - n->updated_ms <= self->fresh_ms;
+}
+
+static bool
+in_sync_set(const mg_ha_view_t *view, const char *name)
+{
+    for (size_t i = 0; i < view->status.nsync_members; i++)
+        if (strcmp(view->status.sync_members[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* better says whether a beats b: LSN, then priority, then the smaller name. */
+static bool
+better(const mg_ha_node_t *a, const mg_ha_node_t *b)
+{
+    uint64_t la = node_lsn(a), lb = node_lsn(b);
+
+    if (la != lb)
+        return la > lb;
+    if (a->priority != b->priority)
+        return a->priority > b->priority;
+    return strcmp(a->name, b->name) < 0;
+}
+
+const mg_ha_node_t *
+mg_ha_failover_candidate(const mg_ha_self_t *self, const mg_ha_view_t *view, char *why,
+                         size_t whysz)
+{
+    const mg_ha_node_t *best = NULL;
+    uint64_t optime = 0;
+    bool have_optime = mg_ha_lsn_parse(view->optime, &optime);
+    bool sync = self->synchronous_mode && view->status.nsync_members > 0;
+    size_t lagging = 0;
+
+    snprintf(why, whysz, "no healthy replica to promote");
+    if (sync) {
+        /* every sync member must have reported: the acknowledged commits are on one of them */
+        for (size_t i = 0; i < view->status.nsync_members; i++) {
+            const mg_ha_node_t *m = mg_ha_view_find_node(view, view->status.sync_members[i]);
+
+            if (strcmp(view->status.sync_members[i], view->status.primary) == 0)
+                continue;
+            if ((m == NULL || !fresh(self, view, m) || !m->pg_queries_ok) &&
+                !view->spec.allow_data_loss) {
+                snprintf(why, whysz,
+                         "synchronous mode: sync member %s has not reported fresh LSNs (override "
+                         "with allow_data_loss)",
+                         view->status.sync_members[i]);
+                return NULL;
+            }
+        }
+    }
+    for (size_t i = 0; i < view->nnodes; i++) {
+        const mg_ha_node_t *n = &view->nodes[i];
+        uint64_t lsn = node_lsn(n);
+
+        if (n->state != MG_HA_STATE_REPLICA || !n->pg_queries_ok ||
+            strcmp(n->role, "replica") != 0 || !fresh(self, view, n) || n->nofailover ||
+            n->priority <= 0 || lsn == 0)
+            continue;
+        if (sync && !in_sync_set(view, n->name) && !view->spec.allow_data_loss)
+            continue;
+        if (!sync && have_optime && optime > lsn && optime - lsn > (uint64_t)self->max_lag_bytes &&
+            !view->spec.allow_data_loss) {
+            lagging++;
+            continue;
+        }
+        if (best == NULL || better(n, best))
+            best = n;
+    }
+    if (best == NULL && lagging > 0)
+        snprintf(why, whysz,
+                 "%zu replica(s) lag the last primary LSN %s by more than %lld bytes (override "
+                 "with allow_data_loss)",
+                 lagging, view->optime, (long long)self->max_lag_bytes);
+    return best;
+}
+
 /* registered_before counts other nodes whose key was created before ours. */
 static size_t
 registered_before(const mg_ha_self_t *self, const mg_ha_view_t *view)
@@ -192,7 +334,8 @@ decide_with_data(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decis
         set(d, MG_HA_ACTION_START_PRIMARY, MG_HA_STATE_PRIMARY, me,
             "this node holds the leader key");
     } else if (view->leader[0] == '\0' && view->status.exists &&
-               strcmp(view->status.primary, me) == 0) {
+               strcmp(view->status.primary, me) == 0 &&
+               view->status.failover != MG_HA_FAILOVER_PROMOTING_NEW_PRIMARY) {
         set(d, MG_HA_ACTION_START_PRIMARY, MG_HA_STATE_PRIMARY, me,
             "leader key free and status names this node primary (term %lld)",
             (long long)view->status.term);
@@ -200,9 +343,20 @@ decide_with_data(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decis
                strcmp(view->init_node, me) == 0) {
         set(d, MG_HA_ACTION_START_PRIMARY, MG_HA_STATE_PRIMARY, me,
             "this node initialized the cluster and no status exists yet");
+    } else if (view->data_is_primary && view->leader[0] != '\0') {
+        set(d, MG_HA_ACTION_DEMOTE, MG_HA_STATE_DEMOTED, view->leader,
+            "own data dir was a primary and %s holds the leader key: rewind before following",
+            view->leader);
     } else if (healthy_primary(view) != NULL) {
         set(d, MG_HA_ACTION_START_REPLICA, MG_HA_STATE_REPLICA, view->leader,
             "primary %s is up: follow it", view->leader);
+    } else if (view->leader[0] == '\0' && view->data_is_primary && view->status.exists) {
+        set(d, MG_HA_ACTION_DEMOTE, MG_HA_STATE_DEMOTED, view->status.primary,
+            "own data dir was a primary but status names %s: wait as demoted",
+            view->status.primary);
+    } else if (view->leader[0] == '\0' && !view->data_is_primary && view->status.exists) {
+        set(d, MG_HA_ACTION_START_REPLICA, MG_HA_STATE_REPLICA, view->status.primary,
+            "no primary: start the standby and take part in the election");
     } else {
         set(d, MG_HA_ACTION_WAIT, MG_HA_STATE_WAIT_PRIMARY, view->leader,
             "no healthy primary to follow (leader \"%s\", status primary \"%s\")", view->leader,
@@ -246,6 +400,230 @@ decide_join(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decision_t
     }
     set(d, MG_HA_ACTION_CLONE, MG_HA_STATE_CLONE, primary->name,
         "primary %s has slot %s: clone with pg_basebackup", primary->name, slot);
+}
+
+static bool
+switchover_in_progress(const mg_ha_view_t *view)
+{
+    mg_ha_failover_t f = view->status.failover;
+
+    return f == MG_HA_FAILOVER_INITIATED || f == MG_HA_FAILOVER_DEMOTING_OLD_PRIMARY ||
+           f == MG_HA_FAILOVER_WAITING_FOR_CATCHUP;
+}
+
+/* replicas_follow says whether every other live node streams from primary me. */
+static bool
+replicas_follow(const mg_ha_view_t *view, const char *me)
+{
+    const mg_ha_node_t *p = mg_ha_view_find_node(view, me);
+
+    if (p == NULL)
+        return false;
+    for (size_t i = 0; i < view->nnodes; i++) {
+        const mg_ha_node_t *n = &view->nodes[i];
+        bool streams = false;
+
+        if (strcmp(n->name, me) == 0 || n->state == MG_HA_STATE_REFUSED)
+            continue;
+        for (size_t j = 0; j < p->nreplication; j++)
+            if (strcmp(p->replication[j].application_name, n->name) == 0 &&
+                strcmp(p->replication[j].state, "streaming") == 0)
+                streams = true;
+        if (n->state != MG_HA_STATE_REPLICA || !streams)
+            return false;
+    }
+    return true;
+}
+
+/* decide_primary: keep the lease, or hand over (switchover) or step down. */
+static void
+decide_primary(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decision_t *d)
+{
+    const char *me = self->name;
+    char why[160];
+
+    if (view->leader[0] != '\0' && strcmp(view->leader, me) != 0) {
+        set(d, MG_HA_ACTION_DEMOTE, MG_HA_STATE_DEMOTED, view->leader,
+            "leader key held by %s: stop writes and rejoin", view->leader);
+    } else if (switchover_in_progress(view) && strcmp(view->status.primary, me) == 0 &&
+               strcmp(view->status.target_primary, me) != 0) {
+        set(d, MG_HA_ACTION_DEMOTE, MG_HA_STATE_DEMOTED, view->status.target_primary,
+            "switchover to %s: demoting the old primary", view->status.target_primary);
+    } else if (!view->pg_running) {
+        set(d, MG_HA_ACTION_START_PRIMARY, MG_HA_STATE_PRIMARY, me,
+            "Postgres is not running: start it");
+    } else if (view->spec.switchover_id > view->status.switchover_id &&
+               view->status.failover == MG_HA_FAILOVER_STABLE && strcmp(view->leader, me) == 0) {
+        const mg_ha_node_t *t = NULL;
+
+        if (view->spec.switchover_to[0] != '\0') {
+            const mg_ha_node_t *n = mg_ha_view_find_node(view, view->spec.switchover_to);
+
+            if (n != NULL && n->state == MG_HA_STATE_REPLICA && n->pg_queries_ok &&
+                strcmp(n->name, me) != 0)
+                t = n;
+            snprintf(why, sizeof(why), "node %s is not a healthy replica",
+                     view->spec.switchover_to);
+        } else {
+            mg_ha_self_t any = *self;
+
+            any.max_lag_bytes = INT64_MAX / 2; /* the catch-up wait bounds a switchover */
+            t = mg_ha_failover_candidate(&any, view, why, sizeof(why));
+        }
+        if (t != NULL)
+            set(d, MG_HA_ACTION_SWITCHOVER_BEGIN, MG_HA_STATE_PRIMARY, t->name,
+                "switchover requested (id %lld): target %s", (long long)view->spec.switchover_id,
+                t->name);
+        else
+            set(d, MG_HA_ACTION_SWITCHOVER_BEGIN, MG_HA_STATE_PRIMARY, "",
+                "switchover request %lld refused: %s", (long long)view->spec.switchover_id, why);
+    } else if (view->status.failover == MG_HA_FAILOVER_PROMOTING_NEW_PRIMARY &&
+               strcmp(view->leader, me) == 0) {
+        set(d, MG_HA_ACTION_FINISH_FAILOVER, MG_HA_STATE_PRIMARY, me,
+            "hand-off to %s lapsed: this node holds the leader key", view->status.target_primary);
+    } else if (view->status.failover == MG_HA_FAILOVER_RECONFIGURING_REPLICAS &&
+               strcmp(view->status.primary, me) == 0 &&
+               (replicas_follow(view, me) ||
+                view->wall_ms - view->status.writes_resumed_ms > self->switchover_timeout_ms)) {
+        set(d, MG_HA_ACTION_FINISH_FAILOVER, MG_HA_STATE_PRIMARY, me,
+            "replicas follow this node: failover complete");
+    } else {
+        set(d, MG_HA_ACTION_MAINTAIN_PRIMARY, MG_HA_STATE_PRIMARY, me, "primary running");
+    }
+}
+
+/* old_primary_alive: the node status names primary still reports (it may retake the key). */
+static bool
+old_primary_alive(const mg_ha_self_t *self, const mg_ha_view_t *view)
+{
+    const mg_ha_node_t *p = mg_ha_view_find_node(view, view->status.primary);
+
+    return p != NULL && strcmp(p->name, self->name) != 0 &&
+           (p->state == MG_HA_STATE_PRIMARY || p->state == MG_HA_STATE_DEMOTED) &&
+           fresh(self, view, p) && p->pg_running;
+}
+
+/* decide_replica: follow the leader; when the leader key is free, maybe promote. */
+static void
+decide_replica(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decision_t *d)
+{
+    const char *me = self->name;
+    const char *peer = view->leader[0] ? view->leader : view->status.primary;
+    char why[200];
+
+    if (strcmp(view->leader, me) == 0) {
+        set(d, MG_HA_ACTION_PROMOTE, MG_HA_STATE_PRIMARY, me,
+            "this node holds the leader key: finish the promotion");
+    } else if (view->leader[0] != '\0') {
+        if (!view->pg_running)
+            set(d, MG_HA_ACTION_START_REPLICA, MG_HA_STATE_REPLICA, peer,
+                "Postgres is not running: start the standby");
+        else if (view->replica_stalled && healthy_primary(view) != NULL &&
+                 self->rewind_attempts > 0 && view->rewind_failures >= self->rewind_attempts)
+            set(d, MG_HA_ACTION_RECLONE, MG_HA_STATE_WAIT_PRIMARY, view->leader,
+                "standby cannot catch up with %s after %d rejoins: re-clone", view->leader,
+                view->rewind_failures);
+        else if (view->replica_stalled && healthy_primary(view) != NULL)
+            set(d, MG_HA_ACTION_REJOIN, MG_HA_STATE_REPLICA, view->leader,
+                "standby does not stream from %s: rewind and rejoin", view->leader);
+        else if (strcmp(view->upstream, view->leader) != 0 && healthy_primary(view) != NULL)
+            set(d, MG_HA_ACTION_FOLLOW, MG_HA_STATE_REPLICA, view->leader,
+                "new primary %s reports itself primary: follow it (was %s)", view->leader,
+                view->upstream);
+        else
+            set(d, MG_HA_ACTION_MAINTAIN_REPLICA, MG_HA_STATE_REPLICA, peer, "standby running");
+    } else if (view->status.failover == MG_HA_FAILOVER_PROMOTING_NEW_PRIMARY &&
+               strcmp(view->status.target_primary, me) == 0) {
+        if (self->can_failover)
+            set(d, MG_HA_ACTION_PROMOTE, MG_HA_STATE_PRIMARY, me,
+                "switchover: the old primary handed over to this node");
+        else
+            set(d, MG_HA_ACTION_WAIT, MG_HA_STATE_REPLICA, peer, "switchover target is nofailover");
+    } else if (view->status.failover == MG_HA_FAILOVER_PROMOTING_NEW_PRIMARY &&
+               mg_ha_view_find_node(view, view->status.target_primary) != NULL) {
+        set(d, MG_HA_ACTION_WAIT, MG_HA_STATE_REPLICA, peer, "switchover: %s is being promoted",
+            view->status.target_primary);
+    } else if (view->failsafe_primary_heard) {
+        set(d, MG_HA_ACTION_WAIT, MG_HA_STATE_REPLICA, peer,
+            "leader key free but the primary keeps writing in failsafe mode (UDP heartbeat)");
+    } else if (old_primary_alive(self, view)) {
+        set(d, MG_HA_ACTION_WAIT, MG_HA_STATE_REPLICA, peer,
+            "leader key free; old primary %s still reports: let it retake the key",
+            view->status.primary);
+    } else if (!view->pg_running || !view->pg_queries_ok) {
+        set(d, view->pg_running ? MG_HA_ACTION_WAIT : MG_HA_ACTION_START_REPLICA,
+            MG_HA_STATE_REPLICA, peer, "leader key free and the local standby is not healthy");
+    } else {
+        const mg_ha_node_t *c = mg_ha_failover_candidate(self, view, why, sizeof(why));
+
+        if (c != NULL && strcmp(c->name, me) == 0 && self->can_failover)
+            set(d, MG_HA_ACTION_PROMOTE, MG_HA_STATE_PRIMARY, me,
+                "leader lease lapsed: this node is the most advanced candidate (%s%s%s)",
+                c->receive_lsn, view->optime[0] ? ", primary last at " : "", view->optime);
+        else if (c != NULL)
+            set(d, MG_HA_ACTION_WAIT, MG_HA_STATE_REPLICA, c->name,
+                "leader lease lapsed: %s is the candidate", c->name);
+        else
+            set(d, MG_HA_ACTION_WAIT, MG_HA_STATE_REPLICA, peer, "leader lease lapsed: %s", why);
+    }
+}
+
+/* decide_demoted: wait for catch-up and hand over, abort, retake, or rejoin. */
+static void
+decide_demoted(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decision_t *d)
+{
+    const char *me = self->name;
+    const mg_ha_cluster_status_t *st = &view->status;
+
+    if (strcmp(view->leader, me) == 0) {
+        if (st->failover == MG_HA_FAILOVER_INITIATED ||
+            st->failover == MG_HA_FAILOVER_DEMOTING_OLD_PRIMARY) {
+            set(d, MG_HA_ACTION_DEMOTE, MG_HA_STATE_DEMOTED, st->target_primary,
+                "switchover: finish the demotion");
+        } else if (st->failover == MG_HA_FAILOVER_WAITING_FOR_CATCHUP) {
+            const mg_ha_node_t *t = mg_ha_view_find_node(view, st->target_primary);
+            uint64_t want = 0, have = 0;
+
+            if (t != NULL)
+                (void)mg_ha_lsn_parse(t->replay_lsn, &have);
+            if (t != NULL && t->pg_queries_ok && mg_ha_lsn_parse(st->final_lsn, &want) &&
+                have >= want)
+                set(d, MG_HA_ACTION_HANDOFF, MG_HA_STATE_DEMOTED, t->name,
+                    "switchover: %s replayed up to %s (final LSN %s): hand over", t->name,
+                    t->replay_lsn, st->final_lsn);
+            else if (view->wall_ms - st->writes_stopped_ms > self->switchover_timeout_ms)
+                set(d, MG_HA_ACTION_ABORT_SWITCHOVER, MG_HA_STATE_PRIMARY, me,
+                    "switchover to %s aborted: no catch-up to %s within %lldms (at %s)",
+                    st->target_primary, st->final_lsn, (long long)self->switchover_timeout_ms,
+                    t ? t->replay_lsn : "gone");
+            else
+                set(d, MG_HA_ACTION_WAIT, MG_HA_STATE_DEMOTED, st->target_primary,
+                    "switchover: waiting for %s to replay up to %s", st->target_primary,
+                    st->final_lsn);
+        } else {
+            set(d, MG_HA_ACTION_START_PRIMARY, MG_HA_STATE_PRIMARY, me,
+                "leader key still held by this node: start as primary");
+        }
+    } else if (view->leader[0] == '\0') {
+        /* nobody was promoted since (the key is free and no hand-off is under way) */
+        if (st->failover != MG_HA_FAILOVER_PROMOTING_NEW_PRIMARY && strcmp(st->primary, me) == 0 &&
+            view->have_data)
+            set(d, MG_HA_ACTION_START_PRIMARY, MG_HA_STATE_PRIMARY, me,
+                "leader key free and this node was the primary: retake it");
+        else
+            set(d, MG_HA_ACTION_WAIT, MG_HA_STATE_DEMOTED, NULL,
+                "waiting for a new primary (failover %s)", mg_ha_failover_name(st->failover));
+    } else if (healthy_primary(view) == NULL) {
+        set(d, MG_HA_ACTION_WAIT, MG_HA_STATE_DEMOTED, view->leader,
+            "waiting for %s to report itself primary", view->leader);
+    } else if (!view->have_data ||
+               (self->rewind_attempts > 0 && view->rewind_failures >= self->rewind_attempts)) {
+        set(d, MG_HA_ACTION_RECLONE, MG_HA_STATE_WAIT_PRIMARY, view->leader,
+            "pg_rewind failed %d times: re-clone from %s", view->rewind_failures, view->leader);
+    } else {
+        set(d, MG_HA_ACTION_REJOIN, MG_HA_STATE_REPLICA, view->leader,
+            "new primary %s: rewind and follow it", view->leader);
+    }
 }
 
 bool
@@ -303,25 +681,14 @@ mg_ha_decide(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decision_
                 decide_join(self, view, d);
             break;
         case MG_HA_STATE_PRIMARY:
-            if (view->leader[0] != '\0' && strcmp(view->leader, me) != 0)
-                set(d, MG_HA_ACTION_NONE, MG_HA_STATE_PRIMARY, view->leader,
-                    "leader key held by %s: not serving writes", view->leader);
-            else if (!view->pg_running)
-                set(d, MG_HA_ACTION_START_PRIMARY, MG_HA_STATE_PRIMARY, me,
-                    "Postgres is not running: start it");
-            else
-                set(d, MG_HA_ACTION_MAINTAIN_PRIMARY, MG_HA_STATE_PRIMARY, me, "primary running");
+            decide_primary(self, view, d);
             break;
-        case MG_HA_STATE_REPLICA: {
-            const char *peer = view->leader[0] ? view->leader : view->status.primary;
-
-            if (!view->pg_running)
-                set(d, MG_HA_ACTION_START_REPLICA, MG_HA_STATE_REPLICA, peer,
-                    "Postgres is not running: start the standby");
-            else
-                set(d, MG_HA_ACTION_MAINTAIN_REPLICA, MG_HA_STATE_REPLICA, peer, "standby running");
+        case MG_HA_STATE_REPLICA:
+            decide_replica(self, view, d);
             break;
-        }
+        case MG_HA_STATE_DEMOTED:
+            decide_demoted(self, view, d);
+            break;
         default:
             return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
                                 "invalid node state %d", (int)view->state);

@@ -23,8 +23,6 @@
 bool
 mg_ha__primary_ok(const mg_ha_shared_t *s, int64_t now_ms, char *why, size_t whysz)
 {
-    int64_t margin = s->conf->ttl_ms - s->conf->retry_ms;
-
     if (s->self.state != MG_HA_STATE_PRIMARY)
         snprintf(why, whysz, "node state is %s", mg_ha_state_name(s->self.state));
     else if (!s->self.pg_queries_ok)
@@ -33,9 +31,14 @@ mg_ha__primary_ok(const mg_ha_shared_t *s, int64_t now_ms, char *why, size_t why
         snprintf(why, whysz, "Postgres is in recovery");
     else if (!s->holds_leader)
         snprintf(why, whysz, "leader key is held by \"%s\"", s->leader);
-    else if (now_ms - s->lease_ok_ms >= margin)
-        snprintf(why, whysz, "leader lease not renewed for %lldms (limit %lldms)",
-                 (long long)(now_ms - s->lease_ok_ms), (long long)margin);
+    else if (s->demoting)
+        snprintf(why, whysz, "switchover or fencing: writes stopped");
+    else if (now_ms >= s->writable_until_ms)
+        snprintf(why, whysz,
+                 "write deadline passed %lldms ago (lease renewed %lldms ago, ttl - margin "
+                 "%lldms)",
+                 (long long)(now_ms - s->writable_until_ms), (long long)(now_ms - s->lease_ok_ms),
+                 (long long)(s->conf->ttl_ms - s->conf->retry_ms));
     else
         return true;
     return false;

@@ -71,6 +71,7 @@ typedef struct {
     char log_path[PATH_MAX];
     char pgpass_path[PATH_MAX];
     char local_host[64];
+    char sync_names[MG_HA_MAX_NODES * (MG_HA_NAME_SIZE + 4)]; /* "a, b" or "" */
 } mg_ha_pg_t;
 
 bool mg_ha__pg_init(mg_ha_pg_t *pg, const mg_ha_config_t *conf, mg_error_t *error);
@@ -93,7 +94,66 @@ bool mg_ha__pg_ensure_slots(mg_ha_pg_t *pg, char names[][MG_HA_NAME_SIZE], size_
                             mg_error_t *error);
 /* mg_ha__pg_collect fills the pg_* fields, LSNs, timeline, slots and replication of node. */
 void mg_ha__pg_collect(mg_ha_pg_t *pg, mg_ha_node_t *node, bool *in_recovery);
+/* mg_ha__pg_write_sync writes pgdaemon.sync.conf: ANY 1 (names), or '' when names is "". */
+bool mg_ha__pg_write_sync(mg_ha_pg_t *pg, const char *names, mg_error_t *error);
+bool mg_ha__pg_reload(mg_ha_pg_t *pg, mg_error_t *error);
+/* mg_ha__pg_promote runs pg_promote(wait => true) on the local standby. */
+bool mg_ha__pg_promote(mg_ha_pg_t *pg, mg_error_t *error);
+/* mg_ha__pg_stop_now stops Postgres: immediate (SIGQUIT) or fast (SIGINT), then harder. */
+bool mg_ha__pg_stop_now(mg_ha_pg_t *pg, bool immediate, mg_error_t *error);
+bool mg_ha__pg_is_standby_dir(const mg_ha_pg_t *pg);
+/* mg_ha__pg_checkpoint_lsn reads "Latest checkpoint location" of a stopped cluster. */
+bool mg_ha__pg_checkpoint_lsn(mg_ha_pg_t *pg, char *out, size_t outsz, mg_error_t *error);
+/*
+ * mg_ha__pg_checkpoint_remote runs CHECKPOINT on host:port: after a promotion
+ * pg_control names the new timeline only from the next checkpoint on, and
+ * pg_rewind reads the source's timeline from there.
+ */
+bool mg_ha__pg_checkpoint_remote(mg_ha_pg_t *pg, const char *host, int64_t port, mg_error_t *error);
+/* mg_ha__pg_rewind runs pg_rewind against host:port (the target must be stopped). */
+bool mg_ha__pg_rewind(mg_ha_pg_t *pg, const char *host, int64_t port, mg_error_t *error);
 bool mg_ha__pg_run_init_script(mg_ha_pg_t *pg, const char *script, mg_error_t *error);
+
+/* ---- fencing watchdog (ha_fence.c) ---- */
+
+/*
+ * A child process that stops Postgres (SIGQUIT to the postmaster of
+ * data_dir, then SIGKILL) when the armed deadline passes without a new
+ * one: it fences a primary whose daemon is stopped, stuck or killed.
+ */
+typedef struct {
+    pid_t pid;
+    int fd; /* write end: int64 deadlines (monotonic ms; 0 = disarmed) */
+} mg_ha_watchdog_t;
+
+bool mg_ha__watchdog_start(mg_ha_watchdog_t *w, const char *data_dir, mg_error_t *error);
+void mg_ha__watchdog_arm(mg_ha_watchdog_t *w, int64_t deadline_ms);
+/* mg_ha__watchdog_stop disarms and ends the child (clean daemon exit). */
+void mg_ha__watchdog_stop(mg_ha_watchdog_t *w);
+
+/* ---- UDP plane (ha_udp.c) ---- */
+
+typedef enum {
+    MG_HA_MSG_WAKEUP = 'W',
+    MG_HA_MSG_HEARTBEAT = 'H',
+    MG_HA_MSG_ACK = 'A',
+} mg_ha_msg_type_t;
+
+typedef struct {
+    char type;
+    char cluster[MG_HA_NAME_SIZE];
+    char from[MG_HA_NAME_SIZE];
+    char to[MG_HA_NAME_SIZE];
+    int64_t seq;     /* sender's sequence (heartbeat: echoed by the ack) */
+    int64_t wall_ms; /* sender's wall clock */
+    bool failsafe;   /* heartbeat of a primary without etcd: ack = promise not to promote */
+} mg_ha_msg_t;
+
+/* mg_ha__msg_encode writes msg + HMAC-SHA256(secret) into out; returns its length or 0. */
+size_t mg_ha__msg_encode(const mg_ha_msg_t *msg, const char *secret, char *out, size_t outsz);
+
+/* mg_ha__msg_decode verifies the HMAC and parses; false for anything else. */
+bool mg_ha__msg_decode(const char *buf, size_t len, const char *secret, mg_ha_msg_t *msg);
 
 /* ---- LSNs ---- */
 
@@ -107,9 +167,11 @@ typedef struct {
     const mg_ha_config_t *conf;
     mg_ha_node_t self; /* last report */
     bool in_recovery;
-    bool holds_leader;   /* `leader` named this node at the last read */
-    int64_t lease_ok_ms; /* monotonic time the lease was last granted or renewed */
-    int64_t loop_ok_ms;  /* monotonic time the last loop finished */
+    bool holds_leader;         /* `leader` named this node at the last read */
+    int64_t lease_ok_ms;       /* monotonic time the lease was last granted or renewed */
+    int64_t writable_until_ms; /* mg_ha_fence_deadline: lease or failsafe grant */
+    bool demoting;             /* switchover: writes stopped */
+    int64_t loop_ok_ms;        /* monotonic time the last loop finished */
     char leader[MG_HA_NAME_SIZE];
     mg_ha_cluster_status_t status;
     mg_ha_view_t view; /* last etcd view */

@@ -47,6 +47,20 @@ cluster_cmd(const mg_cli_command_t *command, int argc, char **argv)
     return mg_ha_cmd_cluster(argc, argv);
 }
 
+static int
+switchover_cmd(const mg_cli_command_t *command, int argc, char **argv)
+{
+    (void)command;
+    return mg_ha_cmd_switchover(argc, argv);
+}
+
+static int
+override_cmd(const mg_cli_command_t *command, int argc, char **argv)
+{
+    (void)command;
+    return mg_ha_cmd_override(argc, argv);
+}
+
 static const mg_cli_command_t commands[] = {
     {"run", "run one node: bootstrap or join, keep Postgres and etcd in step",
      "[--config FILE] [options]", run_cmd},
@@ -56,6 +70,10 @@ static const mg_cli_command_t commands[] = {
      events_cmd},
     {"cluster", "start or stop a local cluster (etcd + N nodes + HAProxy) for development",
      "up --nodes N --dir DIR | down --dir DIR", cluster_cmd},
+    {"switchover", "move the primary role to another node with no data loss",
+     "[--to NODE] [--timeout SECONDS] [--json] --config FILE", switchover_cmd},
+    {"override", "allow (or forbid) a failover past the lag limit",
+     "--allow-data-loss on|off --config FILE", override_cmd},
 };
 
 static const mg_cli_t pgdaemon_cli = {

@@ -285,8 +285,10 @@ mg_ha__pg_configure(mg_ha_pg_t *pg, bool standby, const char *primary_host, int6
                        "max_replication_slots = %lld\n"
                        "wal_keep_size = '256MB'\n"
                        "wal_log_hints = on\n"
+                       "wal_retrieve_retry_interval = '500ms'\n"
                        "password_encryption = 'scram-sha-256'\n"
-                       "cluster_name = '%s'\n",
+                       "cluster_name = '%s'\n"
+                       "include_if_exists = 'pgdaemon.sync.conf'\n",
                        c->address, (long long)c->pg_port, (long long)(c->max_nodes * 2 + 4),
                        (long long)(c->max_nodes * 2 + 4), c->name))
         goto done;
@@ -297,7 +299,10 @@ mg_ha__pg_configure(mg_ha_pg_t *pg, bool standby, const char *primary_host, int6
         if (!mg_buf_printf(&b, error, "%.*s = '%s'\n", (int)(eq - p), p, eq + 1))
             goto done;
     }
-    if (standby) {
+    if (standby && primary_host == NULL) {
+        if (!mg_buf_printf(&b, error, "recovery_target_timeline = 'latest'\n"))
+            goto done;
+    } else if (standby) {
         mg_ha_slot_name(c->name, slot, sizeof(slot));
         if (!mg_buf_printf(&b, error,
                            "primary_conninfo = 'host=%s port=%lld user=%s passfile=%s "
@@ -310,6 +315,11 @@ mg_ha__pg_configure(mg_ha_pg_t *pg, bool standby, const char *primary_host, int6
     }
     data_path(pg, "pgdaemon.conf", path, sizeof(path));
     if (!mg_ha__write_file(path, b.data, b.len, 0600, &pg->runas, error))
+        goto done;
+    /* a standby has no sync standbys; a primary starts with what the daemon chose */
+    if (standby)
+        pg->sync_names[0] = '\0';
+    if (!mg_ha__pg_write_sync(pg, pg->sync_names, error))
         goto done;
     /* pg_hba.conf: scram everywhere; replication only from node addresses */
     mg_buf_reset(&b);
@@ -444,6 +454,9 @@ mg_ha__pg_start(mg_ha_pg_t *pg, mg_error_t *error)
         struct timespec ts = {0, 100 * 1000000L};
 
         if (ping == PQPING_OK)
+            return true;
+        /* a standby still short of consistency is started: it waits for WAL, not for us */
+        if (ping == PQPING_REJECT && mg_ha__pg_is_standby_dir(pg))
             return true;
         if (waitpid(pg->child, NULL, WNOHANG) == pg->child) {
             pg->child = 0;
@@ -802,4 +815,177 @@ mg_ha__pg_run_init_script(mg_ha_pg_t *pg, const char *script, mg_error_t *error)
     snprintf(user, sizeof(user), "PGUSER=%s", pg->conf->superuser);
     snprintf(pass, sizeof(pass), "PGPASSFILE=%s", pg->pgpass_path);
     return mg_ha__run(&pg->runas, argv, env, pg->log_path, PG_TOOL_TIMEOUT_MS, NULL, error);
+}
+
+bool
+mg_ha__pg_write_sync(mg_ha_pg_t *pg, const char *names, mg_error_t *error)
+{
+    char path[PATH_MAX], text[sizeof(pg->sync_names) + 128];
+
+    if (names != pg->sync_names)
+        snprintf(pg->sync_names, sizeof(pg->sync_names), "%s", names);
+    if (names[0] == '\0')
+        snprintf(text, sizeof(text),
+                 "# pgdaemon.sync.conf - written by pgdaemon\n"
+                 "synchronous_standby_names = ''\n");
+    else
+        snprintf(text, sizeof(text),
+                 "# pgdaemon.sync.conf - written by pgdaemon\n"
+                 "synchronous_standby_names = 'ANY 1 (%s)'\n",
+                 names);
+    data_path(pg, "pgdaemon.sync.conf", path, sizeof(path));
+    return mg_ha__write_file(path, text, strlen(text), 0600, &pg->runas, error);
+}
+
+/* exec_local runs one statement on the local Postgres. */
+static bool
+exec_local(mg_ha_pg_t *pg, const char *sql, const char *what, mg_error_t *error)
+{
+    PGconn *conn = connect_local(pg, 5);
+    PGresult *res;
+    bool ok;
+
+    if (PQstatus(conn) != CONNECTION_OK) {
+        mg_error_set_pgconn(error, conn, "could not connect to the local Postgres");
+        PQfinish(conn);
+        return false;
+    }
+    res = PQexec(conn, sql);
+    ok = exec_ok(conn, res, what, error);
+    if (ok && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+        strcmp(PQgetvalue(res, 0, 0), "f") == 0)
+        ok = mg_error_set(error, MG_ERROR_DOMAIN_PG, 0, "could not %s: it returned false", what);
+    PQclear(res);
+    PQfinish(conn);
+    return ok;
+}
+
+bool
+mg_ha__pg_reload(mg_ha_pg_t *pg, mg_error_t *error)
+{
+    return exec_local(pg, "SELECT pg_reload_conf()", "reload the configuration", error);
+}
+
+bool
+mg_ha__pg_promote(mg_ha_pg_t *pg, mg_error_t *error)
+{
+    char path[PATH_MAX];
+
+    if (!exec_local(pg, "SELECT pg_promote(true, 60)", "promote the standby", error))
+        return false;
+    data_path(pg, "standby.signal", path, sizeof(path));
+    unlink(path); /* Postgres removed it; a restart must not come back as a standby */
+    return true;
+}
+
+bool
+mg_ha__pg_stop_now(mg_ha_pg_t *pg, bool immediate, mg_error_t *error)
+{
+    pid_t pid = mg_ha__pg_running(pg);
+
+    if (pid <= 0)
+        return true;
+    kill(pid, immediate ? SIGQUIT : SIGINT);
+    if (wait_gone(pg, pid, immediate ? 10000 : 20000))
+        return true;
+    kill(pid, SIGQUIT);
+    if (wait_gone(pg, pid, 5000))
+        return true;
+    kill(pid, SIGKILL);
+    if (wait_gone(pg, pid, 5000))
+        return true;
+    return mg_error_set(error, MG_ERROR_DOMAIN_PG, 0, "Postgres (pid %d) did not stop", (int)pid);
+}
+
+bool
+mg_ha__pg_is_standby_dir(const mg_ha_pg_t *pg)
+{
+    char path[PATH_MAX];
+
+    data_path(pg, "standby.signal", path, sizeof(path));
+    return access(path, F_OK) == 0;
+}
+
+bool
+mg_ha__pg_checkpoint_lsn(mg_ha_pg_t *pg, char *out, size_t outsz, mg_error_t *error)
+{
+    char tool[PATH_MAX];
+    char *argv[] = {tool, "-D", pg->conf->data_dir, NULL};
+    char *env[] = {"LC_ALL=C", NULL};
+    mg_buf_t buf;
+    const char *p;
+    bool ok = false;
+
+    bin_path(pg, "pg_controldata", tool, sizeof(tool));
+    mg_buf_init(&buf, 64 * 1024);
+    if (!mg_ha__run(&pg->runas, argv, env, pg->log_path, 30000, &buf, error))
+        goto done;
+    p = buf.data ? strstr(buf.data, "Latest checkpoint location:") : NULL;
+    if (p == NULL) {
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
+                     "pg_controldata printed no checkpoint location for \"%s\"",
+                     pg->conf->data_dir);
+        goto done;
+    }
+    p += strlen("Latest checkpoint location:");
+    while (*p == ' ')
+        p++;
+    snprintf(out, outsz, "%.*s", (int)strcspn(p, " \n"), p);
+    ok = true;
+done:
+    mg_buf_cleanup(&buf);
+    return ok;
+}
+
+bool
+mg_ha__pg_rewind(mg_ha_pg_t *pg, const char *host, int64_t port, mg_error_t *error)
+{
+    const mg_ha_config_t *c = pg->conf;
+    char tool[PATH_MAX], source[PATH_MAX + 256], passenv[PATH_MAX + 16];
+    char *argv[] = {tool, "--target-pgdata", c->data_dir, "--source-server", source, NULL};
+    char *env[] = {passenv, "LC_ALL=C", NULL};
+
+    bin_path(pg, "pg_rewind", tool, sizeof(tool));
+    snprintf(source, sizeof(source),
+             "host=%s port=%lld user=%s dbname=postgres passfile=%s connect_timeout=5", host,
+             (long long)port, c->superuser, pg->pgpass_path);
+    snprintf(passenv, sizeof(passenv), "PGPASSFILE=%s", pg->pgpass_path);
+    if (!write_pgpass(pg, error))
+        return false;
+    if (!mg_ha__run(&pg->runas, argv, env, pg->log_path, PG_TOOL_TIMEOUT_MS, NULL, error)) {
+        mg_error_prefix(error, "pg_rewind from %s:%lld failed", host, (long long)port);
+        return false;
+    }
+    return true;
+}
+
+bool
+mg_ha__pg_checkpoint_remote(mg_ha_pg_t *pg, const char *host, int64_t port, mg_error_t *error)
+{
+    char portbuf[16];
+    const char *keys[] = {"host", "port", "user", "password", "dbname", "connect_timeout", NULL};
+    const char *vals[7];
+    PGconn *conn;
+    PGresult *res;
+    bool ok;
+
+    snprintf(portbuf, sizeof(portbuf), "%lld", (long long)port);
+    vals[0] = host;
+    vals[1] = portbuf;
+    vals[2] = pg->conf->superuser;
+    vals[3] = pg->conf->superuser_password;
+    vals[4] = "postgres";
+    vals[5] = "5";
+    vals[6] = NULL;
+    conn = PQconnectdbParams(keys, vals, 0);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        mg_error_set_pgconn(error, conn, "could not connect to %s:%lld", host, (long long)port);
+        PQfinish(conn);
+        return false;
+    }
+    res = PQexec(conn, "CHECKPOINT");
+    ok = exec_ok(conn, res, "run a checkpoint on the new primary", error);
+    PQclear(res);
+    PQfinish(conn);
+    return ok;
 }

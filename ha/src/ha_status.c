@@ -202,6 +202,9 @@ mg_ha_node_to_json(const mg_ha_node_t *n, mg_buf_t *out, mg_error_t *error)
     yajl_gen_array_close(g);
     g_int(g, "updated_ms", n->updated_ms);
     g_int(g, "started_ms", n->started_ms);
+    g_int(g, "priority", n->priority);
+    g_bool(g, "nofailover", n->nofailover);
+    g_str(g, "upstream", n->upstream);
     yajl_gen_map_close(g);
     return g_finish(g, out, error);
 }
@@ -262,6 +265,9 @@ node_from_tree(yajl_val t, mg_ha_node_t *n)
         }
     n->updated_ms = j_int(t, "updated_ms", 0);
     n->started_ms = j_int(t, "started_ms", 0);
+    n->priority = j_int(t, "priority", 0);
+    n->nofailover = j_bool(t, "nofailover");
+    j_str(t, "upstream", n->upstream, sizeof(n->upstream));
 }
 
 bool
@@ -291,8 +297,45 @@ mg_ha_status_to_json(const mg_ha_cluster_status_t *s, mg_buf_t *out, mg_error_t 
     g_str(g, "target_primary", s->target_primary);
     g_str(g, "last_failover_reason", s->last_failover_reason);
     g_int(g, "last_failover_ms", s->last_failover_ms);
+    g_str(g, "final_lsn", s->final_lsn);
+    g_int(g, "switchover_id", s->switchover_id);
+    g_int(g, "writes_stopped_ms", s->writes_stopped_ms);
+    g_int(g, "writes_resumed_ms", s->writes_resumed_ms);
+    g_key(g, "sync_members");
+    yajl_gen_array_open(g);
+    for (size_t i = 0; i < s->nsync_members; i++)
+        yajl_gen_string(g, (const unsigned char *)s->sync_members[i], strlen(s->sync_members[i]));
+    yajl_gen_array_close(g);
     yajl_gen_map_close(g);
     return g_finish(g, out, error);
+}
+
+bool
+mg_ha_spec_to_json(const mg_ha_spec_t *s, mg_buf_t *out, mg_error_t *error)
+{
+    yajl_gen g = yajl_gen_alloc(NULL);
+
+    yajl_gen_map_open(g);
+    g_int(g, "switchover_id", s->switchover_id);
+    g_str(g, "switchover_to", s->switchover_to);
+    g_bool(g, "allow_data_loss", s->allow_data_loss);
+    yajl_gen_map_close(g);
+    return g_finish(g, out, error);
+}
+
+bool
+mg_ha_spec_from_json(const char *json, size_t len, mg_ha_spec_t *s, mg_error_t *error)
+{
+    yajl_val t = j_parse(json, len, "spec", error);
+
+    if (t == NULL)
+        return false;
+    memset(s, 0, sizeof(*s));
+    s->switchover_id = j_int(t, "switchover_id", 0);
+    j_str(t, "switchover_to", s->switchover_to, sizeof(s->switchover_to));
+    s->allow_data_loss = j_bool(t, "allow_data_loss");
+    yajl_tree_free(t);
+    return true;
 }
 
 bool
@@ -316,6 +359,19 @@ mg_ha_status_from_json(const char *json, size_t len, mg_ha_cluster_status_t *s, 
     j_str(t, "target_primary", s->target_primary, sizeof(s->target_primary));
     j_str(t, "last_failover_reason", s->last_failover_reason, sizeof(s->last_failover_reason));
     s->last_failover_ms = j_int(t, "last_failover_ms", 0);
+    j_str(t, "final_lsn", s->final_lsn, sizeof(s->final_lsn));
+    s->switchover_id = j_int(t, "switchover_id", 0);
+    s->writes_stopped_ms = j_int(t, "writes_stopped_ms", 0);
+    s->writes_resumed_ms = j_int(t, "writes_resumed_ms", 0);
+    {
+        yajl_val arr = j_field(t, "sync_members");
+
+        if (arr != NULL && YAJL_IS_ARRAY(arr))
+            for (size_t i = 0; i < arr->u.array.len && s->nsync_members < MG_HA_MAX_NODES; i++)
+                if (YAJL_IS_STRING(arr->u.array.values[i]))
+                    snprintf(s->sync_members[s->nsync_members++], MG_HA_NAME_SIZE, "%s",
+                             YAJL_GET_STRING(arr->u.array.values[i]));
+    }
     yajl_tree_free(t);
     return true;
 }
@@ -349,6 +405,8 @@ mg_ha_view_load(mg_ha_view_t *view, const char *prefix, const mg_etcd_kv_t *kvs,
     view->init_sysid[0] = view->init_node[0] = view->leader[0] = '\0';
     view->init_mod_revision = view->leader_mod_revision = view->leader_lease = 0;
     memset(&view->status, 0, sizeof(view->status));
+    memset(&view->spec, 0, sizeof(view->spec));
+    view->optime[0] = '\0';
     view->nnodes = 0;
     for (size_t i = 0; i < nkvs; i++) {
         const mg_etcd_kv_t *kv = &kvs[i];
@@ -379,6 +437,14 @@ mg_ha_view_load(mg_ha_view_t *view, const char *prefix, const mg_etcd_kv_t *kvs,
                 return false;
             }
             view->status.mod_revision = kv->mod_revision;
+        } else if (strcmp(rel, "spec") == 0) {
+            if (!mg_ha_spec_from_json(kv->value, kv->value_len, &view->spec, error)) {
+                mg_error_prefix(error, "key \"%s\"", kv->key);
+                return false;
+            }
+            view->spec.mod_revision = kv->mod_revision;
+        } else if (strcmp(rel, "optime") == 0) {
+            snprintf(view->optime, sizeof(view->optime), "%.*s", (int)kv->value_len, kv->value);
         } else if (strncmp(rel, "nodes/", 6) == 0) {
             mg_ha_node_t *n;
 

@@ -64,6 +64,14 @@ typedef struct {
     int on_stop;           /* mg_ha_on_stop_t */
     int64_t max_lag_bytes; /* default bound of /replica */
     int64_t slot_ttl_ms;   /* drop the slot of a node gone from etcd this long */
+    /* failover (issue 10) */
+    int64_t priority;              /* candidate priority; 0 = never promote (like nofailover) */
+    bool nofailover;               /* never promote this node */
+    bool synchronous_mode;         /* manage synchronous_standby_names = ANY 1 (...) */
+    int64_t failover_max_lag;      /* most bytes a candidate may lag the last primary LSN */
+    int64_t switchover_timeout_ms; /* catch-up bound of a switchover before it aborts */
+    int64_t rewind_attempts;       /* pg_rewind runs before falling back to a fresh clone */
+    char *cluster_secret;          /* HMAC key of the UDP plane (PGDAEMON_CLUSTER_SECRET) */
 } mg_ha_config_t;
 
 /*
@@ -103,6 +111,7 @@ typedef enum {
     MG_HA_STATE_PRIMARY,      /* Postgres runs as primary, we hold `leader` */
     MG_HA_STATE_REPLICA,      /* Postgres runs as a standby */
     MG_HA_STATE_REFUSED,      /* refused to join (terminal; the daemon exits) */
+    MG_HA_STATE_DEMOTED,      /* was primary: Postgres stopped (fenced or switched over) */
     MG_HA_STATE_COUNT_
 } mg_ha_state_t;
 
@@ -129,6 +138,15 @@ typedef enum {
     MG_HA_ACTION_MAINTAIN_PRIMARY, /* keep `leader`, slots, status */
     MG_HA_ACTION_MAINTAIN_REPLICA, /* keep standby running */
     MG_HA_ACTION_REFUSE,           /* record an event and exit non-zero */
+    MG_HA_ACTION_PROMOTE,          /* take `leader` (create-only txn), pg_promote, status */
+    MG_HA_ACTION_FOLLOW,           /* point the standby at a new primary (reload) */
+    MG_HA_ACTION_DEMOTE,           /* stop writes: shut Postgres down, record the final LSN */
+    MG_HA_ACTION_REJOIN,           /* pg_rewind against the primary, start as standby */
+    MG_HA_ACTION_RECLONE,          /* remove the data dir; join again with pg_basebackup */
+    MG_HA_ACTION_SWITCHOVER_BEGIN, /* status: initiated, target chosen (peer; "" = refuse) */
+    MG_HA_ACTION_HANDOFF,          /* target caught up: release `leader`, status promoting */
+    MG_HA_ACTION_ABORT_SWITCHOVER, /* catch-up timed out: restart as primary, status stable */
+    MG_HA_ACTION_FINISH_FAILOVER,  /* replicas follow: status stable */
     MG_HA_ACTION_COUNT_
 } mg_ha_action_t;
 
@@ -198,9 +216,12 @@ typedef struct {
     size_t nslots;
     mg_ha_replication_t replication[MG_HA_MAX_NODES]; /* primary: pg_stat_replication */
     size_t nreplication;
-    int64_t updated_ms;      /* wall clock of the report */
-    int64_t started_ms;      /* when this daemon started */
-    int64_t create_revision; /* etcd: when the key was created (not in the JSON) */
+    int64_t updated_ms;             /* wall clock of the report */
+    int64_t started_ms;             /* when this daemon started */
+    int64_t priority;               /* candidate priority (0 = never) */
+    bool nofailover;                /* never promote */
+    char upstream[MG_HA_NAME_SIZE]; /* replica: the node its standby config follows */
+    int64_t create_revision;        /* etcd: when the key was created (not in the JSON) */
 } mg_ha_node_t;
 
 /* The cluster status key, changed only by compare-and-swap. */
@@ -213,7 +234,21 @@ typedef struct {
     char target_primary[MG_HA_NAME_SIZE];
     char last_failover_reason[128];
     int64_t last_failover_ms;
+    char final_lsn[MG_HA_LSN_SIZE]; /* switchover: last LSN of the old primary */
+    int64_t switchover_id;          /* last spec switchover request handled */
+    int64_t writes_stopped_ms;      /* wall clock: old primary stopped writes */
+    int64_t writes_resumed_ms;      /* wall clock: new primary accepts writes */
+    char sync_members[MG_HA_MAX_NODES][MG_HA_NAME_SIZE]; /* superset of sync standbys */
+    size_t nsync_members;
 } mg_ha_cluster_status_t;
+
+/* The spec key: what the operator wants (written by the CLI). */
+typedef struct {
+    int64_t switchover_id;               /* > status.switchover_id: a new request */
+    char switchover_to[MG_HA_NAME_SIZE]; /* "" = the best replica */
+    bool allow_data_loss;                /* promote past the lag limit */
+    int64_t mod_revision;
+} mg_ha_spec_t;
 
 /*
  * mg_ha_node_to_json renders node into out (appended). mg_ha_node_from_json
@@ -225,6 +260,11 @@ bool mg_ha_node_from_json(const char *json, size_t len, mg_ha_node_t *node, mg_e
 bool mg_ha_status_to_json(const mg_ha_cluster_status_t *status, mg_buf_t *out, mg_error_t *error);
 bool mg_ha_status_from_json(const char *json, size_t len, mg_ha_cluster_status_t *status,
                             mg_error_t *error);
+bool mg_ha_spec_to_json(const mg_ha_spec_t *spec, mg_buf_t *out, mg_error_t *error);
+bool mg_ha_spec_from_json(const char *json, size_t len, mg_ha_spec_t *spec, mg_error_t *error);
+
+/* mg_ha_lsn_parse parses "X/Y" into *lsn; false when empty or malformed. */
+bool mg_ha_lsn_parse(const char *text, uint64_t *lsn);
 
 /* mg_ha_slot_name writes the slot name of node name ("pgdaemon_" + sanitised). */
 void mg_ha_slot_name(const char *node_name, char *out, size_t outsz);
@@ -244,6 +284,8 @@ typedef struct {
     int64_t leader_mod_revision;
     int64_t leader_lease;
     mg_ha_cluster_status_t status;
+    mg_ha_spec_t spec;
+    char optime[MG_HA_LSN_SIZE]; /* last LSN the primary published (key optime) */
     mg_ha_node_t nodes[MG_HA_MAX_NODES];
     size_t nnodes;
     int64_t revision; /* etcd revision of the read */
@@ -254,9 +296,15 @@ typedef struct {
     bool pg_running;
     bool pg_queries_ok;
     bool pg_in_recovery;
-    /* clock (milliseconds; monotonic for timeouts) */
+    char upstream[MG_HA_NAME_SIZE]; /* replica: the node our standby config follows */
+    bool failsafe_primary_heard;    /* a failsafe heartbeat from a primary within ttl */
+    int rewind_failures;            /* pg_rewind failures since the last success */
+    bool data_is_primary;           /* data dir has no standby.signal (was a primary) */
+    bool replica_stalled;           /* standby has not streamed for long while a primary is up */
+    /* clock (milliseconds; monotonic for timeouts, wall for reports of other nodes) */
     int64_t now_ms;
     int64_t join_started_ms;
+    int64_t wall_ms;
 } mg_ha_view_t;
 
 /*
@@ -283,7 +331,34 @@ typedef struct {
     const char *name;
     int64_t max_nodes;
     int64_t join_timeout_ms;
+    /* failover; zero values keep the issue 9 behaviour of a node that never promotes */
+    int64_t max_lag_bytes;         /* failover lag limit against the optime key */
+    bool synchronous_mode;         /* candidates: sync members only, no lag allowance */
+    int64_t fresh_ms;              /* a node report older than this is not a candidate */
+    int64_t switchover_timeout_ms; /* catch-up bound (wall clock of status) */
+    int64_t rewind_attempts;       /* then re-clone */
+    bool can_failover;             /* priority > 0 and not nofailover */
 } mg_ha_self_t;
+
+/*
+ * mg_ha_failover_candidate returns the node that should take over when the
+ * leader key is free (NULL: nobody may, reason in why): fresh healthy
+ * replicas, not nofailover, priority > 0; the most advanced by
+ * max(receive, replay) LSN within the lag limit against view->optime (in
+ * synchronous mode: only sync members, all of which must have reported);
+ * ties by priority then name. Pure.
+ */
+const mg_ha_node_t *mg_ha_failover_candidate(const mg_ha_self_t *self, const mg_ha_view_t *view,
+                                             char *why, size_t whysz);
+
+/*
+ * mg_ha_fence_deadline returns the monotonic time until which a primary
+ * may take writes: its lease (renewal sent at lease_ok_ms) minus the
+ * margin, or the failsafe grant of its peers when that is later (0 =
+ * none). A primary answers 503 on /primary and stops Postgres from then.
+ */
+int64_t mg_ha_fence_deadline(int64_t lease_ok_ms, int64_t failsafe_until_ms, int64_t ttl_ms,
+                             int64_t margin_ms);
 
 /*
  * mg_ha_decide returns this node's next action for view. Pure: no I/O, no
@@ -323,6 +398,8 @@ int mg_ha_cmd_run(int argc, char **argv);
 int mg_ha_cmd_status(int argc, char **argv);
 int mg_ha_cmd_events(int argc, char **argv);
 int mg_ha_cmd_cluster(int argc, char **argv);
+int mg_ha_cmd_switchover(int argc, char **argv);
+int mg_ha_cmd_override(int argc, char **argv);
 
 #ifdef __cplusplus
 }

@@ -23,6 +23,7 @@ from mgharness.procs import ROOT_TAG_VAR, ProcessIdentity
 PGDAEMON = build_path("bin", "pgdaemon")
 SUPERUSER_PASSWORD = "su-" + secrets.token_hex(8)
 REPLICATION_PASSWORD = "repl-" + secrets.token_hex(8)
+CLUSTER_SECRET = "udp-" + secrets.token_hex(16)
 
 
 def tagged_env(root, extra=None):
@@ -61,6 +62,7 @@ def write_node_config(dirpath, name, etcd_endpoint, cluster, **overrides):
         "ttl": "10s",
         "loop_wait": "1s",
         "retry_timeout": "3s",
+        "cluster_secret": CLUSTER_SECRET,
         "postgres": {
             "superuser_password": SUPERUSER_PASSWORD,
             "replication_password": REPLICATION_PASSWORD,

@@ -140,8 +140,16 @@ def test_writes_through_haproxy_visible_on_replicas(cluster):
         wait_for(lambda p=port: cluster.q(p, "SELECT count(*) FROM accounts") == [(100,)], 20,
                  f"rows on {name}")
         assert cluster.q(port, "SELECT pg_is_in_recovery()") == [(True,)]
-    # the read port lands on a replica
-    assert cluster.q(state["read_port"], "SELECT pg_is_in_recovery()") == [(True,)]
+    # the read port lands on a replica, once HAProxy's /replica checks have
+    # marked one up (they run every second; right after `cluster up` a
+    # connection may still be refused)
+    def read_port_on_replica():
+        try:
+            return cluster.q(state["read_port"], "SELECT pg_is_in_recovery()") == [(True,)]
+        except psycopg2.OperationalError:
+            return False
+
+    wait_for(read_port_on_replica, 20, "the read port on a replica")
     assert cluster.q(state["read_port"], "SELECT count(*) FROM accounts") == [(100,)]
 
 

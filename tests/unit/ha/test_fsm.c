@@ -44,6 +44,7 @@ typedef struct {
     const char *me;
     mg_ha_state_t state;
     bool have_data;
+    bool data_is_primary; /* no standby.signal */
     const char *local_sysid;
     bool pg_running;
     fake_kv_t kv[8];
@@ -210,13 +211,31 @@ static const case_t cases[] = {
      .want_action = MG_HA_ACTION_START_REPLICA,
      .want_state = MG_HA_STATE_REPLICA,
      .want_peer = "n1"},
-    {.name = "restart with data, leader free, status names another node: wait",
+    {.name = "restart with standby data, leader free, status names another node: join the "
+             "election as a standby",
      .me = "n1",
      .have_data = true,
      .local_sysid = "111",
      .kv = {{"initialize", INIT_111}, {"status", STATUS_N3}},
-     .want_action = MG_HA_ACTION_WAIT,
-     .want_state = MG_HA_STATE_WAIT_PRIMARY},
+     .want_action = MG_HA_ACTION_START_REPLICA,
+     .want_state = MG_HA_STATE_REPLICA},
+    {.name = "restart with primary data, leader free, status names another node: demoted",
+     .me = "n1",
+     .have_data = true,
+     .data_is_primary = true,
+     .local_sysid = "111",
+     .kv = {{"initialize", INIT_111}, {"status", STATUS_N3}},
+     .want_action = MG_HA_ACTION_DEMOTE,
+     .want_state = MG_HA_STATE_DEMOTED},
+    {.name = "restart with primary data while another node leads: demoted, then rewind",
+     .me = "n2",
+     .have_data = true,
+     .data_is_primary = true,
+     .local_sysid = "111",
+     .kv = {{"initialize", INIT_111}, LEADER("n1"), {"nodes/n1", N1_PRIMARY_NO_SLOTS}},
+     .want_action = MG_HA_ACTION_DEMOTE,
+     .want_state = MG_HA_STATE_DEMOTED,
+     .want_in_reason = "rewind"},
     {.name = "waiting with data until the primary is back: follow it",
      .me = "n2",
      .state = MG_HA_STATE_WAIT_PRIMARY,
@@ -242,16 +261,16 @@ static const case_t cases[] = {
      .kv = {{"initialize", INIT_111}, LEADER("n1"), {"status", STATUS_N1}},
      .want_action = MG_HA_ACTION_MAINTAIN_PRIMARY,
      .want_state = MG_HA_STATE_PRIMARY},
-    {.name = "primary whose leader key another node holds: do nothing",
+    {.name = "primary whose leader key another node holds: stop writes (demote)",
      .me = "n1",
      .state = MG_HA_STATE_PRIMARY,
      .have_data = true,
      .local_sysid = "111",
      .pg_running = true,
      .kv = {{"initialize", INIT_111}, LEADER("n3")},
-     .want_action = MG_HA_ACTION_NONE,
-     .want_state = MG_HA_STATE_PRIMARY,
-     .want_in_reason = "not serving writes"},
+     .want_action = MG_HA_ACTION_DEMOTE,
+     .want_state = MG_HA_STATE_DEMOTED,
+     .want_in_reason = "stop writes"},
     {.name = "replica running: maintain",
      .me = "n2",
      .state = MG_HA_STATE_REPLICA,
@@ -324,6 +343,7 @@ fake_kv_load(const case_t *c, mg_ha_view_t *view)
     snprintf(view->local_sysid, sizeof(view->local_sysid), "%s",
              c->local_sysid ? c->local_sysid : "");
     view->pg_running = c->pg_running;
+    view->data_is_primary = c->data_is_primary;
     view->pg_queries_ok = c->pg_running;
     view->now_ms = c->now_ms;                   /* fake clock */
     view->join_started_ms = c->join_started_ms; /* when the join began */
@@ -334,7 +354,8 @@ test_decisions(void **state)
 {
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const case_t *c = &cases[i];
-        mg_ha_self_t self = {c->me, c->max_nodes ? c->max_nodes : 5, 300000};
+        mg_ha_self_t self = {
+            .name = c->me, .max_nodes = c->max_nodes ? c->max_nodes : 5, .join_timeout_ms = 300000};
         mg_ha_view_t view;
         mg_ha_decision_t d;
         mg_error_t error;
@@ -371,7 +392,9 @@ test_table(void **state)
     /* nothing leaves refused, nothing enters init */
     assert_null(mg_ha_transition_find(MG_HA_STATE_REFUSED, MG_HA_STATE_PRIMARY));
     assert_null(mg_ha_transition_find(MG_HA_STATE_PRIMARY, MG_HA_STATE_INIT));
-    assert_null(mg_ha_transition_find(MG_HA_STATE_REPLICA, MG_HA_STATE_PRIMARY));
+    /* a replica becomes primary only by promotion; a primary never becomes a replica directly */
+    assert_non_null(mg_ha_transition_find(MG_HA_STATE_REPLICA, MG_HA_STATE_PRIMARY));
+    assert_null(mg_ha_transition_find(MG_HA_STATE_PRIMARY, MG_HA_STATE_REPLICA));
 }
 
 static void
@@ -417,7 +440,8 @@ test_sweep(void **state)
                 for (int flags = 0; flags < 8; flags++)
                     for (int s = 0; s < 3; s++) {
                         case_t c = {.name = "sweep", .me = mes[m], .state = (mg_ha_state_t)st};
-                        mg_ha_self_t self = {mes[m], 5, 1000};
+                        mg_ha_self_t self = {
+                            .name = mes[m], .max_nodes = 5, .join_timeout_ms = 1000};
                         mg_ha_view_t view;
                         mg_ha_decision_t d;
                         mg_error_t error;

@@ -1,0 +1,155 @@
+/*
+ * ha/src/ha_fence.c - the fencing watchdog: a child process of the daemon
+ * that stops Postgres when the primary's write deadline passes without
+ * the daemon moving it (daemon stopped by SIGSTOP, stuck, or killed).
+ *
+ * The daemon writes int64 deadlines (monotonic ms, 0 = disarmed) into a
+ * pipe. When the pipe closes (the daemon died) the child still enforces
+ * the last deadline, then exits. The deadline lies before the lease can
+ * expire in etcd, so no other node can be promoted while this Postgres
+ * still takes writes.
+ */
+#include "ha_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* fence_postgres stops the postmaster of data_dir: immediate shutdown, then SIGKILL. */
+static void
+fence_postgres(const char *data_dir)
+{
+    char path[PATH_MAX];
+    long pid = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/postmaster.pid", data_dir);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    if (fscanf(f, "%ld", &pid) != 1)
+        pid = 0;
+    fclose(f);
+    if (pid <= 1 || !mg_ha__proc_alive((pid_t)pid, 0))
+        return;
+    kill((pid_t)pid, SIGQUIT);
+    for (int i = 0; i < 40 && mg_ha__proc_alive((pid_t)pid, 0); i++) {
+        struct timespec ts = {0, 50 * 1000000L};
+
+        nanosleep(&ts, NULL);
+    }
+    if (mg_ha__proc_alive((pid_t)pid, 0))
+        kill((pid_t)pid, SIGKILL);
+    fprintf(stderr,
+            "{\"level\":\"warning\",\"module\":\"ha\",\"event\":\"ha.fenced\",\"pid\":%d,"
+            "\"message\":\"watchdog: write deadline passed, stopped Postgres (pid %ld)\"}\n",
+            (int)getpid(), pid);
+}
+
+static void
+watchdog_main(int fd, const char *data_dir)
+{
+    int64_t deadline = 0;
+    bool open_pipe = true;
+
+    for (;;) {
+        int64_t now = mg_ha__now_ms();
+        int timeout = deadline == 0 ? -1 : (int)(deadline > now ? deadline - now : 0);
+        struct pollfd p = {fd, POLLIN, 0};
+        int r;
+
+        if (!open_pipe) {
+            if (deadline == 0)
+                return;
+            p.fd = -1;
+        }
+        r = poll(&p, 1, timeout);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r > 0 && open_pipe) {
+            int64_t v;
+            ssize_t n = read(fd, &v, sizeof(v));
+
+            if (n == (ssize_t)sizeof(v))
+                deadline = v;
+            else if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+                open_pipe = false;
+            continue;
+        }
+        if (deadline != 0 && mg_ha__now_ms() >= deadline) {
+            fence_postgres(data_dir);
+            deadline = 0;
+        }
+    }
+}
+
+bool
+mg_ha__watchdog_start(mg_ha_watchdog_t *w, const char *data_dir, mg_error_t *error)
+{
+    int fds[2];
+    pid_t pid;
+
+    w->pid = 0;
+    w->fd = -1;
+    if (pipe(fds) != 0)
+        return mg_error_set_errno(error, errno, "could not create the watchdog pipe");
+    pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return mg_error_set_errno(error, errno, "could not fork the watchdog");
+    }
+    if (pid == 0) {
+        long maxfd = sysconf(_SC_OPEN_MAX);
+
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_IGN); /* Ctrl-C of the daemon: it disarms us itself */
+        for (long fd = 3; fd < (maxfd > 0 && maxfd < 65536 ? maxfd : 1024); fd++)
+            if (fd != fds[0])
+                close((int)fd);
+        watchdog_main(fds[0], data_dir);
+        _exit(0);
+    }
+    close(fds[0]);
+    (void)fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+    w->pid = pid;
+    w->fd = fds[1];
+    return true;
+}
+
+void
+mg_ha__watchdog_arm(mg_ha_watchdog_t *w, int64_t deadline_ms)
+{
+    if (w->fd >= 0 && write(w->fd, &deadline_ms, sizeof(deadline_ms)) < 0)
+        (void)0; /* the child is gone: nothing left to fence with */
+}
+
+void
+mg_ha__watchdog_stop(mg_ha_watchdog_t *w)
+{
+    if (w->fd >= 0) {
+        mg_ha__watchdog_arm(w, 0);
+        close(w->fd); /* EOF with no deadline: the child exits */
+        w->fd = -1;
+    }
+    if (w->pid > 0) {
+        for (int i = 0; i < 100; i++) {
+            struct timespec ts = {0, 20 * 1000000L};
+
+            if (waitpid(w->pid, NULL, WNOHANG) == w->pid) {
+                w->pid = 0;
+                return;
+            }
+            nanosleep(&ts, NULL);
+        }
+        kill(w->pid, SIGKILL);
+        (void)waitpid(w->pid, NULL, 0);
+        w->pid = 0;
+    }
+}

@@ -1,0 +1,255 @@
+#!/usr/bin/python3
+"""tests/bench/ha/bench_ha.py - failover timings of a pgdaemon cluster (not a test).
+
+Starts `pgdaemon cluster up --nodes 3` (etcd + 3 nodes + HAProxy on
+loopback) with the given ttl / loop_wait / retry_timeout, runs a writer
+that inserts through HAProxy every 20 ms, and measures, RUNS times each:
+
+  node_loss   kill -9 of the primary's daemon and its postmaster -> seconds
+              to the first successful INSERT through HAProxy (the daemon
+              is started again afterwards and the cluster healed);
+  pg_crash    kill -9 of the primary's postmaster only -> same;
+  switchover  `pgdaemon switchover` -> the longest gap between successful
+              INSERTs around it (and the window the daemon reports).
+
+Prints one JSON object (settings, runs, median and max per scenario).
+Usage: bench_ha.py --build-dir build --ttl 10 --loop-ms 2000 --retry-ms 4000
+       [--runs 5] [--sync] [--quiet-minutes M]  (M > 0: only count false
+       failovers under steady writes for M minutes)
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, "/usr/lib/python3/dist-packages")
+import psycopg2  # noqa: E402
+
+
+def sh(args, **kw):
+    return subprocess.run(args, capture_output=True, text=True, **kw)
+
+
+class Writer(threading.Thread):
+    def __init__(self, port, password):
+        super().__init__(daemon=True)
+        self.port, self.password = port, password
+        self.ok = []  # monotonic times of acknowledged inserts
+        self.failed = []  # monotonic times of failed attempts
+        self.stop = threading.Event()
+
+    def run(self):
+        conn, n = None, 0
+        while not self.stop.is_set():
+            n += 1
+            try:
+                if conn is None:
+                    conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres",
+                                            password=self.password, dbname="postgres",
+                                            connect_timeout=1)
+                    conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute("INSERT INTO bench (n) VALUES (%s)", (n,))
+                self.ok.append(time.monotonic())
+            except psycopg2.Error:
+                self.failed.append(time.monotonic())
+                try:
+                    conn and conn.close()
+                except psycopg2.Error:
+                    pass
+                conn = None
+            time.sleep(0.02)
+
+    def first_after(self, t):
+        return next((x for x in self.ok if x > t), None)
+
+    def outage(self, t):
+        """outage: seconds from t to the first acknowledged insert after the first failure after t."""
+        fail = next((x for x in self.failed if x > t), None)
+        if fail is None:
+            return None
+        ok = self.first_after(fail)
+        return ok - t if ok else None
+
+    def max_gap(self, t0, t1):
+        xs = [x for x in self.ok if t0 <= x <= t1]
+        return max((b - a for a, b in zip(xs, xs[1:])), default=None)
+
+
+class Cluster:
+    def __init__(self, pgdaemon, directory, args):
+        self.pgdaemon, self.dir, self.args = pgdaemon, directory, args
+        self.extra = []
+
+    @property
+    def state(self):
+        with open(os.path.join(self.dir, "cluster.json")) as f:
+            return json.load(f)
+
+    def node(self, name):
+        return next(n for n in self.state["nodes"] if n["name"] == name)
+
+    def status(self):
+        out = sh([self.pgdaemon, "status", "--json", "--config", self.node("node1")["config"]],
+                 timeout=30)
+        return json.loads(out.stdout) if out.returncode == 0 else None
+
+    def healthy(self):
+        v = self.status()
+        if not v or not v["leader"] or v["status"]["failover_state"] != "stable":
+            return None
+        nodes = {n["name"]: n for n in v["nodes"]}
+        p = nodes.get(v["leader"])
+        if len(nodes) != 3 or not p or p["state"] != "primary":
+            return None
+        streaming = {r["application_name"] for r in p["replication"] if r["state"] == "streaming"}
+        if streaming != set(nodes) - {v["leader"]}:
+            return None
+        return v["leader"]
+
+    def wait_healthy(self, timeout=180):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leader = self.healthy()
+            if leader:
+                return leader
+            time.sleep(0.3)
+        raise RuntimeError("cluster did not heal")
+
+    def daemon_pid(self, name):
+        """daemon_pid: the node's daemon (not its watchdog child, which has the same argv)."""
+        cfg = self.node(name)["config"]
+        pids = [int(p) for p in sh(["pgrep", "-f", f"pgdaemon run --config {cfg}$"]).stdout.split()]
+        for p in pids:
+            with open(f"/proc/{p}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid not in pids:
+                return p
+        raise RuntimeError(f"no daemon for {name}")
+
+    def restart_daemon(self, name):
+        n = self.node(name)
+        log = open(os.path.join(self.dir, name, "pgdaemon-bench.log"), "a")
+        self.extra.append(subprocess.Popen([self.pgdaemon, "run", "--config", n["config"]],
+                                           stdout=log, stderr=log, start_new_session=True))
+
+
+def postmaster_pid(data_dir):
+    with open(os.path.join(data_dir, "postmaster.pid")) as f:
+        return int(f.readline())
+
+
+def summary(xs):
+    xs = [x for x in xs if x is not None]
+    return {"runs": [round(x, 2) for x in xs],
+            "median": round(statistics.median(xs), 2) if xs else None,
+            "max": round(max(xs), 2) if xs else None}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build-dir", default="build")
+    ap.add_argument("--ttl", type=int, default=10)
+    ap.add_argument("--loop-ms", type=int, default=2000)
+    ap.add_argument("--retry-ms", type=int, default=4000)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--sync", action="store_true")
+    ap.add_argument("--quiet-minutes", type=float, default=0)
+    a = ap.parse_args()
+    pgdaemon = os.path.abspath(os.path.join(a.build_dir, "bin", "pgdaemon"))
+    root = tempfile.mkdtemp(prefix="bench-ha-")
+    os.chmod(root, 0o755)
+    c = Cluster(pgdaemon, os.path.join(root, "c"), a)
+    up = [pgdaemon, "cluster", "up", "--nodes", "3", "--dir", c.dir, "--timeout", "120",
+          "--ttl", str(a.ttl), "--loop-wait-ms", str(a.loop_ms), "--retry-timeout-ms",
+          str(a.retry_ms), "--pg-parameter", "fsync=off"] + (["--synchronous-mode"] if a.sync else [])
+    result = {"settings": {"ttl_s": a.ttl, "loop_wait_ms": a.loop_ms, "retry_timeout_ms": a.retry_ms,
+                           "synchronous_mode": a.sync, "runs": a.runs,
+                           "haproxy": "inter 1s fastinter 500ms fall 2 rise 1"}}
+    writer = None
+    try:
+        out = sh(up, timeout=300)
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr)
+        st = c.state
+        conn = psycopg2.connect(host="127.0.0.1", port=st["write_port"], user="postgres",
+                                password=st["superuser_password"], dbname="postgres")
+        conn.autocommit = True
+        conn.cursor().execute("CREATE TABLE bench (n bigint, t timestamptz DEFAULT now())")
+        conn.close()
+        writer = Writer(st["write_port"], st["superuser_password"])
+        writer.start()
+        time.sleep(2)
+        if a.quiet_minutes > 0:
+            term0 = c.status()["status"]["term"]
+            t0 = time.monotonic()
+            time.sleep(a.quiet_minutes * 60)
+            v = c.status()
+            result["quiet"] = {"minutes": a.quiet_minutes, "term_before": term0,
+                               "term_after": v["status"]["term"],
+                               "false_failovers": v["status"]["term"] - term0,
+                               "max_write_gap_s": round(writer.max_gap(t0, time.monotonic()), 3),
+                               "inserts": len(writer.ok)}
+            print(json.dumps(result, indent=1))
+            return
+        node_loss, crash, gaps, reported = [], [], [], []
+        for _ in range(a.runs):
+            leader = c.wait_healthy()
+            time.sleep(1)
+            pm = postmaster_pid(c.node(leader)["data_dir"])
+            t = time.monotonic()
+            os.kill(c.daemon_pid(leader), signal.SIGKILL)
+            os.kill(pm, signal.SIGKILL)
+            deadline = t + 120
+            while writer.outage(t) is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            node_loss.append(writer.outage(t))
+            c.restart_daemon(leader)
+        for _ in range(a.runs):
+            leader = c.wait_healthy()
+            time.sleep(1)
+            t = time.monotonic()
+            os.kill(postmaster_pid(c.node(leader)["data_dir"]), signal.SIGKILL)
+            deadline = t + 120
+            while writer.outage(t) is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            crash.append(writer.outage(t))
+        for _ in range(a.runs):
+            leader = c.wait_healthy()
+            time.sleep(1)
+            t0 = time.monotonic()
+            out = sh([pgdaemon, "switchover", "--json", "--config", c.node(leader)["config"]],
+                     timeout=180)
+            time.sleep(2)
+            gaps.append(writer.max_gap(t0 - 0.5, time.monotonic()))
+            if out.returncode == 0:
+                reported.append(json.loads(out.stdout)["write_unavailable_ms"] / 1000)
+        result["node_loss_s"] = summary(node_loss)
+        result["pg_crash_s"] = summary(crash)
+        result["switchover_max_gap_s"] = summary(gaps)
+        result["switchover_reported_window_s"] = summary(reported)
+        print(json.dumps(result, indent=1))
+    finally:
+        if writer:
+            writer.stop.set()
+        sh([pgdaemon, "cluster", "down", "--dir", c.dir], timeout=300)
+        for p in c.extra:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

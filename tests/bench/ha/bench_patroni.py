@@ -1,0 +1,254 @@
+#!/usr/bin/python3
+"""tests/bench/ha/bench_patroni.py - the same failover timings for Patroni (not a test).
+
+Needs the Debian package patroni (installed by hand, see docs/benchmarks.md).
+Starts etcd, 3 Patroni nodes (as the postgres OS user when run as root) and
+HAProxy with the same check settings pgdaemon generates (GET /primary on
+Patroni's REST port), then measures node loss (kill -9 of Patroni and its
+postmaster), Postgres crash (kill -9 of the postmaster) and switchover
+(`patronictl switchover --force`), RUNS times each, like bench_ha.py.
+Usage: bench_patroni.py --ttl 10 --loop 2 --retry 4 [--runs 5]
+"""
+
+import argparse
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_ha import Writer, summary  # noqa: E402
+
+sys.path.insert(0, "/usr/lib/python3/dist-packages")
+import psycopg2  # noqa: E402
+
+PW = "benchpw"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def as_pg():
+    if os.getuid() != 0:
+        return {}
+    pw = pwd.getpwnam("postgres")
+
+    def demote():
+        os.setgid(pw.pw_gid)
+        os.setuid(pw.pw_uid)
+    return {"preexec_fn": demote}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ttl", type=int, default=10)
+    ap.add_argument("--loop", type=int, default=2)
+    ap.add_argument("--retry", type=int, default=4)
+    ap.add_argument("--runs", type=int, default=5)
+    a = ap.parse_args()
+    root = tempfile.mkdtemp(prefix="bench-patroni-")
+    os.chmod(root, 0o755)
+    if os.getuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    procs, patronis = [], {}
+    res, loss, crash, gaps = {}, [], [], []
+    etcd_port, etcd_peer, write_port = free_port(), free_port(), free_port()
+    nodes = {f"p{i}": {"pg": free_port(), "rest": free_port()} for i in (1, 2, 3)}
+    try:
+        procs.append(subprocess.Popen(
+            ["etcd", "--name", "e", "--data-dir", os.path.join(root, "etcd"),
+             "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
+             "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
+             "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer}",
+             "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer}",
+             "--initial-cluster", f"e=http://127.0.0.1:{etcd_peer}"],
+            stdout=open(os.path.join(root, "etcd.log"), "w"), stderr=subprocess.STDOUT,
+            start_new_session=True))
+        time.sleep(2)
+        for name, n in nodes.items():
+            d = os.path.join(root, name)
+            os.makedirs(d, mode=0o700)
+            if os.getuid() == 0:
+                shutil.chown(d, "postgres", "postgres")
+            n["data"] = os.path.join(d, "data")
+            n["cfg"] = os.path.join(root, name + ".yml")
+            with open(n["cfg"], "w") as f:
+                f.write(f"""scope: bench
+namespace: /patroni/
+name: {name}
+restapi:
+  listen: 127.0.0.1:{n['rest']}
+  connect_address: 127.0.0.1:{n['rest']}
+etcd3:
+  hosts: 127.0.0.1:{etcd_port}
+bootstrap:
+  dcs:
+    ttl: {a.ttl}
+    loop_wait: {a.loop}
+    retry_timeout: {a.retry}
+    maximum_lag_on_failover: 1048576
+    postgresql:
+      use_pg_rewind: true
+      use_slots: true
+      parameters:
+        wal_log_hints: 'on'
+        fsync: 'off'
+  initdb:
+  - encoding: UTF8
+  - data-checksums
+  pg_hba:
+  - host replication replicator 127.0.0.1/32 scram-sha-256
+  - host all all 127.0.0.1/32 scram-sha-256
+postgresql:
+  listen: 127.0.0.1:{n['pg']}
+  connect_address: 127.0.0.1:{n['pg']}
+  data_dir: {n['data']}
+  bin_dir: /usr/lib/postgresql/15/bin
+  pgpass: {d}/pgpass
+  authentication:
+    superuser: {{username: postgres, password: {PW}}}
+    replication: {{username: replicator, password: {PW}}}
+    rewind: {{username: postgres, password: {PW}}}
+  parameters:
+    unix_socket_directories: '{d}'
+""")
+            os.chmod(n["cfg"], 0o644)
+
+        def start(name):
+            n = nodes[name]
+            patronis[name] = subprocess.Popen(
+                ["patroni", n["cfg"]], stdout=open(os.path.join(root, name + ".log"), "a"),
+                stderr=subprocess.STDOUT, start_new_session=True, **as_pg())
+
+        for name in nodes:
+            start(name)
+            time.sleep(3 if name == "p1" else 0)
+        servers = "".join(f"    server {nm} 127.0.0.1:{n['pg']} check port {n['rest']}\n"
+                          for nm, n in nodes.items())
+        with open(os.path.join(root, "haproxy.cfg"), "w") as f:
+            f.write(f"""global
+    maxconn 1024
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 30m
+    timeout server 30m
+    timeout check 2s
+    default-server inter 1s fastinter 500ms fall 2 rise 1 on-marked-down shutdown-sessions
+frontend fe_primary
+    bind 127.0.0.1:{write_port}
+    default_backend be_primary
+backend be_primary
+    option httpchk GET /primary
+    http-check expect status 200
+{servers}""")
+        procs.append(subprocess.Popen(["haproxy", "-db", "-f", os.path.join(root, "haproxy.cfg")],
+                                      stdout=open(os.path.join(root, "haproxy.log"), "w"),
+                                      stderr=subprocess.STDOUT, start_new_session=True))
+
+        def cluster():
+            out = subprocess.run(["patronictl", "-c", nodes["p1"]["cfg"], "list", "-f", "json"],
+                                 capture_output=True, text=True, timeout=30)
+            try:
+                return json.loads(out.stdout)
+            except ValueError:
+                return []
+
+        def healthy():
+            m = cluster()
+            lead = [x["Member"] for x in m if x["Role"] == "Leader" and x["State"] == "running"]
+            reps = [x for x in m if x["Role"] in ("Replica", "Sync Standby")
+                    and x["State"] in ("streaming", "running")]
+            return lead[0] if len(m) == 3 and len(lead) == 1 and len(reps) == 2 else None
+
+        def wait_healthy(timeout=240):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                h = healthy()
+                if h:
+                    return h
+                time.sleep(0.5)
+            raise RuntimeError(f"patroni cluster did not heal: {cluster()}")
+
+        wait_healthy()
+        c = psycopg2.connect(host="127.0.0.1", port=write_port, user="postgres", password=PW,
+                             dbname="postgres")
+        c.autocommit = True
+        c.cursor().execute("CREATE TABLE bench (n bigint, t timestamptz DEFAULT now())")
+        c.close()
+        writer = Writer(write_port, PW)
+        writer.start()
+        time.sleep(2)
+        res["settings"] = {"system": "patroni 3.0.2", "ttl_s": a.ttl, "loop_wait_s": a.loop,
+                           "retry_timeout_s": a.retry, "runs": a.runs}
+        for _ in range(a.runs):
+            leader = wait_healthy()
+            time.sleep(1)
+            with open(os.path.join(nodes[leader]["data"], "postmaster.pid")) as f:
+                pm = int(f.readline())
+            t = time.monotonic()
+            os.kill(patronis[leader].pid, signal.SIGKILL)
+            os.kill(pm, signal.SIGKILL)
+            deadline = t + 180
+            while writer.outage(t) is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            loss.append(writer.outage(t))
+            patronis[leader].wait()
+            start(leader)
+        for _ in range(a.runs):
+            leader = wait_healthy()
+            time.sleep(1)
+            with open(os.path.join(nodes[leader]["data"], "postmaster.pid")) as f:
+                pm = int(f.readline())
+            t = time.monotonic()
+            os.kill(pm, signal.SIGKILL)
+            deadline = t + 180
+            while writer.outage(t) is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            crash.append(writer.outage(t))
+        for _ in range(a.runs):
+            leader = wait_healthy()
+            time.sleep(1)
+            t0 = time.monotonic()
+            subprocess.run(["patronictl", "-c", nodes["p1"]["cfg"], "switchover", "bench",
+                            "--leader", leader, "--force"], capture_output=True, timeout=120)
+            time.sleep(6)
+            gaps.append(writer.max_gap(t0 - 0.5, time.monotonic()))
+        writer.stop.set()
+    except Exception as e:  # noqa: BLE001 - report what was measured before it
+        res["error"] = str(e)[:400]
+    finally:
+        res["node_loss_s"] = summary(loss)
+        res["pg_crash_s"] = summary(crash)
+        res["switchover_max_gap_s"] = summary(gaps)
+        print(json.dumps(res, indent=1))
+        for p in list(patronis.values()):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in list(patronis.values()):
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
