@@ -18,7 +18,6 @@ Goals (issue 6): (1) >= 0.7 x (2); lag p99 <= 1 s. Usage:
 """
 
 import argparse
-import resource
 import json
 import os
 import statistics
@@ -33,6 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 from mgharness import ServiceStack, build_path, default_root, pick_free_port  # noqa: E402
+from mgharness.cpu import children_cpu_seconds, cpu_seconds  # noqa: E402
 from mgharness.mongosim import MongosimInstance  # noqa: E402
 
 
@@ -43,34 +43,6 @@ def run(argv, check=True, **kw):
         sys.exit(f"{argv[0]} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n"
                  f"{proc.stderr[-3000:]}")
     return proc, time.time() - t
-
-
-def proc_cpu(pid):
-    """proc_cpu returns user+system CPU seconds of pid, its live children, and (for the
-    root) its reaped children: so a PostgreSQL postmaster counts its exited backends."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total, todo, seen = 0.0, [pid], set()
-    while todo:
-        p = todo.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            if p == pid:
-                total += (int(fields[13]) + int(fields[14])) / tick
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                todo.extend(int(c) for c in f.read().split())
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total
-
-
-def children_cpu():
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
 
 
 def applied(pg):
@@ -144,10 +116,10 @@ def main():
                                "insert=40,update=40,replace=0,delete=20,txn=0"])
         ops = json.loads(proc.stdout.strip().splitlines()[-1])["ops"]
         print(f"backlog: {ops} changes written in {t_gen:.1f} s")
-        cpu0 = (children_cpu(), proc_cpu(sim.proc.pid), proc_cpu(pg.pid))
+        cpu0 = (children_cpu_seconds(), cpu_seconds(sim.proc.pid), cpu_seconds(pg.pid))
         proc, t_apply = run([migrate, "--log-level", "debug", "sync", "--source", sim.uri,
                              "--target", pg.uri])
-        cpu1 = (children_cpu(), proc_cpu(sim.proc.pid), proc_cpu(pg.pid))
+        cpu1 = (children_cpu_seconds(), cpu_seconds(sim.proc.pid), cpu_seconds(pg.pid))
         events = applied(pg) - before
         # sustained: from the first commit to the last, from the applier's log lines
         applies = [json.loads(line) for line in proc.stderr.splitlines()
@@ -165,9 +137,9 @@ def main():
         print(f"    CPU seconds during (1): migrate {cpu1[0] - cpu0[0]:.1f}, mongosim "
               f"{cpu1[1] - cpu0[1]:.1f}, postgres {cpu1[2] - cpu0[2]:.1f} "
               f"(2 cores x {t_apply:.1f} s = {2 * t_apply:.1f} available)")
-        pcpu = proc_cpu(pg.pid)
+        pcpu = cpu_seconds(pg.pid)
         ceil = ceiling(pg, 15)
-        print(f"    CPU seconds during (2): postgres {proc_cpu(pg.pid) - pcpu:.1f} of 30 available")
+        print(f"    CPU seconds during (2): postgres {cpu_seconds(pg.pid) - pcpu:.1f} of 30 available")
         print(f"(2) ceiling, pgbench 1 client, 100-row upserts of the same ~1 KB documents: "
               f"{ceil:,.0f} rows/s")
         print(f"    ratio (1)/(2) = {rate / ceil:.2f} (goal >= 0.7)")

@@ -17,7 +17,6 @@ RSS of (b). Usage (after `make build`):
 """
 
 import argparse
-import resource
 import io
 import os
 import subprocess
@@ -33,6 +32,7 @@ import pymongo  # noqa: E402
 from bson import json_util  # noqa: E402
 
 from mgharness import ServiceStack, build_path, default_root  # noqa: E402
+from mgharness.cpu import children_cpu_seconds, cpu_seconds  # noqa: E402
 from mgharness.mongosim import MongosimInstance  # noqa: E402
 
 
@@ -42,35 +42,6 @@ def run(argv, **kw):
     if proc.returncode != 0:
         sys.exit(f"{argv[0]} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}")
     return proc, time.time() - t
-
-
-def proc_cpu(pids):
-    """proc_cpu returns the user+system CPU seconds of pids and their live children."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    seen = set()
-    todo = list(pids)
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            if pid in pids:  # the root also counts its reaped children (exited backends)
-                total += (int(fields[13]) + int(fields[14])) / tick
-            with open(f"/proc/{pid}/task/{pid}/children") as f:
-                todo.extend(int(c) for c in f.read().split())
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total
-
-
-def children_cpu():
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
 
 
 def ceiling(pg, files):
@@ -151,10 +122,10 @@ def main():
         migrate = build_path("bin", "migrate")
         run([migrate, "init", "--source", sim.uri, "--target", pg.uri, "--include", "bench.*"])
 
-        cpu0 = (proc_cpu([sim.proc.pid]), proc_cpu([pg.pid]), children_cpu())
+        cpu0 = (cpu_seconds(sim.proc.pid), cpu_seconds(pg.pid), children_cpu_seconds())
         proc, wall_b = run([migrate, "sync", "--source", sim.uri, "--target", pg.uri,
                             "--workers", str(args.workers), "--json"])
-        cpu1 = (proc_cpu([sim.proc.pid]), proc_cpu([pg.pid]), children_cpu())
+        cpu1 = (cpu_seconds(sim.proc.pid), cpu_seconds(pg.pid), children_cpu_seconds())
         import json
         rep = json.loads(proc.stdout)
         copy_b = rep["seconds"]
@@ -175,10 +146,10 @@ def main():
         for i, f in enumerate(files):
             pg.query(f"COPY (SELECT * FROM bench.docs WHERE hashtext(_id) % 2 = {i} "
                      f"OR hashtext(_id) % 2 = -{i}) TO '{f}'")
-        pcpu0 = proc_cpu([pg.pid])
+        pcpu0 = cpu_seconds(pg.pid)
         t_a = ceiling(pg, files)
         print(f"    CPU seconds during (a): postgres (server, live processes) "
-              f"{proc_cpu([pg.pid]) - pcpu0:.1f}")
+              f"{cpu_seconds(pg.pid) - pcpu0:.1f}")
         rate_a = args.docs / t_a
         print(f"(a) ceiling, psql \\copy x2 of pre-rendered rows: {t_a:.1f} s = "
               f"{rate_a:,.0f} docs/s")

@@ -16,7 +16,6 @@ documents on the project's 2-core machine.
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "integration"))
 
 from mgharness import ServiceStack, build_path, default_root  # noqa: E402
+from mgharness.cpu import children_cpu_seconds, cpu_seconds  # noqa: E402
 from mgharness.mongosim import MongosimInstance  # noqa: E402
 
 
@@ -36,38 +36,11 @@ def run(argv, ok=(0,)):
     return proc, time.time() - t
 
 
-def proc_cpu(pid):
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    todo, seen = [pid], set()
-    while todo:
-        p = todo.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            if p == pid:
-                total += (int(fields[13]) + int(fields[14])) / tick
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                todo.extend(int(c) for c in f.read().split())
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total
-
-
-def children_cpu():
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
 def validate(migrate, sim, pg, *extra):
-    cpu0 = (proc_cpu(sim.proc.pid), proc_cpu(pg.pid), children_cpu())
+    cpu0 = (cpu_seconds(sim.proc.pid), cpu_seconds(pg.pid), children_cpu_seconds())
     proc, wall = run([migrate, "validate", "--source", sim.uri, "--target", pg.uri, "--full",
                       "--json", *extra], ok=(0, 5))
-    cpu1 = (proc_cpu(sim.proc.pid), proc_cpu(pg.pid), children_cpu())
+    cpu1 = (cpu_seconds(sim.proc.pid), cpu_seconds(pg.pid), children_cpu_seconds())
     rep = json.loads(proc.stdout)
     c = rep["collections"][0]
     return rep, c, wall, [b - a for a, b in zip(cpu0, cpu1)]
