@@ -79,7 +79,8 @@ static const mg_config_option_t validate_options[] = {
      .type = MG_CONFIG_BOOL,
      .offset = offsetof(validate_opts_t, full),
      .default_value = "false",
-     .help = "checksum every document (the default)"},
+     .help =
+         "checksum every document (what runs when neither --changed nor --shadow alone is given)"},
     {.name = "changed",
      .type = MG_CONFIG_BOOL,
      .offset = offsetof(validate_opts_t, changed),
