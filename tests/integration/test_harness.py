@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import socketserver
+import subprocess
 import sys
 import textwrap
 import threading
@@ -24,7 +25,7 @@ import time
 import psycopg2
 import pytest
 
-from mgharness import (EtcdInstance, ManagedProcess, ProcessIdentity, ServiceStartError,
+from mgharness import (EtcdInstance, ManagedProcess, ProcessIdentity, ServiceStartError, build_path,
                        integration_dir, pick_free_port, sweep_stale_roots)
 from mgharness.procs import RunAs, wait_gone
 
@@ -83,6 +84,31 @@ def test_postgres_kill9_then_restart_on_same_port(services):
     pg.start()
     assert pg.port == port
     assert pg.query("SELECT x FROM t") == [(42,)]
+
+
+def _shm_entries():
+    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+
+
+def test_killed_postgres_and_clients_leave_nothing_in_dev_shm(services):
+    # Postgres' dynamic shared memory lives in the data directory
+    # (dynamic_shared_memory_type = mmap) and libmongoc's counters are off
+    # (MONGOC_DISABLE_SHM), so SIGKILLs in tests do not leak /dev/shm files.
+    before = _shm_entries()
+    pg = services.postgres()
+    assert pg.query("SHOW dynamic_shared_memory_type") == [("mmap",)]
+    pg.query("SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0;"
+             " SET min_parallel_table_scan_size = 0;"
+             " SELECT count(*) FROM generate_series(1, 100000)")
+    probe = subprocess.Popen([build_path("tests", "bin", "mg_pg_probe"), pg.dsn, "SELECT pg_sleep(30)"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    probe.kill()
+    probe.wait(10)
+    pg.kill9()
+    leaked = {e for e in _shm_entries() - before
+              if e.startswith("PostgreSQL.") or e == f"mongoc-{probe.pid}"}
+    assert leaked == set()
 
 
 def test_postgres_password_auth(services):

@@ -66,7 +66,7 @@ def write_node_config(dirpath, name, etcd_endpoint, cluster, **overrides):
         "postgres": {
             "superuser_password": SUPERUSER_PASSWORD,
             "replication_password": REPLICATION_PASSWORD,
-            "parameters": ["fsync=off"],
+            "parameters": ["fsync=off", "dynamic_shared_memory_type=mmap"],
         },
     }
     for key, value in overrides.items():

@@ -92,7 +92,8 @@ def cluster(tmp_root):
     c = Cluster(tmp_root, os.path.join(hatools.shared_dir(tmp_root, "cluster"), "c"))
     t0 = time.monotonic()
     c.up = run_pgdaemon(tmp_root, "cluster", "up", "--nodes", 3, "--dir", c.dir, "--timeout", 60,
-                        "--pg-parameter", "fsync=off", timeout=180)
+                        "--pg-parameter", "fsync=off",
+                        "--pg-parameter", "dynamic_shared_memory_type=mmap", timeout=180)
     c.elapsed = time.monotonic() - t0
     try:
         yield c

@@ -192,7 +192,9 @@ class Writer(threading.Thread):
 def cluster(tmp_root):
     c = Cluster(tmp_root, os.path.join(hatools.shared_dir(tmp_root, "failover"), "c"))
     up = run_pgdaemon(tmp_root, "cluster", "up", "--nodes", 3, "--dir", c.dir, "--timeout", 90,
-                      "--pg-parameter", "fsync=off", "--synchronous-mode", "--ttl", TTL_S,
+                      "--pg-parameter", "fsync=off",
+                      "--pg-parameter", "dynamic_shared_memory_type=mmap",
+                      "--synchronous-mode", "--ttl", TTL_S,
                       "--loop-wait-ms", 500, "--retry-timeout-ms", 1500, timeout=180)
     try:
         assert up.returncode == 0, up.stdout + up.stderr

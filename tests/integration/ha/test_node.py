@@ -70,7 +70,7 @@ def test_init_script_runs_once_and_events_are_bounded(tmp_root, etcd):
                                   postgres={"superuser_password": hatools.SUPERUSER_PASSWORD,
                                             "replication_password": hatools.REPLICATION_PASSWORD,
                                             "primary_init_script": script,
-                                            "parameters": ["fsync=off"]})
+                                            "parameters": ["fsync=off", "dynamic_shared_memory_type=mmap"]})
     log = os.path.join(d, "seed.log")
     proc = start_daemon(tmp_root, cfg, log)
     try:

@@ -11,6 +11,17 @@ puts tests/integration on sys.path and provides the pytest fixtures
 (mgharness.fixtures).
 """
 
+import os as _os
+
+# libmongoc (Debian builds it with automatic init) creates /dev/shm/mongoc-<pid>
+# for its counters before main() runs, and a process killed with SIGKILL
+# leaves that file behind. A later process that reuses the pid then prints a
+# plain-text "Falling back to malloc for counters." warning on stderr before
+# our logger is installed, which breaks every test that reads stderr as JSON
+# lines. The counters are only for mongoc-stat; every process the harness
+# starts inherits this switch, which skips the shared memory entirely.
+_os.environ.setdefault("MONGOC_DISABLE_SHM", "1")
+
 from .errors import HarnessError, PortInUseError, ServiceStartError
 from .etcd import EtcdError, EtcdInstance
 from .haproxy import Backend, HAProxyInstance

@@ -201,6 +201,10 @@ class PostgresInstance(Service):
             "port": self.port,
             "unix_socket_directories": self.socket_dir,
             "fsync": False,
+            # Segments in <datadir>/pg_dynshmem rather than /dev/shm, so a
+            # postmaster a test kills with SIGKILL leaves nothing outside
+            # the instance directory the harness removes.
+            "dynamic_shared_memory_type": "mmap",
             "logging_collector": False,
             "log_line_prefix": "%m [%p] ",
         }
