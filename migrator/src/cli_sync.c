@@ -490,7 +490,26 @@ index_main(void *varg)
             break;
         index_job_t *j = &pool->jobs[k];
         double t = mg_migrator__now_s();
-        if (mg_migrator__target_exec(pg, j->sql, &error)) {
+        bool built = mg_migrator__target_exec(pg, j->sql, &error);
+        /* a failover or restart mid-build: the build rolled back with its
+         * transaction; IF NOT EXISTS makes the retry safe either way */
+        while (!built && mg_migrator__target_lost(pg, &error)) {
+            char why[MG_ERROR_MESSAGE_SIZE];
+            snprintf(why, sizeof(why), "%s (building index %s of %s.%s)", error.message, j->name,
+                     j->db, j->coll);
+            if (!mg_migrator__target_reconnect(&pg, pool->o->target,
+                                               "SET maintenance_work_mem = '256MB'", "copy", why,
+                                               MG_MIGRATOR_RECONNECT_BUDGET_S, &stop_requested, 1,
+                                               &error))
+                break;
+            built = mg_migrator__target_exec(pg, j->sql, &error);
+        }
+        if (pg == NULL) {
+            atomic_fetch_add(&pool->failed, 1);
+            mg_log_error(MG_LOG_ERROR, "copy", &error);
+            return NULL;
+        }
+        if (built) {
             index_mark(pg, pool->o->state_schema, j, "built", NULL);
             size_t d = atomic_fetch_add(&pool->done, 1) + 1;
             MG_LOG_EVENT(MG_LOG_INFO, "copy", "sync.index",
@@ -751,6 +770,29 @@ count_status(PGconn *pg, const char *ss, const char *status, mg_error_t *error)
     return n;
 }
 
+/*
+ * after_copy marks finished collections, builds their indexes, counts failed
+ * partitions and records the phase. Each step is idempotent, so after a
+ * lost target the caller reconnects and runs it all again.
+ */
+static bool
+after_copy(PGconn *pg, const sync_opts_t *o, size_t *built, size_t *ifailed,
+           int64_t *failed_parts, mg_error_t *error)
+{
+    if (!finish_collections(pg, o->state_schema, error))
+        return false;
+    if (!build_indexes(pg, o, built, ifailed, error))
+        return false;
+    *failed_parts = count_status(pg, o->state_schema, "failed", error);
+    if (*failed_parts < 0)
+        return false;
+    return *failed_parts > 0 || *ifailed > 0 ||
+           exec_fmt(pg, o->state_schema, "UPDATE ",
+                    ".migration SET phase = 'copied', updated_at = now() WHERE phase = "
+                    "'copying'",
+                    error);
+}
+
 int
 mg_migrator_cmd_sync(const mg_cli_command_t *command, int argc, char **argv)
 {
@@ -926,8 +968,17 @@ mg_migrator_cmd_sync(const mg_cli_command_t *command, int argc, char **argv)
             last_report = now;
         }
         if (now - last_save >= 2.0) {
-            save_progress(pg, o.state_schema, worker_name, colls, ncolls, pr.docs_at_start,
-                          pr.bytes_at_start);
+            /* the control connection only records progress while workers
+             * copy; after a lost target it tries again on the next round */
+            if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
+                mg_error_t e;
+                if (pg != NULL)
+                    PQfinish(pg);
+                pg = mg_migrator__target_connect(o.target, &e);
+            }
+            if (pg != NULL)
+                save_progress(pg, o.state_schema, worker_name, colls, ncolls, pr.docs_at_start,
+                              pr.bytes_at_start);
             last_save = now;
         }
     }
@@ -969,19 +1020,16 @@ mg_migrator_cmd_sync(const mg_cli_command_t *command, int argc, char **argv)
         goto done;
     }
     if (!o.worker_only) {
-        if (!finish_collections(pg, o.state_schema, &error))
-            goto fail;
-        if (!build_indexes(pg, &o, &built, &ifailed, &error))
-            goto fail;
-        failed_parts = count_status(pg, o.state_schema, "failed", &error);
-        if (failed_parts < 0)
-            goto fail;
-        if (failed_parts == 0 && ifailed == 0 &&
-            !exec_fmt(pg, o.state_schema, "UPDATE ",
-                      ".migration SET phase = 'copied', updated_at = now() WHERE phase = "
-                      "'copying'",
-                      &error))
-            goto fail;
+        while (!after_copy(pg, &o, &built, &ifailed, &failed_parts, &error)) {
+            char why[MG_ERROR_MESSAGE_SIZE];
+            if (!mg_migrator__target_lost(pg, &error))
+                goto fail;
+            snprintf(why, sizeof(why), "%s", error.message);
+            if (!mg_migrator__target_reconnect(&pg, o.target, NULL, "copy", why,
+                                               MG_MIGRATOR_RECONNECT_BUDGET_S, &stop_requested,
+                                               1, &error))
+                goto fail;
+        }
     }
     if (failed_parts > 0 || ifailed > 0) {
         print_report(&o, args, (size_t)o.workers, colls, ncolls, seconds, built, ifailed,

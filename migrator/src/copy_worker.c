@@ -650,6 +650,22 @@ worker_open(worker_t *w, mg_error_t *error)
     return mg_migrator__target_exec(w->pg, "SET synchronous_commit = off", error);
 }
 
+/*
+ * reopen_target replaces a lost target connection (a restart or a failover
+ * behind HAProxy). The partition in flight died with its transaction, rows
+ * and claim alike, so it is pending again and the next claim picks it up.
+ */
+static bool
+reopen_target(worker_t *w, mg_error_t *error)
+{
+    char why[MG_ERROR_MESSAGE_SIZE];
+
+    snprintf(why, sizeof(why), "%s (worker %s)", error->message, w->name);
+    return mg_migrator__target_reconnect(&w->pg, w->s->target, "SET synchronous_commit = off",
+                                         "copy", why, MG_MIGRATOR_RECONNECT_BUDGET_S, w->s->stop,
+                                         1, error);
+}
+
 bool
 mg_migrator__copy_worker_run(const mg_copy_settings_t *s, int index, mg_copy_coll_t *colls,
                              size_t ncolls, mg_copy_timing_t *timing, mg_error_t *error)
@@ -676,8 +692,14 @@ mg_migrator__copy_worker_run(const mg_copy_settings_t *s, int index, mg_copy_col
         bool got, others;
         skip_set_t skips = {0};
 
-        if (!claim(&w, &p, &got, &others, error))
+        if (!claim(&w, &p, &got, &others, error)) {
+            if (mg_migrator__target_lost(w.pg, error)) {
+                if (reopen_target(&w, error))
+                    continue;
+                ok = atomic_load(s->stop) > 0;
+            }
             goto done;
+        }
         if (!got) {
             if (!others)
                 break;          /* the plan is finished */
@@ -692,6 +714,14 @@ mg_migrator__copy_worker_run(const mg_copy_settings_t *s, int index, mg_copy_col
             if (r == COPY_DONE)
                 break;
             rollback(&w);
+            if (r != COPY_STOPPED && r != COPY_REJECTED && mg_migrator__target_lost(w.pg, error)) {
+                if (reopen_target(&w, error))
+                    break; /* claim again */
+                skip_set_free(&skips);
+                bson_destroy(p.filter);
+                ok = atomic_load(s->stop) > 0;
+                goto done;
+            }
             if (r == COPY_STOPPED || r == COPY_FATAL) {
                 skip_set_free(&skips);
                 bson_destroy(p.filter);
@@ -707,8 +737,12 @@ mg_migrator__copy_worker_run(const mg_copy_settings_t *s, int index, mg_copy_col
                 bson_value_destroy(&rejected);
                 bool again = false;
                 if (!added || !reclaim(&w, &p, &again, error)) {
+                    bool lost = added && mg_migrator__target_lost(w.pg, error);
+                    if (lost && reopen_target(&w, error))
+                        break; /* claim again; the skip set is rebuilt on the way */
                     skip_set_free(&skips);
                     bson_destroy(p.filter);
+                    ok = lost && atomic_load(s->stop) > 0;
                     goto done;
                 }
                 if (again)

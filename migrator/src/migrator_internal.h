@@ -12,6 +12,7 @@
 #include <libpq-fe.h>
 #include <mongoc/mongoc.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 /* ---- source ---- */
 
@@ -68,6 +69,29 @@ bool mg_migrator__target_exec(PGconn *conn, const char *sql, mg_error_t *error);
  */
 PGresult *mg_migrator__target_query(PGconn *conn, const char *sql, int nparams,
                                     const char *const *params, mg_error_t *error);
+
+/* How long a lost target may stay away before sync gives up (a restart, a
+ * failover behind HAProxy). */
+#define MG_MIGRATOR_RECONNECT_BUDGET_S 300.0
+
+/*
+ * mg_migrator__target_lost tells whether error (from a statement on conn)
+ * means the target went away rather than refused the statement: the
+ * connection is gone, SQLSTATE class 08, 57P01-57P03 (shut down, crashed,
+ * starting up), or 25006 (the node is read-only: no longer the primary).
+ */
+bool mg_migrator__target_lost(PGconn *conn, const mg_error_t *error);
+
+/*
+ * mg_migrator__target_reconnect closes *conn (if any) and connects again
+ * with backoff (0.5 s doubling to 10 s) until it works, budget_s passes, or
+ * *stop reaches stop_at; then runs setup (may be NULL) on the new
+ * connection. Logs "<module>.target_lost" with why, then
+ * "<module>.target_back". On failure *conn is NULL and error says why.
+ */
+bool mg_migrator__target_reconnect(PGconn **conn, const char *conninfo, const char *setup,
+                                   const char *module, const char *why, double budget_s,
+                                   const atomic_int *stop, int stop_at, mg_error_t *error);
 
 /* ---- state schema ---- */
 

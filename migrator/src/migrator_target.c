@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 PGconn *
 mg_migrator__target_connect(const char *conninfo, mg_error_t *error)
@@ -68,6 +69,58 @@ mg_migrator__target_query(PGconn *conn, const char *sql, int nparams, const char
         return NULL;
     }
     return res;
+}
+
+bool
+mg_migrator__target_lost(PGconn *conn, const mg_error_t *error)
+{
+    const char *st = error != NULL ? error->sqlstate : "";
+
+    return conn == NULL || PQstatus(conn) != CONNECTION_OK || strncmp(st, "08", 2) == 0 ||
+           strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 || strcmp(st, "57P03") == 0 ||
+           strcmp(st, "25006") == 0;
+}
+
+bool
+mg_migrator__target_reconnect(PGconn **conn, const char *conninfo, const char *setup,
+                              const char *module, const char *why, double budget_s,
+                              const atomic_int *stop, int stop_at, mg_error_t *error)
+{
+    double started = mg_migrator__now_s(), wait = 0.5;
+    char ev[64];
+    mg_error_t last;
+
+    mg_error_clear(&last);
+    snprintf(ev, sizeof(ev), "%s.target_lost", module);
+    MG_LOG_EVENT(MG_LOG_WARNING, module, ev, NULL, 0, "lost the target: %s; reconnecting", why);
+    if (*conn != NULL)
+        PQfinish(*conn);
+    *conn = NULL;
+    for (;;) {
+        if (stop != NULL && atomic_load(stop) >= stop_at) {
+            mg_error_set(error, MG_ERROR_DOMAIN_PG, 0,
+                         "stopped while waiting for the target to come back (%s)", why);
+            return false;
+        }
+        *conn = mg_migrator__target_connect(conninfo, &last);
+        if (*conn != NULL && (setup == NULL || mg_migrator__target_exec(*conn, setup, &last)))
+            break;
+        if (*conn != NULL)
+            PQfinish(*conn);
+        *conn = NULL;
+        if (mg_migrator__now_s() - started + wait > budget_s) {
+            *error = last;
+            mg_error_prefix(error, "target did not come back within %.0f s", budget_s);
+            return false;
+        }
+        usleep((useconds_t)(wait * 1e6));
+        wait = wait * 2 > 10 ? 10 : wait * 2;
+    }
+    snprintf(ev, sizeof(ev), "%s.target_back", module);
+    MG_LOG_EVENT(MG_LOG_NOTICE, module, ev,
+                 MG_LOG_FIELDS(MG_LOG_DOUBLE("seconds", mg_migrator__now_s() - started)),
+                 "target back after %.1f s", mg_migrator__now_s() - started);
+    return true;
 }
 
 const char *

@@ -23,7 +23,7 @@
 
 #define ERR_HISTORY_LOST   286
 #define ERR_TOO_LARGE      10334
-#define RECONNECT_BUDGET_S 300.0
+#define RECONNECT_BUDGET_S MG_MIGRATOR_RECONNECT_BUDGET_S
 #define TXN_MAX_DOCS       100000
 
 typedef struct {
@@ -767,9 +767,7 @@ reconnect_target(follow_t *f, mg_error_t *error)
 static bool
 pg_lost(follow_t *f, const mg_error_t *error)
 {
-    return f->pg == NULL || PQstatus(f->pg) != CONNECTION_OK || f->ap.pg == NULL ||
-           PQstatus(f->ap.pg) != CONNECTION_OK || strncmp(error->sqlstate, "08", 2) == 0 ||
-           strncmp(error->sqlstate, "57P", 3) == 0;
+    return mg_migrator__target_lost(f->pg, error) || mg_migrator__target_lost(f->ap.pg, NULL);
 }
 
 /*

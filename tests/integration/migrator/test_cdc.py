@@ -21,6 +21,7 @@ import urllib.request
 import bson
 from bson import json_util
 import pytest
+from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 
@@ -56,10 +57,17 @@ def assert_ack_log_reflected(pg, db, coll, ack_log):
             rec = json.loads(line)
             final[json.dumps(rec["id"], sort_keys=True)] = rec
     assert final, "the workload acknowledged nothing"
-    kept = [bson.encode(json_util.loads(json.dumps(r["doc"]))).hex()
-            for r in final.values() if r["doc"] is not None]
-    gone = [bson.encode({"_id": json_util.loads(json.dumps({"v": r["id"]}))["v"]}).hex()
-            for r in final.values() if r["doc"] is None]
+    # UUIDs (binary subtype 4) must stay subtype 4: pymongo 3 would encode
+    # them as its legacy subtype 3 by default.
+    jopts = json_util.JSONOptions(uuid_representation=UuidRepresentation.STANDARD)
+    copts = CodecOptions(uuid_representation=UuidRepresentation.STANDARD)
+
+    def enc(doc):
+        return bson.encode(json_util.loads(json.dumps(doc), json_options=jopts),
+                           codec_options=copts).hex()
+
+    kept = [enc(r["doc"]) for r in final.values() if r["doc"] is not None]
+    gone = [enc({"_id": r["id"]}) for r in final.values() if r["doc"] is None]
     rows = [r[0] for r in pg.query(f'SELECT doc::text FROM "{db}"."{coll}"')]
     target = set(schema_tool("parse", rows))
     missing = set(schema_tool("canon", kept)) - target

@@ -6,7 +6,8 @@ Proves: every document of several collections (every BSON type, 100 B to
 at 5 seeded random moments and a resume give exactly the source; two
 worker processes finish one plan with no partition committed twice;
 documents that cannot be written fail their partition naming the _id, or
-are recorded with --skip-invalid; SIGTERM stops at a partition boundary.
+are recorded with --skip-invalid; SIGTERM stops at a partition boundary;
+a kill -9 of the target's postmaster mid-copy is survived by reconnecting.
 """
 
 import os
@@ -161,6 +162,44 @@ def test_kill_9_at_random_points_then_resume(mongo, dbname, postgres, migrate):
     assert r.rc == 0, r
     assert_same(mongo, postgres, dbname, "events")
     assert postgres.query("SELECT max(commits), min(commits) FROM _migrate.partitions") == [(1, 1)]
+
+
+def test_copy_carries_on_through_a_target_crash(mongo, dbname, postgres, migrate, tmp_path):
+    # kill -9 of the target's postmaster in the middle of the copy, started
+    # again 1 s later on the same port: the workers and the index build
+    # reconnect, the partitions in flight are copied again, nothing doubles.
+    uri = mongo_uri(mongo)
+    datagen(uri, dbname, "events", 60000, "--seed", "12", "--size-min", "300", "--size-max",
+            "1200")
+    init(migrate, mongo, postgres, dbname)
+    log = tmp_path / "sync.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([build_path("bin", "migrate"), "--log-format=json",
+                                 *sync_args(mongo, postgres, "--copy-only", "--partition-docs",
+                                            "2500", "--workers", "2", "--batch-docs", "300")],
+                                stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.time() + 120
+        done = 0
+        while proc.poll() is None and time.time() < deadline and done < 4:
+            done = postgres.query("SELECT count(*) FROM _migrate.partitions "
+                                  "WHERE status = 'done'")[0][0]
+            time.sleep(0.01)
+        assert proc.poll() is None, "the copy finished before the crash"
+        postgres.kill9()
+        time.sleep(1.0)
+        postgres.start()
+        assert proc.wait(timeout=300) == 0, log.read_text(errors="replace")[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    events = log.read_text(errors="replace")
+    assert '"event":"copy.target_lost"' in events and '"event":"copy.target_back"' in events
+    assert_same(mongo, postgres, dbname, "events")
+    assert postgres.query("SELECT count(*) FROM _migrate.partitions WHERE status <> 'done'") == \
+        [(0,)]
+    assert postgres.query("SELECT max(commits) FROM _migrate.partitions") == [(1,)]
 
 
 def test_two_worker_processes_share_one_plan(mongo, dbname, postgres, migrate):

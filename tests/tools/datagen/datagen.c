@@ -10,6 +10,7 @@
  *   datagen workload --uri URI --db D --coll C --existing N --rate OPS
  *           --duration SECONDS --ack-log FILE [--seed S] [--id-type T]
  *           [--mix insert=40,update=30,replace=10,delete=10,txn=10]
+ *           (SIGINT/SIGTERM stop it early, after the operation in flight)
  *
  * Everything derives from --seed: document i of a collection is the same
  * on every run. The ack log has one JSON object per acknowledged write:
@@ -22,6 +23,7 @@
  */
 #include <math.h>
 #include <mongoc/mongoc.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -576,6 +578,16 @@ now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* SIGINT/SIGTERM end a workload after the operation in flight, with its stats. */
+static volatile sig_atomic_t workload_stop;
+
+static void
+on_stop_signal(int sig)
+{
+    (void)sig;
+    workload_stop = 1;
+}
+
 static int
 cmd_workload(const opts_t *o, mongoc_client_t *client, mongoc_collection_t *coll)
 {
@@ -606,15 +618,19 @@ cmd_workload(const opts_t *o, mongoc_client_t *client, mongoc_collection_t *coll
         fprintf(stderr, "datagen: could not open \"%s\"\n", o->ack_log);
         return 2;
     }
+    signal(SIGINT, on_stop_signal);
+    signal(SIGTERM, on_stop_signal);
     t0 = now_s();
     end = t0 + o->duration;
-    while (now_s() < end) {
+    while (now_s() < end && !workload_stop) {
         double due = t0 + (double)n / o->rate;
         int pick = (int)rng_range(&w.rng, (uint64_t)total), kind = 0;
         long used;
         bool ok;
-        while (now_s() < due)
+        while (now_s() < due && !workload_stop)
             usleep(200);
+        if (workload_stop)
+            break;
         while (pick >= weights[kind])
             pick -= weights[kind++];
         if (kind == W_TXN)
