@@ -1,6 +1,9 @@
 # Makefile - the commands a newcomer runs. Everything real happens in CMake;
 # this file only strings the steps together.
 #
+#   make demo    install dependencies, build, and run the whole migration on
+#                an embedded default (scripts/demo.py): mongosim with sample
+#                data and live writes -> a 3-node pgdaemon cluster; a few minutes
 #   make test    install dependencies, check formatting, build, run the unit
 #                tests under ASan+UBSan, then every test (unit + integration)
 #   make build   configure and build into build/
@@ -11,7 +14,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build build-asan test test-unit test-asan test-integration format format-check clean
+.PHONY: all deps build build-asan demo test test-unit test-asan test-integration format format-check clean
 
 all: build
 
@@ -48,6 +51,10 @@ test-integration: build
 	cd $(BUILD) && ctest -L integration --output-on-failure
 
 # The README's test command. The last thing it prints is ctest's summary.
+demo: deps
+	$(MAKE) build
+	MG_BUILD_DIR=$(abspath $(BUILD)) /usr/bin/python3 scripts/demo.py $(DEMO_ARGS)
+
 test: deps
 	$(MAKE) format-check
 	$(MAKE) test-asan

@@ -948,8 +948,12 @@ print_report(cutover_t *c)
                strtod(PQgetvalue(res, 0, 3), NULL));
     if (*PQgetvalue(res, 0, 1))
         printf("reason: %s\n", PQgetvalue(res, 0, 1));
-    if (strcmp(PQgetvalue(res, 0, 0), "done") == 0)
-        printf("endpoint: %s\n", PQgetvalue(res, 0, 2));
+    if (strcmp(PQgetvalue(res, 0, 0), "done") == 0) {
+        /* the flip got the endpoint with its password; the terminal does not */
+        char *shown = mg_redact_dup(PQgetvalue(res, 0, 2));
+        printf("endpoint: %s\n", shown != NULL ? shown : "(out of memory)");
+        free(shown);
+    }
     PQclear(res);
 }
 

@@ -497,10 +497,9 @@ index_main(void *varg)
             char why[MG_ERROR_MESSAGE_SIZE];
             snprintf(why, sizeof(why), "%s (building index %s of %s.%s)", error.message, j->name,
                      j->db, j->coll);
-            if (!mg_migrator__target_reconnect(&pg, pool->o->target,
-                                               "SET maintenance_work_mem = '256MB'", "copy", why,
-                                               MG_MIGRATOR_RECONNECT_BUDGET_S, &stop_requested, 1,
-                                               &error))
+            if (!mg_migrator__target_reconnect(
+                    &pg, pool->o->target, "SET maintenance_work_mem = '256MB'", "copy", why,
+                    MG_MIGRATOR_RECONNECT_BUDGET_S, &stop_requested, 1, &error))
                 break;
             built = mg_migrator__target_exec(pg, j->sql, &error);
         }
@@ -776,8 +775,8 @@ count_status(PGconn *pg, const char *ss, const char *status, mg_error_t *error)
  * lost target the caller reconnects and runs it all again.
  */
 static bool
-after_copy(PGconn *pg, const sync_opts_t *o, size_t *built, size_t *ifailed,
-           int64_t *failed_parts, mg_error_t *error)
+after_copy(PGconn *pg, const sync_opts_t *o, size_t *built, size_t *ifailed, int64_t *failed_parts,
+           mg_error_t *error)
 {
     if (!finish_collections(pg, o->state_schema, error))
         return false;
@@ -1026,8 +1025,8 @@ mg_migrator_cmd_sync(const mg_cli_command_t *command, int argc, char **argv)
                 goto fail;
             snprintf(why, sizeof(why), "%s", error.message);
             if (!mg_migrator__target_reconnect(&pg, o.target, NULL, "copy", why,
-                                               MG_MIGRATOR_RECONNECT_BUDGET_S, &stop_requested,
-                                               1, &error))
+                                               MG_MIGRATOR_RECONNECT_BUDGET_S, &stop_requested, 1,
+                                               &error))
                 goto fail;
         }
     }

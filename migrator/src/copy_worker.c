@@ -662,8 +662,8 @@ reopen_target(worker_t *w, mg_error_t *error)
 
     snprintf(why, sizeof(why), "%s (worker %s)", error->message, w->name);
     return mg_migrator__target_reconnect(&w->pg, w->s->target, "SET synchronous_commit = off",
-                                         "copy", why, MG_MIGRATOR_RECONNECT_BUDGET_S, w->s->stop,
-                                         1, error);
+                                         "copy", why, MG_MIGRATOR_RECONNECT_BUDGET_S, w->s->stop, 1,
+                                         error);
 }
 
 bool
