@@ -924,8 +924,11 @@ print_report(cutover_t *c)
                 "frozen_at, 'flipped_at', flipped_at, 'finished_at', finished_at, "
                 "'unavailable_s', unavailable_s, 'steps', steps)::text FROM @.cutover WHERE id = 1",
                 0, NULL, &e);
-        if (res != NULL && PQntuples(res) == 1)
-            printf("%s\n", PQgetvalue(res, 0, 0));
+        if (res != NULL && PQntuples(res) == 1) {
+            char *shown = mg_redact_dup(PQgetvalue(res, 0, 0)); /* the endpoint's password */
+            printf("%s\n", shown != NULL ? shown : "{}");
+            free(shown);
+        }
         PQclear(res);
         return;
     }

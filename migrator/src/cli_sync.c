@@ -244,6 +244,24 @@ worker_main(void *varg)
     return NULL;
 }
 
+/* MAX_COPY_ROUNDS bounds how often the copy restarts for partitions that a
+ * failover made pending again after every worker finished. */
+#define MAX_COPY_ROUNDS 5
+
+static void
+add_timing(mg_copy_timing_t *acc, const mg_copy_timing_t *t)
+{
+    acc->mongo_s += t->mongo_s;
+    acc->render_s += t->render_s;
+    acc->pg_s += t->pg_s;
+    acc->total_s += t->total_s;
+    acc->docs += t->docs;
+    acc->bytes += t->bytes;
+    acc->partitions += t->partitions;
+    acc->failed += t->failed;
+    acc->skipped_docs += t->skipped_docs;
+}
+
 /* ---- progress ---- */
 
 typedef struct {
@@ -416,14 +434,30 @@ prepare(mg_source_t *src, PGconn *pg, const sync_opts_t *o, mg_error_t *error)
     if (!mg_migrator__copy_plan(src, pg, ss, o->partition_docs, o->partition_bytes, 4 * o->workers,
                                 error))
         goto rollback;
-    if (!exec_fmt(pg, ss, "UPDATE ",
-                  ".collections SET status = 'copying', error = NULL, updated_at = now() WHERE "
-                  "status IN ('planned', 'failed')",
-                  error) ||
-        !exec_fmt(pg, ss, "UPDATE ",
-                  ".migration SET phase = 'copying', updated_at = now() WHERE phase IN "
-                  "('initialized', 'copying')",
-                  error))
+    /* A collection failed by its copy (a partition is pending again) is
+     * copied again; one the change stream stopped (its partitions are all
+     * done) stays failed: following it again from the current checkpoint
+     * would skip the changes it missed, so only --resync revives it. */
+    mg_buf_t sql;
+    bool revived;
+    mg_buf_init(&sql, SQL_CAP);
+    revived = mg_buf_append_str(&sql, "UPDATE ", error) && mg_schema_quote_ident(ss, &sql, error) &&
+              mg_buf_append_str(&sql,
+                                ".collections c SET status = 'copying', error = NULL, "
+                                "updated_at = now() WHERE c.status = 'planned' OR (c.status = "
+                                "'failed' AND EXISTS (SELECT 1 FROM ",
+                                error) &&
+              mg_schema_quote_ident(ss, &sql, error) &&
+              mg_buf_append_str(&sql,
+                                ".partitions p WHERE p.db = c.db AND p.coll = c.coll AND "
+                                "p.status = 'pending'))",
+                                error) &&
+              mg_migrator__target_exec(pg, sql.data, error);
+    mg_buf_cleanup(&sql);
+    if (!revived || !exec_fmt(pg, ss, "UPDATE ",
+                              ".migration SET phase = 'copying', updated_at = now() WHERE phase IN "
+                              "('initialized', 'copying')",
+                              error))
         goto rollback;
     if (!mg_migrator__target_exec(pg, "COMMIT", error))
         goto rollback;
@@ -804,6 +838,8 @@ mg_migrator_cmd_sync(const mg_cli_command_t *command, int argc, char **argv)
     size_t ncolls = 0;
     worker_arg_t *args = NULL;
     pthread_t *threads = NULL;
+    mg_copy_timing_t *earlier = NULL;
+    int rounds = 0;
     mg_copy_settings_t settings;
     int first = 0, rc = MG_EXIT_FAILURE;
     size_t built = 0, ifailed = 0;
@@ -930,7 +966,8 @@ mg_migrator_cmd_sync(const mg_cli_command_t *command, int argc, char **argv)
     }
     args = calloc((size_t)o.workers, sizeof(*args));
     threads = calloc((size_t)o.workers, sizeof(*threads));
-    if (args == NULL || threads == NULL) {
+    earlier = calloc((size_t)o.workers, sizeof(*earlier));
+    if (args == NULL || threads == NULL || earlier == NULL) {
         mg_error_set(&error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
         goto fail;
     }
@@ -944,6 +981,7 @@ mg_migrator_cmd_sync(const mg_cli_command_t *command, int argc, char **argv)
                  MG_LOG_FIELDS(MG_LOG_INT("workers", o.workers), MG_LOG_UINT("collections", ncolls),
                                MG_LOG_BOOL("worker_only", o.worker_only)),
                  "copying with %lld workers", (long long)o.workers);
+copy_round:
     for (int64_t k = 0; k < o.workers; k++) {
         args[k].settings = &settings;
         args[k].index = (int)k;
@@ -981,8 +1019,11 @@ mg_migrator_cmd_sync(const mg_cli_command_t *command, int argc, char **argv)
             last_save = now;
         }
     }
-    for (int64_t k = 0; k < o.workers; k++)
+    for (int64_t k = 0; k < o.workers; k++) {
         pthread_join(threads[k], NULL);
+        add_timing(&earlier[k], &args[k].timing); /* the report covers every round */
+        args[k].timing = earlier[k];
+    }
     report_progress(&pr, colls, ncolls, true);
     double seconds = mg_migrator__now_s() - pr.started;
 
@@ -1019,6 +1060,38 @@ mg_migrator_cmd_sync(const mg_cli_command_t *command, int argc, char **argv)
         goto done;
     }
     if (!o.worker_only) {
+        /* A partition whose commit a failover lost (asynchronous commit, or
+         * a replica promoted without it) is pending again although every
+         * worker has finished: copy it before the collection counts as
+         * copied. */
+        int64_t pending;
+        while ((pending = count_status(pg, o.state_schema, "pending", &error)) < 0) {
+            char why[MG_ERROR_MESSAGE_SIZE];
+            if (!mg_migrator__target_lost(pg, &error))
+                goto fail;
+            snprintf(why, sizeof(why), "%s", error.message);
+            mg_error_clear(&error);
+            if (!mg_migrator__target_reconnect(&pg, o.target, NULL, "copy", why,
+                                               MG_MIGRATOR_RECONNECT_BUDGET_S, &stop_requested, 1,
+                                               &error))
+                goto fail;
+        }
+        if (pending > 0) {
+            if (++rounds > MAX_COPY_ROUNDS) {
+                mg_error_set(&error, MG_ERROR_DOMAIN_PG, 0,
+                             "%lld partitions are still pending after %d copy rounds: their "
+                             "commits keep getting lost on the target",
+                             (long long)pending, MAX_COPY_ROUNDS);
+                goto fail;
+            }
+            MG_LOG_EVENT(
+                MG_LOG_WARNING, "copy", "sync.recopy",
+                MG_LOG_FIELDS(MG_LOG_INT("partitions", pending), MG_LOG_INT("round", rounds + 1)),
+                "%lld partitions are pending again (a commit lost in a failover); "
+                "copying them again",
+                (long long)pending);
+            goto copy_round;
+        }
         while (!after_copy(pg, &o, &built, &ifailed, &failed_parts, &error)) {
             char why[MG_ERROR_MESSAGE_SIZE];
             if (!mg_migrator__target_lost(pg, &error))
@@ -1066,6 +1139,7 @@ done:
     }
     free(args);
     free(threads);
+    free(earlier);
     mg_migrator__copy_free_collections(colls, ncolls);
     if (pg != NULL)
         PQfinish(pg);

@@ -143,6 +143,7 @@ def test_live_migration_survives_primary_failures(stack):
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         co = json.loads(r.stdout)
         assert co["outcome"] == "done"
+        assert stack.password not in r.stdout and ":********@" in co["endpoint"]
         assert 0 < co["unavailable_s"] < 60
         with open(endpoint) as f:
             assert f":{stack.write_port}/" in f.read()  # HAProxy's write address

@@ -247,6 +247,12 @@ def test_drop_policies(mongo, dbname, postgres, migrate, policy):
         assert "dropped on the source" in st["gone"]["error"]
         assert f"migrate sync --resync {dbname}.gone" in st["gone"]["error"]
         assert count == 5
+        # running sync again does not revive it: following it from the
+        # current checkpoint would skip what it missed; only --resync does
+        assert sync(migrate, mongo, postgres).rc == 0
+        st = {c["collection"]: c for c in migrate("status", "--target", postgres.uri,
+                                                   "--json").json()["collections"]}
+        assert st["gone"]["status"] == "failed"
     elif policy == "truncate":
         assert st["gone"]["status"] != "failed" and count == 0
     else:

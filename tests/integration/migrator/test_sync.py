@@ -202,6 +202,42 @@ def test_copy_carries_on_through_a_target_crash(mongo, dbname, postgres, migrate
     assert postgres.query("SELECT max(commits) FROM _migrate.partitions") == [(1,)]
 
 
+def test_a_partition_lost_after_the_workers_finished_is_copied_again(mongo, dbname, postgres,
+                                                                       migrate, tmp_path):
+    # Emulates a commit a failover lost after every worker had finished: when
+    # sync clears its progress row (right after the workers end), a trigger
+    # empties one collection and sets its partition pending again. sync must
+    # copy it again before calling the collection copied.
+    db = mongo[dbname]
+    db["small"].insert_many([{"_id": i, "v": "x" * 50} for i in range(300)])
+    datagen(mongo_uri(mongo), dbname, "big", 5000, "--seed", "13")
+    init(migrate, mongo, postgres, dbname)
+    postgres.query(f"""
+        CREATE TABLE _migrate.test_lost (done boolean);
+        CREATE FUNCTION _migrate.test_lose() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NOT EXISTS (SELECT 1 FROM _migrate.test_lost) THEN
+                INSERT INTO _migrate.test_lost VALUES (true);
+                DELETE FROM "{dbname}"."small";
+                UPDATE _migrate.partitions SET status = 'pending'
+                    WHERE db = '{dbname}' AND coll = 'small';
+            END IF;
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER test_lose AFTER DELETE ON _migrate.copy_progress
+            FOR EACH STATEMENT EXECUTE FUNCTION _migrate.test_lose();""")
+    r = migrate(*sync_args(mongo, postgres, "--copy-only", "--partition-docs", "1000",
+                           "--workers", "2"))
+    assert r.rc == 0, r
+    assert postgres.query("SELECT count(*) FROM _migrate.test_lost") == [(1,)]
+    assert '"event":"sync.recopy"' in r.stderr
+    assert_same(mongo, postgres, dbname, "small")
+    assert_same(mongo, postgres, dbname, "big")
+    assert postgres.query("SELECT count(*) FROM _migrate.partitions WHERE status <> 'done'") == \
+        [(0,)]
+    assert postgres.query("SELECT phase FROM _migrate.migration") == [("copied",)]
+
+
 def test_two_worker_processes_share_one_plan(mongo, dbname, postgres, migrate):
     uri = mongo_uri(mongo)
     datagen(uri, dbname, "shared", 40000, "--seed", "12", "--size-min", "300", "--size-max",
