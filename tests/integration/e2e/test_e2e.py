@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 
@@ -54,7 +55,9 @@ def events_in(path):
 
 @pytest.fixture
 def stack(tmp_root):
-    s = MigrationStack(tmp_root, db="shop", say=print)
+    # against a real replica set (MIGRATE_TEST_MONGODB_URI) in a database of its own
+    db = f"e2e_{uuid.uuid4().hex[:8]}" if os.environ.get("MIGRATE_TEST_MONGODB_URI") else "shop"
+    s = MigrationStack(tmp_root, db=db, say=print)
     try:
         yield s
     finally:
@@ -70,7 +73,7 @@ def test_live_migration_survives_primary_failures(stack):
         stack.start_workload(coll, rate=50, seconds=1800, scale=SCALE)
     src, tgt = stack.source_uri, stack.target_uri
 
-    r = stack.migrate("init", "--source", src, "--target", tgt, "--include", "shop.*")
+    r = stack.migrate("init", "--source", src, "--target", tgt, "--include", f"{stack.db}.*")
     assert r.returncode == 0, r.stderr[-3000:]
 
     sync_log = os.path.join(stack.dir, "sync.log")
@@ -166,14 +169,14 @@ def test_live_migration_survives_primary_failures(stack):
         assert stats[coll].get("acknowledged_writes", 0) > 100, stats
         assert stats[coll].get("failures", 0) > 0, "no write failed: the freeze did not happen"
         ack = next(a for c, _, a in stack.workloads if c == coll)
-        assert_ack_log_reflected(stack, "shop", coll, ack)
-    client = stack.source.client()
+        assert_ack_log_reflected(stack, stack.db, coll, ack)
+    client = stack.source_client()
     try:
         source_total = 0
-        for coll in client["shop"].list_collection_names():
-            n = client["shop"][coll].count_documents({})
+        for coll in client[stack.db].list_collection_names():
+            n = client[stack.db][coll].count_documents({})
             source_total += n
-            assert stack.query(f'SELECT count(*) FROM shop."{coll}"') == [(n,)], coll
+            assert stack.query(f'SELECT count(*) FROM "{stack.db}"."{coll}"') == [(n,)], coll
         assert source_total >= total
     finally:
         client.close()

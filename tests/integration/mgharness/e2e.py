@@ -85,6 +85,7 @@ class MigrationStack:
         self.dir = root.mkdtemp("e2e")
         os.chmod(self.dir, 0o755)  # the postgres user must traverse it
         self.source = None
+        self.real_uri = None
         self.workloads = []  # (coll, Popen, ack log path)
         self.cluster_dir = os.path.join(self.dir, "cluster")
         self.cluster = None  # cluster.json once up
@@ -94,13 +95,25 @@ class MigrationStack:
     # ---- source ----
 
     def start_source(self):
+        """start_source starts mongosim, or uses MIGRATE_TEST_MONGODB_URI (a real replica set)."""
+        real = os.environ.get("MIGRATE_TEST_MONGODB_URI")
+        if real:
+            self.real_uri = real
+            self.say(f"source: the real MongoDB at MIGRATE_TEST_MONGODB_URI, database {self.db}")
+            return
         self.source = MongosimInstance(self.root)
         self.source.start()
         self.say(f"mongosim (MongoDB wire protocol) listening on {self.source.address}")
 
     @property
     def source_uri(self):
-        return self.source.uri
+        return self.real_uri or self.source.uri
+
+    def source_client(self):
+        """source_client is a pymongo client of the source (caller closes it)."""
+        import pymongo
+
+        return pymongo.MongoClient(self.source_uri, serverSelectionTimeoutMS=5000)
 
     def load_sample(self, scale=1.0):
         """load_sample fills the source database with SAMPLE (counts times scale)."""
@@ -344,4 +357,13 @@ class MigrationStack:
         self.restarted = {}
         if self.source is not None:
             self.source.close()
+        if self.real_uri:  # a real server: unfreeze and drop what the run created
+            client = self.source_client()
+            try:
+                client.admin.command({"setUserWriteBlockMode": 1, "global": False})
+                client.drop_database(self.db)
+            except Exception as e:  # noqa: BLE001 - report, keep tearing down
+                errors.append(f"cleaning the real source: {e}")
+            finally:
+                client.close()
         return errors
