@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -32,7 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(SOURCE_DIR, "tests", "integration"))
 
-from mgharness.e2e import MigrationStack, wait_until  # noqa: E402
+from mgharness.e2e import MigrationStack, terminate, wait_until  # noqa: E402
 from mgharness.tmproot import TempRoot, sweep_stale_roots  # noqa: E402
 
 WORKLOAD_COLLS = ("orders", "customers")
@@ -206,13 +205,8 @@ def main():
         say(f"demo failed: {e}")
         return 1
     finally:
-        if sync is not None and sync.poll() is None:
-            sync.send_signal(signal.SIGTERM)
-            try:
-                sync.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                sync.kill()
-                sync.wait()
+        if sync is not None:
+            terminate(sync)
         if out is not None:
             out.join(5)
         say()

@@ -25,15 +25,13 @@ acknowledged write logged). The target is a 3-node pgdaemon cluster
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
 
-from mgharness.e2e import MigrationStack, wait_until
+from mgharness.e2e import MigrationStack, terminate, wait_until
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "migrator"))
 from test_cdc import assert_ack_log_reflected  # noqa: E402
@@ -157,13 +155,7 @@ def test_live_migration_survives_primary_failures(stack):
         assert f":{stack.write_port}/" in r.stdout and stack.password not in r.stdout
     finally:
         stats = stack.stop_workloads()
-        if sync.poll() is None:
-            sync.send_signal(signal.SIGTERM)
-            try:
-                sync.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                sync.kill()
-                sync.wait()
+        terminate(sync)
     assert sync.returncode == 0, open(sync_log, errors="replace").read()[-3000:]
     for coll in WORKLOAD_COLLS:
         assert stats[coll].get("acknowledged_writes", 0) > 100, stats

@@ -75,6 +75,18 @@ def wait_until(predicate, timeout, what, interval=0.25):
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
+def terminate(proc, timeout=60):
+    """terminate stops a Popen with SIGTERM, then SIGKILL after timeout; returns its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 class MigrationStack:
     """MigrationStack: source, workload, target cluster and the migrate commands."""
 
