@@ -414,6 +414,12 @@ void msim_dispatch(msim_conn_t *conn, const bson_t *cmd, bson_t *reply);
 /* msim_write_allowed fails with UserWritesBlocked for user databases while blocking is on. */
 bool msim_write_allowed(const char *db, mg_error_t *error);
 
+/*
+ * msim_write_lock takes the server's write lock and checks msim_write_allowed
+ * under it (unlocking again on failure), so no write slips past a freeze.
+ */
+bool msim_write_lock(const char *db, mg_error_t *error);
+
 /* CRUD (msim_crud.c) */
 bool msim_cmd_insert(msim_ctx_t *ctx, mg_error_t *error);
 bool msim_cmd_update(msim_ctx_t *ctx, mg_error_t *error);

@@ -53,6 +53,16 @@ msim_write_allowed(const char *db, mg_error_t *error)
     return msim_fail(error, MSIM_E_USER_WRITES_BLOCKED, "User writes blocked");
 }
 
+bool
+msim_write_lock(const char *db, mg_error_t *error)
+{
+    pthread_rwlock_wrlock(&msim_srv->lock);
+    if (msim_write_allowed(db, error))
+        return true;
+    pthread_rwlock_unlock(&msim_srv->lock);
+    return false;
+}
+
 /* ------------------------------------------------------------------------
  * Handshake and server information
  * ------------------------------------------------------------------------ */
@@ -908,7 +918,12 @@ cmd_set_user_write_block_mode(msim_ctx_t *ctx, mg_error_t *error)
         return msim_fail(error, 40414,
                          "BSON field 'setUserWriteBlockMode.global' is missing but a required "
                          "field");
+    /* Under the write lock, like MongoDB's global lock for this command: a
+     * write that passed its check has finished, a later one sees the flag,
+     * so the reply's operationTime is at or after every write let through. */
+    pthread_rwlock_wrlock(&msim_srv->lock);
     atomic_store(&msim_srv->write_blocked, bson_iter_bool(&it));
+    pthread_rwlock_unlock(&msim_srv->lock);
     MG_LOG_EVENT(MG_LOG_INFO, "mongosim", "mongosim.write_block",
                  MG_LOG_FIELDS(MG_LOG_BOOL("global", bson_iter_bool(&it))),
                  "user write blocking %s", bson_iter_bool(&it) ? "enabled" : "disabled");

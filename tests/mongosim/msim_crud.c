@@ -187,11 +187,10 @@ msim_cmd_insert(msim_ctx_t *ctx, mg_error_t *error)
 
     if (!coll_arg(ctx, &coll, error) || !array_arg(ctx->cmd, "insert", "documents", &docs, error))
         return false;
-    if (!msim_write_allowed(ctx->db, error)) {
+    if (!msim_write_lock(ctx->db, error)) {
         bson_destroy(&errs);
         return false;
     }
-    pthread_rwlock_wrlock(&msim_srv->lock);
     c = ctx->txn ? msim_catalog_get(ctx->db, coll) : msim_catalog_ensure(ctx->db, coll, NULL);
     while (bson_iter_next(&docs)) {
         mg_error_t e;
@@ -467,9 +466,8 @@ msim_cmd_update(msim_ctx_t *ctx, mg_error_t *error)
 
     if (!coll_arg(ctx, &coll, error) || !array_arg(ctx->cmd, "update", "updates", &stmts, error))
         return false;
-    if (!msim_write_allowed(ctx->db, error))
+    if (!msim_write_lock(ctx->db, error))
         return false;
-    pthread_rwlock_wrlock(&msim_srv->lock);
     while (bson_iter_next(&stmts)) {
         mg_error_t e;
         bool ok = true, multi = false, upsert = false, present;
@@ -616,9 +614,8 @@ msim_cmd_delete(msim_ctx_t *ctx, mg_error_t *error)
 
     if (!coll_arg(ctx, &coll, error) || !array_arg(ctx->cmd, "delete", "deletes", &stmts, error))
         return false;
-    if (!msim_write_allowed(ctx->db, error))
+    if (!msim_write_lock(ctx->db, error))
         return false;
-    pthread_rwlock_wrlock(&msim_srv->lock);
     while (bson_iter_next(&stmts)) {
         mg_error_t e;
         bool ok = true, present;
@@ -836,7 +833,10 @@ msim_cmd_find_and_modify(msim_ctx_t *ctx, mg_error_t *error)
         return false;
     }
     pthread_rwlock_wrlock(&msim_srv->lock);
-    {
+    /* checked again under the lock: a freeze may have come in between */
+    if (!msim_write_allowed(ctx->db, error)) {
+        ok = false;
+    } else {
         msim_coll_t *c = msim_catalog_get(ctx->db, coll);
         docs = collect_in(ctx->txn, ctx->db, coll, c, m, msim_sort_is_id_asc(s) ? 1 : 0, &n);
         msim_sort_docs(s, docs, n);

@@ -315,10 +315,12 @@ msim_cmd_commit_txn(msim_ctx_t *ctx, mg_error_t *error)
         return true; /* retried commit */
     }
     pthread_mutex_unlock(&msim_srv->txn_mu);
-    if (t->nops > 0 && !msim_write_allowed(t->ops[0].db, error))
-        return false;
-
-    pthread_rwlock_wrlock(&msim_srv->lock);
+    if (t->nops > 0) {
+        if (!msim_write_lock(t->ops[0].db, error))
+            return false;
+    } else {
+        pthread_rwlock_wrlock(&msim_srv->lock);
+    }
     /* conflict check: inserted _ids must still be free, updated/deleted docs present */
     for (size_t i = 0; i < t->nops && ok; i++) {
         msim_txn_op_t *op = &t->ops[i];

@@ -18,7 +18,8 @@ acknowledged write logged). The target is a 3-node pgdaemon cluster
    under live writes a shadow read of a written collection may differ for a
    moment), then `--changed` runs until one is clean (writes keep coming).
 6. `migrate cutover` with the follower running: freeze, drain, verify,
-   flip. Every write the source acknowledged is in PostgreSQL, every
+   flip. Nothing reaches the target after the cutover returned; every
+   write the source acknowledged is in PostgreSQL, every
    collection has the source's document count, and a last full validation
    on the frozen source is clean with every shadow read matching.
 """
@@ -31,7 +32,7 @@ import uuid
 
 import pytest
 
-from mgharness.e2e import MigrationStack, terminate, wait_until
+from mgharness.e2e import SAMPLE, MigrationStack, terminate, wait_until
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "migrator"))
 from test_cdc import assert_ack_log_reflected  # noqa: E402
@@ -49,6 +50,13 @@ def events_in(path):
             except ValueError:
                 pass
     return names
+
+
+def target_digest(stack):
+    """target_digest is (rows, hash of all documents) per table of the migrated database."""
+    return {coll: stack.query(f'SELECT count(*), coalesce(sum(hashtext(doc::text)), 0) '
+                              f'FROM "{stack.db}"."{coll}"')[0]
+            for coll, _, _ in SAMPLE}
 
 
 @pytest.fixture
@@ -142,6 +150,7 @@ def test_live_migration_survives_primary_failures(stack):
         r = stack.migrate("cutover", "--source", src, "--target", tgt, "--max-lag", "5s",
                           "--endpoint-file", endpoint, "--json")
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        after_flip = target_digest(stack)
         co = json.loads(r.stdout)
         assert co["outcome"] == "done"
         assert stack.password not in r.stdout and ":********@" in co["endpoint"]
@@ -157,6 +166,9 @@ def test_live_migration_survives_primary_failures(stack):
         stats = stack.stop_workloads()
         terminate(sync)
     assert sync.returncode == 0, open(sync_log, errors="replace").read()[-3000:]
+    # nothing reached the target after the cutover said drained: every write
+    # the source let through was at or before the fence
+    assert target_digest(stack) == after_flip
     for coll in WORKLOAD_COLLS:
         assert stats[coll].get("acknowledged_writes", 0) > 100, stats
         assert stats[coll].get("failures", 0) > 0, "no write failed: the freeze did not happen"

@@ -36,6 +36,89 @@ def test_write_block_rejects_writes_with_371_and_releases(mongosim_factory):
         client.close()
 
 
+def test_no_write_lands_after_the_freeze_under_concurrent_writers(mongosim_factory):
+    # A freeze's operationTime is the cutover's fence: every write the server
+    # lets through must be at or before it, also writes racing the freeze
+    # (checked before it, applied after). Six writers (with transactions) and
+    # four long readers hammer the server while it is frozen twelve times; the
+    # change stream from each fence must then hold nothing after it. Before
+    # the check moved under the write lock about one freeze in fifteen let a
+    # write through, so this catches a regression often, not always.
+    server = mongosim_factory()
+    admin = server.client(retryWrites=False)
+    stop = threading.Event()
+
+    errors = []
+
+    def writer(k):
+        client = server.client(retryWrites=False)
+        coll, n = client.race.c, 0
+        try:
+            while not stop.is_set():
+                n += 1
+                try:
+                    if n % 4 == 0:
+                        with client.start_session() as s:
+                            s.start_transaction()
+                            coll.insert_one({"_id": f"{k}-{n}"}, session=s)
+                            coll.delete_one({"_id": f"{k}-{n - 1}"}, session=s)
+                            s.commit_transaction()
+                    elif n % 3 == 0:
+                        coll.update_one({"_id": f"{k}-{n - 1}"}, {"$set": {"u": n}})
+                    elif n % 5 == 0:
+                        coll.find_one_and_update({"_id": f"{k}-{n - 2}"}, {"$set": {"f": n}})
+                    else:
+                        coll.insert_one({"_id": f"{k}-{n}"})
+                except pymongo.errors.PyMongoError as e:
+                    if getattr(e, "code", None) != 371:
+                        errors.append(repr(e))
+        finally:
+            client.close()
+
+    def reader():
+        # long scans hold the server's read lock, so writers queue for the
+        # write lock after their freeze check: that is where a write slipped
+        # past the freeze before the check moved under the lock
+        client = server.client()
+        try:
+            while not stop.is_set():
+                list(client.race.big.find({}, batch_size=20000))
+        finally:
+            client.close()
+
+    admin.race.big.insert_many([{"_id": i, "pad": "x" * 200} for i in range(20000)])
+    threads = [threading.Thread(target=writer, args=(k,), daemon=True) for k in range(6)]
+    threads += [threading.Thread(target=reader, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    late = []
+    try:
+        for _ in range(12):
+            time.sleep(0.3)
+            fence = admin.admin.command({"setUserWriteBlockMode": 1, "global": True})[
+                "operationTime"]
+            time.sleep(0.2)
+            with admin.race.c.watch(start_at_operation_time=fence, max_await_time_ms=200) as cs:
+                empty = 0
+                while empty < 2:  # an empty batch may come before the first events
+                    ev = cs.try_next()
+                    if ev is None:
+                        empty += 1
+                        continue
+                    if ev["clusterTime"] > fence:
+                        late.append((ev["clusterTime"], fence))
+            admin.admin.command({"setUserWriteBlockMode": 1, "global": False})
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+        written = admin.race.c.count_documents({})
+        admin.close()
+    assert errors == []
+    assert written > 100, "the writers wrote nothing: the test proves nothing"
+    assert late == []
+
+
 def test_write_block_needs_admin(msim_client, dbname):
     with pytest.raises(pymongo.errors.OperationFailure) as exc:
         msim_client[dbname].command({"setUserWriteBlockMode": 1, "global": True})
