@@ -1,8 +1,11 @@
 /*
- * schema/src/schema_format.c - number, date, base64 and UTF-8 helpers of the
- * type mapping, and the table of wrapper key sets.
+ * schema/src/schema_format.c - number (shortest round-trip doubles), date,
+ * base64 and UTF-8 helpers of the type mapping, and the table of wrapper key
+ * sets.
  */
 #include "schema_internal.h"
+#include "schema_double.h"
+#include "schema_pow10.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -160,6 +163,32 @@ mg_schema__i64_format(int64_t v, char *out)
 
 /* ------------------------------------------------------------------------
  * Doubles
+ *
+ * mg_schema__double_format finds the shortest decimal that reads back with
+ * the Schubfach method (R. Giulietti, "The Schubfach way to render
+ * doubles", 2020), written here from the paper. For v = c * 2^q (c the
+ * 53-bit significand) it picks k = floor(log10(2^q)), so that the interval
+ * of the decimals that read back as v, [v - 2^(q-1), v + 2^(q-1)], is at
+ * least 10^k wide (it holds one or two multiples of 10^k) and narrower
+ * than 10^(k+1) (it holds at most one multiple of 10^(k+1)). The bounds and
+ * v, times 4 * 10^-k, are computed with a 128-bit power of ten rounded to
+ * odd (the integer part, its lowest bit set when a fraction is left): that
+ * keeps every comparison with an even integer (4 * a multiple of 10^k)
+ * exact. The result is the multiple of 10^(k+1) in the interval if there is
+ * one, else the multiple of 10^k in it nearest to v (ties to even).
+ *
+ * That is the text the reference below prints, digit for digit: a decimal
+ * of at most 15 significant digits that reads back is the only one (DBL_DIG
+ * is 15), so "%.15e" prints it; a longer one is the nearest of its length,
+ * which is what "%.16e"/"%.17e" print. Two cases are left to the reference
+ * to keep its digits: subnormals (their precision is below 15 digits, and
+ * the reference prints 15 anyway) and significands that are powers of two
+ * (the lower neighbour is twice as close, the interval is lopsided and the
+ * nearest 16 digits may not read back where other 16 digits would). The
+ * reference's fast path (m / 10^k for up to 22 fraction digits) gives the
+ * same digits too: its m is the nearest whenever it reads back (checked by
+ * test_double_format). x must be finite; -0.0 is written "-0.0" (the
+ * reference wrote "0.0"; the renderer wraps -0.0 before calling either).
  * ------------------------------------------------------------------------ */
 
 static const double pow10_table[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
@@ -167,6 +196,9 @@ static const double pow10_table[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6, 
                                        1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 #define TWO_POW_53 9007199254740992.0
+
+/* Digits of a double: at most 17 significant ones, exponents within +-350. */
+#define EXP10_LIMIT 350
 
 /*
  * place_point writes the digit string digits[0..nd) times 10^-frac (frac >=
@@ -195,6 +227,58 @@ place_point(const char *digits, size_t nd, size_t frac, char *out)
     return (size_t)(p - out);
 }
 
+/* Bytes place_digits may read from its digits. */
+#define DIGITS_ROOM 48
+
+/*
+ * place_digits writes d.ddd * 10^exp10 (digits[0..nd), 1 <= nd <= 17, no
+ * trailing zero unless nd is 1; |exp10| <= EXP10_LIMIT) in plain notation
+ * into out: "ddd000.0", "dd.ddd" or "0.000ddd". Returns the length (out is
+ * NUL-terminated). It copies the digits 17 at a time (fixed sizes the
+ * compiler inlines): digits must have DIGITS_ROOM readable bytes and out
+ * room for the text plus 17 bytes (MG_SCHEMA_DOUBLE_MAX has it).
+ */
+static size_t
+place_digits(const char *digits, size_t nd, int exp10, char *out)
+{
+    char *p = out;
+
+    /* out of range is unreachable; the clamps bound the writes for the compiler */
+    if (exp10 < -EXP10_LIMIT)
+        exp10 = -EXP10_LIMIT;
+    if (exp10 > EXP10_LIMIT)
+        exp10 = EXP10_LIMIT;
+    if (nd > 17)
+        nd = 17;
+    if (exp10 < 0) {
+        size_t zeros = (size_t)(-exp10 - 1);
+
+        *p++ = '0';
+        *p++ = '.';
+        memset(p, '0', zeros);
+        p += zeros;
+        memcpy(p, digits, 17);
+        p += nd;
+    } else if ((size_t)exp10 + 1 >= nd) {
+        size_t int_digits = (size_t)exp10 + 1;
+
+        memcpy(p, digits, 17);
+        memset(p + nd, '0', int_digits - nd);
+        p += int_digits;
+        *p++ = '.';
+        *p++ = '0';
+    } else {
+        size_t int_digits = (size_t)exp10 + 1; /* < nd <= 17 */
+
+        memcpy(p, digits, 17);
+        p[int_digits] = '.';
+        memcpy(p + int_digits + 1, digits + int_digits, 17);
+        p += nd + 1;
+    }
+    *p = '\0';
+    return (size_t)(p - out);
+}
+
 /*
  * format_slow finds the shortest of 15, 16 or 17 significant digits that
  * reads back as a (> 0) and writes it in plain notation into out.
@@ -203,9 +287,9 @@ static size_t
 format_slow(double a, char *out)
 {
     char sci[40];
-    char digits[24];
-    size_t nd = 0, i;
-    int prec, exp10;
+    char digits[DIGITS_ROOM] = {0};
+    size_t nd = 0;
+    int prec;
     char *e;
 
     for (prec = 15; prec <= 17; prec++) {
@@ -217,29 +301,13 @@ format_slow(double a, char *out)
     for (e = sci; *e != 'e'; e++)
         if (*e >= '0' && *e <= '9')
             digits[nd++] = *e;
-    exp10 = atoi(e + 1);
     while (nd > 1 && digits[nd - 1] == '0')
         nd--;
-    /* value = 0.digits * 10^(exp10 + 1) */
-    if (exp10 >= 0) {
-        size_t int_digits = (size_t)exp10 + 1;
-        char *p = out;
-
-        if (nd <= int_digits) {
-            memcpy(p, digits, nd);
-            p += nd;
-            for (i = nd; i < int_digits; i++)
-                *p++ = '0';
-            memcpy(p, ".0", 3);
-            return (size_t)(p - out) + 2;
-        }
-        return place_point(digits, nd, nd - int_digits, out);
-    }
-    return place_point(digits, nd, nd + (size_t)(-exp10 - 1), out);
+    return place_digits(digits, nd, atoi(e + 1), out);
 }
 
 size_t
-mg_schema__double_format(double x, char *out)
+mg_schema__double_format_reference(double x, char *out)
 {
     char digits[24];
     size_t n = 0, nd, k;
@@ -268,6 +336,169 @@ mg_schema__double_format(double x, char *out)
         }
     }
     return n + format_slow(a, out + n);
+}
+
+__extension__ typedef unsigned __int128 u128_t;
+
+/*
+ * scale_odd computes (x << shift) * g / 2^128 rounded to odd into *out,
+ * where g is a table entry for 10^-k (exact: g is 10^-k * 2^-r exactly,
+ * else rounded up by less than 1). x < 2^55 and shift <= 4, so the rounding
+ * of g adds less than 2^-69 to the quotient: a fraction of 2^-64 or more
+ * is really there. Below that the quotient may be an exact integer, which
+ * happens only for k in 1..23 when 5^k divides x (x * 2^q with q >= k is a
+ * multiple of 2^k); otherwise it returns false and the caller asks the
+ * reference (none of test_double_format's values takes that path).
+ */
+static bool
+scale_odd(uint64_t x, unsigned shift, const uint64_t g[2], bool exact, int k, uint64_t *out)
+{
+    u128_t lo = (u128_t)(x << shift) * g[1];
+    u128_t top = (u128_t)(x << shift) * g[0] + (uint64_t)(lo >> 64);
+    uint64_t ip = (uint64_t)(top >> 64), f1 = (uint64_t)top, f0 = (uint64_t)lo;
+
+    if (!exact && f1 == 0) {
+        uint64_t p5 = 1;
+        int i;
+
+        if (k < 1 || k > 23)
+            return false;
+        for (i = 0; i < k; i++)
+            p5 *= 5;
+        if (x % p5 != 0)
+            return false;
+        *out = ip; /* an integer: g's excess is all the fraction there is */
+        return true;
+    }
+    *out = ip | ((f1 | f0) != 0);
+    return true;
+}
+
+/* put8 writes v (< 10^8) as exactly 8 digits. */
+static void
+put8(uint32_t v, char *out)
+{
+    uint32_t hi = v / 10000, lo = v % 10000;
+
+    memcpy(out, digit_pairs + 2 * (hi / 100), 2);
+    memcpy(out + 2, digit_pairs + 2 * (hi % 100), 2);
+    memcpy(out + 4, digit_pairs + 2 * (lo / 100), 2);
+    memcpy(out + 6, digit_pairs + 2 * (lo % 100), 2);
+}
+
+/*
+ * put_digits writes f (1 <= f < 10^17, nd digits) in decimal into buf
+ * (DIGITS_ROOM bytes) and returns where its digits start. Three
+ * independent groups of 8 are quicker than one division chain.
+ */
+static const char *
+put_digits(uint64_t f, size_t nd, char *buf)
+{
+    uint64_t hi = f / 100000000;
+
+    buf[0] = (char)('0' + hi / 100000000);
+    put8((uint32_t)(hi % 100000000), buf + 1);
+    put8((uint32_t)(f % 100000000), buf + 9);
+    memset(buf + 17, '0', DIGITS_ROOM - 17); /* what place_digits copies along */
+    return buf + 17 - nd;
+}
+
+/*
+ * zeros8 returns the number of trailing decimal zeros of v (0 < v < 10^8):
+ * seven independent tests, quicker than a chain of divisions.
+ */
+static size_t
+zeros8(uint32_t v)
+{
+    return (size_t)(v % 10 == 0) + (v % 100 == 0) + (v % 1000 == 0) + (v % 10000 == 0) +
+           (v % 100000 == 0) + (v % 1000000 == 0) + (v % 10000000 == 0);
+}
+
+/* trailing_zeros returns the number of trailing decimal zeros of f (0 < f < 10^16). */
+static size_t
+trailing_zeros(uint64_t f)
+{
+    uint32_t lo = (uint32_t)(f % 100000000);
+
+    if (lo != 0)
+        return zeros8(lo);
+    return 8 + zeros8((uint32_t)(f / 100000000 % 100000000));
+}
+
+size_t
+mg_schema__double_format(double x, char *out)
+{
+    char digits[DIGITS_ROOM];
+    const char *p;
+    const uint64_t *g;
+    uint64_t bits, c, vb, vbl, vbr, s, sp, f, excl;
+    int q, k, e;
+    unsigned h;
+    bool exact;
+    size_t n = 0, nd, zeros;
+    bool lo_in, hi_in;
+
+    memcpy(&bits, &x, sizeof(bits));
+    if (bits >> 63)
+        out[n++] = '-';
+    c = bits & ((UINT64_C(1) << 52) - 1);
+    q = (int)(bits >> 52 & 0x7ff);
+    if (q >= 1023 && q <= 1075) {
+        unsigned frac_bits = (unsigned)(1075 - q); /* 1 <= |x| < 2^53: an integer? */
+
+        c |= UINT64_C(1) << 52;
+        if ((c & ((UINT64_C(1) << frac_bits) - 1)) == 0) {
+            n += mg_schema__u64_format(c >> frac_bits, out + n);
+            memcpy(out + n, ".0", 3);
+            return n + 2;
+        }
+    } else if (q == 0 && c == 0) {
+        memcpy(out + n, "0.0", 4);
+        return n + 3;
+    } else if (q == 0 || c == 0) {
+        /* subnormal, or a power of two (see above) */
+        return n + mg_schema__double_format_reference(fabs(x), out + n);
+    }
+    c |= UINT64_C(1) << 52;
+    q -= 1075;                                     /* |x| = c * 2^q, q in -1074..971 */
+    k = (q * 78913) >> 18;                         /* floor(q * log10(2)), -324..292 */
+    e = -k;                                        /* scale by 10^e, -292..324 */
+    h = (unsigned)(q + ((e * 1741647) >> 19) + 1); /* + floor(e * log2(10)): 1..4 */
+    g = MG_SCHEMA_POW10[e - MG_SCHEMA_POW10_MIN];
+    exact = e >= 0 && e <= 55;
+    /* |x|, its lower and its upper bound, times 4 * 10^-k */
+    if (!scale_odd(4 * c, h, g, exact, k, &vb) || !scale_odd(4 * c - 2, h, g, exact, k, &vbl) ||
+        !scale_odd(4 * c + 2, h, g, exact, k, &vbr))
+        return n + mg_schema__double_format_reference(fabs(x), out + n);
+    excl = c & 1; /* strtod rounds a tie to even: the bounds belong to an even c */
+    s = vb >> 2;  /* floor(|x| * 10^-k) */
+    sp = s / 10;
+    lo_in = vbl + excl <= 40 * sp;
+    hi_in = 40 * sp + 40 + excl <= vbr;
+    if (lo_in || hi_in) {
+        /* a multiple of 10^(k+1) just below or just above |x| reads back
+         * (not both: they are 10^(k+1) apart); the multiples of 10^k that
+         * do (below) never end in 0 */
+        f = lo_in ? sp : sp + 1;
+        k++;
+        nd = f >= UINT64_C(1000000000000000) ? 16 : 15;
+        zeros = trailing_zeros(f);
+        p = put_digits(f, nd, digits);
+        k += (int)zeros;
+        nd -= zeros;
+    } else {
+        lo_in = vbl + excl <= 4 * s;
+        hi_in = 4 * s + 4 + excl <= vbr;
+        if (lo_in && (!hi_in || vb < 4 * s + 2 || (vb == 4 * s + 2 && s % 2 == 0)))
+            f = s; /* the one that reads back, or the nearer, or the even of a tie */
+        else if (hi_in)
+            f = s + 1;
+        else /* unreachable: the interval holds a multiple of 10^k */
+            return n + mg_schema__double_format_reference(fabs(x), out + n);
+        nd = f >= UINT64_C(10000000000000000) ? 17 : 16;
+        p = put_digits(f, nd, digits);
+    }
+    return n + place_digits(p, nd, k + (int)nd - 1, out + n);
 }
 
 /* ------------------------------------------------------------------------
