@@ -461,7 +461,7 @@ coll_name_arg(msim_ctx_t *ctx, const char **coll, mg_error_t *error)
 static bool
 cmd_create(msim_ctx_t *ctx, mg_error_t *error)
 {
-    const char *coll;
+    const char *coll = NULL;
     bool created;
     msim_coll_t *c;
     bson_iter_t it;
@@ -503,7 +503,7 @@ cmd_create(msim_ctx_t *ctx, mg_error_t *error)
 static bool
 cmd_coll_mod(msim_ctx_t *ctx, mg_error_t *error)
 {
-    const char *coll;
+    const char *coll = NULL;
     msim_coll_t *c;
     bson_iter_t it;
     if (!coll_name_arg(ctx, &coll, error))
@@ -540,7 +540,7 @@ drop_locked(msim_coll_t *c)
 static bool
 cmd_drop(msim_ctx_t *ctx, mg_error_t *error)
 {
-    const char *coll;
+    const char *coll = NULL;
     msim_coll_t *c;
     if (!coll_name_arg(ctx, &coll, error) || !msim_write_allowed(ctx->db, error))
         return false;
@@ -655,7 +655,7 @@ cmd_rename_collection(msim_ctx_t *ctx, mg_error_t *error)
 static bool
 cmd_create_indexes(msim_ctx_t *ctx, mg_error_t *error)
 {
-    const char *coll;
+    const char *coll = NULL;
     bson_iter_t it, ix;
     msim_coll_t *c;
     bool created;
@@ -725,7 +725,7 @@ cmd_create_indexes(msim_ctx_t *ctx, mg_error_t *error)
 static bool
 cmd_list_indexes(msim_ctx_t *ctx, mg_error_t *error)
 {
-    const char *coll;
+    const char *coll = NULL;
     msim_coll_t *c;
     bson_t cur, batch;
     if (!coll_name_arg(ctx, &coll, error))
@@ -751,7 +751,7 @@ cmd_list_indexes(msim_ctx_t *ctx, mg_error_t *error)
 static bool
 cmd_drop_indexes(msim_ctx_t *ctx, mg_error_t *error)
 {
-    const char *coll;
+    const char *coll = NULL;
     msim_coll_t *c;
     bson_iter_t it, cur;
     bson_t kept = BSON_INITIALIZER;
@@ -845,7 +845,7 @@ msim_coll_stats(const msim_coll_t *c, bson_t *b, int64_t scale)
 static bool
 cmd_coll_stats(msim_ctx_t *ctx, mg_error_t *error)
 {
-    const char *coll;
+    const char *coll = NULL;
     msim_coll_t *c;
     bson_iter_t it;
     int64_t scale = 1;

@@ -177,7 +177,7 @@ array_arg(const bson_t *cmd, const char *cmdname, const char *key, bson_iter_t *
 bool
 msim_cmd_insert(msim_ctx_t *ctx, mg_error_t *error)
 {
-    const char *coll;
+    const char *coll = NULL;
     bson_iter_t docs;
     bool ordered = ordered_arg(ctx->cmd);
     bson_t errs = BSON_INITIALIZER;
@@ -457,7 +457,7 @@ upsert_insert(msim_ctx_t *ctx, const char *coll, const bson_t *query, const bson
 bool
 msim_cmd_update(msim_ctx_t *ctx, mg_error_t *error)
 {
-    const char *coll;
+    const char *coll = NULL;
     bson_iter_t stmts;
     bool ordered = ordered_arg(ctx->cmd);
     bson_t errs = BSON_INITIALIZER, upserted = BSON_INITIALIZER;
@@ -605,7 +605,7 @@ remove_doc(msim_ctx_t *ctx, msim_coll_t *c, msim_doc_t *d)
 bool
 msim_cmd_delete(msim_ctx_t *ctx, mg_error_t *error)
 {
-    const char *coll;
+    const char *coll = NULL;
     bson_iter_t stmts;
     bool ordered = ordered_arg(ctx->cmd);
     bson_t errs = BSON_INITIALIZER;
@@ -735,7 +735,7 @@ find_docs(msim_txn_t *txn, const char *db, const char *coll, const bson_t *filte
 bool
 msim_cmd_find(msim_ctx_t *ctx, mg_error_t *error)
 {
-    const char *coll;
+    const char *coll = NULL;
     bson_t filter, sort, proj_spec;
     bool present, single = false;
     int64_t skip = 0, limit = 0, batch = 0;
@@ -791,7 +791,7 @@ msim_cmd_find(msim_ctx_t *ctx, mg_error_t *error)
 bool
 msim_cmd_find_and_modify(msim_ctx_t *ctx, mg_error_t *error)
 {
-    const char *coll;
+    const char *coll = NULL;
     bson_t query, sort, fields;
     bool present, remove = false, ret_new = false, upsert = false, ok = true, has_update;
     bson_iter_t it, u;
@@ -907,7 +907,7 @@ msim_cmd_find_and_modify(msim_ctx_t *ctx, mg_error_t *error)
 bool
 msim_cmd_count(msim_ctx_t *ctx, mg_error_t *error)
 {
-    const char *coll;
+    const char *coll = NULL;
     bson_t query;
     bool present;
     int64_t skip = 0, limit = 0;
