@@ -199,7 +199,8 @@ end:
     od
 }
 
-/* faults: crash or restart a daemon, cut or heal etcd; then everything heals */
+/* faults: crash or restart a daemon, cut or heal etcd, a primary whose Postgres
+   cannot start gives up the key; then everything heals */
 active proctype faults_proc()
 {
     byte i;
@@ -215,6 +216,10 @@ active proctype faults_proc()
                 :: else -> skip
                 fi
             :: connected[i] = !connected[i]
+            :: alive[i] && connected[i] && role[i] == primary && leader == i ->
+                /* Postgres cannot start (start_timeout): release_leader stops it and
+                   deletes the key by a txn comparing its value with this node */
+                writable[i] = false; role[i] = demoted; leader = NONE
             fi;
             faults++
         }

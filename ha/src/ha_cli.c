@@ -560,6 +560,20 @@ done:
     return ok;
 }
 
+static void
+cluster_usage(FILE *stream)
+{
+    fprintf(stream,
+            "usage: pgdaemon cluster up --nodes N --dir /ABSOLUTE/DIR [--bin-dir DIR] "
+            "[--timeout SECONDS]\n"
+            "                           [--pg-parameter NAME=VALUE ...] [--ttl SECONDS] "
+            "[--loop-wait-ms MS]\n"
+            "                           [--retry-timeout-ms MS] [--synchronous-mode]\n"
+            "       pgdaemon cluster down --dir DIR\n\n"
+            "Starts (up) or stops (down) a local cluster on free loopback ports: etcd, N nodes\n"
+            "(pgdaemon + PostgreSQL) and HAProxy; DIR/cluster.json records what runs.\n");
+}
+
 static int
 cluster_up(int argc, char **argv)
 {
@@ -571,6 +585,7 @@ cluster_up(int argc, char **argv)
     char *loop_text = take_value(&argc, argv, "--loop-wait-ms");
     char *retry_text = take_value(&argc, argv, "--retry-timeout-ms");
     bool sync_mode = take_flag(&argc, argv, "--synchronous-mode");
+    bool help = take_flag(&argc, argv, "--help");
     mg_strlist_t params = {NULL, 0};
     char *param_items[32];
     char etcd_bin[PATH_MAX], haproxy_bin[PATH_MAX], self_bin[PATH_MAX];
@@ -589,10 +604,13 @@ cluster_up(int argc, char **argv)
     params.items = param_items;
     if (c == NULL)
         return MG_EXIT_FAILURE;
+    if (help) {
+        cluster_usage(stdout);
+        free(c);
+        return MG_EXIT_OK;
+    }
     if (dir == NULL || dir[0] != '/' || argc > 1) {
-        fprintf(stderr, "usage: pgdaemon cluster up --nodes N --dir /ABSOLUTE/DIR [--bin-dir DIR] "
-                        "[--timeout SECONDS] [--pg-parameter NAME=VALUE ...] [--ttl SECONDS] "
-                        "[--loop-wait-ms MS] [--retry-timeout-ms MS] [--synchronous-mode]\n");
+        cluster_usage(stderr);
         free(c);
         return MG_EXIT_USAGE;
     }
@@ -875,6 +893,7 @@ wait_all_gone(const pid_t *pids, const uint64_t *starts, int n, int64_t timeout_
 static int
 cluster_down(int argc, char **argv)
 {
+    bool help = take_flag(&argc, argv, "--help");
     char *dir = take_value(&argc, argv, "--dir");
     char path[PATH_MAX + 32], errbuf[128];
     FILE *f;
@@ -887,8 +906,8 @@ cluster_down(int argc, char **argv)
     bool clean = true;
 
     if (dir == NULL) {
-        fprintf(stderr, "usage: pgdaemon cluster down --dir DIR\n");
-        return MG_EXIT_USAGE;
+        cluster_usage(help ? stdout : stderr);
+        return help ? MG_EXIT_OK : MG_EXIT_USAGE;
     }
     snprintf(path, sizeof(path), "%s/%s", dir, STATE_FILE);
     f = fopen(path, "r");
@@ -990,10 +1009,9 @@ mg_ha_cmd_cluster(int argc, char **argv)
         return cluster_up(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "down") == 0)
         return cluster_down(argc - 1, argv + 1);
-    fprintf(stderr, "usage: pgdaemon cluster up --nodes N --dir DIR [--bin-dir DIR] "
-                    "[--timeout SECONDS] [--pg-parameter NAME=VALUE]\n"
-                    "       pgdaemon cluster down --dir DIR\n");
-    return argc >= 2 && strcmp(argv[1], "--help") == 0 ? MG_EXIT_OK : MG_EXIT_USAGE;
+    bool help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+    cluster_usage(help ? stdout : stderr);
+    return help ? MG_EXIT_OK : MG_EXIT_USAGE;
 }
 
 /* ------------------------------------------------------------------------
@@ -1143,6 +1161,14 @@ mg_ha_cmd_override(int argc, char **argv)
 
     if (v == NULL)
         return MG_EXIT_FAILURE;
+    if (take_flag(&argc, argv, "--help")) {
+        printf("usage: pgdaemon override --allow-data-loss on|off --config FILE\n\n"
+               "Allows (on) or forbids again (off) an automatic failover to a replica that is\n"
+               "more than failover_max_lag behind the lost primary: commits only the old\n"
+               "primary had are lost. Recorded in the cluster's spec in etcd.\n");
+        free(v);
+        return MG_EXIT_OK;
+    }
     if (value == NULL || (strcmp(value, "on") != 0 && strcmp(value, "off") != 0)) {
         fprintf(stderr, "usage: pgdaemon override --allow-data-loss on|off --config FILE\n");
         free(v);

@@ -277,6 +277,15 @@ static const mg_config_option_t options[] = {
      .max = 100,
      .metavar = "N",
      .help = "pg_rewind runs of a diverged old primary before it is re-cloned"},
+    {.name = "start_timeout",
+     .type = MG_CONFIG_DURATION,
+     .offset = OPT(start_timeout_ms),
+     .default_value = "5m",
+     .min = 1000,
+     .max = 86400000,
+     .metavar = "DURATION",
+     .help = "a primary whose Postgres has not been up and writable this long (failed starts, "
+             "crash recovery) releases the leader key so a replica can take over"},
     {.name = "cluster_secret",
      .type = MG_CONFIG_STRING,
      .offset = OPT(cluster_secret),
@@ -397,6 +406,12 @@ mg_ha_config_check(const mg_ha_config_t *c, mg_error_t *error)
                             "options \"loop_wait\" (%lldms) + 2 x \"retry_timeout\" (%lldms) "
                             "must not exceed \"ttl\" (%lldms)",
                             (long long)c->loop_ms, (long long)c->retry_ms, (long long)c->ttl_ms);
+    if (c->start_timeout_ms < c->ttl_ms)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                            "option \"start_timeout\" (%lldms) must be at least \"ttl\" (%lldms): "
+                            "a primary restarting in place gets at least as long as a lost node "
+                            "takes to be replaced",
+                            (long long)c->start_timeout_ms, (long long)c->ttl_ms);
     if (c->pg_port == c->http_port)
         return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
                             "options \"pg_port\" and \"http_port\" must differ (both %lld)",

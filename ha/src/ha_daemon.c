@@ -32,6 +32,7 @@
 
 /* loop interval while a failover is under way or the leader went silent on UDP */
 #define FAST_LOOP_MS 100
+#define PG_WATCH_MS  100 /* a primary looks for its postmaster this often between loops */
 
 /* a standby that has not streamed this long while a primary is up is re-joined */
 #define STALL_MS(conf) ((conf)->ttl_ms * 3 > 20000 ? (conf)->ttl_ms * 3 : 20000)
@@ -101,6 +102,10 @@ typedef struct {
     uint64_t loops;
     int initdb_failures;
     bool etcd_ok;
+    mg_ha_action_t last_action;    /* the previous loop's decision */
+    int64_t primary_down_since_ms; /* monotonic: meant to be primary, Postgres not writable */
+    int64_t start_hold_until_ms;   /* monotonic: released `leader` (start_timeout); no retake */
+    char last_start_error[MG_ERROR_MESSAGE_SIZE]; /* why the last start as primary failed */
 } daemon_t;
 
 /* ------------------------------------------------------------------------
@@ -627,10 +632,8 @@ handle_datagram(daemon_t *d, const char *buf, size_t len)
     peer_t *p;
     int64_t now = mg_ha__now_ms(), wall = mg_ha__wall_ms();
 
-    if (!mg_ha__msg_decode(buf, len, d->conf->cluster_secret, &m) ||
-        strcmp(m.cluster, d->conf->cluster) != 0 || strcmp(m.to, d->conf->name) != 0 ||
-        strcmp(m.from, d->conf->name) == 0 || m.wall_ms < wall - d->conf->ttl_ms ||
-        m.wall_ms > wall + d->conf->ttl_ms)
+    if (mg_ha__msg_receive(buf, len, d->conf->cluster_secret, d->conf->cluster, d->conf->name, wall,
+                           d->conf->ttl_ms, &m) != MG_HA_MSG_ACCEPTED)
         return false;
     p = peer_of(d, m.from);
     if (p == NULL)
@@ -644,9 +647,8 @@ handle_datagram(daemon_t *d, const char *buf, size_t len)
         p->heard_ms = now;
         return false;
     }
-    if (m.seq <= p->last_seq)
+    if (!mg_ha__msg_seq_accept(&m, &p->last_seq))
         return false; /* replayed or reordered */
-    p->last_seq = m.seq;
     p->heard_ms = now;
     if (m.type == MG_HA_MSG_WAKEUP)
         return true;
@@ -1419,6 +1421,76 @@ share(daemon_t *d)
     pthread_mutex_unlock(&d->shared.lock);
 }
 
+/*
+ * track_primary_start fills the view's start_timeout inputs: since when this
+ * node, primary or starting as one, has had no Postgres taking writes (0 =
+ * it has, or the node is not meant to be primary), and the hold after a
+ * release.
+ */
+static void
+track_primary_start(daemon_t *d)
+{
+    bool meant = d->state == MG_HA_STATE_PRIMARY || d->last_action == MG_HA_ACTION_START_PRIMARY;
+    bool up = d->view.pg_running && d->view.pg_queries_ok && !d->view.pg_in_recovery;
+
+    if (!meant || up)
+        d->primary_down_since_ms = 0;
+    else if (d->primary_down_since_ms == 0)
+        d->primary_down_since_ms = d->view.now_ms;
+    if (up)
+        d->last_start_error[0] = '\0';
+    d->view.primary_down_since_ms = d->primary_down_since_ms;
+    d->view.start_hold_until_ms = d->start_hold_until_ms;
+}
+
+/*
+ * do_release_leader gives up the leader key after Postgres did not run as a
+ * writable primary within start_timeout: Postgres is stopped (it takes no
+ * writes anyway), the key is deleted only while it still names this node,
+ * and for start_timeout the node does not retake a free key, so a replica
+ * can. The event names the node and the last start error.
+ */
+static bool
+do_release_leader(daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
+{
+    event_ctx_t ctx = {mg_ha_state_name(d->state), "demoted", "release_leader", NULL};
+    char msg[MG_ERROR_MESSAGE_SIZE + 400];
+
+    pthread_mutex_lock(&d->shared.lock);
+    d->shared.demoting = true;
+    pthread_mutex_unlock(&d->shared.lock);
+    d->key_ok_ms = 0; /* no writes from here on, whatever etcd says */
+    if (!mg_ha__pg_stop_now(&d->pg, true, error))
+        return false;
+    if (strcmp(d->view.leader, d->conf->name) == 0) {
+        mg_etcd_txn_t *txn = mg_etcd_txn_new();
+        mg_etcd_txn_result_t res;
+        bool ok;
+
+        memset(&res, 0, sizeof(res));
+        ok = txn != NULL &&
+             mg_etcd_txn_compare_value(txn, d->key_leader, MG_ETCD_CMP_EQUAL, d->conf->name,
+                                       strlen(d->conf->name), error) &&
+             mg_etcd_txn_delete(txn, true, d->key_leader, false, error) &&
+             mg_etcd_txn_commit(d->etcd, txn, &res, error);
+        /* not succeeded: the key no longer names us, which is what we want */
+        mg_etcd_txn_result_cleanup(&res);
+        mg_etcd_txn_destroy(txn);
+        if (!ok)
+            return false;
+    }
+    d->view.leader[0] = '\0';
+    d->start_hold_until_ms = mg_ha__now_ms() + d->conf->start_timeout_ms;
+    d->primary_down_since_ms = 0;
+    collect_local(d);
+    snprintf(msg, sizeof(msg), "node %s released the leader key: %s; last start error: %s",
+             d->conf->name, dec->reason,
+             d->last_start_error[0] ? d->last_start_error : "none (Postgres not writable)");
+    record_event(d, MG_LOG_WARNING, "ha.start_timeout", &ctx, msg);
+    wake_all(d);
+    return true;
+}
+
 /* one_loop runs one reconcile round; returns false when the daemon must exit. */
 static bool
 one_loop(daemon_t *d, int *exit_code)
@@ -1437,6 +1509,7 @@ one_loop(daemon_t *d, int *exit_code)
     me.fresh_ms = 2 * d->conf->loop_ms + d->conf->retry_ms;
     me.switchover_timeout_ms = d->conf->switchover_timeout_ms;
     me.rewind_attempts = d->conf->rewind_attempts;
+    me.start_timeout_ms = d->conf->start_timeout_ms;
     me.can_failover = !d->conf->nofailover && d->conf->priority > 0;
     d->loops++;
     fence_if_due(d); /* first: after a pause the deadline may be long gone */
@@ -1483,6 +1556,7 @@ one_loop(daemon_t *d, int *exit_code)
     }
     d->view.replica_stalled = d->stalled;
     d->view.rewind_failures = d->rewind_failures;
+    track_primary_start(d);
     arm_watchdog(d);
     if (!mg_ha_decide(&me, &d->view, &dec, &error)) {
         mg_log_error(MG_LOG_FATAL, MODULE, &error);
@@ -1575,9 +1649,16 @@ one_loop(daemon_t *d, int *exit_code)
     case MG_HA_ACTION_FINISH_FAILOVER:
         acted = do_finish_failover(d, &error);
         break;
+    case MG_HA_ACTION_RELEASE_LEADER:
+        acted = do_release_leader(d, &dec, &error);
+        break;
     default:
         break;
     }
+    d->last_action = dec.action;
+    if (!acted && mg_error_is_set(&error) &&
+        (dec.action == MG_HA_ACTION_START_PRIMARY || dec.action == MG_HA_ACTION_ABORT_SWITCHOVER))
+        snprintf(d->last_start_error, sizeof(d->last_start_error), "%s", error.message);
     if (!acted && mg_error_is_set(&error)) {
         event_ctx_t ctx = {mg_ha_state_name(d->state), mg_ha_state_name(dec.next_state),
                            mg_ha_action_name(dec.action), dec.peer};
@@ -1599,6 +1680,8 @@ one_loop(daemon_t *d, int *exit_code)
             collect_local(d);
         wake_all(d); /* a status change: let the others look now */
         d->woken = true;
+    } else if (acted && dec.action == MG_HA_ACTION_START_PRIMARY) {
+        collect_local(d); /* restarted in place: /primary may answer 200 now, not a loop later */
     }
     arm_watchdog(d);
     send_heartbeats(d, false);
@@ -1641,11 +1724,17 @@ open_udp(const mg_ha_config_t *c, mg_error_t *error)
     return fd;
 }
 
-/* sleep_until_wakeup waits up to ms for a datagram or a signal. */
+/*
+ * sleep_until_wakeup waits up to ms for a datagram or a signal. A primary
+ * whose Postgres ran at the last look also wakes when the postmaster is
+ * gone (checked every PG_WATCH_MS): a crash is restarted at once, not at
+ * the next loop.
+ */
 static void
 sleep_until_wakeup(daemon_t *d, int64_t ms)
 {
     struct pollfd p = {d->udp_fd, POLLIN, 0};
+    bool watch = d->state == MG_HA_STATE_PRIMARY && d->self.pg_running;
 
     if (ms <= 0)
         return;
@@ -1661,6 +1750,8 @@ sleep_until_wakeup(daemon_t *d, int64_t ms)
 
         if (left <= 0)
             return;
+        if (watch && left > PG_WATCH_MS)
+            left = PG_WATCH_MS;
         if (poll(&p, d->udp_fd >= 0 ? 1 : 0, (int)left) > 0) {
             char buf[1100];
             ssize_t n;
@@ -1670,6 +1761,8 @@ sleep_until_wakeup(daemon_t *d, int64_t ms)
         }
         if (wake)
             return;
+        if (watch && mg_ha__pg_running(&d->pg) == 0)
+            return; /* the postmaster died: restart it now */
     }
 }
 
@@ -1741,6 +1834,8 @@ mg_ha_cmd_run(int argc, char **argv)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("usage: pgdaemon run [--config FILE] [options]\n\nOptions:\n");
             mg_ha_config_print_help(stdout);
+            printf("     %-32s%s\n", "--config FILE",
+                   "read options from a JSON file (docs/ha.md) [env PGDAEMON_CONFIG]");
             free(dp);
             return MG_EXIT_OK;
         }

@@ -43,6 +43,7 @@ static const char *const action_names[MG_HA_ACTION_COUNT_] = {
     "handoff",
     "abort_switchover",
     "finish_failover",
+    "release_leader",
 };
 
 const char *
@@ -97,7 +98,8 @@ static const mg_ha_transition_t transitions[] = {
     {MG_HA_STATE_INIT, MG_HA_STATE_CLONE, "no data, primary already has our slot: clone"},
     {MG_HA_STATE_INIT, MG_HA_STATE_PRIMARY, "restart: own data, we were the primary"},
     {MG_HA_STATE_INIT, MG_HA_STATE_REPLICA, "restart: own data, another node is primary"},
-    {MG_HA_STATE_INIT, MG_HA_STATE_DEMOTED, "restart: own data was a primary, another leads"},
+    {MG_HA_STATE_INIT, MG_HA_STATE_DEMOTED,
+     "restart: own data was a primary, another leads; or start_timeout: release leader"},
     {MG_HA_STATE_INIT, MG_HA_STATE_REFUSED, "foreign system identifier or too many nodes"},
     {MG_HA_STATE_BOOTSTRAP, MG_HA_STATE_BOOTSTRAP, "initdb failed: retry"},
     {MG_HA_STATE_BOOTSTRAP, MG_HA_STATE_PRIMARY, "initdb done: start as primary"},
@@ -113,7 +115,8 @@ static const mg_ha_transition_t transitions[] = {
     {MG_HA_STATE_CLONE, MG_HA_STATE_REPLICA, "clone done: start as standby"},
     {MG_HA_STATE_CLONE, MG_HA_STATE_REFUSED, "cloned data does not match initialize"},
     {MG_HA_STATE_PRIMARY, MG_HA_STATE_PRIMARY, "keep the leader key, slots and status"},
-    {MG_HA_STATE_PRIMARY, MG_HA_STATE_DEMOTED, "leader key lost or switchover: stop writes"},
+    {MG_HA_STATE_PRIMARY, MG_HA_STATE_DEMOTED,
+     "leader key lost, switchover, or no Postgres within start_timeout: stop writes"},
     {MG_HA_STATE_PRIMARY, MG_HA_STATE_REFUSED, "data dir does not match initialize"},
     {MG_HA_STATE_REPLICA, MG_HA_STATE_REPLICA, "keep following the primary"},
     {MG_HA_STATE_REPLICA, MG_HA_STATE_PRIMARY, "leader key won by create-only txn: promote"},
@@ -626,6 +629,40 @@ decide_demoted(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decisio
     }
 }
 
+/*
+ * limit_primary_start bounds how long a node keeps the leader key without a
+ * Postgres that takes writes (starts that fail, a crash recovery that does
+ * not end): once primary_down_since_ms is start_timeout old, it releases
+ * the key so a replica can take over; while start_hold_until_ms lasts it
+ * does not retake a free key. Applied to the decision of every state.
+ */
+static void
+limit_primary_start(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decision_t *d)
+{
+    const char *me = self->name;
+    bool holds = strcmp(view->leader, me) == 0;
+
+    if (view->state == MG_HA_STATE_BOOTSTRAP || view->state == MG_HA_STATE_REFUSED ||
+        !view->status.exists)
+        return; /* nobody else could take over before the first primary ran */
+    if (d->action == MG_HA_ACTION_START_PRIMARY && !holds && view->state != MG_HA_STATE_PRIMARY &&
+        view->start_hold_until_ms > view->now_ms) {
+        set(d, MG_HA_ACTION_WAIT, view->state, NULL,
+            "gave up starting as primary: leaving the free leader key to a replica for %lldms",
+            (long long)(view->start_hold_until_ms - view->now_ms));
+        return;
+    }
+    if (self->start_timeout_ms > 0 && view->primary_down_since_ms > 0 &&
+        view->now_ms - view->primary_down_since_ms >= self->start_timeout_ms &&
+        (holds || view->leader[0] == '\0') &&
+        (d->action == MG_HA_ACTION_START_PRIMARY || d->action == MG_HA_ACTION_MAINTAIN_PRIMARY))
+        set(d, MG_HA_ACTION_RELEASE_LEADER, MG_HA_STATE_DEMOTED, me,
+            "Postgres has not run as a writable primary for %lldms (start_timeout %lldms): "
+            "release the leader key so a replica can take over",
+            (long long)(view->now_ms - view->primary_down_since_ms),
+            (long long)self->start_timeout_ms);
+}
+
 bool
 mg_ha_decide(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decision_t *d,
              mg_error_t *error)
@@ -693,6 +730,7 @@ mg_ha_decide(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decision_
             return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
                                 "invalid node state %d", (int)view->state);
         }
+        limit_primary_start(self, view, d);
     }
     if (mg_ha_transition_find(view->state, d->next_state) == NULL)
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,

@@ -152,8 +152,40 @@ typedef struct {
 /* mg_ha__msg_encode writes msg + HMAC-SHA256(secret) into out; returns its length or 0. */
 size_t mg_ha__msg_encode(const mg_ha_msg_t *msg, const char *secret, char *out, size_t outsz);
 
-/* mg_ha__msg_decode verifies the HMAC and parses; false for anything else. */
+/* datagram size bounds: the fixed fields and the hex HMAC, and a cap */
+#define MG_HA_MSG_MIN (64 + 10)
+#define MG_HA_MSG_MAX 1024
+
+/*
+ * mg_ha__msg_decode verifies the HMAC and parses; false for anything else
+ * (wrong size, NUL bytes, unknown type or flag, signed or non-decimal
+ * numbers, empty names). msg is untouched on failure.
+ */
 bool mg_ha__msg_decode(const char *buf, size_t len, const char *secret, mg_ha_msg_t *msg);
+
+typedef enum {
+    MG_HA_MSG_ACCEPTED = 0,
+    MG_HA_MSG_INVALID,  /* size, HMAC (wrong key or tampered) or syntax */
+    MG_HA_MSG_NOT_OURS, /* another cluster, another addressee, or from ourselves */
+    MG_HA_MSG_STALE,    /* sender's wall clock more than window_ms from ours */
+} mg_ha_msg_verdict_t;
+
+/*
+ * mg_ha__msg_receive decodes buf and checks it is addressed to node self
+ * of cluster and fresh: its wall clock within window_ms of now_wall_ms.
+ * Fills msg only when it returns MG_HA_MSG_ACCEPTED. Replays are checked
+ * per sender afterwards with mg_ha__msg_seq_accept.
+ */
+mg_ha_msg_verdict_t mg_ha__msg_receive(const char *buf, size_t len, const char *secret,
+                                       const char *cluster, const char *self, int64_t now_wall_ms,
+                                       int64_t window_ms, mg_ha_msg_t *msg);
+
+/*
+ * mg_ha__msg_seq_accept is the replay check: a WAKEUP or HEARTBEAT passes
+ * only with a sequence above *last_seq (the highest seen from its sender),
+ * which it then raises; an ACK echoes our own sequence and always passes.
+ */
+bool mg_ha__msg_seq_accept(const mg_ha_msg_t *msg, int64_t *last_seq);
 
 /* ---- LSNs ---- */
 

@@ -468,6 +468,18 @@ mg_ha_view_load(mg_ha_view_t *view, const char *prefix, const mg_etcd_kv_t *kvs,
  * HAProxy
  * ------------------------------------------------------------------------ */
 
+/*
+ * Checks: a node that is DOWN for a backend (a replica for be_primary) is
+ * checked every 100 ms, so a new primary takes writes within 100 ms of
+ * /primary turning 200 (rise 1); a node that is UP every 1 s, confirmed
+ * down 200 ms after a failed check (fall 2). "option redispatch" sends a
+ * connection that the old primary refuses (its Postgres already stopped)
+ * to another UP server at once instead of retrying it after a 1 s
+ * turn-around. None of this can route writes to two primaries: /primary
+ * answers 200 on one node at most and a node stops Postgres before another
+ * can be promoted; HAProxy only decides how soon it notices.
+ */
+
 bool
 mg_ha_haproxy_render(const mg_ha_haproxy_server_t *servers, size_t nservers,
                      const char *bind_address, int64_t write_port, int64_t read_port,
@@ -487,12 +499,12 @@ mg_ha_haproxy_render(const mg_ha_haproxy_server_t *servers, size_t nservers,
     ok = ok && mg_buf_printf(out, error,
                              "\ndefaults\n"
                              "    mode tcp\n"
-                             "    timeout connect 2s\n"
+                             "    timeout connect 200ms\n"
                              "    timeout client 30m\n"
                              "    timeout server 30m\n"
                              "    timeout check 2s\n"
-                             "    default-server inter 1s fastinter 500ms fall 2 rise 1 "
-                             "on-marked-down shutdown-sessions\n");
+                             "    option redispatch\n"
+                             "    default-server " MG_HA_HAPROXY_CHECK "\n");
     for (int r = 0; r < 2 && ok; r++) {
         ok = mg_buf_printf(out, error,
                            "\nfrontend fe_%s\n"

@@ -71,7 +71,8 @@ typedef struct {
     int64_t failover_max_lag;      /* most bytes a candidate may lag the last primary LSN */
     int64_t switchover_timeout_ms; /* catch-up bound of a switchover before it aborts */
     int64_t rewind_attempts;       /* pg_rewind runs before falling back to a fresh clone */
-    char *cluster_secret;          /* HMAC key of the UDP plane (PGDAEMON_CLUSTER_SECRET) */
+    int64_t start_timeout_ms; /* primary without a running Postgres this long: release leader */
+    char *cluster_secret;     /* HMAC key of the UDP plane (PGDAEMON_CLUSTER_SECRET) */
 } mg_ha_config_t;
 
 /*
@@ -147,6 +148,7 @@ typedef enum {
     MG_HA_ACTION_HANDOFF,          /* target caught up: release `leader`, status promoting */
     MG_HA_ACTION_ABORT_SWITCHOVER, /* catch-up timed out: restart as primary, status stable */
     MG_HA_ACTION_FINISH_FAILOVER,  /* replicas follow: status stable */
+    MG_HA_ACTION_RELEASE_LEADER, /* Postgres did not start within start_timeout: give up `leader` */
     MG_HA_ACTION_COUNT_
 } mg_ha_action_t;
 
@@ -301,6 +303,9 @@ typedef struct {
     int rewind_failures;            /* pg_rewind failures since the last success */
     bool data_is_primary;           /* data dir has no standby.signal (was a primary) */
     bool replica_stalled;           /* standby has not streamed for long while a primary is up */
+    int64_t
+        primary_down_since_ms;   /* monotonic: meant to be primary, no writable Postgres (0 = up) */
+    int64_t start_hold_until_ms; /* monotonic: gave up starting as primary; no retake before */
     /* clock (milliseconds; monotonic for timeouts, wall for reports of other nodes) */
     int64_t now_ms;
     int64_t join_started_ms;
@@ -337,7 +342,8 @@ typedef struct {
     int64_t fresh_ms;              /* a node report older than this is not a candidate */
     int64_t switchover_timeout_ms; /* catch-up bound (wall clock of status) */
     int64_t rewind_attempts;       /* then re-clone */
-    bool can_failover;             /* priority > 0 and not nofailover */
+    int64_t start_timeout_ms; /* primary_down_since_ms bound before RELEASE_LEADER (0 = none) */
+    bool can_failover;        /* priority > 0 and not nofailover */
 } mg_ha_self_t;
 
 /*
@@ -379,6 +385,11 @@ typedef struct {
     int64_t pg_port;
     int64_t http_port;
 } mg_ha_haproxy_server_t;
+
+/* The health-check settings of the generated haproxy.cfg (its default-server line). */
+#define MG_HA_HAPROXY_CHECK                                                                \
+    "inter 1s fastinter 200ms downinter 100ms fall 2 rise 1 observe layer4 error-limit 1 " \
+    "on-error mark-down on-marked-down shutdown-sessions"
 
 /*
  * mg_ha_haproxy_render appends an haproxy.cfg to out: a write frontend on

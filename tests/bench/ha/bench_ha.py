@@ -16,6 +16,8 @@ Prints one JSON object (settings, runs, median and max per scenario).
 Usage: bench_ha.py --build-dir build --ttl 10 --loop-ms 2000 --retry-ms 4000
        [--runs 5] [--sync] [--quiet-minutes M]  (M > 0: only count false
        failovers under steady writes for M minutes)
+       [--only node_loss,pg_crash,switchover]  (a subset of the scenarios)
+The HAProxy check settings reported are read from the generated haproxy.cfg.
 """
 
 import argparse
@@ -163,7 +165,9 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--sync", action="store_true")
     ap.add_argument("--quiet-minutes", type=float, default=0)
+    ap.add_argument("--only", default="node_loss,pg_crash,switchover")
     a = ap.parse_args()
+    only = set(a.only.split(","))
     pgdaemon = os.path.abspath(os.path.join(a.build_dir, "bin", "pgdaemon"))
     root = tempfile.mkdtemp(prefix="bench-ha-")
     os.chmod(root, 0o755)
@@ -173,15 +177,27 @@ def main():
           str(a.retry_ms), "--pg-parameter", "fsync=off"] + (["--synchronous-mode"] if a.sync else [])
     result = {"settings": {"ttl_s": a.ttl, "loop_wait_ms": a.loop_ms, "retry_timeout_ms": a.retry_ms,
                            "synchronous_mode": a.sync, "runs": a.runs,
-                           "haproxy": "inter 1s fastinter 500ms fall 2 rise 1"}}
+                           "scenarios": sorted(only)}}
     writer = None
     try:
         out = sh(up, timeout=300)
         if out.returncode != 0:
             raise RuntimeError(out.stderr)
         st = c.state
-        conn = psycopg2.connect(host="127.0.0.1", port=st["write_port"], user="postgres",
-                                password=st["superuser_password"], dbname="postgres")
+        with open(os.path.join(c.dir, "haproxy.cfg")) as f:
+            result["settings"]["haproxy"] = [ln.strip() for ln in f
+                                             if ln.strip().startswith(("default-server", "option redispatch", "retries"))]
+        deadline = time.monotonic() + 60
+        while True:  # HAProxy may not have checked the primary yet
+            try:
+                conn = psycopg2.connect(host="127.0.0.1", port=st["write_port"], user="postgres",
+                                        password=st["superuser_password"], dbname="postgres",
+                                        connect_timeout=2)
+                break
+            except psycopg2.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         conn.autocommit = True
         conn.cursor().execute("CREATE TABLE bench (n bigint, t timestamptz DEFAULT now())")
         conn.close()
@@ -201,7 +217,7 @@ def main():
             print(json.dumps(result, indent=1))
             return
         node_loss, crash, gaps, reported = [], [], [], []
-        for _ in range(a.runs):
+        for _ in range(a.runs if "node_loss" in only else 0):
             leader = c.wait_healthy()
             time.sleep(1)
             pm = postmaster_pid(c.node(leader)["data_dir"])
@@ -213,7 +229,7 @@ def main():
                 time.sleep(0.05)
             node_loss.append(writer.outage(t))
             c.restart_daemon(leader)
-        for _ in range(a.runs):
+        for _ in range(a.runs if "pg_crash" in only else 0):
             leader = c.wait_healthy()
             time.sleep(1)
             t = time.monotonic()
@@ -222,7 +238,7 @@ def main():
             while writer.outage(t) is None and time.monotonic() < deadline:
                 time.sleep(0.05)
             crash.append(writer.outage(t))
-        for _ in range(a.runs):
+        for _ in range(a.runs if "switchover" in only else 0):
             leader = c.wait_healthy()
             time.sleep(1)
             t0 = time.monotonic()

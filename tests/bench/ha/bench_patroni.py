@@ -29,6 +29,10 @@ sys.path.insert(0, "/usr/lib/python3/dist-packages")
 import psycopg2  # noqa: E402
 
 PW = "benchpw"
+# the check settings pgdaemon generates (MG_HA_HAPROXY_CHECK in ha/include/mg/ha.h,
+# with "timeout connect 200ms" and "option redispatch"): keep them equal for a fair run
+HAPROXY_CHECK = ("inter 1s fastinter 200ms downinter 100ms fall 2 rise 1 observe layer4 "
+                 "error-limit 1 on-error mark-down on-marked-down shutdown-sessions")
 
 
 def free_port():
@@ -141,11 +145,12 @@ postgresql:
     maxconn 1024
 defaults
     mode tcp
-    timeout connect 2s
+    timeout connect 200ms
     timeout client 30m
     timeout server 30m
     timeout check 2s
-    default-server inter 1s fastinter 500ms fall 2 rise 1 on-marked-down shutdown-sessions
+    option redispatch
+    default-server {HAPROXY_CHECK}
 frontend fe_primary
     bind 127.0.0.1:{write_port}
     default_backend be_primary
@@ -182,8 +187,16 @@ backend be_primary
             raise RuntimeError(f"patroni cluster did not heal: {cluster()}")
 
         wait_healthy()
-        c = psycopg2.connect(host="127.0.0.1", port=write_port, user="postgres", password=PW,
-                             dbname="postgres")
+        deadline = time.monotonic() + 60
+        while True:  # HAProxy may not have checked the leader yet
+            try:
+                c = psycopg2.connect(host="127.0.0.1", port=write_port, user="postgres",
+                                     password=PW, dbname="postgres", connect_timeout=2)
+                break
+            except psycopg2.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         c.autocommit = True
         c.cursor().execute("CREATE TABLE bench (n bigint, t timestamptz DEFAULT now())")
         c.close()
@@ -191,7 +204,9 @@ backend be_primary
         writer.start()
         time.sleep(2)
         res["settings"] = {"system": "patroni 3.0.2", "ttl_s": a.ttl, "loop_wait_s": a.loop,
-                           "retry_timeout_s": a.retry, "runs": a.runs}
+                           "retry_timeout_s": a.retry, "runs": a.runs,
+                           "haproxy": ["timeout connect 200ms", "option redispatch",
+                                       "default-server " + HAPROXY_CHECK]}
         for _ in range(a.runs):
             leader = wait_healthy()
             time.sleep(1)
@@ -228,6 +243,11 @@ backend be_primary
         writer.stop.set()
     except Exception as e:  # noqa: BLE001 - report what was measured before it
         res["error"] = str(e)[:400]
+        keep = os.environ.get("MG_BENCH_KEEP_LOGS")
+        if keep:
+            subprocess.run(["sh", "-c", f"mkdir -p {keep} && cp {root}/*.log {keep}/; "
+                            f"for d in {root}/p*/data; do cp -r $d/log {keep}/$(basename $(dirname $d))-pglog "
+                            "2>/dev/null; done"], check=False)
     finally:
         res["node_loss_s"] = summary(loss)
         res["pg_crash_s"] = summary(crash)

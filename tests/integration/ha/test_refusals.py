@@ -204,3 +204,25 @@ def test_failed_cluster_up_is_cleaned_by_down(tmp_root):
     down = run_pgdaemon(tmp_root, "cluster", "down", "--dir", d, timeout=90)
     assert down.returncode == 0, down.stderr
     assert [p for p in pids if hatools.alive(p)] == []
+
+
+@pytest.mark.parametrize("args", [["run"], ["status"], ["events"], ["switchover"], ["override"],
+                                  ["cluster"], ["cluster", "up"], ["cluster", "down"]])
+def test_every_command_answers_help(tmp_root, args):
+    # --help: the usage on stdout and exit 0, for every command and subcommand
+    r = run_pgdaemon(tmp_root, *args, "--help", timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("usage: pgdaemon " + args[0]), r.stdout
+    if args[0] == "run":
+        assert "--config FILE" in r.stdout and "--start-timeout" in r.stdout
+    if args[0] == "cluster":
+        for opt in ("--ttl", "--loop-wait-ms", "--retry-timeout-ms", "--synchronous-mode",
+                    "cluster down --dir"):
+            assert opt in r.stdout
+
+
+@pytest.mark.parametrize("args", [["override"], ["cluster"], ["cluster", "up"],
+                                  ["cluster", "down"]])
+def test_missing_arguments_are_a_usage_error(tmp_root, args):
+    r = run_pgdaemon(tmp_root, *args, timeout=30)
+    assert r.returncode == 2 and "usage: pgdaemon" in r.stderr, r

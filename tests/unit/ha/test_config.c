@@ -61,6 +61,7 @@ test_valid(void **state)
     assert_string_equal(c->cluster, "main");
     assert_int_equal(c->max_nodes, 5);
     assert_int_equal(c->on_stop, MG_HA_ON_STOP_FAST);
+    assert_int_equal(c->start_timeout_ms, 300000);
     assert_string_equal(c->superuser_password, "su-secret");
     mg_ha_config_destroy(c);
 }
@@ -74,7 +75,8 @@ test_file(void **state)
                        "[\"http://127.0.0.1:1\",\"http://127.0.0.1:2\"]},\"postgres\":"
                        "{\"superuser_password\":\"a\",\"replication_password\":\"b\","
                        "\"parameters\":[\"shared_buffers=64MB\"]},\"max_nodes\":3,"
-                       "\"join_timeout\":\"30s\",\"on_stop\":\"leave\"}";
+                       "\"join_timeout\":\"30s\",\"on_stop\":\"leave\","
+                       "\"start_timeout\":\"10s\"}";
     char *flags[] = {"--config", path, NULL};
     char *env[] = {NULL};
     mg_ha_config_t *c;
@@ -91,6 +93,7 @@ test_file(void **state)
     assert_int_equal(c->max_nodes, 3);
     assert_int_equal(c->join_timeout_ms, 30000);
     assert_int_equal(c->on_stop, MG_HA_ON_STOP_LEAVE);
+    assert_int_equal(c->start_timeout_ms, 10000); /* = ttl: the lowest accepted */
     mg_ha_config_destroy(c);
     unlink(path);
 }
@@ -125,6 +128,9 @@ test_invalid(void **state)
         {"password on the command line", NULL, "--postgres-superuser-password=x", "command line"},
         {"unknown flag", NULL, "--no-such-option=1", "no-such-option"},
         {"invalid cluster name", "PGDAEMON_CLUSTER=a/b", NULL, "cluster"},
+        {"start timeout below the ttl", NULL, "--start-timeout=5s", "start_timeout"},
+        {"start timeout not a duration", NULL, "--start-timeout=later", "start_timeout"},
+        {"start timeout zero", NULL, "--start-timeout=0s", "start_timeout"},
     };
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

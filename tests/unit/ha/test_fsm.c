@@ -417,6 +417,105 @@ test_names(void **state)
     assert_string_equal(mg_ha_state_name((mg_ha_state_t)99), "unknown");
 }
 
+/* decide_at runs mg_ha_decide on a fake KV with the start_timeout inputs set. */
+static mg_ha_decision_t
+decide_at(const case_t *c, int64_t start_timeout_ms, int64_t down_since_ms, int64_t hold_until_ms,
+          bool queries_ok)
+{
+    mg_ha_self_t self = {.name = c->me, .max_nodes = 5, .join_timeout_ms = 300000};
+    mg_ha_view_t view;
+    mg_ha_decision_t d;
+    mg_error_t error;
+
+    self.start_timeout_ms = start_timeout_ms;
+    fake_kv_load(c, &view);
+    view.pg_queries_ok = queries_ok;
+    view.primary_down_since_ms = down_since_ms;
+    view.start_hold_until_ms = hold_until_ms;
+    if (!mg_ha_decide(&self, &view, &d, &error))
+        fail_msg("case \"%s\": %s", c->name, error.message);
+    assert_non_null(mg_ha_transition_find(c->state, d.next_state));
+    return d;
+}
+
+#define ASSERT_DECISION(d, want_action, want_state)                                         \
+    do {                                                                                    \
+        if ((d).action != (want_action) || (d).next_state != (want_state))                  \
+            fail_msg("line %d: got %s -> %s (%s)", __LINE__, mg_ha_action_name((d).action), \
+                     mg_ha_state_name((d).next_state), (d).reason);                         \
+    } while (0)
+
+/*
+ * test_start_timeout: a primary (or a node restarting as one) whose
+ * Postgres has not been writable for start_timeout releases the leader
+ * key; after that it does not retake a free key while the hold lasts.
+ */
+static void
+test_start_timeout(void **state)
+{
+    const int64_t T = 60000, NOW = 1000000;
+    case_t down = {.name = "primary, Postgres down",
+                   .me = "n1",
+                   .state = MG_HA_STATE_PRIMARY,
+                   .have_data = true,
+                   .data_is_primary = true,
+                   .local_sysid = "111",
+                   .kv = {{"initialize", INIT_111}, LEADER("n1"), {"status", STATUS_N1}},
+                   .now_ms = NOW};
+    mg_ha_decision_t d;
+
+    (void)state;
+    /* not down (yet), or down for less than the timeout: start it again */
+    d = decide_at(&down, T, 0, 0, false);
+    ASSERT_DECISION(d, MG_HA_ACTION_START_PRIMARY, MG_HA_STATE_PRIMARY);
+    d = decide_at(&down, T, NOW - T + 1, 0, false);
+    ASSERT_DECISION(d, MG_HA_ACTION_START_PRIMARY, MG_HA_STATE_PRIMARY);
+    /* down for start_timeout: release the key */
+    d = decide_at(&down, T, NOW - T, 0, false);
+    ASSERT_DECISION(d, MG_HA_ACTION_RELEASE_LEADER, MG_HA_STATE_DEMOTED);
+    assert_non_null(strstr(d.reason, "start_timeout"));
+    assert_string_equal(d.peer, "n1");
+    /* 0 = never give up */
+    d = decide_at(&down, 0, 1, 0, false);
+    ASSERT_DECISION(d, MG_HA_ACTION_START_PRIMARY, MG_HA_STATE_PRIMARY);
+    /* running but not writable (crash recovery that does not end) counts too */
+    down.pg_running = true;
+    d = decide_at(&down, T, NOW - T, 0, false);
+    ASSERT_DECISION(d, MG_HA_ACTION_RELEASE_LEADER, MG_HA_STATE_DEMOTED);
+    d = decide_at(&down, T, 0, 0, true);
+    ASSERT_DECISION(d, MG_HA_ACTION_MAINTAIN_PRIMARY, MG_HA_STATE_PRIMARY);
+    down.pg_running = false;
+    /* the key held by another node: the ordinary demotion, not a release */
+    down.kv[1] = (fake_kv_t)LEADER("n3");
+    d = decide_at(&down, T, NOW - T, 0, false);
+    ASSERT_DECISION(d, MG_HA_ACTION_DEMOTE, MG_HA_STATE_DEMOTED);
+    /* daemon restarted while the key still names it: same bound */
+    down.kv[1] = (fake_kv_t)LEADER("n1");
+    down.state = MG_HA_STATE_INIT;
+    d = decide_at(&down, T, NOW - T, 0, false);
+    ASSERT_DECISION(d, MG_HA_ACTION_RELEASE_LEADER, MG_HA_STATE_DEMOTED);
+    d = decide_at(&down, T, NOW - 1, 0, false);
+    ASSERT_DECISION(d, MG_HA_ACTION_START_PRIMARY, MG_HA_STATE_PRIMARY);
+    /* after the release: the key is free and status still names us; hold, then retry */
+    down.state = MG_HA_STATE_DEMOTED;
+    down.kv[1] = (fake_kv_t){"status", STATUS_N1};
+    down.kv[2] = (fake_kv_t){NULL, NULL};
+    d = decide_at(&down, T, 0, NOW + 1, false);
+    ASSERT_DECISION(d, MG_HA_ACTION_WAIT, MG_HA_STATE_DEMOTED);
+    assert_non_null(strstr(d.reason, "gave up"));
+    d = decide_at(&down, T, 0, NOW, false);
+    ASSERT_DECISION(d, MG_HA_ACTION_START_PRIMARY, MG_HA_STATE_PRIMARY);
+    down.state = MG_HA_STATE_INIT; /* restarted during the hold: the hold is in memory only */
+    d = decide_at(&down, T, 0, NOW + 1, false);
+    ASSERT_DECISION(d, MG_HA_ACTION_WAIT, MG_HA_STATE_INIT);
+    /* bootstrap: nobody could take over, keep trying */
+    down.state = MG_HA_STATE_BOOTSTRAP;
+    down.kv[0] = (fake_kv_t){"initialize", INIT_EMPTY};
+    down.kv[1] = (fake_kv_t)LEADER("n1");
+    d = decide_at(&down, T, 1, 0, false);
+    ASSERT_DECISION(d, MG_HA_ACTION_START_PRIMARY, MG_HA_STATE_PRIMARY);
+}
+
 /* test_sweep: every combination of local facts and etcd contents decides within the table. */
 static void
 test_sweep(void **state)
@@ -437,7 +536,7 @@ test_sweep(void **state)
     for (int st = 0; st < MG_HA_STATE_COUNT_; st++)
         for (size_t k = 0; k < sizeof(kvsets) / sizeof(kvsets[0]); k++)
             for (int m = 0; m < 2; m++)
-                for (int flags = 0; flags < 8; flags++)
+                for (int flags = 0; flags < 16; flags++)
                     for (int s = 0; s < 3; s++) {
                         case_t c = {.name = "sweep", .me = mes[m], .state = (mg_ha_state_t)st};
                         mg_ha_self_t self = {
@@ -452,6 +551,11 @@ test_sweep(void **state)
                         c.now_ms = (flags & 4) ? 5000 : 0;
                         c.local_sysid = sysids[s];
                         fake_kv_load(&c, &view);
+                        if (flags & 8) { /* start_timeout expired and a hold in force */
+                            self.start_timeout_ms = 1000;
+                            view.primary_down_since_ms = 1;
+                            view.start_hold_until_ms = c.now_ms + 1;
+                        }
                         if (!mg_ha_decide(&self, &view, &d, &error))
                             fail_msg("state %s kvset %zu flags %d: %s",
                                      mg_ha_state_name((mg_ha_state_t)st), k, flags, error.message);
@@ -486,7 +590,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decisions),       cmocka_unit_test(test_table),
         cmocka_unit_test(test_names),           cmocka_unit_test(test_sweep),
-        cmocka_unit_test(test_view_bad_values),
+        cmocka_unit_test(test_view_bad_values), cmocka_unit_test(test_start_timeout),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
