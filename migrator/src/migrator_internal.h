@@ -83,8 +83,16 @@ PGresult *mg_migrator__target_query(PGconn *conn, const char *sql, int nparams,
 bool mg_migrator__target_lost(PGconn *conn, const mg_error_t *error);
 
 /*
+ * mg_migrator__target_writable tells whether conn reached a node that takes
+ * writes (error says why not): right after a failover a connection can
+ * still land on the old primary, now read-only, and a reconnect that took it
+ * would fail the next statement again with 25006.
+ */
+bool mg_migrator__target_writable(PGconn *conn, mg_error_t *error);
+
+/*
  * mg_migrator__target_reconnect closes *conn (if any) and connects again
- * with backoff (0.5 s doubling to 10 s) until it works, budget_s passes, or
+ * with backoff (0.5 s doubling to 10 s) until it reaches a writable node, budget_s passes, or
  * *stop reaches stop_at; then runs setup (may be NULL) on the new
  * connection. Logs "<module>.target_lost" with why, then
  * "<module>.target_back". On failure *conn is NULL and error says why.

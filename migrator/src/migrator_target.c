@@ -82,6 +82,22 @@ mg_migrator__target_lost(PGconn *conn, const mg_error_t *error)
 }
 
 bool
+mg_migrator__target_writable(PGconn *conn, mg_error_t *error)
+{
+    PGresult *res = mg_migrator__target_query(
+        conn, "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only')::bool", 0,
+        NULL, error);
+    bool ok = res != NULL && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "f") == 0;
+
+    if (res != NULL && !ok)
+        mg_error_set(error, MG_ERROR_DOMAIN_PG, 0,
+                     "the target answers but is read-only (a standby, or a primary being "
+                     "demoted): waiting for a writable primary");
+    PQclear(res);
+    return ok;
+}
+
+bool
 mg_migrator__target_reconnect(PGconn **conn, const char *conninfo, const char *setup,
                               const char *module, const char *why, double budget_s,
                               const atomic_int *stop, int stop_at, mg_error_t *error)
@@ -103,7 +119,8 @@ mg_migrator__target_reconnect(PGconn **conn, const char *conninfo, const char *s
             return false;
         }
         *conn = mg_migrator__target_connect(conninfo, &last);
-        if (*conn != NULL && (setup == NULL || mg_migrator__target_exec(*conn, setup, &last)))
+        if (*conn != NULL && mg_migrator__target_writable(*conn, &last) &&
+            (setup == NULL || mg_migrator__target_exec(*conn, setup, &last)))
             break;
         if (*conn != NULL)
             PQfinish(*conn);

@@ -738,7 +738,8 @@ reconnect_target(follow_t *f, mg_error_t *error)
         if (f->ap.pg != NULL)
             PQfinish(f->ap.pg);
         f->ap.pg = f->pg != NULL ? mg_migrator__target_connect(f->s->target, &last) : NULL;
-        if (f->pg != NULL && f->ap.pg != NULL && load_state(f, &last)) {
+        if (f->pg != NULL && f->ap.pg != NULL && mg_migrator__target_writable(f->ap.pg, &last) &&
+            load_state(f, &last)) {
             /* the tables were reloaded: the batches must point at the new ones */
             mg_cdc_batch_destroy(f->batch);
             mg_cdc_batch_destroy(f->spare);

@@ -368,6 +368,39 @@ def test_target_restart_during_apply(mongo, dbname, postgres, migrate, tmp_path)
     assert_ack_log_reflected(postgres, dbname, "docs", ack)
 
 
+def test_read_only_target_waits_instead_of_spinning(mongo, dbname, postgres, migrate):
+    # After a failover a connection can land on the old primary, now a
+    # read-only standby: the apply fails with 25006. The follower must wait
+    # for a writable primary (not reconnect to the same read-only node in a
+    # loop) and carry on once there is one.
+    db = mongo[dbname]
+    db["c"].insert_many([{"_id": i} for i in range(10)])
+    init(migrate, mongo, postgres, dbname)
+    assert sync(migrate, mongo, postgres).rc == 0
+    proc = follow_in_background(mongo, postgres)
+    try:
+        time.sleep(1)
+        postgres.query("ALTER SYSTEM SET default_transaction_read_only = on")
+        postgres.query("SELECT pg_reload_conf()")
+        # a live connection does not see the reload until its next
+        # statement; new ones are read-only at once
+        postgres.query(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       f"WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                       f"AND application_name = 'migrate'")
+        db["c"].insert_many([{"_id": 100 + i} for i in range(5)])
+        time.sleep(8)
+        assert proc.poll() is None, "the follower gave up on a read-only target"
+        assert postgres.query(f'SELECT count(*) FROM "{dbname}".c') == [(10,)]
+        postgres.query("ALTER SYSTEM RESET default_transaction_read_only")
+        postgres.query("SELECT pg_reload_conf()")
+        wait_for(lambda: postgres.query(f'SELECT count(*) FROM "{dbname}".c') == [(15,)],
+                 timeout=30, what="the apply to go on once the target is writable")
+    finally:
+        out, err = stop(proc)
+    lost = err.count("lost the target")
+    assert 1 <= lost <= 2, f"{lost} reconnects: it spun on the read-only node"
+
+
 def test_idle_source_lag_and_metrics(mongo, dbname, postgres, migrate):
     mongo[dbname]["c"].insert_one({"_id": 1})
     init(migrate, mongo, postgres, dbname)
