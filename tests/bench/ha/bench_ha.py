@@ -21,6 +21,7 @@ The HAProxy check settings reported are read from the generated haproxy.cfg.
 """
 
 import argparse
+import collections
 import json
 import os
 import shutil
@@ -46,6 +47,7 @@ class Writer(threading.Thread):
         self.port, self.password = port, password
         self.ok = []  # monotonic times of acknowledged inserts
         self.failed = []  # monotonic times of failed attempts
+        self.errors = collections.Counter()  # first line of each failure's message -> count
         self.stop = threading.Event()
 
     def run(self):
@@ -61,8 +63,9 @@ class Writer(threading.Thread):
                 with conn.cursor() as cur:
                     cur.execute("INSERT INTO bench (n) VALUES (%s)", (n,))
                 self.ok.append(time.monotonic())
-            except psycopg2.Error:
+            except psycopg2.Error as e:
                 self.failed.append(time.monotonic())
+                self.errors[(str(e).strip().splitlines() or [type(e).__name__])[0][:120]] += 1
                 try:
                     conn and conn.close()
                 except psycopg2.Error:
@@ -252,6 +255,7 @@ def main():
         result["pg_crash_s"] = summary(crash)
         result["switchover_max_gap_s"] = summary(gaps)
         result["switchover_reported_window_s"] = summary(reported)
+        result["writer_errors"] = dict(writer.errors.most_common(8))
         print(json.dumps(result, indent=1))
     finally:
         if writer:

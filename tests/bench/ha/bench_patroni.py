@@ -8,6 +8,18 @@ Patroni's REST port), then measures node loss (kill -9 of Patroni and its
 postmaster), Postgres crash (kill -9 of the postmaster) and switchover
 (`patronictl switchover --force`), RUNS times each, like bench_ha.py.
 Usage: bench_patroni.py --ttl 10 --loop 2 --retry 4 [--runs 5]
+
+"Healthy" (before every run) means what bench_ha.py means: a leader and two
+replicas that the leader's pg_stat_replication shows streaming. Patroni
+3.0.2's `patronictl list` says "running" for a replica that is up but not
+streaming (e.g. while its replication slot does not exist yet on the
+primary, which Patroni creates only in its next loop - up to loop_wait
+later); at ttl 30 / loop 10 the first kill then came before the bench table
+had reached any replica, the promoted replica had no table, and every
+INSERT failed for the rest of the run ("relation bench does not exist"), so
+no outage and no switchover gap was recorded. The table is now also waited
+for on both replicas before the writer starts, and the writer's error
+messages are printed with the results.
 """
 
 import argparse
@@ -66,7 +78,7 @@ def main():
     if os.getuid() == 0:
         shutil.chown(root, "postgres", "postgres")
     procs, patronis = [], {}
-    res, loss, crash, gaps = {}, [], [], []
+    res, loss, crash, gaps, writer = {}, [], [], [], None
     etcd_port, etcd_peer, write_port = free_port(), free_port(), free_port()
     nodes = {f"p{i}": {"pg": free_port(), "rest": free_port()} for i in (1, 2, 3)}
     try:
@@ -163,19 +175,43 @@ backend be_primary
                                       stderr=subprocess.STDOUT, start_new_session=True))
 
         def cluster():
-            out = subprocess.run(["patronictl", "-c", nodes["p1"]["cfg"], "list", "-f", "json"],
-                                 capture_output=True, text=True, timeout=30)
+            try:
+                out = subprocess.run(["patronictl", "-c", nodes["p1"]["cfg"], "list", "-f", "json"],
+                                     capture_output=True, text=True, timeout=30)
+            except subprocess.TimeoutExpired:
+                return []
             try:
                 return json.loads(out.stdout)
             except ValueError:
                 return []
+
+        def streaming(leader):
+            """streaming: {member: replay_lsn - lsn} of the replicas streaming from leader."""
+            try:
+                c2 = psycopg2.connect(host="127.0.0.1", port=nodes[leader]["pg"], user="postgres",
+                                      password=PW, dbname="postgres", connect_timeout=2)
+            except psycopg2.Error:
+                return {}
+            try:
+                cur = c2.cursor()
+                cur.execute("SELECT application_name, pg_wal_lsn_diff(replay_lsn, %s::pg_lsn) "
+                            "FROM pg_stat_replication WHERE state = 'streaming'", (lsn[0],))
+                return {r[0]: r[1] for r in cur.fetchall()}
+            except psycopg2.Error:
+                return {}
+            finally:
+                c2.close()
 
         def healthy():
             m = cluster()
             lead = [x["Member"] for x in m if x["Role"] == "Leader" and x["State"] == "running"]
             reps = [x for x in m if x["Role"] in ("Replica", "Sync Standby")
                     and x["State"] in ("streaming", "running")]
-            return lead[0] if len(m) == 3 and len(lead) == 1 and len(reps) == 2 else None
+            if not (len(m) == 3 and len(lead) == 1 and len(reps) == 2):
+                return None
+            st = streaming(lead[0])  # "running" alone does not mean streaming in 3.0.2
+            ok = all(st.get(r["Member"]) is not None and st[r["Member"]] >= 0 for r in reps)
+            return lead[0] if ok else None
 
         def wait_healthy(timeout=240):
             deadline = time.monotonic() + timeout
@@ -186,6 +222,7 @@ backend be_primary
                 time.sleep(0.5)
             raise RuntimeError(f"patroni cluster did not heal: {cluster()}")
 
+        lsn = ["0/0"]  # replicas must have replayed this far (the bench table) to count as healthy
         wait_healthy()
         deadline = time.monotonic() + 60
         while True:  # HAProxy may not have checked the leader yet
@@ -198,8 +235,12 @@ backend be_primary
                     raise
                 time.sleep(0.5)
         c.autocommit = True
-        c.cursor().execute("CREATE TABLE bench (n bigint, t timestamptz DEFAULT now())")
+        cur = c.cursor()
+        cur.execute("CREATE TABLE bench (n bigint, t timestamptz DEFAULT now())")
+        cur.execute("SELECT pg_current_wal_lsn()::text")
+        lsn[0] = cur.fetchone()[0]
         c.close()
+        wait_healthy()  # now also: the table has reached both replicas
         writer = Writer(write_port, PW)
         writer.start()
         time.sleep(2)
@@ -236,10 +277,26 @@ backend be_primary
             leader = wait_healthy()
             time.sleep(1)
             t0 = time.monotonic()
-            subprocess.run(["patronictl", "-c", nodes["p1"]["cfg"], "switchover", "bench",
-                            "--leader", leader, "--force"], capture_output=True, timeout=120)
-            time.sleep(6)
-            gaps.append(writer.max_gap(t0 - 0.5, time.monotonic()))
+            out = subprocess.run(["patronictl", "-c", nodes["p1"]["cfg"], "switchover", "bench",
+                                  "--leader", leader, "--force"], capture_output=True, text=True,
+                                 timeout=120)
+            # the gap ends with the first insert on the new leader: wait for the leader to
+            # change and for 2 s of acknowledged inserts after that (not a fixed sleep)
+            deadline, new = time.monotonic() + 120, None
+            while time.monotonic() < deadline:
+                lead = [x["Member"] for x in cluster() if x["Role"] == "Leader"]
+                if lead and lead[0] != leader:
+                    new = lead[0]
+                    break
+                time.sleep(0.5)
+            t_new = time.monotonic()
+            while time.monotonic() < deadline and not (writer.ok and writer.ok[-1] > t_new + 2):
+                time.sleep(0.1)
+            if new:
+                gaps.append(writer.max_gap(t0 - 0.5, time.monotonic()))
+            else:  # patronictl did not switch: no gap to measure, say so
+                res.setdefault("switchover_not_done", []).append(
+                    (out.stdout + out.stderr).strip().splitlines()[-1:])
         writer.stop.set()
     except Exception as e:  # noqa: BLE001 - report what was measured before it
         res["error"] = str(e)[:400]
@@ -252,6 +309,11 @@ backend be_primary
         res["node_loss_s"] = summary(loss)
         res["pg_crash_s"] = summary(crash)
         res["switchover_max_gap_s"] = summary(gaps)
+        res["unmeasured"] = {"node_loss": loss.count(None), "pg_crash": crash.count(None),
+                             "switchover": gaps.count(None)}
+        if writer:
+            res["writer"] = {"inserts_ok": len(writer.ok), "inserts_failed": len(writer.failed),
+                             "errors": dict(writer.errors.most_common(8))}
         print(json.dumps(res, indent=1))
         for p in list(patronis.values()):
             if p.poll() is None:
