@@ -11,13 +11,13 @@ import os
 import secrets
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
 import psycopg2
 
 from mgharness import ManagedProcess, build_path, pick_free_port
+from mgharness.e2e import wait_until
 from mgharness.procs import ROOT_TAG_VAR, ProcessIdentity
 
 PGDAEMON = build_path("bin", "pgdaemon")
@@ -98,20 +98,9 @@ def http_get(port, path, timeout=3.0):
         return None, str(e)
 
 
-def wait_for(predicate, timeout, what, interval=0.25):
-    """wait_for polls predicate() until truthy and returns its value; fails after timeout."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except Exception as e:  # noqa: BLE001 - report the last reason on timeout
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+# wait_for(predicate, timeout, what, interval=0.25) polls predicate() until
+# truthy and returns its value; fails the test after timeout.
+wait_for = wait_until
 
 
 def connect(port, password=SUPERUSER_PASSWORD, **kw):

@@ -59,8 +59,15 @@ def _env(root, extra=None):
     return env
 
 
+class WaitTimeout(AssertionError):
+    """WaitTimeout: a wait_until that ran out of time (an AssertionError, so tests fail)."""
+
+
 def wait_until(predicate, timeout, what, interval=0.25):
-    """wait_until polls predicate() until truthy and returns its value; raises on timeout."""
+    """wait_until polls predicate() until truthy and returns its value; raises on timeout.
+
+    An exception from predicate counts as "not yet" (services may be down
+    on purpose); the last value or exception is in the timeout message."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -72,7 +79,7 @@ def wait_until(predicate, timeout, what, interval=0.25):
             if last:
                 return last
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+    raise WaitTimeout(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def terminate(proc, timeout=60):
