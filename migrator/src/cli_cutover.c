@@ -736,9 +736,29 @@ write_file_atomic(const char *path, const char *text, mg_error_t *error)
     if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
         return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_LIMIT,
                             "endpoint file path too long");
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* The endpoint may carry a password: a new file is 0600; a file the
+     * operator prepared keeps its mode and owner (say, readable by the
+     * application's group) across the rename. */
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return mg_error_set_errno(error, errno, "could not create \"%s\"", tmp);
+    struct stat old;
+    if (stat(path, &old) == 0) {
+        if (fchown(fd, old.st_uid, old.st_gid) != 0 && errno != EPERM) {
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            return mg_error_set_errno(error, e, "could not give \"%s\" the owner of \"%s\"", tmp,
+                                      path);
+        }
+        if (fchmod(fd, old.st_mode & 07777) != 0) {
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            return mg_error_set_errno(error, e, "could not give \"%s\" the mode of \"%s\"", tmp,
+                                      path);
+        }
+    }
     if (write(fd, text, len) != (ssize_t)len || write(fd, "\n", 1) != 1 || fsync(fd) != 0) {
         int e = errno;
         close(fd);

@@ -86,6 +86,9 @@ def test_cutover_under_workload_with_a_follower(mongo, dbname, postgres, etcd, m
     ack = str(tmp_path / "ack.log")
     wl = workload(uri, dbname, "docs", 3000, 6, ack, seed=8, rate=400)
     hook_log = tmp_path / "hook.log"
+    # an endpoint file the operator prepared keeps its mode across the flip
+    (tmp_path / "ep").write_text("placeholder\n")
+    os.chmod(tmp_path / "ep", 0o640)
     try:
         time.sleep(2.5)
         r = migrate(*cutover_args(mongo, postgres, "--endpoint-file", str(tmp_path / "ep"),
@@ -113,6 +116,7 @@ def test_cutover_under_workload_with_a_follower(mongo, dbname, postgres, etcd, m
     # every acknowledged write is in PostgreSQL (the drain reached the fence)
     assert_ack_log_reflected(postgres, dbname, "docs", ack)
     assert (tmp_path / "ep").read_text() == ENDPOINT + "\n"
+    assert os.stat(tmp_path / "ep").st_mode & 0o777 == 0o640
     assert etcd.get("/app/db") == ENDPOINT
     assert hook_log.read_text() == ENDPOINT + "\n"
     st = state(postgres)

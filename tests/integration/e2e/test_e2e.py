@@ -157,6 +157,7 @@ def test_live_migration_survives_primary_failures(stack):
         assert 0 < co["unavailable_s"] < 60
         with open(endpoint) as f:
             assert f":{stack.write_port}/" in f.read()  # HAProxy's write address
+        assert os.stat(endpoint).st_mode & 0o777 == 0o600  # it holds the password
         # a re-run flips nothing and prints the endpoint without its password
         r = stack.migrate("cutover", "--source", src, "--target", tgt, "--endpoint-file",
                           endpoint)
