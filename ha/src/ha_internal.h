@@ -1,7 +1,7 @@
 /*
  * ha/src/ha_internal.h - declarations shared by ha/src files only:
  * Postgres control (ha_pg.c), process helpers (ha_proc.c), the daemon
- * (ha_daemon.c) and the HTTP endpoints (ha_http.c).
+ * (ha_loop.c and the files of ha_daemon.h) and the HTTP endpoints (ha_http.c).
  */
 #ifndef MG_HA_INTERNAL_H
 #define MG_HA_INTERNAL_H
