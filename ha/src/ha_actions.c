@@ -26,10 +26,11 @@ init_marker(mg_ha_daemon_t *d, bool set)
 }
 
 static bool
-do_start_primary(mg_ha_daemon_t *d, mg_error_t *error)
+do_start_primary(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
 {
     bool got = false;
 
+    (void)dec;
     if (d->view.init_sysid[0] == '\0' && d->local_sysid[0] != '\0') {
         bool won = false;
 
@@ -75,8 +76,9 @@ do_start_primary(mg_ha_daemon_t *d, mg_error_t *error)
 }
 
 static bool
-do_start_replica(mg_ha_daemon_t *d, const char *peer, mg_error_t *error)
+do_start_replica(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
 {
+    const char *peer = dec->peer;
     const mg_ha_node_t *p = mg_ha_view_find_node(&d->view, peer);
     bool known = p != NULL && p->host[0] != '\0' && p->pg_port > 0;
 
@@ -96,8 +98,9 @@ do_start_replica(mg_ha_daemon_t *d, const char *peer, mg_error_t *error)
 }
 
 static bool
-do_clone(mg_ha_daemon_t *d, const char *peer, mg_error_t *error)
+do_clone(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
 {
+    const char *peer = dec->peer;
     const mg_ha_node_t *p = mg_ha_view_find_node(&d->view, peer);
     char slot[MG_HA_NAME_SIZE];
 
@@ -277,8 +280,9 @@ do_promote(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
 
 /* do_follow points the running standby at the new primary and reloads. */
 static bool
-do_follow(mg_ha_daemon_t *d, const char *peer, mg_error_t *error)
+do_follow(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
 {
+    const char *peer = dec->peer;
     const mg_ha_node_t *p = mg_ha_view_find_node(&d->view, peer);
 
     if (p == NULL)
@@ -298,7 +302,7 @@ do_follow(mg_ha_daemon_t *d, const char *peer, mg_error_t *error)
  * final LSN for the catch-up; otherwise it stops Postgres at once.
  */
 static bool
-do_demote(mg_ha_daemon_t *d, mg_error_t *error)
+do_demote(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
 {
     mg_ha_cluster_status_t s = d->view.status;
     bool switchover = strcmp(d->view.leader, d->conf->name) == 0 &&
@@ -306,6 +310,7 @@ do_demote(mg_ha_daemon_t *d, mg_error_t *error)
                       (s.failover == MG_HA_FAILOVER_INITIATED ||
                        s.failover == MG_HA_FAILOVER_DEMOTING_OLD_PRIMARY);
 
+    (void)dec;
     mg_ha__stop_writes(d);
     if (!switchover)
         return mg_ha__pg_stop_now(&d->pg, true, error);
@@ -331,8 +336,9 @@ do_demote(mg_ha_daemon_t *d, mg_error_t *error)
 
 /* do_handoff releases the leader key and sets promoting_new_primary in one txn. */
 static bool
-do_handoff(mg_ha_daemon_t *d, const char *target, mg_error_t *error)
+do_handoff(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
 {
+    const char *target = dec->peer;
     mg_ha_cluster_status_t s = d->view.status;
 
     s.failover = MG_HA_FAILOVER_PROMOTING_NEW_PRIMARY;
@@ -347,7 +353,7 @@ do_handoff(mg_ha_daemon_t *d, const char *target, mg_error_t *error)
 }
 
 /* do_abort_switchover restarts the old primary (it still holds the key), status stable. */
-static bool do_abort_switchover(mg_ha_daemon_t *d, mg_error_t *error);
+static bool do_abort_switchover(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error);
 
 /* do_switchover_begin accepts (status initiated, target) or refuses a spec request. */
 static bool
@@ -377,8 +383,9 @@ do_switchover_begin(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *
  * configure, start. A failure counts toward the re-clone fallback.
  */
 static bool
-do_rejoin(mg_ha_daemon_t *d, const char *peer, mg_error_t *error)
+do_rejoin(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
 {
+    const char *peer = dec->peer;
     const mg_ha_node_t *p = mg_ha_view_find_node(&d->view, peer);
     char slot[MG_HA_NAME_SIZE];
 
@@ -443,10 +450,11 @@ do_reclone(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
 
 /* do_finish_failover: replicas follow the new primary, status stable. */
 static bool
-do_finish_failover(mg_ha_daemon_t *d, mg_error_t *error)
+do_finish_failover(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
 {
     mg_ha_cluster_status_t s = d->view.status;
 
+    (void)dec;
     s.failover = MG_HA_FAILOVER_STABLE;
     s.target_primary[0] = '\0';
     if (!mg_ha__cas_status(d, &s, error))
@@ -513,12 +521,13 @@ drop_departed_slots(mg_ha_daemon_t *d)
 
 /* maintain_primary keeps the leader key and creates slots for joining nodes. */
 static bool
-do_maintain_primary(mg_ha_daemon_t *d, mg_error_t *error)
+do_maintain_primary(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
 {
     char want[MG_HA_MAX_NODES][MG_HA_NAME_SIZE];
     size_t nwant = 0;
     bool got = true;
 
+    (void)dec;
     if (strcmp(d->view.leader, d->conf->name) != 0 || d->view.leader_lease != d->lease) {
         if (!mg_ha__take_leader(d, &got, error))
             return false;
@@ -568,7 +577,7 @@ do_maintain_primary(mg_ha_daemon_t *d, mg_error_t *error)
 }
 
 static bool
-do_abort_switchover(mg_ha_daemon_t *d, mg_error_t *error)
+do_abort_switchover(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
 {
     mg_ha_cluster_status_t s = d->view.status;
     char target[MG_HA_NAME_SIZE];
@@ -581,7 +590,7 @@ do_abort_switchover(mg_ha_daemon_t *d, mg_error_t *error)
     if (!mg_ha__cas_status(d, &s, error))
         return false;
     mg_ha__status_event(d, "abort_switchover", target, "%s", s.last_failover_reason);
-    return do_start_primary(d, error);
+    return do_start_primary(d, dec, error);
 }
 
 /*
@@ -601,13 +610,76 @@ give_up_bootstrap(mg_ha_daemon_t *d, const mg_error_t *cause)
     mg_ha__event(d, MG_LOG_FATAL, "ha.bootstrap_failed", &ctx, msg);
 }
 
-/* refuse records the refusal and makes the daemon exit non-zero. */
-static void
-refuse(mg_ha_daemon_t *d, const mg_ha_decision_t *dec)
+/* do_refuse records the refusal and makes the daemon exit non-zero. */
+static bool
+do_refuse(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
 {
     mg_ha_event_ctx_t ctx = {mg_ha_state_name(d->state), "refused", "refuse", NULL};
 
+    (void)error;
     mg_ha__event(d, MG_LOG_ERROR, "ha.refused", &ctx, dec->reason);
+    d->state = MG_HA_STATE_REFUSED;
+    d->exit_code = MG_EXIT_FAILURE;
+    d->exiting = true;
+    return false;
+}
+
+/* do_nothing: none, wait, maintain_replica (the loop reports the node every round anyway). */
+static bool
+do_nothing(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
+{
+    (void)d;
+    (void)dec;
+    (void)error;
+    return true;
+}
+
+/* do_claim_initialize takes `initialize` by create-only txn; losing the race is no error. */
+static bool
+do_claim_initialize(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
+{
+    bool won = false;
+
+    (void)dec;
+    if (!mg_ha__put_initialize(d, 0, d->local_sysid, &won, error))
+        return false;
+    if (!won) {
+        MG_LOG(MG_LOG_INFO, MODULE, "another node claimed initialize first");
+        mg_error_clear(error);
+    }
+    return won;
+}
+
+/*
+ * do_initdb runs initdb and fills the system identifier into `initialize`;
+ * after MAX_INITDB_FAILURES in a row it gives up the bootstrap and the
+ * daemon exits.
+ */
+static bool
+do_initdb(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
+{
+    mg_ha_event_ctx_t ctx = {NULL, NULL, "initdb", NULL};
+    char msg[160];
+    bool won = false;
+
+    (void)dec;
+    if (!mg_ha__pg_initdb(&d->pg, error) ||
+        !mg_ha__pg_read_sysid(&d->pg, d->local_sysid, sizeof(d->local_sysid), error)) {
+        if (++d->initdb_failures >= MAX_INITDB_FAILURES) {
+            give_up_bootstrap(d, error);
+            d->exit_code = MG_EXIT_FAILURE;
+            d->exiting = true;
+        }
+        return false;
+    }
+    if (!mg_ha__put_initialize(d, d->view.init_mod_revision, d->local_sysid, &won, error))
+        return false;
+    if (!won)
+        return mg_error_set(error, MG_ERROR_DOMAIN_ETCD, MG_ETCD_ERR_SERVER,
+                            "initialize changed while this node ran initdb");
+    snprintf(msg, sizeof(msg), "initialized cluster with system identifier %s", d->local_sysid);
+    mg_ha__event(d, MG_LOG_NOTICE, "ha.initialized", &ctx, msg);
+    return true;
 }
 
 /*
@@ -642,107 +714,60 @@ do_release_leader(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *er
 }
 
 /* ------------------------------------------------------------------------
- * Dispatch
+ * The action table: the function behind each row of the FSM's action table
+ * (ha_fsm.c, mg_ha_actions), in the same order
  * ------------------------------------------------------------------------ */
+
+typedef bool (*action_fn_t)(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error);
+
+static const struct {
+    mg_ha_action_t action;
+    action_fn_t fn;
+} action_table[] = {
+    {MG_HA_ACTION_NONE, do_nothing},
+    {MG_HA_ACTION_WAIT, do_nothing},
+    {MG_HA_ACTION_CLAIM_INITIALIZE, do_claim_initialize},
+    {MG_HA_ACTION_INITDB, do_initdb},
+    {MG_HA_ACTION_START_PRIMARY, do_start_primary},
+    {MG_HA_ACTION_CLONE, do_clone},
+    {MG_HA_ACTION_START_REPLICA, do_start_replica},
+    {MG_HA_ACTION_MAINTAIN_PRIMARY, do_maintain_primary},
+    {MG_HA_ACTION_MAINTAIN_REPLICA, do_nothing},
+    {MG_HA_ACTION_REFUSE, do_refuse},
+    {MG_HA_ACTION_PROMOTE, do_promote},
+    {MG_HA_ACTION_FOLLOW, do_follow},
+    {MG_HA_ACTION_DEMOTE, do_demote},
+    {MG_HA_ACTION_REJOIN, do_rejoin},
+    {MG_HA_ACTION_RECLONE, do_reclone},
+    {MG_HA_ACTION_SWITCHOVER_BEGIN, do_switchover_begin},
+    {MG_HA_ACTION_HANDOFF, do_handoff},
+    {MG_HA_ACTION_ABORT_SWITCHOVER, do_abort_switchover},
+    {MG_HA_ACTION_FINISH_FAILOVER, do_finish_failover},
+    {MG_HA_ACTION_RELEASE_LEADER, do_release_leader},
+};
+
+_Static_assert(sizeof(action_table) / sizeof(action_table[0]) == MG_HA_ACTION_COUNT_,
+               "every action has a function");
 
 mg_ha_act_result_t
 mg_ha__act(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, int *exit_code, mg_error_t *error)
 {
-    bool acted = true;
+    bool done;
 
     mg_error_clear(error);
-    switch (dec->action) {
-    case MG_HA_ACTION_NONE:
-    case MG_HA_ACTION_WAIT:
-        break;
-    case MG_HA_ACTION_REFUSE:
-        refuse(d, dec);
-        d->state = MG_HA_STATE_REFUSED;
-        *exit_code = MG_EXIT_FAILURE;
+    if ((unsigned)dec->action >= MG_HA_ACTION_COUNT_ ||
+        action_table[dec->action].action != dec->action) {
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
+                     "invariant violated: action %d has no function in the action table",
+                     (int)dec->action);
+        mg_log_error(MG_LOG_FATAL, MODULE, error);
+        *exit_code = MG_EXIT_INTERNAL;
         return MG_HA_ACT_EXIT;
-    case MG_HA_ACTION_CLAIM_INITIALIZE: {
-        bool won = false;
-
-        acted = mg_ha__put_initialize(d, 0, d->local_sysid, &won, error);
-        if (acted && !won) {
-            MG_LOG(MG_LOG_INFO, MODULE, "another node claimed initialize first");
-            acted = false;
-            mg_error_clear(error);
-        }
-        break;
     }
-    case MG_HA_ACTION_INITDB:
-        acted = mg_ha__pg_initdb(&d->pg, error) &&
-                mg_ha__pg_read_sysid(&d->pg, d->local_sysid, sizeof(d->local_sysid), error);
-        if (!acted && ++d->initdb_failures >= MAX_INITDB_FAILURES) {
-            give_up_bootstrap(d, error);
-            *exit_code = MG_EXIT_FAILURE;
-            return MG_HA_ACT_EXIT;
-        }
-        if (acted) {
-            bool won = false;
-
-            acted =
-                mg_ha__put_initialize(d, d->view.init_mod_revision, d->local_sysid, &won, error);
-            if (acted && !won)
-                acted = mg_error_set(error, MG_ERROR_DOMAIN_ETCD, MG_ETCD_ERR_SERVER,
-                                     "initialize changed while this node ran initdb");
-            if (acted) {
-                mg_ha_event_ctx_t ctx = {NULL, NULL, "initdb", NULL};
-                char msg[160];
-
-                snprintf(msg, sizeof(msg), "initialized cluster with system identifier %s",
-                         d->local_sysid);
-                mg_ha__event(d, MG_LOG_NOTICE, "ha.initialized", &ctx, msg);
-            }
-        }
-        break;
-    case MG_HA_ACTION_START_PRIMARY:
-        acted = do_start_primary(d, error);
-        break;
-    case MG_HA_ACTION_CLONE:
-        acted = do_clone(d, dec->peer, error);
-        break;
-    case MG_HA_ACTION_START_REPLICA:
-        acted = do_start_replica(d, dec->peer, error);
-        break;
-    case MG_HA_ACTION_MAINTAIN_PRIMARY:
-        acted = do_maintain_primary(d, error);
-        break;
-    case MG_HA_ACTION_MAINTAIN_REPLICA:
-        break;
-    case MG_HA_ACTION_PROMOTE:
-        acted = do_promote(d, dec, error);
-        break;
-    case MG_HA_ACTION_FOLLOW:
-        acted = do_follow(d, dec->peer, error);
-        break;
-    case MG_HA_ACTION_DEMOTE:
-        acted = do_demote(d, error);
-        break;
-    case MG_HA_ACTION_REJOIN:
-        acted = do_rejoin(d, dec->peer, error);
-        break;
-    case MG_HA_ACTION_RECLONE:
-        acted = do_reclone(d, dec, error);
-        break;
-    case MG_HA_ACTION_SWITCHOVER_BEGIN:
-        acted = do_switchover_begin(d, dec, error);
-        break;
-    case MG_HA_ACTION_HANDOFF:
-        acted = do_handoff(d, dec->peer, error);
-        break;
-    case MG_HA_ACTION_ABORT_SWITCHOVER:
-        acted = do_abort_switchover(d, error);
-        break;
-    case MG_HA_ACTION_FINISH_FAILOVER:
-        acted = do_finish_failover(d, error);
-        break;
-    case MG_HA_ACTION_RELEASE_LEADER:
-        acted = do_release_leader(d, dec, error);
-        break;
-    default:
-        break;
+    done = action_table[dec->action].fn(d, dec, error);
+    if (d->exiting) {
+        *exit_code = d->exit_code;
+        return MG_HA_ACT_EXIT;
     }
-    return acted ? MG_HA_ACT_DONE : MG_HA_ACT_FAILED;
+    return done ? MG_HA_ACT_DONE : MG_HA_ACT_FAILED;
 }

@@ -88,6 +88,8 @@ typedef struct {
     int64_t primary_down_since_ms; /* monotonic: meant to be primary, Postgres not writable */
     int64_t start_hold_until_ms;   /* monotonic: released `leader` (start_timeout); no retake */
     char last_start_error[MG_ERROR_MESSAGE_SIZE]; /* why the last start as primary failed */
+    bool exiting;                                 /* an action ends the daemon with exit_code */
+    int exit_code;
 } mg_ha_daemon_t;
 
 /* the context of an event record (NULL fields are left out) */
@@ -180,8 +182,9 @@ typedef enum {
 } mg_ha_act_result_t;
 
 /*
- * mg_ha__act runs the function the action table gives dec->action. On
- * MG_HA_ACT_FAILED error may be set; on MG_HA_ACT_EXIT *exit_code is set.
+ * mg_ha__act runs the function the action table (ha_actions.c) binds to
+ * dec->action. On MG_HA_ACT_FAILED error may be set (not set: nothing to
+ * report, e.g. another node won a race); on MG_HA_ACT_EXIT *exit_code is set.
  */
 mg_ha_act_result_t mg_ha__act(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, int *exit_code,
                               mg_error_t *error);
