@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <yajl/yajl_tree.h>
 
 struct pg_conn;
 
@@ -223,5 +224,20 @@ bool mg_ha__primary_ok(const mg_ha_shared_t *shared, int64_t now_ms, char *why, 
 
 /* mg_ha__view_to_json renders a cluster view (status command, /status). */
 bool mg_ha__view_to_json(const mg_ha_view_t *view, mg_buf_t *out, mg_error_t *error);
+
+/* ---- CLI helpers shared by ha_cli.c and ha_cluster.c ---- */
+
+/* mg_ha__ystr is the text of a yajl string value, "" for anything else (borrowed). */
+const char *mg_ha__ystr(yajl_val v);
+/* mg_ha__take_flag removes a boolean flag from argv; returns whether it was there. */
+bool mg_ha__take_flag(int *argc, char **argv, const char *flag);
+/* mg_ha__take_value removes "--flag VALUE" or "--flag=VALUE"; returns VALUE or NULL. */
+char *mg_ha__take_value(int *argc, char **argv, const char *flag);
+/* mg_ha__load_view reads everything under prefix (range) into view. */
+bool mg_ha__load_view(mg_etcd_t *etcd, const char *prefix, mg_ha_view_t *view, mg_error_t *error);
+/* mg_ha__replication_of is the leader's pg_stat_replication row of name, or NULL (borrowed). */
+const mg_ha_replication_t *mg_ha__replication_of(const mg_ha_view_t *v, const char *name);
+/* mg_ha__has_slot_for says whether the leader lists the slot of node name. */
+bool mg_ha__has_slot_for(const mg_ha_view_t *v, const char *name);
 
 #endif /* MG_HA_INTERNAL_H */
