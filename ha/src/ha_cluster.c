@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -291,93 +292,189 @@ cluster_usage(FILE *stream)
             "(pgdaemon + PostgreSQL) and HAProxy; DIR/cluster.json records what runs.\n");
 }
 
-static int
-cluster_up(int argc, char **argv)
-{
-    char *nodes_text = mg_ha__take_value(&argc, argv, "--nodes");
-    char *dir = mg_ha__take_value(&argc, argv, "--dir");
-    char *bin_dir = mg_ha__take_value(&argc, argv, "--bin-dir");
-    char *timeout_text = mg_ha__take_value(&argc, argv, "--timeout");
-    char *ttl_text = mg_ha__take_value(&argc, argv, "--ttl"); /* seconds */
-    char *loop_text = mg_ha__take_value(&argc, argv, "--loop-wait-ms");
-    char *retry_text = mg_ha__take_value(&argc, argv, "--retry-timeout-ms");
-    bool sync_mode = mg_ha__take_flag(&argc, argv, "--synchronous-mode");
-    bool help = mg_ha__take_flag(&argc, argv, "--help");
-    mg_strlist_t params = {NULL, 0};
-    char *param_items[32];
-    char etcd_bin[PATH_MAX], haproxy_bin[PATH_MAX], self_bin[PATH_MAX];
-    cluster_t *c = calloc(1, sizeof(*c));
-    mg_error_t error;
-    int64_t ports[4 + 3 * MG_HA_MAX_NODES];
-    int64_t timeout_ms = 90000;
-    char path[PATH_MAX + 64], log[PATH_MAX + 64], prefix[128];
-    mg_etcd_t *etcd = NULL;
-    int code = MG_EXIT_FAILURE;
-    ssize_t n;
-    char *v;
+/* the options of `cluster up` */
+typedef struct {
+    int64_t nodes;
+    const char *dir;
+    const char *bin_dir;
+    int64_t timeout_s;
+    int64_t ttl_s;
+    int64_t loop_wait_ms;
+    int64_t retry_timeout_ms;
+    bool synchronous_mode;
+    bool help;
+    char *params[32];
+    size_t nparams;
+} up_options_t;
 
-    while ((v = mg_ha__take_value(&argc, argv, "--pg-parameter")) != NULL && params.count < 32)
-        param_items[params.count++] = v;
-    params.items = param_items;
-    if (c == NULL)
-        return MG_EXIT_FAILURE;
-    if (help) {
-        cluster_usage(stdout);
-        free(c);
-        return MG_EXIT_OK;
+/*
+ * parse_int_option parses text as a decimal integer within [min, max]
+ * (no sign, no trailing characters); the error names the option.
+ */
+static bool
+parse_int_option(const char *option, const char *text, int64_t min, int64_t max, int64_t *out,
+                 mg_error_t *error)
+{
+    char *end = NULL;
+    long long v;
+
+    errno = 0;
+    v = text[0] >= '0' && text[0] <= '9' ? strtoll(text, &end, 10) : 0;
+    if (end == NULL || *end != '\0' || errno != 0 || v < min || v > max)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                            "invalid value for option \"%s\": \"%s\" (expected an integer from "
+                            "%lld to %lld)",
+                            option, text, (long long)min, (long long)max);
+    *out = v;
+    return true;
+}
+
+enum {
+    OPT_NODES = 1,
+    OPT_DIR,
+    OPT_BIN_DIR,
+    OPT_TIMEOUT,
+    OPT_TTL,
+    OPT_LOOP,
+    OPT_RETRY,
+    OPT_SYNC,
+    OPT_PARAM,
+    OPT_HELP
+};
+
+/* up_parse fills o from argv (argv[0] is "up"); false with error naming the option. */
+static bool
+up_parse(int argc, char **argv, up_options_t *o, mg_error_t *error)
+{
+    static const struct option longopts[] = {
+        {"nodes", required_argument, NULL, OPT_NODES},
+        {"dir", required_argument, NULL, OPT_DIR},
+        {"bin-dir", required_argument, NULL, OPT_BIN_DIR},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"ttl", required_argument, NULL, OPT_TTL},
+        {"loop-wait-ms", required_argument, NULL, OPT_LOOP},
+        {"retry-timeout-ms", required_argument, NULL, OPT_RETRY},
+        {"synchronous-mode", no_argument, NULL, OPT_SYNC},
+        {"pg-parameter", required_argument, NULL, OPT_PARAM},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    int ch;
+    bool ok = true;
+
+    memset(o, 0, sizeof(*o));
+    o->nodes = 3;
+    o->bin_dir = "/usr/lib/postgresql/15/bin";
+    o->timeout_s = 90;
+    o->ttl_s = 10;
+    o->loop_wait_ms = 1000;
+    o->retry_timeout_ms = 3000;
+    optind = 1;
+    opterr = 0;
+    while (ok && (ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case OPT_NODES:
+            ok = parse_int_option("--nodes", optarg, 1, 9, &o->nodes, error);
+            break;
+        case OPT_DIR:
+            o->dir = optarg;
+            break;
+        case OPT_BIN_DIR:
+            o->bin_dir = optarg;
+            break;
+        case OPT_TIMEOUT:
+            ok = parse_int_option("--timeout", optarg, 1, 86400, &o->timeout_s, error);
+            break;
+        case OPT_TTL:
+            ok = parse_int_option("--ttl", optarg, 1, 3600, &o->ttl_s, error);
+            break;
+        case OPT_LOOP:
+            ok = parse_int_option("--loop-wait-ms", optarg, 10, 3600000, &o->loop_wait_ms, error);
+            break;
+        case OPT_RETRY:
+            ok = parse_int_option("--retry-timeout-ms", optarg, 10, 3600000, &o->retry_timeout_ms,
+                                  error);
+            break;
+        case OPT_SYNC:
+            o->synchronous_mode = true;
+            break;
+        case OPT_PARAM:
+            if (strchr(optarg, '=') == NULL || optarg[0] == '=')
+                ok = mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                                  "invalid value for option \"--pg-parameter\": \"%s\" "
+                                  "(expected NAME=VALUE)",
+                                  optarg);
+            else if (o->nparams >= sizeof(o->params) / sizeof(o->params[0]))
+                ok = mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_LIMIT,
+                                  "too many values for option \"--pg-parameter\" (at most %zu)",
+                                  sizeof(o->params) / sizeof(o->params[0]));
+            else
+                o->params[o->nparams++] = optarg;
+            break;
+        case 'h':
+        case OPT_HELP:
+            o->help = true;
+            break;
+        default:
+            ok = mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                              "unknown option or missing value: \"%s\"", argv[optind - 1]);
+        }
     }
-    if (dir == NULL || dir[0] != '/' || argc > 1) {
-        cluster_usage(stderr);
-        free(c);
-        return MG_EXIT_USAGE;
-    }
-    c->nnodes = nodes_text ? atoi(nodes_text) : 3;
-    if (c->nnodes < 1 || c->nnodes > 9) {
-        fprintf(stderr, "pgdaemon cluster up: invalid value for --nodes: expected 1 to 9\n");
-        free(c);
-        return MG_EXIT_USAGE;
-    }
-    if (timeout_text != NULL)
-        timeout_ms = atoll(timeout_text) * 1000;
+    if (!ok || o->help)
+        return ok;
+    if (optind < argc)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                            "unexpected argument \"%s\"", argv[optind]);
+    if (o->dir == NULL || o->dir[0] != '/')
+        return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                            "option \"--dir\" is required and must be an absolute path");
+    if (o->loop_wait_ms + 2 * o->retry_timeout_ms > o->ttl_s * 1000)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                            "options \"--loop-wait-ms\" + 2 x \"--retry-timeout-ms\" (%lld ms) "
+                            "must not exceed \"--ttl\" (%lld s)",
+                            (long long)(o->loop_wait_ms + 2 * o->retry_timeout_ms),
+                            (long long)o->ttl_s);
+    return true;
+}
+
+/* up_prepare checks the programs and DIR, then fills c: secrets, ports, node names. */
+static bool
+up_prepare(const up_options_t *o, cluster_t *c, char *etcd_bin, char *haproxy_bin, char *self_bin,
+           size_t binsz, mg_error_t *error)
+{
+    int64_t ports[4 + 3 * MG_HA_MAX_NODES];
+    char path[PATH_MAX + 64];
+    ssize_t n;
+
     if (!find_program(getenv("MG_ETCD_BINARY") ? getenv("MG_ETCD_BINARY") : "etcd", etcd_bin,
-                      sizeof(etcd_bin)) ||
+                      binsz) ||
         !find_program(getenv("MG_HAPROXY_BINARY") ? getenv("MG_HAPROXY_BINARY") : "haproxy",
-                      haproxy_bin, sizeof(haproxy_bin))) {
-        fprintf(stderr, "pgdaemon cluster up: etcd and haproxy must be on PATH\n");
-        free(c);
-        return MG_EXIT_USAGE;
-    }
-    n = readlink("/proc/self/exe", self_bin, sizeof(self_bin) - 1);
-    if (n <= 0) {
-        free(c);
-        return MG_EXIT_FAILURE;
-    }
+                      haproxy_bin, binsz))
+        return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_NOT_FOUND,
+                            "etcd and haproxy must be on PATH");
+    n = readlink("/proc/self/exe", self_bin, binsz - 1);
+    if (n <= 0)
+        return mg_error_set_errno(error, errno, "could not read /proc/self/exe");
     self_bin[n] = '\0';
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "pgdaemon cluster up: could not create \"%s\": %s\n", dir, strerror(errno));
-        free(c);
-        return MG_EXIT_FAILURE;
-    }
-    snprintf(path, sizeof(path), "%s/%s", dir, STATE_FILE);
-    if (access(path, F_OK) == 0) {
-        fprintf(stderr,
-                "pgdaemon cluster up: \"%s\" exists: run \"pgdaemon cluster down --dir %s\" "
-                "first\n",
-                path, dir);
-        free(c);
-        return MG_EXIT_USAGE;
-    }
-    snprintf(c->dir, sizeof(c->dir), "%s", dir);
+    if (mkdir(o->dir, 0755) != 0 && errno != EEXIST)
+        return mg_error_set_errno(error, errno, "could not create \"%s\"", o->dir);
+    snprintf(path, sizeof(path), "%s/%s", o->dir, STATE_FILE);
+    if (access(path, F_OK) == 0)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                            "\"%s\" exists: run \"pgdaemon cluster down --dir %s\" first", path,
+                            o->dir);
+    snprintf(c->dir, sizeof(c->dir), "%s", o->dir);
     snprintf(c->cluster, sizeof(c->cluster), "local");
     random_hex(c->superuser_password, 16);
     random_hex(c->replication_password, 16);
     random_hex(c->cluster_secret, 32);
-    snprintf(c->ttl, sizeof(c->ttl), "%ss", ttl_text ? ttl_text : "10");
-    snprintf(c->loop_wait, sizeof(c->loop_wait), "%sms", loop_text ? loop_text : "1000");
-    snprintf(c->retry_timeout, sizeof(c->retry_timeout), "%sms", retry_text ? retry_text : "3000");
-    c->synchronous_mode = sync_mode;
-    if (!pick_ports(ports, 4 + 3 * c->nnodes, &error))
-        goto fail;
+    snprintf(c->ttl, sizeof(c->ttl), "%llds", (long long)o->ttl_s);
+    snprintf(c->loop_wait, sizeof(c->loop_wait), "%lldms", (long long)o->loop_wait_ms);
+    snprintf(c->retry_timeout, sizeof(c->retry_timeout), "%lldms", (long long)o->retry_timeout_ms);
+    c->synchronous_mode = o->synchronous_mode;
+    c->nnodes = (int)o->nodes;
+    if (!pick_ports(ports, 4 + 3 * c->nnodes, error))
+        return false;
     c->etcd_port = ports[0];
     c->etcd_peer_port = ports[1];
     c->write_port = ports[2];
@@ -388,110 +485,136 @@ cluster_up(int argc, char **argv)
         c->nodes[i].http_port = ports[5 + 3 * i];
         c->nodes[i].udp_port = ports[6 + 3 * i];
         /* the name again, not c->nodes[i].name: gcc -O0 sees an overlap in one struct */
-        snprintf(c->nodes[i].data_dir, sizeof(c->nodes[i].data_dir), "%s/node%d/data", dir, i + 1);
+        snprintf(c->nodes[i].data_dir, sizeof(c->nodes[i].data_dir), "%s/node%d/data", o->dir,
+                 i + 1);
     }
-    /* etcd */
-    {
-        char client[64], peer[64], initial[128], data[PATH_MAX + 16];
-        char *eargv[] = {etcd_bin, "--name",
-                         "etcd",   "--data-dir",
-                         data,     "--listen-client-urls",
-                         client,   "--advertise-client-urls",
-                         client,   "--listen-peer-urls",
-                         peer,     "--initial-advertise-peer-urls",
-                         peer,     "--initial-cluster",
-                         initial,  NULL};
-        const char *endpoint = client;
-        mg_etcd_options_t eo = {&endpoint, 1, NULL, NULL, NULL, NULL, NULL, 2000};
-        char ver[32];
-        int64_t deadline = mg_ha__now_ms() + 30000;
+    return true;
+}
 
-        snprintf(client, sizeof(client), "http://127.0.0.1:%lld", (long long)c->etcd_port);
-        snprintf(peer, sizeof(peer), "http://127.0.0.1:%lld", (long long)c->etcd_peer_port);
-        snprintf(initial, sizeof(initial), "etcd=%s", peer);
-        snprintf(data, sizeof(data), "%s/etcd-data", dir);
-        snprintf(log, sizeof(log), "%s/etcd.log", dir);
-        if (!start_proc(c, "etcd", "etcd", eargv, log, &error))
-            goto fail;
-        etcd = mg_etcd_new(&eo, &error);
-        if (etcd == NULL)
-            goto fail;
-        while (!mg_etcd_version(etcd, ver, sizeof(ver), &error)) {
-            struct timespec ts = {0, 100 * 1000000L};
+/* up_start_etcd starts etcd and waits (30 s) until it answers; *etcd gets a client. */
+static bool
+up_start_etcd(cluster_t *c, const char *etcd_bin, mg_etcd_t **etcd, mg_error_t *error)
+{
+    char client[64], peer[64], initial[128], data[PATH_MAX + 16], log[PATH_MAX + 64];
+    char *eargv[] = {(char *)etcd_bin,
+                     "--name",
+                     "etcd",
+                     "--data-dir",
+                     data,
+                     "--listen-client-urls",
+                     client,
+                     "--advertise-client-urls",
+                     client,
+                     "--listen-peer-urls",
+                     peer,
+                     "--initial-advertise-peer-urls",
+                     peer,
+                     "--initial-cluster",
+                     initial,
+                     NULL};
+    const char *endpoint = client;
+    mg_etcd_options_t eo = {&endpoint, 1, NULL, NULL, NULL, NULL, NULL, 2000};
+    char ver[32];
+    int64_t deadline = mg_ha__now_ms() + 30000;
 
-            if (mg_ha__now_ms() > deadline)
-                goto fail;
-            nanosleep(&ts, NULL);
-        }
+    snprintf(client, sizeof(client), "http://127.0.0.1:%lld", (long long)c->etcd_port);
+    snprintf(peer, sizeof(peer), "http://127.0.0.1:%lld", (long long)c->etcd_peer_port);
+    snprintf(initial, sizeof(initial), "etcd=%s", peer);
+    snprintf(data, sizeof(data), "%s/etcd-data", c->dir);
+    snprintf(log, sizeof(log), "%s/etcd.log", c->dir);
+    if (!start_proc(c, "etcd", "etcd", eargv, log, error))
+        return false;
+    *etcd = mg_etcd_new(&eo, error);
+    if (*etcd == NULL)
+        return false;
+    while (!mg_etcd_version(*etcd, ver, sizeof(ver), error)) {
+        struct timespec ts = {0, 100 * 1000000L};
+
+        if (mg_ha__now_ms() > deadline)
+            return false;
+        nanosleep(&ts, NULL);
     }
-    /* nodes */
+    return true;
+}
+
+/* up_start_nodes writes every node's config and starts its `pgdaemon run`. */
+static bool
+up_start_nodes(cluster_t *c, const up_options_t *o, const char *self_bin, mg_error_t *error)
+{
+    mg_strlist_t params = {(char **)o->params, o->nparams};
+
     for (int i = 0; i < c->nnodes; i++) {
-        char cfg[PATH_MAX + 64], nodedir[PATH_MAX + 64];
-        char *nargv[] = {self_bin, "run", "--config", cfg, NULL};
+        char cfg[PATH_MAX + 64], nodedir[PATH_MAX + 64], log[PATH_MAX + 96];
+        char *nargv[] = {(char *)self_bin, "run", "--config", cfg, NULL};
 
-        snprintf(nodedir, sizeof(nodedir), "%s/%s", dir, c->nodes[i].name);
-        if (mkdir(nodedir, 0755) != 0 && errno != EEXIST) {
-            mg_error_set_errno(&error, errno, "could not create \"%s\"", nodedir);
-            goto fail;
-        }
-        if (!write_node_config(c, i, bin_dir ? bin_dir : "/usr/lib/postgresql/15/bin", &params,
-                               &error))
-            goto fail;
-        snprintf(cfg, sizeof(cfg), "%s/%s.json", dir, c->nodes[i].name);
+        snprintf(nodedir, sizeof(nodedir), "%s/%s", c->dir, c->nodes[i].name);
+        if (mkdir(nodedir, 0755) != 0 && errno != EEXIST)
+            return mg_error_set_errno(error, errno, "could not create \"%s\"", nodedir);
+        if (!write_node_config(c, i, o->bin_dir, &params, error))
+            return false;
+        snprintf(cfg, sizeof(cfg), "%s/%s.json", c->dir, c->nodes[i].name);
         snprintf(log, sizeof(log), "%s/pgdaemon.log", nodedir);
-        if (!start_proc(c, "pgdaemon", c->nodes[i].name, nargv, log, &error))
-            goto fail;
+        if (!start_proc(c, "pgdaemon", c->nodes[i].name, nargv, log, error))
+            return false;
     }
-    /* haproxy */
-    {
-        mg_ha_haproxy_server_t servers[MG_HA_MAX_NODES];
-        mg_buf_t b;
-        char cfgpath[PATH_MAX + 64], sock[PATH_MAX + 64];
-        char *hargv[] = {haproxy_bin, "-db", "-f", cfgpath, NULL};
-        bool ok;
+    return true;
+}
 
-        for (int i = 0; i < c->nnodes; i++) {
-            servers[i].name = c->nodes[i].name;
-            servers[i].host = "127.0.0.1";
-            servers[i].pg_port = c->nodes[i].pg_port;
-            servers[i].http_port = c->nodes[i].http_port;
-        }
-        snprintf(cfgpath, sizeof(cfgpath), "%s/haproxy.cfg", dir);
-        snprintf(sock, sizeof(sock), "%s/haproxy.sock", dir);
-        mg_buf_init(&b, 1024 * 1024);
-        ok = mg_ha_haproxy_render(servers, (size_t)c->nnodes, "127.0.0.1", c->write_port,
-                                  c->read_port, sock, &b, &error) &&
-             mg_ha__write_file(cfgpath, b.data, b.len, 0644, NULL, &error);
-        mg_buf_cleanup(&b);
-        snprintf(log, sizeof(log), "%s/haproxy.log", dir);
-        if (!ok || !start_proc(c, "haproxy", "haproxy", hargv, log, &error))
-            goto fail;
+/* up_start_haproxy writes haproxy.cfg (write and read frontends) and starts HAProxy. */
+static bool
+up_start_haproxy(cluster_t *c, const char *haproxy_bin, mg_error_t *error)
+{
+    mg_ha_haproxy_server_t servers[MG_HA_MAX_NODES];
+    mg_buf_t b;
+    char cfgpath[PATH_MAX + 64], sock[PATH_MAX + 64], log[PATH_MAX + 64];
+    char *hargv[] = {(char *)haproxy_bin, "-db", "-f", cfgpath, NULL};
+    bool ok;
+
+    for (int i = 0; i < c->nnodes; i++) {
+        servers[i].name = c->nodes[i].name;
+        servers[i].host = "127.0.0.1";
+        servers[i].pg_port = c->nodes[i].pg_port;
+        servers[i].http_port = c->nodes[i].http_port;
     }
-    /* wait until healthy */
+    snprintf(cfgpath, sizeof(cfgpath), "%s/haproxy.cfg", c->dir);
+    snprintf(sock, sizeof(sock), "%s/haproxy.sock", c->dir);
+    mg_buf_init(&b, 1024 * 1024);
+    ok = mg_ha_haproxy_render(servers, (size_t)c->nnodes, "127.0.0.1", c->write_port, c->read_port,
+                              sock, &b, error) &&
+         mg_ha__write_file(cfgpath, b.data, b.len, 0644, NULL, error);
+    mg_buf_cleanup(&b);
+    snprintf(log, sizeof(log), "%s/haproxy.log", c->dir);
+    return ok && start_proc(c, "haproxy", "haproxy", hargv, log, error);
+}
+
+/* up_wait_ready waits until etcd reports one primary and n-1 streaming replicas. */
+static bool
+up_wait_ready(cluster_t *c, mg_etcd_t *etcd, int64_t timeout_ms, mg_error_t *error)
+{
+    int64_t deadline = mg_ha__now_ms() + timeout_ms;
+    char prefix[128], why[256] = "";
+
     snprintf(prefix, sizeof(prefix), "/pgdaemon/%s/", c->cluster);
-    {
-        int64_t deadline = mg_ha__now_ms() + timeout_ms;
-        char why[256] = "";
+    while (!cluster_ready(etcd, prefix, c->nnodes, why, sizeof(why))) {
+        struct timespec ts = {0, 250 * 1000000L};
 
-        while (!cluster_ready(etcd, prefix, c->nnodes, why, sizeof(why))) {
-            struct timespec ts = {0, 250 * 1000000L};
-
-            for (int i = 0; i < c->nprocs; i++)
-                if (!mg_ha__proc_alive(c->procs[i].pid, c->procs[i].starttime)) {
-                    mg_error_set(&error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
-                                 "%s %s exited; see its log in %s", c->procs[i].role,
-                                 c->procs[i].name, dir);
-                    goto fail;
-                }
-            if (mg_ha__now_ms() > deadline) {
-                mg_error_set(&error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT,
-                             "cluster not healthy within %llds: %s", (long long)(timeout_ms / 1000),
-                             why);
-                goto fail;
-            }
-            nanosleep(&ts, NULL);
-        }
+        for (int i = 0; i < c->nprocs; i++)
+            if (!mg_ha__proc_alive(c->procs[i].pid, c->procs[i].starttime))
+                return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
+                                    "%s %s exited; see its log in %s", c->procs[i].role,
+                                    c->procs[i].name, c->dir);
+        if (mg_ha__now_ms() > deadline)
+            return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT,
+                                "cluster not healthy within %llds: %s",
+                                (long long)(timeout_ms / 1000), why);
+        nanosleep(&ts, NULL);
     }
+    return true;
+}
+
+static void
+up_print(const cluster_t *c)
+{
     printf("cluster \"%s\" is up: 1 primary, %d replica%s\n"
            "  write:  postgresql://postgres@127.0.0.1:%lld/postgres  (HAProxy, GET /primary)\n"
            "  read:   postgresql://postgres@127.0.0.1:%lld/postgres  (HAProxy, GET /replica)\n"
@@ -501,19 +624,48 @@ cluster_up(int argc, char **argv)
     for (int i = 0; i < c->nnodes; i++)
         printf("  %s:  postgres 127.0.0.1:%lld  http://127.0.0.1:%lld/status  config %s/%s.json\n",
                c->nodes[i].name, (long long)c->nodes[i].pg_port, (long long)c->nodes[i].http_port,
-               dir, c->nodes[i].name);
+               c->dir, c->nodes[i].name);
     printf("  password of \"postgres\": in %s/%s (mode 0600)\n"
            "  status: pgdaemon status --config %s/node1.json\n"
            "  stop:   pgdaemon cluster down --dir %s\n",
-           dir, STATE_FILE, dir, dir);
-    code = MG_EXIT_OK;
-    goto done;
-fail:
-    fprintf(stderr,
-            "pgdaemon cluster up: %s\n(processes started so far are recorded in %s/%s; "
-            "stop them with \"pgdaemon cluster down --dir %s\")\n",
-            error.message, dir, STATE_FILE, dir);
-done:
+           c->dir, STATE_FILE, c->dir, c->dir);
+}
+
+static int
+cluster_up(int argc, char **argv)
+{
+    up_options_t o;
+    char etcd_bin[PATH_MAX], haproxy_bin[PATH_MAX], self_bin[PATH_MAX];
+    cluster_t *c = calloc(1, sizeof(*c));
+    mg_error_t error;
+    mg_etcd_t *etcd = NULL;
+    int code = MG_EXIT_FAILURE;
+
+    if (c == NULL)
+        return MG_EXIT_FAILURE;
+    if (!up_parse(argc, argv, &o, &error) || o.help) {
+        if (!o.help)
+            fprintf(stderr, "pgdaemon cluster up: %s\n", error.message);
+        cluster_usage(o.help ? stdout : stderr);
+        free(c);
+        return o.help ? MG_EXIT_OK : MG_EXIT_USAGE;
+    }
+    if (!up_prepare(&o, c, etcd_bin, haproxy_bin, self_bin, PATH_MAX, &error)) {
+        fprintf(stderr, "pgdaemon cluster up: %s\n", error.message);
+        free(c);
+        return error.domain == MG_ERROR_DOMAIN_CONFIG ? MG_EXIT_USAGE : MG_EXIT_FAILURE;
+    }
+    if (up_start_etcd(c, etcd_bin, &etcd, &error) && up_start_nodes(c, &o, self_bin, &error) &&
+        up_start_haproxy(c, haproxy_bin, &error) &&
+        up_wait_ready(c, etcd, o.timeout_s * 1000, &error)) {
+        up_print(c);
+        code = MG_EXIT_OK;
+    } else {
+        fprintf(stderr,
+                "pgdaemon cluster up: %s\n(processes started so far are recorded in %s/%s; "
+                "stop them with \"pgdaemon cluster down --dir %s\")\n",
+                error.message, o.dir, STATE_FILE, o.dir);
+    }
     mg_etcd_destroy(etcd);
     free(c);
     return code;
@@ -607,54 +759,53 @@ wait_all_gone(const pid_t *pids, const uint64_t *starts, int n, int64_t timeout_
     }
 }
 
-static int
-cluster_down(int argc, char **argv)
-{
-    bool help = mg_ha__take_flag(&argc, argv, "--help");
-    char *dir = mg_ha__take_value(&argc, argv, "--dir");
-    char path[PATH_MAX + 32], errbuf[128];
-    FILE *f;
-    char *text;
-    long len;
-    yajl_val t, procs, nodes;
+/* the processes `cluster down` stops: daemons, Postgres postmasters, HAProxy and etcd */
+typedef struct {
     pid_t daemons[MG_HA_MAX_NODES + 2], others[4], pgs[MG_HA_MAX_NODES];
     uint64_t dstart[MG_HA_MAX_NODES + 2], ostart[4], pgstart[MG_HA_MAX_NODES];
-    int nd = 0, no = 0, np = 0;
-    bool clean = true;
+    int nd, no, np;
+} down_procs_t;
 
-    if (dir == NULL) {
-        cluster_usage(help ? stdout : stderr);
-        return help ? MG_EXIT_OK : MG_EXIT_USAGE;
-    }
-    snprintf(path, sizeof(path), "%s/%s", dir, STATE_FILE);
-    f = fopen(path, "r");
-    if (f == NULL) {
-        fprintf(stderr, "pgdaemon cluster down: could not open \"%s\": %s\n", path,
-                strerror(errno));
-        return MG_EXIT_USAGE;
-    }
-    fseek(f, 0, SEEK_END);
-    len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    text = calloc(1, (size_t)len + 1);
-    if (text == NULL || fread(text, 1, (size_t)len, f) != (size_t)len) {
-        fclose(f);
-        free(text);
-        return MG_EXIT_FAILURE;
-    }
+/* read_text reads the file at path into text (bounded by the buffer's cap). */
+static bool
+read_text(const char *path, mg_buf_t *text, mg_error_t *error)
+{
+    FILE *f = fopen(path, "r");
+    char chunk[8192];
+    size_t n;
+    bool ok = true;
+
+    if (f == NULL)
+        return mg_error_set_errno(error, errno, "could not open \"%s\"", path);
+    while (ok && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        ok = mg_buf_append(text, chunk, n, error);
+    if (ok && ferror(f))
+        ok = mg_error_set_errno(error, EIO, "could not read \"%s\"", path);
     fclose(f);
-    t = yajl_tree_parse(text, errbuf, sizeof(errbuf));
-    free(text);
-    if (t == NULL) {
-        fprintf(stderr, "pgdaemon cluster down: \"%s\" is not valid JSON\n", path);
-        return MG_EXIT_FAILURE;
-    }
-    {
-        const char *pp[] = {"processes", NULL}, *pn[] = {"nodes", NULL};
+    return ok && mg_buf_append(text, "", 1, error);
+}
 
-        procs = yajl_tree_get(t, pp, yajl_t_array);
-        nodes = yajl_tree_get(t, pn, yajl_t_array);
+/* down_read_state reads DIR/cluster.json into the processes to stop. */
+static bool
+down_read_state(const char *path, down_procs_t *d, mg_error_t *error)
+{
+    char errbuf[128];
+    const char *pp[] = {"processes", NULL}, *pn[] = {"nodes", NULL};
+    mg_buf_t text;
+    yajl_val t, procs, nodes;
+
+    mg_buf_init(&text, 16 * 1024 * 1024);
+    if (!read_text(path, &text, error)) {
+        mg_buf_cleanup(&text);
+        return false;
     }
+    t = yajl_tree_parse(text.data != NULL ? text.data : "", errbuf, sizeof(errbuf));
+    mg_buf_cleanup(&text);
+    if (t == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
+                            "\"%s\" is not valid JSON", path);
+    procs = yajl_tree_get(t, pp, yajl_t_array);
+    nodes = yajl_tree_get(t, pn, yajl_t_array);
     for (size_t i = 0; procs && i < procs->u.array.len; i++) {
         yajl_val p = procs->u.array.values[i];
         const char *kr[] = {"role", NULL}, *kp[] = {"pid", NULL}, *ks[] = {"starttime", NULL};
@@ -664,53 +815,93 @@ cluster_down(int argc, char **argv)
 
         if (role == NULL || pid == NULL || st == NULL)
             continue;
-        if (strcmp(mg_ha__ystr(role), "pgdaemon") == 0 && nd < MG_HA_MAX_NODES + 2) {
-            daemons[nd] = (pid_t)YAJL_GET_INTEGER(pid);
-            dstart[nd++] = (uint64_t)YAJL_GET_INTEGER(st);
-        } else if (no < 4) {
-            others[no] = (pid_t)YAJL_GET_INTEGER(pid);
-            ostart[no++] = (uint64_t)YAJL_GET_INTEGER(st);
+        if (strcmp(mg_ha__ystr(role), "pgdaemon") == 0 && d->nd < MG_HA_MAX_NODES + 2) {
+            d->daemons[d->nd] = (pid_t)YAJL_GET_INTEGER(pid);
+            d->dstart[d->nd++] = (uint64_t)YAJL_GET_INTEGER(st);
+        } else if (d->no < 4) {
+            d->others[d->no] = (pid_t)YAJL_GET_INTEGER(pid);
+            d->ostart[d->no++] = (uint64_t)YAJL_GET_INTEGER(st);
         }
     }
-    for (size_t i = 0; nodes && i < nodes->u.array.len && np < MG_HA_MAX_NODES; i++) {
+    for (size_t i = 0; nodes && i < nodes->u.array.len && d->np < MG_HA_MAX_NODES; i++) {
         const char *kd[] = {"data_dir", NULL};
         yajl_val dd = yajl_tree_get(nodes->u.array.values[i], kd, yajl_t_string);
         pid_t pid = dd ? read_pidfile(mg_ha__ystr(dd)) : 0;
 
         if (pid > 0 && mg_ha__proc_alive(pid, 0)) {
-            pgs[np] = pid;
-            pgstart[np++] = mg_ha__proc_starttime(pid);
+            d->pgs[d->np] = pid;
+            d->pgstart[d->np++] = mg_ha__proc_starttime(pid);
         }
     }
     yajl_tree_free(t);
-    nd += find_daemons_by_config(dir, daemons + nd, dstart + nd, MG_HA_MAX_NODES + 2 - nd);
-    /* 1. the daemons stop their Postgres (fast shutdown) and revoke their leases */
-    for (int i = 0; i < nd; i++)
-        if (mg_ha__proc_alive(daemons[i], dstart[i]))
-            kill(daemons[i], SIGTERM);
-    if (!wait_all_gone(daemons, dstart, nd, 90000)) {
-        for (int i = 0; i < nd; i++)
-            if (mg_ha__proc_alive(daemons[i], dstart[i]))
-                kill(daemons[i], SIGKILL);
-        clean = false;
+    return true;
+}
+
+/* stop_all sends sig to every live process of the list, waits, then sends harder; true if all went.
+ */
+static bool
+stop_all(const pid_t *pids, const uint64_t *starts, int n, int sig, int64_t timeout_ms, int harder)
+{
+    for (int i = 0; i < n; i++)
+        if (mg_ha__proc_alive(pids[i], starts[i]))
+            kill(pids[i], sig);
+    if (wait_all_gone(pids, starts, n, timeout_ms))
+        return true;
+    for (int i = 0; i < n; i++)
+        if (mg_ha__proc_alive(pids[i], starts[i]))
+            kill(pids[i], harder);
+    return false;
+}
+
+static int
+cluster_down(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"dir", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *dir = NULL;
+    char path[PATH_MAX + 32];
+    down_procs_t d;
+    mg_error_t error;
+    bool help = false, clean;
+    int ch;
+
+    optind = 1;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        if (ch == 'd')
+            dir = optarg;
+        else if (ch == 'h')
+            help = true;
+        else {
+            fprintf(stderr, "pgdaemon cluster down: unknown option or missing value: \"%s\"\n",
+                    argv[optind - 1]);
+            cluster_usage(stderr);
+            return MG_EXIT_USAGE;
+        }
     }
+    if (help || dir == NULL || optind < argc) {
+        cluster_usage(help ? stdout : stderr);
+        return help ? MG_EXIT_OK : MG_EXIT_USAGE;
+    }
+    snprintf(path, sizeof(path), "%s/%s", dir, STATE_FILE);
+    memset(&d, 0, sizeof(d));
+    if (!down_read_state(path, &d, &error)) {
+        fprintf(stderr, "pgdaemon cluster down: %s\n", error.message);
+        return error.domain == MG_ERROR_DOMAIN_SYSTEM ? MG_EXIT_USAGE : MG_EXIT_FAILURE;
+    }
+    d.nd +=
+        find_daemons_by_config(dir, d.daemons + d.nd, d.dstart + d.nd, MG_HA_MAX_NODES + 2 - d.nd);
+    /* 1. the daemons stop their Postgres (fast shutdown) and revoke their leases */
+    clean = stop_all(d.daemons, d.dstart, d.nd, SIGTERM, 90000, SIGKILL);
     /* 2. any Postgres left (a daemon killed or on_stop=leave) */
-    for (int i = 0; i < np; i++)
-        if (mg_ha__proc_alive(pgs[i], pgstart[i]))
-            kill(pgs[i], SIGINT);
-    if (!wait_all_gone(pgs, pgstart, np, 30000))
-        for (int i = 0; i < np; i++)
-            if (mg_ha__proc_alive(pgs[i], pgstart[i]))
-                kill(pgs[i], SIGQUIT);
+    (void)stop_all(d.pgs, d.pgstart, d.np, SIGINT, 30000, SIGQUIT);
     /* 3. HAProxy and etcd */
-    for (int i = 0; i < no; i++)
-        if (mg_ha__proc_alive(others[i], ostart[i]))
-            kill(others[i], SIGTERM);
-    if (!wait_all_gone(others, ostart, no, 10000))
-        for (int i = 0; i < no; i++)
-            if (mg_ha__proc_alive(others[i], ostart[i]))
-                kill(others[i], SIGKILL);
-    if (!wait_all_gone(others, ostart, no, 10000) || !wait_all_gone(pgs, pgstart, np, 10000)) {
+    (void)stop_all(d.others, d.ostart, d.no, SIGTERM, 10000, SIGKILL);
+    if (!wait_all_gone(d.others, d.ostart, d.no, 10000) ||
+        !wait_all_gone(d.pgs, d.pgstart, d.np, 10000)) {
         fprintf(stderr, "pgdaemon cluster down: some processes did not stop\n");
         return MG_EXIT_FAILURE;
     }
