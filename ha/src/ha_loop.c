@@ -99,47 +99,47 @@ track_primary_start(mg_ha_daemon_t *d)
     d->view.start_hold_until_ms = d->start_hold_until_ms;
 }
 
-/* one_loop runs one reconcile round; returns false when the daemon must exit. */
-static bool
-one_loop(mg_ha_daemon_t *d, int *exit_code)
+/* self_limits fills the node-local limits mg_ha_decide needs from the config. */
+static void
+self_limits(const mg_ha_daemon_t *d, mg_ha_self_t *me)
 {
-    mg_error_t error;
-    mg_ha_decision_t dec;
-    mg_ha_self_t me;
-    bool acted = true, lease_ok;
+    memset(me, 0, sizeof(*me));
+    me->name = d->conf->name;
+    me->max_nodes = d->conf->max_nodes;
+    me->join_timeout_ms = d->conf->join_timeout_ms;
+    me->max_lag_bytes = d->conf->failover_max_lag;
+    me->synchronous_mode = d->conf->synchronous_mode;
+    me->fresh_ms = 2 * d->conf->loop_ms + d->conf->retry_ms;
+    me->switchover_timeout_ms = d->conf->switchover_timeout_ms;
+    me->rewind_attempts = d->conf->rewind_attempts;
+    me->start_timeout_ms = d->conf->start_timeout_ms;
+    me->can_failover = !d->conf->nofailover && d->conf->priority > 0;
+}
 
-    memset(&me, 0, sizeof(me));
-    me.name = d->conf->name;
-    me.max_nodes = d->conf->max_nodes;
-    me.join_timeout_ms = d->conf->join_timeout_ms;
-    me.max_lag_bytes = d->conf->failover_max_lag;
-    me.synchronous_mode = d->conf->synchronous_mode;
-    me.fresh_ms = 2 * d->conf->loop_ms + d->conf->retry_ms;
-    me.switchover_timeout_ms = d->conf->switchover_timeout_ms;
-    me.rewind_attempts = d->conf->rewind_attempts;
-    me.start_timeout_ms = d->conf->start_timeout_ms;
-    me.can_failover = !d->conf->nofailover && d->conf->priority > 0;
-    d->loops++;
-    mg_ha__fence_if_due(d); /* first: after a pause the deadline may be long gone */
-    lease_ok = mg_ha__renew_lease(d);
-    mg_ha__collect_local(d);
-    if (!lease_ok || !mg_ha__read_view(d, &error)) {
-        if (lease_ok)
-            mg_ha__etcd_error(d, "read the cluster state", &error);
-        if (d->state == MG_HA_STATE_PRIMARY) {
-            /* failsafe: keep writing only while every peer vouches over UDP */
-            d->failsafe_until_ms = mg_ha__failsafe_grant(d);
-            mg_ha__send_heartbeats(d, true);
-        } else {
-            mg_ha__send_heartbeats(d, false);
-        }
-        mg_ha__fence_if_due(d);
-        mg_ha__arm_watchdog(d);
-        d->self.state = d->state;
-        share(d);
-        return true; /* keep serving Postgres while the lease or the failsafe allows */
+/*
+ * etcd_lost is the round of a node that could not renew or read: a primary
+ * keeps writing only while every peer vouches over UDP (failsafe), and
+ * fences once neither the lease nor that grant covers it.
+ */
+static void
+etcd_lost(mg_ha_daemon_t *d)
+{
+    if (d->state == MG_HA_STATE_PRIMARY) {
+        d->failsafe_until_ms = mg_ha__failsafe_grant(d);
+        mg_ha__send_heartbeats(d, true);
+    } else {
+        mg_ha__send_heartbeats(d, false);
     }
-    d->etcd_ok = true;
+    mg_ha__fence_if_due(d);
+    mg_ha__arm_watchdog(d);
+    d->self.state = d->state;
+    share(d);
+}
+
+/* local_inputs fills the view's local facts and clocks after a successful read. */
+static void
+local_inputs(mg_ha_daemon_t *d)
+{
     /* a failsafe grant runs out by itself: it bridges the retake of the leader key */
     for (size_t i = 0; i < d->npeers; i++)
         d->peers[i].acked_sent_ms = 0;
@@ -165,6 +165,68 @@ one_loop(mg_ha_daemon_t *d, int *exit_code)
     d->view.replica_stalled = d->stalled;
     d->view.rewind_failures = d->rewind_failures;
     track_primary_start(d);
+}
+
+/*
+ * after_action records the outcome of the decision: a failed action is an
+ * ha.action_failed event; a state change is one ha.transition event and a
+ * wake-up of the other nodes.
+ */
+static void
+after_action(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, bool acted, const mg_error_t *error)
+{
+    mg_ha_event_ctx_t ctx = {mg_ha_state_name(d->state), mg_ha_state_name(dec->next_state),
+                             mg_ha_action_name(dec->action), dec->peer};
+
+    d->last_action = dec->action;
+    if (!acted && mg_error_is_set(error) &&
+        (dec->action == MG_HA_ACTION_START_PRIMARY || dec->action == MG_HA_ACTION_ABORT_SWITCHOVER))
+        snprintf(d->last_start_error, sizeof(d->last_start_error), "%s", error->message);
+    if (!acted && mg_error_is_set(error)) {
+        char msg[MG_ERROR_MESSAGE_SIZE + 64];
+
+        snprintf(msg, sizeof(msg), "action %s failed: %s", mg_ha_action_name(dec->action),
+                 error->message);
+        mg_ha__event(d, MG_LOG_ERROR, "ha.action_failed", &ctx, msg);
+    }
+    if (acted && dec->next_state != d->state) {
+        d->state = dec->next_state;
+        pthread_mutex_lock(&d->shared.lock);
+        d->shared.transitions++;
+        pthread_mutex_unlock(&d->shared.lock);
+        mg_ha__event(d, MG_LOG_NOTICE, "ha.transition", &ctx, dec->reason);
+        if (d->state == MG_HA_STATE_PRIMARY || d->state == MG_HA_STATE_REPLICA)
+            mg_ha__collect_local(d);
+        mg_ha__wake_all(d); /* a status change: let the others look now */
+        d->woken = true;
+    } else if (acted && dec->action == MG_HA_ACTION_START_PRIMARY) {
+        /* restarted in place: /primary may answer 200 now, not a loop later */
+        mg_ha__collect_local(d);
+    }
+}
+
+/* one_loop runs one reconcile round; returns false when the daemon must exit. */
+static bool
+one_loop(mg_ha_daemon_t *d, int *exit_code)
+{
+    mg_error_t error;
+    mg_ha_decision_t dec;
+    mg_ha_self_t me;
+    bool acted = true, lease_ok;
+
+    self_limits(d, &me);
+    d->loops++;
+    mg_ha__fence_if_due(d); /* first: after a pause the deadline may be long gone */
+    lease_ok = mg_ha__renew_lease(d);
+    mg_ha__collect_local(d);
+    if (!lease_ok || !mg_ha__read_view(d, &error)) {
+        if (lease_ok)
+            mg_ha__etcd_error(d, "read the cluster state", &error);
+        etcd_lost(d);
+        return true; /* keep serving Postgres while the lease or the failsafe allows */
+    }
+    d->etcd_ok = true;
+    local_inputs(d);
     mg_ha__arm_watchdog(d);
     if (!mg_ha_decide(&me, &d->view, &dec, &error)) {
         mg_log_error(MG_LOG_FATAL, MODULE, &error);
@@ -180,35 +242,7 @@ one_loop(mg_ha_daemon_t *d, int *exit_code)
     case MG_HA_ACT_DONE:
         break;
     }
-    d->last_action = dec.action;
-    if (!acted && mg_error_is_set(&error) &&
-        (dec.action == MG_HA_ACTION_START_PRIMARY || dec.action == MG_HA_ACTION_ABORT_SWITCHOVER))
-        snprintf(d->last_start_error, sizeof(d->last_start_error), "%s", error.message);
-    if (!acted && mg_error_is_set(&error)) {
-        mg_ha_event_ctx_t ctx = {mg_ha_state_name(d->state), mg_ha_state_name(dec.next_state),
-                                 mg_ha_action_name(dec.action), dec.peer};
-        char msg[MG_ERROR_MESSAGE_SIZE + 64];
-
-        snprintf(msg, sizeof(msg), "action %s failed: %s", mg_ha_action_name(dec.action),
-                 error.message);
-        mg_ha__event(d, MG_LOG_ERROR, "ha.action_failed", &ctx, msg);
-    }
-    if (acted && dec.next_state != d->state) {
-        mg_ha_event_ctx_t ctx = {mg_ha_state_name(d->state), mg_ha_state_name(dec.next_state),
-                                 mg_ha_action_name(dec.action), dec.peer};
-        d->state = dec.next_state;
-        pthread_mutex_lock(&d->shared.lock);
-        d->shared.transitions++;
-        pthread_mutex_unlock(&d->shared.lock);
-        mg_ha__event(d, MG_LOG_NOTICE, "ha.transition", &ctx, dec.reason);
-        if (d->state == MG_HA_STATE_PRIMARY || d->state == MG_HA_STATE_REPLICA)
-            mg_ha__collect_local(d);
-        mg_ha__wake_all(d); /* a status change: let the others look now */
-        d->woken = true;
-    } else if (acted && dec.action == MG_HA_ACTION_START_PRIMARY) {
-        mg_ha__collect_local(
-            d); /* restarted in place: /primary may answer 200 now, not a loop later */
-    }
+    after_action(d, &dec, acted, &error);
     mg_ha__arm_watchdog(d);
     mg_ha__send_heartbeats(d, false);
     if (d->state == MG_HA_STATE_WAIT_PRIMARY) {
@@ -316,57 +350,37 @@ shutdown_daemon(mg_ha_daemon_t *d)
     }
 }
 
-int
-mg_ha_cmd_run(int argc, char **argv)
+/* daemon_keys fills the etcd key names of the cluster and of this node. */
+static void
+daemon_keys(mg_ha_daemon_t *d, const mg_ha_config_t *conf)
 {
-    mg_ha_config_t *conf = NULL;
+    snprintf(d->prefix, sizeof(d->prefix), "%s/%s/", conf->etcd_prefix, conf->cluster);
+    snprintf(d->key_init, sizeof(d->key_init), "%sinitialize", d->prefix);
+    snprintf(d->key_leader, sizeof(d->key_leader), "%sleader", d->prefix);
+    snprintf(d->key_status, sizeof(d->key_status), "%sstatus", d->prefix);
+    snprintf(d->key_node, sizeof(d->key_node), "%snodes/%s", d->prefix, conf->name);
+    snprintf(d->key_events, sizeof(d->key_events), "%sevents/", d->prefix);
+    snprintf(d->key_optime, sizeof(d->key_optime), "%soptime", d->prefix);
+}
+
+/*
+ * daemon_open checks Postgres' programs and etcd, then starts the watchdog,
+ * the HTTP endpoints and the UDP socket. Returns the exit code of a failure
+ * (logged), or MG_EXIT_OK.
+ */
+static int
+daemon_open(mg_ha_daemon_t *d, const mg_ha_config_t *conf)
+{
     mg_etcd_options_t eo;
     mg_error_t error;
-    mg_ha_daemon_t *dp = calloc(1, sizeof(mg_ha_daemon_t));
-    int first = 0, code = MG_EXIT_OK;
     char version[64];
-    struct sigaction sa;
 
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: pgdaemon run [--config FILE] [options]\n\nOptions:\n");
-            mg_ha_config_print_help(stdout);
-            printf("     %-32s%s\n", "--config FILE",
-                   "read options from a JSON file (docs/ha.md) [env PGDAEMON_CONFIG]");
-            free(dp);
-            return MG_EXIT_OK;
-        }
-    if (dp == NULL) {
-        fprintf(stderr, "pgdaemon: out of memory\n");
-        return MG_EXIT_FAILURE;
-    }
-    dp->udp_fd = -1;
-    dp->watchdog.fd = -1;
-    pthread_mutex_init(&dp->shared.lock, NULL);
-    if (!mg_ha_config_load(argc, argv, NULL, &conf, &first, &error) ||
-        !mg_ha_config_check(conf, &error)) {
-        fprintf(stderr, "pgdaemon: %s\n", error.message);
-        code = MG_EXIT_USAGE;
-        goto done;
-    }
-    if (first < argc) {
-        fprintf(stderr, "pgdaemon: unexpected argument \"%s\"\n", argv[first]);
-        code = MG_EXIT_USAGE;
-        goto done;
-    }
-    dp->conf = conf;
-    dp->shared.conf = conf;
-    snprintf(dp->prefix, sizeof(dp->prefix), "%s/%s/", conf->etcd_prefix, conf->cluster);
-    snprintf(dp->key_init, sizeof(dp->key_init), "%sinitialize", dp->prefix);
-    snprintf(dp->key_leader, sizeof(dp->key_leader), "%sleader", dp->prefix);
-    snprintf(dp->key_status, sizeof(dp->key_status), "%sstatus", dp->prefix);
-    snprintf(dp->key_node, sizeof(dp->key_node), "%snodes/%s", dp->prefix, conf->name);
-    snprintf(dp->key_events, sizeof(dp->key_events), "%sevents/", dp->prefix);
-    snprintf(dp->key_optime, sizeof(dp->key_optime), "%soptime", dp->prefix);
-    if (!mg_ha__pg_init(&dp->pg, conf, &error)) {
+    d->conf = conf;
+    d->shared.conf = conf;
+    daemon_keys(d, conf);
+    if (!mg_ha__pg_init(&d->pg, conf, &error)) {
         mg_log_error(MG_LOG_FATAL, MODULE, &error);
-        code = error.domain == MG_ERROR_DOMAIN_CONFIG ? MG_EXIT_USAGE : MG_EXIT_FAILURE;
-        goto done;
+        return error.domain == MG_ERROR_DOMAIN_CONFIG ? MG_EXIT_USAGE : MG_EXIT_FAILURE;
     }
     memset(&eo, 0, sizeof(eo));
     eo.endpoints = (const char *const *)conf->etcd_endpoints.items;
@@ -377,17 +391,15 @@ mg_ha_cmd_run(int argc, char **argv)
     eo.cert_file = conf->etcd_cert_file;
     eo.key_file = conf->etcd_key_file;
     eo.timeout_ms = conf->retry_ms;
-    dp->etcd = mg_etcd_new(&eo, &error);
-    if (dp->etcd == NULL) {
+    d->etcd = mg_etcd_new(&eo, &error);
+    if (d->etcd == NULL) {
         mg_log_error(MG_LOG_FATAL, MODULE, &error);
-        code = MG_EXIT_USAGE;
-        goto done;
+        return MG_EXIT_USAGE;
     }
-    if (!mg_etcd_version(dp->etcd, version, sizeof(version), &error)) {
+    if (!mg_etcd_version(d->etcd, version, sizeof(version), &error)) {
         mg_error_prefix(&error, "etcd is unreachable at start");
         mg_log_error(MG_LOG_FATAL, MODULE, &error);
-        code = MG_EXIT_FAILURE;
-        goto done;
+        return MG_EXIT_FAILURE;
     }
     MG_LOG_EVENT(
         MG_LOG_INFO, MODULE, "ha.start",
@@ -395,56 +407,101 @@ mg_ha_cmd_run(int argc, char **argv)
                       MG_LOG_STR("etcd_version", version), MG_LOG_INT("http_port", conf->http_port),
                       MG_LOG_INT("pg_port", conf->pg_port)),
         "pgdaemon starting node %s of cluster %s (etcd %s)", conf->name, conf->cluster, version);
-    if (!mg_ha__watchdog_start(&dp->watchdog, conf->data_dir, &error)) {
-        mg_log_error(MG_LOG_FATAL, MODULE, &error);
-        code = MG_EXIT_FAILURE;
-        goto done;
-    }
+    if (!mg_ha__watchdog_start(&d->watchdog, conf->data_dir, &error))
+        goto fail;
     if (conf->cluster_secret == NULL || conf->cluster_secret[0] == '\0')
         MG_LOG(MG_LOG_WARNING, MODULE,
                "no cluster_secret: UDP datagrams are ignored and the etcd-loss failsafe is off");
-    dp->http = mg_ha__http_start(&dp->shared, conf->address, (uint16_t)conf->http_port, &error);
-    if (dp->http == NULL) {
-        mg_log_error(MG_LOG_FATAL, MODULE, &error);
-        code = MG_EXIT_FAILURE;
-        goto done;
-    }
-    dp->udp_fd = mg_ha__udp_open(conf, &error);
-    if (dp->udp_fd < 0) {
-        mg_log_error(MG_LOG_FATAL, MODULE, &error);
-        code = MG_EXIT_FAILURE;
-        goto done;
-    }
+    d->http = mg_ha__http_start(&d->shared, conf->address, (uint16_t)conf->http_port, &error);
+    if (d->http == NULL)
+        goto fail;
+    d->udp_fd = mg_ha__udp_open(conf, &error);
+    if (d->udp_fd < 0)
+        goto fail;
+    return MG_EXIT_OK;
+fail:
+    mg_log_error(MG_LOG_FATAL, MODULE, &error);
+    return MG_EXIT_FAILURE;
+}
+
+/* daemon_run installs the signal handlers and runs the loop until a signal or an exit. */
+static int
+daemon_run(mg_ha_daemon_t *d)
+{
+    const mg_ha_config_t *conf = d->conf;
+    struct sigaction sa;
+    int code = MG_EXIT_OK;
+
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
-    dp->state = MG_HA_STATE_INIT;
-    dp->started_wall_ms = mg_ha__wall_ms();
-    dp->join_started_ms = mg_ha__now_ms();
-    snprintf(dp->self.name, sizeof(dp->self.name), "%s", conf->name);
-    snprintf(dp->self.host, sizeof(dp->self.host), "%s", conf->address);
-    dp->self.pg_port = conf->pg_port;
-    dp->self.http_port = conf->http_port;
-    dp->self.udp_port = conf->udp_port;
-    dp->self.started_ms = dp->started_wall_ms;
+    d->state = MG_HA_STATE_INIT;
+    d->started_wall_ms = mg_ha__wall_ms();
+    d->join_started_ms = mg_ha__now_ms();
+    snprintf(d->self.name, sizeof(d->self.name), "%s", conf->name);
+    snprintf(d->self.host, sizeof(d->self.host), "%s", conf->address);
+    d->self.pg_port = conf->pg_port;
+    d->self.http_port = conf->http_port;
+    d->self.udp_port = conf->udp_port;
+    d->self.started_ms = d->started_wall_ms;
     while (!stop_requested) {
         int64_t t0 = mg_ha__now_ms();
 
-        if (!one_loop(dp, &code))
+        if (!one_loop(d, &code))
             break;
         sleep_until_wakeup(
-            dp, (fast_loop(dp) && conf->loop_ms > FAST_LOOP_MS ? FAST_LOOP_MS : conf->loop_ms) -
-                    (mg_ha__now_ms() - t0));
+            d, (fast_loop(d) && conf->loop_ms > FAST_LOOP_MS ? FAST_LOOP_MS : conf->loop_ms) -
+                   (mg_ha__now_ms() - t0));
     }
-    if (stop_requested) {
+    if (stop_requested)
         MG_LOG_EVENT(MG_LOG_NOTICE, MODULE, "ha.stop",
                      MG_LOG_FIELDS(MG_LOG_STR("node", conf->name)),
                      "pgdaemon stopping on a signal");
+    return code;
+}
+
+int
+mg_ha_cmd_run(int argc, char **argv)
+{
+    mg_ha_config_t *conf = NULL;
+    mg_error_t error;
+    mg_ha_daemon_t *dp;
+    int first = 0, code;
+
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: pgdaemon run [--config FILE] [options]\n\nOptions:\n");
+            mg_ha_config_print_help(stdout);
+            printf("     %-32s%s\n", "--config FILE",
+                   "read options from a JSON file (docs/ha.md) [env PGDAEMON_CONFIG]");
+            return MG_EXIT_OK;
+        }
+    if (!mg_ha_config_load(argc, argv, NULL, &conf, &first, &error) ||
+        !mg_ha_config_check(conf, &error)) {
+        fprintf(stderr, "pgdaemon: %s\n", error.message);
+        mg_ha_config_destroy(conf);
+        return MG_EXIT_USAGE;
     }
-done:
+    if (first < argc) {
+        fprintf(stderr, "pgdaemon: unexpected argument \"%s\"\n", argv[first]);
+        mg_ha_config_destroy(conf);
+        return MG_EXIT_USAGE;
+    }
+    dp = calloc(1, sizeof(*dp));
+    if (dp == NULL) {
+        fprintf(stderr, "pgdaemon: out of memory\n");
+        mg_ha_config_destroy(conf);
+        return MG_EXIT_FAILURE;
+    }
+    dp->udp_fd = -1;
+    dp->watchdog.fd = -1;
+    pthread_mutex_init(&dp->shared.lock, NULL);
+    code = daemon_open(dp, conf);
+    if (code == MG_EXIT_OK)
+        code = daemon_run(dp);
     if (dp->etcd != NULL)
         shutdown_daemon(dp);
     mg_http_server_destroy(dp->http);
