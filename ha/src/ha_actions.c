@@ -114,24 +114,30 @@ do_clone(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
     return mg_ha__pg_read_sysid(&d->pg, d->local_sysid, sizeof(d->local_sysid), error);
 }
 
+/* which other nodes sync_candidates lists */
+typedef enum {
+    SYNC_STREAMING, /* streaming from this primary (pg_stat_replication) */
+    SYNC_ALIVE,     /* reporting a running Postgres: may stream from us soon */
+} sync_pick_t;
+
 /* sync_candidates joins the names of other nodes that may be sync standbys into out. */
 static void
-sync_candidates(mg_ha_daemon_t *d, bool streaming_only, char *out, size_t outsz)
+sync_candidates(mg_ha_daemon_t *d, sync_pick_t pick, char *out, size_t outsz)
 {
     size_t n = 0;
 
     out[0] = '\0';
     for (size_t i = 0; i < d->view.nnodes; i++) {
         const mg_ha_node_t *x = &d->view.nodes[i];
-        bool streams = !streaming_only;
+        bool take = pick == SYNC_ALIVE && x->pg_running;
 
         if (strcmp(x->name, d->conf->name) == 0 || x->state == MG_HA_STATE_REFUSED)
             continue;
-        for (size_t j = 0; j < d->self.nreplication && !streams; j++)
+        for (size_t j = 0; j < d->self.nreplication && pick == SYNC_STREAMING && !take; j++)
             if (strcmp(d->self.replication[j].application_name, x->name) == 0 &&
                 strcmp(d->self.replication[j].state, "streaming") == 0)
-                streams = true;
-        if (!streams)
+                take = true;
+        if (!take)
             continue;
         n += (size_t)snprintf(out + n, outsz > n ? outsz - n : 0, "%s%s", n ? ", " : "", x->name);
     }
@@ -179,7 +185,7 @@ manage_sync(mg_ha_daemon_t *d, mg_error_t *error)
 
     if (!d->conf->synchronous_mode)
         return true;
-    sync_candidates(d, true, want, sizeof(want));
+    sync_candidates(d, SYNC_STREAMING, want, sizeof(want));
     memset(&w, 0, sizeof(w));
     names_to_status(want, &w);
     for (size_t i = 0; i < w.nsync_members; i++)
@@ -203,7 +209,7 @@ manage_sync(mg_ha_daemon_t *d, mg_error_t *error)
             if (any_alive)
                 return true;
         }
-        if (!mg_ha__pg_write_sync(&d->pg, want, error) || !mg_ha__pg_reload(&d->pg, error))
+        if (!mg_ha__pg_apply_sync(&d->pg, want, error))
             return false;
         MG_LOG_EVENT(
             MG_LOG_NOTICE, MODULE, "ha.sync",
@@ -239,9 +245,16 @@ do_promote(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
                             "another node took the leader key first");
     if (d->conf->synchronous_mode) {
-        /* commits wait for one of the other nodes from the first one on */
-        sync_candidates(d, false, names, sizeof(names));
-        if (!mg_ha__pg_write_sync(&d->pg, names, error))
+        /*
+         * Commits wait for one of the other live nodes from the first one on:
+         * the setting is applied (reloaded) while still a standby, so it is in
+         * force when pg_promote returns (issue 16, finding 4). A node whose
+         * Postgres is not running (the lost old primary) is left out, so it
+         * does not become a sync member that every later failover would wait
+         * for (finding 14).
+         */
+        sync_candidates(d, SYNC_ALIVE, names, sizeof(names));
+        if (!mg_ha__pg_apply_sync(&d->pg, names, error))
             return false;
         names_to_status(names, &s);
     }

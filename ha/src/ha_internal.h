@@ -98,6 +98,12 @@ void mg_ha__pg_collect(mg_ha_pg_t *pg, mg_ha_node_t *node, bool *in_recovery);
 /* mg_ha__pg_write_sync writes pgdaemon.sync.conf: ANY 1 (names), or '' when names is "". */
 bool mg_ha__pg_write_sync(mg_ha_pg_t *pg, const char *names, mg_error_t *error);
 bool mg_ha__pg_reload(mg_ha_pg_t *pg, mg_error_t *error);
+/*
+ * mg_ha__pg_apply_sync writes pgdaemon.sync.conf and, when Postgres runs,
+ * reloads it, so the setting is in force on return; pg->sync_names is what
+ * Postgres runs with (unchanged when the reload failed).
+ */
+bool mg_ha__pg_apply_sync(mg_ha_pg_t *pg, const char *names, mg_error_t *error);
 /* mg_ha__pg_promote runs pg_promote(wait => true) on the local standby. */
 bool mg_ha__pg_promote(mg_ha_pg_t *pg, mg_error_t *error);
 /* mg_ha__pg_stop_now stops Postgres: immediate (SIGQUIT) or fast (SIGINT), then harder. */

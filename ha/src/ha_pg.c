@@ -849,6 +849,22 @@ mg_ha__pg_write_sync(mg_ha_pg_t *pg, const char *names, mg_error_t *error)
     return mg_ha__write_file(path, text, strlen(text), 0600, &pg->runas, error);
 }
 
+bool
+mg_ha__pg_apply_sync(mg_ha_pg_t *pg, const char *names, mg_error_t *error)
+{
+    char applied[sizeof(pg->sync_names)];
+
+    snprintf(applied, sizeof(applied), "%s", pg->sync_names);
+    if (!mg_ha__pg_write_sync(pg, names, error))
+        return false;
+    if (mg_ha__pg_running(pg) > 0 && !mg_ha__pg_reload(pg, error)) {
+        /* written but not in force: say so, the next loop writes and reloads again */
+        snprintf(pg->sync_names, sizeof(pg->sync_names), "%s", applied);
+        return false;
+    }
+    return true;
+}
+
 /* exec_local runs one statement on the local Postgres. */
 static bool
 exec_local(mg_ha_pg_t *pg, const char *sql, const char *what, mg_error_t *error)
