@@ -326,22 +326,44 @@ fast_loop(mg_ha_daemon_t *d)
     return false;
 }
 
+/*
+ * shutdown_daemon stops the daemon: Postgres first (on_stop fast, and
+ * always when it may take writes: on_stop leave applies to a standby only,
+ * since a primary left running would keep taking writes once its leader
+ * key is gone and another node is promoted), then the watchdog, then the
+ * lease (the node key, and on the primary the leader key, go with it). A
+ * writable Postgres that does not stop keeps both: the lease runs out and
+ * the watchdog, which outlives us, enforces the last deadline.
+ */
 static void
 shutdown_daemon(mg_ha_daemon_t *d)
 {
     mg_error_t error;
-
     bool ours = d->state == MG_HA_STATE_PRIMARY || d->state == MG_HA_STATE_REPLICA ||
                 d->state == MG_HA_STATE_BOOTSTRAP || d->state == MG_HA_STATE_CLONE ||
-                d->pg.child > 0;
-
-    mg_ha__watchdog_stop(&d->watchdog);
+                d->state == MG_HA_STATE_DEMOTED || d->pg.child > 0;
     /* a refused node never touches a Postgres it did not run */
-    if (ours && d->conf->on_stop == MG_HA_ON_STOP_FAST && mg_ha__pg_running(&d->pg) > 0) {
-        MG_LOG(MG_LOG_NOTICE, MODULE, "stopping Postgres (fast shutdown)");
-        if (!mg_ha__pg_stop(&d->pg, &error))
+    bool running = ours && mg_ha__pg_running(&d->pg) > 0;
+    bool standby = d->state != MG_HA_STATE_PRIMARY && mg_ha__pg_is_standby_dir(&d->pg);
+
+    if (running && (d->conf->on_stop == MG_HA_ON_STOP_FAST || !standby)) {
+        if (d->conf->on_stop == MG_HA_ON_STOP_LEAVE)
+            MG_LOG(MG_LOG_NOTICE, MODULE,
+                   "stopping Postgres although on_stop is leave: it is not a standby and would "
+                   "keep taking writes after the leader key is released");
+        else
+            MG_LOG(MG_LOG_NOTICE, MODULE, "stopping Postgres (fast shutdown)");
+        if (!mg_ha__pg_stop(&d->pg, &error)) {
             mg_log_error(MG_LOG_ERROR, MODULE, &error);
+            if (!standby) {
+                MG_LOG(MG_LOG_ERROR, MODULE,
+                       "Postgres did not stop: the lease is left to run out and the watchdog "
+                       "keeps its deadline");
+                return;
+            }
+        }
     }
+    mg_ha__watchdog_stop(&d->watchdog);
     if (d->lease != 0 && d->etcd != NULL) {
         /* the node key and, on the primary, the leader key go with the lease */
         if (!mg_etcd_lease_revoke(d->etcd, d->lease, &error))
