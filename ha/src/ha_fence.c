@@ -1,7 +1,9 @@
 /*
- * ha/src/ha_fence.c - the fencing watchdog: a child process of the daemon
- * that stops Postgres when the primary's write deadline passes without
- * the daemon moving it (daemon stopped by SIGSTOP, stuck, or killed).
+ * ha/src/ha_fence.c - fencing: the primary's write deadline (its lease, or
+ * the failsafe grant of its peers), the checks made against it before
+ * Postgres may take writes, and the watchdog, a child process of the daemon
+ * that stops Postgres when the deadline passes without the daemon moving it
+ * (daemon stopped by SIGSTOP, stuck, or killed).
  *
  * The daemon writes int64 deadlines (monotonic ms, 0 = disarmed) into a
  * pipe. When the pipe closes (the daemon died) the child still enforces
@@ -9,9 +11,10 @@
  * expire in etcd, so no other node can be promoted while this Postgres
  * still takes writes.
  */
-#include "ha_internal.h"
+#include "ha_daemon.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -152,4 +155,68 @@ mg_ha__watchdog_stop(mg_ha_watchdog_t *w)
         (void)waitpid(w->pid, NULL, 0);
         w->pid = 0;
     }
+}
+
+/* ------------------------------------------------------------------------
+ * The daemon's side: the write deadline
+ * ------------------------------------------------------------------------ */
+
+int64_t
+mg_ha__writable_until(const mg_ha_daemon_t *d)
+{
+    return mg_ha_fence_deadline(d->key_ok_ms, d->failsafe_until_ms, d->conf->ttl_ms,
+                                d->conf->retry_ms);
+}
+
+bool
+mg_ha__may_become_primary(mg_ha_daemon_t *d, mg_error_t *error)
+{
+    int64_t until = mg_ha__writable_until(d);
+
+    if (until <= 0 || mg_ha__now_ms() >= until)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
+                            "leader lease too old to take writes (renewed %lldms ago)",
+                            (long long)(mg_ha__now_ms() - d->key_ok_ms));
+    mg_ha__watchdog_arm(&d->watchdog, until + d->conf->retry_ms / 2);
+    return true;
+}
+
+void
+mg_ha__arm_watchdog(mg_ha_daemon_t *d)
+{
+    int64_t until = mg_ha__writable_until(d);
+
+    if (d->state == MG_HA_STATE_PRIMARY && until > 0)
+        mg_ha__watchdog_arm(&d->watchdog, until + d->conf->retry_ms / 2);
+    else
+        mg_ha__watchdog_arm(&d->watchdog, 0);
+}
+
+void
+mg_ha__stop_writes(mg_ha_daemon_t *d)
+{
+    pthread_mutex_lock(&d->shared.lock);
+    d->shared.demoting = true;
+    pthread_mutex_unlock(&d->shared.lock);
+}
+
+void
+mg_ha__fence_if_due(mg_ha_daemon_t *d)
+{
+    int64_t now = mg_ha__now_ms(), until = mg_ha__writable_until(d);
+    mg_error_t error;
+    char msg[200];
+    mg_ha_event_ctx_t ctx = {"primary", "demoted", "fence", NULL};
+
+    if (d->state != MG_HA_STATE_PRIMARY || now < until)
+        return;
+    mg_ha__stop_writes(d);
+    if (!mg_ha__pg_stop_now(&d->pg, true, &error))
+        mg_log_error(MG_LOG_ERROR, MODULE, &error);
+    d->state = MG_HA_STATE_DEMOTED;
+    snprintf(msg, sizeof(msg),
+             "fenced: could not renew the leader lease and the peers did not all grant failsafe "
+             "(%" PRId64 "ms past the write deadline)",
+             now - until);
+    mg_ha__event(d, MG_LOG_WARNING, "ha.fenced", &ctx, msg);
 }

@@ -23,28 +23,60 @@ static const char *const failover_names[MG_HA_FAILOVER_COUNT_] = {
     "reconfiguring_replicas",
 };
 
-static const char *const action_names[MG_HA_ACTION_COUNT_] = {
-    "none",
-    "wait",
-    "claim_initialize",
-    "initdb",
-    "start_primary",
-    "clone",
-    "start_replica",
-    "maintain_primary",
-    "maintain_replica",
-    "refuse",
-    "promote",
-    "follow",
-    "demote",
-    "rejoin",
-    "reclone",
-    "switchover_begin",
-    "handoff",
-    "abort_switchover",
-    "finish_failover",
-    "release_leader",
+#define B(s) MG_HA_STATE_BIT(MG_HA_STATE_##s)
+#define ANY_BUT_REFUSED \
+    (B(INIT) | B(BOOTSTRAP) | B(WAIT_PRIMARY) | B(CLONE) | B(PRIMARY) | B(REPLICA) | B(DEMOTED))
+
+/*
+ * The action table: what each action does and the states it may be decided
+ * in, beside the transition table below (the daemon binds each row to its
+ * function in ha_actions.c, in this order). mg_ha_decide checks every
+ * decision against both tables.
+ */
+static const mg_ha_action_row_t actions[] = {
+    {MG_HA_ACTION_NONE, "none", B(REFUSED), "nothing (refused earlier)"},
+    {MG_HA_ACTION_WAIT, "wait", B(INIT) | B(WAIT_PRIMARY) | B(CLONE) | B(REPLICA) | B(DEMOTED),
+     "nothing this round: wait for a primary, a slot, initialize, a catch-up or a hold"},
+    {MG_HA_ACTION_CLAIM_INITIALIZE, "claim_initialize", B(INIT), "create-only txn on initialize"},
+    {MG_HA_ACTION_INITDB, "initdb", B(INIT) | B(BOOTSTRAP),
+     "initdb --data-checksums, then the system identifier into initialize"},
+    {MG_HA_ACTION_START_PRIMARY, "start_primary",
+     B(INIT) | B(BOOTSTRAP) | B(WAIT_PRIMARY) | B(PRIMARY) | B(DEMOTED),
+     "take the leader key, arm the fence, start Postgres as primary, status names us"},
+    {MG_HA_ACTION_CLONE, "clone", B(INIT) | B(WAIT_PRIMARY) | B(CLONE),
+     "check our slot on the primary, pg_basebackup -S slot"},
+    {MG_HA_ACTION_START_REPLICA, "start_replica", B(INIT) | B(WAIT_PRIMARY) | B(CLONE) | B(REPLICA),
+     "standby configuration, start Postgres"},
+    {MG_HA_ACTION_MAINTAIN_PRIMARY, "maintain_primary", B(PRIMARY),
+     "keep the leader key, status, optime, synchronous standbys and slots"},
+    {MG_HA_ACTION_MAINTAIN_REPLICA, "maintain_replica", B(REPLICA), "nothing: the standby runs"},
+    {MG_HA_ACTION_REFUSE, "refuse", ANY_BUT_REFUSED, "record ha.refused; the daemon exits 1"},
+    {MG_HA_ACTION_PROMOTE, "promote", B(REPLICA),
+     "take the leader key (create-only), arm the fence, pg_promote, status term + 1"},
+    {MG_HA_ACTION_FOLLOW, "follow", B(REPLICA),
+     "point primary_conninfo at the new primary, reload"},
+    {MG_HA_ACTION_DEMOTE, "demote", B(INIT) | B(WAIT_PRIMARY) | B(PRIMARY) | B(DEMOTED),
+     "stop writes: /primary 503, stop Postgres; in a switchover record the final LSN"},
+    {MG_HA_ACTION_REJOIN, "rejoin", B(REPLICA) | B(DEMOTED),
+     "CHECKPOINT on the primary, pg_rewind, standby configuration, start"},
+    {MG_HA_ACTION_RECLONE, "reclone", B(REPLICA) | B(DEMOTED),
+     "remove the data dir; join again with pg_basebackup"},
+    {MG_HA_ACTION_SWITCHOVER_BEGIN, "switchover_begin", B(PRIMARY),
+     "status initiated with a target, or the request refused"},
+    {MG_HA_ACTION_HANDOFF, "handoff", B(DEMOTED),
+     "one txn: delete leader, status promoting_new_primary"},
+    {MG_HA_ACTION_ABORT_SWITCHOVER, "abort_switchover", B(DEMOTED),
+     "status stable, start Postgres as primary again"},
+    {MG_HA_ACTION_FINISH_FAILOVER, "finish_failover", B(PRIMARY), "status stable"},
+    {MG_HA_ACTION_RELEASE_LEADER, "release_leader",
+     B(INIT) | B(WAIT_PRIMARY) | B(PRIMARY) | B(DEMOTED),
+     "stop Postgres, delete the leader key (start_timeout), hold off retaking it"},
 };
+
+_Static_assert(sizeof(actions) / sizeof(actions[0]) == MG_HA_ACTION_COUNT_, "one row per action");
+
+#undef B
+#undef ANY_BUT_REFUSED
 
 const char *
 mg_ha_state_name(mg_ha_state_t state)
@@ -83,7 +115,14 @@ mg_ha_failover_parse(const char *name, mg_ha_failover_t *failover)
 const char *
 mg_ha_action_name(mg_ha_action_t action)
 {
-    return (unsigned)action < MG_HA_ACTION_COUNT_ ? action_names[action] : "unknown";
+    return (unsigned)action < MG_HA_ACTION_COUNT_ ? actions[action].name : "unknown";
+}
+
+const mg_ha_action_row_t *
+mg_ha_actions(size_t *count)
+{
+    *count = sizeof(actions) / sizeof(actions[0]);
+    return actions;
 }
 
 /*
@@ -737,5 +776,10 @@ mg_ha_decide(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decision_
                             "invariant violated: no transition %s -> %s in the table (action %s)",
                             mg_ha_state_name(view->state), mg_ha_state_name(d->next_state),
                             mg_ha_action_name(d->action));
+    if ((unsigned)d->action >= MG_HA_ACTION_COUNT_ ||
+        (actions[d->action].from_states & MG_HA_STATE_BIT(view->state)) == 0)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
+                            "invariant violated: action %s may not be decided in state %s",
+                            mg_ha_action_name(d->action), mg_ha_state_name(view->state));
     return true;
 }

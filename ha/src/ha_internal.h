@@ -1,7 +1,7 @@
 /*
  * ha/src/ha_internal.h - declarations shared by ha/src files only:
  * Postgres control (ha_pg.c), process helpers (ha_proc.c), the daemon
- * (ha_daemon.c) and the HTTP endpoints (ha_http.c).
+ * (ha_loop.c and the files of ha_daemon.h) and the HTTP endpoints (ha_http.c).
  */
 #ifndef MG_HA_INTERNAL_H
 #define MG_HA_INTERNAL_H
@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <yajl/yajl_tree.h>
 
 struct pg_conn;
 
@@ -97,6 +98,12 @@ void mg_ha__pg_collect(mg_ha_pg_t *pg, mg_ha_node_t *node, bool *in_recovery);
 /* mg_ha__pg_write_sync writes pgdaemon.sync.conf: ANY 1 (names), or '' when names is "". */
 bool mg_ha__pg_write_sync(mg_ha_pg_t *pg, const char *names, mg_error_t *error);
 bool mg_ha__pg_reload(mg_ha_pg_t *pg, mg_error_t *error);
+/*
+ * mg_ha__pg_apply_sync writes pgdaemon.sync.conf and, when Postgres runs,
+ * reloads it, so the setting is in force on return; pg->sync_names is what
+ * Postgres runs with (unchanged when the reload failed).
+ */
+bool mg_ha__pg_apply_sync(mg_ha_pg_t *pg, const char *names, mg_error_t *error);
 /* mg_ha__pg_promote runs pg_promote(wait => true) on the local standby. */
 bool mg_ha__pg_promote(mg_ha_pg_t *pg, mg_error_t *error);
 /* mg_ha__pg_stop_now stops Postgres: immediate (SIGQUIT) or fast (SIGINT), then harder. */
@@ -223,5 +230,20 @@ bool mg_ha__primary_ok(const mg_ha_shared_t *shared, int64_t now_ms, char *why, 
 
 /* mg_ha__view_to_json renders a cluster view (status command, /status). */
 bool mg_ha__view_to_json(const mg_ha_view_t *view, mg_buf_t *out, mg_error_t *error);
+
+/* ---- CLI helpers shared by ha_cli.c and ha_cluster.c ---- */
+
+/* mg_ha__ystr is the text of a yajl string value, "" for anything else (borrowed). */
+const char *mg_ha__ystr(yajl_val v);
+/* mg_ha__take_flag removes a boolean flag from argv; returns whether it was there. */
+bool mg_ha__take_flag(int *argc, char **argv, const char *flag);
+/* mg_ha__take_value removes "--flag VALUE" or "--flag=VALUE"; returns VALUE or NULL. */
+char *mg_ha__take_value(int *argc, char **argv, const char *flag);
+/* mg_ha__load_view reads everything under prefix (range) into view. */
+bool mg_ha__load_view(mg_etcd_t *etcd, const char *prefix, mg_ha_view_t *view, mg_error_t *error);
+/* mg_ha__replication_of is the leader's pg_stat_replication row of name, or NULL (borrowed). */
+const mg_ha_replication_t *mg_ha__replication_of(const mg_ha_view_t *v, const char *name);
+/* mg_ha__has_slot_for says whether the leader lists the slot of node name. */
+bool mg_ha__has_slot_for(const mg_ha_view_t *v, const char *name);
 
 #endif /* MG_HA_INTERNAL_H */

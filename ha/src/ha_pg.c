@@ -235,6 +235,69 @@ mg_ha__pg_initdb(mg_ha_pg_t *pg, mg_error_t *error)
     return true;
 }
 
+/* include_our_conf makes postgresql.conf include pgdaemon.conf (once). */
+static bool
+include_our_conf(mg_ha_pg_t *pg, mg_error_t *error)
+{
+    char path[PATH_MAX], line[1024];
+    bool found = false;
+    FILE *f;
+
+    data_path(pg, "postgresql.conf", path, sizeof(path));
+    f = fopen(path, "r");
+    if (f == NULL)
+        return mg_error_set_errno(error, errno, "could not open \"%s\"", path);
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strstr(line, "include_if_exists = 'pgdaemon.conf'") != NULL)
+            found = true;
+    fclose(f);
+    if (found)
+        return true;
+    f = fopen(path, "a");
+    if (f == NULL || fputs("\ninclude_if_exists = 'pgdaemon.conf'\n", f) < 0) {
+        mg_error_set_errno(error, errno, "could not append to \"%s\"", path);
+        if (f != NULL)
+            fclose(f);
+        return false;
+    }
+    fclose(f);
+    return true;
+}
+
+/* write_hba writes pg_hba.conf: scram everywhere; replication only from node addresses. */
+static bool
+write_hba(mg_ha_pg_t *pg, mg_buf_t *b, mg_error_t *error)
+{
+    const mg_ha_config_t *c = pg->conf;
+    char path[PATH_MAX];
+
+    if (!mg_buf_printf(b, error,
+                       "# pg_hba.conf - written by pgdaemon\n"
+                       "local all all scram-sha-256\n"
+                       "host all all 127.0.0.1/32 scram-sha-256\n"))
+        return false;
+    for (size_t i = 0; i < c->client_addresses.count; i++) {
+        const char *a = c->client_addresses.items[i];
+
+        if (!mg_buf_printf(b, error, "host all all %s%s scram-sha-256\n", a,
+                           strchr(a, '/') ? "" : "/32"))
+            return false;
+    }
+    if (c->replication_addresses.count == 0 &&
+        !mg_buf_printf(b, error, "host replication %s 127.0.0.1/32 scram-sha-256\n",
+                       c->replication_user))
+        return false;
+    for (size_t i = 0; i < c->replication_addresses.count; i++) {
+        const char *a = c->replication_addresses.items[i];
+
+        if (!mg_buf_printf(b, error, "host replication %s %s%s scram-sha-256\n",
+                           c->replication_user, a, strchr(a, '/') ? "" : "/32"))
+            return false;
+    }
+    data_path(pg, "pg_hba.conf", path, sizeof(path));
+    return mg_ha__write_file(path, b->data, b->len, 0600, &pg->runas, error);
+}
+
 bool
 mg_ha__pg_configure(mg_ha_pg_t *pg, bool standby, const char *primary_host, int64_t primary_port,
                     mg_error_t *error)
@@ -243,35 +306,10 @@ mg_ha__pg_configure(mg_ha_pg_t *pg, bool standby, const char *primary_host, int6
     char path[PATH_MAX], slot[MG_HA_NAME_SIZE];
     mg_buf_t b;
     bool ok = false;
-    FILE *f;
 
     mg_buf_init(&b, 1024 * 1024);
-    /* postgresql.conf includes our file once */
-    data_path(pg, "postgresql.conf", path, sizeof(path));
-    f = fopen(path, "r");
-    if (f == NULL) {
-        mg_error_set_errno(error, errno, "could not open \"%s\"", path);
+    if (!include_our_conf(pg, error))
         goto done;
-    }
-    {
-        char line[1024];
-        bool found = false;
-
-        while (fgets(line, sizeof(line), f) != NULL)
-            if (strstr(line, "include_if_exists = 'pgdaemon.conf'") != NULL)
-                found = true;
-        fclose(f);
-        if (!found) {
-            f = fopen(path, "a");
-            if (f == NULL || fputs("\ninclude_if_exists = 'pgdaemon.conf'\n", f) < 0) {
-                mg_error_set_errno(error, errno, "could not append to \"%s\"", path);
-                if (f != NULL)
-                    fclose(f);
-                goto done;
-            }
-            fclose(f);
-        }
-    }
     /* pgdaemon.conf: everything pgdaemon sets, rewritten every start */
     if (!mg_buf_printf(&b, error,
                        "# pgdaemon.conf - written by pgdaemon at every start; do not edit\n"
@@ -321,34 +359,8 @@ mg_ha__pg_configure(mg_ha_pg_t *pg, bool standby, const char *primary_host, int6
         pg->sync_names[0] = '\0';
     if (!mg_ha__pg_write_sync(pg, pg->sync_names, error))
         goto done;
-    /* pg_hba.conf: scram everywhere; replication only from node addresses */
     mg_buf_reset(&b);
-    if (!mg_buf_printf(&b, error,
-                       "# pg_hba.conf - written by pgdaemon\n"
-                       "local all all scram-sha-256\n"
-                       "host all all 127.0.0.1/32 scram-sha-256\n"))
-        goto done;
-    for (size_t i = 0; i < c->client_addresses.count; i++) {
-        const char *a = c->client_addresses.items[i];
-
-        if (!mg_buf_printf(&b, error, "host all all %s%s scram-sha-256\n", a,
-                           strchr(a, '/') ? "" : "/32"))
-            goto done;
-    }
-    if (c->replication_addresses.count == 0) {
-        if (!mg_buf_printf(&b, error, "host replication %s 127.0.0.1/32 scram-sha-256\n",
-                           c->replication_user))
-            goto done;
-    }
-    for (size_t i = 0; i < c->replication_addresses.count; i++) {
-        const char *a = c->replication_addresses.items[i];
-
-        if (!mg_buf_printf(&b, error, "host replication %s %s%s scram-sha-256\n",
-                           c->replication_user, a, strchr(a, '/') ? "" : "/32"))
-            goto done;
-    }
-    data_path(pg, "pg_hba.conf", path, sizeof(path));
-    if (!mg_ha__write_file(path, b.data, b.len, 0600, &pg->runas, error))
+    if (!write_hba(pg, &b, error))
         goto done;
     /* standby.signal */
     data_path(pg, "standby.signal", path, sizeof(path));
@@ -835,6 +847,22 @@ mg_ha__pg_write_sync(mg_ha_pg_t *pg, const char *names, mg_error_t *error)
                  names);
     data_path(pg, "pgdaemon.sync.conf", path, sizeof(path));
     return mg_ha__write_file(path, text, strlen(text), 0600, &pg->runas, error);
+}
+
+bool
+mg_ha__pg_apply_sync(mg_ha_pg_t *pg, const char *names, mg_error_t *error)
+{
+    char applied[sizeof(pg->sync_names)];
+
+    snprintf(applied, sizeof(applied), "%s", pg->sync_names);
+    if (!mg_ha__pg_write_sync(pg, names, error))
+        return false;
+    if (mg_ha__pg_running(pg) > 0 && !mg_ha__pg_reload(pg, error)) {
+        /* written but not in force: say so, the next loop writes and reloads again */
+        snprintf(pg->sync_names, sizeof(pg->sync_names), "%s", applied);
+        return false;
+    }
+    return true;
 }
 
 /* exec_local runs one statement on the local Postgres. */

@@ -5,7 +5,7 @@
  * shared cluster secret. A datagram without the right HMAC is dropped, so
  * a stray packet cannot trigger anything; freshness and per-sender
  * sequence checks (replays) are mg_ha__msg_receive's and
- * mg_ha__msg_seq_accept's, called by the receiver (ha_daemon.c).
+ * mg_ha__msg_seq_accept's, called by the receiver (ha_peers.c).
  */
 #include "ha_internal.h"
 

@@ -152,6 +152,19 @@ typedef enum {
     MG_HA_ACTION_COUNT_
 } mg_ha_action_t;
 
+/* One row of the action table: an action, the states it may be decided in, what it does. */
+typedef struct {
+    mg_ha_action_t action;
+    const char *name;     /* canonical lower_snake name (logs, events) */
+    unsigned from_states; /* MG_HA_STATE_BIT(state) of every state it may be decided in */
+    const char *comment;  /* what the daemon does for it */
+} mg_ha_action_row_t;
+
+#define MG_HA_STATE_BIT(state) (1u << (unsigned)(state))
+
+/* mg_ha_actions returns the static action table (one row per action, in enum order). */
+const mg_ha_action_row_t *mg_ha_actions(size_t *count);
+
 const char *mg_ha_state_name(mg_ha_state_t state);
 bool mg_ha_state_parse(const char *name, mg_ha_state_t *state);
 const char *mg_ha_failover_name(mg_ha_failover_t failover);
@@ -369,8 +382,9 @@ int64_t mg_ha_fence_deadline(int64_t lease_ok_ms, int64_t failsafe_until_ms, int
 /*
  * mg_ha_decide returns this node's next action for view. Pure: no I/O, no
  * clock reads. The decision's (state, next_state) pair is always a row of
- * the transition table (checked; a violation is a bug and returns false
- * with MG_ERROR_CODE_GENERIC).
+ * the transition table, and its action's row in the action table allows the
+ * current state (both checked; a violation is a bug and returns false with
+ * MG_ERROR_CODE_GENERIC).
  */
 bool mg_ha_decide(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decision_t *decision,
                   mg_error_t *error);

@@ -397,6 +397,31 @@ test_table(void **state)
     assert_null(mg_ha_transition_find(MG_HA_STATE_PRIMARY, MG_HA_STATE_REPLICA));
 }
 
+/* test_action_table: one row per action in enum order; refused allows nothing but none. */
+static void
+test_action_table(void **state)
+{
+    size_t n;
+    const mg_ha_action_row_t *a = mg_ha_actions(&n);
+
+    (void)state;
+    assert_int_equal(n, MG_HA_ACTION_COUNT_);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal((int)a[i].action, (int)i);
+        assert_non_null(a[i].name);
+        assert_string_equal(mg_ha_action_name(a[i].action), a[i].name);
+        assert_true(strlen(a[i].comment) > 0);
+        assert_true(a[i].from_states != 0);
+        if (a[i].action != MG_HA_ACTION_NONE)
+            assert_false(a[i].from_states & MG_HA_STATE_BIT(MG_HA_STATE_REFUSED));
+    }
+    /* only a replica promotes; only a primary keeps the leader key and status */
+    assert_int_equal(a[MG_HA_ACTION_PROMOTE].from_states, MG_HA_STATE_BIT(MG_HA_STATE_REPLICA));
+    assert_int_equal(a[MG_HA_ACTION_MAINTAIN_PRIMARY].from_states,
+                     MG_HA_STATE_BIT(MG_HA_STATE_PRIMARY));
+    assert_string_equal(mg_ha_action_name((mg_ha_action_t)99), "unknown");
+}
+
 static void
 test_names(void **state)
 {
@@ -588,9 +613,10 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_decisions),       cmocka_unit_test(test_table),
-        cmocka_unit_test(test_names),           cmocka_unit_test(test_sweep),
-        cmocka_unit_test(test_view_bad_values), cmocka_unit_test(test_start_timeout),
+        cmocka_unit_test(test_decisions),     cmocka_unit_test(test_table),
+        cmocka_unit_test(test_action_table),  cmocka_unit_test(test_names),
+        cmocka_unit_test(test_sweep),         cmocka_unit_test(test_view_bad_values),
+        cmocka_unit_test(test_start_timeout),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,197 @@
+/*
+ * ha/src/ha_daemon.h - the daemon of one node (`pgdaemon run`), shared by
+ * the files that make it up, each with one role:
+ *
+ *   ha_loop.c     the reconcile loop: look, decide (mg_ha_decide), act, report
+ *   ha_actions.c  the action table: what each decided action does
+ *   ha_store.c    etcd I/O: lease, the view, leader/status/initialize, events
+ *   ha_peers.c    the UDP plane: wake-ups, heartbeats, the failsafe grant
+ *   ha_fence.c    the write deadline and the watchdog that enforces it
+ */
+#ifndef MG_HA_DAEMON_H
+#define MG_HA_DAEMON_H
+
+#include "ha_internal.h"
+
+#include <signal.h>
+
+#define MODULE "ha"
+
+/* initdb failures in a row before the node gives up bootstrapping */
+#define MAX_INITDB_FAILURES 3
+
+/* loop interval while a failover is under way or the leader went silent on UDP */
+#define FAST_LOOP_MS 100
+#define PG_WATCH_MS  100 /* a primary looks for its postmaster this often between loops */
+
+/* a standby that has not streamed this long while a primary is up is re-joined */
+#define STALL_MS(conf) ((conf)->ttl_ms * 3 > 20000 ? (conf)->ttl_ms * 3 : 20000)
+
+/* a slot of ours whose node is missing from nodes/ */
+typedef struct {
+    char slot[MG_HA_NAME_SIZE];
+    int64_t since_ms; /* monotonic: first loop its node was missing */
+} mg_ha_absent_slot_t;
+
+/* what this node knows of a peer over UDP */
+typedef struct {
+    char name[MG_HA_NAME_SIZE];
+    int64_t last_seq;      /* highest sequence seen from it (replays are dropped) */
+    int64_t heard_ms;      /* monotonic: last valid datagram from it */
+    int64_t acked_sent_ms; /* monotonic: send time of our newest failsafe heartbeat it acked */
+} mg_ha_peer_t;
+
+#define HB_RING 32 /* failsafe heartbeats remembered for their acks */
+
+/* the daemon of one node: everything the loop, its actions and its peers share */
+typedef struct {
+    const mg_ha_config_t *conf;
+    mg_etcd_t *etcd;
+    mg_ha_watchdog_t watchdog;
+    mg_ha_peer_t peers[MG_HA_MAX_NODES];
+    size_t npeers;
+    int64_t hb_seq;               /* our datagram sequence (strictly increasing) */
+    int64_t hb_sent_seq[HB_RING]; /* failsafe heartbeats sent: seq -> send time */
+    int64_t hb_sent_ms[HB_RING];
+    int64_t failsafe_until_ms; /* peers' grant while etcd is lost (0 = none) */
+    int64_t failsafe_heard_ms; /* monotonic: last failsafe heartbeat of a primary */
+    char failsafe_from[MG_HA_NAME_SIZE];
+    bool woken;
+    int rewind_failures;            /* reset once the standby streams again */
+    int64_t not_streaming_since_ms; /* replica: monotonic, 0 = streaming */
+    bool stalled;                   /* not streaming for too long: rejoin, then re-clone */
+    char upstream[MG_HA_NAME_SIZE]; /* replica: who our standby config follows */
+    mg_ha_pg_t pg;
+    mg_ha_shared_t shared;
+    struct mg_http_server *http;
+    int udp_fd;
+    char prefix[256]; /* "<etcd_prefix>/<cluster>/" */
+    char key_init[320], key_leader[320], key_status[320], key_node[320], key_events[320];
+    char key_optime[320];
+    int64_t lease;
+    int64_t lease_ok_ms;
+    int64_t key_ok_ms; /* send time of the last renewal of the lease holding `leader` for us */
+    mg_ha_state_t state;
+    int64_t started_wall_ms;
+    int64_t join_started_ms;
+    mg_ha_view_t view;
+    mg_ha_node_t self;
+    bool in_recovery;
+    char local_sysid[MG_HA_SYSID_SIZE];
+    uint64_t event_seq;
+    mg_ha_absent_slot_t absent[MG_HA_MAX_SLOTS];
+    size_t nabsent;
+    uint64_t loops;
+    int initdb_failures;
+    bool etcd_ok;
+    mg_ha_action_t last_action;    /* the previous loop's decision */
+    int64_t primary_down_since_ms; /* monotonic: meant to be primary, Postgres not writable */
+    int64_t start_hold_until_ms;   /* monotonic: released `leader` (start_timeout); no retake */
+    char last_start_error[MG_ERROR_MESSAGE_SIZE]; /* why the last start as primary failed */
+    bool exiting;                                 /* an action ends the daemon with exit_code */
+    int exit_code;
+} mg_ha_daemon_t;
+
+/* the context of an event record (NULL fields are left out) */
+typedef struct {
+    const char *from;
+    const char *to;
+    const char *action;
+    const char *peer;
+} mg_ha_event_ctx_t;
+
+/* ---- store: etcd I/O (ha_store.c) ---- */
+
+/*
+ * mg_ha__event writes an event under events/ (best effort: etcd may be the
+ * thing that is down), trims the oldest beyond max_events, and logs it: the
+ * log line is the one place it is logged.
+ */
+void mg_ha__event(mg_ha_daemon_t *d, mg_log_level_t level, const char *event,
+                  const mg_ha_event_ctx_t *ctx, const char *message);
+/* mg_ha__status_event records a failover-state change with its inputs (every node's LSNs). */
+void mg_ha__status_event(mg_ha_daemon_t *d, const char *action, const char *peer, const char *fmt,
+                         ...) MG_PRINTF(4, 5);
+/* mg_ha__etcd_error logs an etcd failure (NOSPACE is its own event) and counts it. */
+void mg_ha__etcd_error(mg_ha_daemon_t *d, const char *what, const mg_error_t *error);
+/* mg_ha__renew_lease keeps the node lease alive (a new one when it expired); false = etcd lost. */
+bool mg_ha__renew_lease(mg_ha_daemon_t *d);
+/* mg_ha__read_view reads initialize, leader, status, spec, optime and nodes/ in one txn. */
+bool mg_ha__read_view(mg_ha_daemon_t *d, mg_error_t *error);
+/* mg_ha__publish_self puts nodes/<name> under the lease. */
+void mg_ha__publish_self(mg_ha_daemon_t *d);
+/* mg_ha__put_initialize writes initialize (create-only when expect_mod is 0); *won = applied. */
+bool mg_ha__put_initialize(mg_ha_daemon_t *d, int64_t expect_mod, const char *sysid, bool *won,
+                           mg_error_t *error);
+/* mg_ha__release_initialize deletes initialize while it names this node without a sysid. */
+void mg_ha__release_initialize(mg_ha_daemon_t *d);
+/* mg_ha__take_leader puts leader = me under our lease if it is free or already ours. */
+bool mg_ha__take_leader(mg_ha_daemon_t *d, bool *got, mg_error_t *error);
+/* mg_ha__delete_leader deletes leader while it still names this node (else leaves it). */
+bool mg_ha__delete_leader(mg_ha_daemon_t *d, mg_error_t *error);
+/* mg_ha__handoff_leader deletes leader and writes status s in one txn (both compared). */
+bool mg_ha__handoff_leader(mg_ha_daemon_t *d, const mg_ha_cluster_status_t *s, mg_error_t *error);
+/* mg_ha__ensure_status makes the status key name this node primary (CAS on mod_revision). */
+bool mg_ha__ensure_status(mg_ha_daemon_t *d, mg_error_t *error);
+/* mg_ha__cas_status writes s if status still has the view's mod_revision (the view follows). */
+bool mg_ha__cas_status(mg_ha_daemon_t *d, const mg_ha_cluster_status_t *s, mg_error_t *error);
+/* mg_ha__put_optime publishes the primary's current LSN (key optime). */
+bool mg_ha__put_optime(mg_ha_daemon_t *d, const char *lsn, mg_error_t *error);
+
+/* ---- peers: the UDP plane (ha_peers.c) ---- */
+
+/* mg_ha__udp_open binds the node's UDP socket (non-blocking); -1 with error. */
+int mg_ha__udp_open(const mg_ha_config_t *c, mg_error_t *error);
+/* mg_ha__wake_node asks node n to run its loop now. */
+void mg_ha__wake_node(mg_ha_daemon_t *d, const mg_ha_node_t *n);
+/* mg_ha__wake_all asks every other node of the view to run its loop now (a status change). */
+void mg_ha__wake_all(mg_ha_daemon_t *d);
+/* mg_ha__send_heartbeats sends HEARTBEAT to every node of the view; failsafe asks for a promise. */
+void mg_ha__send_heartbeats(mg_ha_daemon_t *d, bool failsafe);
+/* mg_ha__failsafe_grant returns until when the peers let a primary write without etcd (0 = no). */
+int64_t mg_ha__failsafe_grant(mg_ha_daemon_t *d);
+/* mg_ha__handle_datagram checks and acts on one datagram; true when it asks for a loop now. */
+bool mg_ha__handle_datagram(mg_ha_daemon_t *d, const char *buf, size_t len);
+/* mg_ha__peer_silent says whether name was heard over UDP, but not for longer than ms. */
+bool mg_ha__peer_silent(const mg_ha_daemon_t *d, const char *name, int64_t ms);
+
+/* ---- fencing: the write deadline (ha_fence.c) ---- */
+
+/* mg_ha__writable_until is the primary's write deadline: lease or failsafe grant (0 = none). */
+int64_t mg_ha__writable_until(const mg_ha_daemon_t *d);
+/*
+ * mg_ha__may_become_primary is checked right before Postgres is started as
+ * or promoted to a primary: the lease must be inside its write window, and
+ * the watchdog is armed first, so a pause after this check still ends in a
+ * fence, not in a second primary.
+ */
+bool mg_ha__may_become_primary(mg_ha_daemon_t *d, mg_error_t *error);
+/* mg_ha__arm_watchdog moves the watchdog's deadline (half a margin after ours; 0 = disarmed). */
+void mg_ha__arm_watchdog(mg_ha_daemon_t *d);
+/* mg_ha__fence_if_due stops a primary whose write deadline passed (lease or failsafe). */
+void mg_ha__fence_if_due(mg_ha_daemon_t *d);
+/* mg_ha__stop_writes makes /primary answer 503 from now on (a demotion or a fence). */
+void mg_ha__stop_writes(mg_ha_daemon_t *d);
+
+/* ---- actions (ha_actions.c) ---- */
+
+typedef enum {
+    MG_HA_ACT_DONE = 0, /* done: the node moves to the decision's next state */
+    MG_HA_ACT_FAILED,   /* not done (error set, or nothing to report): decide again next loop */
+    MG_HA_ACT_EXIT,     /* the daemon exits with *exit_code */
+} mg_ha_act_result_t;
+
+/*
+ * mg_ha__act runs the function the action table (ha_actions.c) binds to
+ * dec->action. On MG_HA_ACT_FAILED error may be set (not set: nothing to
+ * report, e.g. another node won a race); on MG_HA_ACT_EXIT *exit_code is set.
+ */
+mg_ha_act_result_t mg_ha__act(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, int *exit_code,
+                              mg_error_t *error);
+
+/* ---- the loop (ha_loop.c) ---- */
+
+/* mg_ha__collect_local fills the view's local facts and the node report from Postgres. */
+void mg_ha__collect_local(mg_ha_daemon_t *d);
+
+#endif /* MG_HA_DAEMON_H */

@@ -1,0 +1,138 @@
+"""tests/integration/ha/test_safety_sync.py - synchronous mode stays synchronous across a failover.
+
+Issue 16, finding 4 (reproduced before the fix): after a node-loss
+failover in synchronous mode the new primary ran with
+synchronous_standby_names = '' although a standby was alive, so every
+commit in that window was acknowledged without any standby holding it.
+
+A 3-node cluster (`pgdaemon cluster up --synchronous-mode`, ttl 5 s, loop
+500 ms, retry 1.5 s) loses its primary node at once (daemon, watchdog and
+postmaster killed with SIGKILL). From the first moment the new primary's
+/primary answers 200:
+
+- every fresh session on it sees a non-empty synchronous_standby_names;
+- with the only live standby frozen (SIGSTOP of its postmaster and every
+  child), a commit on
+  the new primary is not acknowledged; it is once the standby runs again.
+"""
+
+import os
+import signal
+import threading
+import time
+
+import psycopg2
+import pytest
+
+import hatools
+from hatools import http_get, query, run_pgdaemon, wait_for
+from test_failover import Cluster, healthy, healthy_or_none
+
+HEAL_TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_root):
+    c = Cluster(tmp_root, os.path.join(hatools.shared_dir(tmp_root, "safetysync"), "c"))
+    up = run_pgdaemon(tmp_root, "cluster", "up", "--nodes", 3, "--dir", c.dir, "--timeout", 90,
+                      "--pg-parameter", "fsync=off",
+                      "--pg-parameter", "dynamic_shared_memory_type=mmap",
+                      "--synchronous-mode", "--ttl", 5,
+                      "--loop-wait-ms", 500, "--retry-timeout-ms", 1500, timeout=180)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield c
+    finally:
+        if os.path.exists(os.path.join(c.dir, "cluster.json")):
+            run_pgdaemon(tmp_root, "cluster", "down", "--dir", c.dir, timeout=180)
+
+
+def kill_node(c, name):
+    """kill_node: SIGKILL the node's daemon with its watchdog (one process group) and Postgres."""
+    pm = hatools.postmaster_pid(c.node(name)["data_dir"])
+    os.killpg(os.getpgid(c.daemon_pid(name)), signal.SIGKILL)
+    if pm and hatools.alive(pm):
+        os.killpg(pm, signal.SIGKILL)  # the daemon starts Postgres in its own session
+
+
+def postgres_pids(data_dir):
+    """postgres_pids: the postmaster of data_dir and its children (each in its own session)."""
+    pm = hatools.postmaster_pid(data_dir)
+    pids = [pm]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == pm:
+                pids.append(int(entry))
+    return pids
+
+
+def signal_all(pids, sig):
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+class Commit(threading.Thread):
+    """Commit runs one autocommit INSERT on port and records when it was acknowledged."""
+
+    def __init__(self, port, password, value):
+        super().__init__(daemon=True)
+        self.port, self.password, self.value = port, password, value
+        self.acked_at = None
+        self.error = None
+
+    def run(self):
+        try:
+            conn = hatools.connect(self.port, self.password)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("INSERT INTO sync_check (n) VALUES (%s)", (self.value,))
+                self.acked_at = time.monotonic()
+            finally:
+                conn.close()
+        except psycopg2.Error as e:
+            self.error = e
+
+
+def test_new_primary_is_synchronous_after_node_loss(cluster):
+    leader, v = wait_for(lambda: healthy(cluster), HEAL_TIMEOUT, "a healthy cluster")
+    pw = cluster.password
+    query(cluster.state["write_port"], "CREATE TABLE sync_check (n int)", password=pw)
+    kill_node(cluster, leader)
+    new = wait_for(lambda: healthy_or_none(cluster, allow_missing=leader), HEAL_TIMEOUT,
+                   "a new primary")[0]
+    node = cluster.node(new)
+    wait_for(lambda: http_get(node["http_port"], "/primary")[0] == 200, HEAL_TIMEOUT,
+             f"/primary 200 on {new}")
+    assert cluster.status()["status"]["term"] > v["status"]["term"]
+    # from the first 200 on, every new session sees synchronous replication configured
+    seen = []
+    until = time.monotonic() + 8
+    while time.monotonic() < until:
+        seen.append(query(node["pg_port"], "SHOW synchronous_standby_names", password=pw)[0][0])
+        time.sleep(0.1)
+    assert seen and all(s.strip() != "" for s in seen), \
+        f"new primary {new} ran asynchronously: synchronous_standby_names samples {seen}"
+    # and a commit waits for the live standby: frozen, nothing is acknowledged
+    other = next(n for n in cluster.names() if n not in (leader, new))
+    frozen = postgres_pids(cluster.node(other)["data_dir"])
+    signal_all(frozen, signal.SIGSTOP)
+    try:
+        commit = Commit(node["pg_port"], pw, 1)
+        commit.start()
+        commit.join(4)
+        assert commit.acked_at is None and commit.error is None, \
+            f"commit on {new} acknowledged while its only live standby {other} was stopped"
+    finally:
+        signal_all(frozen, signal.SIGCONT)
+    commit.join(60)
+    assert commit.error is None and commit.acked_at is not None, commit.error
+    rows = query(node["pg_port"], "SELECT n FROM sync_check", password=pw)
+    assert rows == [(1,)]
