@@ -154,7 +154,9 @@ class ProcSampler(threading.Thread):
         with self.lock:
             self.roots = list(roots)
 
-    def sample(self):
+    def sample(self, full):
+        """sample reads every process's CPU and disk reads; memory too when full (it costs
+        more: smaps_rollup walks the page tables)."""
         stats, children = {}, {}
         for d in os.listdir("/proc"):
             if d.isdigit():
@@ -180,17 +182,20 @@ class ProcSampler(threading.Thread):
                     g = f"{group}: {kind}"
                 elif pid != root:
                     continue
-                procs[key] = (g, ticks, read_kb(f"/proc/{pid}/smaps_rollup", "Pss:"),
-                              read_kb(f"/proc/{pid}/status", "VmRSS:"), read_io(pid))
+                mem = (read_kb(f"/proc/{pid}/smaps_rollup", "Pss:"),
+                       read_kb(f"/proc/{pid}/status", "VmRSS:")) if full else (None, None)
+                procs[key] = (g, ticks, *mem, read_io(pid))
         busy, total = machine_busy()
         with self.lock:
             self.samples.append((time.time(), procs, busy, total))
 
     def run(self):
+        n = 0
         while not self.stop_ev.is_set():
             t = time.time()
+            n += 1
             try:
-                self.sample()
+                self.sample(n % 4 == 1)
             except Exception as e:  # noqa: BLE001 - a sampler error must not stop the bench
                 say(f"sampler: {e!r}")
             self.stop_ev.wait(max(0.05, self.interval - (time.time() - t)))
@@ -214,6 +219,8 @@ class ProcSampler(threading.Thread):
         for _, procs, _, _ in s:
             sums = {}
             for g, _, pss, rss, _ in procs.values():
+                if pss is None:
+                    continue
                 a = sums.setdefault(g, [0, 0, 0])
                 a[0] += pss
                 a[1] += rss
@@ -343,6 +350,15 @@ class MemCgroup:
             except OSError:
                 pass
 
+    def release(self):
+        """release moves every process of the group back to the root group."""
+        for pid in self.read("cgroup.procs").split():
+            try:
+                with open(os.path.join(self.BASE, "cgroup.procs"), "w") as f:
+                    f.write(pid)
+            except OSError:
+                pass
+
     def stats(self):
         st = dict(line.split() for line in self.read("memory.stat").splitlines())
         return {"limit_mb": int(self.read("memory.limit_in_bytes")) / 2**20,
@@ -352,12 +368,7 @@ class MemCgroup:
 
     def close(self):
         try:
-            for pid in self.read("cgroup.procs").split():
-                try:
-                    with open(os.path.join(self.BASE, "cgroup.procs"), "w") as f:
-                        f.write(pid)
-                except OSError:
-                    pass
+            self.release()
             os.rmdir(self.path)
         except OSError as e:
             say(f"could not remove cgroup {self.path}: {e}")
@@ -416,6 +427,7 @@ class Bench:
         self.lag = None
         self.primary_name = None
         self.cgroup = None
+        self.notes = []
 
     # ---- connections ----
     @property
@@ -581,7 +593,11 @@ class Bench:
 
     # ---- one client run ----
     def run(self, exp, label, path="direct", conns=8, mix=DEFAULT_MIX, rate=0, txn=True,
-            sync="on", duration=None, target="pg", dry=False, note=""):
+            sync="on", duration=None, target="pg", dry=False, note="", arm=None, rnd=0):
+        """run runs the client once and records it; arm names the configuration within the
+        experiment and rnd the round (ratios are taken between arms of one round)."""
+        if rnd:
+            label = f"{label} [r{rnd + 1}]"
         a = self.args
         duration = duration or a.seconds
         self.run_no += 1
@@ -613,7 +629,8 @@ class Bench:
         procs, machine = self.sampler.window(w0, w1)
         catch = self.wait_caught_up(t_stop)
         lag = self.lag.window(w0, t_stop + 1) if self.lag else {}
-        rec = {"exp": exp, "label": label, "path": path, "conns": conns, "mix": mix,
+        rec = {"exp": exp, "label": label, "arm": arm or label, "round": rnd, "path": path,
+               "conns": conns, "mix": mix,
                "rate": rate, "txn": txn, "sync": sync, "target": target, "dry": dry,
                "note": note, "report": rep, "procs": procs, "machine_busy_cores": machine,
                "load_before": load0, "load_after": loadavg(), "wal_bytes": float(wal),
@@ -673,6 +690,10 @@ class Bench:
 # experiments
 # ---------------------------------------------------------------------------
 
+def rounds(b):
+    return range(b.args.rounds)
+
+
 def exp_client(b):
     """client capacity: the same requests built, none sent (--dry)."""
     b.run("client", "client only (--dry), 1 thread", conns=1, dry=True)
@@ -680,60 +701,64 @@ def exp_client(b):
 
 def exp_paths(b):
     """direct vs HAProxy vs pgbouncer (transaction mode), for 1 and for many connections."""
-    for r in range(b.args.rounds):
+    for r in rounds(b):
         for conns in (1, b.args.many):
             for path in ("direct", "haproxy", "pgbouncer"):
-                b.run("paths", f"{path}, {conns} conn" + (f" (round {r + 1})" if r else ""),
-                      path=path, conns=conns)
+                b.run("paths", f"{path}, {conns} conn", path=path, conns=conns,
+                      arm=f"{path}@{conns}", rnd=r)
 
 
 def exp_open(b):
     """open loop at half the closed-loop throughput: latency from the due time."""
-    closed = [x for x in b.results if x["exp"] == "paths" and x["path"] == "direct"
-              and x["conns"] == b.args.many]
-    rate = max(50, int(0.5 * closed[0]["report"]["throughput"])) if closed else 200
-    for path in ("direct", "pgbouncer"):
-        b.run("open", f"{path}, {b.args.many} conn, open {rate}/s", path=path,
-              conns=b.args.many, rate=rate)
+    closed = [x["report"]["throughput"] for x in b.results if x["exp"] == "paths"
+              and x["arm"] == f"direct@{b.args.many}"]
+    rate = max(50, int(0.5 * sorted(closed)[len(closed) // 2])) if closed else 200
+    for r in rounds(b):
+        for path in ("direct", "pgbouncer"):
+            b.run("open", f"{path}, {b.args.many} conn, open {rate}/s", path=path,
+                  conns=b.args.many, rate=rate, arm=path, rnd=r)
 
 
 def exp_toast(b):
     """the same $inc on a ~0.5 KB customer and on an 8-16 KB (TOASTed) product."""
-    for r in range(b.args.rounds):
+    for r in rounds(b):
         for op in ("update_small", "update_large"):
-            b.run("toast", f"{op}=100, 8 conn" + (f" (round {r + 1})" if r else ""),
-                  conns=8, mix=f"{op}=100")
+            b.run("toast", f"{op}=100, 8 conn", conns=8, mix=f"{op}=100", arm=op, rnd=r)
 
 
 def exp_replication(b):
     """apply lag of the physical replicas and the logical subscriber, same WAL, one run each."""
-    big = [x for x in b.results if x["exp"] == "toast" and "large" in x["label"]]
-    rate = max(20, int(0.6 * big[0]["report"]["throughput"])) if big else 100
+    big = [x["report"]["throughput"] for x in b.results if x["exp"] == "toast"
+           and x["arm"] == "update_large"]
+    rate = max(20, int(0.6 * sorted(big)[len(big) // 2])) if big else 100
     for op in ("update_large", "update_small"):
         b.run("repl", f"{op}=100 open {rate}/s, 8 conn", conns=8, mix=f"{op}=100", rate=rate,
-              duration=b.args.seconds * 2)
+              duration=b.args.seconds * 2, arm=op)
 
 
 def exp_sync(b):
     """synchronous replication on (the cluster's synchronous mode) vs synchronous_commit=local."""
-    for sync in ("on", "local"):
-        b.run("syncrep", f"synchronous_commit={sync}, 8 conn", conns=8, sync=sync)
+    for r in rounds(b):
+        for sync in ("on", "local"):
+            b.run("syncrep", f"synchronous_commit={sync}, 8 conn", conns=8, sync=sync,
+                  arm=sync, rnd=r)
 
 
 def exp_txn(b):
     """place-order as one transaction vs the same statements in autocommit."""
-    for txn in (True, False):
-        b.run("txn", f"txn=100, transactions {'on' if txn else 'off'}, 8 conn", conns=8,
-              mix="txn=100", txn=txn)
+    for r in rounds(b):
+        for txn in (True, False):
+            b.run("txn", f"txn=100, transactions {'on' if txn else 'off'}, 8 conn", conns=8,
+                  mix="txn=100", txn=txn, arm="on" if txn else "off", rnd=r)
 
 
 FK_COLS = (("orders", "orders_customer_fk"), ("events", "events_customer_fk"))
+FK_MIX = "insert=50,txn=50"
 
 
 def exp_fk(b):
     """foreign keys orders/events.customer_id -> customers, on stored generated columns."""
-    mix = "insert=50,txn=50"
-    b.run("fk", "no fk column (as migrated)", conns=8, mix=mix)
+    b.run("fk", "no fk column (as migrated)", conns=8, mix=FK_MIX, arm="none")
     t = time.time()
     for table, _ in FK_COLS:
         b.psql(f"ALTER TABLE {DB}.{table} ADD COLUMN customer_fk bigint GENERATED ALWAYS AS "
@@ -745,50 +770,71 @@ def exp_fk(b):
                f"REFERENCES {DB}.customers (_id) NOT VALID")
         b.psql(f"ALTER TABLE {DB}.{table} VALIDATE CONSTRAINT {con}")
     t_fk = time.time() - t
-    note = f"adding the columns took {t_col:.1f} s (table rewrite), the FKs {t_fk:.1f} s"
-    say(note)
-    b.run("fk", "fk column + FOREIGN KEY", conns=8, mix=mix, note=note)
-    for table, con in FK_COLS:
-        b.psql(f"ALTER TABLE {DB}.{table} DROP CONSTRAINT {con}")
-    b.run("fk", "fk column, no constraint", conns=8, mix=mix)
+    b.notes.append(f"fk: adding the generated columns took {t_col:.1f} s (a table rewrite of "
+                   f"orders and events), adding and validating the two FKs {t_fk:.1f} s")
+    say(b.notes[-1])
+    for r in rounds(b):
+        if r:
+            for table, con in FK_COLS:
+                b.psql(f"ALTER TABLE {DB}.{table} ADD CONSTRAINT {con} FOREIGN KEY "
+                       f"(customer_fk) REFERENCES {DB}.customers (_id) NOT VALID")
+        b.run("fk", "fk column + FOREIGN KEY", conns=8, mix=FK_MIX, arm="fk", rnd=r)
+        for table, con in FK_COLS:
+            b.psql(f"ALTER TABLE {DB}.{table} DROP CONSTRAINT {con}")
+        b.run("fk", "fk column, no constraint", conns=8, mix=FK_MIX, arm="column", rnd=r)
     for table, _ in FK_COLS:
         b.psql(f"ALTER TABLE {DB}.{table} DROP COLUMN customer_fk")
+
+
+def blks_read(b):
+    return b.psql("SELECT blks_read FROM pg_stat_database WHERE datname = %s", (DB,))[0][0]
 
 
 def exp_memory(b):
     """point reads with the data in memory vs under a memory cgroup smaller than the data."""
     mix = "point=100"
-    b.psql(f"SELECT count(*) FROM {DB}.orders")  # warm the OS cache
-    b.run("memory", "point=100, in memory", conns=8, mix=mix)
     node = b.stack.node(b.primary_name)
-    b.psql("CHECKPOINT")
     b.cgroup = MemCgroup(b.args.pg_memory_bytes)
-    b.cgroup.add_tree(b.stack.postmaster_pid(b.primary_name))
-    n = evict_page_cache(node["data_dir"])
-    blks0 = b.psql("SELECT blks_read FROM pg_stat_database WHERE datname = %s", (DB,))[0][0]
-    rec = b.run("memory", f"point=100, cgroup {b.args.pg_memory}", conns=8, mix=mix,
-                note=f"{n} files evicted from the page cache first")
-    blks1 = b.psql("SELECT blks_read FROM pg_stat_database WHERE datname = %s", (DB,))[0][0]
-    rec["cgroup"] = b.cgroup.stats()
-    rec["blks_read"] = blks1 - blks0
-    say(f"    cgroup: {rec['cgroup']}, blocks read from the OS {blks1 - blks0}")
-    b.cgroup.close()
-    b.cgroup = None
+    try:
+        for r in rounds(b):
+            b.psql(f"SELECT count(*) FROM {DB}.orders")  # the OS cache holds the table
+            b0 = blks_read(b)
+            rec = b.run("memory", "point=100, in memory", conns=8, mix=mix, arm="memory", rnd=r)
+            rec["blks_read"] = blks_read(b) - b0
+            b.psql("CHECKPOINT")
+            b.cgroup.add_tree(b.stack.postmaster_pid(b.primary_name))
+            n = evict_page_cache(node["data_dir"])
+            b.cgroup.write("memory.max_usage_in_bytes", "0")
+            b0 = blks_read(b)
+            rec = b.run("memory", f"point=100, cgroup {b.args.pg_memory}", conns=8, mix=mix,
+                        note=f"{n} files evicted from the page cache first", arm="cgroup",
+                        rnd=r)
+            rec["blks_read"] = blks_read(b) - b0
+            rec["cgroup"] = b.cgroup.stats()
+            say(f"    cgroup: {rec['cgroup']}, blocks read from the OS {rec['blks_read']}")
+            b.cgroup.release()
+    finally:
+        b.cgroup.close()
+        b.cgroup = None
 
 
 def exp_indexes(b):
     """the translated secondary indexes on vs off: writes, and the range read."""
     mix = "insert=40,update_small=30,txn=30"
-    b.run("indexes", "writes, indexes on", conns=8, mix=mix)
-    b.run("indexes", "range=100, indexes on, 1 conn", conns=1, mix="range=100")
+    b.run("indexes", "writes, indexes on", conns=8, mix=mix, arm="writes on")
+    b.run("indexes", "range=100, indexes on, 1 conn", conns=1, mix="range=100", arm="range on")
     for name, _ in b.indexes:
         b.psql(f'DROP INDEX {DB}."{name}"')
     try:
-        b.run("indexes", "writes, indexes off", conns=8, mix=mix)
-        b.run("indexes", "range=100, indexes off, 1 conn", conns=1, mix="range=100")
+        b.run("indexes", "writes, indexes off", conns=8, mix=mix, arm="writes off")
+        b.run("indexes", "range=100, indexes off, 1 conn", conns=1, mix="range=100",
+              arm="range off")
     finally:
+        t = time.time()
         for _, ddl in b.indexes:
             b.psql(ddl)
+        b.notes.append(f"indexes: rebuilding the {len(b.indexes)} translated indexes took "
+                       f"{time.time() - t:.1f} s")
 
 
 def exp_mongosim(b):
@@ -796,8 +842,25 @@ def exp_mongosim(b):
     # no range reads and no transactions: mongosim has no secondary indexes and
     # evaluates a filter other than _id on every document
     mix = "point=50,insert=20,update_small=20,update_large=10"
-    b.run("mongosim", "libpq -> PostgreSQL direct", conns=8, mix=mix)
-    b.run("mongosim", "libmongoc -> mongosim", conns=8, mix=mix, target="mongo")
+    b.run("mongosim", "libpq -> PostgreSQL direct", conns=8, mix=mix, arm="pg")
+    b.run("mongosim", "libmongoc -> mongosim", conns=8, mix=mix, target="mongo", arm="mongo")
+
+
+# (experiment, numerator arm, denominator arm, what the ratio shows)
+RATIOS = (
+    ("paths", "haproxy@1", "direct@1", "HAProxy / direct, 1 connection"),
+    ("paths", "pgbouncer@1", "direct@1", "pgbouncer / direct, 1 connection"),
+    ("paths", "haproxy@MANY", "direct@MANY", "HAProxy / direct, MANY connections"),
+    ("paths", "pgbouncer@MANY", "direct@MANY", "pgbouncer / direct, MANY connections"),
+    ("open", "pgbouncer", "direct", "open loop: pgbouncer / direct"),
+    ("toast", "update_large", "update_small", "TOASTed update / small update"),
+    ("syncrep", "on", "local", "synchronous replication on / off"),
+    ("txn", "on", "off", "place-order in one transaction / autocommit"),
+    ("fk", "fk", "column", "FOREIGN KEY / same column without it"),
+    ("memory", "cgroup", "memory", "larger than memory / in memory"),
+    ("indexes", "writes off", "writes on", "writes, indexes off / on"),
+    ("indexes", "range off", "range on", "range read, indexes off / on"),
+)
 
 
 EXPERIMENTS = {"client": exp_client, "paths": exp_paths, "open": exp_open, "toast": exp_toast,
@@ -813,11 +876,37 @@ def group_cpu(procs, prefix):
     return sum(v["cpu_cores"] for k, v in procs.items() if k.startswith(prefix))
 
 
+def median(v):
+    v = sorted(v)
+    return v[len(v) // 2] if v else None
+
+
+def ratio_rows(b):
+    """ratio_rows: for each RATIOS entry, the throughput and p99 ratios of the two arms in
+    every round that ran both."""
+    res, rows = b.results, []
+    for exp, num, den, what in RATIOS:
+        num, den = (x.replace("MANY", str(b.args.many)) for x in (num, den))
+        tp, p99 = [], []
+        for rnd in sorted({r["round"] for r in res if r["exp"] == exp}):
+            pick = {r["arm"]: r["report"] for r in res if r["exp"] == exp and r["round"] == rnd}
+            if num in pick and den in pick and pick[den]["throughput"] > 0:
+                tp.append(pick[num]["throughput"] / pick[den]["throughput"])
+                p99.append(pick[num]["latency_ms"]["p99"] /
+                           max(pick[den]["latency_ms"]["p99"], 1e-6))
+        if tp:
+            rows.append([what.replace("MANY", str(b.args.many)),
+                         ", ".join(f"{x:.2f}" for x in tp), median(tp),
+                         ", ".join(f"{x:.2f}" for x in p99), median(p99)])
+    return rows
+
+
 def write_report(b):
     res = b.results
     with open(os.path.join(b.out, "results.json"), "w") as f:
         json.dump({"args": vars(b.args), "sizes": b.sizes, "plan": b.plan,
-                   "indexes": b.indexes, "runs": res}, f, indent=1, default=str)
+                   "indexes": b.indexes, "notes": b.notes, "ratios": ratio_rows(b),
+                   "runs": res}, f, indent=1, default=str)
     prim = f"{b.primary_name} (primary)"
     rows = []
     for r in res:
@@ -829,15 +918,22 @@ def write_report(b):
                      r["wal_bytes"] / ops / 1024 if not r["dry"] else None,
                      group_cpu(r["procs"], prim), c["cpu_cores"],
                      100 * c["outside_fraction"], r["machine_busy_cores"],
+                     max(0.0, (r["machine_busy_cores"] or 0)
+                         - sum(v["cpu_cores"] for v in r["procs"].values())),
                      r["load_before"][0]])
     header = ["exp", "run", "ops/s", "p50 ms", "p95 ms", "p99 ms", "p99.9 ms", "max ms",
               "errors", "WAL KB/op", "primary CPU cores", "client CPU cores",
-              "client outside driver %", "machine busy cores", "load"]
+              "client outside driver %", "machine busy cores", "others' cores", "load"]
     md = ["# bench_workload results", "",
-          f"orders {b.args.orders}; sizes (rows, total MB): " + ", ".join(
-              f"{t} {v[0]} / {v[1] / 2**20:.0f}" for t, v in b.sizes.items()), "",
+          f"orders {b.args.orders}; sizes (rows, total MB, TOAST MB): " + ", ".join(
+              f"{t} {v[0]} / {v[1] / 2**20:.0f} / {v[3] / 2**20:.0f}"
+              for t, v in b.sizes.items()), "",
           "range read plan: `" + b.plan.replace("\n", " / ") + "`", "",
-          wl_report.markdown_table(header, rows), ""]
+          wl_report.markdown_table(header, rows), "",
+          "## Ratios, measured side by side (one value per round)", "",
+          wl_report.markdown_table(["comparison", "throughput ratio per round", "median",
+                                    "p99 ratio per round", "median"], ratio_rows(b)), ""]
+    md += [f"- {n}" for n in b.notes] + [""]
     # per-process CPU and memory
     groups = sorted({g for r in res for g in r["procs"]})
     md += ["## CPU (cores) and memory (PSS MB, max) per process group", ""]

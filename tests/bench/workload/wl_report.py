@@ -8,7 +8,8 @@ import html
 import math
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
-          "#7f7f7f", "#bcbd22", "#17becf"]
+          "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#e7ba52", "#843c39", "#637939",
+          "#7b4173", "#6baed6", "#fd8d3c", "#31a354"]
 
 
 def _esc(s):
@@ -71,14 +72,14 @@ def nice_max(v):
 def bar_chart(title, groups, series, unit, width=900, height=420):
     """bar_chart: groups = category labels; series = [(name, [value per group])]."""
     svg = Svg(width, height, title)
-    left, right, top, bottom = 70, 200, 40, 90
+    left, right, top, bottom = 170, 200, 40, 190
     pw, ph = width - left - right, height - top - bottom
     vmax = nice_max(max([v for _, vals in series for v in vals if v is not None] + [0]))
     for k in range(6):
         y = top + ph - ph * k / 5
         svg.line(left, y, left + pw, y, "#e5e5e5")
         svg.text(left - 6, y + 4, f"{vmax * k / 5:g}", anchor="end")
-    svg.text(16, top + ph / 2, unit, anchor="middle", rotate=-90)
+    svg.text(left - 50, top + ph / 2, unit, anchor="middle", rotate=-90)
     gw = pw / max(len(groups), 1)
     bw = gw * 0.8 / max(len(series), 1)
     for gi, g in enumerate(groups):
@@ -90,7 +91,7 @@ def bar_chart(title, groups, series, unit, width=900, height=420):
             h = ph * v / vmax
             svg.rect(x0 + si * bw, top + ph - h, bw - 2, h, COLORS[si % len(COLORS)],
                      f"{name} / {g}: {v:,.4g} {unit}")
-        svg.text(left + gi * gw + gw / 2, top + ph + 14, g, anchor="end", rotate=-30, size=10)
+        svg.text(left + gi * gw + gw / 2, top + ph + 14, g, anchor="end", rotate=-40, size=10)
     svg.line(left, top + ph, left + pw, top + ph, "#333")
     svg.legend(left + pw + 15, top + 10, [n for n, _ in series])
     return svg.render()
@@ -99,7 +100,7 @@ def bar_chart(title, groups, series, unit, width=900, height=420):
 def stacked_bars(title, groups, parts, unit, width=900, height=460):
     """stacked_bars: parts = [(name, [value per group])], stacked per group."""
     svg = Svg(width, height, title)
-    left, right, top, bottom = 70, 260, 40, 110
+    left, right, top, bottom = 170, 260, 40, 200
     pw, ph = width - left - right, height - top - bottom
     totals = [sum((vals[i] or 0) for _, vals in parts) for i in range(len(groups))]
     vmax = nice_max(max(totals + [0]))
@@ -107,7 +108,7 @@ def stacked_bars(title, groups, parts, unit, width=900, height=460):
         y = top + ph - ph * k / 5
         svg.line(left, y, left + pw, y, "#e5e5e5")
         svg.text(left - 6, y + 4, f"{vmax * k / 5:g}", anchor="end")
-    svg.text(16, top + ph / 2, unit, anchor="middle", rotate=-90)
+    svg.text(left - 50, top + ph / 2, unit, anchor="middle", rotate=-90)
     gw = pw / max(len(groups), 1)
     for gi, g in enumerate(groups):
         y = top + ph
@@ -117,7 +118,7 @@ def stacked_bars(title, groups, parts, unit, width=900, height=460):
             svg.rect(left + gi * gw + gw * 0.15, y - h, gw * 0.7, h, COLORS[si % len(COLORS)],
                      f"{name} / {g}: {v:.3g} {unit}")
             y -= h
-        svg.text(left + gi * gw + gw / 2, top + ph + 14, g, anchor="end", rotate=-35, size=10)
+        svg.text(left + gi * gw + gw / 2, top + ph + 14, g, anchor="end", rotate=-40, size=10)
     svg.line(left, top + ph, left + pw, top + ph, "#333")
     svg.legend(left + pw + 15, top + 10, [n for n, _ in parts])
     return svg.render()
