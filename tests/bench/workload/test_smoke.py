@@ -71,9 +71,12 @@ def test_smoke(tmp_path):
     assert len([r for r in runs if r["exp"] == "paths"]) == 6
     assert {r["path"] for r in runs if r["exp"] == "paths"} == {"direct", "haproxy",
                                                                  "pgbouncer"}
-    # the memory experiment ran under the cgroup
+    # the memory experiment ran under the cgroup (where one can be made: cgroup v1, root)
     mem = [r for r in runs if r.get("cgroup")]
-    assert len(mem) == 1 and mem[0]["cgroup"]["max_usage_mb"] > 0
+    if os.geteuid() == 0 and os.path.isdir("/sys/fs/cgroup/memory"):
+        assert len(mem) == 1 and mem[0]["cgroup"]["max_usage_mb"] > 0, res["notes"]
+    else:
+        assert any(n.startswith("memory: no cgroup arm") for n in res["notes"])
     # the report and the plots
     report = (out / "report.md").read_text()
     assert "| exp | run | ops/s |" in report and "never a claim about MongoDB" in report
