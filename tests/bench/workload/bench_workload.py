@@ -117,16 +117,17 @@ def pg_kind(title, is_root):
     """pg_kind names a Postgres process's role from its process title."""
     if is_root:
         return "background"
-    t = title.removeprefix("postgres: ")
-    if "walsender" in t:
+    # "postgres: [cluster_name: ]<what> ...": pgdaemon sets cluster_name to the node name
+    t = " " + title.removeprefix("postgres: ").split(": ", 1)[-1] + " "
+    if " walsender " in t:
         return "walsender"
-    if "walreceiver" in t:
+    if " walreceiver " in t:
         return "walreceiver"
-    if t.startswith("startup"):
+    if t.startswith(" startup "):
         return "startup (replay)"
-    if "logical replication" in t and "worker" in t:
+    if " logical replication " in t and " worker " in t:
         return "apply worker"
-    if any(t.startswith(b) or b in t for b in PG_BACKGROUND):
+    if any(t.startswith(f" {b} ") for b in PG_BACKGROUND):
         return "background"
     return "backends"
 
@@ -813,6 +814,7 @@ def exp_memory(b):
             b.cgroup.add_tree(b.stack.postmaster_pid(b.primary_name))
             n = evict_page_cache(node["data_dir"])
             b.cgroup.write("memory.max_usage_in_bytes", "0")
+            b.cgroup.write("memory.failcnt", "0")
             b0 = blks_read(b)
             rec = b.run("memory", f"point=100, cgroup {b.args.pg_memory}", conns=8, mix=mix,
                         note=f"{n} files evicted from the page cache first", arm="cgroup",

@@ -64,6 +64,10 @@ def test_smoke(tmp_path):
     repl = [r for r in runs if r["exp"] == "repl"]
     assert len(repl) == 2
     for r in repl:
+        groups = set(r["procs"])
+        for kind in ("(replica): startup (replay)", "(replica): walreceiver",
+                     "(primary): walsender", "subscriber: apply worker"):
+            assert any(g.endswith(kind) for g in groups), (kind, sorted(groups))
         kinds = set(r["lag"])
         assert "subscriber" in kinds and len(kinds) == 3, kinds
         assert set(r["caught_up_s"]) == kinds, r["caught_up_s"]
