@@ -1015,10 +1015,25 @@ def write_plots(b, prim):
                                            "cores", width=max(900, 40 * len(labels) + 360),
                                            height=600))
     for r in res:
-        if r["exp"] == "repl":
-            save(f"lag-{r['label'].split('=')[0]}.svg", wl_report.time_plot(
-                f"apply lag: {r['label']}",
-                [(n, v["series"]) for n, v in r["lag"].items()], "lag, s"))
+        if r["exp"] == "repl" or (r["exp"] == "toast" and r["round"] == 0):
+            name = f"lag-{r['exp']}-{r['arm']}.svg" if r["exp"] == "toast" else \
+                f"lag-{r['label'].split('=')[0]}.svg"
+            save(name, wl_report.time_plot(
+                f"apply lag: {r['exp']}: {r['label']}",
+                [(n, v["series"]) for n, v in sorted(r["lag"].items())], "lag, s"))
+
+
+def replot(path, out):
+    """replot writes report.md and the SVGs of a finished run again (into out)."""
+    with open(path) as f:
+        d = json.load(f)
+    b = argparse.Namespace(results=d["runs"], out=out, sizes=d["sizes"], plan=d["plan"],
+                           indexes=d["indexes"], notes=d["notes"],
+                           args=argparse.Namespace(**d["args"]))
+    prim = [g for r in b.results for g in r["procs"] if g.endswith("(primary): backends")]
+    b.primary_name = prim[0].split(" ")[0] if prim else "?"
+    os.makedirs(out, exist_ok=True)
+    write_report(b)
 
 
 def main():
@@ -1037,7 +1052,11 @@ def main():
                     + ",".join(EXPERIMENTS))
     ap.add_argument("--out-dir", default="bench-workload-out")
     ap.add_argument("--smoke", action="store_true", help="tiny and quick (ctest)")
+    ap.add_argument("--replot", metavar="RESULTS_JSON",
+                    help="only write report.md and the plots again from a results.json")
     args = ap.parse_args()
+    if args.replot:
+        return replot(args.replot, args.out_dir)
     if args.smoke:
         args.orders, args.seconds, args.warmup, args.drain = min(args.orders, 3000), 1.0, 0.3, 2
         args.many, args.catchup_timeout = 4, 60
