@@ -33,11 +33,9 @@ static int
 find(wl_conn_t *c, const char *what, mongoc_collection_t *coll, const bson_t *filter,
      const bson_t *opts)
 {
-    handle_t *h = c->handle;
     const bson_t *doc;
     bson_error_t e;
     int n = 0;
-    (void)h;
     uint64_t t0 = wl_now_ns();
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
     while (mongoc_cursor_next(cur, &doc)) {
