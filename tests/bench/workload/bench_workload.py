@@ -51,6 +51,7 @@ import wl_report  # noqa: E402
 from mgharness import PostgresInstance, build_path, default_root  # noqa: E402
 from mgharness.e2e import MigrationStack, wait_until  # noqa: E402
 from mgharness.pgbouncer import PgbouncerInstance  # noqa: E402
+from mgharness.postgres import write_owned  # noqa: E402
 
 DB = "shop"
 TABLES = ("customers", "products", "orders", "events")
@@ -547,12 +548,9 @@ class Bench:
             "shared_buffers": self.args.shared_buffers, "max_wal_size": "4GB"})
         self.subscriber = sub
         sub.start()
-        pgpass = os.path.join(sub.dir, ".pgpass")
-        fd = os.open(pgpass, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(f"127.0.0.1:{self.primary_port}:{DB}:postgres:{self.password}\n")
-        if sub.run_as is not None:
-            os.chown(pgpass, sub.run_as.uid, sub.run_as.gid)
+        write_owned(os.path.join(sub.dir, ".pgpass"),
+                    f"127.0.0.1:{self.primary_port}:{DB}:postgres:{self.password}\n", 0o600,
+                    sub.run_as)
         sub.query(f"CREATE DATABASE {DB}")
         ddl = [f"CREATE SCHEMA {DB}", "CREATE SCHEMA wl",
                "CREATE TABLE wl.heartbeat (id int PRIMARY KEY, ts timestamptz)"]

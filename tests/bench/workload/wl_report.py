@@ -47,6 +47,14 @@ class Svg:
         p = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
         self.add(f'<polyline points="{p}" fill="none" stroke="{color}" stroke-width="{width}"/>')
 
+    def y_grid(self, left, top, pw, ph, vmax, unit, unit_x):
+        """y_grid draws 6 horizontal grid lines from 0 to vmax with labels, and the unit."""
+        for k in range(6):
+            y = top + ph - ph * k / 5
+            self.line(left, y, left + pw, y, "#e5e5e5")
+            self.text(left - 6, y + 4, f"{vmax * k / 5:g}", anchor="end")
+        self.text(unit_x, top + ph / 2, unit, anchor="middle", rotate=-90)
+
     def legend(self, x, y, names):
         for i, n in enumerate(names):
             self.rect(x, y + i * 16 - 9, 10, 10, COLORS[i % len(COLORS)])
@@ -75,11 +83,7 @@ def bar_chart(title, groups, series, unit, width=900, height=420):
     left, right, top, bottom = 170, 200, 40, 190
     pw, ph = width - left - right, height - top - bottom
     vmax = nice_max(max([v for _, vals in series for v in vals if v is not None] + [0]))
-    for k in range(6):
-        y = top + ph - ph * k / 5
-        svg.line(left, y, left + pw, y, "#e5e5e5")
-        svg.text(left - 6, y + 4, f"{vmax * k / 5:g}", anchor="end")
-    svg.text(left - 50, top + ph / 2, unit, anchor="middle", rotate=-90)
+    svg.y_grid(left, top, pw, ph, vmax, unit, left - 50)
     gw = pw / max(len(groups), 1)
     bw = gw * 0.8 / max(len(series), 1)
     for gi, g in enumerate(groups):
@@ -104,11 +108,7 @@ def stacked_bars(title, groups, parts, unit, width=900, height=460):
     pw, ph = width - left - right, height - top - bottom
     totals = [sum((vals[i] or 0) for _, vals in parts) for i in range(len(groups))]
     vmax = nice_max(max(totals + [0]))
-    for k in range(6):
-        y = top + ph - ph * k / 5
-        svg.line(left, y, left + pw, y, "#e5e5e5")
-        svg.text(left - 6, y + 4, f"{vmax * k / 5:g}", anchor="end")
-    svg.text(left - 50, top + ph / 2, unit, anchor="middle", rotate=-90)
+    svg.y_grid(left, top, pw, ph, vmax, unit, left - 50)
     gw = pw / max(len(groups), 1)
     for gi, g in enumerate(groups):
         y = top + ph
@@ -185,14 +185,10 @@ def time_plot(title, series, unit, width=900, height=400):
         return svg.render()
     tmax = max(t for t, _ in pts_all) or 1.0
     vmax = nice_max(max(v for _, v in pts_all))
-    for k in range(6):
-        y = top + ph - ph * k / 5
-        svg.line(left, y, left + pw, y, "#e5e5e5")
-        svg.text(left - 6, y + 4, f"{vmax * k / 5:g}", anchor="end")
+    svg.y_grid(left, top, pw, ph, vmax, unit, 16)
     for k in range(6):
         x = left + pw * k / 5
         svg.text(x, top + ph + 16, f"{tmax * k / 5:.0f}", anchor="middle")
-    svg.text(16, top + ph / 2, unit, anchor="middle", rotate=-90)
     svg.text(left + pw / 2, height - 8, "seconds", anchor="middle")
     for i, (name, pts) in enumerate(series):
         if pts:

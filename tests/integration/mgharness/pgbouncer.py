@@ -16,7 +16,7 @@ as dicts.
 import os
 
 from .ports import LOOPBACK, port_is_listening
-from .postgres import default_os_user
+from .postgres import PostgresInstance, default_os_user, write_owned
 from .procs import RunAs
 from .service import Service
 
@@ -54,19 +54,13 @@ class PgbouncerInstance(Service):
     def _assign_ports(self):
         self.port = self._pick_port()
 
-    def _write(self, path, text, mode):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        if self.run_as is not None and self.run_as.uid != os.geteuid():
-            os.chown(path, self.run_as.uid, self.run_as.gid)
-
     def _write_config(self):
         def q(s):
             return '"' + s.replace('"', '""') + '"'
 
-        self._write(self.auth_path, f"{q(self.user)} {q(self.password or '')}\n", 0o600)
-        self._write(self.config_path, "\n".join([
+        write_owned(self.auth_path, f"{q(self.user)} {q(self.password or '')}\n", 0o600,
+                    self.run_as)
+        write_owned(self.config_path, "\n".join([
             "[databases]",
             f"{self.dbname} = host={self.server_host} port={self.server_port} "
             f"dbname={self.dbname}",
@@ -85,7 +79,7 @@ class PgbouncerInstance(Service):
             "ignore_startup_parameters = extra_float_digits",
             "logfile =",
             "",
-        ]), 0o600)
+        ]), 0o600, self.run_as)
 
     def _argv(self):
         return [PGBOUNCER_BINARY, self.config_path]
@@ -93,18 +87,9 @@ class PgbouncerInstance(Service):
     def _ready(self):
         return port_is_listening(self.port, self.host)
 
-    def connect(self, dbname=None, **kwargs):
-        """connect returns a psycopg2 connection through pgbouncer (autocommit); caller closes."""
-        import psycopg2
-
-        params = dict(host=self.host, port=self.port, user=self.user,
-                      dbname=dbname or self.dbname, connect_timeout=5)
-        if self.password:
-            params["password"] = self.password
-        params.update(kwargs)
-        conn = psycopg2.connect(**params)
-        conn.autocommit = True
-        return conn
+    # connect(dbname=None, autocommit=True, **kw): a psycopg2 connection through pgbouncer
+    # (the same attributes as a PostgresInstance: host, port, user, password, dbname)
+    connect = PostgresInstance.connect
 
     def show(self, what):
         """show runs SHOW <what> on the admin console; returns a list of dicts."""
