@@ -12,7 +12,7 @@ clang clang-format libclang-rt-14-dev
 libmongoc-dev libbson-dev libpq-dev libyajl-dev libcmocka-dev
 libcurl4-openssl-dev libmicrohttpd-dev libssl-dev
 postgresql-15 postgresql-client-15 postgresql-contrib
-etcd-server etcd-client haproxy
+etcd-server etcd-client haproxy pgbouncer
 spin
 python3 python3-pymongo python3-psycopg2 python3-pytest
 procps iproute2 util-linux

@@ -194,11 +194,16 @@ class MigrationStack:
                               capture_output=True, text=True, timeout=timeout,
                               env=_env(self.root), stdin=subprocess.DEVNULL)
 
-    def start_cluster(self, nodes=3, ttl=5, loop_ms=500, retry_ms=1500, synchronous=True):
+    def start_cluster(self, nodes=3, ttl=5, loop_ms=500, retry_ms=1500, synchronous=True,
+                      pg_parameters=()):
+        """start_cluster runs `pgdaemon cluster up`; pg_parameters ("name=value", ...) come
+        after the defaults (fsync=off, mmap shared memory) and override them."""
         args = ["cluster", "up", "--nodes", nodes, "--dir", self.cluster_dir, "--timeout", 120,
                 "--pg-parameter", "fsync=off", "--pg-parameter",
                 "dynamic_shared_memory_type=mmap", "--ttl", ttl, "--loop-wait-ms", loop_ms,
                 "--retry-timeout-ms", retry_ms]
+        for p in pg_parameters:
+            args += ["--pg-parameter", p]
         if synchronous:
             args.append("--synchronous-mode")
         up = self.pgdaemon(*args, timeout=240)

@@ -40,6 +40,15 @@ def default_os_user():
     return RunAs.named(os.environ.get("MG_PG_OS_USER", "postgres"))
 
 
+def write_owned(path, text, mode, run_as):
+    """write_owned writes text to path with mode, owned by run_as (a RunAs, or None: us)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    if run_as is not None and run_as.uid != os.geteuid():
+        os.chown(path, run_as.uid, run_as.gid)
+
+
 def conf_value(value):
     """conf_value renders a Python value as a postgresql.conf value."""
     if isinstance(value, bool):
@@ -215,11 +224,7 @@ class PostgresInstance(Service):
 
     def _write_owned(self, path, text, mode):
         """_write_owned writes text to path, owned by the instance's OS user."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        if self.run_as is not None and self.run_as.uid != os.geteuid():
-            os.chown(path, self.run_as.uid, self.run_as.gid)
+        write_owned(path, text, mode, self.run_as)
 
     def _argv(self):
         return [os.path.join(self.bin_dir, "postgres"), "-D", self.datadir]
