@@ -71,6 +71,8 @@ typedef struct {
     int64_t lease;
     int64_t lease_ok_ms;
     int64_t key_ok_ms; /* send time of the last renewal of the lease holding `leader` for us */
+    int64_t write_deadline_ms; /* the write deadline Postgres was last allowed writes under */
+    int64_t wd_deadline_ms;    /* what the watchdog is armed at (0 = disarmed) */
     mg_ha_state_t state;
     int64_t started_wall_ms;
     int64_t join_started_ms;
@@ -166,9 +168,14 @@ int64_t mg_ha__writable_until(const mg_ha_daemon_t *d);
  * fence, not in a second primary.
  */
 bool mg_ha__may_become_primary(mg_ha_daemon_t *d, mg_error_t *error);
-/* mg_ha__arm_watchdog moves the watchdog's deadline (half a margin after ours; 0 = disarmed). */
+/*
+ * mg_ha__arm_watchdog moves the watchdog's deadline: half a margin after
+ * the write deadline while Postgres may take writes (state primary, or a
+ * running Postgres whose data directory is no standby's), whatever the node
+ * state; disarmed once it cannot.
+ */
 void mg_ha__arm_watchdog(mg_ha_daemon_t *d);
-/* mg_ha__fence_if_due stops a primary whose write deadline passed (lease or failsafe). */
+/* mg_ha__fence_if_due stops a Postgres that may write once its write deadline passed. */
 void mg_ha__fence_if_due(mg_ha_daemon_t *d);
 /* mg_ha__stop_writes makes /primary answer 503 from now on (a demotion or a fence). */
 void mg_ha__stop_writes(mg_ha_daemon_t *d);

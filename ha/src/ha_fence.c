@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#define WATCH_SLICE_MS 100 /* the watchdog looks at the clock at least this often while armed */
+
 /* fence_postgres stops the postmaster of data_dir: immediate shutdown, then SIGKILL. */
 static void
 fence_postgres(const char *data_dir)
@@ -63,7 +65,13 @@ watchdog_main(int fd, const char *data_dir)
 
     for (;;) {
         int64_t now = mg_ha__now_ms();
-        int timeout = deadline == 0 ? -1 : (int)(deadline > now ? deadline - now : 0);
+        /*
+         * poll() sleeps on the monotonic clock, which stops during a suspend;
+         * the deadline is on the boot clock, which does not: wake at least
+         * every WATCH_SLICE_MS, so a resume past the deadline fences at once.
+         */
+        int64_t left = deadline > now ? deadline - now : 0;
+        int timeout = deadline == 0 ? -1 : (int)(left < WATCH_SLICE_MS ? left : WATCH_SLICE_MS);
         struct pollfd p = {fd, POLLIN, 0};
         int r;
 
@@ -177,19 +185,45 @@ mg_ha__may_become_primary(mg_ha_daemon_t *d, mg_error_t *error)
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
                             "leader lease too old to take writes (renewed %lldms ago)",
                             (long long)(mg_ha__now_ms() - d->key_ok_ms));
-    mg_ha__watchdog_arm(&d->watchdog, until + d->conf->retry_ms / 2);
+    d->write_deadline_ms = until;
+    d->wd_deadline_ms = until + d->conf->retry_ms / 2;
+    mg_ha__watchdog_arm(&d->watchdog, d->wd_deadline_ms);
     return true;
+}
+
+int64_t
+mg_ha__watchdog_deadline(bool may_write, int64_t writable_until, int64_t armed, int64_t margin_ms)
+{
+    if (!may_write)
+        return 0;
+    if (writable_until > 0)
+        return writable_until + margin_ms / 2;
+    return armed; /* no key to move it with: the last deadline stands, never a later one */
+}
+
+/*
+ * pg_may_write says whether the local Postgres may take writes: it runs and
+ * its data directory is no standby's (a primary, or one in crash recovery).
+ */
+static bool
+pg_may_write(mg_ha_daemon_t *d)
+{
+    return mg_ha__pg_running(&d->pg) > 0 && !mg_ha__pg_is_standby_dir(&d->pg);
 }
 
 void
 mg_ha__arm_watchdog(mg_ha_daemon_t *d)
 {
+    bool may_write = d->state == MG_HA_STATE_PRIMARY || pg_may_write(d);
     int64_t until = mg_ha__writable_until(d);
 
-    if (d->state == MG_HA_STATE_PRIMARY && until > 0)
-        mg_ha__watchdog_arm(&d->watchdog, until + d->conf->retry_ms / 2);
-    else
-        mg_ha__watchdog_arm(&d->watchdog, 0);
+    d->wd_deadline_ms =
+        mg_ha__watchdog_deadline(may_write, until, d->wd_deadline_ms, d->conf->retry_ms);
+    if (until > 0 && may_write)
+        d->write_deadline_ms = until;
+    else if (!may_write)
+        d->write_deadline_ms = 0;
+    mg_ha__watchdog_arm(&d->watchdog, d->wd_deadline_ms);
 }
 
 void
@@ -208,12 +242,21 @@ mg_ha__fence_if_due(mg_ha_daemon_t *d)
     char msg[200];
     mg_ha_event_ctx_t ctx = {"primary", "demoted", "fence", NULL};
 
-    if (d->state != MG_HA_STATE_PRIMARY || now < until)
+    /*
+     * Also a Postgres made writable outside state primary (a promotion whose
+     * status write failed): it stops at the deadline it was made writable
+     * under (issue 16, finding 7).
+     */
+    if (until <= 0)
+        until = d->write_deadline_ms;
+    if (until <= 0 || now < until || (d->state != MG_HA_STATE_PRIMARY && !pg_may_write(d)))
         return;
     mg_ha__stop_writes(d);
     if (!mg_ha__pg_stop_now(&d->pg, true, &error))
         mg_log_error(MG_LOG_ERROR, MODULE, &error);
-    d->state = MG_HA_STATE_DEMOTED;
+    if (d->state == MG_HA_STATE_PRIMARY)
+        d->state = MG_HA_STATE_DEMOTED;
+    d->write_deadline_ms = 0;
     snprintf(msg, sizeof(msg),
              "fenced: could not renew the leader lease and the peers did not all grant failsafe "
              "(%" PRId64 "ms past the write deadline)",

@@ -52,7 +52,11 @@ uint64_t mg_ha__proc_starttime(pid_t pid);
 /* mg_ha__proc_alive is true when pid exists with that starttime (0 = any) and is no zombie. */
 bool mg_ha__proc_alive(pid_t pid, uint64_t starttime);
 
-/* mg_ha__now_ms: monotonic clock; mg_ha__wall_ms: wall clock (Unix ms). */
+/*
+ * mg_ha__now_ms: the boot clock (CLOCK_BOOTTIME: monotonic, and it counts
+ * time spent suspended, so a lease deadline passes during a suspend; issue
+ * 16, finding 8); mg_ha__wall_ms: wall clock (Unix ms).
+ */
 int64_t mg_ha__now_ms(void);
 int64_t mg_ha__wall_ms(void);
 
@@ -109,8 +113,16 @@ bool mg_ha__pg_promote(mg_ha_pg_t *pg, mg_error_t *error);
 /* mg_ha__pg_stop_now stops Postgres: immediate (SIGQUIT) or fast (SIGINT), then harder. */
 bool mg_ha__pg_stop_now(mg_ha_pg_t *pg, bool immediate, mg_error_t *error);
 bool mg_ha__pg_is_standby_dir(const mg_ha_pg_t *pg);
-/* mg_ha__pg_checkpoint_lsn reads "Latest checkpoint location" of a stopped cluster. */
-bool mg_ha__pg_checkpoint_lsn(mg_ha_pg_t *pg, char *out, size_t outsz, mg_error_t *error);
+/*
+ * mg_ha__pg_final_lsn reads the last LSN of a cleanly stopped cluster (its
+ * shutdown checkpoint) with pg_controldata. A cluster whose state is not
+ * "shut down" (crashed, stopped by an immediate shutdown, in recovery) has
+ * WAL after its last checkpoint: that is an error (domain pg, code
+ * MG_ERROR_CODE_INVALID_ARGUMENT), never a stale LSN.
+ */
+bool mg_ha__pg_final_lsn(mg_ha_pg_t *pg, char *out, size_t outsz, mg_error_t *error);
+/* mg_ha__controldata_final_lsn is its parser of pg_controldata's output (LC_ALL=C). */
+bool mg_ha__controldata_final_lsn(const char *text, char *lsn, size_t lsnsz, mg_error_t *error);
 /*
  * mg_ha__pg_checkpoint_remote runs CHECKPOINT on host:port: after a promotion
  * pg_control names the new timeline only from the next checkpoint on, and
@@ -135,6 +147,15 @@ typedef struct {
 
 bool mg_ha__watchdog_start(mg_ha_watchdog_t *w, const char *data_dir, mg_error_t *error);
 void mg_ha__watchdog_arm(mg_ha_watchdog_t *w, int64_t deadline_ms);
+/*
+ * mg_ha__watchdog_deadline is what the watchdog is armed at: 0 (disarmed)
+ * when Postgres cannot take writes; else half a margin after the write
+ * deadline, whatever the node state (issue 16, finding 7: a promotion whose
+ * status write failed left a writable Postgres with a disarmed watchdog);
+ * without a deadline (no key) the last armed one, never a later one.
+ */
+int64_t mg_ha__watchdog_deadline(bool may_write, int64_t writable_until, int64_t armed,
+                                 int64_t margin_ms);
 /* mg_ha__watchdog_stop disarms and ends the child (clean daemon exit). */
 void mg_ha__watchdog_stop(mg_ha_watchdog_t *w);
 

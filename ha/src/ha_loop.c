@@ -162,6 +162,8 @@ local_inputs(mg_ha_daemon_t *d)
         d->not_streaming_since_ms = 0;
         d->stalled = false;
     }
+    d->view.leader_stale =
+        strcmp(d->view.leader, d->conf->name) == 0 && d->view.leader_lease != d->lease;
     d->view.replica_stalled = d->stalled;
     d->view.rewind_failures = d->rewind_failures;
     track_primary_start(d);

@@ -934,33 +934,74 @@ mg_ha__pg_is_standby_dir(const mg_ha_pg_t *pg)
     return access(path, F_OK) == 0;
 }
 
+/* controldata_field copies the value of "NAME:" from pg_controldata output; false if absent. */
+static bool
+controldata_field(const char *text, const char *name, char *out, size_t outsz)
+{
+    size_t n = strlen(name);
+    const char *p = text;
+
+    while (p != NULL && *p != '\0') {
+        if (strncmp(p, name, n) == 0 && p[n] == ':') {
+            size_t len;
+
+            p += n + 1;
+            while (*p == ' ' || *p == '\t')
+                p++;
+            len = strcspn(p, "\n");
+            while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\r'))
+                len--;
+            if (len == 0 || len >= outsz)
+                return false;
+            memcpy(out, p, len);
+            out[len] = '\0';
+            return true;
+        }
+        p = strchr(p, '\n');
+        if (p != NULL)
+            p++;
+    }
+    return false;
+}
+
 bool
-mg_ha__pg_checkpoint_lsn(mg_ha_pg_t *pg, char *out, size_t outsz, mg_error_t *error)
+mg_ha__controldata_final_lsn(const char *text, char *lsn, size_t lsnsz, mg_error_t *error)
+{
+    char state[64], loc[MG_HA_LSN_SIZE];
+    uint64_t parsed;
+
+    if (!controldata_field(text, "Database cluster state", state, sizeof(state)))
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
+                            "pg_controldata printed no cluster state");
+    if (strcmp(state, "shut down") != 0)
+        return mg_error_set(error, MG_ERROR_DOMAIN_PG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                            "the cluster state is \"%s\", not \"shut down\": its last "
+                            "checkpoint is not the end of its WAL",
+                            state);
+    if (!controldata_field(text, "Latest checkpoint location", loc, sizeof(loc)) ||
+        !mg_ha_lsn_parse(loc, &parsed) || strlen(loc) >= lsnsz)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
+                            "pg_controldata printed no valid checkpoint location");
+    snprintf(lsn, lsnsz, "%s", loc);
+    return true;
+}
+
+bool
+mg_ha__pg_final_lsn(mg_ha_pg_t *pg, char *out, size_t outsz, mg_error_t *error)
 {
     char tool[PATH_MAX];
     char *argv[] = {tool, "-D", pg->conf->data_dir, NULL};
     char *env[] = {"LC_ALL=C", NULL};
     mg_buf_t buf;
-    const char *p;
-    bool ok = false;
+    bool ok;
 
     bin_path(pg, "pg_controldata", tool, sizeof(tool));
     mg_buf_init(&buf, 64 * 1024);
-    if (!mg_ha__run(&pg->runas, argv, env, pg->log_path, 30000, &buf, error))
-        goto done;
-    p = buf.data ? strstr(buf.data, "Latest checkpoint location:") : NULL;
-    if (p == NULL) {
-        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
-                     "pg_controldata printed no checkpoint location for \"%s\"",
-                     pg->conf->data_dir);
-        goto done;
-    }
-    p += strlen("Latest checkpoint location:");
-    while (*p == ' ')
-        p++;
-    snprintf(out, outsz, "%.*s", (int)strcspn(p, " \n"), p);
-    ok = true;
-done:
+    ok = mg_ha__run(&pg->runas, argv, env, pg->log_path, 30000, &buf, error) &&
+         mg_buf_append(&buf, "", 1, error) &&
+         mg_ha__controldata_final_lsn(buf.data, out, outsz, error);
+    if (!ok)
+        mg_error_prefix(error, "could not read the final LSN of \"%s\"", pg->conf->data_dir);
     mg_buf_cleanup(&buf);
     return ok;
 }

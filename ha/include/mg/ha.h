@@ -149,6 +149,7 @@ typedef enum {
     MG_HA_ACTION_ABORT_SWITCHOVER, /* catch-up timed out: restart as primary, status stable */
     MG_HA_ACTION_FINISH_FAILOVER,  /* replicas follow: status stable */
     MG_HA_ACTION_RELEASE_LEADER, /* Postgres did not start within start_timeout: give up `leader` */
+    MG_HA_ACTION_DROP_LEADER,    /* `leader` names this standby, not taken in this run: delete it */
     MG_HA_ACTION_COUNT_
 } mg_ha_action_t;
 
@@ -319,6 +320,13 @@ typedef struct {
     int64_t
         primary_down_since_ms;   /* monotonic: meant to be primary, no writable Postgres (0 = up) */
     int64_t start_hold_until_ms; /* monotonic: gave up starting as primary; no retake before */
+    /*
+     * `leader` names this node under a lease this run of the daemon did not
+     * grant: left by an earlier run, or restored with etcd from a backup. A
+     * standby then never promotes on it (that would skip the election's lag,
+     * sync and failsafe checks): the key is dropped and the election runs.
+     */
+    bool leader_stale;
     /* clock (milliseconds; monotonic for timeouts, wall for reports of other nodes) */
     int64_t now_ms;
     int64_t join_started_ms;

@@ -1,0 +1,180 @@
+/*
+ * tests/unit/ha/test_daemon.c - pure pieces of the daemon (ha/src, reached
+ * through ha_internal.h): what the switchover hands over at (the final LSN
+ * of a cleanly stopped cluster, from pg_controldata's output), when the
+ * fencing watchdog is armed, and the clock lease deadlines run on.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* unshare, CLONE_NEWTIME */
+#endif
+#include "ha_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#define CONTROLDATA(state, lsn)                                        \
+    "pg_control version number:            1300\n"                     \
+    "Catalog version number:               202209061\n"                \
+    "Database system identifier:           7312345678901234567\n"      \
+    "Database cluster state:               " state "\n"                \
+    "pg_control last modified:             Mon Dec  7 19:58:12 2026\n" \
+    "Latest checkpoint location:           " lsn "\n"                  \
+    "Latest checkpoint's REDO location:    0/3000028\n"                \
+    "Latest checkpoint's TimeLineID:       1\n"
+
+/*
+ * test_final_lsn_needs_clean_shutdown (issue 16, finding 6a): the final LSN
+ * of a switchover is the shutdown checkpoint, so it exists only for a
+ * cluster whose state is "shut down". A crashed or immediately stopped
+ * cluster ("in production") has WAL after its last checkpoint: handing over
+ * at that checkpoint would lose it, so it is an error, never an LSN.
+ */
+static void
+test_final_lsn_needs_clean_shutdown(void **state)
+{
+    char lsn[MG_HA_LSN_SIZE];
+    mg_error_t error;
+
+    (void)state;
+    assert_true(mg_ha__controldata_final_lsn(CONTROLDATA("shut down", "0/3000028"), lsn,
+                                             sizeof(lsn), &error));
+    assert_string_equal(lsn, "0/3000028");
+    assert_true(mg_ha__controldata_final_lsn(CONTROLDATA("shut down", "1A/FF000D8  "), lsn,
+                                             sizeof(lsn), &error));
+    assert_string_equal(lsn, "1A/FF000D8");
+    static const char *const unclean[] = {"in production", "shut down in recovery",
+                                          "in crash recovery", "in archive recovery",
+                                          "shutting down"};
+    for (size_t i = 0; i < sizeof(unclean) / sizeof(unclean[0]); i++) {
+        char text[1024];
+
+        snprintf(text, sizeof(text), CONTROLDATA("%s", "0/3000028"), unclean[i]);
+        memset(lsn, 0, sizeof(lsn));
+        assert_false(mg_ha__controldata_final_lsn(text, lsn, sizeof(lsn), &error));
+        assert_int_equal(error.domain, MG_ERROR_DOMAIN_PG);
+        assert_int_equal(error.code, MG_ERROR_CODE_INVALID_ARGUMENT);
+        assert_non_null(strstr(error.message, unclean[i]));
+        assert_string_equal(lsn, ""); /* output untouched */
+    }
+    /* malformed output: no state, no location, a location that is no LSN */
+    assert_false(mg_ha__controldata_final_lsn("Latest checkpoint location: 0/1\n", lsn, sizeof(lsn),
+                                              &error));
+    assert_false(mg_ha__controldata_final_lsn("Database cluster state: shut down\n", lsn,
+                                              sizeof(lsn), &error));
+    assert_false(mg_ha__controldata_final_lsn(CONTROLDATA("shut down", "nonsense"), lsn,
+                                              sizeof(lsn), &error));
+    assert_false(mg_ha__controldata_final_lsn("", lsn, sizeof(lsn), &error));
+}
+
+/*
+ * test_watchdog_armed_while_postgres_may_write (issue 16, finding 7): the
+ * watchdog was armed only in state primary, so a promotion whose status
+ * write failed (the node still a replica) left a writable Postgres with no
+ * fence. It is armed whenever Postgres may take writes, and without a key
+ * to move it the last deadline stands; never a later one.
+ */
+static void
+test_watchdog_armed_while_postgres_may_write(void **state)
+{
+    const int64_t MARGIN = 3000, UNTIL = 50000, ARMED = 41500;
+
+    (void)state;
+    /* Postgres cannot write: disarmed, whatever the deadline */
+    assert_int_equal(mg_ha__watchdog_deadline(false, UNTIL, ARMED, MARGIN), 0);
+    /* it may write (a primary, or a replica promoted half-way): half a margin after the lease */
+    assert_int_equal(mg_ha__watchdog_deadline(true, UNTIL, 0, MARGIN), UNTIL + MARGIN / 2);
+    /* no deadline to move it with (key lost): the last one stands, not 0 */
+    assert_int_equal(mg_ha__watchdog_deadline(true, 0, ARMED, MARGIN), ARMED);
+    assert_int_equal(mg_ha__watchdog_deadline(true, 0, 0, MARGIN), 0);
+}
+
+/*
+ * boot_offset_ms runs in a child with a time namespace whose boot clock is
+ * offset by offset_s from the monotonic clock (what a machine suspended for
+ * that long looks like) and returns mg_ha__now_ms() minus CLOCK_MONOTONIC
+ * there; -1 when time namespaces are not available (not root, old kernel).
+ */
+static int64_t
+boot_offset_ms(int offset_s)
+{
+    int fds[2];
+    pid_t outer;
+    int64_t diff = -1;
+
+    if (pipe(fds) != 0)
+        return -1;
+    outer = fork();
+    if (outer == 0) {
+        char line[64];
+        int fd;
+        pid_t inner;
+
+        close(fds[0]);
+        snprintf(line, sizeof(line), "boottime %d 0\n", offset_s);
+        if (unshare(CLONE_NEWTIME) != 0 || (fd = open("/proc/self/timens_offsets", O_WRONLY)) < 0 ||
+            write(fd, line, strlen(line)) != (ssize_t)strlen(line))
+            _exit(2);
+        close(fd);
+        inner = fork(); /* the time namespace applies to children */
+        if (inner == 0) {
+            struct timespec mono;
+            int64_t d;
+
+            clock_gettime(CLOCK_MONOTONIC, &mono);
+            d = mg_ha__now_ms() - ((int64_t)mono.tv_sec * 1000 + mono.tv_nsec / 1000000);
+            _exit(write(fds[1], &d, sizeof(d)) == sizeof(d) ? 0 : 3);
+        }
+        _exit(inner > 0 && waitpid(inner, NULL, 0) == inner ? 0 : 4);
+    }
+    close(fds[1]);
+    if (outer > 0) {
+        int status = 0;
+
+        if (read(fds[0], &diff, sizeof(diff)) != sizeof(diff))
+            diff = -1;
+        (void)waitpid(outer, &status, 0);
+    }
+    close(fds[0]);
+    return diff;
+}
+
+/*
+ * test_deadline_clock_counts_suspend (issue 16, finding 8): lease deadlines
+ * were on CLOCK_MONOTONIC, which stops during a suspend, so after a resume a
+ * node answered /primary 200 past its lease. In a time namespace whose boot
+ * clock is an hour ahead of the monotonic one, mg_ha__now_ms() is too.
+ */
+static void
+test_deadline_clock_counts_suspend(void **state)
+{
+    int64_t diff = boot_offset_ms(3600);
+
+    (void)state;
+    if (diff == -1) {
+        print_message("time namespaces not available here (needs root, Linux >= 5.6): skipped\n");
+        skip();
+    }
+    assert_true(diff >= 3600 * 1000 - 1000 && diff <= 3600 * 1000 + 1000);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_final_lsn_needs_clean_shutdown),
+        cmocka_unit_test(test_watchdog_armed_while_postgres_may_write),
+        cmocka_unit_test(test_deadline_clock_counts_suspend),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
