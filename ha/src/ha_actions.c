@@ -305,6 +305,7 @@ do_promote(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
         s.nsync_members = 0;
     s.term = s.exists ? s.term + 1 : 1;
     snprintf(s.primary, sizeof(s.primary), "%s", d->conf->name);
+    (void)mg_ha__members_update(d, &s);
     s.failover = MG_HA_FAILOVER_RECONFIGURING_REPLICAS;
     s.target_primary[0] = '\0';
     snprintf(s.last_failover_reason, sizeof(s.last_failover_reason), "%s",
@@ -641,6 +642,13 @@ do_maintain_primary(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *
     }
     if (!mg_ha__ensure_status(d, error))
         return false;
+    {
+        mg_ha_cluster_status_t s = d->view.status;
+
+        /* the failsafe set grows before a new replica counts on it (issue 16, finding 2) */
+        if (mg_ha__members_update(d, &s) && !mg_ha__cas_status(d, &s, error))
+            return false;
+    }
     if (d->self.current_lsn[0] != '\0' && !mg_ha__put_optime(d, d->self.current_lsn, error))
         return false;
     if (!manage_sync(d, error))

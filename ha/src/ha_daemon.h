@@ -39,6 +39,9 @@ typedef struct {
     int64_t last_seq;      /* highest sequence seen from it (replays are dropped) */
     int64_t heard_ms;      /* monotonic: last valid datagram from it */
     int64_t acked_sent_ms; /* monotonic: send time of our newest failsafe heartbeat it acked */
+    char host[64];         /* its address as last seen in nodes/ */
+    int64_t udp_port;
+    int64_t gone_since_ms; /* primary: since when this member is missing from nodes/ (0 = there) */
 } mg_ha_peer_t;
 
 #define HB_RING 32 /* failsafe heartbeats remembered for their acks */
@@ -152,6 +155,32 @@ void mg_ha__wake_all(mg_ha_daemon_t *d);
 void mg_ha__send_heartbeats(mg_ha_daemon_t *d, bool failsafe);
 /* mg_ha__failsafe_grant returns until when the peers let a primary write without etcd (0 = no). */
 int64_t mg_ha__failsafe_grant(mg_ha_daemon_t *d);
+/*
+ * mg_ha__grant_until is its rule: every node of set other than self must
+ * have acked (peers[].acked_sent_ms); the grant runs ttl - margin from the
+ * oldest ack's send time. 0 = no grant (one missing, or nobody else).
+ */
+int64_t mg_ha__grant_until(char set[][MG_HA_NAME_SIZE], size_t nset, const char *self,
+                           const mg_ha_peer_t *peers, size_t npeers, int64_t ttl_ms,
+                           int64_t margin_ms);
+/*
+ * mg_ha__promise_ok says whether a node in state with view may promise
+ * sender (a failsafe heartbeat) not to take the leader key: only a node that
+ * does not write and believes sender is the primary (the leader key, or with
+ * the key free the status, names it). A node that sees another leader must
+ * not vouch for the sender (issue 16, finding 2).
+ */
+bool mg_ha__promise_ok(mg_ha_state_t state, const mg_ha_view_t *view, const char *self,
+                       const char *sender);
+/*
+ * mg_ha__members_update keeps a primary's failsafe set in s: this node and
+ * every node of the view in state replica are added; a member missing from
+ * nodes/ for 2 x ttl is removed. Returns whether s changed (the caller
+ * writes it by CAS).
+ */
+bool mg_ha__members_update(mg_ha_daemon_t *d, mg_ha_cluster_status_t *s);
+/* mg_ha__peers_learn remembers the address of every node of the view (for heartbeats). */
+void mg_ha__peers_learn(mg_ha_daemon_t *d);
 /* mg_ha__handle_datagram checks and acts on one datagram; true when it asks for a loop now. */
 bool mg_ha__handle_datagram(mg_ha_daemon_t *d, const char *buf, size_t len);
 /* mg_ha__peer_silent says whether name was heard over UDP, but not for longer than ms. */

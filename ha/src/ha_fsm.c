@@ -334,6 +334,9 @@ mg_ha_failover_candidate(const mg_ha_self_t *self, const mg_ha_view_t *view, cha
             continue;
         if (sync && !in_sync_set(view, n->name) && !view->spec.allow_data_loss)
             continue;
+        /* not in the primary's failsafe set: it may not have promised, so it may not promote */
+        if (!mg_ha_status_is_member(&view->status, n->name))
+            continue;
         if (!sync && have_optime && optime > lsn && optime - lsn > (uint64_t)self->max_lag_bytes &&
             !view->spec.allow_data_loss) {
             lagging++;

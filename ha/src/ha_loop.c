@@ -228,6 +228,7 @@ one_loop(mg_ha_daemon_t *d, int *exit_code)
         return true; /* keep serving Postgres while the lease or the failsafe allows */
     }
     d->etcd_ok = true;
+    mg_ha__peers_learn(d);
     local_inputs(d);
     mg_ha__arm_watchdog(d);
     if (!mg_ha_decide(&me, &d->view, &dec, &error)) {
@@ -465,6 +466,13 @@ daemon_run(mg_ha_daemon_t *d)
     d->state = MG_HA_STATE_INIT;
     d->started_wall_ms = mg_ha__wall_ms();
     d->join_started_ms = mg_ha__now_ms();
+    /*
+     * An earlier run may have promised a failsafe primary, within the last
+     * ttl, not to take the leader key; the promise outlives the process
+     * (issue 16, finding 2), so a restarted node keeps it for a ttl.
+     */
+    if (conf->cluster_secret != NULL && conf->cluster_secret[0] != '\0')
+        d->failsafe_heard_ms = d->join_started_ms;
     snprintf(d->self.name, sizeof(d->self.name), "%s", conf->name);
     snprintf(d->self.host, sizeof(d->self.host), "%s", conf->address);
     d->self.pg_port = conf->pg_port;

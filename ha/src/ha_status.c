@@ -120,6 +120,20 @@ j_bool(yajl_val obj, const char *name)
     return v != NULL && YAJL_IS_TRUE(v);
 }
 
+/* j_names copies the strings of array arr (at most MG_HA_MAX_NODES) into out; returns how many. */
+static size_t
+j_names(yajl_val arr, char out[][MG_HA_NAME_SIZE])
+{
+    size_t n = 0;
+
+    if (arr == NULL || !YAJL_IS_ARRAY(arr))
+        return 0;
+    for (size_t i = 0; i < arr->u.array.len && n < MG_HA_MAX_NODES; i++)
+        if (YAJL_IS_STRING(arr->u.array.values[i]))
+            snprintf(out[n++], MG_HA_NAME_SIZE, "%s", YAJL_GET_STRING(arr->u.array.values[i]));
+    return n;
+}
+
 static yajl_val
 j_parse(const char *json, size_t len, const char *what, mg_error_t *error)
 {
@@ -306,6 +320,13 @@ mg_ha_status_to_json(const mg_ha_cluster_status_t *s, mg_buf_t *out, mg_error_t 
     for (size_t i = 0; i < s->nsync_members; i++)
         yajl_gen_string(g, (const unsigned char *)s->sync_members[i], strlen(s->sync_members[i]));
     yajl_gen_array_close(g);
+    if (s->nmembers > 0) {
+        g_key(g, "members");
+        yajl_gen_array_open(g);
+        for (size_t i = 0; i < s->nmembers; i++)
+            yajl_gen_string(g, (const unsigned char *)s->members[i], strlen(s->members[i]));
+        yajl_gen_array_close(g);
+    }
     yajl_gen_map_close(g);
     return g_finish(g, out, error);
 }
@@ -363,17 +384,21 @@ mg_ha_status_from_json(const char *json, size_t len, mg_ha_cluster_status_t *s, 
     s->switchover_id = j_int(t, "switchover_id", 0);
     s->writes_stopped_ms = j_int(t, "writes_stopped_ms", 0);
     s->writes_resumed_ms = j_int(t, "writes_resumed_ms", 0);
-    {
-        yajl_val arr = j_field(t, "sync_members");
-
-        if (arr != NULL && YAJL_IS_ARRAY(arr))
-            for (size_t i = 0; i < arr->u.array.len && s->nsync_members < MG_HA_MAX_NODES; i++)
-                if (YAJL_IS_STRING(arr->u.array.values[i]))
-                    snprintf(s->sync_members[s->nsync_members++], MG_HA_NAME_SIZE, "%s",
-                             YAJL_GET_STRING(arr->u.array.values[i]));
-    }
+    s->nsync_members = j_names(j_field(t, "sync_members"), s->sync_members);
+    s->nmembers = j_names(j_field(t, "members"), s->members);
     yajl_tree_free(t);
     return true;
+}
+
+bool
+mg_ha_status_is_member(const mg_ha_cluster_status_t *status, const char *name)
+{
+    if (status->nmembers == 0)
+        return true;
+    for (size_t i = 0; i < status->nmembers; i++)
+        if (strcmp(status->members[i], name) == 0)
+            return true;
+    return false;
 }
 
 void

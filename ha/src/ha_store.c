@@ -300,10 +300,8 @@ bool
 mg_ha__ensure_status(mg_ha_daemon_t *d, mg_error_t *error)
 {
     mg_ha_cluster_status_t s = d->view.status;
-    mg_etcd_txn_t *txn;
-    mg_etcd_txn_result_t res;
-    mg_buf_t b;
-    bool ok;
+    mg_ha_event_ctx_t ctx = {NULL, NULL, "set_status", d->conf->name};
+    char msg[160];
 
     if (s.exists && strcmp(s.primary, d->conf->name) == 0)
         return true;
@@ -313,29 +311,11 @@ mg_ha__ensure_status(mg_ha_daemon_t *d, mg_error_t *error)
         s.term = 1;
     snprintf(s.primary, sizeof(s.primary), "%s", d->conf->name);
     s.failover = MG_HA_FAILOVER_STABLE;
-    mg_buf_init(&b, 64 * 1024);
-    txn = mg_etcd_txn_new();
-    memset(&res, 0, sizeof(res));
-    ok = mg_ha_status_to_json(&s, &b, error) &&
-         mg_etcd_txn_compare_int(txn, d->key_status, MG_ETCD_TARGET_MOD, MG_ETCD_CMP_EQUAL,
-                                 d->view.status.exists ? d->view.status.mod_revision : 0, error) &&
-         mg_etcd_txn_put(txn, true, d->key_status, b.data, b.len, 0, error) &&
-         mg_etcd_txn_commit(d->etcd, txn, &res, error);
-    if (ok && !res.succeeded)
-        ok = mg_error_set(error, MG_ERROR_DOMAIN_ETCD, MG_ETCD_ERR_SERVER,
-                          "status key changed concurrently (mod_revision %" PRId64 ")",
-                          d->view.status.mod_revision);
-    if (ok) {
-        mg_ha_event_ctx_t ctx = {NULL, NULL, "set_status", d->conf->name};
-        char msg[160];
-
-        snprintf(msg, sizeof(msg), "status: primary %s, term %" PRId64, s.primary, s.term);
-        mg_ha__event(d, MG_LOG_NOTICE, "ha.status", &ctx, msg);
-    }
-    mg_etcd_txn_result_cleanup(&res);
-    mg_etcd_txn_destroy(txn);
-    mg_buf_cleanup(&b);
-    return ok;
+    if (!mg_ha__cas_status(d, &s, error))
+        return false;
+    snprintf(msg, sizeof(msg), "status: primary %s, term %" PRId64, s.primary, s.term);
+    mg_ha__event(d, MG_LOG_NOTICE, "ha.status", &ctx, msg);
+    return true;
 }
 
 /*

@@ -256,6 +256,15 @@ typedef struct {
     int64_t writes_resumed_ms;      /* wall clock: new primary accepts writes */
     char sync_members[MG_HA_MAX_NODES][MG_HA_NAME_SIZE]; /* superset of sync standbys */
     size_t nsync_members;
+    /*
+     * The failsafe set: every node the primary saw as a replica (added before
+     * it counts, removed only after it was gone from nodes/ for 2 x ttl). A
+     * primary without etcd keeps writing only while every member acks its
+     * heartbeats, and a node that is not a member never takes the leader key
+     * by failover (issue 16, finding 2). Empty: not tracked (older status).
+     */
+    char members[MG_HA_MAX_NODES][MG_HA_NAME_SIZE];
+    size_t nmembers;
 } mg_ha_cluster_status_t;
 
 /* The spec key: what the operator wants (written by the CLI). */
@@ -278,6 +287,9 @@ bool mg_ha_status_from_json(const char *json, size_t len, mg_ha_cluster_status_t
                             mg_error_t *error);
 bool mg_ha_spec_to_json(const mg_ha_spec_t *spec, mg_buf_t *out, mg_error_t *error);
 bool mg_ha_spec_from_json(const char *json, size_t len, mg_ha_spec_t *spec, mg_error_t *error);
+
+/* mg_ha_status_is_member says whether name is in status's failsafe set (true when untracked). */
+bool mg_ha_status_is_member(const mg_ha_cluster_status_t *status, const char *name);
 
 /* mg_ha_lsn_parse parses "X/Y" into *lsn; false when empty or malformed. */
 bool mg_ha_lsn_parse(const char *text, uint64_t *lsn);

@@ -7,11 +7,12 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* unshare, CLONE_NEWTIME */
 #endif
-#include "ha_internal.h"
+#include "ha_daemon.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -167,6 +168,59 @@ test_deadline_clock_counts_suspend(void **state)
     assert_true(diff >= 3600 * 1000 - 1000 && diff <= 3600 * 1000 + 1000);
 }
 
+/*
+ * test_failsafe_grant_needs_every_member (issue 16, finding 2): a primary
+ * without etcd keeps writing only while every node of its failsafe set
+ * (the status's members, not merely the nodes of its last view) acked a
+ * failsafe heartbeat; the grant runs from the oldest ack.
+ */
+static void
+test_failsafe_grant_needs_every_member(void **state)
+{
+    char set[3][MG_HA_NAME_SIZE] = {"p", "r1", "r2"};
+    mg_ha_peer_t peers[2];
+
+    (void)state;
+    memset(peers, 0, sizeof(peers));
+    snprintf(peers[0].name, sizeof(peers[0].name), "r1");
+    snprintf(peers[1].name, sizeof(peers[1].name), "r2");
+    peers[0].acked_sent_ms = 5000;
+    /* r2, a member whose key had expired (absent from the view), never acked: no grant */
+    assert_int_equal(mg_ha__grant_until(set, 3, "p", peers, 2, 10000, 3000), 0);
+    assert_int_equal(mg_ha__grant_until(set, 3, "p", peers, 1, 10000, 3000), 0);
+    peers[1].acked_sent_ms = 4000;
+    assert_int_equal(mg_ha__grant_until(set, 3, "p", peers, 2, 10000, 3000), 4000 + 7000);
+    /* a lone node has nobody to vouch for it */
+    assert_int_equal(mg_ha__grant_until(set, 1, "p", peers, 2, 10000, 3000), 0);
+}
+
+/*
+ * test_promise_only_for_the_primary (issue 16, finding 2): a node promises
+ * a failsafe primary not to take the leader key only while it believes
+ * that node is the primary; one that sees another leader does not vouch
+ * (it kept acking because it only checked its own state).
+ */
+static void
+test_promise_only_for_the_primary(void **state)
+{
+    mg_ha_view_t *v = calloc(1, sizeof(*v));
+
+    (void)state;
+    assert_non_null(v);
+    snprintf(v->leader, sizeof(v->leader), "p");
+    assert_true(mg_ha__promise_ok(MG_HA_STATE_REPLICA, v, "r1", "p"));
+    assert_false(mg_ha__promise_ok(MG_HA_STATE_PRIMARY, v, "r1", "p"));
+    snprintf(v->leader, sizeof(v->leader), "r2"); /* r2 won the key */
+    assert_false(mg_ha__promise_ok(MG_HA_STATE_REPLICA, v, "r1", "p"));
+    snprintf(v->leader, sizeof(v->leader), "r1"); /* we hold it ourselves */
+    assert_false(mg_ha__promise_ok(MG_HA_STATE_REPLICA, v, "r1", "p"));
+    v->leader[0] = '\0'; /* free: the status says who the primary was */
+    snprintf(v->status.primary, sizeof(v->status.primary), "p");
+    assert_true(mg_ha__promise_ok(MG_HA_STATE_REPLICA, v, "r1", "p"));
+    assert_false(mg_ha__promise_ok(MG_HA_STATE_REPLICA, v, "r1", "q"));
+    free(v);
+}
+
 int
 main(void)
 {
@@ -174,6 +228,8 @@ main(void)
         cmocka_unit_test(test_final_lsn_needs_clean_shutdown),
         cmocka_unit_test(test_watchdog_armed_while_postgres_may_write),
         cmocka_unit_test(test_deadline_clock_counts_suspend),
+        cmocka_unit_test(test_failsafe_grant_needs_every_member),
+        cmocka_unit_test(test_promise_only_for_the_primary),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

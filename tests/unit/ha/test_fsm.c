@@ -438,6 +438,14 @@ test_table(void **state)
     "{\"name\":\"n2\",\"state\":\"replica\",\"role\":\"replica\",\"pg_queries_ok\":true," \
     "\"pg_running\":true,\"nofailover\":true,\"priority\":0,\"replay_lsn\":\"0/3000028\"}"
 #define SPEC_SWITCH_TO_N2 "{\"switchover_id\":1,\"switchover_to\":\"n2\"}"
+#define STATUS_N1_MEMBERS_N1_N2 \
+    "{\"primary\":\"n1\",\"term\":3,\"failover_state\":\"stable\",\"members\":[\"n1\",\"n2\"]}"
+#define N2_REPLICA_AT(lsn)                                                                \
+    "{\"name\":\"n2\",\"state\":\"replica\",\"role\":\"replica\",\"pg_queries_ok\":true," \
+    "\"pg_running\":true,\"priority\":100,\"receive_lsn\":\"" lsn "\",\"replay_lsn\":\"" lsn "\"}"
+#define N3_REPLICA_AT(lsn)                                                                \
+    "{\"name\":\"n3\",\"state\":\"replica\",\"role\":\"replica\",\"pg_queries_ok\":true," \
+    "\"pg_running\":true,\"priority\":100,\"receive_lsn\":\"" lsn "\",\"replay_lsn\":\"" lsn "\"}"
 
 /* Issue 16: decisions that let two writers run or lose acknowledged writes, and wedges. */
 static const case_t safety_cases[] = {
@@ -521,6 +529,31 @@ static const case_t safety_cases[] = {
             {"status", STATUS_N1_HANDED_TO_N2},
             {"nodes/n2", N2_REPLICA_NOFAILOVER}},
      .want_action = MG_HA_ACTION_START_PRIMARY,
+     .want_state = MG_HA_STATE_PRIMARY},
+    {.name = "16.2: a replica outside the primary's failsafe set never takes the leader key by "
+             "failover (it promised nothing), however advanced",
+     .me = "n3",
+     .state = MG_HA_STATE_REPLICA,
+     .have_data = true,
+     .local_sysid = "111",
+     .pg_running = true,
+     .kv = {{"initialize", INIT_111},
+            {"status", STATUS_N1_MEMBERS_N1_N2},
+            {"nodes/n2", N2_REPLICA_AT("0/3000000")},
+            {"nodes/n3", N3_REPLICA_AT("0/5000000")}},
+     .want_action = MG_HA_ACTION_WAIT,
+     .want_state = MG_HA_STATE_REPLICA},
+    {.name = "16.2: the member is the candidate when the more advanced node is no member",
+     .me = "n2",
+     .state = MG_HA_STATE_REPLICA,
+     .have_data = true,
+     .local_sysid = "111",
+     .pg_running = true,
+     .kv = {{"initialize", INIT_111},
+            {"status", STATUS_N1_MEMBERS_N1_N2},
+            {"nodes/n2", N2_REPLICA_AT("0/3000000")},
+            {"nodes/n3", N3_REPLICA_AT("0/5000000")}},
+     .want_action = MG_HA_ACTION_PROMOTE,
      .want_state = MG_HA_STATE_PRIMARY},
     {.name = "16.11: hand-off not lapsed yet: the old primary waits",
      .me = "n1",
