@@ -35,6 +35,7 @@ struct mg_etcd {
     char *cert_file;
     char *key_file;
     int64_t timeout_ms;
+    int64_t deadline_ms; /* monotonic; 0 = none (mg_etcd_deadline_set) */
     int64_t max_raft_term;
     char token[ETCD_TOKEN_SIZE];
     CURL *curl;
@@ -708,13 +709,41 @@ sink_write(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+static int64_t now_ms(void);
+
+void
+mg_etcd_deadline_set(mg_etcd_t *etcd, int64_t ms_from_now)
+{
+    etcd->deadline_ms = now_ms() + (ms_from_now > 0 ? ms_from_now : 0);
+    if (etcd->deadline_ms == 0)
+        etcd->deadline_ms = 1;
+}
+
+void
+mg_etcd_deadline_clear(mg_etcd_t *etcd)
+{
+    etcd->deadline_ms = 0;
+}
+
+/* attempt_ms is how long the next HTTP attempt may take: timeout_ms, capped by the deadline. */
+static int64_t
+attempt_ms(const mg_etcd_t *etcd)
+{
+    int64_t left;
+
+    if (etcd->deadline_ms == 0)
+        return etcd->timeout_ms;
+    left = etcd->deadline_ms - now_ms();
+    return left < etcd->timeout_ms ? left : etcd->timeout_ms;
+}
+
 static void
-setup_common(mg_etcd_t *etcd, CURL *curl, struct curl_slist *headers)
+setup_common(mg_etcd_t *etcd, CURL *curl, struct curl_slist *headers, int64_t timeout_ms)
 {
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long)(etcd->timeout_ms < 2000 ? etcd->timeout_ms : 2000));
+                     (long)(timeout_ms < 2000 ? timeout_ms : 2000));
     curl_easy_setopt(curl, CURLOPT_PROXY, "");
     if (etcd->ca_file != NULL)
         curl_easy_setopt(curl, CURLOPT_CAINFO, etcd->ca_file);
@@ -739,7 +768,12 @@ http_once(mg_etcd_t *etcd, const char *endpoint, const char *path, const char *b
     sink_t sink = {answer, false};
     CURLcode rc;
     CURL *curl = etcd->curl;
+    int64_t timeout_ms = attempt_ms(etcd);
 
+    if (timeout_ms <= 0)
+        return mg_error_set(error, MG_ERROR_DOMAIN_ETCD, MG_ETCD_ERR_UNAVAILABLE,
+                            "could not reach etcd at \"%s%s\": no time left before the deadline",
+                            endpoint, path);
     snprintf(url, sizeof(url), "%s%s", endpoint, path);
     curl_easy_reset(curl);
     headers = curl_slist_append(headers, "Content-Type: application/json");
@@ -747,9 +781,9 @@ http_once(mg_etcd_t *etcd, const char *endpoint, const char *path, const char *b
         snprintf(auth, sizeof(auth), "Authorization: %s", etcd->token);
         headers = curl_slist_append(headers, auth);
     }
-    setup_common(etcd, curl, headers);
+    setup_common(etcd, curl, headers, timeout_ms);
     curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)etcd->timeout_ms);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, sink_write);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
     if (body != NULL) {
@@ -793,6 +827,15 @@ request(mg_etcd_t *etcd, const char *path, const char *body, mg_error_t *error)
         mg_etcd_header_t h;
         long status = 0;
         int attempt;
+
+        if (attempt_ms(etcd) <= 0) {
+            /* out of time: stop here, without blaming (and leaving) this endpoint */
+            if (tries == 0 || !mg_error_is_set(&last))
+                mg_error_set(&last, MG_ERROR_DOMAIN_ETCD, MG_ETCD_ERR_UNAVAILABLE,
+                             "could not reach etcd at \"%s\": no time left before the deadline",
+                             ep);
+            break;
+        }
 
         for (attempt = 0; attempt < 2; attempt++) {
             if (etcd->username != NULL && etcd->token[0] == '\0' && !authenticate(etcd, ep, &last))
@@ -1634,7 +1677,7 @@ mg_etcd_watch(mg_etcd_t *etcd, const char *key, bool prefix, int64_t start_revis
             snprintf(auth, sizeof(auth), "Authorization: %s", etcd->token);
             headers = curl_slist_append(headers, auth);
         }
-        setup_common(etcd, etcd->curl, headers);
+        setup_common(etcd, etcd->curl, headers, etcd->timeout_ms);
         curl_easy_setopt(etcd->curl, CURLOPT_URL, url);
         curl_easy_setopt(etcd->curl, CURLOPT_POST, 1L);
         curl_easy_setopt(etcd->curl, CURLOPT_POSTFIELDS, body.data);

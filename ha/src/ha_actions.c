@@ -57,6 +57,7 @@ become_primary(mg_ha_daemon_t *d, const char *sync_names, mg_error_t *error)
     }
     mg_ha__pg_collect(&d->pg, &d->self, &in_recovery);
     d->in_recovery = in_recovery;
+    mg_ha__etcd_budget(d); /* Postgres' time was not etcd's */
     if (!d->self.pg_queries_ok || in_recovery)
         return mg_error_set(error, MG_ERROR_DOMAIN_PG, 0,
                             "Postgres is not a writable primary yet (%s)",
@@ -400,6 +401,7 @@ do_demote(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
     }
     if (!mg_ha__pg_stop_now(&d->pg, false, error))
         return false;
+    mg_ha__etcd_budget(d);
     if (!mg_ha__pg_final_lsn(&d->pg, s.final_lsn, sizeof(s.final_lsn), error)) {
         mg_error_t ignored;
 
@@ -439,6 +441,7 @@ do_handoff(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
         why = "the old primary's data directory has no clean final LSN";
     else if (strcmp(lsn, s.final_lsn) != 0)
         why = "the old primary's data directory changed after the final LSN";
+    mg_ha__etcd_budget(d);
     if (why != NULL) {
         (void)abort_switchover(d, why, &ignored);
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
@@ -525,6 +528,7 @@ do_rejoin(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
     }
     snprintf(d->upstream, sizeof(d->upstream), "%s", peer);
     d->not_streaming_since_ms = 0;
+    mg_ha__etcd_budget(d);
     {
         mg_ha_event_ctx_t ctx = {mg_ha_state_name(d->state), "replica", "rejoin", peer};
         char msg[200];
@@ -543,6 +547,7 @@ do_reclone(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
 
     if (!mg_ha__pg_stop_now(&d->pg, false, error))
         return false;
+    mg_ha__etcd_budget(d);
     mg_ha__event(d, MG_LOG_WARNING, "ha.reclone", &ctx, dec->reason);
     if (!mg_ha__rmtree(d->conf->data_dir))
         return mg_error_set(error, MG_ERROR_DOMAIN_SYSTEM, 0, "could not remove \"%s\"",
@@ -800,6 +805,7 @@ do_release_leader(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *er
     d->key_ok_ms = 0; /* no writes from here on, whatever etcd says */
     if (!mg_ha__pg_stop_now(&d->pg, true, error))
         return false;
+    mg_ha__etcd_budget(d);
     if (strcmp(d->view.leader, d->conf->name) == 0 && !mg_ha__delete_leader(d, error))
         return false;
     d->view.leader[0] = '\0';

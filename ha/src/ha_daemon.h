@@ -119,6 +119,18 @@ void mg_ha__status_event(mg_ha_daemon_t *d, const char *action, const char *peer
                          ...) MG_PRINTF(4, 5);
 /* mg_ha__etcd_error logs an etcd failure (NOSPACE is its own event) and counts it. */
 void mg_ha__etcd_error(mg_ha_daemon_t *d, const char *what, const mg_error_t *error);
+/*
+ * mg_ha__etcd_budget bounds the etcd calls that follow (until the next
+ * call of it) by one deadline (issue 16, finding 12): one retry_timeout in
+ * all, whatever the number of endpoints and calls, and for a primary the
+ * time left before its write deadline, less what it needs to hear the acks
+ * of its failsafe heartbeats. With a black-holed etcd and several
+ * endpoints, one renewal blocked for endpoints x retry_timeout, so a
+ * primary fenced itself before its first failsafe heartbeat, and its
+ * peers, blocked the same way, could not ack in time. Called at the start
+ * of a round and after every local step that may take long (Postgres).
+ */
+void mg_ha__etcd_budget(mg_ha_daemon_t *d);
 /* mg_ha__renew_lease keeps the node lease alive (a new one when it expired); false = etcd lost. */
 bool mg_ha__renew_lease(mg_ha_daemon_t *d);
 /* mg_ha__read_view reads initialize, leader, status, spec, optime and nodes/ in one txn. */
@@ -183,6 +195,9 @@ bool mg_ha__members_update(mg_ha_daemon_t *d, mg_ha_cluster_status_t *s);
 void mg_ha__peers_learn(mg_ha_daemon_t *d);
 /* mg_ha__handle_datagram checks and acts on one datagram; true when it asks for a loop now. */
 bool mg_ha__handle_datagram(mg_ha_daemon_t *d, const char *buf, size_t len);
+/* mg_ha__peers_drain handles every datagram waiting on the socket; true when one asks for a loop.
+ */
+bool mg_ha__peers_drain(mg_ha_daemon_t *d);
 /* mg_ha__peer_silent says whether name was heard over UDP, but not for longer than ms. */
 bool mg_ha__peer_silent(const mg_ha_daemon_t *d, const char *name, int64_t ms);
 

@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,7 @@ static void
 etcd_lost(mg_ha_daemon_t *d)
 {
     if (d->state == MG_HA_STATE_PRIMARY) {
+        d->woken = mg_ha__peers_drain(d) || d->woken;
         d->failsafe_until_ms = mg_ha__failsafe_grant(d);
         mg_ha__send_heartbeats(d, true);
     } else {
@@ -218,9 +220,17 @@ one_loop(mg_ha_daemon_t *d, int *exit_code)
 
     self_limits(d, &me);
     d->loops++;
+    if (!d->etcd_ok && d->state == MG_HA_STATE_PRIMARY) {
+        /* still without etcd: count the acks heard so far, ask again before trying etcd */
+        d->woken = mg_ha__peers_drain(d) || d->woken;
+        d->failsafe_until_ms = mg_ha__failsafe_grant(d);
+        mg_ha__send_heartbeats(d, true);
+    }
     mg_ha__fence_if_due(d); /* first: after a pause the deadline may be long gone */
+    mg_ha__etcd_budget(d);
     lease_ok = mg_ha__renew_lease(d);
     mg_ha__collect_local(d);
+    mg_ha__etcd_budget(d); /* the time Postgres took to answer was not etcd's */
     if (!lease_ok || !mg_ha__read_view(d, &error)) {
         if (lease_ok)
             mg_ha__etcd_error(d, "read the cluster state", &error);
@@ -245,6 +255,7 @@ one_loop(mg_ha_daemon_t *d, int *exit_code)
     case MG_HA_ACT_DONE:
         break;
     }
+    mg_ha__etcd_budget(d); /* the action may have spent long on Postgres */
     after_action(d, &dec, acted, &error);
     mg_ha__arm_watchdog(d);
     mg_ha__send_heartbeats(d, false);
@@ -276,8 +287,11 @@ sleep_until_wakeup(mg_ha_daemon_t *d, int64_t ms)
     struct pollfd p = {d->udp_fd, POLLIN, 0};
     bool watch = d->state == MG_HA_STATE_PRIMARY && d->self.pg_running;
 
-    if (ms <= 0)
+    if (ms <= 0) {
+        /* no time to sleep: still take the datagrams (failsafe acks) that arrived */
+        d->woken = mg_ha__peers_drain(d) || d->woken;
         return;
+    }
     int64_t deadline = mg_ha__now_ms() + ms;
 
     if (d->woken) {
@@ -292,13 +306,8 @@ sleep_until_wakeup(mg_ha_daemon_t *d, int64_t ms)
             return;
         if (watch && left > PG_WATCH_MS)
             left = PG_WATCH_MS;
-        if (poll(&p, d->udp_fd >= 0 ? 1 : 0, (int)left) > 0) {
-            char buf[1100];
-            ssize_t n;
-
-            while ((n = recv(d->udp_fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
-                wake = mg_ha__handle_datagram(d, buf, (size_t)n) || wake;
-        }
+        if (poll(&p, d->udp_fd >= 0 ? 1 : 0, (int)left) > 0)
+            wake = mg_ha__peers_drain(d);
         if (wake)
             return;
         if (watch && mg_ha__pg_running(&d->pg) == 0)
@@ -368,6 +377,7 @@ shutdown_daemon(mg_ha_daemon_t *d)
     }
     mg_ha__watchdog_stop(&d->watchdog);
     if (d->lease != 0 && d->etcd != NULL) {
+        mg_etcd_deadline_clear(d->etcd);
         /* the node key and, on the primary, the leader key go with the lease */
         if (!mg_etcd_lease_revoke(d->etcd, d->lease, &error))
             mg_log_error(MG_LOG_WARNING, MODULE, &error);

@@ -332,3 +332,15 @@ mg_ha__members_update(mg_ha_daemon_t *d, mg_ha_cluster_status_t *s)
     }
     return changed;
 }
+
+bool
+mg_ha__peers_drain(mg_ha_daemon_t *d)
+{
+    char buf[MG_HA_MSG_MAX + 64];
+    ssize_t n;
+    bool wake = false;
+
+    while (d->udp_fd >= 0 && (n = recv(d->udp_fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+        wake = mg_ha__handle_datagram(d, buf, (size_t)n) || wake;
+    return wake;
+}

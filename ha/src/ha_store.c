@@ -135,6 +135,19 @@ mg_ha__etcd_error(mg_ha_daemon_t *d, const char *what, const mg_error_t *error)
  * etcd I/O
  * ------------------------------------------------------------------------ */
 
+void
+mg_ha__etcd_budget(mg_ha_daemon_t *d)
+{
+    int64_t now = mg_ha__now_ms(), left = d->conf->retry_ms, until = mg_ha__writable_until(d);
+    int64_t reserve =
+        (d->conf->loop_ms < d->conf->retry_ms / 2 ? d->conf->loop_ms : d->conf->retry_ms / 2) +
+        FAST_LOOP_MS;
+
+    if (d->state == MG_HA_STATE_PRIMARY && until > 0 && until - now - reserve < left)
+        left = until - now - reserve;
+    mg_etcd_deadline_set(d->etcd, left > 0 ? left : 0);
+}
+
 bool
 mg_ha__renew_lease(mg_ha_daemon_t *d)
 {
