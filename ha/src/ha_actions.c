@@ -251,18 +251,50 @@ manage_sync(mg_ha_daemon_t *d, mg_error_t *error)
         }
         if (!mg_ha__pg_apply_sync(&d->pg, want, error))
             return false;
+        d->sync_changed_loop = d->loops;
+        d->sync_narrow_lsn = 0;
         MG_LOG_EVENT(
             MG_LOG_NOTICE, MODULE, "ha.sync",
             MG_LOG_FIELDS(MG_LOG_STR("node", d->conf->name), MG_LOG_STR("sync_standbys", want)),
             "synchronous_standby_names = ANY 1 (%s)", want);
     }
     if (s.nsync_members != w.nsync_members && strcmp(want, d->pg.sync_names) == 0) {
+        /*
+         * A member leaves etcd's set only once a remaining one holds every
+         * commit acknowledged while it was in Postgres' set: the primary's LSN
+         * a round after Postgres ran without it (issue 16, finding 5).
+         */
+        if (d->sync_narrow_lsn == 0) {
+            if (d->loops > d->sync_changed_loop)
+                (void)mg_ha_lsn_parse(d->self.current_lsn, &d->sync_narrow_lsn);
+            return true;
+        }
+        if (!mg_ha__sync_narrow_ok(d->self.replication, d->self.nreplication, w.sync_members,
+                                   w.nsync_members, d->sync_narrow_lsn))
+            return true;
         s.nsync_members = 0;
         for (size_t i = 0; i < w.nsync_members; i++)
             snprintf(s.sync_members[s.nsync_members++], MG_HA_NAME_SIZE, "%s", w.sync_members[i]);
         return mg_ha__cas_status(d, &s, error);
     }
     return true;
+}
+
+bool
+mg_ha__sync_narrow_ok(const mg_ha_replication_t *rep, size_t nrep, char keep[][MG_HA_NAME_SIZE],
+                      size_t nkeep, uint64_t narrow_lsn)
+{
+    if (narrow_lsn == 0)
+        return false;
+    for (size_t i = 0; i < nkeep; i++)
+        for (size_t j = 0; j < nrep; j++) {
+            uint64_t flushed = 0;
+
+            if (strcmp(rep[j].application_name, keep[i]) == 0 &&
+                mg_ha_lsn_parse(rep[j].flush_lsn, &flushed) && flushed >= narrow_lsn)
+                return true;
+        }
+    return false;
 }
 
 /*

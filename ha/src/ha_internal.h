@@ -252,6 +252,18 @@ bool mg_ha__primary_ok(const mg_ha_shared_t *shared, int64_t now_ms, char *why, 
 /* mg_ha__view_to_json renders a cluster view (status command, /status). */
 bool mg_ha__view_to_json(const mg_ha_view_t *view, mg_buf_t *out, mg_error_t *error);
 
+/* ---- synchronous mode (ha_actions.c) ---- */
+
+/*
+ * mg_ha__sync_narrow_ok says whether etcd's sync set may shrink to keep: a
+ * member of keep must have flushed (rep: the primary's pg_stat_replication)
+ * at least narrow_lsn, the primary's LSN once Postgres ran with keep alone;
+ * before, a dropped member may hold commits nobody in keep has (issue 16,
+ * finding 5). False when narrow_lsn is 0 (not known yet) or keep is empty.
+ */
+bool mg_ha__sync_narrow_ok(const mg_ha_replication_t *rep, size_t nrep,
+                           char keep[][MG_HA_NAME_SIZE], size_t nkeep, uint64_t narrow_lsn);
+
 /* ---- CLI helpers shared by ha_cli.c and ha_cluster.c ---- */
 
 /* mg_ha__ystr is the text of a yajl string value, "" for anything else (borrowed). */

@@ -221,6 +221,37 @@ test_promise_only_for_the_primary(void **state)
     free(v);
 }
 
+/*
+ * test_sync_set_narrows_only_behind_a_caught_up_member (issue 16, finding
+ * 5): dropping a member from etcd's sync set, the set failover candidates
+ * come from, waits until a remaining member flushed the primary's LSN of
+ * the moment Postgres stopped waiting for the dropped one; before, the
+ * dropped member may hold acknowledged commits nobody else has.
+ */
+static void
+test_sync_set_narrows_only_behind_a_caught_up_member(void **state)
+{
+    mg_ha_replication_t rep[2];
+    char keep[1][MG_HA_NAME_SIZE] = {"b"};
+    uint64_t L = 0;
+
+    (void)state;
+    memset(rep, 0, sizeof(rep));
+    assert_true(mg_ha_lsn_parse("0/5000100", &L));
+    snprintf(rep[0].application_name, sizeof(rep[0].application_name), "a");
+    snprintf(rep[0].flush_lsn, sizeof(rep[0].flush_lsn), "0/6000000");
+    snprintf(rep[1].application_name, sizeof(rep[1].application_name), "b");
+    snprintf(rep[1].flush_lsn, sizeof(rep[1].flush_lsn), "0/50000FF");
+    /* b, which stays, is one byte short; a, which would leave, has it all: wait */
+    assert_false(mg_ha__sync_narrow_ok(rep, 2, keep, 1, L));
+    snprintf(rep[1].flush_lsn, sizeof(rep[1].flush_lsn), "0/5000100");
+    assert_true(mg_ha__sync_narrow_ok(rep, 2, keep, 1, L));
+    /* not known yet, nobody to keep, or b not streaming at all: wait */
+    assert_false(mg_ha__sync_narrow_ok(rep, 2, keep, 1, 0));
+    assert_false(mg_ha__sync_narrow_ok(rep, 2, keep, 0, L));
+    assert_false(mg_ha__sync_narrow_ok(rep, 1, keep, 1, L));
+}
+
 int
 main(void)
 {
@@ -230,6 +261,7 @@ main(void)
         cmocka_unit_test(test_deadline_clock_counts_suspend),
         cmocka_unit_test(test_failsafe_grant_needs_every_member),
         cmocka_unit_test(test_promise_only_for_the_primary),
+        cmocka_unit_test(test_sync_set_narrows_only_behind_a_caught_up_member),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
