@@ -6,7 +6,9 @@
  * value are omitted (a failed txn has no "succeeded", a kv with version 1 may
  * lack nothing but a deleted-range answer may lack "deleted"). Endpoints are
  * tried in order; a member that answers with an older raft term than one
- * already seen is treated as stale and skipped.
+ * already seen is treated as stale and skipped, unless every endpoint
+ * does: then the cluster went back (restored from a backup), which is
+ * accepted once and reported (mg_etcd_replaced).
  */
 #include "mg/core.h"
 
@@ -37,6 +39,8 @@ struct mg_etcd {
     int64_t timeout_ms;
     int64_t deadline_ms; /* monotonic; 0 = none (mg_etcd_deadline_set) */
     int64_t max_raft_term;
+    int64_t replaced_from_term; /* mg_etcd_replaced: the term before etcd went back (0 = no) */
+    int64_t replaced_to_term;
     char token[ETCD_TOKEN_SIZE];
     CURL *curl;
 };
@@ -817,11 +821,13 @@ request(mg_etcd_t *etcd, const char *path, const char *body, mg_error_t *error)
 {
     mg_buf_t answer;
     mg_error_t last;
-    size_t tries;
+    size_t tries, stale = 0;
+    int64_t stale_max = 0;
     yajl_val tree = NULL;
 
     mg_buf_init(&answer, ETCD_MAX_ANSWER);
     mg_error_clear(&last);
+again:
     for (tries = 0; tries < etcd->nendpoints; tries++) {
         const char *ep = etcd->endpoints[etcd->current];
         mg_etcd_header_t h;
@@ -879,6 +885,9 @@ request(mg_etcd_t *etcd, const char *path, const char *body, mg_error_t *error)
                              ep, h.raft_term, etcd->max_raft_term);
                 yajl_tree_free(tree);
                 tree = NULL;
+                stale++;
+                if (h.raft_term > stale_max)
+                    stale_max = h.raft_term;
             } else {
                 if (h.raft_term > etcd->max_raft_term)
                     etcd->max_raft_term = h.raft_term;
@@ -890,10 +899,37 @@ request(mg_etcd_t *etcd, const char *path, const char *body, mg_error_t *error)
             break;
         etcd->current = (etcd->current + 1) % etcd->nendpoints;
     }
+    if (stale == etcd->nendpoints && stale_max > 0) {
+        /*
+         * Every endpoint answers from an older term: not one stale member but
+         * the whole cluster went back (restored from a backup). Take it as the
+         * truth, once, and say so (mg_etcd_replaced); skipping every member
+         * forever would leave the caller without etcd for good.
+         */
+        etcd->replaced_from_term = etcd->max_raft_term;
+        etcd->replaced_to_term = stale_max;
+        etcd->max_raft_term = stale_max;
+        stale = 0;
+        mg_error_clear(&last);
+        goto again;
+    }
     mg_buf_cleanup(&answer);
     if (error != NULL)
         *error = last;
     return NULL;
+}
+
+bool
+mg_etcd_replaced(mg_etcd_t *etcd, int64_t *from_term, int64_t *to_term)
+{
+    if (etcd->replaced_from_term == 0)
+        return false;
+    if (from_term != NULL)
+        *from_term = etcd->replaced_from_term;
+    if (to_term != NULL)
+        *to_term = etcd->replaced_to_term;
+    etcd->replaced_from_term = etcd->replaced_to_term = 0;
+    return true;
 }
 
 static bool

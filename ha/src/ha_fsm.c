@@ -552,15 +552,29 @@ decide_primary(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decisio
     }
 }
 
-/* old_primary_alive: the node status names primary still reports (it may retake the key). */
-static bool
+/*
+ * old_primary_alive: the node status names primary still reports (it may
+ * retake the key), or any other node reports a running primary, whatever
+ * status says: a status wiped or restored from a backup must not remove
+ * the wait (issue 16, finding 9).
+ */
+static const mg_ha_node_t *
 old_primary_alive(const mg_ha_self_t *self, const mg_ha_view_t *view)
 {
     const mg_ha_node_t *p = mg_ha_view_find_node(view, view->status.primary);
 
-    return p != NULL && strcmp(p->name, self->name) != 0 &&
-           (p->state == MG_HA_STATE_PRIMARY || p->state == MG_HA_STATE_DEMOTED) &&
-           fresh(self, view, p) && p->pg_running;
+    if (p != NULL && strcmp(p->name, self->name) != 0 &&
+        (p->state == MG_HA_STATE_PRIMARY || p->state == MG_HA_STATE_DEMOTED) &&
+        fresh(self, view, p) && p->pg_running)
+        return p;
+    for (size_t i = 0; i < view->nnodes; i++) {
+        const mg_ha_node_t *n = &view->nodes[i];
+
+        if (strcmp(n->name, self->name) != 0 && fresh(self, view, n) && n->pg_running &&
+            (n->state == MG_HA_STATE_PRIMARY || strcmp(n->role, "primary") == 0))
+            return n;
+    }
+    return NULL;
 }
 
 /*
@@ -640,10 +654,10 @@ decide_replica(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decisio
     } else if (view->failsafe_primary_heard) {
         set(d, MG_HA_ACTION_WAIT, MG_HA_STATE_REPLICA, peer,
             "leader key free but the primary keeps writing in failsafe mode (UDP heartbeat)");
-    } else if (old_primary_alive(self, view)) {
+    } else if (old_primary_alive(self, view) != NULL) {
         set(d, MG_HA_ACTION_WAIT, MG_HA_STATE_REPLICA, peer,
             "leader key free; old primary %s still reports: let it retake the key",
-            view->status.primary);
+            old_primary_alive(self, view)->name);
     } else if (!view->pg_running || !view->pg_queries_ok) {
         set(d, view->pg_running ? MG_HA_ACTION_WAIT : MG_HA_ACTION_START_REPLICA,
             MG_HA_STATE_REPLICA, peer, "leader key free and the local standby is not healthy");

@@ -209,6 +209,38 @@ after_action(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, bool acted, const m
     }
 }
 
+/*
+ * etcd_went_back records an etcd that went back in time (issue 16, finding
+ * 9): every endpoint answered from an older raft term (the client took it,
+ * once), or the revision of the view went down. etcd was restored from a
+ * backup: its keys are what they were then. The decisions hold regardless
+ * (a restored leader key naming a standby is dropped, a wiped status does
+ * not end the wait for a live old primary), and the event says why the
+ * cluster may now look older than it is.
+ */
+static void
+etcd_went_back(mg_ha_daemon_t *d)
+{
+    int64_t from = 0, to = 0;
+    bool term = mg_etcd_replaced(d->etcd, &from, &to);
+    bool revision = d->max_revision > 0 && d->view.revision < d->max_revision;
+    char msg[320];
+
+    if (term || revision) {
+        mg_ha_event_ctx_t ctx = {NULL, NULL, NULL, NULL};
+
+        snprintf(msg, sizeof(msg),
+                 "etcd went back in time (raft term %" PRId64 " -> %" PRId64 ", revision %" PRId64
+                 " -> %" PRId64 "): restored from a backup or replaced; decisions follow what "
+                 "it holds now",
+                 from, to, d->max_revision, d->view.revision);
+        mg_ha__event(d, MG_LOG_WARNING, "ha.etcd_replaced", &ctx, msg);
+        d->max_revision = 0;
+    }
+    if (d->view.revision > d->max_revision)
+        d->max_revision = d->view.revision;
+}
+
 /* one_loop runs one reconcile round; returns false when the daemon must exit. */
 static bool
 one_loop(mg_ha_daemon_t *d, int *exit_code)
@@ -238,6 +270,7 @@ one_loop(mg_ha_daemon_t *d, int *exit_code)
         return true; /* keep serving Postgres while the lease or the failsafe allows */
     }
     d->etcd_ok = true;
+    etcd_went_back(d);
     mg_ha__peers_learn(d);
     local_inputs(d);
     mg_ha__arm_watchdog(d);

@@ -585,6 +585,14 @@ void mg_etcd_deadline_set(mg_etcd_t *etcd, int64_t ms_from_now);
 void mg_etcd_deadline_clear(mg_etcd_t *etcd);
 
 /*
+ * mg_etcd_replaced says (once) whether the client accepted a lower raft
+ * term because every endpoint answered from one: etcd was restored from a
+ * backup or replaced. A single member behind the others stays skipped
+ * (MG_ETCD_ERR_STALE_MEMBER). from_term/to_term (may be NULL) get the terms.
+ */
+bool mg_etcd_replaced(mg_etcd_t *etcd, int64_t *from_term, int64_t *to_term);
+
+/*
  * mg_etcd_version probes GET /version and writes the server version
  * ("3.4.23") into server (size serversz). Fails with MG_ETCD_ERR_UNAVAILABLE
  * when no endpoint answers, MG_ETCD_ERR_PROTOCOL when it is not etcd.

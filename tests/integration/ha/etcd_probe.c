@@ -132,7 +132,11 @@ main(int argc, char **argv)
             if (!mg_etcd_range(etcd, argv[3], false, 0, false, &r, &e)) {
                 rc = fail(&e);
             } else {
+                int64_t from, to;
+
                 printf("count %" PRId64 " raft_term %" PRId64 "\n", r.count, r.header.raft_term);
+                if (mg_etcd_replaced(etcd, &from, &to))
+                    printf("replaced %" PRId64 " %" PRId64 "\n", from, to);
                 mg_etcd_range_cleanup(&r);
             }
         }

@@ -31,6 +31,7 @@ import hatools
 from hatools import http_get, query, start_daemon, wait_for, write_node_config
 
 from mgharness import build_path
+from test_etcd_client import FakeMember, header, probe
 
 PROBE = build_path("tests", "bin", "mg_etcd_probe")
 
@@ -193,3 +194,22 @@ def test_client_deadline_bounds_a_request_across_endpoints(etcd):
     finally:
         for h in holes:
             h.close()
+
+
+def test_client_follows_an_etcd_restored_from_a_backup():
+    """Issue 16, finding 9: a restored etcd answers from an older raft term everywhere.
+
+    Before, every member was skipped as stale forever, so every daemon saw
+    "etcd lost" for good. When every endpoint agrees the client takes the
+    lower term once and reports it; one member behind the others stays
+    skipped (test_etcd_client.test_stale_member_skipped_by_raft_term).
+    """
+    kv = [{"key": "L2s=", "value": "dg==", "mod_revision": "9"}]
+    before = json.dumps({"header": header(5), "count": "1", "kvs": kv})
+    after = json.dumps({"header": header(2), "count": "1", "kvs": kv})
+    m = FakeMember([(200, before), (200, after)])
+    try:
+        lines = probe(m.endpoint, "get-twice", "/k", check=False)
+    finally:
+        m.close()
+    assert lines == ["count 1 raft_term 5", "count 1 raft_term 2", "replaced 5 2"], lines

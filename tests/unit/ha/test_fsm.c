@@ -443,6 +443,9 @@ test_table(void **state)
 #define N2_REPLICA_AT(lsn)                                                                \
     "{\"name\":\"n2\",\"state\":\"replica\",\"role\":\"replica\",\"pg_queries_ok\":true," \
     "\"pg_running\":true,\"priority\":100,\"receive_lsn\":\"" lsn "\",\"replay_lsn\":\"" lsn "\"}"
+#define N1_PRIMARY_RUNNING                                                                \
+    "{\"name\":\"n1\",\"state\":\"primary\",\"role\":\"primary\",\"pg_queries_ok\":true," \
+    "\"pg_running\":true,\"current_lsn\":\"0/3000000\"}"
 #define N3_REPLICA_AT(lsn)                                                                \
     "{\"name\":\"n3\",\"state\":\"replica\",\"role\":\"replica\",\"pg_queries_ok\":true," \
     "\"pg_running\":true,\"priority\":100,\"receive_lsn\":\"" lsn "\",\"replay_lsn\":\"" lsn "\"}"
@@ -555,6 +558,19 @@ static const case_t safety_cases[] = {
             {"nodes/n3", N3_REPLICA_AT("0/5000000")}},
      .want_action = MG_HA_ACTION_PROMOTE,
      .want_state = MG_HA_STATE_PRIMARY},
+    {.name = "16.9: status wiped (or restored) while the old primary still reports itself "
+             "primary: replicas wait, they do not promote beside it",
+     .me = "n2",
+     .state = MG_HA_STATE_REPLICA,
+     .have_data = true,
+     .local_sysid = "111",
+     .pg_running = true,
+     .kv = {{"initialize", INIT_111},
+            {"nodes/n1", N1_PRIMARY_RUNNING},
+            {"nodes/n2", N2_REPLICA_AT("0/3000000")}},
+     .want_action = MG_HA_ACTION_WAIT,
+     .want_state = MG_HA_STATE_REPLICA,
+     .want_in_reason = "n1"},
     {.name = "16.11: hand-off not lapsed yet: the old primary waits",
      .me = "n1",
      .state = MG_HA_STATE_DEMOTED,
