@@ -102,6 +102,7 @@ do_start_primary(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *err
         return false;
     if (!become_primary(d, d->pg.sync_names, error) || !mg_ha__pg_ensure_roles(&d->pg, error))
         return false;
+    mg_ha__etcd_budget(d);
     if (!mg_ha__ensure_status(d, error))
         return false;
     if (d->conf->primary_init_script != NULL && !init_marker(d, false)) {
@@ -486,7 +487,7 @@ do_handoff(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
     if (!mg_ha__handoff_leader(d, &s, error))
         return false;
     d->view.status = s;
-    d->key_ok_ms = 0; /* no key, no writes */
+    mg_ha__keeper_key(d, false, 0); /* no key, no writes */
     mg_ha__status_event(d, "handoff", target, "switchover: leader key released to %s", target);
     mg_ha__wake_all(d);
     return true;
@@ -810,6 +811,7 @@ do_initdb(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
         }
         return false;
     }
+    mg_ha__etcd_budget(d); /* initdb's time was not etcd's */
     if (!mg_ha__put_initialize(d, d->view.init_mod_revision, d->local_sysid, &won, error))
         return false;
     if (!won)
@@ -834,7 +836,7 @@ do_release_leader(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *er
     char msg[MG_ERROR_MESSAGE_SIZE + 400];
 
     mg_ha__stop_writes(d);
-    d->key_ok_ms = 0; /* no writes from here on, whatever etcd says */
+    mg_ha__keeper_key(d, false, 0); /* no writes from here on, whatever etcd says */
     if (!mg_ha__pg_stop_now(&d->pg, true, error))
         return false;
     mg_ha__etcd_budget(d);

@@ -42,15 +42,30 @@ typedef struct {
     char host[64];         /* its address as last seen in nodes/ */
     int64_t udp_port;
     int64_t gone_since_ms; /* primary: since when this member is missing from nodes/ (0 = there) */
+    int64_t seen_revision; /* mod_revision of its nodes/ key at the last read */
+    int64_t seen_changed_ms; /* monotonic: when that last changed (-1 = not seen to change) */
 } mg_ha_peer_t;
 
 #define HB_RING 32 /* failsafe heartbeats remembered for their acks */
+
+/* the lease keeper (ha_keeper.c): renews the lease while an action runs */
+typedef struct {
+    pthread_t thread;
+    pthread_mutex_t lock; /* guards the fields below and the daemon's lease_ok_ms / key_ok_ms */
+    pthread_cond_t cond;
+    mg_etcd_t *etcd; /* its own client: a curl handle is not shared between threads */
+    bool running;
+    bool active;   /* an action runs */
+    bool key_held; /* the lease holds `leader` for us: renewing it moves the write deadline */
+    bool stop;
+} mg_ha_keeper_t;
 
 /* the daemon of one node: everything the loop, its actions and its peers share */
 typedef struct {
     const mg_ha_config_t *conf;
     mg_etcd_t *etcd;
     mg_ha_watchdog_t watchdog;
+    mg_ha_keeper_t keeper;
     mg_ha_peer_t peers[MG_HA_MAX_NODES];
     size_t npeers;
     int64_t hb_seq;               /* our datagram sequence (strictly increasing) */
@@ -194,7 +209,11 @@ bool mg_ha__promise_ok(mg_ha_state_t state, const mg_ha_view_t *view, const char
  * writes it by CAS).
  */
 bool mg_ha__members_update(mg_ha_daemon_t *d, mg_ha_cluster_status_t *s);
-/* mg_ha__peers_learn remembers the address of every node of the view (for heartbeats). */
+/*
+ * mg_ha__peers_learn remembers the address of every node of the view (for
+ * heartbeats) and fills each node's seen_ms: when this node saw its report
+ * change (freshness without comparing clocks across nodes).
+ */
 void mg_ha__peers_learn(mg_ha_daemon_t *d);
 /* mg_ha__handle_datagram checks and acts on one datagram; true when it asks for a loop now. */
 bool mg_ha__handle_datagram(mg_ha_daemon_t *d, const char *buf, size_t len);
@@ -242,6 +261,25 @@ typedef enum {
  */
 mg_ha_act_result_t mg_ha__act(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, int *exit_code,
                               mg_error_t *error);
+
+/* ---- the lease keeper (ha_keeper.c) ---- */
+
+/* mg_ha__keeper_start starts the keeper thread with its own etcd client (options as the loop's). */
+bool mg_ha__keeper_start(mg_ha_daemon_t *d, const mg_etcd_options_t *options, mg_error_t *error);
+/* mg_ha__keeper_begin: an action starts; renew the lease every loop_wait until _end. */
+void mg_ha__keeper_begin(mg_ha_daemon_t *d);
+void mg_ha__keeper_end(mg_ha_daemon_t *d);
+/*
+ * mg_ha__keeper_key sets key_ok_ms and whether the lease holds `leader` for
+ * us, under the keeper's lock (an action took, handed off or released the
+ * key while the keeper may be renewing).
+ */
+void mg_ha__keeper_key(mg_ha_daemon_t *d, bool held, int64_t key_ok_ms);
+/* mg_ha__keeper_lock/unlock guard lease_ok_ms, key_ok_ms and the watchdog deadline in actions. */
+void mg_ha__keeper_lock(mg_ha_daemon_t *d);
+void mg_ha__keeper_unlock(mg_ha_daemon_t *d);
+/* mg_ha__keeper_stop ends the thread (NULL-safe when never started). */
+void mg_ha__keeper_stop(mg_ha_daemon_t *d);
 
 /* ---- the loop (ha_loop.c) ---- */
 

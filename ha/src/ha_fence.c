@@ -179,16 +179,23 @@ mg_ha__writable_until(const mg_ha_daemon_t *d)
 bool
 mg_ha__may_become_primary(mg_ha_daemon_t *d, mg_error_t *error)
 {
-    int64_t until = mg_ha__writable_until(d);
+    int64_t until;
+    bool ok;
 
-    if (until <= 0 || mg_ha__now_ms() >= until)
-        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
-                            "leader lease too old to take writes (renewed %lldms ago)",
-                            (long long)(mg_ha__now_ms() - d->key_ok_ms));
-    d->write_deadline_ms = until;
-    d->wd_deadline_ms = until + d->conf->retry_ms / 2;
-    mg_ha__watchdog_arm(&d->watchdog, d->wd_deadline_ms);
-    return true;
+    mg_ha__keeper_lock(d); /* an action runs: the keeper may be moving the deadline */
+    until = mg_ha__writable_until(d);
+    ok = until > 0 && mg_ha__now_ms() < until;
+    if (ok) {
+        d->write_deadline_ms = until;
+        d->wd_deadline_ms = until + d->conf->retry_ms / 2;
+        mg_ha__watchdog_arm(&d->watchdog, d->wd_deadline_ms);
+    } else {
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
+                     "leader lease too old to take writes (renewed %lldms ago)",
+                     (long long)(mg_ha__now_ms() - d->key_ok_ms));
+    }
+    mg_ha__keeper_unlock(d);
+    return ok;
 }
 
 int64_t

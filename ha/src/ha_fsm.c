@@ -271,7 +271,11 @@ node_lsn(const mg_ha_node_t *n)
 static bool
 fresh(const mg_ha_self_t *self, const mg_ha_view_t *view, const mg_ha_node_t *n)
 {
-    return self->fresh_ms <= 0 || view->wall_ms - n->updated_ms <= self->fresh_ms;
+    if (self->fresh_ms <= 0)
+        return true;
+    if (n->seen_ms != 0) /* observed by this node: no other clock involved */
+        return n->seen_ms > 0 && view->now_ms - n->seen_ms <= self->fresh_ms;
+    return view->wall_ms - n->updated_ms <= self->fresh_ms;
 }
 
 static bool

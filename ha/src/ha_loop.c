@@ -248,6 +248,7 @@ one_loop(mg_ha_daemon_t *d, int *exit_code)
     mg_error_t error;
     mg_ha_decision_t dec;
     mg_ha_self_t me;
+    mg_ha_act_result_t act;
     bool acted = true, lease_ok;
 
     self_limits(d, &me);
@@ -279,7 +280,11 @@ one_loop(mg_ha_daemon_t *d, int *exit_code)
         *exit_code = MG_EXIT_INTERNAL;
         return false;
     }
-    switch (mg_ha__act(d, &dec, exit_code, &error)) {
+    mg_ha__etcd_budget(d);
+    mg_ha__keeper_begin(d); /* the action may take long: the lease is renewed meanwhile */
+    act = mg_ha__act(d, &dec, exit_code, &error);
+    mg_ha__keeper_end(d);
+    switch (act) {
     case MG_HA_ACT_EXIT:
         return false;
     case MG_HA_ACT_FAILED:
@@ -486,6 +491,8 @@ daemon_open(mg_ha_daemon_t *d, const mg_ha_config_t *conf)
     d->udp_fd = mg_ha__udp_open(conf, &error);
     if (d->udp_fd < 0)
         goto fail;
+    if (!mg_ha__keeper_start(d, &eo, &error))
+        goto fail;
     return MG_EXIT_OK;
 fail:
     mg_log_error(MG_LOG_FATAL, MODULE, &error);
@@ -577,6 +584,7 @@ mg_ha_cmd_run(int argc, char **argv)
     code = daemon_open(dp, conf);
     if (code == MG_EXIT_OK)
         code = daemon_run(dp);
+    mg_ha__keeper_stop(dp);
     if (dp->etcd != NULL)
         shutdown_daemon(dp);
     mg_http_server_destroy(dp->http);

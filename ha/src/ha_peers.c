@@ -134,14 +134,23 @@ failsafe_set(const mg_ha_daemon_t *d, char out[][MG_HA_NAME_SIZE])
 void
 mg_ha__peers_learn(mg_ha_daemon_t *d)
 {
-    for (size_t i = 0; i < d->view.nnodes; i++) {
-        const mg_ha_node_t *n = &d->view.nodes[i];
-        mg_ha_peer_t *p;
+    int64_t now = mg_ha__now_ms();
 
-        if (strcmp(n->name, d->conf->name) == 0 || n->udp_port <= 0)
+    for (size_t i = 0; i < d->view.nnodes; i++) {
+        mg_ha_node_t *n = &d->view.nodes[i];
+        mg_ha_peer_t *p = peer_of(d, n->name);
+
+        if (p == NULL) {
+            n->seen_ms = -1;
             continue;
-        p = peer_of(d, n->name);
-        if (p == NULL)
+        }
+        /* freshness as this node sees it: when the report last changed (finding 13) */
+        if (n->mod_revision != p->seen_revision) {
+            p->seen_changed_ms = p->seen_revision == 0 ? -1 : now;
+            p->seen_revision = n->mod_revision;
+        }
+        n->seen_ms = p->seen_changed_ms;
+        if (strcmp(n->name, d->conf->name) == 0 || n->udp_port <= 0)
             continue;
         snprintf(p->host, sizeof(p->host), "%s", n->host);
         p->udp_port = n->udp_port;

@@ -483,6 +483,7 @@ mg_ha_view_load(mg_ha_view_t *view, const char *prefix, const mg_etcd_kv_t *kvs,
                 return false;
             }
             n->create_revision = kv->create_revision;
+            n->mod_revision = kv->mod_revision;
             view->nnodes++;
         }
     }

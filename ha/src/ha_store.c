@@ -296,7 +296,7 @@ mg_ha__take_leader(mg_ha_daemon_t *d, bool *got, mg_error_t *error)
              mg_etcd_txn_commit(d->etcd, txn, &res, error);
         if (ok && res.succeeded) {
             *got = true;
-            d->key_ok_ms = d->lease_ok_ms; /* the key lives as long as this lease */
+            mg_ha__keeper_key(d, true, d->lease_ok_ms); /* the key lives as long as this lease */
             d->view.leader_lease = d->lease;
             snprintf(d->view.leader, sizeof(d->view.leader), "%s", me);
         }

@@ -238,6 +238,15 @@ typedef struct {
     bool nofailover;                /* never promote */
     char upstream[MG_HA_NAME_SIZE]; /* replica: the node its standby config follows */
     int64_t create_revision;        /* etcd: when the key was created (not in the JSON) */
+    int64_t mod_revision;           /* etcd: its last change (not in the JSON) */
+    /*
+     * Monotonic time at which the deciding node saw this report last change
+     * (not in the JSON): freshness by local observation, so clock skew
+     * between nodes does not matter (issue 16, finding 13). 0 = not tracked
+     * (the wall clocks decide, as updated_ms against the view's wall_ms);
+     * -1 = tracked, but no change seen yet (not fresh).
+     */
+    int64_t seen_ms;
 } mg_ha_node_t;
 
 /* The cluster status key, changed only by compare-and-swap. */

@@ -53,6 +53,8 @@ typedef struct {
     int64_t max_nodes; /* 0 = 5 */
     bool leader_stale; /* the leader key was not taken by this run */
     int64_t wall_ms;   /* wall clock of the view */
+    int64_t fresh_ms;  /* self.fresh_ms (test_safety_decisions; 0 = every report fresh) */
+    int64_t seen_ms;   /* every node's seen_ms (0 = freshness by wall clock) */
     mg_ha_action_t want_action;
     mg_ha_state_t want_state;
     const char *want_peer;      /* NULL = don't care */
@@ -350,6 +352,8 @@ fake_kv_load(const case_t *c, mg_ha_view_t *view)
     view->data_is_primary = c->data_is_primary;
     view->pg_queries_ok = c->pg_running;
     view->leader_stale = c->leader_stale;
+    for (size_t i = 0; i < view->nnodes; i++)
+        view->nodes[i].seen_ms = c->seen_ms;
     view->wall_ms = c->wall_ms;
     view->now_ms = c->now_ms;                   /* fake clock */
     view->join_started_ms = c->join_started_ms; /* when the join began */
@@ -571,6 +575,39 @@ static const case_t safety_cases[] = {
      .want_action = MG_HA_ACTION_WAIT,
      .want_state = MG_HA_STATE_REPLICA,
      .want_in_reason = "n1"},
+    {.name = "16.13: reports are fresh by when this node saw them change, not by the other "
+             "node's wall clock (100 s behind here)",
+     .me = "n3",
+     .state = MG_HA_STATE_REPLICA,
+     .have_data = true,
+     .local_sysid = "111",
+     .pg_running = true,
+     .now_ms = 50000,
+     .wall_ms = 100000,
+     .fresh_ms = 2000,
+     .seen_ms = 49900,
+     .kv = {{"initialize", INIT_111},
+            {"status", STATUS_N1},
+            {"nodes/n2", N2_REPLICA_AT("0/3000000")},
+            {"nodes/n3", N3_REPLICA_AT("0/5000000")}},
+     .want_action = MG_HA_ACTION_PROMOTE,
+     .want_state = MG_HA_STATE_PRIMARY},
+    {.name = "16.13: a report not seen to change since this node started is not fresh",
+     .me = "n3",
+     .state = MG_HA_STATE_REPLICA,
+     .have_data = true,
+     .local_sysid = "111",
+     .pg_running = true,
+     .now_ms = 50000,
+     .wall_ms = 0,
+     .fresh_ms = 2000,
+     .seen_ms = -1,
+     .kv = {{"initialize", INIT_111},
+            {"status", STATUS_N1},
+            {"nodes/n2", N2_REPLICA_AT("0/3000000")},
+            {"nodes/n3", N3_REPLICA_AT("0/5000000")}},
+     .want_action = MG_HA_ACTION_WAIT,
+     .want_state = MG_HA_STATE_REPLICA},
     {.name = "16.11: hand-off not lapsed yet: the old primary waits",
      .me = "n1",
      .state = MG_HA_STATE_DEMOTED,
@@ -596,6 +633,7 @@ test_safety_decisions(void **state)
                              .max_nodes = 5,
                              .join_timeout_ms = 300000,
                              .switchover_timeout_ms = 30000,
+                             .fresh_ms = c->fresh_ms,
                              .can_failover = true};
 
         failed += !check_case(c, &self);
