@@ -219,6 +219,8 @@ mg_ha_cmd_status(int argc, char **argv)
                    : (mg_ha__has_slot_for(view, n->name) ? "yes" : "no"),
                n->host, (long long)n->pg_port);
     }
+    for (size_t i = 0; i < view->nbad; i++)
+        printf("bad key %s (skipped): %s\n", view->bad[i].key, view->bad[i].why);
 done:
     mg_etcd_destroy(etcd);
     mg_ha_config_destroy(conf);
@@ -267,7 +269,12 @@ mg_ha_cmd_events(int argc, char **argv)
             printf("%s\n", r.kvs[i].value);
             continue;
         }
-        t = yajl_tree_parse(r.kvs[i].value, errbuf, sizeof(errbuf));
+        t = mg_ha_json_shape_ok(r.kvs[i].value, r.kvs[i].value_len, MG_HA_JSON_MAX_BYTES,
+                                MG_HA_JSON_MAX_DEPTH)
+                ? yajl_tree_parse(r.kvs[i].value, errbuf, sizeof(errbuf))
+                : NULL;
+        if (t == NULL)
+            printf("(event %s is not a valid event record)\n", r.kvs[i].key);
         if (t != NULL) {
             const char *pn[] = {"node", NULL}, *pe[] = {"event", NULL}, *pm[] = {"message", NULL},
                        *pt[] = {"time_ms", NULL};

@@ -109,6 +109,11 @@ typedef struct {
     int64_t start_hold_until_ms;   /* monotonic: released `leader` (start_timeout); no retake */
     char last_start_error[MG_ERROR_MESSAGE_SIZE]; /* why the last start as primary failed */
     bool exiting;                                 /* an action ends the daemon with exit_code */
+    struct {
+        char key[208];
+        int64_t mod_revision;
+    } bad_seen[MG_HA_MAX_BAD_KEYS]; /* bad values already reported (ha.bad_key) */
+    size_t nbad_seen;
     int64_t max_revision;       /* highest etcd revision seen (it never goes down, but a restore) */
     uint64_t sync_changed_loop; /* the round Postgres' synchronous set last changed */
     uint64_t sync_narrow_lsn;   /* our LSN a round after it: a narrower etcd set waits for it */

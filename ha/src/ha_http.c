@@ -123,6 +123,12 @@ mg_ha__view_to_json(const mg_ha_view_t *v, mg_buf_t *out, mg_error_t *error)
     for (size_t i = 0; i < v->nnodes && ok; i++)
         ok = (i == 0 || mg_buf_append_str(out, ",", error)) &&
              mg_ha_node_to_json(&v->nodes[i], out, error);
+    ok = ok && mg_buf_append_str(out, "],\"bad_keys\":[", error);
+    for (size_t i = 0; i < v->nbad && ok; i++)
+        ok = (i == 0 || mg_buf_append_str(out, ",", error)) &&
+             mg_buf_append_str(out, "{\"key\":", error) && json_str(out, v->bad[i].key, error) &&
+             mg_buf_append_str(out, ",\"why\":", error) && json_str(out, v->bad[i].why, error) &&
+             mg_buf_append_str(out, "}", error);
     return ok && mg_buf_append_str(out, "]}", error);
 }
 

@@ -133,6 +133,18 @@ bool mg_ha__pg_checkpoint_remote(mg_ha_pg_t *pg, const char *host, int64_t port,
 bool mg_ha__pg_rewind(mg_ha_pg_t *pg, const char *host, int64_t port, mg_error_t *error);
 bool mg_ha__pg_run_init_script(mg_ha_pg_t *pg, const char *script, mg_error_t *error);
 
+/*
+ * mg_ha__conf_quote appends value as a postgresql.conf string literal ('...'
+ * with ' and \ doubled); a control character (a newline would end the
+ * setting) is an error naming what. mg_ha__conninfo_append appends
+ * key='value' to a libpq connection string (\ and ' escaped by a
+ * backslash). mg_ha__sync_setting appends the synchronous_standby_names
+ * literal for names ("a, b": ANY 1 ("a", "b"); "": ''). Issue 17, item 2.
+ */
+bool mg_ha__conf_quote(mg_buf_t *b, const char *what, const char *value, mg_error_t *error);
+bool mg_ha__conninfo_append(mg_buf_t *b, const char *key, const char *value, mg_error_t *error);
+bool mg_ha__sync_setting(const char *names, mg_buf_t *out, mg_error_t *error);
+
 /* ---- fencing watchdog (ha_fence.c) ---- */
 
 /*

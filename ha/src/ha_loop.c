@@ -241,6 +241,33 @@ etcd_went_back(mg_ha_daemon_t *d)
         d->max_revision = d->view.revision;
 }
 
+/*
+ * report_bad_keys records one ha.bad_key event per bad value (a key at one
+ * mod_revision) the view skipped or repaired: one bad key costs only that
+ * key, and the event names it.
+ */
+static void
+report_bad_keys(mg_ha_daemon_t *d)
+{
+    for (size_t i = 0; i < d->view.nbad; i++) {
+        bool seen = false;
+        char msg[400];
+        mg_ha_event_ctx_t ctx = {NULL, NULL, NULL, NULL};
+
+        for (size_t j = 0; j < MG_HA_MAX_BAD_KEYS && !seen; j++)
+            seen = d->bad_seen[j].mod_revision == d->view.bad[i].mod_revision &&
+                   strcmp(d->bad_seen[j].key, d->view.bad[i].key) == 0;
+        if (seen)
+            continue;
+        snprintf(d->bad_seen[d->nbad_seen % MG_HA_MAX_BAD_KEYS].key, sizeof(d->bad_seen[0].key),
+                 "%s", d->view.bad[i].key);
+        d->bad_seen[d->nbad_seen++ % MG_HA_MAX_BAD_KEYS].mod_revision = d->view.bad[i].mod_revision;
+        snprintf(msg, sizeof(msg), "key \"%s\" (mod_revision %" PRId64 ") skipped: %s",
+                 d->view.bad[i].key, d->view.bad[i].mod_revision, d->view.bad[i].why);
+        mg_ha__event(d, MG_LOG_WARNING, "ha.bad_key", &ctx, msg);
+    }
+}
+
 /* one_loop runs one reconcile round; returns false when the daemon must exit. */
 static bool
 one_loop(mg_ha_daemon_t *d, int *exit_code)
@@ -272,6 +299,7 @@ one_loop(mg_ha_daemon_t *d, int *exit_code)
     }
     d->etcd_ok = true;
     etcd_went_back(d);
+    report_bad_keys(d);
     mg_ha__peers_learn(d);
     local_inputs(d);
     mg_ha__arm_watchdog(d);

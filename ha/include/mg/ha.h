@@ -189,11 +189,14 @@ const mg_ha_transition_t *mg_ha_transition_find(mg_ha_state_t from, mg_ha_state_
  * Node status (nodes/<name>, JSON) and the cluster view
  * ------------------------------------------------------------------------ */
 
-#define MG_HA_NAME_SIZE  64
-#define MG_HA_LSN_SIZE   32
-#define MG_HA_SYSID_SIZE 32
-#define MG_HA_MAX_NODES  32
-#define MG_HA_MAX_SLOTS  32
+#define MG_HA_NAME_SIZE    64
+#define MG_HA_LSN_SIZE     32
+#define MG_HA_SYSID_SIZE   32
+#define MG_HA_MAX_NODES    32
+#define MG_HA_MAX_SLOTS    32
+#define MG_HA_MAX_BAD_KEYS 8
+/* the view's leader when the key holds no valid node name: it matches no node */
+#define MG_HA_LEADER_INVALID "!invalid"
 
 /* A replica as the primary sees it in pg_stat_replication. */
 typedef struct {
@@ -297,6 +300,25 @@ bool mg_ha_status_from_json(const char *json, size_t len, mg_ha_cluster_status_t
 bool mg_ha_spec_to_json(const mg_ha_spec_t *spec, mg_buf_t *out, mg_error_t *error);
 bool mg_ha_spec_from_json(const char *json, size_t len, mg_ha_spec_t *spec, mg_error_t *error);
 
+/* mg_ha_name_valid: a node or cluster name, 1-48 of a-z, 0-9, '_' and '-'. */
+bool mg_ha_name_valid(const char *name);
+/* mg_ha_host_valid: a host name or IP address (letters, digits, '.', '-', ':'; 1-63). */
+bool mg_ha_host_valid(const char *host);
+/*
+ * mg_ha_node_check validates a node record read from etcd: names, host,
+ * ports, role, LSNs, system identifier, slot names (issue 17, item 2);
+ * false with error saying what is wrong. mg_ha_status_sanitize drops the
+ * invalid fields of a status (names, LSN, negative numbers) and says so.
+ */
+bool mg_ha_node_check(const mg_ha_node_t *node, mg_error_t *error);
+bool mg_ha_status_sanitize(mg_ha_cluster_status_t *status, mg_error_t *error);
+
+/* The bounds of every JSON value pgdaemon parses from etcd (issue 17, item 9). */
+#define MG_HA_JSON_MAX_BYTES (1024 * 1024)
+#define MG_HA_JSON_MAX_DEPTH 16
+/* mg_ha_json_shape_ok: at most max_len bytes and max_depth nested arrays/objects. */
+bool mg_ha_json_shape_ok(const char *json, size_t len, size_t max_len, int max_depth);
+
 /* mg_ha_status_is_member says whether name is in status's failsafe set (true when untracked). */
 bool mg_ha_status_is_member(const mg_ha_cluster_status_t *status, const char *name);
 
@@ -326,6 +348,20 @@ typedef struct {
     mg_ha_node_t nodes[MG_HA_MAX_NODES];
     size_t nnodes;
     int64_t revision; /* etcd revision of the read */
+    /*
+     * Keys under the prefix whose value was not valid (malformed, too large
+     * or deep, hostile): each costs only itself (issue 16, finding 15; issue
+     * 17, item 9). A bad node record is skipped; a bad status exists but
+     * names nobody (the primary repairs it); a bad spec or optime is
+     * ignored; a bad initialize is there but unknown (nodes wait); a bad
+     * leader is held by nobody known (MG_HA_LEADER_INVALID).
+     */
+    struct {
+        char key[208];
+        int64_t mod_revision;
+        char why[160];
+    } bad[MG_HA_MAX_BAD_KEYS];
+    size_t nbad;
     /* local facts */
     mg_ha_state_t state; /* this node's current state */
     bool have_data;      /* data dir holds a cluster (PG_VERSION) */
@@ -356,8 +392,9 @@ typedef struct {
 
 /*
  * mg_ha_view_load parses kvs (keys with the full prefix "<prefix>/<cluster>/")
- * into view's etcd part; local facts and clock are left as they are. Values
- * that do not parse fail with an error naming the key.
+ * into view's etcd part; local facts and clock are left as they are. A
+ * value that does not parse or validate costs only its key (view->bad).
+ * Returns true (error is unused; kept for callers).
  */
 bool mg_ha_view_load(mg_ha_view_t *view, const char *cluster_prefix, const mg_etcd_kv_t *kvs,
                      size_t nkvs, mg_error_t *error);

@@ -252,6 +252,42 @@ test_sync_set_narrows_only_behind_a_caught_up_member(void **state)
     assert_false(mg_ha__sync_narrow_ok(rep, 1, keep, 1, L));
 }
 
+/*
+ * test_config_quoting (issue 17, item 2): everything pgdaemon writes into
+ * postgresql.conf is a quoted literal by that file's rules, a conninfo
+ * value by libpq's; a control character (a newline would start a new
+ * setting) is refused, naming what.
+ */
+static void
+test_config_quoting(void **state)
+{
+    mg_buf_t b;
+    mg_error_t error;
+
+    (void)state;
+    mg_buf_init(&b, 4096);
+    assert_true(mg_ha__conf_quote(&b, "x", "it's a \\ test", &error));
+    assert_true(mg_buf_append(&b, "", 1, &error));
+    assert_string_equal(b.data, "'it''s a \\\\ test'");
+    mg_buf_reset(&b);
+    assert_false(mg_ha__conf_quote(&b, "the host", "x'\nwork_mem = '77MB'\n#", &error));
+    assert_non_null(strstr(error.message, "the host"));
+    mg_buf_reset(&b);
+    assert_true(mg_ha__conninfo_append(&b, "host", "x' port=1", &error));
+    assert_true(mg_ha__conninfo_append(&b, "passfile", "/a\\b", &error));
+    assert_true(mg_buf_append(&b, "", 1, &error));
+    assert_string_equal(b.data, "host='x\\' port=1' passfile='/a\\\\b'");
+    mg_buf_reset(&b);
+    assert_true(mg_ha__sync_setting("node1, node-2", &b, &error));
+    assert_true(mg_buf_append(&b, "", 1, &error));
+    assert_string_equal(b.data, "'ANY 1 (\"node1\", \"node-2\")'");
+    mg_buf_reset(&b);
+    assert_true(mg_ha__sync_setting("", &b, &error));
+    assert_true(mg_buf_append(&b, "", 1, &error));
+    assert_string_equal(b.data, "''");
+    mg_buf_cleanup(&b);
+}
+
 int
 main(void)
 {
@@ -262,6 +298,7 @@ main(void)
         cmocka_unit_test(test_failsafe_grant_needs_every_member),
         cmocka_unit_test(test_promise_only_for_the_primary),
         cmocka_unit_test(test_sync_set_narrows_only_behind_a_caught_up_member),
+        cmocka_unit_test(test_config_quoting),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

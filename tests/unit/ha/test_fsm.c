@@ -7,6 +7,7 @@
  */
 #include "mg/ha.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -834,23 +835,89 @@ test_sweep(void **state)
     assert_true(count > 1000);
 }
 
+/* load_one loads one key (relative to PREFIX) with value into view; the load never fails. */
+static void
+load_one(mg_ha_view_t *view, const char *rel, const char *value, size_t len)
+{
+    char key[256];
+    mg_etcd_kv_t kv;
+    mg_error_t error;
+
+    snprintf(key, sizeof(key), PREFIX "%s", rel);
+    kv = (mg_etcd_kv_t){key, strlen(key), (char *)value, len, 2, 7, 1, 0};
+    memset(view, 0, sizeof(*view));
+    assert_true(mg_ha_view_load(view, PREFIX, &kv, 1, &error));
+}
+
+/*
+ * test_view_bad_values (issue 16, finding 15; issue 17, items 2 and 9): one
+ * malformed, oversized, deeply nested or hostile key costs only that key,
+ * named in view->bad; the rest of the view loads. Before, any of them made
+ * the whole view fail to load (no failover while it existed), and a deep
+ * array overflowed the stack of every daemon.
+ */
 static void
 test_view_bad_values(void **state)
 {
-    mg_ha_view_t view;
-    mg_error_t error;
-    char key[] = PREFIX "nodes/n1";
+    mg_ha_view_t *view = calloc(1, sizeof(*view));
+    static const char hostile_host[] =
+        "{\"name\":\"n1\",\"state\":\"primary\",\"role\":\"primary\",\"pg_queries_ok\":true,"
+        "\"host\":\"x' work_mem='77MB\",\"pg_port\":5432}";
+    static const char hostile_sync[] =
+        "{\"primary\":\"n1\",\"term\":3,\"failover_state\":\"stable\",\"sync_members\":"
+        "[\"n2\",\"x'\\nrestore_command='touch /tmp/owned'\\n#\"]}";
+    size_t deep_len = 1024 * 1024;
+    char *deep = malloc(deep_len);
+    mg_etcd_kv_t kvs[2];
+    char k1[] = PREFIX "nodes/n1", k2[] = PREFIX "nodes/n3";
     char bad[] = "{\"name\": ";
-    mg_etcd_kv_t kv = {key, strlen(key), bad, strlen(bad), 2, 2, 1, 0};
-    char skey[] = PREFIX "status";
-    char sbad[] = "{\"primary\":\"n1\",\"failover_state\":\"exploded\"}";
-    mg_etcd_kv_t skv = {skey, strlen(skey), sbad, strlen(sbad), 2, 2, 1, 0};
+    mg_error_t error;
 
-    memset(&view, 0, sizeof(view));
-    assert_false(mg_ha_view_load(&view, PREFIX, &kv, 1, &error));
-    assert_non_null(strstr(error.message, "nodes/n1"));
-    assert_false(mg_ha_view_load(&view, PREFIX, &skv, 1, &error));
-    assert_non_null(strstr(error.message, "exploded"));
+    (void)state;
+    assert_non_null(view);
+    assert_non_null(deep);
+    memset(deep, '[', deep_len);
+    /* a malformed node next to a good one: only the bad one is skipped */
+    kvs[0] = (mg_etcd_kv_t){k1, strlen(k1), bad, strlen(bad), 2, 2, 1, 0};
+    kvs[1] = (mg_etcd_kv_t){k2, strlen(k2), (char *)N3_REPLICA, strlen(N3_REPLICA), 3, 3, 1, 0};
+    memset(view, 0, sizeof(*view));
+    assert_true(mg_ha_view_load(view, PREFIX, kvs, 2, &error));
+    assert_int_equal(view->nnodes, 1);
+    assert_string_equal(view->nodes[0].name, "n3");
+    assert_int_equal(view->nbad, 1);
+    assert_non_null(strstr(view->bad[0].key, "nodes/n1"));
+    /* 1 MB of '[': refused before the recursive parser sees it */
+    load_one(view, "nodes/n1", deep, deep_len);
+    assert_int_equal(view->nnodes, 0);
+    assert_int_equal(view->nbad, 1);
+    assert_non_null(strstr(view->bad[0].why, "nested"));
+    /* a host that would write a setting into primary_conninfo: skipped */
+    load_one(view, "nodes/n1", hostile_host, strlen(hostile_host));
+    assert_int_equal(view->nnodes, 0);
+    assert_non_null(strstr(view->bad[0].why, "host"));
+    /* a record under another node's key: skipped */
+    load_one(view, "nodes/n2", N3_REPLICA, strlen(N3_REPLICA));
+    assert_int_equal(view->nnodes, 0);
+    /* a status with an unknown state exists but names nobody; a hostile member is dropped */
+    load_one(view, "status", "{\"primary\":\"n1\",\"failover_state\":\"exploded\"}", 44);
+    assert_true(view->status.exists);
+    assert_string_equal(view->status.primary, "");
+    assert_non_null(strstr(view->bad[0].why, "exploded"));
+    load_one(view, "status", hostile_sync, strlen(hostile_sync));
+    assert_string_equal(view->status.primary, "n1");
+    assert_int_equal(view->status.nsync_members, 1);
+    assert_string_equal(view->status.sync_members[0], "n2");
+    assert_int_equal(view->nbad, 1);
+    /* a leader key that holds no node name is held by nobody known */
+    load_one(view, "leader", "n1\n", 3);
+    assert_string_equal(view->leader, MG_HA_LEADER_INVALID);
+    assert_int_equal(view->nbad, 1);
+    /* an optime that is no LSN is ignored */
+    load_one(view, "optime", "0/ZZ", 4);
+    assert_string_equal(view->optime, "");
+    assert_int_equal(view->nbad, 1);
+    free(deep);
+    free(view);
 }
 
 int
