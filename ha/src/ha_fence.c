@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -57,6 +58,78 @@ fence_postgres(const char *data_dir)
             (int)getpid(), pid);
 }
 
+/* state_path is where a watchdog says what it enforces: <data_dir>.watchdog, beside the data dir.
+ */
+static void
+state_path(const char *data_dir, char *out, size_t outsz)
+{
+    size_t n = strlen(data_dir);
+
+    while (n > 1 && data_dir[n - 1] == '/')
+        n--;
+    snprintf(out, outsz, "%.*s.watchdog", (int)n, data_dir);
+}
+
+/*
+ * publish_deadline writes "pid starttime deadline" (boot clock) for the
+ * next daemon on this data dir: after a fast restart it adopts the deadline
+ * and ends this watchdog, instead of this one killing the Postgres the new
+ * daemon kept (issue 16, finding 16). Best effort, no fsync: it only has to
+ * outlive a process, not the machine (Postgres does not either).
+ */
+static void
+publish_deadline(const char *data_dir, int64_t deadline)
+{
+    char path[PATH_MAX], tmp[PATH_MAX + 8], text[96];
+    int fd, n;
+
+    state_path(data_dir, path, sizeof(path));
+    if (deadline == 0) {
+        unlink(path);
+        return;
+    }
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    n = snprintf(text, sizeof(text), "%d %llu %lld\n", (int)getpid(),
+                 (unsigned long long)mg_ha__proc_starttime(getpid()), (long long)deadline);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return;
+    if (write(fd, text, (size_t)n) == n && close(fd) == 0)
+        (void)rename(tmp, path);
+    else
+        unlink(tmp);
+}
+
+int64_t
+mg_ha__watchdog_adopt(mg_ha_watchdog_t *w, const char *data_dir)
+{
+    char path[PATH_MAX];
+    long pid = 0;
+    unsigned long long start = 0;
+    long long deadline = 0;
+    FILE *f;
+
+    state_path(data_dir, path, sizeof(path));
+    f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%ld %llu %lld", &pid, &start, &deadline) != 3)
+        pid = 0;
+    fclose(f);
+    if (pid <= 1 || pid == (long)w->pid || start == 0 || deadline <= 0 ||
+        !mg_ha__proc_alive((pid_t)pid, start))
+        return 0;
+    /* ours first, then the orphan goes: the fence never lapses in between */
+    mg_ha__watchdog_arm(w, deadline);
+    kill((pid_t)pid, SIGTERM);
+    for (int i = 0; i < 50 && mg_ha__proc_alive((pid_t)pid, start); i++) {
+        struct timespec ts = {0, 20 * 1000000L};
+
+        nanosleep(&ts, NULL);
+    }
+    return deadline;
+}
+
 static void
 watchdog_main(int fd, const char *data_dir)
 {
@@ -87,15 +160,19 @@ watchdog_main(int fd, const char *data_dir)
             int64_t v;
             ssize_t n = read(fd, &v, sizeof(v));
 
-            if (n == (ssize_t)sizeof(v))
+            if (n == (ssize_t)sizeof(v)) {
+                if (v != deadline)
+                    publish_deadline(data_dir, v);
                 deadline = v;
-            else if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+            } else if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
                 open_pipe = false;
+            }
             continue;
         }
         if (deadline != 0 && mg_ha__now_ms() >= deadline) {
             fence_postgres(data_dir);
             deadline = 0;
+            publish_deadline(data_dir, 0);
         }
     }
 }

@@ -158,6 +158,14 @@ typedef struct {
 } mg_ha_watchdog_t;
 
 bool mg_ha__watchdog_start(mg_ha_watchdog_t *w, const char *data_dir, mg_error_t *error);
+/*
+ * mg_ha__watchdog_adopt takes over from the watchdog of an earlier daemon on
+ * data_dir that outlived it (kill -9, then a fast restart): w is armed with
+ * that watchdog's deadline, then that watchdog is ended, so it cannot kill
+ * the Postgres the new daemon keeps. Returns the adopted deadline (boot
+ * clock ms) or 0 when there was none.
+ */
+int64_t mg_ha__watchdog_adopt(mg_ha_watchdog_t *w, const char *data_dir);
 void mg_ha__watchdog_arm(mg_ha_watchdog_t *w, int64_t deadline_ms);
 /*
  * mg_ha__watchdog_deadline is what the watchdog is armed at: 0 (disarmed)

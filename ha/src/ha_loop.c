@@ -510,6 +510,13 @@ daemon_open(mg_ha_daemon_t *d, const mg_ha_config_t *conf)
         "pgdaemon starting node %s of cluster %s (etcd %s)", conf->name, conf->cluster, version);
     if (!mg_ha__watchdog_start(&d->watchdog, conf->data_dir, &error))
         goto fail;
+    d->wd_deadline_ms = mg_ha__watchdog_adopt(&d->watchdog, conf->data_dir);
+    if (d->wd_deadline_ms > 0) {
+        d->write_deadline_ms = d->wd_deadline_ms - conf->retry_ms / 2;
+        MG_LOG(MG_LOG_NOTICE, MODULE,
+               "took over the fencing deadline of an earlier daemon's watchdog (%lldms from now)",
+               (long long)(d->wd_deadline_ms - mg_ha__now_ms()));
+    }
     if (conf->cluster_secret == NULL || conf->cluster_secret[0] == '\0')
         MG_LOG(MG_LOG_WARNING, MODULE,
                "no cluster_secret: UDP datagrams are ignored and the etcd-loss failsafe is off");
