@@ -340,6 +340,7 @@ do_promote(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
     s.term = s.exists ? s.term + 1 : 1;
     snprintf(s.primary, sizeof(s.primary), "%s", d->conf->name);
     (void)mg_ha__members_update(d, &s);
+    s.synchronous_mode = d->conf->synchronous_mode;
     s.failover = MG_HA_FAILOVER_RECONFIGURING_REPLICAS;
     s.target_primary[0] = '\0';
     snprintf(s.last_failover_reason, sizeof(s.last_failover_reason), "%s",
@@ -683,8 +684,11 @@ do_maintain_primary(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *
     {
         mg_ha_cluster_status_t s = d->view.status;
 
+        bool sync_changed = s.synchronous_mode != d->conf->synchronous_mode;
+
         /* the failsafe set grows before a new replica counts on it (issue 16, finding 2) */
-        if (mg_ha__members_update(d, &s) && !mg_ha__cas_status(d, &s, error))
+        s.synchronous_mode = d->conf->synchronous_mode;
+        if ((mg_ha__members_update(d, &s) || sync_changed) && !mg_ha__cas_status(d, &s, error))
             return false;
     }
     if (d->self.current_lsn[0] != '\0' && !mg_ha__put_optime(d, d->self.current_lsn, error))

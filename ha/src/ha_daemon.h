@@ -73,6 +73,7 @@ typedef struct {
     int64_t hb_sent_ms[HB_RING];
     int64_t failsafe_until_ms; /* peers' grant while etcd is lost (0 = none) */
     int64_t failsafe_heard_ms; /* monotonic: last failsafe heartbeat of a primary */
+    int64_t promise_ms;        /* how long that promise lasts: max(our ttl, the sender's) */
     char failsafe_from[MG_HA_NAME_SIZE];
     bool woken;
     int rewind_failures;            /* reset once the standby streams again */

@@ -307,7 +307,9 @@ mg_ha_failover_candidate(const mg_ha_self_t *self, const mg_ha_view_t *view, cha
     const mg_ha_node_t *best = NULL;
     uint64_t optime = 0;
     bool have_optime = mg_ha_lsn_parse(view->optime, &optime);
-    bool sync = self->synchronous_mode && view->status.nsync_members > 0;
+    /* the primary's setting counts too (recorded in status): a rolling change stays safe */
+    bool sync =
+        (self->synchronous_mode || view->status.synchronous_mode) && view->status.nsync_members > 0;
     size_t lagging = 0;
 
     snprintf(why, whysz, "no healthy replica to promote");

@@ -51,6 +51,7 @@ mg_ha__collect_local(mg_ha_daemon_t *d)
     d->view.pg_in_recovery = d->in_recovery;
     d->view.data_is_primary = have && !mg_ha__pg_is_standby_dir(&d->pg);
     d->self.priority = d->conf->nofailover ? 0 : d->conf->priority;
+    d->self.ttl_ms = d->conf->ttl_ms;
     d->self.nofailover = d->conf->nofailover;
     snprintf(d->self.upstream, sizeof(d->self.upstream), "%s", d->upstream);
 }
@@ -152,7 +153,7 @@ local_inputs(mg_ha_daemon_t *d)
     d->view.join_started_ms = d->join_started_ms;
     snprintf(d->view.upstream, sizeof(d->view.upstream), "%s", d->upstream);
     d->view.failsafe_primary_heard =
-        d->failsafe_heard_ms > 0 && d->view.now_ms - d->failsafe_heard_ms < d->conf->ttl_ms;
+        d->failsafe_heard_ms > 0 && d->view.now_ms - d->failsafe_heard_ms < d->promise_ms;
     if (d->state == MG_HA_STATE_REPLICA && d->self.pg_queries_ok && !d->self.streaming &&
         strcmp(d->view.leader, d->conf->name) != 0 && d->view.leader[0] != '\0') {
         if (d->not_streaming_since_ms == 0)
@@ -556,6 +557,7 @@ daemon_run(mg_ha_daemon_t *d)
      * ttl, not to take the leader key; the promise outlives the process
      * (issue 16, finding 2), so a restarted node keeps it for a ttl.
      */
+    d->promise_ms = conf->ttl_ms;
     if (conf->cluster_secret != NULL && conf->cluster_secret[0] != '\0')
         d->failsafe_heard_ms = d->join_started_ms;
     snprintf(d->self.name, sizeof(d->self.name), "%s", conf->name);

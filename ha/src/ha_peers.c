@@ -267,7 +267,20 @@ mg_ha__handle_datagram(mg_ha_daemon_t *d, const char *buf, size_t len)
     if (m.type == MG_HA_MSG_WAKEUP)
         return true;
     if (m.failsafe && mg_ha__promise_ok(d->state, &d->view, d->conf->name, m.from)) {
-        /* promise: no promotion for ttl from now (decide sees failsafe_primary_heard) */
+        /*
+         * promise: no promotion for ttl from now (decide sees
+         * failsafe_primary_heard): the longer of our ttl and the sender's, so
+         * a rolling change of ttl cannot leave a promise shorter than the
+         * grant the sender counts on (issue 16, finding 17)
+         */
+        const mg_ha_node_t *sender = mg_ha_view_find_node(&d->view, m.from);
+        int64_t ttl =
+            sender != NULL && sender->ttl_ms > d->conf->ttl_ms ? sender->ttl_ms : d->conf->ttl_ms;
+
+        /* an earlier, longer promise still in force is kept */
+        if (d->failsafe_heard_ms == 0 || now - d->failsafe_heard_ms >= d->promise_ms ||
+            ttl > d->promise_ms)
+            d->promise_ms = ttl;
         d->failsafe_heard_ms = now;
         snprintf(d->failsafe_from, sizeof(d->failsafe_from), "%s", m.from);
         if (p->udp_port > 0)

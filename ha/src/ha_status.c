@@ -255,6 +255,7 @@ mg_ha_node_to_json(const mg_ha_node_t *n, mg_buf_t *out, mg_error_t *error)
     g_int(g, "priority", n->priority);
     g_bool(g, "nofailover", n->nofailover);
     g_str(g, "upstream", n->upstream);
+    g_int(g, "ttl_ms", n->ttl_ms);
     yajl_gen_map_close(g);
     return g_finish(g, out, error);
 }
@@ -318,6 +319,7 @@ node_from_tree(yajl_val t, mg_ha_node_t *n)
     n->priority = j_int(t, "priority", 0);
     n->nofailover = j_bool(t, "nofailover");
     j_str(t, "upstream", n->upstream, sizeof(n->upstream));
+    n->ttl_ms = j_int(t, "ttl_ms", 0);
 }
 
 bool
@@ -356,6 +358,7 @@ mg_ha_status_to_json(const mg_ha_cluster_status_t *s, mg_buf_t *out, mg_error_t 
     for (size_t i = 0; i < s->nsync_members; i++)
         yajl_gen_string(g, (const unsigned char *)s->sync_members[i], strlen(s->sync_members[i]));
     yajl_gen_array_close(g);
+    g_bool(g, "synchronous_mode", s->synchronous_mode);
     if (s->nmembers > 0) {
         g_key(g, "members");
         yajl_gen_array_open(g);
@@ -422,6 +425,7 @@ mg_ha_status_from_json(const char *json, size_t len, mg_ha_cluster_status_t *s, 
     s->writes_resumed_ms = j_int(t, "writes_resumed_ms", 0);
     s->nsync_members = j_names(j_field(t, "sync_members"), s->sync_members);
     s->nmembers = j_names(j_field(t, "members"), s->members);
+    s->synchronous_mode = j_bool(t, "synchronous_mode");
     yajl_tree_free(t);
     return true;
 }
@@ -501,6 +505,8 @@ mg_ha_node_check(const mg_ha_node_t *n, mg_error_t *error)
         why = "\"system_identifier\" is not a number";
     else if (n->upstream[0] != '\0' && !mg_ha_name_valid(n->upstream))
         why = "\"upstream\" is not a node name";
+    else if (n->ttl_ms < 0 || n->ttl_ms > 24LL * 3600 * 1000)
+        why = "\"ttl_ms\" is out of range";
     for (size_t i = 0; why == NULL && i < n->nslots; i++)
         if (n->slots[i][strspn(n->slots[i], "abcdefghijklmnopqrstuvwxyz0123456789_")] != '\0')
             why = "a slot name is not one of pgdaemon's";
@@ -660,6 +666,36 @@ load_node(mg_ha_view_t *view, const mg_etcd_kv_t *kv, const char *name)
     view->nnodes++;
 }
 
+/*
+ * load_request reads an operator request, a key under the CLI's lease that
+ * expires by itself (issue 16, finding 17): "switchover" (id and target)
+ * or "override" (allow_data_loss). The legacy "spec" key is not read: an
+ * allow_data_loss or switchover left there would never expire.
+ */
+static void
+load_request(mg_ha_view_t *view, const mg_etcd_kv_t *kv, bool switchover)
+{
+    mg_ha_spec_t r;
+    mg_error_t error;
+
+    if (!mg_ha_spec_from_json(kv->value, kv->value_len, &r, &error)) {
+        note_bad(view, kv, error.message);
+        return;
+    }
+    if (switchover) {
+        if (r.switchover_id <= 0 ||
+            (r.switchover_to[0] != '\0' && !mg_ha_name_valid(r.switchover_to))) {
+            note_bad(view, kv, "invalid switchover_id or switchover_to");
+            return;
+        }
+        view->spec.switchover_id = r.switchover_id;
+        snprintf(view->spec.switchover_to, sizeof(view->spec.switchover_to), "%s", r.switchover_to);
+        view->spec.mod_revision = kv->mod_revision;
+    } else {
+        view->spec.allow_data_loss = r.allow_data_loss;
+    }
+}
+
 bool
 mg_ha_view_load(mg_ha_view_t *view, const char *prefix, const mg_etcd_kv_t *kvs, size_t nkvs,
                 mg_error_t *error)
@@ -679,7 +715,6 @@ mg_ha_view_load(mg_ha_view_t *view, const char *prefix, const mg_etcd_kv_t *kvs,
     for (size_t i = 0; i < nkvs; i++) {
         const mg_etcd_kv_t *kv = &kvs[i];
         const char *rel;
-        mg_error_t bad;
 
         if (kv->key_len < plen || strncmp(kv->key, prefix, plen) != 0)
             continue;
@@ -697,14 +732,8 @@ mg_ha_view_load(mg_ha_view_t *view, const char *prefix, const mg_etcd_kv_t *kvs,
             }
         } else if (strcmp(rel, "status") == 0) {
             load_status(view, kv);
-        } else if (strcmp(rel, "spec") == 0) {
-            if (!mg_ha_spec_from_json(kv->value, kv->value_len, &view->spec, &bad) ||
-                (view->spec.switchover_to[0] != '\0' &&
-                 !mg_ha_name_valid(view->spec.switchover_to))) {
-                memset(&view->spec, 0, sizeof(view->spec));
-                note_bad(view, kv, mg_error_is_set(&bad) ? bad.message : "invalid switchover_to");
-            }
-            view->spec.mod_revision = kv->mod_revision;
+        } else if (strcmp(rel, "switchover") == 0 || strcmp(rel, "override") == 0) {
+            load_request(view, kv, rel[0] == 's');
         } else if (strcmp(rel, "optime") == 0) {
             snprintf(view->optime, sizeof(view->optime), "%.*s", (int)kv->value_len, kv->value);
             if (kv->value_len >= sizeof(view->optime) || !mg_ha_lsn_parse(view->optime, &lsn)) {

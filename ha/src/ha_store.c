@@ -194,15 +194,17 @@ mg_ha__read_view(mg_ha_daemon_t *d, mg_error_t *error)
     mg_etcd_kv_t *all = NULL;
     size_t n = 0, total = 0;
     bool ok = false;
-    char key_nodes[400], key_spec[400];
+    char key_nodes[400], key_switchover[400], key_override[400];
 
     snprintf(key_nodes, sizeof(key_nodes), "%snodes/", d->prefix);
-    snprintf(key_spec, sizeof(key_spec), "%sspec", d->prefix);
+    snprintf(key_switchover, sizeof(key_switchover), "%sswitchover", d->prefix);
+    snprintf(key_override, sizeof(key_override), "%soverride", d->prefix);
     memset(&res, 0, sizeof(res));
     if (txn == NULL || !mg_etcd_txn_get(txn, true, d->key_init, false, error) ||
         !mg_etcd_txn_get(txn, true, d->key_leader, false, error) ||
         !mg_etcd_txn_get(txn, true, d->key_status, false, error) ||
-        !mg_etcd_txn_get(txn, true, key_spec, false, error) ||
+        !mg_etcd_txn_get(txn, true, key_switchover, false, error) ||
+        !mg_etcd_txn_get(txn, true, key_override, false, error) ||
         !mg_etcd_txn_get(txn, true, d->key_optime, false, error) ||
         !mg_etcd_txn_get(txn, true, key_nodes, true, error) ||
         !mg_etcd_txn_commit(d->etcd, txn, &res, error))

@@ -240,6 +240,7 @@ typedef struct {
     int64_t priority;               /* candidate priority (0 = never) */
     bool nofailover;                /* never promote */
     char upstream[MG_HA_NAME_SIZE]; /* replica: the node its standby config follows */
+    int64_t ttl_ms;                 /* the node's lease ttl: a promise to it lasts at least that */
     int64_t create_revision;        /* etcd: when the key was created (not in the JSON) */
     int64_t mod_revision;           /* etcd: its last change (not in the JSON) */
     /*
@@ -277,6 +278,13 @@ typedef struct {
      */
     char members[MG_HA_MAX_NODES][MG_HA_NAME_SIZE];
     size_t nmembers;
+    /*
+     * The primary runs synchronous mode (its setting, recorded by it): every
+     * node chooses failover candidates by it, whatever its own setting, so a
+     * rolling change of synchronous_mode cannot make one node promote by
+     * the lag rule a node the sync set excludes (issue 16, finding 17).
+     */
+    bool synchronous_mode;
 } mg_ha_cluster_status_t;
 
 /* The spec key: what the operator wants (written by the CLI). */

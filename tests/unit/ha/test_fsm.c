@@ -448,6 +448,9 @@ test_table(void **state)
 #define N2_REPLICA_AT(lsn)                                                                \
     "{\"name\":\"n2\",\"state\":\"replica\",\"role\":\"replica\",\"pg_queries_ok\":true," \
     "\"pg_running\":true,\"priority\":100,\"receive_lsn\":\"" lsn "\",\"replay_lsn\":\"" lsn "\"}"
+#define STATUS_N1_SYNC_N2                                                                     \
+    "{\"primary\":\"n1\",\"term\":3,\"failover_state\":\"stable\",\"synchronous_mode\":true," \
+    "\"sync_members\":[\"n2\"]}"
 #define N1_PRIMARY_RUNNING                                                                \
     "{\"name\":\"n1\",\"state\":\"primary\",\"role\":\"primary\",\"pg_queries_ok\":true," \
     "\"pg_running\":true,\"current_lsn\":\"0/3000000\"}"
@@ -508,7 +511,7 @@ static const case_t safety_cases[] = {
      .kv = {{"initialize", INIT_111},
             LEADER("n1"),
             {"status", STATUS_N1},
-            {"spec", SPEC_SWITCH_TO_N2},
+            {"switchover", SPEC_SWITCH_TO_N2},
             {"nodes/n2", N2_REPLICA_NOFAILOVER}},
      .want_action = MG_HA_ACTION_SWITCHOVER_BEGIN,
      .want_state = MG_HA_STATE_PRIMARY,
@@ -605,6 +608,19 @@ static const case_t safety_cases[] = {
      .seen_ms = -1,
      .kv = {{"initialize", INIT_111},
             {"status", STATUS_N1},
+            {"nodes/n2", N2_REPLICA_AT("0/3000000")},
+            {"nodes/n3", N3_REPLICA_AT("0/5000000")}},
+     .want_action = MG_HA_ACTION_WAIT,
+     .want_state = MG_HA_STATE_REPLICA},
+    {.name = "16.17: the primary runs synchronous mode (status says so): a replica whose own "
+             "setting is off still promotes only a sync member",
+     .me = "n3",
+     .state = MG_HA_STATE_REPLICA,
+     .have_data = true,
+     .local_sysid = "111",
+     .pg_running = true,
+     .kv = {{"initialize", INIT_111},
+            {"status", STATUS_N1_SYNC_N2},
             {"nodes/n2", N2_REPLICA_AT("0/3000000")},
             {"nodes/n3", N3_REPLICA_AT("0/5000000")}},
      .want_action = MG_HA_ACTION_WAIT,
