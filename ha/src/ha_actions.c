@@ -487,7 +487,6 @@ do_handoff(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
     snprintf(s.target_primary, sizeof(s.target_primary), "%s", target);
     if (!mg_ha__handoff_leader(d, &s, error))
         return false;
-    d->view.status = s;
     mg_ha__keeper_key(d, false, 0); /* no key, no writes */
     mg_ha__status_event(d, "handoff", target, "switchover: leader key released to %s", target);
     mg_ha__wake_all(d);

@@ -31,17 +31,8 @@
 static void
 fence_postgres(const char *data_dir)
 {
-    char path[PATH_MAX];
-    long pid = 0;
-    FILE *f;
+    long pid = (long)mg_ha__postmaster_pid(data_dir);
 
-    snprintf(path, sizeof(path), "%s/postmaster.pid", data_dir);
-    f = fopen(path, "r");
-    if (f == NULL)
-        return;
-    if (fscanf(f, "%ld", &pid) != 1)
-        pid = 0;
-    fclose(f);
     if (pid <= 1 || !mg_ha__proc_alive((pid_t)pid, 0))
         return;
     kill((pid_t)pid, SIGQUIT);

@@ -60,6 +60,9 @@ bool mg_ha__proc_alive(pid_t pid, uint64_t starttime);
 int64_t mg_ha__now_ms(void);
 int64_t mg_ha__wall_ms(void);
 
+/* mg_ha__postmaster_pid returns the pid in data_dir/postmaster.pid, or 0 (it may be stale). */
+pid_t mg_ha__postmaster_pid(const char *data_dir);
+
 /* mg_ha__rmtree removes path recursively (best effort); true when it is gone. */
 bool mg_ha__rmtree(const char *path);
 

@@ -454,24 +454,6 @@ done:
     return ok;
 }
 
-/* postmaster_pid reads the pid from postmaster.pid, or 0. */
-static pid_t
-postmaster_pid(const mg_ha_pg_t *pg)
-{
-    char path[PATH_MAX];
-    FILE *f;
-    long pid = 0;
-
-    data_path(pg, "postmaster.pid", path, sizeof(path));
-    f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    if (fscanf(f, "%ld", &pid) != 1)
-        pid = 0;
-    fclose(f);
-    return (pid_t)pid;
-}
-
 pid_t
 mg_ha__pg_running(mg_ha_pg_t *pg)
 {
@@ -481,7 +463,7 @@ mg_ha__pg_running(mg_ha_pg_t *pg)
         pg->child = 0; /* reaped: it exited */
     if (pg->child > 0 && mg_ha__proc_alive(pg->child, 0))
         return pg->child;
-    pid = postmaster_pid(pg);
+    pid = mg_ha__postmaster_pid(pg->conf->data_dir);
     if (pid > 0 && mg_ha__proc_alive(pid, 0)) {
         char path[64], exe[PATH_MAX];
         ssize_t n;

@@ -334,12 +334,13 @@ mg_ha__ensure_status(mg_ha_daemon_t *d, mg_error_t *error)
 }
 
 /*
- * mg_ha__cas_status writes s as the status key if it still has the mod_revision of
- * the view (create-only when the view had none). false with error when it
- * changed meanwhile (the next loop decides again).
+ * status_txn writes s as the status key if it still has the mod_revision of
+ * the view (create-only when the view had none); with handoff, in the same
+ * txn, it deletes `leader` if it still names this node. false with error
+ * when either changed meanwhile (the next loop decides again).
  */
-bool
-mg_ha__cas_status(mg_ha_daemon_t *d, const mg_ha_cluster_status_t *s, mg_error_t *error)
+static bool
+status_txn(mg_ha_daemon_t *d, const mg_ha_cluster_status_t *s, bool handoff, mg_error_t *error)
 {
     mg_etcd_txn_t *txn = mg_etcd_txn_new();
     mg_etcd_txn_result_t res;
@@ -349,13 +350,17 @@ mg_ha__cas_status(mg_ha_daemon_t *d, const mg_ha_cluster_status_t *s, mg_error_t
     mg_buf_init(&b, 64 * 1024);
     memset(&res, 0, sizeof(res));
     ok = txn != NULL && mg_ha_status_to_json(s, &b, error) &&
+         (!handoff || (mg_etcd_txn_compare_value(txn, d->key_leader, MG_ETCD_CMP_EQUAL,
+                                                 d->conf->name, strlen(d->conf->name), error) &&
+                       mg_etcd_txn_delete(txn, true, d->key_leader, false, error))) &&
          mg_etcd_txn_compare_int(txn, d->key_status, MG_ETCD_TARGET_MOD, MG_ETCD_CMP_EQUAL,
                                  d->view.status.exists ? d->view.status.mod_revision : 0, error) &&
          mg_etcd_txn_put(txn, true, d->key_status, b.data, b.len, 0, error) &&
          mg_etcd_txn_commit(d->etcd, txn, &res, error);
     if (ok && !res.succeeded)
         ok = mg_error_set(error, MG_ERROR_DOMAIN_ETCD, MG_ETCD_ERR_SERVER,
-                          "status key changed concurrently (mod_revision %" PRId64 ")",
+                          "%s changed concurrently (status mod_revision %" PRId64 ")",
+                          handoff ? "leader or status key" : "status key",
                           d->view.status.mod_revision);
     if (ok) {
         d->view.status = *s;
@@ -366,6 +371,12 @@ mg_ha__cas_status(mg_ha_daemon_t *d, const mg_ha_cluster_status_t *s, mg_error_t
     mg_etcd_txn_destroy(txn);
     mg_buf_cleanup(&b);
     return ok;
+}
+
+bool
+mg_ha__cas_status(mg_ha_daemon_t *d, const mg_ha_cluster_status_t *s, mg_error_t *error)
+{
+    return status_txn(d, s, false, error);
 }
 
 void
@@ -440,28 +451,7 @@ mg_ha__delete_leader(mg_ha_daemon_t *d, mg_error_t *error)
 bool
 mg_ha__handoff_leader(mg_ha_daemon_t *d, const mg_ha_cluster_status_t *s, mg_error_t *error)
 {
-    mg_etcd_txn_t *txn = mg_etcd_txn_new();
-    mg_etcd_txn_result_t res;
-    mg_buf_t b;
-    bool ok;
-
-    mg_buf_init(&b, 64 * 1024);
-    memset(&res, 0, sizeof(res));
-    ok = txn != NULL && mg_ha_status_to_json(s, &b, error) &&
-         mg_etcd_txn_compare_value(txn, d->key_leader, MG_ETCD_CMP_EQUAL, d->conf->name,
-                                   strlen(d->conf->name), error) &&
-         mg_etcd_txn_compare_int(txn, d->key_status, MG_ETCD_TARGET_MOD, MG_ETCD_CMP_EQUAL,
-                                 d->view.status.mod_revision, error) &&
-         mg_etcd_txn_delete(txn, true, d->key_leader, false, error) &&
-         mg_etcd_txn_put(txn, true, d->key_status, b.data, b.len, 0, error) &&
-         mg_etcd_txn_commit(d->etcd, txn, &res, error);
-    if (ok && !res.succeeded)
-        ok = mg_error_set(error, MG_ERROR_DOMAIN_ETCD, MG_ETCD_ERR_SERVER,
-                          "leader or status key changed during the hand-off");
-    mg_etcd_txn_result_cleanup(&res);
-    mg_etcd_txn_destroy(txn);
-    mg_buf_cleanup(&b);
-    return ok;
+    return status_txn(d, s, true, error);
 }
 
 bool

@@ -21,25 +21,16 @@ import time
 
 import pytest
 
-import hatools
+import hacluster
 from hatools import run_pgdaemon, wait_for
-from test_failover import Cluster, healthy
+from test_failover import healthy
 
 HEAL_TIMEOUT = 150
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_root):
-    c = Cluster(tmp_root, os.path.join(hatools.shared_dir(tmp_root, "requests"), "c"))
-    up = run_pgdaemon(tmp_root, "cluster", "up", "--nodes", 3, "--dir", c.dir, "--timeout", 90,
-                      "--pg-parameter", "fsync=off",
-                      "--pg-parameter", "dynamic_shared_memory_type=mmap", timeout=180)
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        yield c
-    finally:
-        if os.path.exists(os.path.join(c.dir, "cluster.json")):
-            run_pgdaemon(tmp_root, "cluster", "down", "--dir", c.dir, timeout=180)
+    yield from hacluster.up(tmp_root, "requests")
 
 
 def etcd_get(cluster, key):

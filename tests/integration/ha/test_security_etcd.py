@@ -21,9 +21,10 @@ import time
 
 import pytest
 
+import hacluster
 import hatools
-from hatools import run_pgdaemon, wait_for
-from test_failover import Cluster, healthy
+from hatools import wait_for
+from test_failover import healthy
 
 HEAL_TIMEOUT = 150
 INJECTED = "x'\nwork_mem = '77MB'\n#"
@@ -31,18 +32,7 @@ INJECTED = "x'\nwork_mem = '77MB'\n#"
 
 @pytest.fixture
 def cluster(tmp_root):
-    c = Cluster(tmp_root, os.path.join(hatools.shared_dir(tmp_root, "hostile"), "c"))
-    up = run_pgdaemon(tmp_root, "cluster", "up", "--nodes", 3, "--dir", c.dir, "--timeout", 90,
-                      "--pg-parameter", "fsync=off",
-                      "--pg-parameter", "dynamic_shared_memory_type=mmap", timeout=180)
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        yield c
-    finally:
-        if os.path.exists(os.path.join(c.dir, "cluster.json")):
-            run_pgdaemon(tmp_root, "cluster", "down", "--dir", c.dir, timeout=180)
-        for proc in c.restarted.values():
-            proc.stop()
+    yield from hacluster.up(tmp_root, "hostile")
 
 
 def etcd_put(endpoint, key, value):
