@@ -6,7 +6,9 @@
  * value are omitted (a failed txn has no "succeeded", a kv with version 1 may
  * lack nothing but a deleted-range answer may lack "deleted"). Endpoints are
  * tried in order; a member that answers with an older raft term than one
- * already seen is treated as stale and skipped.
+ * already seen is treated as stale and skipped, unless every endpoint
+ * does: then the cluster went back (restored from a backup), which is
+ * accepted once and reported (mg_etcd_replaced).
  */
 #include "mg/core.h"
 
@@ -35,7 +37,10 @@ struct mg_etcd {
     char *cert_file;
     char *key_file;
     int64_t timeout_ms;
+    int64_t deadline_ms; /* monotonic; 0 = none (mg_etcd_deadline_set) */
     int64_t max_raft_term;
+    int64_t replaced_from_term; /* mg_etcd_replaced: the term before etcd went back (0 = no) */
+    int64_t replaced_to_term;
     char token[ETCD_TOKEN_SIZE];
     CURL *curl;
 };
@@ -708,13 +713,41 @@ sink_write(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+static int64_t now_ms(void);
+
+void
+mg_etcd_deadline_set(mg_etcd_t *etcd, int64_t ms_from_now)
+{
+    etcd->deadline_ms = now_ms() + (ms_from_now > 0 ? ms_from_now : 0);
+    if (etcd->deadline_ms == 0)
+        etcd->deadline_ms = 1;
+}
+
+void
+mg_etcd_deadline_clear(mg_etcd_t *etcd)
+{
+    etcd->deadline_ms = 0;
+}
+
+/* attempt_ms is how long the next HTTP attempt may take: timeout_ms, capped by the deadline. */
+static int64_t
+attempt_ms(const mg_etcd_t *etcd)
+{
+    int64_t left;
+
+    if (etcd->deadline_ms == 0)
+        return etcd->timeout_ms;
+    left = etcd->deadline_ms - now_ms();
+    return left < etcd->timeout_ms ? left : etcd->timeout_ms;
+}
+
 static void
-setup_common(mg_etcd_t *etcd, CURL *curl, struct curl_slist *headers)
+setup_common(mg_etcd_t *etcd, CURL *curl, struct curl_slist *headers, int64_t timeout_ms)
 {
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long)(etcd->timeout_ms < 2000 ? etcd->timeout_ms : 2000));
+                     (long)(timeout_ms < 2000 ? timeout_ms : 2000));
     curl_easy_setopt(curl, CURLOPT_PROXY, "");
     if (etcd->ca_file != NULL)
         curl_easy_setopt(curl, CURLOPT_CAINFO, etcd->ca_file);
@@ -739,7 +772,12 @@ http_once(mg_etcd_t *etcd, const char *endpoint, const char *path, const char *b
     sink_t sink = {answer, false};
     CURLcode rc;
     CURL *curl = etcd->curl;
+    int64_t timeout_ms = attempt_ms(etcd);
 
+    if (timeout_ms <= 0)
+        return mg_error_set(error, MG_ERROR_DOMAIN_ETCD, MG_ETCD_ERR_UNAVAILABLE,
+                            "could not reach etcd at \"%s%s\": no time left before the deadline",
+                            endpoint, path);
     snprintf(url, sizeof(url), "%s%s", endpoint, path);
     curl_easy_reset(curl);
     headers = curl_slist_append(headers, "Content-Type: application/json");
@@ -747,9 +785,9 @@ http_once(mg_etcd_t *etcd, const char *endpoint, const char *path, const char *b
         snprintf(auth, sizeof(auth), "Authorization: %s", etcd->token);
         headers = curl_slist_append(headers, auth);
     }
-    setup_common(etcd, curl, headers);
+    setup_common(etcd, curl, headers, timeout_ms);
     curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)etcd->timeout_ms);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, sink_write);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
     if (body != NULL) {
@@ -783,16 +821,27 @@ request(mg_etcd_t *etcd, const char *path, const char *body, mg_error_t *error)
 {
     mg_buf_t answer;
     mg_error_t last;
-    size_t tries;
+    size_t tries, stale = 0;
+    int64_t stale_max = 0;
     yajl_val tree = NULL;
 
     mg_buf_init(&answer, ETCD_MAX_ANSWER);
     mg_error_clear(&last);
+again:
     for (tries = 0; tries < etcd->nendpoints; tries++) {
         const char *ep = etcd->endpoints[etcd->current];
         mg_etcd_header_t h;
         long status = 0;
         int attempt;
+
+        if (attempt_ms(etcd) <= 0) {
+            /* out of time: stop here, without blaming (and leaving) this endpoint */
+            if (tries == 0 || !mg_error_is_set(&last))
+                mg_error_set(&last, MG_ERROR_DOMAIN_ETCD, MG_ETCD_ERR_UNAVAILABLE,
+                             "could not reach etcd at \"%s\": no time left before the deadline",
+                             ep);
+            break;
+        }
 
         for (attempt = 0; attempt < 2; attempt++) {
             if (etcd->username != NULL && etcd->token[0] == '\0' && !authenticate(etcd, ep, &last))
@@ -836,6 +885,9 @@ request(mg_etcd_t *etcd, const char *path, const char *body, mg_error_t *error)
                              ep, h.raft_term, etcd->max_raft_term);
                 yajl_tree_free(tree);
                 tree = NULL;
+                stale++;
+                if (h.raft_term > stale_max)
+                    stale_max = h.raft_term;
             } else {
                 if (h.raft_term > etcd->max_raft_term)
                     etcd->max_raft_term = h.raft_term;
@@ -847,10 +899,37 @@ request(mg_etcd_t *etcd, const char *path, const char *body, mg_error_t *error)
             break;
         etcd->current = (etcd->current + 1) % etcd->nendpoints;
     }
+    if (stale == etcd->nendpoints && stale_max > 0) {
+        /*
+         * Every endpoint answers from an older term: not one stale member but
+         * the whole cluster went back (restored from a backup). Take it as the
+         * truth, once, and say so (mg_etcd_replaced); skipping every member
+         * forever would leave the caller without etcd for good.
+         */
+        etcd->replaced_from_term = etcd->max_raft_term;
+        etcd->replaced_to_term = stale_max;
+        etcd->max_raft_term = stale_max;
+        stale = 0;
+        mg_error_clear(&last);
+        goto again;
+    }
     mg_buf_cleanup(&answer);
     if (error != NULL)
         *error = last;
     return NULL;
+}
+
+bool
+mg_etcd_replaced(mg_etcd_t *etcd, int64_t *from_term, int64_t *to_term)
+{
+    if (etcd->replaced_from_term == 0)
+        return false;
+    if (from_term != NULL)
+        *from_term = etcd->replaced_from_term;
+    if (to_term != NULL)
+        *to_term = etcd->replaced_to_term;
+    etcd->replaced_from_term = etcd->replaced_to_term = 0;
+    return true;
 }
 
 static bool
@@ -1634,7 +1713,7 @@ mg_etcd_watch(mg_etcd_t *etcd, const char *key, bool prefix, int64_t start_revis
             snprintf(auth, sizeof(auth), "Authorization: %s", etcd->token);
             headers = curl_slist_append(headers, auth);
         }
-        setup_common(etcd, etcd->curl, headers);
+        setup_common(etcd, etcd->curl, headers, etcd->timeout_ms);
         curl_easy_setopt(etcd->curl, CURLOPT_URL, url);
         curl_easy_setopt(etcd->curl, CURLOPT_POST, 1L);
         curl_easy_setopt(etcd->curl, CURLOPT_POSTFIELDS, body.data);

@@ -25,6 +25,46 @@ init_marker(mg_ha_daemon_t *d, bool set)
     return mg_ha__write_file(path, "", 0, 0600, &d->pg.runas, NULL);
 }
 
+/*
+ * become_primary makes the local Postgres a primary that takes writes, with
+ * sync_names (NULL: as they are) in force. A standby data directory
+ * (standby.signal) becomes one only through pg_promote, which starts a new
+ * timeline; when it does not run it is started as a standby first. Removing
+ * standby.signal and starting it would run crash recovery on the old
+ * timeline, and pg_rewind of the old primary would then find "no rewind
+ * required" while its divergent tail survives (issue 16, finding 3). Fails
+ * unless Postgres then answers queries out of recovery.
+ */
+static bool
+become_primary(mg_ha_daemon_t *d, const char *sync_names, mg_error_t *error)
+{
+    bool in_recovery = false;
+
+    if (mg_ha__pg_is_standby_dir(&d->pg)) {
+        if (mg_ha__pg_running(&d->pg) <= 0 &&
+            (!mg_ha__pg_configure(&d->pg, true, NULL, 0, error) || !mg_ha__pg_start(&d->pg, error)))
+            return false;
+        /* applied while a standby, so it is in force when the promotion ends (finding 4) */
+        if (sync_names != NULL && !mg_ha__pg_apply_sync(&d->pg, sync_names, error))
+            return false;
+        if (!mg_ha__pg_promote(&d->pg, error))
+            return false;
+    } else {
+        if (sync_names != NULL && sync_names != d->pg.sync_names)
+            snprintf(d->pg.sync_names, sizeof(d->pg.sync_names), "%s", sync_names);
+        if (!mg_ha__pg_configure(&d->pg, false, NULL, 0, error) || !mg_ha__pg_start(&d->pg, error))
+            return false;
+    }
+    mg_ha__pg_collect(&d->pg, &d->self, &in_recovery);
+    d->in_recovery = in_recovery;
+    mg_ha__etcd_budget(d); /* Postgres' time was not etcd's */
+    if (!d->self.pg_queries_ok || in_recovery)
+        return mg_error_set(error, MG_ERROR_DOMAIN_PG, 0,
+                            "Postgres is not a writable primary yet (%s)",
+                            in_recovery ? "still in recovery" : d->self.pg_error);
+    return true;
+}
+
 static bool
 do_start_primary(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
 {
@@ -60,9 +100,9 @@ do_start_primary(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *err
     d->upstream[0] = '\0';
     if (!mg_ha__may_become_primary(d, error))
         return false;
-    if (!mg_ha__pg_configure(&d->pg, false, NULL, 0, error) || !mg_ha__pg_start(&d->pg, error) ||
-        !mg_ha__pg_ensure_roles(&d->pg, error))
+    if (!become_primary(d, d->pg.sync_names, error) || !mg_ha__pg_ensure_roles(&d->pg, error))
         return false;
+    mg_ha__etcd_budget(d);
     if (!mg_ha__ensure_status(d, error))
         return false;
     if (d->conf->primary_init_script != NULL && !init_marker(d, false)) {
@@ -118,6 +158,7 @@ do_clone(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
 typedef enum {
     SYNC_STREAMING, /* streaming from this primary (pg_stat_replication) */
     SYNC_ALIVE,     /* reporting a running Postgres: may stream from us soon */
+    SYNC_ALL,       /* every other node */
 } sync_pick_t;
 
 /* sync_candidates joins the names of other nodes that may be sync standbys into out. */
@@ -129,7 +170,7 @@ sync_candidates(mg_ha_daemon_t *d, sync_pick_t pick, char *out, size_t outsz)
     out[0] = '\0';
     for (size_t i = 0; i < d->view.nnodes; i++) {
         const mg_ha_node_t *x = &d->view.nodes[i];
-        bool take = pick == SYNC_ALIVE && x->pg_running;
+        bool take = pick == SYNC_ALL || (pick == SYNC_ALIVE && x->pg_running);
 
         if (strcmp(x->name, d->conf->name) == 0 || x->state == MG_HA_STATE_REFUSED)
             continue;
@@ -211,18 +252,50 @@ manage_sync(mg_ha_daemon_t *d, mg_error_t *error)
         }
         if (!mg_ha__pg_apply_sync(&d->pg, want, error))
             return false;
+        d->sync_changed_loop = d->loops;
+        d->sync_narrow_lsn = 0;
         MG_LOG_EVENT(
             MG_LOG_NOTICE, MODULE, "ha.sync",
             MG_LOG_FIELDS(MG_LOG_STR("node", d->conf->name), MG_LOG_STR("sync_standbys", want)),
             "synchronous_standby_names = ANY 1 (%s)", want);
     }
     if (s.nsync_members != w.nsync_members && strcmp(want, d->pg.sync_names) == 0) {
+        /*
+         * A member leaves etcd's set only once a remaining one holds every
+         * commit acknowledged while it was in Postgres' set: the primary's LSN
+         * a round after Postgres ran without it (issue 16, finding 5).
+         */
+        if (d->sync_narrow_lsn == 0) {
+            if (d->loops > d->sync_changed_loop)
+                (void)mg_ha_lsn_parse(d->self.current_lsn, &d->sync_narrow_lsn);
+            return true;
+        }
+        if (!mg_ha__sync_narrow_ok(d->self.replication, d->self.nreplication, w.sync_members,
+                                   w.nsync_members, d->sync_narrow_lsn))
+            return true;
         s.nsync_members = 0;
         for (size_t i = 0; i < w.nsync_members; i++)
             snprintf(s.sync_members[s.nsync_members++], MG_HA_NAME_SIZE, "%s", w.sync_members[i]);
         return mg_ha__cas_status(d, &s, error);
     }
     return true;
+}
+
+bool
+mg_ha__sync_narrow_ok(const mg_ha_replication_t *rep, size_t nrep, char keep[][MG_HA_NAME_SIZE],
+                      size_t nkeep, uint64_t narrow_lsn)
+{
+    if (narrow_lsn == 0)
+        return false;
+    for (size_t i = 0; i < nkeep; i++)
+        for (size_t j = 0; j < nrep; j++) {
+            uint64_t flushed = 0;
+
+            if (strcmp(rep[j].application_name, keep[i]) == 0 &&
+                mg_ha_lsn_parse(rep[j].flush_lsn, &flushed) && flushed >= narrow_lsn)
+                return true;
+        }
+    return false;
 }
 
 /*
@@ -246,27 +319,28 @@ do_promote(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
                             "another node took the leader key first");
     if (d->conf->synchronous_mode) {
         /*
-         * Commits wait for one of the other live nodes from the first one on:
-         * the setting is applied (reloaded) while still a standby, so it is in
-         * force when pg_promote returns (issue 16, finding 4). A node whose
-         * Postgres is not running (the lost old primary) is left out, so it
-         * does not become a sync member that every later failover would wait
-         * for (finding 14).
+         * Commits wait for one of the other nodes from the first one on: the
+         * setting is applied (reloaded) while still a standby, so it is in
+         * force when pg_promote returns (issue 16, finding 4). After a
+         * failover a node whose Postgres is not running (the lost old
+         * primary) is left out, so it does not become a sync member that
+         * every later failover would wait for (finding 14); in a switchover
+         * the old primary, stopped on purpose, stays in.
          */
-        sync_candidates(d, SYNC_ALIVE, names, sizeof(names));
-        if (!mg_ha__pg_apply_sync(&d->pg, names, error))
-            return false;
+        sync_candidates(d, switchover ? SYNC_ALL : SYNC_ALIVE, names, sizeof(names));
         names_to_status(names, &s);
     }
     if (!mg_ha__may_become_primary(d, error))
         return false;
-    if (d->in_recovery && !mg_ha__pg_promote(&d->pg, error))
+    if (!become_primary(d, d->conf->synchronous_mode ? names : NULL, error))
         return false;
     d->upstream[0] = '\0';
     if (!d->conf->synchronous_mode)
         s.nsync_members = 0;
     s.term = s.exists ? s.term + 1 : 1;
     snprintf(s.primary, sizeof(s.primary), "%s", d->conf->name);
+    (void)mg_ha__members_update(d, &s);
+    s.synchronous_mode = d->conf->synchronous_mode;
     s.failover = MG_HA_FAILOVER_RECONFIGURING_REPLICAS;
     s.target_primary[0] = '\0';
     snprintf(s.last_failover_reason, sizeof(s.last_failover_reason), "%s",
@@ -309,6 +383,29 @@ do_follow(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
 }
 
 /*
+ * abort_switchover gives a switchover up before the hand-off: status stable
+ * with why as the reason. The node still holds the leader key, so it runs
+ * as primary again (at once from do_abort_switchover, else at the next
+ * loop). false with error when the status changed meanwhile.
+ */
+static bool
+abort_switchover(mg_ha_daemon_t *d, const char *why, mg_error_t *error)
+{
+    mg_ha_cluster_status_t s = d->view.status;
+    char target[MG_HA_NAME_SIZE];
+
+    snprintf(target, sizeof(target), "%s", s.target_primary);
+    s.failover = MG_HA_FAILOVER_STABLE;
+    s.target_primary[0] = '\0';
+    snprintf(s.last_failover_reason, sizeof(s.last_failover_reason),
+             "switchover to %.40s aborted: %.70s", target, why);
+    if (!mg_ha__cas_status(d, &s, error))
+        return false;
+    mg_ha__status_event(d, "abort_switchover", target, "%s", s.last_failover_reason);
+    return true;
+}
+
+/*
  * do_demote stops writes. In a switchover it first marks the status
  * demoting_old_primary (so /primary is 503 everywhere), shuts Postgres down
  * cleanly (the shutdown checkpoint reaches the standbys), and records the
@@ -321,7 +418,8 @@ do_demote(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
     bool switchover = strcmp(d->view.leader, d->conf->name) == 0 &&
                       strcmp(s.primary, d->conf->name) == 0 &&
                       (s.failover == MG_HA_FAILOVER_INITIATED ||
-                       s.failover == MG_HA_FAILOVER_DEMOTING_OLD_PRIMARY);
+                       s.failover == MG_HA_FAILOVER_DEMOTING_OLD_PRIMARY ||
+                       s.failover == MG_HA_FAILOVER_WAITING_FOR_CATCHUP);
 
     (void)dec;
     mg_ha__stop_writes(d);
@@ -335,9 +433,17 @@ do_demote(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
         mg_ha__status_event(d, "demote", s.target_primary, "switchover to %s: writes stopped",
                             s.target_primary);
     }
-    if (!mg_ha__pg_stop_now(&d->pg, false, error) ||
-        !mg_ha__pg_checkpoint_lsn(&d->pg, s.final_lsn, sizeof(s.final_lsn), error))
+    if (!mg_ha__pg_stop_now(&d->pg, false, error))
         return false;
+    mg_ha__etcd_budget(d);
+    if (!mg_ha__pg_final_lsn(&d->pg, s.final_lsn, sizeof(s.final_lsn), error)) {
+        mg_error_t ignored;
+
+        /* not a clean shutdown: no LSN to hand over at, so no hand-off (16.6) */
+        if (error->domain == MG_ERROR_DOMAIN_PG && error->code == MG_ERROR_CODE_INVALID_ARGUMENT)
+            (void)abort_switchover(d, "the old primary did not shut down cleanly", &ignored);
+        return false;
+    }
     s.failover = MG_HA_FAILOVER_WAITING_FOR_CATCHUP;
     if (!mg_ha__cas_status(d, &s, error))
         return false;
@@ -354,12 +460,34 @@ do_handoff(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
     const char *target = dec->peer;
     mg_ha_cluster_status_t s = d->view.status;
 
+    char lsn[MG_HA_LSN_SIZE] = "";
+    const char *why = NULL;
+    mg_error_t ignored;
+
+    /*
+     * The target caught up with the final LSN of the status; hand over only
+     * if the data directory still ends there: stopped cleanly at that LSN and
+     * not started since (a restart that took writes would lose them, 16.6).
+     */
+    if (mg_ha__pg_running(&d->pg) > 0)
+        why = "the old primary's Postgres runs again";
+    else if (!mg_ha__pg_final_lsn(&d->pg, lsn, sizeof(lsn), error))
+        why = "the old primary's data directory has no clean final LSN";
+    else if (strcmp(lsn, s.final_lsn) != 0)
+        why = "the old primary's data directory changed after the final LSN";
+    mg_ha__etcd_budget(d);
+    if (why != NULL) {
+        (void)abort_switchover(d, why, &ignored);
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
+                            "switchover aborted before the hand-off: %s (final LSN %s, data "
+                            "directory at %s)",
+                            why, s.final_lsn, lsn[0] ? lsn : "unknown");
+    }
     s.failover = MG_HA_FAILOVER_PROMOTING_NEW_PRIMARY;
     snprintf(s.target_primary, sizeof(s.target_primary), "%s", target);
     if (!mg_ha__handoff_leader(d, &s, error))
         return false;
-    d->view.status = s;
-    d->key_ok_ms = 0; /* no key, no writes */
+    mg_ha__keeper_key(d, false, 0); /* no key, no writes */
     mg_ha__status_event(d, "handoff", target, "switchover: leader key released to %s", target);
     mg_ha__wake_all(d);
     return true;
@@ -433,6 +561,7 @@ do_rejoin(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
     }
     snprintf(d->upstream, sizeof(d->upstream), "%s", peer);
     d->not_streaming_since_ms = 0;
+    mg_ha__etcd_budget(d);
     {
         mg_ha_event_ctx_t ctx = {mg_ha_state_name(d->state), "replica", "rejoin", peer};
         char msg[200];
@@ -451,6 +580,7 @@ do_reclone(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
 
     if (!mg_ha__pg_stop_now(&d->pg, false, error))
         return false;
+    mg_ha__etcd_budget(d);
     mg_ha__event(d, MG_LOG_WARNING, "ha.reclone", &ctx, dec->reason);
     if (!mg_ha__rmtree(d->conf->data_dir))
         return mg_error_set(error, MG_ERROR_DOMAIN_SYSTEM, 0, "could not remove \"%s\"",
@@ -550,6 +680,16 @@ do_maintain_primary(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *
     }
     if (!mg_ha__ensure_status(d, error))
         return false;
+    {
+        mg_ha_cluster_status_t s = d->view.status;
+
+        bool sync_changed = s.synchronous_mode != d->conf->synchronous_mode;
+
+        /* the failsafe set grows before a new replica counts on it (issue 16, finding 2) */
+        s.synchronous_mode = d->conf->synchronous_mode;
+        if ((mg_ha__members_update(d, &s) || sync_changed) && !mg_ha__cas_status(d, &s, error))
+            return false;
+    }
     if (d->self.current_lsn[0] != '\0' && !mg_ha__put_optime(d, d->self.current_lsn, error))
         return false;
     if (!manage_sync(d, error))
@@ -592,18 +732,7 @@ do_maintain_primary(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *
 static bool
 do_abort_switchover(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
 {
-    mg_ha_cluster_status_t s = d->view.status;
-    char target[MG_HA_NAME_SIZE];
-
-    snprintf(target, sizeof(target), "%s", s.target_primary);
-    s.failover = MG_HA_FAILOVER_STABLE;
-    s.target_primary[0] = '\0';
-    snprintf(s.last_failover_reason, sizeof(s.last_failover_reason),
-             "switchover to %.60s aborted: catch-up timeout", target);
-    if (!mg_ha__cas_status(d, &s, error))
-        return false;
-    mg_ha__status_event(d, "abort_switchover", target, "%s", s.last_failover_reason);
-    return do_start_primary(d, dec, error);
+    return abort_switchover(d, "catch-up timeout", error) && do_start_primary(d, dec, error);
 }
 
 /*
@@ -685,6 +814,7 @@ do_initdb(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
         }
         return false;
     }
+    mg_ha__etcd_budget(d); /* initdb's time was not etcd's */
     if (!mg_ha__put_initialize(d, d->view.init_mod_revision, d->local_sysid, &won, error))
         return false;
     if (!won)
@@ -709,9 +839,10 @@ do_release_leader(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *er
     char msg[MG_ERROR_MESSAGE_SIZE + 400];
 
     mg_ha__stop_writes(d);
-    d->key_ok_ms = 0; /* no writes from here on, whatever etcd says */
+    mg_ha__keeper_key(d, false, 0); /* no writes from here on, whatever etcd says */
     if (!mg_ha__pg_stop_now(&d->pg, true, error))
         return false;
+    mg_ha__etcd_budget(d);
     if (strcmp(d->view.leader, d->conf->name) == 0 && !mg_ha__delete_leader(d, error))
         return false;
     d->view.leader[0] = '\0';
@@ -722,6 +853,25 @@ do_release_leader(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *er
              d->conf->name, dec->reason,
              d->last_start_error[0] ? d->last_start_error : "none (Postgres not writable)");
     mg_ha__event(d, MG_LOG_WARNING, "ha.start_timeout", &ctx, msg);
+    mg_ha__wake_all(d);
+    return true;
+}
+
+/*
+ * do_drop_leader deletes a leader key that names this standby although this
+ * run did not take it (a restart, or etcd restored from a backup): a
+ * promotion on it would skip the election's lag, sync and failsafe checks.
+ */
+static bool
+do_drop_leader(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
+{
+    mg_ha_event_ctx_t ctx = {mg_ha_state_name(d->state), mg_ha_state_name(dec->next_state),
+                             "drop_leader", NULL};
+
+    if (!mg_ha__delete_leader(d, error))
+        return false;
+    d->view.leader[0] = '\0';
+    mg_ha__event(d, MG_LOG_WARNING, "ha.leader_dropped", &ctx, dec->reason);
     mg_ha__wake_all(d);
     return true;
 }
@@ -757,6 +907,7 @@ static const struct {
     {MG_HA_ACTION_ABORT_SWITCHOVER, do_abort_switchover},
     {MG_HA_ACTION_FINISH_FAILOVER, do_finish_failover},
     {MG_HA_ACTION_RELEASE_LEADER, do_release_leader},
+    {MG_HA_ACTION_DROP_LEADER, do_drop_leader},
 };
 
 _Static_assert(sizeof(action_table) / sizeof(action_table[0]) == MG_HA_ACTION_COUNT_,

@@ -219,6 +219,8 @@ mg_ha_cmd_status(int argc, char **argv)
                    : (mg_ha__has_slot_for(view, n->name) ? "yes" : "no"),
                n->host, (long long)n->pg_port);
     }
+    for (size_t i = 0; i < view->nbad; i++)
+        printf("bad key %s (skipped): %s\n", view->bad[i].key, view->bad[i].why);
 done:
     mg_etcd_destroy(etcd);
     mg_ha_config_destroy(conf);
@@ -267,7 +269,12 @@ mg_ha_cmd_events(int argc, char **argv)
             printf("%s\n", r.kvs[i].value);
             continue;
         }
-        t = yajl_tree_parse(r.kvs[i].value, errbuf, sizeof(errbuf));
+        t = mg_ha_json_shape_ok(r.kvs[i].value, r.kvs[i].value_len, MG_HA_JSON_MAX_BYTES,
+                                MG_HA_JSON_MAX_DEPTH)
+                ? yajl_tree_parse(r.kvs[i].value, errbuf, sizeof(errbuf))
+                : NULL;
+        if (t == NULL)
+            printf("(event %s is not a valid event record)\n", r.kvs[i].key);
         if (t != NULL) {
             const char *pn[] = {"node", NULL}, *pe[] = {"event", NULL}, *pm[] = {"message", NULL},
                        *pt[] = {"time_ms", NULL};
@@ -307,10 +314,15 @@ done:
  * pgdaemon switchover / pgdaemon override
  * ------------------------------------------------------------------------ */
 
-/* put_spec writes spec with a CAS on the mod_revision the view saw (0 = create). */
+/*
+ * put_request writes request (the JSON of spec) as key <prefix><name> under a
+ * new lease of ttl_s seconds, create-only when only_new: the request
+ * expires by itself with the lease (issue 16, finding 17). *lease gets the
+ * lease (revoke it to withdraw the request).
+ */
 static bool
-put_spec(mg_etcd_t *etcd, const char *prefix, const mg_ha_spec_t *spec, int64_t mod_revision,
-         mg_error_t *error)
+put_request(mg_etcd_t *etcd, const char *prefix, const char *name, const mg_ha_spec_t *spec,
+            int64_t ttl_s, bool only_new, int64_t *lease, mg_error_t *error)
 {
     char key[400];
     mg_etcd_txn_t *txn = mg_etcd_txn_new();
@@ -318,17 +330,25 @@ put_spec(mg_etcd_t *etcd, const char *prefix, const mg_ha_spec_t *spec, int64_t 
     mg_buf_t b;
     bool ok;
 
-    snprintf(key, sizeof(key), "%sspec", prefix);
+    snprintf(key, sizeof(key), "%s%s", prefix, name);
     mg_buf_init(&b, 64 * 1024);
     memset(&res, 0, sizeof(res));
+    *lease = 0;
     ok = txn != NULL && mg_ha_spec_to_json(spec, &b, error) &&
-         mg_etcd_txn_compare_int(txn, key, MG_ETCD_TARGET_MOD, MG_ETCD_CMP_EQUAL, mod_revision,
-                                 error) &&
-         mg_etcd_txn_put(txn, true, key, b.data, b.len, 0, error) &&
+         mg_etcd_lease_grant(etcd, ttl_s, lease, NULL, error) &&
+         (!only_new ||
+          mg_etcd_txn_compare_int(txn, key, MG_ETCD_TARGET_CREATE, MG_ETCD_CMP_EQUAL, 0, error)) &&
+         mg_etcd_txn_put(txn, true, key, b.data, b.len, *lease, error) &&
          mg_etcd_txn_commit(etcd, txn, &res, error);
     if (ok && !res.succeeded)
         ok = mg_error_set(error, MG_ERROR_DOMAIN_ETCD, MG_ETCD_ERR_SERVER,
-                          "spec changed concurrently; try again");
+                          "another %s request is pending (it expires by itself)", name);
+    if (!ok && *lease != 0) {
+        mg_error_t ignored;
+
+        (void)mg_etcd_lease_revoke(etcd, *lease, &ignored);
+        *lease = 0;
+    }
     mg_etcd_txn_result_cleanup(&res);
     mg_etcd_txn_destroy(txn);
     mg_buf_cleanup(&b);
@@ -347,7 +367,7 @@ mg_ha_cmd_switchover(int argc, char **argv)
     mg_ha_spec_t spec;
     mg_error_t error;
     char prefix[300], old_primary[MG_HA_NAME_SIZE];
-    int64_t id, deadline, t0 = mg_ha__wall_ms();
+    int64_t id, deadline, t0 = mg_ha__wall_ms(), timeout_s, lease = 0;
     int code = MG_EXIT_FAILURE;
 
     for (int i = 1; i < argc; i++)
@@ -366,7 +386,15 @@ mg_ha_cmd_switchover(int argc, char **argv)
         free(v);
         return MG_EXIT_USAGE;
     }
-    deadline = mg_ha__now_ms() + (wait_text ? atoll(wait_text) * 1000 : 120000);
+    if (wait_text != NULL && (atoll(wait_text) < 1 || atoll(wait_text) > 86400)) {
+        mg_error_set(&error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                     "invalid value for option \"--timeout\": \"%s\" (expected 1 to 86400 "
+                     "seconds)",
+                     wait_text);
+        goto fail;
+    }
+    timeout_s = wait_text ? atoll(wait_text) : 120;
+    deadline = mg_ha__now_ms() + timeout_s * 1000;
     if (!mg_ha__load_view(etcd, prefix, v, &error))
         goto fail;
     if (v->leader[0] == '\0' || v->status.failover != MG_HA_FAILOVER_STABLE) {
@@ -381,13 +409,12 @@ mg_ha_cmd_switchover(int argc, char **argv)
         goto fail;
     }
     snprintf(old_primary, sizeof(old_primary), "%s", v->leader);
-    spec = v->spec;
-    id = (spec.switchover_id > v->status.switchover_id ? spec.switchover_id
-                                                       : v->status.switchover_id) +
-         1;
+    memset(&spec, 0, sizeof(spec));
+    id = v->status.switchover_id + 1;
     spec.switchover_id = id;
     snprintf(spec.switchover_to, sizeof(spec.switchover_to), "%s", to ? to : "");
-    if (!put_spec(etcd, prefix, &spec, v->spec.mod_revision, &error))
+    /* a request this command does not see through expires with its lease: never fires later */
+    if (!put_request(etcd, prefix, "switchover", &spec, timeout_s, true, &lease, &error))
         goto fail;
     for (;;) {
         struct timespec ts = {0, 100 * 1000000L};
@@ -430,6 +457,11 @@ mg_ha_cmd_switchover(int argc, char **argv)
 fail:
     fprintf(stderr, "pgdaemon switchover: %s\n", error.message);
 done:
+    if (lease != 0) {
+        mg_error_t ignored;
+
+        (void)mg_etcd_lease_revoke(etcd, lease, &ignored); /* the request goes with it */
+    }
     mg_etcd_destroy(etcd);
     mg_ha_config_destroy(conf);
     free(v);
@@ -440,49 +472,51 @@ int
 mg_ha_cmd_override(int argc, char **argv)
 {
     char *value = mg_ha__take_value(&argc, argv, "--allow-data-loss");
+    char *for_text = mg_ha__take_value(&argc, argv, "--for");
     mg_ha_config_t *conf = NULL;
     mg_etcd_t *etcd = NULL;
-    mg_ha_view_t *v = calloc(1, sizeof(*v));
     mg_ha_spec_t spec;
     mg_error_t error;
-    char prefix[300];
+    char prefix[300], key[400];
+    int64_t for_ms = 600000, lease = 0;
     int code = MG_EXIT_FAILURE;
 
-    if (v == NULL)
-        return MG_EXIT_FAILURE;
     if (mg_ha__take_flag(&argc, argv, "--help")) {
-        printf("usage: pgdaemon override --allow-data-loss on|off --config FILE\n\n"
+        printf("usage: pgdaemon override --allow-data-loss on|off [--for DURATION] --config "
+               "FILE\n\n"
                "Allows (on) or forbids again (off) an automatic failover to a replica that is\n"
                "more than failover_max_lag behind the lost primary: commits only the old\n"
-               "primary had are lost. Recorded in the cluster's spec in etcd.\n");
-        free(v);
+               "primary had are lost. The override is a key in etcd under a lease: it ends by\n"
+               "itself after DURATION (default 10m, at most 24h).\n");
         return MG_EXIT_OK;
     }
-    if (value == NULL || (strcmp(value, "on") != 0 && strcmp(value, "off") != 0)) {
-        fprintf(stderr, "usage: pgdaemon override --allow-data-loss on|off --config FILE\n");
-        free(v);
+    if (value == NULL || (strcmp(value, "on") != 0 && strcmp(value, "off") != 0) ||
+        (for_text != NULL &&
+         (!mg_parse_duration_ms(for_text, &for_ms) || for_ms < 1000 || for_ms > 86400000))) {
+        fprintf(stderr, "usage: pgdaemon override --allow-data-loss on|off [--for DURATION, 1s to "
+                        "24h] --config FILE\n");
         return MG_EXIT_USAGE;
     }
     if (!open_cluster(argc, argv, &conf, &etcd, prefix, sizeof(prefix), &error)) {
         fprintf(stderr, "pgdaemon override: %s\n", error.message);
-        free(v);
         return MG_EXIT_USAGE;
     }
-    if (mg_ha__load_view(etcd, prefix, v, &error)) {
-        spec = v->spec;
-        spec.allow_data_loss = strcmp(value, "on") == 0;
-        if (put_spec(etcd, prefix, &spec, v->spec.mod_revision, &error)) {
-            printf("allow_data_loss = %s: %s\n", value,
-                   spec.allow_data_loss
-                       ? "a failover may promote a replica past the lag limit (data loss)"
-                       : "failover only within the lag limit");
-            code = MG_EXIT_OK;
-        }
+    memset(&spec, 0, sizeof(spec));
+    spec.allow_data_loss = true;
+    snprintf(key, sizeof(key), "%soverride", prefix);
+    if (strcmp(value, "on") == 0 && put_request(etcd, prefix, "override", &spec,
+                                                (for_ms + 999) / 1000, false, &lease, &error)) {
+        printf("allow_data_loss = on for %llds: a failover may promote a replica past the lag "
+               "limit (data loss)\n",
+               (long long)((for_ms + 999) / 1000));
+        code = MG_EXIT_OK;
+    } else if (strcmp(value, "off") == 0 && mg_etcd_delete(etcd, key, false, NULL, &error)) {
+        printf("allow_data_loss = off: failover only within the lag limit\n");
+        code = MG_EXIT_OK;
     }
     if (code != MG_EXIT_OK)
         fprintf(stderr, "pgdaemon override: %s\n", error.message);
     mg_etcd_destroy(etcd);
     mg_ha_config_destroy(conf);
-    free(v);
     return code;
 }

@@ -671,23 +671,6 @@ cluster_up(int argc, char **argv)
     return code;
 }
 
-static pid_t
-read_pidfile(const char *data_dir)
-{
-    char path[PATH_MAX + 32];
-    FILE *f;
-    long pid = 0;
-
-    snprintf(path, sizeof(path), "%s/postmaster.pid", data_dir);
-    f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    if (fscanf(f, "%ld", &pid) != 1)
-        pid = 0;
-    fclose(f);
-    return (pid_t)pid;
-}
-
 /*
  * find_daemons_by_config finds `pgdaemon run --config DIR/<node>.json`
  * processes (a node restarted by hand after `cluster up`).
@@ -826,7 +809,7 @@ down_read_state(const char *path, down_procs_t *d, mg_error_t *error)
     for (size_t i = 0; nodes && i < nodes->u.array.len && d->np < MG_HA_MAX_NODES; i++) {
         const char *kd[] = {"data_dir", NULL};
         yajl_val dd = yajl_tree_get(nodes->u.array.values[i], kd, yajl_t_string);
-        pid_t pid = dd ? read_pidfile(mg_ha__ystr(dd)) : 0;
+        pid_t pid = dd ? mg_ha__postmaster_pid(mg_ha__ystr(dd)) : 0;
 
         if (pid > 0 && mg_ha__proc_alive(pid, 0)) {
             d->pgs[d->np] = pid;

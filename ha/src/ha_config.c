@@ -359,22 +359,6 @@ mg_ha_config_destroy(mg_ha_config_t *config)
     free(h);
 }
 
-static bool
-valid_name(const char *name)
-{
-    size_t i, n = strlen(name);
-
-    if (n == 0 || n > 48)
-        return false;
-    for (i = 0; i < n; i++) {
-        char c = name[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
 bool
 mg_ha_config_check(const mg_ha_config_t *c, mg_error_t *error)
 {
@@ -382,12 +366,12 @@ mg_ha_config_check(const mg_ha_config_t *c, mg_error_t *error)
         return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
                             "option \"name\" is required (flag --name, PGDAEMON_NAME, or the "
                             "config file)");
-    if (!valid_name(c->name))
+    if (!mg_ha_name_valid(c->name))
         return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
                             "invalid value for option \"name\": \"%s\" must be 1-48 characters "
                             "of a-z, 0-9, '_' and '-'",
                             c->name);
-    if (!valid_name(c->cluster))
+    if (!mg_ha_name_valid(c->cluster))
         return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
                             "invalid value for option \"cluster\": \"%s\" must be 1-48 "
                             "characters of a-z, 0-9, '_' and '-'",

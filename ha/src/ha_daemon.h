@@ -39,15 +39,33 @@ typedef struct {
     int64_t last_seq;      /* highest sequence seen from it (replays are dropped) */
     int64_t heard_ms;      /* monotonic: last valid datagram from it */
     int64_t acked_sent_ms; /* monotonic: send time of our newest failsafe heartbeat it acked */
+    char host[64];         /* its address as last seen in nodes/ */
+    int64_t udp_port;
+    int64_t gone_since_ms; /* primary: since when this member is missing from nodes/ (0 = there) */
+    int64_t seen_revision; /* mod_revision of its nodes/ key at the last read */
+    int64_t seen_changed_ms; /* monotonic: when that last changed (-1 = not seen to change) */
 } mg_ha_peer_t;
 
 #define HB_RING 32 /* failsafe heartbeats remembered for their acks */
+
+/* the lease keeper (ha_keeper.c): renews the lease while an action runs */
+typedef struct {
+    pthread_t thread;
+    pthread_mutex_t lock; /* guards the fields below and the daemon's lease_ok_ms / key_ok_ms */
+    pthread_cond_t cond;
+    mg_etcd_t *etcd; /* its own client: a curl handle is not shared between threads */
+    bool running;
+    bool active;   /* an action runs */
+    bool key_held; /* the lease holds `leader` for us: renewing it moves the write deadline */
+    bool stop;
+} mg_ha_keeper_t;
 
 /* the daemon of one node: everything the loop, its actions and its peers share */
 typedef struct {
     const mg_ha_config_t *conf;
     mg_etcd_t *etcd;
     mg_ha_watchdog_t watchdog;
+    mg_ha_keeper_t keeper;
     mg_ha_peer_t peers[MG_HA_MAX_NODES];
     size_t npeers;
     int64_t hb_seq;               /* our datagram sequence (strictly increasing) */
@@ -55,6 +73,7 @@ typedef struct {
     int64_t hb_sent_ms[HB_RING];
     int64_t failsafe_until_ms; /* peers' grant while etcd is lost (0 = none) */
     int64_t failsafe_heard_ms; /* monotonic: last failsafe heartbeat of a primary */
+    int64_t promise_ms;        /* how long that promise lasts: max(our ttl, the sender's) */
     char failsafe_from[MG_HA_NAME_SIZE];
     bool woken;
     int rewind_failures;            /* reset once the standby streams again */
@@ -71,6 +90,8 @@ typedef struct {
     int64_t lease;
     int64_t lease_ok_ms;
     int64_t key_ok_ms; /* send time of the last renewal of the lease holding `leader` for us */
+    int64_t write_deadline_ms; /* the write deadline Postgres was last allowed writes under */
+    int64_t wd_deadline_ms;    /* what the watchdog is armed at (0 = disarmed) */
     mg_ha_state_t state;
     int64_t started_wall_ms;
     int64_t join_started_ms;
@@ -89,6 +110,14 @@ typedef struct {
     int64_t start_hold_until_ms;   /* monotonic: released `leader` (start_timeout); no retake */
     char last_start_error[MG_ERROR_MESSAGE_SIZE]; /* why the last start as primary failed */
     bool exiting;                                 /* an action ends the daemon with exit_code */
+    struct {
+        char key[208];
+        int64_t mod_revision;
+    } bad_seen[MG_HA_MAX_BAD_KEYS]; /* bad values already reported (ha.bad_key) */
+    size_t nbad_seen;
+    int64_t max_revision;       /* highest etcd revision seen (it never goes down, but a restore) */
+    uint64_t sync_changed_loop; /* the round Postgres' synchronous set last changed */
+    uint64_t sync_narrow_lsn;   /* our LSN a round after it: a narrower etcd set waits for it */
     int exit_code;
 } mg_ha_daemon_t;
 
@@ -114,6 +143,18 @@ void mg_ha__status_event(mg_ha_daemon_t *d, const char *action, const char *peer
                          ...) MG_PRINTF(4, 5);
 /* mg_ha__etcd_error logs an etcd failure (NOSPACE is its own event) and counts it. */
 void mg_ha__etcd_error(mg_ha_daemon_t *d, const char *what, const mg_error_t *error);
+/*
+ * mg_ha__etcd_budget bounds the etcd calls that follow (until the next
+ * call of it) by one deadline (issue 16, finding 12): one retry_timeout in
+ * all, whatever the number of endpoints and calls, and for a primary the
+ * time left before its write deadline, less what it needs to hear the acks
+ * of its failsafe heartbeats. With a black-holed etcd and several
+ * endpoints, one renewal blocked for endpoints x retry_timeout, so a
+ * primary fenced itself before its first failsafe heartbeat, and its
+ * peers, blocked the same way, could not ack in time. Called at the start
+ * of a round and after every local step that may take long (Postgres).
+ */
+void mg_ha__etcd_budget(mg_ha_daemon_t *d);
 /* mg_ha__renew_lease keeps the node lease alive (a new one when it expired); false = etcd lost. */
 bool mg_ha__renew_lease(mg_ha_daemon_t *d);
 /* mg_ha__read_view reads initialize, leader, status, spec, optime and nodes/ in one txn. */
@@ -150,8 +191,41 @@ void mg_ha__wake_all(mg_ha_daemon_t *d);
 void mg_ha__send_heartbeats(mg_ha_daemon_t *d, bool failsafe);
 /* mg_ha__failsafe_grant returns until when the peers let a primary write without etcd (0 = no). */
 int64_t mg_ha__failsafe_grant(mg_ha_daemon_t *d);
+/*
+ * mg_ha__grant_until is its rule: every node of set other than self must
+ * have acked (peers[].acked_sent_ms); the grant runs ttl - margin from the
+ * oldest ack's send time. 0 = no grant (one missing, or nobody else).
+ */
+int64_t mg_ha__grant_until(char set[][MG_HA_NAME_SIZE], size_t nset, const char *self,
+                           const mg_ha_peer_t *peers, size_t npeers, int64_t ttl_ms,
+                           int64_t margin_ms);
+/*
+ * mg_ha__promise_ok says whether a node in state with view may promise
+ * sender (a failsafe heartbeat) not to take the leader key: only a node that
+ * does not write and believes sender is the primary (the leader key, or with
+ * the key free the status, names it). A node that sees another leader must
+ * not vouch for the sender (issue 16, finding 2).
+ */
+bool mg_ha__promise_ok(mg_ha_state_t state, const mg_ha_view_t *view, const char *self,
+                       const char *sender);
+/*
+ * mg_ha__members_update keeps a primary's failsafe set in s: this node and
+ * every node of the view in state replica are added; a member missing from
+ * nodes/ for 2 x ttl is removed. Returns whether s changed (the caller
+ * writes it by CAS).
+ */
+bool mg_ha__members_update(mg_ha_daemon_t *d, mg_ha_cluster_status_t *s);
+/*
+ * mg_ha__peers_learn remembers the address of every node of the view (for
+ * heartbeats) and fills each node's seen_ms: when this node saw its report
+ * change (freshness without comparing clocks across nodes).
+ */
+void mg_ha__peers_learn(mg_ha_daemon_t *d);
 /* mg_ha__handle_datagram checks and acts on one datagram; true when it asks for a loop now. */
 bool mg_ha__handle_datagram(mg_ha_daemon_t *d, const char *buf, size_t len);
+/* mg_ha__peers_drain handles every datagram waiting on the socket; true when one asks for a loop.
+ */
+bool mg_ha__peers_drain(mg_ha_daemon_t *d);
 /* mg_ha__peer_silent says whether name was heard over UDP, but not for longer than ms. */
 bool mg_ha__peer_silent(const mg_ha_daemon_t *d, const char *name, int64_t ms);
 
@@ -166,9 +240,14 @@ int64_t mg_ha__writable_until(const mg_ha_daemon_t *d);
  * fence, not in a second primary.
  */
 bool mg_ha__may_become_primary(mg_ha_daemon_t *d, mg_error_t *error);
-/* mg_ha__arm_watchdog moves the watchdog's deadline (half a margin after ours; 0 = disarmed). */
+/*
+ * mg_ha__arm_watchdog moves the watchdog's deadline: half a margin after
+ * the write deadline while Postgres may take writes (state primary, or a
+ * running Postgres whose data directory is no standby's), whatever the node
+ * state; disarmed once it cannot.
+ */
 void mg_ha__arm_watchdog(mg_ha_daemon_t *d);
-/* mg_ha__fence_if_due stops a primary whose write deadline passed (lease or failsafe). */
+/* mg_ha__fence_if_due stops a Postgres that may write once its write deadline passed. */
 void mg_ha__fence_if_due(mg_ha_daemon_t *d);
 /* mg_ha__stop_writes makes /primary answer 503 from now on (a demotion or a fence). */
 void mg_ha__stop_writes(mg_ha_daemon_t *d);
@@ -188,6 +267,25 @@ typedef enum {
  */
 mg_ha_act_result_t mg_ha__act(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, int *exit_code,
                               mg_error_t *error);
+
+/* ---- the lease keeper (ha_keeper.c) ---- */
+
+/* mg_ha__keeper_start starts the keeper thread with its own etcd client (options as the loop's). */
+bool mg_ha__keeper_start(mg_ha_daemon_t *d, const mg_etcd_options_t *options, mg_error_t *error);
+/* mg_ha__keeper_begin: an action starts; renew the lease every loop_wait until _end. */
+void mg_ha__keeper_begin(mg_ha_daemon_t *d);
+void mg_ha__keeper_end(mg_ha_daemon_t *d);
+/*
+ * mg_ha__keeper_key sets key_ok_ms and whether the lease holds `leader` for
+ * us, under the keeper's lock (an action took, handed off or released the
+ * key while the keeper may be renewing).
+ */
+void mg_ha__keeper_key(mg_ha_daemon_t *d, bool held, int64_t key_ok_ms);
+/* mg_ha__keeper_lock/unlock guard lease_ok_ms, key_ok_ms and the watchdog deadline in actions. */
+void mg_ha__keeper_lock(mg_ha_daemon_t *d);
+void mg_ha__keeper_unlock(mg_ha_daemon_t *d);
+/* mg_ha__keeper_stop ends the thread (NULL-safe when never started). */
+void mg_ha__keeper_stop(mg_ha_daemon_t *d);
 
 /* ---- the loop (ha_loop.c) ---- */
 

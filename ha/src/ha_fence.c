@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,21 +25,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#define WATCH_SLICE_MS 100 /* the watchdog looks at the clock at least this often while armed */
+
 /* fence_postgres stops the postmaster of data_dir: immediate shutdown, then SIGKILL. */
 static void
 fence_postgres(const char *data_dir)
 {
-    char path[PATH_MAX];
-    long pid = 0;
-    FILE *f;
+    long pid = (long)mg_ha__postmaster_pid(data_dir);
 
-    snprintf(path, sizeof(path), "%s/postmaster.pid", data_dir);
-    f = fopen(path, "r");
-    if (f == NULL)
-        return;
-    if (fscanf(f, "%ld", &pid) != 1)
-        pid = 0;
-    fclose(f);
     if (pid <= 1 || !mg_ha__proc_alive((pid_t)pid, 0))
         return;
     kill((pid_t)pid, SIGQUIT);
@@ -55,6 +49,78 @@ fence_postgres(const char *data_dir)
             (int)getpid(), pid);
 }
 
+/* state_path is where a watchdog says what it enforces: <data_dir>.watchdog, beside the data dir.
+ */
+static void
+state_path(const char *data_dir, char *out, size_t outsz)
+{
+    size_t n = strlen(data_dir);
+
+    while (n > 1 && data_dir[n - 1] == '/')
+        n--;
+    snprintf(out, outsz, "%.*s.watchdog", (int)n, data_dir);
+}
+
+/*
+ * publish_deadline writes "pid starttime deadline" (boot clock) for the
+ * next daemon on this data dir: after a fast restart it adopts the deadline
+ * and ends this watchdog, instead of this one killing the Postgres the new
+ * daemon kept (issue 16, finding 16). Best effort, no fsync: it only has to
+ * outlive a process, not the machine (Postgres does not either).
+ */
+static void
+publish_deadline(const char *data_dir, int64_t deadline)
+{
+    char path[PATH_MAX], tmp[PATH_MAX + 8], text[96];
+    int fd, n;
+
+    state_path(data_dir, path, sizeof(path));
+    if (deadline == 0) {
+        unlink(path);
+        return;
+    }
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    n = snprintf(text, sizeof(text), "%d %llu %lld\n", (int)getpid(),
+                 (unsigned long long)mg_ha__proc_starttime(getpid()), (long long)deadline);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return;
+    if (write(fd, text, (size_t)n) == n && close(fd) == 0)
+        (void)rename(tmp, path);
+    else
+        unlink(tmp);
+}
+
+int64_t
+mg_ha__watchdog_adopt(mg_ha_watchdog_t *w, const char *data_dir)
+{
+    char path[PATH_MAX];
+    long pid = 0;
+    unsigned long long start = 0;
+    long long deadline = 0;
+    FILE *f;
+
+    state_path(data_dir, path, sizeof(path));
+    f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%ld %llu %lld", &pid, &start, &deadline) != 3)
+        pid = 0;
+    fclose(f);
+    if (pid <= 1 || pid == (long)w->pid || start == 0 || deadline <= 0 ||
+        !mg_ha__proc_alive((pid_t)pid, start))
+        return 0;
+    /* ours first, then the orphan goes: the fence never lapses in between */
+    mg_ha__watchdog_arm(w, deadline);
+    kill((pid_t)pid, SIGTERM);
+    for (int i = 0; i < 50 && mg_ha__proc_alive((pid_t)pid, start); i++) {
+        struct timespec ts = {0, 20 * 1000000L};
+
+        nanosleep(&ts, NULL);
+    }
+    return deadline;
+}
+
 static void
 watchdog_main(int fd, const char *data_dir)
 {
@@ -63,7 +129,13 @@ watchdog_main(int fd, const char *data_dir)
 
     for (;;) {
         int64_t now = mg_ha__now_ms();
-        int timeout = deadline == 0 ? -1 : (int)(deadline > now ? deadline - now : 0);
+        /*
+         * poll() sleeps on the monotonic clock, which stops during a suspend;
+         * the deadline is on the boot clock, which does not: wake at least
+         * every WATCH_SLICE_MS, so a resume past the deadline fences at once.
+         */
+        int64_t left = deadline > now ? deadline - now : 0;
+        int timeout = deadline == 0 ? -1 : (int)(left < WATCH_SLICE_MS ? left : WATCH_SLICE_MS);
         struct pollfd p = {fd, POLLIN, 0};
         int r;
 
@@ -79,15 +151,19 @@ watchdog_main(int fd, const char *data_dir)
             int64_t v;
             ssize_t n = read(fd, &v, sizeof(v));
 
-            if (n == (ssize_t)sizeof(v))
+            if (n == (ssize_t)sizeof(v)) {
+                if (v != deadline)
+                    publish_deadline(data_dir, v);
                 deadline = v;
-            else if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+            } else if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
                 open_pipe = false;
+            }
             continue;
         }
         if (deadline != 0 && mg_ha__now_ms() >= deadline) {
             fence_postgres(data_dir);
             deadline = 0;
+            publish_deadline(data_dir, 0);
         }
     }
 }
@@ -171,25 +247,58 @@ mg_ha__writable_until(const mg_ha_daemon_t *d)
 bool
 mg_ha__may_become_primary(mg_ha_daemon_t *d, mg_error_t *error)
 {
-    int64_t until = mg_ha__writable_until(d);
+    int64_t until;
+    bool ok;
 
-    if (until <= 0 || mg_ha__now_ms() >= until)
-        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
-                            "leader lease too old to take writes (renewed %lldms ago)",
-                            (long long)(mg_ha__now_ms() - d->key_ok_ms));
-    mg_ha__watchdog_arm(&d->watchdog, until + d->conf->retry_ms / 2);
-    return true;
+    mg_ha__keeper_lock(d); /* an action runs: the keeper may be moving the deadline */
+    until = mg_ha__writable_until(d);
+    ok = until > 0 && mg_ha__now_ms() < until;
+    if (ok) {
+        d->write_deadline_ms = until;
+        d->wd_deadline_ms = until + d->conf->retry_ms / 2;
+        mg_ha__watchdog_arm(&d->watchdog, d->wd_deadline_ms);
+    } else {
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
+                     "leader lease too old to take writes (renewed %lldms ago)",
+                     (long long)(mg_ha__now_ms() - d->key_ok_ms));
+    }
+    mg_ha__keeper_unlock(d);
+    return ok;
+}
+
+int64_t
+mg_ha__watchdog_deadline(bool may_write, int64_t writable_until, int64_t armed, int64_t margin_ms)
+{
+    if (!may_write)
+        return 0;
+    if (writable_until > 0)
+        return writable_until + margin_ms / 2;
+    return armed; /* no key to move it with: the last deadline stands, never a later one */
+}
+
+/*
+ * pg_may_write says whether the local Postgres may take writes: it runs and
+ * its data directory is no standby's (a primary, or one in crash recovery).
+ */
+static bool
+pg_may_write(mg_ha_daemon_t *d)
+{
+    return mg_ha__pg_running(&d->pg) > 0 && !mg_ha__pg_is_standby_dir(&d->pg);
 }
 
 void
 mg_ha__arm_watchdog(mg_ha_daemon_t *d)
 {
+    bool may_write = d->state == MG_HA_STATE_PRIMARY || pg_may_write(d);
     int64_t until = mg_ha__writable_until(d);
 
-    if (d->state == MG_HA_STATE_PRIMARY && until > 0)
-        mg_ha__watchdog_arm(&d->watchdog, until + d->conf->retry_ms / 2);
-    else
-        mg_ha__watchdog_arm(&d->watchdog, 0);
+    d->wd_deadline_ms =
+        mg_ha__watchdog_deadline(may_write, until, d->wd_deadline_ms, d->conf->retry_ms);
+    if (until > 0 && may_write)
+        d->write_deadline_ms = until;
+    else if (!may_write)
+        d->write_deadline_ms = 0;
+    mg_ha__watchdog_arm(&d->watchdog, d->wd_deadline_ms);
 }
 
 void
@@ -208,12 +317,21 @@ mg_ha__fence_if_due(mg_ha_daemon_t *d)
     char msg[200];
     mg_ha_event_ctx_t ctx = {"primary", "demoted", "fence", NULL};
 
-    if (d->state != MG_HA_STATE_PRIMARY || now < until)
+    /*
+     * Also a Postgres made writable outside state primary (a promotion whose
+     * status write failed): it stops at the deadline it was made writable
+     * under (issue 16, finding 7).
+     */
+    if (until <= 0)
+        until = d->write_deadline_ms;
+    if (until <= 0 || now < until || (d->state != MG_HA_STATE_PRIMARY && !pg_may_write(d)))
         return;
     mg_ha__stop_writes(d);
     if (!mg_ha__pg_stop_now(&d->pg, true, &error))
         mg_log_error(MG_LOG_ERROR, MODULE, &error);
-    d->state = MG_HA_STATE_DEMOTED;
+    if (d->state == MG_HA_STATE_PRIMARY)
+        d->state = MG_HA_STATE_DEMOTED;
+    d->write_deadline_ms = 0;
     snprintf(msg, sizeof(msg),
              "fenced: could not renew the leader lease and the peers did not all grant failsafe "
              "(%" PRId64 "ms past the write deadline)",

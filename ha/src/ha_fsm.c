@@ -71,6 +71,8 @@ static const mg_ha_action_row_t actions[] = {
     {MG_HA_ACTION_RELEASE_LEADER, "release_leader",
      B(INIT) | B(WAIT_PRIMARY) | B(PRIMARY) | B(DEMOTED),
      "stop Postgres, delete the leader key (start_timeout), hold off retaking it"},
+    {MG_HA_ACTION_DROP_LEADER, "drop_leader", B(REPLICA) | B(DEMOTED),
+     "delete a leader key naming this standby that this run did not take; the election runs"},
 };
 
 _Static_assert(sizeof(actions) / sizeof(actions[0]) == MG_HA_ACTION_COUNT_, "one row per action");
@@ -269,7 +271,11 @@ node_lsn(const mg_ha_node_t *n)
 static bool
 fresh(const mg_ha_self_t *self, const mg_ha_view_t *view, const mg_ha_node_t *n)
 {
-    return self->fresh_ms <= 0 || view->wall_ms - n->updated_ms <= self->fresh_ms;
+    if (self->fresh_ms <= 0)
+        return true;
+    if (n->seen_ms != 0) /* observed by this node: no other clock involved */
+        return n->seen_ms > 0 && view->now_ms - n->seen_ms <= self->fresh_ms;
+    return view->wall_ms - n->updated_ms <= self->fresh_ms;
 }
 
 static bool
@@ -301,7 +307,9 @@ mg_ha_failover_candidate(const mg_ha_self_t *self, const mg_ha_view_t *view, cha
     const mg_ha_node_t *best = NULL;
     uint64_t optime = 0;
     bool have_optime = mg_ha_lsn_parse(view->optime, &optime);
-    bool sync = self->synchronous_mode && view->status.nsync_members > 0;
+    /* the primary's setting counts too (recorded in status): a rolling change stays safe */
+    bool sync =
+        (self->synchronous_mode || view->status.synchronous_mode) && view->status.nsync_members > 0;
     size_t lagging = 0;
 
     snprintf(why, whysz, "no healthy replica to promote");
@@ -331,6 +339,9 @@ mg_ha_failover_candidate(const mg_ha_self_t *self, const mg_ha_view_t *view, cha
             n->priority <= 0 || lsn == 0)
             continue;
         if (sync && !in_sync_set(view, n->name) && !view->spec.allow_data_loss)
+            continue;
+        /* not in the primary's failsafe set: it may not have promised, so it may not promote */
+        if (!mg_ha_status_is_member(&view->status, n->name))
             continue;
         if (!sync && have_optime && optime > lsn && optime - lsn > (uint64_t)self->max_lag_bytes &&
             !view->spec.allow_data_loss) {
@@ -366,22 +377,42 @@ registered_before(const mg_ha_self_t *self, const mg_ha_view_t *view)
     return n;
 }
 
+static bool
+switchover_in_progress(const mg_ha_view_t *view)
+{
+    mg_ha_failover_t f = view->status.failover;
+
+    return f == MG_HA_FAILOVER_INITIATED || f == MG_HA_FAILOVER_DEMOTING_OLD_PRIMARY ||
+           f == MG_HA_FAILOVER_WAITING_FOR_CATCHUP;
+}
+
 /* decide_with_data: own data dir matching the cluster; which role to start in. */
 static void
 decide_with_data(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decision_t *d)
 {
     const char *me = self->name;
 
-    if (strcmp(view->leader, me) == 0) {
+    if (strcmp(view->leader, me) == 0 && !view->data_is_primary) {
+        /* a standby becomes primary only by an election of this run (issue 16, 3 and 9) */
+        set(d, MG_HA_ACTION_START_REPLICA, MG_HA_STATE_REPLICA, "",
+            "the leader key names this node but its data is a standby: start it as a standby; "
+            "the key is dropped and the election decides");
+    } else if (strcmp(view->leader, me) == 0 && switchover_in_progress(view) &&
+               strcmp(view->status.primary, me) == 0) {
+        /* restarted while handing over: never take writes the hand-off would lose (16.6) */
+        set(d, MG_HA_ACTION_DEMOTE, MG_HA_STATE_DEMOTED, view->status.target_primary,
+            "restarted during a switchover to %s (%s): finish the demotion",
+            view->status.target_primary, mg_ha_failover_name(view->status.failover));
+    } else if (strcmp(view->leader, me) == 0) {
         set(d, MG_HA_ACTION_START_PRIMARY, MG_HA_STATE_PRIMARY, me,
             "this node holds the leader key");
-    } else if (view->leader[0] == '\0' && view->status.exists &&
+    } else if (view->leader[0] == '\0' && view->status.exists && view->data_is_primary &&
                strcmp(view->status.primary, me) == 0 &&
                view->status.failover != MG_HA_FAILOVER_PROMOTING_NEW_PRIMARY) {
         set(d, MG_HA_ACTION_START_PRIMARY, MG_HA_STATE_PRIMARY, me,
             "leader key free and status names this node primary (term %lld)",
             (long long)view->status.term);
-    } else if (view->leader[0] == '\0' && !view->status.exists &&
+    } else if (view->leader[0] == '\0' && !view->status.exists && view->data_is_primary &&
                strcmp(view->init_node, me) == 0) {
         set(d, MG_HA_ACTION_START_PRIMARY, MG_HA_STATE_PRIMARY, me,
             "this node initialized the cluster and no status exists yet");
@@ -444,15 +475,6 @@ decide_join(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decision_t
         "primary %s has slot %s: clone with pg_basebackup", primary->name, slot);
 }
 
-static bool
-switchover_in_progress(const mg_ha_view_t *view)
-{
-    mg_ha_failover_t f = view->status.failover;
-
-    return f == MG_HA_FAILOVER_INITIATED || f == MG_HA_FAILOVER_DEMOTING_OLD_PRIMARY ||
-           f == MG_HA_FAILOVER_WAITING_FOR_CATCHUP;
-}
-
 /* replicas_follow says whether every other live node streams from primary me. */
 static bool
 replicas_follow(const mg_ha_view_t *view, const char *me)
@@ -502,9 +524,11 @@ decide_primary(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decisio
             const mg_ha_node_t *n = mg_ha_view_find_node(view, view->spec.switchover_to);
 
             if (n != NULL && n->state == MG_HA_STATE_REPLICA && n->pg_queries_ok &&
-                strcmp(n->name, me) != 0)
+                strcmp(n->name, me) != 0 && !n->nofailover && n->priority > 0)
                 t = n;
-            snprintf(why, sizeof(why), "node %s is not a healthy replica",
+            snprintf(why, sizeof(why),
+                     "node %s is not a healthy replica that may be promoted (nofailover or "
+                     "priority 0 refuse it)",
                      view->spec.switchover_to);
         } else {
             mg_ha_self_t any = *self;
@@ -534,15 +558,54 @@ decide_primary(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decisio
     }
 }
 
-/* old_primary_alive: the node status names primary still reports (it may retake the key). */
-static bool
+/*
+ * old_primary_alive: the node status names primary still reports (it may
+ * retake the key), or any other node reports a running primary, whatever
+ * status says: a status wiped or restored from a backup must not remove
+ * the wait (issue 16, finding 9).
+ */
+static const mg_ha_node_t *
 old_primary_alive(const mg_ha_self_t *self, const mg_ha_view_t *view)
 {
     const mg_ha_node_t *p = mg_ha_view_find_node(view, view->status.primary);
 
-    return p != NULL && strcmp(p->name, self->name) != 0 &&
-           (p->state == MG_HA_STATE_PRIMARY || p->state == MG_HA_STATE_DEMOTED) &&
-           fresh(self, view, p) && p->pg_running;
+    if (p != NULL && strcmp(p->name, self->name) != 0 &&
+        (p->state == MG_HA_STATE_PRIMARY || p->state == MG_HA_STATE_DEMOTED) &&
+        fresh(self, view, p) && p->pg_running)
+        return p;
+    for (size_t i = 0; i < view->nnodes; i++) {
+        const mg_ha_node_t *n = &view->nodes[i];
+
+        if (strcmp(n->name, self->name) != 0 && fresh(self, view, n) && n->pg_running &&
+            (n->state == MG_HA_STATE_PRIMARY || strcmp(n->role, "primary") == 0))
+            return n;
+    }
+    return NULL;
+}
+
+/*
+ * handoff_lapsed: a switchover handed the leader key to a target that has
+ * not taken it within twice switchover_timeout of the old primary stopping
+ * writes (it died, or may not be promoted): the hand-off is given up and
+ * the cluster fails over as if the leader lease had lapsed (issue 16, 11).
+ */
+static bool
+handoff_lapsed(const mg_ha_self_t *self, const mg_ha_view_t *view)
+{
+    const mg_ha_cluster_status_t *st = &view->status;
+
+    return st->failover == MG_HA_FAILOVER_PROMOTING_NEW_PRIMARY && view->leader[0] == '\0' &&
+           self->switchover_timeout_ms > 0 && st->writes_stopped_ms > 0 &&
+           view->wall_ms - st->writes_stopped_ms > 2 * self->switchover_timeout_ms;
+}
+
+/* target_can_take_over: the hand-off target still reports as a replica that may be promoted. */
+static bool
+target_can_take_over(const mg_ha_view_t *view)
+{
+    const mg_ha_node_t *t = mg_ha_view_find_node(view, view->status.target_primary);
+
+    return t != NULL && t->state == MG_HA_STATE_REPLICA && !t->nofailover && t->priority > 0;
 }
 
 /* decide_replica: follow the leader; when the leader key is free, maybe promote. */
@@ -553,7 +616,15 @@ decide_replica(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decisio
     const char *peer = view->leader[0] ? view->leader : view->status.primary;
     char why[200];
 
-    if (strcmp(view->leader, me) == 0) {
+    if (!view->have_data) {
+        /* the data directory is gone (wiped): starting the standby again cannot work (16.15) */
+        set(d, MG_HA_ACTION_RECLONE, MG_HA_STATE_WAIT_PRIMARY, view->leader,
+            "the data directory is gone: join again with pg_basebackup");
+    } else if (strcmp(view->leader, me) == 0 && view->leader_stale) {
+        set(d, MG_HA_ACTION_DROP_LEADER, MG_HA_STATE_REPLICA, me,
+            "the leader key names this standby but this run did not take it (an earlier run, or "
+            "etcd restored from a backup): drop it and let the election decide");
+    } else if (strcmp(view->leader, me) == 0) {
         set(d, MG_HA_ACTION_PROMOTE, MG_HA_STATE_PRIMARY, me,
             "this node holds the leader key: finish the promotion");
     } else if (view->leader[0] != '\0') {
@@ -575,23 +646,24 @@ decide_replica(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decisio
         else
             set(d, MG_HA_ACTION_MAINTAIN_REPLICA, MG_HA_STATE_REPLICA, peer, "standby running");
     } else if (view->status.failover == MG_HA_FAILOVER_PROMOTING_NEW_PRIMARY &&
-               strcmp(view->status.target_primary, me) == 0) {
+               strcmp(view->status.target_primary, me) == 0 && !handoff_lapsed(self, view)) {
         if (self->can_failover)
             set(d, MG_HA_ACTION_PROMOTE, MG_HA_STATE_PRIMARY, me,
                 "switchover: the old primary handed over to this node");
         else
             set(d, MG_HA_ACTION_WAIT, MG_HA_STATE_REPLICA, peer, "switchover target is nofailover");
     } else if (view->status.failover == MG_HA_FAILOVER_PROMOTING_NEW_PRIMARY &&
-               mg_ha_view_find_node(view, view->status.target_primary) != NULL) {
+               mg_ha_view_find_node(view, view->status.target_primary) != NULL &&
+               !handoff_lapsed(self, view)) {
         set(d, MG_HA_ACTION_WAIT, MG_HA_STATE_REPLICA, peer, "switchover: %s is being promoted",
             view->status.target_primary);
     } else if (view->failsafe_primary_heard) {
         set(d, MG_HA_ACTION_WAIT, MG_HA_STATE_REPLICA, peer,
             "leader key free but the primary keeps writing in failsafe mode (UDP heartbeat)");
-    } else if (old_primary_alive(self, view)) {
+    } else if (old_primary_alive(self, view) != NULL) {
         set(d, MG_HA_ACTION_WAIT, MG_HA_STATE_REPLICA, peer,
             "leader key free; old primary %s still reports: let it retake the key",
-            view->status.primary);
+            old_primary_alive(self, view)->name);
     } else if (!view->pg_running || !view->pg_queries_ok) {
         set(d, view->pg_running ? MG_HA_ACTION_WAIT : MG_HA_ACTION_START_REPLICA,
             MG_HA_STATE_REPLICA, peer, "leader key free and the local standby is not healthy");
@@ -642,6 +714,9 @@ decide_demoted(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decisio
                 set(d, MG_HA_ACTION_WAIT, MG_HA_STATE_DEMOTED, st->target_primary,
                     "switchover: waiting for %s to replay up to %s", st->target_primary,
                     st->final_lsn);
+        } else if (!view->data_is_primary) {
+            set(d, MG_HA_ACTION_DROP_LEADER, MG_HA_STATE_DEMOTED, me,
+                "the leader key names this node but its data is a standby: drop the key");
         } else {
             set(d, MG_HA_ACTION_START_PRIMARY, MG_HA_STATE_PRIMARY, me,
                 "leader key still held by this node: start as primary");
@@ -649,9 +724,16 @@ decide_demoted(const mg_ha_self_t *self, const mg_ha_view_t *view, mg_ha_decisio
     } else if (view->leader[0] == '\0') {
         /* nobody was promoted since (the key is free and no hand-off is under way) */
         if (st->failover != MG_HA_FAILOVER_PROMOTING_NEW_PRIMARY && strcmp(st->primary, me) == 0 &&
-            view->have_data)
+            view->have_data && view->data_is_primary)
             set(d, MG_HA_ACTION_START_PRIMARY, MG_HA_STATE_PRIMARY, me,
                 "leader key free and this node was the primary: retake it");
+        else if (handoff_lapsed(self, view) && strcmp(st->primary, me) == 0 && view->have_data &&
+                 view->data_is_primary && !target_can_take_over(view))
+            /* the target replayed our final LSN and never became primary: nothing is lost */
+            set(d, MG_HA_ACTION_START_PRIMARY, MG_HA_STATE_PRIMARY, me,
+                "hand-off to %s lapsed (%s): this node retakes the leader key", st->target_primary,
+                mg_ha_view_find_node(view, st->target_primary) ? "it may not be promoted"
+                                                               : "it is gone");
         else
             set(d, MG_HA_ACTION_WAIT, MG_HA_STATE_DEMOTED, NULL,
                 "waiting for a new primary (failover %s)", mg_ha_failover_name(st->failover));

@@ -66,8 +66,27 @@ replica_lag(const mg_ha_shared_t *s)
     return p > r ? (int64_t)(p - r) : 0;
 }
 
+/* a short answer (/primary, /replica, /health), decided under the lock, sent after it */
+typedef struct {
+    int status;
+    char node[MG_HA_NAME_SIZE];
+    char state[32];
+    char role[16];
+    char reason[256];
+} answer_t;
+
 static void
-reply_json_reason(mg_http_reply_t *reply, int status, const mg_ha_shared_t *s, const char *why)
+decided(answer_t *a, int status, const mg_ha_shared_t *s, const char *why)
+{
+    a->status = status;
+    snprintf(a->node, sizeof(a->node), "%s", s->conf->name);
+    snprintf(a->state, sizeof(a->state), "%s", mg_ha_state_name(s->self.state));
+    snprintf(a->role, sizeof(a->role), "%s", s->self.role);
+    snprintf(a->reason, sizeof(a->reason), "%s", why);
+}
+
+static void
+reply_answer(mg_http_reply_t *reply, const answer_t *a)
 {
     yajl_gen g = yajl_gen_alloc(NULL);
     const unsigned char *t;
@@ -79,14 +98,14 @@ reply_json_reason(mg_http_reply_t *reply, int status, const mg_ha_shared_t *s, c
         yajl_gen_string(g, (const unsigned char *)(k), strlen(k)); \
         yajl_gen_string(g, (const unsigned char *)(v), strlen(v)); \
     } while (0)
-    KV("node", s->conf->name);
-    KV("state", mg_ha_state_name(s->self.state));
-    KV("role", s->self.role);
-    KV("reason", why);
+    KV("node", a->node);
+    KV("state", a->state);
+    KV("role", a->role);
+    KV("reason", a->reason);
 #undef KV
     yajl_gen_map_close(g);
     yajl_gen_get_buf(g, &t, &len);
-    reply->status = status;
+    reply->status = a->status;
     reply->content_type = "application/json";
     (void)mg_buf_append(&reply->body, t, len, NULL);
     (void)mg_buf_append(&reply->body, "\n", 1, NULL);
@@ -123,6 +142,12 @@ mg_ha__view_to_json(const mg_ha_view_t *v, mg_buf_t *out, mg_error_t *error)
     for (size_t i = 0; i < v->nnodes && ok; i++)
         ok = (i == 0 || mg_buf_append_str(out, ",", error)) &&
              mg_ha_node_to_json(&v->nodes[i], out, error);
+    ok = ok && mg_buf_append_str(out, "],\"bad_keys\":[", error);
+    for (size_t i = 0; i < v->nbad && ok; i++)
+        ok = (i == 0 || mg_buf_append_str(out, ",", error)) &&
+             mg_buf_append_str(out, "{\"key\":", error) && json_str(out, v->bad[i].key, error) &&
+             mg_buf_append_str(out, ",\"why\":", error) && json_str(out, v->bad[i].why, error) &&
+             mg_buf_append_str(out, "}", error);
     return ok && mg_buf_append_str(out, "]}", error);
 }
 
@@ -186,56 +211,86 @@ handle_metrics(const mg_ha_shared_t *s, int64_t now, mg_http_reply_t *reply)
         (unsigned long long)s->etcd_errors, s->view.nnodes);
 }
 
+/* decide_short decides /primary, /replica and /health (lock held by the caller). */
 static void
-handle(void *userdata, const char *path, const mg_http_request_t *req, mg_http_reply_t *reply)
+decide_short(const mg_ha_shared_t *s, const char *path, const mg_http_request_t *req, int64_t now,
+             answer_t *a)
 {
-    mg_ha_shared_t *s = userdata;
-    int64_t now = mg_ha__now_ms();
     char why[256];
 
-    pthread_mutex_lock(&s->lock);
     if (strcmp(path, "/primary") == 0) {
         if (mg_ha__primary_ok(s, now, why, sizeof(why)))
-            reply_json_reason(reply, 200, s, "primary");
+            decided(a, 200, s, "primary");
         else
-            reply_json_reason(reply, 503, s, why);
+            decided(a, 503, s, why);
     } else if (strcmp(path, "/replica") == 0) {
         const char *q = mg_http_request_query(req, "lag");
         int64_t bound = s->conf->max_lag_bytes, lag = replica_lag(s);
 
         if (q != NULL && !mg_parse_size_bytes(q, &bound)) {
-            reply_json_reason(reply, 400, s, "invalid lag bound: expected bytes or 16MB");
+            decided(a, 400, s, "invalid lag bound: expected bytes or 16MB");
         } else if (s->self.state != MG_HA_STATE_REPLICA || !s->in_recovery) {
             snprintf(why, sizeof(why), "node state is %s", mg_ha_state_name(s->self.state));
-            reply_json_reason(reply, 503, s, why);
+            decided(a, 503, s, why);
         } else if (!s->self.pg_queries_ok || !s->self.streaming) {
-            reply_json_reason(reply, 503, s, "not streaming from the primary");
+            decided(a, 503, s, "not streaming from the primary");
         } else if (lag < 0 || lag > bound) {
             snprintf(why, sizeof(why), "replay lag %lld bytes exceeds %lld", (long long)lag,
                      (long long)bound);
-            reply_json_reason(reply, 503, s, why);
+            decided(a, 503, s, why);
         } else {
-            reply_json_reason(reply, 200, s, "streaming");
+            decided(a, 200, s, "streaming");
         }
     } else if (strcmp(path, "/health") == 0) {
         bool loop_alive = s->loop_ok_ms != 0 && now - s->loop_ok_ms < 3 * s->conf->ttl_ms;
 
         if (s->self.pg_queries_ok && loop_alive)
-            reply_json_reason(reply, 200, s, "ok");
+            decided(a, 200, s, "ok");
         else
-            reply_json_reason(reply, 503, s,
-                              !loop_alive            ? "reconcile loop not running"
-                              : s->self.pg_reachable ? "connected to Postgres but queries fail"
-                              : s->self.pg_error[0]  ? s->self.pg_error
-                                                     : "cannot connect to Postgres");
-    } else if (strcmp(path, "/status") == 0) {
-        handle_status(s, now, reply);
-    } else if (strcmp(path, "/metrics") == 0) {
-        handle_metrics(s, now, reply);
+            decided(a, 503, s,
+                    !loop_alive            ? "reconcile loop not running"
+                    : s->self.pg_reachable ? "connected to Postgres but queries fail"
+                    : s->self.pg_error[0]  ? s->self.pg_error
+                                           : "cannot connect to Postgres");
     } else {
-        reply_json_reason(reply, 404, s, "no such endpoint");
+        decided(a, 404, s, "no such endpoint");
     }
+}
+
+/*
+ * handle answers one request. The daemon's lock is held only to decide a
+ * short answer or to copy a snapshot for /status and /metrics, never while
+ * a reply is built or sent (issue 17, item 10): a slow client cannot hold
+ * up the loop, and the loop cannot hold up HAProxy's /primary check longer
+ * than one copy.
+ */
+static void
+handle(void *userdata, const char *path, const mg_http_request_t *req, mg_http_reply_t *reply)
+{
+    mg_ha_shared_t *s = userdata;
+    int64_t now = mg_ha__now_ms();
+    bool big = strcmp(path, "/status") == 0 || strcmp(path, "/metrics") == 0;
+    mg_ha_shared_t *snap = big ? malloc(sizeof(*snap)) : NULL;
+    answer_t a;
+
+    if (big && snap == NULL) {
+        reply->status = 503;
+        (void)mg_buf_append_str(&reply->body, "out of memory\n", NULL);
+        return;
+    }
+    pthread_mutex_lock(&s->lock);
+    if (big)
+        memcpy(snap, s, sizeof(*snap)); /* its mutex is never used */
+    else
+        decide_short(s, path, req, now, &a);
     pthread_mutex_unlock(&s->lock);
+    if (!big)
+        reply_answer(reply, &a);
+    else if (strcmp(path, "/status") == 0)
+        handle_status(snap, now, reply);
+    else
+        handle_metrics(snap, now, reply);
+    free(snap);
 }
 
 struct mg_http_server *

@@ -52,9 +52,16 @@ uint64_t mg_ha__proc_starttime(pid_t pid);
 /* mg_ha__proc_alive is true when pid exists with that starttime (0 = any) and is no zombie. */
 bool mg_ha__proc_alive(pid_t pid, uint64_t starttime);
 
-/* mg_ha__now_ms: monotonic clock; mg_ha__wall_ms: wall clock (Unix ms). */
+/*
+ * mg_ha__now_ms: the boot clock (CLOCK_BOOTTIME: monotonic, and it counts
+ * time spent suspended, so a lease deadline passes during a suspend; issue
+ * 16, finding 8); mg_ha__wall_ms: wall clock (Unix ms).
+ */
 int64_t mg_ha__now_ms(void);
 int64_t mg_ha__wall_ms(void);
+
+/* mg_ha__postmaster_pid returns the pid in data_dir/postmaster.pid, or 0 (it may be stale). */
+pid_t mg_ha__postmaster_pid(const char *data_dir);
 
 /* mg_ha__rmtree removes path recursively (best effort); true when it is gone. */
 bool mg_ha__rmtree(const char *path);
@@ -109,8 +116,16 @@ bool mg_ha__pg_promote(mg_ha_pg_t *pg, mg_error_t *error);
 /* mg_ha__pg_stop_now stops Postgres: immediate (SIGQUIT) or fast (SIGINT), then harder. */
 bool mg_ha__pg_stop_now(mg_ha_pg_t *pg, bool immediate, mg_error_t *error);
 bool mg_ha__pg_is_standby_dir(const mg_ha_pg_t *pg);
-/* mg_ha__pg_checkpoint_lsn reads "Latest checkpoint location" of a stopped cluster. */
-bool mg_ha__pg_checkpoint_lsn(mg_ha_pg_t *pg, char *out, size_t outsz, mg_error_t *error);
+/*
+ * mg_ha__pg_final_lsn reads the last LSN of a cleanly stopped cluster (its
+ * shutdown checkpoint) with pg_controldata. A cluster whose state is not
+ * "shut down" (crashed, stopped by an immediate shutdown, in recovery) has
+ * WAL after its last checkpoint: that is an error (domain pg, code
+ * MG_ERROR_CODE_INVALID_ARGUMENT), never a stale LSN.
+ */
+bool mg_ha__pg_final_lsn(mg_ha_pg_t *pg, char *out, size_t outsz, mg_error_t *error);
+/* mg_ha__controldata_final_lsn is its parser of pg_controldata's output (LC_ALL=C). */
+bool mg_ha__controldata_final_lsn(const char *text, char *lsn, size_t lsnsz, mg_error_t *error);
 /*
  * mg_ha__pg_checkpoint_remote runs CHECKPOINT on host:port: after a promotion
  * pg_control names the new timeline only from the next checkpoint on, and
@@ -120,6 +135,18 @@ bool mg_ha__pg_checkpoint_remote(mg_ha_pg_t *pg, const char *host, int64_t port,
 /* mg_ha__pg_rewind runs pg_rewind against host:port (the target must be stopped). */
 bool mg_ha__pg_rewind(mg_ha_pg_t *pg, const char *host, int64_t port, mg_error_t *error);
 bool mg_ha__pg_run_init_script(mg_ha_pg_t *pg, const char *script, mg_error_t *error);
+
+/*
+ * mg_ha__conf_quote appends value as a postgresql.conf string literal ('...'
+ * with ' and \ doubled); a control character (a newline would end the
+ * setting) is an error naming what. mg_ha__conninfo_append appends
+ * key='value' to a libpq connection string (\ and ' escaped by a
+ * backslash). mg_ha__sync_setting appends the synchronous_standby_names
+ * literal for names ("a, b": ANY 1 ("a", "b"); "": ''). Issue 17, item 2.
+ */
+bool mg_ha__conf_quote(mg_buf_t *b, const char *what, const char *value, mg_error_t *error);
+bool mg_ha__conninfo_append(mg_buf_t *b, const char *key, const char *value, mg_error_t *error);
+bool mg_ha__sync_setting(const char *names, mg_buf_t *out, mg_error_t *error);
 
 /* ---- fencing watchdog (ha_fence.c) ---- */
 
@@ -134,7 +161,24 @@ typedef struct {
 } mg_ha_watchdog_t;
 
 bool mg_ha__watchdog_start(mg_ha_watchdog_t *w, const char *data_dir, mg_error_t *error);
+/*
+ * mg_ha__watchdog_adopt takes over from the watchdog of an earlier daemon on
+ * data_dir that outlived it (kill -9, then a fast restart): w is armed with
+ * that watchdog's deadline, then that watchdog is ended, so it cannot kill
+ * the Postgres the new daemon keeps. Returns the adopted deadline (boot
+ * clock ms) or 0 when there was none.
+ */
+int64_t mg_ha__watchdog_adopt(mg_ha_watchdog_t *w, const char *data_dir);
 void mg_ha__watchdog_arm(mg_ha_watchdog_t *w, int64_t deadline_ms);
+/*
+ * mg_ha__watchdog_deadline is what the watchdog is armed at: 0 (disarmed)
+ * when Postgres cannot take writes; else half a margin after the write
+ * deadline, whatever the node state (issue 16, finding 7: a promotion whose
+ * status write failed left a writable Postgres with a disarmed watchdog);
+ * without a deadline (no key) the last armed one, never a later one.
+ */
+int64_t mg_ha__watchdog_deadline(bool may_write, int64_t writable_until, int64_t armed,
+                                 int64_t margin_ms);
 /* mg_ha__watchdog_stop disarms and ends the child (clean daemon exit). */
 void mg_ha__watchdog_stop(mg_ha_watchdog_t *w);
 
@@ -230,6 +274,18 @@ bool mg_ha__primary_ok(const mg_ha_shared_t *shared, int64_t now_ms, char *why, 
 
 /* mg_ha__view_to_json renders a cluster view (status command, /status). */
 bool mg_ha__view_to_json(const mg_ha_view_t *view, mg_buf_t *out, mg_error_t *error);
+
+/* ---- synchronous mode (ha_actions.c) ---- */
+
+/*
+ * mg_ha__sync_narrow_ok says whether etcd's sync set may shrink to keep: a
+ * member of keep must have flushed (rep: the primary's pg_stat_replication)
+ * at least narrow_lsn, the primary's LSN once Postgres ran with keep alone;
+ * before, a dropped member may hold commits nobody in keep has (issue 16,
+ * finding 5). False when narrow_lsn is 0 (not known yet) or keep is empty.
+ */
+bool mg_ha__sync_narrow_ok(const mg_ha_replication_t *rep, size_t nrep,
+                           char keep[][MG_HA_NAME_SIZE], size_t nkeep, uint64_t narrow_lsn);
 
 /* ---- CLI helpers shared by ha_cli.c and ha_cluster.c ---- */
 

@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,7 @@ mg_ha__collect_local(mg_ha_daemon_t *d)
     d->view.pg_in_recovery = d->in_recovery;
     d->view.data_is_primary = have && !mg_ha__pg_is_standby_dir(&d->pg);
     d->self.priority = d->conf->nofailover ? 0 : d->conf->priority;
+    d->self.ttl_ms = d->conf->ttl_ms;
     d->self.nofailover = d->conf->nofailover;
     snprintf(d->self.upstream, sizeof(d->self.upstream), "%s", d->upstream);
 }
@@ -125,6 +127,7 @@ static void
 etcd_lost(mg_ha_daemon_t *d)
 {
     if (d->state == MG_HA_STATE_PRIMARY) {
+        d->woken = mg_ha__peers_drain(d) || d->woken;
         d->failsafe_until_ms = mg_ha__failsafe_grant(d);
         mg_ha__send_heartbeats(d, true);
     } else {
@@ -150,7 +153,7 @@ local_inputs(mg_ha_daemon_t *d)
     d->view.join_started_ms = d->join_started_ms;
     snprintf(d->view.upstream, sizeof(d->view.upstream), "%s", d->upstream);
     d->view.failsafe_primary_heard =
-        d->failsafe_heard_ms > 0 && d->view.now_ms - d->failsafe_heard_ms < d->conf->ttl_ms;
+        d->failsafe_heard_ms > 0 && d->view.now_ms - d->failsafe_heard_ms < d->promise_ms;
     if (d->state == MG_HA_STATE_REPLICA && d->self.pg_queries_ok && !d->self.streaming &&
         strcmp(d->view.leader, d->conf->name) != 0 && d->view.leader[0] != '\0') {
         if (d->not_streaming_since_ms == 0)
@@ -162,6 +165,8 @@ local_inputs(mg_ha_daemon_t *d)
         d->not_streaming_since_ms = 0;
         d->stalled = false;
     }
+    d->view.leader_stale =
+        strcmp(d->view.leader, d->conf->name) == 0 && d->view.leader_lease != d->lease;
     d->view.replica_stalled = d->stalled;
     d->view.rewind_failures = d->rewind_failures;
     track_primary_start(d);
@@ -205,6 +210,65 @@ after_action(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, bool acted, const m
     }
 }
 
+/*
+ * etcd_went_back records an etcd that went back in time (issue 16, finding
+ * 9): every endpoint answered from an older raft term (the client took it,
+ * once), or the revision of the view went down. etcd was restored from a
+ * backup: its keys are what they were then. The decisions hold regardless
+ * (a restored leader key naming a standby is dropped, a wiped status does
+ * not end the wait for a live old primary), and the event says why the
+ * cluster may now look older than it is.
+ */
+static void
+etcd_went_back(mg_ha_daemon_t *d)
+{
+    int64_t from = 0, to = 0;
+    bool term = mg_etcd_replaced(d->etcd, &from, &to);
+    bool revision = d->max_revision > 0 && d->view.revision < d->max_revision;
+    char msg[320];
+
+    if (term || revision) {
+        mg_ha_event_ctx_t ctx = {NULL, NULL, NULL, NULL};
+
+        snprintf(msg, sizeof(msg),
+                 "etcd went back in time (raft term %" PRId64 " -> %" PRId64 ", revision %" PRId64
+                 " -> %" PRId64 "): restored from a backup or replaced; decisions follow what "
+                 "it holds now",
+                 from, to, d->max_revision, d->view.revision);
+        mg_ha__event(d, MG_LOG_WARNING, "ha.etcd_replaced", &ctx, msg);
+        d->max_revision = 0;
+    }
+    if (d->view.revision > d->max_revision)
+        d->max_revision = d->view.revision;
+}
+
+/*
+ * report_bad_keys records one ha.bad_key event per bad value (a key at one
+ * mod_revision) the view skipped or repaired: one bad key costs only that
+ * key, and the event names it.
+ */
+static void
+report_bad_keys(mg_ha_daemon_t *d)
+{
+    for (size_t i = 0; i < d->view.nbad; i++) {
+        bool seen = false;
+        char msg[400];
+        mg_ha_event_ctx_t ctx = {NULL, NULL, NULL, NULL};
+
+        for (size_t j = 0; j < MG_HA_MAX_BAD_KEYS && !seen; j++)
+            seen = d->bad_seen[j].mod_revision == d->view.bad[i].mod_revision &&
+                   strcmp(d->bad_seen[j].key, d->view.bad[i].key) == 0;
+        if (seen)
+            continue;
+        snprintf(d->bad_seen[d->nbad_seen % MG_HA_MAX_BAD_KEYS].key, sizeof(d->bad_seen[0].key),
+                 "%s", d->view.bad[i].key);
+        d->bad_seen[d->nbad_seen++ % MG_HA_MAX_BAD_KEYS].mod_revision = d->view.bad[i].mod_revision;
+        snprintf(msg, sizeof(msg), "key \"%s\" (mod_revision %" PRId64 ") skipped: %s",
+                 d->view.bad[i].key, d->view.bad[i].mod_revision, d->view.bad[i].why);
+        mg_ha__event(d, MG_LOG_WARNING, "ha.bad_key", &ctx, msg);
+    }
+}
+
 /* one_loop runs one reconcile round; returns false when the daemon must exit. */
 static bool
 one_loop(mg_ha_daemon_t *d, int *exit_code)
@@ -212,13 +276,22 @@ one_loop(mg_ha_daemon_t *d, int *exit_code)
     mg_error_t error;
     mg_ha_decision_t dec;
     mg_ha_self_t me;
+    mg_ha_act_result_t act;
     bool acted = true, lease_ok;
 
     self_limits(d, &me);
     d->loops++;
+    if (!d->etcd_ok && d->state == MG_HA_STATE_PRIMARY) {
+        /* still without etcd: count the acks heard so far, ask again before trying etcd */
+        d->woken = mg_ha__peers_drain(d) || d->woken;
+        d->failsafe_until_ms = mg_ha__failsafe_grant(d);
+        mg_ha__send_heartbeats(d, true);
+    }
     mg_ha__fence_if_due(d); /* first: after a pause the deadline may be long gone */
+    mg_ha__etcd_budget(d);
     lease_ok = mg_ha__renew_lease(d);
     mg_ha__collect_local(d);
+    mg_ha__etcd_budget(d); /* the time Postgres took to answer was not etcd's */
     if (!lease_ok || !mg_ha__read_view(d, &error)) {
         if (lease_ok)
             mg_ha__etcd_error(d, "read the cluster state", &error);
@@ -226,6 +299,9 @@ one_loop(mg_ha_daemon_t *d, int *exit_code)
         return true; /* keep serving Postgres while the lease or the failsafe allows */
     }
     d->etcd_ok = true;
+    etcd_went_back(d);
+    report_bad_keys(d);
+    mg_ha__peers_learn(d);
     local_inputs(d);
     mg_ha__arm_watchdog(d);
     if (!mg_ha_decide(&me, &d->view, &dec, &error)) {
@@ -233,7 +309,11 @@ one_loop(mg_ha_daemon_t *d, int *exit_code)
         *exit_code = MG_EXIT_INTERNAL;
         return false;
     }
-    switch (mg_ha__act(d, &dec, exit_code, &error)) {
+    mg_ha__etcd_budget(d);
+    mg_ha__keeper_begin(d); /* the action may take long: the lease is renewed meanwhile */
+    act = mg_ha__act(d, &dec, exit_code, &error);
+    mg_ha__keeper_end(d);
+    switch (act) {
     case MG_HA_ACT_EXIT:
         return false;
     case MG_HA_ACT_FAILED:
@@ -242,6 +322,7 @@ one_loop(mg_ha_daemon_t *d, int *exit_code)
     case MG_HA_ACT_DONE:
         break;
     }
+    mg_ha__etcd_budget(d); /* the action may have spent long on Postgres */
     after_action(d, &dec, acted, &error);
     mg_ha__arm_watchdog(d);
     mg_ha__send_heartbeats(d, false);
@@ -273,8 +354,11 @@ sleep_until_wakeup(mg_ha_daemon_t *d, int64_t ms)
     struct pollfd p = {d->udp_fd, POLLIN, 0};
     bool watch = d->state == MG_HA_STATE_PRIMARY && d->self.pg_running;
 
-    if (ms <= 0)
+    if (ms <= 0) {
+        /* no time to sleep: still take the datagrams (failsafe acks) that arrived */
+        d->woken = mg_ha__peers_drain(d) || d->woken;
         return;
+    }
     int64_t deadline = mg_ha__now_ms() + ms;
 
     if (d->woken) {
@@ -289,13 +373,8 @@ sleep_until_wakeup(mg_ha_daemon_t *d, int64_t ms)
             return;
         if (watch && left > PG_WATCH_MS)
             left = PG_WATCH_MS;
-        if (poll(&p, d->udp_fd >= 0 ? 1 : 0, (int)left) > 0) {
-            char buf[1100];
-            ssize_t n;
-
-            while ((n = recv(d->udp_fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
-                wake = mg_ha__handle_datagram(d, buf, (size_t)n) || wake;
-        }
+        if (poll(&p, d->udp_fd >= 0 ? 1 : 0, (int)left) > 0)
+            wake = mg_ha__peers_drain(d);
         if (wake)
             return;
         if (watch && mg_ha__pg_running(&d->pg) == 0)
@@ -365,6 +444,7 @@ shutdown_daemon(mg_ha_daemon_t *d)
     }
     mg_ha__watchdog_stop(&d->watchdog);
     if (d->lease != 0 && d->etcd != NULL) {
+        mg_etcd_deadline_clear(d->etcd);
         /* the node key and, on the primary, the leader key go with the lease */
         if (!mg_etcd_lease_revoke(d->etcd, d->lease, &error))
             mg_log_error(MG_LOG_WARNING, MODULE, &error);
@@ -431,6 +511,13 @@ daemon_open(mg_ha_daemon_t *d, const mg_ha_config_t *conf)
         "pgdaemon starting node %s of cluster %s (etcd %s)", conf->name, conf->cluster, version);
     if (!mg_ha__watchdog_start(&d->watchdog, conf->data_dir, &error))
         goto fail;
+    d->wd_deadline_ms = mg_ha__watchdog_adopt(&d->watchdog, conf->data_dir);
+    if (d->wd_deadline_ms > 0) {
+        d->write_deadline_ms = d->wd_deadline_ms - conf->retry_ms / 2;
+        MG_LOG(MG_LOG_NOTICE, MODULE,
+               "took over the fencing deadline of an earlier daemon's watchdog (%lldms from now)",
+               (long long)(d->wd_deadline_ms - mg_ha__now_ms()));
+    }
     if (conf->cluster_secret == NULL || conf->cluster_secret[0] == '\0')
         MG_LOG(MG_LOG_WARNING, MODULE,
                "no cluster_secret: UDP datagrams are ignored and the etcd-loss failsafe is off");
@@ -439,6 +526,8 @@ daemon_open(mg_ha_daemon_t *d, const mg_ha_config_t *conf)
         goto fail;
     d->udp_fd = mg_ha__udp_open(conf, &error);
     if (d->udp_fd < 0)
+        goto fail;
+    if (!mg_ha__keeper_start(d, &eo, &error))
         goto fail;
     return MG_EXIT_OK;
 fail:
@@ -463,6 +552,14 @@ daemon_run(mg_ha_daemon_t *d)
     d->state = MG_HA_STATE_INIT;
     d->started_wall_ms = mg_ha__wall_ms();
     d->join_started_ms = mg_ha__now_ms();
+    /*
+     * An earlier run may have promised a failsafe primary, within the last
+     * ttl, not to take the leader key; the promise outlives the process
+     * (issue 16, finding 2), so a restarted node keeps it for a ttl.
+     */
+    d->promise_ms = conf->ttl_ms;
+    if (conf->cluster_secret != NULL && conf->cluster_secret[0] != '\0')
+        d->failsafe_heard_ms = d->join_started_ms;
     snprintf(d->self.name, sizeof(d->self.name), "%s", conf->name);
     snprintf(d->self.host, sizeof(d->self.host), "%s", conf->address);
     d->self.pg_port = conf->pg_port;
@@ -524,6 +621,7 @@ mg_ha_cmd_run(int argc, char **argv)
     code = daemon_open(dp, conf);
     if (code == MG_EXIT_OK)
         code = daemon_run(dp);
+    mg_ha__keeper_stop(dp);
     if (dp->etcd != NULL)
         shutdown_daemon(dp);
     mg_http_server_destroy(dp->http);

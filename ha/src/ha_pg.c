@@ -235,6 +235,54 @@ mg_ha__pg_initdb(mg_ha_pg_t *pg, mg_error_t *error)
     return true;
 }
 
+bool
+mg_ha__conf_quote(mg_buf_t *b, const char *what, const char *value, mg_error_t *error)
+{
+    for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                                "could not write %s into a configuration file: it holds a "
+                                "control character (0x%02x)",
+                                what, *p);
+    if (!mg_buf_append(b, "'", 1, error))
+        return false;
+    for (const char *p = value; *p != '\0'; p++) {
+        /* postgresql.conf: '' is a quote; a backslash starts an escape, so it is doubled */
+        const char *out = *p == '\'' ? "''" : *p == '\\' ? "\\\\" : NULL;
+
+        if (!(out != NULL ? mg_buf_append_str(b, out, error) : mg_buf_append(b, p, 1, error)))
+            return false;
+    }
+    return mg_buf_append(b, "'", 1, error);
+}
+
+bool
+mg_ha__conninfo_append(mg_buf_t *b, const char *key, const char *value, mg_error_t *error)
+{
+    /* libpq conninfo: key='value' with \ and ' escaped by a backslash */
+    if (!mg_buf_printf(b, error, "%s%s='", b->len > 0 ? " " : "", key))
+        return false;
+    for (const char *p = value; *p != '\0'; p++)
+        if ((*p == '\'' || *p == '\\') && !mg_buf_append(b, "\\", 1, error))
+            return false;
+        else if (!mg_buf_append(b, p, 1, error))
+            return false;
+    return mg_buf_append(b, "'", 1, error);
+}
+
+/* guc_name_valid: a setting name of postgres.parameters (a-z, 0-9, '_', '.' for extensions). */
+static bool
+guc_name_valid(const char *name, size_t len)
+{
+    if (len == 0 || len > 63)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
+              (name[i] >= '0' && name[i] <= '9') || name[i] == '_' || name[i] == '.'))
+            return false;
+    return true;
+}
+
 /* include_our_conf makes postgresql.conf include pgdaemon.conf (once). */
 static bool
 include_our_conf(mg_ha_pg_t *pg, mg_error_t *error)
@@ -310,11 +358,17 @@ mg_ha__pg_configure(mg_ha_pg_t *pg, bool standby, const char *primary_host, int6
     mg_buf_init(&b, 1024 * 1024);
     if (!include_our_conf(pg, error))
         goto done;
-    /* pgdaemon.conf: everything pgdaemon sets, rewritten every start */
+    /*
+     * pgdaemon.conf: everything pgdaemon sets, rewritten every start. Every
+     * string is quoted by postgresql.conf's rules and the conninfo by
+     * libpq's: a host read from etcd cannot add a setting (issue 17, item 2).
+     */
     if (!mg_buf_printf(&b, error,
                        "# pgdaemon.conf - written by pgdaemon at every start; do not edit\n"
-                       "listen_addresses = '%s'\n"
-                       "port = %lld\n"
+                       "listen_addresses = ") ||
+        !mg_ha__conf_quote(&b, "option \"address\"", c->address, error) ||
+        !mg_buf_printf(&b, error,
+                       "\nport = %lld\n"
                        "unix_socket_directories = ''\n"
                        "wal_level = replica\n"
                        "hot_standby = on\n"
@@ -325,30 +379,54 @@ mg_ha__pg_configure(mg_ha_pg_t *pg, bool standby, const char *primary_host, int6
                        "wal_log_hints = on\n"
                        "wal_retrieve_retry_interval = '500ms'\n"
                        "password_encryption = 'scram-sha-256'\n"
-                       "cluster_name = '%s'\n"
-                       "include_if_exists = 'pgdaemon.sync.conf'\n",
-                       c->address, (long long)c->pg_port, (long long)(c->max_nodes * 2 + 4),
-                       (long long)(c->max_nodes * 2 + 4), c->name))
+                       "cluster_name = ",
+                       (long long)c->pg_port, (long long)(c->max_nodes * 2 + 4),
+                       (long long)(c->max_nodes * 2 + 4)) ||
+        !mg_ha__conf_quote(&b, "option \"name\"", c->name, error) ||
+        !mg_buf_printf(&b, error, "\ninclude_if_exists = 'pgdaemon.sync.conf'\n"))
         goto done;
     for (size_t i = 0; i < c->pg_parameters.count; i++) {
         const char *p = c->pg_parameters.items[i];
         const char *eq = strchr(p, '=');
 
-        if (!mg_buf_printf(&b, error, "%.*s = '%s'\n", (int)(eq - p), p, eq + 1))
+        if (eq == NULL || !guc_name_valid(p, (size_t)(eq - p))) {
+            mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                         "invalid value for option \"postgres.parameters\": \"%s\" (expected "
+                         "NAME=VALUE with a setting name of letters, digits, '_' and '.')",
+                         p);
+            goto done;
+        }
+        if (!mg_buf_printf(&b, error, "%.*s = ", (int)(eq - p), p) ||
+            !mg_ha__conf_quote(&b, "option \"postgres.parameters\"", eq + 1, error) ||
+            !mg_buf_append(&b, "\n", 1, error))
             goto done;
     }
     if (standby && primary_host == NULL) {
         if (!mg_buf_printf(&b, error, "recovery_target_timeline = 'latest'\n"))
             goto done;
     } else if (standby) {
+        mg_buf_t ci;
+        char port[24];
+        bool ci_ok;
+
         mg_ha_slot_name(c->name, slot, sizeof(slot));
-        if (!mg_buf_printf(&b, error,
-                           "primary_conninfo = 'host=%s port=%lld user=%s passfile=%s "
-                           "application_name=%s connect_timeout=5'\n"
-                           "primary_slot_name = '%s'\n"
-                           "recovery_target_timeline = 'latest'\n",
-                           primary_host, (long long)primary_port, c->replication_user,
-                           pg->pgpass_path, c->name, slot))
+        snprintf(port, sizeof(port), "%lld", (long long)primary_port);
+        mg_buf_init(&ci, 64 * 1024);
+        ci_ok = mg_ha__conninfo_append(&ci, "host", primary_host, error) &&
+                mg_ha__conninfo_append(&ci, "port", port, error) &&
+                mg_ha__conninfo_append(&ci, "user", c->replication_user, error) &&
+                mg_ha__conninfo_append(&ci, "passfile", pg->pgpass_path, error) &&
+                mg_ha__conninfo_append(&ci, "application_name", c->name, error) &&
+                mg_ha__conninfo_append(&ci, "connect_timeout", "5", error) &&
+                mg_buf_append(&ci, "", 1, error) &&
+                mg_buf_printf(&b, error, "primary_conninfo = ") &&
+                mg_ha__conf_quote(&b, "the primary's connection string", ci.data, error) &&
+                mg_buf_printf(&b, error,
+                              "\nprimary_slot_name = '%s'\n"
+                              "recovery_target_timeline = 'latest'\n",
+                              slot);
+        mg_buf_cleanup(&ci);
+        if (!ci_ok)
             goto done;
     }
     data_path(pg, "pgdaemon.conf", path, sizeof(path));
@@ -376,24 +454,6 @@ done:
     return ok;
 }
 
-/* postmaster_pid reads the pid from postmaster.pid, or 0. */
-static pid_t
-postmaster_pid(const mg_ha_pg_t *pg)
-{
-    char path[PATH_MAX];
-    FILE *f;
-    long pid = 0;
-
-    data_path(pg, "postmaster.pid", path, sizeof(path));
-    f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    if (fscanf(f, "%ld", &pid) != 1)
-        pid = 0;
-    fclose(f);
-    return (pid_t)pid;
-}
-
 pid_t
 mg_ha__pg_running(mg_ha_pg_t *pg)
 {
@@ -403,7 +463,7 @@ mg_ha__pg_running(mg_ha_pg_t *pg)
         pg->child = 0; /* reaped: it exited */
     if (pg->child > 0 && mg_ha__proc_alive(pg->child, 0))
         return pg->child;
-    pid = postmaster_pid(pg);
+    pid = mg_ha__postmaster_pid(pg->conf->data_dir);
     if (pid > 0 && mg_ha__proc_alive(pid, 0)) {
         char path[64], exe[PATH_MAX];
         ssize_t n;
@@ -830,23 +890,58 @@ mg_ha__pg_run_init_script(mg_ha_pg_t *pg, const char *script, mg_error_t *error)
 }
 
 bool
+mg_ha__sync_setting(const char *names, mg_buf_t *out, mg_error_t *error)
+{
+    mg_buf_t list;
+    const char *p = names;
+    bool ok = true;
+
+    if (names[0] == '\0')
+        return mg_buf_append_str(out, "''", error);
+    mg_buf_init(&list, 64 * 1024);
+    ok = mg_buf_append_str(&list, "ANY 1 (", error);
+    /* every standby name as a double-quoted identifier ("" inside) */
+    while (ok && *p != '\0') {
+        size_t len = strcspn(p, ",");
+
+        while (len > 0 && p[len - 1] == ' ')
+            len--;
+        ok = mg_buf_append_str(&list, list.len > 7 ? ", \"" : "\"", error);
+        for (size_t i = 0; ok && i < len; i++)
+            ok = p[i] == '"' ? mg_buf_append_str(&list, "\"\"", error)
+                             : mg_buf_append(&list, &p[i], 1, error);
+        ok = ok && mg_buf_append(&list, "\"", 1, error);
+        p += strcspn(p, ",");
+        while (*p == ',' || *p == ' ')
+            p++;
+    }
+    ok = ok && mg_buf_append(&list, ")", 2, error) &&
+         mg_ha__conf_quote(out, "the synchronous standby names", list.data, error);
+    mg_buf_cleanup(&list);
+    return ok;
+}
+
+bool
 mg_ha__pg_write_sync(mg_ha_pg_t *pg, const char *names, mg_error_t *error)
 {
-    char path[PATH_MAX], text[sizeof(pg->sync_names) + 128];
+    char path[PATH_MAX];
+    mg_buf_t b;
+    bool ok;
 
-    if (names != pg->sync_names)
-        snprintf(pg->sync_names, sizeof(pg->sync_names), "%s", names);
-    if (names[0] == '\0')
-        snprintf(text, sizeof(text),
-                 "# pgdaemon.sync.conf - written by pgdaemon\n"
-                 "synchronous_standby_names = ''\n");
-    else
-        snprintf(text, sizeof(text),
-                 "# pgdaemon.sync.conf - written by pgdaemon\n"
-                 "synchronous_standby_names = 'ANY 1 (%s)'\n",
-                 names);
-    data_path(pg, "pgdaemon.sync.conf", path, sizeof(path));
-    return mg_ha__write_file(path, text, strlen(text), 0600, &pg->runas, error);
+    mg_buf_init(&b, 64 * 1024);
+    ok = mg_buf_append_str(&b,
+                           "# pgdaemon.sync.conf - written by pgdaemon\n"
+                           "synchronous_standby_names = ",
+                           error) &&
+         mg_ha__sync_setting(names, &b, error) && mg_buf_append(&b, "\n", 1, error);
+    if (ok) {
+        if (names != pg->sync_names)
+            snprintf(pg->sync_names, sizeof(pg->sync_names), "%s", names);
+        data_path(pg, "pgdaemon.sync.conf", path, sizeof(path));
+        ok = mg_ha__write_file(path, b.data, b.len, 0600, &pg->runas, error);
+    }
+    mg_buf_cleanup(&b);
+    return ok;
 }
 
 bool
@@ -934,33 +1029,74 @@ mg_ha__pg_is_standby_dir(const mg_ha_pg_t *pg)
     return access(path, F_OK) == 0;
 }
 
+/* controldata_field copies the value of "NAME:" from pg_controldata output; false if absent. */
+static bool
+controldata_field(const char *text, const char *name, char *out, size_t outsz)
+{
+    size_t n = strlen(name);
+    const char *p = text;
+
+    while (p != NULL && *p != '\0') {
+        if (strncmp(p, name, n) == 0 && p[n] == ':') {
+            size_t len;
+
+            p += n + 1;
+            while (*p == ' ' || *p == '\t')
+                p++;
+            len = strcspn(p, "\n");
+            while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\r'))
+                len--;
+            if (len == 0 || len >= outsz)
+                return false;
+            memcpy(out, p, len);
+            out[len] = '\0';
+            return true;
+        }
+        p = strchr(p, '\n');
+        if (p != NULL)
+            p++;
+    }
+    return false;
+}
+
 bool
-mg_ha__pg_checkpoint_lsn(mg_ha_pg_t *pg, char *out, size_t outsz, mg_error_t *error)
+mg_ha__controldata_final_lsn(const char *text, char *lsn, size_t lsnsz, mg_error_t *error)
+{
+    char state[64], loc[MG_HA_LSN_SIZE];
+    uint64_t parsed;
+
+    if (!controldata_field(text, "Database cluster state", state, sizeof(state)))
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
+                            "pg_controldata printed no cluster state");
+    if (strcmp(state, "shut down") != 0)
+        return mg_error_set(error, MG_ERROR_DOMAIN_PG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                            "the cluster state is \"%s\", not \"shut down\": its last "
+                            "checkpoint is not the end of its WAL",
+                            state);
+    if (!controldata_field(text, "Latest checkpoint location", loc, sizeof(loc)) ||
+        !mg_ha_lsn_parse(loc, &parsed) || strlen(loc) >= lsnsz)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
+                            "pg_controldata printed no valid checkpoint location");
+    snprintf(lsn, lsnsz, "%s", loc);
+    return true;
+}
+
+bool
+mg_ha__pg_final_lsn(mg_ha_pg_t *pg, char *out, size_t outsz, mg_error_t *error)
 {
     char tool[PATH_MAX];
     char *argv[] = {tool, "-D", pg->conf->data_dir, NULL};
     char *env[] = {"LC_ALL=C", NULL};
     mg_buf_t buf;
-    const char *p;
-    bool ok = false;
+    bool ok;
 
     bin_path(pg, "pg_controldata", tool, sizeof(tool));
     mg_buf_init(&buf, 64 * 1024);
-    if (!mg_ha__run(&pg->runas, argv, env, pg->log_path, 30000, &buf, error))
-        goto done;
-    p = buf.data ? strstr(buf.data, "Latest checkpoint location:") : NULL;
-    if (p == NULL) {
-        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
-                     "pg_controldata printed no checkpoint location for \"%s\"",
-                     pg->conf->data_dir);
-        goto done;
-    }
-    p += strlen("Latest checkpoint location:");
-    while (*p == ' ')
-        p++;
-    snprintf(out, outsz, "%.*s", (int)strcspn(p, " \n"), p);
-    ok = true;
-done:
+    ok = mg_ha__run(&pg->runas, argv, env, pg->log_path, 30000, &buf, error) &&
+         mg_buf_append(&buf, "", 1, error) &&
+         mg_ha__controldata_final_lsn(buf.data, out, outsz, error);
+    if (!ok)
+        mg_error_prefix(error, "could not read the final LSN of \"%s\"", pg->conf->data_dir);
     mg_buf_cleanup(&buf);
     return ok;
 }
@@ -974,9 +1110,26 @@ mg_ha__pg_rewind(mg_ha_pg_t *pg, const char *host, int64_t port, mg_error_t *err
     char *env[] = {passenv, "LC_ALL=C", NULL};
 
     bin_path(pg, "pg_rewind", tool, sizeof(tool));
-    snprintf(source, sizeof(source),
-             "host=%s port=%lld user=%s dbname=postgres passfile=%s connect_timeout=5", host,
-             (long long)port, c->superuser, pg->pgpass_path);
+    {
+        mg_buf_t ci;
+        char portbuf[24];
+        bool ok;
+
+        snprintf(portbuf, sizeof(portbuf), "%lld", (long long)port);
+        mg_buf_init(&ci, sizeof(source));
+        ok = mg_ha__conninfo_append(&ci, "host", host, error) &&
+             mg_ha__conninfo_append(&ci, "port", portbuf, error) &&
+             mg_ha__conninfo_append(&ci, "user", c->superuser, error) &&
+             mg_ha__conninfo_append(&ci, "dbname", "postgres", error) &&
+             mg_ha__conninfo_append(&ci, "passfile", pg->pgpass_path, error) &&
+             mg_ha__conninfo_append(&ci, "connect_timeout", "5", error) &&
+             mg_buf_append(&ci, "", 1, error);
+        if (ok)
+            snprintf(source, sizeof(source), "%s", ci.data);
+        mg_buf_cleanup(&ci);
+        if (!ok)
+            return false;
+    }
     snprintf(passenv, sizeof(passenv), "PGPASSFILE=%s", pg->pgpass_path);
     if (!write_pgpass(pg, error))
         return false;

@@ -27,7 +27,7 @@ mg_ha__now_ms(void)
 {
     struct timespec ts;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_BOOTTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -396,4 +396,21 @@ mg_ha__lsn_parse(const char *text, uint64_t *lsn)
         return false;
     *lsn = ((uint64_t)hi << 32) | lo;
     return true;
+}
+
+pid_t
+mg_ha__postmaster_pid(const char *data_dir)
+{
+    char path[PATH_MAX + 32];
+    FILE *f;
+    long pid = 0;
+
+    snprintf(path, sizeof(path), "%s/postmaster.pid", data_dir);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%ld", &pid) != 1 || pid < 0)
+        pid = 0;
+    fclose(f);
+    return (pid_t)pid;
 }

@@ -120,13 +120,63 @@ j_bool(yajl_val obj, const char *name)
     return v != NULL && YAJL_IS_TRUE(v);
 }
 
+/* j_names copies the strings of array arr (at most MG_HA_MAX_NODES) into out; returns how many. */
+static size_t
+j_names(yajl_val arr, char out[][MG_HA_NAME_SIZE])
+{
+    size_t n = 0;
+
+    if (arr == NULL || !YAJL_IS_ARRAY(arr))
+        return 0;
+    for (size_t i = 0; i < arr->u.array.len && n < MG_HA_MAX_NODES; i++)
+        if (YAJL_IS_STRING(arr->u.array.values[i]))
+            snprintf(out[n++], MG_HA_NAME_SIZE, "%s", YAJL_GET_STRING(arr->u.array.values[i]));
+    return n;
+}
+
+bool
+mg_ha_json_shape_ok(const char *json, size_t len, size_t max_len, int max_depth)
+{
+    int depth = 0;
+    bool in_string = false;
+
+    if (len > max_len)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = json[i];
+
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '{' || c == '[') {
+            if (++depth > max_depth)
+                return false;
+        } else if (c == '}' || c == ']') {
+            depth--;
+        }
+    }
+    return true;
+}
+
 static yajl_val
 j_parse(const char *json, size_t len, const char *what, mg_error_t *error)
 {
     char errbuf[128] = "";
-    char *copy = malloc(len + 1);
+    char *copy;
     yajl_val tree;
 
+    /* yajl's tree parser recurses: bound depth and size before it runs (issue 17, item 9) */
+    if (!mg_ha_json_shape_ok(json, len, MG_HA_JSON_MAX_BYTES, MG_HA_JSON_MAX_DEPTH)) {
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT,
+                     "could not parse %s: larger than %d bytes or nested deeper than %d", what,
+                     MG_HA_JSON_MAX_BYTES, MG_HA_JSON_MAX_DEPTH);
+        return NULL;
+    }
+    copy = malloc(len + 1);
     if (copy == NULL) {
         mg_error_set(error, MG_ERROR_DOMAIN_SYSTEM, ENOMEM, "out of memory");
         return NULL;
@@ -205,6 +255,7 @@ mg_ha_node_to_json(const mg_ha_node_t *n, mg_buf_t *out, mg_error_t *error)
     g_int(g, "priority", n->priority);
     g_bool(g, "nofailover", n->nofailover);
     g_str(g, "upstream", n->upstream);
+    g_int(g, "ttl_ms", n->ttl_ms);
     yajl_gen_map_close(g);
     return g_finish(g, out, error);
 }
@@ -268,6 +319,7 @@ node_from_tree(yajl_val t, mg_ha_node_t *n)
     n->priority = j_int(t, "priority", 0);
     n->nofailover = j_bool(t, "nofailover");
     j_str(t, "upstream", n->upstream, sizeof(n->upstream));
+    n->ttl_ms = j_int(t, "ttl_ms", 0);
 }
 
 bool
@@ -306,6 +358,14 @@ mg_ha_status_to_json(const mg_ha_cluster_status_t *s, mg_buf_t *out, mg_error_t 
     for (size_t i = 0; i < s->nsync_members; i++)
         yajl_gen_string(g, (const unsigned char *)s->sync_members[i], strlen(s->sync_members[i]));
     yajl_gen_array_close(g);
+    g_bool(g, "synchronous_mode", s->synchronous_mode);
+    if (s->nmembers > 0) {
+        g_key(g, "members");
+        yajl_gen_array_open(g);
+        for (size_t i = 0; i < s->nmembers; i++)
+            yajl_gen_string(g, (const unsigned char *)s->members[i], strlen(s->members[i]));
+        yajl_gen_array_close(g);
+    }
     yajl_gen_map_close(g);
     return g_finish(g, out, error);
 }
@@ -363,16 +423,147 @@ mg_ha_status_from_json(const char *json, size_t len, mg_ha_cluster_status_t *s, 
     s->switchover_id = j_int(t, "switchover_id", 0);
     s->writes_stopped_ms = j_int(t, "writes_stopped_ms", 0);
     s->writes_resumed_ms = j_int(t, "writes_resumed_ms", 0);
-    {
-        yajl_val arr = j_field(t, "sync_members");
-
-        if (arr != NULL && YAJL_IS_ARRAY(arr))
-            for (size_t i = 0; i < arr->u.array.len && s->nsync_members < MG_HA_MAX_NODES; i++)
-                if (YAJL_IS_STRING(arr->u.array.values[i]))
-                    snprintf(s->sync_members[s->nsync_members++], MG_HA_NAME_SIZE, "%s",
-                             YAJL_GET_STRING(arr->u.array.values[i]));
-    }
+    s->nsync_members = j_names(j_field(t, "sync_members"), s->sync_members);
+    s->nmembers = j_names(j_field(t, "members"), s->members);
+    s->synchronous_mode = j_bool(t, "synchronous_mode");
     yajl_tree_free(t);
+    return true;
+}
+
+bool
+mg_ha_status_is_member(const mg_ha_cluster_status_t *status, const char *name)
+{
+    if (status->nmembers == 0)
+        return true;
+    for (size_t i = 0; i < status->nmembers; i++)
+        if (strcmp(status->members[i], name) == 0)
+            return true;
+    return false;
+}
+
+bool
+mg_ha_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+
+    if (n == 0 || n > 48)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+bool
+mg_ha_host_valid(const char *host)
+{
+    size_t n = strlen(host);
+
+    if (n == 0 || n > 63 || host[0] == '-' || host[0] == '.')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = host[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == ':'))
+            return false;
+    }
+    return true;
+}
+
+/* lsn_or_empty: text is "" or an LSN. */
+static bool
+lsn_or_empty(const char *text)
+{
+    uint64_t lsn;
+
+    return text[0] == '\0' || mg_ha_lsn_parse(text, &lsn);
+}
+
+bool
+mg_ha_node_check(const mg_ha_node_t *n, mg_error_t *error)
+{
+    const char *why = NULL;
+
+    if (!mg_ha_name_valid(n->name))
+        why = "\"name\" is not a node name";
+    else if (n->host[0] != '\0' && !mg_ha_host_valid(n->host))
+        why = "\"host\" is not a host name or address";
+    else if (n->pg_port < 0 || n->pg_port > 65535 || n->http_port < 0 || n->http_port > 65535 ||
+             n->udp_port < 0 || n->udp_port > 65535)
+        why = "a port is out of range";
+    else if (strcmp(n->role, "primary") != 0 && strcmp(n->role, "replica") != 0 &&
+             strcmp(n->role, "unknown") != 0)
+        why = "\"role\" is not primary, replica or unknown";
+    else if (!lsn_or_empty(n->current_lsn) || !lsn_or_empty(n->receive_lsn) ||
+             !lsn_or_empty(n->replay_lsn))
+        why = "an LSN does not parse";
+    else if (n->system_identifier[strspn(n->system_identifier, "0123456789")] != '\0')
+        why = "\"system_identifier\" is not a number";
+    else if (n->upstream[0] != '\0' && !mg_ha_name_valid(n->upstream))
+        why = "\"upstream\" is not a node name";
+    else if (n->ttl_ms < 0 || n->ttl_ms > 24LL * 3600 * 1000)
+        why = "\"ttl_ms\" is out of range";
+    for (size_t i = 0; why == NULL && i < n->nslots; i++)
+        if (n->slots[i][strspn(n->slots[i], "abcdefghijklmnopqrstuvwxyz0123456789_")] != '\0')
+            why = "a slot name is not one of pgdaemon's";
+    if (why != NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
+                            "invalid node status: %s", why);
+    return true;
+}
+
+/* keep_valid_names drops the names of list that are not node names; returns how many it dropped. */
+static size_t
+keep_valid_names(char list[][MG_HA_NAME_SIZE], size_t *n)
+{
+    size_t kept = 0, dropped = 0;
+
+    for (size_t i = 0; i < *n; i++) {
+        if (!mg_ha_name_valid(list[i])) {
+            dropped++;
+            continue;
+        }
+        if (kept != i)
+            memcpy(list[kept], list[i], MG_HA_NAME_SIZE);
+        kept++;
+    }
+    *n = kept;
+    return dropped;
+}
+
+bool
+mg_ha_status_sanitize(mg_ha_cluster_status_t *s, mg_error_t *error)
+{
+    const char *why = NULL;
+
+    if (s->primary[0] != '\0' && !mg_ha_name_valid(s->primary)) {
+        s->primary[0] = '\0';
+        why = "\"primary\" is not a node name";
+    }
+    if (s->target_primary[0] != '\0' && !mg_ha_name_valid(s->target_primary)) {
+        s->target_primary[0] = '\0';
+        why = "\"target_primary\" is not a node name";
+    }
+    if (!lsn_or_empty(s->final_lsn)) {
+        s->final_lsn[0] = '\0';
+        why = "\"final_lsn\" does not parse";
+    }
+    if (s->term < 0 || s->switchover_id < 0) {
+        s->term = s->term < 0 ? 0 : s->term;
+        s->switchover_id = s->switchover_id < 0 ? 0 : s->switchover_id;
+        why = "\"term\" or \"switchover_id\" is negative";
+    }
+    if (keep_valid_names(s->sync_members, &s->nsync_members) > 0)
+        why = "a sync member is not a node name";
+    if (keep_valid_names(s->members, &s->nmembers) > 0)
+        why = "a member is not a node name";
+    if (why != NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
+                            "invalid cluster status: %s (dropped)", why);
     return true;
 }
 
@@ -395,12 +586,124 @@ mg_ha_slot_name(const char *node_name, char *out, size_t outsz)
  * The view
  * ------------------------------------------------------------------------ */
 
+/* note_bad records that key held no valid value (it is skipped; the daemon records an event). */
+static void
+note_bad(mg_ha_view_t *view, const mg_etcd_kv_t *kv, const char *why)
+{
+    if (view->nbad >= MG_HA_MAX_BAD_KEYS)
+        return;
+    snprintf(view->bad[view->nbad].key, sizeof(view->bad[view->nbad].key), "%.*s",
+             (int)(kv->key_len < 200 ? kv->key_len : 200), kv->key);
+    view->bad[view->nbad].mod_revision = kv->mod_revision;
+    snprintf(view->bad[view->nbad].why, sizeof(view->bad[view->nbad].why), "%s", why);
+    view->nbad++;
+}
+
+/* load_initialize: a bad one is there but unknown (no node decides on it: they wait). */
+static void
+load_initialize(mg_ha_view_t *view, const mg_etcd_kv_t *kv)
+{
+    mg_error_t error;
+    yajl_val t = j_parse(kv->value, kv->value_len, "key initialize", &error);
+
+    view->have_initialize = true;
+    view->init_mod_revision = kv->mod_revision;
+    if (t == NULL) {
+        note_bad(view, kv, error.message);
+        return;
+    }
+    j_str(t, "system_identifier", view->init_sysid, sizeof(view->init_sysid));
+    j_str(t, "node", view->init_node, sizeof(view->init_node));
+    yajl_tree_free(t);
+    if (view->init_sysid[strspn(view->init_sysid, "0123456789")] != '\0' ||
+        (view->init_node[0] != '\0' && !mg_ha_name_valid(view->init_node))) {
+        view->init_sysid[0] = view->init_node[0] = '\0';
+        note_bad(view, kv, "invalid node name or system identifier");
+    }
+}
+
+/*
+ * load_status: invalid fields are dropped (the rest stays); one that does
+ * not parse exists (so the primary can repair it by CAS) but names nobody.
+ */
+static void
+load_status(mg_ha_view_t *view, const mg_etcd_kv_t *kv)
+{
+    mg_error_t error;
+
+    if (!mg_ha_status_from_json(kv->value, kv->value_len, &view->status, &error)) {
+        memset(&view->status, 0, sizeof(view->status));
+        view->status.exists = true;
+        note_bad(view, kv, error.message);
+    } else if (!mg_ha_status_sanitize(&view->status, &error)) {
+        note_bad(view, kv, error.message); /* what is valid stays */
+    }
+    view->status.mod_revision = kv->mod_revision;
+}
+
+/* load_node adds a valid node record; a bad one (or one too many) is skipped. */
+static void
+load_node(mg_ha_view_t *view, const mg_etcd_kv_t *kv, const char *name)
+{
+    mg_ha_node_t *n = &view->nodes[view->nnodes];
+    mg_error_t error;
+
+    if (view->nnodes >= MG_HA_MAX_NODES) {
+        note_bad(view, kv, "more nodes than pgdaemon keeps track of");
+        return;
+    }
+    if (!mg_ha_node_from_json(kv->value, kv->value_len, n, &error) ||
+        !mg_ha_node_check(n, &error)) {
+        note_bad(view, kv, error.message);
+        return;
+    }
+    if (strcmp(n->name, name) != 0) {
+        note_bad(view, kv, "the record names another node than its key");
+        return;
+    }
+    n->create_revision = kv->create_revision;
+    n->mod_revision = kv->mod_revision;
+    view->nnodes++;
+}
+
+/*
+ * load_request reads an operator request, a key under the CLI's lease that
+ * expires by itself (issue 16, finding 17): "switchover" (id and target)
+ * or "override" (allow_data_loss). The legacy "spec" key is not read: an
+ * allow_data_loss or switchover left there would never expire.
+ */
+static void
+load_request(mg_ha_view_t *view, const mg_etcd_kv_t *kv, bool switchover)
+{
+    mg_ha_spec_t r;
+    mg_error_t error;
+
+    if (!mg_ha_spec_from_json(kv->value, kv->value_len, &r, &error)) {
+        note_bad(view, kv, error.message);
+        return;
+    }
+    if (switchover) {
+        if (r.switchover_id <= 0 ||
+            (r.switchover_to[0] != '\0' && !mg_ha_name_valid(r.switchover_to))) {
+            note_bad(view, kv, "invalid switchover_id or switchover_to");
+            return;
+        }
+        view->spec.switchover_id = r.switchover_id;
+        snprintf(view->spec.switchover_to, sizeof(view->spec.switchover_to), "%s", r.switchover_to);
+        view->spec.mod_revision = kv->mod_revision;
+    } else {
+        view->spec.allow_data_loss = r.allow_data_loss;
+    }
+}
+
 bool
 mg_ha_view_load(mg_ha_view_t *view, const char *prefix, const mg_etcd_kv_t *kvs, size_t nkvs,
                 mg_error_t *error)
 {
     size_t plen = strlen(prefix);
+    uint64_t lsn;
 
+    (void)error;
     view->have_initialize = false;
     view->init_sysid[0] = view->init_node[0] = view->leader[0] = '\0';
     view->init_mod_revision = view->leader_mod_revision = view->leader_lease = 0;
@@ -408,6 +711,7 @@ mg_ha_view_load(mg_ha_view_t *view, const char *prefix, const mg_etcd_kv_t *kvs,
     memset(&view->spec, 0, sizeof(view->spec));
     view->optime[0] = '\0';
     view->nnodes = 0;
+    view->nbad = 0;
     for (size_t i = 0; i < nkvs; i++) {
         const mg_etcd_kv_t *kv = &kvs[i];
         const char *rel;
@@ -416,49 +720,28 @@ mg_ha_view_load(mg_ha_view_t *view, const char *prefix, const mg_etcd_kv_t *kvs,
             continue;
         rel = kv->key + plen;
         if (strcmp(rel, "initialize") == 0) {
-            yajl_val t = j_parse(kv->value, kv->value_len, "key initialize", error);
-
-            if (t == NULL) {
-                mg_error_prefix(error, "key \"%s\"", kv->key);
-                return false;
-            }
-            view->have_initialize = true;
-            view->init_mod_revision = kv->mod_revision;
-            j_str(t, "system_identifier", view->init_sysid, sizeof(view->init_sysid));
-            j_str(t, "node", view->init_node, sizeof(view->init_node));
-            yajl_tree_free(t);
+            load_initialize(view, kv);
         } else if (strcmp(rel, "leader") == 0) {
-            snprintf(view->leader, sizeof(view->leader), "%.*s", (int)kv->value_len, kv->value);
             view->leader_mod_revision = kv->mod_revision;
             view->leader_lease = kv->lease;
+            snprintf(view->leader, sizeof(view->leader), "%.*s", (int)kv->value_len, kv->value);
+            if (kv->value_len >= sizeof(view->leader) || !mg_ha_name_valid(view->leader)) {
+                /* held, by nobody we know: nobody may take it, nobody follows it */
+                snprintf(view->leader, sizeof(view->leader), "%s", MG_HA_LEADER_INVALID);
+                note_bad(view, kv, "not a node name");
+            }
         } else if (strcmp(rel, "status") == 0) {
-            if (!mg_ha_status_from_json(kv->value, kv->value_len, &view->status, error)) {
-                mg_error_prefix(error, "key \"%s\"", kv->key);
-                return false;
-            }
-            view->status.mod_revision = kv->mod_revision;
-        } else if (strcmp(rel, "spec") == 0) {
-            if (!mg_ha_spec_from_json(kv->value, kv->value_len, &view->spec, error)) {
-                mg_error_prefix(error, "key \"%s\"", kv->key);
-                return false;
-            }
-            view->spec.mod_revision = kv->mod_revision;
+            load_status(view, kv);
+        } else if (strcmp(rel, "switchover") == 0 || strcmp(rel, "override") == 0) {
+            load_request(view, kv, rel[0] == 's');
         } else if (strcmp(rel, "optime") == 0) {
             snprintf(view->optime, sizeof(view->optime), "%.*s", (int)kv->value_len, kv->value);
-        } else if (strncmp(rel, "nodes/", 6) == 0) {
-            mg_ha_node_t *n;
-
-            if (view->nnodes >= MG_HA_MAX_NODES)
-                return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT,
-                                    "more than %d nodes under \"%snodes/\"", MG_HA_MAX_NODES,
-                                    prefix);
-            n = &view->nodes[view->nnodes];
-            if (!mg_ha_node_from_json(kv->value, kv->value_len, n, error)) {
-                mg_error_prefix(error, "key \"%s\"", kv->key);
-                return false;
+            if (kv->value_len >= sizeof(view->optime) || !mg_ha_lsn_parse(view->optime, &lsn)) {
+                view->optime[0] = '\0';
+                note_bad(view, kv, "not an LSN");
             }
-            n->create_revision = kv->create_revision;
-            view->nnodes++;
+        } else if (strncmp(rel, "nodes/", 6) == 0) {
+            load_node(view, kv, rel + 6);
         }
     }
     return true;

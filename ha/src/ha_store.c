@@ -135,6 +135,19 @@ mg_ha__etcd_error(mg_ha_daemon_t *d, const char *what, const mg_error_t *error)
  * etcd I/O
  * ------------------------------------------------------------------------ */
 
+void
+mg_ha__etcd_budget(mg_ha_daemon_t *d)
+{
+    int64_t now = mg_ha__now_ms(), left = d->conf->retry_ms, until = mg_ha__writable_until(d);
+    int64_t reserve =
+        (d->conf->loop_ms < d->conf->retry_ms / 2 ? d->conf->loop_ms : d->conf->retry_ms / 2) +
+        FAST_LOOP_MS;
+
+    if (d->state == MG_HA_STATE_PRIMARY && until > 0 && until - now - reserve < left)
+        left = until - now - reserve;
+    mg_etcd_deadline_set(d->etcd, left > 0 ? left : 0);
+}
+
 bool
 mg_ha__renew_lease(mg_ha_daemon_t *d)
 {
@@ -181,15 +194,17 @@ mg_ha__read_view(mg_ha_daemon_t *d, mg_error_t *error)
     mg_etcd_kv_t *all = NULL;
     size_t n = 0, total = 0;
     bool ok = false;
-    char key_nodes[400], key_spec[400];
+    char key_nodes[400], key_switchover[400], key_override[400];
 
     snprintf(key_nodes, sizeof(key_nodes), "%snodes/", d->prefix);
-    snprintf(key_spec, sizeof(key_spec), "%sspec", d->prefix);
+    snprintf(key_switchover, sizeof(key_switchover), "%sswitchover", d->prefix);
+    snprintf(key_override, sizeof(key_override), "%soverride", d->prefix);
     memset(&res, 0, sizeof(res));
     if (txn == NULL || !mg_etcd_txn_get(txn, true, d->key_init, false, error) ||
         !mg_etcd_txn_get(txn, true, d->key_leader, false, error) ||
         !mg_etcd_txn_get(txn, true, d->key_status, false, error) ||
-        !mg_etcd_txn_get(txn, true, key_spec, false, error) ||
+        !mg_etcd_txn_get(txn, true, key_switchover, false, error) ||
+        !mg_etcd_txn_get(txn, true, key_override, false, error) ||
         !mg_etcd_txn_get(txn, true, d->key_optime, false, error) ||
         !mg_etcd_txn_get(txn, true, key_nodes, true, error) ||
         !mg_etcd_txn_commit(d->etcd, txn, &res, error))
@@ -283,7 +298,7 @@ mg_ha__take_leader(mg_ha_daemon_t *d, bool *got, mg_error_t *error)
              mg_etcd_txn_commit(d->etcd, txn, &res, error);
         if (ok && res.succeeded) {
             *got = true;
-            d->key_ok_ms = d->lease_ok_ms; /* the key lives as long as this lease */
+            mg_ha__keeper_key(d, true, d->lease_ok_ms); /* the key lives as long as this lease */
             d->view.leader_lease = d->lease;
             snprintf(d->view.leader, sizeof(d->view.leader), "%s", me);
         }
@@ -300,10 +315,8 @@ bool
 mg_ha__ensure_status(mg_ha_daemon_t *d, mg_error_t *error)
 {
     mg_ha_cluster_status_t s = d->view.status;
-    mg_etcd_txn_t *txn;
-    mg_etcd_txn_result_t res;
-    mg_buf_t b;
-    bool ok;
+    mg_ha_event_ctx_t ctx = {NULL, NULL, "set_status", d->conf->name};
+    char msg[160];
 
     if (s.exists && strcmp(s.primary, d->conf->name) == 0)
         return true;
@@ -313,38 +326,21 @@ mg_ha__ensure_status(mg_ha_daemon_t *d, mg_error_t *error)
         s.term = 1;
     snprintf(s.primary, sizeof(s.primary), "%s", d->conf->name);
     s.failover = MG_HA_FAILOVER_STABLE;
-    mg_buf_init(&b, 64 * 1024);
-    txn = mg_etcd_txn_new();
-    memset(&res, 0, sizeof(res));
-    ok = mg_ha_status_to_json(&s, &b, error) &&
-         mg_etcd_txn_compare_int(txn, d->key_status, MG_ETCD_TARGET_MOD, MG_ETCD_CMP_EQUAL,
-                                 d->view.status.exists ? d->view.status.mod_revision : 0, error) &&
-         mg_etcd_txn_put(txn, true, d->key_status, b.data, b.len, 0, error) &&
-         mg_etcd_txn_commit(d->etcd, txn, &res, error);
-    if (ok && !res.succeeded)
-        ok = mg_error_set(error, MG_ERROR_DOMAIN_ETCD, MG_ETCD_ERR_SERVER,
-                          "status key changed concurrently (mod_revision %" PRId64 ")",
-                          d->view.status.mod_revision);
-    if (ok) {
-        mg_ha_event_ctx_t ctx = {NULL, NULL, "set_status", d->conf->name};
-        char msg[160];
-
-        snprintf(msg, sizeof(msg), "status: primary %s, term %" PRId64, s.primary, s.term);
-        mg_ha__event(d, MG_LOG_NOTICE, "ha.status", &ctx, msg);
-    }
-    mg_etcd_txn_result_cleanup(&res);
-    mg_etcd_txn_destroy(txn);
-    mg_buf_cleanup(&b);
-    return ok;
+    if (!mg_ha__cas_status(d, &s, error))
+        return false;
+    snprintf(msg, sizeof(msg), "status: primary %s, term %" PRId64, s.primary, s.term);
+    mg_ha__event(d, MG_LOG_NOTICE, "ha.status", &ctx, msg);
+    return true;
 }
 
 /*
- * mg_ha__cas_status writes s as the status key if it still has the mod_revision of
- * the view (create-only when the view had none). false with error when it
- * changed meanwhile (the next loop decides again).
+ * status_txn writes s as the status key if it still has the mod_revision of
+ * the view (create-only when the view had none); with handoff, in the same
+ * txn, it deletes `leader` if it still names this node. false with error
+ * when either changed meanwhile (the next loop decides again).
  */
-bool
-mg_ha__cas_status(mg_ha_daemon_t *d, const mg_ha_cluster_status_t *s, mg_error_t *error)
+static bool
+status_txn(mg_ha_daemon_t *d, const mg_ha_cluster_status_t *s, bool handoff, mg_error_t *error)
 {
     mg_etcd_txn_t *txn = mg_etcd_txn_new();
     mg_etcd_txn_result_t res;
@@ -354,13 +350,17 @@ mg_ha__cas_status(mg_ha_daemon_t *d, const mg_ha_cluster_status_t *s, mg_error_t
     mg_buf_init(&b, 64 * 1024);
     memset(&res, 0, sizeof(res));
     ok = txn != NULL && mg_ha_status_to_json(s, &b, error) &&
+         (!handoff || (mg_etcd_txn_compare_value(txn, d->key_leader, MG_ETCD_CMP_EQUAL,
+                                                 d->conf->name, strlen(d->conf->name), error) &&
+                       mg_etcd_txn_delete(txn, true, d->key_leader, false, error))) &&
          mg_etcd_txn_compare_int(txn, d->key_status, MG_ETCD_TARGET_MOD, MG_ETCD_CMP_EQUAL,
                                  d->view.status.exists ? d->view.status.mod_revision : 0, error) &&
          mg_etcd_txn_put(txn, true, d->key_status, b.data, b.len, 0, error) &&
          mg_etcd_txn_commit(d->etcd, txn, &res, error);
     if (ok && !res.succeeded)
         ok = mg_error_set(error, MG_ERROR_DOMAIN_ETCD, MG_ETCD_ERR_SERVER,
-                          "status key changed concurrently (mod_revision %" PRId64 ")",
+                          "%s changed concurrently (status mod_revision %" PRId64 ")",
+                          handoff ? "leader or status key" : "status key",
                           d->view.status.mod_revision);
     if (ok) {
         d->view.status = *s;
@@ -371,6 +371,12 @@ mg_ha__cas_status(mg_ha_daemon_t *d, const mg_ha_cluster_status_t *s, mg_error_t
     mg_etcd_txn_destroy(txn);
     mg_buf_cleanup(&b);
     return ok;
+}
+
+bool
+mg_ha__cas_status(mg_ha_daemon_t *d, const mg_ha_cluster_status_t *s, mg_error_t *error)
+{
+    return status_txn(d, s, false, error);
 }
 
 void
@@ -445,28 +451,7 @@ mg_ha__delete_leader(mg_ha_daemon_t *d, mg_error_t *error)
 bool
 mg_ha__handoff_leader(mg_ha_daemon_t *d, const mg_ha_cluster_status_t *s, mg_error_t *error)
 {
-    mg_etcd_txn_t *txn = mg_etcd_txn_new();
-    mg_etcd_txn_result_t res;
-    mg_buf_t b;
-    bool ok;
-
-    mg_buf_init(&b, 64 * 1024);
-    memset(&res, 0, sizeof(res));
-    ok = txn != NULL && mg_ha_status_to_json(s, &b, error) &&
-         mg_etcd_txn_compare_value(txn, d->key_leader, MG_ETCD_CMP_EQUAL, d->conf->name,
-                                   strlen(d->conf->name), error) &&
-         mg_etcd_txn_compare_int(txn, d->key_status, MG_ETCD_TARGET_MOD, MG_ETCD_CMP_EQUAL,
-                                 d->view.status.mod_revision, error) &&
-         mg_etcd_txn_delete(txn, true, d->key_leader, false, error) &&
-         mg_etcd_txn_put(txn, true, d->key_status, b.data, b.len, 0, error) &&
-         mg_etcd_txn_commit(d->etcd, txn, &res, error);
-    if (ok && !res.succeeded)
-        ok = mg_error_set(error, MG_ERROR_DOMAIN_ETCD, MG_ETCD_ERR_SERVER,
-                          "leader or status key changed during the hand-off");
-    mg_etcd_txn_result_cleanup(&res);
-    mg_etcd_txn_destroy(txn);
-    mg_buf_cleanup(&b);
-    return ok;
+    return status_txn(d, s, true, error);
 }
 
 bool

@@ -573,6 +573,26 @@ mg_etcd_t *mg_etcd_new(const mg_etcd_options_t *options, mg_error_t *error);
 void mg_etcd_destroy(mg_etcd_t *etcd);
 
 /*
+ * mg_etcd_deadline_set bounds every request from now on by one deadline,
+ * ms_from_now ahead (monotonic): each HTTP attempt gets at most the time
+ * left, across endpoints and the auth retry, and a request with no time
+ * left fails at once with MG_ETCD_ERR_UNAVAILABLE. A caller holding a
+ * lease sets it to the time left on the lease, so a black-holed etcd with
+ * several endpoints cannot keep it blocked past its lease.
+ * mg_etcd_deadline_clear removes it (each request: timeout_ms per attempt).
+ */
+void mg_etcd_deadline_set(mg_etcd_t *etcd, int64_t ms_from_now);
+void mg_etcd_deadline_clear(mg_etcd_t *etcd);
+
+/*
+ * mg_etcd_replaced says (once) whether the client accepted a lower raft
+ * term because every endpoint answered from one: etcd was restored from a
+ * backup or replaced. A single member behind the others stays skipped
+ * (MG_ETCD_ERR_STALE_MEMBER). from_term/to_term (may be NULL) get the terms.
+ */
+bool mg_etcd_replaced(mg_etcd_t *etcd, int64_t *from_term, int64_t *to_term);
+
+/*
  * mg_etcd_version probes GET /version and writes the server version
  * ("3.4.23") into server (size serversz). Fails with MG_ETCD_ERR_UNAVAILABLE
  * when no endpoint answers, MG_ETCD_ERR_PROTOCOL when it is not etcd.

@@ -149,6 +149,7 @@ typedef enum {
     MG_HA_ACTION_ABORT_SWITCHOVER, /* catch-up timed out: restart as primary, status stable */
     MG_HA_ACTION_FINISH_FAILOVER,  /* replicas follow: status stable */
     MG_HA_ACTION_RELEASE_LEADER, /* Postgres did not start within start_timeout: give up `leader` */
+    MG_HA_ACTION_DROP_LEADER,    /* `leader` names this standby, not taken in this run: delete it */
     MG_HA_ACTION_COUNT_
 } mg_ha_action_t;
 
@@ -188,11 +189,14 @@ const mg_ha_transition_t *mg_ha_transition_find(mg_ha_state_t from, mg_ha_state_
  * Node status (nodes/<name>, JSON) and the cluster view
  * ------------------------------------------------------------------------ */
 
-#define MG_HA_NAME_SIZE  64
-#define MG_HA_LSN_SIZE   32
-#define MG_HA_SYSID_SIZE 32
-#define MG_HA_MAX_NODES  32
-#define MG_HA_MAX_SLOTS  32
+#define MG_HA_NAME_SIZE    64
+#define MG_HA_LSN_SIZE     32
+#define MG_HA_SYSID_SIZE   32
+#define MG_HA_MAX_NODES    32
+#define MG_HA_MAX_SLOTS    32
+#define MG_HA_MAX_BAD_KEYS 8
+/* the view's leader when the key holds no valid node name: it matches no node */
+#define MG_HA_LEADER_INVALID "!invalid"
 
 /* A replica as the primary sees it in pg_stat_replication. */
 typedef struct {
@@ -236,7 +240,17 @@ typedef struct {
     int64_t priority;               /* candidate priority (0 = never) */
     bool nofailover;                /* never promote */
     char upstream[MG_HA_NAME_SIZE]; /* replica: the node its standby config follows */
+    int64_t ttl_ms;                 /* the node's lease ttl: a promise to it lasts at least that */
     int64_t create_revision;        /* etcd: when the key was created (not in the JSON) */
+    int64_t mod_revision;           /* etcd: its last change (not in the JSON) */
+    /*
+     * Monotonic time at which the deciding node saw this report last change
+     * (not in the JSON): freshness by local observation, so clock skew
+     * between nodes does not matter (issue 16, finding 13). 0 = not tracked
+     * (the wall clocks decide, as updated_ms against the view's wall_ms);
+     * -1 = tracked, but no change seen yet (not fresh).
+     */
+    int64_t seen_ms;
 } mg_ha_node_t;
 
 /* The cluster status key, changed only by compare-and-swap. */
@@ -255,6 +269,22 @@ typedef struct {
     int64_t writes_resumed_ms;      /* wall clock: new primary accepts writes */
     char sync_members[MG_HA_MAX_NODES][MG_HA_NAME_SIZE]; /* superset of sync standbys */
     size_t nsync_members;
+    /*
+     * The failsafe set: every node the primary saw as a replica (added before
+     * it counts, removed only after it was gone from nodes/ for 2 x ttl). A
+     * primary without etcd keeps writing only while every member acks its
+     * heartbeats, and a node that is not a member never takes the leader key
+     * by failover (issue 16, finding 2). Empty: not tracked (older status).
+     */
+    char members[MG_HA_MAX_NODES][MG_HA_NAME_SIZE];
+    size_t nmembers;
+    /*
+     * The primary runs synchronous mode (its setting, recorded by it): every
+     * node chooses failover candidates by it, whatever its own setting, so a
+     * rolling change of synchronous_mode cannot make one node promote by
+     * the lag rule a node the sync set excludes (issue 16, finding 17).
+     */
+    bool synchronous_mode;
 } mg_ha_cluster_status_t;
 
 /* The spec key: what the operator wants (written by the CLI). */
@@ -277,6 +307,28 @@ bool mg_ha_status_from_json(const char *json, size_t len, mg_ha_cluster_status_t
                             mg_error_t *error);
 bool mg_ha_spec_to_json(const mg_ha_spec_t *spec, mg_buf_t *out, mg_error_t *error);
 bool mg_ha_spec_from_json(const char *json, size_t len, mg_ha_spec_t *spec, mg_error_t *error);
+
+/* mg_ha_name_valid: a node or cluster name, 1-48 of a-z, 0-9, '_' and '-'. */
+bool mg_ha_name_valid(const char *name);
+/* mg_ha_host_valid: a host name or IP address (letters, digits, '.', '-', ':'; 1-63). */
+bool mg_ha_host_valid(const char *host);
+/*
+ * mg_ha_node_check validates a node record read from etcd: names, host,
+ * ports, role, LSNs, system identifier, slot names (issue 17, item 2);
+ * false with error saying what is wrong. mg_ha_status_sanitize drops the
+ * invalid fields of a status (names, LSN, negative numbers) and says so.
+ */
+bool mg_ha_node_check(const mg_ha_node_t *node, mg_error_t *error);
+bool mg_ha_status_sanitize(mg_ha_cluster_status_t *status, mg_error_t *error);
+
+/* The bounds of every JSON value pgdaemon parses from etcd (issue 17, item 9). */
+#define MG_HA_JSON_MAX_BYTES (1024 * 1024)
+#define MG_HA_JSON_MAX_DEPTH 16
+/* mg_ha_json_shape_ok: at most max_len bytes and max_depth nested arrays/objects. */
+bool mg_ha_json_shape_ok(const char *json, size_t len, size_t max_len, int max_depth);
+
+/* mg_ha_status_is_member says whether name is in status's failsafe set (true when untracked). */
+bool mg_ha_status_is_member(const mg_ha_cluster_status_t *status, const char *name);
 
 /* mg_ha_lsn_parse parses "X/Y" into *lsn; false when empty or malformed. */
 bool mg_ha_lsn_parse(const char *text, uint64_t *lsn);
@@ -304,6 +356,20 @@ typedef struct {
     mg_ha_node_t nodes[MG_HA_MAX_NODES];
     size_t nnodes;
     int64_t revision; /* etcd revision of the read */
+    /*
+     * Keys under the prefix whose value was not valid (malformed, too large
+     * or deep, hostile): each costs only itself (issue 16, finding 15; issue
+     * 17, item 9). A bad node record is skipped; a bad status exists but
+     * names nobody (the primary repairs it); a bad spec or optime is
+     * ignored; a bad initialize is there but unknown (nodes wait); a bad
+     * leader is held by nobody known (MG_HA_LEADER_INVALID).
+     */
+    struct {
+        char key[208];
+        int64_t mod_revision;
+        char why[160];
+    } bad[MG_HA_MAX_BAD_KEYS];
+    size_t nbad;
     /* local facts */
     mg_ha_state_t state; /* this node's current state */
     bool have_data;      /* data dir holds a cluster (PG_VERSION) */
@@ -319,6 +385,13 @@ typedef struct {
     int64_t
         primary_down_since_ms;   /* monotonic: meant to be primary, no writable Postgres (0 = up) */
     int64_t start_hold_until_ms; /* monotonic: gave up starting as primary; no retake before */
+    /*
+     * `leader` names this node under a lease this run of the daemon did not
+     * grant: left by an earlier run, or restored with etcd from a backup. A
+     * standby then never promotes on it (that would skip the election's lag,
+     * sync and failsafe checks): the key is dropped and the election runs.
+     */
+    bool leader_stale;
     /* clock (milliseconds; monotonic for timeouts, wall for reports of other nodes) */
     int64_t now_ms;
     int64_t join_started_ms;
@@ -327,8 +400,9 @@ typedef struct {
 
 /*
  * mg_ha_view_load parses kvs (keys with the full prefix "<prefix>/<cluster>/")
- * into view's etcd part; local facts and clock are left as they are. Values
- * that do not parse fail with an error naming the key.
+ * into view's etcd part; local facts and clock are left as they are. A
+ * value that does not parse or validate costs only its key (view->bad).
+ * Returns true (error is unused; kept for callers).
  */
 bool mg_ha_view_load(mg_ha_view_t *view, const char *cluster_prefix, const mg_etcd_kv_t *kvs,
                      size_t nkvs, mg_error_t *error);

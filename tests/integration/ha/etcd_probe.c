@@ -18,7 +18,8 @@
  *        -> one line per event ("PUT key value rev" / "DELETE key rev") or
  *           "COMPACTED rev"; stops after MAX_EVENTS events or the timeout
  *
- * ENDPOINT may be a comma-separated list. ETCD_PROBE_USERNAME and
+ * ENDPOINT may be a comma-separated list. ETCD_PROBE_DEADLINE_MS bounds every
+ * request by one deadline that many ms from the start. ETCD_PROBE_USERNAME and
  * ETCD_PROBE_PASSWORD authenticate; ETCD_PROBE_CA_FILE, _CERT_FILE and
  * _KEY_FILE set up TLS.
  * Errors print "error <domain> <code> <message>" and exit 1.
@@ -92,6 +93,8 @@ main(int argc, char **argv)
     etcd = mg_etcd_new(&opts, &e);
     if (etcd == NULL)
         return fail(&e);
+    if (getenv("ETCD_PROBE_DEADLINE_MS") != NULL) /* mg_etcd_deadline_set, from now */
+        mg_etcd_deadline_set(etcd, atoll(getenv("ETCD_PROBE_DEADLINE_MS")));
     cmd = argv[2];
     if (strcmp(cmd, "version") == 0) {
         char v[64];
@@ -129,7 +132,11 @@ main(int argc, char **argv)
             if (!mg_etcd_range(etcd, argv[3], false, 0, false, &r, &e)) {
                 rc = fail(&e);
             } else {
+                int64_t from, to;
+
                 printf("count %" PRId64 " raft_term %" PRId64 "\n", r.count, r.header.raft_term);
+                if (mg_etcd_replaced(etcd, &from, &to))
+                    printf("replaced %" PRId64 " %" PRId64 "\n", from, to);
                 mg_etcd_range_cleanup(&r);
             }
         }

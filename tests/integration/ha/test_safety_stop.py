@@ -20,29 +20,17 @@ import time
 import psycopg2
 import pytest
 
+import hacluster
 import hatools
-from hatools import query, run_pgdaemon, wait_for
-from test_failover import Cluster, healthy, healthy_or_none
+from hatools import query, wait_for
+from test_failover import healthy, healthy_or_none
 
 HEAL_TIMEOUT = 120
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_root):
-    c = Cluster(tmp_root, os.path.join(hatools.shared_dir(tmp_root, "safetystop"), "c"))
-    up = run_pgdaemon(tmp_root, "cluster", "up", "--nodes", 3, "--dir", c.dir, "--timeout", 90,
-                      "--pg-parameter", "fsync=off",
-                      "--pg-parameter", "dynamic_shared_memory_type=mmap",
-                      "--ttl", 5, "--loop-wait-ms", 500, "--retry-timeout-ms", 1500, timeout=180,
-                      env={"PGDAEMON_ON_STOP": "leave"})
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        yield c
-    finally:
-        if os.path.exists(os.path.join(c.dir, "cluster.json")):
-            run_pgdaemon(tmp_root, "cluster", "down", "--dir", c.dir, timeout=180)
-        for proc in c.restarted.values():
-            proc.stop()
+    yield from hacluster.up(tmp_root, "safetystop", *hacluster.FAST, env={"PGDAEMON_ON_STOP": "leave"})
 
 
 def write_fails(port, password):

@@ -5,15 +5,24 @@ failover in synchronous mode the new primary ran with
 synchronous_standby_names = '' although a standby was alive, so every
 commit in that window was acknowledged without any standby holding it.
 
-A 3-node cluster (`pgdaemon cluster up --synchronous-mode`, ttl 5 s, loop
-500 ms, retry 1.5 s) loses its primary node at once (daemon, watchdog and
-postmaster killed with SIGKILL). From the first moment the new primary's
-/primary answers 200:
+Each test has its own 3-node cluster (`pgdaemon cluster up
+--synchronous-mode`, ttl 5 s, loop 500 ms, retry 1.5 s).
+
+test_new_primary_is_synchronous_after_node_loss: the primary node is lost
+at once (daemon, watchdog and postmaster killed with SIGKILL). From the
+first moment the new primary's /primary answers 200:
 
 - every fresh session on it sees a non-empty synchronous_standby_names;
 - with the only live standby frozen (SIGSTOP of its postmaster and every
   child), a commit on
   the new primary is not acknowledged; it is once the standby runs again.
+
+test_sync_set_keeps_the_member_with_the_commits (finding 5, reproduced
+before the fix: the commit was lost): with standby B frozen, a commit is
+acknowledged by standby A alone; then A's Postgres dies (its daemon
+paused), so the primary narrows Postgres' set to B. etcd's sync set must
+keep A while B has not flushed what A acknowledged. The primary node is
+then lost, B and A run again: the node promoted holds the commit.
 """
 
 import os
@@ -24,27 +33,17 @@ import time
 import psycopg2
 import pytest
 
+import hacluster
 import hatools
-from hatools import http_get, query, run_pgdaemon, wait_for
-from test_failover import Cluster, healthy, healthy_or_none
+from hatools import http_get, query, wait_for
+from test_failover import healthy, healthy_or_none
 
 HEAL_TIMEOUT = 120
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def cluster(tmp_root):
-    c = Cluster(tmp_root, os.path.join(hatools.shared_dir(tmp_root, "safetysync"), "c"))
-    up = run_pgdaemon(tmp_root, "cluster", "up", "--nodes", 3, "--dir", c.dir, "--timeout", 90,
-                      "--pg-parameter", "fsync=off",
-                      "--pg-parameter", "dynamic_shared_memory_type=mmap",
-                      "--synchronous-mode", "--ttl", 5,
-                      "--loop-wait-ms", 500, "--retry-timeout-ms", 1500, timeout=180)
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        yield c
-    finally:
-        if os.path.exists(os.path.join(c.dir, "cluster.json")):
-            run_pgdaemon(tmp_root, "cluster", "down", "--dir", c.dir, timeout=180)
+    yield from hacluster.up(tmp_root, "safetysync", "--synchronous-mode", *hacluster.FAST)
 
 
 def kill_node(c, name):
@@ -136,3 +135,40 @@ def test_new_primary_is_synchronous_after_node_loss(cluster):
     assert commit.error is None and commit.acked_at is not None, commit.error
     rows = query(node["pg_port"], "SELECT n FROM sync_check", password=pw)
     assert rows == [(1,)]
+
+
+def sync_names(port, pw):
+    """sync_names: the standby names of synchronous_standby_names ('ANY 1 ("a", "b")')."""
+    text = query(port, "SHOW synchronous_standby_names", password=pw)[0][0]
+    inner = text[text.find("(") + 1:text.rfind(")")] if "(" in text else ""
+    return sorted(n.strip().strip('"') for n in inner.split(",") if n.strip())
+
+
+def test_sync_set_keeps_the_member_with_the_commits(cluster):
+    leader, _ = wait_for(lambda: healthy(cluster), HEAL_TIMEOUT, "a healthy cluster")
+    pw = cluster.password
+    port = cluster.node(leader)["pg_port"]
+    query(port, "CREATE TABLE sync_check (n int)", password=pw)
+    a, b = [n for n in cluster.names() if n != leader]
+    wait_for(lambda: sync_names(port, pw) == sorted([a, b]), 60, "both standbys in the sync set")
+    b_procs = postgres_pids(cluster.node(b)["data_dir"])
+    signal_all(b_procs, signal.SIGSTOP)
+    a_daemon = cluster.daemon_pid(a)
+    try:
+        # acknowledged: A flushed it (B is frozen)
+        query(port, "INSERT INTO sync_check VALUES (42)", password=pw)
+        # A's Postgres dies and stays down: its daemon is paused
+        os.kill(a_daemon, signal.SIGSTOP)
+        os.kill(hatools.postmaster_pid(cluster.node(a)["data_dir"]), signal.SIGKILL)
+        wait_for(lambda: sync_names(port, pw) == [b], 60, f"Postgres' sync set narrowed to {b}")
+        time.sleep(3)  # several rounds: etcd's set would have been narrowed by now
+        members = cluster.status()["status"]["sync_members"]
+        assert a in members, f"etcd's sync set {members} dropped {a}, the only holder of the commit"
+        kill_node(cluster, leader)
+    finally:
+        signal_all(b_procs, signal.SIGCONT)
+        os.kill(a_daemon, signal.SIGCONT)
+    new = wait_for(lambda: healthy_or_none(cluster, allow_missing=leader), HEAL_TIMEOUT,
+                   "a new primary")[0]
+    rows = query(cluster.node(new)["pg_port"], "SELECT n FROM sync_check", password=pw)
+    assert rows == [(42,)], f"{new} was promoted without the acknowledged commit: {rows}"

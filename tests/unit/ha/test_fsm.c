@@ -7,6 +7,7 @@
  */
 #include "mg/ha.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +52,10 @@ typedef struct {
     int64_t now_ms;
     int64_t join_started_ms;
     int64_t max_nodes; /* 0 = 5 */
+    bool leader_stale; /* the leader key was not taken by this run */
+    int64_t wall_ms;   /* wall clock of the view */
+    int64_t fresh_ms;  /* self.fresh_ms (test_safety_decisions; 0 = every report fresh) */
+    int64_t seen_ms;   /* every node's seen_ms (0 = freshness by wall clock) */
     mg_ha_action_t want_action;
     mg_ha_state_t want_state;
     const char *want_peer;      /* NULL = don't care */
@@ -189,6 +194,7 @@ static const case_t cases[] = {
     {.name = "restart of the primary after its lease went: status names us",
      .me = "n1",
      .have_data = true,
+     .data_is_primary = true,
      .local_sysid = "111",
      .kv = {{"initialize", INIT_111}, {"status", STATUS_N1}},
      .want_action = MG_HA_ACTION_START_PRIMARY,
@@ -196,6 +202,7 @@ static const case_t cases[] = {
     {.name = "restart of the primary while its leader key still exists",
      .me = "n1",
      .have_data = true,
+     .data_is_primary = true,
      .local_sysid = "111",
      .kv = {{"initialize", INIT_111}, LEADER("n1"), {"status", STATUS_N1}},
      .want_action = MG_HA_ACTION_START_PRIMARY,
@@ -345,34 +352,62 @@ fake_kv_load(const case_t *c, mg_ha_view_t *view)
     view->pg_running = c->pg_running;
     view->data_is_primary = c->data_is_primary;
     view->pg_queries_ok = c->pg_running;
+    view->leader_stale = c->leader_stale;
+    for (size_t i = 0; i < view->nnodes; i++)
+        view->nodes[i].seen_ms = c->seen_ms;
+    view->wall_ms = c->wall_ms;
     view->now_ms = c->now_ms;                   /* fake clock */
     view->join_started_ms = c->join_started_ms; /* when the join began */
+}
+
+/*
+ * check_case decides case c with self; false (the mismatch printed) unless
+ * the decision is the wanted one. The callers check every case, then fail.
+ */
+static bool
+check_case(const case_t *c, const mg_ha_self_t *self)
+{
+    mg_ha_view_t view;
+    mg_ha_decision_t d;
+    mg_error_t error;
+
+    fake_kv_load(c, &view);
+    if (!mg_ha_decide(self, &view, &d, &error)) {
+        print_error("case \"%s\": %s\n", c->name, error.message);
+        return false;
+    }
+    if (d.action != c->want_action || d.next_state != c->want_state) {
+        print_error("case \"%s\": got %s -> %s (%s), want %s -> %s\n", c->name,
+                    mg_ha_action_name(d.action), mg_ha_state_name(d.next_state), d.reason,
+                    mg_ha_action_name(c->want_action), mg_ha_state_name(c->want_state));
+        return false;
+    }
+    if (c->want_peer != NULL && strcmp(d.peer, c->want_peer) != 0) {
+        print_error("case \"%s\": peer \"%s\", want \"%s\"\n", c->name, d.peer, c->want_peer);
+        return false;
+    }
+    if (c->want_in_reason != NULL && strstr(d.reason, c->want_in_reason) == NULL) {
+        print_error("case \"%s\": reason \"%s\" lacks \"%s\"\n", c->name, d.reason,
+                    c->want_in_reason);
+        return false;
+    }
+    return true;
 }
 
 static void
 test_decisions(void **state)
 {
+    int failed = 0;
+
+    (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const case_t *c = &cases[i];
         mg_ha_self_t self = {
             .name = c->me, .max_nodes = c->max_nodes ? c->max_nodes : 5, .join_timeout_ms = 300000};
-        mg_ha_view_t view;
-        mg_ha_decision_t d;
-        mg_error_t error;
 
-        fake_kv_load(c, &view);
-        if (!mg_ha_decide(&self, &view, &d, &error))
-            fail_msg("case \"%s\": %s", c->name, error.message);
-        if (d.action != c->want_action || d.next_state != c->want_state)
-            fail_msg("case \"%s\": got %s -> %s (%s), want %s -> %s", c->name,
-                     mg_ha_action_name(d.action), mg_ha_state_name(d.next_state), d.reason,
-                     mg_ha_action_name(c->want_action), mg_ha_state_name(c->want_state));
-        if (c->want_peer != NULL && strcmp(d.peer, c->want_peer) != 0)
-            fail_msg("case \"%s\": peer \"%s\", want \"%s\"", c->name, d.peer, c->want_peer);
-        if (c->want_in_reason != NULL && strstr(d.reason, c->want_in_reason) == NULL)
-            fail_msg("case \"%s\": reason \"%s\" lacks \"%s\"", c->name, d.reason,
-                     c->want_in_reason);
+        failed += !check_case(c, &self);
     }
+    assert_int_equal(failed, 0);
 }
 
 static void
@@ -395,6 +430,232 @@ test_table(void **state)
     /* a replica becomes primary only by promotion; a primary never becomes a replica directly */
     assert_non_null(mg_ha_transition_find(MG_HA_STATE_REPLICA, MG_HA_STATE_PRIMARY));
     assert_null(mg_ha_transition_find(MG_HA_STATE_PRIMARY, MG_HA_STATE_REPLICA));
+}
+
+/* Records for the issue 16 cases. */
+#define STATUS_N1_CATCHUP                                                        \
+    "{\"primary\":\"n1\",\"term\":3,\"failover_state\":\"waiting_for_catchup\"," \
+    "\"target_primary\":\"n2\",\"final_lsn\":\"0/3000028\",\"writes_stopped_ms\":1000}"
+#define STATUS_N1_HANDED_TO_N2                                                     \
+    "{\"primary\":\"n1\",\"term\":3,\"failover_state\":\"promoting_new_primary\"," \
+    "\"target_primary\":\"n2\",\"final_lsn\":\"0/3000028\",\"writes_stopped_ms\":1000}"
+#define N2_REPLICA_NOFAILOVER                                                             \
+    "{\"name\":\"n2\",\"state\":\"replica\",\"role\":\"replica\",\"pg_queries_ok\":true," \
+    "\"pg_running\":true,\"nofailover\":true,\"priority\":0,\"replay_lsn\":\"0/3000028\"}"
+#define SPEC_SWITCH_TO_N2 "{\"switchover_id\":1,\"switchover_to\":\"n2\"}"
+#define STATUS_N1_MEMBERS_N1_N2 \
+    "{\"primary\":\"n1\",\"term\":3,\"failover_state\":\"stable\",\"members\":[\"n1\",\"n2\"]}"
+#define N2_REPLICA_AT(lsn)                                                                \
+    "{\"name\":\"n2\",\"state\":\"replica\",\"role\":\"replica\",\"pg_queries_ok\":true," \
+    "\"pg_running\":true,\"priority\":100,\"receive_lsn\":\"" lsn "\",\"replay_lsn\":\"" lsn "\"}"
+#define STATUS_N1_SYNC_N2                                                                     \
+    "{\"primary\":\"n1\",\"term\":3,\"failover_state\":\"stable\",\"synchronous_mode\":true," \
+    "\"sync_members\":[\"n2\"]}"
+#define N1_PRIMARY_RUNNING                                                                \
+    "{\"name\":\"n1\",\"state\":\"primary\",\"role\":\"primary\",\"pg_queries_ok\":true," \
+    "\"pg_running\":true,\"current_lsn\":\"0/3000000\"}"
+#define N3_REPLICA_AT(lsn)                                                                \
+    "{\"name\":\"n3\",\"state\":\"replica\",\"role\":\"replica\",\"pg_queries_ok\":true," \
+    "\"pg_running\":true,\"priority\":100,\"receive_lsn\":\"" lsn "\",\"replay_lsn\":\"" lsn "\"}"
+
+/* Issue 16: decisions that let two writers run or lose acknowledged writes, and wedges. */
+static const case_t safety_cases[] = {
+    {.name = "16.3/16.9: restart with standby data while the leader key names this node: start as "
+             "a standby (a promotion needs an election of this run)",
+     .me = "n1",
+     .have_data = true,
+     .local_sysid = "111",
+     .kv = {{"initialize", INIT_111}, LEADER("n1"), {"status", STATUS_N1}},
+     .want_action = MG_HA_ACTION_START_REPLICA,
+     .want_state = MG_HA_STATE_REPLICA},
+    {.name = "16.9: status names this node (restored from a backup) but its data is a standby: no "
+             "start as primary",
+     .me = "n1",
+     .have_data = true,
+     .local_sysid = "111",
+     .kv = {{"initialize", INIT_111}, {"status", STATUS_N1}},
+     .want_action = MG_HA_ACTION_START_REPLICA,
+     .want_state = MG_HA_STATE_REPLICA},
+    {.name = "16.9: a leader key this run did not take names this standby: drop it, no promotion",
+     .me = "n2",
+     .state = MG_HA_STATE_REPLICA,
+     .have_data = true,
+     .local_sysid = "111",
+     .pg_running = true,
+     .leader_stale = true,
+     .kv = {{"initialize", INIT_111}, LEADER("n2"), {"status", STATUS_N1}},
+     .want_action = MG_HA_ACTION_DROP_LEADER,
+     .want_state = MG_HA_STATE_REPLICA},
+    {.name = "16.6b: restart during a switchover while holding the leader key: finish the "
+             "demotion, never start as primary",
+     .me = "n1",
+     .have_data = true,
+     .data_is_primary = true,
+     .local_sysid = "111",
+     .kv = {{"initialize", INIT_111}, LEADER("n1"), {"status", STATUS_N1_CATCHUP}},
+     .want_action = MG_HA_ACTION_DEMOTE,
+     .want_state = MG_HA_STATE_DEMOTED},
+    {.name = "16.15: a replica whose data directory is gone re-clones",
+     .me = "n2",
+     .state = MG_HA_STATE_REPLICA,
+     .kv = {{"initialize", INIT_111}, LEADER("n1"), {"nodes/n1", N1_PRIMARY_WITH_N2_SLOT}},
+     .want_action = MG_HA_ACTION_RECLONE,
+     .want_state = MG_HA_STATE_WAIT_PRIMARY},
+    {.name = "16.11: switchover --to a nofailover node is refused",
+     .me = "n1",
+     .state = MG_HA_STATE_PRIMARY,
+     .have_data = true,
+     .data_is_primary = true,
+     .local_sysid = "111",
+     .pg_running = true,
+     .kv = {{"initialize", INIT_111},
+            LEADER("n1"),
+            {"status", STATUS_N1},
+            {"switchover", SPEC_SWITCH_TO_N2},
+            {"nodes/n2", N2_REPLICA_NOFAILOVER}},
+     .want_action = MG_HA_ACTION_SWITCHOVER_BEGIN,
+     .want_state = MG_HA_STATE_PRIMARY,
+     .want_peer = "",
+     .want_in_reason = "nofailover"},
+    {.name = "16.11: hand-off to a target that died: after 2 x switchover_timeout the old primary "
+             "retakes the key",
+     .me = "n1",
+     .state = MG_HA_STATE_DEMOTED,
+     .have_data = true,
+     .data_is_primary = true,
+     .local_sysid = "111",
+     .wall_ms = 1000 + 60001,
+     .kv = {{"initialize", INIT_111}, {"status", STATUS_N1_HANDED_TO_N2}},
+     .want_action = MG_HA_ACTION_START_PRIMARY,
+     .want_state = MG_HA_STATE_PRIMARY,
+     .want_in_reason = "lapsed"},
+    {.name = "16.11: hand-off to a nofailover target: the old primary retakes the key in time",
+     .me = "n1",
+     .state = MG_HA_STATE_DEMOTED,
+     .have_data = true,
+     .data_is_primary = true,
+     .local_sysid = "111",
+     .wall_ms = 1000 + 60001,
+     .kv = {{"initialize", INIT_111},
+            {"status", STATUS_N1_HANDED_TO_N2},
+            {"nodes/n2", N2_REPLICA_NOFAILOVER}},
+     .want_action = MG_HA_ACTION_START_PRIMARY,
+     .want_state = MG_HA_STATE_PRIMARY},
+    {.name = "16.2: a replica outside the primary's failsafe set never takes the leader key by "
+             "failover (it promised nothing), however advanced",
+     .me = "n3",
+     .state = MG_HA_STATE_REPLICA,
+     .have_data = true,
+     .local_sysid = "111",
+     .pg_running = true,
+     .kv = {{"initialize", INIT_111},
+            {"status", STATUS_N1_MEMBERS_N1_N2},
+            {"nodes/n2", N2_REPLICA_AT("0/3000000")},
+            {"nodes/n3", N3_REPLICA_AT("0/5000000")}},
+     .want_action = MG_HA_ACTION_WAIT,
+     .want_state = MG_HA_STATE_REPLICA},
+    {.name = "16.2: the member is the candidate when the more advanced node is no member",
+     .me = "n2",
+     .state = MG_HA_STATE_REPLICA,
+     .have_data = true,
+     .local_sysid = "111",
+     .pg_running = true,
+     .kv = {{"initialize", INIT_111},
+            {"status", STATUS_N1_MEMBERS_N1_N2},
+            {"nodes/n2", N2_REPLICA_AT("0/3000000")},
+            {"nodes/n3", N3_REPLICA_AT("0/5000000")}},
+     .want_action = MG_HA_ACTION_PROMOTE,
+     .want_state = MG_HA_STATE_PRIMARY},
+    {.name = "16.9: status wiped (or restored) while the old primary still reports itself "
+             "primary: replicas wait, they do not promote beside it",
+     .me = "n2",
+     .state = MG_HA_STATE_REPLICA,
+     .have_data = true,
+     .local_sysid = "111",
+     .pg_running = true,
+     .kv = {{"initialize", INIT_111},
+            {"nodes/n1", N1_PRIMARY_RUNNING},
+            {"nodes/n2", N2_REPLICA_AT("0/3000000")}},
+     .want_action = MG_HA_ACTION_WAIT,
+     .want_state = MG_HA_STATE_REPLICA,
+     .want_in_reason = "n1"},
+    {.name = "16.13: reports are fresh by when this node saw them change, not by the other "
+             "node's wall clock (100 s behind here)",
+     .me = "n3",
+     .state = MG_HA_STATE_REPLICA,
+     .have_data = true,
+     .local_sysid = "111",
+     .pg_running = true,
+     .now_ms = 50000,
+     .wall_ms = 100000,
+     .fresh_ms = 2000,
+     .seen_ms = 49900,
+     .kv = {{"initialize", INIT_111},
+            {"status", STATUS_N1},
+            {"nodes/n2", N2_REPLICA_AT("0/3000000")},
+            {"nodes/n3", N3_REPLICA_AT("0/5000000")}},
+     .want_action = MG_HA_ACTION_PROMOTE,
+     .want_state = MG_HA_STATE_PRIMARY},
+    {.name = "16.13: a report not seen to change since this node started is not fresh",
+     .me = "n3",
+     .state = MG_HA_STATE_REPLICA,
+     .have_data = true,
+     .local_sysid = "111",
+     .pg_running = true,
+     .now_ms = 50000,
+     .wall_ms = 0,
+     .fresh_ms = 2000,
+     .seen_ms = -1,
+     .kv = {{"initialize", INIT_111},
+            {"status", STATUS_N1},
+            {"nodes/n2", N2_REPLICA_AT("0/3000000")},
+            {"nodes/n3", N3_REPLICA_AT("0/5000000")}},
+     .want_action = MG_HA_ACTION_WAIT,
+     .want_state = MG_HA_STATE_REPLICA},
+    {.name = "16.17: the primary runs synchronous mode (status says so): a replica whose own "
+             "setting is off still promotes only a sync member",
+     .me = "n3",
+     .state = MG_HA_STATE_REPLICA,
+     .have_data = true,
+     .local_sysid = "111",
+     .pg_running = true,
+     .kv = {{"initialize", INIT_111},
+            {"status", STATUS_N1_SYNC_N2},
+            {"nodes/n2", N2_REPLICA_AT("0/3000000")},
+            {"nodes/n3", N3_REPLICA_AT("0/5000000")}},
+     .want_action = MG_HA_ACTION_WAIT,
+     .want_state = MG_HA_STATE_REPLICA},
+    {.name = "16.11: hand-off not lapsed yet: the old primary waits",
+     .me = "n1",
+     .state = MG_HA_STATE_DEMOTED,
+     .have_data = true,
+     .data_is_primary = true,
+     .local_sysid = "111",
+     .wall_ms = 1000 + 60000,
+     .kv = {{"initialize", INIT_111}, {"status", STATUS_N1_HANDED_TO_N2}},
+     .want_action = MG_HA_ACTION_WAIT,
+     .want_state = MG_HA_STATE_DEMOTED},
+};
+
+/* test_safety_decisions: the issue 16 cases, with a switchover_timeout of 30 s. */
+static void
+test_safety_decisions(void **state)
+{
+    int failed = 0;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(safety_cases) / sizeof(safety_cases[0]); i++) {
+        const case_t *c = &safety_cases[i];
+        mg_ha_self_t self = {.name = c->me,
+                             .max_nodes = 5,
+                             .join_timeout_ms = 300000,
+                             .switchover_timeout_ms = 30000,
+                             .fresh_ms = c->fresh_ms,
+                             .can_failover = true};
+
+        failed += !check_case(c, &self);
+    }
+    assert_int_equal(failed, 0);
 }
 
 /* test_action_table: one row per action in enum order; refused allows nothing but none. */
@@ -590,33 +851,99 @@ test_sweep(void **state)
     assert_true(count > 1000);
 }
 
+/* load_one loads one key (relative to PREFIX) with value into view; the load never fails. */
+static void
+load_one(mg_ha_view_t *view, const char *rel, const char *value, size_t len)
+{
+    char key[256];
+    mg_etcd_kv_t kv;
+    mg_error_t error;
+
+    snprintf(key, sizeof(key), PREFIX "%s", rel);
+    kv = (mg_etcd_kv_t){key, strlen(key), (char *)value, len, 2, 7, 1, 0};
+    memset(view, 0, sizeof(*view));
+    assert_true(mg_ha_view_load(view, PREFIX, &kv, 1, &error));
+}
+
+/*
+ * test_view_bad_values (issue 16, finding 15; issue 17, items 2 and 9): one
+ * malformed, oversized, deeply nested or hostile key costs only that key,
+ * named in view->bad; the rest of the view loads. Before, any of them made
+ * the whole view fail to load (no failover while it existed), and a deep
+ * array overflowed the stack of every daemon.
+ */
 static void
 test_view_bad_values(void **state)
 {
-    mg_ha_view_t view;
-    mg_error_t error;
-    char key[] = PREFIX "nodes/n1";
+    mg_ha_view_t *view = calloc(1, sizeof(*view));
+    static const char hostile_host[] =
+        "{\"name\":\"n1\",\"state\":\"primary\",\"role\":\"primary\",\"pg_queries_ok\":true,"
+        "\"host\":\"x' work_mem='77MB\",\"pg_port\":5432}";
+    static const char hostile_sync[] =
+        "{\"primary\":\"n1\",\"term\":3,\"failover_state\":\"stable\",\"sync_members\":"
+        "[\"n2\",\"x'\\nrestore_command='touch /tmp/owned'\\n#\"]}";
+    size_t deep_len = 1024 * 1024;
+    char *deep = malloc(deep_len);
+    mg_etcd_kv_t kvs[2];
+    char k1[] = PREFIX "nodes/n1", k2[] = PREFIX "nodes/n3";
     char bad[] = "{\"name\": ";
-    mg_etcd_kv_t kv = {key, strlen(key), bad, strlen(bad), 2, 2, 1, 0};
-    char skey[] = PREFIX "status";
-    char sbad[] = "{\"primary\":\"n1\",\"failover_state\":\"exploded\"}";
-    mg_etcd_kv_t skv = {skey, strlen(skey), sbad, strlen(sbad), 2, 2, 1, 0};
+    mg_error_t error;
 
-    memset(&view, 0, sizeof(view));
-    assert_false(mg_ha_view_load(&view, PREFIX, &kv, 1, &error));
-    assert_non_null(strstr(error.message, "nodes/n1"));
-    assert_false(mg_ha_view_load(&view, PREFIX, &skv, 1, &error));
-    assert_non_null(strstr(error.message, "exploded"));
+    (void)state;
+    assert_non_null(view);
+    assert_non_null(deep);
+    memset(deep, '[', deep_len);
+    /* a malformed node next to a good one: only the bad one is skipped */
+    kvs[0] = (mg_etcd_kv_t){k1, strlen(k1), bad, strlen(bad), 2, 2, 1, 0};
+    kvs[1] = (mg_etcd_kv_t){k2, strlen(k2), (char *)N3_REPLICA, strlen(N3_REPLICA), 3, 3, 1, 0};
+    memset(view, 0, sizeof(*view));
+    assert_true(mg_ha_view_load(view, PREFIX, kvs, 2, &error));
+    assert_int_equal(view->nnodes, 1);
+    assert_string_equal(view->nodes[0].name, "n3");
+    assert_int_equal(view->nbad, 1);
+    assert_non_null(strstr(view->bad[0].key, "nodes/n1"));
+    /* 1 MB of '[': refused before the recursive parser sees it */
+    load_one(view, "nodes/n1", deep, deep_len);
+    assert_int_equal(view->nnodes, 0);
+    assert_int_equal(view->nbad, 1);
+    assert_non_null(strstr(view->bad[0].why, "nested"));
+    /* a host that would write a setting into primary_conninfo: skipped */
+    load_one(view, "nodes/n1", hostile_host, strlen(hostile_host));
+    assert_int_equal(view->nnodes, 0);
+    assert_non_null(strstr(view->bad[0].why, "host"));
+    /* a record under another node's key: skipped */
+    load_one(view, "nodes/n2", N3_REPLICA, strlen(N3_REPLICA));
+    assert_int_equal(view->nnodes, 0);
+    /* a status with an unknown state exists but names nobody; a hostile member is dropped */
+    load_one(view, "status", "{\"primary\":\"n1\",\"failover_state\":\"exploded\"}", 44);
+    assert_true(view->status.exists);
+    assert_string_equal(view->status.primary, "");
+    assert_non_null(strstr(view->bad[0].why, "exploded"));
+    load_one(view, "status", hostile_sync, strlen(hostile_sync));
+    assert_string_equal(view->status.primary, "n1");
+    assert_int_equal(view->status.nsync_members, 1);
+    assert_string_equal(view->status.sync_members[0], "n2");
+    assert_int_equal(view->nbad, 1);
+    /* a leader key that holds no node name is held by nobody known */
+    load_one(view, "leader", "n1\n", 3);
+    assert_string_equal(view->leader, MG_HA_LEADER_INVALID);
+    assert_int_equal(view->nbad, 1);
+    /* an optime that is no LSN is ignored */
+    load_one(view, "optime", "0/ZZ", 4);
+    assert_string_equal(view->optime, "");
+    assert_int_equal(view->nbad, 1);
+    free(deep);
+    free(view);
 }
 
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_decisions),     cmocka_unit_test(test_table),
-        cmocka_unit_test(test_action_table),  cmocka_unit_test(test_names),
-        cmocka_unit_test(test_sweep),         cmocka_unit_test(test_view_bad_values),
-        cmocka_unit_test(test_start_timeout),
+        cmocka_unit_test(test_decisions),       cmocka_unit_test(test_table),
+        cmocka_unit_test(test_action_table),    cmocka_unit_test(test_safety_decisions),
+        cmocka_unit_test(test_names),           cmocka_unit_test(test_sweep),
+        cmocka_unit_test(test_view_bad_values), cmocka_unit_test(test_start_timeout),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
