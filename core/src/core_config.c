@@ -1057,7 +1057,7 @@ dump_str(yajl_gen g, const char *s)
 {
     char *r = mg_redact_dup(s != NULL ? s : "");
 
-    yajl_gen_string(g, (const unsigned char *)(r ? r : ""), r ? strlen(r) : 0);
+    mg_json_str(g, r != NULL ? r : "");
     free(r);
 }
 

@@ -244,31 +244,6 @@ source_key_text(const bson_t *doc, const mg_cutover_coll_t *c, mg_schema_fidelit
 
 /* ---- source ---- */
 
-static mongoc_client_t *
-source_client(const char *uri_text, mg_error_t *error)
-{
-    bson_error_t be;
-    mongoc_uri_t *uri = mongoc_uri_new_with_error(uri_text, &be);
-    mongoc_client_t *client;
-
-    if (uri == NULL) {
-        mg_error_set_bson(error, &be, "invalid source URI \"%s\"", uri_text);
-        return NULL;
-    }
-    if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
-        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 10000);
-    if (!mongoc_uri_has_option(uri, MONGOC_URI_APPNAME))
-        mongoc_uri_set_appname(uri, "migrate-validate");
-    client = mongoc_client_new_from_uri_with_error(uri, &be);
-    mongoc_uri_destroy(uri);
-    if (client == NULL) {
-        mg_error_set_bson(error, &be, "could not create a client for source \"%s\"", uri_text);
-        return NULL;
-    }
-    mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
-    return client;
-}
-
 /* source_find runs filter on the collection and feeds every document to take_source. */
 static bool
 source_find(scan_t *s, mongoc_client_t *client, const bson_t *filter, mg_error_t *error)
@@ -311,7 +286,8 @@ source_worker_thread(void *arg)
 {
     source_worker_t *w = arg;
     scan_t *s = &w->scan;
-    mongoc_client_t *client = source_client(s->o->source_uri, &s->error);
+    mongoc_client_t *client = mg_mongo_client_new(s->o->source_uri, "migrate-validate",
+                                                  MG_MONGO_SERVER_SELECTION_MS, &s->error);
     bson_t all = BSON_INITIALIZER;
 
     scan_buffers_init(s);
@@ -343,7 +319,7 @@ static void *
 source_scan_thread(void *arg)
 {
     scan_t *s = arg;
-    double t0 = mg_cutover__now_s();
+    double t0 = mg_now_s();
     size_t nw = s->o->source_threads > 0 ? (size_t)s->o->source_threads : 1;
     size_t nf = s->o->nsource_filters > 0 ? s->o->nsource_filters : 1;
     atomic_size_t next = 0;
@@ -413,27 +389,11 @@ source_scan_thread(void *arg)
     free(w);
     free(th);
     free(started);
-    s->secs = mg_cutover__now_s() - t0;
+    s->secs = mg_now_s() - t0;
     return NULL;
 }
 
 /* ---- target ---- */
-
-static PGconn *
-target_connect(const char *conninfo, mg_error_t *error)
-{
-    const char *const keys[] = {"fallback_application_name", "connect_timeout", "dbname", NULL};
-    const char *const values[] = {"migrate-validate", "10", conninfo, NULL};
-    PGconn *conn = PQconnectdbParams(keys, values, 1);
-
-    if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
-        mg_error_set_pgconn(error, conn, "could not connect to target \"%s\"", conninfo);
-        PQfinish(conn);
-        return NULL;
-    }
-    mg_log_attach_pgconn(conn);
-    return conn;
-}
 
 static bool
 table_name(const mg_cutover_coll_t *c, mg_buf_t *out, mg_error_t *error)
@@ -570,12 +530,12 @@ static void *
 target_scan_thread(void *arg)
 {
     scan_t *s = arg;
-    double t0 = mg_cutover__now_s();
-    PGconn *conn = target_connect(s->o->target, &s->error);
+    double t0 = mg_now_s();
+    PGconn *conn = mg_pg_connect(s->o->target, &s->error);
 
     s->ok = conn != NULL && target_copy(s, conn, &s->error);
     PQfinish(conn);
-    s->secs = mg_cutover__now_s() - t0;
+    s->secs = mg_now_s() - t0;
     return NULL;
 }
 
@@ -732,7 +692,7 @@ mg_cutover_check_collection(const mg_cutover_check_options_t *o, const mg_cutove
 {
     scan_t src, tgt;
     uint8_t *want = NULL;
-    double t0 = mg_cutover__now_s();
+    double t0 = mg_now_s();
     bool ok = false;
 
     memset(r, 0, sizeof(*r));
@@ -795,7 +755,7 @@ done:
     free(src.segs);
     free(tgt.segs);
     free(want);
-    r->elapsed_s = mg_cutover__now_s() - t0;
+    r->elapsed_s = mg_now_s() - t0;
     if (!ok)
         mg_cutover_result_cleanup(r);
     return ok;
@@ -863,7 +823,7 @@ mg_cutover_check_ids(const mg_cutover_check_options_t *o, const mg_cutover_coll_
     mongoc_client_t *client = NULL;
     PGconn *conn = NULL;
     mg_buf_t sql;
-    double t0 = mg_cutover__now_s(), t1;
+    double t0 = mg_now_s(), t1;
     bool ok = false;
 
     memset(r, 0, sizeof(*r));
@@ -878,7 +838,8 @@ mg_cutover_check_ids(const mg_cutover_check_options_t *o, const mg_cutover_coll_
     scan_buffers_init(&src);
     if (!check_options(o, error))
         goto done;
-    client = source_client(o->source_uri, error);
+    client =
+        mg_mongo_client_new(o->source_uri, "migrate-validate", MG_MONGO_SERVER_SELECTION_MS, error);
     if (client == NULL)
         goto done;
     /* the source: {_id: {$in: [...]}} per batch */
@@ -899,9 +860,9 @@ mg_cutover_check_ids(const mg_cutover_check_options_t *o, const mg_cutover_coll_
         if (!fine)
             goto done;
     }
-    t1 = mg_cutover__now_s();
+    t1 = mg_now_s();
     src.secs = t1 - t0;
-    conn = target_connect(o->target, error);
+    conn = mg_pg_connect(o->target, error);
     if (conn == NULL)
         goto done;
     if (!mg_buf_append_str(&sql, "SELECT _id::text, doc::text FROM ", error) ||
@@ -937,7 +898,7 @@ mg_cutover_check_ids(const mg_cutover_check_options_t *o, const mg_cutover_coll_
         if (!fine)
             goto done;
     }
-    tgt.secs = mg_cutover__now_s() - t1;
+    tgt.secs = mg_now_s() - t1;
     r->segments = 1;
     r->source_docs = src.docs;
     r->target_docs = tgt.docs;
@@ -954,7 +915,7 @@ done:
     PQfinish(conn);
     if (client != NULL)
         mongoc_client_destroy(client);
-    r->elapsed_s = mg_cutover__now_s() - t0;
+    r->elapsed_s = mg_now_s() - t0;
     if (!ok)
         mg_cutover_result_cleanup(r);
     return ok;

@@ -67,15 +67,6 @@ mg_cutover_hash64(const void *data, size_t len, uint64_t seed)
     return h;
 }
 
-double
-mg_cutover__now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 void
 mg_cutover__value_bytes(const bson_iter_t *iter, const uint8_t **data, size_t *len)
 {

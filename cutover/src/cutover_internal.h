@@ -34,7 +34,4 @@ bool mg_cutover__jsonb_normalize(const char *json, size_t len, mg_buf_t *out, mg
  */
 bool mg_cutover__jsonb_id_span(const char *text, size_t len, const char **v, size_t *vlen);
 
-/* mg_cutover__now_s returns CLOCK_MONOTONIC in seconds. */
-double mg_cutover__now_s(void);
-
 #endif /* MG_CUTOVER_INTERNAL_H */

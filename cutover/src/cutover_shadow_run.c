@@ -280,7 +280,7 @@ run_mongo(mongoc_client_t *client, const char *db, const char *coll, const mg_cu
         BSON_APPEND_INT64(&opts, "limit", f->limit < 0 ? -f->limit : f->limit);
     for (int k = 0; ok && k < repeat; k++) {
         bson_t empty = BSON_INITIALIZER;
-        double t0 = mg_cutover__now_s();
+        double t0 = mg_now_s();
         mongoc_cursor_t *cur = mongoc_collection_find_with_opts(
             c, f->filter != NULL ? f->filter : &empty, &opts, NULL);
         const bson_t *doc;
@@ -292,7 +292,7 @@ run_mongo(mongoc_client_t *client, const char *db, const char *coll, const mg_cu
             ok = mg_error_set_bson(error, &be, "find on %s.%s failed", db, coll);
         mongoc_cursor_destroy(cur);
         bson_destroy(&empty);
-        lat[k] = (mg_cutover__now_s() - t0) * 1000.0;
+        lat[k] = (mg_now_s() - t0) * 1000.0;
     }
     bson_destroy(&opts);
     mongoc_collection_destroy(c);
@@ -307,7 +307,7 @@ run_pg(PGconn *pg, const mg_cutover_sql_t *q, int repeat, mg_schema_fidelity_t f
     int np = q->jsonpath != NULL ? 1 : 0;
 
     for (int k = 0; k < repeat; k++) {
-        double t0 = mg_cutover__now_s();
+        double t0 = mg_now_s();
         PGresult *res = PQexecParams(pg, q->sql, np, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
             mg_error_set_pgresult(error, res, "translated query failed");
@@ -325,7 +325,7 @@ run_pg(PGconn *pg, const mg_cutover_sql_t *q, int repeat, mg_schema_fidelity_t f
             }
         }
         PQclear(res);
-        lat[k] = (mg_cutover__now_s() - t0) * 1000.0;
+        lat[k] = (mg_now_s() - t0) * 1000.0;
     }
     return true;
 }
@@ -505,29 +505,6 @@ done:
     mg_cutover_sql_cleanup(&q);
 }
 
-static mongoc_client_t *
-client_new(const char *uri_text, mg_error_t *error)
-{
-    bson_error_t be;
-    mongoc_uri_t *uri = mongoc_uri_new_with_error(uri_text, &be);
-    mongoc_client_t *c;
-
-    if (uri == NULL) {
-        mg_error_set_bson(error, &be, "invalid source URI \"%s\"", uri_text);
-        return NULL;
-    }
-    if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
-        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 10000);
-    c = mongoc_client_new_from_uri_with_error(uri, &be);
-    mongoc_uri_destroy(uri);
-    if (c == NULL) {
-        mg_error_set_bson(error, &be, "could not create a client for source \"%s\"", uri_text);
-        return NULL;
-    }
-    mongoc_client_set_error_api(c, MONGOC_ERROR_API_VERSION_2);
-    return c;
-}
-
 /*
  * type_keys_renamed returns a malloc'd copy of len bytes of line with every
  * key "$type" renamed MG_CUTOVER_TYPE_KEY: libbson's JSON reader takes
@@ -582,7 +559,7 @@ mg_cutover_shadow_run_lines(const mg_cutover_shadow_options_t *o, const char *te
     int lineno = 0;
     bool ok = false;
 
-    client = client_new(o->source_uri, error);
+    client = mg_mongo_client_new(o->source_uri, NULL, MG_MONGO_SERVER_SELECTION_MS, error);
     if (client == NULL)
         goto done;
     {
@@ -660,7 +637,8 @@ bool
 mg_cutover_shadow_profiler_lines(const mg_cutover_shadow_options_t *o, size_t max, mg_buf_t *out,
                                  mg_error_t *error)
 {
-    mongoc_client_t *client = client_new(o->source_uri, error);
+    mongoc_client_t *client =
+        mg_mongo_client_new(o->source_uri, NULL, MG_MONGO_SERVER_SELECTION_MS, error);
     bool ok = client != NULL;
 
     for (size_t i = 0; ok && i < o->nnamespaces; i++) {

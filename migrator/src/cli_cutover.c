@@ -169,7 +169,7 @@ typedef struct {
     freeze_kind_t freeze;
     const char *freeze_cmd; /* hook:CMD */
     const char *endpoint;
-    mg_source_t src;
+    mg_mongo_t src;
     PGconn *pg;
     uint32_t fence_t, fence_i;
     double deadline; /* monotonic; 0 = none yet */
@@ -210,7 +210,7 @@ q(cutover_t *c, const char *text, int n, const char *const *params, mg_error_t *
 
     mg_buf_init(&sql, SQL_CAP);
     if (sql_build(c->o->state_schema, text, &sql, error))
-        res = mg_migrator__target_query(c->pg, sql.data, n, params, error);
+        res = mg_pg_query(c->pg, sql.data, n, params, error);
     mg_buf_cleanup(&sql);
     return res;
 }
@@ -232,7 +232,7 @@ step_begin(cutover_t *c, int step, mg_error_t *error)
 {
     const char *p[1] = {steps[step]};
 
-    c->step_started = mg_migrator__now_s();
+    c->step_started = mg_now_s();
     MG_LOG_EVENT(MG_LOG_NOTICE, "cutover", "cutover.step",
                  MG_LOG_FIELDS(MG_LOG_STR("step", steps[step]), MG_LOG_STR("status", "started")),
                  "cutover: %s", steps[step]);
@@ -247,7 +247,7 @@ static bool
 step_end(cutover_t *c, int step, mg_error_t *error)
 {
     char secs[32];
-    double s = mg_migrator__now_s() - c->step_started;
+    double s = mg_now_s() - c->step_started;
     const char *p[2] = {steps[step], secs};
 
     snprintf(secs, sizeof(secs), "%.6f", s);
@@ -287,7 +287,7 @@ source_op_time(cutover_t *c, uint32_t *t, uint32_t *i, mg_error_t *error)
     bool ok;
 
     BSON_APPEND_INT32(&cmd, "ping", 1);
-    ok = mg_migrator__source_command(&c->src, "admin", &cmd, &reply, error);
+    ok = mg_mongo_command(&c->src, "admin", &cmd, &reply, error);
     if (ok && !reply_operation_time(&reply, t, i))
         ok = mg_error_set(error, MG_ERROR_DOMAIN_MONGO, 0,
                           "the source's reply carries no operationTime (not a replica set?)");
@@ -339,7 +339,7 @@ set_write_block(cutover_t *c, freeze_kind_t kind, bool on, uint32_t *t, uint32_t
         return run_shell(c->freeze_cmd, "MIGRATE_FREEZE", on ? "freeze" : "unfreeze", error);
     BSON_APPEND_BOOL(&cmd, "setUserWriteBlockMode", true);
     BSON_APPEND_BOOL(&cmd, "global", on);
-    ok = mg_migrator__source_command(&c->src, "admin", &cmd, &reply, error);
+    ok = mg_mongo_command(&c->src, "admin", &cmd, &reply, error);
     if (!ok)
         mg_error_prefix(error, "could not %s the source's writes", on ? "block" : "unblock");
     if (ok && t != NULL && !reply_operation_time(&reply, t, i))
@@ -366,7 +366,7 @@ check_privilege(cutover_t *c, bool *allowed, mg_error_t *error)
     *allowed = true;
     BSON_APPEND_INT32(&cmd, "connectionStatus", 1);
     BSON_APPEND_BOOL(&cmd, "showPrivileges", true);
-    ok = mg_migrator__source_command(&c->src, "admin", &cmd, &reply, error);
+    ok = mg_mongo_command(&c->src, "admin", &cmd, &reply, error);
     if (!ok)
         goto done;
     if (!bson_iter_init_find(&it, &reply, "authInfo") || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
@@ -581,7 +581,7 @@ drain(cutover_t *c, const char **how, mg_error_t *error)
                          "interrupted by a signal during the drain");
             goto done;
         }
-        if (mg_migrator__now_s() > c->deadline) {
+        if (mg_now_s() > c->deadline) {
             mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT,
                          "timed out draining: the applied checkpoint Timestamp(%u, %u) did not "
                          "reach the fence Timestamp(%u, %u) within --timeout",
@@ -705,7 +705,7 @@ verify_counts(cutover_t *c, mg_error_t *error)
             mg_schema_quote_ident(PQgetvalue(res, r, 2), &sql, error) &&
             mg_buf_append_str(&sql, ".", error) &&
             mg_schema_quote_ident(PQgetvalue(res, r, 3), &sql, error) &&
-            (cnt = mg_migrator__target_query(c->pg, sql.data, 0, NULL, error)) != NULL)
+            (cnt = mg_pg_query(c->pg, sql.data, 0, NULL, error)) != NULL)
             n_dst = strtoll(PQgetvalue(cnt, 0, 0), NULL, 10);
         PQclear(cnt);
         mg_buf_cleanup(&sql);
@@ -724,69 +724,6 @@ verify_counts(cutover_t *c, mg_error_t *error)
 }
 
 /* ---- flip ---- */
-
-/* write_file_atomic writes text to path via a temp file, fsync, rename, fsync of the folder. */
-static bool
-write_file_atomic(const char *path, const char *text, mg_error_t *error)
-{
-    char tmp[4096], dir[4096];
-    size_t len = strlen(text);
-    int fd, dfd;
-
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
-        return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_LIMIT,
-                            "endpoint file path too long");
-    /* The endpoint may carry a password: a new file is 0600; a file the
-     * operator prepared keeps its mode and owner (say, readable by the
-     * application's group) across the rename. */
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return mg_error_set_errno(error, errno, "could not create \"%s\"", tmp);
-    struct stat old;
-    if (stat(path, &old) == 0) {
-        if (fchown(fd, old.st_uid, old.st_gid) != 0 && errno != EPERM) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return mg_error_set_errno(error, e, "could not give \"%s\" the owner of \"%s\"", tmp,
-                                      path);
-        }
-        if (fchmod(fd, old.st_mode & 07777) != 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return mg_error_set_errno(error, e, "could not give \"%s\" the mode of \"%s\"", tmp,
-                                      path);
-        }
-    }
-    if (write(fd, text, len) != (ssize_t)len || write(fd, "\n", 1) != 1 || fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        return mg_error_set_errno(error, e, "could not write \"%s\"", tmp);
-    }
-    if (close(fd) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return mg_error_set_errno(error, e, "could not close \"%s\"", tmp);
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return mg_error_set_errno(error, e, "could not rename \"%s\" to \"%s\"", tmp, path);
-    }
-    snprintf(dir, sizeof(dir), "%s", path);
-    dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return mg_error_set_errno(error, errno, "could not open the folder of \"%s\"", path);
-    if (fsync(dfd) != 0) {
-        int e = errno;
-        close(dfd);
-        return mg_error_set_errno(error, e, "could not fsync the folder of \"%s\"", path);
-    }
-    close(dfd);
-    return true;
-}
 
 /*
  * flip tells the application: the hook first, then etcd, then the file.
@@ -820,8 +757,19 @@ flip(cutover_t *c, bool *started, mg_error_t *error)
         }
         *started = true;
     }
-    if (o->endpoint_file != NULL && !write_file_atomic(o->endpoint_file, c->endpoint, error))
-        return false;
+    if (o->endpoint_file != NULL) {
+        /* a new endpoint file is 0600 (it may hold a password); an existing
+         * one keeps the mode and owner the operator gave it */
+        mg_buf_t text;
+        bool ok;
+        mg_buf_init(&text, strlen(c->endpoint) + 2);
+        ok = mg_buf_append_str(&text, c->endpoint, error) &&
+             mg_buf_append_str(&text, "\n", error) &&
+             mg_file_write_atomic(o->endpoint_file, text.data, text.len, NULL, error);
+        mg_buf_cleanup(&text);
+        if (!ok)
+            return false;
+    }
     *started = true;
     return true;
 }
@@ -922,7 +870,7 @@ mark_aborted(cutover_t *c, const char *reason)
         usleep((useconds_t)(wait * 1e6));
         if (c->pg != NULL)
             PQfinish(c->pg);
-        c->pg = mg_migrator__target_connect(c->o->target, &e);
+        c->pg = mg_pg_connect(c->o->target, &e);
     }
 }
 
@@ -1094,9 +1042,9 @@ mg_migrator_cmd_cutover(const mg_cli_command_t *command, int argc, char **argv)
         c.self = self;
     }
 
-    if (!mg_migrator__source_open(o.source, &c.src, &error))
+    if (!mg_mongo_open(o.source, "migrate", &c.src, &error))
         goto fail;
-    c.pg = mg_migrator__target_connect(o.target, &error);
+    c.pg = mg_pg_connect(o.target, &error);
     if (c.pg == NULL)
         goto fail;
     {
@@ -1116,8 +1064,8 @@ mg_migrator_cmd_cutover(const mg_cli_command_t *command, int argc, char **argv)
     {
         /* one coordinator at a time: a session advisory lock keyed by the state schema */
         const char *p[1] = {o.state_schema};
-        PGresult *res = mg_migrator__target_query(
-            c.pg, "SELECT pg_try_advisory_lock(7043, hashtext($1))", 1, p, &error);
+        PGresult *res =
+            mg_pg_query(c.pg, "SELECT pg_try_advisory_lock(7043, hashtext($1))", 1, p, &error);
         if (res == NULL)
             goto fail;
         locked = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
@@ -1248,7 +1196,7 @@ mg_migrator_cmd_cutover(const mg_cli_command_t *command, int argc, char **argv)
     }
     if (from < S_FLIP)
         frozen = true;
-    c.deadline = mg_migrator__now_s() + (double)o.timeout_ms / 1000.0;
+    c.deadline = mg_now_s() + (double)o.timeout_ms / 1000.0;
 
     if (from <= S_VERIFY) {
         if (!step_begin(&c, S_DRAIN, &error) || !drain(&c, &how, &error))
@@ -1281,7 +1229,7 @@ mg_migrator_cmd_cutover(const mg_cli_command_t *command, int argc, char **argv)
                          "interrupted by a signal before the flip");
             goto abort;
         }
-        if (mg_migrator__now_s() > c.deadline) {
+        if (mg_now_s() > c.deadline) {
             mg_error_set(&error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT,
                          "timed out before the flip (--timeout)");
             goto abort;
@@ -1352,7 +1300,7 @@ done:
     }
     if (c.pg != NULL)
         PQfinish(c.pg);
-    mg_migrator__source_close(&c.src);
+    mg_mongo_close(&c.src);
     mg_config_destroy(config);
     return rc;
 }

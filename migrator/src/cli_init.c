@@ -138,7 +138,7 @@ typedef struct {
 
 typedef struct {
     init_opts_t *o;
-    mg_source_t src;
+    mg_mongo_t src;
     PGconn *pg;
     char pg_version[32];
     mg_schema_naming_t *naming;
@@ -224,7 +224,7 @@ ctx_cleanup(init_ctx_t *ctx)
     mg_schema_naming_destroy(ctx->naming);
     if (ctx->pg != NULL)
         PQfinish(ctx->pg);
-    mg_migrator__source_close(&ctx->src);
+    mg_mongo_close(&ctx->src);
 }
 
 /* pattern_ok checks that a pattern has the shape DB.COLL or DB.*. */
@@ -336,7 +336,7 @@ list_namespaces(init_ctx_t *ctx, mg_error_t *error)
         bson_destroy(cmd);
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
     }
-    if (!mg_migrator__source_command(&ctx->src, "admin", cmd, &reply, error))
+    if (!mg_mongo_command(&ctx->src, "admin", cmd, &reply, error))
         goto done;
     if (!bson_iter_init_find(&it, &reply, "databases") || !bson_iter_recurse(&it, &dbs)) {
         mg_error_set(error, MG_ERROR_DOMAIN_MONGO, 0,
@@ -466,8 +466,7 @@ take_census(init_ctx_t *ctx, plan_coll_t *pc, mg_error_t *error)
     pipe =
         BCON_NEW("pipeline", "[", "{", "$collStats", "{", "storageStats", "{", "}", "}", "}", "]");
     mg_error_t soft;
-    if (!mg_migrator__source_aggregate(&ctx->src, pc->db, pc->coll, pipe, on_collstats, &stats,
-                                       &soft) ||
+    if (!mg_mongo_aggregate(&ctx->src, pc->db, pc->coll, pipe, on_collstats, &stats, &soft) ||
         !stats.seen) {
         c = mongoc_client_get_collection(ctx->src.client, pc->db, pc->coll);
         int64_t n = mongoc_collection_estimated_document_count(c, NULL, NULL, NULL, &be);
@@ -484,7 +483,7 @@ take_census(init_ctx_t *ctx, plan_coll_t *pc, mg_error_t *error)
     /* 2. the exact _id type distribution, computed by the server */
     pipe = BCON_NEW("pipeline", "[", "{", "$group", "{", "_id", "{", "$type", BCON_UTF8("$_id"),
                     "}", "n", "{", "$sum", BCON_INT32(1), "}", "}", "}", "]");
-    if (!mg_migrator__source_aggregate(&ctx->src, pc->db, pc->coll, pipe, on_id_type, pc, error))
+    if (!mg_mongo_aggregate(&ctx->src, pc->db, pc->coll, pipe, on_id_type, pc, error))
         goto done;
     bson_destroy(pipe);
     pipe = NULL;
@@ -496,7 +495,7 @@ take_census(init_ctx_t *ctx, plan_coll_t *pc, mg_error_t *error)
         pipe = BCON_NEW("pipeline", "[", "{", "$match", "{", "_id", "{", "$type",
                         BCON_UTF8("string"), "$regex", BCON_UTF8("^[0-9a-f]{24}$"), "}", "}", "}",
                         "{", "$count", BCON_UTF8("n"), "}", "]");
-        if (!mg_migrator__source_aggregate(&ctx->src, pc->db, pc->coll, pipe, on_count, &n, error))
+        if (!mg_mongo_aggregate(&ctx->src, pc->db, pc->coll, pipe, on_count, &n, error))
             goto done;
         mg_schema_census_set_oid_like_strings(pc->census, n);
         bson_destroy(pipe);
@@ -510,7 +509,7 @@ take_census(init_ctx_t *ctx, plan_coll_t *pc, mg_error_t *error)
     else
         pipe = BCON_NEW("pipeline", "[", "{", "$sample", "{", "size",
                         BCON_INT64(ctx->o->sample_size), "}", "}", "]");
-    if (!mg_migrator__source_aggregate(&ctx->src, pc->db, pc->coll, pipe, on_sample, pc, error))
+    if (!mg_mongo_aggregate(&ctx->src, pc->db, pc->coll, pipe, on_sample, pc, error))
         goto done;
     pc->key = mg_schema_census_key_type(pc->census);
     ok = true;
@@ -601,7 +600,7 @@ check_unrelated_tables(init_ctx_t *ctx, mg_error_t *error)
                                 "with --target-schema or --state-schema",
                                 schema);
         const char *params[1] = {schema};
-        PGresult *res = mg_migrator__target_query(
+        PGresult *res = mg_pg_query(
             ctx->pg,
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY 1",
@@ -646,7 +645,7 @@ compare_with_state(init_ctx_t *ctx, mg_error_t *error)
         !mg_schema_quote_ident(ctx->o->state_schema, &sql, error) ||
         !mg_buf_append_str(&sql, ".collections ORDER BY db, coll", error))
         goto done;
-    res = mg_migrator__target_query(ctx->pg, sql.data, 0, NULL, error);
+    res = mg_pg_query(ctx->pg, sql.data, 0, NULL, error);
     if (res == NULL)
         goto done;
     ctx->plan_matches = true;
@@ -745,7 +744,7 @@ reset_ddl(init_ctx_t *ctx, mg_buf_t *out, mg_error_t *error)
     ok = mg_buf_append_str(&sql, "SELECT DISTINCT schema_name, table_name FROM ", error) &&
          mg_schema_quote_ident(ctx->o->state_schema, &sql, error) &&
          mg_buf_append_str(&sql, ".collections", error);
-    res = ok ? mg_migrator__target_query(ctx->pg, sql.data, 0, NULL, error) : NULL;
+    res = ok ? mg_pg_query(ctx->pg, sql.data, 0, NULL, error) : NULL;
     mg_buf_cleanup(&sql);
     if (res == NULL)
         return false;
@@ -791,7 +790,7 @@ record_plan(init_ctx_t *ctx, mg_error_t *error)
                                "VALUES ($1, $2, $3, NULLIF($4, ''), $5, $6, $7::jsonb)",
                                error))
             goto done;
-        PGresult *res = mg_migrator__target_query(ctx->pg, sql.data, 7, params, error);
+        PGresult *res = mg_pg_query(ctx->pg, sql.data, 7, params, error);
         if (res == NULL)
             goto done;
         PQclear(res);
@@ -811,7 +810,7 @@ record_plan(init_ctx_t *ctx, mg_error_t *error)
                                "doc_count, size_bytes) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                                error))
             goto done;
-        PGresult *res = mg_migrator__target_query(ctx->pg, sql.data, 7, p1, error);
+        PGresult *res = mg_pg_query(ctx->pg, sql.data, 7, p1, error);
         if (res == NULL)
             goto done;
         PQclear(res);
@@ -823,7 +822,7 @@ record_plan(init_ctx_t *ctx, mg_error_t *error)
             !mg_buf_append_str(&sql, ".census (db, coll, report) VALUES ($1, $2, $3::jsonb)",
                                error))
             goto done;
-        res = mg_migrator__target_query(ctx->pg, sql.data, 3, p2, error);
+        res = mg_pg_query(ctx->pg, sql.data, 3, p2, error);
         if (res == NULL)
             goto done;
         PQclear(res);
@@ -854,7 +853,7 @@ record_plan(init_ctx_t *ctx, mg_error_t *error)
                                    "$10, $11)",
                                    error))
                 goto done;
-            res = mg_migrator__target_query(ctx->pg, sql.data, 11, p3, error);
+            res = mg_pg_query(ctx->pg, sql.data, 11, p3, error);
             if (res == NULL)
                 goto done;
             PQclear(res);
@@ -876,14 +875,14 @@ apply(init_ctx_t *ctx, mg_error_t *error)
     char event[256];
 
     mg_buf_init(&ddl, SQL_CAP);
-    if (!mg_migrator__target_exec(ctx->pg, "BEGIN", error))
+    if (!mg_pg_exec(ctx->pg, "BEGIN", error))
         goto done;
     if (ctx->o->reset && ctx->state_exists && !reset_ddl(ctx, &ddl, error))
         goto rollback;
     if (!build_ddl(ctx, true, &ddl, error))
         goto rollback;
     /* one multi-statement string: simple query protocol, one transaction */
-    if (!mg_migrator__target_exec(ctx->pg, ddl.data, error))
+    if (!mg_pg_exec(ctx->pg, ddl.data, error))
         goto rollback;
     if (!record_plan(ctx, error))
         goto rollback;
@@ -891,7 +890,7 @@ apply(init_ctx_t *ctx, mg_error_t *error)
              ctx->o->reset ? "true" : "false");
     if (!mg_migrator__state_event(ctx->pg, ctx->o->state_schema, "init", event, error))
         goto rollback;
-    if (!mg_migrator__target_exec(ctx->pg, "COMMIT", error))
+    if (!mg_pg_exec(ctx->pg, "COMMIT", error))
         goto rollback;
     ok = true;
     goto done;
@@ -1034,14 +1033,13 @@ print_text(init_ctx_t *ctx, const char *outcome, const mg_buf_t *ddl)
         docs += mg_schema_census_count(pc->census);
         bytes += mg_schema_census_size_bytes(pc->census);
         printf("  %-32s %-32s %10s %10s  %-13s %s%s%s\n", ns, tbl,
-               mg_migrator__human_count(mg_schema_census_count(pc->census), a, sizeof(a)),
-               mg_migrator__human_bytes(mg_schema_census_size_bytes(pc->census), b, sizeof(b)),
+               mg_format_count(mg_schema_census_count(pc->census), a, sizeof(a)),
+               mg_format_bytes(mg_schema_census_size_bytes(pc->census), b, sizeof(b)),
                mg_schema_key_type_name(pc->key), idx, pc->recorded ? "  " : "",
                pc->recorded ? pc->recorded : "");
     }
     printf("  total: %zu collections, %s documents, %s\n", ctx->ncolls,
-           mg_migrator__human_count(docs, a, sizeof(a)),
-           mg_migrator__human_bytes(bytes, b, sizeof(b)));
+           mg_format_count(docs, a, sizeof(a)), mg_format_bytes(bytes, b, sizeof(b)));
 
     bool header = false;
     for (size_t i = 0; i < ctx->ncolls; i++) {
@@ -1178,7 +1176,7 @@ mg_migrator_cmd_init(const mg_cli_command_t *command, int argc, char **argv)
     }
 
     /* source */
-    if (!mg_migrator__source_open(o.source, &ctx.src, &error))
+    if (!mg_mongo_open(o.source, "migrate", &ctx.src, &error))
         goto fail;
     MG_LOG_EVENT(MG_LOG_INFO, "init", NULL,
                  MG_LOG_FIELDS(MG_LOG_STR("source_version", ctx.src.version),
@@ -1226,7 +1224,7 @@ mg_migrator_cmd_init(const mg_cli_command_t *command, int argc, char **argv)
     }
 
     /* target */
-    ctx.pg = mg_migrator__target_connect(o.target, &error);
+    ctx.pg = mg_pg_connect(o.target, &error);
     if (ctx.pg == NULL)
         goto fail;
     if (!check_target(&ctx, &error))

@@ -46,7 +46,7 @@ query(PGconn *pg, const char *ss, const char *fmt, mg_error_t *error)
     mg_buf_init(&q, 1024);
     mg_buf_init(&sql, 64 * 1024);
     if (mg_schema_quote_ident(ss, &q, error) && mg_buf_printf(&sql, error, fmt, q.data))
-        res = mg_migrator__target_query(pg, sql.data, 0, NULL, error);
+        res = mg_pg_query(pg, sql.data, 0, NULL, error);
     mg_buf_cleanup(&q);
     mg_buf_cleanup(&sql);
     return res;
@@ -136,7 +136,7 @@ mg_migrator_cmd_status(const mg_cli_command_t *command, int argc, char **argv)
         return MG_EXIT_FAILURE;
     if (!mg_config_load(config, argc, argv, NULL, &first, &error))
         goto fail;
-    pg = mg_migrator__target_connect(o.target, &error);
+    pg = mg_pg_connect(o.target, &error);
     if (pg == NULL)
         goto fail;
     {
@@ -260,11 +260,11 @@ mg_migrator_cmd_status(const mg_cli_command_t *command, int argc, char **argv)
                  PQgetvalue(colls, r, 5), strcmp(PQgetvalue(colls, r, 7), "0") != 0 ? " !" : "",
                  strcmp(PQgetvalue(colls, r, 7), "0") != 0 ? PQgetvalue(colls, r, 7) : "");
         snprintf(idx, sizeof(idx), "%s/%s", PQgetvalue(colls, r, 10), PQgetvalue(colls, r, 11));
-        snprintf(c, sizeof(c), "%s", mg_migrator__human_count(done, a, sizeof(a)));
+        snprintf(c, sizeof(c), "%s", mg_format_count(done, a, sizeof(a)));
         printf("  %-32s %-10s %5s of ~%-4s %10s %12s %8s\n", ns, PQgetvalue(colls, r, 3), c,
-               mg_migrator__human_count(est, b, sizeof(b)),
-               mg_migrator__human_bytes(strtoll(PQgetvalue(colls, r, 9), NULL, 10), a, sizeof(a)),
-               parts, idx);
+               mg_format_count(est, b, sizeof(b)),
+               mg_format_bytes(strtoll(PQgetvalue(colls, r, 9), NULL, 10), a, sizeof(a)), parts,
+               idx);
         if (PQgetvalue(colls, r, 12)[0] != '\0')
             printf("      error: %s\n", PQgetvalue(colls, r, 12));
     }
@@ -272,10 +272,8 @@ mg_migrator_cmd_status(const mg_cli_command_t *command, int argc, char **argv)
         printf("\nlive copy processes (docs copied this run, incl. uncommitted):\n");
         for (int r = 0; r < PQntuples(workers); r++)
             printf("  %-40s %10s docs %10s  (updated %ss ago)\n", PQgetvalue(workers, r, 0),
-                   mg_migrator__human_count(strtoll(PQgetvalue(workers, r, 1), NULL, 10), a,
-                                            sizeof(a)),
-                   mg_migrator__human_bytes(strtoll(PQgetvalue(workers, r, 2), NULL, 10), b,
-                                            sizeof(b)),
+                   mg_format_count(strtoll(PQgetvalue(workers, r, 1), NULL, 10), a, sizeof(a)),
+                   mg_format_bytes(strtoll(PQgetvalue(workers, r, 2), NULL, 10), b, sizeof(b)),
                    PQgetvalue(workers, r, 3));
     }
     if (PQntuples(failed) > 0) {

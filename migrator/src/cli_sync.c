@@ -302,7 +302,7 @@ static void
 report_progress(progress_t *pr, mg_copy_coll_t *colls, size_t ncolls, bool final)
 {
     int64_t docs = 0, bytes = 0, total = 0;
-    double now = mg_migrator__now_s(), elapsed = now - pr->started;
+    double now = mg_now_s(), elapsed = now - pr->started;
     char a[32], b[32], eta[32], line[256], bars[41];
 
     for (size_t i = 0; i < ncolls; i++) {
@@ -329,8 +329,8 @@ report_progress(progress_t *pr, mg_copy_coll_t *colls, size_t ncolls, bool final
             bar(bars, 24, ct > 0 ? (double)cd / (double)ct : 1.0);
             snprintf(line, sizeof(line), "%-32.32s [%s] %3d%% %9s docs %10s  %lld/%lld parts", ns,
                      bars, ct > 0 ? (int)(100.0 * (double)cd / (double)ct) : 100,
-                     mg_migrator__human_count(cd, a, sizeof(a)),
-                     mg_migrator__human_bytes(atomic_load(&c->bytes_done), b, sizeof(b)),
+                     mg_format_count(cd, a, sizeof(a)),
+                     mg_format_bytes(atomic_load(&c->bytes_done), b, sizeof(b)),
                      (long long)atomic_load(&c->parts_done), (long long)c->parts_total);
             fprintf(stderr, "\033[K%s\n", line);
             drawn++;
@@ -339,8 +339,8 @@ report_progress(progress_t *pr, mg_copy_coll_t *colls, size_t ncolls, bool final
         bar(bars, 40, total > 0 ? (double)docs / (double)total : 1.0);
         fprintf(stderr, "\033[Ktotal [%s] %3d%% %s docs  %s  %.0f docs/s  %.1f MB/s  ETA %s\n",
                 bars, total > 0 ? (int)(100.0 * (double)docs / (double)total) : 100,
-                mg_migrator__human_count(docs, a, sizeof(a)),
-                mg_migrator__human_bytes(bytes, b, sizeof(b)), rate, mbs, eta);
+                mg_format_count(docs, a, sizeof(a)), mg_format_bytes(bytes, b, sizeof(b)), rate,
+                mbs, eta);
         pr->lines_drawn = drawn + 1;
         return;
     }
@@ -392,7 +392,7 @@ save_progress(PGconn *pg, const char *state_schema, const char *name, mg_copy_co
                           "(worker) DO UPDATE SET docs = EXCLUDED.docs, bytes = EXCLUDED.bytes, "
                           "updated_at = now()",
                           &e)) {
-        res = mg_migrator__target_query(pg, sql.data, 3, params, &e);
+        res = mg_pg_query(pg, sql.data, 3, params, &e);
         PQclear(res);
     }
     mg_buf_cleanup(&sql);
@@ -410,19 +410,19 @@ exec_fmt(PGconn *pg, const char *state_schema, const char *before, const char *a
     mg_buf_init(&sql, SQL_CAP);
     ok = mg_buf_append_str(&sql, before, error) &&
          mg_schema_quote_ident(state_schema, &sql, error) &&
-         mg_buf_append_str(&sql, after, error) && mg_migrator__target_exec(pg, sql.data, error);
+         mg_buf_append_str(&sql, after, error) && mg_pg_exec(pg, sql.data, error);
     mg_buf_cleanup(&sql);
     return ok;
 }
 
 /* prepare records T0, retries failed partitions, plans, and sets the phase. */
 static bool
-prepare(mg_source_t *src, PGconn *pg, const sync_opts_t *o, mg_error_t *error)
+prepare(mg_mongo_t *src, PGconn *pg, const sync_opts_t *o, mg_error_t *error)
 {
     uint32_t t, i;
     const char *ss = o->state_schema;
 
-    if (!mg_migrator__target_exec(pg, "BEGIN", error))
+    if (!mg_pg_exec(pg, "BEGIN", error))
         return false;
     if (!mg_migrator__copy_record_t0(src, pg, ss, &t, &i, error))
         goto rollback;
@@ -452,14 +452,14 @@ prepare(mg_source_t *src, PGconn *pg, const sync_opts_t *o, mg_error_t *error)
                                 ".partitions p WHERE p.db = c.db AND p.coll = c.coll AND "
                                 "p.status = 'pending'))",
                                 error) &&
-              mg_migrator__target_exec(pg, sql.data, error);
+              mg_pg_exec(pg, sql.data, error);
     mg_buf_cleanup(&sql);
     if (!revived || !exec_fmt(pg, ss, "UPDATE ",
                               ".migration SET phase = 'copying', updated_at = now() WHERE phase IN "
                               "('initialized', 'copying')",
                               error))
         goto rollback;
-    if (!mg_migrator__target_exec(pg, "COMMIT", error))
+    if (!mg_pg_exec(pg, "COMMIT", error))
         goto rollback;
     return true;
 rollback : {
@@ -496,7 +496,7 @@ index_mark(PGconn *pg, const char *ss, const index_job_t *j, const char *status,
                           ".indexes SET build_status = $4, note = coalesce($5, note) WHERE db = "
                           "$1 AND coll = $2 AND mongo_name = $3",
                           &e)) {
-        res = mg_migrator__target_query(pg, sql.data, 5, params, &e);
+        res = mg_pg_query(pg, sql.data, 5, params, &e);
         PQclear(res);
     }
     mg_buf_cleanup(&sql);
@@ -512,30 +512,29 @@ index_main(void *varg)
 
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
-    pg = mg_migrator__target_connect(pool->o->target, &error);
+    pg = mg_pg_connect(pool->o->target, &error);
     if (pg == NULL) {
         mg_log_error(MG_LOG_ERROR, "copy", &error);
         return NULL;
     }
-    mg_migrator__target_exec(pg, "SET maintenance_work_mem = '256MB'", &error);
+    mg_pg_exec(pg, "SET maintenance_work_mem = '256MB'", &error);
     for (;;) {
         size_t k = atomic_fetch_add(&pool->next, 1);
         if (k >= pool->njobs || atomic_load(&stop_requested) > 0)
             break;
         index_job_t *j = &pool->jobs[k];
-        double t = mg_migrator__now_s();
-        bool built = mg_migrator__target_exec(pg, j->sql, &error);
+        double t = mg_now_s();
+        bool built = mg_pg_exec(pg, j->sql, &error);
         /* a failover or restart mid-build: the build rolled back with its
          * transaction; IF NOT EXISTS makes the retry safe either way */
-        while (!built && mg_migrator__target_lost(pg, &error)) {
+        while (!built && mg_pg_lost(pg, &error)) {
             char why[MG_ERROR_MESSAGE_SIZE];
             snprintf(why, sizeof(why), "%s (building index %s of %s.%s)", error.message, j->name,
                      j->db, j->coll);
-            if (!mg_migrator__target_reconnect(
-                    &pg, pool->o->target, "SET maintenance_work_mem = '256MB'", "copy", why,
-                    MG_MIGRATOR_RECONNECT_BUDGET_S, &stop_requested, 1, &error))
+            if (!mg_pg_reconnect(&pg, pool->o->target, "SET maintenance_work_mem = '256MB'", "copy",
+                                 why, MG_PG_RECONNECT_BUDGET_S, &stop_requested, 1, &error))
                 break;
-            built = mg_migrator__target_exec(pg, j->sql, &error);
+            built = mg_pg_exec(pg, j->sql, &error);
         }
         if (pg == NULL) {
             atomic_fetch_add(&pool->failed, 1);
@@ -548,7 +547,7 @@ index_main(void *varg)
             MG_LOG_EVENT(MG_LOG_INFO, "copy", "sync.index",
                          MG_LOG_FIELDS(MG_LOG_STR("db", j->db), MG_LOG_STR("collection", j->coll),
                                        MG_LOG_STR("index", j->name),
-                                       MG_LOG_DOUBLE("seconds", mg_migrator__now_s() - t),
+                                       MG_LOG_DOUBLE("seconds", mg_now_s() - t),
                                        MG_LOG_UINT("done", d), MG_LOG_UINT("of", pool->njobs)),
                          "built index %s of %s.%s (%zu of %zu)", j->name, j->db, j->coll, d,
                          pool->njobs);
@@ -588,7 +587,7 @@ build_indexes(PGconn *pg, const sync_opts_t *o, size_t *built, size_t *failed, m
                            "p.status <> 'done') ORDER BY i.db, i.coll, i.mongo_name",
                            error))
         goto done;
-    res = mg_migrator__target_query(pg, sql.data, 0, NULL, error);
+    res = mg_pg_query(pg, sql.data, 0, NULL, error);
     if (res == NULL)
         goto done;
     pool.njobs = (size_t)PQntuples(res);
@@ -658,7 +657,7 @@ finish_collections(PGconn *pg, const char *ss, mg_error_t *error)
                            ".partitions p WHERE p.db = c.db AND p.coll = c.coll AND "
                            "p.status = 'pending')",
                            error) &&
-         mg_migrator__target_exec(pg, sql.data, error);
+         mg_pg_exec(pg, sql.data, error);
     mg_buf_cleanup(&sql);
     return ok;
 }
@@ -705,11 +704,10 @@ print_report(const sync_opts_t *o, worker_arg_t *args, size_t nworkers, mg_copy_
     }
     char rss[32];
     printf("copied %s documents (%s of BSON) in %.1f s: %.0f docs/s, %.1f MB/s; peak RSS %s\n",
-           mg_migrator__human_count(docs, a, sizeof(a)),
-           mg_migrator__human_bytes(bytes, b, sizeof(b)), seconds,
+           mg_format_count(docs, a, sizeof(a)), mg_format_bytes(bytes, b, sizeof(b)), seconds,
            seconds > 0 ? (double)docs / seconds : 0.0,
            seconds > 0 ? (double)bytes / seconds / 1048576.0 : 0.0,
-           mg_migrator__human_bytes(peak_rss_kb() * 1024, rss, sizeof(rss)));
+           mg_format_bytes(peak_rss_kb() * 1024, rss, sizeof(rss)));
     printf("\nwhere the time went (share of each worker's wall time):\n");
     printf("  %-8s %10s %10s %8s %8s %9s %8s\n", "WORKER", "PARTITIONS", "DOCS", "MONGODB",
            "RENDER", "POSTGRES", "OTHER");
@@ -718,7 +716,7 @@ print_report(const sync_opts_t *o, worker_arg_t *args, size_t nworkers, mg_copy_
         double tot = t->total_s > 0 ? t->total_s : 1;
         double other = tot - t->mongo_s - t->render_s - t->pg_s;
         printf("  %-8zu %10lld %10s %7.0f%% %7.0f%% %8.0f%% %7.0f%%\n", k, (long long)t->partitions,
-               mg_migrator__human_count(t->docs, a, sizeof(a)), 100 * t->mongo_s / tot,
+               mg_format_count(t->docs, a, sizeof(a)), 100 * t->mongo_s / tot,
                100 * t->render_s / tot, 100 * t->pg_s / tot, 100 * (other > 0 ? other : 0) / tot);
     }
     printf("  (MONGODB: waiting for the source's cursor; POSTGRES: sending COPY data and "
@@ -727,7 +725,7 @@ print_report(const sync_opts_t *o, worker_arg_t *args, size_t nworkers, mg_copy_
         printf("\n");
     for (size_t i = 0; i < ncolls; i++)
         printf("  %s.%s: %s documents, %lld/%lld partitions\n", colls[i].db, colls[i].coll,
-               mg_migrator__human_count(atomic_load(&colls[i].docs_done), a, sizeof(a)),
+               mg_format_count(atomic_load(&colls[i].docs_done), a, sizeof(a)),
                (long long)atomic_load(&colls[i].parts_done), (long long)colls[i].parts_total);
     if (built + ifailed > 0)
         printf("\nindexes: %zu built, %zu failed\n", built, ifailed);
@@ -796,7 +794,7 @@ count_status(PGconn *pg, const char *ss, const char *status, mg_error_t *error)
     if (mg_buf_append_str(&sql, "SELECT count(*) FROM ", error) &&
         mg_schema_quote_ident(ss, &sql, error) &&
         mg_buf_append_str(&sql, ".partitions WHERE status = $1", error) &&
-        (res = mg_migrator__target_query(pg, sql.data, 1, params, error)) != NULL)
+        (res = mg_pg_query(pg, sql.data, 1, params, error)) != NULL)
         n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
     mg_buf_cleanup(&sql);
@@ -832,7 +830,7 @@ mg_migrator_cmd_sync(const mg_cli_command_t *command, int argc, char **argv)
     sync_opts_t o;
     mg_config_t *config = NULL;
     mg_error_t error;
-    mg_source_t src;
+    mg_mongo_t src;
     PGconn *pg = NULL;
     mg_copy_coll_t *colls = NULL;
     size_t ncolls = 0;
@@ -872,9 +870,9 @@ mg_migrator_cmd_sync(const mg_cli_command_t *command, int argc, char **argv)
         o.workers = n > 0 ? n : 1;
     }
 
-    if (!mg_migrator__source_open(o.source, &src, &error))
+    if (!mg_mongo_open(o.source, "migrate", &src, &error))
         goto fail;
-    pg = mg_migrator__target_connect(o.target, &error);
+    pg = mg_pg_connect(o.target, &error);
     if (pg == NULL)
         goto fail;
     {
@@ -947,15 +945,15 @@ mg_migrator_cmd_sync(const mg_cli_command_t *command, int argc, char **argv)
         .stop = &stop_requested,
     };
     {
-        PGresult *res = mg_migrator__target_query(pg, "SELECT 1", 0, NULL,
-                                                  &error); /* keep the control connection warm */
+        PGresult *res =
+            mg_pg_query(pg, "SELECT 1", 0, NULL, &error); /* keep the control connection warm */
         PQclear(res);
         mg_buf_t q;
         mg_buf_init(&q, 4096);
         if (mg_buf_append_str(&q, "SELECT type_fidelity FROM ", &error) &&
             mg_schema_quote_ident(o.state_schema, &q, &error) &&
             mg_buf_append_str(&q, ".migration WHERE id = 1", &error) &&
-            (res = mg_migrator__target_query(pg, q.data, 0, NULL, &error)) != NULL) {
+            (res = mg_pg_query(pg, q.data, 0, NULL, &error)) != NULL) {
             if (PQntuples(res) == 1)
                 mg_schema_fidelity_parse(PQgetvalue(res, 0, 0), &settings.fidelity);
             PQclear(res);
@@ -971,7 +969,7 @@ mg_migrator_cmd_sync(const mg_cli_command_t *command, int argc, char **argv)
         mg_error_set(&error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
         goto fail;
     }
-    progress_t pr = {.started = mg_migrator__now_s(),
+    progress_t pr = {.started = mg_now_s(),
                      .tty = isatty(STDERR_FILENO) && getenv("MIGRATE_NO_TTY") == NULL};
     for (size_t i = 0; i < ncolls; i++) {
         pr.docs_at_start += atomic_load(&colls[i].docs_done);
@@ -990,7 +988,7 @@ copy_round:
         atomic_init(&args[k].finished, 0);
         pthread_create(&threads[k], NULL, worker_main, &args[k]);
     }
-    double last_report = mg_migrator__now_s(), last_save = last_report;
+    double last_report = mg_now_s(), last_save = last_report;
     for (;;) {
         bool all = true;
         for (int64_t k = 0; k < o.workers; k++)
@@ -998,7 +996,7 @@ copy_round:
         if (all)
             break;
         usleep(100 * 1000);
-        double now = mg_migrator__now_s();
+        double now = mg_now_s();
         double every = pr.tty ? 0.5 : (double)o.progress_ms / 1000.0;
         if (now - last_report >= every) {
             report_progress(&pr, colls, ncolls, false);
@@ -1011,7 +1009,7 @@ copy_round:
                 mg_error_t e;
                 if (pg != NULL)
                     PQfinish(pg);
-                pg = mg_migrator__target_connect(o.target, &e);
+                pg = mg_pg_connect(o.target, &e);
             }
             if (pg != NULL)
                 save_progress(pg, o.state_schema, worker_name, colls, ncolls, pr.docs_at_start,
@@ -1025,7 +1023,7 @@ copy_round:
         args[k].timing = earlier[k];
     }
     report_progress(&pr, colls, ncolls, true);
-    double seconds = mg_migrator__now_s() - pr.started;
+    double seconds = mg_now_s() - pr.started;
 
     bool worker_failed = false;
     for (int64_t k = 0; k < o.workers; k++) {
@@ -1042,7 +1040,7 @@ copy_round:
             mg_schema_quote_ident(o.state_schema, &q, &e2) &&
             mg_buf_append_str(&q, ".copy_progress WHERE worker = $1", &e2)) {
             const char *p1[1] = {worker_name};
-            PGresult *res = mg_migrator__target_query(pg, q.data, 1, p1, &e2);
+            PGresult *res = mg_pg_query(pg, q.data, 1, p1, &e2);
             PQclear(res);
         }
         mg_buf_cleanup(&q);
@@ -1067,13 +1065,12 @@ copy_round:
         int64_t pending;
         while ((pending = count_status(pg, o.state_schema, "pending", &error)) < 0) {
             char why[MG_ERROR_MESSAGE_SIZE];
-            if (!mg_migrator__target_lost(pg, &error))
+            if (!mg_pg_lost(pg, &error))
                 goto fail;
             snprintf(why, sizeof(why), "%s", error.message);
             mg_error_clear(&error);
-            if (!mg_migrator__target_reconnect(&pg, o.target, NULL, "copy", why,
-                                               MG_MIGRATOR_RECONNECT_BUDGET_S, &stop_requested, 1,
-                                               &error))
+            if (!mg_pg_reconnect(&pg, o.target, NULL, "copy", why, MG_PG_RECONNECT_BUDGET_S,
+                                 &stop_requested, 1, &error))
                 goto fail;
         }
         if (pending > 0) {
@@ -1094,12 +1091,11 @@ copy_round:
         }
         while (!after_copy(pg, &o, &built, &ifailed, &failed_parts, &error)) {
             char why[MG_ERROR_MESSAGE_SIZE];
-            if (!mg_migrator__target_lost(pg, &error))
+            if (!mg_pg_lost(pg, &error))
                 goto fail;
             snprintf(why, sizeof(why), "%s", error.message);
-            if (!mg_migrator__target_reconnect(&pg, o.target, NULL, "copy", why,
-                                               MG_MIGRATOR_RECONNECT_BUDGET_S, &stop_requested, 1,
-                                               &error))
+            if (!mg_pg_reconnect(&pg, o.target, NULL, "copy", why, MG_PG_RECONNECT_BUDGET_S,
+                                 &stop_requested, 1, &error))
                 goto fail;
         }
     }
@@ -1143,7 +1139,7 @@ done:
     mg_migrator__copy_free_collections(colls, ncolls);
     if (pg != NULL)
         PQfinish(pg);
-    mg_migrator__source_close(&src);
+    mg_mongo_close(&src);
     mg_config_destroy(config);
     (void)command;
     return rc;

@@ -293,7 +293,7 @@ query(val_ctx_t *ctx, const char *tmpl, int n, const char *const *params, mg_err
 
     mg_buf_init(&s, 64 * 1024);
     if (sql(ctx, tmpl, &s, error))
-        res = mg_migrator__target_query(ctx->pg, s.data, n, params, error);
+        res = mg_pg_query(ctx->pg, s.data, n, params, error);
     mg_buf_cleanup(&s);
     return res;
 }
@@ -846,7 +846,7 @@ record(val_ctx_t *ctx, mg_error_t *error)
     char run[24], docs[24], mism[24], pers[24], data[256];
     bool ok;
 
-    if (!mg_migrator__target_exec(ctx->pg, "BEGIN", error))
+    if (!mg_pg_exec(ctx->pg, "BEGIN", error))
         return false;
     ok = true;
     for (size_t i = 0; ok && i < ctx->ncolls; i++)
@@ -877,7 +877,7 @@ record(val_ctx_t *ctx, mg_error_t *error)
              (long long)ctx->run_id, run_status(ctx), (long long)ctx->mismatches,
              (long long)ctx->persistent);
     ok = ok && mg_migrator__state_event(ctx->pg, ctx->o->state_schema, "validate", data, error);
-    ok = ok && mg_migrator__target_exec(ctx->pg, "COMMIT", error);
+    ok = ok && mg_pg_exec(ctx->pg, "COMMIT", error);
     if (!ok)
         PQclear(PQexec(ctx->pg, "ROLLBACK"));
     return ok;
@@ -917,26 +917,6 @@ build_report(const val_ctx_t *ctx, double elapsed, mg_cutover_report_t *rep,
         .has_shadow = ctx->shadow_ran,
         .nshadow = ctx->nshadow,
     };
-}
-
-static bool
-write_file(const char *path, const mg_buf_t *buf, mg_error_t *error)
-{
-    char tmp[4096];
-    FILE *f;
-
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    f = fopen(tmp, "w");
-    if (f == NULL)
-        return mg_error_set_errno(error, errno, "could not open \"%s\"", tmp);
-    if (fwrite(buf->data, 1, buf->len, f) != buf->len || fflush(f) != 0) {
-        int e = errno;
-        fclose(f);
-        return mg_error_set_errno(error, e, "could not write \"%s\"", tmp);
-    }
-    if (fclose(f) != 0 || rename(tmp, path) != 0)
-        return mg_error_set_errno(error, errno, "could not write \"%s\"", path);
-    return true;
 }
 
 static void
@@ -994,25 +974,17 @@ print_summary(const val_ctx_t *ctx, double elapsed)
     }
 }
 
-/* read_file reads path whole into out. */
+/* read_queries reads the shadow query file (a bad path is a usage error). */
 static bool
-read_file(const char *path, mg_buf_t *out, mg_error_t *error)
+read_queries(const char *path, mg_buf_t *out, mg_error_t *error)
 {
-    FILE *f = fopen(path, "r");
-    char chunk[65536];
-    size_t n;
+    mg_error_t e;
 
-    if (f == NULL)
-        return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_NOT_FOUND,
-                            "could not open shadow query file \"%s\": %s", path, strerror(errno));
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        if (!mg_buf_append(out, chunk, n, error)) {
-            fclose(f);
-            return false;
-        }
-    }
-    fclose(f);
-    return mg_buf_append(out, "", 0, error);
+    if (mg_file_read(path, out, &e))
+        return true;
+    return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_NOT_FOUND,
+                        "could not open shadow query file \"%s\": %s", path,
+                        e.domain == MG_ERROR_DOMAIN_SYSTEM ? strerror(e.code) : e.message);
 }
 
 /* run_shadow runs the shadow reads of --shadow and --shadow-from-profiler. */
@@ -1039,7 +1011,7 @@ run_shadow(val_ctx_t *ctx, mg_error_t *error)
     mg_buf_init(&lines, 256 * 1024 * 1024);
     ok = mg_buf_append(&lines, "", 0, error);
     if (ok && ctx->o->shadow != NULL)
-        ok = read_file(ctx->o->shadow, &lines, error);
+        ok = read_queries(ctx->o->shadow, &lines, error);
     if (ok && ctx->o->shadow_from_profiler)
         ok = mg_buf_append_str(&lines, "\n", error) &&
              mg_cutover_shadow_profiler_lines(&so, (size_t)ctx->o->profiler_max, &lines, error);
@@ -1085,13 +1057,13 @@ validate_once(const validate_opts_t *op)
     int rc = MG_EXIT_FAILURE;
     bool exists = false;
     int version = 0;
-    double t0 = mg_migrator__now_s();
+    double t0 = mg_now_s();
 
     memset(&ctx, 0, sizeof(ctx));
     mg_error_clear(&error);
     mg_buf_init(&out, REPORT_CAP);
     ctx.o = &o;
-    ctx.pg = mg_migrator__target_connect(o.target, &error);
+    ctx.pg = mg_pg_connect(o.target, &error);
     if (ctx.pg == NULL)
         goto fail;
     if (!mg_migrator__state_probe(ctx.pg, o.state_schema, &exists, &version, &error))
@@ -1184,7 +1156,7 @@ validate_once(const validate_opts_t *op)
     if (!record(&ctx, &error))
         goto fail;
 
-    double elapsed = mg_migrator__now_s() - t0;
+    double elapsed = mg_now_s() - t0;
     mg_cutover_report_t rep;
     mg_cutover_report_coll_t *rcs = calloc(ctx.ncolls + 1, sizeof(*rcs));
     if (rcs == NULL)
@@ -1194,13 +1166,14 @@ validate_once(const validate_opts_t *op)
     if (o.report_json != NULL || o.json) {
         ok = mg_cutover_report_json(&rep, &out, &error) && mg_buf_append_str(&out, "\n", &error);
         if (ok && o.report_json != NULL)
-            ok = write_file(o.report_json, &out, &error);
+            ok = mg_file_write_atomic(o.report_json, out.data, out.len, NULL, &error);
         if (ok && o.json)
             fwrite(out.data, 1, out.len, stdout);
     }
     if (ok && o.report_html != NULL) {
         mg_buf_reset(&out);
-        ok = mg_cutover_report_html(&rep, &out, &error) && write_file(o.report_html, &out, &error);
+        ok = mg_cutover_report_html(&rep, &out, &error) &&
+             mg_file_write_atomic(o.report_html, out.data, out.len, NULL, &error);
     }
     free(rcs);
     if (!ok)

@@ -18,15 +18,6 @@
 #include <string.h>
 #include <time.h>
 
-double
-mg_migrator__now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Type classes whose members compare with each other in MongoDB. */
 /* smallest partition made only to spread a collection over the workers */
 #define MIN_PARTITION_DOCS 10000
@@ -48,7 +39,7 @@ class_of(const char *alias)
 }
 
 bool
-mg_migrator__copy_record_t0(mg_source_t *src, PGconn *pg, const char *state_schema, uint32_t *t_out,
+mg_migrator__copy_record_t0(mg_mongo_t *src, PGconn *pg, const char *state_schema, uint32_t *t_out,
                             uint32_t *i_out, mg_error_t *error)
 {
     mg_buf_t sql;
@@ -64,7 +55,7 @@ mg_migrator__copy_record_t0(mg_source_t *src, PGconn *pg, const char *state_sche
         !mg_schema_quote_ident(state_schema, &sql, error) ||
         !mg_buf_append_str(&sql, ".migration WHERE id = 1 FOR UPDATE", error))
         goto done;
-    res = mg_migrator__target_query(pg, sql.data, 0, NULL, error);
+    res = mg_pg_query(pg, sql.data, 0, NULL, error);
     if (res == NULL)
         goto done;
     if (PQntuples(res) != 1) {
@@ -85,7 +76,7 @@ mg_migrator__copy_record_t0(mg_source_t *src, PGconn *pg, const char *state_sche
     /* T0: the operationTime of a command, i.e. the cluster time now. */
     cmd = BCON_NEW("ping", BCON_INT32(1));
     bson_destroy(&reply);
-    if (!mg_migrator__source_command(src, "admin", cmd, &reply, error))
+    if (!mg_mongo_command(src, "admin", cmd, &reply, error))
         goto done;
     if (!bson_iter_init_find(&it, &reply, "operationTime") || !BSON_ITER_HOLDS_TIMESTAMP(&it)) {
         mg_error_set(error, MG_ERROR_DOMAIN_MONGO, 0,
@@ -106,7 +97,7 @@ mg_migrator__copy_record_t0(mg_source_t *src, PGconn *pg, const char *state_sche
                            "updated_at = now() WHERE id = 1",
                            error))
         goto done;
-    res = mg_migrator__target_query(pg, sql.data, 2, params, error);
+    res = mg_pg_query(pg, sql.data, 2, params, error);
     if (res == NULL)
         goto done;
     *t_out = t;
@@ -273,7 +264,7 @@ insert_partition(PGconn *pg, const char *state_schema, const char *db, const cha
 
 /* plan_collection splits one collection and persists its partitions. */
 static bool
-plan_collection(mg_source_t *src, PGconn *pg, const char *state_schema, const char *db,
+plan_collection(mg_mongo_t *src, PGconn *pg, const char *state_schema, const char *db,
                 const char *coll, int64_t partition_docs, int64_t partition_bytes,
                 int64_t avg_doc_bytes, int64_t total_docs, int64_t spread, int *nparts,
                 mg_error_t *error)
@@ -299,7 +290,7 @@ plan_collection(mg_source_t *src, PGconn *pg, const char *state_schema, const ch
 
     pipe = BCON_NEW("pipeline", "[", "{", "$group", "{", "_id", "{", "$type", BCON_UTF8("$_id"),
                     "}", "n", "{", "$sum", BCON_INT32(1), "}", "}", "}", "]");
-    ok = mg_migrator__source_aggregate(src, db, coll, pipe, on_type, &classes, error);
+    ok = mg_mongo_aggregate(src, db, coll, pipe, on_type, &classes, error);
     bson_destroy(pipe);
     if (!ok)
         return false;
@@ -337,7 +328,7 @@ plan_collection(mg_source_t *src, PGconn *pg, const char *state_schema, const ch
         bson_append_document_end(&arr, &stage);
         bson_append_array_end(&p, &arr);
         buckets_t b = {0};
-        ok = mg_migrator__source_aggregate(src, db, coll, &p, on_bucket, &b, error);
+        ok = mg_mongo_aggregate(src, db, coll, &p, on_bucket, &b, error);
         bson_destroy(&p);
         if (!ok) {
             buckets_free(&b);
@@ -366,7 +357,7 @@ plan_collection(mg_source_t *src, PGconn *pg, const char *state_schema, const ch
 }
 
 bool
-mg_migrator__copy_plan(mg_source_t *src, PGconn *pg, const char *state_schema,
+mg_migrator__copy_plan(mg_mongo_t *src, PGconn *pg, const char *state_schema,
                        int64_t partition_docs, int64_t partition_bytes, int64_t spread,
                        mg_error_t *error)
 {
@@ -391,7 +382,7 @@ mg_migrator__copy_plan(mg_source_t *src, PGconn *pg, const char *state_schema,
                            "ORDER BY c.db, c.coll",
                            error))
         goto done;
-    res = mg_migrator__target_query(pg, sql.data, 0, NULL, error);
+    res = mg_pg_query(pg, sql.data, 0, NULL, error);
     if (res == NULL)
         goto done;
     for (int r = 0; r < PQntuples(res); r++) {
@@ -399,7 +390,7 @@ mg_migrator__copy_plan(mg_source_t *src, PGconn *pg, const char *state_schema,
         int64_t count = strtoll(PQgetvalue(res, r, 2), NULL, 10);
         int64_t size = strtoll(PQgetvalue(res, r, 3), NULL, 10);
         int nparts = 0;
-        double t = mg_migrator__now_s();
+        double t = mg_now_s();
 
         if (!plan_collection(src, pg, state_schema, db, coll, partition_docs, partition_bytes,
                              count > 0 ? size / count : 0, count, spread, &nparts, error)) {
@@ -409,7 +400,7 @@ mg_migrator__copy_plan(mg_source_t *src, PGconn *pg, const char *state_schema,
         MG_LOG_EVENT(MG_LOG_INFO, "copy", "sync.plan",
                      MG_LOG_FIELDS(MG_LOG_STR("db", db), MG_LOG_STR("collection", coll),
                                    MG_LOG_INT("partitions", nparts),
-                                   MG_LOG_DOUBLE("seconds", mg_migrator__now_s() - t)),
+                                   MG_LOG_DOUBLE("seconds", mg_now_s() - t)),
                      "planned %s.%s: %d partitions", db, coll, nparts);
     }
     ok = true;
@@ -458,7 +449,7 @@ mg_migrator__copy_load_collections(PGconn *pg, const char *state_schema, mg_copy
         !mg_schema_quote_ident(state_schema, &sql, error) ||
         !mg_buf_append_str(&sql, ".collections c ORDER BY c.db, c.coll", error))
         goto done;
-    res = mg_migrator__target_query(pg, sql.data, 0, NULL, error);
+    res = mg_pg_query(pg, sql.data, 0, NULL, error);
     if (res == NULL)
         goto done;
     n = PQntuples(res);

@@ -114,13 +114,13 @@ skip_set_has(const skip_set_t *k, const bson_value_t *id)
 static bool
 send_out(worker_t *w, mg_error_t *error)
 {
-    double t0 = mg_migrator__now_s();
+    double t0 = mg_now_s();
     bool ok = true;
 
     if (w->out.len > 0 && PQputCopyData(w->pg, w->out.data, (int)w->out.len) != 1)
         ok = mg_error_set_pgconn(error, w->pg, "could not send COPY data");
     w->out.len = 0;
-    w->timing->pg_s += mg_migrator__now_s() - t0;
+    w->timing->pg_s += mg_now_s() - t0;
     return ok;
 }
 
@@ -219,10 +219,10 @@ describe_value(const bson_value_t *v, char *out, size_t outsz)
 static bool
 pg_exec(worker_t *w, const char *sql, mg_error_t *error)
 {
-    double t0 = mg_migrator__now_s();
-    bool ok = mg_migrator__target_exec(w->pg, sql, error);
+    double t0 = mg_now_s();
+    bool ok = mg_pg_exec(w->pg, sql, error);
 
-    w->timing->pg_s += mg_migrator__now_s() - t0;
+    w->timing->pg_s += mg_now_s() - t0;
     return ok;
 }
 
@@ -279,7 +279,7 @@ claim(worker_t *w, partition_t *p, bool *got, bool *others_pending, mg_error_t *
             !mg_schema_quote_ident(w->s->state_schema, &sql, error) ||
             !mg_buf_append_str(&sql, ".partitions WHERE status = 'pending'", error))
             goto done;
-        res = mg_migrator__target_query(w->pg, sql.data, 0, NULL, error);
+        res = mg_pg_query(w->pg, sql.data, 0, NULL, error);
         if (res == NULL)
             goto done;
         *others_pending = strtoll(PQgetvalue(res, 0, 0), NULL, 10) > 0;
@@ -341,7 +341,7 @@ mark_failed(worker_t *w, const partition_t *p, const char *reason)
                           ".partitions SET status = 'failed', error = $2, worker = $3, "
                           "finished_at = now() WHERE id = $1",
                           &e)) {
-        res = mg_migrator__target_query(w->pg, sql.data, 3, params, &e);
+        res = mg_pg_query(w->pg, sql.data, 3, params, &e);
         PQclear(res);
     }
     mg_buf_cleanup(&sql);
@@ -371,7 +371,7 @@ finish_partition(worker_t *w, const partition_t *p, int64_t docs, int64_t bytes,
                            "now(), commits = commits + 1 WHERE id = $1",
                            error))
         goto done;
-    res = mg_migrator__target_query(w->pg, sql.data, 5, params, error);
+    res = mg_pg_query(w->pg, sql.data, 5, params, error);
     if (res == NULL)
         goto done;
     PQclear(res);
@@ -388,7 +388,7 @@ finish_partition(worker_t *w, const partition_t *p, int64_t docs, int64_t bytes,
                                "SET reason = EXCLUDED.reason, at = now()",
                                error))
             goto done;
-        res = mg_migrator__target_query(w->pg, sql.data, 5, p2, error);
+        res = mg_pg_query(w->pg, sql.data, 5, p2, error);
         if (res == NULL)
             goto done;
         PQclear(res);
@@ -447,9 +447,9 @@ copy_partition(worker_t *w, partition_t *p, skip_set_t *skips, bson_value_t *rej
         !mg_schema_quote_ident(p->coll->table, &sql, error) ||
         !mg_buf_append_str(&sql, " (_id, doc) FROM STDIN (FORMAT binary)", error))
         goto done;
-    t = mg_migrator__now_s();
+    t = mg_now_s();
     res = PQexec(w->pg, sql.data);
-    w->timing->pg_s += mg_migrator__now_s() - t;
+    w->timing->pg_s += mg_now_s() - t;
     if (PQresultStatus(res) != PGRES_COPY_IN) {
         mg_error_set_pgresult(error, res, "could not start COPY into \"%s\".\"%s\"",
                               p->coll->schema, p->coll->table);
@@ -474,9 +474,9 @@ copy_partition(worker_t *w, partition_t *p, skip_set_t *skips, bson_value_t *rej
             result = COPY_STOPPED;
             goto done;
         }
-        t = mg_migrator__now_s();
+        t = mg_now_s();
         more = mongoc_cursor_next(cursor, &doc);
-        w->timing->mongo_s += mg_migrator__now_s() - t;
+        w->timing->mongo_s += mg_now_s() - t;
         if (!more)
             break;
         if (!bson_iter_init_find(&id, doc, "_id")) {
@@ -488,12 +488,12 @@ copy_partition(worker_t *w, partition_t *p, skip_set_t *skips, bson_value_t *rej
         }
         if (skips->n > 0 && skip_set_has(skips, bson_iter_value(&id)))
             continue;
-        t = mg_migrator__now_s();
+        t = mg_now_s();
         if (!append_row(w, p->coll, doc, &id, &bad, error)) {
-            w->timing->render_s += mg_migrator__now_s() - t;
+            w->timing->render_s += mg_now_s() - t;
             goto done;
         }
-        w->timing->render_s += mg_migrator__now_s() - t;
+        w->timing->render_s += mg_now_s() - t;
         if (bad) {
             char shown[256];
             mg_schema_id_describe(&id, shown, sizeof(shown));
@@ -535,13 +535,13 @@ copy_partition(worker_t *w, partition_t *p, skip_set_t *skips, bson_value_t *rej
     /* trailer, then end the COPY and read its result */
     if (!mg_buf_append(&w->out, "\xff\xff", 2, error) || !send_out(w, error))
         goto done;
-    t = mg_migrator__now_s();
+    t = mg_now_s();
     if (PQputCopyEnd(w->pg, NULL) != 1) {
         mg_error_set_pgconn(error, w->pg, "could not end COPY");
         goto done;
     }
     res = PQgetResult(w->pg);
-    w->timing->pg_s += mg_migrator__now_s() - t;
+    w->timing->pg_s += mg_now_s() - t;
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         long line = parse_copy_line(res);
         PGresult *r2;
@@ -614,7 +614,7 @@ reclaim(worker_t *w, partition_t *p, bool *got, mg_error_t *error)
                            "LOCKED",
                            error))
         goto done;
-    res = mg_migrator__target_query(w->pg, sql.data, 1, params, error);
+    res = mg_pg_query(w->pg, sql.data, 1, params, error);
     if (res == NULL)
         goto done;
     *got = PQntuples(res) == 1;
@@ -642,12 +642,12 @@ worker_open(worker_t *w, mg_error_t *error)
     if (w->mongo == NULL)
         return mg_error_set_bson(error, &be, "could not create a source client");
     mongoc_client_set_error_api(w->mongo, MONGOC_ERROR_API_VERSION_2);
-    w->pg = mg_migrator__target_connect(w->s->target, error);
+    w->pg = mg_pg_connect(w->s->target, error);
     if (w->pg == NULL)
         return false;
     /* rows and done mark commit or vanish together, so an asynchronous
      * commit cannot lose a partition: a lost commit loses its mark too */
-    return mg_migrator__target_exec(w->pg, "SET synchronous_commit = off", error);
+    return mg_pg_exec(w->pg, "SET synchronous_commit = off", error);
 }
 
 /*
@@ -661,9 +661,8 @@ reopen_target(worker_t *w, mg_error_t *error)
     char why[MG_ERROR_MESSAGE_SIZE];
 
     snprintf(why, sizeof(why), "%s (worker %s)", error->message, w->name);
-    return mg_migrator__target_reconnect(&w->pg, w->s->target, "SET synchronous_commit = off",
-                                         "copy", why, MG_MIGRATOR_RECONNECT_BUDGET_S, w->s->stop, 1,
-                                         error);
+    return mg_pg_reconnect(&w->pg, w->s->target, "SET synchronous_commit = off", "copy", why,
+                           MG_PG_RECONNECT_BUDGET_S, w->s->stop, 1, error);
 }
 
 bool
@@ -672,7 +671,7 @@ mg_migrator__copy_worker_run(const mg_copy_settings_t *s, int index, mg_copy_col
 {
     worker_t w;
     bool ok = false;
-    double started = mg_migrator__now_s();
+    double started = mg_now_s();
 
     memset(&w, 0, sizeof(w));
     memset(timing, 0, sizeof(*timing));
@@ -693,7 +692,7 @@ mg_migrator__copy_worker_run(const mg_copy_settings_t *s, int index, mg_copy_col
         skip_set_t skips = {0};
 
         if (!claim(&w, &p, &got, &others, error)) {
-            if (mg_migrator__target_lost(w.pg, error)) {
+            if (mg_pg_lost(w.pg, error)) {
                 if (reopen_target(&w, error))
                     continue;
                 ok = atomic_load(s->stop) > 0;
@@ -714,7 +713,7 @@ mg_migrator__copy_worker_run(const mg_copy_settings_t *s, int index, mg_copy_col
             if (r == COPY_DONE)
                 break;
             rollback(&w);
-            if (r != COPY_STOPPED && r != COPY_REJECTED && mg_migrator__target_lost(w.pg, error)) {
+            if (r != COPY_STOPPED && r != COPY_REJECTED && mg_pg_lost(w.pg, error)) {
                 if (reopen_target(&w, error))
                     break; /* claim again */
                 skip_set_free(&skips);
@@ -737,7 +736,7 @@ mg_migrator__copy_worker_run(const mg_copy_settings_t *s, int index, mg_copy_col
                 bson_value_destroy(&rejected);
                 bool again = false;
                 if (!added || !reclaim(&w, &p, &again, error)) {
-                    bool lost = added && mg_migrator__target_lost(w.pg, error);
+                    bool lost = added && mg_pg_lost(w.pg, error);
                     if (lost && reopen_target(&w, error))
                         break; /* claim again; the skip set is rebuilt on the way */
                     skip_set_free(&skips);
@@ -767,7 +766,7 @@ mg_migrator__copy_worker_run(const mg_copy_settings_t *s, int index, mg_copy_col
     }
     ok = true;
 done:
-    timing->total_s = mg_migrator__now_s() - started;
+    timing->total_s = mg_now_s() - started;
     if (w.pg != NULL)
         PQfinish(w.pg);
     if (w.mongo != NULL)

@@ -1,7 +1,6 @@
 /*
  * migrator/src/migrator_internal.h - helpers shared by the migrator's
- * commands: source (libmongoc) and target (libpq) connections, and the
- * _migrate state schema.
+ * commands: the _migrate state schema, the bulk copy, the change stream.
  */
 #ifndef MG_MIGRATOR_INTERNAL_H
 #define MG_MIGRATOR_INTERNAL_H
@@ -13,93 +12,6 @@
 #include <mongoc/mongoc.h>
 #include <pthread.h>
 #include <stdatomic.h>
-
-/* ---- source ---- */
-
-typedef struct {
-    mongoc_client_t *client;
-    char *uri_shown;    /* the URI with its password redacted */
-    char set_name[128]; /* replica set name, "" when not a replica set */
-    char version[64];   /* server version from buildInfo */
-    bool is_primary;    /* isWritablePrimary (or ismaster) */
-    int32_t max_wire;
-} mg_source_t;
-
-/*
- * mg_migrator__source_open connects to uri, checks it answers (hello,
- * buildInfo) within the server selection timeout (10 s unless the URI says
- * otherwise) and fills src. Errors: domain mongo (exit code "source").
- */
-bool mg_migrator__source_open(const char *uri, mg_source_t *src, mg_error_t *error);
-
-/* mg_migrator__source_close releases src (safe on a zeroed or closed src). */
-void mg_migrator__source_close(mg_source_t *src);
-
-/*
- * mg_migrator__source_command runs cmd on db and stores the server reply in
- * *reply (caller destroys; initialised even on failure).
- */
-bool mg_migrator__source_command(mg_source_t *src, const char *db, const bson_t *cmd, bson_t *reply,
-                                 mg_error_t *error);
-
-/*
- * mg_migrator__source_aggregate runs pipeline on db.coll and calls fn for
- * each result document (borrowed); fn returns false to stop with an error.
- */
-typedef bool (*mg_source_doc_fn)(void *ctx, const bson_t *doc, mg_error_t *error);
-bool mg_migrator__source_aggregate(mg_source_t *src, const char *db, const char *coll,
-                                   const bson_t *pipeline, mg_source_doc_fn fn, void *ctx,
-                                   mg_error_t *error);
-
-/* ---- target ---- */
-
-/*
- * mg_migrator__target_connect opens a libpq connection (URI or conninfo),
- * with application_name "migrate" unless the string sets one, notices
- * routed into the logger. Errors: domain pg (exit code "target").
- */
-PGconn *mg_migrator__target_connect(const char *conninfo, mg_error_t *error);
-
-/* mg_migrator__target_exec runs sql (no parameters, no rows expected). */
-bool mg_migrator__target_exec(PGconn *conn, const char *sql, mg_error_t *error);
-
-/*
- * mg_migrator__target_query runs sql with text parameters and returns the
- * result (caller PQclear), or NULL with error set.
- */
-PGresult *mg_migrator__target_query(PGconn *conn, const char *sql, int nparams,
-                                    const char *const *params, mg_error_t *error);
-
-/* How long a lost target may stay away before sync gives up (a restart, a
- * failover behind HAProxy). */
-#define MG_MIGRATOR_RECONNECT_BUDGET_S 300.0
-
-/*
- * mg_migrator__target_lost tells whether error (from a statement on conn)
- * means the target went away rather than refused the statement: the
- * connection is gone, SQLSTATE class 08, 57P01-57P03 (shut down, crashed,
- * starting up), or 25006 (the node is read-only: no longer the primary).
- */
-bool mg_migrator__target_lost(PGconn *conn, const mg_error_t *error);
-
-/*
- * mg_migrator__target_writable tells whether conn reached a node that takes
- * writes (error says why not): right after a failover a connection can
- * still land on the old primary, now read-only, and a reconnect that took it
- * would fail the next statement again with 25006.
- */
-bool mg_migrator__target_writable(PGconn *conn, mg_error_t *error);
-
-/*
- * mg_migrator__target_reconnect closes *conn (if any) and connects again
- * with backoff (0.5 s doubling to 10 s) until it reaches a writable node, budget_s passes, or
- * *stop reaches stop_at; then runs setup (may be NULL) on the new
- * connection. Logs "<module>.target_lost" with why, then
- * "<module>.target_back". On failure *conn is NULL and error says why.
- */
-bool mg_migrator__target_reconnect(PGconn **conn, const char *conninfo, const char *setup,
-                                   const char *module, const char *why, double budget_s,
-                                   const atomic_int *stop, int stop_at, mg_error_t *error);
 
 /* ---- state schema ---- */
 
@@ -117,14 +29,6 @@ bool mg_migrator__state_ddl(const char *state_schema, mg_buf_t *out, mg_error_t 
 /* mg_migrator__state_event inserts an event row (inside the caller's transaction). */
 bool mg_migrator__state_event(PGconn *conn, const char *state_schema, const char *kind,
                               const char *data_json, mg_error_t *error);
-
-/* ---- output ---- */
-
-/* mg_migrator__human_bytes formats n as "1.2 GB" into buf. */
-const char *mg_migrator__human_bytes(int64_t n, char *buf, size_t bufsz);
-
-/* mg_migrator__human_count formats n as "3.4M" into buf. */
-const char *mg_migrator__human_count(int64_t n, char *buf, size_t bufsz);
 
 /* ---- bulk copy (copy_plan.c, copy_worker.c) ---- */
 
@@ -177,7 +81,7 @@ typedef struct {
  * mg_migrator__copy_record_t0 stores the source's operationTime as T0 unless
  * one is recorded; t_out and i_out receive the recorded value.
  */
-bool mg_migrator__copy_record_t0(mg_source_t *src, PGconn *pg, const char *state_schema,
+bool mg_migrator__copy_record_t0(mg_mongo_t *src, PGconn *pg, const char *state_schema,
                                  uint32_t *t_out, uint32_t *i_out, mg_error_t *error);
 
 /*
@@ -187,7 +91,7 @@ bool mg_migrator__copy_record_t0(mg_source_t *src, PGconn *pg, const char *state
  * spread asks for at least that many partitions per collection (4 per
  * worker), none smaller than 10000 documents.
  */
-bool mg_migrator__copy_plan(mg_source_t *src, PGconn *pg, const char *state_schema,
+bool mg_migrator__copy_plan(mg_mongo_t *src, PGconn *pg, const char *state_schema,
                             int64_t partition_docs, int64_t partition_bytes, int64_t spread,
                             mg_error_t *error);
 
@@ -208,9 +112,6 @@ void mg_migrator__copy_free_collections(mg_copy_coll_t *colls, size_t ncolls);
 bool mg_migrator__copy_worker_run(const mg_copy_settings_t *settings, int worker_index,
                                   mg_copy_coll_t *colls, size_t ncolls, mg_copy_timing_t *timing,
                                   mg_error_t *error);
-
-/* mg_migrator__now_s returns CLOCK_MONOTONIC in seconds. */
-double mg_migrator__now_s(void);
 
 /* ---- change-stream phase (sync_follow.c) ---- */
 

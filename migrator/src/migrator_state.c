@@ -256,8 +256,7 @@ mg_migrator__state_probe(PGconn *conn, const char *state_schema, bool *exists, i
     const char *params[1] = {state_schema};
     PGresult *res;
 
-    res = mg_migrator__target_query(conn, "SELECT 1 FROM pg_namespace WHERE nspname = $1", 1,
-                                    params, error);
+    res = mg_pg_query(conn, "SELECT 1 FROM pg_namespace WHERE nspname = $1", 1, params, error);
     if (res == NULL)
         return false;
     *exists = PQntuples(res) > 0;
@@ -265,11 +264,10 @@ mg_migrator__state_probe(PGconn *conn, const char *state_schema, bool *exists, i
     *version = 0;
     if (!*exists)
         return true;
-    res = mg_migrator__target_query(
-        conn,
-        "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = $1 AND c.relname = 'meta'",
-        1, params, error);
+    res = mg_pg_query(conn,
+                      "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                      "WHERE n.nspname = $1 AND c.relname = 'meta'",
+                      1, params, error);
     if (res == NULL)
         return false;
     bool has_meta = PQntuples(res) > 0;
@@ -282,7 +280,7 @@ mg_migrator__state_probe(PGconn *conn, const char *state_schema, bool *exists, i
     bool ok = mg_buf_append_str(&sql, "SELECT value FROM ", error) &&
               mg_schema_quote_ident(state_schema, &sql, error) &&
               mg_buf_append_str(&sql, ".meta WHERE key = 'schema_version'", error);
-    if (ok && (res = mg_migrator__target_query(conn, sql.data, 0, NULL, error)) != NULL) {
+    if (ok && (res = mg_pg_query(conn, sql.data, 0, NULL, error)) != NULL) {
         if (PQntuples(res) == 1)
             *version = atoi(PQgetvalue(res, 0, 0));
         PQclear(res);
@@ -306,7 +304,7 @@ mg_migrator__state_event(PGconn *conn, const char *state_schema, const char *kin
     ok = mg_buf_append_str(&sql, "INSERT INTO ", error) &&
          mg_schema_quote_ident(state_schema, &sql, error) &&
          mg_buf_append_str(&sql, ".events (kind, data) VALUES ($1, $2::jsonb)", error) &&
-         (res = mg_migrator__target_query(conn, sql.data, 2, params, error)) != NULL;
+         (res = mg_pg_query(conn, sql.data, 2, params, error)) != NULL;
     PQclear(res);
     mg_buf_cleanup(&sql);
     return ok;

@@ -23,7 +23,7 @@
 
 #define ERR_HISTORY_LOST   286
 #define ERR_TOO_LARGE      10334
-#define RECONNECT_BUDGET_S MG_MIGRATOR_RECONNECT_BUDGET_S
+#define RECONNECT_BUDGET_S MG_PG_RECONNECT_BUDGET_S
 #define TXN_MAX_DOCS       100000
 
 typedef struct {
@@ -130,7 +130,7 @@ load_state(follow_t *f, mg_error_t *error)
         !mg_schema_quote_ident(ss, &sql, error) ||
         !mg_buf_append_str(&sql, ".collections ORDER BY db, coll", error))
         goto done;
-    if ((res = mg_migrator__target_query(f->pg, sql.data, 0, NULL, error)) == NULL)
+    if ((res = mg_pg_query(f->pg, sql.data, 0, NULL, error)) == NULL)
         goto done;
     f->ncolls = (size_t)PQntuples(res);
     f->colls = calloc(f->ncolls + 1, sizeof(follow_coll_t));
@@ -300,7 +300,7 @@ applier_main(void *arg)
         mg_error_t e;
         pthread_mutex_unlock(&a->lock);
 
-        double now = mg_migrator__now_s();
+        double now = mg_now_s();
         mg_cdc_batch_stats(b, &st);
         bool ok = mg_cdc_batch_apply(b, a->pg, f->s->state_schema, &pos, &e);
 
@@ -343,7 +343,7 @@ wait_idle(follow_t *f, mg_error_t *error)
 {
     applier_t *a = &f->ap;
     bool ok = true;
-    double t0 = mg_migrator__now_s();
+    double t0 = mg_now_s();
 
     pthread_mutex_lock(&a->lock);
     while (a->busy)
@@ -355,7 +355,7 @@ wait_idle(follow_t *f, mg_error_t *error)
         ok = false;
     }
     pthread_mutex_unlock(&a->lock);
-    f->t_wait += mg_migrator__now_s() - t0;
+    f->t_wait += mg_now_s() - t0;
     return ok;
 }
 
@@ -435,7 +435,7 @@ set_status(follow_t *f, size_t k, const char *status, const char *err)
                           ".collections SET status = $3, error = $4, updated_at = now() WHERE "
                           "db = $1 AND coll = $2",
                           &e)) {
-        res = mg_migrator__target_query(f->pg, sql.data, 4, params, &e);
+        res = mg_pg_query(f->pg, sql.data, 4, params, &e);
         PQclear(res);
     }
     mg_buf_cleanup(&sql);
@@ -472,7 +472,7 @@ record_invalid(follow_t *f, size_t k, const mg_cdc_event_t *ev, const char *reas
                           "CONFLICT (db, coll, doc_id) DO UPDATE SET reason = EXCLUDED.reason, "
                           "at = now()",
                           &e)) {
-        res = mg_migrator__target_query(f->pg, sql.data, 4, params, &e);
+        res = mg_pg_query(f->pg, sql.data, 4, params, &e);
         PQclear(res);
     }
     mg_buf_cleanup(&sql);
@@ -569,7 +569,7 @@ on_ddl_event(follow_t *f, const mg_cdc_event_t *ev, mg_error_t *error)
                                       ".collections SET db = $3, coll = $4, updated_at = now() "
                                       "WHERE db = $1 AND coll = $2",
                                       &e) &&
-                    (res = mg_migrator__target_query(f->pg, sql.data, 4, params, &e)) != NULL) {
+                    (res = mg_pg_query(f->pg, sql.data, 4, params, &e)) != NULL) {
                     PQclear(res);
                     MG_LOG_EVENT(
                         MG_LOG_NOTICE, "cdc", "cdc.rename",
@@ -614,7 +614,7 @@ on_ddl_event(follow_t *f, const mg_cdc_event_t *ev, mg_error_t *error)
                       mg_schema_quote_ident(c->schema, &sql, error) &&
                       mg_buf_append_str(&sql, ".", error) &&
                       mg_schema_quote_ident(c->table, &sql, error) &&
-                      mg_migrator__target_exec(f->pg, sql.data, error);
+                      mg_pg_exec(f->pg, sql.data, error);
             mg_buf_cleanup(&sql);
             if (!ok)
                 return false;
@@ -690,28 +690,10 @@ save_rate(follow_t *f)
     if (mg_buf_append_str(&sql, "UPDATE ", &e) &&
         mg_schema_quote_ident(f->s->state_schema, &sql, &e) &&
         mg_buf_append_str(&sql, ".checkpoint SET events_per_s = $1 WHERE id = 1", &e)) {
-        res = mg_migrator__target_query(f->pg, sql.data, 1, params, &e);
+        res = mg_pg_query(f->pg, sql.data, 1, params, &e);
         PQclear(res);
     }
     mg_buf_cleanup(&sql);
-}
-
-static bool
-connect_source(follow_t *f, mg_error_t *error)
-{
-    bson_error_t be;
-    mongoc_uri_t *uri = mongoc_uri_new_with_error(f->s->source_uri, &be);
-
-    if (uri == NULL)
-        return mg_error_set_bson(error, &be, "invalid source URI \"%s\"", f->s->source_uri);
-    if (!mongoc_uri_has_option(uri, MONGOC_URI_APPNAME))
-        mongoc_uri_set_appname(uri, "migrate-cdc");
-    f->mongo = mongoc_client_new_from_uri_with_error(uri, &be);
-    mongoc_uri_destroy(uri);
-    if (f->mongo == NULL)
-        return mg_error_set_bson(error, &be, "could not create a source client");
-    mongoc_client_set_error_api(f->mongo, MONGOC_ERROR_API_VERSION_2);
-    return true;
 }
 
 /*
@@ -722,23 +704,23 @@ connect_source(follow_t *f, mg_error_t *error)
 static bool
 reconnect_target(follow_t *f, mg_error_t *error)
 {
-    double started = mg_migrator__now_s(), wait = 0.5;
+    double started = mg_now_s(), wait = 0.5;
     mg_error_t last;
 
     MG_LOG_EVENT(MG_LOG_WARNING, "cdc", "cdc.target_lost", NULL, 0,
                  "lost the target: %s; reconnecting", error->message);
     wait_idle(f, NULL); /* the applier's failure, if any, is this one */
     mg_cdc_batch_reset(f->batch);
-    while (mg_migrator__now_s() - started < RECONNECT_BUDGET_S) {
+    while (mg_now_s() - started < RECONNECT_BUDGET_S) {
         if (atomic_load(f->s->stop) >= 2)
             return false;
         if (f->pg != NULL)
             PQfinish(f->pg);
-        f->pg = mg_migrator__target_connect(f->s->target, &last);
+        f->pg = mg_pg_connect(f->s->target, &last);
         if (f->ap.pg != NULL)
             PQfinish(f->ap.pg);
-        f->ap.pg = f->pg != NULL ? mg_migrator__target_connect(f->s->target, &last) : NULL;
-        if (f->pg != NULL && f->ap.pg != NULL && mg_migrator__target_writable(f->ap.pg, &last) &&
+        f->ap.pg = f->pg != NULL ? mg_pg_connect(f->s->target, &last) : NULL;
+        if (f->pg != NULL && f->ap.pg != NULL && mg_pg_writable(f->ap.pg, &last) &&
             load_state(f, &last)) {
             /* the tables were reloaded: the batches must point at the new ones */
             mg_cdc_batch_destroy(f->batch);
@@ -754,7 +736,7 @@ reconnect_target(follow_t *f, mg_error_t *error)
                 return false;
             MG_LOG_EVENT(MG_LOG_NOTICE, "cdc", "cdc.target_back", NULL, 0,
                          "target back after %.1f s; resuming from the committed checkpoint",
-                         mg_migrator__now_s() - started);
+                         mg_now_s() - started);
             return true;
         }
         usleep((useconds_t)(wait * 1e6));
@@ -768,7 +750,7 @@ reconnect_target(follow_t *f, mg_error_t *error)
 static bool
 pg_lost(follow_t *f, const mg_error_t *error)
 {
-    return mg_migrator__target_lost(f->pg, error) || mg_migrator__target_lost(f->ap.pg, NULL);
+    return mg_pg_lost(f->pg, error) || mg_pg_lost(f->ap.pg, NULL);
 }
 
 /*
@@ -797,7 +779,7 @@ history_lost(follow_t *f, mg_error_t *error)
     if (mg_buf_append_str(&sql, "UPDATE ", &e2) &&
         mg_schema_quote_ident(f->s->state_schema, &sql, &e2) &&
         mg_buf_append_str(&sql, ".checkpoint SET history_lost_at = now() WHERE id = 1", &e2))
-        mg_migrator__target_exec(f->pg, sql.data, &e2);
+        mg_pg_exec(f->pg, sql.data, &e2);
     mg_buf_cleanup(&sql);
 }
 
@@ -814,7 +796,7 @@ mg_migrator__follow(const mg_follow_settings_t *s, mg_error_t *error)
     memset(&f, 0, sizeof(f));
     f.s = s;
     pthread_mutex_init(&f.stats_lock, NULL);
-    f.pg = mg_migrator__target_connect(s->target, error);
+    f.pg = mg_pg_connect(s->target, error);
     if (f.pg == NULL)
         goto done;
     if (!load_state(&f, error))
@@ -825,7 +807,7 @@ mg_migrator__follow(const mg_follow_settings_t *s, mg_error_t *error)
         mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
         goto done;
     }
-    f.ap.pg = mg_migrator__target_connect(s->target, error);
+    f.ap.pg = mg_pg_connect(s->target, error);
     if (f.ap.pg == NULL)
         goto done;
     pthread_mutex_init(&f.ap.lock, NULL);
@@ -836,7 +818,8 @@ mg_migrator__follow(const mg_follow_settings_t *s, mg_error_t *error)
         goto done;
     }
     f.ap.started = true;
-    if (!connect_source(&f, error))
+    f.mongo = mg_mongo_client_new(s->source_uri, "migrate-cdc", 0, error);
+    if (f.mongo == NULL)
         goto done;
     if (!open_stream(&f, f.committed, error)) {
         if (error->domain == MG_ERROR_DOMAIN_MONGO && error->code == ERR_HISTORY_LOST) {
@@ -858,7 +841,7 @@ mg_migrator__follow(const mg_follow_settings_t *s, mg_error_t *error)
                                MG_LOG_UINT("t0_ts", f.t0_t), MG_LOG_BOOL("follow", s->follow)),
                  "following the change stream from %s",
                  f.committed != NULL ? "the committed checkpoint" : "T0");
-    f.last_apply = f.batch_started = f.t_started = mg_migrator__now_s();
+    f.last_apply = f.batch_started = f.t_started = mg_now_s();
 
     for (;;) {
         const bson_t *raw;
@@ -874,18 +857,18 @@ mg_migrator__follow(const mg_follow_settings_t *s, mg_error_t *error)
             rc = MG_EXIT_OK;
             break;
         }
-        double t_next = mg_migrator__now_s();
+        double t_next = mg_now_s();
         bool got = mongoc_change_stream_next(f.stream, &raw);
-        f.t_source += mg_migrator__now_s() - t_next;
+        f.t_source += mg_now_s() - t_next;
         if (got) {
-            double t_add = mg_migrator__now_s();
+            double t_add = mg_now_s();
             source_fail_since = 0;
             if (!mg_cdc_event_decode(raw, &ev, error))
                 goto done;
             /* a source transaction never straddles two batches */
             bool txn_open = have_prev && mg_cdc_same_txn(&prev, &ev);
             if (!txn_open && (mg_cdc_batch_full(f.batch) ||
-                              mg_migrator__now_s() - f.batch_started >= s->batch_delay_ms / 1e3)) {
+                              mg_now_s() - f.batch_started >= s->batch_delay_ms / 1e3)) {
                 if (!submit(&f, error)) {
                     if (pg_lost(&f, error) && reconnect_target(&f, error)) {
                         have_prev = false;
@@ -893,7 +876,7 @@ mg_migrator__follow(const mg_follow_settings_t *s, mg_error_t *error)
                     }
                     goto done;
                 }
-                f.batch_started = mg_migrator__now_s();
+                f.batch_started = mg_now_s();
             }
             int k = (ev.op == MG_CDC_OP_DROP_DATABASE || ev.op == MG_CDC_OP_INVALIDATE)
                         ? -1
@@ -934,7 +917,7 @@ mg_migrator__follow(const mg_follow_settings_t *s, mg_error_t *error)
             }
             prev = ev;
             have_prev = true;
-            f.t_batch += mg_migrator__now_s() - t_add;
+            f.t_batch += mg_now_s() - t_add;
             /* prev's pointers are not used, only its txn identity */
             continue;
         }
@@ -953,7 +936,7 @@ mg_migrator__follow(const mg_follow_settings_t *s, mg_error_t *error)
                 continue;
             }
             /* other errors: resumable ones are retried from the last event read */
-            now = mg_migrator__now_s();
+            now = mg_now_s();
             if (source_fail_since == 0)
                 source_fail_since = now;
             if (now - source_fail_since > RECONNECT_BUDGET_S) {
@@ -997,9 +980,9 @@ mg_migrator__follow(const mg_follow_settings_t *s, mg_error_t *error)
             }
             goto done;
         }
-        f.batch_started = mg_migrator__now_s();
+        f.batch_started = mg_now_s();
         have_prev = false;
-        now = mg_migrator__now_s();
+        now = mg_now_s();
         if (now - last_log >= 5.0) {
             MG_LOG_EVENT(MG_LOG_INFO, "cdc", "cdc.progress",
                          MG_LOG_FIELDS(MG_LOG_INT("applied_events", f.applied_events),
@@ -1036,7 +1019,7 @@ done_ok:
         save_rate(&f);
     applier_stop(&f);
     if (f.t_started > 0) {
-        double total = mg_migrator__now_s() - f.t_started;
+        double total = mg_now_s() - f.t_started;
         MG_LOG_EVENT(MG_LOG_INFO, "cdc", "cdc.stats",
                      MG_LOG_FIELDS(MG_LOG_INT("applied_events", f.applied_events),
                                    MG_LOG_DOUBLE("seconds", total),
@@ -1089,7 +1072,7 @@ mg_migrator__resync(PGconn *pg, const char *ss, const mg_strlist_t *patterns, si
         !mg_schema_quote_ident(ss, &sql, error) ||
         !mg_buf_append_str(&sql, ".collections c ORDER BY 1, 2", error))
         goto done;
-    if ((res = mg_migrator__target_query(pg, sql.data, 0, NULL, error)) == NULL)
+    if ((res = mg_pg_query(pg, sql.data, 0, NULL, error)) == NULL)
         goto done;
     total = (size_t)PQntuples(res);
     lost = total > 0 && strcmp(PQgetvalue(res, 0, 4), "t") == 0;
@@ -1127,7 +1110,7 @@ mg_migrator__resync(PGconn *pg, const char *ss, const mg_strlist_t *patterns, si
                      hit, total);
         goto done;
     }
-    if (!mg_migrator__target_exec(pg, "BEGIN", error)) {
+    if (!mg_pg_exec(pg, "BEGIN", error)) {
         free(match);
         goto done;
     }
@@ -1141,12 +1124,12 @@ mg_migrator__resync(PGconn *pg, const char *ss, const mg_strlist_t *patterns, si
              mg_schema_quote_ident(PQgetvalue(res, (int)r, 2), &sql, error) &&
              mg_buf_append_str(&sql, ".", error) &&
              mg_schema_quote_ident(PQgetvalue(res, (int)r, 3), &sql, error) &&
-             mg_migrator__target_exec(pg, sql.data, error);
+             mg_pg_exec(pg, sql.data, error);
         mg_buf_reset(&sql);
         ok = ok && mg_buf_append_str(&sql, "DELETE FROM ", error) &&
              mg_schema_quote_ident(ss, &sql, error) &&
              mg_buf_append_str(&sql, ".partitions WHERE db = $1 AND coll = $2", error) &&
-             (x = mg_migrator__target_query(pg, sql.data, 2, params, error)) != NULL;
+             (x = mg_pg_query(pg, sql.data, 2, params, error)) != NULL;
         if (ok)
             PQclear(x);
         mg_buf_reset(&sql);
@@ -1156,7 +1139,7 @@ mg_migrator__resync(PGconn *pg, const char *ss, const mg_strlist_t *patterns, si
                                ".collections SET status = 'planned', error = NULL, updated_at = "
                                "now() WHERE db = $1 AND coll = $2",
                                error) &&
-             (x = mg_migrator__target_query(pg, sql.data, 2, params, error)) != NULL;
+             (x = mg_pg_query(pg, sql.data, 2, params, error)) != NULL;
         if (ok)
             PQclear(x);
         if (!ok)
@@ -1176,7 +1159,7 @@ mg_migrator__resync(PGconn *pg, const char *ss, const mg_strlist_t *patterns, si
                                "cluster_time_ts = NULL, cluster_time_inc = NULL, history_lost_at "
                                "= NULL WHERE id = 1",
                                error) &&
-             mg_migrator__target_exec(pg, sql.data, error);
+             mg_pg_exec(pg, sql.data, error);
         mg_buf_reset(&sql);
         ok = ok && mg_buf_append_str(&sql, "UPDATE ", error) &&
              mg_schema_quote_ident(ss, &sql, error) &&
@@ -1184,10 +1167,10 @@ mg_migrator__resync(PGconn *pg, const char *ss, const mg_strlist_t *patterns, si
                                ".migration SET t0_ts = NULL, t0_inc = NULL, phase = 'copying' "
                                "WHERE id = 1",
                                error) &&
-             mg_migrator__target_exec(pg, sql.data, error);
+             mg_pg_exec(pg, sql.data, error);
     }
     if (ok)
-        ok = mg_migrator__target_exec(pg, "COMMIT", error);
+        ok = mg_pg_exec(pg, "COMMIT", error);
     if (!ok) {
         PGresult *x = PQexec(pg, "ROLLBACK");
         PQclear(x);

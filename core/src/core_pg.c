@@ -1,20 +1,25 @@
 /*
- * migrator/src/migrator_target.c - the PostgreSQL target through libpq.
+ * core/src/core_pg.c - the PostgreSQL target through libpq: connect,
+ * statements with their errors translated, and the one reconnect loop
+ * (backoff, writable-node check) that every long-running part uses to
+ * ride out a restart or a failover behind HAProxy.
  */
-#include "migrator_internal.h"
+#include "mg/core.h"
 
+#include <libpq-fe.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 PGconn *
-mg_migrator__target_connect(const char *conninfo, mg_error_t *error)
+mg_pg_connect(const char *conninfo, mg_error_t *error)
 {
     /* expand_dbname lets conninfo be a URI or key=value string. Later
      * keywords override earlier ones, so conninfo comes last: our
      * connect_timeout default yields to one it sets. */
     const char *const keys[] = {"fallback_application_name", "connect_timeout", "dbname", NULL};
-    const char *const values[] = {"migrate", "10", conninfo, NULL};
+    const char *const values[] = {mg_log_program(), "10", conninfo, NULL};
     PGconn *conn = PQconnectdbParams(keys, values, 1);
 
     if (conn == NULL) {
@@ -32,7 +37,7 @@ mg_migrator__target_connect(const char *conninfo, mg_error_t *error)
 }
 
 bool
-mg_migrator__target_exec(PGconn *conn, const char *sql, mg_error_t *error)
+mg_pg_exec(PGconn *conn, const char *sql, mg_error_t *error)
 {
     PGresult *res = PQexec(conn, sql);
     bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
@@ -52,8 +57,8 @@ mg_migrator__target_exec(PGconn *conn, const char *sql, mg_error_t *error)
 }
 
 PGresult *
-mg_migrator__target_query(PGconn *conn, const char *sql, int nparams, const char *const *params,
-                          mg_error_t *error)
+mg_pg_query(PGconn *conn, const char *sql, int nparams, const char *const *params,
+            mg_error_t *error)
 {
     PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
 
@@ -72,7 +77,7 @@ mg_migrator__target_query(PGconn *conn, const char *sql, int nparams, const char
 }
 
 bool
-mg_migrator__target_lost(PGconn *conn, const mg_error_t *error)
+mg_pg_lost(PGconn *conn, const mg_error_t *error)
 {
     const char *st = error != NULL ? error->sqlstate : "";
 
@@ -82,9 +87,9 @@ mg_migrator__target_lost(PGconn *conn, const mg_error_t *error)
 }
 
 bool
-mg_migrator__target_writable(PGconn *conn, mg_error_t *error)
+mg_pg_writable(PGconn *conn, mg_error_t *error)
 {
-    PGresult *res = mg_migrator__target_query(
+    PGresult *res = mg_pg_query(
         conn, "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only')::bool", 0,
         NULL, error);
     bool ok = res != NULL && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "f") == 0;
@@ -98,11 +103,11 @@ mg_migrator__target_writable(PGconn *conn, mg_error_t *error)
 }
 
 bool
-mg_migrator__target_reconnect(PGconn **conn, const char *conninfo, const char *setup,
-                              const char *module, const char *why, double budget_s,
-                              const atomic_int *stop, int stop_at, mg_error_t *error)
+mg_pg_reconnect(PGconn **conn, const char *conninfo, const char *setup, const char *module,
+                const char *why, double budget_s, const atomic_int *stop, int stop_at,
+                mg_error_t *error)
 {
-    double started = mg_migrator__now_s(), wait = 0.5;
+    double started = mg_now_s(), wait = 0.5;
     char ev[64];
     mg_error_t last;
 
@@ -118,14 +123,14 @@ mg_migrator__target_reconnect(PGconn **conn, const char *conninfo, const char *s
                          "stopped while waiting for the target to come back (%s)", why);
             return false;
         }
-        *conn = mg_migrator__target_connect(conninfo, &last);
-        if (*conn != NULL && mg_migrator__target_writable(*conn, &last) &&
-            (setup == NULL || mg_migrator__target_exec(*conn, setup, &last)))
+        *conn = mg_pg_connect(conninfo, &last);
+        if (*conn != NULL && mg_pg_writable(*conn, &last) &&
+            (setup == NULL || mg_pg_exec(*conn, setup, &last)))
             break;
         if (*conn != NULL)
             PQfinish(*conn);
         *conn = NULL;
-        if (mg_migrator__now_s() - started + wait > budget_s) {
+        if (mg_now_s() - started + wait > budget_s) {
             *error = last;
             mg_error_prefix(error, "target did not come back within %.0f s", budget_s);
             return false;
@@ -135,39 +140,7 @@ mg_migrator__target_reconnect(PGconn **conn, const char *conninfo, const char *s
     }
     snprintf(ev, sizeof(ev), "%s.target_back", module);
     MG_LOG_EVENT(MG_LOG_NOTICE, module, ev,
-                 MG_LOG_FIELDS(MG_LOG_DOUBLE("seconds", mg_migrator__now_s() - started)),
-                 "target back after %.1f s", mg_migrator__now_s() - started);
+                 MG_LOG_FIELDS(MG_LOG_DOUBLE("seconds", mg_now_s() - started)),
+                 "target back after %.1f s", mg_now_s() - started);
     return true;
-}
-
-const char *
-mg_migrator__human_bytes(int64_t n, char *buf, size_t bufsz)
-{
-    static const char *const units[] = {"B", "kB", "MB", "GB", "TB", "PB"};
-    double v = (double)n;
-    int u = 0;
-
-    while (v >= 1024.0 && u < 5) {
-        v /= 1024.0;
-        u++;
-    }
-    if (u == 0)
-        snprintf(buf, bufsz, "%lld B", (long long)n);
-    else
-        snprintf(buf, bufsz, "%.1f %s", v, units[u]);
-    return buf;
-}
-
-const char *
-mg_migrator__human_count(int64_t n, char *buf, size_t bufsz)
-{
-    if (n >= 1000000000)
-        snprintf(buf, bufsz, "%.1fG", (double)n / 1e9);
-    else if (n >= 1000000)
-        snprintf(buf, bufsz, "%.1fM", (double)n / 1e6);
-    else if (n >= 10000)
-        snprintf(buf, bufsz, "%.1fk", (double)n / 1e3);
-    else
-        snprintf(buf, bufsz, "%lld", (long long)n);
-    return buf;
 }
