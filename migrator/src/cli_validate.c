@@ -4,7 +4,7 @@
  * sides, the differences named and recorded in the state schema, reports.
  *
  * Steps: options -> target, state, collections -> the run row -> per
- * collection: mg_cutover_check_collection (--full) or mg_cutover_check_ids
+ * collection: mg_validate_check_collection (--full) or mg_validate_check_ids
  * over _migrate.changed_docs up to the checkpoint plus the open mismatches
  * (--changed) -> ONE transaction: results, mismatches (first seen,
  * persisted), resolved mismatches, the covered changed_docs rows deleted,
@@ -12,7 +12,7 @@
  * for the exit code is in docs/validate.md.
  */
 #include "migrator_internal.h"
-#include "mg/cutover.h"
+#include "mg/validate.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -216,7 +216,7 @@ typedef struct {
     size_t capids;
     bson_t **filters; /* the copy's partitions, then the rest (source scan split) */
     size_t nfilters;
-    mg_cutover_result_t result;
+    mg_validate_result_t result;
     bool checked;
     bool failed;
     char error[MG_ERROR_MESSAGE_SIZE];
@@ -241,7 +241,7 @@ typedef struct {
     bool any_failed;
     mg_error_t first_failure;
     bool checksums; /* false: shadow reads only */
-    mg_cutover_shadow_result_t *shadow;
+    mg_validate_shadow_result_t *shadow;
     size_t nshadow;
     bool shadow_ran;
     int64_t shadow_mismatches;
@@ -262,11 +262,11 @@ ctx_cleanup(val_ctx_t *ctx)
         for (size_t k = 0; k < c->nfilters; k++)
             bson_destroy(c->filters[k]);
         free(c->filters);
-        mg_cutover_result_cleanup(&c->result);
+        mg_validate_result_cleanup(&c->result);
     }
     free(ctx->colls);
     free(ctx->qs);
-    mg_cutover_shadow_results_free(ctx->shadow, ctx->nshadow);
+    mg_validate_shadow_results_free(ctx->shadow, ctx->nshadow);
     if (ctx->pg != NULL)
         PQfinish(ctx->pg);
 }
@@ -609,7 +609,7 @@ start_run(val_ctx_t *ctx, mg_error_t *error)
 
 /* fields_json renders a mismatch's field diffs as a JSON array. */
 static char *
-fields_json(const mg_cutover_mismatch_t *m)
+fields_json(const mg_validate_mismatch_t *m)
 {
     yajl_gen g = yajl_gen_alloc(NULL);
     const unsigned char *text;
@@ -620,7 +620,7 @@ fields_json(const mg_cutover_mismatch_t *m)
         return NULL;
     yajl_gen_array_open(g);
     for (size_t i = 0; i < m->ndiffs; i++) {
-        const mg_cutover_field_diff_t *d = &m->diffs[i];
+        const mg_validate_field_diff_t *d = &m->diffs[i];
         const char *kv[5][2] = {{"path", d->path},
                                 {"source", d->source_value},
                                 {"source_type", d->source_type},
@@ -664,7 +664,7 @@ text_array(char *const *items, size_t n, mg_buf_t *out, mg_error_t *error)
 static bool
 record_coll(val_ctx_t *ctx, val_coll_t *c, mg_error_t *error)
 {
-    const mg_cutover_result_t *r = &c->result;
+    const mg_validate_result_t *r = &c->result;
     char run[24], sd[24], td[24], seg[24], segm[24], mi[24], ex[24], di[24], el[32];
     const char *status =
         c->failed ? "failed" : (r->missing + r->extra + r->different > 0 ? "mismatch" : "clean");
@@ -702,10 +702,10 @@ record_coll(val_ctx_t *ctx, val_coll_t *c, mg_error_t *error)
         return true;
 
     for (size_t i = 0; i < r->nmismatches; i++) {
-        mg_cutover_mismatch_t *m = &r->mismatches[i];
+        mg_validate_mismatch_t *m = &r->mismatches[i];
         char *fields = fields_json(m);
         const char *q[7] = {
-            c->db,  c->coll, m->id_json, m->doc_id, mg_cutover_mismatch_kind_name(m->kind),
+            c->db,  c->coll, m->id_json, m->doc_id, mg_validate_mismatch_kind_name(m->kind),
             fields, run};
         PGresult *res;
         if (fields == NULL)
@@ -798,7 +798,7 @@ record_shadow(val_ctx_t *ctx, mg_error_t *error)
 
     snprintf(run, sizeof(run), "%lld", (long long)ctx->run_id);
     for (size_t i = 0; i < ctx->nshadow; i++) {
-        const mg_cutover_shadow_result_t *r = &ctx->shadow[i];
+        const mg_validate_shadow_result_t *r = &ctx->shadow[i];
         char seq[24], mc[24], pc[24], l[4][32];
         mg_buf_t ids;
         bool ok = true;
@@ -823,7 +823,7 @@ record_shadow(val_ctx_t *ctx, mg_error_t *error)
         }
         ok = ok && mg_buf_append_str(&ids, "]", error);
         const char *p[15] = {
-            run,       seq,      r->name, r->ns, mg_cutover_shadow_status_name(r->status),
+            run,       seq,      r->name, r->ns, mg_validate_shadow_status_name(r->status),
             r->reason, r->query, r->sql,  mc,    pc,
             ids.data,  l[0],     l[1],    l[2],  l[3]};
         ok = ok && exec_q(ctx,
@@ -886,13 +886,13 @@ record(val_ctx_t *ctx, mg_error_t *error)
 /* ---- output ---- */
 
 static void
-build_report(const val_ctx_t *ctx, double elapsed, mg_cutover_report_t *rep,
-             mg_cutover_report_coll_t *rc)
+build_report(const val_ctx_t *ctx, double elapsed, mg_validate_report_t *rep,
+             mg_validate_report_coll_t *rc)
 {
     for (size_t i = 0; i < ctx->ncolls; i++) {
         const val_coll_t *c = &ctx->colls[i];
-        const mg_cutover_result_t *r = &c->result;
-        rc[i] = (mg_cutover_report_coll_t){
+        const mg_validate_result_t *r = &c->result;
+        rc[i] = (mg_validate_report_coll_t){
             .db = c->db,
             .coll = c->coll,
             .schema = c->schema,
@@ -903,7 +903,7 @@ build_report(const val_ctx_t *ctx, double elapsed, mg_cutover_report_t *rep,
             .result = c->failed ? NULL : r,
         };
     }
-    *rep = (mg_cutover_report_t){
+    *rep = (mg_validate_report_t){
         .run_id = ctx->run_id,
         .mode = run_mode(ctx),
         .started_at = ctx->started_at,
@@ -935,16 +935,16 @@ print_summary(const val_ctx_t *ctx, double elapsed)
                "error\n",
                ctx->nshadow, c[0], c[1], c[2], c[3]);
         for (size_t i = 0; i < ctx->nshadow; i++) {
-            const mg_cutover_shadow_result_t *r = &ctx->shadow[i];
+            const mg_validate_shadow_result_t *r = &ctx->shadow[i];
             printf("  %-24s %-15s mongo %lld docs p50 %.2f ms  pg %lld docs p50 %.2f ms%s%s\n",
-                   r->name, mg_cutover_shadow_status_name(r->status), (long long)r->mongo_count,
+                   r->name, mg_validate_shadow_status_name(r->status), (long long)r->mongo_count,
                    r->mongo_p50_ms, (long long)r->pg_count, r->pg_p50_ms, r->reason ? "  " : "",
                    r->reason ? r->reason : "");
         }
     }
     for (size_t i = 0; ctx->checksums && i < ctx->ncolls; i++) {
         const val_coll_t *c = &ctx->colls[i];
-        const mg_cutover_result_t *r = &c->result;
+        const mg_validate_result_t *r = &c->result;
         char ns[512];
         snprintf(ns, sizeof(ns), "%s.%s", c->db, c->coll);
         if (c->failed) {
@@ -957,11 +957,11 @@ print_summary(const val_ctx_t *ctx, double elapsed)
                r->segments, (long long)r->missing, (long long)r->extra, (long long)r->different,
                r->elapsed_s);
         for (size_t k = 0; k < r->nmismatches; k++) {
-            const mg_cutover_mismatch_t *m = &r->mismatches[k];
-            printf("    %-9s _id %s%s\n", mg_cutover_mismatch_kind_name(m->kind), m->id_json,
+            const mg_validate_mismatch_t *m = &r->mismatches[k];
+            printf("    %-9s _id %s%s\n", mg_validate_mismatch_kind_name(m->kind), m->id_json,
                    m->persisted ? "  (persisted)" : "");
             for (size_t d = 0; d < m->ndiffs; d++) {
-                const mg_cutover_field_diff_t *fd = &m->diffs[d];
+                const mg_validate_field_diff_t *fd = &m->diffs[d];
                 printf("        %s: source %s (%s), target %s (%s)\n", fd->path,
                        fd->source_value ? fd->source_value : "absent", fd->source_type,
                        fd->target_value ? fd->target_value : "absent", fd->target_type);
@@ -991,16 +991,16 @@ read_queries(const char *path, mg_buf_t *out, mg_error_t *error)
 static bool
 run_shadow(val_ctx_t *ctx, mg_error_t *error)
 {
-    mg_cutover_shadow_ns_t *ns = calloc(ctx->ncolls + 1, sizeof(*ns));
+    mg_validate_shadow_ns_t *ns = calloc(ctx->ncolls + 1, sizeof(*ns));
     mg_buf_t lines;
     bool ok;
 
     if (ns == NULL)
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
     for (size_t i = 0; i < ctx->ncolls; i++)
-        ns[i] = (mg_cutover_shadow_ns_t){ctx->colls[i].db, ctx->colls[i].coll, ctx->colls[i].schema,
-                                         ctx->colls[i].table};
-    mg_cutover_shadow_options_t so = {
+        ns[i] = (mg_validate_shadow_ns_t){ctx->colls[i].db, ctx->colls[i].coll,
+                                          ctx->colls[i].schema, ctx->colls[i].table};
+    mg_validate_shadow_options_t so = {
         .source_uri = ctx->o->source,
         .target = ctx->o->target,
         .fidelity = ctx->fidelity,
@@ -1014,14 +1014,14 @@ run_shadow(val_ctx_t *ctx, mg_error_t *error)
         ok = read_queries(ctx->o->shadow, &lines, error);
     if (ok && ctx->o->shadow_from_profiler)
         ok = mg_buf_append_str(&lines, "\n", error) &&
-             mg_cutover_shadow_profiler_lines(&so, (size_t)ctx->o->profiler_max, &lines, error);
+             mg_validate_shadow_profiler_lines(&so, (size_t)ctx->o->profiler_max, &lines, error);
     if (ok)
-        ok = mg_cutover_shadow_run_lines(&so, lines.data != NULL ? lines.data : "", &ctx->shadow,
-                                         &ctx->nshadow, error);
+        ok = mg_validate_shadow_run_lines(&so, lines.data != NULL ? lines.data : "", &ctx->shadow,
+                                          &ctx->nshadow, error);
     if (ok) {
         ctx->shadow_ran = true;
         for (size_t i = 0; i < ctx->nshadow; i++)
-            if (ctx->shadow[i].status == MG_CUTOVER_SHADOW_MISMATCH)
+            if (ctx->shadow[i].status == MG_VALIDATE_SHADOW_MISMATCH)
                 ctx->shadow_mismatches++;
     }
     mg_buf_cleanup(&lines);
@@ -1101,8 +1101,8 @@ validate_once(const validate_opts_t *op)
     if (!start_run(&ctx, &error))
         goto fail;
 
-    mg_cutover_check_options_t co;
-    mg_cutover_check_options_init(&co);
+    mg_validate_check_options_t co;
+    mg_validate_check_options_init(&co);
     co.source_uri = o.source;
     co.target = o.target;
     co.fidelity = ctx.fidelity;
@@ -1114,7 +1114,7 @@ validate_once(const validate_opts_t *op)
     co.source_threads = (int)o.source_threads;
     for (size_t i = 0; ctx.checksums && i < ctx.ncolls; i++) {
         val_coll_t *c = &ctx.colls[i];
-        mg_cutover_coll_t cc = {c->db, c->coll, c->schema, c->table, c->key};
+        mg_validate_coll_t cc = {c->db, c->coll, c->schema, c->table, c->key};
         mg_error_t e;
         bool ok;
         mg_error_clear(&e);
@@ -1127,10 +1127,10 @@ validate_once(const validate_opts_t *op)
         if (o.changed && c->nids == 0)
             ok = true; /* nothing changed in this collection: nothing to read */
         else if (o.changed)
-            ok = mg_cutover_check_ids(&co, &cc, (const char *const *)c->ids, c->nids, &c->result,
-                                      &e);
+            ok = mg_validate_check_ids(&co, &cc, (const char *const *)c->ids, c->nids, &c->result,
+                                       &e);
         else
-            ok = mg_cutover_check_collection(&co, &cc, &c->result, &e);
+            ok = mg_validate_check_collection(&co, &cc, &c->result, &e);
         c->checked = true;
         if (!ok) {
             c->failed = true;
@@ -1141,7 +1141,7 @@ validate_once(const validate_opts_t *op)
             ctx.any_failed = true;
             continue;
         }
-        const mg_cutover_result_t *r = &c->result;
+        const mg_validate_result_t *r = &c->result;
         MG_LOG_EVENT(MG_LOG_INFO, "validate", "validate.collection",
                      MG_LOG_FIELDS(MG_LOG_STR("db", c->db), MG_LOG_STR("collection", c->coll),
                                    MG_LOG_INT("source_docs", r->source_docs),
@@ -1157,14 +1157,14 @@ validate_once(const validate_opts_t *op)
         goto fail;
 
     double elapsed = mg_now_s() - t0;
-    mg_cutover_report_t rep;
-    mg_cutover_report_coll_t *rcs = calloc(ctx.ncolls + 1, sizeof(*rcs));
+    mg_validate_report_t rep;
+    mg_validate_report_coll_t *rcs = calloc(ctx.ncolls + 1, sizeof(*rcs));
     if (rcs == NULL)
         goto fail;
     build_report(&ctx, elapsed, &rep, rcs);
     bool ok = true;
     if (o.report_json != NULL || o.json) {
-        ok = mg_cutover_report_json(&rep, &out, &error) && mg_buf_append_str(&out, "\n", &error);
+        ok = mg_validate_report_json(&rep, &out, &error) && mg_buf_append_str(&out, "\n", &error);
         if (ok && o.report_json != NULL)
             ok = mg_file_write_atomic(o.report_json, out.data, out.len, NULL, &error);
         if (ok && o.json)
@@ -1172,7 +1172,7 @@ validate_once(const validate_opts_t *op)
     }
     if (ok && o.report_html != NULL) {
         mg_buf_reset(&out);
-        ok = mg_cutover_report_html(&rep, &out, &error) &&
+        ok = mg_validate_report_html(&rep, &out, &error) &&
              mg_file_write_atomic(o.report_html, out.data, out.len, NULL, &error);
     }
     free(rcs);

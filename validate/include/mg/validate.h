@@ -1,5 +1,5 @@
 /*
- * cutover/include/mg/cutover.h - verification of the target against the
+ * validate/include/mg/validate.h - verification of the target against the
  * source: segment checksums that name every differing _id and field, and
  * the validation report (JSON and self-contained HTML).
  *
@@ -18,8 +18,8 @@
  * The functions here open their own connections (one MongoDB client and one
  * PostgreSQL connection per scan thread) from the URIs in the options.
  */
-#ifndef MG_CUTOVER_H
-#define MG_CUTOVER_H
+#ifndef MG_VALIDATE_H
+#define MG_VALIDATE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -36,11 +36,11 @@ extern "C" {
  * Hashing and the canonical form (exposed for tests and benchmarks)
  * ------------------------------------------------------------------------ */
 
-/* mg_cutover_hash64 returns the 64-bit hash of len bytes (seeded, stable across builds). */
-uint64_t mg_cutover_hash64(const void *data, size_t len, uint64_t seed);
+/* mg_validate_hash64 returns the 64-bit hash of len bytes (seeded, stable across builds). */
+uint64_t mg_validate_hash64(const void *data, size_t len, uint64_t seed);
 
 /*
- * mg_cutover_doc_hash renders doc (borrowed) under fidelity with the schema
+ * mg_validate_doc_hash renders doc (borrowed) under fidelity with the schema
  * renderer, rewrites the JSON into jsonb's canonical text form (keys
  * sorted and deduplicated as jsonb does, jsonb's spacing and escapes) and
  * stores the hash of that text in *doc_hash and the hash of its "_id"
@@ -48,15 +48,15 @@ uint64_t mg_cutover_hash64(const void *data, size_t len, uint64_t seed);
  * target's `doc` column prints, so the target side hashes its text as it
  * arrives. Fails on a document the renderer refuses or without _id.
  */
-bool mg_cutover_doc_hash(const bson_t *doc, mg_schema_fidelity_t fidelity, uint64_t *doc_hash,
-                         uint64_t *id_hash, mg_error_t *error);
+bool mg_validate_doc_hash(const bson_t *doc, mg_schema_fidelity_t fidelity, uint64_t *doc_hash,
+                          uint64_t *id_hash, mg_error_t *error);
 
 /*
- * mg_cutover_json_hash is mg_cutover_doc_hash for JSON text (len bytes):
+ * mg_validate_json_hash is mg_validate_doc_hash for JSON text (len bytes):
  * the renderer's output or jsonb's, normalised the same way.
  */
-bool mg_cutover_json_hash(const char *json, size_t len, mg_schema_fidelity_t fidelity,
-                          uint64_t *doc_hash, uint64_t *id_hash, mg_error_t *error);
+bool mg_validate_json_hash(const char *json, size_t len, mg_schema_fidelity_t fidelity,
+                           uint64_t *doc_hash, uint64_t *id_hash, mg_error_t *error);
 
 /* ------------------------------------------------------------------------
  * Field-level diff
@@ -69,20 +69,20 @@ typedef struct {
     char *target_value; /* NULL: the field is absent in the target */
     char source_type[24];
     char target_type[24];
-} mg_cutover_field_diff_t;
+} mg_validate_field_diff_t;
 
 /*
- * mg_cutover_doc_diff compares the canonical forms of source and target
+ * mg_validate_doc_diff compares the canonical forms of source and target
  * (borrowed) and appends at most max_diffs differences to *diffs (malloc'd
- * array, grown; caller frees with mg_cutover_field_diffs_free), counting
+ * array, grown; caller frees with mg_validate_field_diffs_free), counting
  * them in *ndiffs. *more is set when differences beyond max_diffs exist.
  */
-bool mg_cutover_doc_diff(const bson_t *source, const bson_t *target, mg_schema_fidelity_t fidelity,
-                         size_t max_diffs, mg_cutover_field_diff_t **diffs, size_t *ndiffs,
-                         bool *more, mg_error_t *error);
+bool mg_validate_doc_diff(const bson_t *source, const bson_t *target, mg_schema_fidelity_t fidelity,
+                          size_t max_diffs, mg_validate_field_diff_t **diffs, size_t *ndiffs,
+                          bool *more, mg_error_t *error);
 
-/* mg_cutover_field_diffs_free frees n diffs and the array (NULL ok). */
-void mg_cutover_field_diffs_free(mg_cutover_field_diff_t *diffs, size_t n);
+/* mg_validate_field_diffs_free frees n diffs and the array (NULL ok). */
+void mg_validate_field_diffs_free(mg_validate_field_diff_t *diffs, size_t n);
 
 /* ------------------------------------------------------------------------
  * Checking a collection
@@ -95,7 +95,7 @@ typedef struct {
     const char *schema; /* PostgreSQL schema of the table */
     const char *table;
     mg_schema_key_type_t key_type;
-} mg_cutover_coll_t;
+} mg_validate_coll_t;
 
 /* Settings of a check; strings borrowed for the call. */
 typedef struct {
@@ -112,34 +112,34 @@ typedef struct {
     const bson_t *const *source_filters;
     size_t nsource_filters;
     int source_threads;
-} mg_cutover_check_options_t;
+} mg_validate_check_options_t;
 
-/* mg_cutover_check_options_init fills the defaults (docs/validate.md). */
-void mg_cutover_check_options_init(mg_cutover_check_options_t *options);
+/* mg_validate_check_options_init fills the defaults (docs/validate.md). */
+void mg_validate_check_options_init(mg_validate_check_options_t *options);
 
 typedef enum {
-    MG_CUTOVER_MISSING = 0, /* in the source, not in the target */
-    MG_CUTOVER_EXTRA,       /* in the target, not in the source */
-    MG_CUTOVER_DIFFERENT,   /* on both sides, different data */
-} mg_cutover_mismatch_kind_t;
+    MG_VALIDATE_MISSING = 0, /* in the source, not in the target */
+    MG_VALIDATE_EXTRA,       /* in the target, not in the source */
+    MG_VALIDATE_DIFFERENT,   /* on both sides, different data */
+} mg_validate_mismatch_kind_t;
 
-/* mg_cutover_mismatch_kind_name returns "missing", "extra" or "different". */
-const char *mg_cutover_mismatch_kind_name(mg_cutover_mismatch_kind_t kind);
+/* mg_validate_mismatch_kind_name returns "missing", "extra" or "different". */
+const char *mg_validate_mismatch_kind_name(mg_validate_mismatch_kind_t kind);
 
 /* One named difference; strings malloc'd, owned by the result. */
 typedef struct {
-    mg_cutover_mismatch_kind_t kind;
+    mg_validate_mismatch_kind_t kind;
     char *id_json; /* the canonical _id as relaxed Extended JSON: the identity */
     char *doc_id;  /* the key column's text form (as in _migrate.changed_docs) */
-    mg_cutover_field_diff_t *diffs;
+    mg_validate_field_diff_t *diffs;
     size_t ndiffs;
     bool more_diffs;
     /* filled by the caller that records results (migrate validate) */
     bool persisted;         /* also seen by the previous run that checked this _id */
     char first_seen_at[40]; /* RFC 3339, "" when unknown */
-} mg_cutover_mismatch_t;
+} mg_validate_mismatch_t;
 
-/* The outcome of checking one collection; free with mg_cutover_result_cleanup. */
+/* The outcome of checking one collection; free with mg_validate_result_cleanup. */
 typedef struct {
     int64_t source_docs;
     int64_t target_docs;
@@ -149,37 +149,37 @@ typedef struct {
     int64_t missing;           /* counts of every difference found, named or not */
     int64_t extra;
     int64_t different;
-    mg_cutover_mismatch_t *mismatches; /* the first max_named, sorted by id_json */
+    mg_validate_mismatch_t *mismatches; /* the first max_named, sorted by id_json */
     size_t nmismatches;
     bool truncated;  /* more differences exist than are named */
     double source_s; /* wall time of the source scans */
     double target_s; /* wall time of the target scans */
     double elapsed_s;
-} mg_cutover_result_t;
+} mg_validate_result_t;
 
-/* mg_cutover_result_cleanup frees what result owns (NULL ok) and zeroes it. */
-void mg_cutover_result_cleanup(mg_cutover_result_t *result);
+/* mg_validate_result_cleanup frees what result owns (NULL ok) and zeroes it. */
+void mg_validate_result_cleanup(mg_validate_result_t *result);
 
 /*
- * mg_cutover_check_collection checksums coll on both sides in parallel
+ * mg_validate_check_collection checksums coll on both sides in parallel
  * (one thread per side) and drills mismatching segments down to named
  * _ids. Fills *result (zeroed first; caller cleans up). Errors: domain
  * mongo or pg for the sides' failures, parse for a row that does not read
  * back (naming the row's key).
  */
-bool mg_cutover_check_collection(const mg_cutover_check_options_t *options,
-                                 const mg_cutover_coll_t *coll, mg_cutover_result_t *result,
-                                 mg_error_t *error);
+bool mg_validate_check_collection(const mg_validate_check_options_t *options,
+                                  const mg_validate_coll_t *coll, mg_validate_result_t *result,
+                                  mg_error_t *error);
 
 /*
- * mg_cutover_check_ids re-checks the documents whose key column text form
+ * mg_validate_check_ids re-checks the documents whose key column text form
  * is in doc_ids (n strings, borrowed) by reading each on both sides; the
  * result counts them as source/target docs and names the differences.
  * Used by `migrate validate --changed`.
  */
-bool mg_cutover_check_ids(const mg_cutover_check_options_t *options, const mg_cutover_coll_t *coll,
-                          const char *const *doc_ids, size_t n, mg_cutover_result_t *result,
-                          mg_error_t *error);
+bool mg_validate_check_ids(const mg_validate_check_options_t *options,
+                           const mg_validate_coll_t *coll, const char *const *doc_ids, size_t n,
+                           mg_validate_result_t *result, mg_error_t *error);
 
 /* ------------------------------------------------------------------------
  * Shadow reads: MongoDB find -> SQL over the jsonb column
@@ -187,7 +187,7 @@ bool mg_cutover_check_ids(const mg_cutover_check_options_t *options, const mg_cu
  * ------------------------------------------------------------------------ */
 
 /* Error code (domain CORE) of a query that is not translated exactly. */
-#define MG_CUTOVER_ERR_NOT_TRANSLATED 100
+#define MG_VALIDATE_ERR_NOT_TRANSLATED 100
 
 /* One find: every part borrowed; NULL means absent. */
 typedef struct {
@@ -196,9 +196,9 @@ typedef struct {
     const bson_t *sort;
     int64_t skip;
     int64_t limit; /* 0: none; a negative limit counts as its absolute value */
-} mg_cutover_find_t;
+} mg_validate_find_t;
 
-/* The translation; strings malloc'd, freed by mg_cutover_sql_cleanup. */
+/* The translation; strings malloc'd, freed by mg_validate_sql_cleanup. */
 typedef struct {
     char *jsonpath;  /* the filter: parameter $1 of sql ("$ ? (...)"), NULL without filter */
     char *sql;       /* SELECT doc::text ... ($1 = jsonpath when present) */
@@ -206,40 +206,40 @@ typedef struct {
                         it cannot order exactly (array, document, ...) on this data */
     bool ordered;    /* a sort was given: compare as ordered lists */
     bool count_only; /* skip/limit without sort: which documents is unspecified */
-} mg_cutover_sql_t;
+} mg_validate_sql_t;
 
 /*
- * mg_cutover_shadow_translate translates find for table schema.table
+ * mg_validate_shadow_translate translates find for table schema.table
  * holding documents under fidelity into out (zeroed first; caller cleans
  * up). A query that cannot be translated exactly fails with code
- * MG_CUTOVER_ERR_NOT_TRANSLATED and the message "not translated: <reason>";
+ * MG_VALIDATE_ERR_NOT_TRANSLATED and the message "not translated: <reason>";
  * out is then empty.
  */
-bool mg_cutover_shadow_translate(const mg_cutover_find_t *find, const char *schema,
-                                 const char *table, mg_schema_fidelity_t fidelity,
-                                 mg_cutover_sql_t *out, mg_error_t *error);
+bool mg_validate_shadow_translate(const mg_validate_find_t *find, const char *schema,
+                                  const char *table, mg_schema_fidelity_t fidelity,
+                                  mg_validate_sql_t *out, mg_error_t *error);
 
-/* mg_cutover_sql_cleanup frees what sql owns (NULL ok). */
-void mg_cutover_sql_cleanup(mg_cutover_sql_t *sql);
+/* mg_validate_sql_cleanup frees what sql owns (NULL ok). */
+void mg_validate_sql_cleanup(mg_validate_sql_t *sql);
 
 typedef enum {
-    MG_CUTOVER_SHADOW_MATCH = 0,
-    MG_CUTOVER_SHADOW_MISMATCH,
-    MG_CUTOVER_SHADOW_NOT_TRANSLATED,
-    MG_CUTOVER_SHADOW_ERROR,
-} mg_cutover_shadow_status_t;
+    MG_VALIDATE_SHADOW_MATCH = 0,
+    MG_VALIDATE_SHADOW_MISMATCH,
+    MG_VALIDATE_SHADOW_NOT_TRANSLATED,
+    MG_VALIDATE_SHADOW_ERROR,
+} mg_validate_shadow_status_t;
 
-/* mg_cutover_shadow_status_name returns "match", "mismatch", "not_translated", "error". */
-const char *mg_cutover_shadow_status_name(mg_cutover_shadow_status_t status);
+/* mg_validate_shadow_status_name returns "match", "mismatch", "not_translated", "error". */
+const char *mg_validate_shadow_status_name(mg_validate_shadow_status_t status);
 
-/* One shadow query's outcome; strings malloc'd, freed by mg_cutover_shadow_results_free. */
+/* One shadow query's outcome; strings malloc'd, freed by mg_validate_shadow_results_free. */
 typedef struct {
     char *name;  /* the line's "name", or "#<line>" */
     char *ns;    /* db.coll */
     char *query; /* the input line as relaxed Extended JSON */
     char *sql;
     char *jsonpath;
-    mg_cutover_shadow_status_t status;
+    mg_validate_shadow_status_t status;
     char *reason; /* not_translated / error: why; mismatch: what differs */
     bool ordered;
     bool count_only;
@@ -251,7 +251,7 @@ typedef struct {
     size_t npg_ids;
     double mongo_p50_ms, mongo_p95_ms;
     double pg_p50_ms, pg_p95_ms;
-} mg_cutover_shadow_result_t;
+} mg_validate_shadow_result_t;
 
 /* A collection mapping for shadow reads (borrowed). */
 typedef struct {
@@ -259,40 +259,40 @@ typedef struct {
     const char *coll;
     const char *schema;
     const char *table;
-} mg_cutover_shadow_ns_t;
+} mg_validate_shadow_ns_t;
 
 /* Settings of a shadow-read run; strings borrowed. */
 typedef struct {
     const char *source_uri;
     const char *target;
     mg_schema_fidelity_t fidelity;
-    const mg_cutover_shadow_ns_t *namespaces;
+    const mg_validate_shadow_ns_t *namespaces;
     size_t nnamespaces;
     int repeat; /* runs per side and query (latency samples), >= 1 */
-} mg_cutover_shadow_options_t;
+} mg_validate_shadow_options_t;
 
 /*
- * mg_cutover_shadow_run_lines runs every query of text (JSON lines: ns,
+ * mg_validate_shadow_run_lines runs every query of text (JSON lines: ns,
  * filter, projection, sort, limit, skip, name; blank lines and lines
  * starting with '#' skipped) on both sides and compares the results
  * through the canonical form. *results (malloc'd; caller frees with
- * mg_cutover_shadow_results_free) gets one entry per query; a query's own
+ * mg_validate_shadow_results_free) gets one entry per query; a query's own
  * failure is its status, not an error. Fails on a connection failure.
  */
-bool mg_cutover_shadow_run_lines(const mg_cutover_shadow_options_t *options, const char *text,
-                                 mg_cutover_shadow_result_t **results, size_t *nresults,
-                                 mg_error_t *error);
+bool mg_validate_shadow_run_lines(const mg_validate_shadow_options_t *options, const char *text,
+                                  mg_validate_shadow_result_t **results, size_t *nresults,
+                                  mg_error_t *error);
 
 /*
- * mg_cutover_shadow_profiler_lines appends, as JSON lines for
- * mg_cutover_shadow_run_lines, the find commands recorded in
+ * mg_validate_shadow_profiler_lines appends, as JSON lines for
+ * mg_validate_shadow_run_lines, the find commands recorded in
  * system.profile of every database of namespaces (at most max per
  * database, newest first).
  */
-bool mg_cutover_shadow_profiler_lines(const mg_cutover_shadow_options_t *options, size_t max,
-                                      mg_buf_t *out, mg_error_t *error);
+bool mg_validate_shadow_profiler_lines(const mg_validate_shadow_options_t *options, size_t max,
+                                       mg_buf_t *out, mg_error_t *error);
 
-void mg_cutover_shadow_results_free(mg_cutover_shadow_result_t *results, size_t n);
+void mg_validate_shadow_results_free(mg_validate_shadow_result_t *results, size_t n);
 
 /* ------------------------------------------------------------------------
  * Reports
@@ -306,8 +306,8 @@ typedef struct {
     const char *table;
     const char *status; /* "clean", "mismatch" or "failed" */
     const char *error;  /* the failure, NULL unless failed */
-    const mg_cutover_result_t *result;
-} mg_cutover_report_coll_t;
+    const mg_validate_result_t *result;
+} mg_validate_report_coll_t;
 
 /* A validation run (everything borrowed). */
 typedef struct {
@@ -318,27 +318,27 @@ typedef struct {
     const char *status;      /* "clean", "mismatch", "persistent_mismatch" or "failed" */
     double elapsed_s;
     int64_t persistent; /* mismatches that persisted across runs */
-    const mg_cutover_report_coll_t *colls;
+    const mg_validate_report_coll_t *colls;
     size_t ncolls;
     bool has_shadow; /* shadow reads ran (shadow may still be NULL: no queries) */
-    const mg_cutover_shadow_result_t *shadow;
+    const mg_validate_shadow_result_t *shadow;
     size_t nshadow;
-} mg_cutover_report_t;
+} mg_validate_report_t;
 
 /*
- * mg_cutover_report_json appends the report as one JSON object (schema in
+ * mg_validate_report_json appends the report as one JSON object (schema in
  * docs/validate.md) to out. Fails only when out's cap is reached.
  */
-bool mg_cutover_report_json(const mg_cutover_report_t *report, mg_buf_t *out, mg_error_t *error);
+bool mg_validate_report_json(const mg_validate_report_t *report, mg_buf_t *out, mg_error_t *error);
 
 /*
- * mg_cutover_report_html appends the report as one self-contained HTML
+ * mg_validate_report_html appends the report as one self-contained HTML
  * page (inline CSS and SVG, no script, no external asset) to out.
  */
-bool mg_cutover_report_html(const mg_cutover_report_t *report, mg_buf_t *out, mg_error_t *error);
+bool mg_validate_report_html(const mg_validate_report_t *report, mg_buf_t *out, mg_error_t *error);
 
 #ifdef __cplusplus
 }
 #endif
 
-#endif /* MG_CUTOVER_H */
+#endif /* MG_VALIDATE_H */

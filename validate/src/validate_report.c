@@ -1,8 +1,8 @@
 /*
- * cutover/src/cutover_report.c - the validation report as JSON (yajl) and
+ * validate/src/validate_report.c - the validation report as JSON (yajl) and
  * as one self-contained HTML page (inline CSS and SVG, no script).
  */
-#include "cutover_internal.h"
+#include "validate_internal.h"
 
 #include <string.h>
 #include <yajl/yajl_gen.h>
@@ -46,10 +46,10 @@ gen_double(yajl_gen g, const char *k, double v)
 }
 
 static void
-gen_mismatch(yajl_gen g, const mg_cutover_mismatch_t *m)
+gen_mismatch(yajl_gen g, const mg_validate_mismatch_t *m)
 {
     yajl_gen_map_open(g);
-    gen_kstr(g, "kind", mg_cutover_mismatch_kind_name(m->kind));
+    gen_kstr(g, "kind", mg_validate_mismatch_kind_name(m->kind));
     gen_kstr(g, "_id", m->id_json);
     gen_kstr(g, "doc_id", m->doc_id);
     gen_key(g, "persisted");
@@ -58,7 +58,7 @@ gen_mismatch(yajl_gen g, const mg_cutover_mismatch_t *m)
     gen_key(g, "fields");
     yajl_gen_array_open(g);
     for (size_t i = 0; i < m->ndiffs; i++) {
-        const mg_cutover_field_diff_t *d = &m->diffs[i];
+        const mg_validate_field_diff_t *d = &m->diffs[i];
         yajl_gen_map_open(g);
         gen_kstr(g, "path", d->path);
         gen_kstr(g, "source", d->source_value);
@@ -74,9 +74,9 @@ gen_mismatch(yajl_gen g, const mg_cutover_mismatch_t *m)
 }
 
 static void
-gen_coll(yajl_gen g, const mg_cutover_report_coll_t *c)
+gen_coll(yajl_gen g, const mg_validate_report_coll_t *c)
 {
-    const mg_cutover_result_t *r = c->result;
+    const mg_validate_result_t *r = c->result;
 
     yajl_gen_map_open(g);
     gen_kstr(g, "db", c->db);
@@ -123,12 +123,12 @@ gen_strs(yajl_gen g, const char *k, char *const *v, size_t n)
 }
 
 static void
-gen_shadow(yajl_gen g, const mg_cutover_shadow_result_t *r)
+gen_shadow(yajl_gen g, const mg_validate_shadow_result_t *r)
 {
     yajl_gen_map_open(g);
     gen_kstr(g, "name", r->name);
     gen_kstr(g, "ns", r->ns);
-    gen_kstr(g, "status", mg_cutover_shadow_status_name(r->status));
+    gen_kstr(g, "status", mg_validate_shadow_status_name(r->status));
     gen_kstr(g, "reason", r->reason);
     gen_kstr(g, "query", r->query);
     gen_kstr(g, "sql", r->sql);
@@ -149,7 +149,7 @@ gen_shadow(yajl_gen g, const mg_cutover_shadow_result_t *r)
 }
 
 bool
-mg_cutover_report_json(const mg_cutover_report_t *rep, mg_buf_t *out, mg_error_t *error)
+mg_validate_report_json(const mg_validate_report_t *rep, mg_buf_t *out, mg_error_t *error)
 {
     yajl_gen g = yajl_gen_alloc(NULL);
     const unsigned char *text;
@@ -168,7 +168,7 @@ mg_cutover_report_json(const mg_cutover_report_t *rep, mg_buf_t *out, mg_error_t
     gen_kstr(g, "finished_at", rep->finished_at);
     gen_double(g, "elapsed_s", rep->elapsed_s);
     for (size_t i = 0; i < rep->ncolls; i++) {
-        const mg_cutover_result_t *r = rep->colls[i].result;
+        const mg_validate_result_t *r = rep->colls[i].result;
         if (r == NULL)
             continue;
         docs += r->source_docs;
@@ -194,7 +194,7 @@ mg_cutover_report_json(const mg_cutover_report_t *rep, mg_buf_t *out, mg_error_t
         yajl_gen_map_open(g);
         gen_int(g, "queries", (int64_t)rep->nshadow);
         for (int k = 0; k < 4; k++)
-            gen_int(g, mg_cutover_shadow_status_name((mg_cutover_shadow_status_t)k),
+            gen_int(g, mg_validate_shadow_status_name((mg_validate_shadow_status_t)k),
                     (int64_t)counts[k]);
         yajl_gen_map_close(g);
         gen_key(g, "shadow");
@@ -280,13 +280,13 @@ static const char *const css =
 
 /* chart draws source and target scan times per collection as horizontal bars. */
 static void
-chart(html_t *h, const mg_cutover_report_t *rep)
+chart(html_t *h, const mg_validate_report_t *rep)
 {
     double max = 0;
     size_t n = 0;
 
     for (size_t i = 0; i < rep->ncolls; i++) {
-        const mg_cutover_result_t *r = rep->colls[i].result;
+        const mg_validate_result_t *r = rep->colls[i].result;
         if (r == NULL)
             continue;
         n++;
@@ -306,8 +306,8 @@ chart(html_t *h, const mg_cutover_report_t *rep)
         height);
     size_t row = 0;
     for (size_t i = 0; i < rep->ncolls; i++) {
-        const mg_cutover_report_coll_t *c = &rep->colls[i];
-        const mg_cutover_result_t *r = c->result;
+        const mg_validate_report_coll_t *c = &rep->colls[i];
+        const mg_validate_result_t *r = c->result;
         if (r == NULL)
             continue;
         int y = (int)(row * 40 + 10);
@@ -331,14 +331,14 @@ chart(html_t *h, const mg_cutover_report_t *rep)
 
 /* shadow_chart draws p50 latency per query and side as paired bars. */
 static void
-shadow_chart(html_t *h, const mg_cutover_report_t *rep)
+shadow_chart(html_t *h, const mg_validate_report_t *rep)
 {
     double max = 0;
     size_t n = 0;
 
     for (size_t i = 0; i < rep->nshadow; i++) {
-        const mg_cutover_shadow_result_t *r = &rep->shadow[i];
-        if (r->status != MG_CUTOVER_SHADOW_MATCH && r->status != MG_CUTOVER_SHADOW_MISMATCH)
+        const mg_validate_shadow_result_t *r = &rep->shadow[i];
+        if (r->status != MG_VALIDATE_SHADOW_MATCH && r->status != MG_VALIDATE_SHADOW_MISMATCH)
             continue;
         n++;
         if (r->mongo_p50_ms > max)
@@ -360,8 +360,8 @@ shadow_chart(html_t *h, const mg_cutover_report_t *rep)
            "<text x=\"280\" y=\"12\" font-size=\"11\" fill=\"#d08a2e\">PostgreSQL p50</text>");
     size_t row = 0;
     for (size_t i = 0; i < rep->nshadow; i++) {
-        const mg_cutover_shadow_result_t *r = &rep->shadow[i];
-        if (r->status != MG_CUTOVER_SHADOW_MATCH && r->status != MG_CUTOVER_SHADOW_MISMATCH)
+        const mg_validate_shadow_result_t *r = &rep->shadow[i];
+        if (r->status != MG_VALIDATE_SHADOW_MATCH && r->status != MG_VALIDATE_SHADOW_MISMATCH)
             continue;
         int y = (int)(row * 30 + 20);
         int wm = (int)(r->mongo_p50_ms / max * 460.0), wp = (int)(r->pg_p50_ms / max * 460.0);
@@ -381,22 +381,22 @@ shadow_chart(html_t *h, const mg_cutover_report_t *rep)
 }
 
 static void
-shadow_html(html_t *h, const mg_cutover_report_t *rep)
+shadow_html(html_t *h, const mg_validate_report_t *rep)
 {
     raw(h, "<h2>Shadow reads</h2>\n<table><thead><tr><th>query</th><th>namespace</th>"
            "<th>status</th><th>MongoDB docs</th><th>PostgreSQL docs</th><th>MongoDB p50/p95 "
            "ms</th><th>PostgreSQL p50/p95 ms</th><th>detail</th></tr></thead><tbody>\n");
     for (size_t i = 0; i < rep->nshadow; i++) {
-        const mg_cutover_shadow_result_t *r = &rep->shadow[i];
-        const char *cls = r->status == MG_CUTOVER_SHADOW_MATCH      ? "clean"
-                          : r->status == MG_CUTOVER_SHADOW_MISMATCH ? "mismatch"
-                                                                    : "failed";
+        const mg_validate_shadow_result_t *r = &rep->shadow[i];
+        const char *cls = r->status == MG_VALIDATE_SHADOW_MATCH      ? "clean"
+                          : r->status == MG_VALIDATE_SHADOW_MISMATCH ? "mismatch"
+                                                                     : "failed";
         raw(h, "<tr><td>");
         esc(h, r->name);
         raw(h, "</td><td>");
         esc(h, r->ns != NULL ? r->ns : "");
         fmt(h, "</td><td class=\"%s\">", cls);
-        esc(h, mg_cutover_shadow_status_name(r->status));
+        esc(h, mg_validate_shadow_status_name(r->status));
         fmt(h,
             "</td><td class=\"n\">%lld</td><td class=\"n\">%lld</td><td class=\"n\">%.2f / "
             "%.2f</td><td class=\"n\">%.2f / %.2f</td><td>",
@@ -429,7 +429,7 @@ shadow_html(html_t *h, const mg_cutover_report_t *rep)
 }
 
 bool
-mg_cutover_report_html(const mg_cutover_report_t *rep, mg_buf_t *out, mg_error_t *error)
+mg_validate_report_html(const mg_validate_report_t *rep, mg_buf_t *out, mg_error_t *error)
 {
     html_t h = {out, error, true};
 
@@ -454,8 +454,8 @@ mg_cutover_report_html(const mg_cutover_report_t *rep, mg_buf_t *out, mg_error_t
             "(mismatched)</th><th>missing</th><th>extra</th><th>different</th><th>time "
             "s</th></tr></thead><tbody>\n");
     for (size_t i = 0; i < rep->ncolls; i++) {
-        const mg_cutover_report_coll_t *c = &rep->colls[i];
-        const mg_cutover_result_t *r = c->result;
+        const mg_validate_report_coll_t *c = &rep->colls[i];
+        const mg_validate_result_t *r = c->result;
         raw(&h, "<tr><td>");
         esc(&h, c->db);
         raw(&h, ".");
@@ -488,12 +488,12 @@ mg_cutover_report_html(const mg_cutover_report_t *rep, mg_buf_t *out, mg_error_t
     raw(&h, "</tbody></table>\n<h2>Mismatches</h2>\n");
     size_t shown = 0;
     for (size_t i = 0; i < rep->ncolls; i++) {
-        const mg_cutover_report_coll_t *c = &rep->colls[i];
-        const mg_cutover_result_t *r = c->result;
+        const mg_validate_report_coll_t *c = &rep->colls[i];
+        const mg_validate_result_t *r = c->result;
         if (r == NULL)
             continue;
         for (size_t k = 0; k < r->nmismatches; k++) {
-            const mg_cutover_mismatch_t *m = &r->mismatches[k];
+            const mg_validate_mismatch_t *m = &r->mismatches[k];
             shown++;
             raw(&h, "<details");
             raw(&h, m->ndiffs > 0 ? " open" : "");
@@ -504,7 +504,7 @@ mg_cutover_report_html(const mg_cutover_report_t *rep, mg_buf_t *out, mg_error_t
             raw(&h, " <code>");
             esc(&h, m->id_json);
             raw(&h, "</code>: <span class=\"mismatch\">");
-            esc(&h, mg_cutover_mismatch_kind_name(m->kind));
+            esc(&h, mg_validate_mismatch_kind_name(m->kind));
             raw(&h, "</span>");
             if (m->persisted)
                 raw(&h, " (persisted since ");
@@ -517,7 +517,7 @@ mg_cutover_report_html(const mg_cutover_report_t *rep, mg_buf_t *out, mg_error_t
                 raw(&h, "<table><thead><tr><th>field</th><th>source</th><th>target</th>"
                         "</tr></thead><tbody>");
                 for (size_t d = 0; d < m->ndiffs; d++) {
-                    const mg_cutover_field_diff_t *fd = &m->diffs[d];
+                    const mg_validate_field_diff_t *fd = &m->diffs[d];
                     raw(&h, "<tr><td><code>");
                     esc(&h, fd->path);
                     raw(&h, "</code></td><td><code>");

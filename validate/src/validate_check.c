@@ -1,5 +1,5 @@
 /*
- * cutover/src/cutover_check.c - segment checksums of one collection on
+ * validate/src/validate_check.c - segment checksums of one collection on
  * both sides, and the drill-down that names every differing _id.
  *
  * Pass 1: a source thread (libmongoc find over the whole collection) and a
@@ -11,7 +11,7 @@
  * in drilldown_bytes); the two lists are sorted by _id and merged, which
  * names each _id missing, extra or different, with a field diff.
  */
-#include "cutover_internal.h"
+#include "validate_internal.h"
 
 #include <libpq-fe.h>
 #include <mongoc/mongoc.h>
@@ -47,8 +47,8 @@ typedef struct {
 
 /* One side's scan: inputs, then outputs. */
 typedef struct {
-    const mg_cutover_check_options_t *o;
-    const mg_cutover_coll_t *c;
+    const mg_validate_check_options_t *o;
+    const mg_validate_coll_t *c;
     const uint8_t *want; /* segments to keep documents of; NULL in pass 1 */
     seg_digest_t *segs;  /* pass 1 output (calloc'd by the caller) */
     entries_t kept;      /* pass 2 output */
@@ -63,7 +63,7 @@ typedef struct {
 } scan_t;
 
 void
-mg_cutover_check_options_init(mg_cutover_check_options_t *options)
+mg_validate_check_options_init(mg_validate_check_options_t *options)
 {
     memset(options, 0, sizeof(*options));
     options->fidelity = MG_SCHEMA_FIDELITY_RELAXED;
@@ -76,14 +76,14 @@ mg_cutover_check_options_init(mg_cutover_check_options_t *options)
 }
 
 const char *
-mg_cutover_mismatch_kind_name(mg_cutover_mismatch_kind_t kind)
+mg_validate_mismatch_kind_name(mg_validate_mismatch_kind_t kind)
 {
     switch (kind) {
-    case MG_CUTOVER_MISSING:
+    case MG_VALIDATE_MISSING:
         return "missing";
-    case MG_CUTOVER_EXTRA:
+    case MG_VALIDATE_EXTRA:
         return "extra";
-    case MG_CUTOVER_DIFFERENT:
+    case MG_VALIDATE_DIFFERENT:
         return "different";
     }
     return "unknown";
@@ -122,15 +122,15 @@ entries_push(entries_t *e, uint64_t id_hash, uint64_t doc_hash, bson_t *doc, cha
 }
 
 void
-mg_cutover_result_cleanup(mg_cutover_result_t *result)
+mg_validate_result_cleanup(mg_validate_result_t *result)
 {
     if (result == NULL)
         return;
     for (size_t i = 0; i < result->nmismatches; i++) {
-        mg_cutover_mismatch_t *m = &result->mismatches[i];
+        mg_validate_mismatch_t *m = &result->mismatches[i];
         free(m->id_json);
         free(m->doc_id);
-        mg_cutover_field_diffs_free(m->diffs, m->ndiffs);
+        mg_validate_field_diffs_free(m->diffs, m->ndiffs);
     }
     free(result->mismatches);
     memset(result, 0, sizeof(*result));
@@ -154,13 +154,13 @@ take(scan_t *s, const char *text, size_t len, const bson_t *raw, char *key_text,
 
     s->docs++;
     s->bytes += raw != NULL ? raw->len : len;
-    if (!mg_cutover__jsonb_id_span(text, len, &idv, &idlen)) {
+    if (!mg_validate__jsonb_id_span(text, len, &idv, &idlen)) {
         free(key_text);
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
                             "document has no _id");
     }
-    ih = mg_cutover_hash64(idv, idlen, 1);
-    dh = mg_cutover_hash64(text, len, 0);
+    ih = mg_validate_hash64(idv, idlen, 1);
+    dh = mg_validate_hash64(text, len, 0);
     seg = (uint32_t)(ih % s->o->segments);
     if (s->want == NULL) {
         s->segs[seg].count++;
@@ -201,8 +201,8 @@ take_source(scan_t *s, const bson_t *doc, char *key_text, mg_error_t *error)
     mg_buf_reset(&s->render);
     mg_buf_reset(&s->canon);
     if (!mg_schema_doc_render(doc, s->o->fidelity, &s->render, NULL, error) ||
-        !mg_cutover__jsonb_normalize(s->render.data, s->render.len, &s->canon, &s->scratch,
-                                     error)) {
+        !mg_validate__jsonb_normalize(s->render.data, s->render.len, &s->canon, &s->scratch,
+                                      error)) {
         free(key_text);
         return false;
     }
@@ -227,7 +227,7 @@ scan_buffers_cleanup(scan_t *s)
 
 /* source_key_text returns the key column's text form of doc's _id (malloc'd) or NULL. */
 static char *
-source_key_text(const bson_t *doc, const mg_cutover_coll_t *c, mg_schema_fidelity_t fidelity)
+source_key_text(const bson_t *doc, const mg_validate_coll_t *c, mg_schema_fidelity_t fidelity)
 {
     bson_iter_t it;
     mg_buf_t buf;
@@ -396,7 +396,7 @@ source_scan_thread(void *arg)
 /* ---- target ---- */
 
 static bool
-table_name(const mg_cutover_coll_t *c, mg_buf_t *out, mg_error_t *error)
+table_name(const mg_validate_coll_t *c, mg_buf_t *out, mg_error_t *error)
 {
     return mg_schema_quote_ident(c->schema, out, error) && mg_buf_append_str(out, ".", error) &&
            mg_schema_quote_ident(c->table, out, error);
@@ -580,26 +580,26 @@ entry_cmp(const void *a, const void *b)
     bson_iter_init_find(&yi, y->doc, "_id");
     if (bson_iter_type(&xi) != bson_iter_type(&yi))
         return bson_iter_type(&xi) < bson_iter_type(&yi) ? -1 : 1;
-    mg_cutover__value_bytes(&xi, &xd, &xl);
-    mg_cutover__value_bytes(&yi, &yd, &yl);
+    mg_validate__value_bytes(&xi, &xd, &xl);
+    mg_validate__value_bytes(&yi, &yd, &yl);
     if (xl != yl)
         return xl < yl ? -1 : 1;
     return memcmp(xd, yd, xl);
 }
 
 static bool
-name_mismatch(const mg_cutover_check_options_t *o, mg_cutover_result_t *r,
-              mg_cutover_mismatch_kind_t kind, const entry_t *se, const entry_t *te,
+name_mismatch(const mg_validate_check_options_t *o, mg_validate_result_t *r,
+              mg_validate_mismatch_kind_t kind, const entry_t *se, const entry_t *te,
               mg_error_t *error)
 {
     const entry_t *any = se != NULL ? se : te;
-    mg_cutover_mismatch_t *m;
+    mg_validate_mismatch_t *m;
     bson_iter_t it;
     char id[1024];
 
-    if (kind == MG_CUTOVER_MISSING)
+    if (kind == MG_VALIDATE_MISSING)
         r->missing++;
-    else if (kind == MG_CUTOVER_EXTRA)
+    else if (kind == MG_VALIDATE_EXTRA)
         r->extra++;
     else
         r->different++;
@@ -624,23 +624,23 @@ name_mismatch(const mg_cutover_check_options_t *o, mg_cutover_result_t *r,
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
     }
     r->nmismatches++;
-    if (kind == MG_CUTOVER_DIFFERENT)
-        return mg_cutover_doc_diff(se->doc, te->doc, o->fidelity, o->max_diffs, &m->diffs,
-                                   &m->ndiffs, &m->more_diffs, error);
+    if (kind == MG_VALIDATE_DIFFERENT)
+        return mg_validate_doc_diff(se->doc, te->doc, o->fidelity, o->max_diffs, &m->diffs,
+                                    &m->ndiffs, &m->more_diffs, error);
     return true;
 }
 
 static int
 mismatch_cmp(const void *a, const void *b)
 {
-    const mg_cutover_mismatch_t *x = a, *y = b;
+    const mg_validate_mismatch_t *x = a, *y = b;
 
     return strcmp(x->id_json, y->id_json);
 }
 
 /* merge sorts both lists by _id and names every difference. */
 static bool
-merge(const mg_cutover_check_options_t *o, entries_t *s, entries_t *t, mg_cutover_result_t *r,
+merge(const mg_validate_check_options_t *o, entries_t *s, entries_t *t, mg_validate_result_t *r,
       mg_error_t *error)
 {
     size_t i = 0, j = 0;
@@ -653,16 +653,16 @@ merge(const mg_cutover_check_options_t *o, entries_t *s, entries_t *t, mg_cutove
         int c = i < s->n && j < t->n ? entry_cmp(&s->v[i], &t->v[j]) : (i < s->n ? -1 : 1);
         bool ok = true;
         if (c < 0) {
-            ok = name_mismatch(o, r, MG_CUTOVER_MISSING, &s->v[i++], NULL, error);
+            ok = name_mismatch(o, r, MG_VALIDATE_MISSING, &s->v[i++], NULL, error);
         } else if (c > 0) {
-            ok = name_mismatch(o, r, MG_CUTOVER_EXTRA, NULL, &t->v[j++], error);
+            ok = name_mismatch(o, r, MG_VALIDATE_EXTRA, NULL, &t->v[j++], error);
         } else {
             /* the canonical BSON forms decide: a text-only difference is not one */
             if (s->v[i].doc_hash != t->v[j].doc_hash &&
                 (s->v[i].doc->len != t->v[j].doc->len ||
                  memcmp(bson_get_data(s->v[i].doc), bson_get_data(t->v[j].doc), s->v[i].doc->len) !=
                      0))
-                ok = name_mismatch(o, r, MG_CUTOVER_DIFFERENT, &s->v[i], &t->v[j], error);
+                ok = name_mismatch(o, r, MG_VALIDATE_DIFFERENT, &s->v[i], &t->v[j], error);
             i++;
             j++;
         }
@@ -675,7 +675,7 @@ merge(const mg_cutover_check_options_t *o, entries_t *s, entries_t *t, mg_cutove
 }
 
 static bool
-check_options(const mg_cutover_check_options_t *o, mg_error_t *error)
+check_options(const mg_validate_check_options_t *o, mg_error_t *error)
 {
     if (o->segments < 1 || o->segments > (1u << 24))
         return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
@@ -687,8 +687,8 @@ check_options(const mg_cutover_check_options_t *o, mg_error_t *error)
 }
 
 bool
-mg_cutover_check_collection(const mg_cutover_check_options_t *o, const mg_cutover_coll_t *c,
-                            mg_cutover_result_t *r, mg_error_t *error)
+mg_validate_check_collection(const mg_validate_check_options_t *o, const mg_validate_coll_t *c,
+                             mg_validate_result_t *r, mg_error_t *error)
 {
     scan_t src, tgt;
     uint8_t *want = NULL;
@@ -757,7 +757,7 @@ done:
     free(want);
     r->elapsed_s = mg_now_s() - t0;
     if (!ok)
-        mg_cutover_result_cleanup(r);
+        mg_validate_result_cleanup(r);
     return ok;
 }
 
@@ -765,7 +765,7 @@ done:
 
 /* id_append appends the _id whose key column text form is doc_id to dst under key. */
 static bool
-id_append(const mg_cutover_coll_t *c, const char *doc_id, bson_t *dst, const char *key,
+id_append(const mg_validate_coll_t *c, const char *doc_id, bson_t *dst, const char *key,
           mg_error_t *error)
 {
     switch (c->key_type) {
@@ -814,9 +814,9 @@ array_literal(const char *const *items, size_t n, mg_buf_t *out, mg_error_t *err
 #define IDS_BATCH 1000
 
 bool
-mg_cutover_check_ids(const mg_cutover_check_options_t *o, const mg_cutover_coll_t *c,
-                     const char *const *doc_ids, size_t n, mg_cutover_result_t *r,
-                     mg_error_t *error)
+mg_validate_check_ids(const mg_validate_check_options_t *o, const mg_validate_coll_t *c,
+                      const char *const *doc_ids, size_t n, mg_validate_result_t *r,
+                      mg_error_t *error)
 {
     scan_t src, tgt;
     uint8_t all = 0xff;
@@ -830,7 +830,7 @@ mg_cutover_check_ids(const mg_cutover_check_options_t *o, const mg_cutover_coll_
     memset(&src, 0, sizeof(src));
     memset(&tgt, 0, sizeof(tgt));
     mg_buf_init(&sql, 4096);
-    mg_cutover_check_options_t one = *o;
+    mg_validate_check_options_t one = *o;
     one.segments = 1; /* every document lands in segment 0, which is wanted */
     src.o = tgt.o = &one;
     src.c = tgt.c = c;
@@ -917,6 +917,6 @@ done:
         mongoc_client_destroy(client);
     r->elapsed_s = mg_now_s() - t0;
     if (!ok)
-        mg_cutover_result_cleanup(r);
+        mg_validate_result_cleanup(r);
     return ok;
 }

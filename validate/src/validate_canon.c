@@ -1,5 +1,5 @@
 /*
- * cutover/src/cutover_canon.c - the canonical text the checksums hash:
+ * validate/src/validate_canon.c - the canonical text the checksums hash:
  * jsonb's own text output.
  *
  * PostgreSQL prints a jsonb value in one canonical way: object keys sorted
@@ -12,9 +12,9 @@
  * BSON goes through the schema renderer and then this normaliser, which
  * rewrites the renderer's JSON into that form. A divergence could only
  * make a document look different; the drill-down compares the canonical
- * BSON forms before naming anything (cutover_check.c).
+ * BSON forms before naming anything (validate_check.c).
  */
-#include "cutover_internal.h"
+#include "validate_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -477,8 +477,8 @@ value(norm_t *n)
 }
 
 bool
-mg_cutover__jsonb_normalize(const char *json, size_t len, mg_buf_t *out, mg_buf_t *scratch,
-                            mg_error_t *error)
+mg_validate__jsonb_normalize(const char *json, size_t len, mg_buf_t *out, mg_buf_t *scratch,
+                             mg_error_t *error)
 {
     norm_t n = {json, json + len, out, scratch, error, 0};
     size_t out_len = out->len;
@@ -535,7 +535,7 @@ skip_value(const char *p, const char *end)
 }
 
 bool
-mg_cutover__jsonb_id_span(const char *text, size_t len, const char **v, size_t *vlen)
+mg_validate__jsonb_id_span(const char *text, size_t len, const char **v, size_t *vlen)
 {
     const char *p = text, *end = text + len;
 

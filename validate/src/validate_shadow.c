@@ -1,5 +1,5 @@
 /*
- * cutover/src/cutover_shadow.c - translation of a MongoDB find (filter,
+ * validate/src/validate_shadow.c - translation of a MongoDB find (filter,
  * sort, skip, limit, projection) to SQL over the jsonb `doc` column with
  * MongoDB's semantics, or a "not translated: <reason>".
  *
@@ -22,7 +22,7 @@
  * two-valued: negations ($ne, $nin, $not, $nor) are plain `!`.
  * docs/shadow-reads.md lists the coverage.
  */
-#include "cutover_internal.h"
+#include "validate_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -58,7 +58,7 @@ not_translated(gen_t *g, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    mg_error_set(g->error, MG_ERROR_DOMAIN_CORE, MG_CUTOVER_ERR_NOT_TRANSLATED,
+    mg_error_set(g->error, MG_ERROR_DOMAIN_CORE, MG_VALIDATE_ERR_NOT_TRANSLATED,
                  "not translated: %s", why);
     g->ok = false;
     return false;
@@ -935,7 +935,7 @@ ops_test(gen_t *g, const char *path, const bson_iter_t *ops)
             if (!want)
                 put(g, "!");
             path_test(g, path, &lf);
-        } else if (strcmp(op, "$type") == 0 || strcmp(op, MG_CUTOVER_TYPE_KEY) == 0) {
+        } else if (strcmp(op, "$type") == 0 || strcmp(op, MG_VALIDATE_TYPE_KEY) == 0) {
             lf.kind = LEAF_TYPE;
             if (BSON_ITER_HOLDS_ARRAY(&it)) {
                 bson_iter_t t;
@@ -1100,7 +1100,7 @@ gen_elem_ops(gen_t *g, const char *x, const bson_iter_t *spec)
             regex_test(g, x, p, o);
         } else if (strcmp(op, "$options") == 0) {
             put(g, "1 == 1");
-        } else if (strcmp(op, "$type") == 0 || strcmp(op, MG_CUTOVER_TYPE_KEY) == 0) {
+        } else if (strcmp(op, "$type") == 0 || strcmp(op, MG_VALIDATE_TYPE_KEY) == 0) {
             const char *alias;
             if (!type_alias_of(g, &it, &alias))
                 return false;
@@ -1427,7 +1427,7 @@ gen_select(gen_t *g, const bson_t *proj)
 }
 
 void
-mg_cutover_sql_cleanup(mg_cutover_sql_t *sql)
+mg_validate_sql_cleanup(mg_validate_sql_t *sql)
 {
     if (sql == NULL)
         return;
@@ -1438,8 +1438,9 @@ mg_cutover_sql_cleanup(mg_cutover_sql_t *sql)
 }
 
 bool
-mg_cutover_shadow_translate(const mg_cutover_find_t *find, const char *schema, const char *table,
-                            mg_schema_fidelity_t fidelity, mg_cutover_sql_t *out, mg_error_t *error)
+mg_validate_shadow_translate(const mg_validate_find_t *find, const char *schema, const char *table,
+                             mg_schema_fidelity_t fidelity, mg_validate_sql_t *out,
+                             mg_error_t *error)
 {
     mg_buf_t path, sql, guard, from;
     gen_t g = {&path, error, true, 0};
@@ -1523,6 +1524,6 @@ done:
     mg_buf_cleanup(&guard);
     mg_buf_cleanup(&from);
     if (!ok)
-        mg_cutover_sql_cleanup(out);
+        mg_validate_sql_cleanup(out);
     return ok;
 }
