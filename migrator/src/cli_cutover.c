@@ -65,7 +65,7 @@ static const mg_config_option_t cutover_options[] = {
     {.name = "state_schema",
      .type = MG_CONFIG_STRING,
      .offset = offsetof(cutover_opts_t, state_schema),
-     .default_value = MG_MIGRATOR_STATE_SCHEMA,
+     .default_value = MG_STATE_SCHEMA_DEFAULT,
      .metavar = "NAME",
      .help = "schema holding the tool's state on the target"},
     {.name = "max_lag",
@@ -506,7 +506,7 @@ preflight(cutover_t *c, preflight_t *pf, mg_error_t *error)
 /* ---- drain ---- */
 
 typedef struct {
-    mg_follow_settings_t fs;
+    mg_cdc_follow_settings_t fs;
     atomic_int stop;
     atomic_int finished;
     int rc;
@@ -522,7 +522,7 @@ applier_main(void *varg)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     mg_error_clear(&a->error);
-    a->rc = mg_migrator__follow(&a->fs, &a->error);
+    a->rc = mg_cdc_follow_run(&a->fs, &a->error);
     atomic_store(&a->finished, 1);
     return NULL;
 }
@@ -606,7 +606,7 @@ drain(cutover_t *c, const char **how, mg_error_t *error)
             }
             atomic_init(&ap->stop, 0);
             atomic_init(&ap->finished, 0);
-            ap->fs = (mg_follow_settings_t){
+            ap->fs = (mg_cdc_follow_settings_t){
                 .source_uri = c->o->source,
                 .target = c->o->target,
                 .state_schema = c->o->state_schema,
@@ -1050,9 +1050,9 @@ mg_migrator_cmd_cutover(const mg_cli_command_t *command, int argc, char **argv)
     {
         bool exists;
         int version;
-        if (!mg_migrator__state_probe(c.pg, o.state_schema, &exists, &version, &error))
+        if (!mg_state_probe(c.pg, o.state_schema, &exists, &version, &error))
             goto fail;
-        if (!exists || version != MG_MIGRATOR_STATE_VERSION) {
+        if (!exists || version != MG_STATE_VERSION) {
             fprintf(stderr,
                     "migrate cutover: the target has no usable state schema \"%s\": run "
                     "migrate init and migrate sync first\n",

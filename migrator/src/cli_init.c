@@ -68,7 +68,7 @@ static const mg_config_option_t init_options[] = {
     {.name = "state_schema",
      .type = MG_CONFIG_STRING,
      .offset = offsetof(init_opts_t, state_schema),
-     .default_value = MG_MIGRATOR_STATE_SCHEMA,
+     .default_value = MG_STATE_SCHEMA_DEFAULT,
      .metavar = "NAME",
      .help = "schema holding the tool's state on the target"},
     {.name = "type_fidelity",
@@ -567,19 +567,19 @@ check_target(init_ctx_t *ctx, mg_error_t *error)
         return mg_error_set(error, MG_ERROR_DOMAIN_PG, 0,
                             "target runs PostgreSQL %s; version 12 or later is needed",
                             ctx->pg_version);
-    if (!mg_migrator__state_probe(ctx->pg, ctx->o->state_schema, &ctx->state_exists,
-                                  &ctx->state_version, error))
+    if (!mg_state_probe(ctx->pg, ctx->o->state_schema, &ctx->state_exists, &ctx->state_version,
+                        error))
         return false;
     if (ctx->state_exists && ctx->state_version == 0)
         return mg_error_set(error, MG_ERROR_DOMAIN_PG, 0,
                             "target schema \"%s\" exists but was not created by migrate; choose "
                             "another with --state-schema",
                             ctx->o->state_schema);
-    if (ctx->state_version > MG_MIGRATOR_STATE_VERSION)
+    if (ctx->state_version > MG_STATE_VERSION)
         return mg_error_set(error, MG_ERROR_DOMAIN_PG, 0,
                             "state schema \"%s\" has version %d, newer than this migrate "
                             "understands (%d); upgrade migrate",
-                            ctx->o->state_schema, ctx->state_version, MG_MIGRATOR_STATE_VERSION);
+                            ctx->o->state_schema, ctx->state_version, MG_STATE_VERSION);
     return true;
 }
 
@@ -710,7 +710,7 @@ done:
 static bool
 build_ddl(init_ctx_t *ctx, bool include_state, mg_buf_t *out, mg_error_t *error)
 {
-    if (include_state && !mg_migrator__state_ddl(ctx->o->state_schema, out, error))
+    if (include_state && !mg_state_ddl(ctx->o->state_schema, out, error))
         return false;
     for (size_t i = 0; i < ctx->ncolls; i++) {
         const char *schema = ctx->colls[i].name->schema;
@@ -888,7 +888,7 @@ apply(init_ctx_t *ctx, mg_error_t *error)
         goto rollback;
     snprintf(event, sizeof(event), "{\"collections\":%zu,\"reset\":%s}", ctx->ncolls,
              ctx->o->reset ? "true" : "false");
-    if (!mg_migrator__state_event(ctx->pg, ctx->o->state_schema, "init", event, error))
+    if (!mg_state_event_add(ctx->pg, ctx->o->state_schema, "init", event, error))
         goto rollback;
     if (!mg_pg_exec(ctx->pg, "COMMIT", error))
         goto rollback;

@@ -25,7 +25,7 @@ static const mg_config_option_t status_options[] = {
     {.name = "state_schema",
      .type = MG_CONFIG_STRING,
      .offset = offsetof(status_opts_t, state_schema),
-     .default_value = MG_MIGRATOR_STATE_SCHEMA,
+     .default_value = MG_STATE_SCHEMA_DEFAULT,
      .metavar = "NAME",
      .help = "schema holding the tool's state on the target"},
     {.name = "json",
@@ -142,7 +142,7 @@ mg_migrator_cmd_status(const mg_cli_command_t *command, int argc, char **argv)
     {
         bool exists;
         int version;
-        if (!mg_migrator__state_probe(pg, o.state_schema, &exists, &version, &error))
+        if (!mg_state_probe(pg, o.state_schema, &exists, &version, &error))
             goto fail;
         if (!exists || version == 0) {
             fprintf(stderr,

@@ -61,7 +61,7 @@ static const mg_config_option_t sync_options[] = {
     {.name = "state_schema",
      .type = MG_CONFIG_STRING,
      .offset = offsetof(sync_opts_t, state_schema),
-     .default_value = MG_MIGRATOR_STATE_SCHEMA,
+     .default_value = MG_STATE_SCHEMA_DEFAULT,
      .metavar = "NAME",
      .help = "schema holding the tool's state on the target"},
     {.name = "workers",
@@ -736,7 +736,7 @@ print_report(const sync_opts_t *o, worker_arg_t *args, size_t nworkers, mg_copy_
 static int
 run_follow(const sync_opts_t *o, mg_error_t *error)
 {
-    mg_follow_settings_t fs = {
+    mg_cdc_follow_settings_t fs = {
         .source_uri = o->source,
         .target = o->target,
         .state_schema = o->state_schema,
@@ -745,8 +745,8 @@ run_follow(const sync_opts_t *o, mg_error_t *error)
         .batch_events = o->batch_events,
         .batch_bytes = o->batch_bytes,
         .batch_delay_ms = o->batch_delay_ms,
-        .on_drop = (mg_follow_drop_t)o->on_drop,
-        .on_rename = (mg_follow_rename_t)o->on_rename,
+        .on_drop = (mg_cdc_drop_policy_t)o->on_drop,
+        .on_rename = (mg_cdc_rename_policy_t)o->on_rename,
         .skip_invalid = o->skip_invalid,
         .metrics_port = o->metrics_port,
         .stop = &stop_requested,
@@ -754,7 +754,7 @@ run_follow(const sync_opts_t *o, mg_error_t *error)
     int rc;
 
     mg_error_clear(error);
-    rc = mg_migrator__follow(&fs, error);
+    rc = mg_cdc_follow_run(&fs, error);
     if (rc != MG_EXIT_OK) {
         mg_log_error(MG_LOG_ERROR, "cdc", error);
         fprintf(stderr, "migrate sync: %s\n", error->message);
@@ -878,7 +878,7 @@ mg_migrator_cmd_sync(const mg_cli_command_t *command, int argc, char **argv)
     {
         bool exists;
         int version;
-        if (!mg_migrator__state_probe(pg, o.state_schema, &exists, &version, &error))
+        if (!mg_state_probe(pg, o.state_schema, &exists, &version, &error))
             goto fail;
         if (!exists || version == 0) {
             fprintf(stderr,
@@ -888,11 +888,11 @@ mg_migrator_cmd_sync(const mg_cli_command_t *command, int argc, char **argv)
             rc = MG_EXIT_STATE;
             goto done;
         }
-        if (version != MG_MIGRATOR_STATE_VERSION) {
+        if (version != MG_STATE_VERSION) {
             fprintf(stderr,
                     "migrate sync: state schema \"%s\" has version %d; this migrate "
                     "understands %d\n",
-                    o.state_schema, version, MG_MIGRATOR_STATE_VERSION);
+                    o.state_schema, version, MG_STATE_VERSION);
             rc = MG_EXIT_STATE;
             goto done;
         }

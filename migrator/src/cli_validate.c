@@ -67,7 +67,7 @@ static const mg_config_option_t validate_options[] = {
     {.name = "state_schema",
      .type = MG_CONFIG_STRING,
      .offset = offsetof(validate_opts_t, state_schema),
-     .default_value = MG_MIGRATOR_STATE_SCHEMA,
+     .default_value = MG_STATE_SCHEMA_DEFAULT,
      .metavar = "NAME",
      .help = "schema holding the tool's state on the target"},
     {.name = "collections",
@@ -876,7 +876,7 @@ record(val_ctx_t *ctx, mg_error_t *error)
              "%lld}",
              (long long)ctx->run_id, run_status(ctx), (long long)ctx->mismatches,
              (long long)ctx->persistent);
-    ok = ok && mg_migrator__state_event(ctx->pg, ctx->o->state_schema, "validate", data, error);
+    ok = ok && mg_state_event_add(ctx->pg, ctx->o->state_schema, "validate", data, error);
     ok = ok && mg_pg_exec(ctx->pg, "COMMIT", error);
     if (!ok)
         PQclear(PQexec(ctx->pg, "ROLLBACK"));
@@ -1066,7 +1066,7 @@ validate_once(const validate_opts_t *op)
     ctx.pg = mg_pg_connect(o.target, &error);
     if (ctx.pg == NULL)
         goto fail;
-    if (!mg_migrator__state_probe(ctx.pg, o.state_schema, &exists, &version, &error))
+    if (!mg_state_probe(ctx.pg, o.state_schema, &exists, &version, &error))
         goto fail;
     if (!exists || version == 0) {
         mg_error_set(&error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_NOT_FOUND,
@@ -1076,11 +1076,11 @@ validate_once(const validate_opts_t *op)
         rc = MG_EXIT_STATE;
         goto fail_rc;
     }
-    if (version > MG_MIGRATOR_STATE_VERSION) {
+    if (version > MG_STATE_VERSION) {
         mg_error_set(&error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
                      "state schema \"%s\" has version %d, newer than this build understands "
                      "(%d)",
-                     o.state_schema, version, MG_MIGRATOR_STATE_VERSION);
+                     o.state_schema, version, MG_STATE_VERSION);
         rc = MG_EXIT_STATE;
         goto fail_rc;
     }

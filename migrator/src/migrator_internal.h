@@ -6,29 +6,14 @@
 #define MG_MIGRATOR_INTERNAL_H
 
 #include "mg/migrator.h"
+#include "mg/cdc.h"
 #include "mg/schema.h"
+#include "mg/state.h"
 
 #include <libpq-fe.h>
 #include <mongoc/mongoc.h>
 #include <pthread.h>
 #include <stdatomic.h>
-
-/* ---- state schema ---- */
-
-/*
- * mg_migrator__state_probe tells whether the state schema exists and, when
- * it does, its recorded version (0 when the schema exists without our
- * meta table: not ours).
- */
-bool mg_migrator__state_probe(PGconn *conn, const char *state_schema, bool *exists, int *version,
-                              mg_error_t *error);
-
-/* mg_migrator__state_ddl appends the statements that create the state schema. */
-bool mg_migrator__state_ddl(const char *state_schema, mg_buf_t *out, mg_error_t *error);
-
-/* mg_migrator__state_event inserts an event row (inside the caller's transaction). */
-bool mg_migrator__state_event(PGconn *conn, const char *state_schema, const char *kind,
-                              const char *data_json, mg_error_t *error);
 
 /* ---- bulk copy (copy_plan.c, copy_worker.c) ---- */
 
@@ -113,40 +98,7 @@ bool mg_migrator__copy_worker_run(const mg_copy_settings_t *settings, int worker
                                   mg_copy_coll_t *colls, size_t ncolls, mg_copy_timing_t *timing,
                                   mg_error_t *error);
 
-/* ---- change-stream phase (sync_follow.c) ---- */
-
-typedef enum {
-    MG_FOLLOW_DROP_STOP = 0, /* stop that collection with an error (default) */
-    MG_FOLLOW_DROP_TRUNCATE, /* empty the table and keep following */
-    MG_FOLLOW_DROP_KEEP,     /* keep the table as it was and keep following */
-} mg_follow_drop_t;
-
-typedef enum {
-    MG_FOLLOW_RENAME_STOP = 0, /* stop that collection with an error (default) */
-    MG_FOLLOW_RENAME_FOLLOW,   /* the table now mirrors the new name */
-} mg_follow_rename_t;
-
-typedef struct {
-    const char *source_uri;
-    const char *target;
-    const char *state_schema;
-    bool follow; /* run until stopped; else until lag <= max_lag */
-    int64_t max_lag_ms;
-    int64_t batch_events; /* distinct documents per batch (soft) */
-    int64_t batch_bytes;  /* rendered JSON per batch (soft) */
-    int64_t batch_delay_ms;
-    mg_follow_drop_t on_drop;
-    mg_follow_rename_t on_rename;
-    bool skip_invalid;
-    int64_t metrics_port; /* 0 = none */
-    atomic_int *stop;     /* 1: finish the batch and stop */
-} mg_follow_settings_t;
-
-/*
- * mg_migrator__follow applies the change stream from T0 or the checkpoint
- * (docs/cdc.md). Returns an exit code; error is set when it is not 0.
- */
-int mg_migrator__follow(const mg_follow_settings_t *settings, mg_error_t *error);
+/* ---- re-sync (copy_plan.c) ---- */
 
 /*
  * mg_migrator__resync prepares the collections matching patterns for a new

@@ -1,11 +1,9 @@
 /*
  * cdc/include/mg/cdc.h - change data capture: decoding change events,
- * batching and coalescing them per (collection, _id), and applying a batch
- * to PostgreSQL in one transaction together with the checkpoint.
- *
- * The reading loop (libmongoc change stream, resume, reconnect) lives in
- * the migrator, which owns the connections; this module is what happens to
- * each event and each batch (DESIGN §6, docs/cdc.md).
+ * batching and coalescing them per (collection, _id), applying a batch to
+ * PostgreSQL in one transaction together with the checkpoint, and the
+ * follower that reads the change stream (resume, reconnect, DDL-event
+ * policies) and drives all of it (DESIGN §6, docs/cdc.md).
  */
 #ifndef MG_CDC_H
 #define MG_CDC_H
@@ -15,6 +13,7 @@
 #include <stdint.h>
 
 #include <bson/bson.h>
+#include <stdatomic.h>
 
 #include "mg/core.h"
 #include "mg/schema.h"
@@ -160,6 +159,43 @@ typedef struct {
  */
 bool mg_cdc_batch_apply(mg_cdc_batch_t *batch, struct pg_conn *conn, const char *state_schema,
                         const mg_cdc_position_t *pos, mg_error_t *error);
+
+/* ------------------------------------------------------------------------
+ * The follower: the change stream applied to the target (cdc_follow.c)
+ * ------------------------------------------------------------------------ */
+
+typedef enum {
+    MG_CDC_DROP_STOP = 0, /* stop that collection with an error (default) */
+    MG_CDC_DROP_TRUNCATE, /* empty the table and keep following */
+    MG_CDC_DROP_KEEP,     /* keep the table as it was and keep following */
+} mg_cdc_drop_policy_t;
+
+typedef enum {
+    MG_CDC_RENAME_STOP = 0, /* stop that collection with an error (default) */
+    MG_CDC_RENAME_FOLLOW,   /* the table now mirrors the new name */
+} mg_cdc_rename_policy_t;
+
+typedef struct {
+    const char *source_uri;
+    const char *target;
+    const char *state_schema;
+    bool follow; /* run until stopped; else until lag <= max_lag */
+    int64_t max_lag_ms;
+    int64_t batch_events; /* distinct documents per batch (soft) */
+    int64_t batch_bytes;  /* rendered JSON per batch (soft) */
+    int64_t batch_delay_ms;
+    mg_cdc_drop_policy_t on_drop;
+    mg_cdc_rename_policy_t on_rename;
+    bool skip_invalid;
+    int64_t metrics_port; /* 0 = none */
+    atomic_int *stop;     /* 1: finish the batch and stop */
+} mg_cdc_follow_settings_t;
+
+/*
+ * mg_cdc_follow_run applies the change stream from T0 or the checkpoint
+ * (docs/cdc.md). Returns an exit code; error is set when it is not 0.
+ */
+int mg_cdc_follow_run(const mg_cdc_follow_settings_t *settings, mg_error_t *error);
 
 #ifdef __cplusplus
 }

@@ -12,12 +12,6 @@
 extern "C" {
 #endif
 
-/* Default name of the schema holding the tool's state on the target. */
-#define MG_MIGRATOR_STATE_SCHEMA "_migrate"
-
-/* Version of the state schema this build writes and understands. */
-#define MG_MIGRATOR_STATE_VERSION 1
-
 /*
  * mg_migrator_cmd_init runs `migrate init`: census of the source, target
  * tables and state schema, the plan on stdout. See docs/init.md.

@@ -1,5 +1,6 @@
 /*
- * migrator/src/sync_follow.c - the change-stream phase of `migrate sync`:
+ * cdc/src/cdc_follow.c - the change-stream follower of `migrate sync` (and
+ * of the cutover's drain):
  * one deployment-wide change stream (filtered to the included databases)
  * opened at T0 or at the committed checkpoint, events batched and coalesced
  * (cdc/), each batch applied in one transaction with the checkpoint. Runs
@@ -10,11 +11,13 @@
  * command that re-syncs; a lost target connection reconnects with backoff
  * and resumes from the committed checkpoint, dropping the uncommitted batch.
  */
-#include "migrator_internal.h"
 #include "mg/cdc.h"
+#include "mg/state.h"
 
-#include <fnmatch.h>
+#include <libpq-fe.h>
 #include <math.h>
+#include <mongoc/mongoc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +56,7 @@ typedef struct {
 } applier_t;
 
 typedef struct {
-    const mg_follow_settings_t *s;
+    const mg_cdc_follow_settings_t *s;
     PGconn *pg;
     mongoc_client_t *mongo;
     mongoc_change_stream_t *stream;
@@ -557,7 +560,7 @@ on_ddl_event(follow_t *f, const mg_cdc_event_t *ev, mg_error_t *error)
         if (!hit || !active(c))
             continue;
         if (ev->op == MG_CDC_OP_RENAME) {
-            if (f->s->on_rename == MG_FOLLOW_RENAME_FOLLOW) {
+            if (f->s->on_rename == MG_CDC_RENAME_FOLLOW) {
                 mg_buf_t sql;
                 mg_error_t e;
                 const char *params[4] = {c->db, c->coll, ev->to_db, ev->to_coll};
@@ -599,7 +602,7 @@ on_ddl_event(follow_t *f, const mg_cdc_event_t *ev, mg_error_t *error)
         }
         /* drop and dropDatabase */
         switch (f->s->on_drop) {
-        case MG_FOLLOW_DROP_STOP:
+        case MG_CDC_DROP_STOP:
             snprintf(why, sizeof(why),
                      "dropped on the source; the table \"%s\".\"%s\" is kept as it was. If "
                      "the collection was recreated, re-sync it: migrate sync --resync %s.%s; "
@@ -607,7 +610,7 @@ on_ddl_event(follow_t *f, const mg_cdc_event_t *ev, mg_error_t *error)
                      c->schema, c->table, c->db, c->coll);
             stop_collection(f, k, why);
             break;
-        case MG_FOLLOW_DROP_TRUNCATE: {
+        case MG_CDC_DROP_TRUNCATE: {
             mg_buf_t sql;
             mg_buf_init(&sql, 4096);
             bool ok = mg_buf_append_str(&sql, "TRUNCATE ", error) &&
@@ -624,7 +627,7 @@ on_ddl_event(follow_t *f, const mg_cdc_event_t *ev, mg_error_t *error)
                          c->db, c->coll);
             break;
         }
-        case MG_FOLLOW_DROP_KEEP:
+        case MG_CDC_DROP_KEEP:
             MG_LOG_EVENT(MG_LOG_NOTICE, "cdc", "cdc.drop",
                          MG_LOG_FIELDS(MG_LOG_STR("db", c->db), MG_LOG_STR("collection", c->coll)),
                          "collection %s.%s dropped on the source: table kept as it was, still "
@@ -784,7 +787,7 @@ history_lost(follow_t *f, mg_error_t *error)
 }
 
 int
-mg_migrator__follow(const mg_follow_settings_t *s, mg_error_t *error)
+mg_cdc_follow_run(const mg_cdc_follow_settings_t *s, mg_error_t *error)
 {
     follow_t f;
     int rc = MG_EXIT_FAILURE;
@@ -1050,136 +1053,4 @@ done_ok:
         PQfinish(f.pg);
     pthread_mutex_destroy(&f.stats_lock);
     return rc;
-}
-
-bool
-mg_migrator__resync(PGconn *pg, const char *ss, const mg_strlist_t *patterns, size_t *count,
-                    mg_error_t *error)
-{
-    mg_buf_t sql;
-    PGresult *res = NULL;
-    bool ok = false, lost;
-    size_t total, hit = 0;
-
-    *count = 0;
-    mg_buf_init(&sql, 64 * 1024);
-    if (!mg_buf_append_str(&sql,
-                           "SELECT c.db, c.coll, c.schema_name, c.table_name, "
-                           "(SELECT history_lost_at IS NOT NULL FROM ",
-                           error) ||
-        !mg_schema_quote_ident(ss, &sql, error) ||
-        !mg_buf_append_str(&sql, ".checkpoint WHERE id = 1) FROM ", error) ||
-        !mg_schema_quote_ident(ss, &sql, error) ||
-        !mg_buf_append_str(&sql, ".collections c ORDER BY 1, 2", error))
-        goto done;
-    if ((res = mg_pg_query(pg, sql.data, 0, NULL, error)) == NULL)
-        goto done;
-    total = (size_t)PQntuples(res);
-    lost = total > 0 && strcmp(PQgetvalue(res, 0, 4), "t") == 0;
-    bool *match = calloc(total + 1, sizeof(bool));
-    if (match == NULL) {
-        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
-        goto done;
-    }
-    for (size_t p = 0; p < patterns->count; p++) {
-        bool any = false;
-        for (size_t r = 0; r < total; r++) {
-            char ns[600];
-            snprintf(ns, sizeof(ns), "%s.%s", PQgetvalue(res, (int)r, 0),
-                     PQgetvalue(res, (int)r, 1));
-            if (strcmp(patterns->items[p], "*") == 0 || fnmatch(patterns->items[p], ns, 0) == 0) {
-                any |= true;
-                match[r] = true;
-            }
-        }
-        if (!any) {
-            free(match);
-            mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_NOT_FOUND,
-                         "--resync pattern \"%s\" matches no planned collection",
-                         patterns->items[p]);
-            goto done;
-        }
-    }
-    for (size_t r = 0; r < total; r++)
-        hit += match[r];
-    if (lost && hit < total) {
-        free(match);
-        mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
-                     "the change-stream history was lost, so every collection missed changes: "
-                     "re-sync all of them (--resync '*'), not %zu of %zu",
-                     hit, total);
-        goto done;
-    }
-    if (!mg_pg_exec(pg, "BEGIN", error)) {
-        free(match);
-        goto done;
-    }
-    for (size_t r = 0; r < total; r++) {
-        if (!match[r])
-            continue;
-        const char *params[2] = {PQgetvalue(res, (int)r, 0), PQgetvalue(res, (int)r, 1)};
-        PGresult *x;
-        mg_buf_reset(&sql);
-        ok = mg_buf_append_str(&sql, "TRUNCATE ", error) &&
-             mg_schema_quote_ident(PQgetvalue(res, (int)r, 2), &sql, error) &&
-             mg_buf_append_str(&sql, ".", error) &&
-             mg_schema_quote_ident(PQgetvalue(res, (int)r, 3), &sql, error) &&
-             mg_pg_exec(pg, sql.data, error);
-        mg_buf_reset(&sql);
-        ok = ok && mg_buf_append_str(&sql, "DELETE FROM ", error) &&
-             mg_schema_quote_ident(ss, &sql, error) &&
-             mg_buf_append_str(&sql, ".partitions WHERE db = $1 AND coll = $2", error) &&
-             (x = mg_pg_query(pg, sql.data, 2, params, error)) != NULL;
-        if (ok)
-            PQclear(x);
-        mg_buf_reset(&sql);
-        ok = ok && mg_buf_append_str(&sql, "UPDATE ", error) &&
-             mg_schema_quote_ident(ss, &sql, error) &&
-             mg_buf_append_str(&sql,
-                               ".collections SET status = 'planned', error = NULL, updated_at = "
-                               "now() WHERE db = $1 AND coll = $2",
-                               error) &&
-             (x = mg_pg_query(pg, sql.data, 2, params, error)) != NULL;
-        if (ok)
-            PQclear(x);
-        if (!ok)
-            break;
-        MG_LOG_EVENT(
-            MG_LOG_NOTICE, "sync", "sync.resync",
-            MG_LOG_FIELDS(MG_LOG_STR("db", params[0]), MG_LOG_STR("collection", params[1])),
-            "re-syncing %s.%s: table emptied, it will be copied again", params[0], params[1]);
-    }
-    free(match);
-    if (ok && lost) {
-        /* a new start: new T0, no checkpoint */
-        mg_buf_reset(&sql);
-        ok = mg_buf_append_str(&sql, "UPDATE ", error) && mg_schema_quote_ident(ss, &sql, error) &&
-             mg_buf_append_str(&sql,
-                               ".checkpoint SET resume_token = NULL, resume_token_json = NULL, "
-                               "cluster_time_ts = NULL, cluster_time_inc = NULL, history_lost_at "
-                               "= NULL WHERE id = 1",
-                               error) &&
-             mg_pg_exec(pg, sql.data, error);
-        mg_buf_reset(&sql);
-        ok = ok && mg_buf_append_str(&sql, "UPDATE ", error) &&
-             mg_schema_quote_ident(ss, &sql, error) &&
-             mg_buf_append_str(&sql,
-                               ".migration SET t0_ts = NULL, t0_inc = NULL, phase = 'copying' "
-                               "WHERE id = 1",
-                               error) &&
-             mg_pg_exec(pg, sql.data, error);
-    }
-    if (ok)
-        ok = mg_pg_exec(pg, "COMMIT", error);
-    if (!ok) {
-        PGresult *x = PQexec(pg, "ROLLBACK");
-        PQclear(x);
-        goto done;
-    }
-    *count = hit;
-    ok = true;
-done:
-    PQclear(res);
-    mg_buf_cleanup(&sql);
-    return ok;
 }

@@ -1,5 +1,5 @@
 /*
- * migrator/src/migrator_state.c - the tool's state schema on the target
+ * state/src/state_schema.c - the tool's state schema on the target
  * (default "_migrate"; docs/state-schema.md).
  *
  * Version 1 holds: meta (schema version), migration (one row: source,
@@ -7,7 +7,10 @@
  * translation plan, built after the load), census (reports) and events.
  * Later versions add tables; a build refuses a state schema newer than it.
  */
-#include "migrator_internal.h"
+#include "mg/schema.h"
+#include "mg/state.h"
+
+#include <libpq-fe.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -230,7 +233,7 @@ static const char *const state_v1[] = {
 };
 
 bool
-mg_migrator__state_ddl(const char *state_schema, mg_buf_t *out, mg_error_t *error)
+mg_state_ddl(const char *state_schema, mg_buf_t *out, mg_error_t *error)
 {
     mg_buf_t quoted;
     bool ok = true;
@@ -250,8 +253,8 @@ mg_migrator__state_ddl(const char *state_schema, mg_buf_t *out, mg_error_t *erro
 }
 
 bool
-mg_migrator__state_probe(PGconn *conn, const char *state_schema, bool *exists, int *version,
-                         mg_error_t *error)
+mg_state_probe(PGconn *conn, const char *state_schema, bool *exists, int *version,
+               mg_error_t *error)
 {
     const char *params[1] = {state_schema};
     PGresult *res;
@@ -292,8 +295,8 @@ mg_migrator__state_probe(PGconn *conn, const char *state_schema, bool *exists, i
 }
 
 bool
-mg_migrator__state_event(PGconn *conn, const char *state_schema, const char *kind,
-                         const char *data_json, mg_error_t *error)
+mg_state_event_add(PGconn *conn, const char *state_schema, const char *kind, const char *data_json,
+                   mg_error_t *error)
 {
     const char *params[2] = {kind, data_json != NULL ? data_json : "{}"};
     mg_buf_t sql;
