@@ -5,7 +5,9 @@
  * exactly what is in the table.
  */
 #include "mg/core.h"
+#include "mg/cutover.h"
 #include "mg/migrator.h"
+#include "mg/validate.h"
 
 #include <libpq-fe.h>
 #include <mongoc/mongoc.h>
@@ -27,9 +29,9 @@ static const mg_cli_command_t commands[] = {
     {"status", "show the phase and progress recorded on the target", "--target URI [options]",
      mg_migrator_cmd_status},
     {"validate", "checksum both sides, name every difference, record and report it",
-     "--source URI --target URI [--full | --changed] [options]", mg_migrator_cmd_validate},
+     "--source URI --target URI [--full | --changed] [options]", mg_validate_command},
     {"cutover", "freeze the source, drain to the fence, verify, flip the endpoint once",
-     "--source URI --target URI [options]", mg_migrator_cmd_cutover},
+     "--source URI --target URI [options]", mg_cutover_command},
 };
 
 static const mg_cli_t migrate_cli = {

@@ -27,19 +27,6 @@ int mg_migrator_cmd_sync(const mg_cli_command_t *command, int argc, char **argv)
 /* mg_migrator_cmd_status runs `migrate status`: phase and progress from the state schema. */
 int mg_migrator_cmd_status(const mg_cli_command_t *command, int argc, char **argv);
 
-/*
- * mg_migrator_cmd_validate runs `migrate validate`: segment checksums on
- * both sides, differences named down to _ids and fields, results recorded
- * in the state schema, JSON and HTML reports. See docs/validate.md.
- */
-int mg_migrator_cmd_validate(const mg_cli_command_t *command, int argc, char **argv);
-
-/*
- * mg_migrator_cmd_cutover runs `migrate cutover`: preflight, freeze the
- * source, fence, drain, verify, flip the endpoint once (docs/cutover.md).
- */
-int mg_migrator_cmd_cutover(const mg_cli_command_t *command, int argc, char **argv);
-
 #ifdef __cplusplus
 }
 #endif

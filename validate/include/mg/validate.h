@@ -337,6 +337,16 @@ bool mg_validate_report_json(const mg_validate_report_t *report, mg_buf_t *out, 
  */
 bool mg_validate_report_html(const mg_validate_report_t *report, mg_buf_t *out, mg_error_t *error);
 
+/* ------------------------------------------------------------------------
+ * The command
+ * ------------------------------------------------------------------------ */
+
+/*
+ * mg_validate_command runs `migrate validate` (argv[0] is the command name)
+ * and returns an exit code from docs/exit-codes.md.
+ */
+int mg_validate_command(const mg_cli_command_t *command, int argc, char **argv);
+
 #ifdef __cplusplus
 }
 #endif

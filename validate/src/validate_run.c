@@ -1,5 +1,5 @@
 /*
- * migrator/src/cli_validate.c - `migrate validate`: checksums of every
+ * validate/src/validate_run.c - `migrate validate`: checksums of every
  * collection (or of the documents changed since the last check) on both
  * sides, the differences named and recorded in the state schema, reports.
  *
@@ -11,8 +11,11 @@
  * the run row -> terminal summary, --report-json, --report-html. The rule
  * for the exit code is in docs/validate.md.
  */
-#include "migrator_internal.h"
+#include "mg/schema.h"
+#include "mg/state.h"
 #include "mg/validate.h"
+
+#include <libpq-fe.h>
 
 #include <errno.h>
 #include <signal.h>
@@ -1233,7 +1236,7 @@ on_stop_signal(int sig)
 }
 
 int
-mg_migrator_cmd_validate(const mg_cli_command_t *command, int argc, char **argv)
+mg_validate_command(const mg_cli_command_t *command, int argc, char **argv)
 {
     validate_opts_t o;
     mg_config_t *config = NULL;

@@ -1,5 +1,5 @@
 /*
- * migrator/src/cli_cutover.c - `migrate cutover`: preflight, freeze the
+ * cutover/src/cutover_run.c - `migrate cutover`: preflight, freeze the
  * source's writes, record the fence T, drain the change stream until the
  * applied checkpoint is at or past T, verify, flip the endpoint exactly
  * once, and report the write-unavailability window (docs/cutover.md).
@@ -8,7 +8,13 @@
  * with "event":"cutover.step", so a crashed cutover resumes from its step
  * and `migrate cutover --abort` can unfreeze the source.
  */
-#include "migrator_internal.h"
+#include "mg/cdc.h"
+#include "mg/cutover.h"
+#include "mg/schema.h"
+#include "mg/state.h"
+
+#include <libpq-fe.h>
+#include <mongoc/mongoc.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -994,7 +1000,7 @@ abort_frozen(cutover_t *c, freeze_kind_t kind, const mg_error_t *why)
 }
 
 int
-mg_migrator_cmd_cutover(const mg_cli_command_t *command, int argc, char **argv)
+mg_cutover_command(const mg_cli_command_t *command, int argc, char **argv)
 {
     cutover_opts_t o;
     mg_config_t *config = NULL;
