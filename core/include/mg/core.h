@@ -40,6 +40,7 @@ typedef enum {
     MG_ERROR_DOMAIN_PG,     /* libpq; sqlstate holds the SQLSTATE */
     MG_ERROR_DOMAIN_ETCD,   /* etcd v3 JSON gateway */
     MG_ERROR_DOMAIN_HTTP,   /* HTTP endpoints and clients */
+    MG_ERROR_DOMAIN_STATE,  /* the recorded state forbids it (migrate: _migrate); exit code 8 */
 } mg_error_domain_t;
 
 #define MG_ERROR_MESSAGE_SIZE 512
@@ -657,14 +658,24 @@ const char *mg_format_bytes(int64_t n, char *buf, size_t bufsz);
 const char *mg_format_count(int64_t n, char *buf, size_t bufsz);
 
 /* ------------------------------------------------------------------------
- * Command tree: a static table of commands for each binary.
+ * Command framework: a static tree of commands for each binary (docs/core.md).
+ *
+ * A command entry carries its options table, what it needs (opened by the
+ * program's acquire hook before it runs, released after), its positional
+ * arguments and its subcommands. The framework does --help, config loading
+ * (defaults < file < env < flags), argument checks, signals, and prints the
+ * final error once: "<program> <command>: <message>" on stderr. Lower
+ * layers fill mg_error_t and never print it.
  * ------------------------------------------------------------------------ */
 
 typedef struct mg_cli_command mg_cli_command_t;
+typedef struct mg_cmd mg_cmd_t;
+typedef struct mg_cmd_ctx mg_cmd_ctx_t;
 
-/* A command's handler: argv[0] is the command name. Returns an exit code. */
+/* A command that parses its own argv (argv[0] is its name). Returns an exit code. */
 typedef int (*mg_cli_run_fn)(const mg_cli_command_t *command, int argc, char **argv);
 
+/* A command entry that parses its own argv (before the framework; pgdaemon's today). */
 struct mg_cli_command {
     const char *name;
     const char *summary; /* one line for the command list */
@@ -672,14 +683,72 @@ struct mg_cli_command {
     mg_cli_run_fn run;
 };
 
-typedef struct {
-    const char *program;     /* "migrate" */
-    const char *env_prefix;  /* "MIGRATE_": <PREFIX>LOG_LEVEL, <PREFIX>LOG_FORMAT */
-    const char *description; /* one line under the usage */
-    const mg_cli_command_t *commands;
+/*
+ * mg_cmd_main_fn is a framework command: options are loaded into ctx->opts
+ * and what it needs is open. It returns an exit code; on failure it fills
+ * error (the framework prints it once; MG_EXIT_OK with error set counts as
+ * mg_exit_code_for_error(error)).
+ */
+typedef int (*mg_cmd_main_fn)(mg_cmd_ctx_t *ctx, mg_error_t *error);
+
+/* mg_cmd_check_fn checks combinations of options (one option alone is the table's job). */
+typedef bool (*mg_cmd_check_fn)(const void *opts, mg_error_t *error);
+
+/* What a command needs before it runs; the program's acquire hook opens it. */
+enum {
+    MG_CMD_NEEDS_SOURCE = 1u << 0, /* the source (migrate: MongoDB, connected and checked) */
+    MG_CMD_NEEDS_TARGET = 1u << 1, /* the target (migrate: PostgreSQL) */
+    MG_CMD_NEEDS_STATE = 1u << 2,  /* the recorded state (migrate: _migrate, version checked) */
+    MG_CMD_NEEDS_STORE = 1u << 3,  /* the cluster store (pgdaemon: etcd) */
+    /* SIGINT/SIGTERM set ctx->stop (1, then 2 on a second signal) instead of ending the process */
+    MG_CMD_SIGNALS = 1u << 8,
+};
+
+/* A framework command entry: a node of the static command tree. */
+struct mg_cmd {
+    const char *name;
+    const char *summary;     /* one line for the command list */
+    const char *usage;       /* "--source URI [options]" after "<program> <path> " */
+    const char *description; /* the paragraph of --help */
+    mg_cmd_main_fn main;     /* NULL: a group; argv[1] must name a subcommand */
+    const mg_config_option_t *options;
+    size_t noptions;
+    size_t opts_size; /* sizeof the struct the options' offsets point into */
+    unsigned needs;   /* MG_CMD_NEEDS_* | MG_CMD_SIGNALS */
+    int min_args;     /* positional arguments after the options */
+    int max_args;
+    mg_cmd_check_fn check;
+    const mg_cmd_t *subcommands; /* "cluster up": argv[1] picks one */
+    size_t nsubcommands;
+};
+
+/* What a framework command receives. */
+struct mg_cmd_ctx {
+    const struct mg_cli *cli;
+    const mg_cmd_t *command;
+    const char *path; /* "sync", "cluster up" */
+    void *opts;       /* command->opts_size bytes, filled from the options table */
+    mg_config_t *config;
+    char **args; /* positional arguments, borrowed from argv */
+    int nargs;
+    atomic_int stop; /* with MG_CMD_SIGNALS: 1 after SIGINT/SIGTERM, 2 after a second */
+    void *resources; /* what the acquire hook opened for command->needs */
+};
+
+typedef struct mg_cli {
+    const char *program;              /* "migrate" */
+    const char *env_prefix;           /* "MIGRATE_": <PREFIX>LOG_LEVEL, <PREFIX>LOG_FORMAT */
+    const char *description;          /* one line under the usage */
+    const mg_cli_command_t *commands; /* commands that parse their own argv */
     size_t ncommands;
+    const mg_cmd_t *cmds; /* framework commands */
+    size_t ncmds;
     /* Called by --version after the version line, to list linked libraries. */
     void (*print_version_details)(FILE *stream);
+    /* Framework commands: open what command->needs names into ctx->resources;
+     * release closes it (also after a failed acquire). */
+    bool (*acquire)(mg_cmd_ctx_t *ctx, mg_error_t *error);
+    void (*release)(mg_cmd_ctx_t *ctx);
 } mg_cli_t;
 
 /*
@@ -702,6 +771,24 @@ int mg_cli_main(const mg_cli_t *cli, int argc, char **argv);
 
 /* mg_cli_print_help writes the program's usage and command list. */
 void mg_cli_print_help(const mg_cli_t *cli, FILE *stream);
+
+/*
+ * mg_cmd_print_help writes a framework command's help: usage,
+ * description, subcommands, options (with their defaults and environment
+ * variables) and --config.
+ */
+void mg_cmd_print_help(const mg_cli_t *cli, const mg_cmd_t *command, const char *path,
+                       FILE *stream);
+
+/*
+ * mg_cmd_option_string returns the value of the string option name of a
+ * framework command (borrowed from ctx->opts), or NULL when the command
+ * has no such option or it is unset: how an acquire hook finds "source".
+ */
+const char *mg_cmd_option_string(const mg_cmd_ctx_t *ctx, const char *name);
+
+/* mg_cmd_stopping tells whether a stop was requested (ctx->stop > 0). */
+bool mg_cmd_stopping(mg_cmd_ctx_t *ctx);
 
 /* ------------------------------------------------------------------------
  * etcd v3 client over the JSON gateway (libcurl + yajl). Keys and values
