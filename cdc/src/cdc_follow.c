@@ -52,12 +52,14 @@ typedef struct {
     int64_t wall_ms;
     bool failed;
     mg_error_t error;
-    PGconn *pg; /* the applier's own connection */
+    PGconn *pg;     /* the applier's own connection */
+    mg_state_t *st; /* the state on it */
 } applier_t;
 
-typedef struct {
+struct mg_cdc_follow {
     const mg_cdc_follow_settings_t *s;
-    PGconn *pg;
+    PGconn *pg;     /* the reader's connection: state and DDL policies */
+    mg_state_t *st; /* the state on it */
     mongoc_client_t *mongo;
     mongoc_change_stream_t *stream;
     follow_coll_t *colls;
@@ -86,7 +88,13 @@ typedef struct {
     double t_batch;  /* decoding, rendering into the batch */
     double t_wait;   /* waiting for the applier */
     double t_started;
-} follow_t;
+    /* the run loop */
+    double last_log, last_rate_save, source_fail_since;
+    mg_cdc_event_t prev; /* only its transaction identity is used */
+    bool have_prev;
+};
+
+typedef struct mg_cdc_follow follow_t;
 
 static void
 free_colls(follow_t *f)
@@ -117,86 +125,58 @@ new_batch(follow_t *f)
                             (size_t)f->s->batch_bytes + 512u * 1024 * 1024);
 }
 
-/* load_state reads the collections, T0, fidelity and the checkpoint. */
+/* load_state reads the collections, T0, fidelity and the checkpoint (through state/). */
 static bool
 load_state(follow_t *f, mg_error_t *error)
 {
-    const char *ss = f->s->state_schema;
-    mg_buf_t sql;
-    PGresult *res = NULL;
+    mg_state_colls_t colls = {0};
+    mg_state_migration_t mig;
+    mg_state_checkpoint_t cp = {0};
     bool ok = false;
 
     free_colls(f);
-    mg_buf_init(&sql, 4096);
-    if (!mg_buf_append_str(&sql, "SELECT db, coll, schema_name, table_name, key_type, status FROM ",
-                           error) ||
-        !mg_schema_quote_ident(ss, &sql, error) ||
-        !mg_buf_append_str(&sql, ".collections ORDER BY db, coll", error))
+    if (!mg_state_collections_load(f->st, false, &colls, error) ||
+        !mg_state_migration_get(f->st, &mig, error) ||
+        !mg_state_checkpoint_get(f->st, 0, &cp, error))
         goto done;
-    if ((res = mg_pg_query(f->pg, sql.data, 0, NULL, error)) == NULL)
+    f->colls = calloc(colls.n + 1, sizeof(follow_coll_t));
+    f->tables = calloc(colls.n + 1, sizeof(mg_cdc_table_t));
+    if (f->colls == NULL || f->tables == NULL) {
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
         goto done;
-    f->ncolls = (size_t)PQntuples(res);
-    f->colls = calloc(f->ncolls + 1, sizeof(follow_coll_t));
-    f->tables = calloc(f->ncolls + 1, sizeof(mg_cdc_table_t));
-    if (f->colls == NULL || f->tables == NULL)
-        goto oom;
-    for (size_t i = 0; i < f->ncolls; i++) {
-        follow_coll_t *c = &f->colls[i];
-        c->db = strdup(PQgetvalue(res, (int)i, 0));
-        c->coll = strdup(PQgetvalue(res, (int)i, 1));
-        c->schema = strdup(PQgetvalue(res, (int)i, 2));
-        c->table = strdup(PQgetvalue(res, (int)i, 3));
-        if (c->db == NULL || c->coll == NULL || c->schema == NULL || c->table == NULL)
-            goto oom;
-        mg_schema_key_type_parse(PQgetvalue(res, (int)i, 4), &c->key);
-        snprintf(c->status, sizeof(c->status), "%s", PQgetvalue(res, (int)i, 5));
+    }
+    /* take the strings over from colls */
+    for (size_t i = 0; i < colls.n; i++) {
+        mg_state_coll_t *sc = &colls.items[i];
+        follow_coll_t *c = &f->colls[f->ncolls++];
+        c->db = sc->db;
+        c->coll = sc->coll;
+        c->schema = sc->schema;
+        c->table = sc->table;
+        sc->db = sc->coll = sc->schema = sc->table = NULL;
+        c->key = sc->key;
+        snprintf(c->status, sizeof(c->status), "%s", sc->status);
         f->tables[i] = (mg_cdc_table_t){c->db, c->coll, c->schema, c->table, c->key};
     }
-    PQclear(res);
-    res = NULL;
-
-    mg_buf_reset(&sql);
-    if (!mg_buf_append_str(&sql, "SELECT m.t0_ts, m.t0_inc, m.type_fidelity, c.resume_token FROM ",
-                           error) ||
-        !mg_schema_quote_ident(ss, &sql, error) ||
-        !mg_buf_append_str(&sql, ".migration m LEFT JOIN ", error) ||
-        !mg_schema_quote_ident(ss, &sql, error) ||
-        !mg_buf_append_str(&sql, ".checkpoint c ON c.id = 1 WHERE m.id = 1", error))
-        goto done;
-    res = PQexecParams(f->pg, sql.data, 0, NULL, NULL, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        mg_error_set_pgresult(error, res, "could not read the checkpoint");
-        goto done;
-    }
-    if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+    if (!mig.has_t0) {
         mg_error_set(error, MG_ERROR_DOMAIN_PG, 0,
                      "no T0 recorded: the change stream needs a copy first (migrate sync)");
         goto done;
     }
-    f->t0_t = (uint32_t)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
-    f->t0_i = (uint32_t)strtoul(PQgetvalue(res, 0, 1), NULL, 10);
-    mg_schema_fidelity_parse(PQgetvalue(res, 0, 2), &f->fidelity);
+    f->t0_t = mig.t0_t;
+    f->t0_i = mig.t0_i;
+    f->fidelity = mig.fidelity;
     if (f->committed != NULL)
         bson_destroy(f->committed);
     f->committed = NULL;
-    if (!PQgetisnull(res, 0, 3)) {
-        size_t len = 0;
-        unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 3), &len);
-        if (raw != NULL)
-            f->committed = bson_new_from_data(raw, len);
-        PQfreemem(raw);
-        if (f->committed == NULL) {
-            mg_error_set(error, MG_ERROR_DOMAIN_PG, 0, "the stored resume token is corrupt");
-            goto done;
-        }
+    if (cp.token != NULL && (f->committed = bson_new_from_data(cp.token, cp.token_len)) == NULL) {
+        mg_error_set(error, MG_ERROR_DOMAIN_PG, 0, "the stored resume token is corrupt");
+        goto done;
     }
     ok = true;
-    goto done;
-oom:
-    mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
 done:
-    PQclear(res);
-    mg_buf_cleanup(&sql);
+    mg_state_checkpoint_cleanup(&cp);
+    mg_state_colls_cleanup(&colls);
     return ok;
 }
 
@@ -305,7 +285,7 @@ applier_main(void *arg)
 
         double now = mg_now_s();
         mg_cdc_batch_stats(b, &st);
-        bool ok = mg_cdc_batch_apply(b, a->pg, f->s->state_schema, &pos, &e);
+        bool ok = mg_cdc_batch_apply(b, a->st, &pos, &e);
 
         pthread_mutex_lock(&a->lock);
         if (ok) {
@@ -421,27 +401,15 @@ applier_stop(follow_t *f)
     a->started = false;
 }
 
-/* set_status marks a collection's status and error (autocommit). */
+/* set_status records a collection's status and error (best effort: a failure is logged). */
 static void
 set_status(follow_t *f, size_t k, const char *status, const char *err)
 {
-    mg_buf_t sql;
     mg_error_t e;
-    const char *params[4] = {f->colls[k].db, f->colls[k].coll, status, err};
-    PGresult *res;
 
     snprintf(f->colls[k].status, sizeof(f->colls[k].status), "%s", status);
-    mg_buf_init(&sql, 4096);
-    if (mg_buf_append_str(&sql, "UPDATE ", &e) &&
-        mg_schema_quote_ident(f->s->state_schema, &sql, &e) &&
-        mg_buf_append_str(&sql,
-                          ".collections SET status = $3, error = $4, updated_at = now() WHERE "
-                          "db = $1 AND coll = $2",
-                          &e)) {
-        res = mg_pg_query(f->pg, sql.data, 4, params, &e);
-        PQclear(res);
-    }
-    mg_buf_cleanup(&sql);
+    if (!mg_state_collection_set_status(f->st, f->colls[k].db, f->colls[k].coll, status, err, &e))
+        mg_log_error(MG_LOG_WARNING, "cdc", &e);
 }
 
 static void
@@ -457,28 +425,15 @@ stop_collection(follow_t *f, size_t k, const char *why)
 static void
 record_invalid(follow_t *f, size_t k, const mg_cdc_event_t *ev, const char *reason)
 {
-    mg_buf_t sql;
     mg_error_t e;
     char shown[512];
-    PGresult *res;
 
     if (ev->has_id)
         mg_schema_id_describe(&ev->id, shown, sizeof(shown));
     else
         snprintf(shown, sizeof(shown), "?");
-    const char *params[4] = {f->colls[k].db, f->colls[k].coll, shown, reason};
-    mg_buf_init(&sql, 4096);
-    if (mg_buf_append_str(&sql, "INSERT INTO ", &e) &&
-        mg_schema_quote_ident(f->s->state_schema, &sql, &e) &&
-        mg_buf_append_str(&sql,
-                          ".invalid_docs (db, coll, doc_id, reason) VALUES ($1, $2, $3, $4) ON "
-                          "CONFLICT (db, coll, doc_id) DO UPDATE SET reason = EXCLUDED.reason, "
-                          "at = now()",
-                          &e)) {
-        res = mg_pg_query(f->pg, sql.data, 4, params, &e);
-        PQclear(res);
-    }
-    mg_buf_cleanup(&sql);
+    if (!mg_state_invalid_doc_add(f->st, f->colls[k].db, f->colls[k].coll, 0, shown, reason, &e))
+        mg_log_error(MG_LOG_WARNING, "cdc", &e);
     MG_LOG_EVENT(MG_LOG_WARNING, "cdc", "cdc.invalid_doc",
                  MG_LOG_FIELDS(MG_LOG_STR("db", f->colls[k].db),
                                MG_LOG_STR("collection", f->colls[k].coll),
@@ -547,6 +502,77 @@ on_data_event(follow_t *f, size_t k, const mg_cdc_event_t *ev, mg_error_t *error
     return true;
 }
 
+/* follow_rename makes collection k follow its new name (--on-rename follow). */
+static bool
+follow_rename(follow_t *f, size_t k, const mg_cdc_event_t *ev, mg_error_t *error)
+{
+    follow_coll_t *c = &f->colls[k];
+    char *db, *coll;
+
+    if (!mg_state_collection_rename(f->st, c->db, c->coll, ev->to_db, ev->to_coll, error))
+        return false;
+    MG_LOG_EVENT(MG_LOG_NOTICE, "cdc", "cdc.rename",
+                 MG_LOG_FIELDS(MG_LOG_STR("from", ev->coll), MG_LOG_STR("to", ev->to_coll)),
+                 "collection %s.%s renamed to %s.%s: following it", ev->db, ev->coll, ev->to_db,
+                 ev->to_coll);
+    db = strdup(ev->to_db);
+    coll = strdup(ev->to_coll);
+    if (db == NULL || coll == NULL) {
+        free(db);
+        free(coll);
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+    }
+    free(c->db);
+    free(c->coll);
+    c->db = db;
+    c->coll = coll;
+    f->tables[k].db = c->db;
+    f->tables[k].coll = c->coll;
+    return true;
+}
+
+/* on_drop applies --on-drop to collection k, dropped on the source (alone or with its database). */
+static bool
+on_drop(follow_t *f, size_t k, mg_error_t *error)
+{
+    follow_coll_t *c = &f->colls[k];
+    char why[1024];
+    mg_buf_t sql;
+    bool ok;
+
+    switch (f->s->on_drop) {
+    case MG_CDC_DROP_STOP:
+        snprintf(why, sizeof(why),
+                 "dropped on the source; the table \"%s\".\"%s\" is kept as it was. If the "
+                 "collection was recreated, re-sync it: migrate sync --resync %s.%s; or choose a "
+                 "policy with --on-drop truncate|keep",
+                 c->schema, c->table, c->db, c->coll);
+        stop_collection(f, k, why);
+        return true;
+    case MG_CDC_DROP_TRUNCATE:
+        mg_buf_init(&sql, 4096);
+        ok = mg_buf_append_str(&sql, "TRUNCATE ", error) &&
+             mg_schema_quote_ident(c->schema, &sql, error) && mg_buf_append_str(&sql, ".", error) &&
+             mg_schema_quote_ident(c->table, &sql, error) && mg_pg_exec(f->pg, sql.data, error);
+        mg_buf_cleanup(&sql);
+        if (!ok)
+            return false;
+        MG_LOG_EVENT(MG_LOG_NOTICE, "cdc", "cdc.drop",
+                     MG_LOG_FIELDS(MG_LOG_STR("db", c->db), MG_LOG_STR("collection", c->coll)),
+                     "collection %s.%s dropped on the source: table emptied, still followed", c->db,
+                     c->coll);
+        return true;
+    case MG_CDC_DROP_KEEP:
+        MG_LOG_EVENT(MG_LOG_NOTICE, "cdc", "cdc.drop",
+                     MG_LOG_FIELDS(MG_LOG_STR("db", c->db), MG_LOG_STR("collection", c->coll)),
+                     "collection %s.%s dropped on the source: table kept as it was, still "
+                     "followed",
+                     c->db, c->coll);
+        return true;
+    }
+    return true;
+}
+
 /* on_ddl_event applies the documented policy for drop/rename/dropDatabase. */
 static bool
 on_ddl_event(follow_t *f, const mg_cdc_event_t *ev, mg_error_t *error)
@@ -559,81 +585,18 @@ on_ddl_event(follow_t *f, const mg_cdc_event_t *ev, mg_error_t *error)
                    (ev->op == MG_CDC_OP_DROP_DATABASE || strcmp(c->coll, ev->coll) == 0);
         if (!hit || !active(c))
             continue;
-        if (ev->op == MG_CDC_OP_RENAME) {
-            if (f->s->on_rename == MG_CDC_RENAME_FOLLOW) {
-                mg_buf_t sql;
-                mg_error_t e;
-                const char *params[4] = {c->db, c->coll, ev->to_db, ev->to_coll};
-                PGresult *res;
-                mg_buf_init(&sql, 4096);
-                if (mg_buf_append_str(&sql, "UPDATE ", &e) &&
-                    mg_schema_quote_ident(f->s->state_schema, &sql, &e) &&
-                    mg_buf_append_str(&sql,
-                                      ".collections SET db = $3, coll = $4, updated_at = now() "
-                                      "WHERE db = $1 AND coll = $2",
-                                      &e) &&
-                    (res = mg_pg_query(f->pg, sql.data, 4, params, &e)) != NULL) {
-                    PQclear(res);
-                    MG_LOG_EVENT(
-                        MG_LOG_NOTICE, "cdc", "cdc.rename",
-                        MG_LOG_FIELDS(MG_LOG_STR("from", ev->coll), MG_LOG_STR("to", ev->to_coll)),
-                        "collection %s.%s renamed to %s.%s: following it", ev->db, ev->coll,
-                        ev->to_db, ev->to_coll);
-                    free(c->db);
-                    free(c->coll);
-                    c->db = strdup(ev->to_db);
-                    c->coll = strdup(ev->to_coll);
-                    f->tables[k].db = c->db;
-                    f->tables[k].coll = c->coll;
-                } else {
-                    mg_buf_cleanup(&sql);
-                    return mg_error_set(error, MG_ERROR_DOMAIN_PG, 0, "%s", e.message);
-                }
-                mg_buf_cleanup(&sql);
-                continue;
-            }
+        if (ev->op == MG_CDC_OP_RENAME && f->s->on_rename == MG_CDC_RENAME_FOLLOW) {
+            if (!follow_rename(f, k, ev, error))
+                return false;
+        } else if (ev->op == MG_CDC_OP_RENAME) {
             snprintf(why, sizeof(why),
                      "renamed to %s.%s on the source; the table \"%s\".\"%s\" is kept as it "
                      "was. Re-run with --on-rename follow to follow renames, or re-sync: "
                      "migrate sync --resync %s.%s",
                      ev->to_db, ev->to_coll, c->schema, c->table, c->db, c->coll);
             stop_collection(f, k, why);
-            continue;
-        }
-        /* drop and dropDatabase */
-        switch (f->s->on_drop) {
-        case MG_CDC_DROP_STOP:
-            snprintf(why, sizeof(why),
-                     "dropped on the source; the table \"%s\".\"%s\" is kept as it was. If "
-                     "the collection was recreated, re-sync it: migrate sync --resync %s.%s; "
-                     "or choose a policy with --on-drop truncate|keep",
-                     c->schema, c->table, c->db, c->coll);
-            stop_collection(f, k, why);
-            break;
-        case MG_CDC_DROP_TRUNCATE: {
-            mg_buf_t sql;
-            mg_buf_init(&sql, 4096);
-            bool ok = mg_buf_append_str(&sql, "TRUNCATE ", error) &&
-                      mg_schema_quote_ident(c->schema, &sql, error) &&
-                      mg_buf_append_str(&sql, ".", error) &&
-                      mg_schema_quote_ident(c->table, &sql, error) &&
-                      mg_pg_exec(f->pg, sql.data, error);
-            mg_buf_cleanup(&sql);
-            if (!ok)
-                return false;
-            MG_LOG_EVENT(MG_LOG_NOTICE, "cdc", "cdc.drop",
-                         MG_LOG_FIELDS(MG_LOG_STR("db", c->db), MG_LOG_STR("collection", c->coll)),
-                         "collection %s.%s dropped on the source: table emptied, still followed",
-                         c->db, c->coll);
-            break;
-        }
-        case MG_CDC_DROP_KEEP:
-            MG_LOG_EVENT(MG_LOG_NOTICE, "cdc", "cdc.drop",
-                         MG_LOG_FIELDS(MG_LOG_STR("db", c->db), MG_LOG_STR("collection", c->coll)),
-                         "collection %s.%s dropped on the source: table kept as it was, still "
-                         "followed",
-                         c->db, c->coll);
-            break;
+        } else if (!on_drop(f, k, error)) {
+            return false;
         }
     }
     return true;
@@ -678,76 +641,71 @@ http_handler(void *userdata, const char *path, const mg_http_request_t *req, mg_
     }
 }
 
-/* save_rate writes the smoothed rate for `migrate status`. */
+/* save_rate writes the smoothed rate for `migrate status` (best effort). */
 static void
 save_rate(follow_t *f)
 {
-    mg_buf_t sql;
     mg_error_t e;
-    char r[32];
-    const char *params[1] = {r};
-    PGresult *res;
 
-    snprintf(r, sizeof(r), "%.1f", f->rate);
-    mg_buf_init(&sql, 1024);
-    if (mg_buf_append_str(&sql, "UPDATE ", &e) &&
-        mg_schema_quote_ident(f->s->state_schema, &sql, &e) &&
-        mg_buf_append_str(&sql, ".checkpoint SET events_per_s = $1 WHERE id = 1", &e)) {
-        res = mg_pg_query(f->pg, sql.data, 1, params, &e);
-        PQclear(res);
-    }
-    mg_buf_cleanup(&sql);
+    if (!mg_state_checkpoint_set_rate(f->st, f->rate, &e))
+        mg_log_error(MG_LOG_DEBUG, "cdc", &e);
+}
+
+/*
+ * connect_both connects the reader's and the applier's connections; after a
+ * lost target (writable) the applier's must reach a node that takes writes.
+ */
+static bool
+connect_both(follow_t *f, bool writable, mg_error_t *error)
+{
+    if (f->pg == NULL && (f->pg = mg_pg_connect(f->s->target, error)) == NULL)
+        return false;
+    if (f->ap.pg == NULL && (f->ap.pg = mg_pg_connect(f->s->target, error)) == NULL)
+        return false;
+    mg_state_set_conn(f->st, f->pg);
+    mg_state_set_conn(f->ap.st, f->ap.pg);
+    return !writable || mg_pg_writable(f->ap.pg, error);
 }
 
 /*
  * reconnect_target waits for the target to come back (a restart, a failover
- * behind HAProxy), reloads the committed state and reopens the stream from
+ * behind HAProxy) through the one reconnect loop (mg_pg_reconnect: backoff,
+ * writable node), reloads the committed state and reopens the stream from
  * it. The uncommitted batch is dropped: its events are read again.
  */
 static bool
 reconnect_target(follow_t *f, mg_error_t *error)
 {
-    double started = mg_now_s(), wait = 0.5;
-    mg_error_t last;
+    double started = mg_now_s();
+    char why[MG_ERROR_MESSAGE_SIZE];
 
-    MG_LOG_EVENT(MG_LOG_WARNING, "cdc", "cdc.target_lost", NULL, 0,
-                 "lost the target: %s; reconnecting", error->message);
+    snprintf(why, sizeof(why), "%s", error->message);
     wait_idle(f, NULL); /* the applier's failure, if any, is this one */
     mg_cdc_batch_reset(f->batch);
-    while (mg_now_s() - started < RECONNECT_BUDGET_S) {
-        if (atomic_load(f->s->stop) >= 2)
-            return false;
-        if (f->pg != NULL)
-            PQfinish(f->pg);
-        f->pg = mg_pg_connect(f->s->target, &last);
+    for (;;) {
+        double left = MG_PG_RECONNECT_BUDGET_S - (mg_now_s() - started);
         if (f->ap.pg != NULL)
             PQfinish(f->ap.pg);
-        f->ap.pg = f->pg != NULL ? mg_pg_connect(f->s->target, &last) : NULL;
-        if (f->pg != NULL && f->ap.pg != NULL && mg_pg_writable(f->ap.pg, &last) &&
-            load_state(f, &last)) {
-            /* the tables were reloaded: the batches must point at the new ones */
-            mg_cdc_batch_destroy(f->batch);
-            mg_cdc_batch_destroy(f->spare);
-            f->batch = new_batch(f);
-            f->spare = new_batch(f);
-            if (f->batch == NULL || f->spare == NULL) {
-                mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
-                return false;
-            }
-            set_token(&f->last_read, f->committed);
-            if (!open_stream(f, f->committed, error))
-                return false;
-            MG_LOG_EVENT(MG_LOG_NOTICE, "cdc", "cdc.target_back", NULL, 0,
-                         "target back after %.1f s; resuming from the committed checkpoint",
-                         mg_now_s() - started);
-            return true;
-        }
-        usleep((useconds_t)(wait * 1e6));
-        wait = wait * 2 > 10 ? 10 : wait * 2;
+        f->ap.pg = NULL;
+        if (left <= 0 ||
+            !mg_pg_reconnect(&f->pg, f->s->target, NULL, "cdc", why, left, f->s->stop, 2, error))
+            return false;
+        if (connect_both(f, true, error) && load_state(f, error))
+            break;
+        snprintf(why, sizeof(why), "%s", error->message); /* lost again at once: go on waiting */
     }
-    *error = last;
-    mg_error_prefix(error, "target did not come back within %.0f s", RECONNECT_BUDGET_S);
-    return false;
+    /* the tables were reloaded: the batches must point at the new ones */
+    mg_cdc_batch_destroy(f->batch);
+    mg_cdc_batch_destroy(f->spare);
+    f->batch = new_batch(f);
+    f->spare = new_batch(f);
+    if (f->batch == NULL || f->spare == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+    set_token(&f->last_read, f->committed);
+    if (!open_stream(f, f->committed, error))
+        return false;
+    MG_LOG(MG_LOG_NOTICE, "cdc", "resuming from the committed checkpoint");
+    return true;
 }
 
 static bool
@@ -764,7 +722,7 @@ pg_lost(follow_t *f, const mg_error_t *error)
 static void
 history_lost(follow_t *f, mg_error_t *error)
 {
-    mg_buf_t list, sql;
+    mg_buf_t list;
     mg_error_t e2;
 
     mg_buf_init(&list, 64 * 1024);
@@ -778,279 +736,361 @@ history_lost(follow_t *f, mg_error_t *error)
                  "must be copied again: %s. Run: migrate sync --resync '*'",
                  list.data ? list.data : "");
     mg_buf_cleanup(&list);
-    mg_buf_init(&sql, 1024);
-    if (mg_buf_append_str(&sql, "UPDATE ", &e2) &&
-        mg_schema_quote_ident(f->s->state_schema, &sql, &e2) &&
-        mg_buf_append_str(&sql, ".checkpoint SET history_lost_at = now() WHERE id = 1", &e2))
-        mg_pg_exec(f->pg, sql.data, &e2);
-    mg_buf_cleanup(&sql);
+    if (!mg_state_checkpoint_history_lost(f->st, &e2))
+        mg_log_error(MG_LOG_WARNING, "cdc", &e2);
 }
 
-int
-mg_cdc_follow_run(const mg_cdc_follow_settings_t *s, mg_error_t *error)
-{
-    follow_t f;
-    int rc = MG_EXIT_FAILURE;
-    double last_log = 0, last_rate_save = 0;
-    double source_fail_since = 0;
-    mg_cdc_event_t prev;
-    bool have_prev = false;
+/* ---- the engine ---- */
 
-    memset(&f, 0, sizeof(f));
-    f.s = s;
-    pthread_mutex_init(&f.stats_lock, NULL);
-    f.pg = mg_pg_connect(s->target, error);
-    if (f.pg == NULL)
-        goto done;
-    if (!load_state(&f, error))
-        goto done;
-    f.batch = new_batch(&f);
-    f.spare = new_batch(&f);
-    if (f.batch == NULL || f.spare == NULL) {
+mg_cdc_follow_t *
+mg_cdc_follow_new(const mg_cdc_follow_settings_t *s, mg_error_t *error)
+{
+    follow_t *f = calloc(1, sizeof(*f));
+
+    if (f == NULL) {
         mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
-        goto done;
+        return NULL;
     }
-    f.ap.pg = mg_pg_connect(s->target, error);
-    if (f.ap.pg == NULL)
-        goto done;
-    pthread_mutex_init(&f.ap.lock, NULL);
-    pthread_cond_init(&f.ap.cond, NULL);
-    if (pthread_create(&f.ap.thread, NULL, applier_main, &f) != 0) {
+    f->s = s;
+    pthread_mutex_init(&f->stats_lock, NULL);
+    pthread_mutex_init(&f->ap.lock, NULL);
+    pthread_cond_init(&f->ap.cond, NULL);
+    f->st = mg_state_new(NULL, s->state_schema, error);
+    f->ap.st = f->st != NULL ? mg_state_new(NULL, s->state_schema, error) : NULL;
+    if (f->ap.st == NULL || !connect_both(f, false, error) || !load_state(f, error))
+        goto fail;
+    f->batch = new_batch(f);
+    f->spare = new_batch(f);
+    if (f->batch == NULL || f->spare == NULL) {
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+        goto fail;
+    }
+    f->mongo = mg_mongo_client_new(s->source_uri, "migrate-cdc", 0, error);
+    if (f->mongo == NULL)
+        goto fail;
+    return f;
+fail:
+    mg_cdc_follow_destroy(f);
+    return NULL;
+}
+
+/* follow_start starts the applier, opens the stream and the metrics endpoint. */
+static int
+follow_start(follow_t *f, mg_error_t *error)
+{
+    if (pthread_create(&f->ap.thread, NULL, applier_main, f) != 0) {
         mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT,
                      "could not start the applier thread");
-        goto done;
+        return MG_EXIT_FAILURE;
     }
-    f.ap.started = true;
-    f.mongo = mg_mongo_client_new(s->source_uri, "migrate-cdc", 0, error);
-    if (f.mongo == NULL)
-        goto done;
-    if (!open_stream(&f, f.committed, error)) {
+    f->ap.started = true;
+    if (!open_stream(f, f->committed, error)) {
         if (error->domain == MG_ERROR_DOMAIN_MONGO && error->code == ERR_HISTORY_LOST) {
-            history_lost(&f, error);
-            rc = MG_EXIT_SOURCE;
-            goto done_rc;
+            history_lost(f, error);
+            return MG_EXIT_SOURCE;
         }
-        goto done;
+        return MG_EXIT_FAILURE;
     }
-    set_token(&f.last_read, f.committed);
-    if (s->metrics_port > 0) {
-        f.http =
-            mg_http_server_new("127.0.0.1", (uint16_t)s->metrics_port, http_handler, &f, error);
-        if (f.http == NULL)
-            goto done;
+    set_token(&f->last_read, f->committed);
+    if (f->s->metrics_port > 0) {
+        f->http =
+            mg_http_server_new("127.0.0.1", (uint16_t)f->s->metrics_port, http_handler, f, error);
+        if (f->http == NULL)
+            return MG_EXIT_FAILURE;
     }
     MG_LOG_EVENT(MG_LOG_NOTICE, "cdc", "cdc.start",
-                 MG_LOG_FIELDS(MG_LOG_BOOL("resuming", f.committed != NULL),
-                               MG_LOG_UINT("t0_ts", f.t0_t), MG_LOG_BOOL("follow", s->follow)),
+                 MG_LOG_FIELDS(MG_LOG_BOOL("resuming", f->committed != NULL),
+                               MG_LOG_UINT("t0_ts", f->t0_t), MG_LOG_BOOL("follow", f->s->follow)),
                  "following the change stream from %s",
-                 f.committed != NULL ? "the committed checkpoint" : "T0");
-    f.last_apply = f.batch_started = f.t_started = mg_now_s();
+                 f->committed != NULL ? "the committed checkpoint" : "T0");
+    f->last_apply = f->batch_started = f->t_started = mg_now_s();
+    return MG_EXIT_OK;
+}
 
-    for (;;) {
-        const bson_t *raw;
-        bson_error_t be;
-        const bson_t *err_doc;
-        mg_cdc_event_t ev;
-        double now;
+/*
+ * Outcomes of one turn of the run loop: go on, stop with exit code 0,
+ * fail (exit code from the error), stop with *rc (history lost), or (from
+ * submit_or_reconnect) the target came back and the stream reopened.
+ */
+typedef enum { TURN_ON, TURN_DONE, TURN_FAILED, TURN_RC, TURN_RECONNECTED } turn_t;
 
-        if (atomic_load(s->stop) > 0) {
-            /* finish the batch, commit, stop */
-            if (!apply(&f, error) && !(pg_lost(&f, error) && reconnect_target(&f, error)))
-                goto done;
-            rc = MG_EXIT_OK;
-            break;
+/* submit_or_reconnect submits (wait: and commits) the batch; a lost target is waited out. */
+static turn_t
+submit_or_reconnect(follow_t *f, bool wait, mg_error_t *error)
+{
+    if (wait ? apply(f, error) : submit(f, error))
+        return TURN_ON;
+    if (pg_lost(f, error) && reconnect_target(f, error)) {
+        f->have_prev = false;
+        return TURN_RECONNECTED;
+    }
+    return TURN_FAILED;
+}
+
+/* on_event handles one change event read from the stream. */
+static turn_t
+on_event(follow_t *f, const bson_t *raw, mg_error_t *error)
+{
+    double t_add = mg_now_s();
+    mg_cdc_event_t ev;
+    int k;
+
+    f->source_fail_since = 0;
+    if (!mg_cdc_event_decode(raw, &ev, error))
+        return TURN_FAILED;
+    /* a source transaction never straddles two batches */
+    if (!(f->have_prev && mg_cdc_same_txn(&f->prev, &ev)) &&
+        (mg_cdc_batch_full(f->batch) ||
+         mg_now_s() - f->batch_started >= f->s->batch_delay_ms / 1e3)) {
+        turn_t t = submit_or_reconnect(f, false, error);
+        if (t != TURN_ON) /* reconnected: the event is read again from the checkpoint */
+            return t == TURN_RECONNECTED ? TURN_ON : t;
+        f->batch_started = mg_now_s();
+    }
+    k = (ev.op == MG_CDC_OP_DROP_DATABASE || ev.op == MG_CDC_OP_INVALIDATE)
+            ? -1
+            : find_table(f, ev.db, ev.coll);
+    switch (ev.op) {
+    case MG_CDC_OP_INSERT:
+    case MG_CDC_OP_UPDATE:
+    case MG_CDC_OP_REPLACE:
+    case MG_CDC_OP_DELETE:
+        if (k >= 0 && active(&f->colls[k]) && !on_data_event(f, (size_t)k, &ev, error))
+            return TURN_FAILED;
+        break;
+    case MG_CDC_OP_DROP:
+    case MG_CDC_OP_RENAME:
+    case MG_CDC_OP_DROP_DATABASE:
+        /* what came before is applied first, then the policy */
+        if (!apply(f, error) || !on_ddl_event(f, &ev, error))
+            return TURN_FAILED;
+        break;
+    case MG_CDC_OP_INVALIDATE:
+        mg_error_set(error, MG_ERROR_DOMAIN_MONGO, 0,
+                     "the change stream was invalidated; run migrate sync again to resume after "
+                     "it");
+        apply(f, error);
+        return TURN_FAILED;
+    default:
+        break;
+    }
+    set_token(&f->last_read, mongoc_change_stream_get_resume_token(f->stream));
+    f->pos_t = ev.ct_t;
+    f->pos_i = ev.ct_i;
+    f->pos_wall_ms = ev.wall_ms;
+    if (f->slim) {
+        /* the oversize event is handled: back to full documents */
+        f->slim = false;
+        if (!open_stream(f, f->last_read, error))
+            return TURN_FAILED;
+    }
+    f->prev = ev;
+    f->have_prev = true;
+    f->t_batch += mg_now_s() - t_add;
+    return TURN_ON;
+}
+
+/*
+ * on_stream_error handles a failed read: history lost stops (exit code
+ * source), an oversize event reopens without documents, anything else is
+ * retried from the last event read for MG_PG_RECONNECT_BUDGET_S.
+ */
+static turn_t
+on_stream_error(follow_t *f, const bson_error_t *be, mg_error_t *error)
+{
+    double now = mg_now_s();
+
+    if (be->code == ERR_HISTORY_LOST) {
+        history_lost(f, error);
+        return TURN_RC;
+    }
+    if (be->code == ERR_TOO_LARGE && !f->slim) {
+        MG_LOG_EVENT(MG_LOG_WARNING, "cdc", "cdc.too_large", NULL, 0,
+                     "a change event is over 16 MB: reading its document by _id");
+        f->slim = true;
+        return open_stream(f, f->last_read, error) ? TURN_ON : TURN_FAILED;
+    }
+    if (f->source_fail_since == 0)
+        f->source_fail_since = now;
+    if (now - f->source_fail_since > RECONNECT_BUDGET_S) {
+        mg_error_set_bson(error, be, "the change stream kept failing for %.0f s",
+                          RECONNECT_BUDGET_S);
+        return TURN_FAILED;
+    }
+    MG_LOG_EVENT(MG_LOG_WARNING, "cdc", "cdc.source_error",
+                 MG_LOG_FIELDS(MG_LOG_INT("err_code", be->code)),
+                 "change stream error: %s; resuming from the last event read", be->message);
+    usleep(500 * 1000);
+    if (!open_stream(f, f->last_read, error)) {
+        if (error->domain == MG_ERROR_DOMAIN_MONGO && error->code == ERR_HISTORY_LOST) {
+            history_lost(f, error);
+            return TURN_RC;
         }
-        double t_next = mg_now_s();
-        bool got = mongoc_change_stream_next(f.stream, &raw);
-        f.t_source += mg_now_s() - t_next;
-        if (got) {
-            double t_add = mg_now_s();
-            source_fail_since = 0;
-            if (!mg_cdc_event_decode(raw, &ev, error))
-                goto done;
-            /* a source transaction never straddles two batches */
-            bool txn_open = have_prev && mg_cdc_same_txn(&prev, &ev);
-            if (!txn_open && (mg_cdc_batch_full(f.batch) ||
-                              mg_now_s() - f.batch_started >= s->batch_delay_ms / 1e3)) {
-                if (!submit(&f, error)) {
-                    if (pg_lost(&f, error) && reconnect_target(&f, error)) {
-                        have_prev = false;
-                        continue;
-                    }
-                    goto done;
-                }
-                f.batch_started = mg_now_s();
-            }
-            int k = (ev.op == MG_CDC_OP_DROP_DATABASE || ev.op == MG_CDC_OP_INVALIDATE)
-                        ? -1
-                        : find_table(&f, ev.db, ev.coll);
-            switch (ev.op) {
-            case MG_CDC_OP_INSERT:
-            case MG_CDC_OP_UPDATE:
-            case MG_CDC_OP_REPLACE:
-            case MG_CDC_OP_DELETE:
-                if (k >= 0 && active(&f.colls[k]) && !on_data_event(&f, (size_t)k, &ev, error))
-                    goto done;
-                break;
-            case MG_CDC_OP_DROP:
-            case MG_CDC_OP_RENAME:
-            case MG_CDC_OP_DROP_DATABASE:
-                /* what came before is applied first, then the policy */
-                if (!apply(&f, error) || !on_ddl_event(&f, &ev, error))
-                    goto done;
-                break;
-            case MG_CDC_OP_INVALIDATE:
-                mg_error_set(error, MG_ERROR_DOMAIN_MONGO, 0,
-                             "the change stream was invalidated; run migrate sync again to "
-                             "resume after it");
-                apply(&f, error);
-                goto done;
-            default:
-                break;
-            }
-            set_token(&f.last_read, mongoc_change_stream_get_resume_token(f.stream));
-            f.pos_t = ev.ct_t;
-            f.pos_i = ev.ct_i;
-            f.pos_wall_ms = ev.wall_ms;
-            if (f.slim) {
-                /* the oversize event is handled: back to full documents */
-                f.slim = false;
-                if (!open_stream(&f, f.last_read, error))
-                    goto done;
-            }
-            prev = ev;
-            have_prev = true;
-            f.t_batch += mg_now_s() - t_add;
-            /* prev's pointers are not used, only its txn identity */
-            continue;
-        }
-        if (mongoc_change_stream_error_document(f.stream, &be, &err_doc)) {
-            if (be.code == ERR_HISTORY_LOST) {
-                history_lost(&f, error);
-                rc = MG_EXIT_SOURCE;
-                goto done_rc;
-            }
-            if (be.code == ERR_TOO_LARGE && !f.slim) {
-                MG_LOG_EVENT(MG_LOG_WARNING, "cdc", "cdc.too_large", NULL, 0,
-                             "a change event is over 16 MB: reading its document by _id");
-                f.slim = true;
-                if (!open_stream(&f, f.last_read, error))
-                    goto done;
-                continue;
-            }
-            /* other errors: resumable ones are retried from the last event read */
-            now = mg_now_s();
-            if (source_fail_since == 0)
-                source_fail_since = now;
-            if (now - source_fail_since > RECONNECT_BUDGET_S) {
-                mg_error_set_bson(error, &be, "the change stream kept failing for %.0f s",
-                                  RECONNECT_BUDGET_S);
-                goto done;
-            }
-            MG_LOG_EVENT(MG_LOG_WARNING, "cdc", "cdc.source_error",
-                         MG_LOG_FIELDS(MG_LOG_INT("err_code", be.code)),
-                         "change stream error: %s; resuming from the last event read", be.message);
-            usleep(500 * 1000);
-            if (!open_stream(&f, f.last_read, error)) {
-                if (error->domain == MG_ERROR_DOMAIN_MONGO && error->code == ERR_HISTORY_LOST) {
-                    history_lost(&f, error);
-                    rc = MG_EXIT_SOURCE;
-                    goto done_rc;
-                }
-                MG_LOG_EVENT(MG_LOG_WARNING, "cdc", "cdc.source_error", NULL, 0, "%s",
-                             error->message);
-                mg_error_clear(error);
-            }
-            continue;
-        }
-        /* idle: the batch ended; the post-batch resume token moves us forward */
-        source_fail_since = 0;
-        const bson_t *pbrt = mongoc_change_stream_get_resume_token(f.stream);
-        if (pbrt != NULL && (f.last_read == NULL || !bson_equal(pbrt, f.last_read))) {
-            uint32_t t, i;
-            set_token(&f.last_read, pbrt);
-            if (mg_cdc_token_time(pbrt, &t, &i) &&
-                (t > f.pos_t || (t == f.pos_t && i >= f.pos_i))) {
-                f.pos_t = t;
-                f.pos_i = i;
-                f.pos_wall_ms = 0;
-            }
-        }
-        if (!(s->follow ? submit(&f, error) : apply(&f, error))) {
-            if (pg_lost(&f, error) && reconnect_target(&f, error)) {
-                have_prev = false;
-                continue;
-            }
-            goto done;
-        }
-        f.batch_started = mg_now_s();
-        have_prev = false;
-        now = mg_now_s();
-        if (now - last_log >= 5.0) {
-            MG_LOG_EVENT(MG_LOG_INFO, "cdc", "cdc.progress",
-                         MG_LOG_FIELDS(MG_LOG_INT("applied_events", f.applied_events),
-                                       MG_LOG_DOUBLE("events_per_s", f.rate),
-                                       MG_LOG_DOUBLE("lag_s", f.lag_s)),
-                         "following: %lld events applied, lag %.1f s", (long long)f.applied_events,
-                         f.lag_s);
-            last_log = now;
-        }
-        if (now - last_rate_save >= 2.0) {
-            save_rate(&f);
-            last_rate_save = now;
-        }
-        if (!s->follow && f.committed != NULL && f.lag_s * 1000.0 <= (double)s->max_lag_ms) {
-            MG_LOG_EVENT(MG_LOG_NOTICE, "cdc", "cdc.caught_up",
-                         MG_LOG_FIELDS(MG_LOG_DOUBLE("lag_s", f.lag_s),
-                                       MG_LOG_INT("applied_events", f.applied_events)),
-                         "caught up: lag %.1f s", f.lag_s);
-            rc = MG_EXIT_OK;
-            break;
+        MG_LOG_EVENT(MG_LOG_WARNING, "cdc", "cdc.source_error", NULL, 0, "%s", error->message);
+        mg_error_clear(error);
+    }
+    return TURN_ON;
+}
+
+/*
+ * on_idle runs when a server batch ended: the post-batch resume token moves
+ * the position forward, the batch is submitted (committed when not
+ * following), progress is logged, and a plain sync stops once caught up.
+ */
+static turn_t
+on_idle(follow_t *f, mg_error_t *error)
+{
+    const bson_t *pbrt = mongoc_change_stream_get_resume_token(f->stream);
+    double now;
+    turn_t t;
+
+    f->source_fail_since = 0;
+    if (pbrt != NULL && (f->last_read == NULL || !bson_equal(pbrt, f->last_read))) {
+        uint32_t ts, inc;
+        set_token(&f->last_read, pbrt);
+        if (mg_cdc_token_time(pbrt, &ts, &inc) &&
+            (ts > f->pos_t || (ts == f->pos_t && inc >= f->pos_i))) {
+            f->pos_t = ts;
+            f->pos_i = inc;
+            f->pos_wall_ms = 0;
         }
     }
-    goto done_ok;
-done:
-    rc = mg_exit_code_for_error(error);
+    t = submit_or_reconnect(f, !f->s->follow, error);
+    if (t != TURN_ON)
+        return t == TURN_RECONNECTED ? TURN_ON : t;
+    f->batch_started = mg_now_s();
+    f->have_prev = false;
+    now = mg_now_s();
+    if (now - f->last_log >= 5.0) {
+        MG_LOG_EVENT(
+            MG_LOG_INFO, "cdc", "cdc.progress",
+            MG_LOG_FIELDS(MG_LOG_INT("applied_events", f->applied_events),
+                          MG_LOG_DOUBLE("events_per_s", f->rate), MG_LOG_DOUBLE("lag_s", f->lag_s)),
+            "following: %lld events applied, lag %.1f s", (long long)f->applied_events, f->lag_s);
+        f->last_log = now;
+    }
+    if (now - f->last_rate_save >= 2.0) {
+        save_rate(f);
+        f->last_rate_save = now;
+    }
+    if (!f->s->follow && f->committed != NULL && f->lag_s * 1000.0 <= (double)f->s->max_lag_ms) {
+        MG_LOG_EVENT(MG_LOG_NOTICE, "cdc", "cdc.caught_up",
+                     MG_LOG_FIELDS(MG_LOG_DOUBLE("lag_s", f->lag_s),
+                                   MG_LOG_INT("applied_events", f->applied_events)),
+                     "caught up: lag %.1f s", f->lag_s);
+        return TURN_DONE;
+    }
+    return TURN_ON;
+}
+
+/* log_stats logs where the reader's time went. */
+static void
+log_stats(const follow_t *f)
+{
+    double total = mg_now_s() - f->t_started;
+
+    MG_LOG_EVENT(MG_LOG_INFO, "cdc", "cdc.stats",
+                 MG_LOG_FIELDS(MG_LOG_INT("applied_events", f->applied_events),
+                               MG_LOG_DOUBLE("seconds", total),
+                               MG_LOG_DOUBLE("source_s", f->t_source),
+                               MG_LOG_DOUBLE("batch_s", f->t_batch),
+                               MG_LOG_DOUBLE("wait_apply_s", f->t_wait)),
+                 "change stream: %lld events in %.1f s; reader waited %.1f s on the source, %.1f s "
+                 "on the applier, spent %.1f s building batches",
+                 (long long)f->applied_events, total, f->t_source, f->t_wait, f->t_batch);
+}
+
+/* exit_code maps the error that ended the run to its exit code. */
+static int
+exit_code(const mg_error_t *error)
+{
+    int rc = mg_exit_code_for_error(error);
+
     if (rc == MG_EXIT_OK)
         rc = MG_EXIT_FAILURE;
     if (error->domain == MG_ERROR_DOMAIN_CORE && error->code == MG_ERROR_CODE_INVALID_ARGUMENT &&
         strstr(error->message, "invariant") != NULL)
         rc = MG_EXIT_INTERNAL;
-done_rc:
-done_ok:
-    if (f.pg != NULL && rc == MG_EXIT_OK)
-        save_rate(&f);
-    applier_stop(&f);
-    if (f.t_started > 0) {
-        double total = mg_now_s() - f.t_started;
-        MG_LOG_EVENT(MG_LOG_INFO, "cdc", "cdc.stats",
-                     MG_LOG_FIELDS(MG_LOG_INT("applied_events", f.applied_events),
-                                   MG_LOG_DOUBLE("seconds", total),
-                                   MG_LOG_DOUBLE("source_s", f.t_source),
-                                   MG_LOG_DOUBLE("batch_s", f.t_batch),
-                                   MG_LOG_DOUBLE("wait_apply_s", f.t_wait)),
-                     "change stream: %lld events in %.1f s; reader waited %.1f s on the source, "
-                     "%.1f s on the applier, spent %.1f s building batches",
-                     (long long)f.applied_events, total, f.t_source, f.t_wait, f.t_batch);
-    }
-    mg_http_server_destroy(f.http);
-    if (f.stream != NULL)
-        mongoc_change_stream_destroy(f.stream);
-    if (f.mongo != NULL)
-        mongoc_client_destroy(f.mongo);
-    mg_cdc_batch_destroy(f.batch);
-    mg_cdc_batch_destroy(f.spare);
-    if (f.ap.token != NULL)
-        bson_destroy(f.ap.token);
-    if (f.ap.pg != NULL)
-        PQfinish(f.ap.pg);
-    if (f.committed != NULL)
-        bson_destroy(f.committed);
-    if (f.last_read != NULL)
-        bson_destroy(f.last_read);
-    free_colls(&f);
-    if (f.pg != NULL)
-        PQfinish(f.pg);
-    pthread_mutex_destroy(&f.stats_lock);
     return rc;
+}
+
+int
+mg_cdc_follow_run(mg_cdc_follow_t *f, mg_error_t *error)
+{
+    turn_t t = TURN_ON;
+    int rc = follow_start(f, error);
+
+    while (rc == MG_EXIT_OK && t == TURN_ON) {
+        const bson_t *raw, *err_doc;
+        bson_error_t be;
+        double t_next;
+        bool got;
+
+        if (atomic_load(f->s->stop) > 0) {
+            /* finish the batch, commit, stop */
+            t = submit_or_reconnect(f, true, error) == TURN_FAILED ? TURN_FAILED : TURN_DONE;
+            break;
+        }
+        t_next = mg_now_s();
+        got = mongoc_change_stream_next(f->stream, &raw);
+        f->t_source += mg_now_s() - t_next;
+        if (got)
+            t = on_event(f, raw, error);
+        else if (mongoc_change_stream_error_document(f->stream, &be, &err_doc))
+            t = on_stream_error(f, &be, error);
+        else
+            t = on_idle(f, error);
+    }
+    if (rc == MG_EXIT_OK)
+        rc = t == TURN_DONE ? MG_EXIT_OK : t == TURN_RC ? MG_EXIT_SOURCE : exit_code(error);
+    else if (rc != MG_EXIT_SOURCE)
+        rc = exit_code(error);
+    if (rc == MG_EXIT_OK)
+        save_rate(f);
+    applier_stop(f);
+    if (f->t_started > 0)
+        log_stats(f);
+    return rc;
+}
+
+void
+mg_cdc_follow_stats(mg_cdc_follow_t *f, mg_cdc_follow_stats_t *stats)
+{
+    pthread_mutex_lock(&f->stats_lock);
+    stats->applied_events = f->applied_events;
+    stats->events_per_s = f->rate;
+    stats->lag_s = f->lag_s;
+    pthread_mutex_unlock(&f->stats_lock);
+}
+
+void
+mg_cdc_follow_destroy(mg_cdc_follow_t *f)
+{
+    if (f == NULL)
+        return;
+    applier_stop(f);
+    mg_http_server_destroy(f->http);
+    if (f->stream != NULL)
+        mongoc_change_stream_destroy(f->stream);
+    if (f->mongo != NULL)
+        mongoc_client_destroy(f->mongo);
+    mg_cdc_batch_destroy(f->batch);
+    mg_cdc_batch_destroy(f->spare);
+    if (f->ap.token != NULL)
+        bson_destroy(f->ap.token);
+    if (f->ap.pg != NULL)
+        PQfinish(f->ap.pg);
+    mg_state_destroy(f->ap.st);
+    if (f->committed != NULL)
+        bson_destroy(f->committed);
+    if (f->last_read != NULL)
+        bson_destroy(f->last_read);
+    free_colls(f);
+    if (f->pg != NULL)
+        PQfinish(f->pg);
+    mg_state_destroy(f->st);
+    pthread_mutex_destroy(&f->ap.lock);
+    pthread_cond_destroy(&f->ap.cond);
+    pthread_mutex_destroy(&f->stats_lock);
+    free(f);
 }

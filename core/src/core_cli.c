@@ -21,7 +21,7 @@ mg_cli_print_help(const mg_cli_t *cli, FILE *stream)
         fprintf(stream, "%s\n\n", cli->description);
     fprintf(stream, "commands:\n");
     for (size_t i = 0; i < cli->ncmds; i++)
-        fprintf(stream, "  %-12s %s\n", cli->cmds[i].name, cli->cmds[i].summary);
+        fprintf(stream, "  %-12s %s\n", cli->cmds[i]->name, cli->cmds[i]->summary);
     for (size_t i = 0; i < cli->ncommands; i++)
         fprintf(stream, "  %-12s %s\n", cli->commands[i].name, cli->commands[i].summary);
     fprintf(stream, "  %-12s %s\n", "help", "show this help, or a command's: help COMMAND");
@@ -56,11 +56,11 @@ find_command(const mg_cli_t *cli, const char *name)
 }
 
 static const mg_cmd_t *
-find_cmd(const mg_cmd_t *cmds, size_t n, const char *name)
+find_cmd(const mg_cmd_t *const *cmds, size_t n, const char *name)
 {
     for (size_t i = 0; name != NULL && i < n; i++)
-        if (strcmp(cmds[i].name, name) == 0)
-            return &cmds[i];
+        if (strcmp(cmds[i]->name, name) == 0)
+            return cmds[i];
     return NULL;
 }
 
@@ -75,7 +75,8 @@ mg_cmd_print_help(const mg_cli_t *cli, const mg_cmd_t *cmd, const char *path, FI
     if (cmd->nsubcommands > 0) {
         fprintf(stream, "\ncommands:\n");
         for (size_t i = 0; i < cmd->nsubcommands; i++)
-            fprintf(stream, "  %-12s %s\n", cmd->subcommands[i].name, cmd->subcommands[i].summary);
+            fprintf(stream, "  %-12s %s\n", cmd->subcommands[i]->name,
+                    cmd->subcommands[i]->summary);
     }
     if (cmd->noptions > 0) {
         fprintf(stream, "\noptions:\n");

@@ -36,44 +36,59 @@ mg_pg_connect(const char *conninfo, mg_error_t *error)
     return conn;
 }
 
+/* statement_failed fills error from res, naming the statement by its first words only. */
+static bool
+statement_failed(const PGresult *res, const char *sql, mg_error_t *error)
+{
+    char head[120];
+
+    snprintf(head, sizeof(head), "%.100s", sql);
+    for (char *p = head; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+    return mg_error_set_pgresult(error, res, "could not run \"%s%s\" on the target", head,
+                                 strlen(sql) > 100 ? "..." : "");
+}
+
 bool
 mg_pg_exec(PGconn *conn, const char *sql, mg_error_t *error)
 {
     PGresult *res = PQexec(conn, sql);
     bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
 
-    if (!ok) {
-        char head[120];
-        /* name the statement by its first words, never its whole text */
-        snprintf(head, sizeof(head), "%.100s", sql);
-        for (char *p = head; *p; p++)
-            if (*p == '\n')
-                *p = ' ';
-        mg_error_set_pgresult(error, res, "could not run \"%s%s\" on the target", head,
-                              strlen(sql) > 100 ? "..." : "");
-    }
+    if (!ok)
+        statement_failed(res, sql, error);
     PQclear(res);
     return ok;
+}
+
+PGresult *
+mg_pg_query_params(PGconn *conn, const char *sql, int nparams, const char *const *values,
+                   const int *lengths, const int *formats, int result_format, mg_error_t *error)
+{
+    PGresult *res = PQexecParams(conn, sql, nparams, NULL, values, lengths, formats, result_format);
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK) {
+        statement_failed(res, sql, error);
+        PQclear(res);
+        return NULL;
+    }
+    return res;
 }
 
 PGresult *
 mg_pg_query(PGconn *conn, const char *sql, int nparams, const char *const *params,
             mg_error_t *error)
 {
-    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    return mg_pg_query_params(conn, sql, nparams, params, NULL, NULL, 0, error);
+}
 
-    if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK) {
-        char head[120];
-        snprintf(head, sizeof(head), "%.100s", sql);
-        for (char *p = head; *p; p++)
-            if (*p == '\n')
-                *p = ' ';
-        mg_error_set_pgresult(error, res, "could not run \"%s%s\" on the target", head,
-                              strlen(sql) > 100 ? "..." : "");
-        PQclear(res);
-        return NULL;
-    }
-    return res;
+void
+mg_pg_rollback(PGconn *conn)
+{
+    if (conn != NULL && PQstatus(conn) == CONNECTION_OK &&
+        PQtransactionStatus(conn) != PQTRANS_IDLE)
+        PQclear(PQexec(conn, "ROLLBACK"));
 }
 
 bool

@@ -35,6 +35,15 @@ typedef struct {
     int seq;
 } partition_t;
 
+/* partition_cleanup frees what claim gave p. */
+static void
+partition_cleanup(partition_t *p)
+{
+    if (p->filter != NULL)
+        bson_destroy(p->filter);
+    p->filter = NULL;
+}
+
 /* _ids to leave out of a partition after PostgreSQL refused them. */
 typedef struct {
     bson_value_t *ids;
@@ -48,6 +57,7 @@ typedef struct {
     char name[96];
     mongoc_client_t *mongo;
     PGconn *pg;
+    mg_state_t *st;  /* the state on pg */
     mg_buf_t out;    /* COPY data waiting to be sent */
     mg_buf_t idlog;  /* raw _id elements of the rows sent in this partition */
     mg_buf_t idoffs; /* uint32 offsets into idlog, one per row */
@@ -249,102 +259,44 @@ rollback(worker_t *w)
 static bool
 claim(worker_t *w, partition_t *p, bool *got, bool *others_pending, mg_error_t *error)
 {
-    mg_buf_t sql;
-    PGresult *res = NULL;
-    bool ok = false;
+    mg_state_partition_t sp;
+    double t0 = mg_now_s();
+    bool ok = mg_state_partition_claim(w->st, &sp, got, others_pending, error);
 
-    *got = false;
-    *others_pending = false;
-    mg_buf_init(&sql, 4096);
-    if (!pg_exec(w, "BEGIN", error))
-        goto done;
-    if (!mg_buf_append_str(&sql, "SELECT id, db, coll, seq, filter FROM ", error) ||
-        !mg_schema_quote_ident(w->s->state_schema, &sql, error) ||
-        !mg_buf_append_str(&sql,
-                           ".partitions WHERE status = 'pending' ORDER BY est_docs DESC, id "
-                           "LIMIT 1 FOR UPDATE SKIP LOCKED",
-                           error))
-        goto done;
-    res = PQexecParams(w->pg, sql.data, 0, NULL, NULL, NULL, NULL, 1 /* binary */);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        mg_error_set_pgresult(error, res, "could not claim a partition");
-        goto done;
-    }
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        res = NULL;
-        pg_exec(w, "ROLLBACK", error);
-        mg_buf_reset(&sql);
-        if (!mg_buf_append_str(&sql, "SELECT count(*) FROM ", error) ||
-            !mg_schema_quote_ident(w->s->state_schema, &sql, error) ||
-            !mg_buf_append_str(&sql, ".partitions WHERE status = 'pending'", error))
-            goto done;
-        res = mg_pg_query(w->pg, sql.data, 0, NULL, error);
-        if (res == NULL)
-            goto done;
-        *others_pending = strtoll(PQgetvalue(res, 0, 0), NULL, 10) > 0;
-        ok = true;
-        goto done;
-    }
-    /* binary result: int8 id, text db/coll, int4 seq, bytea filter */
-    uint64_t id_be;
-    uint32_t seq_be;
-    memcpy(&id_be, PQgetvalue(res, 0, 0), 8);
-    memcpy(&seq_be, PQgetvalue(res, 0, 3), 4);
-    p->id = (int64_t)be64toh(id_be);
-    p->seq = (int)ntohl(seq_be);
+    w->timing->pg_s += mg_now_s() - t0;
+    if (!ok || !*got)
+        return ok;
+    p->id = sp.id;
+    p->seq = sp.seq;
     p->coll = NULL;
-    for (size_t i = 0; i < w->ncolls; i++) {
-        if (strlen(w->colls[i].db) == (size_t)PQgetlength(res, 0, 1) &&
-            memcmp(w->colls[i].db, PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1)) == 0 &&
-            strlen(w->colls[i].coll) == (size_t)PQgetlength(res, 0, 2) &&
-            memcmp(w->colls[i].coll, PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2)) == 0)
+    for (size_t i = 0; i < w->ncolls; i++)
+        if (strcmp(w->colls[i].db, sp.db) == 0 && strcmp(w->colls[i].coll, sp.coll) == 0)
             p->coll = &w->colls[i];
-    }
-    if (p->coll == NULL) {
-        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_NOT_FOUND,
-                     "partition %lld belongs to a collection not in the plan", (long long)p->id);
-        goto done;
-    }
-    p->filter =
-        bson_new_from_data((const uint8_t *)PQgetvalue(res, 0, 4), (size_t)PQgetlength(res, 0, 4));
-    if (p->filter == NULL) {
-        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
-                     "partition %lld has a corrupt filter", (long long)p->id);
-        goto done;
-    }
-    *got = true;
-    ok = true;
-done:
-    PQclear(res);
-    mg_buf_cleanup(&sql);
-    if (!ok && PQtransactionStatus(w->pg) != PQTRANS_IDLE)
+    p->filter = bson_new_from_data(sp.filter, sp.filter_len);
+    mg_state_partition_cleanup(&sp);
+    if (p->coll == NULL)
+        ok = mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_NOT_FOUND,
+                          "partition %lld belongs to a collection not in the plan",
+                          (long long)p->id);
+    else if (p->filter == NULL)
+        ok = mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
+                          "partition %lld has a corrupt filter", (long long)p->id);
+    if (!ok) {
+        partition_cleanup(p);
+        *got = false;
         rollback(w);
+    }
     return ok;
 }
 
-/* mark_failed records a partition's failure in its own transaction. */
+/* mark_failed records a partition's failure in its own transaction (best effort: logged). */
 static void
 mark_failed(worker_t *w, const partition_t *p, const char *reason)
 {
-    mg_buf_t sql;
     mg_error_t e;
-    char id[32];
-    const char *params[3] = {id, reason, w->name};
-    PGresult *res;
 
-    snprintf(id, sizeof(id), "%lld", (long long)p->id);
-    mg_buf_init(&sql, 4096);
-    if (mg_buf_append_str(&sql, "UPDATE ", &e) &&
-        mg_schema_quote_ident(w->s->state_schema, &sql, &e) &&
-        mg_buf_append_str(&sql,
-                          ".partitions SET status = 'failed', error = $2, worker = $3, "
-                          "finished_at = now() WHERE id = $1",
-                          &e)) {
-        res = mg_pg_query(w->pg, sql.data, 3, params, &e);
-        PQclear(res);
-    }
-    mg_buf_cleanup(&sql);
+    if (!mg_state_partition_failed(w->st, p->id, reason, w->name, &e))
+        mg_log_error(MG_LOG_WARNING, "copy", &e);
 }
 
 /* finish_partition marks the partition done and records skipped documents. */
@@ -352,51 +304,16 @@ static bool
 finish_partition(worker_t *w, const partition_t *p, int64_t docs, int64_t bytes,
                  const skip_set_t *skips, mg_error_t *error)
 {
-    mg_buf_t sql;
-    char id[32], d[32], b[32], k[32];
-    const char *params[5] = {id, d, b, k, w->name};
-    PGresult *res;
-    bool ok = false;
-
-    snprintf(id, sizeof(id), "%lld", (long long)p->id);
-    snprintf(d, sizeof(d), "%lld", (long long)docs);
-    snprintf(b, sizeof(b), "%lld", (long long)bytes);
-    snprintf(k, sizeof(k), "%zu", skips->n);
-    mg_buf_init(&sql, 4096);
-    if (!mg_buf_append_str(&sql, "UPDATE ", error) ||
-        !mg_schema_quote_ident(w->s->state_schema, &sql, error) ||
-        !mg_buf_append_str(&sql,
-                           ".partitions SET status = 'done', copied_docs = $2, copied_bytes = "
-                           "$3, skipped_docs = $4, worker = $5, error = NULL, finished_at = "
-                           "now(), commits = commits + 1 WHERE id = $1",
-                           error))
-        goto done;
-    res = mg_pg_query(w->pg, sql.data, 5, params, error);
-    if (res == NULL)
-        goto done;
-    PQclear(res);
+    if (!mg_state_partition_done(w->st, p->id, docs, bytes, (int64_t)skips->n, w->name, error))
+        return false;
     for (size_t i = 0; i < skips->n; i++) {
         char shown[512];
         describe_value(&skips->ids[i], shown, sizeof(shown));
-        const char *p2[5] = {p->coll->db, p->coll->coll, id, shown, skips->reasons[i]};
-        mg_buf_reset(&sql);
-        if (!mg_buf_append_str(&sql, "INSERT INTO ", error) ||
-            !mg_schema_quote_ident(w->s->state_schema, &sql, error) ||
-            !mg_buf_append_str(&sql,
-                               ".invalid_docs (db, coll, partition_id, doc_id, reason) VALUES "
-                               "($1, $2, $3, $4, $5) ON CONFLICT (db, coll, doc_id) DO UPDATE "
-                               "SET reason = EXCLUDED.reason, at = now()",
-                               error))
-            goto done;
-        res = mg_pg_query(w->pg, sql.data, 5, p2, error);
-        if (res == NULL)
-            goto done;
-        PQclear(res);
+        if (!mg_state_invalid_doc_add(w->st, p->coll->db, p->coll->coll, p->id, shown,
+                                      skips->reasons[i], error))
+            return false;
     }
-    ok = true;
-done:
-    mg_buf_cleanup(&sql);
-    return ok;
+    return true;
 }
 
 typedef enum {
@@ -597,53 +514,20 @@ done:
 static bool
 reclaim(worker_t *w, partition_t *p, bool *got, mg_error_t *error)
 {
-    mg_buf_t sql;
-    char id[32];
-    const char *params[1] = {id};
-    PGresult *res;
-    bool ok = false;
-
-    snprintf(id, sizeof(id), "%lld", (long long)p->id);
-    mg_buf_init(&sql, 4096);
-    if (!pg_exec(w, "BEGIN", error))
-        goto done;
-    if (!mg_buf_append_str(&sql, "SELECT 1 FROM ", error) ||
-        !mg_schema_quote_ident(w->s->state_schema, &sql, error) ||
-        !mg_buf_append_str(&sql,
-                           ".partitions WHERE id = $1 AND status = 'pending' FOR UPDATE SKIP "
-                           "LOCKED",
-                           error))
-        goto done;
-    res = mg_pg_query(w->pg, sql.data, 1, params, error);
-    if (res == NULL)
-        goto done;
-    *got = PQntuples(res) == 1;
-    PQclear(res);
-    if (!*got)
-        pg_exec(w, "ROLLBACK", error);
-    ok = true;
-done:
-    mg_buf_cleanup(&sql);
-    return ok;
+    return mg_state_partition_reclaim(w->st, p->id, got, error);
 }
 
 static bool
 worker_open(worker_t *w, mg_error_t *error)
 {
-    bson_error_t be;
-    mongoc_uri_t *uri = mongoc_uri_new_with_error(w->s->source_uri, &be);
-
-    if (uri == NULL)
-        return mg_error_set_bson(error, &be, "invalid source URI \"%s\"", w->s->source_uri);
-    if (!mongoc_uri_has_option(uri, MONGOC_URI_APPNAME))
-        mongoc_uri_set_appname(uri, "migrate-copy");
-    w->mongo = mongoc_client_new_from_uri_with_error(uri, &be);
-    mongoc_uri_destroy(uri);
+    w->mongo = mg_mongo_client_new(w->s->source_uri, "migrate-copy", 0, error);
     if (w->mongo == NULL)
-        return mg_error_set_bson(error, &be, "could not create a source client");
-    mongoc_client_set_error_api(w->mongo, MONGOC_ERROR_API_VERSION_2);
+        return false;
     w->pg = mg_pg_connect(w->s->target, error);
     if (w->pg == NULL)
+        return false;
+    w->st = mg_state_new(w->pg, w->s->state_schema, error);
+    if (w->st == NULL)
         return false;
     /* rows and done mark commit or vanish together, so an asynchronous
      * commit cannot lose a partition: a lost commit loses its mark too */
@@ -659,10 +543,13 @@ static bool
 reopen_target(worker_t *w, mg_error_t *error)
 {
     char why[MG_ERROR_MESSAGE_SIZE];
+    bool ok;
 
     snprintf(why, sizeof(why), "%s (worker %s)", error->message, w->name);
-    return mg_pg_reconnect(&w->pg, w->s->target, "SET synchronous_commit = off", "copy", why,
-                           MG_PG_RECONNECT_BUDGET_S, w->s->stop, 1, error);
+    ok = mg_pg_reconnect(&w->pg, w->s->target, "SET synchronous_commit = off", "copy", why,
+                         MG_PG_RECONNECT_BUDGET_S, w->s->stop, 1, error);
+    mg_state_set_conn(w->st, w->pg);
+    return ok;
 }
 
 bool
@@ -767,6 +654,7 @@ mg_migrator__copy_worker_run(const mg_copy_settings_t *s, int index, mg_copy_col
     ok = true;
 done:
     timing->total_s = mg_now_s() - started;
+    mg_state_destroy(w.st);
     if (w.pg != NULL)
         PQfinish(w.pg);
     if (w.mongo != NULL)

@@ -27,186 +27,6 @@
 
 #define REPORT_CAP (512 * 1024 * 1024)
 
-typedef struct {
-    char *source;
-    char *target;
-    char *state_schema;
-    mg_strlist_t collections;
-    bool full;
-    bool changed;
-    int64_t segments;
-    int64_t max_named;
-    int64_t max_fields;
-    int64_t batch_docs;
-    int64_t drilldown_bytes;
-    int64_t source_threads;
-    int fail_on;
-    char *report_json;
-    char *report_html;
-    bool json;
-    char *shadow;
-    bool shadow_from_profiler;
-    int64_t shadow_repeat;
-    int64_t profiler_max;
-    int64_t every_ms;
-    int64_t max_runs;
-} validate_opts_t;
-
-static const char *const fail_on_choices[] = {"persistent", "any", NULL};
-
-static const mg_config_option_t validate_options[] = {
-    {.name = "source",
-     .type = MG_CONFIG_STRING,
-     .offset = offsetof(validate_opts_t, source),
-     .required = true,
-     .metavar = "URI",
-     .help = "MongoDB connection string of the source"},
-    {.name = "target",
-     .type = MG_CONFIG_STRING,
-     .offset = offsetof(validate_opts_t, target),
-     .required = true,
-     .metavar = "URI",
-     .help = "PostgreSQL connection string of the target (URI or key=value)"},
-    {.name = "state_schema",
-     .type = MG_CONFIG_STRING,
-     .offset = offsetof(validate_opts_t, state_schema),
-     .default_value = MG_STATE_SCHEMA_DEFAULT,
-     .metavar = "NAME",
-     .help = "schema holding the tool's state on the target"},
-    {.name = "collections",
-     .type = MG_CONFIG_LIST,
-     .offset = offsetof(validate_opts_t, collections),
-     .metavar = "DB.COLL",
-     .help = "collections to check: db.coll or db.* (default: all migrated)"},
-    {.name = "full",
-     .type = MG_CONFIG_BOOL,
-     .offset = offsetof(validate_opts_t, full),
-     .default_value = "false",
-     .help =
-         "checksum every document (what runs when neither --changed nor --shadow alone is given)"},
-    {.name = "changed",
-     .type = MG_CONFIG_BOOL,
-     .offset = offsetof(validate_opts_t, changed),
-     .default_value = "false",
-     .help = "re-check only documents changed up to the change-stream checkpoint, and open "
-             "mismatches"},
-    {.name = "segments",
-     .type = MG_CONFIG_INT,
-     .offset = offsetof(validate_opts_t, segments),
-     .default_value = "1024",
-     .min = 1,
-     .max = 16777216,
-     .metavar = "N",
-     .help = "checksum segments (hash buckets of _id) per collection"},
-    {.name = "max_named",
-     .type = MG_CONFIG_INT,
-     .offset = offsetof(validate_opts_t, max_named),
-     .default_value = "1000",
-     .min = 1,
-     .max = 10000000,
-     .metavar = "N",
-     .help = "differing _ids named per collection (all are counted)"},
-    {.name = "max_fields",
-     .type = MG_CONFIG_INT,
-     .offset = offsetof(validate_opts_t, max_fields),
-     .default_value = "20",
-     .min = 1,
-     .max = 100000,
-     .metavar = "N",
-     .help = "differing fields named per _id"},
-    {.name = "batch_docs",
-     .type = MG_CONFIG_INT,
-     .offset = offsetof(validate_opts_t, batch_docs),
-     .default_value = "2000",
-     .min = 1,
-     .max = 1000000,
-     .metavar = "N",
-     .help = "source cursor batch size"},
-    {.name = "drilldown_memory",
-     .type = MG_CONFIG_SIZE,
-     .offset = offsetof(validate_opts_t, drilldown_bytes),
-     .default_value = "256MB",
-     .min = 1024 * 1024,
-     .max = INT64_C(1) << 40,
-     .metavar = "SIZE",
-     .help = "memory for the documents of mismatching segments"},
-    {.name = "source_threads",
-     .type = MG_CONFIG_INT,
-     .offset = offsetof(validate_opts_t, source_threads),
-     .default_value = "2",
-     .min = 1,
-     .max = 64,
-     .metavar = "N",
-     .help = "source reader threads per collection (over the copy's partitions)"},
-    {.name = "every",
-     .type = MG_CONFIG_DURATION,
-     .offset = offsetof(validate_opts_t, every_ms),
-     .default_value = "0",
-     .min = 0,
-     .max = INT64_C(86400000),
-     .metavar = "DURATION",
-     .help = "with --changed: run again after this pause, until SIGINT/SIGTERM (while sync "
-             "--follow runs)"},
-    {.name = "max_runs",
-     .type = MG_CONFIG_INT,
-     .offset = offsetof(validate_opts_t, max_runs),
-     .default_value = "0",
-     .min = 0,
-     .max = INT64_C(1000000000),
-     .metavar = "N",
-     .help = "with --every: stop after N runs (0: until stopped)"},
-    {.name = "fail_on",
-     .type = MG_CONFIG_ENUM,
-     .offset = offsetof(validate_opts_t, fail_on),
-     .default_value = "persistent",
-     .choices = fail_on_choices,
-     .metavar = "WHEN",
-     .help = "exit 5 on a mismatch that persisted across runs, or on any mismatch"},
-    {.name = "report_json",
-     .type = MG_CONFIG_STRING,
-     .offset = offsetof(validate_opts_t, report_json),
-     .metavar = "FILE",
-     .help = "write the report as JSON to FILE"},
-    {.name = "report_html",
-     .type = MG_CONFIG_STRING,
-     .offset = offsetof(validate_opts_t, report_html),
-     .metavar = "FILE",
-     .help = "write the report as one self-contained HTML file"},
-    {.name = "json",
-     .type = MG_CONFIG_BOOL,
-     .offset = offsetof(validate_opts_t, json),
-     .default_value = "false",
-     .help = "print the report as JSON on stdout instead of the summary"},
-    {.name = "shadow",
-     .type = MG_CONFIG_STRING,
-     .offset = offsetof(validate_opts_t, shadow),
-     .metavar = "QUERIES.jsonl",
-     .help = "run these finds on both sides and compare (docs/shadow-reads.md); alone, without "
-             "--full or --changed, no checksums run"},
-    {.name = "shadow_from_profiler",
-     .type = MG_CONFIG_BOOL,
-     .offset = offsetof(validate_opts_t, shadow_from_profiler),
-     .default_value = "false",
-     .help = "shadow-read the find commands recorded in the source's system.profile"},
-    {.name = "shadow_repeat",
-     .type = MG_CONFIG_INT,
-     .offset = offsetof(validate_opts_t, shadow_repeat),
-     .default_value = "5",
-     .min = 1,
-     .max = 1000,
-     .metavar = "N",
-     .help = "runs per side and shadow query (latency samples)"},
-    {.name = "profiler_max",
-     .type = MG_CONFIG_INT,
-     .offset = offsetof(validate_opts_t, profiler_max),
-     .default_value = "1000",
-     .min = 1,
-     .max = 1000000,
-     .metavar = "N",
-     .help = "newest system.profile finds read per database"},
-};
-#define N_VALIDATE_OPTIONS (sizeof(validate_options) / sizeof(validate_options[0]))
-
 /* One collection of the run. */
 typedef struct {
     char *db;
@@ -226,9 +46,8 @@ typedef struct {
 } val_coll_t;
 
 typedef struct {
-    validate_opts_t *o;
-    PGconn *pg;
-    char *qs; /* quoted state schema */
+    const mg_validate_settings_t *o;
+    mg_state_t *st; /* borrowed */
     mg_schema_fidelity_t fidelity;
     val_coll_t *colls;
     size_t ncolls;
@@ -236,8 +55,7 @@ typedef struct {
     char started_at[40];
     char finished_at[40];
     bool have_ckpt;
-    char ckpt_ts[24];
-    char ckpt_inc[24];
+    uint32_t ckpt_t, ckpt_i;
     int64_t persistent;
     int64_t mismatches;
     int64_t docs;
@@ -248,6 +66,7 @@ typedef struct {
     size_t nshadow;
     bool shadow_ran;
     int64_t shadow_mismatches;
+    bool interrupted; /* a stop request ended a single run between collections */
 } val_ctx_t;
 
 static void
@@ -268,146 +87,82 @@ ctx_cleanup(val_ctx_t *ctx)
         mg_validate_result_cleanup(&c->result);
     }
     free(ctx->colls);
-    free(ctx->qs);
     mg_validate_shadow_results_free(ctx->shadow, ctx->nshadow);
-    if (ctx->pg != NULL)
-        PQfinish(ctx->pg);
 }
 
-/* sql builds a statement with every "@" replaced by the quoted state schema. */
+/* selected tells whether db.coll is one to check; hits records which patterns matched. */
 static bool
-sql(const val_ctx_t *ctx, const char *tmpl, mg_buf_t *out, mg_error_t *error)
-{
-    mg_buf_reset(out);
-    for (const char *p = tmpl; *p; p++) {
-        bool ok =
-            *p == '@' ? mg_buf_append_str(out, ctx->qs, error) : mg_buf_append(out, p, 1, error);
-        if (!ok)
-            return false;
-    }
-    return true;
-}
-
-static PGresult *
-query(val_ctx_t *ctx, const char *tmpl, int n, const char *const *params, mg_error_t *error)
-{
-    mg_buf_t s;
-    PGresult *res = NULL;
-
-    mg_buf_init(&s, 64 * 1024);
-    if (sql(ctx, tmpl, &s, error))
-        res = mg_pg_query(ctx->pg, s.data, n, params, error);
-    mg_buf_cleanup(&s);
-    return res;
-}
-
-static bool
-exec_q(val_ctx_t *ctx, const char *tmpl, int n, const char *const *params, mg_error_t *error)
-{
-    PGresult *res = query(ctx, tmpl, n, params, error);
-
-    PQclear(res);
-    return res != NULL;
-}
-
-static bool
-selected(const validate_opts_t *o, const char *db, const char *coll)
+selected(const mg_strlist_t *patterns, const char *db, const char *coll, bool *hits)
 {
     char ns[1024];
+    bool any = false;
 
-    if (o->collections.count == 0)
+    if (patterns == NULL || patterns->count == 0)
         return true;
     snprintf(ns, sizeof(ns), "%s.%s", db, coll);
-    for (size_t i = 0; i < o->collections.count; i++)
-        if (fnmatch(o->collections.items[i], ns, 0) == 0)
-            return true;
-    return false;
+    for (size_t i = 0; i < patterns->count; i++)
+        if (fnmatch(patterns->items[i], ns, 0) == 0) {
+            hits[i] = true;
+            any = true;
+        }
+    return any;
 }
 
-/* load reads the fidelity, the collections and (--changed) the documents to re-check. */
+/* load reads the fidelity, the collections to check and the checkpoint a run covers. */
 static bool
 load(val_ctx_t *ctx, mg_error_t *error)
 {
-    PGresult *res;
-    bool *hits = calloc(ctx->o->collections.count + 1, sizeof(bool));
+    const mg_strlist_t *patterns = ctx->o->collections;
+    size_t npatterns = patterns != NULL ? patterns->count : 0;
+    bool *hits = calloc(npatterns + 1, sizeof(bool));
+    mg_state_migration_t mig;
+    mg_state_colls_t colls = {0};
+    mg_state_checkpoint_t cp = {0};
+    bool ok = false;
 
     if (hits == NULL)
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
-    res = query(ctx, "SELECT type_fidelity FROM @.migration WHERE id = 1", 0, NULL, error);
-    if (res == NULL)
-        goto fail;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_NOT_FOUND,
-                     "state schema \"%s\" has no migration row: run migrate init first",
-                     ctx->o->state_schema);
-        goto fail;
-    }
-    mg_schema_fidelity_parse(PQgetvalue(res, 0, 0), &ctx->fidelity);
-    PQclear(res);
-
-    res = query(ctx,
-                "SELECT db, coll, schema_name, table_name, key_type FROM @.collections "
-                "ORDER BY db, coll",
-                0, NULL, error);
-    if (res == NULL)
-        goto fail;
-    ctx->colls = calloc((size_t)PQntuples(res) + 1, sizeof(val_coll_t));
+    if (!mg_state_migration_get(ctx->st, &mig, error) ||
+        !mg_state_collections_load(ctx->st, false, &colls, error))
+        goto done;
+    ctx->fidelity = mig.fidelity;
+    ctx->colls = calloc(colls.n + 1, sizeof(val_coll_t));
     if (ctx->colls == NULL) {
-        PQclear(res);
         mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
-        goto fail;
+        goto done;
     }
-    for (int r = 0; r < PQntuples(res); r++) {
-        const char *db = PQgetvalue(res, r, 0), *coll = PQgetvalue(res, r, 1);
-        if (!selected(ctx->o, db, coll))
+    for (size_t r = 0; r < colls.n; r++) {
+        mg_state_coll_t *sc = &colls.items[r];
+        if (!selected(patterns, sc->db, sc->coll, hits))
             continue;
-        for (size_t i = 0; i < ctx->o->collections.count; i++) {
-            char ns[1024];
-            snprintf(ns, sizeof(ns), "%s.%s", db, coll);
-            if (fnmatch(ctx->o->collections.items[i], ns, 0) == 0)
-                hits[i] = true;
-        }
         val_coll_t *c = &ctx->colls[ctx->ncolls++];
-        c->db = strdup(db);
-        c->coll = strdup(coll);
-        c->schema = strdup(PQgetvalue(res, r, 2));
-        c->table = strdup(PQgetvalue(res, r, 3));
-        mg_schema_key_type_parse(PQgetvalue(res, r, 4), &c->key);
-        if (c->db == NULL || c->coll == NULL || c->schema == NULL || c->table == NULL) {
-            PQclear(res);
-            mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
-            goto fail;
-        }
+        c->db = sc->db; /* take the strings over */
+        c->coll = sc->coll;
+        c->schema = sc->schema;
+        c->table = sc->table;
+        sc->db = sc->coll = sc->schema = sc->table = NULL;
+        c->key = sc->key;
     }
-    PQclear(res);
-    for (size_t i = 0; i < ctx->o->collections.count; i++) {
+    for (size_t i = 0; i < npatterns; i++) {
         if (!hits[i]) {
             mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_NOT_FOUND,
                          "collection pattern \"%s\" matches no migrated collection",
-                         ctx->o->collections.items[i]);
-            goto fail;
+                         patterns->items[i]);
+            goto done;
         }
     }
-
     /* the change-stream checkpoint bounds which changed_docs rows a run covers */
-    res = query(ctx,
-                "SELECT cluster_time_ts, cluster_time_inc FROM @.checkpoint WHERE id = 1 AND "
-                "cluster_time_ts IS NOT NULL",
-                0, NULL, error);
-    if (res == NULL)
-        goto fail;
-    if (PQntuples(res) == 1) {
-        ctx->have_ckpt = true;
-        snprintf(ctx->ckpt_ts, sizeof(ctx->ckpt_ts), "%s", PQgetvalue(res, 0, 0));
-        snprintf(ctx->ckpt_inc, sizeof(ctx->ckpt_inc), "%s", PQgetvalue(res, 0, 1));
-    }
-    PQclear(res);
+    if (!mg_state_checkpoint_get(ctx->st, 0, &cp, error))
+        goto done;
+    ctx->have_ckpt = cp.applied;
+    ctx->ckpt_t = cp.t;
+    ctx->ckpt_i = cp.i;
+    ok = true;
+done:
+    mg_state_checkpoint_cleanup(&cp);
+    mg_state_colls_cleanup(&colls);
     free(hits);
-    return true;
-fail:
-    free(hits);
-    return false;
+    return ok;
 }
 
 static bool
@@ -439,44 +194,23 @@ find_coll(val_ctx_t *ctx, const char *db, const char *coll)
     return NULL;
 }
 
+/* add_changed is an mg_state_doc_fn: one document to re-check. */
+static bool
+add_changed(void *vctx, const char *db, const char *coll, const char *doc_id, mg_error_t *error)
+{
+    val_coll_t *c = find_coll(vctx, db, coll);
+
+    return c == NULL || push_id(c, doc_id, error);
+}
+
 /* load_changed collects, per collection, the changed documents and the open mismatches. */
 static bool
 load_changed(val_ctx_t *ctx, mg_error_t *error)
 {
-    PGresult *res;
-
-    if (ctx->have_ckpt) {
-        const char *p[2] = {ctx->ckpt_ts, ctx->ckpt_inc};
-        res = query(ctx,
-                    "SELECT DISTINCT db, coll, doc_id FROM @.changed_docs WHERE (cluster_time_ts, "
-                    "cluster_time_inc) <= ($1::bigint, $2::bigint) ORDER BY db, coll, doc_id",
-                    2, p, error);
-        if (res == NULL)
-            return false;
-        for (int r = 0; r < PQntuples(res); r++) {
-            val_coll_t *c = find_coll(ctx, PQgetvalue(res, r, 0), PQgetvalue(res, r, 1));
-            if (c != NULL && !push_id(c, PQgetvalue(res, r, 2), error)) {
-                PQclear(res);
-                return false;
-            }
-        }
-        PQclear(res);
-    }
-    res = query(ctx,
-                "SELECT db, coll, doc_id FROM @.validation_mismatches WHERE resolved_at IS NULL "
-                "ORDER BY db, coll, doc_id",
-                0, NULL, error);
-    if (res == NULL)
+    if (ctx->have_ckpt &&
+        !mg_state_changed_list(ctx->st, ctx->ckpt_t, ctx->ckpt_i, add_changed, ctx, error))
         return false;
-    for (int r = 0; r < PQntuples(res); r++) {
-        val_coll_t *c = find_coll(ctx, PQgetvalue(res, r, 0), PQgetvalue(res, r, 1));
-        if (c != NULL && !push_id(c, PQgetvalue(res, r, 2), error)) {
-            PQclear(res);
-            return false;
-        }
-    }
-    PQclear(res);
-    return true;
+    return mg_state_mismatches_open(ctx->st, add_changed, ctx, error);
 }
 
 static const char *
@@ -509,50 +243,25 @@ add_alias(bson_t *aliases, const char *alias, int *n)
 static bool
 load_filters(val_ctx_t *ctx, val_coll_t *c, mg_error_t *error)
 {
-    const char *p[2] = {c->db, c->coll};
-    PGresult *res = query(ctx,
-                          "SELECT encode(filter, 'base64') FROM @.partitions WHERE db = $1 AND "
-                          "coll = $2 ORDER BY seq",
-                          2, p, error);
+    mg_state_blobs_t blobs;
     bson_t aliases = BSON_INITIALIZER;
     int naliases = 0;
-    bool ok = res != NULL;
+    bool ok = true;
 
-    if (!ok)
+    if (!mg_state_partition_filters(ctx->st, c->db, c->coll, &blobs, error))
         return false;
-    if (PQntuples(res) == 0) {
-        PQclear(res);
+    if (blobs.n == 0)
         return true;
-    }
-    c->filters = calloc((size_t)PQntuples(res) + 1, sizeof(bson_t *));
+    c->filters = calloc(blobs.n + 1, sizeof(bson_t *));
     if (c->filters == NULL) {
-        PQclear(res);
+        mg_state_blobs_cleanup(&blobs);
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
     }
-    for (int r = 0; ok && r < PQntuples(res); r++) {
-        const char *b64 = PQgetvalue(res, r, 0);
-        size_t cap = strlen(b64), n = 0;
-        uint8_t *raw = malloc(cap + 1);
-        unsigned acc = 0;
-        int bits = 0;
-        for (const char *q = b64; raw != NULL && *q; q++) {
-            const char *alphabet =
-                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-            const char *pos = strchr(alphabet, *q);
-            if (*q == '=' || *q == '\n' || pos == NULL)
-                continue;
-            acc = (acc << 6) | (unsigned)(pos - alphabet);
-            bits += 6;
-            if (bits >= 8) {
-                bits -= 8;
-                raw[n++] = (uint8_t)(acc >> bits);
-            }
-        }
-        bson_t *f = raw != NULL ? bson_new_from_data(raw, n) : NULL;
-        free(raw);
+    for (size_t r = 0; ok && r < blobs.n; r++) {
+        bson_t *f = bson_new_from_data(blobs.data[r], blobs.len[r]);
         if (f == NULL) {
             ok = mg_error_set(error, MG_ERROR_DOMAIN_PG, 0,
-                              "partition %d of %s.%s: the stored filter is not BSON", r, c->db,
+                              "partition %zu of %s.%s: the stored filter is not BSON", r, c->db,
                               c->coll);
             break;
         }
@@ -571,7 +280,7 @@ load_filters(val_ctx_t *ctx, val_coll_t *c, mg_error_t *error)
             }
         }
     }
-    PQclear(res);
+    mg_state_blobs_cleanup(&blobs);
     if (ok && naliases > 0) {
         bson_t *rest = bson_new();
         bson_t idc, notc;
@@ -589,25 +298,12 @@ load_filters(val_ctx_t *ctx, val_coll_t *c, mg_error_t *error)
 static bool
 start_run(val_ctx_t *ctx, mg_error_t *error)
 {
-    const char *p[4] = {run_mode(ctx), ctx->have_ckpt ? ctx->ckpt_ts : NULL,
-                        ctx->have_ckpt ? ctx->ckpt_inc : NULL, NULL};
     char opts[256];
-    PGresult *res;
 
     snprintf(opts, sizeof(opts), "{\"segments\": %lld, \"fail_on\": \"%s\"}",
-             (long long)ctx->o->segments, fail_on_choices[ctx->o->fail_on]);
-    p[3] = opts;
-    res = query(ctx,
-                "INSERT INTO @.validation_runs (mode, checkpoint_ts, checkpoint_inc, options) "
-                "VALUES ($1, $2::bigint, $3::bigint, $4::jsonb) RETURNING id, "
-                "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
-                4, p, error);
-    if (res == NULL)
-        return false;
-    ctx->run_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    snprintf(ctx->started_at, sizeof(ctx->started_at), "%s", PQgetvalue(res, 0, 1));
-    PQclear(res);
-    return true;
+             (long long)ctx->o->segments, ctx->o->fail_on_any ? "any" : "persistent");
+    return mg_state_validation_start(ctx->st, run_mode(ctx), ctx->have_ckpt, ctx->ckpt_t,
+                                     ctx->ckpt_i, opts, &ctx->run_id, ctx->started_at, error);
 }
 
 /* fields_json renders a mismatch's field diffs as a JSON array. */
@@ -646,139 +342,78 @@ fields_json(const mg_validate_mismatch_t *m)
     return out;
 }
 
-/* text_array renders strings as a PostgreSQL text[] literal. */
-static bool
-text_array(char *const *items, size_t n, mg_buf_t *out, mg_error_t *error)
+/* coll_status is "failed", "mismatch" or "clean". */
+static const char *
+coll_status(const val_coll_t *c)
 {
-    bool ok = mg_buf_append_str(out, "{", error);
+    const mg_validate_result_t *r = &c->result;
 
-    for (size_t i = 0; ok && i < n; i++) {
-        ok = mg_buf_append_str(out, i ? ",\"" : "\"", error);
-        for (const char *p = items[i]; ok && *p; p++) {
-            if (*p == '"' || *p == '\\')
-                ok = mg_buf_append(out, "\\", 1, error);
-            ok = ok && mg_buf_append(out, p, 1, error);
-        }
-        ok = ok && mg_buf_append_str(out, "\"", error);
+    return c->failed ? "failed" : (r->missing + r->extra + r->different > 0 ? "mismatch" : "clean");
+}
+
+/* record_mismatches records the named differences; counts those that persisted. */
+static bool
+record_mismatches(val_ctx_t *ctx, val_coll_t *c, mg_error_t *error)
+{
+    mg_validate_result_t *r = &c->result;
+
+    for (size_t i = 0; i < r->nmismatches; i++) {
+        mg_validate_mismatch_t *m = &r->mismatches[i];
+        char *fields = fields_json(m);
+        mg_state_mismatch_t sm = {
+            c->db, c->coll, m->id_json, m->doc_id, mg_validate_mismatch_kind_name(m->kind), fields};
+        bool ok;
+        if (fields == NULL)
+            return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+        ok = mg_state_mismatch_record(ctx->st, ctx->run_id, &sm, &m->persisted, m->first_seen_at,
+                                      error);
+        free(fields);
+        if (!ok)
+            return false;
+        if (m->persisted)
+            ctx->persistent++;
     }
-    return ok && mg_buf_append_str(out, "}", error);
+    return true;
 }
 
 static bool
 record_coll(val_ctx_t *ctx, val_coll_t *c, mg_error_t *error)
 {
     const mg_validate_result_t *r = &c->result;
-    char run[24], sd[24], td[24], seg[24], segm[24], mi[24], ex[24], di[24], el[32];
-    const char *status =
-        c->failed ? "failed" : (r->missing + r->extra + r->different > 0 ? "mismatch" : "clean");
+    mg_state_validation_result_t sr = {
+        .db = c->db,
+        .coll = c->coll,
+        .status = coll_status(c),
+        .source_docs = r->source_docs,
+        .target_docs = r->target_docs,
+        .segments = r->segments,
+        .segments_mismatched = r->segments_mismatched,
+        .missing = r->missing,
+        .extra = r->extra,
+        .different = r->different,
+        .elapsed_s = r->elapsed_s,
+        .error = c->failed ? c->error : NULL,
+    };
 
-    snprintf(run, sizeof(run), "%lld", (long long)ctx->run_id);
-    snprintf(sd, sizeof(sd), "%lld", (long long)r->source_docs);
-    snprintf(td, sizeof(td), "%lld", (long long)r->target_docs);
-    snprintf(seg, sizeof(seg), "%u", r->segments);
-    snprintf(segm, sizeof(segm), "%u", r->segments_mismatched);
-    snprintf(mi, sizeof(mi), "%lld", (long long)r->missing);
-    snprintf(ex, sizeof(ex), "%lld", (long long)r->extra);
-    snprintf(di, sizeof(di), "%lld", (long long)r->different);
-    snprintf(el, sizeof(el), "%.6f", r->elapsed_s);
-    const char *p[13] = {run,
-                         c->db,
-                         c->coll,
-                         status,
-                         sd,
-                         td,
-                         seg,
-                         segm,
-                         mi,
-                         ex,
-                         di,
-                         el,
-                         c->failed ? c->error : NULL};
-    if (!exec_q(ctx,
-                "INSERT INTO @.validation_results (run_id, db, coll, status, source_docs, "
-                "target_docs, segments, segments_mismatched, missing, extra, different, "
-                "elapsed_s, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
-                "$13)",
-                13, p, error))
+    if (!mg_state_validation_result_add(ctx->st, ctx->run_id, &sr, error))
         return false;
     if (c->failed)
         return true;
-
-    for (size_t i = 0; i < r->nmismatches; i++) {
-        mg_validate_mismatch_t *m = &r->mismatches[i];
-        char *fields = fields_json(m);
-        const char *q[7] = {
-            c->db,  c->coll, m->id_json, m->doc_id, mg_validate_mismatch_kind_name(m->kind),
-            fields, run};
-        PGresult *res;
-        if (fields == NULL)
-            return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
-        res = query(
-            ctx,
-            "INSERT INTO @.validation_mismatches AS v (db, coll, id_json, doc_id, kind, fields, "
-            "first_seen_run, last_seen_run) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $7) "
-            "ON CONFLICT (db, coll, id_json) DO UPDATE SET doc_id = EXCLUDED.doc_id, "
-            "kind = EXCLUDED.kind, fields = EXCLUDED.fields, "
-            "persisted = v.resolved_at IS NULL, "
-            "seen_runs = CASE WHEN v.resolved_at IS NULL THEN v.seen_runs + 1 ELSE 1 END, "
-            "first_seen_run = CASE WHEN v.resolved_at IS NULL THEN v.first_seen_run "
-            "ELSE EXCLUDED.first_seen_run END, "
-            "first_seen_at = CASE WHEN v.resolved_at IS NULL THEN v.first_seen_at ELSE now() END, "
-            "last_seen_run = EXCLUDED.last_seen_run, last_seen_at = now(), "
-            "resolved_run = NULL, resolved_at = NULL "
-            "RETURNING persisted, to_char(first_seen_at AT TIME ZONE 'UTC', "
-            "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
-            7, q, error);
-        free(fields);
-        if (res == NULL)
-            return false;
-        m->persisted = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-        snprintf(m->first_seen_at, sizeof(m->first_seen_at), "%s", PQgetvalue(res, 0, 1));
-        PQclear(res);
-        if (m->persisted)
-            ctx->persistent++;
-    }
+    if (!record_mismatches(ctx, c, error))
+        return false;
     ctx->mismatches += r->missing + r->extra + r->different;
     ctx->docs += r->source_docs;
-
     /* resolve what this run covered and found equal */
-    if (!ctx->o->changed) {
-        if (!r->truncated) {
-            const char *q[3] = {c->db, c->coll, run};
-            if (!exec_q(ctx,
-                        "UPDATE @.validation_mismatches SET resolved_run = $3, resolved_at = "
-                        "now(), persisted = false WHERE db = $1 AND coll = $2 AND resolved_at "
-                        "IS NULL AND last_seen_run <> $3",
-                        3, q, error))
-                return false;
-        }
-    } else if (c->nids > 0) {
-        mg_buf_t arr;
-        bool ok;
-        mg_buf_init(&arr, 1024u * 1024u * 1024u);
-        ok = text_array(c->ids, c->nids, &arr, error);
-        if (ok) {
-            const char *q[4] = {c->db, c->coll, run, arr.data};
-            ok = exec_q(ctx,
-                        "UPDATE @.validation_mismatches SET resolved_run = $3, resolved_at = "
-                        "now(), persisted = false WHERE db = $1 AND coll = $2 AND resolved_at "
-                        "IS NULL AND last_seen_run <> $3 AND doc_id = ANY ($4::text[])",
-                        4, q, error);
-        }
-        mg_buf_cleanup(&arr);
-        if (!ok)
-            return false;
-    }
+    if (!ctx->o->changed && !r->truncated &&
+        !mg_state_mismatches_resolve(ctx->st, ctx->run_id, c->db, c->coll, NULL, 0, error))
+        return false;
+    if (ctx->o->changed && c->nids > 0 &&
+        !mg_state_mismatches_resolve(ctx->st, ctx->run_id, c->db, c->coll,
+                                     (const char *const *)c->ids, c->nids, error))
+        return false;
     /* the changed documents up to the checkpoint read before the check are covered */
-    if (ctx->have_ckpt) {
-        const char *q[4] = {c->db, c->coll, ctx->ckpt_ts, ctx->ckpt_inc};
-        if (!exec_q(ctx,
-                    "DELETE FROM @.changed_docs WHERE db = $1 AND coll = $2 AND "
-                    "(cluster_time_ts, cluster_time_inc) <= ($3::bigint, $4::bigint)",
-                    4, q, error))
-            return false;
-    }
-    return true;
+    return !ctx->have_ckpt ||
+           mg_state_changed_forget(ctx->st, c->db, c->coll, ctx->ckpt_t, ctx->ckpt_i, error);
 }
 
 static const char *
@@ -793,48 +428,53 @@ run_status(const val_ctx_t *ctx)
     return "clean";
 }
 
+/* diff_ids_json renders the _ids of a shadow mismatch as a JSON array into out. */
+static bool
+diff_ids_json(const mg_validate_shadow_result_t *r, mg_buf_t *out, mg_error_t *error)
+{
+    yajl_gen g = yajl_gen_alloc(NULL);
+    bool ok;
+
+    if (g == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+    yajl_gen_array_open(g);
+    for (size_t k = 0; k < r->ndiff_ids; k++)
+        mg_json_str(g, r->diff_ids[k]);
+    yajl_gen_array_close(g);
+    ok = mg_json_take(g, out, error);
+    yajl_gen_free(g);
+    return ok;
+}
+
 /* record_shadow inserts the shadow-read results of the run. */
 static bool
 record_shadow(val_ctx_t *ctx, mg_error_t *error)
 {
-    char run[24];
-
-    snprintf(run, sizeof(run), "%lld", (long long)ctx->run_id);
     for (size_t i = 0; i < ctx->nshadow; i++) {
         const mg_validate_shadow_result_t *r = &ctx->shadow[i];
-        char seq[24], mc[24], pc[24], l[4][32];
         mg_buf_t ids;
-        bool ok = true;
-        snprintf(seq, sizeof(seq), "%zu", i + 1);
-        snprintf(mc, sizeof(mc), "%lld", (long long)r->mongo_count);
-        snprintf(pc, sizeof(pc), "%lld", (long long)r->pg_count);
-        snprintf(l[0], sizeof(l[0]), "%.4f", r->mongo_p50_ms);
-        snprintf(l[1], sizeof(l[1]), "%.4f", r->mongo_p95_ms);
-        snprintf(l[2], sizeof(l[2]), "%.4f", r->pg_p50_ms);
-        snprintf(l[3], sizeof(l[3]), "%.4f", r->pg_p95_ms);
+        bool ok;
         mg_buf_init(&ids, 16 * 1024 * 1024);
-        ok = mg_buf_append_str(&ids, "[", error);
-        for (size_t k = 0; ok && k < r->ndiff_ids; k++) {
-            yajl_gen g = yajl_gen_alloc(NULL);
-            const unsigned char *t;
-            size_t tl;
-            yajl_gen_string(g, (const unsigned char *)r->diff_ids[k], strlen(r->diff_ids[k]));
-            yajl_gen_get_buf(g, &t, &tl);
-            ok = (k == 0 || mg_buf_append_str(&ids, ",", error)) &&
-                 mg_buf_append(&ids, t, tl, error);
-            yajl_gen_free(g);
+        ok = diff_ids_json(r, &ids, error);
+        if (ok) {
+            mg_state_shadow_t row = {
+                .seq = (int)i + 1,
+                .name = r->name,
+                .ns = r->ns,
+                .status = mg_validate_shadow_status_name(r->status),
+                .reason = r->reason,
+                .query_json = r->query,
+                .sql = r->sql,
+                .mongo_count = r->mongo_count,
+                .pg_count = r->pg_count,
+                .diff_ids_json = ids.data,
+                .mongo_p50_ms = r->mongo_p50_ms,
+                .mongo_p95_ms = r->mongo_p95_ms,
+                .pg_p50_ms = r->pg_p50_ms,
+                .pg_p95_ms = r->pg_p95_ms,
+            };
+            ok = mg_state_validation_shadow_add(ctx->st, ctx->run_id, &row, error);
         }
-        ok = ok && mg_buf_append_str(&ids, "]", error);
-        const char *p[15] = {
-            run,       seq,      r->name, r->ns, mg_validate_shadow_status_name(r->status),
-            r->reason, r->query, r->sql,  mc,    pc,
-            ids.data,  l[0],     l[1],    l[2],  l[3]};
-        ok = ok && exec_q(ctx,
-                          "INSERT INTO @.validation_shadow (run_id, seq, name, ns, status, reason, "
-                          "query, sql, mongo_count, pg_count, diff_ids, mongo_p50_ms, "
-                          "mongo_p95_ms, pg_p50_ms, pg_p95_ms) VALUES ($1, $2, $3, $4, $5, $6, "
-                          "$7::jsonb, $8, $9, $10, $11::jsonb, $12, $13, $14, $15)",
-                          15, p, error);
         mg_buf_cleanup(&ids);
         if (!ok)
             return false;
@@ -846,43 +486,27 @@ record_shadow(val_ctx_t *ctx, mg_error_t *error)
 static bool
 record(val_ctx_t *ctx, mg_error_t *error)
 {
-    char run[24], docs[24], mism[24], pers[24], data[256];
+    char data[256];
     bool ok;
 
-    if (!mg_pg_exec(ctx->pg, "BEGIN", error))
+    if (!mg_state_begin(ctx->st, error))
         return false;
     ok = true;
     for (size_t i = 0; ok && i < ctx->ncolls; i++)
         if (ctx->colls[i].checked)
             ok = record_coll(ctx, &ctx->colls[i], error);
-    ok = ok && record_shadow(ctx, error);
-    snprintf(run, sizeof(run), "%lld", (long long)ctx->run_id);
-    snprintf(docs, sizeof(docs), "%lld", (long long)ctx->docs);
-    snprintf(mism, sizeof(mism), "%lld", (long long)ctx->mismatches);
-    snprintf(pers, sizeof(pers), "%lld", (long long)ctx->persistent);
-    const char *p[5] = {run, run_status(ctx), docs, mism, pers};
-    PGresult *res =
-        ok ? query(ctx,
-                   "UPDATE @.validation_runs SET status = $2, finished_at = now(), documents = "
-                   "$3, mismatches = $4, persistent = $5 WHERE id = $1 RETURNING "
-                   "to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
-                   5, p, error)
-           : NULL;
-    if (res != NULL) {
-        snprintf(ctx->finished_at, sizeof(ctx->finished_at), "%s", PQgetvalue(res, 0, 0));
-        PQclear(res);
-    } else {
-        ok = false;
-    }
+    ok = ok && record_shadow(ctx, error) &&
+         mg_state_validation_finish(ctx->st, ctx->run_id, run_status(ctx), ctx->docs,
+                                    ctx->mismatches, ctx->persistent, ctx->finished_at, error);
     snprintf(data, sizeof(data),
              "{\"run_id\": %lld, \"status\": \"%s\", \"mismatches\": %lld, \"persistent\": "
              "%lld}",
              (long long)ctx->run_id, run_status(ctx), (long long)ctx->mismatches,
              (long long)ctx->persistent);
-    ok = ok && mg_state_event_add(ctx->pg, ctx->o->state_schema, "validate", data, error);
-    ok = ok && mg_pg_exec(ctx->pg, "COMMIT", error);
+    ok = ok && mg_state_event_add(ctx->st, "validate", data, error) &&
+         mg_state_commit(ctx->st, error);
     if (!ok)
-        PQclear(PQexec(ctx->pg, "ROLLBACK"));
+        mg_state_rollback(ctx->st);
     return ok;
 }
 
@@ -900,8 +524,7 @@ build_report(const val_ctx_t *ctx, double elapsed, mg_validate_report_t *rep,
             .coll = c->coll,
             .schema = c->schema,
             .table = c->table,
-            .status = c->failed ? "failed"
-                                : (r->missing + r->extra + r->different > 0 ? "mismatch" : "clean"),
+            .status = coll_status(c),
             .error = c->failed ? c->error : NULL,
             .result = c->failed ? NULL : r,
         };
@@ -923,26 +546,29 @@ build_report(const val_ctx_t *ctx, double elapsed, mg_validate_report_t *rep,
 }
 
 static void
-print_summary(const val_ctx_t *ctx, double elapsed)
+print_summary(const val_ctx_t *ctx, double elapsed, FILE *out)
 {
-    printf("validate run %lld (%s): %zu collection(s), %lld documents, %lld mismatch(es), "
-           "%lld persisted, %.2f s: %s\n",
-           (long long)ctx->run_id, run_mode(ctx), ctx->checksums ? ctx->ncolls : 0,
-           (long long)ctx->docs, (long long)ctx->mismatches, (long long)ctx->persistent, elapsed,
-           run_status(ctx));
+    fprintf(out,
+            "validate run %lld (%s): %zu collection(s), %lld documents, %lld mismatch(es), "
+            "%lld persisted, %.2f s: %s\n",
+            (long long)ctx->run_id, run_mode(ctx), ctx->checksums ? ctx->ncolls : 0,
+            (long long)ctx->docs, (long long)ctx->mismatches, (long long)ctx->persistent, elapsed,
+            run_status(ctx));
     if (ctx->shadow_ran) {
         size_t c[4] = {0};
         for (size_t i = 0; i < ctx->nshadow; i++)
             c[ctx->shadow[i].status]++;
-        printf("shadow reads: %zu queries, %zu match, %zu mismatch, %zu not translated, %zu "
-               "error\n",
-               ctx->nshadow, c[0], c[1], c[2], c[3]);
+        fprintf(out,
+                "shadow reads: %zu queries, %zu match, %zu mismatch, %zu not translated, %zu "
+                "error\n",
+                ctx->nshadow, c[0], c[1], c[2], c[3]);
         for (size_t i = 0; i < ctx->nshadow; i++) {
             const mg_validate_shadow_result_t *r = &ctx->shadow[i];
-            printf("  %-24s %-15s mongo %lld docs p50 %.2f ms  pg %lld docs p50 %.2f ms%s%s\n",
-                   r->name, mg_validate_shadow_status_name(r->status), (long long)r->mongo_count,
-                   r->mongo_p50_ms, (long long)r->pg_count, r->pg_p50_ms, r->reason ? "  " : "",
-                   r->reason ? r->reason : "");
+            fprintf(out,
+                    "  %-24s %-15s mongo %lld docs p50 %.2f ms  pg %lld docs p50 %.2f ms%s%s\n",
+                    r->name, mg_validate_shadow_status_name(r->status), (long long)r->mongo_count,
+                    r->mongo_p50_ms, (long long)r->pg_count, r->pg_p50_ms, r->reason ? "  " : "",
+                    r->reason ? r->reason : "");
         }
     }
     for (size_t i = 0; ctx->checksums && i < ctx->ncolls; i++) {
@@ -951,29 +577,30 @@ print_summary(const val_ctx_t *ctx, double elapsed)
         char ns[512];
         snprintf(ns, sizeof(ns), "%s.%s", c->db, c->coll);
         if (c->failed) {
-            printf("  %-32s failed: %s\n", ns, c->error);
+            fprintf(out, "  %-32s failed: %s\n", ns, c->error);
             continue;
         }
-        printf("  %-32s source %lld  target %lld  segments %u/%u  missing %lld  extra %lld  "
-               "different %lld  %.2f s\n",
-               ns, (long long)r->source_docs, (long long)r->target_docs, r->segments_mismatched,
-               r->segments, (long long)r->missing, (long long)r->extra, (long long)r->different,
-               r->elapsed_s);
+        fprintf(out,
+                "  %-32s source %lld  target %lld  segments %u/%u  missing %lld  extra %lld  "
+                "different %lld  %.2f s\n",
+                ns, (long long)r->source_docs, (long long)r->target_docs, r->segments_mismatched,
+                r->segments, (long long)r->missing, (long long)r->extra, (long long)r->different,
+                r->elapsed_s);
         for (size_t k = 0; k < r->nmismatches; k++) {
             const mg_validate_mismatch_t *m = &r->mismatches[k];
-            printf("    %-9s _id %s%s\n", mg_validate_mismatch_kind_name(m->kind), m->id_json,
-                   m->persisted ? "  (persisted)" : "");
+            fprintf(out, "    %-9s _id %s%s\n", mg_validate_mismatch_kind_name(m->kind), m->id_json,
+                    m->persisted ? "  (persisted)" : "");
             for (size_t d = 0; d < m->ndiffs; d++) {
                 const mg_validate_field_diff_t *fd = &m->diffs[d];
-                printf("        %s: source %s (%s), target %s (%s)\n", fd->path,
-                       fd->source_value ? fd->source_value : "absent", fd->source_type,
-                       fd->target_value ? fd->target_value : "absent", fd->target_type);
+                fprintf(out, "        %s: source %s (%s), target %s (%s)\n", fd->path,
+                        fd->source_value ? fd->source_value : "absent", fd->source_type,
+                        fd->target_value ? fd->target_value : "absent", fd->target_type);
             }
             if (m->more_diffs)
-                printf("        (more fields differ)\n");
+                fprintf(out, "        (more fields differ)\n");
         }
         if (r->truncated)
-            printf("    (more differences than named)\n");
+            fprintf(out, "    (more differences than named)\n");
     }
 }
 
@@ -1032,104 +659,43 @@ run_shadow(val_ctx_t *ctx, mg_error_t *error)
     return ok;
 }
 
-static void
-print_usage(FILE *stream)
+/* check_all checks every collection (or, changed, the documents to re-check). */
+static bool
+check_all(val_ctx_t *ctx, mg_error_t *error)
 {
-    fprintf(stream,
-            "usage: migrate validate --source URI --target URI [--full | --changed] [options]\n\n"
-            "Checksum every migrated collection on both sides, name every differing _id\n"
-            "(missing, extra, different, with the differing fields) and record the results\n"
-            "in the state schema (docs/validate.md). Exit 5 when a mismatch persisted across\n"
-            "runs.\n\noptions:\n");
-    mg_config_print_help(validate_options, N_VALIDATE_OPTIONS, "MIGRATE_", stream);
-    fprintf(stream, "  %-34s %s\n", "   --config FILE",
-            "read options from a JSON file [env MIGRATE_CONFIG]");
-}
-
-/*
- * validate_once runs one validation (checksums and/or shadow reads),
- * records it and writes the reports; returns the exit code of the run.
- */
-static int
-validate_once(const validate_opts_t *op)
-{
-    validate_opts_t o = *op; /* borrowed strings: owned by the config */
-    val_ctx_t ctx;
-    mg_error_t error;
-    mg_buf_t out;
-    int rc = MG_EXIT_FAILURE;
-    bool exists = false;
-    int version = 0;
-    double t0 = mg_now_s();
-
-    memset(&ctx, 0, sizeof(ctx));
-    mg_error_clear(&error);
-    mg_buf_init(&out, REPORT_CAP);
-    ctx.o = &o;
-    ctx.pg = mg_pg_connect(o.target, &error);
-    if (ctx.pg == NULL)
-        goto fail;
-    if (!mg_state_probe(ctx.pg, o.state_schema, &exists, &version, &error))
-        goto fail;
-    if (!exists || version == 0) {
-        mg_error_set(&error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_NOT_FOUND,
-                     "no state schema \"%s\" on the target: run migrate init and migrate sync "
-                     "first",
-                     o.state_schema);
-        rc = MG_EXIT_STATE;
-        goto fail_rc;
-    }
-    if (version > MG_STATE_VERSION) {
-        mg_error_set(&error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
-                     "state schema \"%s\" has version %d, newer than this build understands "
-                     "(%d)",
-                     o.state_schema, version, MG_STATE_VERSION);
-        rc = MG_EXIT_STATE;
-        goto fail_rc;
-    }
-    {
-        mg_buf_t q;
-        mg_buf_init(&q, 1024);
-        if (!mg_schema_quote_ident(o.state_schema, &q, &error)) {
-            mg_buf_cleanup(&q);
-            goto fail;
-        }
-        ctx.qs = q.data; /* steal */
-    }
-    if (!load(&ctx, &error))
-        goto fail;
-    ctx.checksums = o.full || o.changed || (o.shadow == NULL && !o.shadow_from_profiler);
-    if (o.changed && !load_changed(&ctx, &error))
-        goto fail;
-    if (!start_run(&ctx, &error))
-        goto fail;
-
+    const mg_validate_settings_t *o = ctx->o;
     mg_validate_check_options_t co;
+
     mg_validate_check_options_init(&co);
-    co.source_uri = o.source;
-    co.target = o.target;
-    co.fidelity = ctx.fidelity;
-    co.segments = (uint32_t)o.segments;
-    co.max_named = (size_t)o.max_named;
-    co.max_diffs = (size_t)o.max_fields;
-    co.batch_docs = o.batch_docs;
-    co.drilldown_bytes = o.drilldown_bytes;
-    co.source_threads = (int)o.source_threads;
-    for (size_t i = 0; ctx.checksums && i < ctx.ncolls; i++) {
-        val_coll_t *c = &ctx.colls[i];
+    co.source_uri = o->source;
+    co.target = o->target;
+    co.fidelity = ctx->fidelity;
+    co.segments = (uint32_t)o->segments;
+    co.max_named = (size_t)o->max_named;
+    co.max_diffs = (size_t)o->max_fields;
+    co.batch_docs = o->batch_docs;
+    co.drilldown_bytes = o->drilldown_bytes;
+    co.source_threads = (int)o->source_threads;
+    for (size_t i = 0; i < ctx->ncolls; i++) {
+        val_coll_t *c = &ctx->colls[i];
         mg_validate_coll_t cc = {c->db, c->coll, c->schema, c->table, c->key};
         mg_error_t e;
         bool ok;
+        /* a single run stops between collections; rounds stop between runs */
+        if (o->every_ms <= 0 && o->stop != NULL && atomic_load(o->stop) > 0) {
+            ctx->interrupted = true;
+            return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
+                                "interrupted by a signal before %s.%s: the run is marked failed",
+                                c->db, c->coll);
+        }
         mg_error_clear(&e);
-        co.source_filters = NULL;
-        co.nsource_filters = 0;
-        if (!o.changed && !load_filters(&ctx, c, &error))
-            goto fail;
+        if (!o->changed && !load_filters(ctx, c, error))
+            return false;
         co.source_filters = (const bson_t *const *)c->filters;
         co.nsource_filters = c->nfilters;
-        if (o.changed && c->nids == 0)
+        if (o->changed && c->nids == 0)
             ok = true; /* nothing changed in this collection: nothing to read */
-        else if (o.changed)
+        else if (o->changed)
             ok = mg_validate_check_ids(&co, &cc, (const char *const *)c->ids, c->nids, &c->result,
                                        &e);
         else
@@ -1139,9 +705,9 @@ validate_once(const validate_opts_t *op)
             c->failed = true;
             snprintf(c->error, sizeof(c->error), "%s", e.message);
             mg_log_error(MG_LOG_ERROR, "validate", &e);
-            if (!ctx.any_failed)
-                ctx.first_failure = e;
-            ctx.any_failed = true;
+            if (!ctx->any_failed)
+                ctx->first_failure = e;
+            ctx->any_failed = true;
             continue;
         }
         const mg_validate_result_t *r = &c->result;
@@ -1154,35 +720,79 @@ validate_once(const validate_opts_t *op)
                                    MG_LOG_DOUBLE("elapsed_s", r->elapsed_s)),
                      "checked %s.%s", c->db, c->coll);
     }
-    if ((o.shadow != NULL || o.shadow_from_profiler) && !run_shadow(&ctx, &error))
-        goto fail;
-    if (!record(&ctx, &error))
-        goto fail;
+    return true;
+}
 
-    double elapsed = mg_now_s() - t0;
+/* write_reports writes --report-json, --report-html and the JSON on out (json). */
+static bool
+write_reports(const val_ctx_t *ctx, double elapsed, mg_error_t *error)
+{
+    const mg_validate_settings_t *o = ctx->o;
     mg_validate_report_t rep;
-    mg_validate_report_coll_t *rcs = calloc(ctx.ncolls + 1, sizeof(*rcs));
-    if (rcs == NULL)
-        goto fail;
-    build_report(&ctx, elapsed, &rep, rcs);
+    mg_validate_report_coll_t *rcs = calloc(ctx->ncolls + 1, sizeof(*rcs));
+    mg_buf_t out;
     bool ok = true;
-    if (o.report_json != NULL || o.json) {
-        ok = mg_validate_report_json(&rep, &out, &error) && mg_buf_append_str(&out, "\n", &error);
-        if (ok && o.report_json != NULL)
-            ok = mg_file_write_atomic(o.report_json, out.data, out.len, NULL, &error);
-        if (ok && o.json)
-            fwrite(out.data, 1, out.len, stdout);
+
+    if (rcs == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+    mg_buf_init(&out, REPORT_CAP);
+    build_report(ctx, elapsed, &rep, rcs);
+    if (o->report_json != NULL || (o->json && o->out != NULL)) {
+        ok = mg_validate_report_json(&rep, &out, error) && mg_buf_append_str(&out, "\n", error);
+        if (ok && o->report_json != NULL)
+            ok = mg_file_write_atomic(o->report_json, out.data, out.len, NULL, error);
+        if (ok && o->json && o->out != NULL)
+            fwrite(out.data, 1, out.len, o->out);
     }
-    if (ok && o.report_html != NULL) {
+    if (ok && o->report_html != NULL) {
         mg_buf_reset(&out);
-        ok = mg_validate_report_html(&rep, &out, &error) &&
-             mg_file_write_atomic(o.report_html, out.data, out.len, NULL, &error);
+        ok = mg_validate_report_html(&rep, &out, error) &&
+             mg_file_write_atomic(o->report_html, out.data, out.len, NULL, error);
     }
+    mg_buf_cleanup(&out);
     free(rcs);
-    if (!ok)
-        goto fail;
-    if (!o.json)
-        print_summary(&ctx, elapsed);
+    return ok;
+}
+
+/* mark_failed marks the run failed with the error (best effort: the run row is not left running).
+ */
+static void
+mark_failed(val_ctx_t *ctx, const mg_error_t *why)
+{
+    PGconn *pg = mg_state_conn(ctx->st);
+    mg_error_t ignored;
+
+    if (ctx->run_id <= 0 || pg == NULL || PQstatus(pg) != CONNECTION_OK)
+        return;
+    mg_state_rollback(ctx->st);
+    mg_state_validation_fail(ctx->st, ctx->run_id, why->message, &ignored);
+}
+
+/*
+ * run_once runs one validation (checksums and/or shadow reads), records it
+ * and writes the reports; returns the exit code of the run.
+ */
+static int
+run_once(const mg_validate_settings_t *o, mg_error_t *error)
+{
+    val_ctx_t ctx;
+    int rc = MG_EXIT_OK;
+    double t0 = mg_now_s();
+
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.o = o;
+    ctx.st = o->state;
+    ctx.checksums = o->full || o->changed || (o->shadow == NULL && !o->shadow_from_profiler);
+    if (!load(&ctx, error) || (o->changed && !load_changed(&ctx, error)) ||
+        !start_run(&ctx, error) || (ctx.checksums && !check_all(&ctx, error)) ||
+        ((o->shadow != NULL || o->shadow_from_profiler) && !run_shadow(&ctx, error)) ||
+        !record(&ctx, error) || !write_reports(&ctx, mg_now_s() - t0, error)) {
+        mark_failed(&ctx, error);
+        rc = ctx.interrupted ? MG_EXIT_INTERRUPTED : (int)mg_exit_code_for_error(error);
+        goto done;
+    }
+    if (!o->json && o->out != NULL)
+        print_summary(&ctx, mg_now_s() - t0, o->out);
     MG_LOG_EVENT(MG_LOG_NOTICE, "validate", "validate.done",
                  MG_LOG_FIELDS(MG_LOG_INT("run_id", ctx.run_id),
                                MG_LOG_STR("status", run_status(&ctx)),
@@ -1190,126 +800,56 @@ validate_once(const validate_opts_t *op)
                                MG_LOG_INT("persistent", ctx.persistent)),
                  "validation run %lld: %s", (long long)ctx.run_id, run_status(&ctx));
     if (ctx.any_failed) {
-        fprintf(stderr, "migrate validate: %s\n", ctx.first_failure.message);
-        rc = mg_exit_code_for_error(&ctx.first_failure);
+        *error = ctx.first_failure;
+        rc = mg_exit_code_for_error(error);
     } else if (ctx.persistent > 0 ||
-               (o.fail_on == 1 && (ctx.mismatches > 0 || ctx.shadow_mismatches > 0))) {
+               (o->fail_on_any && (ctx.mismatches > 0 || ctx.shadow_mismatches > 0))) {
         rc = MG_EXIT_MISMATCH;
-    } else {
-        rc = MG_EXIT_OK;
-    }
-    goto done;
-
-fail:
-    if (!mg_error_is_set(&error))
-        mg_error_set(&error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
-    rc = mg_exit_code_for_error(&error);
-fail_rc:
-    mg_log_error(MG_LOG_ERROR, "validate", &error);
-    fprintf(stderr, "migrate validate: %s\n", error.message);
-    if (ctx.run_id > 0 && ctx.pg != NULL && PQstatus(ctx.pg) == CONNECTION_OK) {
-        /* best effort: the run row says it failed instead of staying "running" */
-        char run[24];
-        mg_error_t ignored;
-        snprintf(run, sizeof(run), "%lld", (long long)ctx.run_id);
-        const char *p[2] = {run, error.message};
-        if (PQtransactionStatus(ctx.pg) != PQTRANS_IDLE)
-            PQclear(PQexec(ctx.pg, "ROLLBACK"));
-        exec_q(&ctx,
-               "UPDATE @.validation_runs SET status = 'failed', finished_at = now(), options = "
-               "options || jsonb_build_object('error', $2::text) WHERE id = $1",
-               2, p, &ignored);
     }
 done:
-    mg_buf_cleanup(&out);
     ctx_cleanup(&ctx);
     return rc;
 }
 
-static volatile sig_atomic_t stop_requested;
-
-static void
-on_stop_signal(int sig)
+void
+mg_validate_settings_init(mg_validate_settings_t *s)
 {
-    (void)sig;
-    stop_requested = 1;
+    memset(s, 0, sizeof(*s));
+    s->segments = 1024;
+    s->max_named = 1000;
+    s->max_fields = 20;
+    s->batch_docs = 2000;
+    s->drilldown_bytes = 256 * 1024 * 1024;
+    s->source_threads = 2;
+    s->shadow_repeat = 5;
+    s->profiler_max = 1000;
+}
+
+/* stopped tells whether a stop was requested. */
+static bool
+stopped(const mg_validate_settings_t *s)
+{
+    return s->stop != NULL && atomic_load(s->stop) > 0;
 }
 
 int
-mg_validate_command(const mg_cli_command_t *command, int argc, char **argv)
+mg_validate_run(const mg_validate_settings_t *s, mg_error_t *error)
 {
-    validate_opts_t o;
-    mg_config_t *config = NULL;
-    mg_error_t error;
-    int first = 0, rc = MG_EXIT_FAILURE;
+    int rc;
 
-    memset(&o, 0, sizeof(o));
-    mg_error_clear(&error);
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            print_usage(stdout);
-            return MG_EXIT_OK;
-        }
-    }
-    config = mg_config_new(validate_options, N_VALIDATE_OPTIONS, &o, "MIGRATE_");
-    if (config == NULL) {
-        fprintf(stderr, "migrate validate: out of memory\n");
-        return MG_EXIT_FAILURE;
-    }
-    if (!mg_config_load(config, argc, argv, NULL, &first, &error))
-        goto fail;
-    if (first < argc) {
-        mg_error_set(&error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
-                     "unexpected argument \"%s\"", argv[first]);
-        goto fail;
-    }
-    if (o.full && o.changed) {
-        mg_error_set(&error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
-                     "--full and --changed exclude each other");
-        goto fail;
-    }
-
-    if (o.every_ms > 0 && !o.changed) {
-        mg_error_set(&error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
-                     "--every repeats --changed runs; add --changed");
-        goto fail;
-    }
-    if (o.every_ms == 0) {
-        rc = validate_once(&o);
-        goto done;
-    }
+    if (s->every_ms <= 0)
+        return run_once(s, error);
     /* --changed --every: re-check what the change stream applied, until stopped */
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
-    stop_requested = 0;
     for (int64_t n = 1;; n++) {
-        rc = validate_once(&o);
-        if (stop_requested || (o.max_runs > 0 && n >= o.max_runs) ||
+        rc = run_once(s, error);
+        if (stopped(s) || (s->max_runs > 0 && n >= s->max_runs) ||
             (rc != MG_EXIT_OK && rc != MG_EXIT_MISMATCH))
-            break;
-        for (int64_t waited = 0; waited < o.every_ms && !stop_requested; waited += 100) {
+            return rc;
+        for (int64_t waited = 0; waited < s->every_ms && !stopped(s); waited += 100) {
             struct timespec ts = {0, 100 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
-        if (stop_requested)
-            break;
+        if (stopped(s))
+            return rc;
     }
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
-    goto done;
-
-fail:
-    if (!mg_error_is_set(&error))
-        mg_error_set(&error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
-    rc = mg_exit_code_for_error(&error);
-    mg_log_error(MG_LOG_ERROR, "validate", &error);
-    fprintf(stderr, "migrate validate: %s\n", error.message);
-done:
-    mg_config_destroy(config);
-    (void)command;
-    return rc;
 }

@@ -17,6 +17,7 @@
 
 #include "mg/core.h"
 #include "mg/schema.h"
+#include "mg/state.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -150,15 +151,15 @@ typedef struct {
 } mg_cdc_position_t;
 
 /*
- * mg_cdc_batch_apply writes the batch in ONE transaction on conn: deletes,
- * multi-row upserts (INSERT ... ON CONFLICT (_id) DO UPDATE), the
- * changed_docs rows, and the checkpoint of state_schema moved to pos. The
- * checkpoint never moves backwards: a position older than the recorded one
- * fails with MG_ERROR_CODE_INVALID_ARGUMENT (an invariant, checked always)
- * and nothing is written. On success the batch is reset.
+ * mg_cdc_batch_apply writes the batch in ONE transaction on the state
+ * handle's connection: deletes, multi-row upserts (INSERT ... ON CONFLICT
+ * (_id) DO UPDATE), the changed_docs rows, and the checkpoint moved to pos.
+ * The checkpoint never moves backwards: a position older than the recorded
+ * one fails with MG_ERROR_CODE_INVALID_ARGUMENT (an invariant, checked
+ * always) and nothing is written. On success the batch is reset.
  */
-bool mg_cdc_batch_apply(mg_cdc_batch_t *batch, struct pg_conn *conn, const char *state_schema,
-                        const mg_cdc_position_t *pos, mg_error_t *error);
+bool mg_cdc_batch_apply(mg_cdc_batch_t *batch, mg_state_t *state, const mg_cdc_position_t *pos,
+                        mg_error_t *error);
 
 /* ------------------------------------------------------------------------
  * The follower: the change stream applied to the target (cdc_follow.c)
@@ -191,11 +192,39 @@ typedef struct {
     atomic_int *stop;     /* 1: finish the batch and stop */
 } mg_cdc_follow_settings_t;
 
+typedef struct mg_cdc_follow mg_cdc_follow_t;
+
+/*
+ * mg_cdc_follow_new prepares a follower (settings borrowed: they must
+ * outlive it): two target connections (the reader's, the applier's), the
+ * state (collections, T0, fidelity, committed checkpoint) and a source
+ * client. Returns NULL with error set when any of it fails. Destroy with
+ * mg_cdc_follow_destroy (NULL ok).
+ */
+mg_cdc_follow_t *mg_cdc_follow_new(const mg_cdc_follow_settings_t *settings, mg_error_t *error);
+
 /*
  * mg_cdc_follow_run applies the change stream from T0 or the checkpoint
- * (docs/cdc.md). Returns an exit code; error is set when it is not 0.
+ * (docs/cdc.md): until the lag is under max_lag_ms, or with follow until
+ * *stop > 0 (the batch in hand is committed first). A lost target is
+ * reconnected (mg_pg_reconnect) and the stream resumes from the committed
+ * checkpoint; retryable source errors resume from the last event read.
+ * Returns an exit code; error is set when it is not 0 (MG_EXIT_SOURCE with
+ * a ChangeStreamHistoryLost that names the collections to re-sync). Run it
+ * once per follower.
  */
-int mg_cdc_follow_run(const mg_cdc_follow_settings_t *settings, mg_error_t *error);
+int mg_cdc_follow_run(mg_cdc_follow_t *follower, mg_error_t *error);
+
+/* What a follower did so far (safe to read from another thread). */
+typedef struct {
+    int64_t applied_events;
+    double events_per_s; /* smoothed */
+    double lag_s;        /* now - cluster time of the last committed position */
+} mg_cdc_follow_stats_t;
+
+void mg_cdc_follow_stats(mg_cdc_follow_t *follower, mg_cdc_follow_stats_t *stats);
+
+void mg_cdc_follow_destroy(mg_cdc_follow_t *follower);
 
 #ifdef __cplusplus
 }

@@ -616,6 +616,18 @@ bool mg_pg_exec(struct pg_conn *conn, const char *sql, mg_error_t *error);
 struct pg_result *mg_pg_query(struct pg_conn *conn, const char *sql, int nparams,
                               const char *const *params, mg_error_t *error);
 
+/*
+ * mg_pg_query_params is mg_pg_query with binary parameters (lengths and
+ * formats as PQexecParams takes them; NULL: all text) and results
+ * (result_format 1).
+ */
+struct pg_result *mg_pg_query_params(struct pg_conn *conn, const char *sql, int nparams,
+                                     const char *const *values, const int *lengths,
+                                     const int *formats, int result_format, mg_error_t *error);
+
+/* mg_pg_rollback ends an open transaction on conn (if any and conn is up); errors ignored. */
+void mg_pg_rollback(struct pg_conn *conn);
+
 /* How long a lost target may stay away before a reconnect gives up (a
  * restart, a failover behind HAProxy). */
 #define MG_PG_RECONNECT_BUDGET_S 300.0
@@ -718,7 +730,7 @@ struct mg_cmd {
     int min_args;     /* positional arguments after the options */
     int max_args;
     mg_cmd_check_fn check;
-    const mg_cmd_t *subcommands; /* "cluster up": argv[1] picks one */
+    const mg_cmd_t *const *subcommands; /* "cluster up": argv[1] picks one */
     size_t nsubcommands;
 };
 
@@ -741,7 +753,7 @@ typedef struct mg_cli {
     const char *description;          /* one line under the usage */
     const mg_cli_command_t *commands; /* commands that parse their own argv */
     size_t ncommands;
-    const mg_cmd_t *cmds; /* framework commands */
+    const mg_cmd_t *const *cmds; /* framework commands (each defined in its own file) */
     size_t ncmds;
     /* Called by --version after the version line, to list linked libraries. */
     void (*print_version_details)(FILE *stream);

@@ -2,21 +2,76 @@
  * cutover/include/mg/cutover.h - the cutover engine: preflight, freeze the
  * source, record the fence, drain the change stream to it, verify, flip the
  * application's endpoint exactly once (docs/cutover.md).
+ *
+ * The protocol is one table of steps {step, function, undo} (see
+ * cutover/src/cutover_run.c). Each step is persisted in the state schema
+ * before it runs and logged with "event":"cutover.step", so a crashed
+ * cutover resumes from its step and --abort can unfreeze the source. A
+ * failure before the flip runs the undo of every step done (the source is
+ * unfrozen) and records the abort. Nothing here starts a process but the
+ * user's own hooks, and no secret goes on a command line: a hook receives
+ * the endpoint in its environment (MIGRATE_ENDPOINT).
  */
 #ifndef MG_CUTOVER_H
 #define MG_CUTOVER_H
 
+#include <stdatomic.h>
+#include <stdio.h>
+
 #include "mg/core.h"
+#include "mg/state.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+/* The final check before the flip (--verify). */
+typedef enum {
+    MG_CUTOVER_VERIFY_CHANGED = 0, /* validate what changed since the last check (in-process) */
+    MG_CUTOVER_VERIFY_FULL,        /* validate every document (in-process) */
+    MG_CUTOVER_VERIFY_COUNTS,      /* countDocuments against count(*) per collection */
+    MG_CUTOVER_VERIFY_NONE,
+} mg_cutover_verify_t;
+
+/* mg_cutover_verify_name returns "changed", "full", "counts" or "none". */
+const char *mg_cutover_verify_name(mg_cutover_verify_t verify);
+
+/* What a cutover runs with; everything borrowed for the call. */
+typedef struct {
+    const char *source; /* MongoDB URI (the drain's follower and the verify open their own) */
+    const char *target; /* libpq conninfo (likewise) */
+    mg_mongo_t *src;    /* the source, connected: freeze, fence, privileges */
+    mg_state_t *state;  /* the state schema (required); a lost target is reconnected in it */
+    int64_t max_lag_ms;
+    const char
+        *freeze; /* "write-block", "hook:CMD" (CMD gets MIGRATE_FREEZE=freeze|unfreeze) or "none" */
+    mg_cutover_verify_t verify;
+    const char *endpoint;          /* what the application moves to; NULL: target */
+    const char *endpoint_file;     /* flip: atomic file write; NULL: none */
+    const char *endpoint_etcd;     /* flip: etcd v3 gateway URL; NULL: none */
+    const char *endpoint_etcd_key; /* its key */
+    const char *flip_hook;         /* flip: sh -c CMD, MIGRATE_ENDPOINT in its environment */
+    int64_t timeout_ms;            /* freeze -> flip, at most */
+    int64_t validation_age_ms;     /* a clean validation within this age (0: no check) */
+    int64_t follower_window_ms;    /* a checkpoint this fresh means `sync --follow` runs */
+    bool dry_run;                  /* preflight only; nothing recorded */
+    bool abort_cutover;            /* --abort: unfreeze, mark aborted */
+    bool json;                     /* the final report as one JSON object */
+    FILE *out;                     /* the report and what the cutover tells the operator */
+    atomic_int *stop;              /* > 0: abort before the flip */
+} mg_cutover_settings_t;
+
 /*
- * mg_cutover_command runs `migrate cutover` (argv[0] is the command name)
- * and returns an exit code from docs/exit-codes.md.
+ * mg_cutover_run runs the cutover (or resumes a crashed one, or --abort).
+ * Returns MG_EXIT_OK (done, or already done), MG_EXIT_ABORTED (a failure
+ * before the flip: the source was unfrozen; error says why), MG_EXIT_STATE
+ * (refused by the preflight, another cutover running, nothing to abort), or
+ * another exit code with error set (the flip partly done: run it again).
  */
-int mg_cutover_command(const mg_cli_command_t *command, int argc, char **argv);
+int mg_cutover_run(const mg_cutover_settings_t *settings, mg_error_t *error);
+
+/* mg_cutover_freeze_check checks a --freeze value (write-block, hook:CMD, none). */
+bool mg_cutover_freeze_check(const char *freeze, mg_error_t *error);
 
 #ifdef __cplusplus
 }

@@ -110,41 +110,47 @@ release(mg_cmd_ctx_t *ctx)
     released++;
 }
 
-static const mg_cmd_t cluster_subs[] = {
-    {.name = "up",
-     .summary = "start it",
-     .usage = "--source URI [NAME]",
-     .main = copy_main,
-     .options = options,
-     .noptions = 3,
-     .opts_size = sizeof(opts_t),
-     .needs = MG_CMD_NEEDS_STORE,
-     .max_args = 1},
+static const mg_cmd_t cluster_up = {
+    .name = "up",
+    .summary = "start it",
+    .usage = "--source URI [NAME]",
+    .main = copy_main,
+    .options = options,
+    .noptions = 3,
+    .opts_size = sizeof(opts_t),
+    .needs = MG_CMD_NEEDS_STORE,
+    .max_args = 1,
 };
+static const mg_cmd_t *const cluster_subs[] = {&cluster_up};
 
-static const mg_cmd_t cmds[] = {
-    {.name = "copy",
-     .summary = "copy things",
-     .usage = "--source URI [options]",
-     .description = "Copy every thing.",
-     .main = copy_main,
-     .options = options,
-     .noptions = 3,
-     .opts_size = sizeof(opts_t),
-     .needs = MG_CMD_NEEDS_SOURCE,
-     .check = check},
-    {.name = "wait",
-     .summary = "wait for a signal",
-     .usage = "",
-     .main = wait_main,
-     .opts_size = 1,
-     .needs = MG_CMD_SIGNALS},
-    {.name = "cluster",
-     .summary = "a group",
-     .usage = "up | down",
-     .subcommands = cluster_subs,
-     .nsubcommands = 1},
+static const mg_cmd_t copy_cmd = {
+    .name = "copy",
+    .summary = "copy things",
+    .usage = "--source URI [options]",
+    .description = "Copy every thing.",
+    .main = copy_main,
+    .options = options,
+    .noptions = 3,
+    .opts_size = sizeof(opts_t),
+    .needs = MG_CMD_NEEDS_SOURCE,
+    .check = check,
 };
+static const mg_cmd_t wait_cmd = {
+    .name = "wait",
+    .summary = "wait for a signal",
+    .usage = "",
+    .main = wait_main,
+    .opts_size = 1,
+    .needs = MG_CMD_SIGNALS,
+};
+static const mg_cmd_t cluster_cmd = {
+    .name = "cluster",
+    .summary = "a group",
+    .usage = "up | down",
+    .subcommands = cluster_subs,
+    .nsubcommands = 1,
+};
+static const mg_cmd_t *const cmds[] = {&copy_cmd, &wait_cmd, &cluster_cmd};
 
 static const mg_cli_t cli = {
     .program = "prog",

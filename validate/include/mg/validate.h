@@ -27,6 +27,10 @@
 
 #include "mg/core.h"
 #include "mg/schema.h"
+#include "mg/state.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -338,14 +342,57 @@ bool mg_validate_report_json(const mg_validate_report_t *report, mg_buf_t *out, 
 bool mg_validate_report_html(const mg_validate_report_t *report, mg_buf_t *out, mg_error_t *error);
 
 /* ------------------------------------------------------------------------
- * The command
+ * A validation run: the engine behind `migrate validate` and the cutover's
+ * verify step (docs/validate.md)
  * ------------------------------------------------------------------------ */
 
+/* What to check and how; strings and state borrowed for the call. */
+typedef struct {
+    const char *source;              /* MongoDB URI: the scans open their own clients */
+    const char *target;              /* libpq conninfo: the scans open their own connections */
+    mg_state_t *state;               /* the state schema (required) on a target connection */
+    const mg_strlist_t *collections; /* db.coll / db.* patterns; NULL or none: all */
+    bool full;                       /* checksum every document */
+    bool changed; /* re-check what changed up to the checkpoint, and open mismatches */
+    int64_t segments;
+    int64_t max_named;
+    int64_t max_fields;
+    int64_t batch_docs;
+    int64_t drilldown_bytes;
+    int64_t source_threads;
+    bool fail_on_any;        /* a mismatch that did not persist counts too */
+    const char *report_json; /* file to write the JSON report to; NULL: none */
+    const char *report_html; /* file to write the HTML report to; NULL: none */
+    FILE *out;               /* the summary (or, with json, the JSON report); NULL: none */
+    bool json;
+    const char *shadow; /* shadow queries (JSON lines file); NULL: none */
+    bool shadow_from_profiler;
+    int64_t shadow_repeat;
+    int64_t profiler_max;
+    int64_t every_ms; /* > 0 with changed: run again after this pause (recheck rounds) */
+    int64_t max_runs; /* with every_ms: at most this many runs (0: until stopped) */
+    atomic_int *stop; /* > 0: no further round (NULL: never) */
+} mg_validate_settings_t;
+
 /*
- * mg_validate_command runs `migrate validate` (argv[0] is the command name)
- * and returns an exit code from docs/exit-codes.md.
+ * mg_validate_settings_init zeroes settings and fills the defaults of
+ * `migrate validate` (segments 1024, 1000 _ids and 20 fields named, source
+ * batches of 2000, 256 MB for drill-down, 2 source threads, 5 shadow runs,
+ * 1000 profiler finds).
  */
-int mg_validate_command(const mg_cli_command_t *command, int argc, char **argv);
+void mg_validate_settings_init(mg_validate_settings_t *settings);
+
+/*
+ * mg_validate_run runs one validation (full, changed, shadow reads, or
+ * both), or with every_ms rounds of them: results, named differences
+ * (first seen, persisted, resolved) and shadow outcomes recorded through
+ * state/ in one transaction per run, reports written atomically, the
+ * summary on settings->out. Returns MG_EXIT_OK (clean), MG_EXIT_MISMATCH (a
+ * mismatch that persisted, or any with fail_on_any), or another exit code
+ * with error set (a failed collection names its error; the run is marked
+ * failed). With rounds, the last run's code.
+ */
+int mg_validate_run(const mg_validate_settings_t *settings, mg_error_t *error);
 
 #ifdef __cplusplus
 }
