@@ -237,8 +237,6 @@ run_framework(const mg_cli_t *cli, const mg_cmd_t *cmd, const char *parent, int 
         if (rc == MG_EXIT_OK)
             rc = run_main(&ctx, &error);
     }
-    if (rc == MG_EXIT_OK && mg_error_is_set(&error))
-        rc = mg_exit_code_for_error(&error);
     if (rc != MG_EXIT_OK && mg_error_is_set(&error)) {
         if (error.sqlstate[0] != '\0')
             fprintf(stderr, "%s %s: %s (SQLSTATE %s)\n", cli->program, path, error.message,

@@ -334,6 +334,111 @@ parse_copy_line(const PGresult *res)
     return p ? strtol(p + 7, NULL, 10) : -1;
 }
 
+/* begin_copy starts COPY into the partition's table and queues the binary header. */
+static bool
+begin_copy(worker_t *w, const partition_t *p, mg_error_t *error)
+{
+    mg_buf_t sql;
+    PGresult *res;
+    double t;
+    bool ok;
+
+    mg_buf_init(&sql, 4096);
+    ok = mg_buf_append_str(&sql, "COPY ", error) &&
+         mg_schema_quote_ident(p->coll->schema, &sql, error) &&
+         mg_buf_append_str(&sql, ".", error) &&
+         mg_schema_quote_ident(p->coll->table, &sql, error) &&
+         mg_buf_append_str(&sql, " (_id, doc) FROM STDIN (FORMAT binary)", error);
+    if (ok) {
+        t = mg_now_s();
+        res = PQexec(w->pg, sql.data);
+        w->timing->pg_s += mg_now_s() - t;
+        if (PQresultStatus(res) != PGRES_COPY_IN)
+            ok = mg_error_set_pgresult(error, res, "could not start COPY into \"%s\".\"%s\"",
+                                       p->coll->schema, p->coll->table);
+        PQclear(res);
+    }
+    mg_buf_cleanup(&sql);
+    /* header: signature, flags, extension length */
+    return ok && mg_buf_append(&w->out, COPY_SIGNATURE, 11, error) &&
+           mg_buf_append(&w->out, "\0\0\0\0\0\0\0\0", 8, error);
+}
+
+/*
+ * bad_document handles a document that cannot be written (error says why):
+ * with --skip-invalid it joins the skip set (COPY_DONE: go on), otherwise
+ * the partition fails naming the _id (COPY_BAD_DOC).
+ */
+static copy_result_t
+bad_document(worker_t *w, const partition_t *p, skip_set_t *skips, const bson_iter_t *id,
+             mg_error_t *error)
+{
+    char shown[256];
+
+    mg_schema_id_describe(id, shown, sizeof(shown));
+    if (!w->s->skip_invalid) {
+        mg_error_prefix(error, "collection \"%s.%s\", _id %s", p->coll->db, p->coll->coll, shown);
+        return COPY_BAD_DOC;
+    }
+    if (!skip_set_add(skips, bson_iter_value((bson_iter_t *)id), error->message)) {
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+        return COPY_FATAL;
+    }
+    MG_LOG_EVENT(MG_LOG_WARNING, "copy", "sync.invalid_doc",
+                 MG_LOG_FIELDS(MG_LOG_STR("db", p->coll->db),
+                               MG_LOG_STR("collection", p->coll->coll), MG_LOG_STR("_id", shown)),
+                 "skipped a document that cannot be written: %s", error->message);
+    return COPY_DONE;
+}
+
+/*
+ * end_copy sends the trailer, ends the COPY and reads its result: COPY_DONE
+ * (the transaction still open), COPY_REJECTED with *rejected naming the row
+ * PostgreSQL refused (reason its message), COPY_BAD_DOC when the row cannot
+ * be named, COPY_FATAL when the connection is gone.
+ */
+static copy_result_t
+end_copy(worker_t *w, const partition_t *p, bson_value_t *rejected, char *reason, size_t reasonsz,
+         mg_error_t *error)
+{
+    PGresult *res, *r2;
+    double t;
+    long line;
+
+    if (!mg_buf_append(&w->out, "\xff\xff", 2, error) || !send_out(w, error))
+        return COPY_FATAL;
+    t = mg_now_s();
+    if (PQputCopyEnd(w->pg, NULL) != 1) {
+        mg_error_set_pgconn(error, w->pg, "could not end COPY");
+        return COPY_FATAL;
+    }
+    res = PQgetResult(w->pg);
+    w->timing->pg_s += mg_now_s() - t;
+    if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+        PQclear(res);
+        while ((res = PQgetResult(w->pg)) != NULL)
+            PQclear(res);
+        return COPY_DONE;
+    }
+    line = parse_copy_line(res);
+    mg_error_set_pgresult(error, res, "PostgreSQL refused a row of \"%s.%s\"", p->coll->db,
+                          p->coll->coll);
+    PQclear(res);
+    while ((r2 = PQgetResult(w->pg)) != NULL)
+        PQclear(r2);
+    if (PQstatus(w->pg) != CONNECTION_OK)
+        return COPY_FATAL; /* the connection is gone */
+    if (id_of_row(w, line, rejected)) {
+        char shown[256];
+        describe_value(rejected, shown, sizeof(shown));
+        snprintf(reason, reasonsz, "%s", error->message);
+        mg_error_prefix(error, "_id %s", shown);
+        return COPY_REJECTED;
+    }
+    mg_error_prefix(error, "row %ld of partition %d", line, p->seq);
+    return COPY_BAD_DOC;
+}
+
 /*
  * copy_partition streams one claimed partition inside the open transaction
  * and commits. skips lists _ids to leave out (and record as invalid).
@@ -347,36 +452,15 @@ copy_partition(worker_t *w, partition_t *p, skip_set_t *skips, bson_value_t *rej
     bson_t *opts = NULL;
     const bson_t *doc;
     bson_error_t be;
-    mg_buf_t sql;
     copy_result_t result = COPY_FATAL;
     int64_t docs = 0, bytes = 0;
-    PGresult *res = NULL;
     double t;
 
-    mg_buf_init(&sql, 4096);
     w->idlog.len = 0;
     w->idoffs.len = 0;
     w->idoffs.limit = IDOFFS_LIMIT;
     w->out.len = 0;
-    if (!mg_buf_append_str(&sql, "COPY ", error) ||
-        !mg_schema_quote_ident(p->coll->schema, &sql, error) ||
-        !mg_buf_append_str(&sql, ".", error) ||
-        !mg_schema_quote_ident(p->coll->table, &sql, error) ||
-        !mg_buf_append_str(&sql, " (_id, doc) FROM STDIN (FORMAT binary)", error))
-        goto done;
-    t = mg_now_s();
-    res = PQexec(w->pg, sql.data);
-    w->timing->pg_s += mg_now_s() - t;
-    if (PQresultStatus(res) != PGRES_COPY_IN) {
-        mg_error_set_pgresult(error, res, "could not start COPY into \"%s\".\"%s\"",
-                              p->coll->schema, p->coll->table);
-        goto done;
-    }
-    PQclear(res);
-    res = NULL;
-    /* header: signature, flags, extension length */
-    if (!mg_buf_append(&w->out, COPY_SIGNATURE, 11, error) ||
-        !mg_buf_append(&w->out, "\0\0\0\0\0\0\0\0", 8, error))
+    if (!begin_copy(w, p, error))
         goto done;
 
     coll = mongoc_client_get_collection(w->mongo, p->coll->db, p->coll->coll);
@@ -412,23 +496,10 @@ copy_partition(worker_t *w, partition_t *p, skip_set_t *skips, bson_value_t *rej
         }
         w->timing->render_s += mg_now_s() - t;
         if (bad) {
-            char shown[256];
-            mg_schema_id_describe(&id, shown, sizeof(shown));
-            if (!w->s->skip_invalid) {
-                mg_error_prefix(error, "collection \"%s.%s\", _id %s", p->coll->db, p->coll->coll,
-                                shown);
-                result = COPY_BAD_DOC;
+            /* skipped (--skip-invalid), or the partition stops here */
+            result = bad_document(w, p, skips, &id, error);
+            if (result != COPY_DONE)
                 goto done;
-            }
-            if (!skip_set_add(skips, bson_iter_value(&id), error->message)) {
-                mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
-                goto done;
-            }
-            MG_LOG_EVENT(MG_LOG_WARNING, "copy", "sync.invalid_doc",
-                         MG_LOG_FIELDS(MG_LOG_STR("db", p->coll->db),
-                                       MG_LOG_STR("collection", p->coll->coll),
-                                       MG_LOG_STR("_id", shown)),
-                         "skipped a document that cannot be written: %s", error->message);
             continue;
         }
         {
@@ -449,64 +520,28 @@ copy_partition(worker_t *w, partition_t *p, skip_set_t *skips, bson_value_t *rej
                           p->coll->db, p->coll->coll);
         goto done;
     }
-    /* trailer, then end the COPY and read its result */
-    if (!mg_buf_append(&w->out, "\xff\xff", 2, error) || !send_out(w, error))
-        goto done;
-    t = mg_now_s();
-    if (PQputCopyEnd(w->pg, NULL) != 1) {
-        mg_error_set_pgconn(error, w->pg, "could not end COPY");
-        goto done;
+    result = end_copy(w, p, rejected, reason, reasonsz, error);
+    if (result == COPY_DONE &&
+        (!finish_partition(w, p, docs, bytes, skips, error) || !pg_exec(w, "COMMIT", error)))
+        result = COPY_FATAL;
+    if (result == COPY_DONE) {
+        atomic_fetch_add(&p->coll->parts_done, 1);
+        w->timing->docs += docs;
+        w->timing->bytes += bytes;
+        w->timing->partitions++;
+        w->timing->skipped_docs += (int64_t)skips->n;
     }
-    res = PQgetResult(w->pg);
-    w->timing->pg_s += mg_now_s() - t;
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        long line = parse_copy_line(res);
-        PGresult *r2;
-        mg_error_set_pgresult(error, res, "PostgreSQL refused a row of \"%s.%s\"", p->coll->db,
-                              p->coll->coll);
-        while ((r2 = PQgetResult(w->pg)) != NULL)
-            PQclear(r2);
-        if (PQstatus(w->pg) != CONNECTION_OK)
-            goto done; /* fatal: the connection is gone */
-        if (id_of_row(w, line, rejected)) {
-            char shown[256];
-            describe_value(rejected, shown, sizeof(shown));
-            snprintf(reason, reasonsz, "%s", error->message);
-            mg_error_prefix(error, "_id %s", shown);
-            result = COPY_REJECTED;
-        } else {
-            mg_error_prefix(error, "row %ld of partition %d", line, p->seq);
-            result = COPY_BAD_DOC;
-        }
-        goto done;
-    }
-    PQclear(res);
-    res = NULL;
-    while ((res = PQgetResult(w->pg)) != NULL)
-        PQclear(res);
-    if (!finish_partition(w, p, docs, bytes, skips, error))
-        goto done;
-    if (!pg_exec(w, "COMMIT", error))
-        goto done;
-    atomic_fetch_add(&p->coll->parts_done, 1);
-    w->timing->docs += docs;
-    w->timing->bytes += bytes;
-    w->timing->partitions++;
-    w->timing->skipped_docs += (int64_t)skips->n;
-    result = COPY_DONE;
 done:
     if (result != COPY_DONE) {
         /* uncount what this attempt added to the live progress */
         atomic_fetch_sub(&p->coll->docs_done, docs);
         atomic_fetch_sub(&p->coll->bytes_done, bytes);
     }
-    PQclear(res);
     if (cursor != NULL)
         mongoc_cursor_destroy(cursor);
     if (coll != NULL)
         mongoc_collection_destroy(coll);
     bson_destroy(opts);
-    mg_buf_cleanup(&sql);
     return result;
 }
 

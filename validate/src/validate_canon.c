@@ -263,6 +263,45 @@ sort_members(member_t *m, size_t count)
     }
 }
 
+/*
+ * write_sorted rewrites the object written at out[start..] with its members
+ * m (count, sorted) in jsonb's order, the last of equal keys kept: the
+ * sorted members go after the scratch text, then move down; the room is
+ * reserved first so the member texts do not move.
+ */
+static bool
+write_sorted(norm_t *n, const member_t *m, size_t count, size_t start)
+{
+    size_t need = 2 + 2 * count, scratch_end, len;
+    bool first = true;
+
+    for (size_t i = 0; i < count; i++)
+        need += m[i].text_len;
+    if (!mg_buf_reserve(n->out, need, n->error))
+        return false;
+    scratch_end = n->out->len;
+    if (!put(n->out, "{", 1, n->error))
+        return false;
+    for (size_t i = 0; i < count; i++) {
+        /* of equal keys only the last (highest index, sorted last) is kept */
+        if (i + 1 < count && m[i].key_len == m[i + 1].key_len &&
+            memcmp(m[i].key, m[i + 1].key, m[i].key_len) == 0)
+            continue;
+        if (!first && !put(n->out, ", ", 2, n->error))
+            return false;
+        first = false;
+        if (!put(n->out, n->out->data + m[i].text_off, m[i].text_len, n->error))
+            return false;
+    }
+    if (!put(n->out, "}", 1, n->error))
+        return false;
+    len = n->out->len - scratch_end;
+    memmove(n->out->data + start, n->out->data + scratch_end, len);
+    n->out->len = start + len;
+    n->out->data[n->out->len] = '\0';
+    return true;
+}
+
 static bool
 object(norm_t *n)
 {
@@ -357,36 +396,8 @@ object(norm_t *n)
         goto done;
     }
     sort_members(m, count);
-    /* write the sorted members after the scratch text, then move them down;
-     * the room is reserved first so the member texts do not move */
-    {
-        size_t need = 2 + 2 * count;
-        for (size_t i = 0; i < count; i++)
-            need += m[i].text_len;
-        if (!mg_buf_reserve(n->out, need, n->error))
-            goto done;
-        size_t scratch_end = n->out->len;
-        bool first = true;
-        if (!put(n->out, "{", 1, n->error))
-            goto done;
-        for (size_t i = 0; i < count; i++) {
-            /* of equal keys only the last (highest index, sorted last) is kept */
-            if (i + 1 < count && m[i].key_len == m[i + 1].key_len &&
-                memcmp(m[i].key, m[i + 1].key, m[i].key_len) == 0)
-                continue;
-            if (!first && !put(n->out, ", ", 2, n->error))
-                goto done;
-            first = false;
-            if (!put(n->out, n->out->data + m[i].text_off, m[i].text_len, n->error))
-                goto done;
-        }
-        if (!put(n->out, "}", 1, n->error))
-            goto done;
-        size_t len = n->out->len - scratch_end;
-        memmove(n->out->data + start, n->out->data + scratch_end, len);
-        n->out->len = start + len;
-        n->out->data[n->out->len] = '\0';
-    }
+    if (!write_sorted(n, m, count, start))
+        goto done;
     ok = true;
 done:
     n->keys->len = keys_start;

@@ -698,8 +698,9 @@ struct mg_cli_command {
 /*
  * mg_cmd_main_fn is a framework command: options are loaded into ctx->opts
  * and what it needs is open. It returns an exit code; on failure it fills
- * error (the framework prints it once; MG_EXIT_OK with error set counts as
- * mg_exit_code_for_error(error)).
+ * error, which the framework prints once. An error left in error by a
+ * failure the command recovered from is not printed when it returns
+ * MG_EXIT_OK.
  */
 typedef int (*mg_cmd_main_fn)(mg_cmd_ctx_t *ctx, mg_error_t *error);
 
