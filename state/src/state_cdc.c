@@ -16,7 +16,9 @@ mg_state_checkpoint_cleanup(mg_state_checkpoint_t *cp)
         return;
     PQfreemem(cp->token);
     free(cp->token_json);
-    memset(cp, 0, sizeof(*cp));
+    cp->token = NULL;
+    cp->token_len = 0;
+    cp->token_json = NULL;
 }
 
 bool

@@ -341,7 +341,8 @@ typedef struct {
 
 /*
  * mg_state_checkpoint_get reads the checkpoint; fresh tells whether it was
- * updated within window_ms. Free with mg_state_checkpoint_cleanup.
+ * updated within window_ms. mg_state_checkpoint_cleanup frees the token
+ * (the numbers stay readable).
  */
 bool mg_state_checkpoint_get(mg_state_t *st, int64_t window_ms, mg_state_checkpoint_t *out,
                              mg_error_t *error);
