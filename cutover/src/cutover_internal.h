@@ -23,9 +23,36 @@ typedef enum {
     N_STEPS,
 } step_t;
 
-/* A cutover in progress. */
+typedef struct cutover cutover_t;
+
+/* A step's function: false with error set on failure. */
+typedef bool (*step_fn)(cutover_t *c, mg_error_t *error);
+
+/* One row of the protocol: the step, its function, its undo, why. */
 typedef struct {
+    step_t step;
+    const char *name;
+    step_fn run;  /* NULL: nothing to do but record it */
+    step_fn undo; /* NULL: nothing to undo */
+    const char *comment;
+} cutover_step_t;
+
+/*
+ * Where the runner records what happens: the state schema (and the
+ * terminal) for a real cutover, a recorder in the unit tests.
+ */
+typedef struct {
+    bool (*step_begin)(cutover_t *c, const char *step, mg_error_t *error);
+    bool (*step_end)(cutover_t *c, const char *step, double seconds, mg_error_t *error);
+    bool (*done)(cutover_t *c, mg_error_t *error);
+    void (*aborted)(cutover_t *c, const char *reason);
+    void (*report)(cutover_t *c);
+} cutover_io_t;
+
+/* A cutover in progress. */
+struct cutover {
     const mg_cutover_settings_t *s;
+    const cutover_io_t *io;
     mg_state_t *st;
     freeze_kind_t freeze;
     const char *freeze_cmd; /* hook:CMD */
@@ -38,7 +65,21 @@ typedef struct {
     double lag_s;        /* what the preflight measured */
     bool refused;        /* the preflight said no: reason in the error */
     bool resumed;        /* a crashed cutover resumed: the source may be frozen already */
-} cutover_t;
+    void *test;          /* the unit tests' recorder */
+};
+
+/* mg_cutover__protocol returns the table of steps (N_STEPS rows, in order). */
+const cutover_step_t *mg_cutover__protocol(void);
+
+/*
+ * mg_cutover__run_steps runs table (N_STEPS rows) from step `from`: for
+ * each step the stop and deadline check, begin, its function, end. Before
+ * the flip a failure runs the undo of every step that may have taken effect
+ * (newest first) and ends with MG_EXIT_ABORTED ("aborted: <why>"); a
+ * refusal ends with MG_EXIT_STATE; once part of the flip happened nothing
+ * is undone and the error says to run it again.
+ */
+int mg_cutover__run_steps(cutover_t *c, const cutover_step_t *table, int from, mg_error_t *error);
 
 /* mg_cutover__parse_freeze reads --freeze (or the recorded freeze mode). */
 bool mg_cutover__parse_freeze(const char *text, freeze_kind_t *kind, const char **cmd,

@@ -15,22 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A step's function: false with error set on failure. */
-typedef bool (*step_fn)(cutover_t *c, mg_error_t *error);
-
 /*
  * The protocol, one row per step, in order (pg_auto_failover's FSM table
  * style). `undo` runs, newest first, for every step started when a step
  * before the flip fails; from the flip on nothing is undone (the
  * application may already be moving) and a re-run finishes the flip.
  */
-static const struct {
-    step_t step;
-    const char *name;
-    step_fn run;
-    step_fn undo;
-    const char *comment;
-} protocol[N_STEPS] = {
+static const cutover_step_t protocol[N_STEPS] = {
     {S_PREFLIGHT, "preflight", mg_cutover__preflight, NULL,
      "lag under --max-lag, no failed collection, a recent clean validation, the privilege"},
     {S_FREEZE, "freeze", mg_cutover__freeze, mg_cutover__unfreeze,
@@ -44,6 +35,12 @@ static const struct {
     {S_FLIP, "flip", mg_cutover__flip, NULL, "hook, etcd key, endpoint file: once"},
     {S_DONE, "done", NULL, NULL, "record the outcome"},
 };
+
+const cutover_step_t *
+mg_cutover__protocol(void)
+{
+    return protocol;
+}
 
 const char *
 mg_cutover_verify_name(mg_cutover_verify_t verify)
@@ -72,29 +69,28 @@ step_index(const char *name)
     return -1;
 }
 
-/* step_begin persists step as started and logs it. */
+/* step_begin records step as started (persisted before it runs) and logs it. */
 static bool
-step_begin(cutover_t *c, int step, mg_error_t *error)
+step_begin(cutover_t *c, const cutover_step_t *step, mg_error_t *error)
 {
     c->step_started = mg_now_s();
-    MG_LOG_EVENT(
-        MG_LOG_NOTICE, "cutover", "cutover.step",
-        MG_LOG_FIELDS(MG_LOG_STR("step", protocol[step].name), MG_LOG_STR("status", "started")),
-        "cutover: %s", protocol[step].name);
-    return c->s->dry_run || mg_state_cutover_step(c->st, protocol[step].name, error);
+    MG_LOG_EVENT(MG_LOG_NOTICE, "cutover", "cutover.step",
+                 MG_LOG_FIELDS(MG_LOG_STR("step", step->name), MG_LOG_STR("status", "started")),
+                 "cutover: %s", step->name);
+    return c->s->dry_run || c->io->step_begin(c, step->name, error);
 }
 
 /* step_end records how long step took, in the row and as an event. */
 static bool
-step_end(cutover_t *c, int step, mg_error_t *error)
+step_end(cutover_t *c, const cutover_step_t *step, mg_error_t *error)
 {
     double s = mg_now_s() - c->step_started;
 
     MG_LOG_EVENT(MG_LOG_NOTICE, "cutover", "cutover.step",
-                 MG_LOG_FIELDS(MG_LOG_STR("step", protocol[step].name),
-                               MG_LOG_STR("status", "done"), MG_LOG_DOUBLE("seconds", s)),
-                 "cutover: %s done in %.3f s", protocol[step].name, s);
-    return c->s->dry_run || mg_state_cutover_step_done(c->st, protocol[step].name, s, error);
+                 MG_LOG_FIELDS(MG_LOG_STR("step", step->name), MG_LOG_STR("status", "done"),
+                               MG_LOG_DOUBLE("seconds", s)),
+                 "cutover: %s done in %.3f s", step->name, s);
+    return c->s->dry_run || c->io->step_end(c, step->name, s, error);
 }
 
 /*
@@ -171,30 +167,30 @@ print_report(cutover_t *c)
  * error "aborted: <why>".
  */
 static int
-fail(cutover_t *c, int last, mg_error_t *error)
+fail(cutover_t *c, const cutover_step_t *table, int last, mg_error_t *error)
 {
     char reason[MG_ERROR_MESSAGE_SIZE];
     bool undone = false;
     mg_error_t e;
 
     for (int k = last; k >= 0; k--)
-        undone = undone || protocol[k].undo != NULL;
+        undone = undone || table[k].undo != NULL;
     if (!undone)
         return mg_exit_code_for_error(error);
     snprintf(reason, sizeof(reason), "%s", error->message);
     mg_log_error(MG_LOG_ERROR, "cutover", error);
     for (int k = last; k >= 0; k--) {
-        if (protocol[k].undo == NULL)
+        if (table[k].undo == NULL)
             continue;
         mg_error_clear(&e);
-        if (!protocol[k].undo(c, &e)) {
+        if (!table[k].undo(c, &e)) {
             mg_log_error(MG_LOG_ERROR, "cutover", &e);
             snprintf(reason, sizeof(reason),
                      "%.400s; unfreezing failed too: run migrate cutover --abort", error->message);
         }
     }
-    mark_aborted(c, reason);
-    print_report(c);
+    c->io->aborted(c, reason);
+    c->io->report(c);
     mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC, "aborted: %s", reason);
     return MG_EXIT_ABORTED;
 }
@@ -219,7 +215,7 @@ static int
 refused(cutover_t *c, mg_error_t *error)
 {
     if (!c->s->dry_run)
-        mark_aborted(c, error->message + strlen("refused: "));
+        c->io->aborted(c, error->message + strlen("refused: "));
     return MG_EXIT_STATE;
 }
 
@@ -230,21 +226,22 @@ refused(cutover_t *c, mg_error_t *error)
  * frozen already). Before the flip, a failure is undone (fail); once part
  * of the flip happened, a re-run finishes it.
  */
-static int
-run_steps(cutover_t *c, int from, mg_error_t *error)
+int
+mg_cutover__run_steps(cutover_t *c, const cutover_step_t *table, int from, mg_error_t *error)
 {
-    int last = c->resumed && from < S_FLIP ? S_FREEZE : from - 1;
+    /* a resumed cutover may be frozen already; from the flip on nothing may be undone */
+    int last = from >= S_FLIP ? -1 : c->resumed ? S_FREEZE : from - 1;
 
     for (int k = from; k < N_STEPS; k++) {
-        if (k == S_DRAIN)
+        if (k == S_DRAIN || (k == from && from > S_DRAIN))
             c->deadline = mg_now_s() + (double)c->s->timeout_ms / 1000.0;
-        if (!before_flip(c, k, error) || !step_begin(c, k, error))
-            return k <= S_FLIP ? fail(c, last, error) : (int)mg_exit_code_for_error(error);
-        if (k > last)
+        if (!before_flip(c, k, error) || !step_begin(c, &table[k], error))
+            return k <= S_FLIP ? fail(c, table, last, error) : (int)mg_exit_code_for_error(error);
+        if (k > last && k < S_FLIP)
             last = k;
-        if (k == S_DONE && !mg_state_cutover_done(c->st, error))
+        if (k == S_DONE && !c->io->done(c, error))
             return mg_exit_code_for_error(error);
-        if (protocol[k].run != NULL && !protocol[k].run(c, error)) {
+        if (table[k].run != NULL && !table[k].run(c, error)) {
             if (c->refused)
                 return refused(c, error);
             if (c->flip_started) {
@@ -252,16 +249,44 @@ run_steps(cutover_t *c, int from, mg_error_t *error)
                                        "finish it");
                 return mg_exit_code_for_error(error);
             }
-            return fail(c, last, error);
+            return fail(c, table, last, error);
         }
-        if (!step_end(c, k, error))
-            return k < S_FLIP ? fail(c, last, error) : (int)mg_exit_code_for_error(error);
+        if (!step_end(c, &table[k], error))
+            return k < S_FLIP ? fail(c, table, last, error) : (int)mg_exit_code_for_error(error);
         if (c->s->dry_run)
             return MG_EXIT_OK;
     }
-    print_report(c);
+    c->io->report(c);
     return MG_EXIT_OK;
 }
+
+/* ---- the state schema as the runner's record ---- */
+
+static bool
+state_step_begin(cutover_t *c, const char *step, mg_error_t *error)
+{
+    return mg_state_cutover_step(c->st, step, error);
+}
+
+static bool
+state_step_end(cutover_t *c, const char *step, double seconds, mg_error_t *error)
+{
+    return mg_state_cutover_step_done(c->st, step, seconds, error);
+}
+
+static bool
+state_done(cutover_t *c, mg_error_t *error)
+{
+    return mg_state_cutover_done(c->st, error);
+}
+
+static const cutover_io_t state_io = {
+    .step_begin = state_step_begin,
+    .step_end = state_step_end,
+    .done = state_done,
+    .aborted = mark_aborted,
+    .report = print_report,
+};
 
 /* do_abort runs `--abort`: unfreeze and mark aborted unless the flip happened. */
 static int
@@ -281,7 +306,7 @@ do_abort(cutover_t *c, mg_error_t *error)
     if (!mg_cutover__unfreeze(c, error))
         return mg_exit_code_for_error(error);
     if (row.exists && strcmp(row.outcome, "running") == 0)
-        mark_aborted(c, "aborted by migrate cutover --abort");
+        c->io->aborted(c, "aborted by migrate cutover --abort");
     fprintf(c->s->out, "source unfrozen%s\n",
             row.exists && strcmp(row.outcome, "running") == 0 ? "; cutover marked aborted" : "");
     return MG_EXIT_OK;
@@ -344,6 +369,7 @@ mg_cutover_run(const mg_cutover_settings_t *s, mg_error_t *error)
 
     memset(&c, 0, sizeof(c));
     c.s = s;
+    c.io = &state_io;
     c.st = s->state;
     c.endpoint = s->endpoint != NULL ? s->endpoint : s->target;
     if (!mg_cutover__parse_freeze(s->freeze, &c.freeze, &c.freeze_cmd, error))
@@ -362,7 +388,7 @@ mg_cutover_run(const mg_cutover_settings_t *s, mg_error_t *error)
         return mg_exit_code_for_error(error);
     if (from < 0)
         return MG_EXIT_OK;
-    rc = run_steps(&c, from, error);
+    rc = mg_cutover__run_steps(&c, protocol, from, error);
     if (rc == MG_EXIT_OK && s->dry_run)
         fprintf(s->out, "preflight passed (lag %.1f s); a cutover would freeze with %s\n", c.lag_s,
                 s->freeze);
