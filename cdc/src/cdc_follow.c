@@ -11,7 +11,7 @@
  * command that re-syncs; a lost target connection reconnects with backoff
  * and resumes from the committed checkpoint, dropping the uncommitted batch.
  */
-#include "mg/cdc.h"
+#include "cdc_internal.h"
 #include "mg/state.h"
 
 #include <libpq-fe.h>
@@ -197,38 +197,35 @@ active(const follow_coll_t *c)
 }
 
 /* open_stream opens the change stream at token (or T0 when NULL). */
-static bool
-open_stream(follow_t *f, const bson_t *token, mg_error_t *error)
+void
+mg_cdc__stream_args(const mg_cdc_table_t *tables, size_t ntables, bool slim, const bson_t *token,
+                    uint32_t t0_t, uint32_t t0_i, bson_t *pipeline, bson_t *opts)
 {
-    bson_t pipeline = BSON_INITIALIZER, arr, stage, match, in, dbs;
-    bson_t opts = BSON_INITIALIZER;
-    const bson_t *err_doc;
-    bson_error_t be;
+    bson_t arr, stage, match, in, dbs;
     size_t ndb = 0;
 
-    if (f->stream != NULL)
-        mongoc_change_stream_destroy(f->stream);
-    f->stream = NULL;
-    bson_append_array_begin(&pipeline, "pipeline", -1, &arr);
+    bson_init(pipeline);
+    bson_init(opts);
+    bson_append_array_begin(pipeline, "pipeline", -1, &arr);
     bson_append_document_begin(&arr, "0", 1, &stage);
     bson_append_document_begin(&stage, "$match", -1, &match);
     bson_append_document_begin(&match, "ns.db", -1, &in);
     bson_append_array_begin(&in, "$in", -1, &dbs);
-    for (size_t i = 0; i < f->ncolls; i++) {
+    for (size_t i = 0; i < ntables; i++) {
         bool seen = false;
         for (size_t j = 0; j < i && !seen; j++)
-            seen = strcmp(f->colls[j].db, f->colls[i].db) == 0;
+            seen = strcmp(tables[j].db, tables[i].db) == 0;
         if (seen)
             continue;
         char key[16];
         snprintf(key, sizeof(key), "%zu", ndb++);
-        bson_append_utf8(&dbs, key, -1, f->colls[i].db, -1);
+        bson_append_utf8(&dbs, key, -1, tables[i].db, -1);
     }
     bson_append_array_end(&in, &dbs);
     bson_append_document_end(&match, &in);
     bson_append_document_end(&stage, &match);
     bson_append_document_end(&arr, &stage);
-    if (f->slim) {
+    if (slim) {
         bson_t proj, p2;
         bson_append_document_begin(&arr, "1", 1, &proj);
         bson_append_document_begin(&proj, "$project", -1, &p2);
@@ -236,15 +233,29 @@ open_stream(follow_t *f, const bson_t *token, mg_error_t *error)
         bson_append_document_end(&proj, &p2);
         bson_append_document_end(&arr, &proj);
     } else {
-        BSON_APPEND_UTF8(&opts, "fullDocument", "updateLookup");
+        BSON_APPEND_UTF8(opts, "fullDocument", "updateLookup");
     }
-    bson_append_array_end(&pipeline, &arr);
-    BSON_APPEND_INT32(&opts, "batchSize", 5000);
-    BSON_APPEND_INT64(&opts, "maxAwaitTimeMS", 500);
+    bson_append_array_end(pipeline, &arr);
+    BSON_APPEND_INT32(opts, "batchSize", 5000);
+    BSON_APPEND_INT64(opts, "maxAwaitTimeMS", 500);
     if (token != NULL)
-        BSON_APPEND_DOCUMENT(&opts, "startAfter", token);
+        BSON_APPEND_DOCUMENT(opts, "startAfter", token);
     else
-        BSON_APPEND_TIMESTAMP(&opts, "startAtOperationTime", f->t0_t, f->t0_i);
+        BSON_APPEND_TIMESTAMP(opts, "startAtOperationTime", t0_t, t0_i);
+}
+
+/* open_stream opens the change stream at token (or T0 when NULL). */
+static bool
+open_stream(follow_t *f, const bson_t *token, mg_error_t *error)
+{
+    bson_t pipeline, opts;
+    const bson_t *err_doc;
+    bson_error_t be;
+
+    if (f->stream != NULL)
+        mongoc_change_stream_destroy(f->stream);
+    f->stream = NULL;
+    mg_cdc__stream_args(f->tables, f->ncolls, f->slim, token, f->t0_t, f->t0_i, &pipeline, &opts);
     f->stream = mongoc_client_watch(f->mongo, &pipeline, &opts);
     bson_destroy(&pipeline);
     bson_destroy(&opts);
@@ -1000,9 +1011,8 @@ log_stats(const follow_t *f)
                  (long long)f->applied_events, total, f->t_source, f->t_wait, f->t_batch);
 }
 
-/* exit_code maps the error that ended the run to its exit code. */
-static int
-exit_code(const mg_error_t *error)
+int
+mg_cdc__exit_code(const mg_error_t *error)
 {
     int rc = mg_exit_code_for_error(error);
 
@@ -1042,9 +1052,9 @@ mg_cdc_follow_run(mg_cdc_follow_t *f, mg_error_t *error)
             t = on_idle(f, error);
     }
     if (rc == MG_EXIT_OK)
-        rc = t == TURN_DONE ? MG_EXIT_OK : t == TURN_RC ? MG_EXIT_SOURCE : exit_code(error);
+        rc = t == TURN_DONE ? MG_EXIT_OK : t == TURN_RC ? MG_EXIT_SOURCE : mg_cdc__exit_code(error);
     else if (rc != MG_EXIT_SOURCE)
-        rc = exit_code(error);
+        rc = mg_cdc__exit_code(error);
     if (rc == MG_EXIT_OK)
         save_rate(f);
     applier_stop(f);

@@ -34,4 +34,33 @@ bool mg_validate__jsonb_normalize(const char *json, size_t len, mg_buf_t *out, m
  */
 bool mg_validate__jsonb_id_span(const char *text, size_t len, const char **v, size_t *vlen);
 
+/* What a validation run found, for its status and exit code. */
+typedef struct {
+    bool failed; /* a collection could not be checked */
+    int64_t persistent;
+    int64_t mismatches;
+    int64_t shadow_mismatches;
+} mg_validate__outcome_t;
+
+/* mg_validate__status returns "failed", "persistent_mismatch", "mismatch" or "clean". */
+const char *mg_validate__status(const mg_validate__outcome_t *outcome);
+
+/*
+ * mg_validate__exit_code is the rule of docs/validate.md for a run that did
+ * not fail: MG_EXIT_MISMATCH for a mismatch that persisted across runs (or
+ * any mismatch, shadow reads included, with fail_on_any), else MG_EXIT_OK.
+ */
+int mg_validate__exit_code(const mg_validate__outcome_t *outcome, bool fail_on_any);
+
+/*
+ * mg_validate__scan_filters splits a source scan like the copy did: one
+ * filter per stored partition filter (blobs, BSON), then
+ * {_id: {$not: {$type: [every type named]}}} for documents of a type the
+ * plan did not see. No partitions: no filters (one scan of {}). *filters is
+ * malloc'd, each bson_t destroyed by the caller. ns names the collection
+ * in errors.
+ */
+bool mg_validate__scan_filters(const mg_state_blobs_t *blobs, const char *ns, bson_t ***filters,
+                               size_t *nfilters, mg_error_t *error);
+
 #endif /* MG_VALIDATE_INTERNAL_H */

@@ -11,9 +11,7 @@
  * the run row -> terminal summary, --report-json, --report-html. The rule
  * for the exit code is in docs/validate.md.
  */
-#include "mg/schema.h"
-#include "mg/state.h"
-#include "mg/validate.h"
+#include "validate_internal.h"
 
 #include <libpq-fe.h>
 
@@ -240,33 +238,30 @@ add_alias(bson_t *aliases, const char *alias, int *n)
  * {_id: {$not: {$type: [every type named]}}} for documents of a type the
  * plan did not see (inserted later). No partitions: one scan of {}.
  */
-static bool
-load_filters(val_ctx_t *ctx, val_coll_t *c, mg_error_t *error)
+bool
+mg_validate__scan_filters(const mg_state_blobs_t *blobs, const char *ns, bson_t ***filters,
+                          size_t *nfilters, mg_error_t *error)
 {
-    mg_state_blobs_t blobs;
     bson_t aliases = BSON_INITIALIZER;
     int naliases = 0;
     bool ok = true;
 
-    if (!mg_state_partition_filters(ctx->st, c->db, c->coll, &blobs, error))
-        return false;
-    if (blobs.n == 0)
+    *filters = NULL;
+    *nfilters = 0;
+    if (blobs->n == 0)
         return true;
-    c->filters = calloc(blobs.n + 1, sizeof(bson_t *));
-    if (c->filters == NULL) {
-        mg_state_blobs_cleanup(&blobs);
+    *filters = calloc(blobs->n + 1, sizeof(bson_t *));
+    if (*filters == NULL)
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
-    }
-    for (size_t r = 0; ok && r < blobs.n; r++) {
-        bson_t *f = bson_new_from_data(blobs.data[r], blobs.len[r]);
+    for (size_t r = 0; ok && r < blobs->n; r++) {
+        bson_t *f = bson_new_from_data(blobs->data[r], blobs->len[r]);
+        bson_iter_t it, cond;
         if (f == NULL) {
             ok = mg_error_set(error, MG_ERROR_DOMAIN_PG, 0,
-                              "partition %zu of %s.%s: the stored filter is not BSON", r, c->db,
-                              c->coll);
+                              "partition %zu of %s: the stored filter is not BSON", r, ns);
             break;
         }
-        c->filters[c->nfilters++] = f;
-        bson_iter_t it, cond;
+        (*filters)[(*nfilters)++] = f;
         if (bson_iter_init_find(&it, f, "_id") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
             bson_iter_recurse(&it, &cond) && bson_iter_find(&cond, "$type")) {
             if (BSON_ITER_HOLDS_UTF8(&cond)) {
@@ -280,8 +275,8 @@ load_filters(val_ctx_t *ctx, val_coll_t *c, mg_error_t *error)
             }
         }
     }
-    mg_state_blobs_cleanup(&blobs);
     if (ok && naliases > 0) {
+        /* documents of a type the plan did not see (inserted later) */
         bson_t *rest = bson_new();
         bson_t idc, notc;
         bson_append_document_begin(rest, "_id", 3, &idc);
@@ -289,9 +284,24 @@ load_filters(val_ctx_t *ctx, val_coll_t *c, mg_error_t *error)
         bson_append_array(&notc, "$type", 5, &aliases);
         bson_append_document_end(&idc, &notc);
         bson_append_document_end(rest, &idc);
-        c->filters[c->nfilters++] = rest;
+        (*filters)[(*nfilters)++] = rest;
     }
     bson_destroy(&aliases);
+    return ok;
+}
+
+static bool
+load_filters(val_ctx_t *ctx, val_coll_t *c, mg_error_t *error)
+{
+    mg_state_blobs_t blobs;
+    char ns[600];
+    bool ok;
+
+    if (!mg_state_partition_filters(ctx->st, c->db, c->coll, &blobs, error))
+        return false;
+    snprintf(ns, sizeof(ns), "%s.%s", c->db, c->coll);
+    ok = mg_validate__scan_filters(&blobs, ns, &c->filters, &c->nfilters, error);
+    mg_state_blobs_cleanup(&blobs);
     return ok;
 }
 
@@ -416,16 +426,40 @@ record_coll(val_ctx_t *ctx, val_coll_t *c, mg_error_t *error)
            mg_state_changed_forget(ctx->st, c->db, c->coll, ctx->ckpt_t, ctx->ckpt_i, error);
 }
 
+/* outcome_of sums up the run for the status and exit code rules. */
+static mg_validate__outcome_t
+outcome_of(const val_ctx_t *ctx)
+{
+    return (mg_validate__outcome_t){ctx->any_failed, ctx->persistent, ctx->mismatches,
+                                    ctx->shadow_mismatches};
+}
+
+const char *
+mg_validate__status(const mg_validate__outcome_t *o)
+{
+    if (o->failed)
+        return "failed";
+    if (o->persistent > 0)
+        return "persistent_mismatch";
+    if (o->mismatches > 0 || o->shadow_mismatches > 0)
+        return "mismatch";
+    return "clean";
+}
+
+int
+mg_validate__exit_code(const mg_validate__outcome_t *o, bool fail_on_any)
+{
+    if (o->persistent > 0 || (fail_on_any && (o->mismatches > 0 || o->shadow_mismatches > 0)))
+        return MG_EXIT_MISMATCH;
+    return MG_EXIT_OK;
+}
+
 static const char *
 run_status(const val_ctx_t *ctx)
 {
-    if (ctx->any_failed)
-        return "failed";
-    if (ctx->persistent > 0)
-        return "persistent_mismatch";
-    if (ctx->mismatches > 0 || ctx->shadow_mismatches > 0)
-        return "mismatch";
-    return "clean";
+    mg_validate__outcome_t o = outcome_of(ctx);
+
+    return mg_validate__status(&o);
 }
 
 /* diff_ids_json renders the _ids of a shadow mismatch as a JSON array into out. */
@@ -802,9 +836,9 @@ run_once(const mg_validate_settings_t *o, mg_error_t *error)
     if (ctx.any_failed) {
         *error = ctx.first_failure;
         rc = mg_exit_code_for_error(error);
-    } else if (ctx.persistent > 0 ||
-               (o->fail_on_any && (ctx.mismatches > 0 || ctx.shadow_mismatches > 0))) {
-        rc = MG_EXIT_MISMATCH;
+    } else {
+        mg_validate__outcome_t oc = outcome_of(&ctx);
+        rc = mg_validate__exit_code(&oc, o->fail_on_any);
     }
 done:
     ctx_cleanup(&ctx);
