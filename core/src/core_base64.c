@@ -1,10 +1,22 @@
 /*
  * core/src/core_base64.c - the one base64 codec (RFC 4648, standard
- * alphabet, padded) of the core library.
+ * alphabet, padded) of the core library, and hexadecimal digits.
  */
 #include "mg/core.h"
 
 static const char alphabet[65] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int
+mg_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
 
 size_t
 mg_base64_encoded_len(size_t n)

@@ -83,6 +83,23 @@ mg_pg_query(PGconn *conn, const char *sql, int nparams, const char *const *param
     return mg_pg_query_params(conn, sql, nparams, params, NULL, NULL, 0, error);
 }
 
+bool
+mg_pg_text_array(const char *const *items, size_t n, mg_buf_t *out, mg_error_t *error)
+{
+    bool ok = mg_buf_append_str(out, "{", error);
+
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = mg_buf_append_str(out, i ? ",\"" : "\"", error);
+        for (const char *p = items[i]; ok && *p; p++) {
+            if (*p == '"' || *p == '\\')
+                ok = mg_buf_append(out, "\\", 1, error);
+            ok = ok && mg_buf_append(out, p, 1, error);
+        }
+        ok = ok && mg_buf_append_str(out, "\"", error);
+    }
+    return ok && mg_buf_append_str(out, "}", error);
+}
+
 void
 mg_pg_rollback(PGconn *conn)
 {

@@ -151,7 +151,7 @@ mg_state_changed_add(mg_state_t *st, const mg_state_changed_t *rows, size_t n, m
     if (!ok)
         mg_state__oom(error);
     for (int k = 0; ok && k < 5; k++)
-        ok = mg_state__text_array(cols[k], n, &arrays[k], error);
+        ok = mg_pg_text_array(cols[k], n, &arrays[k], error);
     if (ok) {
         const char *p[5] = {arrays[0].data, arrays[1].data, arrays[2].data, arrays[3].data,
                             arrays[4].data};

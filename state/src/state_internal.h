@@ -41,9 +41,6 @@ bool mg_state__each_row(PGresult *res, mg_state_doc_fn fn, void *ctx, mg_error_t
 const char *mg_state__i64(char *buf, int64_t v);
 const char *mg_state__u32(char *buf, uint32_t v);
 
-/* mg_state__text_array appends items as a PostgreSQL text[] literal (one bound parameter). */
-bool mg_state__text_array(const char *const *items, size_t n, mg_buf_t *out, mg_error_t *error);
-
 /* mg_state__dup returns a malloc'd copy of s (NULL for NULL or out of memory: *failed set). */
 char *mg_state__dup(const char *s, bool *failed);
 

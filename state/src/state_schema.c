@@ -351,23 +351,6 @@ mg_state__u32(char *buf, uint32_t v)
     return buf;
 }
 
-bool
-mg_state__text_array(const char *const *items, size_t n, mg_buf_t *out, mg_error_t *error)
-{
-    bool ok = mg_buf_append_str(out, "{", error);
-
-    for (size_t i = 0; ok && i < n; i++) {
-        ok = mg_buf_append_str(out, i ? ",\"" : "\"", error);
-        for (const char *p = items[i]; ok && *p; p++) {
-            if (*p == '"' || *p == '\\')
-                ok = mg_buf_append(out, "\\", 1, error);
-            ok = ok && mg_buf_append(out, p, 1, error);
-        }
-        ok = ok && mg_buf_append_str(out, "\"", error);
-    }
-    return ok && mg_buf_append_str(out, "}", error);
-}
-
 char *
 mg_state__dup(const char *s, bool *failed)
 {

@@ -106,7 +106,7 @@ mg_state_mismatches_resolve(mg_state_t *st, int64_t run_id, const char *db, cons
                               3, p, error);
     }
     mg_buf_init(&arr, 1u << 30);
-    ok = mg_state__text_array(doc_ids, n, &arr, error);
+    ok = mg_pg_text_array(doc_ids, n, &arr, error);
     if (ok) {
         const char *p[4] = {db, coll, run, arr.data};
         ok = mg_state__exec(st,

@@ -66,18 +66,6 @@ skip_ws(norm_t *n)
         n->p++;
 }
 
-static int
-hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool
 read_hex4(norm_t *n, const char *p, unsigned *v)
 {
@@ -86,7 +74,7 @@ read_hex4(norm_t *n, const char *p, unsigned *v)
     if (n->end - p < 4)
         return false;
     for (int i = 0; i < 4; i++) {
-        int h = hexval(p[i]);
+        int h = mg_hex_digit(p[i]);
         if (h < 0)
             return false;
         r = (r << 4) | (unsigned)h;

@@ -793,24 +793,6 @@ id_append(const mg_validate_coll_t *c, const char *doc_id, bson_t *dst, const ch
                         "unknown key type");
 }
 
-/* array_literal appends n strings as a PostgreSQL array literal. */
-static bool
-array_literal(const char *const *items, size_t n, mg_buf_t *out, mg_error_t *error)
-{
-    bool ok = mg_buf_append_str(out, "{", error);
-
-    for (size_t i = 0; ok && i < n; i++) {
-        ok = mg_buf_append_str(out, i ? ",\"" : "\"", error);
-        for (const char *p = items[i]; ok && *p; p++) {
-            if (*p == '"' || *p == '\\')
-                ok = mg_buf_append(out, "\\", 1, error);
-            ok = ok && mg_buf_append(out, p, 1, error);
-        }
-        ok = ok && mg_buf_append_str(out, "\"", error);
-    }
-    return ok && mg_buf_append_str(out, "}", error);
-}
-
 #define IDS_BATCH 1000
 
 bool
@@ -875,7 +857,7 @@ mg_validate_check_ids(const mg_validate_check_options_t *o, const mg_validate_co
         size_t k = n - i < IDS_BATCH ? n - i : IDS_BATCH;
         bool fine;
         mg_buf_init(&lit, 256u * 1024 * 1024);
-        fine = array_literal(doc_ids + i, k, &lit, error);
+        fine = mg_pg_text_array(doc_ids + i, k, &lit, error);
         const char *params[1] = {lit.data};
         PGresult *res = fine ? PQexecParams(conn, sql.data, 1, NULL, params, NULL, NULL, 0) : NULL;
         if (fine && PQresultStatus(res) != PGRES_TUPLES_OK) {

@@ -10,65 +10,29 @@
 /* ---- JSON ---- */
 
 static void
-gen_str(yajl_gen g, const char *s)
-{
-    if (s == NULL)
-        yajl_gen_null(g);
-    else
-        yajl_gen_string(g, (const unsigned char *)s, strlen(s));
-}
-
-static void
-gen_key(yajl_gen g, const char *k)
-{
-    yajl_gen_string(g, (const unsigned char *)k, strlen(k));
-}
-
-static void
-gen_int(yajl_gen g, const char *k, int64_t v)
-{
-    gen_key(g, k);
-    yajl_gen_integer(g, (long long)v);
-}
-
-static void
-gen_kstr(yajl_gen g, const char *k, const char *v)
-{
-    gen_key(g, k);
-    gen_str(g, v);
-}
-
-static void
-gen_double(yajl_gen g, const char *k, double v)
-{
-    gen_key(g, k);
-    yajl_gen_double(g, v);
-}
-
-static void
 gen_mismatch(yajl_gen g, const mg_validate_mismatch_t *m)
 {
     yajl_gen_map_open(g);
-    gen_kstr(g, "kind", mg_validate_mismatch_kind_name(m->kind));
-    gen_kstr(g, "_id", m->id_json);
-    gen_kstr(g, "doc_id", m->doc_id);
-    gen_key(g, "persisted");
+    mg_json_kstr(g, "kind", mg_validate_mismatch_kind_name(m->kind));
+    mg_json_kstr(g, "_id", m->id_json);
+    mg_json_kstr(g, "doc_id", m->doc_id);
+    mg_json_str(g, "persisted");
     yajl_gen_bool(g, m->persisted);
-    gen_kstr(g, "first_seen_at", m->first_seen_at[0] ? m->first_seen_at : NULL);
-    gen_key(g, "fields");
+    mg_json_kstr(g, "first_seen_at", m->first_seen_at[0] ? m->first_seen_at : NULL);
+    mg_json_str(g, "fields");
     yajl_gen_array_open(g);
     for (size_t i = 0; i < m->ndiffs; i++) {
         const mg_validate_field_diff_t *d = &m->diffs[i];
         yajl_gen_map_open(g);
-        gen_kstr(g, "path", d->path);
-        gen_kstr(g, "source", d->source_value);
-        gen_kstr(g, "source_type", d->source_type);
-        gen_kstr(g, "target", d->target_value);
-        gen_kstr(g, "target_type", d->target_type);
+        mg_json_kstr(g, "path", d->path);
+        mg_json_kstr(g, "source", d->source_value);
+        mg_json_kstr(g, "source_type", d->source_type);
+        mg_json_kstr(g, "target", d->target_value);
+        mg_json_kstr(g, "target_type", d->target_type);
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
-    gen_key(g, "more_fields");
+    mg_json_str(g, "more_fields");
     yajl_gen_bool(g, m->more_diffs);
     yajl_gen_map_close(g);
 }
@@ -79,31 +43,32 @@ gen_coll(yajl_gen g, const mg_validate_report_coll_t *c)
     const mg_validate_result_t *r = c->result;
 
     yajl_gen_map_open(g);
-    gen_kstr(g, "db", c->db);
-    gen_kstr(g, "coll", c->coll);
-    gen_kstr(g, "table", c->table);
-    gen_kstr(g, "schema", c->schema);
-    gen_kstr(g, "status", c->status);
+    mg_json_kstr(g, "db", c->db);
+    mg_json_kstr(g, "coll", c->coll);
+    mg_json_kstr(g, "table", c->table);
+    mg_json_kstr(g, "schema", c->schema);
+    mg_json_kstr(g, "status", c->status);
     if (c->error != NULL)
-        gen_kstr(g, "error", c->error);
+        mg_json_kstr(g, "error", c->error);
     if (r != NULL) {
-        gen_int(g, "source_docs", r->source_docs);
-        gen_int(g, "target_docs", r->target_docs);
-        gen_int(g, "segments", r->segments);
-        gen_int(g, "segments_mismatched", r->segments_mismatched);
-        gen_int(g, "segments_drilled", r->segments_drilled);
-        gen_int(g, "missing", r->missing);
-        gen_int(g, "extra", r->extra);
-        gen_int(g, "different", r->different);
-        gen_key(g, "truncated");
+        mg_json_kint(g, "source_docs", r->source_docs);
+        mg_json_kint(g, "target_docs", r->target_docs);
+        mg_json_kint(g, "segments", r->segments);
+        mg_json_kint(g, "segments_mismatched", r->segments_mismatched);
+        mg_json_kint(g, "segments_drilled", r->segments_drilled);
+        mg_json_kint(g, "missing", r->missing);
+        mg_json_kint(g, "extra", r->extra);
+        mg_json_kint(g, "different", r->different);
+        mg_json_str(g, "truncated");
         yajl_gen_bool(g, r->truncated);
-        gen_double(g, "source_s", r->source_s);
-        gen_double(g, "target_s", r->target_s);
-        gen_double(g, "elapsed_s", r->elapsed_s);
-        gen_double(g, "docs_per_s",
-                   r->elapsed_s > 0 ? (double)(r->source_docs + r->target_docs) / 2.0 / r->elapsed_s
-                                    : 0.0);
-        gen_key(g, "mismatches");
+        mg_json_kdouble(g, "source_s", r->source_s);
+        mg_json_kdouble(g, "target_s", r->target_s);
+        mg_json_kdouble(g, "elapsed_s", r->elapsed_s);
+        mg_json_kdouble(g, "docs_per_s",
+                        r->elapsed_s > 0
+                            ? (double)(r->source_docs + r->target_docs) / 2.0 / r->elapsed_s
+                            : 0.0);
+        mg_json_str(g, "mismatches");
         yajl_gen_array_open(g);
         for (size_t i = 0; i < r->nmismatches; i++)
             gen_mismatch(g, &r->mismatches[i]);
@@ -115,10 +80,10 @@ gen_coll(yajl_gen g, const mg_validate_report_coll_t *c)
 static void
 gen_strs(yajl_gen g, const char *k, char *const *v, size_t n)
 {
-    gen_key(g, k);
+    mg_json_str(g, k);
     yajl_gen_array_open(g);
     for (size_t i = 0; i < n; i++)
-        gen_str(g, v[i]);
+        mg_json_str(g, v[i]);
     yajl_gen_array_close(g);
 }
 
@@ -126,25 +91,25 @@ static void
 gen_shadow(yajl_gen g, const mg_validate_shadow_result_t *r)
 {
     yajl_gen_map_open(g);
-    gen_kstr(g, "name", r->name);
-    gen_kstr(g, "ns", r->ns);
-    gen_kstr(g, "status", mg_validate_shadow_status_name(r->status));
-    gen_kstr(g, "reason", r->reason);
-    gen_kstr(g, "query", r->query);
-    gen_kstr(g, "sql", r->sql);
-    gen_kstr(g, "jsonpath", r->jsonpath);
-    gen_key(g, "ordered");
+    mg_json_kstr(g, "name", r->name);
+    mg_json_kstr(g, "ns", r->ns);
+    mg_json_kstr(g, "status", mg_validate_shadow_status_name(r->status));
+    mg_json_kstr(g, "reason", r->reason);
+    mg_json_kstr(g, "query", r->query);
+    mg_json_kstr(g, "sql", r->sql);
+    mg_json_kstr(g, "jsonpath", r->jsonpath);
+    mg_json_str(g, "ordered");
     yajl_gen_bool(g, r->ordered);
-    gen_key(g, "count_only");
+    mg_json_str(g, "count_only");
     yajl_gen_bool(g, r->count_only);
-    gen_int(g, "mongo_count", r->mongo_count);
-    gen_int(g, "pg_count", r->pg_count);
+    mg_json_kint(g, "mongo_count", r->mongo_count);
+    mg_json_kint(g, "pg_count", r->pg_count);
     gen_strs(g, "diff_ids", r->diff_ids, r->ndiff_ids);
     gen_strs(g, "pg_ids", r->pg_ids, r->npg_ids);
-    gen_double(g, "mongo_p50_ms", r->mongo_p50_ms);
-    gen_double(g, "mongo_p95_ms", r->mongo_p95_ms);
-    gen_double(g, "pg_p50_ms", r->pg_p50_ms);
-    gen_double(g, "pg_p95_ms", r->pg_p95_ms);
+    mg_json_kdouble(g, "mongo_p50_ms", r->mongo_p50_ms);
+    mg_json_kdouble(g, "mongo_p95_ms", r->mongo_p95_ms);
+    mg_json_kdouble(g, "pg_p50_ms", r->pg_p50_ms);
+    mg_json_kdouble(g, "pg_p95_ms", r->pg_p95_ms);
     yajl_gen_map_close(g);
 }
 
@@ -161,12 +126,12 @@ mg_validate_report_json(const mg_validate_report_t *rep, mg_buf_t *out, mg_error
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
     yajl_gen_config(g, yajl_gen_validate_utf8, 0);
     yajl_gen_map_open(g);
-    gen_int(g, "run_id", rep->run_id);
-    gen_kstr(g, "mode", rep->mode);
-    gen_kstr(g, "status", rep->status);
-    gen_kstr(g, "started_at", rep->started_at);
-    gen_kstr(g, "finished_at", rep->finished_at);
-    gen_double(g, "elapsed_s", rep->elapsed_s);
+    mg_json_kint(g, "run_id", rep->run_id);
+    mg_json_kstr(g, "mode", rep->mode);
+    mg_json_kstr(g, "status", rep->status);
+    mg_json_kstr(g, "started_at", rep->started_at);
+    mg_json_kstr(g, "finished_at", rep->finished_at);
+    mg_json_kdouble(g, "elapsed_s", rep->elapsed_s);
     for (size_t i = 0; i < rep->ncolls; i++) {
         const mg_validate_result_t *r = rep->colls[i].result;
         if (r == NULL)
@@ -176,12 +141,12 @@ mg_validate_report_json(const mg_validate_report_t *rep, mg_buf_t *out, mg_error
         extra += r->extra;
         different += r->different;
     }
-    gen_int(g, "documents", docs);
-    gen_int(g, "missing", missing);
-    gen_int(g, "extra", extra);
-    gen_int(g, "different", different);
-    gen_int(g, "persistent", rep->persistent);
-    gen_key(g, "collections");
+    mg_json_kint(g, "documents", docs);
+    mg_json_kint(g, "missing", missing);
+    mg_json_kint(g, "extra", extra);
+    mg_json_kint(g, "different", different);
+    mg_json_kint(g, "persistent", rep->persistent);
+    mg_json_str(g, "collections");
     yajl_gen_array_open(g);
     for (size_t i = 0; i < rep->ncolls; i++)
         gen_coll(g, &rep->colls[i]);
@@ -190,14 +155,14 @@ mg_validate_report_json(const mg_validate_report_t *rep, mg_buf_t *out, mg_error
         size_t counts[4] = {0};
         for (size_t i = 0; i < rep->nshadow; i++)
             counts[rep->shadow[i].status]++;
-        gen_key(g, "shadow_summary");
+        mg_json_str(g, "shadow_summary");
         yajl_gen_map_open(g);
-        gen_int(g, "queries", (int64_t)rep->nshadow);
+        mg_json_kint(g, "queries", (int64_t)rep->nshadow);
         for (int k = 0; k < 4; k++)
-            gen_int(g, mg_validate_shadow_status_name((mg_validate_shadow_status_t)k),
-                    (int64_t)counts[k]);
+            mg_json_kint(g, mg_validate_shadow_status_name((mg_validate_shadow_status_t)k),
+                         (int64_t)counts[k]);
         yajl_gen_map_close(g);
-        gen_key(g, "shadow");
+        mg_json_str(g, "shadow");
         yajl_gen_array_open(g);
         for (size_t i = 0; i < rep->nshadow; i++)
             gen_shadow(g, &rep->shadow[i]);

@@ -321,8 +321,6 @@ static char *
 fields_json(const mg_validate_mismatch_t *m)
 {
     yajl_gen g = yajl_gen_alloc(NULL);
-    const unsigned char *text;
-    size_t len;
     char *out;
 
     if (g == NULL)
@@ -330,24 +328,16 @@ fields_json(const mg_validate_mismatch_t *m)
     yajl_gen_array_open(g);
     for (size_t i = 0; i < m->ndiffs; i++) {
         const mg_validate_field_diff_t *d = &m->diffs[i];
-        const char *kv[5][2] = {{"path", d->path},
-                                {"source", d->source_value},
-                                {"source_type", d->source_type},
-                                {"target", d->target_value},
-                                {"target_type", d->target_type}};
         yajl_gen_map_open(g);
-        for (int k = 0; k < 5; k++) {
-            yajl_gen_string(g, (const unsigned char *)kv[k][0], strlen(kv[k][0]));
-            if (kv[k][1] == NULL)
-                yajl_gen_null(g);
-            else
-                yajl_gen_string(g, (const unsigned char *)kv[k][1], strlen(kv[k][1]));
-        }
+        mg_json_kstr(g, "path", d->path);
+        mg_json_kstr(g, "source", d->source_value);
+        mg_json_kstr(g, "source_type", d->source_type);
+        mg_json_kstr(g, "target", d->target_value);
+        mg_json_kstr(g, "target_type", d->target_type);
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
-    yajl_gen_get_buf(g, &text, &len);
-    out = strndup((const char *)text, len);
+    out = mg_json_dup(g);
     yajl_gen_free(g);
     return out;
 }

@@ -244,6 +244,9 @@ bool mg_file_read(const char *path, mg_buf_t *out, mg_error_t *error);
  * Base64 (RFC 4648, standard alphabet, padded)
  * ------------------------------------------------------------------------ */
 
+/* mg_hex_digit returns the value of the hexadecimal digit c (either case), or -1. */
+int mg_hex_digit(char c);
+
 /* mg_base64_encoded_len returns the length of n bytes encoded. */
 size_t mg_base64_encoded_len(size_t n);
 
@@ -624,6 +627,13 @@ struct pg_result *mg_pg_query(struct pg_conn *conn, const char *sql, int nparams
 struct pg_result *mg_pg_query_params(struct pg_conn *conn, const char *sql, int nparams,
                                      const char *const *values, const int *lengths,
                                      const int *formats, int result_format, mg_error_t *error);
+
+/*
+ * mg_pg_text_array appends items (n strings) as a PostgreSQL text[]
+ * literal, each element quoted: the value of one bound parameter
+ * ($1::text[]), never SQL text.
+ */
+bool mg_pg_text_array(const char *const *items, size_t n, mg_buf_t *out, mg_error_t *error);
 
 /* mg_pg_rollback ends an open transaction on conn (if any and conn is up); errors ignored. */
 void mg_pg_rollback(struct pg_conn *conn);
