@@ -210,6 +210,17 @@ before_flip(cutover_t *c, int step, mg_error_t *error)
     return true;
 }
 
+/* stopped_before_freeze ends a cutover asked to stop before anything was frozen. */
+static int
+stopped_before_freeze(cutover_t *c, mg_error_t *error)
+{
+    mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
+                 "interrupted by a signal before the freeze: nothing was frozen");
+    if (!c->s->dry_run)
+        c->io->aborted(c, error->message);
+    return MG_EXIT_INTERRUPTED;
+}
+
 /* refused records the preflight's refusal (unless a dry run); exit code state. */
 static int
 refused(cutover_t *c, mg_error_t *error)
@@ -235,6 +246,8 @@ mg_cutover__run_steps(cutover_t *c, const cutover_step_t *table, int from, mg_er
     for (int k = from; k < N_STEPS; k++) {
         if (k == S_DRAIN || (k == from && from > S_DRAIN))
             c->deadline = mg_now_s() + (double)c->s->timeout_ms / 1000.0;
+        if (k == S_FREEZE && last < S_FREEZE && c->s->stop != NULL && atomic_load(c->s->stop) > 0)
+            return stopped_before_freeze(c, error);
         if (!before_flip(c, k, error) || !step_begin(c, &table[k], error))
             return k <= S_FLIP ? fail(c, table, last, error) : (int)mg_exit_code_for_error(error);
         if (k > last && k < S_FLIP)

@@ -385,8 +385,15 @@ sync_main(mg_cmd_ctx_t *ctx, mg_error_t *error)
     gethostname(host, sizeof(host));
     host[sizeof(host) - 1] = '\0';
     snprintf(worker_name, sizeof(worker_name), "%s:%d", host, (int)getpid());
-    if (!start(ctx, &colls, &ncolls, &settings.fidelity, error))
-        return mg_exit_code_for_error(error);
+    /* a stop asked for while connecting: leave before planning anything */
+    if (mg_cmd_stopping(ctx) || !start(ctx, &colls, &ncolls, &settings.fidelity, error)) {
+        mg_migrator__copy_free_collections(colls, ncolls);
+        if (!mg_cmd_stopping(ctx))
+            return mg_exit_code_for_error(error);
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
+                     "interrupted by a signal before the copy; run the same command again");
+        return MG_EXIT_INTERRUPTED;
+    }
     rc = mg_migrator__copy_run(mg_migrator__res(ctx)->st, &settings, o->workers,
                                (double)o->progress_ms / 1000.0, colls, ncolls, &r, error);
     if (rc == MG_EXIT_INTERRUPTED)

@@ -330,8 +330,14 @@ test_a_stop_request_or_the_deadline_aborts_before_the_flip(void **state)
 
     atomic_init(&stop, 1);
     settings.stop = &stop;
+    /* asked to stop before the freeze: nothing is frozen, the attempt is recorded as aborted */
     script_init(&sc);
-    assert_int_equal(run(&sc, &settings, S_PREFLIGHT, false, &e), MG_EXIT_ABORTED);
+    assert_int_equal(run(&sc, &settings, S_PREFLIGHT, false, &e), MG_EXIT_INTERRUPTED);
+    assert_string_equal(sc.log, "b:preflight e:preflight a:interrupted by a signal before the "
+                                "freeze: nothing was frozen ");
+    /* asked after the freeze: unfrozen before the drain */
+    script_init(&sc);
+    assert_int_equal(run(&sc, &settings, S_FREEZE, true, &e), MG_EXIT_ABORTED);
     assert_string_equal(e.message, "aborted: interrupted by a signal before the flip");
     assert_non_null(strstr(sc.log, "e:fence u:freeze")); /* stopped before the drain */
     settings.stop = NULL;
