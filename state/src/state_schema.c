@@ -507,6 +507,14 @@ mg_state_event_add(mg_state_t *st, const char *kind, const char *data_json, mg_e
 
 /* ---- the migration row ---- */
 
+static bool
+no_migration_row(const mg_state_t *st, mg_error_t *error)
+{
+    return mg_error_set(error, MG_ERROR_DOMAIN_STATE, MG_STATE_ERR_EMPTY,
+                        "state schema \"%s\" has no migration row: run migrate init first",
+                        st->name);
+}
+
 bool
 mg_state_migration_get(mg_state_t *st, mg_state_migration_t *out, mg_error_t *error)
 {
@@ -520,9 +528,7 @@ mg_state_migration_get(mg_state_t *st, mg_state_migration_t *out, mg_error_t *er
         return false;
     if (PQntuples(res) != 1) {
         PQclear(res);
-        return mg_error_set(error, MG_ERROR_DOMAIN_STATE, MG_STATE_ERR_EMPTY,
-                            "state schema \"%s\" has no migration row: run migrate init first",
-                            st->name);
+        return no_migration_row(st, error);
     }
     memset(out, 0, sizeof(*out));
     mg_state__copy(res, 0, 0, out->phase, sizeof(out->phase));
@@ -559,9 +565,7 @@ mg_state_t0_lock(mg_state_t *st, bool *has_t0, uint32_t *t, uint32_t *i, mg_erro
         return false;
     if (PQntuples(res) != 1) {
         PQclear(res);
-        return mg_error_set(error, MG_ERROR_DOMAIN_STATE, MG_STATE_ERR_EMPTY,
-                            "state schema \"%s\" has no migration row: run migrate init first",
-                            st->name);
+        return no_migration_row(st, error);
     }
     *has_t0 = !PQgetisnull(res, 0, 0);
     *t = (uint32_t)mg_state__int64(res, 0, 0);

@@ -34,6 +34,13 @@ bool mg_validate__jsonb_normalize(const char *json, size_t len, mg_buf_t *out, m
  */
 bool mg_validate__jsonb_id_span(const char *text, size_t len, const char **v, size_t *vlen);
 
+/*
+ * mg_validate__fields_json writes a mismatch's field diffs as one JSON array
+ * (path, source, source_type, target, target_type): the report's and the
+ * state's form.
+ */
+void mg_validate__fields_json(struct yajl_gen_t *g, const mg_validate_mismatch_t *m);
+
 /* What a validation run found, for its status and exit code. */
 typedef struct {
     bool failed; /* a collection could not be checked */

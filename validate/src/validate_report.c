@@ -9,17 +9,9 @@
 
 /* ---- JSON ---- */
 
-static void
-gen_mismatch(yajl_gen g, const mg_validate_mismatch_t *m)
+void
+mg_validate__fields_json(yajl_gen g, const mg_validate_mismatch_t *m)
 {
-    yajl_gen_map_open(g);
-    mg_json_kstr(g, "kind", mg_validate_mismatch_kind_name(m->kind));
-    mg_json_kstr(g, "_id", m->id_json);
-    mg_json_kstr(g, "doc_id", m->doc_id);
-    mg_json_str(g, "persisted");
-    yajl_gen_bool(g, m->persisted);
-    mg_json_kstr(g, "first_seen_at", m->first_seen_at[0] ? m->first_seen_at : NULL);
-    mg_json_str(g, "fields");
     yajl_gen_array_open(g);
     for (size_t i = 0; i < m->ndiffs; i++) {
         const mg_validate_field_diff_t *d = &m->diffs[i];
@@ -32,6 +24,20 @@ gen_mismatch(yajl_gen g, const mg_validate_mismatch_t *m)
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
+}
+
+static void
+gen_mismatch(yajl_gen g, const mg_validate_mismatch_t *m)
+{
+    yajl_gen_map_open(g);
+    mg_json_kstr(g, "kind", mg_validate_mismatch_kind_name(m->kind));
+    mg_json_kstr(g, "_id", m->id_json);
+    mg_json_kstr(g, "doc_id", m->doc_id);
+    mg_json_str(g, "persisted");
+    yajl_gen_bool(g, m->persisted);
+    mg_json_kstr(g, "first_seen_at", m->first_seen_at[0] ? m->first_seen_at : NULL);
+    mg_json_str(g, "fields");
+    mg_validate__fields_json(g, m);
     mg_json_str(g, "more_fields");
     yajl_gen_bool(g, m->more_diffs);
     yajl_gen_map_close(g);

@@ -325,18 +325,7 @@ fields_json(const mg_validate_mismatch_t *m)
 
     if (g == NULL)
         return NULL;
-    yajl_gen_array_open(g);
-    for (size_t i = 0; i < m->ndiffs; i++) {
-        const mg_validate_field_diff_t *d = &m->diffs[i];
-        yajl_gen_map_open(g);
-        mg_json_kstr(g, "path", d->path);
-        mg_json_kstr(g, "source", d->source_value);
-        mg_json_kstr(g, "source_type", d->source_type);
-        mg_json_kstr(g, "target", d->target_value);
-        mg_json_kstr(g, "target_type", d->target_type);
-        yajl_gen_map_close(g);
-    }
-    yajl_gen_array_close(g);
+    mg_validate__fields_json(g, m);
     out = mg_json_dup(g);
     yajl_gen_free(g);
     return out;
