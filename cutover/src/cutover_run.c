@@ -177,8 +177,8 @@ fail(cutover_t *c, const cutover_step_t *table, int last, mg_error_t *error)
         undone = undone || table[k].undo != NULL;
     if (!undone)
         return mg_exit_code_for_error(error);
+    /* the reason is recorded (an event, the row) and is the final error: not logged apart */
     snprintf(reason, sizeof(reason), "%s", error->message);
-    mg_log_error(MG_LOG_ERROR, "cutover", error);
     for (int k = last; k >= 0; k--) {
         if (table[k].undo == NULL)
             continue;

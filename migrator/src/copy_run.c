@@ -49,8 +49,8 @@ worker_main(void *varg)
     a->ok = mg_migrator__copy_worker_run(a->settings, a->index, a->colls, a->ncolls, &a->timing,
                                          &a->error);
     if (!a->ok) {
-        mg_log_error(MG_LOG_ERROR, "copy", &a->error);
-        /* one failed worker stops the run: the others finish their partition */
+        /* one failed worker stops the run: the others finish their partition (the run
+         * reports the first failure as its error, the others as log lines) */
         int zero = 0;
         atomic_compare_exchange_strong(a->settings->stop, &zero, 1);
     }
@@ -455,10 +455,13 @@ mg_migrator__copy_run(mg_state_t *st, const mg_copy_settings_t *s, int64_t worke
         report_progress(&pr, colls, ncolls, true);
         r->seconds = mg_now_s() - pr.started;
         for (int64_t k = 0; k < workers; k++) {
-            if (!args[k].ok) {
+            if (args[k].ok)
+                continue;
+            if (r->worker_failed)
+                mg_log_error(MG_LOG_ERROR, "copy", &args[k].error);
+            else
                 *error = args[k].error;
-                r->worker_failed = true;
-            }
+            r->worker_failed = true;
         }
         mg_error_t ignored;
         mg_state_progress_remove(st, s->worker_name, &ignored);
