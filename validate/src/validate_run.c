@@ -845,6 +845,28 @@ stopped(const mg_validate_settings_t *s)
     return s->stop != NULL && atomic_load(s->stop) > 0;
 }
 
+/*
+ * fresh_connection gives the next round a working target connection: one
+ * that went away between rounds (a restart, a failover) is replaced by a
+ * new one, as each round used to connect afresh.
+ */
+static bool
+fresh_connection(const mg_validate_settings_t *s, mg_error_t *error)
+{
+    PGconn *pg = mg_state_conn(s->state);
+    mg_error_t e;
+
+    /* a session cut by a failover shows only when used */
+    if (pg != NULL && PQstatus(pg) == CONNECTION_OK &&
+        (mg_pg_exec(pg, "SELECT 1", &e) || !mg_pg_lost(pg, &e)))
+        return true;
+    if (pg != NULL)
+        PQfinish(pg);
+    pg = mg_pg_connect(s->target, error);
+    mg_state_set_conn(s->state, pg);
+    return pg != NULL;
+}
+
 int
 mg_validate_run(const mg_validate_settings_t *s, mg_error_t *error)
 {
@@ -854,6 +876,8 @@ mg_validate_run(const mg_validate_settings_t *s, mg_error_t *error)
         return run_once(s, error);
     /* --changed --every: re-check what the change stream applied, until stopped */
     for (int64_t n = 1;; n++) {
+        if (n > 1 && !fresh_connection(s, error))
+            return mg_exit_code_for_error(error);
         rc = run_once(s, error);
         if (stopped(s) || (s->max_runs > 0 && n >= s->max_runs) ||
             (rc != MG_EXIT_OK && rc != MG_EXIT_MISMATCH))
