@@ -25,6 +25,7 @@ typedef struct {
     mg_strlist_t exclude;
     char *target_schema;
     char *state_schema;
+    mg_strlist_t key_type;
     int fidelity;
     int census_mode;
     int64_t sample_size;
@@ -71,6 +72,12 @@ static const mg_config_option_t init_options[] = {
      .default_value = MG_MIGRATOR_STATE_SCHEMA,
      .metavar = "NAME",
      .help = "schema holding the tool's state on the target"},
+    {.name = "key_type",
+     .type = MG_CONFIG_LIST,
+     .offset = offsetof(init_opts_t, key_type),
+     .metavar = "[DB.COLL=]TYPE",
+     .help = "key column type: canonical (every _id fits), text_objectid, text_string or bigint; "
+             "for all collections or DB.COLL / DB.* (default: chosen from the census)"},
     {.name = "type_fidelity",
      .type = MG_CONFIG_ENUM,
      .offset = offsetof(init_opts_t, fidelity),
@@ -511,6 +518,9 @@ take_census(init_ctx_t *ctx, plan_coll_t *pc, mg_error_t *error)
         pipe = BCON_NEW("pipeline", "[", "{", "$sample", "{", "size",
                         BCON_INT64(ctx->o->sample_size), "}", "}", "]");
     if (!mg_migrator__source_aggregate(&ctx->src, pc->db, pc->coll, pipe, on_sample, pc, error))
+        goto done;
+    if (!mg_schema_census_choose_key(pc->census, (const char *const *)ctx->o->key_type.items,
+                                     ctx->o->key_type.count, error))
         goto done;
     pc->key = mg_schema_census_key_type(pc->census);
     ok = true;
@@ -1164,7 +1174,9 @@ mg_migrator_cmd_init(const mg_cli_command_t *command, int argc, char **argv)
         goto fail;
     }
     if (!check_patterns(&o.include, "include", &error) ||
-        !check_patterns(&o.exclude, "exclude", &error))
+        !check_patterns(&o.exclude, "exclude", &error) ||
+        !mg_schema_key_choice_check((const char *const *)o.key_type.items, o.key_type.count,
+                                    &error))
         goto fail;
     if (o.target_schema != NULL) {
         char check[MG_SCHEMA_IDENT_MAX + 1];

@@ -1154,7 +1154,8 @@ validate_once(const validate_opts_t *op)
         co.nsource_filters = c->nfilters;
         if (o.changed && c->nids == 0)
             ok = true; /* nothing changed in this collection: nothing to read */
-        else if (o.changed)
+        else if (o.changed && !mg_schema_key_any_digest(c->key, (const char *const *)c->ids,
+                                                        c->nids)) /* a digest: check it all */
             ok = mg_cutover_check_ids(&co, &cc, (const char *const *)c->ids, c->nids, &c->result,
                                       &e);
         else

@@ -629,6 +629,7 @@ mg_schema_table_ddl(const char *schema, const char *table, mg_schema_key_type_t 
     return mg_buf_append_str(out, "CREATE TABLE ", error) &&
            mg_schema_quote_ident(schema, out, error) && mg_buf_append_str(out, ".", error) &&
            mg_schema_quote_ident(table, out, error) &&
-           mg_buf_printf(out, error, " (_id %s NOT NULL PRIMARY KEY, doc jsonb NOT NULL)",
-                         mg_schema_key_type_sql(key_type));
+           mg_buf_printf(out, error, " (_id %s%s NOT NULL PRIMARY KEY, doc jsonb NOT NULL)",
+                         mg_schema_key_type_sql(key_type),
+                         key_type == MG_SCHEMA_KEY_CANONICAL ? " COLLATE \"C\"" : "");
 }

@@ -229,17 +229,23 @@ bool mg_schema_quote_literal(const char *text, mg_buf_t *out, mg_error_t *error)
  * Census: what init learns about each collection
  * ------------------------------------------------------------------------ */
 
-/* The key column: its SQL type and which _id values fit it (DESIGN §3). */
+/*
+ * The key column: its SQL type and which _id values fit it (DESIGN §3,
+ * docs/type-mapping.md "The key column"). Two _ids get the same key exactly
+ * when MongoDB's _id index holds them as one _id, for every key type.
+ */
 typedef enum {
     MG_SCHEMA_KEY_TEXT_OID = 0, /* text: ObjectId as 24 lower-case hex, or a string that is not */
-    MG_SCHEMA_KEY_TEXT_STRING,  /* text: strings only (an ObjectId does not fit) */
-    MG_SCHEMA_KEY_BIGINT,       /* bigint: int32 and int64 */
-    MG_SCHEMA_KEY_JSONB,        /* jsonb: the mapped value; every _id fits */
+    MG_SCHEMA_KEY_TEXT_STRING,  /* text: strings (and symbols) only */
+    MG_SCHEMA_KEY_BIGINT,       /* bigint: any number whose value is an int64 (1, 1.0, "1"^^dec) */
+    MG_SCHEMA_KEY_JSONB,        /* legacy jsonb (the mapped value): read, never chosen; it merges
+                                   embedded documents that differ only in key order */
+    MG_SCHEMA_KEY_CANONICAL,    /* text COLLATE "C": the canonical encoding; every _id fits */
 } mg_schema_key_type_t;
 
 const char *mg_schema_key_type_name(mg_schema_key_type_t type);
 bool mg_schema_key_type_parse(const char *text, mg_schema_key_type_t *type);
-/* mg_schema_key_type_sql returns "text", "bigint" or "jsonb". */
+/* mg_schema_key_type_sql returns "text", "bigint" or "jsonb" (for casts: $1::text). */
 const char *mg_schema_key_type_sql(mg_schema_key_type_t type);
 
 /* mg_schema_bson_type_alias returns MongoDB's $type alias ("objectId") or NULL. */
@@ -279,8 +285,32 @@ void mg_schema_census_set_full_scan(mg_schema_census_t *census, bool full);
  */
 bool mg_schema_census_add_sample(mg_schema_census_t *census, const bson_t *doc, mg_error_t *error);
 
-/* mg_schema_census_key_type applies DESIGN §3's rule (empty: jsonb). */
+/*
+ * mg_schema_census_key_type returns the key type chosen with
+ * mg_schema_census_choose_key, or else DESIGN §3's rule: text_objectid /
+ * text_string when every _id is an ObjectId or a string that fits text,
+ * bigint when every _id is an int32 or int64, otherwise (and for an empty
+ * collection) canonical.
+ */
 mg_schema_key_type_t mg_schema_census_key_type(const mg_schema_census_t *census);
+
+/*
+ * mg_schema_key_choice_check validates the items of `migrate init
+ * --key-type` (borrowed): "TYPE" (every collection) or "DB.COLL=TYPE" where
+ * DB.COLL is an fnmatch pattern (db.*), TYPE one of text_objectid,
+ * text_string, bigint, canonical. Fails naming the item.
+ */
+bool mg_schema_key_choice_check(const char *const *items, size_t n, mg_error_t *error);
+
+/*
+ * mg_schema_census_choose_key fixes the census's key type: the last item of
+ * items (as for mg_schema_key_choice_check) that matches the collection, or
+ * the rule of mg_schema_census_key_type. A chosen type that an _id the
+ * census counted cannot fit (a string in a bigint table, say) fails naming
+ * the collection, the _id type and the key type that fits.
+ */
+bool mg_schema_census_choose_key(mg_schema_census_t *census, const char *const *items, size_t n,
+                                 mg_error_t *error);
 
 int64_t mg_schema_census_count(const mg_schema_census_t *census);
 int64_t mg_schema_census_size_bytes(const mg_schema_census_t *census);
@@ -343,18 +373,49 @@ void mg_schema_index_plan_cleanup(mg_schema_index_plan_t *plan);
  * ------------------------------------------------------------------------ */
 
 /*
+ * Longest key written: PostgreSQL refuses btree entries over ~2700 bytes.
+ * A canonical key that would be longer is written as "#" + the 64 hex
+ * digits of the SHA-256 of its canonical text (docs/type-mapping.md).
+ */
+#define MG_SCHEMA_KEY_MAX_BYTES 2600
+
+/*
  * mg_schema_key_encode appends the key column value of the _id that id
  * points at (borrowed) for a collection of key type `type`: for COPY
  * binary (binary=true: text bytes, 8-byte big-endian bigint, or jsonb's
- * version byte + JSON) or as a text parameter. Fails with
- * MG_ERROR_CODE_INVALID_ARGUMENT, naming the _id, when it does not fit
- * (DESIGN §3: a string reading as ObjectId hex in a text_objectid table, a
- * non-integer in a bigint table, NUL or invalid UTF-8 in text, a key over
- * 2600 bytes). out->len is restored on failure.
+ * version byte + JSON) or as a text parameter (NUL-free UTF-8). Fails with
+ * MG_ERROR_CODE_INVALID_ARGUMENT, naming the _id and the key type every _id
+ * fits (canonical), when it does not fit (DESIGN §3: a string reading as
+ * ObjectId hex in a text_objectid table, a non-integer in a bigint table,
+ * NUL or invalid UTF-8 in text, a key over MG_SCHEMA_KEY_MAX_BYTES, an
+ * array as _id). out->len is restored on failure.
  */
 bool mg_schema_key_encode(const bson_iter_t *id, mg_schema_key_type_t type,
                           mg_schema_fidelity_t fidelity, bool binary, mg_buf_t *out,
                           mg_error_t *error);
+
+/*
+ * mg_schema_key_append_id reads a key column's text form (len bytes, as
+ * mg_schema_key_encode writes it with binary=false) back to an _id and
+ * appends it to dst under key (key_len bytes or -1): a value MongoDB holds
+ * equal to every _id with that key (canonical 1 comes back as int32 1,
+ * which matches 1.0 and NumberLong(1) in a query). Fails with
+ * MG_ERROR_CODE_PARSE on malformed text and MG_ERROR_CODE_NOT_FOUND for a
+ * digest key (mg_schema_key_is_digest), whose _id cannot be recovered from
+ * the key. dst is untouched on failure.
+ */
+bool mg_schema_key_append_id(mg_schema_key_type_t type, const char *text, size_t len, bson_t *dst,
+                             const char *key, int key_len, mg_error_t *error);
+
+/* mg_schema_key_is_digest returns true for a canonical key written as its digest. */
+bool mg_schema_key_is_digest(mg_schema_key_type_t type, const char *text, size_t len);
+
+/*
+ * mg_schema_key_any_digest returns true when one of the n NUL-terminated
+ * key texts (borrowed) is a digest: a re-check by key cannot read those
+ * documents from the source, so the caller checks the collection in full.
+ */
+bool mg_schema_key_any_digest(mg_schema_key_type_t type, const char *const *texts, size_t n);
 
 /* mg_schema_id_describe writes the _id as relaxed Extended JSON (cut to fit). */
 void mg_schema_id_describe(const bson_iter_t *id, char *out, size_t outsz);
