@@ -1102,9 +1102,9 @@ append_canonical(const char *text, size_t len, bson_t *tmp, const char *key, siz
 
     if (mg_schema_key_is_digest(MG_SCHEMA_KEY_CANONICAL, text, len))
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_NOT_FOUND,
-                            "could not read key \"%.80s\": a key longer than %d bytes is stored "
+                            "could not read key \"%.*s\": a key longer than %d bytes is stored "
                             "as its SHA-256 digest, which does not give the _id back",
-                            text, MG_SCHEMA_KEY_MAX_BYTES);
+                            (int)(len < 80 ? len : 80), text, MG_SCHEMA_KEY_MAX_BYTES);
     if (len > 0 && text[0] == '[')
         return dbad(&d, "an array cannot be an _id");
     if (!dec_value(&d, tmp, key, klen, 0))
