@@ -385,7 +385,7 @@ bool
 mg_schema_key_choice_check(const char *const *items, size_t n, mg_error_t *error)
 {
     char pattern[1024];
-    mg_schema_key_type_t type;
+    mg_schema_key_type_t type = MG_SCHEMA_KEY_CANONICAL;
 
     for (size_t i = 0; i < n; i++)
         if (!key_choice(items[i], pattern, sizeof(pattern), &type, error))
@@ -441,7 +441,7 @@ bool
 mg_schema_census_choose_key(mg_schema_census_t *c, const char *const *items, size_t n,
                             mg_error_t *error)
 {
-    mg_schema_key_type_t type = census_rule(c), forced;
+    mg_schema_key_type_t type = census_rule(c), forced = type;
     char pattern[1024], ns[1024], why[256];
     bool any = false;
 

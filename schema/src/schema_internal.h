@@ -44,7 +44,12 @@ typedef enum {
     MG_SCHEMA_WRAP_UNDEFINED,
     MG_SCHEMA_WRAP_STRING_BASE64,
     MG_SCHEMA_WRAP_LITERAL,
+    MG_SCHEMA_WRAP_FIELD_PAIRS,
 } mg_schema_wrap_t;
+
+/* The key of the wrapper of a document with duplicate keys (docs/type-mapping.md). */
+#define MG_SCHEMA_FIELD_PAIRS     "$fieldPairs"
+#define MG_SCHEMA_FIELD_PAIRS_LEN 11
 
 /*
  * mg_schema__wrap_kind returns the wrapper whose key set is exactly {k1} (k2

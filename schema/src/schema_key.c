@@ -315,9 +315,12 @@ enc_string(kenc_t *k, const char *s, size_t len)
 {
     char head[32];
     bool plain = memchr(s, '\0', len) == NULL && mg_schema__utf8_valid((const uint8_t *)s, len);
-    int n = snprintf(head, sizeof(head), "%c%zu:", plain ? 's' : 'S', len);
+    size_t n;
 
-    if (!kput(k, head, (size_t)n))
+    head[0] = plain ? 's' : 'S';
+    n = 1 + mg_schema__u64_format(len, head + 1);
+    head[n++] = ':';
+    if (!kput(k, head, n))
         return false;
     return plain ? kput(k, s, len) : kput_hex(k, (const uint8_t *)s, len);
 }
@@ -346,7 +349,9 @@ enc_number(kenc_t *k, const num_t *n)
         if (n->neg)
             buf[len++] = '-';
         len += u128_format(n->coeff, buf + len);
-        len += (size_t)snprintf(buf + len, sizeof(buf) - len, "E%d;", (int)n->exp);
+        buf[len++] = 'E';
+        len += mg_schema__i64_format(n->exp, buf + len);
+        buf[len++] = ';';
         return kput(k, buf, len);
     }
     return false;
@@ -687,7 +692,7 @@ static bool
 dec_i64(kdec_t *d, int64_t *v)
 {
     bool neg = d->p < d->end && *d->p == '-';
-    uint64_t u;
+    uint64_t u = 0;
 
     if (neg)
         d->p++;
@@ -922,7 +927,7 @@ static bool
 dec_binary(kdec_t *d, bson_t *dst, const char *key, size_t klen)
 {
     const char *semi = memchr(d->p, ';', (size_t)(d->end - d->p));
-    uint8_t subtype, *data;
+    uint8_t subtype = 0, *data;
     size_t n;
     bool ok;
 

@@ -60,7 +60,7 @@ enum {
     MG_SCHEMA_FACT_DOTTED_KEY = 1u << 5,    /* a key containing '.' */
     MG_SCHEMA_FACT_LITERAL = 1u << 6,       /* a document wrapped in $literal */
     MG_SCHEMA_FACT_DEPRECATED = 1u << 7,    /* undefined, DBPointer, symbol, code w/ scope */
-    MG_SCHEMA_FACT_DUPLICATE_KEY = 1u << 8, /* scan only: a key repeated in one document */
+    MG_SCHEMA_FACT_DUPLICATE_KEY = 1u << 8, /* a key repeated in one document ($fieldPairs) */
     MG_SCHEMA_FACT_EMPTY_KEY = 1u << 9,     /* scan only: a key "" */
     MG_SCHEMA_FACT_NAN_DECIMAL = 1u << 10,  /* a Decimal128 NaN or +/-Infinity */
     MG_SCHEMA_FACT_UNRENDERABLE = 1u << 11, /* scan only: a key or regex not UTF-8 */
@@ -78,7 +78,8 @@ const char *mg_schema_fact_name(uint32_t fact);
  * (caller-owned; its cap bounds the output) and ORs the facts it saw into
  * *facts (NULL allowed). The text is accepted by PostgreSQL as jsonb and is
  * what COPY binary sends after the jsonb version byte. Keys keep their
- * order; duplicate keys are written as they are (jsonb keeps the last).
+ * order; a document with a duplicate key is written as {"$fieldPairs": [[key,
+ * value], ...]} (docs/type-mapping.md), since jsonb would keep the last.
  *
  * Fails with MG_ERROR_CODE_PARSE on corrupt BSON, a key that is not UTF-8 or
  * a regex that is not UTF-8, MG_ERROR_CODE_LIMIT when out's cap is reached
@@ -136,10 +137,10 @@ bool mg_schema_json_append_value(bson_t *dst, const char *key, int key_len, cons
 
 /*
  * mg_schema_doc_scan walks doc (borrowed) without rendering it and ORs every
- * fact into *facts, duplicate keys included (the renderer does not look for
- * those). *max_depth (NULL allowed) receives the deepest nesting seen (a
- * flat document is 1). Fails on corrupt BSON (naming the key or depth) or
- * nesting deeper than MG_SCHEMA_MAX_DEPTH; outputs are untouched then.
+ * fact into *facts, empty keys and keys or regexes that are not UTF-8
+ * included (the renderer does not report those). *max_depth (NULL allowed) receives the deepest
+ * nesting seen (a flat document is 1). Fails on corrupt BSON (naming the key or depth) or nesting
+ * deeper than MG_SCHEMA_MAX_DEPTH; outputs are untouched then.
  */
 bool mg_schema_doc_scan(const bson_t *doc, uint32_t *facts, uint32_t *max_depth, mg_error_t *error);
 
@@ -147,7 +148,8 @@ bool mg_schema_doc_scan(const bson_t *doc, uint32_t *facts, uint32_t *max_depth,
  * mg_schema_doc_canonicalize returns a new bson_t (caller destroys) holding
  * the canonical form of doc under fidelity: keys of every document (a
  * scope's too) sorted the way jsonb orders them (shorter first, then
- * bytewise), duplicate keys reduced to the last one, array keys renumbered,
+ * bytewise) except in a document with a duplicate key, which keeps all its
+ * members in order (as its $fieldPairs form does), array keys renumbered,
  * and in RELAXED also the distinctions that mode does not keep (an int64
  * that fits int32 becomes int32, NaN payloads and non-canonical Decimal128
  * encodings are normalised). Two documents are the same data after the
