@@ -735,8 +735,7 @@ build_ddl(init_ctx_t *ctx, bool include_state, mg_buf_t *out, mg_error_t *error)
             return false;
     }
     for (size_t i = 0; i < ctx->ncolls; i++) {
-        if (!mg_schema_table_ddl(ctx->colls[i].name->schema, ctx->colls[i].name->table,
-                                 ctx->colls[i].key, out, error) ||
+        if (!mg_schema_table_ddl_named(ctx->colls[i].name, ctx->colls[i].key, out, error) ||
             !mg_buf_append_str(out, ";\n", error))
             return false;
     }
@@ -977,7 +976,7 @@ print_json(init_ctx_t *ctx, const char *outcome, const mg_buf_t *ddl)
             gkv(g, "name", ip->mongo_name);
             gkv(g, "pg_name", ip->pg_name);
             gkv(g, "translation", mg_schema_index_status_name(ip->status));
-            gkv(g, "sql", ip->sql);
+            gkv(g, "sql", ip->statement); /* _migrate.indexes.sql: ip->sql, which builds it */
             gkv(g, "note", ip->note);
             gkv(g, "suggestion", ip->suggestion);
             yajl_gen_map_close(g);
@@ -1219,7 +1218,8 @@ mg_migrator_cmd_init(const mg_cli_command_t *command, int argc, char **argv)
     for (size_t i = 0; i < ctx.ncolls; i++)
         if (!mg_schema_naming_add(ctx.naming, ctx.colls[i].db, ctx.colls[i].coll, &error))
             goto fail;
-    if (!mg_schema_naming_resolve(ctx.naming, &error))
+    if (!mg_schema_naming_reserve(ctx.naming, o.state_schema, &error) ||
+        !mg_schema_naming_resolve(ctx.naming, &error))
         goto fail;
     for (size_t i = 0; i < ctx.ncolls; i++) {
         plan_coll_t *pc = &ctx.colls[i];
@@ -1233,9 +1233,13 @@ mg_migrator_cmd_init(const mg_cli_command_t *command, int argc, char **argv)
         pc->census_json = json.data; /* steal */
         if (pc->census_json == NULL && (pc->census_json = strdup("{}")) == NULL)
             goto fail;
-        if (!plan_indexes(&ctx, pc, &error))
+        if (!plan_indexes(&ctx, pc, &error) ||
+            !mg_schema_naming_add_indexes(ctx.naming, pc->db, pc->coll, pc->indexes, pc->nindexes,
+                                          &error))
             goto fail;
     }
+    if (!mg_schema_naming_resolve_indexes(ctx.naming, &error)) /* unique in each schema */
+        goto fail;
 
     /* target */
     ctx.pg = mg_migrator__target_connect(o.target, &error);

@@ -188,8 +188,9 @@ typedef struct {
     char *coll;
     char schema[MG_SCHEMA_IDENT_MAX + 1];
     char table[MG_SCHEMA_IDENT_MAX + 1];
-    bool schema_renamed; /* schema differs from db */
-    bool table_renamed;  /* table differs from coll */
+    char pkey[MG_SCHEMA_IDENT_MAX + 1]; /* the primary key's index: "<table>_pkey" unless taken */
+    bool schema_renamed;                /* schema differs from db */
+    bool table_renamed;                 /* table differs from coll */
 } mg_schema_naming_entry_t;
 
 typedef struct mg_schema_naming mg_schema_naming_t;
@@ -207,9 +208,22 @@ bool mg_schema_naming_add(mg_schema_naming_t *naming, const char *db, const char
                           mg_error_t *error);
 
 /*
- * mg_schema_naming_resolve names every registered collection. Names that
- * would clash after sanitising all get "_<8 hex of the original's hash>",
- * so the result does not depend on the order of mg_schema_naming_add.
+ * mg_schema_naming_reserve keeps a schema name (copied; e.g. the state
+ * schema) from being given to a database: a database that would get it is
+ * renamed with a hash instead. Call before mg_schema_naming_resolve.
+ */
+bool mg_schema_naming_reserve(mg_schema_naming_t *naming, const char *schema, mg_error_t *error);
+
+/*
+ * mg_schema_naming_resolve names every registered collection: schema,
+ * table and primary-key index, each a valid PostgreSQL identifier, unique
+ * where PostgreSQL needs it (schemas; relations within a schema), never a
+ * reserved schema name (pg_*, information_schema, mg_schema_naming_reserve).
+ * Names that would clash after sanitising all get "_<8 hex of the
+ * original's hash>" (and again with a salt while any final name still
+ * clashes), so the result does not depend on the order of
+ * mg_schema_naming_add. Fails naming the option when the single schema is
+ * reserved. Rules: docs/naming.md.
  */
 bool mg_schema_naming_resolve(mg_schema_naming_t *naming, mg_error_t *error);
 
@@ -334,9 +348,15 @@ bool mg_schema_census_to_json(const mg_schema_census_t *census, mg_buf_t *out, m
  * DDL and index translation
  * ------------------------------------------------------------------------ */
 
-/* mg_schema_table_ddl appends CREATE TABLE for a collection table. */
+/*
+ * mg_schema_table_ddl appends CREATE TABLE for a collection table; its
+ * primary key index is named by PostgreSQL. mg_schema_table_ddl_named names
+ * it entry->pkey, as resolved with every other relation of the schema.
+ */
 bool mg_schema_table_ddl(const char *schema, const char *table, mg_schema_key_type_t key_type,
                          mg_buf_t *out, mg_error_t *error);
+bool mg_schema_table_ddl_named(const mg_schema_naming_entry_t *entry, mg_schema_key_type_t key_type,
+                               mg_buf_t *out, mg_error_t *error);
 
 typedef enum {
     MG_SCHEMA_INDEX_PRIMARY = 0,    /* the _id index: the table's primary key */
@@ -354,9 +374,13 @@ typedef struct {
     char pg_name[MG_SCHEMA_IDENT_MAX + 1];
     mg_schema_index_status_t status;
     bool unique;
-    char *sql;        /* CREATE INDEX ..., NULL unless built */
+    char *statement;  /* CREATE [UNIQUE] INDEX "pg_name" ON ..., NULL unless built */
+    char *sql;        /* what builds it (a DO block: the statement, or a check that the index of
+                         that name is this one; docs/index-translation.md), NULL unless built */
     char *note;       /* caveat or reason, NULL when none */
     char *suggestion; /* what to do instead, NULL when none */
+    char *schema;     /* internal: the statement's parts, for renaming */
+    char *tail;
 } mg_schema_index_plan_t;
 
 /*
@@ -369,6 +393,27 @@ bool mg_schema_index_translate(const bson_t *spec, const char *schema, const cha
                                const mg_schema_census_t *census, mg_schema_index_plan_t *plan,
                                mg_error_t *error);
 void mg_schema_index_plan_cleanup(mg_schema_index_plan_t *plan);
+
+/*
+ * mg_schema_index_plan_rename gives a translated index the name pg_name
+ * (a valid identifier) and writes its statement and build SQL again.
+ */
+bool mg_schema_index_plan_rename(mg_schema_index_plan_t *plan, const char *pg_name,
+                                 mg_error_t *error);
+
+/*
+ * mg_schema_naming_add_indexes registers the n index plans of db.coll
+ * (borrowed until mg_schema_naming_resolve_indexes returns) after
+ * mg_schema_naming_resolve. mg_schema_naming_resolve_indexes then names
+ * them all at once: "<table>_<index>" as mg_schema_index_translate chose it
+ * unless another relation of the schema (a table, a primary key, another
+ * index) has or wants that name, in which case every index involved gets a
+ * hash; the primary-key plan takes the table's pkey name. Unique by
+ * construction and independent of the order of registration.
+ */
+bool mg_schema_naming_add_indexes(mg_schema_naming_t *naming, const char *db, const char *coll,
+                                  mg_schema_index_plan_t *plans, size_t n, mg_error_t *error);
+bool mg_schema_naming_resolve_indexes(mg_schema_naming_t *naming, mg_error_t *error);
 
 /* ------------------------------------------------------------------------
  * The key column value
