@@ -92,20 +92,30 @@ is_reserved_schema(const char *name)
 }
 
 /*
- * sanitize writes the sanitised form of name into out (64 bytes) without any
- * hash suffix, with "c_" in front when it is empty, starts with a digit or
- * (for a schema) starts with "pg_"; returns true when it had to be cut.
+ * sanitize_as writes the sanitised form of name into out (64 bytes) without
+ * any hash suffix: lower-cased, other bytes as '_', with "c_" in front when
+ * it is empty, starts with a digit or (for a schema) would start with
+ * "pg_" (after sanitising: "PG#x" too); returns true when it had to be cut.
  */
 static bool
 sanitize_as(const char *name, bool schema, char out[MG_SCHEMA_IDENT_MAX + 1])
 {
-    size_t o = 0;
-    size_t n = strlen(name);
-    bool cut = false;
+    size_t o = 0, n = strlen(name);
+    bool cut = false, prefix;
+    char first[3] = {0, 0, 0};
 
-    if (n == 0 || (name[0] >= '0' && name[0] <= '9') ||
-        (schema && n >= 3 && (name[0] == 'p' || name[0] == 'P') &&
-         (name[1] == 'g' || name[1] == 'G') && name[2] == '_')) {
+    for (size_t i = 0; i < n && i < 3; i++) {
+        char c = name[i];
+
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c - 'A' + 'a');
+        else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
+            c = '_';
+        first[i] = c;
+    }
+    prefix = n == 0 || (name[0] >= '0' && name[0] <= '9') ||
+             (schema && n >= 3 && memcmp(first, "pg_", 3) == 0);
+    if (prefix) {
         memcpy(out, "c_", 2);
         o = 2;
     }

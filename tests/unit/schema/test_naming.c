@@ -162,8 +162,9 @@ static void
 test_reserved_schema_names(void **state)
 {
     const char *const names[] = {
-        "pg_catalog", "a", "pg_foo", "a", "PG_Bar", "a", "information_schema", "a", "c_pg_foo", "a",
-        "_migrate",   "a", "pg_",    "a", "Pg_x",   "a"};
+        "pg_catalog", "a",        "pg_foo", "a",        "PG_Bar", "a",   "information_schema",
+        "a",          "c_pg_foo", "a",      "_migrate", "a",      "pg_", "a",
+        "Pg_x",       "a",        "pg#y",   "a",        "PG-z",   "a"};
     mg_schema_naming_t *p = mg_schema_naming_new(NULL);
     const mg_schema_naming_entry_t *e;
     mg_error_t err;
@@ -185,6 +186,9 @@ test_reserved_schema_names(void **state)
     /* pg_foo -> c_pg_foo, which clashes with the database c_pg_foo: both hashed */
     assert_memory_equal(mg_schema_naming_find(p, "pg_foo", "a")->schema, "c_pg_foo_", 9);
     assert_string_equal(mg_schema_naming_find(p, "Pg_x", "a")->schema, "c_pg_x");
+    /* "pg_" after sanitising counts too (found by fuzz_schema_naming) */
+    assert_string_equal(mg_schema_naming_find(p, "pg#y", "a")->schema, "c_pg_y");
+    assert_string_equal(mg_schema_naming_find(p, "PG-z", "a")->schema, "c_pg_z");
     assert_true(mg_schema_naming_find(p, "pg_foo", "a")->schema_renamed);
     mg_schema_naming_destroy(p);
     /* a reserved single target schema is refused, naming the option */
@@ -289,8 +293,8 @@ static void
 random_name(char *out, size_t cap, bool db)
 {
     static const char *const pieces[] = {
-        "a", "b",        "users",        "A",   "_",   "-", ".",     " ",  "$", "\"",
-        "'", "\xc3\xa9", "\xe6\x9d\xb1", "pg_", "PG_", "1", "_pkey", "_1", "x"};
+        "a", "b",        "users",        "A",   "_",   "-",   ".", " ",     "$",  "\"",
+        "'", "\xc3\xa9", "\xe6\x9d\xb1", "pg_", "PG_", "pg-", "1", "_pkey", "_1", "x"};
     size_t len = 0, n = 1 + rnd() % (rnd() % 4 == 0 ? 40 : 4);
 
     out[0] = '\0';
