@@ -146,6 +146,9 @@
 #ifndef FIX_WATCHDOG
 #define FIX_WATCHDOG FIX_ALL /* 7: the watchdog fences any writable Postgres, not only state primary */
 #endif
+#ifndef FIX_SYNC_BEST
+#define FIX_SYNC_BEST FIX_ALL /* new: a candidate must be as advanced as every reported member */
+#endif
 #ifndef FIX_SO_WEDGE
 #define FIX_SO_WEDGE FIX_ALL /* 11: promoting_new_primary binds the election only for a while */
 #endif
@@ -481,6 +484,18 @@ inline candidate(me)
             :: else -> skip
             fi
         }
+        if
+        :: PROMISED && FIX_SYNC_BEST && best != NONE ->
+            /* a member that reported more WAL than the best candidate (it restarts, or may
+               not be promoted) may hold commits the candidate lacks: wait for it */
+            for (j : 0 .. N - 1) {
+                if
+                :: HAS(st_sync, j) && j != st_primary && lsn[j] > lsn[best] -> best = NONE; break
+                :: else -> skip
+                fi
+            }
+        :: else -> skip
+        fi
     :: else -> skip
     fi
 }
