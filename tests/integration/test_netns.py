@@ -44,14 +44,6 @@ SERVER = textwrap.dedent("""
 """)
 
 
-@pytest.fixture
-def lab():
-    lab = NetLab()
-    yield lab
-    lab.close()
-    assert lab.leftovers() == []
-
-
 class Server:
     """Server runs SERVER inside an endpoint's namespace and collects the datagrams it got."""
 
@@ -117,16 +109,16 @@ def udp(ep_from, addr, word):
     t.join(10)
 
 
-def test_cut_is_silent_both_ways_and_heal_restores(lab):
-    a, b = lab.add("a"), lab.add("b")
+def test_cut_is_silent_both_ways_and_heal_restores(netlab):
+    a, b = netlab.add("a"), netlab.add("b")
     srv_a, srv_b = Server(a), Server(b)
     try:
         assert tcp(a, b.addr) == "hi"
         udp(a, b.addr, "before")
         assert srv_b.got("before")
 
-        lab.cut(a, b)
-        assert lab.cuts() == sorted([("a", b.addr), ("b", a.addr)])
+        netlab.cut(a, b)
+        assert netlab.cuts() == sorted([("a", b.addr), ("b", a.addr)])
         t0 = time.monotonic()
         # a partition: no refusal, no reset, the connect simply times out
         assert tcp(a, b.addr, timeout=1.5) == "TimeoutError"
@@ -137,8 +129,8 @@ def test_cut_is_silent_both_ways_and_heal_restores(lab):
         assert not srv_b.got("during", timeout=1.5)
         assert not srv_a.got("during", timeout=0.5)
 
-        lab.heal()
-        assert lab.cuts() == []
+        netlab.heal()
+        assert netlab.cuts() == []
         assert tcp(a, b.addr) == "hi"
         udp(a, b.addr, "after")
         assert srv_b.got("after")
@@ -147,16 +139,31 @@ def test_cut_is_silent_both_ways_and_heal_restores(lab):
         srv_b.stop()
 
 
-def test_oneway_cut_drops_one_direction(lab):
-    a, b = lab.add("a"), lab.add("b")
+def test_reject_cut_refuses_at_once(netlab):
+    a, b = netlab.add("a"), netlab.add("b")
+    srv_b = Server(b)
+    try:
+        netlab.cut(a, b, reject=True)
+        t0 = time.monotonic()
+        assert tcp(a, b.addr, timeout=5) in ("OSError", "ConnectionRefusedError")
+        assert time.monotonic() - t0 < 1.0  # refused, not timed out
+        netlab.heal()
+        assert netlab.cuts() == []
+        assert tcp(a, b.addr) == "hi"
+    finally:
+        srv_b.stop()
+
+
+def test_oneway_cut_drops_one_direction(netlab):
+    a, b = netlab.add("a"), netlab.add("b")
     srv_a, srv_b = Server(a), Server(b)
     try:
-        lab.cut(a, b, oneway=True)
+        netlab.cut(a, b, oneway=True)
         udp(a, b.addr, "atob")
         udp(b, a.addr, "btoa")
         assert srv_a.got("btoa")
         assert not srv_b.got("atob", timeout=1.5)
-        lab.heal(a, b)
+        netlab.heal(a, b)
         udp(a, b.addr, "atob2")
         assert srv_b.got("atob2")
     finally:
@@ -164,11 +171,11 @@ def test_oneway_cut_drops_one_direction(lab):
         srv_b.stop()
 
 
-def test_cut_is_per_pair_and_the_observer_is_never_cut(lab):
-    a, b, c = lab.add("a"), lab.add("b"), lab.add("c")
+def test_cut_is_per_pair_and_the_observer_is_never_cut(netlab):
+    a, b, c = netlab.add("a"), netlab.add("b"), netlab.add("c")
     srv_b = Server(b)
     try:
-        lab.cut(a, b)
+        netlab.cut(a, b)
         assert tcp(a, b.addr, timeout=1.0) == "TimeoutError"
         assert tcp(c, b.addr) == "hi"
         assert tcp(None, b.addr) == "hi"  # the test process, in the root namespace
@@ -176,8 +183,8 @@ def test_cut_is_per_pair_and_the_observer_is_never_cut(lab):
         srv_b.stop()
 
 
-def test_thread_enters_a_namespace_alone(lab):
-    a = lab.add("a")
+def test_thread_enters_a_namespace_alone(netlab):
+    a = netlab.add("a")
     root = os.readlink("/proc/thread-self/ns/net")
     seen = []
 
@@ -222,7 +229,7 @@ def test_failing_test_leaves_nothing(tmp_path):
             yield lab
             lab.close()
 
-        def test_fails(lab):
+        def test_fails(netlab):
             lab.add("x")
             lab.add("y")
             print("LAB", lab.id, flush=True)
@@ -265,21 +272,21 @@ def assert_lab_gone(lab_id):
     assert f"mgb{lab_id}" not in links and f"mgv{lab_id}" not in links
 
 
-def test_shape_needs_netem(lab):
-    a, b = lab.add("a"), lab.add("b")
+def test_shape_needs_netem(netlab):
+    a, b = netlab.add("a"), netlab.add("b")
     ok, why = netns.netem_available()
     if not ok:
         with pytest.raises(netns.NetemUnavailable):
-            lab.shape(a, delay_ms=200)
+            netlab.shape(a, delay_ms=200)
         pytest.skip(why)
     srv = Server(b)
     try:
-        lab.shape(a, delay_ms=200)
+        netlab.shape(a, delay_ms=200)
         t0 = time.monotonic()
         assert tcp(a, b.addr, timeout=5) == "hi"
         # connect + reply cross a's link several times, 200 ms each way
         assert time.monotonic() - t0 >= 0.4
-        lab.unshape(a)
+        netlab.unshape(a)
         t0 = time.monotonic()
         assert tcp(a, b.addr) == "hi"
         assert time.monotonic() - t0 < 0.4
@@ -287,14 +294,14 @@ def test_shape_needs_netem(lab):
         srv.stop()
 
 
-def test_bad_endpoint_name_is_refused(lab):
+def test_bad_endpoint_name_is_refused(netlab):
     with pytest.raises(ValueError, match="endpoint name"):
-        lab.add("Bad Name")
-    lab.add("ok")
+        netlab.add("Bad Name")
+    netlab.add("ok")
     with pytest.raises(ValueError, match="exists already"):
-        lab.add("ok")
+        netlab.add("ok")
 
 
-def test_netns_error_names_the_command(lab):
+def test_netns_error_names_the_command(netlab):
     with pytest.raises(NetnsError, match="could not run \"ip"):
         netns._ip("link", "del", "mgb-no-such-link")

@@ -20,7 +20,9 @@ Cuts are per pair and silent (no error, no reset: packets vanish, TCP
 times out, datagrams are lost), like a partition: each side's neighbour
 entry for the other is pinned to a MAC address nobody has, so the bridge
 floods the frames and no interface accepts them. `oneway=True` cuts one
-direction only. No netfilter is needed (the test machines have none).
+direction only; `reject=True` refuses instead (an unreachable route: the
+sender gets "no route to host" at once, like a firewall that rejects).
+No netfilter is needed (the test machines have none).
 
 Slow and lossy links use `tc netem`, which this kernel may lack:
 `netem_available()` says whether it works, and `shape()` raises
@@ -302,7 +304,8 @@ class NetLab:
         self._lock = threading.Lock()
         self.endpoints = {}
         self.closed = False
-        self._cuts = set()  # (from ns, to addr)
+        self._cuts = set()  # (from ns, to addr): silent
+        self._rejects = set()  # (from ns, to addr): refused
         self._shaped = set()
         existing = set(_bridges())
         used = _used_networks()
@@ -361,31 +364,53 @@ class NetLab:
         with self._lock:
             self._cuts.discard((ns, dst_addr))
 
-    def cut(self, a, b, oneway=False):
-        """cut drops every packet between endpoints a and b (only a -> b when oneway)."""
-        self._pin(a, b.addr)
-        if not oneway:
-            self._pin(b, a.addr)
+    def _reject(self, src, dst_addr):
+        _ip("-n", src.ns, "route", "replace", "unreachable", f"{dst_addr}/32")
+        with self._lock:
+            self._rejects.add((src.ns, dst_addr))
 
-    def isolate(self, a, others):
+    def _unreject(self, ns, dst_addr):
+        _ip("-n", ns, "route", "del", "unreachable", f"{dst_addr}/32", check=False)
+        with self._lock:
+            self._rejects.discard((ns, dst_addr))
+
+    def cut(self, a, b, oneway=False, reject=False):
+        """cut drops every packet between endpoints a and b (only a -> b when oneway).
+
+        reject=True makes it a refusal instead of a silence: sending fails at
+        once with "no route to host" (an unreachable route), like a host whose
+        service is down or a firewall that rejects.
+        """
+        block = self._reject if reject else self._pin
+        block(a, b.addr)
+        if not oneway:
+            block(b, a.addr)
+
+    def isolate(self, a, others, reject=False):
         """isolate cuts a from every endpoint of others (both ways)."""
         for b in others:
             if b is not a:
-                self.cut(a, b)
+                self.cut(a, b, reject=reject)
 
     def heal(self, a=None, b=None):
         """heal undoes the cuts between a and b (both ways), or every cut when a is None."""
         with self._lock:
             cuts = sorted(self._cuts)
+            rejects = sorted(self._rejects)
+        match = lambda ns, addr: (a is None or (ns == a.ns and addr == b.addr)  # noqa: E731
+                                  or (ns == b.ns and addr == a.addr))
         for ns, addr in cuts:
-            if a is None or (ns == a.ns and addr == b.addr) or (ns == b.ns and addr == a.addr):
+            if match(ns, addr):
                 self._unpin(ns, addr)
+        for ns, addr in rejects:
+            if match(ns, addr):
+                self._unreject(ns, addr)
 
     def cuts(self):
         """cuts returns the (from endpoint name, to address) pairs currently cut."""
         names = {ep.ns: ep.name for ep in self.endpoints.values()}
         with self._lock:
-            return sorted((names.get(ns, ns), addr) for ns, addr in self._cuts)
+            return sorted((names.get(ns, ns), addr) for ns, addr in self._cuts | self._rejects)
 
     # ---- slow and lossy links ------------------------------------------------
     def shape(self, ep, delay_ms=0, jitter_ms=0, loss_pct=0.0):
