@@ -229,7 +229,7 @@ def test_failing_test_leaves_nothing(tmp_path):
             yield lab
             lab.close()
 
-        def test_fails(netlab):
+        def test_fails(lab):
             lab.add("x")
             lab.add("y")
             print("LAB", lab.id, flush=True)
