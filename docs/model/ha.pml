@@ -24,11 +24,13 @@
  * Properties (assertions, checked after every step):
  *   - at most one writer: at most one Postgres runs as a primary;
  *   - no acknowledged write lost (SYNC): a write acknowledged while the etcd
- *     status promised synchronous replication (a non-empty sync set) is on
- *     every node that becomes a writable primary afterwards;
+ *     status promised synchronous replication (PROMISED: a non-empty sync
+ *     set, with the fixes one in force) is on every node that becomes a
+ *     writable primary afterwards;
  *   - bounded liveness: BOUND timely ticks after the faults healed, exactly
- *     one node takes writes (with PERMADEAD: when a live node holds every
- *     acknowledged write and no dead node ever acknowledged one).
+ *     one node takes writes (with PERMADEAD: only when a live standby the
+ *     sync set names holds every acknowledged write and no lost node was a
+ *     standby at the last promotion or followed that primary since).
  */
 
 #define N    3
