@@ -264,6 +264,13 @@ class Jepsen:
         with self._lock:
             return sum(1 for o in self._ops if o.outcome == "ok" and writer in (None, o.writer))
 
+    def acknowledged_by(self, host, within):
+        """acknowledged_by counts writes host acknowledged in the last `within` seconds."""
+        since = _mono() - within
+        with self._lock:
+            return sum(1 for o in self._ops if o.outcome == "ok" and o.completed >= since
+                       and o.server.rsplit(":", 1)[0] == host)
+
     def primaries_now(self, window=0.5):
         """primaries_now returns the nodes whose latest answer, within window seconds, was 200."""
         latest = {}
