@@ -80,17 +80,22 @@ def write_node_config(dirpath, name, etcd_endpoint, cluster, **overrides):
     return path, conf
 
 
-def start_daemon(root, config_path, log_path):
-    """start_daemon starts `pgdaemon run --config` as a ManagedProcess."""
-    return ManagedProcess([PGDAEMON, "run", "--config", config_path], log_path=log_path,
+def start_daemon(root, config_path, log_path, netns=None):
+    """start_daemon starts `pgdaemon run --config` as a ManagedProcess.
+
+    netns: None, or an mgharness.netns.Endpoint to run the daemon (and so its
+    Postgres and watchdog) in that network namespace.
+    """
+    argv = [PGDAEMON, "run", "--config", config_path]
+    return ManagedProcess(netns.argv(argv) if netns is not None else argv, log_path=log_path,
                           cwd=os.path.dirname(config_path), tag=root.path,
                           on_spawn=root.record_process, stop_signal=signal.SIGTERM)
 
 
-def http_get(port, path, timeout=3.0):
-    """http_get returns (status, body) of GET http://127.0.0.1:<port><path>; (None, err) if down."""
+def http_get(port, path, timeout=3.0, host="127.0.0.1"):
+    """http_get returns (status, body) of GET http://<host>:<port><path>; (None, err) if down."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=timeout) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
@@ -103,17 +108,17 @@ def http_get(port, path, timeout=3.0):
 wait_for = wait_until
 
 
-def connect(port, password=SUPERUSER_PASSWORD, **kw):
-    """connect opens an autocommit psycopg2 connection as postgres to 127.0.0.1:<port>."""
-    conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", password=password,
+def connect(port, password=SUPERUSER_PASSWORD, host="127.0.0.1", **kw):
+    """connect opens an autocommit psycopg2 connection as postgres to <host>:<port>."""
+    conn = psycopg2.connect(host=host, port=port, user="postgres", password=password,
                             dbname="postgres", connect_timeout=5, **kw)
     conn.autocommit = True
     return conn
 
 
-def query(port, sql, params=None, password=SUPERUSER_PASSWORD):
-    """query runs sql on 127.0.0.1:<port> and returns all rows."""
-    conn = connect(port, password)
+def query(port, sql, params=None, password=SUPERUSER_PASSWORD, host="127.0.0.1"):
+    """query runs sql on <host>:<port> and returns all rows."""
+    conn = connect(port, password, host=host)
     try:
         with conn.cursor() as cur:
             cur.execute(sql, params)
