@@ -11,10 +11,9 @@ always: no fork on /primary, no fork in the writes, no acknowledged write
 lost. Namespaces and links are removed after every test, also a failing
 one (the netlab fixture).
 
-Scenarios that fail on today's code because of a finding of issue 16 carry
-`known_finding(N, why)`: an xfail(strict=True) with the finding, so the
-lead lifts it when the fix merges (strict: a pass is reported as a failure
-until then).
+Four scenarios are regressions of issue 16: they failed on the code before
+its fixes (findings 2 and 12, and a peer that ACKed failsafe heartbeats only
+from nodes in its own view) and pass since; each docstring names its finding.
 """
 
 import signal
@@ -33,14 +32,6 @@ pytestmark = pytest.mark.skipif(not OK, reason=WHY)
 
 TTL_S = 5
 HEAL_TIMEOUT = 150
-
-
-def known_finding(number, why):
-    """known_finding marks a scenario that fails today because of issue 16's finding number.
-
-    number "new" marks a finding these tests found that issue 16 does not list.
-    """
-    return pytest.mark.xfail(strict=True, reason=f"issue 16 finding {number}: {why}")
 
 
 @pytest.fixture
@@ -128,12 +119,11 @@ def test_isolated_primary_is_fenced_before_a_failover(cluster):
     finish(c, jepsen)
 
 
-@known_finding("new", "a peer ACKs a failsafe heartbeat only while the sender is in its own "
-                      "view; the peers still read etcd, so once the primary's node key expires "
-                      "they stop ACKing and it fences ttl - retry_timeout later: the failsafe "
-                      "holds only while etcd is lost for everyone")
 def test_primary_refused_by_etcd_keeps_writing_on_the_failsafe(cluster):
     """The primary cut from etcd only (refused at once): its peers vouch for it over UDP.
+
+    Regression: a peer ACKed failsafe heartbeats only from nodes in its own
+    view, so once the primary's key expired it fenced ttl - retry_timeout later.
 
     It keeps taking writes past its lease, nobody is promoted while it
     reaches both peers, and after the heal it retakes its key. No fork, no
@@ -162,11 +152,11 @@ def failsafe_holds(c, reject):
     assert c.status()["status"]["term"] == term
 
 
-@known_finding(12, "with etcd black-holed every renewal blocks retry_timeout, longer than "
-                   "loop_wait: the loop never sleeps, so the peers' failsafe ACKs are never "
-                   "read and the primary fences although both peers answer")
 def test_primary_blackholed_from_etcd_keeps_writing_on_the_failsafe(cluster):
     """The primary cut silently from etcd only: the same promise as a refused etcd.
+
+    Regression of finding 12: every renewal blocked retry_timeout, the loop
+    never read the peers' ACKs and the primary fenced although both answered.
 
     It must keep taking writes on its peers' grant; no failover, the same
     leader and term afterwards.
@@ -183,11 +173,11 @@ def make_primary(c, name):
     assert c.wait_healthy(HEAL_TIMEOUT) == name
 
 
-@known_finding(2, "the failsafe grant counts only the nodes of the primary's last view: a "
-                  "replica whose key expired meanwhile never promised anything and is promoted "
-                  "while the old primary writes on the others' grant")
 def test_returning_replica_during_the_failsafe(tmp_root, netlab):
     """A replica away longer than the ttl comes back while the primary runs on the failsafe.
+
+    Regression of finding 2: the grant counted only the primary's last view,
+    and the returning replica was promoted while the old primary wrote.
 
     node1 primary, node2 may not fail over, node3 the only candidate. node3's
     daemon is stopped (SIGSTOP) until its node key expires; then node1 is
@@ -219,11 +209,11 @@ def test_returning_replica_during_the_failsafe(tmp_root, netlab):
         c.close()
 
 
-@known_finding(12, "with etcd black-holed and several endpoints a renewal blocks "
-                   "endpoints x retry_timeout, so the primary fences before its first "
-                   "failsafe heartbeat")
 def test_etcd_blackholed_with_several_endpoints(tmp_root, netlab):
     """The primary cut (silently) from an etcd it knows under three addresses.
+
+    Regression of finding 12: a renewal blocked endpoints x retry_timeout and
+    the primary fenced before its first failsafe heartbeat.
 
     Like a single endpoint, it must keep writing on the failsafe while its
     peers answer: the same leader and term before and after, writes all along.
