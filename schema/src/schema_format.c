@@ -503,6 +503,46 @@ mg_schema__double_format(double x, char *out)
 }
 
 /* ------------------------------------------------------------------------
+ * Decimal128
+ * ------------------------------------------------------------------------ */
+
+/* 10^34 - 1, the largest canonical coefficient: its high 49 bits and low 64 bits. */
+#define DEC_MAX_HIGH UINT64_C(0x1ed09bead87c0)
+#define DEC_MAX_LOW  UINT64_C(0x378d8e63ffffffff)
+
+bson_decimal128_t
+mg_schema__decimal_value(const bson_decimal128_t *dec)
+{
+    bson_decimal128_t zero;
+    uint64_t hi = dec->high, coeff_hi;
+    uint64_t exp;
+
+    if (((hi >> 59) & 0xf) == 0xf)
+        return *dec; /* NaN (11111) or Infinity (11110) */
+    if (((hi >> 61) & 3) == 3) {
+        /* the "11" form: the coefficient is 2^113 or more, always non-canonical */
+        exp = (hi >> 47) & 0x3fff;
+    } else {
+        coeff_hi = hi & UINT64_C(0x1ffffffffffff);
+        if (coeff_hi < DEC_MAX_HIGH || (coeff_hi == DEC_MAX_HIGH && dec->low <= DEC_MAX_LOW))
+            return *dec;
+        exp = (hi >> 49) & 0x3fff;
+    }
+    /* a coefficient above 10^34 - 1 is zero (IEEE 754-2008 3.5.2): keep sign and exponent */
+    zero.high = (hi & (UINT64_C(1) << 63)) | exp << 49;
+    zero.low = 0;
+    return zero;
+}
+
+void
+mg_schema__decimal_text(const bson_decimal128_t *dec, char text[BSON_DECIMAL128_STRING])
+{
+    bson_decimal128_t value = mg_schema__decimal_value(dec);
+
+    bson_decimal128_to_string(&value, text);
+}
+
+/* ------------------------------------------------------------------------
  * Dates: proleptic Gregorian calendar, days relative to 1970-01-01.
  * ------------------------------------------------------------------------ */
 

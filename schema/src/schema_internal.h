@@ -84,6 +84,22 @@ size_t mg_schema__i64_format(int64_t v, char *out);
 size_t mg_schema__u64_format(uint64_t v, char *out);
 
 /*
+ * mg_schema__decimal_value returns the encoding of dec's value: dec itself,
+ * except that a coefficient above 10^34 - 1 (non-canonical, in either
+ * encoding form) is zero (IEEE 754-2008 3.5.2, as MongoDB reads it) with
+ * dec's sign and exponent. NaN and infinities come back unchanged.
+ */
+bson_decimal128_t mg_schema__decimal_value(const bson_decimal128_t *dec);
+
+/*
+ * mg_schema__decimal_text writes libbson's string of dec's value
+ * (mg_schema__decimal_value) into text: "0E+3" for a non-canonical
+ * coefficient with exponent 3, where libbson alone prints 35 digits for
+ * coefficients from 10^34 to about 1.04 x 10^34.
+ */
+void mg_schema__decimal_text(const bson_decimal128_t *dec, char text[BSON_DECIMAL128_STRING]);
+
+/*
  * mg_schema__date_format writes ms (within 0..MG_SCHEMA_DATE_ISO_MAX_MS) as
  * "YYYY-MM-DDTHH:MM:SS.mmmZ" into out (MG_SCHEMA_DATE_ISO_LEN bytes).
  */

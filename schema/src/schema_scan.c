@@ -406,8 +406,8 @@ canon_value(canon_t *c, const bson_iter_t *it, bson_t *dst, const char *key, siz
         if (c->fidelity != MG_SCHEMA_FIDELITY_RELAXED)
             return copy_raw(c, it, dst, key, klen);
         bson_iter_decimal128(it, &dec);
-        bson_decimal128_to_string(&dec, text);
-        /* text that does not read back is stored as bits: keep those */
+        /* relaxed keeps the value: a non-canonical coefficient is zero, NaN the quiet NaN */
+        mg_schema__decimal_text(&dec, text);
         if (!bson_decimal128_from_string(text, &dec))
             return copy_raw(c, it, dst, key, klen);
         return bson_append_decimal128(dst, key, (int)klen, &dec) ||
