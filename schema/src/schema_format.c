@@ -1,7 +1,7 @@
 /*
- * schema/src/schema_format.c - number (shortest round-trip doubles), date,
- * base64 and UTF-8 helpers of the type mapping, and the table of wrapper key
- * sets.
+ * schema/src/schema_format.c - number (shortest round-trip doubles),
+ * Decimal128 and date helpers of the type mapping, and the table of wrapper
+ * key sets. (Base64 and UTF-8 are core's: mg_base64_*, mg_utf8_*.)
  */
 #include "schema_internal.h"
 #include "schema_double.h"
@@ -652,103 +652,6 @@ mg_schema__date_parse(const char *s, size_t len, int64_t *ms)
         return false;
     *ms = days_from_civil(y, mo, d) * 86400000 + (int64_t)h * 3600000 + (int64_t)mi * 60000 +
           (int64_t)sec * 1000 + frac;
-    return true;
-}
-
-/* ------------------------------------------------------------------------
- * Base64 (RFC 4648, standard alphabet, padded)
- * ------------------------------------------------------------------------ */
-
-static const char b64_alphabet[65] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-size_t
-mg_schema__base64_len(size_t n)
-{
-    return (n + 2) / 3 * 4;
-}
-
-void
-mg_schema__base64_encode(const uint8_t *in, size_t n, char *out)
-{
-    size_t i = 0;
-
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-
-        *out++ = b64_alphabet[v >> 18];
-        *out++ = b64_alphabet[(v >> 12) & 63];
-        *out++ = b64_alphabet[(v >> 6) & 63];
-        *out++ = b64_alphabet[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-
-        *out++ = b64_alphabet[v >> 18];
-        *out++ = b64_alphabet[(v >> 12) & 63];
-        *out++ = '=';
-        *out++ = '=';
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-
-        *out++ = b64_alphabet[v >> 18];
-        *out++ = b64_alphabet[(v >> 12) & 63];
-        *out++ = b64_alphabet[(v >> 6) & 63];
-        *out++ = '=';
-    }
-}
-
-/* b64_value returns the 6-bit value of c, or -1. */
-static int
-b64_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-bool
-mg_schema__base64_decode(const char *in, size_t len, uint8_t *out, size_t *outlen)
-{
-    size_t i, n = 0;
-
-    if (len % 4 != 0)
-        return false;
-    for (i = 0; i < len; i += 4) {
-        int v[4], j, pad = 0;
-
-        for (j = 0; j < 4; j++) {
-            if (in[i + j] == '=' && i + 4 == len && j >= 2) {
-                v[j] = 0;
-                pad++;
-            } else {
-                if (pad > 0)
-                    return false; /* data after padding */
-                v[j] = b64_value(in[i + j]);
-                if (v[j] < 0)
-                    return false;
-            }
-        }
-        uint32_t w =
-            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-        /* the bits a padded group leaves unused must be zero (canonical) */
-        if ((pad == 1 && (w & 0xff) != 0) || (pad == 2 && (w & 0xffff) != 0))
-            return false;
-        out[n++] = (uint8_t)(w >> 16);
-        if (pad < 2)
-            out[n++] = (uint8_t)(w >> 8);
-        if (pad < 1)
-            out[n++] = (uint8_t)w;
-    }
-    *outlen = n;
     return true;
 }
 

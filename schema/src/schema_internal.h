@@ -1,6 +1,6 @@
 /*
  * schema/src/schema_internal.h - helpers shared by the schema module's files:
- * number and date formatting, base64, UTF-8 checks and the wrapper table.
+ * number and date formatting and the wrapper table.
  */
 #ifndef MG_SCHEMA_INTERNAL_H
 #define MG_SCHEMA_INTERNAL_H
@@ -110,19 +110,6 @@ void mg_schema__date_format(int64_t ms, char *out);
  * into milliseconds since the epoch. Returns false on any other text.
  */
 bool mg_schema__date_parse(const char *text, size_t len, int64_t *ms);
-
-/* mg_schema__base64_len returns the encoded length of n bytes (with padding). */
-size_t mg_schema__base64_len(size_t n);
-
-/* mg_schema__base64_encode writes the padded base64 of n bytes into out. */
-void mg_schema__base64_encode(const uint8_t *in, size_t n, char *out);
-
-/*
- * mg_schema__base64_decode decodes len characters of padded standard base64
- * into out (at least len / 4 * 3 bytes); *outlen receives the length.
- * Returns false on malformed input.
- */
-bool mg_schema__base64_decode(const char *in, size_t len, uint8_t *out, size_t *outlen);
 
 /*
  * mg_schema__append_raw appends one element built by hand: type, key (klen

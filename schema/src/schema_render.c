@@ -271,13 +271,13 @@ write_string_slot(render_t *r, const char *s, size_t n)
         return false;
     r->out->len = mark;
     r->facts |= st == STR_NUL ? MG_SCHEMA_FACT_NUL_STRING : MG_SCHEMA_FACT_INVALID_UTF8;
-    p = room(r, mg_schema__base64_len(n) + 24);
+    p = room(r, mg_base64_encoded_len(n) + 24);
     if (p == NULL)
         return false;
     memcpy(p, "{\"$stringBase64\":\"", 18);
     p += 18;
-    mg_schema__base64_encode((const uint8_t *)s, n, p);
-    p += mg_schema__base64_len(n);
+    mg_base64_encode_to((const uint8_t *)s, n, p);
+    p += mg_base64_encoded_len(n);
     memcpy(p, "\"}", 2);
     done_at(r, p + 2);
     return true;
@@ -810,14 +810,14 @@ write_oid_hex(char *p, const bson_oid_t *oid)
 static bool
 write_binary(render_t *r, bson_subtype_t subtype, const uint8_t *data, uint32_t len)
 {
-    size_t b64 = mg_schema__base64_len(len);
+    size_t b64 = mg_base64_encoded_len(len);
     char *p = room(r, b64 + 48);
 
     if (p == NULL)
         return false;
     memcpy(p, "{\"$binary\":{\"base64\":\"", 22);
     p += 22;
-    mg_schema__base64_encode(data, len, p);
+    mg_base64_encode_to(data, len, p);
     p += b64;
     memcpy(p, "\",\"subType\":\"", 13);
     p += 13;

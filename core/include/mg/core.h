@@ -254,12 +254,28 @@ size_t mg_base64_encoded_len(size_t n);
 bool mg_base64_encode(const void *data, size_t n, mg_buf_t *out, mg_error_t *error);
 
 /*
+ * mg_base64_encode_to writes the encoding of n bytes of data into out,
+ * which has room for mg_base64_encoded_len(n) bytes (no NUL is written),
+ * and returns that length: for callers that reserved the room already
+ * (the renderer's hot path).
+ */
+size_t mg_base64_encode_to(const void *data, size_t n, char *out);
+
+/*
  * mg_base64_decode appends the bytes that text (len characters, padded)
  * encodes to out. Fails with MG_ERROR_CODE_PARSE on a character outside
  * the alphabet, misplaced padding or a length that is not a multiple of
  * four; out is then as it was.
  */
 bool mg_base64_decode(const char *text, size_t len, mg_buf_t *out, mg_error_t *error);
+
+/*
+ * mg_base64_decode_canonical is mg_base64_decode that also refuses a text
+ * that is not the encoding mg_base64_encode writes for its bytes: pad bits
+ * (the unused low bits of a padded last group) that are not zero (RFC 4648
+ * §3.5), so that one byte string has exactly one text.
+ */
+bool mg_base64_decode_canonical(const char *text, size_t len, mg_buf_t *out, mg_error_t *error);
 
 /* ------------------------------------------------------------------------
  * UTF-8 (as PostgreSQL accepts it: no overlong forms, no surrogates, nothing
