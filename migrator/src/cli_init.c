@@ -543,19 +543,28 @@ plan_indexes(init_ctx_t *ctx, plan_coll_t *pc, mg_error_t *error)
 /* ---- target ---- */
 
 /*
- * check_target verifies the server version, probes the state schema and,
+ * check_target verifies the server version and encoding, probes the state schema and,
  * for a first init, that no target schema holds tables already.
  */
 static bool
 check_target(init_ctx_t *ctx, mg_error_t *error)
 {
     int v = PQserverVersion(ctx->pg);
+    const char *enc = PQparameterStatus(ctx->pg, "server_encoding");
 
     snprintf(ctx->pg_version, sizeof(ctx->pg_version), "%d.%d", v / 10000, v % 10000);
     if (v < 120000)
         return mg_error_set(error, MG_ERROR_DOMAIN_PG, 0,
                             "target runs PostgreSQL %s; version 12 or later is needed",
                             ctx->pg_version);
+    /* the JSON text is UTF-8 (type-mapping.md): another encoding would refuse
+     * or silently alter characters it has no code for */
+    if (enc == NULL || strcmp(enc, "UTF8") != 0)
+        return mg_error_set(error, MG_ERROR_DOMAIN_PG, 0,
+                            "could not initialise target database \"%s\": its encoding is %s; "
+                            "migrate needs UTF8 (CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE "
+                            "template0)",
+                            PQdb(ctx->pg), enc != NULL ? enc : "unknown");
     if (!mg_state_probe(ctx->st, &ctx->state_exists, &ctx->state_version, error))
         return false;
     if (ctx->state_exists && ctx->state_version == 0)

@@ -255,6 +255,34 @@ def test_target_schema_with_unrelated_tables(mongo, dbname, postgres, migrate):
     assert catalog(postgres) == before  # nothing half-created
 
 
+def test_target_database_not_utf8(mongo, dbname, postgres, migrate):
+    """A target database in another encoding is refused before anything is created."""
+    mongo[dbname]["a"].insert_one({"name": "caf\u00e9 \u20ac"})
+    postgres.query("CREATE DATABASE latin ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
+                   "TEMPLATE template0")
+    target = postgres.uri.rsplit("/", 1)[0] + "/latin"
+    before = postgres.query("SELECT nspname FROM pg_namespace ORDER BY 1", dbname="latin")
+    r = migrate(*init_args(mongo_uri(mongo), target, dbname))
+    assert r.rc == EXIT_TARGET, r
+    assert ('could not initialise target database "latin": its encoding is LATIN1; '
+            "migrate needs UTF8") in r.stderr, r.stderr
+    assert postgres.query("SELECT nspname FROM pg_namespace ORDER BY 1", dbname="latin") == before
+
+
+def test_client_encoding_from_the_environment_cannot_garble(mongo, dbname, postgres, migrate):
+    """PGCLIENTENCODING (or a URI's client_encoding) never makes the server read our UTF-8
+    as another encoding: the text lands as the source holds it."""
+    text = "caf\u00e9 \u20ac \u6771 \U0001f600"
+    mongo[dbname]["a"].insert_one({"_id": "\u00e9", "name": text})
+    target = postgres.uri + "?client_encoding=LATIN1"
+    env = {"PGCLIENTENCODING": "LATIN1"}
+    r = migrate(*init_args(mongo_uri(mongo), target, dbname), env=env)
+    assert r.rc == 0, r
+    r = migrate("sync", "--source", mongo_uri(mongo), "--target", target, env=env)
+    assert r.rc == 0, r
+    assert postgres.query(f'SELECT _id, doc->>\'name\' FROM "{dbname}".a') == [("\u00e9", text)]
+
+
 def test_help_is_true(migrate):
     r = migrate("init", "--help")
     assert r.rc == 0
