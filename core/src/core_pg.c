@@ -16,10 +16,13 @@ PGconn *
 mg_pg_connect(const char *conninfo, mg_error_t *error)
 {
     /* expand_dbname lets conninfo be a URI or key=value string. Later
-     * keywords override earlier ones, so conninfo comes last: our
-     * connect_timeout default yields to one it sets. */
-    const char *const keys[] = {"fallback_application_name", "connect_timeout", "dbname", NULL};
-    const char *const values[] = {mg_log_program(), "10", conninfo, NULL};
+     * keywords override earlier ones: our connect_timeout default yields to
+     * one conninfo sets, and client_encoding comes after it, so neither the
+     * URI nor PGCLIENTENCODING can make the server read our UTF-8 text (every
+     * string we send) as another encoding and convert it into mojibake. */
+    const char *const keys[] = {"fallback_application_name", "connect_timeout", "dbname",
+                                "client_encoding", NULL};
+    const char *const values[] = {mg_log_program(), "10", conninfo, "UTF8", NULL};
     PGconn *conn = PQconnectdbParams(keys, values, 1);
 
     if (conn == NULL) {

@@ -25,6 +25,7 @@ typedef struct {
     mg_strlist_t exclude;
     char *target_schema;
     char *state_schema;
+    char *app_role;
     mg_strlist_t key_type;
     int fidelity;
     int census_mode;
@@ -57,6 +58,12 @@ static const mg_config_option_t init_options[] = {
      .metavar = "NAME",
      .help = "put every table in this schema (default: one schema per source database)"},
     MG_MIGRATOR_OPTION_STATE_SCHEMA(init_opts_t, state_schema),
+    {.name = "app_role",
+     .type = MG_CONFIG_STRING,
+     .offset = offsetof(init_opts_t, app_role),
+     .metavar = "NAME",
+     .help = "the application's role (created NOLOGIN when missing): reads and writes the "
+             "migrated tables, nothing else (docs/application.md)"},
     {.name = "key_type",
      .type = MG_CONFIG_LIST,
      .offset = offsetof(init_opts_t, key_type),
@@ -137,8 +144,9 @@ typedef struct {
     size_t nskipped;
     bool state_exists;
     int state_version;
-    bool plan_matches; /* re-run: everything planned is recorded the same way */
-    char **stale;      /* re-run: recorded collections no longer planned */
+    bool app_role_exists; /* --app-role names a role the target has already */
+    bool plan_matches;    /* re-run: everything planned is recorded the same way */
+    char **stale;         /* re-run: recorded collections no longer planned */
     size_t nstale;
 } init_ctx_t;
 
@@ -543,19 +551,28 @@ plan_indexes(init_ctx_t *ctx, plan_coll_t *pc, mg_error_t *error)
 /* ---- target ---- */
 
 /*
- * check_target verifies the server version, probes the state schema and,
+ * check_target verifies the server version and encoding, probes the state schema and,
  * for a first init, that no target schema holds tables already.
  */
 static bool
 check_target(init_ctx_t *ctx, mg_error_t *error)
 {
     int v = PQserverVersion(ctx->pg);
+    const char *enc = PQparameterStatus(ctx->pg, "server_encoding");
 
     snprintf(ctx->pg_version, sizeof(ctx->pg_version), "%d.%d", v / 10000, v % 10000);
     if (v < 120000)
         return mg_error_set(error, MG_ERROR_DOMAIN_PG, 0,
                             "target runs PostgreSQL %s; version 12 or later is needed",
                             ctx->pg_version);
+    /* the JSON text is UTF-8 (type-mapping.md): another encoding would refuse
+     * or silently alter characters it has no code for */
+    if (enc == NULL || strcmp(enc, "UTF8") != 0)
+        return mg_error_set(error, MG_ERROR_DOMAIN_PG, 0,
+                            "could not initialise target database \"%s\": its encoding is %s; "
+                            "migrate needs UTF8 (CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE "
+                            "template0)",
+                            PQdb(ctx->pg), enc != NULL ? enc : "unknown");
     if (!mg_state_probe(ctx->st, &ctx->state_exists, &ctx->state_version, error))
         return false;
     if (ctx->state_exists && ctx->state_version == 0)
@@ -568,6 +585,44 @@ check_target(init_ctx_t *ctx, mg_error_t *error)
                             "state schema \"%s\" has version %d, newer than this migrate "
                             "understands (%d); upgrade migrate",
                             ctx->o->state_schema, ctx->state_version, MG_STATE_VERSION);
+    return true;
+}
+
+/*
+ * check_app_role refuses an application role that would not be least
+ * privilege: migrate's own role (it owns every table and the state schema),
+ * a superuser, or one that can create roles or databases, bypass row
+ * security or replicate. A role that does not exist yet is created.
+ */
+static bool
+check_app_role(init_ctx_t *ctx, mg_error_t *error)
+{
+    const char *role = ctx->o->app_role;
+    const char *params[1] = {role};
+    PGresult *res;
+    const char *why = NULL;
+
+    if (role == NULL)
+        return true;
+    res = mg_pg_query(ctx->pg,
+                      "SELECT rolname = current_user, rolsuper, rolcreaterole OR rolcreatedb OR "
+                      "rolbypassrls OR rolreplication FROM pg_roles WHERE rolname = $1",
+                      1, params, error);
+    if (res == NULL)
+        return false;
+    ctx->app_role_exists = PQntuples(res) == 1;
+    if (ctx->app_role_exists && strcmp(PQgetvalue(res, 0, 0), "t") == 0)
+        why = "it is the role migrate connects as, which owns the tables and the state schema";
+    else if (ctx->app_role_exists && strcmp(PQgetvalue(res, 0, 1), "t") == 0)
+        why = "it is a superuser";
+    else if (ctx->app_role_exists && strcmp(PQgetvalue(res, 0, 2), "t") == 0)
+        why = "it can create roles or databases, bypass row security or replicate";
+    PQclear(res);
+    if (why != NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                            "could not use application role \"%s\": %s; name a role of its own "
+                            "with --app-role",
+                            role, why);
     return true;
 }
 
@@ -690,6 +745,54 @@ done:
     return ok;
 }
 
+/* first_in_schema is true when collection i is the first planned in its schema. */
+static bool
+first_in_schema(const init_ctx_t *ctx, size_t i)
+{
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(ctx->colls[j].name->schema, ctx->colls[i].name->schema) == 0)
+            return false;
+    return true;
+}
+
+/*
+ * app_role_ddl appends what --app-role asks for: the role (NOLOGIN: the
+ * operator gives it a login or grants it to the application's own), and per
+ * target schema USAGE, the four data privileges on every table, also on
+ * tables migrate creates there later. Nothing on the state schema. Every
+ * statement can run again.
+ */
+static bool
+app_role_ddl(init_ctx_t *ctx, mg_buf_t *out, mg_error_t *error)
+{
+    mg_buf_t role;
+    bool ok = true;
+
+    if (ctx->o->app_role == NULL)
+        return true;
+    mg_buf_init(&role, 1024);
+    ok = mg_schema_quote_ident(ctx->o->app_role, &role, error);
+    if (ok && !ctx->app_role_exists)
+        ok = mg_buf_printf(out, error, "CREATE ROLE %s NOLOGIN;\n", role.data);
+    for (size_t i = 0; ok && i < ctx->ncolls; i++) {
+        mg_buf_t schema;
+        if (!first_in_schema(ctx, i))
+            continue;
+        mg_buf_init(&schema, 1024);
+        ok = mg_schema_quote_ident(ctx->colls[i].name->schema, &schema, error) &&
+             mg_buf_printf(out, error,
+                           "GRANT USAGE ON SCHEMA %s TO %s;\n"
+                           "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %s TO "
+                           "%s;\n"
+                           "ALTER DEFAULT PRIVILEGES IN SCHEMA %s GRANT SELECT, INSERT, UPDATE, "
+                           "DELETE ON TABLES TO %s;\n",
+                           schema.data, role.data, schema.data, role.data, schema.data, role.data);
+        mg_buf_cleanup(&schema);
+    }
+    mg_buf_cleanup(&role);
+    return ok;
+}
+
 /* build_ddl appends every statement of the plan, in execution order. */
 static bool
 build_ddl(init_ctx_t *ctx, bool include_state, mg_buf_t *out, mg_error_t *error)
@@ -698,13 +801,11 @@ build_ddl(init_ctx_t *ctx, bool include_state, mg_buf_t *out, mg_error_t *error)
         return false;
     for (size_t i = 0; i < ctx->ncolls; i++) {
         const char *schema = ctx->colls[i].name->schema;
-        bool seen = false;
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = strcmp(ctx->colls[j].name->schema, schema) == 0;
-        if (seen)
+        if (!first_in_schema(ctx, i))
             continue;
         if (!mg_buf_append_str(out, "CREATE SCHEMA IF NOT EXISTS ", error) ||
-            !mg_schema_quote_ident(schema, out, error) || !mg_buf_append_str(out, ";\n", error))
+            !mg_schema_quote_ident(schema, out, error) || !mg_buf_append_str(out, ";\n", error) ||
+            !mg_schema_sql_helpers_ddl(schema, out, error))
             return false;
     }
     for (size_t i = 0; i < ctx->ncolls; i++) {
@@ -712,7 +813,24 @@ build_ddl(init_ctx_t *ctx, bool include_state, mg_buf_t *out, mg_error_t *error)
             !mg_buf_append_str(out, ";\n", error))
             return false;
     }
-    return true;
+    return app_role_ddl(ctx, out, error);
+}
+
+/* grant_app_role runs --app-role's statements alone: a re-run on a target that matches. */
+static bool
+grant_app_role(init_ctx_t *ctx, mg_error_t *error)
+{
+    mg_buf_t ddl;
+    bool ok;
+
+    mg_buf_init(&ddl, SQL_CAP);
+    ok = app_role_ddl(ctx, &ddl, error) && mg_state_begin(ctx->st, error);
+    if (ok && !(mg_pg_exec(ctx->pg, ddl.data, error) && mg_state_commit(ctx->st, error))) {
+        mg_state_rollback(ctx->st);
+        ok = false;
+    }
+    mg_buf_cleanup(&ddl);
+    return ok;
 }
 
 /* record_plan records the migration row, and each collection with its census and indexes. */
@@ -1076,10 +1194,12 @@ init_target(init_ctx_t *ctx, mg_buf_t *ddl, const char **outcome, mg_error_t *er
 {
     const init_opts_t *o = ctx->o;
 
-    if (!check_target(ctx, error))
+    if (!check_target(ctx, error) || !check_app_role(ctx, error))
         return mg_exit_code_for_error(error);
     if (ctx->state_exists && !o->reset) {
         if (!compare_with_state(ctx, error))
+            return mg_exit_code_for_error(error);
+        if (ctx->plan_matches && o->app_role != NULL && !o->dry_run && !grant_app_role(ctx, error))
             return mg_exit_code_for_error(error);
         *outcome = ctx->plan_matches
                        ? "already initialised: the target matches this plan; nothing to do"

@@ -254,12 +254,61 @@ size_t mg_base64_encoded_len(size_t n);
 bool mg_base64_encode(const void *data, size_t n, mg_buf_t *out, mg_error_t *error);
 
 /*
+ * mg_base64_encode_to writes the encoding of n bytes of data into out,
+ * which has room for mg_base64_encoded_len(n) bytes (no NUL is written),
+ * and returns that length: for callers that reserved the room already
+ * (the renderer's hot path).
+ */
+size_t mg_base64_encode_to(const void *data, size_t n, char *out);
+
+/*
  * mg_base64_decode appends the bytes that text (len characters, padded)
  * encodes to out. Fails with MG_ERROR_CODE_PARSE on a character outside
  * the alphabet, misplaced padding or a length that is not a multiple of
  * four; out is then as it was.
  */
 bool mg_base64_decode(const char *text, size_t len, mg_buf_t *out, mg_error_t *error);
+
+/*
+ * mg_base64_decode_canonical is mg_base64_decode that also refuses a text
+ * that is not the encoding mg_base64_encode writes for its bytes: pad bits
+ * (the unused low bits of a padded last group) that are not zero (RFC 4648
+ * §3.5), so that one byte string has exactly one text.
+ */
+bool mg_base64_decode_canonical(const char *text, size_t len, mg_buf_t *out, mg_error_t *error);
+
+/* ------------------------------------------------------------------------
+ * UTF-8 (as PostgreSQL accepts it: no overlong forms, no surrogates, nothing
+ * above U+10FFFF)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * mg_utf8_char_len returns the length (1..4) of the well-formed UTF-8
+ * character at s (n > 0 bytes available; an ASCII byte, NUL included, is
+ * 1), or 0 when the bytes there are not one.
+ */
+size_t mg_utf8_char_len(const uint8_t *s, size_t n);
+
+/* mg_utf8_valid returns true when n bytes of data are well-formed UTF-8. */
+bool mg_utf8_valid(const void *data, size_t n);
+
+/*
+ * mg_utf8_copy writes len bytes of text into out (outsz bytes, always
+ * NUL-terminated unless outsz is 0) as well-formed UTF-8 without NUL: a
+ * byte that does not start a character, and NUL, become the four
+ * characters \xNN. What does not fit is cut at a character (or escape)
+ * boundary and "..." ends the copy. Returns the length of out. For every
+ * text that may be cut or that comes from outside before it reaches
+ * PostgreSQL, a log or a report (error messages, _id descriptions).
+ */
+size_t mg_utf8_copy(char *out, size_t outsz, const char *text, size_t len);
+
+/*
+ * mg_utf8_trim drops an incomplete character from the end of the
+ * NUL-terminated s, as snprintf leaves it when it cuts. Returns the new
+ * length.
+ */
+size_t mg_utf8_trim(char *s);
 
 /* ------------------------------------------------------------------------
  * JSON output: helpers over a yajl generator (yajl_gen is struct yajl_gen_t *)

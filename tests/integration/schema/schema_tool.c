@@ -7,6 +7,7 @@
  *   mg_schema_tool render FIDELITY        hex BSON in, JSON out ("ERR <message>" on failure)
  *   mg_schema_tool parse FIDELITY         JSON in, hex of the canonical form of its BSON out
  *   mg_schema_tool canon FIDELITY         hex BSON in, hex of its canonical form out
+ *   mg_schema_tool helpers SCHEMA         prints the SQL helper functions' DDL for SCHEMA
  */
 #include "mg/schema.h"
 
@@ -99,6 +100,18 @@ main(int argc, char **argv)
         for (i = 0; i < sizeof(corpus_valid) / sizeof(corpus_valid[0]); i++)
             printf("%s\t%s: %s\n", corpus_valid[i].canonical_bson_hex, corpus_valid[i].file,
                    corpus_valid[i].description);
+        return 0;
+    }
+    if (strcmp(argv[1], "helpers") == 0 && argc == 3) {
+        mg_error_t error;
+
+        mg_buf_init(&buf, 1 << 20);
+        if (!mg_schema_sql_helpers_ddl(argv[2], &buf, &error)) {
+            fprintf(stderr, "mg_schema_tool: %s\n", error.message);
+            return 1;
+        }
+        fputs(buf.data, stdout);
+        mg_buf_cleanup(&buf);
         return 0;
     }
     if (strcmp(argv[1], "random") == 0 && argc == 4) {
