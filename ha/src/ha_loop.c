@@ -153,7 +153,7 @@ local_inputs(mg_ha_daemon_t *d)
     d->view.join_started_ms = d->join_started_ms;
     snprintf(d->view.upstream, sizeof(d->view.upstream), "%s", d->upstream);
     d->view.failsafe_primary_heard =
-        d->failsafe_heard_ms > 0 && d->view.now_ms - d->failsafe_heard_ms < d->promise_ms;
+        mg_ha__promise_holds(d->failsafe_heard_ms, d->promise_ms, d->view.now_ms);
     if (d->state == MG_HA_STATE_REPLICA && d->self.pg_queries_ok && !d->self.streaming &&
         strcmp(d->view.leader, d->conf->name) != 0 && d->view.leader[0] != '\0') {
         if (d->not_streaming_since_ms == 0)
@@ -425,7 +425,7 @@ shutdown_daemon(mg_ha_daemon_t *d)
     bool running = ours && mg_ha__pg_running(&d->pg) > 0;
     bool standby = d->state != MG_HA_STATE_PRIMARY && mg_ha__pg_is_standby_dir(&d->pg);
 
-    if (running && (d->conf->on_stop == MG_HA_ON_STOP_FAST || !standby)) {
+    if (mg_ha__stop_stops_pg(d->conf->on_stop, running, standby)) {
         if (d->conf->on_stop == MG_HA_ON_STOP_LEAVE)
             MG_LOG(MG_LOG_NOTICE, MODULE,
                    "stopping Postgres although on_stop is leave: it is not a standby and would "
@@ -557,9 +557,9 @@ daemon_run(mg_ha_daemon_t *d)
      * ttl, not to take the leader key; the promise outlives the process
      * (issue 16, finding 2), so a restarted node keeps it for a ttl.
      */
-    d->promise_ms = conf->ttl_ms;
-    if (conf->cluster_secret != NULL && conf->cluster_secret[0] != '\0')
-        d->failsafe_heard_ms = d->join_started_ms;
+    mg_ha__promise_at_start(conf->cluster_secret != NULL && conf->cluster_secret[0] != '\0',
+                            d->join_started_ms, conf->ttl_ms, &d->failsafe_heard_ms,
+                            &d->promise_ms);
     snprintf(d->self.name, sizeof(d->self.name), "%s", conf->name);
     snprintf(d->self.host, sizeof(d->self.host), "%s", conf->address);
     d->self.pg_port = conf->pg_port;
