@@ -229,8 +229,8 @@ mg_ha_peer_t *mg_ha__peer_find(mg_ha_peer_t *peers, size_t *npeers, const char *
 void mg_ha__peers_seen(mg_ha_view_t *view, mg_ha_peer_t *peers, size_t *npeers, int64_t now_ms);
 /*
  * mg_ha__failsafe_set lists the nodes whose promise a primary without etcd
- * needs: the status's failsafe set (members) when it is tracked, else the
- * nodes of the view. Returns how many names it wrote into out.
+ * needs: the status's failsafe set (members). Untracked (empty), it lists
+ * nobody, so there is no grant. Returns how many names it wrote into out.
  */
 size_t mg_ha__failsafe_set(const mg_ha_view_t *view, char out[][MG_HA_NAME_SIZE]);
 /*
@@ -351,11 +351,15 @@ bool mg_ha__fence_due(bool may_write, int64_t writable_until, int64_t write_dead
 /* mg_ha__write_deadline is the deadline a Postgres that may write was last allowed writes under. */
 int64_t mg_ha__write_deadline(bool may_write, int64_t writable_until, int64_t last);
 /*
- * mg_ha__stop_stops_pg says whether a stopping daemon stops its running
- * Postgres: on_stop fast, and always one that is not a standby (on_stop
- * leave applies to a standby only, finding 1).
+ * mg_ha__stop_stops_pg says whether a stopping daemon in state stops the
+ * running Postgres of its data directory: one it runs (its state runs one,
+ * pg_child: it started it, watchdog_armed: it holds its fence, also one
+ * adopted from a killed daemon before the first loop), on_stop fast, and
+ * always one that is not a standby (on_stop leave applies to a standby
+ * only, finding 1).
  */
-bool mg_ha__stop_stops_pg(int on_stop, bool running, bool standby);
+bool mg_ha__stop_stops_pg(int on_stop, mg_ha_state_t state, bool pg_child, bool watchdog_armed,
+                          bool running, bool standby_dir);
 /*
  * mg_ha__handoff_refusal is why a switchover may not hand over (NULL: it
  * may): the old primary's data directory must still end at the status's

@@ -55,13 +55,18 @@ mg_ha__failsafe_set(const mg_ha_view_t *view, char out[][MG_HA_NAME_SIZE])
 {
     size_t n = 0;
 
-    if (view->status.nmembers > 0) {
-        for (size_t i = 0; i < view->status.nmembers && n < MG_HA_MAX_NODES; i++)
-            snprintf(out[n++], MG_HA_NAME_SIZE, "%s", view->status.members[i]);
-        return n;
-    }
-    for (size_t i = 0; i < view->nnodes && n < MG_HA_MAX_NODES; i++)
-        snprintf(out[n++], MG_HA_NAME_SIZE, "%s", view->nodes[i].name);
+    /*
+     * Untracked (no primary has written a member set yet: a new cluster
+     * before its primary's first round, or one from before the set
+     * existed): nobody's promise is known to be needed, so no grant. It
+     * was the nodes of the last view, and a node whose key had expired
+     * meanwhile could come back, promote (untracked, everyone is a
+     * candidate) and write beside the failsafe primary (finding 2; the
+     * property test found it: classes failsafe-primary, seed 417, and
+     * failsafe-etcd-down, seed 2247).
+     */
+    for (size_t i = 0; i < view->status.nmembers && n < MG_HA_MAX_NODES; i++)
+        snprintf(out[n++], MG_HA_NAME_SIZE, "%s", view->status.members[i]);
     return n;
 }
 
@@ -379,10 +384,22 @@ mg_ha__write_deadline(bool may_write, int64_t writable_until, int64_t last)
 }
 
 bool
-mg_ha__stop_stops_pg(int on_stop, bool running, bool standby)
+mg_ha__stop_stops_pg(int on_stop, mg_ha_state_t state, bool pg_child, bool watchdog_armed,
+                     bool running, bool standby_dir)
 {
+    /*
+     * Ours: a Postgres this daemon runs (a state that runs one, one it
+     * started, or one whose fence it holds: a watchdog deadline adopted from
+     * a killed daemon, before the first loop); a refused node never touches
+     * a Postgres it did not run.
+     */
+    bool ours = state == MG_HA_STATE_PRIMARY || state == MG_HA_STATE_REPLICA ||
+                state == MG_HA_STATE_BOOTSTRAP || state == MG_HA_STATE_CLONE ||
+                state == MG_HA_STATE_DEMOTED || pg_child || watchdog_armed;
+    bool standby = state != MG_HA_STATE_PRIMARY && standby_dir;
+
     /* on_stop leave applies to a standby only (issue 16, finding 1) */
-    return running && (on_stop == MG_HA_ON_STOP_FAST || !standby);
+    return ours && running && (on_stop == MG_HA_ON_STOP_FAST || !standby);
 }
 
 const char *
