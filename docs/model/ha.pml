@@ -114,48 +114,52 @@
 #define K_UNCLEAN 0 /* a switchover's fast shutdown ends in an immediate one */
 #endif
 
-/* ---- fixes (issue 16): -DFIXED turns them all on, -DFIXED -DFIX_X=0 all but one ---- */
+/*
+ * ---- fixes (issue 16): -DFIXED turns them all on, -DFIXED -DFIX_X=0 all but one ----
+ * A fix the code has is on by default ("in the code"), so the model without
+ * options stays the code; the others default to FIX_ALL (docs/model/README.md).
+ */
 #ifdef FIXED
 #define FIX_ALL 1
 #else
 #define FIX_ALL 0
 #endif
 #ifndef FIX_STOP
-#define FIX_STOP FIX_ALL /* 1: a graceful stop never leaves a writable primary */
+#define FIX_STOP 1 /* in the code */ /* 1: a graceful stop never leaves a writable primary */
 #endif
 #ifndef FIX_FS_PEERS
-#define FIX_FS_PEERS FIX_ALL /* 2: the failsafe grant needs every member, not the last view */
+#define FIX_FS_PEERS 1 /* in the code */ /* 2: the failsafe grant needs every member, not the last view */
 #endif
 #ifndef FIX_FS_PROMISE
 #define FIX_FS_PROMISE FIX_ALL /* 2: the promise survives restarts and guards every way to primary */
 #endif
 #ifndef FIX_SYNC_RELOAD
-#define FIX_SYNC_RELOAD FIX_ALL /* 4: a promotion makes synchronous_standby_names effective */
+#define FIX_SYNC_RELOAD 1 /* in the code */ /* 4: a promotion makes synchronous_standby_names effective */
 #endif
 #ifndef FIX_SYNC_NARROW
-#define FIX_SYNC_NARROW FIX_ALL /* 5: narrow only once the remaining members have the flush LSN */
+#define FIX_SYNC_NARROW 1 /* in the code */ /* 5: narrow only once the remaining members have the flush LSN */
 #endif
 #ifndef FIX_SYNC_PLSN
 #define FIX_SYNC_PLSN FIX_ALL /* 5: a promotion (and an async -> sync change) moves the set:
                                   candidates must reach the LSN from which Postgres waits */
 #endif
 #ifndef FIX_SO_CKPT
-#define FIX_SO_CKPT FIX_ALL /* 6a: the final LSN only from a clean shutdown */
+#define FIX_SO_CKPT 1 /* in the code */ /* 6a: the final LSN only from a clean shutdown */
 #endif
 #ifndef FIX_SO_RESTART
 #define FIX_SO_RESTART FIX_ALL /* 6b: a start during a hand-off aborts it before taking writes */
 #endif
 #ifndef FIX_WATCHDOG
-#define FIX_WATCHDOG FIX_ALL /* 7: the watchdog fences any writable Postgres, not only state primary */
+#define FIX_WATCHDOG 1 /* in the code */ /* 7: the watchdog fences any writable Postgres, not only state primary */
 #endif
 #ifndef FIX_SYNC_BEST
 #define FIX_SYNC_BEST FIX_ALL /* new: a candidate must be as advanced as every reported member */
 #endif
 #ifndef FIX_SO_WEDGE
-#define FIX_SO_WEDGE FIX_ALL /* 11: promoting_new_primary binds the election only for a while */
+#define FIX_SO_WEDGE 1 /* in the code */ /* 11: promoting_new_primary binds the election only for a while */
 #endif
 #ifndef FIX_SYNC_OLD
-#define FIX_SYNC_OLD FIX_ALL /* 14: a new primary's first sync set holds only streaming-capable standbys */
+#define FIX_SYNC_OLD 1 /* in the code */ /* 14: a new primary's first sync set holds only streaming-capable standbys */
 #endif
 
 /* node states (the daemon's; init covers init/wait_primary after a restart) */

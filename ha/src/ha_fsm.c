@@ -599,13 +599,19 @@ handoff_lapsed(const mg_ha_self_t *self, const mg_ha_view_t *view)
            view->wall_ms - st->writes_stopped_ms > 2 * self->switchover_timeout_ms;
 }
 
-/* target_can_take_over: the hand-off target still reports as a replica that may be promoted. */
+/*
+ * target_can_take_over: the hand-off target still reports as a replica that
+ * may be promoted, also by a failover: one outside the failsafe set never
+ * is a failover candidate, so once the hand-off lapsed nobody would be
+ * promoted while the old primary waited for it.
+ */
 static bool
 target_can_take_over(const mg_ha_view_t *view)
 {
     const mg_ha_node_t *t = mg_ha_view_find_node(view, view->status.target_primary);
 
-    return t != NULL && t->state == MG_HA_STATE_REPLICA && !t->nofailover && t->priority > 0;
+    return t != NULL && t->state == MG_HA_STATE_REPLICA && !t->nofailover && t->priority > 0 &&
+           mg_ha_status_is_member(&view->status, t->name);
 }
 
 /* decide_replica: follow the leader; when the leader key is free, maybe promote. */

@@ -153,7 +153,7 @@ local_inputs(mg_ha_daemon_t *d)
     d->view.join_started_ms = d->join_started_ms;
     snprintf(d->view.upstream, sizeof(d->view.upstream), "%s", d->upstream);
     d->view.failsafe_primary_heard =
-        d->failsafe_heard_ms > 0 && d->view.now_ms - d->failsafe_heard_ms < d->promise_ms;
+        mg_ha__promise_holds(d->failsafe_heard_ms, d->promise_ms, d->view.now_ms);
     if (d->state == MG_HA_STATE_REPLICA && d->self.pg_queries_ok && !d->self.streaming &&
         strcmp(d->view.leader, d->conf->name) != 0 && d->view.leader[0] != '\0') {
         if (d->not_streaming_since_ms == 0)
@@ -412,20 +412,21 @@ fast_loop(mg_ha_daemon_t *d)
  * key is gone and another node is promoted), then the watchdog, then the
  * lease (the node key, and on the primary the leader key, go with it). A
  * writable Postgres that does not stop keeps both: the lease runs out and
- * the watchdog, which outlives us, enforces the last deadline.
+ * the watchdog, which outlives us, enforces the last deadline. A daemon
+ * stopped before its first loop, which adopted the fence of a killed
+ * daemon's primary, stops that primary too (mg_ha__stop_stops_pg): it used
+ * to end the adopted watchdog and leave the primary writable and unfenced.
  */
 static void
 shutdown_daemon(mg_ha_daemon_t *d)
 {
     mg_error_t error;
-    bool ours = d->state == MG_HA_STATE_PRIMARY || d->state == MG_HA_STATE_REPLICA ||
-                d->state == MG_HA_STATE_BOOTSTRAP || d->state == MG_HA_STATE_CLONE ||
-                d->state == MG_HA_STATE_DEMOTED || d->pg.child > 0;
-    /* a refused node never touches a Postgres it did not run */
-    bool running = ours && mg_ha__pg_running(&d->pg) > 0;
-    bool standby = d->state != MG_HA_STATE_PRIMARY && mg_ha__pg_is_standby_dir(&d->pg);
+    bool running = mg_ha__pg_running(&d->pg) > 0;
+    bool standby_dir = mg_ha__pg_is_standby_dir(&d->pg);
+    bool standby = d->state != MG_HA_STATE_PRIMARY && standby_dir;
 
-    if (running && (d->conf->on_stop == MG_HA_ON_STOP_FAST || !standby)) {
+    if (mg_ha__stop_stops_pg(d->conf->on_stop, d->state, d->pg.child > 0, d->wd_deadline_ms > 0,
+                             running, standby_dir)) {
         if (d->conf->on_stop == MG_HA_ON_STOP_LEAVE)
             MG_LOG(MG_LOG_NOTICE, MODULE,
                    "stopping Postgres although on_stop is leave: it is not a standby and would "
@@ -557,9 +558,9 @@ daemon_run(mg_ha_daemon_t *d)
      * ttl, not to take the leader key; the promise outlives the process
      * (issue 16, finding 2), so a restarted node keeps it for a ttl.
      */
-    d->promise_ms = conf->ttl_ms;
-    if (conf->cluster_secret != NULL && conf->cluster_secret[0] != '\0')
-        d->failsafe_heard_ms = d->join_started_ms;
+    mg_ha__promise_at_start(conf->cluster_secret != NULL && conf->cluster_secret[0] != '\0',
+                            d->join_started_ms, conf->ttl_ms, &d->failsafe_heard_ms,
+                            &d->promise_ms);
     snprintf(d->self.name, sizeof(d->self.name), "%s", conf->name);
     snprintf(d->self.host, sizeof(d->self.host), "%s", conf->address);
     d->self.pg_port = conf->pg_port;

@@ -13,20 +13,25 @@
  * eligible one beats by LSN, then priority. After the faults heal, the
  * cluster has a primary with two streaming replicas again.
  *
- * The node model mirrors ha_daemon.c: a loop is two steps that a pause can
- * split (read + decide, then act); the lease renewal time is when the
- * request was sent; a primary fences at lease + ttl - margin or at the end
- * of its peers' failsafe grant; the watchdog (a separate process, not
- * paused with the daemon, surviving its crash) fences at that deadline +
- * margin/2; a node becomes primary only through the leader key, after
- * may_become_primary's check. The failsafe, manage_sync and do_promote's
- * sync set are mirrored as the daemon does them today.
+ * The node model is the daemon (ha_loop.c, ha_actions.c) with its I/O
+ * simulated: a loop is two steps that a pause can split (read + decide,
+ * then act); the lease renewal time is when the request was sent; the
+ * watchdog (a separate process, not paused with the daemon, surviving its
+ * crash until a new daemon adopts its deadline) fences half a margin after
+ * the write deadline; a node becomes primary only through the leader key,
+ * after may_become_primary's check. Every decision is the product's own
+ * function, not a copy: mg_ha_decide, and the rules of ha/src/ha_rules.c -
+ * the failsafe (the member set, who promises, the grant from the acks, the
+ * promise a restarted daemon keeps), synchronous mode (mg_ha__sync_plan,
+ * the set a promotion and a restart run with), when a writable Postgres is
+ * fenced and the watchdog armed, what SIGTERM stops, when a switchover may
+ * hand over. What is simulated is only what talks to etcd, Postgres and the
+ * network.
  *
- * Schedule classes: `classes` must hold on today's code. `known_failing`
- * are the classes that fail today because of the findings of issue 16
- * (each names them); they run only with MG_HA_PROP_KNOWN=1 (or
- * MG_HA_PROP_CLASS=<name>) and must pass once the fixes land - move them
- * to `classes` then. Replay: MG_HA_PROP_CLASS=<name> MG_HA_PROP_SEED=N runs
+ * Schedule classes: `classes` must hold. `known_failing` are classes that
+ * fail because of a known bug (each names it); they run only with
+ * MG_HA_PROP_KNOWN=1 (or MG_HA_PROP_CLASS=<name>) and move to `classes`
+ * once it is fixed. Replay: MG_HA_PROP_CLASS=<name> MG_HA_PROP_SEED=N runs
  * one schedule; MG_HA_PROP_SCHEDULES=N sets how many per class.
  */
 #include <setjmp.h> /* cmocka */
@@ -39,6 +44,7 @@
 
 #include <cmocka.h>
 
+#include "ha_daemon.h" /* the daemon's pure rules (ha_rules.c) */
 #include "mg/ha.h"
 
 #define NNODES   3
@@ -69,6 +75,7 @@ enum {
     F_SO_ANY = 1 << 13,     /* switchover --to any node, also one that may not fail over */
     F_DURABLE = 1 << 14,    /* assert: no acknowledged write lost (synchronous mode) */
     F_ETCD_DOWN = 1 << 15,  /* etcd unreachable for every node at once, and back */
+    F_UNTRACKED = 1 << 16,  /* the status starts without a failsafe set (new or older cluster) */
 };
 
 typedef struct {
@@ -77,7 +84,7 @@ typedef struct {
     unsigned flags;
 } prop_class_t;
 
-/* must hold on today's code */
+/* must hold */
 static const prop_class_t classes[] = {
     {"lease", "etcd lease and fencing: kills, pauses, etcd cuts, postmaster kills, clock steps",
      F_KILL | F_PAUSE | F_CUT_ANY | F_PGKILL | F_CLOCK | F_SWITCH | F_WRITES | F_PRIO},
@@ -85,37 +92,41 @@ static const prop_class_t classes[] = {
      "synchronous mode: sync members as the only candidates, through kills, "
      "pauses, etcd cuts and switchovers (one writer; durability is in known_failing)",
      F_SYNC | F_KILL | F_PAUSE | F_CUT_ANY | F_PGKILL | F_SWITCH | F_WRITES | F_PRIO},
-};
-
-/* fail on today's code because of issue 16; enable once fixed (MG_HA_PROP_KNOWN=1) */
-static const prop_class_t known_failing[] = {
+    /* the next five failed before issue 16's fixes (they were known_failing) */
     {"failsafe-etcd-down",
      "issue 16 #7: etcd down for every node at once; a promotion whose status write fails "
-     "(the status changed since the read) leaves a writable Postgres in state replica with "
-     "the watchdog disarmed, and it outlives its key",
-     F_FAILSAFE | F_ETCD_DOWN | F_PGKILL | F_SWITCH | F_WRITES | F_PRIO},
+     "leaves a writable Postgres outside state primary: the watchdog and the fence still hold it; "
+     "no grant before a primary wrote the failsafe set",
+     F_FAILSAFE | F_ETCD_DOWN | F_PGKILL | F_SWITCH | F_WRITES | F_PRIO | F_UNTRACKED},
     {"failsafe-primary",
-     "issue 16 #2: the primary cut from etcd counts only the nodes of its last view; a node "
-     "whose key had expired comes back and is promoted",
-     F_FAILSAFE | F_CUT_PRIMARY | F_PGKILL | F_SWITCH | F_WRITES | F_PRIO},
+     "issue 16 #2: the primary cut from etcd; its grant needs every member of the failsafe set "
+     "(none while the set is untracked), a node outside it is never promoted",
+     F_FAILSAFE | F_CUT_PRIMARY | F_PGKILL | F_SWITCH | F_WRITES | F_PRIO | F_UNTRACKED},
     {"failsafe-all",
-     "issue 16 #2: the failsafe grant counts the last view only and the promise is in memory",
+     "issue 16 #2: the failsafe grant over the member set, the promise kept across restarts",
      F_FAILSAFE | F_KILL | F_PAUSE | F_CUT_ANY | F_PGKILL | F_SWITCH | F_WRITES | F_PRIO},
-    {"sync-durability",
-     "issue 16 #4, #5: the promoted node runs asynchronously; a promotion or narrowing drops "
-     "the member that holds acknowledged writes; a less advanced member is promoted while a "
-     "more advanced one restarts",
-     F_SYNC | F_DURABLE | F_WRITES | F_NODE | F_PGKILL | F_PRIO},
-    {"sync-switchover",
-     "issue 16 #6b: a start during waiting_for_catchup (daemon restart, or the retake of an "
-     "expired key) takes writes that the hand-off on the old final LSN then loses",
-     F_SYNC | F_DURABLE | F_SWITCH | F_WRITES | F_PRIO | F_PGKILL},
     {"stop-leave",
-     "issue 16 #1: SIGTERM with on_stop leave revokes the lease of a writable primary",
+     "issue 16 #1: SIGTERM with on_stop leave never leaves a writable primary (also a daemon "
+     "stopped before its first loop that adopted a killed daemon's watchdog)",
      F_STOP | F_KILL | F_WRITES},
     {"switchover-ineligible",
-     "issue 16 #11: switchover --to a nofailover or priority-0 node wedges promoting_new_primary",
+     "issue 16 #11: switchover --to a nofailover or priority-0 node is refused; a hand-off that "
+     "lapsed does not wedge promoting_new_primary",
      F_SWITCH | F_SO_ANY | F_PRIO | F_KILL | F_PAUSE},
+};
+
+/* fail because of a known bug; run with MG_HA_PROP_KNOWN=1; move to classes once fixed */
+static const prop_class_t known_failing[] = {
+    {"sync-durability",
+     "model FIX_SYNC_PLSN, not in the code: a promotion replaces the sync set with the other "
+     "running nodes, before they have the promoted node's WAL; when it is lost, one of them is "
+     "promoted without writes it acknowledged (seeds 270, 360, 687)",
+     F_SYNC | F_DURABLE | F_WRITES | F_NODE | F_PGKILL | F_PRIO},
+    {"sync-switchover",
+     "model FIX_SYNC_BEST and FIX_SYNC_PLSN, not in the code: a sync member with more WAL that "
+     "may not be promoted (priority 0, nofailover) is passed over for a less advanced one "
+     "(seed 20); the promotion's sync set as in sync-durability (seed 25)",
+     F_SYNC | F_DURABLE | F_SWITCH | F_WRITES | F_PRIO | F_PGKILL},
 };
 
 /* ---- fake etcd -------------------------------------------------------- */
@@ -164,14 +175,22 @@ typedef struct {
     char upstream[MG_HA_NAME_SIZE];
     int64_t priority;
     bool nofailover;
-    /* failsafe (ha_daemon.c, in memory) */
-    int64_t fs_until;           /* peers' grant */
-    int64_t fs_heard;           /* last failsafe heartbeat of a primary */
-    int64_t acked_sent[NNODES]; /* send time of our newest heartbeat each peer acked */
-    unsigned last_view;         /* nodes of the last view (heartbeats go there) */
+    /* failsafe (the daemon's memory) */
+    int64_t fs_until;                    /* peers' grant (failsafe_until_ms) */
+    int64_t fs_heard, promise_ms;        /* promise to a failsafe primary (failsafe_heard_ms) */
+    mg_ha_peer_t peers[MG_HA_MAX_NODES]; /* acked_sent_ms, gone_since_ms */
+    size_t npeers;
+    unsigned known;         /* nodes whose address it learnt from a view (heartbeats go there) */
+    int64_t write_deadline; /* write_deadline_ms */
     /* synchronous replication */
-    unsigned d_sync;  /* pg.sync_names (daemon memory) */
-    unsigned pg_sync; /* what Postgres uses */
+    char sync_names[MG_HA_MAX_NODES * (MG_HA_NAME_SIZE + 4)]; /* pg.sync_names */
+    unsigned pg_sync;                                         /* what Postgres uses */
+    uint64_t loops, sync_changed_loop, sync_narrow_lsn;
+    mg_ha_replication_t rep[NNODES]; /* pg_stat_replication at the last collect */
+    size_t nrep;
+    char current_lsn[MG_HA_LSN_SIZE];
+    bool clean;   /* data directory stopped cleanly (shutdown checkpoint) since Postgres last ran */
+    bool pg_ours; /* this daemon process started it (pg.child) */
     /* Postgres */
     bool pg_running;
     bool pg_primary; /* running (or last ran) as primary: takes writes when running */
@@ -242,6 +261,8 @@ note(world_t *w, const char *fmt, ...)
     w->tracelen += (size_t)n;
     w->trace[w->tracelen++] = '\n';
     w->trace[w->tracelen] = '\0';
+    if (getenv("MG_HA_PROP_TRACE"))
+        fprintf(stderr, "%.*s", n + 1, w->trace + w->tracelen - (size_t)n - 1);
 }
 
 /* prop_fail reports the class, seed, how to replay it, and the tail of the trace. */
@@ -354,7 +375,7 @@ expire(world_t *w)
 }
 
 static void
-revoke(world_t *w, int64_t id)
+etcd_revoke(world_t *w, int64_t id)
 {
     for (size_t i = 0; i < w->etcd.nleases; i++)
         if (w->etcd.leases[i].id == id)
@@ -465,6 +486,17 @@ status_sync(const world_t *w, const mg_ha_cluster_status_t *s)
     return set;
 }
 
+/* names_mask: the nodes of a synchronous_standby_names list "a, b" */
+static unsigned
+names_mask(const world_t *w, const char *names)
+{
+    mg_ha_cluster_status_t s;
+
+    memset(&s, 0, sizeof(s));
+    mg_ha__names_to_status(names, &s);
+    return status_sync(w, &s);
+}
+
 static void
 publish(world_t *w, int i)
 {
@@ -495,6 +527,7 @@ publish(world_t *w, int i)
     r->nslots = r->nreplication = 0;
     r->updated_ms = w->now + n->wall_off;
     r->create_revision = i + 1;
+    r->mod_revision = ++w->etcd.revision;
     w->etcd.node_exists[i] = true;
     w->etcd.node_lease[i] = n->lease;
 }
@@ -517,7 +550,6 @@ build_view(world_t *w, node_t *n)
     v->spec = w->etcd.spec;
     memcpy(v->optime, w->etcd.optime, sizeof(v->optime));
     v->nnodes = 0;
-    n->last_view = 0;
     for (int i = 0; i < NNODES; i++)
         if (w->etcd.node_exists[i]) {
             memcpy(&v->nodes[v->nnodes], &w->etcd.node[i], offsetof(mg_ha_node_t, slots));
@@ -526,8 +558,9 @@ build_view(world_t *w, node_t *n)
             v->nodes[v->nnodes].create_revision = w->etcd.node[i].create_revision;
             v->nodes[v->nnodes].priority = w->etcd.node[i].priority;
             v->nodes[v->nnodes].nofailover = w->etcd.node[i].nofailover;
+            v->nodes[v->nnodes].mod_revision = w->etcd.node[i].mod_revision;
             v->nnodes++;
-            n->last_view |= 1u << i;
+            n->known |= 1u << i; /* mg_ha__peers_learn: its address */
         }
     v->revision = w->etcd.revision;
     v->state = n->state;
@@ -537,7 +570,8 @@ build_view(world_t *w, node_t *n)
     v->pg_queries_ok = n->pg_running;
     v->pg_in_recovery = n->pg_running && !n->pg_primary;
     snprintf(v->upstream, sizeof(v->upstream), "%s", n->upstream);
-    v->failsafe_primary_heard = HAS(w, F_FAILSAFE) && n->fs_heard > 0 && w->now - n->fs_heard < TTL;
+    mg_ha__peers_seen(v, n->peers, &n->npeers, w->now);
+    v->failsafe_primary_heard = mg_ha__promise_holds(n->fs_heard, n->promise_ms, w->now);
     v->rewind_failures = 0;
     v->data_is_primary = n->pg_primary;
     v->replica_stalled = false;
@@ -546,23 +580,38 @@ build_view(world_t *w, node_t *n)
     v->join_started_ms = w->now;
 }
 
+/* may_write: Postgres may take writes (state primary, or it runs on a data directory no standby's)
+ */
+static bool
+may_write(const node_t *n)
+{
+    return n->state == MG_HA_STATE_PRIMARY || (n->pg_running && n->pg_primary);
+}
+
+/* arm (mg_ha__arm_watchdog) */
 static void
 arm(world_t *w, node_t *n)
 {
-    n->wd = n->state == MG_HA_STATE_PRIMARY && writable_until(w, n) > 0
-                ? writable_until(w, n) + MARGIN / 2
-                : 0;
+    const bool mw = may_write(n);
+    const int64_t until = writable_until(w, n);
+
+    n->wd = mg_ha__watchdog_deadline(mw, until, n->wd, MARGIN);
+    n->write_deadline = mg_ha__write_deadline(mw, until, n->write_deadline);
 }
 
+/* fence_if_due (mg_ha__fence_if_due): an immediate stop */
 static void
 fence_if_due(world_t *w, node_t *n)
 {
-    if (n->state == MG_HA_STATE_PRIMARY && w->now >= writable_until(w, n)) {
-        if (n->pg_running && n->pg_primary)
-            note(w, "%s: daemon fences its primary", n->name), cover.daemon_fences++;
-        n->pg_running = false;
+    if (!mg_ha__fence_due(may_write(n), writable_until(w, n), n->write_deadline, w->now))
+        return;
+    if (n->pg_running && n->pg_primary)
+        note(w, "%s: daemon fences its primary", n->name), cover.daemon_fences++;
+    n->pg_running = false;
+    n->clean = false;
+    if (n->state == MG_HA_STATE_PRIMARY)
         n->state = MG_HA_STATE_DEMOTED;
-    }
+    n->write_deadline = 0;
 }
 
 /* may_become_primary: lease inside its write window; arm the watchdog first. */
@@ -573,6 +622,7 @@ may_become_primary(world_t *w, node_t *n)
 
     if (until <= 0 || w->now >= until)
         return false;
+    n->write_deadline = until;
     n->wd = until + MARGIN / 2;
     return true;
 }
@@ -589,44 +639,80 @@ became_writer(world_t *w, node_t *n)
         return;
     cover.durability_checks++;
     for (size_t i = 0; i < w->nacked; i++)
-        if (!wal_has(n, w->acked[i]))
+        if (!wal_has(n, w->acked[i])) {
+            for (int k = 0; k < NNODES; k++) /* who holds it */
+                note(w, "  %s: has %d nofailover %d prio %lld pg %d/%d state %s sync %d",
+                     w->nodes[k].name, wal_has(&w->nodes[k], w->acked[i]), w->nodes[k].nofailover,
+                     (long long)w->nodes[k].priority, w->nodes[k].pg_running,
+                     w->nodes[k].pg_primary, mg_ha_state_name(w->nodes[k].state),
+                     (status_sync(w, &w->etcd.status) >> k) & 1);
             prop_fail(w, "acknowledged write %u lost: %s takes writes without it", w->acked[i],
                       n->name);
+        }
 }
 
-/* failsafe_grant (ha_daemon.c): every node of the last view acked; from the oldest send */
+/* failsafe_grant (mg_ha__failsafe_grant): every member acked, from the oldest send */
 static int64_t
-failsafe_grant(const world_t *w, const node_t *n)
+failsafe_grant(node_t *n)
 {
-    int64_t oldest = INT64_MAX;
-    int others = 0;
+    char set[MG_HA_MAX_NODES][MG_HA_NAME_SIZE];
+    size_t nset = mg_ha__failsafe_set(n->view, set);
 
-    for (int i = 0; i < NNODES; i++) {
-        if (&w->nodes[i] == n || !(n->last_view & (1u << i)))
-            continue;
-        others++;
-        if (n->acked_sent[i] == 0)
-            return 0;
-        if (n->acked_sent[i] < oldest)
-            oldest = n->acked_sent[i];
-    }
-    return others == 0 ? 0 : oldest + TTL - MARGIN;
+    return mg_ha__grant_until(set, nset, n->name, n->peers, n->npeers, TTL, MARGIN);
 }
 
-/* send_heartbeats(failsafe): the peers that run answer, promising not to promote for ttl */
+/*
+ * send_failsafe_heartbeats (mg_ha__send_heartbeats(failsafe)): to the nodes
+ * of the last view and the members of the failsafe set whose address it
+ * knows; a peer that runs answers with an ACK when mg_ha__promise_ok lets it
+ * promise, and keeps the promise (mg_ha__promise_give).
+ */
 static void
 send_failsafe_heartbeats(world_t *w, node_t *n)
 {
+    char set[MG_HA_MAX_NODES][MG_HA_NAME_SIZE];
+    size_t nset = mg_ha__failsafe_set(n->view, set);
+    unsigned to = 0;
+
+    for (size_t i = 0; i < n->view->nnodes; i++)
+        if (index_of(w, n->view->nodes[i].name) >= 0)
+            to |= 1u << index_of(w, n->view->nodes[i].name);
+    for (size_t i = 0; i < nset; i++)
+        if (index_of(w, set[i]) >= 0 && (n->known & (1u << index_of(w, set[i]))))
+            to |= 1u << index_of(w, set[i]);
     for (int i = 0; i < NNODES; i++) {
         node_t *p = &w->nodes[i];
+        mg_ha_peer_t *peer;
 
-        if (p == n || !(n->last_view & (1u << i)) || !p->daemon_up || p->paused)
+        if (p == n || !(to & (1u << i)) || !p->daemon_up || p->paused ||
+            !mg_ha__promise_ok(p->state, p->view, p->name, n->name))
             continue;
-        if (p->state != MG_HA_STATE_PRIMARY) {
-            p->fs_heard = w->now;
-            n->acked_sent[i] = w->now;
-        }
+        mg_ha__promise_give(w->now, mg_ha__promise_ttl(p->view, n->name, TTL), &p->fs_heard,
+                            &p->promise_ms);
+        peer = mg_ha__peer_find(n->peers, &n->npeers, p->name);
+        if (peer != NULL && w->now > peer->acked_sent_ms)
+            peer->acked_sent_ms = w->now;
     }
+}
+
+/* collect (mg_ha__collect_local): the primary's LSN and pg_stat_replication */
+static void
+collect(world_t *w, node_t *n)
+{
+    n->current_lsn[0] = '\0';
+    n->nrep = 0;
+    if (!n->pg_running || !n->pg_primary)
+        return;
+    lsn_text(lsn_of(n), n->current_lsn, sizeof(n->current_lsn));
+    for (int i = 0; i < NNODES; i++)
+        if (streams(w, &w->nodes[i], n)) {
+            mg_ha_replication_t *r = &n->rep[n->nrep++];
+
+            memset(r, 0, sizeof(*r));
+            snprintf(r->application_name, sizeof(r->application_name), "%s", w->nodes[i].name);
+            snprintf(r->state, sizeof(r->state), "streaming");
+            lsn_text(lsn_of(&w->nodes[i]), r->flush_lsn, sizeof(r->flush_lsn));
+        }
 }
 
 static mg_ha_self_t
@@ -654,15 +740,16 @@ phase0(world_t *w, node_t *n)
     mg_ha_self_t me = self_of(w, n);
     mg_error_t error;
 
+    n->loops++;
     fence_if_due(w, n);
+    collect(w, n);
     if (!renew(w, n) || n->cut) {
         if (HAS(w, F_FAILSAFE) && n->state == MG_HA_STATE_PRIMARY) {
-            int64_t grant = failsafe_grant(w, n);
+            int64_t grant = failsafe_grant(n);
 
             if (grant > n->fs_until && grant > w->now) {
                 cover.failsafe_grants++;
-                note(w, "%s: failsafe grant until %lld (view %x)", n->name, (long long)grant,
-                     n->last_view);
+                note(w, "%s: failsafe grant until %lld", n->name, (long long)grant);
             }
             n->fs_until = grant;
             send_failsafe_heartbeats(w, n);
@@ -671,7 +758,8 @@ phase0(world_t *w, node_t *n)
         arm(w, n);
         return;
     }
-    memset(n->acked_sent, 0, sizeof(n->acked_sent)); /* etcd answers: a grant runs out */
+    for (size_t i = 0; i < n->npeers; i++)
+        n->peers[i].acked_sent_ms = 0; /* etcd answers: a grant runs out */
     build_view(w, n);
     arm(w, n);
     if (!mg_ha_decide(&me, n->view, &n->dec, &error))
@@ -679,6 +767,58 @@ phase0(world_t *w, node_t *n)
     n->phase = 1;
 }
 
+/* pg_start: Postgres starts on its data directory (not cleanly stopped any more once it ran) */
+static void
+pg_start(node_t *n, bool primary)
+{
+    n->pg_ours = true;
+    n->pg_running = true;
+    n->pg_primary = primary;
+    n->clean = false;
+}
+
+/*
+ * become_primary: a standby data directory is started as a standby if it
+ * is not running (pg_configure: no sync standbys), gets sync_names applied
+ * and is promoted; a primary's directory starts with sync_names (already
+ * running: as it is).
+ */
+static void
+become_primary(world_t *w, node_t *n)
+{
+    const bool was_writer = n->pg_running && n->pg_primary;
+
+    if (!n->pg_primary) {
+        if (!n->pg_running) {
+            pg_start(n, false);
+            n->sync_names[0] = '\0';
+        }
+        n->pg_sync = names_mask(w, n->sync_names);
+        n->pg_primary = true;
+    } else if (!n->pg_running) {
+        pg_start(n, true);
+        n->pg_sync = names_mask(w, n->sync_names);
+    }
+    n->upstream[0] = '\0';
+    if (!was_writer)
+        became_writer(w, n);
+}
+
+/* ensure_status (mg_ha__ensure_status): the status names this node primary */
+static bool
+ensure_status(world_t *w, node_t *n)
+{
+    mg_ha_cluster_status_t s = n->view->status;
+
+    if (s.exists && strcmp(s.primary, n->name) == 0)
+        return true;
+    s.term = s.exists ? s.term + 1 : 1;
+    snprintf(s.primary, sizeof(s.primary), "%s", n->name);
+    s.failover = MG_HA_FAILOVER_STABLE;
+    return cas_status(w, n, &s);
+}
+
+/* start_primary (do_start_primary) */
 static bool
 start_primary(world_t *w, node_t *n)
 {
@@ -686,62 +826,81 @@ start_primary(world_t *w, node_t *n)
 
     if (!take_leader(w, n))
         return false;
-    if (HAS(w, F_SYNC) && n->d_sync == 0 && strcmp(st->primary, n->name) == 0)
-        n->d_sync = status_sync(w, st) & ~(1u << (n - w->nodes));
+    if (HAS(w, F_SYNC) && n->sync_names[0] == '\0' && strcmp(st->primary, n->name) == 0)
+        mg_ha__status_sync_names(st, n->name, n->sync_names, sizeof(n->sync_names));
+    n->upstream[0] = '\0';
     if (!may_become_primary(w, n))
         return false;
-    if (!n->pg_running) {
-        n->pg_running = true;
-        n->pg_primary = true;
-        n->pg_sync = n->d_sync; /* read from the sync file at start */
-        became_writer(w, n);
-    }
-    n->upstream[0] = '\0';
-    if (!st->exists || strcmp(st->primary, n->name) != 0) {
-        mg_ha_cluster_status_t s = *st;
-
-        s.term++;
-        snprintf(s.primary, sizeof(s.primary), "%s", n->name);
-        s.failover = MG_HA_FAILOVER_STABLE;
-        (void)cas_status(w, n, &s);
-    }
+    become_primary(w, n);
+    if (!ensure_status(w, n))
+        return false;
     note(w, "%s: primary (start)", n->name);
     return true;
 }
 
-/* manage_sync (ha_daemon.c): ANY 1 (streaming standbys); widen etcd first, narrow it last */
+/* manage_sync: the step mg_ha__sync_plan picks, done */
 static void
 manage_sync(world_t *w, node_t *n)
 {
-    mg_ha_cluster_status_t s = n->view->status;
-    unsigned want = 0, have = status_sync(w, &s);
+    mg_ha_cluster_status_t s;
+    mg_ha_sync_in_t in;
+    char want[sizeof(n->sync_names)];
 
-    for (int i = 0; i < NNODES; i++)
-        if (streams(w, &w->nodes[i], n))
-            want |= 1u << i;
-    if ((want & ~have) != 0) {
-        sync_to_status(w, have | want, &s);
+    memset(&in, 0, sizeof(in));
+    in.view = n->view;
+    in.self = n->name;
+    in.rep = n->rep;
+    in.nrep = n->nrep;
+    in.pg_names = n->sync_names;
+    in.current_lsn = n->current_lsn;
+    in.changed_this_round = n->loops <= n->sync_changed_loop;
+    in.narrow_lsn = n->sync_narrow_lsn;
+    switch (mg_ha__sync_plan(&in, want, sizeof(want), &s, &n->sync_narrow_lsn)) {
+    case MG_HA_SYNC_WIDEN:
         (void)cas_status(w, n, &s);
-        return;
-    }
-    if (want != n->d_sync) {
-        if (want == 0 && n->d_sync != 0) {
-            for (size_t i = 0; i < n->view->nnodes; i++)
-                if (strcmp(n->view->nodes[i].name, n->name) != 0 && n->view->nodes[i].pg_running)
-                    return; /* keep waiting while a standby may come back */
-        }
-        n->d_sync = n->pg_sync = want; /* write + reload */
-    }
-    if (have != want && want == n->d_sync) {
-        sync_to_status(w, want, &s);
-        if (cas_status(w, n, &s) && want == 0 && w->nacked > 0) {
+        break;
+    case MG_HA_SYNC_NARROW:
+        if (cas_status(w, n, &s) && s.nsync_members == 0 && w->nacked > 0) {
             /* the documented degrade (no standby runs): what was acknowledged before is on
                this node alone from here on; the status no longer promises it */
             note(w, "%s: degraded to asynchronous; %zu earlier writes no longer promised", n->name,
                  w->nacked);
             w->nacked = 0;
         }
+        break;
+    case MG_HA_SYNC_APPLY: /* pgdaemon.sync.conf written, reloaded when Postgres runs */
+        snprintf(n->sync_names, sizeof(n->sync_names), "%s", want);
+        if (n->pg_running)
+            n->pg_sync = names_mask(w, want);
+        n->sync_changed_loop = n->loops;
+        n->sync_narrow_lsn = 0;
+        break;
+    default:
+        break;
     }
+}
+
+/* maintain_primary (do_maintain_primary): the key, the status, the failsafe set, optime, sync */
+static bool
+maintain_primary(world_t *w, node_t *n)
+{
+    mg_ha_cluster_status_t s;
+    bool sync_changed;
+
+    if (!take_leader(w, n) || !ensure_status(w, n))
+        return false;
+    s = n->view->status;
+    sync_changed = s.synchronous_mode != HAS(w, F_SYNC);
+    s.synchronous_mode = HAS(w, F_SYNC);
+    if ((mg_ha__members_update_at(&s, n->view, n->name, n->peers, &n->npeers, w->now, TTL) ||
+         sync_changed) &&
+        !cas_status(w, n, &s))
+        return false;
+    if (n->pg_running && n->pg_primary)
+        lsn_text(lsn_of(n), w->etcd.optime, sizeof(w->etcd.optime));
+    if (HAS(w, F_SYNC))
+        manage_sync(w, n);
+    return true;
 }
 
 /* check_promotion: who may be promoted, and the ranking of a failover */
@@ -766,12 +925,17 @@ check_promotion(world_t *w, node_t *n)
         const mg_ha_node_t *o = &v->nodes[i];
 
         if (o == self || o->state != MG_HA_STATE_REPLICA || !o->pg_queries_ok ||
-            strcmp(o->role, "replica") != 0 || o->nofailover || o->priority <= 0 ||
-            v->wall_ms - o->updated_ms > me.fresh_ms)
+            strcmp(o->role, "replica") != 0 || o->nofailover || o->priority <= 0)
+            continue;
+        /* fresh as this node sees it: its report changed within fresh_ms (finding 13) */
+        if (o->seen_ms != 0 ? o->seen_ms < 0 || v->now_ms - o->seen_ms > me.fresh_ms
+                            : v->wall_ms - o->updated_ms > me.fresh_ms)
             continue;
         if (HAS(w, F_SYNC) && v->status.nsync_members > 0 &&
             !(status_sync(w, &v->status) & (1u << index_of(w, o->name))))
             continue;
+        if (!mg_ha_status_is_member(&v->status, o->name))
+            continue; /* outside the failsafe set: no candidate (it may not have promised) */
         theirs = 0;
         (void)mg_ha_lsn_parse(o->replay_lsn, &theirs);
         if (theirs > mine || (theirs == mine && o->priority > self->priority))
@@ -783,6 +947,135 @@ check_promotion(world_t *w, node_t *n)
     }
 }
 
+/* promote (do_promote): the key, mg_ha__promote_plan, the promotion, the status */
+static bool
+promote(world_t *w, node_t *n, const mg_ha_decision_t *d)
+{
+    mg_ha_cluster_status_t s;
+    char names[sizeof(n->sync_names)];
+
+    if (!take_leader(w, n))
+        return false;
+    (void)mg_ha__promote_plan(n->view, n->name, HAS(w, F_SYNC), names, sizeof(names), &s);
+    if (!may_become_primary(w, n))
+        return false;
+    check_promotion(w, n);
+    if (HAS(w, F_SYNC)) {
+        /* applied while still a standby: in force from the first commit on */
+        snprintf(n->sync_names, sizeof(n->sync_names), "%s", names);
+        if (!n->pg_primary && n->pg_running)
+            n->pg_sync = names_mask(w, names);
+    }
+    become_primary(w, n);
+    (void)mg_ha__members_update_at(&s, n->view, n->name, n->peers, &n->npeers, w->now, TTL);
+    s.writes_resumed_ms = s.last_failover_ms = w->now + n->wall_off;
+    note(w, "%s: promoted (%s)", n->name, d->reason);
+
+    cover.promotions++;
+    if (!cas_status(w, n, &s)) {
+        /* Postgres is promoted; the state stays: the write deadline still fences it (#7) */
+        note(w, "%s: status write failed after the promotion", n->name);
+        return false;
+    }
+    return true;
+}
+
+/* abort_switchover: status stable, the old primary keeps the key */
+static bool
+abort_switchover(world_t *w, node_t *n, const char *why)
+{
+    mg_ha_cluster_status_t s = n->view->status;
+
+    s.failover = MG_HA_FAILOVER_STABLE;
+    s.target_primary[0] = '\0';
+    note(w, "%s: switchover aborted: %s", n->name, why);
+    return cas_status(w, n, &s);
+}
+
+/* demote (do_demote): in a switchover a clean stop and the final LSN; else an immediate stop */
+static bool
+demote(world_t *w, node_t *n)
+{
+    mg_ha_cluster_status_t s = n->view->status;
+
+    if (!(strcmp(n->view->leader, n->name) == 0 && strcmp(s.primary, n->name) == 0 &&
+          (s.failover == MG_HA_FAILOVER_INITIATED ||
+           s.failover == MG_HA_FAILOVER_DEMOTING_OLD_PRIMARY ||
+           s.failover == MG_HA_FAILOVER_WAITING_FOR_CATCHUP))) {
+        if (n->pg_running)
+            n->clean = false; /* immediate stop */
+        n->pg_running = false;
+        return true;
+    }
+    if (s.failover == MG_HA_FAILOVER_INITIATED) {
+        s.failover = MG_HA_FAILOVER_DEMOTING_OLD_PRIMARY;
+        s.writes_stopped_ms = w->now + n->wall_off;
+        if (!cas_status(w, n, &s))
+            return false;
+    }
+    if (n->pg_running) {
+        /* fast shutdown: the shutdown checkpoint reaches the streaming standbys */
+        for (int i = 0; i < NNODES; i++)
+            if (streams(w, &w->nodes[i], n))
+                wal_copy(&w->nodes[i], n);
+        n->pg_running = false;
+        n->clean = true;
+    }
+    if (!n->clean) /* pg_final_lsn: no clean shutdown, no LSN to hand over at (6a) */
+        return abort_switchover(w, n, "the old primary did not shut down cleanly"), false;
+    lsn_text(lsn_of(n), s.final_lsn, sizeof(s.final_lsn));
+    s.failover = MG_HA_FAILOVER_WAITING_FOR_CATCHUP;
+    return cas_status(w, n, &s);
+}
+
+/* handoff (do_handoff): only from a data directory that still ends at the final LSN */
+static bool
+handoff(world_t *w, node_t *n, const char *target)
+{
+    mg_ha_cluster_status_t s = n->view->status;
+    char lsn[MG_HA_LSN_SIZE] = "";
+    const char *why;
+
+    if (!n->pg_running && n->clean)
+        lsn_text(lsn_of(n), lsn, sizeof(lsn));
+    why = mg_ha__handoff_refusal(n->pg_running, !n->pg_running && n->clean, lsn, s.final_lsn);
+    if (why != NULL) {
+        (void)abort_switchover(w, n, why);
+        return false;
+    }
+    if (n->cut || !w->etcd.leader.exists || strcmp(w->etcd.leader.value, n->name) != 0 ||
+        w->etcd.status.mod_revision != s.mod_revision)
+        return false;
+    w->etcd.leader.exists = false;
+    w->etcd.revision++;
+    n->key_ok = 0;
+    s.failover = MG_HA_FAILOVER_PROMOTING_NEW_PRIMARY;
+    snprintf(s.target_primary, sizeof(s.target_primary), "%s", target);
+    w->etcd.status = s;
+    w->etcd.status.mod_revision = ++w->etcd.revision;
+    note(w, "%s: hand-off to %s", n->name, target);
+    cover.handoffs++;
+    return true;
+}
+
+/* start_standby: Postgres runs as a standby of peer (a diverged primary rewound first) */
+static void
+start_standby(world_t *w, node_t *n, const char *peer, bool rewind)
+{
+    const int up = index_of(w, peer);
+
+    if (rewind && up >= 0)
+        wal_copy(n, &w->nodes[up]); /* pg_rewind: back to the new primary's history */
+    else if (n->pg_primary && up >= 0)
+        wal_truncate_common(n, &w->nodes[up]);
+    if (rewind || !n->pg_running || n->pg_primary) {
+        pg_start(n, false);
+        n->sync_names[0] = '\0'; /* pg_configure(standby): no sync standbys */
+        n->pg_sync = 0;
+    }
+    snprintf(n->upstream, sizeof(n->upstream), "%s", peer);
+}
+
 /* phase1: act on the decision of phase0 (maybe much later: a pause in between). */
 static void
 phase1(world_t *w, node_t *n)
@@ -790,7 +1083,6 @@ phase1(world_t *w, node_t *n)
     const mg_ha_decision_t *d = &n->dec;
     mg_ha_cluster_status_t s = n->view->status;
     bool acted = true;
-    int up;
 
     n->phase = 0;
     if (d->action != MG_HA_ACTION_WAIT && d->action != MG_HA_ACTION_NONE &&
@@ -805,121 +1097,40 @@ phase1(world_t *w, node_t *n)
         acted = start_primary(w, n);
         break;
     case MG_HA_ACTION_MAINTAIN_PRIMARY:
-        acted = take_leader(w, n);
-        if (acted && n->pg_running && n->pg_primary)
-            lsn_text(lsn_of(n), w->etcd.optime, sizeof(w->etcd.optime));
-        if (acted && strcmp(s.primary, n->name) != 0) { /* ensure_status */
-            s.term++;
-            snprintf(s.primary, sizeof(s.primary), "%s", n->name);
-            s.failover = MG_HA_FAILOVER_STABLE;
-            acted = cas_status(w, n, &s);
-        }
-        if (acted && HAS(w, F_SYNC))
-            manage_sync(w, n);
+        acted = maintain_primary(w, n);
         break;
     case MG_HA_ACTION_PROMOTE:
-        acted = take_leader(w, n);
-        if (acted && HAS(w, F_SYNC)) {
-            /* do_promote: every other node of the view; the file is written, not reloaded */
-            n->d_sync = n->last_view & ~(1u << (n - w->nodes));
-        }
-        acted = acted && may_become_primary(w, n);
-        if (acted) {
-            check_promotion(w, n);
-            n->pg_primary = true;
-            n->pg_running = true;
-            n->upstream[0] = '\0';
-            became_writer(w, n);
-            s.term++;
-            snprintf(s.primary, sizeof(s.primary), "%s", n->name);
-            s.failover = MG_HA_FAILOVER_RECONFIGURING_REPLICAS;
-            s.target_primary[0] = '\0';
-            s.writes_resumed_ms = w->now + n->wall_off;
-            if (HAS(w, F_SYNC))
-                sync_to_status(w, n->d_sync, &s);
-            note(w, "%s: promoted (%s)", n->name, d->reason);
-            cover.promotions++;
-            /* do_promote fails when the status changed since the read: Postgres is already
-               promoted, the state stays (and arm_watchdog disarms: issue 16 #7) */
-            acted = cas_status(w, n, &s);
-            if (!acted)
-                note(w, "%s: status write failed after the promotion", n->name);
-        }
+        acted = promote(w, n, d);
         break;
     case MG_HA_ACTION_START_REPLICA:
     case MG_HA_ACTION_FOLLOW:
-        up = index_of(w, d->peer);
-        if (!n->pg_running || n->pg_primary) {
-            /* a diverged primary may not start as a standby without a rewind */
-            if (n->pg_primary && up >= 0)
-                wal_truncate_common(n, &w->nodes[up]);
-            n->pg_running = true;
-            n->pg_primary = false;
-            n->d_sync = n->pg_sync = 0;
-        }
-        snprintf(n->upstream, sizeof(n->upstream), "%s", d->peer);
+        start_standby(w, n, d->peer, false);
         break;
     case MG_HA_ACTION_DEMOTE:
-        if (strcmp(n->view->leader, n->name) == 0 && strcmp(s.primary, n->name) == 0 &&
-            (s.failover == MG_HA_FAILOVER_INITIATED ||
-             s.failover == MG_HA_FAILOVER_DEMOTING_OLD_PRIMARY)) {
-            s.failover = MG_HA_FAILOVER_DEMOTING_OLD_PRIMARY;
-            s.writes_stopped_ms = w->now + n->wall_off;
-            if (!cas_status(w, n, &s)) {
-                acted = false;
-                break;
-            }
-            /* fast shutdown: the shutdown checkpoint reaches the streaming standbys */
-            for (int i = 0; i < NNODES; i++)
-                if (streams(w, &w->nodes[i], n))
-                    wal_copy(&w->nodes[i], n);
-            n->pg_running = false;
-            lsn_text(lsn_of(n), s.final_lsn, sizeof(s.final_lsn));
-            s.failover = MG_HA_FAILOVER_WAITING_FOR_CATCHUP;
-            acted = cas_status(w, n, &s);
-        } else {
-            n->pg_running = false;
-        }
+        acted = demote(w, n);
         break;
     case MG_HA_ACTION_REJOIN:
-        /* pg_rewind: back to the new primary's history, then a standby */
-        up = index_of(w, d->peer);
-        if (up >= 0)
-            wal_copy(n, &w->nodes[up]);
-        n->pg_running = true;
-        n->pg_primary = false;
-        n->d_sync = n->pg_sync = 0;
-        snprintf(n->upstream, sizeof(n->upstream), "%s", d->peer);
+        start_standby(w, n, d->peer, true);
         break;
     case MG_HA_ACTION_SWITCHOVER_BEGIN:
         s.switchover_id = n->view->spec.switchover_id;
         if (d->peer[0] != '\0') {
             s.failover = MG_HA_FAILOVER_INITIATED;
             snprintf(s.target_primary, sizeof(s.target_primary), "%s", d->peer);
+            s.final_lsn[0] = '\0';
+            s.writes_stopped_ms = s.writes_resumed_ms = 0;
         }
         acted = cas_status(w, n, &s);
         break;
     case MG_HA_ACTION_HANDOFF:
-        acted = w->etcd.leader.exists && strcmp(w->etcd.leader.value, n->name) == 0 &&
-                w->etcd.status.mod_revision == s.mod_revision;
-        if (acted) {
-            w->etcd.leader.exists = false;
-            n->key_ok = 0;
-            s.failover = MG_HA_FAILOVER_PROMOTING_NEW_PRIMARY;
-            snprintf(s.target_primary, sizeof(s.target_primary), "%s", d->peer);
-            w->etcd.status = s;
-            w->etcd.status.mod_revision = ++w->etcd.revision;
-            note(w, "%s: hand-off to %s", n->name, d->peer);
-            cover.handoffs++;
-        }
+        acted = handoff(w, n, d->peer);
         break;
     case MG_HA_ACTION_ABORT_SWITCHOVER:
-        s.failover = MG_HA_FAILOVER_STABLE;
-        s.target_primary[0] = '\0';
-        acted = cas_status(w, n, &s) && start_primary(w, n);
+        acted = abort_switchover(w, n, "catch-up timeout") && start_primary(w, n);
         break;
     case MG_HA_ACTION_FINISH_FAILOVER:
         s.failover = MG_HA_FAILOVER_STABLE;
+        s.target_primary[0] = '\0';
         acted = cas_status(w, n, &s);
         break;
     default:
@@ -943,11 +1154,21 @@ restart_daemon(world_t *w, node_t *n)
     n->lease = NO_LEASE;
     n->lease_ok = n->key_ok = 0;
     n->upstream[0] = '\0';
-    n->view->leader[0] = '\0';
-    n->fs_until = n->fs_heard = 0;
-    memset(n->acked_sent, 0, sizeof(n->acked_sent));
-    n->last_view = 0;
-    n->d_sync = 0;
+    memset(n->view, 0, sizeof(*n->view));
+    n->fs_until = 0;
+    mg_ha__promise_at_start(HAS(w, F_FAILSAFE), w->now, TTL, &n->fs_heard, &n->promise_ms);
+    memset(n->peers, 0, sizeof(n->peers));
+    n->npeers = 0;
+    n->known = 0;
+    n->sync_names[0] = '\0';
+    n->loops = n->sync_changed_loop = n->sync_narrow_lsn = 0;
+    n->pg_ours = false;
+    n->write_deadline = 0;
+    /* mg_ha__watchdog_adopt: the new watchdog takes over an orphaned one's deadline */
+    n->wd = n->wd_old;
+    n->wd_old = 0;
+    if (n->wd > 0)
+        n->write_deadline = n->wd - MARGIN / 2;
     note(w, "%s: daemon started", n->name);
 }
 
@@ -979,6 +1200,7 @@ world_init(world_t *w, const prop_class_t *cls, uint64_t seed, mg_ha_view_t *vie
         n->state = i == 0 ? MG_HA_STATE_PRIMARY : MG_HA_STATE_REPLICA;
         n->pg_running = true;
         n->pg_primary = i == 0;
+        n->pg_ours = true;
         n->priority = 100;
         renew(w, n);
         if (i != 0)
@@ -1004,15 +1226,20 @@ world_init(world_t *w, const prop_class_t *cls, uint64_t seed, mg_ha_view_t *vie
     w->etcd.status.exists = true;
     snprintf(w->etcd.status.primary, sizeof(w->etcd.status.primary), "n0");
     w->etcd.status.term = 1;
+    /* a cluster that ran a while: the primary wrote its failsafe set */
+    for (int i = 0; i < NNODES && !HAS(w, F_UNTRACKED); i++)
+        snprintf(w->etcd.status.members[w->etcd.status.nmembers++], MG_HA_NAME_SIZE, "n%d", i);
     if (HAS(w, F_SYNC)) {
         sync_to_status(w, 6, &w->etcd.status);
-        w->nodes[0].d_sync = w->nodes[0].pg_sync = 6;
+        snprintf(w->nodes[0].sync_names, sizeof(w->nodes[0].sync_names), "n1, n2");
+        w->nodes[0].pg_sync = 6;
     }
     w->etcd.status.mod_revision = ++w->etcd.revision;
     for (int i = 0; i < NNODES; i++) {
         arm(w, &w->nodes[i]);
         publish(w, i);
-        w->nodes[i].last_view = 7;
+        w->nodes[i].known = 7;
+        w->nodes[i].promise_ms = TTL;
     }
 }
 
@@ -1108,6 +1335,31 @@ cuttable(world_t *w, const node_t *n)
     return false;
 }
 
+/*
+ * sigterm (shutdown_daemon, on_stop: leave): Postgres stops (fast) when
+ * mg_ha__stop_stops_pg says so, then the watchdog stops and the lease is
+ * revoked (the keys on it go at once).
+ */
+static void
+sigterm(world_t *w, node_t *n)
+{
+    note(w, "%s: SIGTERM (on_stop leave)", n->name);
+    if (mg_ha__stop_stops_pg(MG_HA_ON_STOP_LEAVE, n->state, n->pg_ours, n->wd > 0, n->pg_running,
+                             !n->pg_primary)) {
+        for (int i = 0; i < NNODES; i++)
+            if (streams(w, &w->nodes[i], n))
+                wal_copy(&w->nodes[i], n); /* the shutdown checkpoint */
+        n->pg_running = false;
+        n->clean = true;
+        note(w, "%s: Postgres stopped (fast)", n->name);
+    }
+    n->daemon_up = false;
+    n->wd = 0;
+    if (!n->cut && n->lease != NO_LEASE)
+        etcd_revoke(w, n->lease);
+    cover.stops++;
+}
+
 static void
 random_event(world_t *w)
 {
@@ -1159,16 +1411,8 @@ random_event(world_t *w)
     } else if (r < 96) {
         if (HAS(w, F_CLOCK))
             n->wall_off += rnd_in(w, -30000, 30000); /* wall clock step */
-        else if (HAS(w, F_STOP) && n->daemon_up && !n->paused && n->phase == 0) {
-            /* SIGTERM, on_stop: leave (shutdown_daemon): the watchdog stops, Postgres
-               keeps running, the lease is revoked (the keys on it go at once) */
-            n->daemon_up = false;
-            n->wd = 0;
-            if (!n->cut && n->lease != NO_LEASE)
-                revoke(w, n->lease);
-            cover.stops++;
-            note(w, "%s: SIGTERM (on_stop leave)", n->name);
-        }
+        else if (HAS(w, F_STOP) && n->daemon_up && !n->paused && n->phase == 0)
+            sigterm(w, n);
     } else if (r < 98) {
         w->now += rnd_in(w, TTL, 3 * TTL); /* a long quiet period */
     } else if (HAS(w, F_SWITCH)) {
@@ -1226,6 +1470,15 @@ heal_and_expect_primary(world_t *w)
              mg_ha_state_name(w->nodes[i].state), w->nodes[i].pg_running ? "running" : "stopped",
              w->nodes[i].pg_primary ? "primary" : "standby",
              mg_ha_action_name(w->nodes[i].dec.action), w->nodes[i].dec.reason);
+    {
+        char members[200] = "";
+
+        for (size_t i = 0; i < w->etcd.status.nmembers; i++)
+            snprintf(members + strlen(members), sizeof(members) - strlen(members), " %s",
+                     w->etcd.status.members[i]);
+        note(w, "status: failsafe members:%s; sync members %x", members,
+             status_sync(w, &w->etcd.status));
+    }
     prop_fail(
         w,
         "no stable primary with %d replicas after the faults healed (leader \"%s\", failover %s)",
@@ -1284,23 +1537,32 @@ run_class(const prop_class_t *cls, bool check_coverage)
     free(views);
     if (!check_coverage)
         return;
-    /* the schedules reach the situations the properties are about */
-    assert_true(cover.promotions > n / 4);
+    /*
+     * the schedules reach the situations the properties are about. A node
+     * counts a peer fresh only once it saw its report change (finding 13)
+     * and promotes only members of the failsafe set (finding 2), so after
+     * the frequent restarts of these schedules a failover waits a round or
+     * two: fewer promotions and races than under the old wall-clock rule
+     * (measured on 3000 schedules: lease 1828 promotions, 118 refused takes;
+     * sync-election 266 promotions (197 ranked), 9 refused takes; failsafe-all 117
+     * grants).
+     */
+    assert_true(cover.promotions > n / ((cls->flags & F_SYNC) ? 20 : 4));
     if (cls->flags & F_SWITCH)
         assert_true(cover.handoffs > n / 50);
     assert_true(cover.daemon_fences + cover.watchdog_fences > n / 20);
     if (cls->flags & (F_KILL | F_CUT_ANY)) /* sync mode has fewer candidates to race */
-        assert_true(cover.two_leader_attempts > n / ((cls->flags & F_SYNC) ? 200 : 20));
+        assert_true(cover.two_leader_attempts > n / ((cls->flags & F_SYNC) ? 500 : 40));
     if (cls->flags & F_STOP)
         assert_true(cover.stops > n / 10);
     if (cls->flags & F_FAILSAFE)
-        assert_true(cover.failsafe_grants > n / 20);
+        assert_true(cover.failsafe_grants > n / 40);
     if (cls->flags & F_WRITES)
         assert_true(cover.acked > n);
     if (cls->flags & F_DURABLE)
         assert_true(cover.protected_acked > n && cover.durability_checks > n / 4);
     if (cls->flags & F_PRIO)
-        assert_true(cover.ranked > n / 10);
+        assert_true(cover.ranked > n / ((cls->flags & F_SYNC) ? 20 : 10));
 }
 
 /* class_selected: MG_HA_PROP_CLASS, if set, names the one class to run */

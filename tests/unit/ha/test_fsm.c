@@ -439,6 +439,10 @@ test_table(void **state)
 #define STATUS_N1_HANDED_TO_N2                                                     \
     "{\"primary\":\"n1\",\"term\":3,\"failover_state\":\"promoting_new_primary\"," \
     "\"target_primary\":\"n2\",\"final_lsn\":\"0/3000028\",\"writes_stopped_ms\":1000}"
+#define STATUS_N1_MEMBERS_N1_N3_HANDED_TO_N2                                            \
+    "{\"primary\":\"n1\",\"term\":3,\"failover_state\":\"promoting_new_primary\","      \
+    "\"target_primary\":\"n2\",\"final_lsn\":\"0/3000028\",\"writes_stopped_ms\":1000," \
+    "\"members\":[\"n1\",\"n3\"]}"
 #define N2_REPLICA_NOFAILOVER                                                             \
     "{\"name\":\"n2\",\"state\":\"replica\",\"role\":\"replica\",\"pg_queries_ok\":true," \
     "\"pg_running\":true,\"nofailover\":true,\"priority\":0,\"replay_lsn\":\"0/3000028\"}"
@@ -625,6 +629,20 @@ static const case_t safety_cases[] = {
             {"nodes/n3", N3_REPLICA_AT("0/5000000")}},
      .want_action = MG_HA_ACTION_WAIT,
      .want_state = MG_HA_STATE_REPLICA},
+    {.name = "hand-off lapsed to a target outside the failsafe set (no failover candidate "
+             "ever): the old primary retakes the key (the property test found the wedge)",
+     .me = "n1",
+     .state = MG_HA_STATE_DEMOTED,
+     .have_data = true,
+     .data_is_primary = true,
+     .local_sysid = "111",
+     .wall_ms = 1000 + 60001,
+     .kv = {{"initialize", INIT_111},
+            {"status", STATUS_N1_MEMBERS_N1_N3_HANDED_TO_N2},
+            {"nodes/n2", N2_REPLICA_AT("0/3000028")}},
+     .want_action = MG_HA_ACTION_START_PRIMARY,
+     .want_state = MG_HA_STATE_PRIMARY,
+     .want_in_reason = "lapsed"},
     {.name = "16.11: hand-off not lapsed yet: the old primary waits",
      .me = "n1",
      .state = MG_HA_STATE_DEMOTED,
