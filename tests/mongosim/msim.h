@@ -53,12 +53,17 @@ enum {
     MSIM_E_DUPLICATE_KEY = 11000,
     MSIM_E_UNRECOGNIZED_STAGE = 40324,
     MSIM_E_OBJECT_TOO_LARGE = 10334,
+    MSIM_E_USER_NOT_FOUND = 11,
+    MSIM_E_LOCK_TIMEOUT = 24,
+    MSIM_E_ROLE_NOT_FOUND = 31,
+    MSIM_E_INDEX_BUILD_ABORTED = 276,
 };
 
 #define MSIM_MAX_BSON_SIZE    (16 * 1024 * 1024)
 #define MSIM_MAX_MESSAGE_SIZE 48000000
 #define MSIM_MAX_WRITE_BATCH  100000
-#define MSIM_MAX_WIRE_VERSION 17 /* MongoDB 6.0 */
+/* BSONObjMaxInternalSize: larger documents cannot be serialized at all */
+#define MSIM_MAX_INTERNAL_BSON_SIZE (MSIM_MAX_BSON_SIZE + 16 * 1024)
 
 /* msim_code_name returns MongoDB's static codeName for code ("Location<N>" style otherwise). */
 const char *msim_code_name(int32_t code);
@@ -232,6 +237,91 @@ msim_doc_t *msim_coll_iter_next(msim_coll_iter_t *it);
 msim_doc_t *msim_coll_last(const msim_coll_t *c);
 
 /* ------------------------------------------------------------------------
+ * Users, built-in roles and privileges (msim_roles.c, msim_authz.c)
+ * ------------------------------------------------------------------------ */
+
+/* Resource patterns of privileges, as MongoDB's match types. */
+typedef enum {
+    MSIM_RP_NONE = 0,
+    MSIM_RP_ANY,            /* {anyResource: true} */
+    MSIM_RP_ANY_NORMAL,     /* {db: "", collection: ""}: every non-system namespace */
+    MSIM_RP_CLUSTER,        /* {cluster: true} */
+    MSIM_RP_DB,             /* {db: X, collection: ""} */
+    MSIM_RP_COLL,           /* {db: "", collection: C}: C in any database */
+    MSIM_RP_EXACT,          /* {db: X, collection: C} */
+    MSIM_RP_SYSTEM_BUCKETS, /* {db: "", system_buckets: ""} (never matches here) */
+} msim_rp_kind_t;
+
+#define MSIM_ACTION_WORDS 2
+typedef struct {
+    uint64_t w[MSIM_ACTION_WORDS];
+} msim_actions_t;
+
+typedef struct {
+    msim_rp_kind_t kind;
+    char db[64];
+    char coll[128];
+    msim_actions_t actions;
+} msim_priv_t;
+
+#define MSIM_MAX_PRIVS 64
+typedef struct {
+    msim_priv_t privs[MSIM_MAX_PRIVS];
+    size_t n;
+} msim_privset_t;
+
+typedef struct {
+    char role[64];
+    char db[64];
+} msim_role_ref_t;
+
+#define MSIM_MAX_USER_ROLES 16
+typedef struct {
+    char name[128];
+    char db[64];
+    uint8_t uuid[16];
+    msim_role_ref_t roles[MSIM_MAX_USER_ROLES];
+    size_t nroles;
+    /* SCRAM-SHA-256 credentials */
+    uint8_t salt[28];
+    uint8_t stored_key[32];
+    uint8_t server_key[32];
+    int iterations;
+    msim_privset_t privs; /* flattened from the roles at start-up */
+    bool bypass_write_block;
+} msim_user_t;
+
+int msim_action_count(void);
+const char *msim_action_name(int bit);
+/* msim_action_bit returns the bit of an action name, -1 when unknown. */
+int msim_action_bit(const char *name);
+void msim_actions_add(msim_actions_t *set, const char *name);
+bool msim_actions_has(const msim_actions_t *set, int bit);
+/* msim_role_exists checks name@db is a built-in role (error RoleNotFound otherwise). */
+bool msim_role_exists(const char *name, const char *db, mg_error_t *error);
+/* msim_privset_of_user flattens the privileges of u's roles into set. */
+void msim_privset_of_user(const msim_user_t *u, msim_privset_t *set);
+/*
+ * msim_privset_allows tells whether set grants every action of the
+ * space-separated list on the resource: the cluster (db NULL), the pattern
+ * "any normal resource" (db ""), a database (coll NULL) or a namespace.
+ */
+bool msim_privset_allows(const msim_privset_t *set, const char *db, const char *coll,
+                         const char *actions);
+/* msim_privset_any_on: set grants some action on the database (coll NULL) or namespace. */
+bool msim_privset_any_on(const msim_privset_t *set, const char *db, const char *coll);
+/* msim_privset_append appends set as connectionStatus's privilege documents to arr. */
+void msim_privset_append(const msim_privset_t *set, bson_t *arr);
+
+/*
+ * msim_user_add parses one --auth value USER[@DB]:PASSWORD[:ROLE[@DB][,ROLE...]]
+ * (ROLE defaults to root; a role without @DB is on the user's database, as
+ * createUser does) and registers the user with SCRAM-SHA-256 credentials.
+ */
+bool msim_user_add(const char *spec, mg_error_t *error);
+const msim_user_t *msim_user_find(const char *name, const char *db);
+
+/* ------------------------------------------------------------------------
  * Server state
  * ------------------------------------------------------------------------ */
 
@@ -256,7 +346,8 @@ typedef struct msim_oplog_entry {
     bson_t *lsid;          /* transaction events */
     int64_t txn_number;
     bool in_txn;
-    bool images; /* collection had changeStreamPreAndPostImages */
+    bool images;      /* collection had changeStreamPreAndPostImages */
+    bool drop_target; /* rename: an existing target was dropped by it */
     size_t size;
 } msim_oplog_entry_t;
 
@@ -285,11 +376,16 @@ typedef struct {
     int port;
     int64_t oplog_max_bytes;
     int64_t cursor_timeout_ms;
-    char auth_user[128];
-    char auth_password[256];
-    bool auth_read_write_only; /* --auth USER:PASSWORD:readWrite: no cluster actions */
+    int noop_interval_secs;  /* periodicNoopIntervalSecs (1..10, MongoDB's default 10) */
+    int64_t txn_lifetime_ms; /* transactionLifetimeLimitSeconds (default 60) */
+    int server_version;      /* MSIM_VERSION_60 or MSIM_VERSION_70: what mongosim claims */
     bool auth;
     bool quiet;
+
+    /* users (--auth), fixed after start-up */
+    msim_user_t *users;
+    size_t nusers;
+    uint8_t decoy_salt[28]; /* answers saslStart for unknown users */
 
     /* store */
     pthread_rwlock_t lock;
@@ -309,7 +405,25 @@ typedef struct {
     uint32_t oplog_trim_index;
     pthread_mutex_t oplog_mu;
     pthread_cond_t oplog_cv;
+    uint64_t oplog_generation; /* bumped by msim_oplog_publish (oplog_mu) */
     atomic_uint_fast64_t oplog_seq_pub;
+    uint64_t noop_last_seq; /* periodic no-op writer: oplog end at its last check */
+    int64_t noop_last_ms;
+
+    /* the global lock (msim_lock.c): shared holders are operations and open
+     * transactions; setUserWriteBlockMode takes it exclusively */
+    pthread_mutex_t glock_mu;
+    pthread_cond_t glock_cv;
+    int glock_shared;
+    int glock_x_waiting;
+    bool glock_x_held;
+    pthread_mutex_t block_mu; /* one setUserWriteBlockMode at a time */
+
+    /* user index builds held by the hangAfterStartingIndexBuild fail point */
+    int index_builds_active;
+    uint64_t index_build_abort_gen;
+    atomic_bool index_builds_blocked;
+    atomic_bool fp_hang_index_build;
 
     /* cursors */
     pthread_mutex_t cursor_mu;
@@ -333,15 +447,11 @@ typedef struct {
     atomic_int_fast64_t total_connections;
     atomic_int_fast64_t op_counts[6]; /* insert query update delete getmore command */
 
-    /* SCRAM-SHA-256 credentials */
-    uint8_t scram_salt[28];
-    uint8_t scram_stored_key[32];
-    uint8_t scram_server_key[32];
-    int scram_iterations;
-
     atomic_bool stopping;
     int64_t wait_cap_ms; /* caps server-side waits (fuzzing); -1 = none */
 } msim_server_t;
+
+enum { MSIM_VERSION_60 = 60, MSIM_VERSION_70 = 70 };
 
 extern msim_server_t *msim_srv;
 
@@ -355,12 +465,13 @@ void msim_server_init(msim_server_t *s);
 typedef struct {
     int fd;
     int64_t id;
-    bool authenticated;
+    bool authenticated;           /* may run commands: no --auth, or a user logged in */
+    const msim_user_t *user;      /* the authenticated user (NULL without --auth) */
+    const msim_user_t *sasl_user; /* the user of the SCRAM conversation, NULL if unknown */
     char app_name[128];
     /* SCRAM conversation */
     int sasl_step;
     bool sasl_skip_empty;
-    bool sasl_user_ok;
     char sasl_client_first_bare[512];
     char sasl_server_first[512];
     char sasl_nonce[128];
@@ -382,9 +493,14 @@ typedef struct {
     bool resumable_error; /* label the error ResumableChangeStreamError */
 } msim_ctx_t;
 
+/* The connection whose command this thread runs (write-block bypass, cursor owners). */
+extern __thread msim_conn_t *msim_tls_conn;
+/* msim_note_op records ts as the latest oplog write of the running command. */
+void msim_note_op(msim_ts_t ts);
+
 /* msim_clock_tick returns a new, strictly greater cluster time. */
 msim_ts_t msim_clock_tick(void);
-/* msim_clock_now returns the current cluster time (advancing seconds lazily). */
+/* msim_clock_now returns the current cluster time: the time of the latest oplog entry. */
 msim_ts_t msim_clock_now(void);
 int64_t msim_now_ms(void);
 int msim_ts_cmp(msim_ts_t a, msim_ts_t b);
@@ -445,8 +561,9 @@ struct msim_cursor {
     size_t ndocs, pos;
     bool busy;
     int64_t last_use_ms;
-    void *stream;      /* change stream state, or NULL */
-    msim_proj_t *proj; /* applied as documents are returned, or NULL */
+    void *stream;             /* change stream state, or NULL */
+    const msim_user_t *owner; /* the user that opened it (NULL without --auth) */
+    msim_proj_t *proj;        /* applied as documents are returned, or NULL */
 };
 /*
  * msim_cursor_first_batch takes ownership of docs (an array of references,
@@ -513,11 +630,46 @@ bool msim_txn_touches(msim_txn_t *t, const char *db, const char *coll);
 msim_doc_t **msim_txn_merge(msim_txn_t *t, const char *db, const char *coll, msim_doc_t **docs,
                             size_t n, size_t *nout);
 void msim_txn_end_sessions(const bson_t *cmd);
+/* msim_txn_expire aborts transactions open longer than the lifetime limit. */
+void msim_txn_expire(int64_t now_ms);
 
 /* Auth (msim_auth.c) */
-bool msim_auth_init(mg_error_t *error);
 bool msim_cmd_sasl_start(msim_ctx_t *ctx, mg_error_t *error);
 bool msim_cmd_sasl_continue(msim_ctx_t *ctx, mg_error_t *error);
+
+/* Authorization (msim_authz.c) */
+/* msim_authz_command fails with Unauthorized when the user lacks what the command needs. */
+bool msim_authz_command(msim_ctx_t *ctx, mg_error_t *error);
+/* msim_authz_may_list_db: the user has some privilege on db (listDatabases filtering). */
+bool msim_authz_may_list_db(const msim_conn_t *conn, const char *db);
+/* msim_authz_may_see_coll: the user has some privilege on db.coll. */
+bool msim_authz_may_see_coll(const msim_conn_t *conn, const char *db, const char *coll);
+/* msim_authz_has: the user has every listed action (see msim_privset_allows); true without --auth.
+ */
+bool msim_authz_has(const msim_conn_t *conn, const char *db, const char *coll, const char *actions);
+bool msim_cmd_connection_status(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_users_info(msim_ctx_t *ctx, mg_error_t *error);
+
+/* The global lock, write blocking, the no-op writer (msim_lock.c) */
+/* msim_glock_acquire_shared waits for the lock (timeout_ms < 0: forever); false on timeout. */
+bool msim_glock_acquire_shared(int64_t timeout_ms);
+void msim_glock_release_shared(void);
+/* msim_glock_enter / leave: the running command holds the lock (thread-local). */
+void msim_glock_enter(void);
+void msim_glock_leave(void);
+/* msim_glock_yield releases the command's hold for a wait; msim_glock_resume takes it back. */
+bool msim_glock_yield(void);
+void msim_glock_resume(bool held);
+/*
+ * msim_index_build_begin: a user index build on db starts. Fails with
+ * UserWritesBlocked while write blocking is being enabled; with the
+ * hangAfterStartingIndexBuild fail point it waits (the build is "in
+ * progress") and fails with IndexBuildAborted when write blocking aborts it.
+ */
+bool msim_index_build_begin(const char *db, mg_error_t *error);
+bool msim_cmd_set_user_write_block_mode(msim_ctx_t *ctx, mg_error_t *error);
+/* msim_noop_writer_tick writes a no-op when the oplog did not move for an interval. */
+void msim_noop_writer_tick(int64_t now_ms);
 
 /* Loading (msim_load.c) */
 bool msim_load_files(const char *list, const char *target_ns, mg_error_t *error);

@@ -30,6 +30,7 @@ msim_cursor_register(msim_cursor_t *c)
     pthread_mutex_lock(&msim_srv->cursor_mu);
     c->id = msim_srv->next_cursor_id++;
     c->last_use_ms = msim_now_ms();
+    c->owner = msim_tls_conn != NULL ? msim_tls_conn->user : NULL;
     c->busy = false;
     c->next = msim_srv->cursors;
     msim_srv->cursors = c;
@@ -231,6 +232,11 @@ msim_cmd_get_more(msim_ctx_t *ctx, mg_error_t *error)
                          "namespace %s",
                          ns, c->ns);
     }
+    if (msim_srv->auth && c->owner != ctx->conn->user) {
+        pthread_mutex_unlock(&msim_srv->cursor_mu);
+        return msim_fail(error, MSIM_E_UNAUTHORIZED,
+                         "cursor id %lld was not created by the authenticated user", (long long)id);
+    }
     if (c->busy) {
         pthread_mutex_unlock(&msim_srv->cursor_mu);
         return msim_fail(error, 292, "cursor id %lld is already in use", (long long)id);
@@ -287,7 +293,8 @@ msim_cmd_kill_cursors(msim_ctx_t *ctx, mg_error_t *error)
             id = bson_iter_int64(&c);
             pthread_mutex_lock(&msim_srv->cursor_mu);
             for (cur = msim_srv->cursors; cur != NULL; cur = cur->next)
-                if (cur->id == id && !cur->busy) {
+                if (cur->id == id && !cur->busy &&
+                    (!msim_srv->auth || cur->owner == ctx->conn->user)) {
                     found = cur;
                     unlink_locked(cur);
                     break;

@@ -181,13 +181,23 @@ conn_main(void *arg)
     return NULL;
 }
 
+/* background_main runs the periodic jobs: the no-op writer, the
+ * transaction lifetime limit, and (every second) idle cursors. */
 static void *
-reaper_main(void *arg)
+background_main(void *arg)
 {
+    int64_t last_reap = msim_now_ms();
     (void)arg;
     while (!atomic_load(&msim_srv->stopping)) {
-        sleep(1);
-        msim_cursor_reap(msim_now_ms());
+        int64_t now;
+        usleep(100 * 1000);
+        now = msim_now_ms();
+        msim_noop_writer_tick(now);
+        msim_txn_expire(now);
+        if (now - last_reap >= 1000) {
+            msim_cursor_reap(now);
+            last_reap = now;
+        }
     }
     return NULL;
 }
@@ -200,8 +210,13 @@ usage(FILE *f)
                "  --bind ADDR           listen address (default 127.0.0.1)\n"
                "  --port-file PATH      write the port number here once listening\n"
                "  --oplog-size-mb N     change-stream history kept in memory (default 512)\n"
-               "  --auth USER:PASSWORD[:ROLE]  require SCRAM-SHA-256 authentication; ROLE root\n"
-               "                        (default) or readWrite (no cluster actions)\n"
+               "  --auth USER[@DB]:PASSWORD[:ROLE[@DB][,ROLE...]]  require SCRAM-SHA-256;\n"
+               "                        repeat for more users; built-in roles (default root);\n"
+               "                        a role without @DB is on the user's database\n"
+               "  --periodic-noop-interval-secs N  no-op write of an idle primary (1-10, default\n"
+               "                        10, as MongoDB's periodicNoopIntervalSecs)\n"
+               "  --transaction-lifetime-limit-secs N  abort older transactions (default 60)\n"
+               "  --server-version V    7.0 (default) or 6.0: the MongoDB version claimed\n"
                "  --load FILE[,FILE]    load Extended JSON files (one doc per line, or an array)\n"
                "  --load-ns DB.COLL     target of --load (default test.<file name>)\n"
                "  --cursor-timeout-ms N idle cursors are closed after N ms (default 600000)\n"
@@ -221,6 +236,9 @@ main(int argc, char **argv)
         {"load", required_argument, NULL, 'l'},
         {"load-ns", required_argument, NULL, 'n'},
         {"cursor-timeout-ms", required_argument, NULL, 'c'},
+        {"periodic-noop-interval-secs", required_argument, NULL, 'N'},
+        {"transaction-lifetime-limit-secs", required_argument, NULL, 'T'},
+        {"server-version", required_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -267,27 +285,44 @@ main(int argc, char **argv)
                 return MG_EXIT_USAGE;
             }
             break;
-        case 'a': {
-            const char *colon = strchr(optarg, ':');
-            if (colon == NULL || colon == optarg || colon[1] == '\0' ||
-                (size_t)(colon - optarg) >= sizeof g_server.auth_user) {
-                fprintf(stderr, "mongosim: --auth needs USER:PASSWORD\n");
+        case 'a':
+            if (!msim_user_add(optarg, &err)) {
+                fprintf(stderr, "mongosim: --auth: %s\n", err.message);
                 return MG_EXIT_USAGE;
             }
-            memcpy(g_server.auth_user, optarg, (size_t)(colon - optarg));
-            snprintf(g_server.auth_password, sizeof g_server.auth_password, "%s", colon + 1);
-            {
-                /* an optional role: USER:PASSWORD:readWrite (default: root) */
-                char *role = strrchr(g_server.auth_password, ':');
-                if (role != NULL &&
-                    (strcmp(role + 1, "readWrite") == 0 || strcmp(role + 1, "root") == 0)) {
-                    g_server.auth_read_write_only = strcmp(role + 1, "readWrite") == 0;
-                    *role = '\0';
-                }
+            break;
+        case 'N': {
+            long v = strtol(optarg, &end, 10);
+            if (*end != '\0' || v < 1 || v > 10) {
+                fprintf(stderr,
+                        "mongosim: invalid --periodic-noop-interval-secs \"%s\" (1-10, as "
+                        "MongoDB's periodicNoopIntervalSecs)\n",
+                        optarg);
+                return MG_EXIT_USAGE;
             }
-            g_server.auth = true;
+            g_server.noop_interval_secs = (int)v;
             break;
         }
+        case 'T': {
+            long long v = strtoll(optarg, &end, 10);
+            if (*end != '\0' || v < 1 || v > 86400) {
+                fprintf(stderr, "mongosim: invalid --transaction-lifetime-limit-secs \"%s\"\n",
+                        optarg);
+                return MG_EXIT_USAGE;
+            }
+            g_server.txn_lifetime_ms = v * 1000;
+            break;
+        }
+        case 'V':
+            if (strcmp(optarg, "7.0") == 0) {
+                g_server.server_version = MSIM_VERSION_70;
+            } else if (strcmp(optarg, "6.0") == 0) {
+                g_server.server_version = MSIM_VERSION_60;
+            } else {
+                fprintf(stderr, "mongosim: invalid --server-version \"%s\" (6.0 or 7.0)\n", optarg);
+                return MG_EXIT_USAGE;
+            }
+            break;
         case 'l':
             load = optarg;
             break;
@@ -317,10 +352,6 @@ main(int argc, char **argv)
         sigaction(SIGINT, &sa, NULL);
     }
 
-    if (g_server.auth && !msim_auth_init(&err)) {
-        mg_log_error(MG_LOG_FATAL, "mongosim", &err);
-        return MG_EXIT_FAILURE;
-    }
     if (load != NULL && !msim_load_files(load, load_ns, &err)) {
         mg_log_error(MG_LOG_FATAL, "mongosim", &err);
         return MG_EXIT_USAGE;
@@ -363,7 +394,7 @@ main(int argc, char **argv)
                                MG_LOG_BOOL("auth", g_server.auth)),
                  "listening on %s:%d", g_server.bind, g_server.port);
 
-    pthread_create(&reaper, NULL, reaper_main, NULL);
+    pthread_create(&reaper, NULL, background_main, NULL);
     pthread_detach(reaper);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);

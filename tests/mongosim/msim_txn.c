@@ -16,6 +16,8 @@ struct msim_txn {
     bson_t *lsid;
     int64_t txn_number;
     int state;
+    bool holds_glock;   /* the global lock, from the first statement to the end */
+    int64_t started_ms; /* for transactionLifetimeLimitSeconds */
     msim_txn_op_t *ops;
     size_t nops, cap;
 };
@@ -31,6 +33,19 @@ clear_ops(msim_txn_t *t)
     free(t->ops);
     t->ops = NULL;
     t->nops = t->cap = 0;
+}
+
+/* finish ends t's current transaction in state (txn_mu held): staged writes
+ * are dropped and the global lock it held is released. */
+static void
+finish(msim_txn_t *t, int state)
+{
+    clear_ops(t);
+    t->state = state;
+    if (t->holds_glock) {
+        t->holds_glock = false;
+        msim_glock_release_shared();
+    }
 }
 
 static bool
@@ -80,7 +95,7 @@ msim_txn_end_sessions(const bson_t *cmd)
             if (lsid_equal((*pp)->lsid, &lsid)) {
                 msim_txn_t *t = *pp;
                 *pp = t->next;
-                clear_ops(t);
+                finish(t, TXN_ABORTED);
                 bson_destroy(t->lsid);
                 free(t);
                 break;
@@ -116,7 +131,7 @@ bool
 msim_txn_begin_command(msim_ctx_t *ctx, mg_error_t *error)
 {
     bson_iter_t it;
-    bool start = false;
+    bool start = false, need_lock = false;
     msim_txn_t *t;
     bool ok = true;
 
@@ -146,9 +161,11 @@ msim_txn_begin_command(msim_ctx_t *ctx, mg_error_t *error)
                            "Transaction with { txnNumber: %lld } has already been started",
                            (long long)ctx->txn_number);
         } else {
-            clear_ops(t);
+            finish(t, TXN_NONE); /* a newer transaction aborts an open one */
             t->txn_number = ctx->txn_number;
             t->state = TXN_ACTIVE;
+            t->started_ms = msim_now_ms();
+            need_lock = true;
         }
     } else if (t->txn_number != ctx->txn_number || t->state == TXN_NONE) {
         ok = msim_fail(error, MSIM_E_NO_SUCH_TRANSACTION,
@@ -164,6 +181,25 @@ msim_txn_begin_command(msim_ctx_t *ctx, mg_error_t *error)
                        (long long)ctx->txn_number);
     }
     pthread_mutex_unlock(&msim_srv->txn_mu);
+    if (ok && need_lock) {
+        /* the first statement takes the global lock for the transaction and
+         * waits at most maxTransactionLockRequestTimeoutMillis (5 ms) */
+        bool got = msim_glock_acquire_shared(5);
+        pthread_mutex_lock(&msim_srv->txn_mu);
+        if (got && t->state == TXN_ACTIVE && t->txn_number == ctx->txn_number) {
+            t->holds_glock = true;
+        } else {
+            if (got)
+                msim_glock_release_shared();
+            if (t->txn_number == ctx->txn_number)
+                finish(t, TXN_ABORTED);
+            ok = msim_fail(error, MSIM_E_LOCK_TIMEOUT,
+                           "Unable to acquire IX lock on '{Global}' within 5ms. (transaction "
+                           "%lld)",
+                           (long long)ctx->txn_number);
+        }
+        pthread_mutex_unlock(&msim_srv->txn_mu);
+    }
     if (ok)
         ctx->txn = t;
     return ok;
@@ -397,8 +433,7 @@ msim_cmd_commit_txn(msim_ctx_t *ctx, mg_error_t *error)
     pthread_rwlock_unlock(&msim_srv->lock);
     msim_oplog_publish();
     pthread_mutex_lock(&msim_srv->txn_mu);
-    clear_ops(t);
-    t->state = ok ? TXN_COMMITTED : TXN_ABORTED;
+    finish(t, ok ? TXN_COMMITTED : TXN_ABORTED);
     pthread_mutex_unlock(&msim_srv->txn_mu);
     return ok;
 }
@@ -409,9 +444,22 @@ msim_txn_fail(msim_txn_t *t)
     if (t == NULL)
         return;
     pthread_mutex_lock(&msim_srv->txn_mu);
-    if (t->state == TXN_ACTIVE) {
-        clear_ops(t);
-        t->state = TXN_ABORTED;
+    if (t->state == TXN_ACTIVE)
+        finish(t, TXN_ABORTED);
+    pthread_mutex_unlock(&msim_srv->txn_mu);
+}
+
+void
+msim_txn_expire(int64_t now_ms)
+{
+    pthread_mutex_lock(&msim_srv->txn_mu);
+    for (msim_txn_t *t = msim_srv->txns; t != NULL; t = t->next) {
+        if (t->state == TXN_ACTIVE && now_ms - t->started_ms > msim_srv->txn_lifetime_ms) {
+            MG_LOG(MG_LOG_INFO, "mongosim",
+                   "aborting transaction %lld: open longer than transactionLifetimeLimitSeconds",
+                   (long long)t->txn_number);
+            finish(t, TXN_ABORTED);
+        }
     }
     pthread_mutex_unlock(&msim_srv->txn_mu);
 }
@@ -435,8 +483,7 @@ msim_cmd_abort_txn(msim_ctx_t *ctx, mg_error_t *error)
                          "Transaction with { txnNumber: %lld } has been aborted.",
                          (long long)t->txn_number);
     }
-    clear_ops(t);
-    t->state = TXN_ABORTED;
+    finish(t, TXN_ABORTED);
     pthread_mutex_unlock(&msim_srv->txn_mu);
     return true;
 }
