@@ -264,7 +264,7 @@ typedef struct {
     msim_actions_t actions;
 } msim_priv_t;
 
-#define MSIM_MAX_PRIVS 64
+#define MSIM_MAX_PRIVS 128
 typedef struct {
     msim_priv_t privs[MSIM_MAX_PRIVS];
     size_t n;

@@ -89,28 +89,56 @@ derive(msim_user_t *u, const char *password, mg_error_t *error)
     return true;
 }
 
+/* role_name_known: name (up to n bytes) is a built-in role's name. */
+static bool
+role_name_known(const char *name, size_t n)
+{
+    char buf[64];
+    if (n == 0 || n >= sizeof buf)
+        return false;
+    memcpy(buf, name, n);
+    buf[n] = '\0';
+    return msim_role_exists(buf, "admin", NULL);
+}
+
 /*
  * parse_roles fills u's roles from "role[@db],role[@db]..." (a role without
- * @db is on the user's database). False when an item is not a built-in role
- * (the text then belongs to the password).
+ * @db is on the user's database). Returns 1 on success, 0 when an item does
+ * not name a built-in role (the text then belongs to the password), -1 with
+ * error when the list names roles but cannot be granted (an admin-only role
+ * on another database, a bad database).
  */
-static bool
+static int
 parse_roles(msim_user_t *u, const char *list, mg_error_t *error)
 {
     const char *s = list;
+    /* first pass: is every item a built-in role's name? */
+    while (*s != '\0') {
+        size_t n = strcspn(s, ","), rn;
+        const char *at = memchr(s, '@', n);
+        rn = at ? (size_t)(at - s) : n;
+        if (!role_name_known(s, rn))
+            return 0;
+        s += n;
+        if (*s == ',')
+            s++;
+    }
+    s = list;
     u->nroles = 0;
     while (*s != '\0') {
         size_t n = strcspn(s, ","), rn;
-        const char *at;
+        const char *at = memchr(s, '@', n);
         msim_role_ref_t *r;
-        if (n == 0 || u->nroles == MSIM_MAX_USER_ROLES)
-            return msim_fail(error, MSIM_E_BAD_VALUE, "could not parse roles \"%s\"", list);
+        if (u->nroles == MSIM_MAX_USER_ROLES) {
+            msim_fail(error, MSIM_E_BAD_VALUE, "could not parse roles \"%s\": too many", list);
+            return -1;
+        }
         r = &u->roles[u->nroles];
-        at = memchr(s, '@', n);
         rn = at ? (size_t)(at - s) : n;
-        if (rn == 0 || rn >= sizeof r->role || (at && (size_t)(s + n - at - 1) >= sizeof r->db) ||
-            (at && s + n - at - 1 == 0))
-            return msim_fail(error, MSIM_E_BAD_VALUE, "could not parse roles \"%s\"", list);
+        if (at && (s + n - at - 1 == 0 || (size_t)(s + n - at - 1) >= sizeof r->db)) {
+            msim_fail(error, MSIM_E_BAD_VALUE, "could not parse roles \"%s\": bad database", list);
+            return -1;
+        }
         memcpy(r->role, s, rn);
         r->role[rn] = '\0';
         if (at)
@@ -118,14 +146,17 @@ parse_roles(msim_user_t *u, const char *list, mg_error_t *error)
         else
             snprintf(r->db, sizeof r->db, "%s", u->db);
         if (!msim_role_exists(r->role, r->db, error))
-            return false;
+            return -1;
         u->nroles++;
         s += n;
         if (*s == ',')
             s++;
     }
-    return u->nroles > 0 ||
-           msim_fail(error, MSIM_E_BAD_VALUE, "could not parse roles \"%s\"", list);
+    if (u->nroles == 0) {
+        msim_fail(error, MSIM_E_BAD_VALUE, "could not parse roles \"%s\"", list);
+        return -1;
+    }
+    return 1;
 }
 
 bool
@@ -136,6 +167,7 @@ msim_user_add(const char *spec, mg_error_t *error)
     const char *colon = strchr(spec, ':'), *last, *at;
     char password[512];
     size_t ulen;
+    int roles = 0;
     bool ok;
 
     memset(&u, 0, sizeof u);
@@ -159,7 +191,11 @@ msim_user_add(const char *spec, mg_error_t *error)
     u.name[ulen] = '\0';
     snprintf(password, sizeof password, "%s", colon + 1);
     last = strrchr(password, ':');
-    if (last != NULL && parse_roles(&u, last + 1, NULL)) {
+    if (last != NULL && (roles = parse_roles(&u, last + 1, error)) < 0) {
+        OPENSSL_cleanse(password, sizeof password);
+        return false;
+    }
+    if (last != NULL && roles > 0) {
         password[last - password] = '\0';
     } else {
         /* no role list (or the last part is not one): the whole rest is the

@@ -448,7 +448,7 @@ add_priv(msim_privset_t *set, msim_rp_kind_t kind, const char *db, const char *c
     }
     if (p == NULL) {
         if (set->n == MSIM_MAX_PRIVS)
-            return; /* cannot happen with the built-in roles (checked by a test) */
+            return; /* cannot happen: 16 built-in roles name fewer resources */
         p = &set->privs[set->n++];
         memset(p, 0, sizeof *p);
         p->kind = kind;
