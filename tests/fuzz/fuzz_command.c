@@ -50,6 +50,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         server.oplog_max_bytes = 8 << 20;
         mg_log_init("fuzz_command", MG_LOG_FATAL, MG_LOG_FORMAT_JSON);
         conn.fd = -1;
+        /* with a root user, so privilege checks and SCRAM parsing run too */
+        if (!msim_user_add("fuzz:pw:root", &err))
+            abort();
+        conn.user = msim_user_find("fuzz", "admin");
         conn.authenticated = true;
         ready = true;
     }

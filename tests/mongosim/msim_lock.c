@@ -63,18 +63,34 @@ msim_glock_release_shared(void)
     pthread_mutex_unlock(&s->glock_mu);
 }
 
-/* exclusive waits for every shared holder; new shared requests queue meanwhile. */
-static void
-glock_acquire_exclusive(void)
+/*
+ * glock_acquire_exclusive waits for every shared holder (timeout_ms < 0:
+ * forever); new shared requests queue meanwhile. False on timeout.
+ */
+static bool
+glock_acquire_exclusive(int64_t timeout_ms)
 {
     msim_server_t *s = msim_srv;
+    struct timespec ts;
+    bool ok = true;
+    if (timeout_ms >= 0)
+        deadline_of(timeout_ms, &ts);
     pthread_mutex_lock(&s->glock_mu);
     s->glock_x_waiting++;
-    while (s->glock_shared > 0 || s->glock_x_held)
-        pthread_cond_wait(&s->glock_cv, &s->glock_mu);
+    while (s->glock_shared > 0 || s->glock_x_held) {
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&s->glock_cv, &s->glock_mu);
+        } else if (pthread_cond_timedwait(&s->glock_cv, &s->glock_mu, &ts) == ETIMEDOUT) {
+            ok = s->glock_shared == 0 && !s->glock_x_held;
+            break;
+        }
+    }
     s->glock_x_waiting--;
-    s->glock_x_held = true;
+    if (ok)
+        s->glock_x_held = true;
+    pthread_cond_broadcast(&s->glock_cv); /* queued requests may go on */
     pthread_mutex_unlock(&s->glock_mu);
+    return ok;
 }
 
 static void
@@ -140,7 +156,9 @@ msim_index_build_begin(const char *db, mg_error_t *error)
         bool aborted = false;
         s->index_builds_active++;
         pthread_cond_broadcast(&s->glock_cv);
-        while (atomic_load(&s->fp_hang_index_build) && !atomic_load(&s->stopping)) {
+        int64_t until = s->wait_cap_ms >= 0 ? msim_now_ms() + s->wait_cap_ms : INT64_MAX;
+        while (atomic_load(&s->fp_hang_index_build) && !atomic_load(&s->stopping) &&
+               msim_now_ms() < until) {
             struct timespec ts;
             if (s->index_build_abort_gen != gen) {
                 aborted = true;
@@ -202,6 +220,14 @@ msim_cmd_set_user_write_block_mode(msim_ctx_t *ctx, mg_error_t *error)
     msim_server_t *s = msim_srv;
     bson_iter_t it;
     bool on, changed = false;
+    int64_t max_ms = -1;
+    if (bson_iter_init_find(&it, ctx->cmd, "maxTimeMS") &&
+        (!msim_iter_int64(&it, &max_ms) || max_ms < 0))
+        return msim_fail(error, MSIM_E_BAD_VALUE, "maxTimeMS must be a non-negative number");
+    if (max_ms == 0)
+        max_ms = -1; /* 0 means no limit */
+    if (s->wait_cap_ms >= 0 && (max_ms < 0 || max_ms > s->wait_cap_ms))
+        max_ms = s->wait_cap_ms;
     if (!bson_iter_init_find(&it, ctx->cmd, "global"))
         return msim_fail(error, 40414,
                          "BSON field 'setUserWriteBlockMode.global' is missing but a required "
@@ -219,7 +245,14 @@ msim_cmd_set_user_write_block_mode(msim_ctx_t *ctx, mg_error_t *error)
          * transaction finishes first, and everything else queues */
         atomic_store(&s->index_builds_blocked, true);
         abort_index_builds();
-        glock_acquire_exclusive();
+        if (!glock_acquire_exclusive(max_ms)) {
+            /* maxTimeMS ran out waiting for the lock (open transactions) */
+            atomic_store(&s->index_builds_blocked, false);
+            pthread_mutex_unlock(&s->block_mu);
+            return msim_fail(error, MSIM_E_MAX_TIME_EXPIRED,
+                             "operation exceeded time limit (waiting for the global lock in "
+                             "exclusive mode)");
+        }
         pthread_rwlock_wrlock(&s->lock);
         if (!atomic_load(&s->write_blocked)) {
             block_doc_entry(true);
