@@ -216,3 +216,27 @@ def test_no_op_writer_goes_on_during_a_freeze(mongosim_factory):
     finally:
         freeze(client, False)
         client.close()
+
+
+def test_freeze_gives_up_at_max_time_ms(mongosim_factory):
+    # the exclusive lock wait is bounded by the command's maxTimeMS, as on
+    # mongod; the server is then not frozen and nothing stays queued
+    server = mongosim_factory()
+    admin = server.client(retryWrites=False)
+    app = server.client(retryWrites=False)
+    try:
+        session = app.start_session()
+        session.start_transaction()
+        app.mt.c.insert_one({"_id": 1}, session=session)
+        t0 = time.monotonic()
+        with pytest.raises(pymongo.errors.OperationFailure) as exc:
+            admin.admin.command({"setUserWriteBlockMode": 1, "global": True, "maxTimeMS": 300})
+        assert exc.value.code == 50
+        assert 0.25 <= time.monotonic() - t0 < 5
+        admin.mt.other.insert_one({"_id": "not frozen"})
+        session.commit_transaction()
+        assert app.mt.c.find_one() == {"_id": 1}
+        session.end_session()
+    finally:
+        admin.close()
+        app.close()
