@@ -19,6 +19,7 @@ append_ts(bson_t *b, const char *key, msim_ts_t ts)
 }
 
 __thread msim_conn_t *msim_tls_conn;
+__thread bool msim_tls_filter_orphans;
 static __thread msim_ts_t tls_last_op;
 
 void
@@ -38,7 +39,7 @@ append_cluster_time(bson_t *reply)
     msim_ts_t now = msim_clock_now();
     bson_t ct, sig;
     uint8_t zero[20] = {0};
-    append_ts(reply, "operationTime", tls_last_op.t != 0 ? tls_last_op : now);
+    append_ts(reply, "operationTime", tls_last_op.t != 0 ? tls_last_op : msim_last_op());
     bson_append_document_begin(reply, "$clusterTime", -1, &ct);
     append_ts(&ct, "clusterTime", now);
     bson_append_document_begin(&ct, "signature", -1, &sig);
@@ -91,7 +92,7 @@ cmd_hello(msim_ctx_t *ctx, mg_error_t *error)
     bson_t *r = ctx->reply, hosts, tv, lw, op, mop;
     char me[128];
     bson_iter_t it;
-    msim_ts_t now = msim_clock_now();
+    msim_ts_t now = msim_last_op();
     bool legacy = strcmp(ctx->name, "hello") != 0;
 
     /* lastWrite: the latest oplog entry (one member: it is majority-committed
@@ -116,7 +117,7 @@ cmd_hello(msim_ctx_t *ctx, mg_error_t *error)
     bson_append_array_begin(r, "hosts", -1, &hosts);
     BSON_APPEND_UTF8(&hosts, "0", me);
     bson_append_array_end(r, &hosts);
-    BSON_APPEND_UTF8(r, "setName", "mongosim");
+    BSON_APPEND_UTF8(r, "setName", msim_srv->name);
     BSON_APPEND_INT32(r, "setVersion", 1);
     BSON_APPEND_BOOL(r, "secondary", false);
     BSON_APPEND_UTF8(r, "primary", me);
@@ -152,15 +153,15 @@ cmd_hello(msim_ctx_t *ctx, mg_error_t *error)
     return true;
 }
 
-static bool
-cmd_ping(msim_ctx_t *ctx, mg_error_t *error)
+bool
+msim_cmd_ping(msim_ctx_t *ctx, mg_error_t *error)
 {
     return true;
 }
 
 /* msim_version_string is the version mongosim claims (--server-version). */
-static const char *
-version_string(int parts[3])
+const char *
+msim_version_string(int parts[3])
 {
     if (msim_srv->server_version == MSIM_VERSION_70) {
         parts[0] = 7, parts[1] = 0, parts[2] = 12;
@@ -171,12 +172,12 @@ version_string(int parts[3])
     return "6.0.8";
 }
 
-static bool
-cmd_build_info(msim_ctx_t *ctx, mg_error_t *error)
+bool
+msim_cmd_build_info(msim_ctx_t *ctx, mg_error_t *error)
 {
     bson_t arr;
     int v[3];
-    BSON_APPEND_UTF8(ctx->reply, "version", version_string(v));
+    BSON_APPEND_UTF8(ctx->reply, "version", msim_version_string(v));
     BSON_APPEND_UTF8(ctx->reply, "gitVersion", "mongosim");
     bson_append_array_begin(ctx->reply, "versionArray", -1, &arr);
     BSON_APPEND_INT32(&arr, "0", v[0]);
@@ -200,15 +201,15 @@ cmd_end_sessions(msim_ctx_t *ctx, mg_error_t *error)
     return true;
 }
 
-static bool
-cmd_whatsmyuri(msim_ctx_t *ctx, mg_error_t *error)
+bool
+msim_cmd_whatsmyuri(msim_ctx_t *ctx, mg_error_t *error)
 {
     BSON_APPEND_UTF8(ctx->reply, "you", "127.0.0.1:0");
     return true;
 }
 
-static bool
-cmd_get_parameter(msim_ctx_t *ctx, mg_error_t *error)
+bool
+msim_cmd_get_parameter(msim_ctx_t *ctx, mg_error_t *error)
 {
     bson_t fcv;
     bson_append_document_begin(ctx->reply, "featureCompatibilityVersion", -1, &fcv);
@@ -220,17 +221,17 @@ cmd_get_parameter(msim_ctx_t *ctx, mg_error_t *error)
     return true;
 }
 
-static bool
-cmd_server_status(msim_ctx_t *ctx, mg_error_t *error)
+bool
+msim_cmd_server_status(msim_ctx_t *ctx, mg_error_t *error)
 {
     bson_t conns, ops, mem;
     int64_t now = msim_now_ms();
     BSON_APPEND_UTF8(ctx->reply, "host", msim_srv->bind);
     {
         int v[3];
-        BSON_APPEND_UTF8(ctx->reply, "version", version_string(v));
+        BSON_APPEND_UTF8(ctx->reply, "version", msim_version_string(v));
     }
-    BSON_APPEND_UTF8(ctx->reply, "process", "mongosim");
+    BSON_APPEND_UTF8(ctx->reply, "process", msim_srv->is_router ? "mongos" : "mongod");
     BSON_APPEND_INT64(ctx->reply, "pid", (int64_t)getpid());
     BSON_APPEND_INT64(ctx->reply, "uptime", (now - msim_srv->start_ms) / 1000);
     BSON_APPEND_INT64(ctx->reply, "uptimeMillis", now - msim_srv->start_ms);
@@ -268,7 +269,7 @@ cmd_repl_status(msim_ctx_t *ctx, mg_error_t *error)
     bson_t members, m;
     char me[128];
     snprintf(me, sizeof me, "%s:%d", msim_srv->bind, msim_srv->port);
-    BSON_APPEND_UTF8(ctx->reply, "set", "mongosim");
+    BSON_APPEND_UTF8(ctx->reply, "set", msim_srv->name);
     BSON_APPEND_INT32(ctx->reply, "myState", 1);
     bson_append_array_begin(ctx->reply, "members", -1, &members);
     bson_append_document_begin(&members, "0", -1, &m);
@@ -537,6 +538,42 @@ drop_locked(msim_coll_t *c)
     msim_cursors_kill_ns(ns);
 }
 
+void
+msim_drop_quiet(const char *db, const char *coll)
+{
+    msim_coll_t *c;
+    pthread_rwlock_wrlock(&msim_srv->lock);
+    c = msim_catalog_get(db, coll);
+    if (c != NULL) {
+        drop_locked(c);
+        msim_srv->oplog_tail->from_migrate = true;
+    }
+    pthread_rwlock_unlock(&msim_srv->lock);
+    msim_oplog_publish();
+}
+
+void
+msim_drop_database_quiet(const char *db)
+{
+    bool any = false;
+    pthread_rwlock_wrlock(&msim_srv->lock);
+    for (size_t i = 0; i < msim_srv->ncolls;) {
+        if (strcmp(msim_srv->colls[i]->db, db) == 0) {
+            drop_locked(msim_srv->colls[i]);
+            msim_srv->oplog_tail->from_migrate = true;
+            any = true;
+        } else {
+            i++;
+        }
+    }
+    if (any) {
+        msim_oplog_append(msim_oplog_entry_new("dropDatabase", db, NULL));
+        msim_srv->oplog_tail->from_migrate = true;
+    }
+    pthread_rwlock_unlock(&msim_srv->lock);
+    msim_oplog_publish();
+}
+
 static bool
 cmd_drop(msim_ctx_t *ctx, mg_error_t *error)
 {
@@ -663,6 +700,20 @@ rename_across_locked(msim_coll_t *c, const char *to_db, const char *to_coll, msi
     }
     rename_locked(t, to_db, to_coll, target);
     drop_locked(c);
+}
+
+void
+msim_rename_quiet(const char *db, const char *from, const char *to)
+{
+    msim_coll_t *c;
+    pthread_rwlock_wrlock(&msim_srv->lock);
+    c = msim_catalog_get(db, from);
+    if (c != NULL && msim_catalog_get(db, to) == NULL) {
+        rename_locked(c, db, to, NULL);
+        msim_srv->oplog_tail->from_migrate = true;
+    }
+    pthread_rwlock_unlock(&msim_srv->lock);
+    msim_oplog_publish();
 }
 
 static bool
@@ -1033,8 +1084,8 @@ hang_index_build_fail_point(msim_ctx_t *ctx, mg_error_t *error)
     return true;
 }
 
-static bool
-cmd_configure_fail_point(msim_ctx_t *ctx, mg_error_t *error)
+bool
+msim_cmd_configure_fail_point(msim_ctx_t *ctx, mg_error_t *error)
 {
     const char *name = str_field(ctx->cmd, "configureFailPoint");
     bson_iter_t it, d;
@@ -1204,29 +1255,21 @@ check_fail_point(msim_conn_t *conn, const char *name, int32_t *code, bson_t *lab
  * Dispatch
  * ------------------------------------------------------------------------ */
 
-typedef struct {
-    const char *name;
-    msim_cmd_fn fn;
-    bool no_auth; /* allowed before authentication */
-    int counter;  /* index into op_counts */
-    bool locks;   /* holds the global lock while it runs (data and catalog access) */
-} cmd_entry_t;
-
-static const cmd_entry_t commands[] = {
+static const msim_cmd_entry_t commands[] = {
     {"hello", cmd_hello, true, 5, false},
     {"isMaster", cmd_hello, true, 5, false},
     {"ismaster", cmd_hello, true, 5, false},
-    {"ping", cmd_ping, true, 5, false},
-    {"buildInfo", cmd_build_info, true, 5, false},
-    {"buildinfo", cmd_build_info, true, 5, false},
+    {"ping", msim_cmd_ping, true, 5, false},
+    {"buildInfo", msim_cmd_build_info, true, 5, false},
+    {"buildinfo", msim_cmd_build_info, true, 5, false},
     {"endSessions", cmd_end_sessions, true, 5, false},
     {"saslStart", msim_cmd_sasl_start, true, 5, false},
     {"saslContinue", msim_cmd_sasl_continue, true, 5, false},
-    {"whatsmyuri", cmd_whatsmyuri, true, 5, false},
+    {"whatsmyuri", msim_cmd_whatsmyuri, true, 5, false},
     {"connectionStatus", msim_cmd_connection_status, true, 5, false},
     {"usersInfo", msim_cmd_users_info, false, 5, true},
-    {"getParameter", cmd_get_parameter, false, 5, false},
-    {"serverStatus", cmd_server_status, false, 5, false},
+    {"getParameter", msim_cmd_get_parameter, false, 5, false},
+    {"serverStatus", msim_cmd_server_status, false, 5, false},
     {"replSetGetStatus", cmd_repl_status, false, 5, false},
     {"listDatabases", cmd_list_databases, false, 5, true},
     {"listCollections", cmd_list_collections, false, 5, true},
@@ -1242,7 +1285,7 @@ static const cmd_entry_t commands[] = {
     {"collStats", cmd_coll_stats, false, 5, true},
     {"dbStats", cmd_db_stats, false, 5, true},
     {"setUserWriteBlockMode", msim_cmd_set_user_write_block_mode, false, 5, false},
-    {"configureFailPoint", cmd_configure_fail_point, false, 5, false},
+    {"configureFailPoint", msim_cmd_configure_fail_point, false, 5, false},
     {"insert", msim_cmd_insert, false, 0, true},
     {"update", msim_cmd_update, false, 2, true},
     {"delete", msim_cmd_delete, false, 3, true},
@@ -1262,7 +1305,7 @@ void
 msim_dispatch(msim_conn_t *conn, const bson_t *cmd, bson_t *reply)
 {
     bson_iter_t it;
-    const cmd_entry_t *entry = NULL;
+    const msim_cmd_entry_t *entry = NULL;
     msim_ctx_t ctx;
     mg_error_t err;
     bool ok;
@@ -1290,11 +1333,15 @@ msim_dispatch(msim_conn_t *conn, const bson_t *cmd, bson_t *reply)
         ok = msim_fail(&err, 40571, "OP_MSG requests require a $db argument");
         goto done;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(commands[i].name, name) == 0) {
-            entry = &commands[i];
-            break;
-        }
+    if (msim_srv->is_router) {
+        entry = msim_router_command(name);
+    } else {
+        for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+            if (strcmp(commands[i].name, name) == 0) {
+                entry = &commands[i];
+                break;
+            }
+    }
     if (entry == NULL) {
         ok = msim_fail(&err, MSIM_E_COMMAND_NOT_FOUND, "no such command: '%s'", name);
         goto done;
@@ -1331,19 +1378,21 @@ msim_dispatch(msim_conn_t *conn, const bson_t *cmd, bson_t *reply)
         fp = FP_NONE;
     }
     if (bson_iter_init_find(&it, cmd, "lsid") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
-        static __thread bson_t lsid_storage;
         const uint8_t *d;
         uint32_t l;
         bson_iter_document(&it, &l, &d);
-        bson_init_static(&lsid_storage, d, l);
-        ctx.lsid = &lsid_storage;
+        bson_init_static(&ctx.lsid_storage, d, l);
+        ctx.lsid = &ctx.lsid_storage;
     }
     if (bson_iter_init_find(&it, cmd, "txnNumber") && msim_iter_int64(&it, &ctx.txn_number))
         ctx.has_txn_number = true;
-    if (!msim_txn_begin_command(&ctx, &err)) {
+    /* a router coordinates transactions itself (msim_router.c) */
+    if (!msim_srv->is_router && !msim_txn_begin_command(&ctx, &err)) {
         ok = false;
         goto done;
     }
+    /* routed by a router: operations skip documents this shard does not own */
+    msim_tls_filter_orphans = conn->internal && bson_has_field(cmd, "shardVersion");
     /* a transaction holds the global lock from its first statement on */
     if (entry->locks && ctx.txn == NULL)
         msim_glock_enter();
@@ -1390,4 +1439,40 @@ done:
     append_cluster_time(reply);
     bson_destroy(&fp_labels);
     bson_destroy(&fp_wce);
+}
+
+void
+msim_dispatch_internal(msim_server_t *target, const bson_t *cmd, bson_t *reply)
+{
+    msim_server_t *saved_srv = msim_srv;
+    msim_conn_t *saved_conn = msim_tls_conn, iconn;
+    msim_ts_t saved_op = tls_last_op;
+    bool saved_filter = msim_tls_filter_orphans;
+    msim_snapshot_hook_t saved_hook = msim_tls_snapshot_hook;
+    void *saved_arg = msim_tls_snapshot_arg;
+    msim_tls_snapshot_hook = NULL; /* the shard reads its own store */
+    memset(&iconn, 0, sizeof iconn);
+    iconn.fd = -1;
+    iconn.id = saved_conn ? saved_conn->id : 0;
+    iconn.authenticated = true;
+    iconn.user = saved_conn ? saved_conn->user : NULL;
+    iconn.internal = true;
+    iconn.server = target;
+    msim_srv = target;
+    msim_dispatch(&iconn, cmd, reply);
+    if (iconn.close_after_reply) {
+        /* a fail point closed the shard's connection: the router sees a network error */
+        bson_reinit(reply);
+        BSON_APPEND_DOUBLE(reply, "ok", 0.0);
+        BSON_APPEND_UTF8(reply, "errmsg", "connection to the shard closed");
+        BSON_APPEND_INT32(reply, "code", 6);
+        BSON_APPEND_UTF8(reply, "codeName", msim_code_name(6));
+    }
+    msim_srv = saved_srv;
+    msim_tls_conn = saved_conn;
+    msim_tls_filter_orphans = saved_filter;
+    msim_tls_snapshot_hook = saved_hook;
+    msim_tls_snapshot_arg = saved_arg;
+    if (msim_ts_cmp(saved_op, tls_last_op) > 0)
+        tls_last_op = saved_op;
 }

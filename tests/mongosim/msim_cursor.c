@@ -19,8 +19,12 @@ msim_cursor_free(msim_cursor_t *c)
         msim_doc_unref(c->docs[i]);
     free(c->docs);
     msim_proj_destroy(c->proj);
-    if (c->stream != NULL)
+    if (c->kind == MSIM_CURSOR_STREAM)
         msim_stream_free(c->stream);
+    else if (c->kind == MSIM_CURSOR_MERGED)
+        msim_route_stream_free(c->stream);
+    else if (c->kind == MSIM_CURSOR_REMOTE)
+        msim_router_remote_kill(c);
     free(c);
 }
 
@@ -246,8 +250,12 @@ msim_cmd_get_more(msim_ctx_t *ctx, mg_error_t *error)
 
     if (c->stream != NULL && getmore_fail_point(ctx, error)) {
         ok = false;
-    } else if (c->stream != NULL) {
+    } else if (c->kind == MSIM_CURSOR_STREAM) {
         ok = msim_stream_get_more(ctx, c, batch_size, max_time < 0 ? 1000 : max_time, error);
+    } else if (c->kind == MSIM_CURSOR_MERGED) {
+        ok = msim_route_stream_get_more(ctx, c, batch_size, max_time < 0 ? 1000 : max_time, error);
+    } else if (c->kind == MSIM_CURSOR_REMOTE) {
+        ok = msim_router_remote_get_more(ctx, c, error);
     } else {
         bson_append_document_begin(ctx->reply, "cursor", -1, &cur);
         bson_append_array_begin(&cur, "nextBatch", -1, &arr);
@@ -261,7 +269,8 @@ msim_cmd_get_more(msim_ctx_t *ctx, mg_error_t *error)
     pthread_mutex_lock(&msim_srv->cursor_mu);
     c->busy = false;
     c->last_use_ms = msim_now_ms();
-    if ((c->stream == NULL && c->pos >= c->ndocs) || (c->stream != NULL && c->id == 0) || !ok) {
+    if ((c->kind == MSIM_CURSOR_SNAPSHOT && c->pos >= c->ndocs) ||
+        (c->kind != MSIM_CURSOR_SNAPSHOT && c->id == 0) || !ok) {
         unlink_locked(c);
         pthread_mutex_unlock(&msim_srv->cursor_mu);
         msim_cursor_free(c);

@@ -162,6 +162,7 @@ msim_oplog_append(msim_oplog_entry_t *e)
     e->seq = s->oplog_next_seq++;
     e->wall_ms = msim_now_ms();
     msim_note_op(e->ts);
+    atomic_store(&s->last_op, ((uint64_t)e->ts.t << 32) | e->ts.i);
     e->size = 128 + (e->post ? e->post->len : 0) + (e->pre ? e->pre->len : 0) +
               (e->update_desc ? e->update_desc->len : 0) + (e->doc_key ? e->doc_key->len : 0);
     if (s->oplog_tail)
@@ -188,6 +189,8 @@ msim_oplog_publish(void)
     msim_srv->oplog_generation++;
     pthread_cond_broadcast(&msim_srv->oplog_cv);
     pthread_mutex_unlock(&msim_srv->oplog_mu);
+    if (msim_srv->cluster != NULL)
+        msim_cluster_wake(msim_srv->cluster);
 }
 
 /* ------------------------------------------------------------------------
@@ -264,8 +267,8 @@ static int
 relevant(const stream_t *s, const msim_oplog_entry_t *e)
 {
     bool expanded_only = strcmp(e->op, "create") == 0;
-    if (strcmp(e->op, "noop") == 0)
-        return 0; /* no-ops only move the high-water mark */
+    if (strcmp(e->op, "noop") == 0 || e->from_migrate)
+        return 0; /* no-ops only move the high-water mark; migrations are not user events */
     if (expanded_only && !s->show_expanded)
         return 0;
     switch (s->scope) {
@@ -1007,6 +1010,7 @@ msim_stream_open(msim_ctx_t *ctx, const bson_iter_t *spec, const bson_t *pipelin
     if (cur == NULL)
         abort();
     snprintf(cur->ns, sizeof cur->ns, "%s", ns);
+    cur->kind = MSIM_CURSOR_STREAM;
     cur->stream = s;
     bson_append_document_begin(ctx->reply, "cursor", -1, &cursor);
     if (!fill_batch(s, &cursor, "firstBatch", batch_size < 0 ? 101 : batch_size, &n, error)) {
