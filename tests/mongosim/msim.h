@@ -700,6 +700,18 @@ bool msim_cmd_aggregate(msim_ctx_t *ctx, mg_error_t *error);
 /* Change streams (msim_stream.c) */
 bool msim_stream_open(msim_ctx_t *ctx, const bson_iter_t *spec, const bson_t *pipeline_rest,
                       const char *coll, int64_t batch_size, mg_error_t *error);
+/*
+ * msim_split_event cuts ev (whose _id token is base_hex) into the fragments
+ * of $changeStreamSplitLargeEvent, as mongod cuts them: the top-level
+ * fields but _id ordered by (size, name) and packed greedily so the first
+ * fragment holds as many as fit; each fragment {_id: base_hex + index,
+ * splitEvent: {fragment, of}, fields...}. *out (array) and its documents
+ * are the caller's. Error 7182500 when a field fits no fragment.
+ */
+bool msim_split_event(const bson_t *ev, const char *base_hex, bson_t ***out, size_t *nout,
+                      mg_error_t *error);
+/* The largest event $changeStreamSplitLargeEvent returns whole (kBSONObjMaxChangeEventSize). */
+#define MSIM_SPLIT_EVENT_LIMIT (MSIM_MAX_INTERNAL_BSON_SIZE - 8 * 1024)
 bool msim_stream_get_more(msim_ctx_t *ctx, msim_cursor_t *cur, int64_t batch_size,
                           int64_t max_await_ms, mg_error_t *error);
 void msim_stream_free(void *stream);

@@ -39,7 +39,11 @@ append_cluster_time(bson_t *reply)
     msim_ts_t now = msim_clock_now();
     bson_t ct, sig;
     uint8_t zero[20] = {0};
-    append_ts(reply, "operationTime", tls_last_op.t != 0 ? tls_last_op : msim_last_op());
+    /* a router has no oplog: its reads answer with the cluster time */
+    append_ts(reply, "operationTime",
+              tls_last_op.t != 0    ? tls_last_op
+              : msim_srv->is_router ? now
+                                    : msim_last_op());
     bson_append_document_begin(reply, "$clusterTime", -1, &ct);
     append_ts(&ct, "clusterTime", now);
     bson_append_document_begin(&ct, "signature", -1, &sig);

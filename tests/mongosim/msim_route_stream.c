@@ -35,6 +35,11 @@ typedef struct {
     msim_matcher_t **matchers;
     msim_proj_t **projs;
     size_t nstages;
+    bool split;           /* $changeStreamSplitLargeEvent (done here when lookup) */
+    char resume[64];      /* events and fragments up to this token were returned */
+    char resume_base[64]; /* resuming from a fragment: its event's own token */
+    bson_t **ready;       /* finished events and fragments waiting for a batch */
+    size_t rhead, rn, rcap;
     char last[64]; /* the resume point reported to the client */
     bool closed;
 } mstream_t;
@@ -71,8 +76,25 @@ msim_route_stream_free(void *p)
     free(m->projs);
     if (m->stages)
         bson_destroy(m->stages);
+    for (size_t i = m->rhead; i < m->rn; i++)
+        bson_destroy(m->ready[i]);
+    free(m->ready);
     free(m->side);
     free(m);
+}
+
+static void
+ready_push(mstream_t *m, bson_t *d)
+{
+    if (m->rhead > 0 && m->rhead == m->rn)
+        m->rhead = m->rn = 0;
+    if (m->rn == m->rcap) {
+        m->rcap = m->rcap ? m->rcap * 2 : 8;
+        m->ready = realloc(m->ready, m->rcap * sizeof *m->ready);
+        if (m->ready == NULL)
+            abort();
+    }
+    m->ready[m->rn++] = d;
 }
 
 static bool
@@ -304,47 +326,98 @@ finish_event(mstream_t *m, bson_t *ev, bool *failed, mg_error_t *error)
             bson_destroy(&out);
         }
     }
-    if (ev->len > MSIM_MAX_INTERNAL_BSON_SIZE) {
-        *failed = true;
-        return msim_fail(error, MSIM_E_OBJECT_TOO_LARGE,
-                         "BSONObj size: %u (0x%X) is invalid. Size must be between 0 and %d(16MB)",
-                         ev->len, ev->len, MSIM_MAX_INTERNAL_BSON_SIZE);
-    }
     return true;
 }
 
-/* emit appends the events that may be returned now to arr; *count their number. */
+/*
+ * prepare turns one merged event into ready documents: dropped when at or
+ * before the resume point, finished (lookup, stages), split into fragments
+ * or refused for its size as mongod does. Takes ev.
+ */
+static bool
+prepare(mstream_t *m, bson_t *ev, mg_error_t *error)
+{
+    char tok[64];
+    bool failed;
+    bool is_base;
+    snprintf(tok, sizeof tok, "%s", token_of(ev, "_id"));
+    /* resuming from a fragment: its event is read again to be split again */
+    is_base = m->resume_base[0] != '\0' && strcmp(tok, m->resume_base) == 0;
+    if (!is_base && m->resume[0] != '\0' && strcmp(tok, m->resume) <= 0) {
+        bson_destroy(ev);
+        return true; /* returned before the resume point */
+    }
+    if (!finish_event(m, ev, &failed, error)) {
+        bson_destroy(ev);
+        return !failed;
+    }
+    if (m->lookup && m->split && ev->len > MSIM_SPLIT_EVENT_LIMIT) {
+        bson_t **frags;
+        size_t n;
+        bool ok = msim_split_event(ev, tok, &frags, &n, error);
+        bson_destroy(ev);
+        if (!ok)
+            return false;
+        for (size_t g = 0; g < n; g++) {
+            if (m->resume[0] != '\0' && strcmp(token_of(frags[g], "_id"), m->resume) <= 0)
+                bson_destroy(frags[g]);
+            else
+                ready_push(m, frags[g]);
+        }
+        free(frags);
+        return true;
+    }
+    if (is_base) {
+        bson_destroy(ev);
+        return msim_fail(error, MSIM_E_CHANGE_STREAM_FATAL,
+                         "Attempted to resume from a split event fragment, but the event in "
+                         "the resumed stream was not large enough to be split");
+    }
+    if (ev->len > MSIM_MAX_INTERNAL_BSON_SIZE) {
+        bool ok = msim_fail(error, MSIM_E_OBJECT_TOO_LARGE,
+                            "BSONObj size: %u (0x%X) is invalid. Size must be between 0 and "
+                            "%d(16MB) First element: _id: { _data: \"%s\" }",
+                            ev->len, ev->len, MSIM_MAX_INTERNAL_BSON_SIZE, tok);
+        bson_destroy(ev);
+        return ok;
+    }
+    ready_push(m, ev);
+    return true;
+}
+
+/* emit appends the documents that may be returned now to arr; *count their number. */
 static bool
 emit(mstream_t *m, bson_t *arr, int64_t batch_size, uint32_t *count, mg_error_t *error)
 {
     size_t bytes = 0;
-    int s;
-    while (!m->closed && (batch_size <= 0 || *count < (uint32_t)batch_size) &&
-           (s = next_ready(m)) >= 0) {
-        shard_side_t *sd = &m->side[s];
-        bson_t *ev = sd->buf[sd->head];
-        bool failed, keep;
+    while (!m->closed && (batch_size <= 0 || *count < (uint32_t)batch_size)) {
+        bson_t *d;
         bson_iter_t it;
-        if (*count > 0 && bytes + ev->len > MSIM_MAX_BSON_SIZE)
+        char k[16];
+        const char *ks;
+        if (m->rhead == m->rn) {
+            int s = next_ready(m);
+            shard_side_t *sd;
+            if (s < 0)
+                break;
+            sd = &m->side[s];
+            if (!prepare(m, sd->buf[sd->head++], error))
+                return false;
+            continue;
+        }
+        d = m->ready[m->rhead];
+        /* as mongod's getMore: the first document always, then while within 16 MiB */
+        if (*count > 0 && bytes + d->len > MSIM_MAX_BSON_SIZE)
             break;
-        sd->head++;
-        snprintf(m->last, sizeof m->last, "%s", token_of(ev, "_id"));
-        keep = finish_event(m, ev, &failed, error);
-        if (failed) {
-            bson_destroy(ev);
-            return false;
-        }
-        if (keep) {
-            char k[16];
-            const char *ks;
-            bson_uint32_to_string((*count)++, &ks, k, sizeof k);
-            bson_append_document(arr, ks, -1, ev);
-            bytes += ev->len;
-            if (bson_iter_init_find(&it, ev, "operationType") && BSON_ITER_HOLDS_UTF8(&it) &&
-                strcmp(bson_iter_utf8(&it, NULL), "invalidate") == 0)
-                m->closed = true;
-        }
-        bson_destroy(ev);
+        m->rhead++;
+        snprintf(m->last, sizeof m->last, "%s", token_of(d, "_id"));
+        bson_uint32_to_string((*count)++, &ks, k, sizeof k);
+        bson_append_document(arr, ks, -1, d);
+        bytes += d->len;
+        if (bson_iter_init_find(&it, d, "operationType") && BSON_ITER_HOLDS_UTF8(&it) &&
+            strcmp(bson_iter_utf8(&it, NULL), "invalidate") == 0)
+            m->closed = true;
+        bson_destroy(d);
     }
     return true;
 }
@@ -357,6 +430,8 @@ resume_point(mstream_t *m, bson_t *cursor)
     bson_t d;
     const char *floor = NULL;
     bool buffered = false;
+    if (m->rhead < m->rn)
+        buffered = true;
     for (int s = 0; s < m->nshards; s++) {
         const shard_side_t *sd = &m->side[s];
         if (sd->head < sd->n)
@@ -429,6 +504,21 @@ parse_later_stages(mstream_t *m, const bson_t *rest, mg_error_t *error)
         name = bson_iter_key(&st);
         bson_iter_document(&st, &l, &d);
         bson_init_static(&spec, d, l);
+        if (strcmp(name, "$changeStreamSplitLargeEvent") == 0) {
+            bson_iter_t next = it;
+            if (msim_srv->server_version < MSIM_VERSION_70)
+                return msim_fail(error, MSIM_E_UNRECOGNIZED_STAGE,
+                                 "Unrecognized pipeline stage name: '%s'", name);
+            if (l != 5)
+                return msim_fail(error, 7182800,
+                                 "$changeStreamSplitLargeEvent spec should be an empty object");
+            if (bson_iter_next(&next))
+                return msim_fail(error, 7182802,
+                                 "$changeStreamSplitLargeEvent must be the last stage in the "
+                                 "pipeline");
+            m->split = true;
+            continue;
+        }
         if (strcmp(name, "$match") == 0)
             m->matchers[m->nstages] = msim_matcher_new(&spec, error);
         else if (strcmp(name, "$project") == 0)
@@ -471,10 +561,28 @@ shard_pipeline(mstream_t *m, const bson_t *cmd, bson_t *pipe, mg_error_t *error)
     bson_append_document_begin(&cs, "$changeStream", -1, &spec);
     bson_iter_recurse(&first, &opt);
     while (bson_iter_next(&opt)) {
-        if (strcmp(bson_iter_key(&opt), "fullDocument") == 0 && BSON_ITER_HOLDS_UTF8(&opt) &&
+        const char *k = bson_iter_key(&opt);
+        if (strcmp(k, "fullDocument") == 0 && BSON_ITER_HOLDS_UTF8(&opt) &&
             strcmp(bson_iter_utf8(&opt, NULL), "updateLookup") == 0) {
             m->lookup = true;
             continue;
+        }
+        if ((strcmp(k, "resumeAfter") == 0 || strcmp(k, "startAfter") == 0) &&
+            BSON_ITER_HOLDS_DOCUMENT(&opt)) {
+            bson_iter_t d;
+            const char *tok = "";
+            unsigned int tt = 0, ti = 0;
+            if (bson_iter_recurse(&opt, &d) && bson_iter_find(&d, "_data") &&
+                BSON_ITER_HOLDS_UTF8(&d))
+                tok = bson_iter_utf8(&d, NULL);
+            snprintf(m->resume, sizeof m->resume, "%s", tok);
+            if (strlen(tok) == 36 && sscanf(tok + 2, "%8X%8X", &tt, &ti) == 2) {
+                /* a fragment: the shards read its event again from its time,
+                 * this router drops what was returned */
+                snprintf(m->resume_base, sizeof m->resume_base, "%.28s", tok);
+                bson_append_timestamp(&spec, "startAtOperationTime", -1, tt, ti);
+                continue;
+            }
         }
         bson_append_iter(&spec, NULL, 0, &opt);
     }
@@ -485,6 +593,22 @@ shard_pipeline(mstream_t *m, const bson_t *cmd, bson_t *pipe, mg_error_t *error)
         const char *ks;
         bson_uint32_to_string(i++, &ks, k, sizeof k);
         msim_append_iter(&rest, ks, -1, &st);
+    }
+    {
+        /* is the split stage the last stage? */
+        bson_iter_t r, st2;
+        bson_iter_init(&r, &rest);
+        while (bson_iter_next(&r))
+            if (BSON_ITER_HOLDS_DOCUMENT(&r) && bson_iter_recurse(&r, &st2) &&
+                bson_iter_next(&st2) &&
+                strcmp(bson_iter_key(&st2), "$changeStreamSplitLargeEvent") == 0)
+                m->split = true;
+    }
+    if (m->resume_base[0] != '\0' && !m->split) {
+        bson_destroy(&rest);
+        return msim_fail(error, MSIM_E_CHANGE_STREAM_FATAL,
+                         "To resume from a split event, the $changeStream pipeline must include "
+                         "a $changeStreamSplitLargeEvent stage");
     }
     if (m->lookup) {
         ok = parse_later_stages(m, &rest, error);

@@ -30,9 +30,7 @@ enum { SCOPE_COLL, SCOPE_DB, SCOPE_CLUSTER };
 enum { FD_DEFAULT, FD_UPDATE_LOOKUP, FD_WHEN_AVAILABLE, FD_REQUIRED };
 enum { FDB_OFF, FDB_WHEN_AVAILABLE, FDB_REQUIRED };
 
-/* The largest event $changeStreamSplitLargeEvent returns whole (mongod's
- * kBSONObjMaxChangeEventSize). */
-#define SPLIT_EVENT_LIMIT (MSIM_MAX_INTERNAL_BSON_SIZE - 8 * 1024)
+#define SPLIT_EVENT_LIMIT MSIM_SPLIT_EVENT_LIMIT
 
 typedef struct {
     msim_ts_t ts;
@@ -441,41 +439,33 @@ field_cmp(const void *pa, const void *pb)
 
 /* fragment_head starts a fragment document: its _id and splitEvent. */
 static void
-fragment_head(bson_t *f, token_t t, int fragment, int of)
+fragment_head(bson_t *f, const char *base_hex, size_t g, size_t of)
 {
-    bson_t se;
-    tok_append(f, "_id", t);
+    bson_t se, id;
+    char hex[80];
+    snprintf(hex, sizeof hex, "%s%08X", base_hex, (unsigned)g);
+    bson_append_document_begin(f, "_id", -1, &id);
+    BSON_APPEND_UTF8(&id, "_data", hex);
+    bson_append_document_end(f, &id);
     bson_append_document_begin(f, "splitEvent", -1, &se);
-    BSON_APPEND_INT32(&se, "fragment", fragment);
-    BSON_APPEND_INT32(&se, "of", of);
+    BSON_APPEND_INT32(&se, "fragment", (int32_t)g + 1);
+    BSON_APPEND_INT32(&se, "of", (int32_t)of);
     bson_append_document_end(f, &se);
 }
 
-/*
- * split_event queues ev (over SPLIT_EVENT_LIMIT) as fragments the way
- * mongod's $changeStreamSplitLargeEvent cuts them: the top-level fields but
- * _id ordered by (size, name), packed greedily so the first fragment holds
- * as many as fit, each fragment with its own resume token and
- * splitEvent {fragment, of}. The first skip fragments are dropped (resume
- * from a fragment). Errors: a field too large for any fragment (7182500), a
- * resume point past the last fragment (ChangeStreamFatalError).
- */
-static bool
-split_event(stream_t *s, token_t base, const bson_t *ev, int64_t skip, mg_error_t *error)
+bool
+msim_split_event(const bson_t *ev, const char *base_hex, bson_t ***out, size_t *nout,
+                 mg_error_t *error)
 {
     bson_iter_t it;
     field_t *fields;
     size_t nf = 0, cap = bson_count_keys(ev) + 1, *start, ngroups = 0, i;
-    char hex[64];
     uint32_t head, max;
     bson_t probe = BSON_INITIALIZER;
-    token_t ft = base;
 
-    tok_hex(base, hex, sizeof hex);
     /* room for the postBatchResumeToken, as mongod leaves */
-    max = (uint32_t)(SPLIT_EVENT_LIMIT - (4 + 1 + 6 + 4 + strlen(hex) + 1 + 1));
-    ft.frag = 0;
-    fragment_head(&probe, ft, 1, 1);
+    max = (uint32_t)(SPLIT_EVENT_LIMIT - (4 + 1 + 6 + 4 + strlen(base_hex) + 1 + 1));
+    fragment_head(&probe, base_hex, 0, 1);
     head = probe.len;
     bson_destroy(&probe);
     fields = calloc(cap, sizeof *fields);
@@ -509,31 +499,62 @@ split_event(stream_t *s, token_t base, const bson_t *ev, int64_t skip, mg_error_
         }
     }
     start[ngroups] = nf;
-    if ((size_t)skip > ngroups) {
-        free(fields);
-        free(start);
+    *out = calloc(ngroups + 1, sizeof **out);
+    if (*out == NULL)
+        abort();
+    for (size_t g = 0; g < ngroups; g++) {
+        bson_t *f = bson_new();
+        fragment_head(f, base_hex, g, ngroups);
+        for (size_t k = start[g]; k < start[g + 1]; k++)
+            bson_append_iter(f, fields[k].key, -1, &fields[k].it);
+        (*out)[g] = f;
+    }
+    *nout = ngroups;
+    free(fields);
+    free(start);
+    return true;
+}
+
+/*
+ * split_event queues ev (over SPLIT_EVENT_LIMIT) as its fragments
+ * (msim_split_event), dropping the first skip (resume from a fragment).
+ * Errors: those of msim_split_event, a resume point past the last fragment
+ * (ChangeStreamFatalError).
+ */
+static bool
+split_event(stream_t *s, token_t base, const bson_t *ev, int64_t skip, mg_error_t *error)
+{
+    char hex[64];
+    bson_t **frags;
+    size_t n;
+    tok_hex(base, hex, sizeof hex);
+    if (!msim_split_event(ev, hex, &frags, &n, error))
+        return false;
+    if ((size_t)skip > n) {
+        for (size_t g = 0; g < n; g++)
+            bson_destroy(frags[g]);
+        free(frags);
         return msim_fail(error, MSIM_E_CHANGE_STREAM_FATAL,
                          "Attempted to resume from a split event, but the resumed stream "
                          "produced a different split. Ensure that the pipeline used to resume "
                          "is the same as the original");
     }
     free_frags(s);
-    s->frags = calloc(ngroups + 1, sizeof *s->frags);
-    s->frag_tokens = calloc(ngroups + 1, sizeof *s->frag_tokens);
+    s->frags = calloc(n + 1, sizeof *s->frags);
+    s->frag_tokens = calloc(n + 1, sizeof *s->frag_tokens);
     if (s->frags == NULL || s->frag_tokens == NULL)
         abort();
-    for (size_t g = (size_t)skip; g < ngroups; g++) {
-        bson_t *f = bson_new();
-        ft.frag = (int64_t)g;
-        fragment_head(f, ft, (int)g + 1, (int)ngroups);
-        for (size_t k = start[g]; k < start[g + 1]; k++)
-            bson_append_iter(f, fields[k].key, -1, &fields[k].it);
-        s->frags[s->nfrags] = f;
-        s->frag_tokens[s->nfrags] = ft;
+    for (size_t g = 0; g < n; g++) {
+        if (g < (size_t)skip) {
+            bson_destroy(frags[g]);
+            continue;
+        }
+        s->frags[s->nfrags] = frags[g];
+        s->frag_tokens[s->nfrags] = base;
+        s->frag_tokens[s->nfrags].frag = (int64_t)g;
         s->nfrags++;
     }
-    free(fields);
-    free(start);
+    free(frags);
     return true;
 }
 

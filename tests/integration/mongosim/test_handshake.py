@@ -2,6 +2,7 @@
 cluster time on every reply, server information commands."""
 
 import bson
+import pytest
 import pymongo
 
 from msim_service import OP_MSG, OP_REPLY, op_msg, op_query, raw_connect, read_reply
@@ -13,6 +14,7 @@ HELLO_FIELDS = ["isWritablePrimary", "topologyVersion", "hosts", "setName", "set
                 "maxWireVersion", "readOnly", "ok"]
 
 
+@pytest.mark.replset_only
 def test_hello_is_a_replica_set_primary(mongosim, msim_client):
     reply = msim_client.admin.command("hello")
     for field in HELLO_FIELDS:
@@ -29,6 +31,7 @@ def test_hello_is_a_replica_set_primary(mongosim, msim_client):
     assert isinstance(reply["topologyVersion"]["processId"], bson.ObjectId)
 
 
+@pytest.mark.replset_only
 def test_pymongo_discovers_replica_set_with_primary(mongosim):
     # with replicaSet set pymongo runs server discovery and monitoring on hello
     client = mongosim.client(replicaSet="mongosim")

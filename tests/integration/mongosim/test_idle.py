@@ -20,6 +20,7 @@ def empty_get_more(db, coll, cid, max_time_ms=200):
                            ("maxTimeMS", max_time_ms)]))["cursor"]
 
 
+@pytest.mark.replset_only
 def test_idle_primary_keeps_its_times_until_the_no_op(mongosim_factory):
     # MongoDB's default interval: nothing moves for several seconds of idleness
     server = mongosim_factory()
@@ -52,6 +53,7 @@ def test_idle_primary_keeps_its_times_until_the_no_op(mongosim_factory):
         client.close()
 
 
+@pytest.mark.replset_only
 def test_periodic_no_op_moves_an_idle_primary(mongosim_factory):
     server = mongosim_factory("--periodic-noop-interval-secs", "1")
     client = server.client()
@@ -84,6 +86,7 @@ def test_periodic_no_op_moves_an_idle_primary(mongosim_factory):
         client.close()
 
 
+@pytest.mark.replset_only
 def test_no_op_waits_for_a_quiet_interval(mongosim_factory):
     # as MongoDB's writer: a no-op only when the oplog did not move since the
     # last check, so a primary written to every 0.4 s writes none; once the
@@ -135,6 +138,7 @@ def test_no_op_waits_for_a_quiet_interval(mongosim_factory):
         writer.close()
 
 
+@pytest.mark.replset_only
 def test_hello_last_write_follows_writes(mongosim_factory):
     server = mongosim_factory()
     client = server.client()
@@ -160,6 +164,7 @@ def test_no_op_interval_bounds_as_mongodb(value):
     assert "periodic-noop-interval-secs" in proc.stderr
 
 
+@pytest.mark.replset_only
 def test_get_parameter_reports_the_interval(mongosim_factory):
     server = mongosim_factory("--periodic-noop-interval-secs", "3")
     client = server.client()

@@ -4,6 +4,8 @@ change streams with resume and a transaction, and exits 0 when all passed."""
 
 import subprocess
 
+import pytest
+
 from mgharness import build_path
 
 
@@ -12,6 +14,7 @@ def run_client(uri):
                           text=True, timeout=120)
 
 
+@pytest.mark.replset_only  # msim_client checks a replica set's hello
 def test_libmongoc_client_replica_set_discovery(mongosim_factory):
     server = mongosim_factory()
     r = run_client(f"mongodb://{server.address}/?replicaSet=mongosim&serverSelectionTimeoutMS=5000")
@@ -20,6 +23,7 @@ def test_libmongoc_client_replica_set_discovery(mongosim_factory):
                                 "ok", "aggregate", "ok", "change_stream", "ok", "transaction"]
 
 
+@pytest.mark.replset_only  # msim_client checks a replica set's hello
 def test_libmongoc_client_direct_connection_with_auth(mongosim_factory):
     server = mongosim_factory("--auth", "bob:pw")
     r = run_client(f"mongodb://bob:pw@{server.address}/?directConnection=true&authSource=admin")

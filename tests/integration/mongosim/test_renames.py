@@ -56,6 +56,7 @@ def test_same_database_rename_with_drop_target_is_one_event(client):
     assert "src" not in db.list_collection_names()
 
 
+@pytest.mark.replset_only
 def test_rename_across_databases_copies_renames_and_drops(client):
     src, dst = client.rn_a, client.rn_b
     src.c.insert_many([{"_id": 2}, {"_id": 3, "p": 3}])
@@ -85,6 +86,7 @@ def test_rename_across_databases_copies_renames_and_drops(client):
     assert [n for n in dst.list_collection_names() if TMP.match(n)] == []
 
 
+@pytest.mark.replset_only
 def test_rename_across_databases_with_expanded_events_shows_the_create(client):
     src = client.rn_x
     src.c.insert_one({"_id": 1})
