@@ -36,6 +36,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers",
                             "replset_only: checks a replica set's own behaviour (hello of a "
                             "member, replSetGetStatus, ...): not run against the router")
+    config.addinivalue_line("markers", "sharded_only: checks the sharded cluster (test_sharded.py)")
 
 
 @pytest.fixture(scope="session", params=MODES)
@@ -45,9 +46,11 @@ def mode(request):
 
 
 @pytest.fixture(autouse=True)
-def _replset_only(request, mode):
+def _one_mode_only(request, mode):
     if mode == "sharded" and request.node.get_closest_marker("replset_only"):
         pytest.skip("replica-set behaviour; the sharded checks are in test_sharded.py")
+    if mode == "replset" and request.node.get_closest_marker("sharded_only"):
+        pytest.skip("sharded cluster behaviour")
 
 
 def make_server(mode, root, name, args=()):
