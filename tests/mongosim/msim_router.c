@@ -1643,9 +1643,9 @@ r_db_stats(msim_ctx_t *ctx, mg_error_t *error)
 static bool
 r_list_databases(msim_ctx_t *ctx, mg_error_t *error)
 {
-    char names[256][128];
-    int64_t sizes[256];
-    size_t n = 0;
+    char **names = NULL;
+    int64_t *sizes = NULL;
+    size_t n = 0, cap = 0;
     int64_t total = 0;
     bool ok = true, name_only = false;
     bson_t body = BSON_INITIALIZER, dbs;
@@ -1673,9 +1673,16 @@ r_list_databases(msim_ctx_t *ctx, mg_error_t *error)
                 for (k = 0; k < n && strcmp(names[k], name) != 0; k++)
                     ;
                 if (k == n) {
-                    if (n == 256)
-                        continue;
-                    snprintf(names[n], sizeof names[n], "%s", name);
+                    if (n == cap) {
+                        cap = cap ? cap * 2 : 32;
+                        names = realloc(names, cap * sizeof *names);
+                        sizes = realloc(sizes, cap * sizeof *sizes);
+                        if (names == NULL || sizes == NULL)
+                            abort();
+                    }
+                    names[n] = strdup(name);
+                    if (names[n] == NULL)
+                        abort();
                     sizes[n++] = 0;
                 }
                 sizes[k] += num(&db, "sizeOnDisk");
@@ -1683,8 +1690,13 @@ r_list_databases(msim_ctx_t *ctx, mg_error_t *error)
         bson_destroy(&reply);
     }
     bson_destroy(&body);
-    if (!ok)
+    if (!ok) {
+        for (size_t k = 0; k < n; k++)
+            free(names[k]);
+        free(names);
+        free(sizes);
         return false;
+    }
     bson_append_array_begin(ctx->reply, "databases", -1, &dbs);
     for (size_t k = 0; k < n; k++) {
         bson_t d;
@@ -1699,7 +1711,10 @@ r_list_databases(msim_ctx_t *ctx, mg_error_t *error)
         }
         bson_append_document_end(&dbs, &d);
         total += sizes[k];
+        free(names[k]);
     }
+    free(names);
+    free(sizes);
     bson_append_array_end(ctx->reply, &dbs);
     if (!name_only)
         BSON_APPEND_INT64(ctx->reply, "totalSize", total);
