@@ -371,8 +371,12 @@ eq_value(const bson_t *filter, const char *field, bson_iter_t *out)
     if (BSON_ITER_HOLDS_DOCUMENT(&it)) {
         if (!bson_iter_recurse(&it, &op) || !bson_iter_next(&op) || bson_iter_key(&op)[0] != '$')
             return false; /* an embedded document compared whole: not supported for keys */
-        if (strcmp(bson_iter_key(&op), "$eq") != 0 || bson_iter_next(&op))
+        bson_iter_t rest;
+        if (strcmp(bson_iter_key(&op), "$eq") != 0)
             return false;
+        rest = op;
+        if (bson_iter_next(&rest))
+            return false; /* $eq with other operators */
         it = op;
     }
     if (BSON_ITER_HOLDS_REGEX(&it) || BSON_ITER_HOLDS_ARRAY(&it) || BSON_ITER_HOLDS_DOCUMENT(&it))

@@ -157,7 +157,11 @@ def test_targeted_operations_reach_only_the_owning_shard(cluster):
                                  data={"failCommands": ["find", "update"], "errorCode": 2})
             # a key the filter pins: only its owner is asked
             assert client.t.c.find_one({"_id": mine}) == {"_id": mine}
+            assert client.t.c.find_one({"_id": {"$eq": mine}}) == {"_id": mine}
             client.t.c.update_one({"_id": mine}, {"$set": {"x": 1}})
+            # $eq with another operator does not pin the key: every shard is asked
+            with pytest.raises(pymongo.errors.OperationFailure):
+                client.t.c.find_one({"_id": {"$eq": mine, "$gte": 0}})
             # no key: every shard is asked, shard1 fails the operation
             with pytest.raises(pymongo.errors.OperationFailure) as exc:
                 list(client.t.c.find({"x": 1}))
