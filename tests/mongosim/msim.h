@@ -587,6 +587,9 @@ typedef struct {
 } msim_cmd_entry_t;
 
 /* Handlers the router shares with replica-set members. */
+/* msim_hello_common appends the hello fields a member and a router share (limits,
+ * wire versions, saslSupportedMechs). */
+void msim_hello_common(msim_ctx_t *ctx);
 bool msim_cmd_ping(msim_ctx_t *ctx, mg_error_t *error);
 bool msim_cmd_build_info(msim_ctx_t *ctx, mg_error_t *error);
 bool msim_cmd_whatsmyuri(msim_ctx_t *ctx, mg_error_t *error);
@@ -632,6 +635,11 @@ bool msim_cmd_find(msim_ctx_t *ctx, mg_error_t *error);
 bool msim_cmd_find_and_modify(msim_ctx_t *ctx, mg_error_t *error);
 bool msim_cmd_count(msim_ctx_t *ctx, mg_error_t *error);
 bool msim_cmd_distinct(msim_ctx_t *ctx, mg_error_t *error);
+/* msim_write_error appends {index, code, codeName, errmsg} as writeErrors element *nerr (counted
+ * up). */
+void msim_write_error(bson_t *errs, uint32_t *nerr, int32_t index, const mg_error_t *e);
+/* msim_ordered_arg is a write command's "ordered" (default true). */
+bool msim_ordered_arg(const bson_t *cmd);
 /*
  * msim_snapshot returns references to the documents of db.coll matching m
  * (NULL = all), in _id order, at most stop_after (0 = all), as transaction

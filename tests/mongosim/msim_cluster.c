@@ -602,6 +602,52 @@ initial_chunks(msim_cluster_t *cl, msim_scoll_t *sc, int primary, bool empty, in
     sc->major = 1;
 }
 
+/* keys_usable: every document of c has a usable shard key (primary's lock held). */
+static bool
+keys_usable(msim_coll_t *c, const bson_t *pattern, mg_error_t *error)
+{
+    msim_coll_iter_t ci;
+    msim_doc_t *d;
+    bool ok = true;
+    msim_coll_iter_first(c, &ci);
+    while (ok && (d = msim_coll_iter_next(&ci)) != NULL) {
+        bson_t k = BSON_INITIALIZER;
+        ok = msim_shardkey_of(pattern, d->data, d->len, &k, error);
+        bson_destroy(&k);
+    }
+    return ok;
+}
+
+/* create_everywhere makes db.coll exist on every shard but the primary with
+ * the primary's UUID, indexes and options, plus the shard key's index. */
+static void
+create_everywhere(msim_cluster_t *cl, int primary, const char *db, const char *coll,
+                  const bson_t *pattern, bool hashed)
+{
+    for (int i = 0; i < cl->nshards; i++) {
+        msim_server_t *prev;
+        msim_coll_t *like, *c, tmp;
+        if (i == primary)
+            continue;
+        /* copy what the new shard needs under the primary's lock */
+        prev = with_shard(cl, primary);
+        like = msim_catalog_get(db, coll);
+        memset(&tmp, 0, sizeof tmp);
+        memcpy(tmp.uuid, like->uuid, 16);
+        bson_copy_to(&like->options, &tmp.options);
+        bson_copy_to(&like->indexes, &tmp.indexes);
+        tmp.pre_post_images = like->pre_post_images;
+        pthread_rwlock_unlock(&msim_srv->lock);
+        msim_srv = prev;
+        prev = with_shard(cl, i);
+        c = ensure_coll(db, coll, true, &tmp);
+        add_key_index(c, pattern, hashed);
+        bson_destroy(&tmp.options);
+        bson_destroy(&tmp.indexes);
+        end_shard(prev);
+    }
+}
+
 bool
 msim_cmd_shard_collection(msim_ctx_t *ctx, mg_error_t *error)
 {
@@ -671,17 +717,8 @@ msim_cmd_shard_collection(msim_ctx_t *ctx, mg_error_t *error)
                        "Please create an index that starts with the proposed shard key before "
                        "sharding the collection %s",
                        ns);
-    if (ok && !empty) {
-        /* every document must have a usable key */
-        msim_coll_iter_t ci;
-        msim_doc_t *d;
-        msim_coll_iter_first(pc, &ci);
-        while (ok && (d = msim_coll_iter_next(&ci)) != NULL) {
-            bson_t k = BSON_INITIALIZER;
-            ok = msim_shardkey_of(&pattern, d->data, d->len, &k, error);
-            bson_destroy(&k);
-        }
-    }
+    if (ok && !empty)
+        ok = keys_usable(pc, &pattern, error);
     if (ok)
         add_key_index(pc, &pattern, hashed);
     sc = msim_zalloc(sizeof *sc);
@@ -703,31 +740,7 @@ msim_cmd_shard_collection(msim_ctx_t *ctx, mg_error_t *error)
     sc->updated_ms = msim_now_ms();
     pthread_rwlock_init(&sc->route, NULL);
     initial_chunks(cl, sc, primary, empty, want);
-    /* the collection exists on every shard (same UUID, indexes, options) */
-    for (int i = 0; i < cl->nshards; i++) {
-        msim_coll_t *like, *c;
-        if (i == primary)
-            continue;
-        prev = with_shard(cl, primary);
-        like = msim_catalog_get(db, coll);
-        {
-            /* copy what the new shard needs under the primary's lock */
-            msim_coll_t tmp;
-            memset(&tmp, 0, sizeof tmp);
-            memcpy(tmp.uuid, like->uuid, 16);
-            bson_copy_to(&like->options, &tmp.options);
-            bson_copy_to(&like->indexes, &tmp.indexes);
-            tmp.pre_post_images = like->pre_post_images;
-            pthread_rwlock_unlock(&msim_srv->lock);
-            msim_srv = prev;
-            prev = with_shard(cl, i);
-            c = ensure_coll(db, coll, true, &tmp);
-            add_key_index(c, &pattern, hashed);
-            bson_destroy(&tmp.options);
-            bson_destroy(&tmp.indexes);
-            end_shard(prev);
-        }
-    }
+    create_everywhere(cl, primary, db, coll, &pattern, hashed);
     pthread_mutex_lock(&cl->mu);
     cl->colls = realloc(cl->colls, (cl->ncolls + 1) * sizeof *cl->colls);
     if (cl->colls == NULL)

@@ -139,6 +139,15 @@ cmd_hello(msim_ctx_t *ctx, mg_error_t *error)
     bson_append_document_end(&lw, &mop);
     BSON_APPEND_DATE_TIME(&lw, "majorityWriteDate", (int64_t)now.t * 1000);
     bson_append_document_end(r, &lw);
+    msim_hello_common(ctx);
+    return true;
+}
+
+void
+msim_hello_common(msim_ctx_t *ctx)
+{
+    bson_t *r = ctx->reply;
+    bson_iter_t it;
     BSON_APPEND_INT32(r, "maxBsonObjectSize", MSIM_MAX_BSON_SIZE);
     BSON_APPEND_INT32(r, "maxMessageSizeBytes", MSIM_MAX_MESSAGE_SIZE);
     BSON_APPEND_INT32(r, "maxWriteBatchSize", MSIM_MAX_WRITE_BATCH);
@@ -154,7 +163,6 @@ cmd_hello(msim_ctx_t *ctx, mg_error_t *error)
         BSON_APPEND_UTF8(&mechs, "0", "SCRAM-SHA-256");
         bson_append_array_end(r, &mechs);
     }
-    return true;
 }
 
 bool
@@ -1305,6 +1313,37 @@ static const msim_cmd_entry_t commands[] = {
     {"abortTransaction", msim_cmd_abort_txn, false, 5, false},
 };
 
+/* error_reply replaces ctx's reply with the error, its code name and labels:
+ * the fail point's, else ResumableChangeStreamError or TransientTransactionError. */
+static void
+error_reply(msim_ctx_t *ctx, mg_error_t *err, const bson_t *fp_labels)
+{
+    bson_t *reply = ctx->reply;
+    const char *label = NULL;
+    bson_reinit(reply);
+    msim_utf8_sanitize(err->message);
+    BSON_APPEND_DOUBLE(reply, "ok", 0.0);
+    BSON_APPEND_UTF8(reply, "errmsg", err->message);
+    BSON_APPEND_INT32(reply, "code", err->code);
+    BSON_APPEND_UTF8(reply, "codeName", msim_code_name(err->code));
+    if (!bson_empty(fp_labels)) {
+        BSON_APPEND_ARRAY(reply, "errorLabels", fp_labels);
+        return;
+    }
+    if (ctx->resumable_error)
+        label = "ResumableChangeStreamError";
+    else if ((ctx->txn != NULL || bson_has_field(ctx->cmd, "autocommit")) &&
+             (err->code == MSIM_E_NO_SUCH_TRANSACTION || err->code == MSIM_E_WRITE_CONFLICT ||
+              err->code == MSIM_E_LOCK_TIMEOUT))
+        label = "TransientTransactionError";
+    if (label != NULL) {
+        bson_t labels;
+        bson_append_array_begin(reply, "errorLabels", -1, &labels);
+        BSON_APPEND_UTF8(&labels, "0", label);
+        bson_append_array_end(reply, &labels);
+    }
+}
+
 void
 msim_dispatch(msim_conn_t *conn, const bson_t *cmd, bson_t *reply)
 {
@@ -1412,27 +1451,7 @@ done:
     if (ok) {
         BSON_APPEND_DOUBLE(reply, "ok", 1.0);
     } else {
-        bson_reinit(reply);
-        msim_utf8_sanitize(err.message);
-        BSON_APPEND_DOUBLE(reply, "ok", 0.0);
-        BSON_APPEND_UTF8(reply, "errmsg", err.message);
-        BSON_APPEND_INT32(reply, "code", err.code);
-        BSON_APPEND_UTF8(reply, "codeName", msim_code_name(err.code));
-        if (!bson_empty(&fp_labels)) {
-            BSON_APPEND_ARRAY(reply, "errorLabels", &fp_labels);
-        } else if (ctx.resumable_error) {
-            bson_t labels;
-            bson_append_array_begin(reply, "errorLabels", -1, &labels);
-            BSON_APPEND_UTF8(&labels, "0", "ResumableChangeStreamError");
-            bson_append_array_end(reply, &labels);
-        } else if ((ctx.txn != NULL || bson_has_field(cmd, "autocommit")) &&
-                   (err.code == MSIM_E_NO_SUCH_TRANSACTION || err.code == MSIM_E_WRITE_CONFLICT ||
-                    err.code == MSIM_E_LOCK_TIMEOUT)) {
-            bson_t labels;
-            bson_append_array_begin(reply, "errorLabels", -1, &labels);
-            BSON_APPEND_UTF8(&labels, "0", "TransientTransactionError");
-            bson_append_array_end(reply, &labels);
-        }
+        error_reply(&ctx, &err, &fp_labels);
     }
     if (!ok && mg_log_enabled(MG_LOG_DEBUG))
         mg_log_write(MG_LOG_DEBUG, "mongosim", "mongosim.command_failed",

@@ -122,8 +122,8 @@ prepare_doc(const bson_iter_t *it, mg_error_t *error)
     return doc;
 }
 
-static void
-write_error(bson_t *errs, uint32_t *nerr, int32_t index, const mg_error_t *e)
+void
+msim_write_error(bson_t *errs, uint32_t *nerr, int32_t index, const mg_error_t *e)
 {
     bson_t we;
     char key[16];
@@ -137,8 +137,8 @@ write_error(bson_t *errs, uint32_t *nerr, int32_t index, const mg_error_t *e)
     bson_append_document_end(errs, &we);
 }
 
-static bool
-ordered_arg(const bson_t *cmd)
+bool
+msim_ordered_arg(const bson_t *cmd)
 {
     bson_iter_t it;
     if (bson_iter_init_find(&it, cmd, "ordered"))
@@ -181,7 +181,7 @@ msim_cmd_insert(msim_ctx_t *ctx, mg_error_t *error)
 {
     const char *coll = NULL;
     bson_iter_t docs;
-    bool ordered = ordered_arg(ctx->cmd);
+    bool ordered = msim_ordered_arg(ctx->cmd);
     bson_t errs = BSON_INITIALIZER;
     uint32_t nerr = 0;
     int32_t n = 0, index = 0;
@@ -230,7 +230,7 @@ msim_cmd_insert(msim_ctx_t *ctx, mg_error_t *error)
         if (ok) {
             n++;
         } else {
-            write_error(&errs, &nerr, index, &e);
+            msim_write_error(&errs, &nerr, index, &e);
             if (ordered)
                 break;
         }
@@ -486,7 +486,7 @@ msim_cmd_update(msim_ctx_t *ctx, mg_error_t *error)
 {
     const char *coll = NULL;
     bson_iter_t stmts;
-    bool ordered = ordered_arg(ctx->cmd);
+    bool ordered = msim_ordered_arg(ctx->cmd);
     bson_t errs = BSON_INITIALIZER, upserted = BSON_INITIALIZER;
     uint32_t nerr = 0, nups = 0;
     int32_t n = 0, nmod = 0, index = 0;
@@ -585,7 +585,7 @@ msim_cmd_update(msim_ctx_t *ctx, mg_error_t *error)
     stmt_done:
         msim_matcher_destroy(m);
         if (!ok) {
-            write_error(&errs, &nerr, index, &e);
+            msim_write_error(&errs, &nerr, index, &e);
             if (ordered)
                 break;
         }
@@ -634,7 +634,7 @@ msim_cmd_delete(msim_ctx_t *ctx, mg_error_t *error)
 {
     const char *coll = NULL;
     bson_iter_t stmts;
-    bool ordered = ordered_arg(ctx->cmd);
+    bool ordered = msim_ordered_arg(ctx->cmd);
     bson_t errs = BSON_INITIALIZER;
     uint32_t nerr = 0;
     int32_t n = 0, index = 0;
@@ -687,7 +687,7 @@ msim_cmd_delete(msim_ctx_t *ctx, mg_error_t *error)
     stmt_done:
         msim_matcher_destroy(m);
         if (!ok) {
-            write_error(&errs, &nerr, index, &e);
+            msim_write_error(&errs, &nerr, index, &e);
             if (ordered)
                 break;
         }

@@ -802,28 +802,6 @@ int_field(const bson_t *reply, const char *key)
     return (int32_t)v;
 }
 
-static void
-write_error_doc(bson_t *errs, uint32_t *nerr, int32_t index, const mg_error_t *e)
-{
-    bson_t we;
-    char k[16];
-    const char *ks;
-    bson_uint32_to_string((*nerr)++, &ks, k, sizeof k);
-    bson_append_document_begin(errs, ks, -1, &we);
-    BSON_APPEND_INT32(&we, "index", index);
-    BSON_APPEND_INT32(&we, "code", e->code);
-    BSON_APPEND_UTF8(&we, "codeName", msim_code_name(e->code));
-    BSON_APPEND_UTF8(&we, "errmsg", e->message);
-    bson_append_document_end(errs, &we);
-}
-
-static bool
-ordered_arg(const bson_t *cmd)
-{
-    bson_iter_t it;
-    return !bson_iter_init_find(&it, cmd, "ordered") || msim_truthy(&it);
-}
-
 /* with_id returns doc with an _id (a new ObjectId first when it has none). */
 static bson_t *
 with_id(const uint8_t *d, uint32_t l)
@@ -871,7 +849,7 @@ r_insert(msim_ctx_t *ctx, mg_error_t *error)
     uint32_t nerr = 0, nb = 0;
     int32_t n = 0, index = 0, base = 0;
     int cur = -1;
-    bool ordered = ordered_arg(ctx->cmd), ok = true;
+    bool ordered = msim_ordered_arg(ctx->cmd), ok = true;
     rtx_t rt;
     if (coll == NULL || (sc = msim_cluster_scoll(CL(), ctx->db, coll)) == NULL)
         return passthrough(ctx, primary_of(ctx->db, true), error);
@@ -889,7 +867,7 @@ r_insert(msim_ctx_t *ctx, mg_error_t *error)
         int s;
         if (!BSON_ITER_HOLDS_DOCUMENT(&docs)) {
             msim_fail(&e, MSIM_E_TYPE_MISMATCH, "document to insert must be an object");
-            write_error_doc(&errs, &nerr, index++, &e);
+            msim_write_error(&errs, &nerr, index++, &e);
             if (ordered)
                 break;
             continue;
@@ -899,7 +877,7 @@ r_insert(msim_ctx_t *ctx, mg_error_t *error)
         if (!msim_shardkey_of(sc->key, bson_get_data(doc), doc->len, &key, &e)) {
             bson_destroy(doc);
             bson_destroy(&key);
-            write_error_doc(&errs, &nerr, index++, &e);
+            msim_write_error(&errs, &nerr, index++, &e);
             if (ordered)
                 break;
             continue;
@@ -1022,12 +1000,12 @@ one_stmt(msim_ctx_t *ctx, rtx_t *rt, msim_scoll_t *sc, const char *coll, bool is
         if (upsert && !exact) {
             msim_fail(&e, 61,
                       "Failed to target upsert by query :: could not extract exact shard key");
-            write_error_doc(errs, nerr, index, &e);
+            msim_write_error(errs, nerr, index, &e);
             bson_destroy(&q);
             return true;
         }
         if (bson_iter_init_find(&u, stmt, "u") && touches_key(sc, &u, &q, &e)) {
-            write_error_doc(errs, nerr, index, &e);
+            msim_write_error(errs, nerr, index, &e);
             bson_destroy(&q);
             return true;
         }
@@ -1084,7 +1062,7 @@ routed_write(msim_ctx_t *ctx, bool is_update, mg_error_t *error)
     bson_t errs = BSON_INITIALIZER, upserted = BSON_INITIALIZER;
     uint32_t nerr = 0, nups = 0;
     int32_t n = 0, nmod = 0, index = 0;
-    bool ordered = ordered_arg(ctx->cmd), ok = true;
+    bool ordered = msim_ordered_arg(ctx->cmd), ok = true;
     rtx_t rt;
     if (coll == NULL || (sc = msim_cluster_scoll(CL(), ctx->db, coll)) == NULL ||
         !bson_iter_init_find(&it, ctx->cmd, arr_key) || !BSON_ITER_HOLDS_ARRAY(&it))
@@ -1103,7 +1081,7 @@ routed_write(msim_ctx_t *ctx, bool is_update, mg_error_t *error)
         if (!BSON_ITER_HOLDS_DOCUMENT(&stmts)) {
             mg_error_t e;
             msim_fail(&e, MSIM_E_TYPE_MISMATCH, "statement must be an object");
-            write_error_doc(&errs, &nerr, index++, &e);
+            msim_write_error(&errs, &nerr, index++, &e);
             if (ordered)
                 break;
             continue;
@@ -1851,21 +1829,7 @@ r_hello(msim_ctx_t *ctx, mg_error_t *error)
     BSON_APPEND_OID(&tv, "processId", &msim_srv->process_id);
     BSON_APPEND_INT64(&tv, "counter", 0);
     bson_append_document_end(r, &tv);
-    BSON_APPEND_INT32(r, "maxBsonObjectSize", MSIM_MAX_BSON_SIZE);
-    BSON_APPEND_INT32(r, "maxMessageSizeBytes", MSIM_MAX_MESSAGE_SIZE);
-    BSON_APPEND_INT32(r, "maxWriteBatchSize", MSIM_MAX_WRITE_BATCH);
-    BSON_APPEND_DATE_TIME(r, "localTime", msim_now_ms());
-    BSON_APPEND_INT32(r, "logicalSessionTimeoutMinutes", 30);
-    BSON_APPEND_INT64(r, "connectionId", ctx->conn->id);
-    BSON_APPEND_INT32(r, "minWireVersion", 0);
-    BSON_APPEND_INT32(r, "maxWireVersion", msim_srv->server_version == MSIM_VERSION_70 ? 21 : 17);
-    BSON_APPEND_BOOL(r, "readOnly", false);
-    if (msim_srv->auth && bson_iter_init_find(&it, ctx->cmd, "saslSupportedMechs")) {
-        bson_t mechs;
-        bson_append_array_begin(r, "saslSupportedMechs", -1, &mechs);
-        BSON_APPEND_UTF8(&mechs, "0", "SCRAM-SHA-256");
-        bson_append_array_end(r, &mechs);
-    }
+    msim_hello_common(ctx);
     return true;
 }
 

@@ -11,53 +11,13 @@
 #include <openssl/evp.h>
 #include <string.h>
 
-/* canonical_type is MongoDB's canonical type order number of a BSON type. */
+/* canonical_type is MongoDB's canonical type number of a BSON type: its sort
+ * class, except the end-of-object element, 0 (msim_type_rank sorts a missing
+ * value as null). */
 static int32_t
 canonical_type(bson_type_t t)
 {
-    switch (t) {
-    case BSON_TYPE_MINKEY:
-        return -1;
-    case BSON_TYPE_MAXKEY:
-        return 127;
-    case BSON_TYPE_EOD:
-    case BSON_TYPE_UNDEFINED:
-        return 0;
-    case BSON_TYPE_NULL:
-        return 5;
-    case BSON_TYPE_DOUBLE:
-    case BSON_TYPE_INT32:
-    case BSON_TYPE_INT64:
-    case BSON_TYPE_DECIMAL128:
-        return 10;
-    case BSON_TYPE_UTF8:
-    case BSON_TYPE_SYMBOL:
-        return 15;
-    case BSON_TYPE_DOCUMENT:
-        return 20;
-    case BSON_TYPE_ARRAY:
-        return 25;
-    case BSON_TYPE_BINARY:
-        return 30;
-    case BSON_TYPE_OID:
-        return 35;
-    case BSON_TYPE_BOOL:
-        return 40;
-    case BSON_TYPE_DATE_TIME:
-        return 45;
-    case BSON_TYPE_TIMESTAMP:
-        return 47;
-    case BSON_TYPE_REGEX:
-        return 50;
-    case BSON_TYPE_DBPOINTER:
-        return 55;
-    case BSON_TYPE_CODE:
-        return 60;
-    case BSON_TYPE_CODEWSCOPE:
-        return 65;
-    default:
-        return 0;
-    }
+    return t == BSON_TYPE_EOD ? 0 : msim_type_rank(t);
 }
 
 static void
