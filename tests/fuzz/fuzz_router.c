@@ -8,10 +8,7 @@
  * with "ok". Every 64 runs the balancer and range deleter run once; every
  * 512 runs every database is dropped through the router.
  */
-#include "msim.h"
-
-#include <stdlib.h>
-#include <string.h>
+#include "fuzz_msim.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -69,10 +66,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static bool ready;
     static unsigned long runs;
-    uint8_t *buf;
-    msim_msg_t msg;
     mg_error_t err;
-    uint32_t len = (uint32_t)size;
 
     if (!ready) {
         msim_server_init(&router);
@@ -100,24 +94,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (runs % 512 == 0)
         reset_state();
-    buf = malloc(size);
-    if (buf == NULL)
-        return 0;
-    memcpy(buf, data, size);
-    buf[0] = (uint8_t)len;
-    buf[1] = (uint8_t)(len >> 8);
-    buf[2] = (uint8_t)(len >> 16);
-    buf[3] = (uint8_t)(len >> 24);
     msim_srv = &router;
-    if (msim_wire_parse(buf, size, &msg, &err)) {
-        bson_t reply = BSON_INITIALIZER;
-        conn.close_after_reply = false;
-        msim_dispatch(&conn, &msg.cmd, &reply);
-        if (!bson_has_field(&reply, "ok"))
-            abort();
-        bson_destroy(&reply);
-        bson_destroy(&msg.cmd);
-    }
-    free(buf);
+    fuzz_msim_dispatch(&conn, data, size);
     return 0;
 }
