@@ -394,6 +394,24 @@ def test_unsharded_collections_live_on_the_database_primary(cluster):
         client.close()
 
 
+def test_list_databases_merges_every_shards_databases(cluster):
+    # 300 databases, spread over the shards as their primaries: all listed, sizes summed
+    client = cluster.client()
+    try:
+        names = [f"many{i:03d}" for i in range(300)]
+        for n in names:
+            client[n].c.insert_one({"_id": 1, "pad": "x" * 100})
+        reply = client.admin.command("listDatabases")
+        listed = {d["name"]: d for d in reply["databases"]}
+        assert set(names) <= set(listed)
+        assert all(listed[n]["sizeOnDisk"] > 0 for n in names)
+        assert reply["totalSize"] == sum(d["sizeOnDisk"] for d in reply["databases"])
+        primaries = {d["primary"] for d in client.config.databases.find({"_id": {"$in": names}})}
+        assert len(primaries) == cluster.nshards
+    finally:
+        client.close()
+
+
 def test_balancer_spreads_chunks(mongosim_factory):
     cluster = mongosim_factory("--balancer-interval-secs", "1")
     client = cluster.client()
