@@ -24,4 +24,46 @@ void mg_cdc__stream_args(const mg_cdc_table_t *tables, size_t ntables, bool slim
  */
 int mg_cdc__exit_code(const mg_error_t *error);
 
+/* ---- lag (cdc_lag.c) ---- */
+
+#define MG_CDC_LAG_PROBES 64
+
+/*
+ * mg_cdc__lag_t - the probes of the source's last write not yet reached by
+ * the committed position, oldest first, and the newest moment (monotonic)
+ * whose writes are all applied.
+ */
+typedef struct {
+    struct {
+        double at;     /* mg_now_s() when hello was read */
+        uint32_t t, i; /* the source's last write then */
+    } probes[MG_CDC_LAG_PROBES];
+    size_t n;
+    bool known; /* some probe was reached */
+    double caught_up_at;
+    double last_probe;
+    bool has_write; /* the newest probe's Timestamp */
+    uint32_t write_t, write_i;
+} mg_cdc__lag_t;
+
+void mg_cdc__lag_init(mg_cdc__lag_t *lag);
+
+/* mg_cdc__lag_push records a probe: at (monotonic) the source's last write was (t, i). */
+void mg_cdc__lag_push(mg_cdc__lag_t *lag, double at, uint32_t t, uint32_t i);
+
+/* mg_cdc__lag_applied tells the probes that everything up to (t, i) is committed. */
+void mg_cdc__lag_applied(mg_cdc__lag_t *lag, uint32_t t, uint32_t i);
+
+/*
+ * mg_cdc__lag_seconds returns the lag at now (monotonic): 0 when every
+ * probe is reached, else the time since the newest reached one; -1 while
+ * none was reached (not known yet).
+ */
+double mg_cdc__lag_seconds(const mg_cdc__lag_t *lag, double now);
+
+/* mg_cdc__lag_probe reads the source's last write (hello) and records it at now. */
+struct _mongoc_client_t;
+bool mg_cdc__lag_probe(mg_cdc__lag_t *lag, struct _mongoc_client_t *client, double now,
+                       mg_error_t *error);
+
 #endif /* MG_CDC_INTERNAL_H */

@@ -53,4 +53,7 @@ void mg_state__copy(const PGresult *res, int r, int c, char *out, size_t outsz);
 /* mg_state__int64 reads row r, column c as a number (0 when NULL). */
 int64_t mg_state__int64(const PGresult *res, int r, int c);
 
+/* DDL appended to version 1 by mg_state_ddl (NULL-terminated, "@" as everywhere). */
+extern const char *const mg_state__follow_ddl[];
+
 #endif /* MG_STATE_INTERNAL_H */

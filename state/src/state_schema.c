@@ -402,6 +402,9 @@ mg_state_ddl(const mg_state_t *st, mg_buf_t *out, mg_error_t *error)
 
     for (int i = 0; ok && state_v1[i] != NULL; i++)
         ok = expand(st, state_v1[i], out, error) && mg_buf_append_str(out, ";\n", error);
+    for (int i = 0; ok && mg_state__follow_ddl[i] != NULL; i++)
+        ok =
+            expand(st, mg_state__follow_ddl[i], out, error) && mg_buf_append_str(out, ";\n", error);
     return ok;
 }
 

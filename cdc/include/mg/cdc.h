@@ -219,12 +219,37 @@ int mg_cdc_follow_run(mg_cdc_follow_t *follower, mg_error_t *error);
 typedef struct {
     int64_t applied_events;
     double events_per_s; /* smoothed */
-    double lag_s;        /* now - cluster time of the last committed position */
+    double lag_s;        /* seconds behind the source's latest write; < 0: not known yet */
 } mg_cdc_follow_stats_t;
 
 void mg_cdc_follow_stats(mg_cdc_follow_t *follower, mg_cdc_follow_stats_t *stats);
 
 void mg_cdc_follow_destroy(mg_cdc_follow_t *follower);
+
+/* ------------------------------------------------------------------------
+ * Lag and the follower's liveness, for the cutover (cdc_lag.c)
+ * ------------------------------------------------------------------------ */
+
+typedef struct {
+    bool follower_alive; /* a follower holds the lease (docs/cdc.md, "Who applies") */
+    char follower[128];  /* its host:pid, "" when none ever ran */
+    bool applied;        /* a position was ever committed */
+    bool caught_up;      /* the committed position is at or past the source's last write */
+    double lag_s;        /* seconds behind the source's latest write; < 0: not known */
+    uint32_t last_write_t, last_write_i; /* the source's last write (hello) */
+    uint32_t applied_t, applied_i;       /* the committed position */
+} mg_cdc_lag_t;
+
+/*
+ * mg_cdc_lag_measure reads the source's last write, then the committed
+ * checkpoint and the follower's heartbeat: lag 0 when the checkpoint is at
+ * or past that write (the stream has seen everything), else the
+ * follower's last figure aged by its heartbeat's age (target clock); a
+ * follower is alive while its session holds the lease, or its heartbeat is
+ * within window_ms. No host's wall clock is compared with another's.
+ */
+bool mg_cdc_lag_measure(mg_mongo_t *src, mg_state_t *st, int64_t window_ms, mg_cdc_lag_t *out,
+                        mg_error_t *error);
 
 #ifdef __cplusplus
 }

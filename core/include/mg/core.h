@@ -565,6 +565,7 @@ typedef struct {
     char set_name[128]; /* replica set name, "" when not a replica set */
     char version[64];   /* server version from buildInfo */
     bool is_primary;    /* isWritablePrimary (or ismaster) */
+    bool is_mongos;     /* hello's msg is "isdbgrid": a sharded cluster's router */
     int32_t max_wire;
 } mg_mongo_t;
 
@@ -585,6 +586,16 @@ void mg_mongo_close(mg_mongo_t *src);
  */
 bool mg_mongo_command(mg_mongo_t *src, const char *db, const struct _bson_t *cmd,
                       struct _bson_t *reply, mg_error_t *error);
+
+/*
+ * mg_mongo_last_write reads the time of the source's latest write from
+ * `hello` (lastWrite.majorityOpTime, the newest write a change stream can
+ * return; else lastWrite.opTime). A router (mongos) has no lastWrite: its
+ * reply's operationTime, the cluster time it knows, stands in. Fails when
+ * the reply has neither (not a replica set member or router).
+ */
+bool mg_mongo_last_write(struct _mongoc_client_t *client, uint32_t *t, uint32_t *i,
+                         mg_error_t *error);
 
 /*
  * mg_mongo_aggregate runs pipeline on db.coll and calls fn for each result

@@ -394,6 +394,73 @@ bool mg_state_changed_forget(mg_state_t *st, const char *db, const char *coll, u
                              uint32_t i, mg_error_t *error);
 
 /* ------------------------------------------------------------------------
+ * The follower: its lease, heartbeat and lag (state_follow.c)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * mg_state_follower_claim makes the caller (name "host:pid") the one
+ * follower: it takes the follower's session advisory lock on the handle's
+ * connection (held until mg_state_follower_release or the session ends)
+ * and records itself in the follower row. *claimed is false when another
+ * session holds the lock; holder then describes it ("host:pid (last
+ * heartbeat N s ago)").
+ */
+bool mg_state_follower_claim(mg_state_t *st, const char *name, const char *host, int pid,
+                             bool *claimed, char *holder, size_t holdersz, mg_error_t *error);
+
+/* What a follower reports with each heartbeat. */
+typedef struct {
+    double lag_s; /* seconds behind the source's latest write; < 0: not known yet */
+    bool has_source_write;
+    uint32_t source_write_t, source_write_i; /* the source's last write seen (hello) */
+    bool has_applied;
+    uint32_t applied_t, applied_i; /* the committed position */
+} mg_state_beat_t;
+
+/*
+ * mg_state_follower_beat records a heartbeat of follower name (target
+ * clock). *owner is false when the row names another holder (the lease
+ * was taken over): the caller must stop applying.
+ */
+bool mg_state_follower_beat(mg_state_t *st, const char *name, const mg_state_beat_t *b, bool *owner,
+                            mg_error_t *error);
+
+/* mg_state_follower_release records that follower name stopped (reason) and drops its lock. */
+bool mg_state_follower_release(mg_state_t *st, const char *name, const char *reason,
+                               mg_error_t *error);
+
+/* The follower as others see it. */
+typedef struct {
+    bool exists; /* a follower ever ran */
+    char name[128];
+    bool running; /* it did not stop cleanly */
+    bool session; /* its session still holds the follower lock */
+    bool fresh;   /* its last heartbeat is within the window asked for */
+    bool alive;   /* running, and its session holds the lock or its heartbeat is fresh */
+    double beat_age_s;
+    /*
+     * seconds behind the source's latest write, as of now: the follower's
+     * figure at its last heartbeat plus the heartbeat's age (all on the
+     * target's clock); < 0 when the follower never knew it
+     */
+    double lag_s;
+    bool has_source_write;
+    uint32_t source_write_t, source_write_i;
+    bool has_applied;
+    uint32_t applied_t, applied_i;
+    char stop_reason[256];
+    char started_at[32];
+} mg_state_follower_t;
+
+/*
+ * mg_state_follower_get reads the follower row and whether its holder is
+ * alive (its lock is held by a session, or it beat within window_ms).
+ * Call it on a connection that is not the follower's own.
+ */
+bool mg_state_follower_get(mg_state_t *st, int64_t window_ms, mg_state_follower_t *out,
+                           mg_error_t *error);
+
+/* ------------------------------------------------------------------------
  * Validation runs
  * ------------------------------------------------------------------------ */
 
