@@ -101,6 +101,8 @@ load_state(follow_t *f, mg_error_t *error)
         mg_error_set(error, MG_ERROR_DOMAIN_PG, 0, "the stored resume token is corrupt");
         goto done;
     }
+    if (!mg_cdc__watch_dbs(f, error))
+        goto done;
     f->has_committed_pos = cp.applied;
     f->committed_t = cp.t;
     f->committed_i = cp.i;
@@ -125,74 +127,6 @@ bool
 mg_cdc__active(const follow_coll_t *c)
 {
     return strcmp(c->status, "copied") == 0 || strcmp(c->status, "following") == 0;
-}
-
-/* open_stream opens the change stream at token (or T0 when NULL). */
-void
-mg_cdc__stream_args(const mg_cdc_table_t *tables, size_t ntables, bool slim, const bson_t *token,
-                    uint32_t t0_t, uint32_t t0_i, bson_t *pipeline, bson_t *opts)
-{
-    bson_t arr, stage, match, in, dbs;
-    size_t ndb = 0;
-
-    bson_init(pipeline);
-    bson_init(opts);
-    bson_append_array_begin(pipeline, "pipeline", -1, &arr);
-    bson_append_document_begin(&arr, "0", 1, &stage);
-    bson_append_document_begin(&stage, "$match", -1, &match);
-    bson_append_document_begin(&match, "ns.db", -1, &in);
-    bson_append_array_begin(&in, "$in", -1, &dbs);
-    for (size_t i = 0; i < ntables; i++) {
-        bool seen = false;
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = strcmp(tables[j].db, tables[i].db) == 0;
-        if (seen)
-            continue;
-        char key[16];
-        snprintf(key, sizeof(key), "%zu", ndb++);
-        bson_append_utf8(&dbs, key, -1, tables[i].db, -1);
-    }
-    bson_append_array_end(&in, &dbs);
-    bson_append_document_end(&match, &in);
-    bson_append_document_end(&stage, &match);
-    bson_append_document_end(&arr, &stage);
-    if (slim) {
-        bson_t proj, p2;
-        bson_append_document_begin(&arr, "1", 1, &proj);
-        bson_append_document_begin(&proj, "$project", -1, &p2);
-        BSON_APPEND_INT32(&p2, "fullDocument", 0);
-        bson_append_document_end(&proj, &p2);
-        bson_append_document_end(&arr, &proj);
-    } else {
-        BSON_APPEND_UTF8(opts, "fullDocument", "updateLookup");
-    }
-    bson_append_array_end(pipeline, &arr);
-    BSON_APPEND_INT32(opts, "batchSize", 5000);
-    BSON_APPEND_INT64(opts, "maxAwaitTimeMS", 500);
-    if (token != NULL)
-        BSON_APPEND_DOCUMENT(opts, "startAfter", token);
-    else
-        BSON_APPEND_TIMESTAMP(opts, "startAtOperationTime", t0_t, t0_i);
-}
-
-/* open_stream opens the change stream at token (or T0 when NULL). */
-bool
-mg_cdc__open_stream(follow_t *f, const bson_t *token, mg_error_t *error)
-{
-    bson_t pipeline, opts;
-    const bson_t *err_doc;
-    bson_error_t be;
-
-    if (f->stream != NULL)
-        mongoc_change_stream_destroy(f->stream);
-    f->stream = NULL;
-    mg_cdc__stream_args(f->tables, f->ncolls, f->slim, token, f->t0_t, f->t0_i, &pipeline, &opts);
-    f->stream = mongoc_client_watch(f->mongo, &pipeline, &opts);
-    bson_destroy(&pipeline);
-    bson_destroy(&opts);
-    if (mongoc_change_stream_error_document(f->stream, &be, &err_doc))
-        return mg_error_set_bson(error, &be, "could not open the change stream");
-    return true;
 }
 
 static void
@@ -221,13 +155,14 @@ applier_main(void *arg)
             break;
         mg_cdc_batch_t *b = a->batch;
         mg_cdc_position_t pos = {a->token, a->t, a->i, a->wall_ms};
+        mg_cdc_guard_t guard = {.follower = f->name};
         mg_cdc_batch_stats_t st;
         mg_error_t e;
         pthread_mutex_unlock(&a->lock);
 
         double now = mg_now_s();
         mg_cdc_batch_stats(b, &st);
-        bool ok = mg_cdc_batch_apply(b, a->st, &pos, &e);
+        bool ok = mg_cdc_batch_apply(b, a->st, &pos, &guard, &e);
 
         pthread_mutex_lock(&a->lock);
         if (ok) {
@@ -253,6 +188,7 @@ applier_main(void *arg)
                              "applied %zu events (%zu documents)", st.events, st.entries);
         } else {
             a->failed = true;
+            a->fenced = guard.fenced; /* the reader reads the stream again, reporting only */
             a->error = e;
         }
         a->busy = false;
@@ -263,8 +199,8 @@ applier_main(void *arg)
 }
 
 /* wait_idle waits until the applier has committed what it holds. */
-static bool
-wait_idle(follow_t *f, mg_error_t *error)
+bool
+mg_cdc__wait_idle(follow_t *f, mg_error_t *error)
 {
     applier_t *a = &f->ap;
     bool ok = true;
@@ -295,7 +231,7 @@ submit(follow_t *f, mg_error_t *error)
     applier_t *a = &f->ap;
     mg_cdc_batch_stats_t st;
 
-    if (!wait_idle(f, error))
+    if (!mg_cdc__wait_idle(f, error))
         return false;
     if (f->last_read == NULL)
         return true;
@@ -323,7 +259,7 @@ submit(follow_t *f, mg_error_t *error)
 bool
 mg_cdc__apply(follow_t *f, mg_error_t *error)
 {
-    return submit(f, error) && wait_idle(f, error);
+    return submit(f, error) && mg_cdc__wait_idle(f, error);
 }
 
 static void
@@ -446,7 +382,7 @@ reconnect_target(follow_t *f, mg_error_t *error)
     char why[MG_ERROR_MESSAGE_SIZE];
 
     snprintf(why, sizeof(why), "%s", error->message);
-    wait_idle(f, NULL); /* the applier's failure, if any, is this one */
+    mg_cdc__wait_idle(f, NULL); /* the applier's failure, if any, is this one */
     mg_cdc_batch_reset(f->batch);
     for (;;) {
         double left = MG_PG_RECONNECT_BUDGET_S - (mg_now_s() - started);
@@ -522,6 +458,7 @@ mg_cdc_follow_new(const mg_cdc_follow_settings_t *s, mg_error_t *error)
     }
     f->s = s;
     pthread_mutex_init(&f->stats_lock, NULL);
+    mg_cdc__split_init(&f->frags);
     pthread_mutex_init(&f->ap.lock, NULL);
     pthread_cond_init(&f->ap.cond, NULL);
     f->st = mg_state_new(NULL, s->state_schema, error);
@@ -554,8 +491,10 @@ follow_start(follow_t *f, mg_error_t *error)
     }
     f->ap.started = true;
     mg_cdc__lag_init(&f->lag);
-    if (!mg_cdc__lease_claim(f, error))
+    if (!mg_cdc__lease_claim(f, error) || !mg_cdc__fence_check(f, &f->fence_seen, error))
         return mg_cdc__exit_code(error);
+    if (!mg_cdc__stream_probe(f, error))
+        return MG_EXIT_SOURCE;
     if (!mg_cdc__open_stream(f, f->committed, error)) {
         if (error->domain == MG_ERROR_DOMAIN_MONGO && error->code == ERR_HISTORY_LOST) {
             history_lost(f, error);
@@ -584,7 +523,7 @@ follow_start(follow_t *f, mg_error_t *error)
  * fail (exit code from the error), stop with *rc (history lost), or (from
  * submit_or_reconnect) the target came back and the stream reopened.
  */
-typedef enum { TURN_ON, TURN_DONE, TURN_FAILED, TURN_RC, TURN_RECONNECTED } turn_t;
+typedef enum { TURN_ON, TURN_DONE, TURN_FAILED, TURN_RC, TURN_RECONNECTED, TURN_FENCED } turn_t;
 
 /* submit_or_reconnect submits (wait: and commits) the batch; a lost target is waited out. */
 static turn_t
@@ -592,6 +531,8 @@ submit_or_reconnect(follow_t *f, bool wait, mg_error_t *error)
 {
     if (wait ? mg_cdc__apply(f, error) : submit(f, error))
         return TURN_ON;
+    if (f->ap.fenced) /* the cutover flipped: read again from the checkpoint, reporting only */
+        return mg_cdc__fence_enter(f, error) ? TURN_RECONNECTED : TURN_FAILED;
     if (pg_lost(f, error) && reconnect_target(f, error)) {
         f->have_prev = false;
         return TURN_RECONNECTED;
@@ -605,11 +546,30 @@ on_event(follow_t *f, const bson_t *raw, mg_error_t *error)
 {
     double t_add = mg_now_s();
     mg_cdc_event_t ev;
+    int32_t frag, of;
     int k;
 
     f->source_fail_since = 0;
-    if (!mg_cdc_event_decode(raw, &ev, error))
+    if (mg_cdc__split_of(raw, &frag, &of)) {
+        /* a fragment: the position moves only once the event is whole */
+        int whole = mg_cdc__split_add(&f->frags, raw, &raw, error);
+        if (whole < 0) {
+            MG_LOG_EVENT(MG_LOG_WARNING, "cdc", "cdc.source_error", NULL, 0, "%s", error->message);
+            return mg_cdc__open_stream(f, f->last_read, error) ? TURN_ON : TURN_FAILED;
+        }
+        if (whole == 0)
+            return TURN_ON;
+    }
+    if (!mg_cdc_event_decode_ex(raw, f->slim ? MG_CDC_DECODE_NO_DOCUMENT : 0, &ev, error))
         return TURN_FAILED;
+    if (f->fence_seen) /* the event is read again, reporting only */
+        return mg_cdc__fence_enter(f, error) ? TURN_ON : TURN_FAILED;
+    if (f->fenced) {
+        if (!mg_cdc__fence_event(f, &ev, error))
+            return TURN_FAILED;
+        set_token(&f->last_read, mongoc_change_stream_get_resume_token(f->stream));
+        return TURN_ON;
+    }
     /* a source transaction never straddles two batches */
     if (!(f->have_prev && mg_cdc_same_txn(&f->prev, &ev)) &&
         (mg_cdc_batch_full(f->batch) ||
@@ -677,10 +637,8 @@ on_stream_error(follow_t *f, const bson_error_t *be, mg_error_t *error)
         history_lost(f, error);
         return TURN_RC;
     }
-    if (be->code == ERR_TOO_LARGE && !f->slim) {
-        MG_LOG_EVENT(MG_LOG_WARNING, "cdc", "cdc.too_large", NULL, 0,
-                     "a change event is over 16 MB: reading its document by _id");
-        f->slim = true;
+    if ((be->code == ERR_TOO_LARGE || be->code == ERR_FIELD_TOO_LARGE) && !f->slim) {
+        mg_cdc__too_large(f, be->code);
         return mg_cdc__open_stream(f, f->last_read, error) ? TURN_ON : TURN_FAILED;
     }
     if (f->source_fail_since == 0)
@@ -718,7 +676,15 @@ on_idle(follow_t *f, mg_error_t *error)
     turn_t t;
 
     f->source_fail_since = 0;
-    if (pbrt != NULL && (f->last_read == NULL || !bson_equal(pbrt, f->last_read))) {
+    if (f->fenced) { /* everything the source had is reported */
+        mg_cdc__fence_finish(f, error);
+        return TURN_FENCED;
+    }
+    if (f->fence_seen)
+        return mg_cdc__fence_enter(f, error) ? TURN_ON : TURN_FAILED;
+    /* never a position inside an event that was split: its fragments are read again */
+    if (pbrt != NULL && f->frags.next == 0 &&
+        (f->last_read == NULL || !bson_equal(pbrt, f->last_read))) {
         uint32_t ts, inc;
         set_token(&f->last_read, pbrt);
         if (mg_cdc_token_time(pbrt, &ts, &inc) &&
@@ -819,7 +785,10 @@ mg_cdc_follow_run(mg_cdc_follow_t *f, mg_error_t *error)
             t = on_idle(f, error);
     }
     if (rc == MG_EXIT_OK)
-        rc = t == TURN_DONE ? MG_EXIT_OK : t == TURN_RC ? MG_EXIT_SOURCE : mg_cdc__exit_code(error);
+        rc = t == TURN_DONE     ? MG_EXIT_OK
+             : t == TURN_RC     ? MG_EXIT_SOURCE
+             : t == TURN_FENCED ? MG_EXIT_STATE
+                                : mg_cdc__exit_code(error);
     else if (rc != MG_EXIT_SOURCE)
         rc = mg_cdc__exit_code(error);
     if (rc == MG_EXIT_OK)
@@ -871,5 +840,9 @@ mg_cdc_follow_destroy(mg_cdc_follow_t *f)
     pthread_mutex_destroy(&f->ap.lock);
     pthread_cond_destroy(&f->ap.cond);
     pthread_mutex_destroy(&f->stats_lock);
+    mg_cdc__split_cleanup(&f->frags);
+    for (size_t i = 0; i < f->ndbs; i++)
+        free(f->dbs[i]);
+    free(f->dbs);
     free(f);
 }

@@ -14,10 +14,11 @@
 #include <mongoc/mongoc.h>
 #include <pthread.h>
 
-#define ERR_HISTORY_LOST   286
-#define ERR_TOO_LARGE      10334
-#define RECONNECT_BUDGET_S MG_PG_RECONNECT_BUDGET_S
-#define TXN_MAX_DOCS       100000
+#define ERR_HISTORY_LOST    286
+#define ERR_TOO_LARGE       10334
+#define ERR_FIELD_TOO_LARGE 7182500 /* $changeStreamSplitLargeEvent: one field over the limit */
+#define RECONNECT_BUDGET_S  MG_PG_RECONNECT_BUDGET_S
+#define TXN_MAX_DOCS        100000
 
 typedef struct {
     char *db, *coll, *schema, *table;
@@ -41,6 +42,7 @@ typedef struct {
     uint32_t t, i;
     int64_t wall_ms;
     bool failed;
+    bool fenced; /* the failure was the cutover's fence */
     mg_error_t error;
     PGconn *pg;     /* the applier's own connection */
     mg_state_t *st; /* the state on it */
@@ -64,7 +66,11 @@ struct mg_cdc_follow {
     bson_t *last_read;     /* token after the last event read */
     uint32_t pos_t, pos_i; /* cluster time of last_read */
     int64_t pos_wall_ms;
-    bool slim; /* reopen without fullDocument for one oversize event */
+    bool slim;             /* reopen without fullDocument for one oversize event */
+    bool split;            /* the source splits large events ($changeStreamSplitLargeEvent) */
+    mg_cdc__split_t frags; /* the fragments of an event read so far */
+    char **dbs;            /* the watched databases */
+    size_t ndbs;
     /* stats */
     int64_t applied_events;
     double rate; /* events/s, smoothed */
@@ -86,6 +92,11 @@ struct mg_cdc_follow {
     mg_cdc__lag_t lag;
     bool has_committed_pos;
     uint32_t committed_t, committed_i; /* what the applier committed last */
+    /* after the cutover (cdc_fence.c): reading only, to report what the source took */
+    bool fenced;
+    bool fence_seen;       /* the heartbeat saw the flip: enter the fenced mode at the next turn */
+    int64_t after_cutover; /* source writes seen after the cutover */
+    char flipped_at[32];
     /* the run loop */
     double last_log, last_rate_save, source_fail_since;
     mg_cdc_event_t prev; /* only its transaction identity is used */
@@ -102,8 +113,8 @@ int mg_cdc__find_table(follow_t *f, const char *db, const char *coll);
 /* mg_cdc__active tells whether a collection's changes are applied (copied or following). */
 bool mg_cdc__active(const follow_coll_t *c);
 
-/* mg_cdc__open_stream (re)opens the change stream at token (T0 when NULL). */
-bool mg_cdc__open_stream(follow_t *f, const bson_t *token, mg_error_t *error);
+/* mg_cdc__wait_idle waits until the applier has committed what it holds (false: its error). */
+bool mg_cdc__wait_idle(follow_t *f, mg_error_t *error);
 
 /* mg_cdc__apply commits everything read so far and waits for it. */
 bool mg_cdc__apply(follow_t *f, mg_error_t *error);
@@ -114,6 +125,20 @@ void mg_cdc__set_status(follow_t *f, size_t k, const char *status, const char *e
 /* mg_cdc__stop_collection stops collection k with the reason why (status failed). */
 void mg_cdc__stop_collection(follow_t *f, size_t k, const char *why);
 
+/* ---- cdc_stream.c ---- */
+
+/* mg_cdc__open_stream (re)opens the change stream at token (T0 when NULL). */
+bool mg_cdc__open_stream(follow_t *f, const bson_t *token, mg_error_t *error);
+
+/* mg_cdc__too_large switches to reading events without their documents (logged). */
+void mg_cdc__too_large(follow_t *f, int code);
+
+/* mg_cdc__stream_probe asks the source's version: whether it splits large events. */
+bool mg_cdc__stream_probe(follow_t *f, mg_error_t *error);
+
+/* mg_cdc__watch_dbs sets the databases the stream watches from the followed collections. */
+bool mg_cdc__watch_dbs(follow_t *f, mg_error_t *error);
+
 /* ---- cdc_data.c ---- */
 
 /* mg_cdc__on_data_event adds an insert/update/replace/delete of collection k to the batch. */
@@ -123,6 +148,27 @@ bool mg_cdc__on_data_event(follow_t *f, size_t k, const mg_cdc_event_t *ev, mg_e
 
 /* mg_cdc__on_ddl_event applies the documented policy for drop, rename and dropDatabase. */
 bool mg_cdc__on_ddl_event(follow_t *f, const mg_cdc_event_t *ev, mg_error_t *error);
+
+/* ---- cdc_fence.c ---- */
+
+/*
+ * mg_cdc__fence_enter switches the follower to reading only: the cutover
+ * flipped, so nothing more is applied; the stream is read again from the
+ * committed checkpoint so that every source write after it is reported.
+ */
+bool mg_cdc__fence_enter(follow_t *f, mg_error_t *error);
+
+/* mg_cdc__fence_event records an event seen after the cutover (never applied). */
+bool mg_cdc__fence_event(follow_t *f, const mg_cdc_event_t *ev, mg_error_t *error);
+
+/*
+ * mg_cdc__fence_finish ends a fenced follower once the stream is idle: an
+ * event and a log line, and the error it exits with (exit code state).
+ */
+void mg_cdc__fence_finish(follow_t *f, mg_error_t *error);
+
+/* mg_cdc__fence_check reads the cutover's state: true in *flipped once it flipped. */
+bool mg_cdc__fence_check(follow_t *f, bool *flipped, mg_error_t *error);
 
 /* ---- cdc_lease.c ---- */
 

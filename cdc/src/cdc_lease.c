@@ -99,6 +99,8 @@ mg_cdc__lease_tick(follow_t *f, mg_error_t *error)
         return true;
     }
     f->last_beat = now;
+    if (!f->fenced && !f->fence_seen && !mg_cdc__fence_check(f, &f->fence_seen, &e))
+        mg_log_error(MG_LOG_DEBUG, "cdc", &e);
     if (!owner) {
         f->claimed = false;
         return mg_error_set(error, MG_ERROR_DOMAIN_STATE, MG_STATE_ERR_BUSY,

@@ -33,6 +33,7 @@ typedef struct {
     mg_state_follower_t fo;
     mg_state_colls_t colls;
     mg_state_rows_t workers, failed, invalid;
+    mg_state_rows_t after; /* source writes seen after the cutover, never applied */
 } status_t;
 
 static void
@@ -43,6 +44,7 @@ status_cleanup(status_t *s)
     mg_state_rows_cleanup(&s->workers);
     mg_state_rows_cleanup(&s->failed);
     mg_state_rows_cleanup(&s->invalid);
+    mg_state_rows_cleanup(&s->after);
 }
 
 static bool
@@ -54,7 +56,8 @@ status_read(mg_state_t *st, status_t *s, mg_error_t *error)
            mg_state_failed_partitions(st, 50, &s->failed, error) &&
            mg_state_invalid_docs(st, 50, &s->invalid, error) &&
            mg_state_checkpoint_get(st, 0, &s->cp, error) &&
-           mg_state_follower_get(st, FOLLOWER_WINDOW_MS, &s->fo, error);
+           mg_state_follower_get(st, FOLLOWER_WINDOW_MS, &s->fo, error) &&
+           mg_state_after_cutover_list(st, 50, &s->after, error);
 }
 
 /* json_follower writes who applies the stream: alive, name, heartbeat, lag when known. */
@@ -164,6 +167,19 @@ json_lists(yajl_gen g, const status_t *s)
     }
     yajl_gen_array_close(g);
     mg_json_kint(g, "invalid_docs_total", s->invalid.total);
+    mg_json_str(g, "after_cutover");
+    yajl_gen_array_open(g);
+    for (size_t r = 0; r < s->after.n; r++) {
+        yajl_gen_map_open(g);
+        mg_json_kstr(g, "namespace", s->after.items[r].a);
+        mg_json_kstr(g, "_id", s->after.items[r].b);
+        mg_json_kstr(g, "op", s->after.items[r].c);
+        mg_json_kint(g, "t", s->after.items[r].n1);
+        mg_json_kint(g, "i", s->after.items[r].n2);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+    mg_json_kint(g, "after_cutover_total", s->after.total);
 }
 
 static bool
@@ -282,6 +298,15 @@ print_text(const status_t *s)
         for (size_t r = 0; r < s->invalid.n; r++)
             printf("  %s _id %s: %s\n", s->invalid.items[r].a, s->invalid.items[r].b,
                    s->invalid.items[r].c);
+    }
+    if (s->after.n > 0) {
+        printf("\nsource writes after the cutover, NOT applied (%lld; the application owns the "
+               "tables now):\n",
+               (long long)s->after.total);
+        for (size_t r = 0; r < s->after.n; r++)
+            printf("  %s _id %s: %s at Timestamp(%lld, %lld)\n", s->after.items[r].a,
+                   s->after.items[r].b, s->after.items[r].c, (long long)s->after.items[r].n1,
+                   (long long)s->after.items[r].n2);
     }
 }
 

@@ -43,17 +43,19 @@ static bool
 lock_probe(mg_state_t *st, bool *held, mg_error_t *error)
 {
     const char *p[1] = {st->name};
-    PGresult *res = mg_pg_query(st->conn,
-                                "SELECT CASE WHEN pg_try_advisory_lock(" FOLLOWER_LOCK
-                                ") THEN pg_advisory_unlock(" FOLLOWER_LOCK ") AND false ELSE "
-                                "true END",
-                                1, p, error);
+    PGresult *res =
+        mg_pg_query(st->conn, "SELECT pg_try_advisory_lock(" FOLLOWER_LOCK ")", 1, p, error);
 
     if (res == NULL)
         return false;
-    *held = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    *held = strcmp(PQgetvalue(res, 0, 0), "t") != 0;
     PQclear(res);
-    return true;
+    if (*held)
+        return true;
+    /* ours for a moment: give it back (its own statement: "x AND false" may skip x) */
+    res = mg_pg_query(st->conn, "SELECT pg_advisory_unlock(" FOLLOWER_LOCK ")", 1, p, error);
+    PQclear(res);
+    return res != NULL;
 }
 
 /* describe_holder writes "host:pid (beat N s ago)" of the row into holder. */

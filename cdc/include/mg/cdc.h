@@ -68,6 +68,18 @@ typedef struct {
  */
 bool mg_cdc_event_decode(const bson_t *raw, mg_cdc_event_t *event, mg_error_t *error);
 
+/* Flags of mg_cdc_event_decode_ex. */
+#define MG_CDC_DECODE_NO_DOCUMENT 1u /* the stream projected fullDocument out: not required */
+
+/*
+ * mg_cdc_event_decode_ex is mg_cdc_event_decode with flags: with
+ * MG_CDC_DECODE_NO_DOCUMENT an insert or replace without fullDocument is
+ * accepted (has_full_document false): the caller reads the document by
+ * _id (the route for an event too large with its document, docs/cdc.md).
+ */
+bool mg_cdc_event_decode_ex(const bson_t *raw, unsigned flags, mg_cdc_event_t *event,
+                            mg_error_t *error);
+
 /* mg_cdc_op_name returns the operationType string of op. */
 const char *mg_cdc_op_name(mg_cdc_op_t op);
 
@@ -150,16 +162,27 @@ typedef struct {
     int64_t wall_ms; /* 0 when unknown */
 } mg_cdc_position_t;
 
+/* What an apply is fenced by (docs/cdc.md, "After the cutover"). */
+typedef struct {
+    const char *follower; /* the lease holder applying (host:pid) */
+    bool fenced;          /* out: a cutover flipped: nothing was applied, apply nothing more */
+    bool lost;            /* out: another follower holds the lease: nothing was applied */
+} mg_cdc_guard_t;
+
 /*
  * mg_cdc_batch_apply writes the batch in ONE transaction on the state
- * handle's connection: deletes, multi-row upserts (INSERT ... ON CONFLICT
- * (_id) DO UPDATE), the changed_docs rows, and the checkpoint moved to pos.
- * The checkpoint never moves backwards: a position older than the recorded
- * one fails with MG_ERROR_CODE_INVALID_ARGUMENT (an invariant, checked
- * always) and nothing is written. On success the batch is reset.
+ * handle's connection: first the guard (when not NULL) — the cutover's
+ * state read FOR SHARE and the lease — then deletes, multi-row upserts
+ * (INSERT ... ON CONFLICT (_id) DO UPDATE), the changed_docs rows, and the
+ * checkpoint moved to pos. A flipped cutover or a lost lease fails with
+ * domain state (MG_STATE_ERR_REFUSED, MG_STATE_ERR_BUSY) and guard->fenced
+ * or guard->lost set. The checkpoint never moves backwards: a position
+ * older than the recorded one fails with MG_ERROR_CODE_INVALID_ARGUMENT (an
+ * invariant, checked always). On any failure nothing is written; on
+ * success the batch is reset.
  */
 bool mg_cdc_batch_apply(mg_cdc_batch_t *batch, mg_state_t *state, const mg_cdc_position_t *pos,
-                        mg_error_t *error);
+                        mg_cdc_guard_t *guard, mg_error_t *error);
 
 /* ------------------------------------------------------------------------
  * The follower: the change stream applied to the target (cdc_follow.c)

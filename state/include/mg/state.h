@@ -630,6 +630,43 @@ bool mg_state_invalid_docs(mg_state_t *st, int limit, mg_state_rows_t *out, mg_e
 
 void mg_state_rows_cleanup(mg_state_rows_t *rows);
 
+/* ------------------------------------------------------------------------
+ * What fences the follower after a cutover (state_fence.c)
+ * ------------------------------------------------------------------------ */
+
+typedef struct {
+    bool owner;   /* the follower asked about holds the lease (true when none was named) */
+    bool flipped; /* a cutover reached its flip (running at flip, or done): apply nothing */
+    bool has_fence;
+    uint32_t fence_t, fence_i; /* the cutover's fence T */
+    char flipped_at[32];       /* "YYYY-MM-DD HH:MM:SS" (UTC) */
+} mg_state_fence_t;
+
+/*
+ * mg_state_follow_fence reads the cutover's state FOR SHARE (in the
+ * caller's transaction: the cutover's move to the flip waits for it) and,
+ * when follower is not NULL, whether that follower still holds the lease.
+ */
+bool mg_state_follow_fence(mg_state_t *st, const char *follower, mg_state_fence_t *out,
+                           mg_error_t *error);
+
+/* A source write seen after the cutover (strings borrowed). */
+typedef struct {
+    const char *db, *coll, *doc_id, *op;
+    uint32_t t, i;
+} mg_state_after_cutover_t;
+
+/* mg_state_after_cutover_add records a write seen after the cutover (never applied). */
+bool mg_state_after_cutover_add(mg_state_t *st, const mg_state_after_cutover_t *w,
+                                mg_error_t *error);
+
+/*
+ * mg_state_after_cutover_list lists up to limit writes seen after the
+ * cutover (a: ns, b: _id, c: operation, n1/n2: cluster time) and the total.
+ */
+bool mg_state_after_cutover_list(mg_state_t *st, int limit, mg_state_rows_t *out,
+                                 mg_error_t *error);
+
 #ifdef __cplusplus
 }
 #endif

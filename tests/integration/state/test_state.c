@@ -494,7 +494,7 @@ test_follower_lease_heartbeat_and_liveness(void **state)
     assert_true(fo.lag_s > 3600); /* the figure ages with the heartbeat */
     /* released: another session takes over; the first finds its lease gone */
     OK(mg_state_follower_release(st, "h'x:1", "stopped", &e));
-    OK(mg_state_follower_get(st2, 5000, &fo, &e));
+    OK(mg_state_follower_get(st, 5000, &fo, &e)); /* the probe must not keep the lock */
     assert_false(fo.alive || fo.running);
     assert_string_equal(fo.stop_reason, "stopped");
     OK(mg_state_follower_claim(st2, "other:2", "other", 2, &claimed, holder, sizeof(holder), &e));
