@@ -34,7 +34,50 @@ follow_rename(follow_t *f, size_t k, const mg_cdc_event_t *ev, mg_error_t *error
     c->coll = coll;
     f->tables[k].db = c->db;
     f->tables[k].coll = c->coll;
+    /* a database the stream does not watch yet: reopened after this event */
+    bool watched = false;
+    for (size_t i = 0; i < f->ndbs && !watched; i++)
+        watched = strcmp(f->dbs[i], db) == 0;
+    if (!watched) {
+        f->rewatch = true;
+        return mg_cdc__watch_dbs(f, error);
+    }
     return true;
+}
+
+/*
+ * replaced handles the collection planned as the rename's target, kt:
+ * MongoDB renames with dropTarget as one rename event and no drop, so the
+ * target's documents are gone and the name now holds the renamed
+ * collection's. followed: the rename was followed (the target's rows in
+ * _migrate went with it); else the target stops, to be re-synced.
+ */
+static void
+replaced(follow_t *f, int kt, const mg_cdc_event_t *ev, bool followed)
+{
+    follow_coll_t *t = &f->colls[kt];
+    char why[1024];
+
+    snprintf(why, sizeof(why),
+             "replaced on the source by %s.%s, renamed onto it (dropTarget); the table "
+             "\"%s\".\"%s\" is kept as it was",
+             ev->db, ev->coll, t->schema, t->table);
+    if (followed) {
+        snprintf(t->status, sizeof(t->status), "replaced"); /* no longer matched by name */
+        MG_LOG_EVENT(MG_LOG_WARNING, "cdc", "cdc.rename_replaced",
+                     MG_LOG_FIELDS(MG_LOG_STR("db", ev->to_db),
+                                   MG_LOG_STR("collection", ev->to_coll),
+                                   MG_LOG_STR("table", t->table)),
+                     "collection %s.%s %s and no longer migrated: drop it when it is not needed",
+                     ev->to_db, ev->to_coll, why);
+        return;
+    }
+    if (!mg_cdc__active(t))
+        return;
+    size_t n = strlen(why);
+    snprintf(why + n, sizeof(why) - n, ". Re-sync it: migrate sync --resync %s.%s", ev->to_db,
+             ev->to_coll);
+    mg_cdc__stop_collection(f, (size_t)kt, why);
 }
 
 /* on_drop applies --on-drop to collection k, dropped on the source (alone or with its database). */
@@ -84,6 +127,8 @@ bool
 mg_cdc__on_ddl_event(follow_t *f, const mg_cdc_event_t *ev, mg_error_t *error)
 {
     char why[1024];
+    bool followed = false;
+    int kt = ev->op == MG_CDC_OP_RENAME ? mg_cdc__find_table(f, ev->to_db, ev->to_coll) : -1;
 
     for (size_t k = 0; k < f->ncolls; k++) {
         follow_coll_t *c = &f->colls[k];
@@ -94,6 +139,7 @@ mg_cdc__on_ddl_event(follow_t *f, const mg_cdc_event_t *ev, mg_error_t *error)
         if (ev->op == MG_CDC_OP_RENAME && f->s->on_rename == MG_CDC_RENAME_FOLLOW) {
             if (!follow_rename(f, k, ev, error))
                 return false;
+            followed = true;
         } else if (ev->op == MG_CDC_OP_RENAME) {
             snprintf(why, sizeof(why),
                      "renamed to %s.%s on the source; the table \"%s\".\"%s\" is kept as it "
@@ -105,5 +151,7 @@ mg_cdc__on_ddl_event(follow_t *f, const mg_cdc_event_t *ev, mg_error_t *error)
             return false;
         }
     }
+    if (kt >= 0 && !(strcmp(ev->db, ev->to_db) == 0 && strcmp(ev->coll, ev->to_coll) == 0))
+        replaced(f, kt, ev, followed);
     return true;
 }

@@ -118,7 +118,8 @@ int
 mg_cdc__find_table(follow_t *f, const char *db, const char *coll)
 {
     for (size_t i = 0; i < f->ncolls; i++)
-        if (strcmp(f->colls[i].db, db) == 0 && strcmp(f->colls[i].coll, coll) == 0)
+        if (strcmp(f->colls[i].db, db) == 0 && strcmp(f->colls[i].coll, coll) == 0 &&
+            strcmp(f->colls[i].status, "replaced") != 0)
             return (int)i;
     return -1;
 }
@@ -611,9 +612,10 @@ on_event(follow_t *f, const bson_t *raw, mg_error_t *error)
     f->pos_t = ev.ct_t;
     f->pos_i = ev.ct_i;
     f->pos_wall_ms = ev.wall_ms;
-    if (f->slim) {
-        /* the oversize event is handled: back to full documents */
-        f->slim = false;
+    if (f->slim || f->rewatch) {
+        /* the oversize event is handled: back to full documents; or a followed rename
+         * into a database not watched yet */
+        f->slim = f->rewatch = false;
         if (!mg_cdc__open_stream(f, f->last_read, error))
             return TURN_FAILED;
     }

@@ -69,6 +69,7 @@ struct mg_cdc_follow {
     bool slim;             /* reopen without fullDocument for one oversize event */
     bool split;            /* the source splits large events ($changeStreamSplitLargeEvent) */
     mg_cdc__split_t frags; /* the fragments of an event read so far */
+    bool rewatch;          /* the watched databases changed: reopen after this event */
     char **dbs;            /* the watched databases */
     size_t ndbs;
     /* stats */

@@ -191,7 +191,13 @@ bool mg_state_collection_insert(mg_state_t *st, const mg_state_coll_new_t *c, mg
 bool mg_state_collection_set_status(mg_state_t *st, const char *db, const char *coll,
                                     const char *status, const char *err, mg_error_t *error);
 
-/* mg_state_collection_rename records that db.coll is now to_db.to_coll. */
+/*
+ * mg_state_collection_rename records that db.coll is now to_db.to_coll, in
+ * one transaction: a collection already planned as to_db.to_coll was
+ * replaced by the rename (MongoDB's dropTarget: one rename event, no drop)
+ * and its rows go (indexes, census and partitions with it; its table is
+ * left alone); db.coll's changed documents follow the new name.
+ */
 bool mg_state_collection_rename(mg_state_t *st, const char *db, const char *coll, const char *to_db,
                                 const char *to_coll, mg_error_t *error);
 

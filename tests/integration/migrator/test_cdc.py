@@ -285,6 +285,57 @@ def test_rename_policies(mongo, dbname, postgres, migrate):
     assert ids == [0, 1, 2, 7, 8]
 
 
+
+def statuses(migrate, postgres):
+    return {c["collection"]: c for c in migrate("status", "--target", postgres.uri,
+                                                 "--json").json()["collections"]}
+
+
+def test_rename_onto_a_planned_collection_follows_it(mongo, dbname, postgres, migrate):
+    """the randomized test's rename-onto-planned: c0 renamed onto the planned c1 with
+    dropTarget is one rename event on MongoDB (no drop of c1). Followed, the name c1 now
+    maps to c0's table and c1's old table is no longer migrated; the old code exited 4 on
+    every run (duplicate key on _migrate.collections_pkey)."""
+    db = mongo[dbname]
+    db["c0"].insert_many([{"_id": i, "from": "c0"} for i in range(3)])
+    db["c1"].insert_many([{"_id": i, "from": "c1"} for i in range(10, 15)])
+    init(migrate, mongo, postgres, dbname)
+    assert sync(migrate, mongo, postgres).rc == 0
+    db["c0"].rename("c1", dropTarget=True)
+    db["c1"].insert_one({"_id": 7, "from": "after"})
+    db["c1"].delete_one({"_id": 0})
+    r = sync(migrate, mongo, postgres, "--on-rename", "follow")
+    assert r.rc == 0, r
+    assert '"event":"cdc.rename_replaced"' in r.stderr, r.stderr[-3000:]
+    assert postgres.query("SELECT coll, table_name FROM _migrate.collections") == [("c1", "c0")]
+    assert_same(mongo, postgres, dbname, "c1", table="c0")
+    # the replaced collection's table is left as it was, no longer written
+    assert postgres.query(f'SELECT count(*) FROM "{dbname}".c1') == [(5,)]
+    db["c1"].insert_one({"_id": 8})
+    assert sync(migrate, mongo, postgres, "--on-rename", "follow").rc == 0
+    assert_same(mongo, postgres, dbname, "c1", table="c0")
+    assert postgres.query(f'SELECT count(*) FROM "{dbname}".c1') == [(5,)]
+
+
+def test_rename_onto_a_planned_collection_stops_both_by_default(mongo, dbname, postgres,
+                                                                migrate):
+    """without --on-rename follow both stop: the renamed one, and the replaced one, whose
+    documents are gone on the source (the old code kept applying the renamed collection's
+    writes over the replaced one's rows)."""
+    db = mongo[dbname]
+    db["c0"].insert_many([{"_id": i} for i in range(3)])
+    db["c1"].insert_many([{"_id": i} for i in range(10, 15)])
+    init(migrate, mongo, postgres, dbname)
+    assert sync(migrate, mongo, postgres).rc == 0
+    db["c0"].rename("c1", dropTarget=True)
+    db["c1"].insert_one({"_id": 7})
+    assert sync(migrate, mongo, postgres).rc == 0
+    st = statuses(migrate, postgres)
+    assert st["c0"]["status"] == "failed" and f"renamed to {dbname}.c1" in st["c0"]["error"]
+    assert st["c1"]["status"] == "failed" and "replaced on the source" in st["c1"]["error"] \
+        and f"migrate sync --resync {dbname}.c1" in st["c1"]["error"], st["c1"]
+    assert postgres.query(f'SELECT count(*) FROM "{dbname}".c1 WHERE _id = 7') == [(0,)]
+
 def fail_command(client, data, mode):
     client.admin.command({"configureFailPoint": "failCommand", "mode": mode, "data": data})
 

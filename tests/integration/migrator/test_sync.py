@@ -23,7 +23,7 @@ from bson.raw_bson import RawBSONDocument
 
 from mgharness import build_path
 
-EXIT_FAILURE, EXIT_INTERRUPTED = 1, 6
+EXIT_FAILURE, EXIT_TARGET, EXIT_INTERRUPTED = 1, 4, 6
 RAW = CodecOptions(document_class=RawBSONDocument)
 
 
@@ -338,3 +338,55 @@ def test_sync_before_init_and_help(postgres, mongo, migrate):
     for flag in ("--workers", "--partition-docs", "--partition-size", "--skip-invalid",
                  "--worker", "--doc-cap", "--batch-docs"):
         assert flag in h.stdout.replace("--[no-]", "--"), flag
+
+
+
+def symbol_id_doc(text):
+    """a raw document {_id: Symbol(text), poison: true} (pymongo writes no Symbol)."""
+    value = text.encode() + b"\x00"
+    body = (b"\x0e_id\x00" + len(value).to_bytes(4, "little") + value +
+            b"\x08poison\x00\x01")
+    return RawBSONDocument((len(body) + 5).to_bytes(4, "little") + body + b"\x00")
+
+
+def poisoned_partition(mongo, postgres, migrate, dbname):
+    """the randomized test's two documents, {_id: {a: 1}} and {_id: Symbol('éz' x 1500)};
+    PostgreSQL refuses the second (a CHECK constraint stands for any refusal), so the
+    partition fails with a reason naming a long non-ASCII _id."""
+    db = mongo[dbname]
+    db["c"].insert_one({"_id": {"a": 1}})
+    db["c"].insert_one(symbol_id_doc("\u00e9z" * 1500))
+    init(migrate, mongo, postgres, dbname)
+    postgres.query(f'ALTER TABLE "{dbname}".c ADD CHECK (doc->>\'poison\' IS NULL)')
+
+
+def test_a_failing_partition_is_marked_failed_with_a_utf8_reason(mongo, dbname, postgres,
+                                                                 migrate):
+    """the reason names the _id cut to the message size: the old code cut it
+    mid-character, PostgreSQL refused it, mark_failed ignored that and the partition was
+    claimed again ~88,000 times (the test times out on it)."""
+    poisoned_partition(mongo, postgres, migrate, dbname)
+    r = migrate(*sync_args(mongo, postgres), timeout=120)
+    assert r.rc == EXIT_FAILURE, r
+    assert r.stderr.count('"event":"sync.partition_failed"') == 1, r.stderr[-3000:]
+    (failed,) = migrate("status", "--target", postgres.uri, "--json").json()["failed_partitions"]
+    assert "check constraint" in failed["error"] and "\u00e9z\u00e9z" in failed["error"], failed
+    assert postgres.query("SELECT count(*) FROM _migrate.partitions WHERE status = 'failed'") \
+        == [(1,)]
+
+
+def test_a_partition_that_cannot_be_marked_failed_stops_the_run(mongo, dbname, postgres,
+                                                                migrate):
+    """recording the failure fails too (a trigger refuses it): the run stops with both
+    reasons instead of claiming the partition again in a tight loop (the old code)."""
+    poisoned_partition(mongo, postgres, migrate, dbname)
+    postgres.query("CREATE FUNCTION _migrate.refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                   "$$BEGIN IF NEW.status = 'failed' THEN RAISE EXCEPTION 'no failures here'; "
+                   "END IF; RETURN NEW; END$$")
+    postgres.query("CREATE TRIGGER refuse BEFORE UPDATE ON _migrate.partitions FOR EACH ROW "
+                   "EXECUTE FUNCTION _migrate.refuse()")
+    r = migrate(*sync_args(mongo, postgres), timeout=120)
+    assert r.rc == EXIT_TARGET, r
+    assert "could not mark partition 0 of" in r.stderr and "no failures here" in r.stderr and \
+        "check constraint" in r.stderr, r.stderr[-3000:]
+    assert r.stderr.count('"event":"sync.partition_failed"') == 1, r.stderr[-3000:]
