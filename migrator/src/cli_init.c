@@ -1020,11 +1020,27 @@ init_check(const void *vo, mg_error_t *error)
     return true;
 }
 
+/* check_privileges checks what the source user may do with the planned collections. */
+static bool
+check_privileges(init_ctx_t *ctx, mg_error_t *error)
+{
+    mg_migrator_ns_t *ns = calloc(ctx->ncolls + 1, sizeof(*ns));
+    bool ok;
+
+    if (ns == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+    for (size_t i = 0; i < ctx->ncolls; i++)
+        ns[i] = (mg_migrator_ns_t){ctx->colls[i].db, ctx->colls[i].coll};
+    ok = mg_migrator__check_privileges(ctx->src, ns, ctx->ncolls, error);
+    free(ns);
+    return ok;
+}
+
 /* plan takes the census of every collection, names the tables and plans the indexes. */
 static bool
 plan(init_ctx_t *ctx, mg_error_t *error)
 {
-    if (!list_namespaces(ctx, error))
+    if (!list_namespaces(ctx, error) || !check_privileges(ctx, error))
         return false;
     for (size_t i = 0; i < ctx->ncolls; i++) {
         plan_coll_t *pc = &ctx->colls[i];
