@@ -364,9 +364,11 @@ done:
 
 /* ---- census ---- */
 
+/* $collStats: one document per shard holding the collection (one on a replica set), summed */
 typedef struct {
     plan_coll_t *pc;
     bool seen;
+    int64_t count, size, storage;
 } stats_ctx_t;
 
 static int64_t
@@ -393,7 +395,10 @@ on_collstats(void *vctx, const bson_t *doc, mg_error_t *error)
         else if (strcmp(k, "storageSize") == 0)
             storage = as_int64(&st);
     }
-    mg_schema_census_set_stats(s->pc->census, count, size, storage);
+    s->count += count;
+    s->size += size;
+    s->storage += storage;
+    mg_schema_census_set_stats(s->pc->census, s->count, s->size, s->storage);
     s->seen = true;
     return true;
 }
@@ -441,7 +446,7 @@ take_census(init_ctx_t *ctx, plan_coll_t *pc, mg_error_t *error)
     mongoc_collection_t *c = NULL;
     bson_t *pipe = NULL;
     bson_error_t be;
-    stats_ctx_t stats = {pc, false};
+    stats_ctx_t stats = {pc, false, 0, 0, 0};
     bool ok = false;
 
     pc->census = mg_schema_census_new(pc->db, pc->coll);

@@ -290,3 +290,20 @@ def test_init_names_the_privileges_the_migration_lacks(services, postgres, migra
     assert r.rc == 0, r
     r = migrate("sync", "--source", wide, "--target", postgres.uri)
     assert r.rc == 0, r
+
+
+def test_census_sums_collstats_over_the_shards(services, postgres, migrate):
+    """issue 15: through mongos, $collStats returns one document per shard; the census kept
+    the last one (about a third of the documents with three shards)."""
+    from mgharness.mongosim import MongosimCluster
+    sim = services.add(MongosimCluster(services.root, name="sharded", shards=3))
+    client = sim.client()
+    client.admin.command("shardCollection", "sh.c", key={"_id": "hashed"})
+    client["sh"]["c"].insert_many([{"_id": i, "v": "x" * 100} for i in range(3000)])
+    stats = list(client["sh"]["c"].aggregate([{"$collStats": {"storageStats": {}}}]))
+    client.close()
+    assert len(stats) == 3 and all(s["storageStats"]["count"] < 3000 for s in stats)
+    r = migrate("init", "--source", sim.uri, "--target", postgres.uri, "--include", "sh.*")
+    assert r.rc == 0, r
+    assert postgres.query("SELECT doc_count, size_bytes >= 3000 * 100 FROM _migrate.collections "
+                          "WHERE db = 'sh' AND coll = 'c'") == [(3000, True)]
