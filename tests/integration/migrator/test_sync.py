@@ -299,7 +299,8 @@ def test_id_that_does_not_fit_the_key_names_it(mongo, dbname, postgres, migrate)
     assert r.rc == EXIT_FAILURE, r
     st = migrate("status", "--target", postgres.uri, "--json").json()
     (failed,) = st["failed_partitions"]
-    assert "_id 42 does not fit key type text_objectid" in failed["error"]
+    assert "_id 42: _id does not fit key type text_objectid" in failed["error"], failed
+    assert f"--key-type {dbname}.c=canonical" in failed["error"], failed
     coll = {c["collection"]: c for c in st["collections"]}["c"]
     assert coll["status"] == "failed"
 
@@ -385,7 +386,7 @@ def test_a_partition_that_cannot_be_marked_failed_stops_the_run(mongo, dbname, p
                    "END IF; RETURN NEW; END$$")
     postgres.query("CREATE TRIGGER refuse BEFORE UPDATE ON _migrate.partitions FOR EACH ROW "
                    "EXECUTE FUNCTION _migrate.refuse()")
-    r = migrate(*sync_args(mongo, postgres), timeout=120)
+    r = migrate(*sync_args(mongo, postgres, "--workers", "1"), timeout=120)
     assert r.rc == EXIT_TARGET, r
     assert "could not mark partition 0 of" in r.stderr and "no failures here" in r.stderr and \
         "check constraint" in r.stderr, r.stderr[-3000:]
