@@ -391,3 +391,22 @@ def test_a_partition_that_cannot_be_marked_failed_stops_the_run(mongo, dbname, p
     assert "could not mark partition 0 of" in r.stderr and "no failures here" in r.stderr and \
         "check constraint" in r.stderr, r.stderr[-3000:]
     assert r.stderr.count('"event":"sync.partition_failed"') == 1, r.stderr[-3000:]
+
+
+def test_t0_is_where_a_change_stream_starts(mongo, dbname, postgres, migrate):
+    """issue 15: T0 is taken from a change stream opened before the copy (its post-batch
+    resume token), as the change-streams specification takes a stream's starting point,
+    not from ping's operationTime (the old code); the stream replays from it."""
+    db = mongo[dbname]
+    db["c"].insert_many([{"_id": i} for i in range(10)])
+    init(migrate, mongo, postgres, dbname)
+    with mongo.watch() as probe:
+        probe.try_next()
+        data = probe.resume_token["_data"]  # the stream's start now: 0x82, then the seconds
+    r = migrate(*sync_args(mongo, postgres))
+    assert r.rc == 0, r
+    t0 = [line for line in r.stderr.splitlines() if '"event":"sync.t0"' in line]
+    assert len(t0) == 1 and '"from":"stream"' in t0[0], r.stderr[-3000:]
+    (ts, inc), = postgres.query("SELECT t0_ts, t0_inc FROM _migrate.migration")
+    assert data[:2] == "82" and ts >= int(data[2:10], 16), (data, ts, inc)
+    assert_same(mongo, postgres, dbname, "c")
