@@ -193,21 +193,26 @@ refuse(cutover_t *c, mg_error_t *error, const char *fmt, ...)
 bool
 mg_cutover__preflight(cutover_t *c, mg_error_t *error)
 {
-    mg_state_checkpoint_t cp;
+    mg_cdc_lag_t lag;
     char ns[600], why[MG_ERROR_MESSAGE_SIZE];
     bool found, allowed;
 
-    if (!mg_state_checkpoint_get(c->st, 0, &cp, error))
+    /* the lag against the source's latest write, never against a clock (docs/cdc.md) */
+    if (!mg_cdc_lag_measure(c->s->src, c->st, c->s->follower_window_ms, &lag, error))
         return false;
-    mg_state_checkpoint_cleanup(&cp);
-    if (!cp.applied)
+    if (!lag.applied)
         return refuse(c, error, "the change stream has never been applied: run migrate sync first");
-    c->lag_s = cp.lag_s;
-    if (cp.lag_s * 1000.0 > (double)c->s->max_lag_ms)
+    c->lag_s = lag.lag_s;
+    if (lag.lag_s < 0)
+        return refuse(c, error,
+                      "the change stream's lag is not known (the checkpoint is behind the "
+                      "source's last write and no follower has measured it): run migrate sync "
+                      "--follow (or migrate sync) first");
+    if (lag.lag_s * 1000.0 > (double)c->s->max_lag_ms)
         return refuse(c, error,
                       "the change stream's lag is %.1f s, above --max-lag %.3f s: let migrate "
                       "sync --follow catch up (or run migrate sync) first",
-                      cp.lag_s, (double)c->s->max_lag_ms / 1000.0);
+                      lag.lag_s, (double)c->s->max_lag_ms / 1000.0);
     if (!mg_state_collection_first_failed(c->st, &found, ns, sizeof(ns), why, sizeof(why), error))
         return false;
     if (found)
@@ -333,8 +338,8 @@ applier_start(cutover_t *c, mg_error_t *error)
     };
     c->applier = "own applier";
     MG_LOG_EVENT(MG_LOG_NOTICE, "cutover", "cutover.drain", NULL, 0,
-                 "no migrate sync --follow moved the checkpoint within --follower-window: "
-                 "applying the change stream here");
+                 "no migrate sync --follow holds the follower lease (none alive within "
+                 "--follower-window): applying the change stream here");
     if (pthread_create(&ap->thread, NULL, applier_main, ap) != 0) {
         free(ap);
         mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
@@ -362,11 +367,14 @@ static bool
 drain_check(cutover_t *c, bool *reached, bool *fresh, mg_error_t *error)
 {
     mg_state_checkpoint_t cp;
+    mg_state_follower_t fo;
 
-    if (!mg_state_checkpoint_get(c->st, c->s->follower_window_ms, &cp, error))
+    /* a follower is running while it holds the lease (its heartbeat, not the checkpoint) */
+    if (!mg_state_follower_get(c->st, c->s->follower_window_ms, &fo, error) ||
+        !mg_state_checkpoint_get(c->st, 0, &cp, error))
         return false;
     mg_state_checkpoint_cleanup(&cp);
-    *fresh = cp.fresh;
+    *fresh = fo.alive;
     *reached = cp.t > c->fence_t || (cp.t == c->fence_t && cp.i >= c->fence_i);
     if (*reached)
         return true;

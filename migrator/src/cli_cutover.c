@@ -43,7 +43,8 @@ static const mg_config_option_t cutover_options[] = {
      .min = 0,
      .max = 86400000,
      .metavar = "DURATION",
-     .help = "refuse when the change stream's lag (now - checkpoint cluster time) is above this"},
+     .help = "refuse when the change stream is further behind the source's latest write than "
+             "this"},
     {.name = "freeze",
      .type = MG_CONFIG_STRING,
      .offset = offsetof(cutover_opts_t, freeze),
@@ -108,7 +109,8 @@ static const mg_config_option_t cutover_options[] = {
      .min = 100,
      .max = 3600000,
      .metavar = "DURATION",
-     .help = "a checkpoint updated within this window means `sync --follow` is running"},
+     .help = "a follower whose heartbeat is this recent (or whose session holds the lease) is "
+             "running: the drain waits for it"},
     {.name = "dry_run",
      .type = MG_CONFIG_BOOL,
      .offset = offsetof(cutover_opts_t, dry_run),

@@ -372,9 +372,11 @@ done:
 
 /* ---- census ---- */
 
+/* $collStats: one document per shard holding the collection (one on a replica set), summed */
 typedef struct {
     plan_coll_t *pc;
     bool seen;
+    int64_t count, size, storage;
 } stats_ctx_t;
 
 static int64_t
@@ -401,7 +403,10 @@ on_collstats(void *vctx, const bson_t *doc, mg_error_t *error)
         else if (strcmp(k, "storageSize") == 0)
             storage = as_int64(&st);
     }
-    mg_schema_census_set_stats(s->pc->census, count, size, storage);
+    s->count += count;
+    s->size += size;
+    s->storage += storage;
+    mg_schema_census_set_stats(s->pc->census, s->count, s->size, s->storage);
     s->seen = true;
     return true;
 }
@@ -449,7 +454,7 @@ take_census(init_ctx_t *ctx, plan_coll_t *pc, mg_error_t *error)
     mongoc_collection_t *c = NULL;
     bson_t *pipe = NULL;
     bson_error_t be;
-    stats_ctx_t stats = {pc, false};
+    stats_ctx_t stats = {pc, false, 0, 0, 0};
     bool ok = false;
 
     pc->census = mg_schema_census_new(pc->db, pc->coll);
@@ -1138,11 +1143,27 @@ init_check(const void *vo, mg_error_t *error)
     return true;
 }
 
+/* check_privileges checks what the source user may do with the planned collections. */
+static bool
+check_privileges(init_ctx_t *ctx, mg_error_t *error)
+{
+    mg_migrator_ns_t *ns = calloc(ctx->ncolls + 1, sizeof(*ns));
+    bool ok;
+
+    if (ns == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+    for (size_t i = 0; i < ctx->ncolls; i++)
+        ns[i] = (mg_migrator_ns_t){ctx->colls[i].db, ctx->colls[i].coll};
+    ok = mg_migrator__check_privileges(ctx->src, ns, ctx->ncolls, error);
+    free(ns);
+    return ok;
+}
+
 /* plan takes the census of every collection, names the tables and plans the indexes. */
 static bool
 plan(init_ctx_t *ctx, mg_error_t *error)
 {
-    if (!list_namespaces(ctx, error))
+    if (!list_namespaces(ctx, error) || !check_privileges(ctx, error))
         return false;
     for (size_t i = 0; i < ctx->ncolls; i++) {
         plan_coll_t *pc = &ctx->colls[i];

@@ -159,11 +159,29 @@ mg_state_collection_rename(mg_state_t *st, const char *db, const char *coll, con
                            const char *to_coll, mg_error_t *error)
 {
     const char *p[4] = {db, coll, to_db, to_coll};
+    bool ok;
 
-    return mg_state__exec(st,
-                          "UPDATE @.collections SET db = $3, coll = $4, updated_at = now() WHERE "
-                          "db = $1 AND coll = $2",
-                          4, p, error);
+    if (!mg_state_begin(st, error))
+        return false;
+    ok = mg_state__exec(st,
+                        "DELETE FROM @.collections WHERE db = $3 AND coll = $4 AND NOT (db = $1 "
+                        "AND coll = $2)",
+                        4, p, error) &&
+         mg_state__exec(st,
+                        "DELETE FROM @.changed_docs WHERE db = $3 AND coll = $4 AND NOT (db = $1 "
+                        "AND coll = $2)",
+                        4, p, error) &&
+         mg_state__exec(st,
+                        "UPDATE @.collections SET db = $3, coll = $4, updated_at = now() WHERE "
+                        "db = $1 AND coll = $2",
+                        4, p, error) &&
+         mg_state__exec(st,
+                        "UPDATE @.changed_docs SET db = $3, coll = $4 WHERE db = $1 AND coll = $2",
+                        4, p, error) &&
+         mg_state_commit(st, error);
+    if (!ok)
+        mg_state_rollback(st);
+    return ok;
 }
 
 bool

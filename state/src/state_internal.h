@@ -53,4 +53,16 @@ void mg_state__copy(const PGresult *res, int r, int c, char *out, size_t outsz);
 /* mg_state__int64 reads row r, column c as a number (0 when NULL). */
 int64_t mg_state__int64(const PGresult *res, int r, int c);
 
+/*
+ * mg_state__read_rows fills out from res (cleared here): the text columns
+ * text_cols name (up to three; -1 none) go to a, b, c, the number columns
+ * num_cols to n1..n3.
+ */
+bool mg_state__read_rows(struct pg_result *res, const int text_cols[3], const int num_cols[3],
+                         mg_state_rows_t *out, mg_error_t *error);
+
+/* DDL appended to version 1 by mg_state_ddl (NULL-terminated, "@" as everywhere). */
+extern const char *const mg_state__follow_ddl[];
+extern const char *const mg_state__fence_ddl[];
+
 #endif /* MG_STATE_INTERNAL_H */

@@ -402,6 +402,11 @@ mg_state_ddl(const mg_state_t *st, mg_buf_t *out, mg_error_t *error)
 
     for (int i = 0; ok && state_v1[i] != NULL; i++)
         ok = expand(st, state_v1[i], out, error) && mg_buf_append_str(out, ";\n", error);
+    /* tables kept beside the files that own their statements */
+    const char *const *const more[] = {mg_state__follow_ddl, mg_state__fence_ddl};
+    for (size_t m = 0; m < sizeof(more) / sizeof(more[0]); m++)
+        for (int i = 0; ok && more[m][i] != NULL; i++)
+            ok = expand(st, more[m][i], out, error) && mg_buf_append_str(out, ";\n", error);
     return ok;
 }
 

@@ -191,7 +191,13 @@ bool mg_state_collection_insert(mg_state_t *st, const mg_state_coll_new_t *c, mg
 bool mg_state_collection_set_status(mg_state_t *st, const char *db, const char *coll,
                                     const char *status, const char *err, mg_error_t *error);
 
-/* mg_state_collection_rename records that db.coll is now to_db.to_coll. */
+/*
+ * mg_state_collection_rename records that db.coll is now to_db.to_coll, in
+ * one transaction: a collection already planned as to_db.to_coll was
+ * replaced by the rename (MongoDB's dropTarget: one rename event, no drop)
+ * and its rows go (indexes, census and partitions with it; its table is
+ * left alone); db.coll's changed documents follow the new name.
+ */
 bool mg_state_collection_rename(mg_state_t *st, const char *db, const char *coll, const char *to_db,
                                 const char *to_coll, mg_error_t *error);
 
@@ -394,6 +400,73 @@ bool mg_state_changed_forget(mg_state_t *st, const char *db, const char *coll, u
                              uint32_t i, mg_error_t *error);
 
 /* ------------------------------------------------------------------------
+ * The follower: its lease, heartbeat and lag (state_follow.c)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * mg_state_follower_claim makes the caller (name "host:pid") the one
+ * follower: it takes the follower's session advisory lock on the handle's
+ * connection (held until mg_state_follower_release or the session ends)
+ * and records itself in the follower row. *claimed is false when another
+ * session holds the lock; holder then describes it ("host:pid (last
+ * heartbeat N s ago)").
+ */
+bool mg_state_follower_claim(mg_state_t *st, const char *name, const char *host, int pid,
+                             bool *claimed, char *holder, size_t holdersz, mg_error_t *error);
+
+/* What a follower reports with each heartbeat. */
+typedef struct {
+    double lag_s; /* seconds behind the source's latest write; < 0: not known yet */
+    bool has_source_write;
+    uint32_t source_write_t, source_write_i; /* the source's last write seen (hello) */
+    bool has_applied;
+    uint32_t applied_t, applied_i; /* the committed position */
+} mg_state_beat_t;
+
+/*
+ * mg_state_follower_beat records a heartbeat of follower name (target
+ * clock). *owner is false when the row names another holder (the lease
+ * was taken over): the caller must stop applying.
+ */
+bool mg_state_follower_beat(mg_state_t *st, const char *name, const mg_state_beat_t *b, bool *owner,
+                            mg_error_t *error);
+
+/* mg_state_follower_release records that follower name stopped (reason) and drops its lock. */
+bool mg_state_follower_release(mg_state_t *st, const char *name, const char *reason,
+                               mg_error_t *error);
+
+/* The follower as others see it. */
+typedef struct {
+    bool exists; /* a follower ever ran */
+    char name[128];
+    bool running; /* it did not stop cleanly */
+    bool session; /* its session still holds the follower lock */
+    bool fresh;   /* its last heartbeat is within the window asked for */
+    bool alive;   /* running, and its session holds the lock or its heartbeat is fresh */
+    double beat_age_s;
+    /*
+     * seconds behind the source's latest write, as of now: the follower's
+     * figure at its last heartbeat plus the heartbeat's age (all on the
+     * target's clock); < 0 when the follower never knew it
+     */
+    double lag_s;
+    bool has_source_write;
+    uint32_t source_write_t, source_write_i;
+    bool has_applied;
+    uint32_t applied_t, applied_i;
+    char stop_reason[256];
+    char started_at[32];
+} mg_state_follower_t;
+
+/*
+ * mg_state_follower_get reads the follower row and whether its holder is
+ * alive (its lock is held by a session, or it beat within window_ms).
+ * Call it on a connection that is not the follower's own.
+ */
+bool mg_state_follower_get(mg_state_t *st, int64_t window_ms, mg_state_follower_t *out,
+                           mg_error_t *error);
+
+/* ------------------------------------------------------------------------
  * Validation runs
  * ------------------------------------------------------------------------ */
 
@@ -562,6 +635,43 @@ bool mg_state_failed_partitions(mg_state_t *st, int limit, mg_state_rows_t *out,
 bool mg_state_invalid_docs(mg_state_t *st, int limit, mg_state_rows_t *out, mg_error_t *error);
 
 void mg_state_rows_cleanup(mg_state_rows_t *rows);
+
+/* ------------------------------------------------------------------------
+ * What fences the follower after a cutover (state_fence.c)
+ * ------------------------------------------------------------------------ */
+
+typedef struct {
+    bool owner;   /* the follower asked about holds the lease (true when none was named) */
+    bool flipped; /* a cutover reached its flip (running at flip, or done): apply nothing */
+    bool has_fence;
+    uint32_t fence_t, fence_i; /* the cutover's fence T */
+    char flipped_at[32];       /* "YYYY-MM-DD HH:MM:SS" (UTC) */
+} mg_state_fence_t;
+
+/*
+ * mg_state_follow_fence reads the cutover's state FOR SHARE (in the
+ * caller's transaction: the cutover's move to the flip waits for it) and,
+ * when follower is not NULL, whether that follower still holds the lease.
+ */
+bool mg_state_follow_fence(mg_state_t *st, const char *follower, mg_state_fence_t *out,
+                           mg_error_t *error);
+
+/* A source write seen after the cutover (strings borrowed). */
+typedef struct {
+    const char *db, *coll, *doc_id, *op;
+    uint32_t t, i;
+} mg_state_after_cutover_t;
+
+/* mg_state_after_cutover_add records a write seen after the cutover (never applied). */
+bool mg_state_after_cutover_add(mg_state_t *st, const mg_state_after_cutover_t *w,
+                                mg_error_t *error);
+
+/*
+ * mg_state_after_cutover_list lists up to limit writes seen after the
+ * cutover (a: ns, b: _id, c: operation, n1/n2: cluster time) and the total.
+ */
+bool mg_state_after_cutover_list(mg_state_t *st, int limit, mg_state_rows_t *out,
+                                 mg_error_t *error);
 
 #ifdef __cplusplus
 }

@@ -203,7 +203,10 @@ def test_preflight_refusals(mongo, dbname, postgres, migrate, tmp_path):
     assert r.rc == 0, r
     assert "preflight passed" in r.stdout
     assert write_error_code(mongo, dbname) is None
+    # behind the source's last write, and the last follower measured that an hour ago
     postgres.query("UPDATE _migrate.checkpoint SET cluster_time_ts = cluster_time_ts - 3600 "
+                   "RETURNING 1")
+    postgres.query("UPDATE _migrate.follower SET beat_at = beat_at - interval '1 hour' "
                    "RETURNING 1")
     r = migrate(*cutover_args(mongo, postgres, "--validation-age", "0", "--max-lag", "5s"))
     assert r.rc == EXIT_STATE, r
@@ -316,7 +319,7 @@ def test_preflight_refuses_a_user_without_the_write_block_privilege(services, po
     """a source user that may not run setUserWriteBlockMode: refused before any freeze,
     and the message names the ways out."""
     sim = services.add(MongosimInstance(services.root, name="rwonly",
-                                        args=["--auth", "app:pw:readWrite"]))
+                                        args=["--auth", "app:pw:readWriteAnyDatabase"]))
     uri = f"mongodb://app:pw@{sim.address}/?authSource=admin"
     client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)
     client["p"]["docs"].insert_many([{"_id": i} for i in range(20)])
@@ -331,3 +334,51 @@ def test_preflight_refuses_a_user_without_the_write_block_privilege(services, po
     assert "setUserWriteBlockMode" in r.stderr and "--freeze hook:CMD" in r.stderr, r.stderr
     client["p"]["docs"].insert_one({"_id": "still writable"})  # never frozen
     client.close()
+
+
+def test_an_idle_follower_drains_the_cutover(mongo, dbname, postgres, migrate):
+    """Issue 15 point 1: on an idle source (a no-op every 10 s, as on MongoDB) the checkpoint
+    stands still for longer than --follower-window while `sync --follow` is alive and caught
+    up: the preflight's lag is 0 and the drain is left to that follower."""
+    prepare(mongo, postgres, migrate, dbname, count=200)
+    follower = follow_in_background(mongo, postgres)
+    try:
+        # the checkpoint goes quiet for longer than the 5 s window
+        wait_for(lambda: postgres.query("SELECT extract(epoch FROM now() - updated_at) > 6 "
+                                        "FROM _migrate.checkpoint")[0][0], timeout=30,
+                 what="a checkpoint older than --follower-window")
+        r = migrate(*cutover_args(mongo, postgres, "--max-lag", "1s", "--follower-window", "5s"))
+        assert r.rc == 0, r
+        assert "applying the change stream here" not in r.stderr, r.stderr
+        assert '"applier":"sync --follow"' in r.stderr, r.stderr
+    finally:
+        stop(follower)
+
+
+def test_a_quiet_follower_is_never_raced_by_a_second_applier(mongo, dbname, postgres, migrate,
+                                                             tmp_path):
+    """the follower is alive (its process and session are) but has not moved the checkpoint
+    for longer than --follower-window: the cutover waits for it rather than start a second
+    applier that would race it when it moves again; here it never does, so the drain times
+    out and the cutover aborts."""
+    prepare(mongo, postgres, migrate, dbname, count=200)
+    follower = follow_in_background(mongo, postgres)
+    ep = str(tmp_path / "ep")
+    try:
+        wait_for(lambda: postgres.query("SELECT extract(epoch FROM now() - updated_at) > 6 "
+                                        "FROM _migrate.checkpoint")[0][0], timeout=30,
+                 what="a checkpoint older than --follower-window")
+        follower.send_signal(signal.SIGSTOP)
+        r = migrate(*cutover_args(mongo, postgres, "--endpoint-file", ep, "--timeout", "4s",
+                                  "--follower-window", "1s"))
+        assert r.rc == EXIT_ABORTED, r
+        assert "applying the change stream here" not in r.stderr, r.stderr
+        assert_aborted_nothing_flipped(mongo, postgres, dbname, ep, "timed out")
+        # and a second `sync --follow` refuses to race it
+        second = migrate("sync", "--source", mongo_uri(mongo), "--target", postgres.uri,
+                         "--follow")
+        assert second.rc == EXIT_STATE, second
+        assert "another follower is applying it" in second.stderr, second.stderr
+    finally:
+        follower.send_signal(signal.SIGCONT)
+        stop(follower)

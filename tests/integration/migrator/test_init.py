@@ -362,3 +362,46 @@ def test_help_is_true(migrate):
         assert flag in r.stdout.replace("--[no-]", "--"), flag
     top = migrate("--help")
     assert "init" in top.stdout
+
+
+def test_init_names_the_privileges_the_migration_lacks(services, postgres, migrate):
+    """issue 15 point 5: a user with readWrite on its database only may copy but not open the
+    deployment-wide change stream; the old code passed init and the copy, then failed at
+    sync --follow with Unauthorized (13). init refuses, naming what is missing."""
+    sim = services.add(MongosimInstance(services.root, name="narrow", args=[
+        "--auth", "root:rootpw", "--auth", "app@shop:pw:readWrite@shop",
+        "--auth", "wide:pw:readAnyDatabase"]))
+    root = pymongo.MongoClient(f"mongodb://root:rootpw@{sim.address}/?authSource=admin",
+                               serverSelectionTimeoutMS=5000)
+    root["shop"]["orders"].insert_many([{"_id": i} for i in range(5)])
+    root.close()
+    narrow = f"mongodb://app:pw@{sim.address}/shop?authSource=shop"
+    r = migrate("init", "--source", narrow, "--target", postgres.uri, "--include", "shop.*")
+    assert r.rc == EXIT_SOURCE, r
+    assert "lacks privileges the migration needs" in r.stderr and \
+        "changeStream on every database" in r.stderr and "readAnyDatabase" in r.stderr, r.stderr
+    assert "shop.orders" not in r.stderr  # what it has is not listed
+    assert postgres.query("SELECT count(*) FROM pg_namespace WHERE nspname = '_migrate'") == [
+        (0,)]
+    wide = f"mongodb://wide:pw@{sim.address}/?authSource=admin"
+    r = migrate("init", "--source", wide, "--target", postgres.uri, "--include", "shop.*")
+    assert r.rc == 0, r
+    r = migrate("sync", "--source", wide, "--target", postgres.uri)
+    assert r.rc == 0, r
+
+
+def test_census_sums_collstats_over_the_shards(services, postgres, migrate):
+    """issue 15: through mongos, $collStats returns one document per shard; the census kept
+    the last one (about a third of the documents with three shards)."""
+    from mgharness.mongosim import MongosimCluster
+    sim = services.add(MongosimCluster(services.root, name="sharded", shards=3))
+    client = sim.client()
+    client.admin.command("shardCollection", "sh.c", key={"_id": "hashed"})
+    client["sh"]["c"].insert_many([{"_id": i, "v": "x" * 100} for i in range(3000)])
+    stats = list(client["sh"]["c"].aggregate([{"$collStats": {"storageStats": {}}}]))
+    client.close()
+    assert len(stats) == 3 and all(s["storageStats"]["count"] < 3000 for s in stats)
+    r = migrate("init", "--source", sim.uri, "--target", postgres.uri, "--include", "sh.*")
+    assert r.rc == 0, r
+    assert postgres.query("SELECT doc_count, size_bytes >= 3000 * 100 FROM _migrate.collections "
+                          "WHERE db = 'sh' AND coll = 'c'") == [(3000, True)]

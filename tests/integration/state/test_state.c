@@ -458,6 +458,65 @@ test_cutover_row_lock_and_report(void **state)
 }
 
 static void
+test_follower_lease_heartbeat_and_liveness(void **state)
+{
+    mg_state_follower_t fo;
+    mg_state_beat_t b = {.lag_s = 0.25,
+                         .has_source_write = true,
+                         .source_write_t = 4000000002u,
+                         .source_write_i = 3,
+                         .has_applied = true,
+                         .applied_t = 4000000001u,
+                         .applied_i = 9};
+    char holder[256];
+    bool claimed, owner;
+
+    OK(mg_state_follower_get(st2, 5000, &fo, &e));
+    assert_false(fo.exists || fo.alive);
+    OK(mg_state_follower_claim(st, "h'x:1", "h'x", 1, &claimed, holder, sizeof(holder), &e));
+    assert_true(claimed);
+    /* a second session cannot claim while the first holds the lock */
+    OK(mg_state_follower_claim(st2, "other:2", "other", 2, &claimed, holder, sizeof(holder), &e));
+    assert_false(claimed);
+    assert_non_null(strstr(holder, "h'x:1 (last heartbeat"));
+    OK(mg_state_follower_beat(st, "h'x:1", &b, &owner, &e));
+    assert_true(owner);
+    OK(mg_state_follower_get(st2, 5000, &fo, &e));
+    assert_true(fo.exists && fo.running && fo.session && fo.fresh && fo.alive);
+    assert_string_equal(fo.name, "h'x:1");
+    assert_true(fo.lag_s >= 0.25 && fo.lag_s < 5);
+    assert_int_equal(fo.source_write_t, 4000000002u);
+    assert_int_equal(fo.applied_i, 9);
+    /* an old heartbeat alone is not death while the session holds the lock */
+    sql("UPDATE \"st \"\"Ünï\"\".$x\".follower SET beat_at = now() - interval '1 hour'");
+    OK(mg_state_follower_get(st2, 5000, &fo, &e));
+    assert_true(fo.alive && fo.session && !fo.fresh);
+    assert_true(fo.lag_s > 3600); /* the figure ages with the heartbeat */
+    /* released: another session takes over; the first finds its lease gone */
+    OK(mg_state_follower_release(st, "h'x:1", "stopped", &e));
+    OK(mg_state_follower_get(st, 5000, &fo, &e)); /* the probe must not keep the lock */
+    assert_false(fo.alive || fo.running);
+    assert_string_equal(fo.stop_reason, "stopped");
+    OK(mg_state_follower_claim(st2, "other:2", "other", 2, &claimed, holder, sizeof(holder), &e));
+    assert_true(claimed);
+    OK(mg_state_follower_beat(st, "h'x:1", &b, &owner, &e));
+    assert_false(owner);
+    b.lag_s = -1; /* unknown */
+    OK(mg_state_follower_beat(st2, "other:2", &b, &owner, &e));
+    assert_true(owner);
+    OK(mg_state_follower_get(st, 5000, &fo, &e));
+    assert_true(fo.alive && fo.lag_s < 0);
+    /* a holder whose session ended (kill -9) is dead once its heartbeat is older than the window */
+    PQfinish(pg2);
+    pg2 = mg_pg_connect(getenv("MG_TEST_PG"), &e);
+    mg_state_set_conn(st2, pg2);
+    OK(mg_state_follower_get(st, 60000, &fo, &e));
+    assert_true(fo.alive && !fo.session && fo.fresh); /* within the window: a failover's gap */
+    OK(mg_state_follower_get(st, 0, &fo, &e));
+    assert_false(fo.alive);
+}
+
+static void
 test_resync_and_drop(void **state)
 {
     mg_strlist_t none = {(char *[]){"other.*"}, 1}, one = {(char *[]){"shop.o'r*"}, 1};
@@ -507,6 +566,7 @@ main(void)
         cmocka_unit_test(test_checkpoint_and_changed_docs),
         cmocka_unit_test(test_validation_runs_and_mismatches),
         cmocka_unit_test(test_cutover_row_lock_and_report),
+        cmocka_unit_test(test_follower_lease_heartbeat_and_liveness),
         cmocka_unit_test(test_resync_and_drop),
     };
 
