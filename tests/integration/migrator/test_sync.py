@@ -299,7 +299,8 @@ def test_id_that_does_not_fit_the_key_names_it(mongo, dbname, postgres, migrate)
     assert r.rc == EXIT_FAILURE, r
     st = migrate("status", "--target", postgres.uri, "--json").json()
     (failed,) = st["failed_partitions"]
-    assert "_id 42 does not fit key type text_objectid" in failed["error"]
+    assert "_id 42: _id does not fit key type text_objectid" in failed["error"]
+    assert f"--key-type {dbname}.c=canonical" in failed["error"]
     coll = {c["collection"]: c for c in st["collections"]}["c"]
     assert coll["status"] == "failed"
 
