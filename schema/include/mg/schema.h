@@ -352,7 +352,8 @@ bool mg_schema_census_to_json(const mg_schema_census_t *census, mg_buf_t *out, m
  * mg_schema_sql_helpers_ddl appends the statements that create (or
  * replace) the SQL helper functions in schema: bson_oid, bson_new_oid,
  * bson_date, bson_date_value, bson_long, bson_double, bson_decimal,
- * bson_binary (docs/application.md).
+ * bson_binary, and the check bson_valid with its parts bson_valid_*
+ * (docs/application.md).
  */
 bool mg_schema_sql_helpers_ddl(const char *schema, mg_buf_t *out, mg_error_t *error);
 
