@@ -380,8 +380,9 @@ msim_snapshot(msim_txn_t *txn, const char *db, const char *coll, const msim_matc
  * *modified is false for a no-op. new_out (optional) receives a reference.
  */
 static bool
-apply_update(msim_ctx_t *ctx, msim_coll_t *c, msim_doc_t *old, const bson_t *query,
-             const bson_iter_t *u, bool *modified, msim_doc_t **new_out, mg_error_t *error)
+apply_update(msim_ctx_t *ctx, msim_coll_t *c, const char *coll, msim_doc_t *old,
+             const bson_t *query, const bson_iter_t *u, bool *modified, msim_doc_t **new_out,
+             mg_error_t *error)
 {
     bson_t olddoc, out = BSON_INITIALIZER, desc = BSON_INITIALIZER;
     bool replaced;
@@ -414,9 +415,10 @@ apply_update(msim_ctx_t *ctx, msim_coll_t *c, msim_doc_t *old, const bson_t *que
     if (new_out != NULL)
         *new_out = msim_doc_ref(nd);
     if (ctx->txn != NULL) {
+        /* c is NULL when the collection exists only in the transaction */
         msim_txn_op_t op = {.op = replaced ? 'r' : 'u', .doc = nd};
-        snprintf(op.db, sizeof op.db, "%s", c->db);
-        snprintf(op.coll, sizeof op.coll, "%s", c->name);
+        snprintf(op.db, sizeof op.db, "%s", ctx->db);
+        snprintf(op.coll, sizeof op.coll, "%s", coll);
         op.desc = replaced ? NULL : bson_copy(&desc);
         msim_txn_stage(ctx->txn, &op);
     } else {
@@ -556,7 +558,7 @@ msim_cmd_update(msim_ctx_t *ctx, mg_error_t *error)
             msim_doc_t **targets = collect_in(ctx->txn, ctx->db, coll, c, m, multi ? 0 : 1, &cnt);
             for (size_t i = 0; i < cnt && ok; i++) {
                 bool modified;
-                ok = apply_update(ctx, c, targets[i], &q, &u, &modified, NULL, &e);
+                ok = apply_update(ctx, c, coll, targets[i], &q, &u, &modified, NULL, &e);
                 if (ok) {
                     n++;
                     nmod += modified;
@@ -609,14 +611,15 @@ msim_cmd_update(msim_ctx_t *ctx, mg_error_t *error)
  * ------------------------------------------------------------------------ */
 
 static void
-remove_doc(msim_ctx_t *ctx, msim_coll_t *c, msim_doc_t *d)
+remove_doc(msim_ctx_t *ctx, msim_coll_t *c, const char *coll, msim_doc_t *d)
 {
     bson_iter_t id;
     msim_doc_id(d, &id);
     if (ctx->txn != NULL) {
+        /* c is NULL when the collection exists only in the transaction */
         msim_txn_op_t op = {.op = 'd', .doc = msim_doc_ref(d)};
-        snprintf(op.db, sizeof op.db, "%s", c->db);
-        snprintf(op.coll, sizeof op.coll, "%s", c->name);
+        snprintf(op.db, sizeof op.db, "%s", ctx->db);
+        snprintf(op.coll, sizeof op.coll, "%s", coll);
         msim_txn_stage(ctx->txn, &op);
     } else {
         msim_doc_t *gone = msim_coll_remove(c, &id);
@@ -680,7 +683,7 @@ msim_cmd_delete(msim_ctx_t *ctx, mg_error_t *error)
             size_t cnt;
             msim_doc_t **targets = collect_in(ctx->txn, ctx->db, coll, c, m, (size_t)limit, &cnt);
             for (size_t i = 0; i < cnt; i++)
-                remove_doc(ctx, c, targets[i]);
+                remove_doc(ctx, c, coll, targets[i]);
             n += (int32_t)cnt;
             unref_all(targets, cnt);
         }
@@ -871,12 +874,12 @@ msim_cmd_find_and_modify(msim_ctx_t *ctx, mg_error_t *error)
             msim_doc_t *target = docs[0];
             nres = 1;
             if (remove) {
-                remove_doc(ctx, c, target);
+                remove_doc(ctx, c, coll, target);
                 result = msim_doc_ref(target);
             } else {
                 bool modified;
                 msim_doc_t *nd = NULL;
-                ok = apply_update(ctx, c, target, &query, &u, &modified, &nd, error);
+                ok = apply_update(ctx, c, coll, target, &query, &u, &modified, &nd, error);
                 updated_existing = true;
                 if (ok)
                     result = ret_new ? nd : msim_doc_ref(target);
