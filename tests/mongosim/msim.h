@@ -115,8 +115,16 @@ double msim_as_double(const bson_iter_t *it);
 const char *msim_type_name(bson_type_t t);
 /* msim_type_from_name maps an alias to a type; "number" gives 0 and *number = true. */
 bool msim_type_from_name(const char *name, bson_type_t *t, bool *number);
-/* msim_append_iter appends iter's value under key. */
+/*
+ * msim_append_iter appends iter's value under key (NULL: the iterator's own
+ * key) byte for byte, as mongod copies elements: Code, DBPointer and
+ * CodeWScope strings keep their bytes after a NUL, regex options keep their
+ * order. Use it (never bson_append_value/bson_append_iter) for user data.
+ */
 void msim_append_iter(bson_t *dst, const char *key, int keylen, const bson_iter_t *it);
+/* msim_append_raw appends an element of BSON type type whose value bytes are value[0..vlen). */
+bool msim_append_raw(bson_t *dst, const char *key, int keylen, uint8_t type, const uint8_t *value,
+                     uint32_t vlen);
 /* msim_json_of returns a short malloc'd relaxed JSON rendering of doc (for messages). */
 char *msim_json_of(const bson_t *doc);
 /* msim_value_json renders one value (for error messages); caller frees. */

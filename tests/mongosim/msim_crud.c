@@ -109,7 +109,7 @@ prepare_doc(const bson_iter_t *it, mg_error_t *error)
         bson_iter_init(&f, &src);
         while (bson_iter_next(&f))
             if (strcmp(bson_iter_key(&f), "_id") != 0)
-                bson_append_iter(&out, NULL, 0, &f);
+                msim_append_iter(&out, NULL, 0, &f);
     } else {
         bson_oid_t oid;
         bson_oid_init(&oid, NULL);

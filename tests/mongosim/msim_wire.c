@@ -361,7 +361,7 @@ parse_op_query(const uint8_t *buf, size_t len, msim_msg_t *out, mg_error_t *erro
     while (bson_iter_next(&it)) {
         if (strcmp(bson_iter_key(&it), "$db") == 0)
             continue;
-        bson_append_iter(&out->cmd, NULL, 0, &it);
+        msim_append_iter(&out->cmd, NULL, 0, &it);
     }
     BSON_APPEND_UTF8(&out->cmd, "$db", db);
     out->legacy = true;
