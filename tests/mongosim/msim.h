@@ -107,6 +107,19 @@ int msim_type_rank(bson_type_t t);
 int msim_cmp(const bson_iter_t *a, const bson_iter_t *b);
 /* msim_cmp_value compares two bson_value_t. */
 int msim_cmp_value(const bson_value_t *a, const bson_value_t *b);
+/*
+ * msim_decimal_cmp compares two numbers, one of them a Decimal128, by exact
+ * value (msim_decimal.c); NaN is below every number and equal to NaN.
+ */
+int msim_decimal_cmp(const bson_iter_t *a, const bson_iter_t *b);
+/*
+ * msim_decimal_arith computes a + b (op '+') or a * b (op '*') as Decimal128
+ * the way mongod's SafeNum does when one operand is a Decimal128: a double
+ * operand converted to 15 significant digits, the exact result rounded to 34
+ * digits half to even.
+ */
+void msim_decimal_arith(char op, const bson_iter_t *a, const bson_iter_t *b,
+                        bson_decimal128_t *out);
 /* msim_is_number is true for double, int32, int64, decimal128. */
 bool msim_is_number(bson_type_t t);
 /* msim_as_double converts a numeric iter; 0 for non-numbers. */

@@ -294,6 +294,8 @@ cmp_num(const bson_iter_t *a, const bson_iter_t *b)
         int64_t j = tb == BSON_TYPE_INT32 ? bson_iter_int32(b) : bson_iter_int64(b);
         return i < j ? -1 : i > j;
     }
+    if (ta == BSON_TYPE_DECIMAL128 || tb == BSON_TYPE_DECIMAL128)
+        return msim_decimal_cmp(a, b); /* exact, as mongod: no rounding through a binary type */
     x = num_ld(a);
     y = num_ld(b);
     /* NaN sorts below every number and equals NaN. */

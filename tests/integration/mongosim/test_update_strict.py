@@ -79,3 +79,25 @@ def test_change_event_document_key_keeps_bytes_after_a_nul(msim_client, dbname):
         assert key == document(want_key), (key, want_key)
         assert ev["fullDocument"].raw == d
     assert sorted(x.raw for x in coll.find()) == sorted(docs)
+
+
+# --------------------------------------------------------------------------- Decimal128
+
+
+def test_decimal128_compares_exactly(msim_client, dbname):
+    """a Decimal128 that differs from a number in its 34th digit is not equal to it (mongod
+    compares in decimal, never through a binary floating point type)."""
+    coll = msim_client[dbname].dec
+    coll.insert_many([{"_id": 1, "v": Decimal128("1.000000000000000000000000000000001")},
+                      {"_id": 2, "v": Decimal128("0.1")}, {"_id": 3, "v": Decimal128("1")}])
+    assert [d["_id"] for d in coll.find({"v": 1})] == [3]
+    assert [d["_id"] for d in coll.find({"v": {"$gt": 1}})] == [1]
+    # 0.1 as a double is 0.1000000000000000055511151231257827...: not the decimal 0.1
+    assert [d["_id"] for d in coll.find({"v": 0.1})] == []
+    assert [d["_id"] for d in coll.find({"v": {"$lt": 0.1}})] == [2]
+    assert [d["_id"] for d in coll.find().sort("v", 1)] == [2, 3, 1]
+    # a double is compared as mongod's Decimal128(d, kRoundTo34Digits): 0.1 is equal to its
+    # 34-digit rounding, not to the next Decimal128 up
+    coll.insert_many([{"_id": 4, "v": Decimal128("0.1000000000000000055511151231257827")},
+                      {"_id": 5, "v": Decimal128("0.1000000000000000055511151231257828")}])
+    assert [d["_id"] for d in coll.find({"v": 0.1})] == [4]
