@@ -81,6 +81,26 @@ def test_change_event_document_key_keeps_bytes_after_a_nul(msim_client, dbname):
     assert sorted(x.raw for x in coll.find()) == sorted(docs)
 
 
+# --------------------------------------------------------------------------- _id rules
+
+
+def test_old_binary_with_a_wrong_inner_length_is_refused(msim_client, dbname):
+    """binary subtype 2 repeats its length inside the value; when the two disagree the
+    document is not valid BSON (22), and nothing is stored under a generated _id."""
+    db = msim_client[dbname]
+    bad = document(element(0x05, "_id", struct.pack("<i", 16) + b"\x02" + b"\x00" * 16),
+                   element(0x10, "x", struct.pack("<i", 1)))
+    with pytest.raises(pymongo.errors.PyMongoError) as exc:
+        r = db.command(SON([("insert", "b"), ("documents", [RawBSONDocument(bad)])]))
+        assert not r.get("writeErrors"), r
+    assert getattr(exc.value, "code", None) == 22, exc.value
+    assert db.b.count_documents({}) == 0
+    good = document(element(0x05, "_id", struct.pack("<i", 20) + b"\x02" + struct.pack("<i", 16)
+                            + b"\x00" * 16))
+    db.command(SON([("insert", "b"), ("documents", [RawBSONDocument(good)])]))
+    assert db.get_collection("b", codec_options=RAW).find_one().raw == good
+
+
 # --------------------------------------------------------------------------- Decimal128
 
 
