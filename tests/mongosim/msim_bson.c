@@ -434,21 +434,6 @@ cmp_container(const bson_iter_t *a, const bson_iter_t *b)
     }
 }
 
-int
-msim_cmp_value(const bson_value_t *a, const bson_value_t *b)
-{
-    bson_t da = BSON_INITIALIZER, db = BSON_INITIALIZER;
-    bson_iter_t ia, ib;
-    int c = 0;
-    bson_append_value(&da, "v", 1, a);
-    bson_append_value(&db, "v", 1, b);
-    if (bson_iter_init_find(&ia, &da, "v") && bson_iter_init_find(&ib, &db, "v"))
-        c = msim_cmp(&ia, &ib);
-    bson_destroy(&da);
-    bson_destroy(&db);
-    return c;
-}
-
 /* ------------------------------------------------------------------------ */
 
 static const struct {
