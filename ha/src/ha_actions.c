@@ -154,27 +154,20 @@ do_clone(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
     return mg_ha__pg_read_sysid(&d->pg, d->local_sysid, sizeof(d->local_sysid), error);
 }
 
-/* which other nodes sync_candidates lists */
-typedef enum {
-    SYNC_STREAMING, /* streaming from this primary (pg_stat_replication) */
-    SYNC_ALIVE,     /* reporting a running Postgres: may stream from us soon */
-    SYNC_ALL,       /* every other node */
-} sync_pick_t;
-
-/* sync_candidates joins the names of other nodes that may be sync standbys into out. */
+/* streaming_standbys joins the names of other nodes streaming from this primary into out. */
 static void
-sync_candidates(mg_ha_daemon_t *d, sync_pick_t pick, char *out, size_t outsz)
+streaming_standbys(mg_ha_daemon_t *d, char *out, size_t outsz)
 {
     size_t n = 0;
 
     out[0] = '\0';
     for (size_t i = 0; i < d->view.nnodes; i++) {
         const mg_ha_node_t *x = &d->view.nodes[i];
-        bool take = pick == SYNC_ALL || (pick == SYNC_ALIVE && x->pg_running);
+        bool take = false;
 
         if (strcmp(x->name, d->conf->name) == 0 || x->state == MG_HA_STATE_REFUSED)
             continue;
-        for (size_t j = 0; j < d->self.nreplication && pick == SYNC_STREAMING && !take; j++)
+        for (size_t j = 0; j < d->self.nreplication && !take; j++)
             if (strcmp(d->self.replication[j].application_name, x->name) == 0 &&
                 strcmp(d->self.replication[j].state, "streaming") == 0)
                 take = true;
@@ -226,7 +219,7 @@ manage_sync(mg_ha_daemon_t *d, mg_error_t *error)
 
     if (!d->conf->synchronous_mode)
         return true;
-    sync_candidates(d, SYNC_STREAMING, want, sizeof(want));
+    streaming_standbys(d, want, sizeof(want));
     memset(&w, 0, sizeof(w));
     names_to_status(want, &w);
     for (size_t i = 0; i < w.nsync_members; i++)
@@ -318,16 +311,18 @@ do_promote(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
                             "another node took the leader key first");
     if (d->conf->synchronous_mode) {
+        mg_ha_self_t me;
+
         /*
          * Commits wait for one of the other nodes from the first one on: the
          * setting is applied (reloaded) while still a standby, so it is in
-         * force when pg_promote returns (issue 16, finding 4). After a
-         * failover a node whose Postgres is not running (the lost old
+         * force when pg_promote returns (issue 16, finding 4). A node whose
+         * Postgres does not run or whose report is stale (the lost old
          * primary) is left out, so it does not become a sync member that
-         * every later failover would wait for (finding 14); in a switchover
-         * the old primary, stopped on purpose, stays in.
+         * the next failover would wait for (finding 14).
          */
-        sync_candidates(d, switchover ? SYNC_ALL : SYNC_ALIVE, names, sizeof(names));
+        mg_ha__self_limits(d, &me);
+        mg_ha_promotion_sync_names(&me, &d->view, switchover, names, sizeof(names));
         names_to_status(names, &s);
     }
     if (!mg_ha__may_become_primary(d, error))

@@ -289,6 +289,8 @@ void mg_ha__keeper_stop(mg_ha_daemon_t *d);
 
 /* ---- the loop (ha_loop.c) ---- */
 
+/* mg_ha__self_limits fills the node-local limits mg_ha_decide needs from the config. */
+void mg_ha__self_limits(const mg_ha_daemon_t *d, mg_ha_self_t *me);
 /* mg_ha__collect_local fills the view's local facts and the node report from Postgres. */
 void mg_ha__collect_local(mg_ha_daemon_t *d);
 

@@ -359,6 +359,26 @@ mg_ha_failover_candidate(const mg_ha_self_t *self, const mg_ha_view_t *view, cha
     return best;
 }
 
+void
+mg_ha_promotion_sync_names(const mg_ha_self_t *self, const mg_ha_view_t *view, bool switchover,
+                           char *out, size_t outsz)
+{
+    size_t n = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < view->nnodes; i++) {
+        const mg_ha_node_t *x = &view->nodes[i];
+
+        if (strcmp(x->name, self->name) == 0 || x->state == MG_HA_STATE_REFUSED || !x->pg_running ||
+            !fresh(self, view, x))
+            continue;
+        n += (size_t)snprintf(out + n, outsz > n ? outsz - n : 0, "%s%s", n ? ", " : "", x->name);
+    }
+    if (n == 0 && switchover && view->status.primary[0] != '\0' &&
+        strcmp(view->status.primary, self->name) != 0)
+        snprintf(out, outsz, "%s", view->status.primary); /* it rejoins: wait for it */
+}
+
 /* registered_before counts other nodes whose key was created before ours. */
 static size_t
 registered_before(const mg_ha_self_t *self, const mg_ha_view_t *view)

@@ -101,9 +101,8 @@ track_primary_start(mg_ha_daemon_t *d)
     d->view.start_hold_until_ms = d->start_hold_until_ms;
 }
 
-/* self_limits fills the node-local limits mg_ha_decide needs from the config. */
-static void
-self_limits(const mg_ha_daemon_t *d, mg_ha_self_t *me)
+void
+mg_ha__self_limits(const mg_ha_daemon_t *d, mg_ha_self_t *me)
 {
     memset(me, 0, sizeof(*me));
     me->name = d->conf->name;
@@ -279,7 +278,7 @@ one_loop(mg_ha_daemon_t *d, int *exit_code)
     mg_ha_act_result_t act;
     bool acted = true, lease_ok;
 
-    self_limits(d, &me);
+    mg_ha__self_limits(d, &me);
     d->loops++;
     if (!d->etcd_ok && d->state == MG_HA_STATE_PRIMARY) {
         /* still without etcd: count the acks heard so far, ask again before trying etcd */

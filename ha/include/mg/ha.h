@@ -445,6 +445,24 @@ const mg_ha_node_t *mg_ha_failover_candidate(const mg_ha_self_t *self, const mg_
                                              char *why, size_t whysz);
 
 /*
+ * mg_ha_promotion_sync_names writes into out the synchronous standbys ("a,
+ * b"; "" for none) a node being promoted in synchronous mode applies while
+ * it is still a standby, so its first commit already waits for one of them:
+ * every other node whose fresh report says its Postgres runs (it may stream
+ * from the new primary soon). A node whose Postgres does not run or whose
+ * report is stale (the lost old primary, a node that died with it) is left
+ * out: etcd's sync set is made from this list, and every member of it must
+ * report before a later failover may choose, so a dead member would make
+ * the next failover need allow_data_loss (issue 16, finding 14). Only in a
+ * switchover with no other node running, the old primary (stopped on
+ * purpose, it rejoins) is taken, so commits wait for it rather than run
+ * unreplicated; after a failover with none running the list is empty and
+ * the new primary starts asynchronous. Pure.
+ */
+void mg_ha_promotion_sync_names(const mg_ha_self_t *self, const mg_ha_view_t *view, bool switchover,
+                                char *out, size_t outsz);
+
+/*
  * mg_ha_fence_deadline returns the monotonic time until which a primary
  * may take writes: its lease (renewal sent at lease_ok_ms) minus the
  * margin, or the failsafe grant of its peers when that is later (0 =

@@ -151,3 +151,18 @@ def alive(pid):
     """alive says whether pid runs (zombies count as gone)."""
     ident = ProcessIdentity.of(pid) if pid else None
     return ident is not None and ident.alive()
+
+
+def etcd_get(endpoint, key, timeout=2.0):
+    """etcd_get returns the value of key (str) from etcd's JSON gateway at endpoint, or None."""
+    body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
+    req = urllib.request.Request(endpoint + "/v3/kv/range", data=body, method="POST")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        kvs = json.loads(r.read()).get("kvs", [])
+    return base64.b64decode(kvs[0].get("value", "")).decode() if kvs else None
+
+
+def cluster_status_key(c, timeout=2.0):
+    """cluster_status_key returns the decoded status key of a `cluster up` cluster, or {}."""
+    raw = etcd_get(c.state["etcd_endpoint"], f"/pgdaemon/{c.state['cluster']}/status", timeout)
+    return json.loads(raw) if raw else {}

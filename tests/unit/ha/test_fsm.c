@@ -703,6 +703,76 @@ test_names(void **state)
     assert_string_equal(mg_ha_state_name((mg_ha_state_t)99), "unknown");
 }
 
+#define N1_DEMOTED_DOWN \
+    "{\"name\":\"n1\",\"state\":\"demoted\",\"role\":\"unknown\",\"pg_running\":false}"
+#define STATUS_N1_TO_N2_SYNC                                                        \
+    "{\"primary\":\"n1\",\"term\":3,\"failover_state\":\"promoting_new_primary\","  \
+    "\"target_primary\":\"n2\",\"synchronous_mode\":true,\"sync_members\":[\"n2\"," \
+    "\"n3\"]}"
+
+/* promotion_names loads kv, sets n3's seen_ms and returns the sync list of n2's promotion. */
+static const char *
+promotion_names(const fake_kv_t *kv, int64_t n3_seen_ms, bool switchover, char *out, size_t outsz)
+{
+    case_t c = {.name = "promotion", .me = "n2", .state = MG_HA_STATE_REPLICA, .seen_ms = 9500};
+    mg_ha_self_t self = {.name = "n2", .fresh_ms = 2000};
+    mg_ha_view_t view;
+
+    for (size_t i = 0; i < 8 && kv[i].key != NULL; i++)
+        c.kv[i] = kv[i];
+    fake_kv_load(&c, &view);
+    view.now_ms = 10000;
+    for (size_t i = 0; i < view.nnodes; i++)
+        if (strcmp(view.nodes[i].name, "n3") == 0)
+            view.nodes[i].seen_ms = n3_seen_ms;
+    mg_ha_promotion_sync_names(&self, &view, switchover, out, outsz);
+    return out;
+}
+
+/*
+ * test_promotion_sync_names (issue 16, finding 14): the standbys a node
+ * being promoted in synchronous mode waits for, and etcd's sync set with
+ * them, leave out the dead old primary (and any node whose Postgres is down
+ * or whose report is stale): every sync member must report before the next
+ * failover may choose, so a dead one would make it need allow_data_loss.
+ * The code before the fix took every other node of the view.
+ */
+static void
+test_promotion_sync_names(void **state)
+{
+    char out[256];
+    const fake_kv_t failover[] = {{"initialize", INIT_111},
+                                  {"status", STATUS_N1_SYNC_N2},
+                                  {"nodes/n1", N1_DEMOTED_DOWN},
+                                  {"nodes/n2", N2_REPLICA_AT("0/3000000")},
+                                  {"nodes/n3", N3_REPLICA_AT("0/3000000")},
+                                  {NULL, NULL}};
+    const fake_kv_t handed[] = {{"initialize", INIT_111},
+                                {"status", STATUS_N1_TO_N2_SYNC},
+                                {"nodes/n1", N1_DEMOTED_DOWN},
+                                {"nodes/n2", N2_REPLICA_AT("0/3000000")},
+                                {"nodes/n3", N3_REPLICA_AT("0/3000000")},
+                                {NULL, NULL}};
+    const fake_kv_t alone[] = {{"initialize", INIT_111},
+                               {"status", STATUS_N1_TO_N2_SYNC},
+                               {"nodes/n1", N1_DEMOTED_DOWN},
+                               {"nodes/n2", N2_REPLICA_AT("0/3000000")},
+                               {NULL, NULL}};
+
+    (void)state;
+    /* failover: the old primary's Postgres is down (start_timeout released it): left out */
+    assert_string_equal(promotion_names(failover, 9500, false, out, sizeof(out)), "n3");
+    /* a node whose report is stale (died with the old primary) is left out too */
+    assert_string_equal(promotion_names(failover, 1000, false, out, sizeof(out)), "");
+    assert_string_equal(promotion_names(failover, -1, false, out, sizeof(out)), "");
+    /* switchover: the old primary, stopped on purpose, only when no other node runs */
+    assert_string_equal(promotion_names(handed, 9500, true, out, sizeof(out)), "n3");
+    assert_string_equal(promotion_names(handed, 1000, true, out, sizeof(out)), "n1");
+    assert_string_equal(promotion_names(alone, 0, true, out, sizeof(out)), "n1");
+    /* after a failover with nobody running: asynchronous (empty), never the dead node */
+    assert_string_equal(promotion_names(alone, 0, false, out, sizeof(out)), "");
+}
+
 /* decide_at runs mg_ha_decide on a fake KV with the start_timeout inputs set. */
 static mg_ha_decision_t
 decide_at(const case_t *c, int64_t start_timeout_ms, int64_t down_since_ms, int64_t hold_until_ms,
@@ -940,10 +1010,15 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_decisions),       cmocka_unit_test(test_table),
-        cmocka_unit_test(test_action_table),    cmocka_unit_test(test_safety_decisions),
-        cmocka_unit_test(test_names),           cmocka_unit_test(test_sweep),
-        cmocka_unit_test(test_view_bad_values), cmocka_unit_test(test_start_timeout),
+        cmocka_unit_test(test_decisions),
+        cmocka_unit_test(test_table),
+        cmocka_unit_test(test_action_table),
+        cmocka_unit_test(test_safety_decisions),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_sweep),
+        cmocka_unit_test(test_view_bad_values),
+        cmocka_unit_test(test_start_timeout),
+        cmocka_unit_test(test_promotion_sync_names),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
