@@ -118,6 +118,9 @@ typedef struct {
     int64_t max_revision;       /* highest etcd revision seen (it never goes down, but a restore) */
     uint64_t sync_changed_loop; /* the round Postgres' synchronous set last changed */
     uint64_t sync_narrow_lsn;   /* our LSN a round after it: a narrower etcd set waits for it */
+    uint64_t optime_published;  /* the last LSN we published as optime */
+    int64_t optime_published_ms; /* boot clock: when */
+    int64_t optime_checked_ms;   /* boot clock: the last look at the WAL position between loops */
     int exit_code;
 } mg_ha_daemon_t;
 
@@ -176,7 +179,11 @@ bool mg_ha__handoff_leader(mg_ha_daemon_t *d, const mg_ha_cluster_status_t *s, m
 bool mg_ha__ensure_status(mg_ha_daemon_t *d, mg_error_t *error);
 /* mg_ha__cas_status writes s if status still has the view's mod_revision (the view follows). */
 bool mg_ha__cas_status(mg_ha_daemon_t *d, const mg_ha_cluster_status_t *s, mg_error_t *error);
-/* mg_ha__put_optime publishes the primary's current LSN (key optime). */
+/*
+ * mg_ha__put_optime publishes the primary's current LSN (key optime) in a
+ * txn that compares the leader key's value with this node (a deposed
+ * primary never moves it) and remembers what it published.
+ */
 bool mg_ha__put_optime(mg_ha_daemon_t *d, const char *lsn, mg_error_t *error);
 
 /* ---- peers: the UDP plane (ha_peers.c) ---- */

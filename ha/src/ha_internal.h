@@ -80,6 +80,7 @@ typedef struct {
     char pgpass_path[PATH_MAX];
     char local_host[64];
     char sync_names[MG_HA_MAX_NODES * (MG_HA_NAME_SIZE + 4)]; /* "a, b" or "" */
+    struct pg_conn *lsn_conn; /* kept open for mg_ha__pg_current_lsn (NULL = none) */
 } mg_ha_pg_t;
 
 bool mg_ha__pg_init(mg_ha_pg_t *pg, const mg_ha_config_t *conf, mg_error_t *error);
@@ -96,6 +97,13 @@ bool mg_ha__pg_check_slot(mg_ha_pg_t *pg, const char *host, int64_t port, const 
 bool mg_ha__pg_basebackup(mg_ha_pg_t *pg, const char *host, int64_t port, const char *slot,
                           mg_error_t *error);
 bool mg_ha__pg_ensure_roles(mg_ha_pg_t *pg, mg_error_t *error);
+/*
+ * mg_ha__pg_current_lsn reads pg_current_wal_lsn() of the local primary on a
+ * connection kept open between calls (it is asked every 100 ms); an error
+ * (in recovery, not reachable) closes it. mg_ha__pg_close closes it.
+ */
+bool mg_ha__pg_current_lsn(mg_ha_pg_t *pg, uint64_t *lsn, mg_error_t *error);
+void mg_ha__pg_close(mg_ha_pg_t *pg);
 /* mg_ha__pg_drop_slot drops slot name if inactive; *dropped says whether it did. */
 bool mg_ha__pg_drop_slot(mg_ha_pg_t *pg, const char *name, bool *dropped, mg_error_t *error);
 bool mg_ha__pg_ensure_slots(mg_ha_pg_t *pg, char names[][MG_HA_NAME_SIZE], size_t n,

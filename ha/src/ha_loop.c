@@ -342,6 +342,36 @@ one_loop(mg_ha_daemon_t *d, int *exit_code)
 }
 
 /*
+ * optime_watch publishes optime between loops (issue 16, finding 18): a
+ * primary in asynchronous mode looks at its WAL position every PG_WATCH_MS
+ * and publishes it once it moved by a quarter of failover_max_lag since the
+ * last publication, so what a failover measures candidates against trails
+ * the primary by less than that (plus one PG_WATCH_MS of WAL) instead of by
+ * a whole loop of WAL.
+ */
+static void
+optime_watch(mg_ha_daemon_t *d)
+{
+    int64_t now = mg_ha__now_ms();
+    uint64_t lsn = 0, step = (uint64_t)(d->conf->failover_max_lag / 4);
+    char text[MG_HA_LSN_SIZE];
+    mg_error_t error;
+
+    if (d->conf->synchronous_mode || now - d->optime_checked_ms < PG_WATCH_MS ||
+        strcmp(d->view.leader, d->conf->name) != 0 || d->view.leader_lease != d->lease ||
+        now >= mg_ha__writable_until(d))
+        return;
+    d->optime_checked_ms = now;
+    if (!mg_ha__pg_current_lsn(&d->pg, &lsn, &error) || lsn < d->optime_published + step ||
+        lsn <= d->optime_published)
+        return;
+    snprintf(text, sizeof(text), "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
+    mg_ha__etcd_budget(d);
+    if (!mg_ha__put_optime(d, text, &error))
+        mg_ha__etcd_error(d, "publish optime", &error);
+}
+
+/*
  * sleep_until_wakeup waits up to ms for a datagram or a signal. A primary
  * whose Postgres ran at the last look also wakes when the postmaster is
  * gone (checked every PG_WATCH_MS): a crash is restarted at once, not at
@@ -378,6 +408,8 @@ sleep_until_wakeup(mg_ha_daemon_t *d, int64_t ms)
             return;
         if (watch && mg_ha__pg_running(&d->pg) == 0)
             return; /* the postmaster died: restart it now */
+        if (watch)
+            optime_watch(d);
     }
 }
 
@@ -624,6 +656,7 @@ mg_ha_cmd_run(int argc, char **argv)
     if (dp->etcd != NULL)
         shutdown_daemon(dp);
     mg_http_server_destroy(dp->http);
+    mg_ha__pg_close(&dp->pg);
     if (dp->udp_fd >= 0)
         close(dp->udp_fd);
     mg_etcd_destroy(dp->etcd);

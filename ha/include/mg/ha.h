@@ -434,12 +434,23 @@ typedef struct {
 } mg_ha_self_t;
 
 /*
+ * mg_ha_primary_position returns the freshest position of the primary
+ * status names that anyone published (0 = none): the highest of the optime
+ * key, the primary's own last report (current_lsn) and what every replica
+ * following it reported received or replayed; source (may be NULL) says
+ * which. The lag limit of a failover is measured against it, not against
+ * optime alone, which the primary publishes only now and then (issue 16,
+ * finding 18). Pure.
+ */
+uint64_t mg_ha_primary_position(const mg_ha_view_t *view, char *source, size_t sourcesz);
+
+/*
  * mg_ha_failover_candidate returns the node that should take over when the
  * leader key is free (NULL: nobody may, reason in why): fresh healthy
  * replicas, not nofailover, priority > 0; the most advanced by
- * max(receive, replay) LSN within the lag limit against view->optime (in
- * synchronous mode: only sync members, all of which must have reported);
- * ties by priority then name. Pure.
+ * max(receive, replay) LSN within the lag limit against
+ * mg_ha_primary_position (in synchronous mode: only sync members, all of
+ * which must have reported); ties by priority then name. Pure.
  */
 const mg_ha_node_t *mg_ha_failover_candidate(const mg_ha_self_t *self, const mg_ha_view_t *view,
                                              char *why, size_t whysz);

@@ -773,6 +773,93 @@ test_promotion_sync_names(void **state)
     assert_string_equal(promotion_names(alone, 0, false, out, sizeof(out)), "");
 }
 
+#define REPLICA_OF(name, up, lsn, extra)                                                   \
+    "{\"name\":\"" name "\",\"state\":\"replica\",\"role\":\"replica\",\"pg_queries_ok\":true," \
+    "\"pg_running\":true,\"priority\":100,\"upstream\":\"" up "\",\"receive_lsn\":\"" lsn      \
+    "\",\"replay_lsn\":\"" lsn "\"" extra "}"
+#define STATUS_N1_ASYNC "{\"primary\":\"n1\",\"term\":3,\"failover_state\":\"stable\"}"
+
+/* candidate_of loads kv (leader key free) and returns n2's choice ("" = none) and why. */
+static const char *
+candidate_of(const fake_kv_t *kv, char *why, size_t whysz)
+{
+    case_t c = {.name = "candidate", .me = "n2", .state = MG_HA_STATE_REPLICA};
+    mg_ha_self_t self = {.name = "n2", .max_lag_bytes = 1024 * 1024, .can_failover = true};
+    mg_ha_view_t view;
+    const mg_ha_node_t *n;
+
+    for (size_t i = 0; i < 8 && kv[i].key != NULL; i++)
+        c.kv[i] = kv[i];
+    fake_kv_load(&c, &view);
+    n = mg_ha_failover_candidate(&self, &view, why, whysz);
+    return n != NULL ? n->name : "";
+}
+
+/*
+ * test_lag_against_freshest_position (issue 16, finding 18): the lag limit
+ * of an asynchronous failover is measured against the freshest position of
+ * the lost primary anyone published — optime, the primary's last report,
+ * what its replicas received — not against optime alone, which the
+ * primary publishes only now and then. Here optime is 5 MB old: the old
+ * code promoted n2 although n3 (nofailover) had received 5 MB more, all of
+ * which a promotion of n2 would lose.
+ */
+static void
+test_lag_against_freshest_position(void **state)
+{
+    char why[256], source[96];
+    const fake_kv_t ahead[] = {{"initialize", INIT_111},
+                               {"status", STATUS_N1_ASYNC},
+                               {"optime", "0/3000000"},
+                               {"nodes/n2", REPLICA_OF("n2", "n1", "0/3000000", "")},
+                               {"nodes/n3", REPLICA_OF("n3", "n1", "0/3500000",
+                                                       ",\"nofailover\":true,\"priority\":0")},
+                               {NULL, NULL}};
+    const fake_kv_t elsewhere[] = {{"initialize", INIT_111},
+                                   {"status", STATUS_N1_ASYNC},
+                                   {"optime", "0/3000000"},
+                                   {"nodes/n2", REPLICA_OF("n2", "n1", "0/3000000", "")},
+                                   {"nodes/n3", REPLICA_OF("n3", "n9", "0/3500000",
+                                                           ",\"nofailover\":true,\"priority\":0")},
+                                   {NULL, NULL}};
+    const fake_kv_t reported[] = {{"initialize", INIT_111},
+                                  {"status", STATUS_N1_ASYNC},
+                                  {"optime", "0/2000000"},
+                                  {"nodes/n1", N1_PRIMARY_RUNNING},
+                                  {"nodes/n2", REPLICA_OF("n2", "n1", "0/2E00000", "")},
+                                  {NULL, NULL}};
+    const fake_kv_t close[] = {{"initialize", INIT_111},
+                               {"status", STATUS_N1_ASYNC},
+                               {"optime", "0/3000000"},
+                               {"nodes/n2", REPLICA_OF("n2", "n1", "0/3000000", "")},
+                               {"nodes/n3", REPLICA_OF("n3", "n1", "0/3080000",
+                                                       ",\"nofailover\":true,\"priority\":0")},
+                               {NULL, NULL}};
+    mg_ha_view_t view;
+    case_t c = {.name = "position", .me = "n2", .state = MG_HA_STATE_REPLICA};
+
+    (void)state;
+    assert_string_equal(candidate_of(ahead, why, sizeof(why)), "");
+    assert_non_null(strstr(why, "0/3500000"));
+    if (strstr(why, "received by n3") == NULL)
+        fail_msg("why: %s", why);
+    /* a node following another upstream says nothing about this primary */
+    assert_string_equal(candidate_of(elsewhere, why, sizeof(why)), "n2");
+    /* the primary's own last report counts: optime (0/2000000) lags it by 16 MB */
+    assert_string_equal(candidate_of(reported, why, sizeof(why)), "");
+    for (size_t i = 0; i < 8 && reported[i].key != NULL; i++)
+        c.kv[i] = reported[i];
+    fake_kv_load(&c, &view);
+    assert_int_equal(mg_ha_primary_position(&view, source, sizeof(source)), 0x3000000);
+    /* within the limit of the freshest position: promoted */
+    assert_string_equal(candidate_of(close, why, sizeof(why)), "n2");
+    for (size_t i = 0; i < 8 && close[i].key != NULL; i++)
+        c.kv[i] = close[i];
+    fake_kv_load(&c, &view);
+    assert_int_equal(mg_ha_primary_position(&view, source, sizeof(source)), 0x3080000);
+    assert_string_equal(source, "what was received by n3");
+}
+
 /* decide_at runs mg_ha_decide on a fake KV with the start_timeout inputs set. */
 static mg_ha_decision_t
 decide_at(const case_t *c, int64_t start_timeout_ms, int64_t down_since_ms, int64_t hold_until_ms,
@@ -1019,6 +1106,7 @@ main(void)
         cmocka_unit_test(test_view_bad_values),
         cmocka_unit_test(test_start_timeout),
         cmocka_unit_test(test_promotion_sync_names),
+        cmocka_unit_test(test_lag_against_freshest_position),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
