@@ -6,9 +6,11 @@
  * (upsert) or nothing (delete). Apply runs, per table, multi-row DELETE ...
  * USING (VALUES ...) and INSERT ... VALUES ... ON CONFLICT (_id) DO UPDATE,
  * in chunks of ROWS_PER_STATEMENT, records the changed _ids for
- * `validate --changed`, and moves the checkpoint, all before COMMIT.
+ * `validate --changed` and moves the checkpoint (both through state/), all
+ * before COMMIT.
  */
 #include "mg/cdc.h"
+#include "mg/state.h"
 
 #include <libpq-fe.h>
 #include <stdlib.h>
@@ -347,117 +349,50 @@ done:
     return ok;
 }
 
-/* record_changed upserts the changed _ids into state_schema.changed_docs. */
+/* record_changed logs the batch's _ids for `validate --changed` (state/, same transaction). */
 static bool
-record_changed(mg_cdc_batch_t *b, PGconn *conn, const char *ss, mg_error_t *error)
+record_changed(mg_cdc_batch_t *b, mg_state_t *st, mg_error_t *error)
 {
-    const char **values = calloc(5 * ROWS_PER_STATEMENT, sizeof(char *));
-    char(*nums)[2][16] = calloc(ROWS_PER_STATEMENT, sizeof(*nums));
-    mg_buf_t sql;
-    bool ok = false;
-    size_t i = 0;
+    mg_state_changed_t *rows = calloc(b->nentries, sizeof(*rows));
+    bool ok;
 
-    mg_buf_init(&sql, 1024 * 1024);
-    if (values == NULL || nums == NULL) {
-        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
-        goto done;
+    if (rows == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+    for (size_t i = 0; i < b->nentries; i++) {
+        entry_t *e = &b->entries[i];
+        rows[i] = (mg_state_changed_t){b->tables[e->table].db, b->tables[e->table].coll, e->key,
+                                       e->ct_t, e->ct_i};
     }
-    while (i < b->nentries) {
-        int n = 0, rows = 0;
-        mg_buf_reset(&sql);
-        if (!mg_buf_append_str(&sql, "INSERT INTO ", error) ||
-            !mg_schema_quote_ident(ss, &sql, error) ||
-            !mg_buf_append_str(&sql,
-                               ".changed_docs (db, coll, doc_id, cluster_time_ts, "
-                               "cluster_time_inc) VALUES ",
-                               error))
-            goto done;
-        for (; i < b->nentries && rows < ROWS_PER_STATEMENT; i++, rows++) {
-            entry_t *e = &b->entries[i];
-            if (!mg_buf_printf(&sql, error, "%s($%d, $%d, $%d, $%d::bigint, $%d::bigint)",
-                               rows ? ", " : "", n + 1, n + 2, n + 3, n + 4, n + 5))
-                goto done;
-            snprintf(nums[rows][0], 16, "%u", e->ct_t);
-            snprintf(nums[rows][1], 16, "%u", e->ct_i);
-            values[n++] = b->tables[e->table].db;
-            values[n++] = b->tables[e->table].coll;
-            values[n++] = e->key;
-            values[n++] = nums[rows][0];
-            values[n++] = nums[rows][1];
-        }
-        if (!run(conn, sql.data, n, values, NULL, error))
-            goto done;
-    }
-    ok = true;
-done:
-    free(values);
-    free(nums);
-    mg_buf_cleanup(&sql);
+    ok = mg_state_changed_add(st, rows, b->nentries, error);
+    free(rows);
     return ok;
 }
 
-/* move_checkpoint updates the checkpoint, refusing to move it backwards. */
+/* move_checkpoint moves the checkpoint to pos (state/ refuses to move it backwards). */
 static bool
-move_checkpoint(mg_cdc_batch_t *b, PGconn *conn, const char *ss, const mg_cdc_position_t *pos,
-                mg_error_t *error)
+move_checkpoint(mg_cdc_batch_t *b, mg_state_t *st, const mg_cdc_position_t *pos, mg_error_t *error)
 {
-    mg_buf_t sql;
-    char ts[16], inc[16], wall[32], events[32];
     char *json = bson_as_relaxed_extended_json(pos->token, NULL);
-    const char *values[6] = {(const char *)bson_get_data(pos->token), json, ts, inc, wall, events};
-    int lengths[6] = {(int)pos->token->len, 0, 0, 0, 0, 0};
-    int formats[6] = {1, 0, 0, 0, 0, 0};
-    PGresult *res;
-    bool ok = false;
+    mg_state_position_t sp = {
+        .token = bson_get_data(pos->token),
+        .token_len = pos->token->len,
+        .token_json = json,
+        .t = pos->ct_t,
+        .i = pos->ct_i,
+        .wall_ms = pos->wall_ms,
+        .events = (int64_t)b->events,
+    };
+    bool ok = mg_state_checkpoint_move(st, &sp, error);
 
-    snprintf(ts, sizeof(ts), "%u", pos->ct_t);
-    snprintf(inc, sizeof(inc), "%u", pos->ct_i);
-    snprintf(wall, sizeof(wall), "%lld", (long long)pos->wall_ms);
-    snprintf(events, sizeof(events), "%zu", b->events);
-    mg_buf_init(&sql, 4096);
-    if (!mg_buf_append_str(&sql, "INSERT INTO ", error) ||
-        !mg_schema_quote_ident(ss, &sql, error) ||
-        !mg_buf_append_str(
-            &sql,
-            ".checkpoint AS c (id, resume_token, resume_token_json, cluster_time_ts, "
-            "cluster_time_inc, wall_time, applied_events, applied_batches) VALUES (1, $1, $2, "
-            "$3::bigint, $4::bigint, CASE WHEN $5::bigint > 0 THEN to_timestamp($5::bigint / "
-            "1000.0) END, $6::bigint, 1) ON CONFLICT (id) DO UPDATE SET resume_token = "
-            "EXCLUDED.resume_token, resume_token_json = EXCLUDED.resume_token_json, "
-            "cluster_time_ts = EXCLUDED.cluster_time_ts, cluster_time_inc = "
-            "EXCLUDED.cluster_time_inc, wall_time = coalesce(EXCLUDED.wall_time, c.wall_time), "
-            "applied_events = c.applied_events + EXCLUDED.applied_events, applied_batches = "
-            "c.applied_batches + 1, updated_at = now() WHERE c.cluster_time_ts IS NULL OR "
-            "(c.cluster_time_ts, c.cluster_time_inc) <= (EXCLUDED.cluster_time_ts, "
-            "EXCLUDED.cluster_time_inc) RETURNING id",
-            error))
-        goto done;
-    res = PQexecParams(conn, sql.data, 6, NULL, values, lengths, formats, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        mg_error_set_pgresult(error, res, "could not move the change-stream checkpoint");
-        PQclear(res);
-        goto done;
-    }
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_INVALID_ARGUMENT,
-                     "invariant violated: the checkpoint would move backwards to Timestamp(%u, "
-                     "%u)",
-                     pos->ct_t, pos->ct_i);
-        goto done;
-    }
-    PQclear(res);
-    ok = true;
-done:
     bson_free(json);
-    mg_buf_cleanup(&sql);
     return ok;
 }
 
 bool
-mg_cdc_batch_apply(mg_cdc_batch_t *b, PGconn *conn, const char *ss, const mg_cdc_position_t *pos,
+mg_cdc_batch_apply(mg_cdc_batch_t *b, mg_state_t *st, const mg_cdc_position_t *pos,
                    mg_error_t *error)
 {
+    PGconn *conn = mg_state_conn(st);
     PGresult *res;
     bool ok = false;
 
@@ -473,9 +408,9 @@ mg_cdc_batch_apply(mg_cdc_batch_t *b, PGconn *conn, const char *ss, const mg_cdc
         if (!apply_table(b, conn, t, false, error) || !apply_table(b, conn, t, true, error))
             goto rollback;
     }
-    if (b->nentries > 0 && !record_changed(b, conn, ss, error))
+    if (b->nentries > 0 && !record_changed(b, st, error))
         goto rollback;
-    if (!move_checkpoint(b, conn, ss, pos, error))
+    if (!move_checkpoint(b, st, pos, error))
         goto rollback;
     res = PQexec(conn, "COMMIT");
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {

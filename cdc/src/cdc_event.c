@@ -146,18 +146,6 @@ mg_cdc_event_decode(const bson_t *raw, mg_cdc_event_t *ev, mg_error_t *error)
     return true;
 }
 
-static int
-hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 bool
 mg_cdc_token_time(const bson_t *token, uint32_t *t, uint32_t *i)
 {
@@ -173,7 +161,7 @@ mg_cdc_token_time(const bson_t *token, uint32_t *t, uint32_t *i)
     if (len < 18 || data[0] != '8' || data[1] != '2')
         return false;
     for (int k = 2; k < 18; k++) {
-        int h = hexval(data[k]);
+        int h = mg_hex_digit(data[k]);
         if (h < 0)
             return false;
         v = (v << 4) | (uint64_t)h;

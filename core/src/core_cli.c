@@ -1,10 +1,14 @@
 /*
- * core/src/core_cli.c - the static command tree shared by `migrate` and
- * `pgdaemon`: help, version and dispatch.
+ * core/src/core_cli.c - the command framework shared by `migrate` and
+ * `pgdaemon`: the static command tree, help, version, dispatch, and for
+ * framework commands the config loading, argument checks, signals, the
+ * acquire/release of what a command needs, and the final error printed
+ * once (docs/core.md).
  */
 #include "mg/core.h"
 #include "mg/version.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +20,8 @@ mg_cli_print_help(const mg_cli_t *cli, FILE *stream)
     if (cli->description != NULL)
         fprintf(stream, "%s\n\n", cli->description);
     fprintf(stream, "commands:\n");
+    for (size_t i = 0; i < cli->ncmds; i++)
+        fprintf(stream, "  %-12s %s\n", cli->cmds[i]->name, cli->cmds[i]->summary);
     for (size_t i = 0; i < cli->ncommands; i++)
         fprintf(stream, "  %-12s %s\n", cli->commands[i].name, cli->commands[i].summary);
     fprintf(stream, "  %-12s %s\n", "help", "show this help, or a command's: help COMMAND");
@@ -43,10 +49,220 @@ print_version(const mg_cli_t *cli, FILE *stream)
 static const mg_cli_command_t *
 find_command(const mg_cli_t *cli, const char *name)
 {
-    for (size_t i = 0; i < cli->ncommands; i++)
+    for (size_t i = 0; name != NULL && i < cli->ncommands; i++)
         if (strcmp(cli->commands[i].name, name) == 0)
             return &cli->commands[i];
     return NULL;
+}
+
+static const mg_cmd_t *
+find_cmd(const mg_cmd_t *const *cmds, size_t n, const char *name)
+{
+    for (size_t i = 0; name != NULL && i < n; i++)
+        if (strcmp(cmds[i]->name, name) == 0)
+            return cmds[i];
+    return NULL;
+}
+
+void
+mg_cmd_print_help(const mg_cli_t *cli, const mg_cmd_t *cmd, const char *path, FILE *stream)
+{
+    const char *prefix = cli->env_prefix != NULL ? cli->env_prefix : "";
+
+    fprintf(stream, "usage: %s %s %s\n", cli->program, path, cmd->usage ? cmd->usage : "");
+    if (cmd->description != NULL)
+        fprintf(stream, "\n%s\n", cmd->description);
+    if (cmd->nsubcommands > 0) {
+        fprintf(stream, "\ncommands:\n");
+        for (size_t i = 0; i < cmd->nsubcommands; i++)
+            fprintf(stream, "  %-12s %s\n", cmd->subcommands[i]->name,
+                    cmd->subcommands[i]->summary);
+    }
+    if (cmd->noptions > 0) {
+        fprintf(stream, "\noptions:\n");
+        mg_config_print_help(cmd->options, cmd->noptions, prefix, stream);
+        fprintf(stream, "  %-34s read options from a JSON file [env %sCONFIG]\n",
+                "   --config FILE", prefix);
+    }
+}
+
+const char *
+mg_cmd_option_string(const mg_cmd_ctx_t *ctx, const char *name)
+{
+    const mg_cmd_t *cmd = ctx->command;
+
+    for (size_t i = 0; i < cmd->noptions; i++)
+        if (cmd->options[i].type == MG_CONFIG_STRING && strcmp(cmd->options[i].name, name) == 0)
+            return *(char **)((char *)ctx->opts + cmd->options[i].offset);
+    return NULL;
+}
+
+bool
+mg_cmd_stopping(mg_cmd_ctx_t *ctx)
+{
+    return atomic_load(&ctx->stop) > 0;
+}
+
+/* The stop counter of the running framework command (one per process). */
+static atomic_int *signal_stop;
+
+static void
+on_signal(int sig)
+{
+    atomic_int *stop = signal_stop;
+
+    (void)sig;
+    if (stop != NULL) {
+        int v = atomic_load(stop);
+        atomic_store(stop, v < 2 ? v + 1 : 2);
+    }
+}
+
+/* fail_usage fills error (domain config) and returns MG_EXIT_USAGE. */
+static int fail_usage(mg_error_t *error, const char *fmt, ...) MG_PRINTF(2, 3);
+
+static int
+fail_usage(mg_error_t *error, const char *fmt, ...)
+{
+    va_list ap;
+    char text[MG_ERROR_MESSAGE_SIZE];
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT, "%s", text);
+    return MG_EXIT_USAGE;
+}
+
+/* load_options fills ctx->opts from defaults, file, environment and flags; checks arguments. */
+static int
+load_options(mg_cmd_ctx_t *ctx, int argc, char **argv, mg_error_t *error)
+{
+    const mg_cmd_t *cmd = ctx->command;
+    int first = argc;
+
+    ctx->opts = calloc(1, cmd->opts_size > 0 ? cmd->opts_size : 1);
+    if (ctx->opts != NULL)
+        ctx->config = mg_config_new(cmd->options, cmd->noptions, ctx->opts, ctx->cli->env_prefix);
+    if (ctx->config == NULL) {
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+        return MG_EXIT_FAILURE;
+    }
+    if (!mg_config_load(ctx->config, argc, argv, NULL, &first, error))
+        return MG_EXIT_USAGE;
+    ctx->args = argv + first;
+    ctx->nargs = argc - first;
+    if (ctx->nargs > cmd->max_args)
+        return fail_usage(error, "unexpected argument \"%s\"", ctx->args[cmd->max_args]);
+    if (ctx->nargs < cmd->min_args)
+        return fail_usage(error, "missing argument: usage: %s %s %s", ctx->cli->program, ctx->path,
+                          cmd->usage ? cmd->usage : "");
+    if (cmd->check != NULL && !cmd->check(ctx->opts, error))
+        return mg_exit_code_for_error(error);
+    return MG_EXIT_OK;
+}
+
+/* run_main runs a framework command whose options are loaded: signals, acquire, main, release. */
+static int
+run_main(mg_cmd_ctx_t *ctx, mg_error_t *error)
+{
+    const mg_cmd_t *cmd = ctx->command;
+    struct sigaction sa, old_int, old_term;
+    bool handlers = (cmd->needs & MG_CMD_SIGNALS) != 0;
+    bool acquired = false;
+    int rc = MG_EXIT_OK;
+
+    if (handlers) {
+        signal_stop = &ctx->stop;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, &old_int);
+        sigaction(SIGTERM, &sa, &old_term);
+    }
+    if ((cmd->needs & ~(unsigned)MG_CMD_SIGNALS) != 0 && ctx->cli->acquire != NULL) {
+        acquired = true;
+        if (!ctx->cli->acquire(ctx, error))
+            rc = mg_exit_code_for_error(error);
+    }
+    if (rc == MG_EXIT_OK)
+        rc = cmd->main(ctx, error);
+    if (acquired && ctx->cli->release != NULL)
+        ctx->cli->release(ctx);
+    if (handlers) {
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+        signal_stop = NULL;
+    }
+    return rc;
+}
+
+/*
+ * run_framework runs cmd (or the subcommand argv[1] names) with argv[0] its
+ * name: help, options, arguments, needs, main; prints the error once.
+ */
+static int
+run_framework(const mg_cli_t *cli, const mg_cmd_t *cmd, const char *parent, int argc, char **argv)
+{
+    char path[256];
+    mg_cmd_ctx_t ctx;
+    mg_error_t error;
+    int rc;
+
+    snprintf(path, sizeof(path), "%s%s%s", parent ? parent : "", parent ? " " : "", cmd->name);
+    if (cmd->nsubcommands > 0 && argc >= 2) {
+        const mg_cmd_t *sub = find_cmd(cmd->subcommands, cmd->nsubcommands, argv[1]);
+        if (sub != NULL)
+            return run_framework(cli, sub, path, argc - 1, argv + 1);
+    }
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            mg_cmd_print_help(cli, cmd, path, stdout);
+            return MG_EXIT_OK;
+        }
+    }
+    memset(&ctx, 0, sizeof(ctx));
+    atomic_init(&ctx.stop, 0);
+    mg_error_clear(&error);
+    ctx.cli = cli;
+    ctx.command = cmd;
+    ctx.path = path;
+    if (cmd->main == NULL) {
+        rc = argc >= 2
+                 ? fail_usage(&error, "unknown command \"%s %s\"; run \"%s %s --help\"", path,
+                              argv[1], cli->program, path)
+                 : fail_usage(&error, "missing command; run \"%s %s --help\"", cli->program, path);
+    } else {
+        rc = load_options(&ctx, argc, argv, &error);
+        if (rc == MG_EXIT_OK)
+            rc = run_main(&ctx, &error);
+    }
+    if (rc != MG_EXIT_OK && mg_error_is_set(&error)) {
+        if (error.sqlstate[0] != '\0')
+            fprintf(stderr, "%s %s: %s (SQLSTATE %s)\n", cli->program, path, error.message,
+                    error.sqlstate);
+        else
+            fprintf(stderr, "%s %s: %s\n", cli->program, path, error.message);
+    }
+    mg_config_destroy(ctx.config);
+    free(ctx.opts);
+    return rc;
+}
+
+/* dispatch runs the command argv[0] names, of either kind; usage error when none. */
+static int
+dispatch(const mg_cli_t *cli, int argc, char **argv)
+{
+    const mg_cli_command_t *legacy = find_command(cli, argv[0]);
+    const mg_cmd_t *cmd = find_cmd(cli->cmds, cli->ncmds, argv[0]);
+
+    if (legacy != NULL)
+        return legacy->run(legacy, argc, argv);
+    if (cmd != NULL)
+        return run_framework(cli, cmd, NULL, argc, argv);
+    fprintf(stderr, "%s: unknown command \"%s\"; run \"%s --help\" for the list\n", cli->program,
+            argv[0], cli->program);
+    return MG_EXIT_USAGE;
 }
 
 /*
@@ -139,7 +355,6 @@ mg_cli_take_log_options(const char *program, const char *env_prefix, int *argc, 
 int
 mg_cli_main(const mg_cli_t *cli, int argc, char **argv)
 {
-    const mg_cli_command_t *cmd;
     const char *name;
     mg_error_t error;
 
@@ -162,20 +377,9 @@ mg_cli_main(const mg_cli_t *cli, int argc, char **argv)
         return MG_EXIT_OK;
     }
     if (strcmp(name, "help") == 0) {
-        cmd = find_command(cli, argv[2]);
-        if (cmd == NULL) {
-            fprintf(stderr, "%s: unknown command \"%s\"; run \"%s --help\" for the list\n",
-                    cli->program, argv[2], cli->program);
-            return MG_EXIT_USAGE;
-        }
-        char *help_argv[] = {(char *)cmd->name, "--help", NULL};
-        return cmd->run(cmd, 2, help_argv);
+        /* help COMMAND [SUBCOMMAND]: the command's own --help */
+        char *help_argv[4] = {argv[2], argc > 3 ? argv[3] : "--help", "--help", NULL};
+        return dispatch(cli, argc > 3 ? 3 : 2, help_argv);
     }
-    cmd = find_command(cli, name);
-    if (cmd == NULL) {
-        fprintf(stderr, "%s: unknown command \"%s\"; run \"%s --help\" for the list\n",
-                cli->program, name, cli->program);
-        return MG_EXIT_USAGE;
-    }
-    return cmd->run(cmd, argc - 1, argv + 1);
+    return dispatch(cli, argc - 1, argv + 1);
 }

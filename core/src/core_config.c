@@ -835,6 +835,11 @@ find_config_path(const mg_config_t *c, int argc, char **argv, char **envp)
 #define OPT_NO     100000
 #define OPT_CONFIG 999
 
+/*
+ * load_flags applies argv's flags through getopt_long. Longer than ~120
+ * lines on purpose: the table of long options and the one switch over what
+ * getopt_long returns read best together (each case is a few lines).
+ */
 static bool
 load_flags(mg_config_t *c, int argc, char **argv, int *first_positional, mg_error_t *error)
 {
@@ -1057,7 +1062,7 @@ dump_str(yajl_gen g, const char *s)
 {
     char *r = mg_redact_dup(s != NULL ? s : "");
 
-    yajl_gen_string(g, (const unsigned char *)(r ? r : ""), r ? strlen(r) : 0);
+    mg_json_str(g, r != NULL ? r : "");
     free(r);
 }
 

@@ -103,6 +103,8 @@ mg_error_domain_name(mg_error_domain_t domain)
         return "etcd";
     case MG_ERROR_DOMAIN_HTTP:
         return "http";
+    case MG_ERROR_DOMAIN_STATE:
+        return "state";
     }
     return "unknown";
 }

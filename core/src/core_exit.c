@@ -47,6 +47,8 @@ mg_exit_code_for_error(const mg_error_t *error)
         return MG_EXIT_SOURCE;
     case MG_ERROR_DOMAIN_PG:
         return MG_EXIT_TARGET;
+    case MG_ERROR_DOMAIN_STATE:
+        return MG_EXIT_STATE;
     default:
         return MG_EXIT_FAILURE;
     }

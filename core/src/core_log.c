@@ -84,6 +84,17 @@ mg_log_init(const char *program, mg_log_level_t min_level, mg_log_format_t forma
     pthread_mutex_unlock(&logger.lock);
 }
 
+const char *
+mg_log_program(void)
+{
+    const char *program;
+
+    pthread_mutex_lock(&logger.lock);
+    program = logger.program != NULL ? logger.program : "mg";
+    pthread_mutex_unlock(&logger.lock);
+    return program;
+}
+
 void
 mg_log_set_stream(FILE *stream)
 {
@@ -225,17 +236,11 @@ format_timestamp(char *buf, size_t bufsz)
 }
 
 static void
-gen_str(yajl_gen g, const char *s)
-{
-    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
-}
-
-static void
 gen_clean_str(yajl_gen g, const char *s)
 {
     char *c = clean_string(s);
 
-    gen_str(g, c != NULL ? c : "(out of memory)");
+    mg_json_str(g, c != NULL ? c : "(out of memory)");
     free(c);
 }
 
@@ -264,7 +269,7 @@ gen_field_value(yajl_gen g, const mg_log_field_t *f)
             snprintf(num, sizeof(num), "%.17g", f->v.d);
             yajl_gen_number(g, num, strlen(num));
         } else {
-            gen_str(g, isnan(f->v.d) ? "NaN" : (f->v.d > 0 ? "Infinity" : "-Infinity"));
+            mg_json_str(g, isnan(f->v.d) ? "NaN" : (f->v.d > 0 ? "Infinity" : "-Infinity"));
         }
         break;
     case MG_LOG_FIELD_BOOL:
@@ -286,21 +291,21 @@ build_json(const char *ts, mg_log_level_t level, const char *module, const char 
     if (g == NULL)
         return NULL;
     yajl_gen_map_open(g);
-    gen_str(g, "timestamp");
-    gen_str(g, ts);
-    gen_str(g, "pid");
+    mg_json_str(g, "timestamp");
+    mg_json_str(g, ts);
+    mg_json_str(g, "pid");
     yajl_gen_integer(g, (long long)getpid());
-    gen_str(g, "level");
-    gen_str(g, mg_log_level_name(level));
-    gen_str(g, "program");
+    mg_json_str(g, "level");
+    mg_json_str(g, mg_log_level_name(level));
+    mg_json_str(g, "program");
     gen_clean_str(g, logger.program);
-    gen_str(g, "module");
+    mg_json_str(g, "module");
     gen_clean_str(g, module != NULL ? module : "core");
     if (event != NULL) {
-        gen_str(g, "event");
+        mg_json_str(g, "event");
         gen_clean_str(g, event);
     }
-    gen_str(g, "message");
+    mg_json_str(g, "message");
     gen_clean_str(g, message);
     for (size_t i = 0; i < nfields; i++) {
         gen_clean_str(g, fields[i].key != NULL ? fields[i].key : "field");

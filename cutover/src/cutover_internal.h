@@ -1,40 +1,102 @@
 /*
- * cutover/src/cutover_internal.h - helpers shared by the cutover module's
- * files: the raw bytes of a BSON element's value, canonical documents.
+ * cutover/src/cutover_internal.h - what the cutover's protocol
+ * (cutover_run.c) and its steps (cutover_steps.c) share.
  */
 #ifndef MG_CUTOVER_INTERNAL_H
 #define MG_CUTOVER_INTERNAL_H
 
 #include "mg/cutover.h"
 
-/*
- * mg_cutover__value_bytes points *data and *len at the value bytes of the
- * element iter is on (borrowed from the iterated document): from the first
- * data byte to the next element.
- */
-void mg_cutover__value_bytes(const bson_iter_t *iter, const uint8_t **data, size_t *len);
+#include <stdint.h>
+
+typedef enum { FREEZE_WRITE_BLOCK, FREEZE_HOOK, FREEZE_NONE } freeze_kind_t;
+
+/* The steps, in order; the persisted `step` is the last one started. */
+typedef enum {
+    S_PREFLIGHT,
+    S_FREEZE,
+    S_FENCE,
+    S_DRAIN,
+    S_VERIFY,
+    S_FLIP,
+    S_DONE,
+    N_STEPS,
+} step_t;
+
+typedef struct cutover cutover_t;
+
+/* A step's function: false with error set on failure. */
+typedef bool (*step_fn)(cutover_t *c, mg_error_t *error);
+
+/* One row of the protocol: the step, its function, its undo, why. */
+typedef struct {
+    step_t step;
+    const char *name;
+    step_fn run;  /* NULL: nothing to do but record it */
+    step_fn undo; /* NULL: nothing to undo */
+    const char *comment;
+} cutover_step_t;
 
 /*
- * The key the shadow-read reader gives the query operator $type (libbson's
- * JSON reader would take it for the legacy binary form).
+ * Where the runner records what happens: the state schema (and the
+ * terminal) for a real cutover, a recorder in the unit tests.
  */
-#define MG_CUTOVER_TYPE_KEY "$__mg_type"
+typedef struct {
+    bool (*step_begin)(cutover_t *c, const char *step, mg_error_t *error);
+    bool (*step_end)(cutover_t *c, const char *step, double seconds, mg_error_t *error);
+    bool (*done)(cutover_t *c, mg_error_t *error);
+    void (*aborted)(cutover_t *c, const char *reason);
+    void (*report)(cutover_t *c);
+} cutover_io_t;
+
+/* A cutover in progress. */
+struct cutover {
+    const mg_cutover_settings_t *s;
+    const cutover_io_t *io;
+    mg_state_t *st;
+    freeze_kind_t freeze;
+    const char *freeze_cmd; /* hook:CMD */
+    const char *endpoint;
+    uint32_t fence_t, fence_i;
+    double deadline; /* monotonic; 0 = none yet */
+    double step_started;
+    const char *applier; /* the drain: "sync --follow" or "own applier" */
+    bool flip_started;   /* part of the flip happened: no undo any more */
+    double lag_s;        /* what the preflight measured */
+    bool refused;        /* the preflight said no: reason in the error */
+    bool resumed;        /* a crashed cutover resumed: the source may be frozen already */
+    void *test;          /* the unit tests' recorder */
+};
+
+/* mg_cutover__protocol returns the table of steps (N_STEPS rows, in order). */
+const cutover_step_t *mg_cutover__protocol(void);
 
 /*
- * mg_cutover__jsonb_normalize appends json (len bytes, the schema
- * renderer's output) rewritten in jsonb's canonical text form to out;
- * scratch is working memory. Fails on text it cannot read (out restored).
+ * mg_cutover__run_steps runs table (N_STEPS rows) from step `from`: for
+ * each step the stop and deadline check, begin, its function, end. Before
+ * the flip a failure runs the undo of every step that may have taken effect
+ * (newest first) and ends with MG_EXIT_ABORTED ("aborted: <why>"); a
+ * refusal ends with MG_EXIT_STATE; once part of the flip happened nothing
+ * is undone and the error says to run it again.
  */
-bool mg_cutover__jsonb_normalize(const char *json, size_t len, mg_buf_t *out, mg_buf_t *scratch,
-                                 mg_error_t *error);
+int mg_cutover__run_steps(cutover_t *c, const cutover_step_t *table, int from, mg_error_t *error);
+
+/* mg_cutover__parse_freeze reads --freeze (or the recorded freeze mode). */
+bool mg_cutover__parse_freeze(const char *text, freeze_kind_t *kind, const char **cmd,
+                              mg_error_t *error);
 
 /*
- * mg_cutover__jsonb_id_span finds the value text of the top-level "_id" in
- * jsonb-form text (borrowed); false when there is none.
+ * The steps. Each returns false with error set on failure; preflight also
+ * returns false with c->refused when it says no. Each may run again after a
+ * crash: freeze is idempotent and the fence only moves forward, the drain
+ * and verify read what is committed, the flip writes the same endpoint.
  */
-bool mg_cutover__jsonb_id_span(const char *text, size_t len, const char **v, size_t *vlen);
-
-/* mg_cutover__now_s returns CLOCK_MONOTONIC in seconds. */
-double mg_cutover__now_s(void);
+bool mg_cutover__preflight(cutover_t *c, mg_error_t *error);
+bool mg_cutover__freeze(cutover_t *c, mg_error_t *error);
+bool mg_cutover__unfreeze(cutover_t *c, mg_error_t *error);
+bool mg_cutover__fence(cutover_t *c, mg_error_t *error);
+bool mg_cutover__drain(cutover_t *c, mg_error_t *error);
+bool mg_cutover__verify(cutover_t *c, mg_error_t *error);
+bool mg_cutover__flip(cutover_t *c, mg_error_t *error);
 
 #endif /* MG_CUTOVER_INTERNAL_H */

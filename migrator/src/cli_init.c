@@ -38,18 +38,8 @@ static const char *const fidelity_choices[] = {"relaxed", "exact", NULL};
 static const char *const census_choices[] = {"sample", "full", NULL};
 
 static const mg_config_option_t init_options[] = {
-    {.name = "source",
-     .type = MG_CONFIG_STRING,
-     .offset = offsetof(init_opts_t, source),
-     .required = true,
-     .metavar = "URI",
-     .help = "MongoDB connection string of the source"},
-    {.name = "target",
-     .type = MG_CONFIG_STRING,
-     .offset = offsetof(init_opts_t, target),
-     .required = true,
-     .metavar = "URI",
-     .help = "PostgreSQL connection string of the target (URI or key=value)"},
+    MG_MIGRATOR_OPTION_SOURCE(init_opts_t, source),
+    MG_MIGRATOR_OPTION_TARGET(init_opts_t, target),
     {.name = "include",
      .type = MG_CONFIG_LIST,
      .offset = offsetof(init_opts_t, include),
@@ -65,12 +55,7 @@ static const mg_config_option_t init_options[] = {
      .offset = offsetof(init_opts_t, target_schema),
      .metavar = "NAME",
      .help = "put every table in this schema (default: one schema per source database)"},
-    {.name = "state_schema",
-     .type = MG_CONFIG_STRING,
-     .offset = offsetof(init_opts_t, state_schema),
-     .default_value = MG_MIGRATOR_STATE_SCHEMA,
-     .metavar = "NAME",
-     .help = "schema holding the tool's state on the target"},
+    MG_MIGRATOR_OPTION_STATE_SCHEMA(init_opts_t, state_schema),
     {.name = "type_fidelity",
      .type = MG_CONFIG_ENUM,
      .offset = offsetof(init_opts_t, fidelity),
@@ -108,11 +93,7 @@ static const mg_config_option_t init_options[] = {
      .offset = offsetof(init_opts_t, yes),
      .default_value = "false",
      .help = "confirm --reset"},
-    {.name = "json",
-     .type = MG_CONFIG_BOOL,
-     .offset = offsetof(init_opts_t, json),
-     .default_value = "false",
-     .help = "print the plan as one JSON object"},
+    MG_MIGRATOR_OPTION_JSON(init_opts_t, json, "print the plan as one JSON object"),
 };
 #define N_INIT_OPTIONS (sizeof(init_options) / sizeof(init_options[0]))
 
@@ -137,9 +118,10 @@ typedef struct {
 } skipped_t;
 
 typedef struct {
-    init_opts_t *o;
-    mg_source_t src;
-    PGconn *pg;
+    const init_opts_t *o;
+    mg_mongo_t *src; /* borrowed from the command's resources */
+    mg_state_t *st;  /* the same: the target and its state schema */
+    PGconn *pg;      /* mg_state_conn(st) */
     char pg_version[32];
     mg_schema_naming_t *naming;
     plan_coll_t *colls;
@@ -222,9 +204,6 @@ ctx_cleanup(init_ctx_t *ctx)
         free(ctx->stale[i]);
     free(ctx->stale);
     mg_schema_naming_destroy(ctx->naming);
-    if (ctx->pg != NULL)
-        PQfinish(ctx->pg);
-    mg_migrator__source_close(&ctx->src);
 }
 
 /* pattern_ok checks that a pattern has the shape DB.COLL or DB.*. */
@@ -272,7 +251,7 @@ is_internal_db(const char *db)
 static bool
 list_collections(init_ctx_t *ctx, const char *db, bool *include_hits, mg_error_t *error)
 {
-    mongoc_database_t *d = mongoc_client_get_database(ctx->src.client, db);
+    mongoc_database_t *d = mongoc_client_get_database(ctx->src->client, db);
     mongoc_cursor_t *cur = mongoc_database_find_collections_with_opts(d, NULL);
     const bson_t *spec;
     bson_error_t be;
@@ -336,7 +315,7 @@ list_namespaces(init_ctx_t *ctx, mg_error_t *error)
         bson_destroy(cmd);
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
     }
-    if (!mg_migrator__source_command(&ctx->src, "admin", cmd, &reply, error))
+    if (!mg_mongo_command(ctx->src, "admin", cmd, &reply, error))
         goto done;
     if (!bson_iter_init_find(&it, &reply, "databases") || !bson_iter_recurse(&it, &dbs)) {
         mg_error_set(error, MG_ERROR_DOMAIN_MONGO, 0,
@@ -466,10 +445,9 @@ take_census(init_ctx_t *ctx, plan_coll_t *pc, mg_error_t *error)
     pipe =
         BCON_NEW("pipeline", "[", "{", "$collStats", "{", "storageStats", "{", "}", "}", "}", "]");
     mg_error_t soft;
-    if (!mg_migrator__source_aggregate(&ctx->src, pc->db, pc->coll, pipe, on_collstats, &stats,
-                                       &soft) ||
+    if (!mg_mongo_aggregate(ctx->src, pc->db, pc->coll, pipe, on_collstats, &stats, &soft) ||
         !stats.seen) {
-        c = mongoc_client_get_collection(ctx->src.client, pc->db, pc->coll);
+        c = mongoc_client_get_collection(ctx->src->client, pc->db, pc->coll);
         int64_t n = mongoc_collection_estimated_document_count(c, NULL, NULL, NULL, &be);
         if (n < 0) {
             mg_error_set_bson(error, &be, "could not count collection \"%s.%s\"", pc->db, pc->coll);
@@ -484,7 +462,7 @@ take_census(init_ctx_t *ctx, plan_coll_t *pc, mg_error_t *error)
     /* 2. the exact _id type distribution, computed by the server */
     pipe = BCON_NEW("pipeline", "[", "{", "$group", "{", "_id", "{", "$type", BCON_UTF8("$_id"),
                     "}", "n", "{", "$sum", BCON_INT32(1), "}", "}", "}", "]");
-    if (!mg_migrator__source_aggregate(&ctx->src, pc->db, pc->coll, pipe, on_id_type, pc, error))
+    if (!mg_mongo_aggregate(ctx->src, pc->db, pc->coll, pipe, on_id_type, pc, error))
         goto done;
     bson_destroy(pipe);
     pipe = NULL;
@@ -496,7 +474,7 @@ take_census(init_ctx_t *ctx, plan_coll_t *pc, mg_error_t *error)
         pipe = BCON_NEW("pipeline", "[", "{", "$match", "{", "_id", "{", "$type",
                         BCON_UTF8("string"), "$regex", BCON_UTF8("^[0-9a-f]{24}$"), "}", "}", "}",
                         "{", "$count", BCON_UTF8("n"), "}", "]");
-        if (!mg_migrator__source_aggregate(&ctx->src, pc->db, pc->coll, pipe, on_count, &n, error))
+        if (!mg_mongo_aggregate(ctx->src, pc->db, pc->coll, pipe, on_count, &n, error))
             goto done;
         mg_schema_census_set_oid_like_strings(pc->census, n);
         bson_destroy(pipe);
@@ -510,7 +488,7 @@ take_census(init_ctx_t *ctx, plan_coll_t *pc, mg_error_t *error)
     else
         pipe = BCON_NEW("pipeline", "[", "{", "$sample", "{", "size",
                         BCON_INT64(ctx->o->sample_size), "}", "}", "]");
-    if (!mg_migrator__source_aggregate(&ctx->src, pc->db, pc->coll, pipe, on_sample, pc, error))
+    if (!mg_mongo_aggregate(ctx->src, pc->db, pc->coll, pipe, on_sample, pc, error))
         goto done;
     pc->key = mg_schema_census_key_type(pc->census);
     ok = true;
@@ -524,7 +502,7 @@ done:
 static bool
 plan_indexes(init_ctx_t *ctx, plan_coll_t *pc, mg_error_t *error)
 {
-    mongoc_collection_t *c = mongoc_client_get_collection(ctx->src.client, pc->db, pc->coll);
+    mongoc_collection_t *c = mongoc_client_get_collection(ctx->src->client, pc->db, pc->coll);
     mongoc_cursor_t *cur = mongoc_collection_find_indexes_with_opts(c, NULL);
     const bson_t *spec;
     bson_error_t be;
@@ -568,19 +546,18 @@ check_target(init_ctx_t *ctx, mg_error_t *error)
         return mg_error_set(error, MG_ERROR_DOMAIN_PG, 0,
                             "target runs PostgreSQL %s; version 12 or later is needed",
                             ctx->pg_version);
-    if (!mg_migrator__state_probe(ctx->pg, ctx->o->state_schema, &ctx->state_exists,
-                                  &ctx->state_version, error))
+    if (!mg_state_probe(ctx->st, &ctx->state_exists, &ctx->state_version, error))
         return false;
     if (ctx->state_exists && ctx->state_version == 0)
         return mg_error_set(error, MG_ERROR_DOMAIN_PG, 0,
                             "target schema \"%s\" exists but was not created by migrate; choose "
                             "another with --state-schema",
                             ctx->o->state_schema);
-    if (ctx->state_version > MG_MIGRATOR_STATE_VERSION)
+    if (ctx->state_version > MG_STATE_VERSION)
         return mg_error_set(error, MG_ERROR_DOMAIN_PG, 0,
                             "state schema \"%s\" has version %d, newer than this migrate "
                             "understands (%d); upgrade migrate",
-                            ctx->o->state_schema, ctx->state_version, MG_MIGRATOR_STATE_VERSION);
+                            ctx->o->state_schema, ctx->state_version, MG_STATE_VERSION);
     return true;
 }
 
@@ -601,7 +578,7 @@ check_unrelated_tables(init_ctx_t *ctx, mg_error_t *error)
                                 "with --target-schema or --state-schema",
                                 schema);
         const char *params[1] = {schema};
-        PGresult *res = mg_migrator__target_query(
+        PGresult *res = mg_pg_query(
             ctx->pg,
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY 1",
@@ -633,55 +610,52 @@ check_unrelated_tables(init_ctx_t *ctx, mg_error_t *error)
  * way, recorded differently, or new; and lists recorded collections that
  * are no longer planned. ctx->plan_matches is true when nothing differs.
  */
+/* recorded_as marks pc as recorded the same way, recorded differently, or new. */
+static void
+recorded_as(plan_coll_t *pc, const mg_state_colls_t *rec)
+{
+    pc->recorded = "new: not in the recorded plan";
+    for (size_t r = 0; r < rec->n; r++) {
+        const mg_state_coll_t *c = &rec->items[r];
+        if (strcmp(c->db, pc->db) != 0 || strcmp(c->coll, pc->coll) != 0)
+            continue;
+        if (strcmp(c->schema, pc->name->schema) == 0 && strcmp(c->table, pc->name->table) == 0 &&
+            strcmp(c->key_type, mg_schema_key_type_name(pc->key)) == 0) {
+            pc->recorded = "exists";
+        } else {
+            snprintf(pc->recorded_buf, sizeof(pc->recorded_buf),
+                     "differs: recorded as %s.%s with key %s", c->schema, c->table, c->key_type);
+            pc->recorded = pc->recorded_buf;
+        }
+        return;
+    }
+}
+
+/*
+ * compare_with_state marks each planned collection as recorded the same
+ * way, recorded differently, or new; and lists recorded collections that
+ * are no longer planned. ctx->plan_matches is true when nothing differs.
+ */
 static bool
 compare_with_state(init_ctx_t *ctx, mg_error_t *error)
 {
-    mg_buf_t sql;
-    PGresult *res = NULL;
+    mg_state_colls_t rec = {0};
     bool ok = false;
 
-    mg_buf_init(&sql, 4096);
-    if (!mg_buf_append_str(&sql, "SELECT db, coll, schema_name, table_name, key_type FROM ",
-                           error) ||
-        !mg_schema_quote_ident(ctx->o->state_schema, &sql, error) ||
-        !mg_buf_append_str(&sql, ".collections ORDER BY db, coll", error))
-        goto done;
-    res = mg_migrator__target_query(ctx->pg, sql.data, 0, NULL, error);
-    if (res == NULL)
-        goto done;
+    if (!mg_state_collections_load(ctx->st, false, &rec, error))
+        return false;
+    /* matches only when every planned collection exists as recorded */
     ctx->plan_matches = true;
     for (size_t i = 0; i < ctx->ncolls; i++) {
-        plan_coll_t *pc = &ctx->colls[i];
-        pc->recorded = "new: not in the recorded plan";
-        ctx->plan_matches = false;
-        for (int r = 0; r < PQntuples(res); r++) {
-            if (strcmp(PQgetvalue(res, r, 0), pc->db) != 0 ||
-                strcmp(PQgetvalue(res, r, 1), pc->coll) != 0)
-                continue;
-            if (strcmp(PQgetvalue(res, r, 2), pc->name->schema) == 0 &&
-                strcmp(PQgetvalue(res, r, 3), pc->name->table) == 0 &&
-                strcmp(PQgetvalue(res, r, 4), mg_schema_key_type_name(pc->key)) == 0) {
-                pc->recorded = "exists";
-                ctx->plan_matches = ctx->plan_matches || true;
-            } else {
-                snprintf(pc->recorded_buf, sizeof(pc->recorded_buf),
-                         "differs: recorded as %s.%s with key %s", PQgetvalue(res, r, 2),
-                         PQgetvalue(res, r, 3), PQgetvalue(res, r, 4));
-                pc->recorded = pc->recorded_buf;
-            }
-            break;
-        }
-    }
-    /* recompute: matches only when every planned collection exists as recorded */
-    ctx->plan_matches = true;
-    for (size_t i = 0; i < ctx->ncolls; i++)
+        recorded_as(&ctx->colls[i], &rec);
         if (strcmp(ctx->colls[i].recorded, "exists") != 0)
             ctx->plan_matches = false;
-    for (int r = 0; r < PQntuples(res); r++) {
+    }
+    for (size_t r = 0; r < rec.n; r++) {
         bool planned = false;
         for (size_t i = 0; i < ctx->ncolls && !planned; i++)
-            planned = strcmp(PQgetvalue(res, r, 0), ctx->colls[i].db) == 0 &&
-                      strcmp(PQgetvalue(res, r, 1), ctx->colls[i].coll) == 0;
+            planned = strcmp(rec.items[r].db, ctx->colls[i].db) == 0 &&
+                      strcmp(rec.items[r].coll, ctx->colls[i].coll) == 0;
         if (planned)
             continue;
         char **grown = realloc(ctx->stale, (ctx->nstale + 1) * sizeof(char *));
@@ -690,20 +664,19 @@ compare_with_state(init_ctx_t *ctx, mg_error_t *error)
             goto done;
         }
         ctx->stale = grown;
-        size_t n = strlen(PQgetvalue(res, r, 0)) + strlen(PQgetvalue(res, r, 1)) + 2;
+        size_t n = strlen(rec.items[r].db) + strlen(rec.items[r].coll) + 2;
         ctx->stale[ctx->nstale] = malloc(n);
         if (ctx->stale[ctx->nstale] == NULL) {
             mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
             goto done;
         }
-        snprintf(ctx->stale[ctx->nstale], n, "%s.%s", PQgetvalue(res, r, 0), PQgetvalue(res, r, 1));
+        snprintf(ctx->stale[ctx->nstale], n, "%s.%s", rec.items[r].db, rec.items[r].coll);
         ctx->nstale++;
         ctx->plan_matches = false;
     }
     ok = true;
 done:
-    PQclear(res);
-    mg_buf_cleanup(&sql);
+    mg_state_colls_cleanup(&rec);
     return ok;
 }
 
@@ -711,7 +684,7 @@ done:
 static bool
 build_ddl(init_ctx_t *ctx, bool include_state, mg_buf_t *out, mg_error_t *error)
 {
-    if (include_state && !mg_migrator__state_ddl(ctx->o->state_schema, out, error))
+    if (include_state && !mg_state_ddl(ctx->st, out, error))
         return false;
     for (size_t i = 0; i < ctx->ncolls; i++) {
         const char *schema = ctx->colls[i].name->schema;
@@ -733,137 +706,59 @@ build_ddl(init_ctx_t *ctx, bool include_state, mg_buf_t *out, mg_error_t *error)
     return true;
 }
 
-/* reset_ddl appends the statements that undo an earlier init. */
-static bool
-reset_ddl(init_ctx_t *ctx, mg_buf_t *out, mg_error_t *error)
-{
-    mg_buf_t sql;
-    PGresult *res;
-    bool ok = true;
-
-    mg_buf_init(&sql, 4096);
-    ok = mg_buf_append_str(&sql, "SELECT DISTINCT schema_name, table_name FROM ", error) &&
-         mg_schema_quote_ident(ctx->o->state_schema, &sql, error) &&
-         mg_buf_append_str(&sql, ".collections", error);
-    res = ok ? mg_migrator__target_query(ctx->pg, sql.data, 0, NULL, error) : NULL;
-    mg_buf_cleanup(&sql);
-    if (res == NULL)
-        return false;
-    for (int r = 0; ok && r < PQntuples(res); r++)
-        ok = mg_buf_append_str(out, "DROP TABLE IF EXISTS ", error) &&
-             mg_schema_quote_ident(PQgetvalue(res, r, 0), out, error) &&
-             mg_buf_append_str(out, ".", error) &&
-             mg_schema_quote_ident(PQgetvalue(res, r, 1), out, error) &&
-             mg_buf_append_str(out, ";\n", error);
-    PQclear(res);
-    return ok && mg_buf_append_str(out, "DROP SCHEMA ", error) &&
-           mg_schema_quote_ident(ctx->o->state_schema, out, error) &&
-           mg_buf_append_str(out, " CASCADE;\n", error);
-}
-
+/* record_plan records the migration row, and each collection with its census and indexes. */
 static bool
 record_plan(init_ctx_t *ctx, mg_error_t *error)
 {
-    mg_buf_t sql;
-    bool ok = false;
-    char count[32], size[32];
-    const char *fidelity = fidelity_choices[ctx->o->fidelity];
     mg_buf_t opts;
+    bool ok;
 
-    mg_buf_init(&sql, 4096);
     mg_buf_init(&opts, 1 << 20);
     /* the options that shape the data, for later commands and for humans */
-    if (!mg_buf_printf(&opts, error,
+    ok = mg_buf_printf(&opts, error,
                        "{\"census\":\"%s\",\"sample_size\":%lld,\"include_count\":%zu,"
                        "\"exclude_count\":%zu}",
                        census_choices[ctx->o->census_mode], (long long)ctx->o->sample_size,
-                       ctx->o->include.count, ctx->o->exclude.count))
-        goto done;
-    {
-        const char *params[7] = {MG_VERSION_STRING, ctx->src.uri_shown,    ctx->src.version,
-                                 ctx->src.set_name, ctx->o->target_schema, fidelity,
-                                 opts.data};
-        if (!mg_buf_append_str(&sql, "INSERT INTO ", error) ||
-            !mg_schema_quote_ident(ctx->o->state_schema, &sql, error) ||
-            !mg_buf_append_str(&sql,
-                               ".migration (tool_version, source_uri, source_version, "
-                               "source_set_name, target_schema, type_fidelity, options) "
-                               "VALUES ($1, $2, $3, NULLIF($4, ''), $5, $6, $7::jsonb)",
-                               error))
-            goto done;
-        PGresult *res = mg_migrator__target_query(ctx->pg, sql.data, 7, params, error);
-        if (res == NULL)
-            goto done;
-        PQclear(res);
+                       ctx->o->include.count, ctx->o->exclude.count);
+    if (ok) {
+        mg_state_migration_new_t m = {
+            MG_VERSION_STRING,  ctx->src->uri_shown,   ctx->src->version,
+            ctx->src->set_name, ctx->o->target_schema, fidelity_choices[ctx->o->fidelity],
+            opts.data};
+        ok = mg_state_migration_insert(ctx->st, &m, error);
     }
-    for (size_t i = 0; i < ctx->ncolls; i++) {
+    mg_buf_cleanup(&opts);
+    for (size_t i = 0; ok && i < ctx->ncolls; i++) {
         plan_coll_t *pc = &ctx->colls[i];
-        snprintf(count, sizeof(count), "%lld", (long long)mg_schema_census_count(pc->census));
-        snprintf(size, sizeof(size), "%lld", (long long)mg_schema_census_size_bytes(pc->census));
-        const char *p1[7] = {
-            pc->db, pc->coll, pc->name->schema, pc->name->table, mg_schema_key_type_name(pc->key),
-            count,  size};
-        mg_buf_reset(&sql);
-        if (!mg_buf_append_str(&sql, "INSERT INTO ", error) ||
-            !mg_schema_quote_ident(ctx->o->state_schema, &sql, error) ||
-            !mg_buf_append_str(&sql,
-                               ".collections (db, coll, schema_name, table_name, key_type, "
-                               "doc_count, size_bytes) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                               error))
-            goto done;
-        PGresult *res = mg_migrator__target_query(ctx->pg, sql.data, 7, p1, error);
-        if (res == NULL)
-            goto done;
-        PQclear(res);
-
-        const char *p2[3] = {pc->db, pc->coll, pc->census_json};
-        mg_buf_reset(&sql);
-        if (!mg_buf_append_str(&sql, "INSERT INTO ", error) ||
-            !mg_schema_quote_ident(ctx->o->state_schema, &sql, error) ||
-            !mg_buf_append_str(&sql, ".census (db, coll, report) VALUES ($1, $2, $3::jsonb)",
-                               error))
-            goto done;
-        res = mg_migrator__target_query(ctx->pg, sql.data, 3, p2, error);
-        if (res == NULL)
-            goto done;
-        PQclear(res);
-
-        for (size_t k = 0; k < pc->nindexes; k++) {
+        mg_state_coll_new_t c = {pc->db,
+                                 pc->coll,
+                                 pc->name->schema,
+                                 pc->name->table,
+                                 mg_schema_key_type_name(pc->key),
+                                 mg_schema_census_count(pc->census),
+                                 mg_schema_census_size_bytes(pc->census),
+                                 pc->census_json};
+        ok = mg_state_collection_insert(ctx->st, &c, error);
+        for (size_t k = 0; ok && k < pc->nindexes; k++) {
             mg_schema_index_plan_t *ip = &pc->indexes[k];
-            const char *build = ip->status == MG_SCHEMA_INDEX_PRIMARY          ? "built"
+            mg_state_index_t x = {
+                .db = pc->db,
+                .coll = pc->coll,
+                .mongo_name = ip->mongo_name,
+                .pg_name = ip->pg_name,
+                .key_json = ip->key_json,
+                .unique = ip->unique,
+                .translation = mg_schema_index_status_name(ip->status),
+                .build_status = ip->status == MG_SCHEMA_INDEX_PRIMARY          ? "built"
                                 : ip->status == MG_SCHEMA_INDEX_NOT_TRANSLATED ? "skipped"
-                                                                               : "pending";
-            const char *p3[11] = {pc->db,
-                                  pc->coll,
-                                  ip->mongo_name,
-                                  ip->pg_name,
-                                  ip->key_json,
-                                  ip->unique ? "true" : "false",
-                                  mg_schema_index_status_name(ip->status),
-                                  build,
-                                  ip->sql,
-                                  ip->note,
-                                  ip->suggestion};
-            mg_buf_reset(&sql);
-            if (!mg_buf_append_str(&sql, "INSERT INTO ", error) ||
-                !mg_schema_quote_ident(ctx->o->state_schema, &sql, error) ||
-                !mg_buf_append_str(&sql,
-                                   ".indexes (db, coll, mongo_name, pg_name, key_spec, "
-                                   "is_unique, translation, build_status, sql, note, suggestion) "
-                                   "VALUES ($1, $2, $3, $4, $5::jsonb, $6::boolean, $7, $8, $9, "
-                                   "$10, $11)",
-                                   error))
-                goto done;
-            res = mg_migrator__target_query(ctx->pg, sql.data, 11, p3, error);
-            if (res == NULL)
-                goto done;
-            PQclear(res);
+                                                                               : "pending",
+                .sql = ip->sql,
+                .note = ip->note,
+                .suggestion = ip->suggestion,
+            };
+            ok = mg_state_index_insert(ctx->st, &x, error);
         }
     }
-    ok = true;
-done:
-    mg_buf_cleanup(&sql);
-    mg_buf_cleanup(&opts);
     return ok;
 }
 
@@ -876,51 +771,33 @@ apply(init_ctx_t *ctx, mg_error_t *error)
     char event[256];
 
     mg_buf_init(&ddl, SQL_CAP);
-    if (!mg_migrator__target_exec(ctx->pg, "BEGIN", error))
+    if (!mg_state_begin(ctx->st, error))
         goto done;
-    if (ctx->o->reset && ctx->state_exists && !reset_ddl(ctx, &ddl, error))
+    if (ctx->o->reset && ctx->state_exists && !mg_state_drop_ddl(ctx->st, &ddl, error))
         goto rollback;
     if (!build_ddl(ctx, true, &ddl, error))
         goto rollback;
     /* one multi-statement string: simple query protocol, one transaction */
-    if (!mg_migrator__target_exec(ctx->pg, ddl.data, error))
+    if (!mg_pg_exec(ctx->pg, ddl.data, error))
         goto rollback;
     if (!record_plan(ctx, error))
         goto rollback;
     snprintf(event, sizeof(event), "{\"collections\":%zu,\"reset\":%s}", ctx->ncolls,
              ctx->o->reset ? "true" : "false");
-    if (!mg_migrator__state_event(ctx->pg, ctx->o->state_schema, "init", event, error))
+    if (!mg_state_event_add(ctx->st, "init", event, error))
         goto rollback;
-    if (!mg_migrator__target_exec(ctx->pg, "COMMIT", error))
+    if (!mg_state_commit(ctx->st, error))
         goto rollback;
     ok = true;
     goto done;
-rollback : {
-    PGresult *r = PQexec(ctx->pg, "ROLLBACK");
-    PQclear(r);
-}
+rollback:
+    mg_state_rollback(ctx->st);
 done:
     mg_buf_cleanup(&ddl);
     return ok;
 }
 
 /* ---- output ---- */
-
-static void
-gs(yajl_gen g, const char *s)
-{
-    if (s == NULL)
-        yajl_gen_null(g);
-    else
-        yajl_gen_string(g, (const unsigned char *)s, strlen(s));
-}
-
-static void
-gkv(yajl_gen g, const char *k, const char *v)
-{
-    gs(g, k);
-    gs(g, v);
-}
 
 static void
 print_json(init_ctx_t *ctx, const char *outcome, const mg_buf_t *ddl)
@@ -930,68 +807,68 @@ print_json(init_ctx_t *ctx, const char *outcome, const mg_buf_t *ddl)
     size_t len;
 
     yajl_gen_map_open(g);
-    gkv(g, "outcome", outcome);
-    gkv(g, "source", ctx->src.uri_shown);
-    gkv(g, "source_version", ctx->src.version);
-    gkv(g, "source_set_name", ctx->src.set_name[0] ? ctx->src.set_name : NULL);
-    gkv(g, "target_version", ctx->pg_version);
-    gkv(g, "state_schema", ctx->o->state_schema);
-    gkv(g, "type_fidelity", fidelity_choices[ctx->o->fidelity]);
-    gs(g, "collections");
+    mg_json_kstr(g, "outcome", outcome);
+    mg_json_kstr(g, "source", ctx->src->uri_shown);
+    mg_json_kstr(g, "source_version", ctx->src->version);
+    mg_json_kstr(g, "source_set_name", ctx->src->set_name[0] ? ctx->src->set_name : NULL);
+    mg_json_kstr(g, "target_version", ctx->pg_version);
+    mg_json_kstr(g, "state_schema", ctx->o->state_schema);
+    mg_json_kstr(g, "type_fidelity", fidelity_choices[ctx->o->fidelity]);
+    mg_json_str(g, "collections");
     yajl_gen_array_open(g);
     for (size_t i = 0; i < ctx->ncolls; i++) {
         plan_coll_t *pc = &ctx->colls[i];
         yajl_gen_map_open(g);
-        gkv(g, "db", pc->db);
-        gkv(g, "collection", pc->coll);
-        gkv(g, "schema", pc->name->schema);
-        gkv(g, "table", pc->name->table);
-        gs(g, "renamed");
+        mg_json_kstr(g, "db", pc->db);
+        mg_json_kstr(g, "collection", pc->coll);
+        mg_json_kstr(g, "schema", pc->name->schema);
+        mg_json_kstr(g, "table", pc->name->table);
+        mg_json_str(g, "renamed");
         yajl_gen_bool(g, pc->name->table_renamed || pc->name->schema_renamed);
-        gkv(g, "key_type", mg_schema_key_type_name(pc->key));
-        gkv(g, "key_sql_type", mg_schema_key_type_sql(pc->key));
-        gs(g, "documents");
+        mg_json_kstr(g, "key_type", mg_schema_key_type_name(pc->key));
+        mg_json_kstr(g, "key_sql_type", mg_schema_key_type_sql(pc->key));
+        mg_json_str(g, "documents");
         yajl_gen_integer(g, mg_schema_census_count(pc->census));
-        gs(g, "size_bytes");
+        mg_json_str(g, "size_bytes");
         yajl_gen_integer(g, mg_schema_census_size_bytes(pc->census));
         if (pc->recorded != NULL)
-            gkv(g, "recorded", pc->recorded);
-        gs(g, "census");
+            mg_json_kstr(g, "recorded", pc->recorded);
+        mg_json_str(g, "census");
         /* already JSON: embed it as is */
         yajl_gen_number(g, pc->census_json, strlen(pc->census_json));
-        gs(g, "indexes");
+        mg_json_str(g, "indexes");
         yajl_gen_array_open(g);
         for (size_t k = 0; k < pc->nindexes; k++) {
             mg_schema_index_plan_t *ip = &pc->indexes[k];
             yajl_gen_map_open(g);
-            gkv(g, "name", ip->mongo_name);
-            gkv(g, "pg_name", ip->pg_name);
-            gkv(g, "translation", mg_schema_index_status_name(ip->status));
-            gkv(g, "sql", ip->sql);
-            gkv(g, "note", ip->note);
-            gkv(g, "suggestion", ip->suggestion);
+            mg_json_kstr(g, "name", ip->mongo_name);
+            mg_json_kstr(g, "pg_name", ip->pg_name);
+            mg_json_kstr(g, "translation", mg_schema_index_status_name(ip->status));
+            mg_json_kstr(g, "sql", ip->sql);
+            mg_json_kstr(g, "note", ip->note);
+            mg_json_kstr(g, "suggestion", ip->suggestion);
             yajl_gen_map_close(g);
         }
         yajl_gen_array_close(g);
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
-    gs(g, "skipped");
+    mg_json_str(g, "skipped");
     yajl_gen_array_open(g);
     for (size_t i = 0; i < ctx->nskipped; i++) {
         yajl_gen_map_open(g);
-        gkv(g, "namespace", ctx->skipped[i].ns);
-        gkv(g, "reason", ctx->skipped[i].reason);
+        mg_json_kstr(g, "namespace", ctx->skipped[i].ns);
+        mg_json_kstr(g, "reason", ctx->skipped[i].reason);
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
-    gs(g, "no_longer_planned");
+    mg_json_str(g, "no_longer_planned");
     yajl_gen_array_open(g);
     for (size_t i = 0; i < ctx->nstale; i++)
-        gs(g, ctx->stale[i]);
+        mg_json_str(g, ctx->stale[i]);
     yajl_gen_array_close(g);
     if (ddl != NULL)
-        gkv(g, "ddl", ddl->data);
+        mg_json_kstr(g, "ddl", ddl->data);
     yajl_gen_map_close(g);
     yajl_gen_get_buf(g, &buf, &len);
     fwrite(buf, 1, len, stdout);
@@ -1007,9 +884,9 @@ print_text(init_ctx_t *ctx, const char *outcome, const mg_buf_t *ddl)
     mg_buf_t warn;
     mg_error_t e;
 
-    printf("source  %s (%s%s%s, MongoDB %s)\n", ctx->src.uri_shown,
-           ctx->src.set_name[0] ? "replica set \"" : "not a replica set", ctx->src.set_name,
-           ctx->src.set_name[0] ? "\"" : "", ctx->src.version);
+    printf("source  %s (%s%s%s, MongoDB %s)\n", ctx->src->uri_shown,
+           ctx->src->set_name[0] ? "replica set \"" : "not a replica set", ctx->src->set_name,
+           ctx->src->set_name[0] ? "\"" : "", ctx->src->version);
     printf("target  PostgreSQL %s, state schema \"%s\"\n", ctx->pg_version, ctx->o->state_schema);
     printf("types   %s fidelity; census by %s\n\n", fidelity_choices[ctx->o->fidelity],
            ctx->o->census_mode == 1 ? "full scan" : "sample");
@@ -1034,14 +911,13 @@ print_text(init_ctx_t *ctx, const char *outcome, const mg_buf_t *ddl)
         docs += mg_schema_census_count(pc->census);
         bytes += mg_schema_census_size_bytes(pc->census);
         printf("  %-32s %-32s %10s %10s  %-13s %s%s%s\n", ns, tbl,
-               mg_migrator__human_count(mg_schema_census_count(pc->census), a, sizeof(a)),
-               mg_migrator__human_bytes(mg_schema_census_size_bytes(pc->census), b, sizeof(b)),
+               mg_format_count(mg_schema_census_count(pc->census), a, sizeof(a)),
+               mg_format_bytes(mg_schema_census_size_bytes(pc->census), b, sizeof(b)),
                mg_schema_key_type_name(pc->key), idx, pc->recorded ? "  " : "",
                pc->recorded ? pc->recorded : "");
     }
     printf("  total: %zu collections, %s documents, %s\n", ctx->ncolls,
-           mg_migrator__human_count(docs, a, sizeof(a)),
-           mg_migrator__human_bytes(bytes, b, sizeof(b)));
+           mg_format_count(docs, a, sizeof(a)), mg_format_bytes(bytes, b, sizeof(b)));
 
     bool header = false;
     for (size_t i = 0; i < ctx->ncolls; i++) {
@@ -1088,7 +964,7 @@ print_text(init_ctx_t *ctx, const char *outcome, const mg_buf_t *ddl)
             printf("  %s.%s: %s\n", pc->db, pc->coll, line);
     }
     mg_buf_cleanup(&warn);
-    if (ctx->src.set_name[0] == '\0') {
+    if (ctx->src->set_name[0] == '\0') {
         if (!header)
             printf("\nwarnings:\n");
         printf("  source: not a replica set member; `migrate sync` needs change streams, which "
@@ -1109,176 +985,149 @@ print_text(init_ctx_t *ctx, const char *outcome, const mg_buf_t *ddl)
     printf("\n%s\n", outcome);
 }
 
-static void
-print_usage(FILE *stream)
+/* init_check checks the options that go together or have a shape. */
+static bool
+init_check(const void *vo, mg_error_t *error)
 {
-    fprintf(stream, "usage: migrate init --source URI --target URI [options]\n\n"
-                    "Take a census of the MongoDB source, create one JSONB table per "
-                    "collection and\nthe state schema on the PostgreSQL target, and print the "
-                    "plan (docs/init.md).\n\noptions:\n");
-    mg_config_print_help(init_options, N_INIT_OPTIONS, "MIGRATE_", stream);
-    fprintf(stream, "  %-34s %s\n", "   --config FILE",
-            "read options from a JSON file [env "
-            "MIGRATE_CONFIG]");
+    const init_opts_t *o = vo;
+
+    if (o->reset && !o->yes && !o->dry_run)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                            "--reset drops the tables and state of the earlier init; add --yes to "
+                            "confirm");
+    if (!check_patterns(&o->include, "include", error) ||
+        !check_patterns(&o->exclude, "exclude", error))
+        return false;
+    if (o->target_schema != NULL) {
+        char check[MG_SCHEMA_IDENT_MAX + 1];
+        if (mg_schema_ident_sanitize(o->target_schema, check))
+            return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                                "invalid value for option \"target_schema\": \"%s\" is not a "
+                                "plain lower-case identifier (try \"%s\")",
+                                o->target_schema, check);
+    }
+    return true;
 }
 
-int
-mg_migrator_cmd_init(const mg_cli_command_t *command, int argc, char **argv)
+/* plan takes the census of every collection, names the tables and plans the indexes. */
+static bool
+plan(init_ctx_t *ctx, mg_error_t *error)
 {
-    init_opts_t o;
-    init_ctx_t ctx;
-    mg_config_t *config = NULL;
-    mg_error_t error;
-    mg_buf_t ddl;
-    int first = 0, rc = MG_EXIT_FAILURE;
-    const char *outcome = NULL;
-    bool print_ddl = false;
-
-    memset(&o, 0, sizeof(o));
-    memset(&ctx, 0, sizeof(ctx));
-    mg_error_clear(&error);
-    mg_buf_init(&ddl, SQL_CAP);
-    ctx.o = &o;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            print_usage(stdout);
-            return MG_EXIT_OK;
-        }
-    }
-    config = mg_config_new(init_options, N_INIT_OPTIONS, &o, "MIGRATE_");
-    if (config == NULL) {
-        fprintf(stderr, "migrate init: out of memory\n");
-        return MG_EXIT_FAILURE;
-    }
-    if (!mg_config_load(config, argc, argv, NULL, &first, &error))
-        goto fail;
-    if (first < argc) {
-        mg_error_set(&error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
-                     "unexpected argument \"%s\"", argv[first]);
-        goto fail;
-    }
-    if (o.reset && !o.yes && !o.dry_run) {
-        mg_error_set(&error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
-                     "--reset drops the tables and state of the earlier init; add --yes to "
-                     "confirm");
-        goto fail;
-    }
-    if (!check_patterns(&o.include, "include", &error) ||
-        !check_patterns(&o.exclude, "exclude", &error))
-        goto fail;
-    if (o.target_schema != NULL) {
-        char check[MG_SCHEMA_IDENT_MAX + 1];
-        if (mg_schema_ident_sanitize(o.target_schema, check)) {
-            mg_error_set(&error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
-                         "invalid value for option \"target_schema\": \"%s\" is not a plain "
-                         "lower-case identifier (try \"%s\")",
-                         o.target_schema, check);
-            goto fail;
-        }
-    }
-
-    /* source */
-    if (!mg_migrator__source_open(o.source, &ctx.src, &error))
-        goto fail;
-    MG_LOG_EVENT(MG_LOG_INFO, "init", NULL,
-                 MG_LOG_FIELDS(MG_LOG_STR("source_version", ctx.src.version),
-                               MG_LOG_STR("set_name", ctx.src.set_name)),
-                 "connected to source %s", o.source);
-    if (!list_namespaces(&ctx, &error))
-        goto fail;
-    for (size_t i = 0; i < ctx.ncolls; i++) {
-        plan_coll_t *pc = &ctx.colls[i];
-        if (!take_census(&ctx, pc, &error))
-            goto fail;
+    if (!list_namespaces(ctx, error))
+        return false;
+    for (size_t i = 0; i < ctx->ncolls; i++) {
+        plan_coll_t *pc = &ctx->colls[i];
+        if (!take_census(ctx, pc, error))
+            return false;
         MG_LOG_EVENT(MG_LOG_INFO, "init", "init.census",
                      MG_LOG_FIELDS(MG_LOG_STR("collection", pc->coll), MG_LOG_STR("db", pc->db),
                                    MG_LOG_INT("documents", mg_schema_census_count(pc->census)),
                                    MG_LOG_STR("key_type", mg_schema_key_type_name(pc->key)),
-                                   MG_LOG_UINT("done", i + 1), MG_LOG_UINT("of", ctx.ncolls)),
-                     "census of %s.%s done (%zu of %zu)", pc->db, pc->coll, i + 1, ctx.ncolls);
+                                   MG_LOG_UINT("done", i + 1), MG_LOG_UINT("of", ctx->ncolls)),
+                     "census of %s.%s done (%zu of %zu)", pc->db, pc->coll, i + 1, ctx->ncolls);
     }
-
-    /* names, census reports, index plans */
-    ctx.naming = mg_schema_naming_new(o.target_schema);
-    if (ctx.naming == NULL) {
-        mg_error_set(&error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
-        goto fail;
-    }
-    for (size_t i = 0; i < ctx.ncolls; i++)
-        if (!mg_schema_naming_add(ctx.naming, ctx.colls[i].db, ctx.colls[i].coll, &error))
-            goto fail;
-    if (!mg_schema_naming_resolve(ctx.naming, &error))
-        goto fail;
-    for (size_t i = 0; i < ctx.ncolls; i++) {
-        plan_coll_t *pc = &ctx.colls[i];
+    ctx->naming = mg_schema_naming_new(ctx->o->target_schema);
+    if (ctx->naming == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+    for (size_t i = 0; i < ctx->ncolls; i++)
+        if (!mg_schema_naming_add(ctx->naming, ctx->colls[i].db, ctx->colls[i].coll, error))
+            return false;
+    if (!mg_schema_naming_resolve(ctx->naming, error))
+        return false;
+    for (size_t i = 0; i < ctx->ncolls; i++) {
+        plan_coll_t *pc = &ctx->colls[i];
         mg_buf_t json;
-        pc->name = mg_schema_naming_find(ctx.naming, pc->db, pc->coll);
+        pc->name = mg_schema_naming_find(ctx->naming, pc->db, pc->coll);
         mg_buf_init(&json, 16 * 1024 * 1024);
-        if (!mg_schema_census_to_json(pc->census, &json, &error)) {
+        if (!mg_schema_census_to_json(pc->census, &json, error)) {
             mg_buf_cleanup(&json);
-            goto fail;
+            return false;
         }
         pc->census_json = json.data; /* steal */
         if (pc->census_json == NULL && (pc->census_json = strdup("{}")) == NULL)
-            goto fail;
-        if (!plan_indexes(&ctx, pc, &error))
-            goto fail;
+            return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+        if (!plan_indexes(ctx, pc, error))
+            return false;
     }
+    return true;
+}
 
-    /* target */
-    ctx.pg = mg_migrator__target_connect(o.target, &error);
-    if (ctx.pg == NULL)
-        goto fail;
-    if (!check_target(&ctx, &error))
-        goto fail;
+/*
+ * init_target compares with an earlier init (a re-run changes nothing),
+ * or prints the DDL (--dry-run), or applies it; *outcome says which.
+ */
+static int
+init_target(init_ctx_t *ctx, mg_buf_t *ddl, const char **outcome, mg_error_t *error)
+{
+    const init_opts_t *o = ctx->o;
 
-    if (ctx.state_exists && !o.reset) {
-        /* re-run: report, change nothing */
-        if (!compare_with_state(&ctx, &error))
-            goto fail;
-        outcome = ctx.plan_matches
-                      ? "already initialised: the target matches this plan; nothing to do"
-                      : "already initialised, and this plan differs from the recorded one "
-                        "(see above); nothing was changed. To start again: migrate init "
-                        "--reset --yes (drops the migrated tables)";
-        rc = ctx.plan_matches ? MG_EXIT_OK : MG_EXIT_STATE;
-    } else {
-        if (!ctx.state_exists && !check_unrelated_tables(&ctx, &error))
-            goto fail;
-        if (o.dry_run) {
-            if (o.reset && ctx.state_exists && !reset_ddl(&ctx, &ddl, &error))
-                goto fail;
-            if (!build_ddl(&ctx, true, &ddl, &error))
-                goto fail;
-            print_ddl = true;
-            outcome = "dry run: nothing was changed";
-        } else {
-            if (!apply(&ctx, &error))
-                goto fail;
-            outcome = "initialised; next: migrate sync";
-            MG_LOG_EVENT(MG_LOG_NOTICE, "init", "init.done",
-                         MG_LOG_FIELDS(MG_LOG_UINT("collections", ctx.ncolls),
-                                       MG_LOG_STR("state_schema", o.state_schema)),
-                         "target initialised");
-        }
-        rc = MG_EXIT_OK;
+    if (!check_target(ctx, error))
+        return mg_exit_code_for_error(error);
+    if (ctx->state_exists && !o->reset) {
+        if (!compare_with_state(ctx, error))
+            return mg_exit_code_for_error(error);
+        *outcome = ctx->plan_matches
+                       ? "already initialised: the target matches this plan; nothing to do"
+                       : "already initialised, and this plan differs from the recorded one "
+                         "(see above); nothing was changed. To start again: migrate init "
+                         "--reset --yes (drops the migrated tables)";
+        return ctx->plan_matches ? MG_EXIT_OK : MG_EXIT_STATE;
     }
-    if (o.json)
-        print_json(&ctx, outcome, print_ddl ? &ddl : NULL);
-    else
-        print_text(&ctx, outcome, print_ddl ? &ddl : NULL);
-    goto done;
+    if (!ctx->state_exists && !check_unrelated_tables(ctx, error))
+        return mg_exit_code_for_error(error);
+    if (o->dry_run) {
+        if ((o->reset && ctx->state_exists && !mg_state_drop_ddl(ctx->st, ddl, error)) ||
+            !build_ddl(ctx, true, ddl, error))
+            return mg_exit_code_for_error(error);
+        *outcome = "dry run: nothing was changed";
+        return MG_EXIT_OK;
+    }
+    if (!apply(ctx, error))
+        return mg_exit_code_for_error(error);
+    *outcome = "initialised; next: migrate sync";
+    MG_LOG_EVENT(MG_LOG_NOTICE, "init", "init.done",
+                 MG_LOG_FIELDS(MG_LOG_UINT("collections", ctx->ncolls),
+                               MG_LOG_STR("state_schema", o->state_schema)),
+                 "target initialised");
+    return MG_EXIT_OK;
+}
 
-fail:
-    if (!mg_error_is_set(&error))
-        mg_error_set(&error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
-    mg_log_error(MG_LOG_ERROR, "init", &error);
-    fprintf(stderr, "migrate init: %s\n", error.message);
-    rc = mg_exit_code_for_error(&error);
-done:
+static int
+init_main(mg_cmd_ctx_t *cmd, mg_error_t *error)
+{
+    init_ctx_t ctx;
+    mg_buf_t ddl;
+    const char *outcome = NULL;
+    int rc;
+
+    memset(&ctx, 0, sizeof(ctx));
+    mg_buf_init(&ddl, SQL_CAP);
+    ctx.o = cmd->opts;
+    ctx.src = &mg_migrator__res(cmd)->src;
+    ctx.st = mg_migrator__res(cmd)->st;
+    ctx.pg = mg_state_conn(ctx.st);
+    rc = plan(&ctx, error) ? init_target(&ctx, &ddl, &outcome, error)
+                           : (int)mg_exit_code_for_error(error);
+    if (outcome != NULL && ctx.o->json)
+        print_json(&ctx, outcome, ddl.len > 0 ? &ddl : NULL);
+    else if (outcome != NULL)
+        print_text(&ctx, outcome, ddl.len > 0 ? &ddl : NULL);
     mg_buf_cleanup(&ddl);
     ctx_cleanup(&ctx);
-    mg_config_destroy(config);
-    (void)command;
     return rc;
 }
+
+const mg_cmd_t mg_migrator_cmd_init = {
+    .name = "init",
+    .summary = "census the source, create the target tables and state schema, print the plan",
+    .usage = "--source URI --target URI [options]",
+    .description = "Take a census of the MongoDB source, create one JSONB table per collection "
+                   "and\nthe state schema on the PostgreSQL target, and print the plan "
+                   "(docs/init.md).",
+    .main = init_main,
+    .options = init_options,
+    .noptions = N_INIT_OPTIONS,
+    .opts_size = sizeof(init_opts_t),
+    .needs = MG_CMD_NEEDS_SOURCE | MG_CMD_NEEDS_TARGET,
+    .check = init_check,
+};

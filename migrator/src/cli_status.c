@@ -1,13 +1,15 @@
 /*
  * migrator/src/cli_status.c - `migrate status`: phase, per-collection copy
  * progress, live workers, failed partitions and invalid documents, all
- * read from the state schema, so it works from any host while another
- * process copies.
+ * read from the state schema (through state/), so it works from any host
+ * while another process copies.
  */
 #include "migrator_internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <yajl/yajl_gen.h>
 
 typedef struct {
     char *target;
@@ -16,297 +18,252 @@ typedef struct {
 } status_opts_t;
 
 static const mg_config_option_t status_options[] = {
-    {.name = "target",
-     .type = MG_CONFIG_STRING,
-     .offset = offsetof(status_opts_t, target),
-     .required = true,
-     .metavar = "URI",
-     .help = "PostgreSQL connection string of the target"},
-    {.name = "state_schema",
-     .type = MG_CONFIG_STRING,
-     .offset = offsetof(status_opts_t, state_schema),
-     .default_value = MG_MIGRATOR_STATE_SCHEMA,
-     .metavar = "NAME",
-     .help = "schema holding the tool's state on the target"},
-    {.name = "json",
-     .type = MG_CONFIG_BOOL,
-     .offset = offsetof(status_opts_t, json),
-     .default_value = "false",
-     .help = "print the status as one JSON object"},
+    MG_MIGRATOR_OPTION_TARGET(status_opts_t, target),
+    MG_MIGRATOR_OPTION_STATE_SCHEMA(status_opts_t, state_schema),
+    MG_MIGRATOR_OPTION_JSON(status_opts_t, json, "print the status as one JSON object"),
 };
-#define N_STATUS_OPTIONS (sizeof(status_options) / sizeof(status_options[0]))
 
-/* query runs sql with "%1$s" replaced by the quoted state schema. */
-static PGresult *
-query(PGconn *pg, const char *ss, const char *fmt, mg_error_t *error)
-{
-    mg_buf_t q, sql;
-    PGresult *res = NULL;
-
-    mg_buf_init(&q, 1024);
-    mg_buf_init(&sql, 64 * 1024);
-    if (mg_schema_quote_ident(ss, &q, error) && mg_buf_printf(&sql, error, fmt, q.data))
-        res = mg_migrator__target_query(pg, sql.data, 0, NULL, error);
-    mg_buf_cleanup(&q);
-    mg_buf_cleanup(&sql);
-    return res;
-}
-
-static const char *const q_migration =
-    "SELECT phase, t0_ts, t0_inc, source_uri, to_char(created_at, 'YYYY-MM-DD HH24:MI:SS') "
-    "FROM %1$s.migration WHERE id = 1";
-
-static const char *const q_checkpoint =
-    "SELECT cluster_time_ts, cluster_time_inc, "
-    "round((extract(epoch FROM now()) - cluster_time_ts)::numeric, 1), applied_events, "
-    "coalesce(events_per_s, 0), to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS'), "
-    "history_lost_at IS NOT NULL, resume_token_json "
-    "FROM %1$s.checkpoint WHERE id = 1 AND cluster_time_ts IS NOT NULL";
-
-static const char *const q_collections =
-    "SELECT c.db, c.coll, c.schema_name || '.' || c.table_name, c.status, "
-    "coalesce(c.doc_count, 0), "
-    "(SELECT count(*) FROM %1$s.partitions p WHERE p.db = c.db AND p.coll = c.coll), "
-    "(SELECT count(*) FROM %1$s.partitions p WHERE p.db = c.db AND p.coll = c.coll "
-    " AND p.status = 'done'), "
-    "(SELECT count(*) FROM %1$s.partitions p WHERE p.db = c.db AND p.coll = c.coll "
-    " AND p.status = 'failed'), "
-    "(SELECT coalesce(sum(copied_docs), 0) FROM %1$s.partitions p WHERE p.db = c.db "
-    " AND p.coll = c.coll AND p.status = 'done'), "
-    "(SELECT coalesce(sum(copied_bytes), 0) FROM %1$s.partitions p WHERE p.db = c.db "
-    " AND p.coll = c.coll AND p.status = 'done'), "
-    "(SELECT count(*) FROM %1$s.indexes i WHERE i.db = c.db AND i.coll = c.coll "
-    " AND i.build_status = 'built'), "
-    "(SELECT count(*) FROM %1$s.indexes i WHERE i.db = c.db AND i.coll = c.coll "
-    " AND i.build_status IN ('pending', 'built', 'failed')), "
-    "coalesce(c.error, '') "
-    "FROM %1$s.collections c ORDER BY c.db, c.coll";
-
-static const char *const q_workers =
-    "SELECT worker, docs, bytes, round(extract(epoch FROM now() - updated_at)) "
-    "FROM %1$s.copy_progress WHERE updated_at > now() - interval '1 minute' ORDER BY worker";
-
-static const char *const q_failed =
-    "SELECT db || '.' || coll, seq, coalesce(error, '') FROM %1$s.partitions "
-    "WHERE status = 'failed' ORDER BY db, coll, seq LIMIT 50";
-
-static const char *const q_invalid =
-    "SELECT db || '.' || coll, doc_id, reason, (SELECT count(*) FROM %1$s.invalid_docs) "
-    "FROM %1$s.invalid_docs ORDER BY id LIMIT 50";
+/* Everything status shows, read in one go. */
+typedef struct {
+    mg_state_migration_t mig;
+    mg_state_checkpoint_t cp;
+    mg_state_colls_t colls;
+    mg_state_rows_t workers, failed, invalid;
+} status_t;
 
 static void
-json_str(const char *s)
+status_cleanup(status_t *s)
 {
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            printf("\\%c", *p);
-        else if (*p < 0x20)
-            printf("\\u%04x", *p);
-        else
-            putchar(*p);
-    }
-    putchar('"');
+    mg_state_checkpoint_cleanup(&s->cp);
+    mg_state_colls_cleanup(&s->colls);
+    mg_state_rows_cleanup(&s->workers);
+    mg_state_rows_cleanup(&s->failed);
+    mg_state_rows_cleanup(&s->invalid);
 }
 
-int
-mg_migrator_cmd_status(const mg_cli_command_t *command, int argc, char **argv)
+static bool
+status_read(mg_state_t *st, status_t *s, mg_error_t *error)
 {
-    status_opts_t o;
-    mg_config_t *config;
-    mg_error_t error;
-    PGconn *pg = NULL;
-    PGresult *mig = NULL, *colls = NULL, *workers = NULL, *failed = NULL, *invalid = NULL;
-    PGresult *cp = NULL;
-    int first = 0, rc = MG_EXIT_FAILURE;
+    return mg_state_migration_get(st, &s->mig, error) &&
+           mg_state_collections_load(st, true, &s->colls, error) &&
+           mg_state_live_workers(st, &s->workers, error) &&
+           mg_state_failed_partitions(st, 50, &s->failed, error) &&
+           mg_state_invalid_docs(st, 50, &s->invalid, error) &&
+           mg_state_checkpoint_get(st, 0, &s->cp, error);
+}
+
+static void
+json_stream(yajl_gen g, const mg_state_checkpoint_t *cp)
+{
+    mg_json_str(g, "change_stream");
+    if (!cp->applied) {
+        yajl_gen_null(g);
+        return;
+    }
+    yajl_gen_map_open(g);
+    mg_json_str(g, "cluster_time");
+    yajl_gen_map_open(g);
+    mg_json_kint(g, "t", cp->t);
+    mg_json_kint(g, "i", cp->i);
+    yajl_gen_map_close(g);
+    mg_json_kdouble(g, "lag_s", round(cp->lag_s * 10) / 10);
+    mg_json_kint(g, "applied_events", cp->applied_events);
+    mg_json_kdouble(g, "events_per_s", cp->events_per_s);
+    mg_json_kstr(g, "updated_at", cp->updated_at);
+    mg_json_kbool(g, "history_lost", cp->history_lost);
+    yajl_gen_map_close(g);
+}
+
+static void
+json_collections(yajl_gen g, const mg_state_colls_t *colls)
+{
+    mg_json_str(g, "collections");
+    yajl_gen_array_open(g);
+    for (size_t r = 0; r < colls->n; r++) {
+        const mg_state_coll_t *c = &colls->items[r];
+        char table[600];
+        snprintf(table, sizeof(table), "%s.%s", c->schema, c->table);
+        yajl_gen_map_open(g);
+        mg_json_kstr(g, "namespace", c->db);
+        mg_json_kstr(g, "collection", c->coll);
+        mg_json_kstr(g, "table", table);
+        mg_json_kstr(g, "status", c->status);
+        mg_json_kint(g, "docs_estimated", c->doc_count);
+        mg_json_kint(g, "partitions", c->parts_total);
+        mg_json_kint(g, "partitions_done", c->parts_done);
+        mg_json_kint(g, "partitions_failed", c->parts_failed);
+        mg_json_kint(g, "docs_copied", c->docs_copied);
+        mg_json_kint(g, "bytes_copied", c->bytes_copied);
+        mg_json_kint(g, "indexes_built", c->indexes_built);
+        mg_json_kint(g, "indexes_planned", c->indexes_planned);
+        mg_json_kstr(g, "error", c->error != NULL ? c->error : "");
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+}
+
+static void
+json_lists(yajl_gen g, const status_t *s)
+{
+    mg_json_str(g, "workers");
+    yajl_gen_array_open(g);
+    for (size_t r = 0; r < s->workers.n; r++) {
+        yajl_gen_map_open(g);
+        mg_json_kstr(g, "worker", s->workers.items[r].a);
+        mg_json_kint(g, "docs", s->workers.items[r].n1);
+        mg_json_kint(g, "bytes", s->workers.items[r].n2);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+    mg_json_str(g, "failed_partitions");
+    yajl_gen_array_open(g);
+    for (size_t r = 0; r < s->failed.n; r++) {
+        yajl_gen_map_open(g);
+        mg_json_kstr(g, "namespace", s->failed.items[r].a);
+        mg_json_kint(g, "partition", s->failed.items[r].n1);
+        mg_json_kstr(g, "error", s->failed.items[r].c);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+    mg_json_str(g, "invalid_docs");
+    yajl_gen_array_open(g);
+    for (size_t r = 0; r < s->invalid.n; r++) {
+        yajl_gen_map_open(g);
+        mg_json_kstr(g, "namespace", s->invalid.items[r].a);
+        mg_json_kstr(g, "_id", s->invalid.items[r].b);
+        mg_json_kstr(g, "reason", s->invalid.items[r].c);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+    mg_json_kint(g, "invalid_docs_total", s->invalid.total);
+}
+
+static bool
+print_json(const status_t *s, mg_error_t *error)
+{
+    yajl_gen g = yajl_gen_alloc(NULL);
+    mg_buf_t out;
+    bool ok;
+
+    if (g == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+    yajl_gen_map_open(g);
+    mg_json_kstr(g, "phase", s->mig.phase);
+    mg_json_str(g, "t0");
+    if (s->mig.has_t0) {
+        yajl_gen_map_open(g);
+        mg_json_kint(g, "t", s->mig.t0_t);
+        mg_json_kint(g, "i", s->mig.t0_i);
+        yajl_gen_map_close(g);
+    } else {
+        yajl_gen_null(g);
+    }
+    json_stream(g, &s->cp);
+    json_collections(g, &s->colls);
+    json_lists(g, s);
+    yajl_gen_map_close(g);
+    mg_buf_init(&out, 1u << 30);
+    ok = mg_json_take(g, &out, error);
+    if (ok)
+        printf("%s\n", out.data);
+    mg_buf_cleanup(&out);
+    yajl_gen_free(g);
+    return ok;
+}
+
+static void
+print_collections(const mg_state_colls_t *colls)
+{
     char a[32], b[32], c[32];
 
-    memset(&o, 0, sizeof(o));
-    mg_error_clear(&error);
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: migrate status --target URI [options]\n\nShow the migration's "
-                   "phase and progress, from the state schema (docs/sync.md).\n\noptions:\n");
-            mg_config_print_help(status_options, N_STATUS_OPTIONS, "MIGRATE_", stdout);
-            return MG_EXIT_OK;
-        }
-    }
-    config = mg_config_new(status_options, N_STATUS_OPTIONS, &o, "MIGRATE_");
-    if (config == NULL)
-        return MG_EXIT_FAILURE;
-    if (!mg_config_load(config, argc, argv, NULL, &first, &error))
-        goto fail;
-    pg = mg_migrator__target_connect(o.target, &error);
-    if (pg == NULL)
-        goto fail;
-    {
-        bool exists;
-        int version;
-        if (!mg_migrator__state_probe(pg, o.state_schema, &exists, &version, &error))
-            goto fail;
-        if (!exists || version == 0) {
-            fprintf(stderr,
-                    "migrate status: no state schema \"%s\" on the target: run migrate "
-                    "init first\n",
-                    o.state_schema);
-            rc = MG_EXIT_STATE;
-            goto done;
-        }
-    }
-    if ((mig = query(pg, o.state_schema, q_migration, &error)) == NULL ||
-        (colls = query(pg, o.state_schema, q_collections, &error)) == NULL ||
-        (workers = query(pg, o.state_schema, q_workers, &error)) == NULL ||
-        (failed = query(pg, o.state_schema, q_failed, &error)) == NULL ||
-        (invalid = query(pg, o.state_schema, q_invalid, &error)) == NULL ||
-        (cp = query(pg, o.state_schema, q_checkpoint, &error)) == NULL)
-        goto fail;
-    if (PQntuples(mig) != 1) {
-        fprintf(stderr, "migrate status: the state schema has no migration row\n");
-        rc = MG_EXIT_STATE;
-        goto done;
-    }
-    if (o.json) {
-        printf("{\"phase\":");
-        json_str(PQgetvalue(mig, 0, 0));
-        printf(",\"t0\":");
-        if (PQgetisnull(mig, 0, 1))
-            printf("null");
-        else
-            printf("{\"t\":%s,\"i\":%s}", PQgetvalue(mig, 0, 1), PQgetvalue(mig, 0, 2));
-        printf(",\"change_stream\":");
-        if (PQntuples(cp) == 1) {
-            printf("{\"cluster_time\":{\"t\":%s,\"i\":%s},\"lag_s\":%s,\"applied_events\":%s,"
-                   "\"events_per_s\":%s,\"updated_at\":",
-                   PQgetvalue(cp, 0, 0), PQgetvalue(cp, 0, 1), PQgetvalue(cp, 0, 2),
-                   PQgetvalue(cp, 0, 3), PQgetvalue(cp, 0, 4));
-            json_str(PQgetvalue(cp, 0, 5));
-            printf(",\"history_lost\":%s}",
-                   strcmp(PQgetvalue(cp, 0, 6), "t") == 0 ? "true" : "false");
-        } else {
-            printf("null");
-        }
-        printf(",\"collections\":[");
-        for (int r = 0; r < PQntuples(colls); r++) {
-            printf("%s{\"namespace\":", r ? "," : "");
-            json_str(PQgetvalue(colls, r, 0));
-            printf(",\"collection\":");
-            json_str(PQgetvalue(colls, r, 1));
-            printf(",\"table\":");
-            json_str(PQgetvalue(colls, r, 2));
-            printf(",\"status\":");
-            json_str(PQgetvalue(colls, r, 3));
-            printf(",\"docs_estimated\":%s,\"partitions\":%s,\"partitions_done\":%s,"
-                   "\"partitions_failed\":%s,\"docs_copied\":%s,\"bytes_copied\":%s,"
-                   "\"indexes_built\":%s,\"indexes_planned\":%s,\"error\":",
-                   PQgetvalue(colls, r, 4), PQgetvalue(colls, r, 5), PQgetvalue(colls, r, 6),
-                   PQgetvalue(colls, r, 7), PQgetvalue(colls, r, 8), PQgetvalue(colls, r, 9),
-                   PQgetvalue(colls, r, 10), PQgetvalue(colls, r, 11));
-            json_str(PQgetvalue(colls, r, 12));
-            printf("}");
-        }
-        printf("],\"workers\":[");
-        for (int r = 0; r < PQntuples(workers); r++) {
-            printf("%s{\"worker\":", r ? "," : "");
-            json_str(PQgetvalue(workers, r, 0));
-            printf(",\"docs\":%s,\"bytes\":%s}", PQgetvalue(workers, r, 1),
-                   PQgetvalue(workers, r, 2));
-        }
-        printf("],\"failed_partitions\":[");
-        for (int r = 0; r < PQntuples(failed); r++) {
-            printf("%s{\"namespace\":", r ? "," : "");
-            json_str(PQgetvalue(failed, r, 0));
-            printf(",\"partition\":%s,\"error\":", PQgetvalue(failed, r, 1));
-            json_str(PQgetvalue(failed, r, 2));
-            printf("}");
-        }
-        printf("],\"invalid_docs\":[");
-        for (int r = 0; r < PQntuples(invalid); r++) {
-            printf("%s{\"namespace\":", r ? "," : "");
-            json_str(PQgetvalue(invalid, r, 0));
-            printf(",\"_id\":");
-            json_str(PQgetvalue(invalid, r, 1));
-            printf(",\"reason\":");
-            json_str(PQgetvalue(invalid, r, 2));
-            printf("}");
-        }
-        printf("],\"invalid_docs_total\":%s}\n",
-               PQntuples(invalid) > 0 ? PQgetvalue(invalid, 0, 3) : "0");
-        rc = MG_EXIT_OK;
-        goto done;
-    }
-
-    printf("phase   %s (initialised %s UTC)\n", PQgetvalue(mig, 0, 0), PQgetvalue(mig, 0, 4));
-    printf("source  %s\n", PQgetvalue(mig, 0, 3));
-    if (!PQgetisnull(mig, 0, 1))
-        printf("T0      Timestamp(%s, %s): the change stream replays from here\n",
-               PQgetvalue(mig, 0, 1), PQgetvalue(mig, 0, 2));
-    if (PQntuples(cp) == 1) {
-        printf("stream  checkpoint Timestamp(%s, %s), lag %s s, %s events applied, %s events/s "
-               "(updated %s UTC)%s\n",
-               PQgetvalue(cp, 0, 0), PQgetvalue(cp, 0, 1), PQgetvalue(cp, 0, 2),
-               PQgetvalue(cp, 0, 3), PQgetvalue(cp, 0, 4), PQgetvalue(cp, 0, 5),
-               strcmp(PQgetvalue(cp, 0, 6), "t") == 0
-                   ? "\n        HISTORY LOST: run migrate sync --resync '*'"
-                   : "");
-    }
     printf("\n  %-32s %-10s %12s %10s %12s %8s\n", "COLLECTION", "STATUS", "DOCS COPIED", "SIZE",
            "PARTITIONS", "INDEXES");
-    for (int r = 0; r < PQntuples(colls); r++) {
-        char ns[300], parts[64], idx[32];
-        int64_t est = strtoll(PQgetvalue(colls, r, 4), NULL, 10);
-        int64_t done = strtoll(PQgetvalue(colls, r, 8), NULL, 10);
-        snprintf(ns, sizeof(ns), "%s.%s", PQgetvalue(colls, r, 0), PQgetvalue(colls, r, 1));
-        snprintf(parts, sizeof(parts), "%s/%s%s%s", PQgetvalue(colls, r, 6),
-                 PQgetvalue(colls, r, 5), strcmp(PQgetvalue(colls, r, 7), "0") != 0 ? " !" : "",
-                 strcmp(PQgetvalue(colls, r, 7), "0") != 0 ? PQgetvalue(colls, r, 7) : "");
-        snprintf(idx, sizeof(idx), "%s/%s", PQgetvalue(colls, r, 10), PQgetvalue(colls, r, 11));
-        snprintf(c, sizeof(c), "%s", mg_migrator__human_count(done, a, sizeof(a)));
-        printf("  %-32s %-10s %5s of ~%-4s %10s %12s %8s\n", ns, PQgetvalue(colls, r, 3), c,
-               mg_migrator__human_count(est, b, sizeof(b)),
-               mg_migrator__human_bytes(strtoll(PQgetvalue(colls, r, 9), NULL, 10), a, sizeof(a)),
-               parts, idx);
-        if (PQgetvalue(colls, r, 12)[0] != '\0')
-            printf("      error: %s\n", PQgetvalue(colls, r, 12));
+    for (size_t r = 0; r < colls->n; r++) {
+        const mg_state_coll_t *x = &colls->items[r];
+        char ns[300], parts[64], failed[32] = "", idx[64];
+        snprintf(ns, sizeof(ns), "%s.%s", x->db, x->coll);
+        if (x->parts_failed > 0)
+            snprintf(failed, sizeof(failed), " !%lld", (long long)x->parts_failed);
+        snprintf(parts, sizeof(parts), "%lld/%lld%s", (long long)x->parts_done,
+                 (long long)x->parts_total, failed);
+        snprintf(idx, sizeof(idx), "%lld/%lld", (long long)x->indexes_built,
+                 (long long)x->indexes_planned);
+        snprintf(c, sizeof(c), "%s", mg_format_count(x->docs_copied, a, sizeof(a)));
+        printf("  %-32s %-10s %5s of ~%-4s %10s %12s %8s\n", ns, x->status, c,
+               mg_format_count(x->doc_count, b, sizeof(b)),
+               mg_format_bytes(x->bytes_copied, a, sizeof(a)), parts, idx);
+        if (x->error != NULL)
+            printf("      error: %s\n", x->error);
     }
-    if (PQntuples(workers) > 0) {
+}
+
+static void
+print_text(const status_t *s)
+{
+    char a[32], b[32];
+
+    printf("phase   %s (initialised %s UTC)\n", s->mig.phase, s->mig.created_at);
+    printf("source  %s\n", s->mig.source_uri);
+    if (s->mig.has_t0)
+        printf("T0      Timestamp(%u, %u): the change stream replays from here\n", s->mig.t0_t,
+               s->mig.t0_i);
+    if (s->cp.applied)
+        printf("stream  checkpoint Timestamp(%u, %u), lag %.1f s, %lld events applied, %.1f "
+               "events/s (updated %s UTC)%s\n",
+               s->cp.t, s->cp.i, s->cp.lag_s, (long long)s->cp.applied_events, s->cp.events_per_s,
+               s->cp.updated_at,
+               s->cp.history_lost ? "\n        HISTORY LOST: run migrate sync --resync '*'" : "");
+    print_collections(&s->colls);
+    if (s->workers.n > 0) {
         printf("\nlive copy processes (docs copied this run, incl. uncommitted):\n");
-        for (int r = 0; r < PQntuples(workers); r++)
-            printf("  %-40s %10s docs %10s  (updated %ss ago)\n", PQgetvalue(workers, r, 0),
-                   mg_migrator__human_count(strtoll(PQgetvalue(workers, r, 1), NULL, 10), a,
-                                            sizeof(a)),
-                   mg_migrator__human_bytes(strtoll(PQgetvalue(workers, r, 2), NULL, 10), b,
-                                            sizeof(b)),
-                   PQgetvalue(workers, r, 3));
+        for (size_t r = 0; r < s->workers.n; r++)
+            printf("  %-40s %10s docs %10s  (updated %llds ago)\n", s->workers.items[r].a,
+                   mg_format_count(s->workers.items[r].n1, a, sizeof(a)),
+                   mg_format_bytes(s->workers.items[r].n2, b, sizeof(b)),
+                   (long long)s->workers.items[r].n3);
     }
-    if (PQntuples(failed) > 0) {
+    if (s->failed.n > 0) {
         printf("\nfailed partitions:\n");
-        for (int r = 0; r < PQntuples(failed); r++)
-            printf("  %s #%s: %s\n", PQgetvalue(failed, r, 0), PQgetvalue(failed, r, 1),
-                   PQgetvalue(failed, r, 2));
+        for (size_t r = 0; r < s->failed.n; r++)
+            printf("  %s #%lld: %s\n", s->failed.items[r].a, (long long)s->failed.items[r].n1,
+                   s->failed.items[r].c);
     }
-    if (PQntuples(invalid) > 0) {
-        printf("\ninvalid documents (%s, skipped with --skip-invalid):\n",
-               PQgetvalue(invalid, 0, 3));
-        for (int r = 0; r < PQntuples(invalid); r++)
-            printf("  %s _id %s: %s\n", PQgetvalue(invalid, r, 0), PQgetvalue(invalid, r, 1),
-                   PQgetvalue(invalid, r, 2));
+    if (s->invalid.n > 0) {
+        printf("\ninvalid documents (%lld, skipped with --skip-invalid):\n",
+               (long long)s->invalid.total);
+        for (size_t r = 0; r < s->invalid.n; r++)
+            printf("  %s _id %s: %s\n", s->invalid.items[r].a, s->invalid.items[r].b,
+                   s->invalid.items[r].c);
     }
-    rc = MG_EXIT_OK;
-    goto done;
-fail:
-    mg_log_error(MG_LOG_ERROR, "status", &error);
-    fprintf(stderr, "migrate status: %s\n", error.message);
-    rc = mg_exit_code_for_error(&error);
-done:
-    PQclear(mig);
-    PQclear(colls);
-    PQclear(workers);
-    PQclear(failed);
-    PQclear(invalid);
-    PQclear(cp);
-    if (pg != NULL)
-        PQfinish(pg);
-    mg_config_destroy(config);
-    (void)command;
+}
+
+static int
+status_main(mg_cmd_ctx_t *ctx, mg_error_t *error)
+{
+    const status_opts_t *o = ctx->opts;
+    status_t s;
+    int rc = MG_EXIT_OK;
+
+    memset(&s, 0, sizeof(s));
+    if (!status_read(mg_migrator__res(ctx)->st, &s, error))
+        rc = mg_exit_code_for_error(error);
+    else if (o->json && !print_json(&s, error))
+        rc = MG_EXIT_FAILURE;
+    else if (!o->json)
+        print_text(&s);
+    status_cleanup(&s);
     return rc;
 }
+
+const mg_cmd_t mg_migrator_cmd_status = {
+    .name = "status",
+    .summary = "show the phase and progress recorded on the target",
+    .usage = "--target URI [options]",
+    .description = "Show the migration's phase and progress, from the state schema "
+                   "(docs/sync.md).",
+    .main = status_main,
+    .options = status_options,
+    .noptions = sizeof(status_options) / sizeof(status_options[0]),
+    .opts_size = sizeof(status_opts_t),
+    .needs = MG_CMD_NEEDS_TARGET | MG_CMD_NEEDS_STATE,
+};

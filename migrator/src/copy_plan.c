@@ -18,15 +18,6 @@
 #include <string.h>
 #include <time.h>
 
-double
-mg_migrator__now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Type classes whose members compare with each other in MongoDB. */
 /* smallest partition made only to spread a collection over the workers */
 #define MIN_PARTITION_DOCS 10000
@@ -48,44 +39,27 @@ class_of(const char *alias)
 }
 
 bool
-mg_migrator__copy_record_t0(mg_source_t *src, PGconn *pg, const char *state_schema, uint32_t *t_out,
-                            uint32_t *i_out, mg_error_t *error)
+mg_migrator__copy_record_t0(mg_mongo_t *src, mg_state_t *st, uint32_t *t_out, uint32_t *i_out,
+                            mg_error_t *error)
 {
-    mg_buf_t sql;
-    PGresult *res = NULL;
     bson_t *cmd = NULL;
     bson_t reply = BSON_INITIALIZER;
     bson_iter_t it;
     uint32_t t = 0, i = 0;
-    bool ok = false;
+    bool has = false, ok = false;
 
-    mg_buf_init(&sql, 4096);
-    if (!mg_buf_append_str(&sql, "SELECT t0_ts, t0_inc FROM ", error) ||
-        !mg_schema_quote_ident(state_schema, &sql, error) ||
-        !mg_buf_append_str(&sql, ".migration WHERE id = 1 FOR UPDATE", error))
+    if (!mg_state_t0_lock(st, &has, &t, &i, error))
         goto done;
-    res = mg_migrator__target_query(pg, sql.data, 0, NULL, error);
-    if (res == NULL)
-        goto done;
-    if (PQntuples(res) != 1) {
-        mg_error_set(error, MG_ERROR_DOMAIN_PG, 0,
-                     "state schema \"%s\" has no migration row: run migrate init first",
-                     state_schema);
-        goto done;
-    }
-    if (!PQgetisnull(res, 0, 0)) {
-        *t_out = (uint32_t)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
-        *i_out = (uint32_t)strtoul(PQgetvalue(res, 0, 1), NULL, 10);
+    if (has) {
+        *t_out = t;
+        *i_out = i;
         ok = true;
         goto done;
     }
-    PQclear(res);
-    res = NULL;
-
     /* T0: the operationTime of a command, i.e. the cluster time now. */
     cmd = BCON_NEW("ping", BCON_INT32(1));
     bson_destroy(&reply);
-    if (!mg_migrator__source_command(src, "admin", cmd, &reply, error))
+    if (!mg_mongo_command(src, "admin", cmd, &reply, error))
         goto done;
     if (!bson_iter_init_find(&it, &reply, "operationTime") || !BSON_ITER_HOLDS_TIMESTAMP(&it)) {
         mg_error_set(error, MG_ERROR_DOMAIN_MONGO, 0,
@@ -94,20 +68,7 @@ mg_migrator__copy_record_t0(mg_source_t *src, PGconn *pg, const char *state_sche
         goto done;
     }
     bson_iter_timestamp(&it, &t, &i);
-    char ts[16], inc[16];
-    snprintf(ts, sizeof(ts), "%u", t);
-    snprintf(inc, sizeof(inc), "%u", i);
-    const char *params[2] = {ts, inc};
-    mg_buf_reset(&sql);
-    if (!mg_buf_append_str(&sql, "UPDATE ", error) ||
-        !mg_schema_quote_ident(state_schema, &sql, error) ||
-        !mg_buf_append_str(&sql,
-                           ".migration SET t0_ts = $1, t0_inc = $2, t0_recorded_at = now(), "
-                           "updated_at = now() WHERE id = 1",
-                           error))
-        goto done;
-    res = mg_migrator__target_query(pg, sql.data, 2, params, error);
-    if (res == NULL)
+    if (!mg_state_t0_set(st, t, i, error))
         goto done;
     *t_out = t;
     *i_out = i;
@@ -116,10 +77,8 @@ mg_migrator__copy_record_t0(mg_source_t *src, PGconn *pg, const char *state_sche
                  "recorded T0 = Timestamp(%u, %u): the change stream replays from here", t, i);
     ok = true;
 done:
-    PQclear(res);
     bson_destroy(&reply);
     bson_destroy(cmd);
-    mg_buf_cleanup(&sql);
     return ok;
 }
 
@@ -238,45 +197,22 @@ buckets_free(buckets_t *b)
 
 /* insert_partition persists one partition (filter as BSON and as JSON). */
 static bool
-insert_partition(PGconn *pg, const char *state_schema, const char *db, const char *coll, int seq,
-                 const bson_t *filter, int64_t est, mg_error_t *error)
+insert_partition(mg_state_t *st, const char *db, const char *coll, int seq, const bson_t *filter,
+                 int64_t est, mg_error_t *error)
 {
-    mg_buf_t sql;
-    char seqs[16], ests[32];
     char *json = bson_as_relaxed_extended_json(filter, NULL);
-    const char *values[6] = {db, coll, seqs, (const char *)bson_get_data(filter), json, ests};
-    int lengths[6] = {0, 0, 0, (int)filter->len, 0, 0};
-    int formats[6] = {0, 0, 0, 1, 0, 0};
-    PGresult *res;
-    bool ok;
+    bool ok = mg_state_partition_insert(st, db, coll, seq, bson_get_data(filter), filter->len, json,
+                                        est, error);
 
-    snprintf(seqs, sizeof(seqs), "%d", seq);
-    snprintf(ests, sizeof(ests), "%lld", (long long)est);
-    mg_buf_init(&sql, 4096);
-    ok = mg_buf_append_str(&sql, "INSERT INTO ", error) &&
-         mg_schema_quote_ident(state_schema, &sql, error) &&
-         mg_buf_append_str(&sql,
-                           ".partitions (db, coll, seq, filter, filter_json, est_docs) "
-                           "VALUES ($1, $2, $3, $4, $5, $6)",
-                           error);
-    if (ok) {
-        res = PQexecParams(pg, sql.data, 6, NULL, values, lengths, formats, 0);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK)
-            ok = mg_error_set_pgresult(error, res, "could not record a partition of \"%s.%s\"", db,
-                                       coll);
-        PQclear(res);
-    }
     bson_free(json);
-    mg_buf_cleanup(&sql);
     return ok;
 }
 
 /* plan_collection splits one collection and persists its partitions. */
 static bool
-plan_collection(mg_source_t *src, PGconn *pg, const char *state_schema, const char *db,
-                const char *coll, int64_t partition_docs, int64_t partition_bytes,
-                int64_t avg_doc_bytes, int64_t total_docs, int64_t spread, int *nparts,
-                mg_error_t *error)
+plan_collection(mg_mongo_t *src, mg_state_t *st, const char *db, const char *coll,
+                int64_t partition_docs, int64_t partition_bytes, int64_t avg_doc_bytes,
+                int64_t total_docs, int64_t spread, int *nparts, mg_error_t *error)
 {
     classes_t classes = {0};
     bson_t *pipe;
@@ -299,7 +235,7 @@ plan_collection(mg_source_t *src, PGconn *pg, const char *state_schema, const ch
 
     pipe = BCON_NEW("pipeline", "[", "{", "$group", "{", "_id", "{", "$type", BCON_UTF8("$_id"),
                     "}", "n", "{", "$sum", BCON_INT32(1), "}", "}", "}", "]");
-    ok = mg_migrator__source_aggregate(src, db, coll, pipe, on_type, &classes, error);
+    ok = mg_mongo_aggregate(src, db, coll, pipe, on_type, &classes, error);
     bson_destroy(pipe);
     if (!ok)
         return false;
@@ -313,7 +249,7 @@ plan_collection(mg_source_t *src, PGconn *pg, const char *state_schema, const ch
             bson_append_document_begin(&filter, "_id", 3, &cond);
             append_type_filter(&cond, tc);
             bson_append_document_end(&filter, &cond);
-            ok = insert_partition(pg, state_schema, db, coll, seq++, &filter, tc->count, error);
+            ok = insert_partition(st, db, coll, seq++, &filter, tc->count, error);
             bson_destroy(&filter);
             if (!ok)
                 return false;
@@ -337,7 +273,7 @@ plan_collection(mg_source_t *src, PGconn *pg, const char *state_schema, const ch
         bson_append_document_end(&arr, &stage);
         bson_append_array_end(&p, &arr);
         buckets_t b = {0};
-        ok = mg_migrator__source_aggregate(src, db, coll, &p, on_bucket, &b, error);
+        ok = mg_mongo_aggregate(src, db, coll, &p, on_bucket, &b, error);
         bson_destroy(&p);
         if (!ok) {
             buckets_free(&b);
@@ -353,8 +289,8 @@ plan_collection(mg_source_t *src, PGconn *pg, const char *state_schema, const ch
             if (k < b.n)
                 bson_append_value(&cond, "$lt", 3, &b.bounds[k]);
             bson_append_document_end(&filter, &cond);
-            ok = insert_partition(pg, state_schema, db, coll, seq++, &filter,
-                                  k < b.ncounts ? b.counts[k] : 0, error);
+            ok = insert_partition(st, db, coll, seq++, &filter, k < b.ncounts ? b.counts[k] : 0,
+                                  error);
             bson_destroy(&filter);
         }
         buckets_free(&b);
@@ -366,42 +302,22 @@ plan_collection(mg_source_t *src, PGconn *pg, const char *state_schema, const ch
 }
 
 bool
-mg_migrator__copy_plan(mg_source_t *src, PGconn *pg, const char *state_schema,
-                       int64_t partition_docs, int64_t partition_bytes, int64_t spread,
-                       mg_error_t *error)
+mg_migrator__copy_plan(mg_mongo_t *src, mg_state_t *st, int64_t partition_docs,
+                       int64_t partition_bytes, int64_t spread, mg_error_t *error)
 {
-    mg_buf_t sql;
-    PGresult *res = NULL;
+    mg_state_colls_t colls = {0};
     bool ok = false;
 
-    mg_buf_init(&sql, 4096);
     /* collections without partitions yet (a fresh run, or a re-sync) */
-    if (!mg_buf_append_str(&sql,
-                           "SELECT c.db, c.coll, coalesce(c.doc_count, 0), "
-                           "coalesce(c.size_bytes, 0) FROM ",
-                           error) ||
-        !mg_schema_quote_ident(state_schema, &sql, error) ||
-        !mg_buf_append_str(&sql,
-                           ".collections c WHERE c.status = 'planned' AND NOT EXISTS "
-                           "(SELECT 1 FROM ",
-                           error) ||
-        !mg_schema_quote_ident(state_schema, &sql, error) ||
-        !mg_buf_append_str(&sql,
-                           ".partitions p WHERE p.db = c.db AND p.coll = c.coll) "
-                           "ORDER BY c.db, c.coll",
-                           error))
-        goto done;
-    res = mg_migrator__target_query(pg, sql.data, 0, NULL, error);
-    if (res == NULL)
-        goto done;
-    for (int r = 0; r < PQntuples(res); r++) {
-        const char *db = PQgetvalue(res, r, 0), *coll = PQgetvalue(res, r, 1);
-        int64_t count = strtoll(PQgetvalue(res, r, 2), NULL, 10);
-        int64_t size = strtoll(PQgetvalue(res, r, 3), NULL, 10);
+    if (!mg_state_collections_unplanned(st, &colls, error))
+        return false;
+    for (size_t r = 0; r < colls.n; r++) {
+        const char *db = colls.items[r].db, *coll = colls.items[r].coll;
+        int64_t count = colls.items[r].doc_count, size = colls.items[r].size_bytes;
         int nparts = 0;
-        double t = mg_migrator__now_s();
+        double t = mg_now_s();
 
-        if (!plan_collection(src, pg, state_schema, db, coll, partition_docs, partition_bytes,
+        if (!plan_collection(src, st, db, coll, partition_docs, partition_bytes,
                              count > 0 ? size / count : 0, count, spread, &nparts, error)) {
             mg_error_prefix(error, "could not plan the copy of \"%s.%s\"", db, coll);
             goto done;
@@ -409,98 +325,58 @@ mg_migrator__copy_plan(mg_source_t *src, PGconn *pg, const char *state_schema,
         MG_LOG_EVENT(MG_LOG_INFO, "copy", "sync.plan",
                      MG_LOG_FIELDS(MG_LOG_STR("db", db), MG_LOG_STR("collection", coll),
                                    MG_LOG_INT("partitions", nparts),
-                                   MG_LOG_DOUBLE("seconds", mg_migrator__now_s() - t)),
+                                   MG_LOG_DOUBLE("seconds", mg_now_s() - t)),
                      "planned %s.%s: %d partitions", db, coll, nparts);
     }
     ok = true;
 done:
-    PQclear(res);
-    mg_buf_cleanup(&sql);
+    mg_state_colls_cleanup(&colls);
     return ok;
 }
 
 bool
-mg_migrator__copy_load_collections(PGconn *pg, const char *state_schema, mg_copy_coll_t **out,
-                                   size_t *nout, mg_error_t *error)
+mg_migrator__copy_load_collections(mg_state_t *st, mg_copy_coll_t **out, size_t *nout,
+                                   mg_error_t *error)
 {
-    mg_buf_t sql;
-    PGresult *res = NULL;
-    mg_copy_coll_t *colls = NULL;
-    int n = 0;
-    bool ok = false;
+    mg_state_colls_t sc = {0};
+    mg_copy_coll_t *colls;
 
-    mg_buf_init(&sql, 4096);
-    if (!mg_buf_append_str(&sql,
-                           "SELECT c.db, c.coll, c.schema_name, c.table_name, c.key_type, "
-                           "coalesce(c.doc_count, 0), coalesce(c.size_bytes, 0), "
-                           "(SELECT count(*) FROM ",
-                           error) ||
-        !mg_schema_quote_ident(state_schema, &sql, error) ||
-        !mg_buf_append_str(&sql,
-                           ".partitions p WHERE p.db = c.db AND p.coll = c.coll), "
-                           "(SELECT count(*) FROM ",
-                           error) ||
-        !mg_schema_quote_ident(state_schema, &sql, error) ||
-        !mg_buf_append_str(&sql,
-                           ".partitions p WHERE p.db = c.db AND p.coll = c.coll AND p.status = "
-                           "'done'), (SELECT coalesce(sum(copied_docs), 0) FROM ",
-                           error) ||
-        !mg_schema_quote_ident(state_schema, &sql, error) ||
-        !mg_buf_append_str(&sql,
-                           ".partitions p WHERE p.db = c.db AND p.coll = c.coll AND p.status = "
-                           "'done'), (SELECT coalesce(sum(copied_bytes), 0) FROM ",
-                           error) ||
-        !mg_schema_quote_ident(state_schema, &sql, error) ||
-        !mg_buf_append_str(&sql,
-                           ".partitions p WHERE p.db = c.db AND p.coll = c.coll AND p.status = "
-                           "'done') FROM ",
-                           error) ||
-        !mg_schema_quote_ident(state_schema, &sql, error) ||
-        !mg_buf_append_str(&sql, ".collections c ORDER BY c.db, c.coll", error))
-        goto done;
-    res = mg_migrator__target_query(pg, sql.data, 0, NULL, error);
-    if (res == NULL)
-        goto done;
-    n = PQntuples(res);
-    colls = calloc((size_t)n + 1, sizeof(*colls));
+    if (!mg_state_collections_load(st, true, &sc, error))
+        return false;
+    colls = calloc(sc.n + 1, sizeof(*colls));
     if (colls == NULL) {
-        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
-        goto done;
+        mg_state_colls_cleanup(&sc);
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
     }
-    for (int r = 0; r < n; r++) {
+    for (size_t r = 0; r < sc.n; r++) {
+        mg_state_coll_t *s = &sc.items[r];
         mg_copy_coll_t *c = &colls[r];
-        c->db = strdup(PQgetvalue(res, r, 0));
-        c->coll = strdup(PQgetvalue(res, r, 1));
-        c->schema = strdup(PQgetvalue(res, r, 2));
-        c->table = strdup(PQgetvalue(res, r, 3));
-        if (c->db == NULL || c->coll == NULL || c->schema == NULL || c->table == NULL) {
-            mg_migrator__copy_free_collections(colls, (size_t)n);
-            colls = NULL;
-            mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
-            goto done;
-        }
-        if (!mg_schema_key_type_parse(PQgetvalue(res, r, 4), &c->key)) {
+        if (!s->key_known) {
             mg_error_set(error, MG_ERROR_DOMAIN_PG, 0,
-                         "collection \"%s.%s\" has an unknown key type \"%s\" in the state", c->db,
-                         c->coll, PQgetvalue(res, r, 4));
-            mg_migrator__copy_free_collections(colls, (size_t)n);
-            colls = NULL;
-            goto done;
+                         "collection \"%s.%s\" has an unknown key type \"%s\" in the state", s->db,
+                         s->coll, s->key_type);
+            mg_migrator__copy_free_collections(colls, r);
+            mg_state_colls_cleanup(&sc);
+            return false;
         }
-        c->est_docs = strtoll(PQgetvalue(res, r, 5), NULL, 10);
-        c->est_bytes = strtoll(PQgetvalue(res, r, 6), NULL, 10);
-        c->parts_total = strtoll(PQgetvalue(res, r, 7), NULL, 10);
-        atomic_init(&c->parts_done, strtoll(PQgetvalue(res, r, 8), NULL, 10));
-        atomic_init(&c->docs_done, strtoll(PQgetvalue(res, r, 9), NULL, 10));
-        atomic_init(&c->bytes_done, strtoll(PQgetvalue(res, r, 10), NULL, 10));
+        /* take the strings over */
+        c->db = s->db;
+        c->coll = s->coll;
+        c->schema = s->schema;
+        c->table = s->table;
+        s->db = s->coll = s->schema = s->table = NULL;
+        c->key = s->key;
+        c->est_docs = s->doc_count;
+        c->est_bytes = s->size_bytes;
+        c->parts_total = s->parts_total;
+        atomic_init(&c->parts_done, s->parts_done);
+        atomic_init(&c->docs_done, s->docs_copied);
+        atomic_init(&c->bytes_done, s->bytes_copied);
     }
     *out = colls;
-    *nout = (size_t)n;
-    ok = true;
-done:
-    PQclear(res);
-    mg_buf_cleanup(&sql);
-    return ok;
+    *nout = sc.n;
+    mg_state_colls_cleanup(&sc);
+    return true;
 }
 
 void

@@ -35,6 +35,15 @@ typedef struct {
     int seq;
 } partition_t;
 
+/* partition_cleanup frees what claim gave p. */
+static void
+partition_cleanup(partition_t *p)
+{
+    if (p->filter != NULL)
+        bson_destroy(p->filter);
+    p->filter = NULL;
+}
+
 /* _ids to leave out of a partition after PostgreSQL refused them. */
 typedef struct {
     bson_value_t *ids;
@@ -48,6 +57,7 @@ typedef struct {
     char name[96];
     mongoc_client_t *mongo;
     PGconn *pg;
+    mg_state_t *st;  /* the state on pg */
     mg_buf_t out;    /* COPY data waiting to be sent */
     mg_buf_t idlog;  /* raw _id elements of the rows sent in this partition */
     mg_buf_t idoffs; /* uint32 offsets into idlog, one per row */
@@ -114,13 +124,13 @@ skip_set_has(const skip_set_t *k, const bson_value_t *id)
 static bool
 send_out(worker_t *w, mg_error_t *error)
 {
-    double t0 = mg_migrator__now_s();
+    double t0 = mg_now_s();
     bool ok = true;
 
     if (w->out.len > 0 && PQputCopyData(w->pg, w->out.data, (int)w->out.len) != 1)
         ok = mg_error_set_pgconn(error, w->pg, "could not send COPY data");
     w->out.len = 0;
-    w->timing->pg_s += mg_migrator__now_s() - t0;
+    w->timing->pg_s += mg_now_s() - t0;
     return ok;
 }
 
@@ -219,10 +229,10 @@ describe_value(const bson_value_t *v, char *out, size_t outsz)
 static bool
 pg_exec(worker_t *w, const char *sql, mg_error_t *error)
 {
-    double t0 = mg_migrator__now_s();
-    bool ok = mg_migrator__target_exec(w->pg, sql, error);
+    double t0 = mg_now_s();
+    bool ok = mg_pg_exec(w->pg, sql, error);
 
-    w->timing->pg_s += mg_migrator__now_s() - t0;
+    w->timing->pg_s += mg_now_s() - t0;
     return ok;
 }
 
@@ -249,102 +259,44 @@ rollback(worker_t *w)
 static bool
 claim(worker_t *w, partition_t *p, bool *got, bool *others_pending, mg_error_t *error)
 {
-    mg_buf_t sql;
-    PGresult *res = NULL;
-    bool ok = false;
+    mg_state_partition_t sp;
+    double t0 = mg_now_s();
+    bool ok = mg_state_partition_claim(w->st, &sp, got, others_pending, error);
 
-    *got = false;
-    *others_pending = false;
-    mg_buf_init(&sql, 4096);
-    if (!pg_exec(w, "BEGIN", error))
-        goto done;
-    if (!mg_buf_append_str(&sql, "SELECT id, db, coll, seq, filter FROM ", error) ||
-        !mg_schema_quote_ident(w->s->state_schema, &sql, error) ||
-        !mg_buf_append_str(&sql,
-                           ".partitions WHERE status = 'pending' ORDER BY est_docs DESC, id "
-                           "LIMIT 1 FOR UPDATE SKIP LOCKED",
-                           error))
-        goto done;
-    res = PQexecParams(w->pg, sql.data, 0, NULL, NULL, NULL, NULL, 1 /* binary */);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        mg_error_set_pgresult(error, res, "could not claim a partition");
-        goto done;
-    }
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        res = NULL;
-        pg_exec(w, "ROLLBACK", error);
-        mg_buf_reset(&sql);
-        if (!mg_buf_append_str(&sql, "SELECT count(*) FROM ", error) ||
-            !mg_schema_quote_ident(w->s->state_schema, &sql, error) ||
-            !mg_buf_append_str(&sql, ".partitions WHERE status = 'pending'", error))
-            goto done;
-        res = mg_migrator__target_query(w->pg, sql.data, 0, NULL, error);
-        if (res == NULL)
-            goto done;
-        *others_pending = strtoll(PQgetvalue(res, 0, 0), NULL, 10) > 0;
-        ok = true;
-        goto done;
-    }
-    /* binary result: int8 id, text db/coll, int4 seq, bytea filter */
-    uint64_t id_be;
-    uint32_t seq_be;
-    memcpy(&id_be, PQgetvalue(res, 0, 0), 8);
-    memcpy(&seq_be, PQgetvalue(res, 0, 3), 4);
-    p->id = (int64_t)be64toh(id_be);
-    p->seq = (int)ntohl(seq_be);
+    w->timing->pg_s += mg_now_s() - t0;
+    if (!ok || !*got)
+        return ok;
+    p->id = sp.id;
+    p->seq = sp.seq;
     p->coll = NULL;
-    for (size_t i = 0; i < w->ncolls; i++) {
-        if (strlen(w->colls[i].db) == (size_t)PQgetlength(res, 0, 1) &&
-            memcmp(w->colls[i].db, PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1)) == 0 &&
-            strlen(w->colls[i].coll) == (size_t)PQgetlength(res, 0, 2) &&
-            memcmp(w->colls[i].coll, PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2)) == 0)
+    for (size_t i = 0; i < w->ncolls; i++)
+        if (strcmp(w->colls[i].db, sp.db) == 0 && strcmp(w->colls[i].coll, sp.coll) == 0)
             p->coll = &w->colls[i];
-    }
-    if (p->coll == NULL) {
-        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_NOT_FOUND,
-                     "partition %lld belongs to a collection not in the plan", (long long)p->id);
-        goto done;
-    }
-    p->filter =
-        bson_new_from_data((const uint8_t *)PQgetvalue(res, 0, 4), (size_t)PQgetlength(res, 0, 4));
-    if (p->filter == NULL) {
-        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
-                     "partition %lld has a corrupt filter", (long long)p->id);
-        goto done;
-    }
-    *got = true;
-    ok = true;
-done:
-    PQclear(res);
-    mg_buf_cleanup(&sql);
-    if (!ok && PQtransactionStatus(w->pg) != PQTRANS_IDLE)
+    p->filter = bson_new_from_data(sp.filter, sp.filter_len);
+    mg_state_partition_cleanup(&sp);
+    if (p->coll == NULL)
+        ok = mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_NOT_FOUND,
+                          "partition %lld belongs to a collection not in the plan",
+                          (long long)p->id);
+    else if (p->filter == NULL)
+        ok = mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
+                          "partition %lld has a corrupt filter", (long long)p->id);
+    if (!ok) {
+        partition_cleanup(p);
+        *got = false;
         rollback(w);
+    }
     return ok;
 }
 
-/* mark_failed records a partition's failure in its own transaction. */
+/* mark_failed records a partition's failure in its own transaction (best effort: logged). */
 static void
 mark_failed(worker_t *w, const partition_t *p, const char *reason)
 {
-    mg_buf_t sql;
     mg_error_t e;
-    char id[32];
-    const char *params[3] = {id, reason, w->name};
-    PGresult *res;
 
-    snprintf(id, sizeof(id), "%lld", (long long)p->id);
-    mg_buf_init(&sql, 4096);
-    if (mg_buf_append_str(&sql, "UPDATE ", &e) &&
-        mg_schema_quote_ident(w->s->state_schema, &sql, &e) &&
-        mg_buf_append_str(&sql,
-                          ".partitions SET status = 'failed', error = $2, worker = $3, "
-                          "finished_at = now() WHERE id = $1",
-                          &e)) {
-        res = mg_migrator__target_query(w->pg, sql.data, 3, params, &e);
-        PQclear(res);
-    }
-    mg_buf_cleanup(&sql);
+    if (!mg_state_partition_failed(w->st, p->id, reason, w->name, &e))
+        mg_log_error(MG_LOG_WARNING, "copy", &e);
 }
 
 /* finish_partition marks the partition done and records skipped documents. */
@@ -352,51 +304,16 @@ static bool
 finish_partition(worker_t *w, const partition_t *p, int64_t docs, int64_t bytes,
                  const skip_set_t *skips, mg_error_t *error)
 {
-    mg_buf_t sql;
-    char id[32], d[32], b[32], k[32];
-    const char *params[5] = {id, d, b, k, w->name};
-    PGresult *res;
-    bool ok = false;
-
-    snprintf(id, sizeof(id), "%lld", (long long)p->id);
-    snprintf(d, sizeof(d), "%lld", (long long)docs);
-    snprintf(b, sizeof(b), "%lld", (long long)bytes);
-    snprintf(k, sizeof(k), "%zu", skips->n);
-    mg_buf_init(&sql, 4096);
-    if (!mg_buf_append_str(&sql, "UPDATE ", error) ||
-        !mg_schema_quote_ident(w->s->state_schema, &sql, error) ||
-        !mg_buf_append_str(&sql,
-                           ".partitions SET status = 'done', copied_docs = $2, copied_bytes = "
-                           "$3, skipped_docs = $4, worker = $5, error = NULL, finished_at = "
-                           "now(), commits = commits + 1 WHERE id = $1",
-                           error))
-        goto done;
-    res = mg_migrator__target_query(w->pg, sql.data, 5, params, error);
-    if (res == NULL)
-        goto done;
-    PQclear(res);
+    if (!mg_state_partition_done(w->st, p->id, docs, bytes, (int64_t)skips->n, w->name, error))
+        return false;
     for (size_t i = 0; i < skips->n; i++) {
         char shown[512];
         describe_value(&skips->ids[i], shown, sizeof(shown));
-        const char *p2[5] = {p->coll->db, p->coll->coll, id, shown, skips->reasons[i]};
-        mg_buf_reset(&sql);
-        if (!mg_buf_append_str(&sql, "INSERT INTO ", error) ||
-            !mg_schema_quote_ident(w->s->state_schema, &sql, error) ||
-            !mg_buf_append_str(&sql,
-                               ".invalid_docs (db, coll, partition_id, doc_id, reason) VALUES "
-                               "($1, $2, $3, $4, $5) ON CONFLICT (db, coll, doc_id) DO UPDATE "
-                               "SET reason = EXCLUDED.reason, at = now()",
-                               error))
-            goto done;
-        res = mg_migrator__target_query(w->pg, sql.data, 5, p2, error);
-        if (res == NULL)
-            goto done;
-        PQclear(res);
+        if (!mg_state_invalid_doc_add(w->st, p->coll->db, p->coll->coll, p->id, shown,
+                                      skips->reasons[i], error))
+            return false;
     }
-    ok = true;
-done:
-    mg_buf_cleanup(&sql);
-    return ok;
+    return true;
 }
 
 typedef enum {
@@ -417,6 +334,111 @@ parse_copy_line(const PGresult *res)
     return p ? strtol(p + 7, NULL, 10) : -1;
 }
 
+/* begin_copy starts COPY into the partition's table and queues the binary header. */
+static bool
+begin_copy(worker_t *w, const partition_t *p, mg_error_t *error)
+{
+    mg_buf_t sql;
+    PGresult *res;
+    double t;
+    bool ok;
+
+    mg_buf_init(&sql, 4096);
+    ok = mg_buf_append_str(&sql, "COPY ", error) &&
+         mg_schema_quote_ident(p->coll->schema, &sql, error) &&
+         mg_buf_append_str(&sql, ".", error) &&
+         mg_schema_quote_ident(p->coll->table, &sql, error) &&
+         mg_buf_append_str(&sql, " (_id, doc) FROM STDIN (FORMAT binary)", error);
+    if (ok) {
+        t = mg_now_s();
+        res = PQexec(w->pg, sql.data);
+        w->timing->pg_s += mg_now_s() - t;
+        if (PQresultStatus(res) != PGRES_COPY_IN)
+            ok = mg_error_set_pgresult(error, res, "could not start COPY into \"%s\".\"%s\"",
+                                       p->coll->schema, p->coll->table);
+        PQclear(res);
+    }
+    mg_buf_cleanup(&sql);
+    /* header: signature, flags, extension length */
+    return ok && mg_buf_append(&w->out, COPY_SIGNATURE, 11, error) &&
+           mg_buf_append(&w->out, "\0\0\0\0\0\0\0\0", 8, error);
+}
+
+/*
+ * bad_document handles a document that cannot be written (error says why):
+ * with --skip-invalid it joins the skip set (COPY_DONE: go on), otherwise
+ * the partition fails naming the _id (COPY_BAD_DOC).
+ */
+static copy_result_t
+bad_document(worker_t *w, const partition_t *p, skip_set_t *skips, const bson_iter_t *id,
+             mg_error_t *error)
+{
+    char shown[256];
+
+    mg_schema_id_describe(id, shown, sizeof(shown));
+    if (!w->s->skip_invalid) {
+        mg_error_prefix(error, "collection \"%s.%s\", _id %s", p->coll->db, p->coll->coll, shown);
+        return COPY_BAD_DOC;
+    }
+    if (!skip_set_add(skips, bson_iter_value((bson_iter_t *)id), error->message)) {
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+        return COPY_FATAL;
+    }
+    MG_LOG_EVENT(MG_LOG_WARNING, "copy", "sync.invalid_doc",
+                 MG_LOG_FIELDS(MG_LOG_STR("db", p->coll->db),
+                               MG_LOG_STR("collection", p->coll->coll), MG_LOG_STR("_id", shown)),
+                 "skipped a document that cannot be written: %s", error->message);
+    return COPY_DONE;
+}
+
+/*
+ * end_copy sends the trailer, ends the COPY and reads its result: COPY_DONE
+ * (the transaction still open), COPY_REJECTED with *rejected naming the row
+ * PostgreSQL refused (reason its message), COPY_BAD_DOC when the row cannot
+ * be named, COPY_FATAL when the connection is gone.
+ */
+static copy_result_t
+end_copy(worker_t *w, const partition_t *p, bson_value_t *rejected, char *reason, size_t reasonsz,
+         mg_error_t *error)
+{
+    PGresult *res, *r2;
+    double t;
+    long line;
+
+    if (!mg_buf_append(&w->out, "\xff\xff", 2, error) || !send_out(w, error))
+        return COPY_FATAL;
+    t = mg_now_s();
+    if (PQputCopyEnd(w->pg, NULL) != 1) {
+        mg_error_set_pgconn(error, w->pg, "could not end COPY");
+        return COPY_FATAL;
+    }
+    res = PQgetResult(w->pg);
+    w->timing->pg_s += mg_now_s() - t;
+    if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+        PQclear(res);
+        while ((res = PQgetResult(w->pg)) != NULL)
+            PQclear(res);
+        return COPY_DONE;
+    }
+    line = parse_copy_line(res);
+    mg_error_set_pgresult(error, res, "PostgreSQL refused a row of \"%s.%s\"", p->coll->db,
+                          p->coll->coll);
+    PQclear(res);
+    while ((r2 = PQgetResult(w->pg)) != NULL)
+        PQclear(r2);
+    if (PQstatus(w->pg) != CONNECTION_OK)
+        return COPY_FATAL; /* the connection is gone */
+    if (id_of_row(w, line, rejected)) {
+        char shown[256];
+        describe_value(rejected, shown, sizeof(shown));
+        snprintf(reason, reasonsz, "%s", error->message);
+        mg_error_prefix(error, "_id %s", shown);
+        return COPY_REJECTED;
+    }
+    mg_error_prefix(error, "row %ld of partition %d", line, p->seq);
+    return COPY_BAD_DOC;
+}
+
 /*
  * copy_partition streams one claimed partition inside the open transaction
  * and commits. skips lists _ids to leave out (and record as invalid).
@@ -430,36 +452,15 @@ copy_partition(worker_t *w, partition_t *p, skip_set_t *skips, bson_value_t *rej
     bson_t *opts = NULL;
     const bson_t *doc;
     bson_error_t be;
-    mg_buf_t sql;
     copy_result_t result = COPY_FATAL;
     int64_t docs = 0, bytes = 0;
-    PGresult *res = NULL;
     double t;
 
-    mg_buf_init(&sql, 4096);
     w->idlog.len = 0;
     w->idoffs.len = 0;
     w->idoffs.limit = IDOFFS_LIMIT;
     w->out.len = 0;
-    if (!mg_buf_append_str(&sql, "COPY ", error) ||
-        !mg_schema_quote_ident(p->coll->schema, &sql, error) ||
-        !mg_buf_append_str(&sql, ".", error) ||
-        !mg_schema_quote_ident(p->coll->table, &sql, error) ||
-        !mg_buf_append_str(&sql, " (_id, doc) FROM STDIN (FORMAT binary)", error))
-        goto done;
-    t = mg_migrator__now_s();
-    res = PQexec(w->pg, sql.data);
-    w->timing->pg_s += mg_migrator__now_s() - t;
-    if (PQresultStatus(res) != PGRES_COPY_IN) {
-        mg_error_set_pgresult(error, res, "could not start COPY into \"%s\".\"%s\"",
-                              p->coll->schema, p->coll->table);
-        goto done;
-    }
-    PQclear(res);
-    res = NULL;
-    /* header: signature, flags, extension length */
-    if (!mg_buf_append(&w->out, COPY_SIGNATURE, 11, error) ||
-        !mg_buf_append(&w->out, "\0\0\0\0\0\0\0\0", 8, error))
+    if (!begin_copy(w, p, error))
         goto done;
 
     coll = mongoc_client_get_collection(w->mongo, p->coll->db, p->coll->coll);
@@ -474,9 +475,9 @@ copy_partition(worker_t *w, partition_t *p, skip_set_t *skips, bson_value_t *rej
             result = COPY_STOPPED;
             goto done;
         }
-        t = mg_migrator__now_s();
+        t = mg_now_s();
         more = mongoc_cursor_next(cursor, &doc);
-        w->timing->mongo_s += mg_migrator__now_s() - t;
+        w->timing->mongo_s += mg_now_s() - t;
         if (!more)
             break;
         if (!bson_iter_init_find(&id, doc, "_id")) {
@@ -488,30 +489,17 @@ copy_partition(worker_t *w, partition_t *p, skip_set_t *skips, bson_value_t *rej
         }
         if (skips->n > 0 && skip_set_has(skips, bson_iter_value(&id)))
             continue;
-        t = mg_migrator__now_s();
+        t = mg_now_s();
         if (!append_row(w, p->coll, doc, &id, &bad, error)) {
-            w->timing->render_s += mg_migrator__now_s() - t;
+            w->timing->render_s += mg_now_s() - t;
             goto done;
         }
-        w->timing->render_s += mg_migrator__now_s() - t;
+        w->timing->render_s += mg_now_s() - t;
         if (bad) {
-            char shown[256];
-            mg_schema_id_describe(&id, shown, sizeof(shown));
-            if (!w->s->skip_invalid) {
-                mg_error_prefix(error, "collection \"%s.%s\", _id %s", p->coll->db, p->coll->coll,
-                                shown);
-                result = COPY_BAD_DOC;
+            /* skipped (--skip-invalid), or the partition stops here */
+            result = bad_document(w, p, skips, &id, error);
+            if (result != COPY_DONE)
                 goto done;
-            }
-            if (!skip_set_add(skips, bson_iter_value(&id), error->message)) {
-                mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
-                goto done;
-            }
-            MG_LOG_EVENT(MG_LOG_WARNING, "copy", "sync.invalid_doc",
-                         MG_LOG_FIELDS(MG_LOG_STR("db", p->coll->db),
-                                       MG_LOG_STR("collection", p->coll->coll),
-                                       MG_LOG_STR("_id", shown)),
-                         "skipped a document that cannot be written: %s", error->message);
             continue;
         }
         {
@@ -532,64 +520,28 @@ copy_partition(worker_t *w, partition_t *p, skip_set_t *skips, bson_value_t *rej
                           p->coll->db, p->coll->coll);
         goto done;
     }
-    /* trailer, then end the COPY and read its result */
-    if (!mg_buf_append(&w->out, "\xff\xff", 2, error) || !send_out(w, error))
-        goto done;
-    t = mg_migrator__now_s();
-    if (PQputCopyEnd(w->pg, NULL) != 1) {
-        mg_error_set_pgconn(error, w->pg, "could not end COPY");
-        goto done;
+    result = end_copy(w, p, rejected, reason, reasonsz, error);
+    if (result == COPY_DONE &&
+        (!finish_partition(w, p, docs, bytes, skips, error) || !pg_exec(w, "COMMIT", error)))
+        result = COPY_FATAL;
+    if (result == COPY_DONE) {
+        atomic_fetch_add(&p->coll->parts_done, 1);
+        w->timing->docs += docs;
+        w->timing->bytes += bytes;
+        w->timing->partitions++;
+        w->timing->skipped_docs += (int64_t)skips->n;
     }
-    res = PQgetResult(w->pg);
-    w->timing->pg_s += mg_migrator__now_s() - t;
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        long line = parse_copy_line(res);
-        PGresult *r2;
-        mg_error_set_pgresult(error, res, "PostgreSQL refused a row of \"%s.%s\"", p->coll->db,
-                              p->coll->coll);
-        while ((r2 = PQgetResult(w->pg)) != NULL)
-            PQclear(r2);
-        if (PQstatus(w->pg) != CONNECTION_OK)
-            goto done; /* fatal: the connection is gone */
-        if (id_of_row(w, line, rejected)) {
-            char shown[256];
-            describe_value(rejected, shown, sizeof(shown));
-            snprintf(reason, reasonsz, "%s", error->message);
-            mg_error_prefix(error, "_id %s", shown);
-            result = COPY_REJECTED;
-        } else {
-            mg_error_prefix(error, "row %ld of partition %d", line, p->seq);
-            result = COPY_BAD_DOC;
-        }
-        goto done;
-    }
-    PQclear(res);
-    res = NULL;
-    while ((res = PQgetResult(w->pg)) != NULL)
-        PQclear(res);
-    if (!finish_partition(w, p, docs, bytes, skips, error))
-        goto done;
-    if (!pg_exec(w, "COMMIT", error))
-        goto done;
-    atomic_fetch_add(&p->coll->parts_done, 1);
-    w->timing->docs += docs;
-    w->timing->bytes += bytes;
-    w->timing->partitions++;
-    w->timing->skipped_docs += (int64_t)skips->n;
-    result = COPY_DONE;
 done:
     if (result != COPY_DONE) {
         /* uncount what this attempt added to the live progress */
         atomic_fetch_sub(&p->coll->docs_done, docs);
         atomic_fetch_sub(&p->coll->bytes_done, bytes);
     }
-    PQclear(res);
     if (cursor != NULL)
         mongoc_cursor_destroy(cursor);
     if (coll != NULL)
         mongoc_collection_destroy(coll);
     bson_destroy(opts);
-    mg_buf_cleanup(&sql);
     return result;
 }
 
@@ -597,57 +549,24 @@ done:
 static bool
 reclaim(worker_t *w, partition_t *p, bool *got, mg_error_t *error)
 {
-    mg_buf_t sql;
-    char id[32];
-    const char *params[1] = {id};
-    PGresult *res;
-    bool ok = false;
-
-    snprintf(id, sizeof(id), "%lld", (long long)p->id);
-    mg_buf_init(&sql, 4096);
-    if (!pg_exec(w, "BEGIN", error))
-        goto done;
-    if (!mg_buf_append_str(&sql, "SELECT 1 FROM ", error) ||
-        !mg_schema_quote_ident(w->s->state_schema, &sql, error) ||
-        !mg_buf_append_str(&sql,
-                           ".partitions WHERE id = $1 AND status = 'pending' FOR UPDATE SKIP "
-                           "LOCKED",
-                           error))
-        goto done;
-    res = mg_migrator__target_query(w->pg, sql.data, 1, params, error);
-    if (res == NULL)
-        goto done;
-    *got = PQntuples(res) == 1;
-    PQclear(res);
-    if (!*got)
-        pg_exec(w, "ROLLBACK", error);
-    ok = true;
-done:
-    mg_buf_cleanup(&sql);
-    return ok;
+    return mg_state_partition_reclaim(w->st, p->id, got, error);
 }
 
 static bool
 worker_open(worker_t *w, mg_error_t *error)
 {
-    bson_error_t be;
-    mongoc_uri_t *uri = mongoc_uri_new_with_error(w->s->source_uri, &be);
-
-    if (uri == NULL)
-        return mg_error_set_bson(error, &be, "invalid source URI \"%s\"", w->s->source_uri);
-    if (!mongoc_uri_has_option(uri, MONGOC_URI_APPNAME))
-        mongoc_uri_set_appname(uri, "migrate-copy");
-    w->mongo = mongoc_client_new_from_uri_with_error(uri, &be);
-    mongoc_uri_destroy(uri);
+    w->mongo = mg_mongo_client_new(w->s->source_uri, "migrate-copy", 0, error);
     if (w->mongo == NULL)
-        return mg_error_set_bson(error, &be, "could not create a source client");
-    mongoc_client_set_error_api(w->mongo, MONGOC_ERROR_API_VERSION_2);
-    w->pg = mg_migrator__target_connect(w->s->target, error);
+        return false;
+    w->pg = mg_pg_connect(w->s->target, error);
     if (w->pg == NULL)
+        return false;
+    w->st = mg_state_new(w->pg, w->s->state_schema, error);
+    if (w->st == NULL)
         return false;
     /* rows and done mark commit or vanish together, so an asynchronous
      * commit cannot lose a partition: a lost commit loses its mark too */
-    return mg_migrator__target_exec(w->pg, "SET synchronous_commit = off", error);
+    return mg_pg_exec(w->pg, "SET synchronous_commit = off", error);
 }
 
 /*
@@ -659,11 +578,13 @@ static bool
 reopen_target(worker_t *w, mg_error_t *error)
 {
     char why[MG_ERROR_MESSAGE_SIZE];
+    bool ok;
 
     snprintf(why, sizeof(why), "%s (worker %s)", error->message, w->name);
-    return mg_migrator__target_reconnect(&w->pg, w->s->target, "SET synchronous_commit = off",
-                                         "copy", why, MG_MIGRATOR_RECONNECT_BUDGET_S, w->s->stop, 1,
-                                         error);
+    ok = mg_pg_reconnect(&w->pg, w->s->target, "SET synchronous_commit = off", "copy", why,
+                         MG_PG_RECONNECT_BUDGET_S, w->s->stop, 1, error);
+    mg_state_set_conn(w->st, w->pg);
+    return ok;
 }
 
 bool
@@ -672,7 +593,7 @@ mg_migrator__copy_worker_run(const mg_copy_settings_t *s, int index, mg_copy_col
 {
     worker_t w;
     bool ok = false;
-    double started = mg_migrator__now_s();
+    double started = mg_now_s();
 
     memset(&w, 0, sizeof(w));
     memset(timing, 0, sizeof(*timing));
@@ -693,7 +614,7 @@ mg_migrator__copy_worker_run(const mg_copy_settings_t *s, int index, mg_copy_col
         skip_set_t skips = {0};
 
         if (!claim(&w, &p, &got, &others, error)) {
-            if (mg_migrator__target_lost(w.pg, error)) {
+            if (mg_pg_lost(w.pg, error)) {
                 if (reopen_target(&w, error))
                     continue;
                 ok = atomic_load(s->stop) > 0;
@@ -714,7 +635,7 @@ mg_migrator__copy_worker_run(const mg_copy_settings_t *s, int index, mg_copy_col
             if (r == COPY_DONE)
                 break;
             rollback(&w);
-            if (r != COPY_STOPPED && r != COPY_REJECTED && mg_migrator__target_lost(w.pg, error)) {
+            if (r != COPY_STOPPED && r != COPY_REJECTED && mg_pg_lost(w.pg, error)) {
                 if (reopen_target(&w, error))
                     break; /* claim again */
                 skip_set_free(&skips);
@@ -737,7 +658,7 @@ mg_migrator__copy_worker_run(const mg_copy_settings_t *s, int index, mg_copy_col
                 bson_value_destroy(&rejected);
                 bool again = false;
                 if (!added || !reclaim(&w, &p, &again, error)) {
-                    bool lost = added && mg_migrator__target_lost(w.pg, error);
+                    bool lost = added && mg_pg_lost(w.pg, error);
                     if (lost && reopen_target(&w, error))
                         break; /* claim again; the skip set is rebuilt on the way */
                     skip_set_free(&skips);
@@ -767,7 +688,8 @@ mg_migrator__copy_worker_run(const mg_copy_settings_t *s, int index, mg_copy_col
     }
     ok = true;
 done:
-    timing->total_s = mg_migrator__now_s() - started;
+    timing->total_s = mg_now_s() - started;
+    mg_state_destroy(w.st);
     if (w.pg != NULL)
         PQfinish(w.pg);
     if (w.mongo != NULL)

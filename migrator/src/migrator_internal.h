@@ -1,134 +1,71 @@
 /*
- * migrator/src/migrator_internal.h - helpers shared by the migrator's
- * commands: source (libmongoc) and target (libpq) connections, and the
- * _migrate state schema.
+ * migrator/src/migrator_internal.h - what the migrate command files share:
+ * the resources the framework opens for them, the options every command
+ * spells the same way, and the bulk copy (partition plan, workers, the
+ * copy run).
  */
 #ifndef MG_MIGRATOR_INTERNAL_H
 #define MG_MIGRATOR_INTERNAL_H
 
+#include "mg/cdc.h"
 #include "mg/migrator.h"
 #include "mg/schema.h"
+#include "mg/state.h"
 
 #include <libpq-fe.h>
 #include <mongoc/mongoc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
-/* ---- source ---- */
+/* ---- the command framework's resources (cli_main.c) ---- */
 
+/*
+ * What migrate's acquire hook opens for a command (ctx->resources):
+ * MG_CMD_NEEDS_SOURCE connects and checks src; MG_CMD_NEEDS_TARGET makes st,
+ * the state handle over the target connection (mg_state_conn; st owns it
+ * for the command: an engine that reconnects replaces it in st);
+ * MG_CMD_NEEDS_STATE also requires the state schema (mg_state_require).
+ */
 typedef struct {
-    mongoc_client_t *client;
-    char *uri_shown;    /* the URI with its password redacted */
-    char set_name[128]; /* replica set name, "" when not a replica set */
-    char version[64];   /* server version from buildInfo */
-    bool is_primary;    /* isWritablePrimary (or ismaster) */
-    int32_t max_wire;
-} mg_source_t;
+    mg_mongo_t src;
+    mg_state_t *st;
+} mg_migrator_res_t;
 
-/*
- * mg_migrator__source_open connects to uri, checks it answers (hello,
- * buildInfo) within the server selection timeout (10 s unless the URI says
- * otherwise) and fills src. Errors: domain mongo (exit code "source").
- */
-bool mg_migrator__source_open(const char *uri, mg_source_t *src, mg_error_t *error);
+/* mg_migrator__res returns the command's resources. */
+#define mg_migrator__res(ctx) ((mg_migrator_res_t *)(ctx)->resources)
 
-/* mg_migrator__source_close releases src (safe on a zeroed or closed src). */
-void mg_migrator__source_close(mg_source_t *src);
+/* The options that every command spells the same way: name, type, help. */
+#define MG_MIGRATOR_OPTION_SOURCE(T, member)                                                  \
+    {                                                                                         \
+        .name = "source", .type = MG_CONFIG_STRING, .offset = offsetof(T, member),            \
+        .required = true, .metavar = "URI", .help = "MongoDB connection string of the source" \
+    }
+#define MG_MIGRATOR_OPTION_TARGET(T, member)                                       \
+    {                                                                              \
+        .name = "target", .type = MG_CONFIG_STRING, .offset = offsetof(T, member), \
+        .required = true, .metavar = "URI",                                        \
+        .help = "PostgreSQL connection string of the target (URI or key=value)"    \
+    }
+#define MG_MIGRATOR_OPTION_STATE_SCHEMA(T, member)                                       \
+    {                                                                                    \
+        .name = "state_schema", .type = MG_CONFIG_STRING, .offset = offsetof(T, member), \
+        .default_value = MG_STATE_SCHEMA_DEFAULT, .metavar = "NAME",                     \
+        .help = "schema holding the tool's state on the target"                          \
+    }
+#define MG_MIGRATOR_OPTION_JSON(T, member, what)                               \
+    {                                                                          \
+        .name = "json", .type = MG_CONFIG_BOOL, .offset = offsetof(T, member), \
+        .default_value = "false", .help = what                                 \
+    }
 
-/*
- * mg_migrator__source_command runs cmd on db and stores the server reply in
- * *reply (caller destroys; initialised even on failure).
- */
-bool mg_migrator__source_command(mg_source_t *src, const char *db, const bson_t *cmd, bson_t *reply,
-                                 mg_error_t *error);
+/* The command entries (one per cli_*.c). */
+extern const mg_cmd_t mg_migrator_cmd_init;
+extern const mg_cmd_t mg_migrator_cmd_sync;
+extern const mg_cmd_t mg_migrator_cmd_status;
+extern const mg_cmd_t mg_migrator_cmd_validate;
+extern const mg_cmd_t mg_migrator_cmd_cutover;
 
-/*
- * mg_migrator__source_aggregate runs pipeline on db.coll and calls fn for
- * each result document (borrowed); fn returns false to stop with an error.
- */
-typedef bool (*mg_source_doc_fn)(void *ctx, const bson_t *doc, mg_error_t *error);
-bool mg_migrator__source_aggregate(mg_source_t *src, const char *db, const char *coll,
-                                   const bson_t *pipeline, mg_source_doc_fn fn, void *ctx,
-                                   mg_error_t *error);
-
-/* ---- target ---- */
-
-/*
- * mg_migrator__target_connect opens a libpq connection (URI or conninfo),
- * with application_name "migrate" unless the string sets one, notices
- * routed into the logger. Errors: domain pg (exit code "target").
- */
-PGconn *mg_migrator__target_connect(const char *conninfo, mg_error_t *error);
-
-/* mg_migrator__target_exec runs sql (no parameters, no rows expected). */
-bool mg_migrator__target_exec(PGconn *conn, const char *sql, mg_error_t *error);
-
-/*
- * mg_migrator__target_query runs sql with text parameters and returns the
- * result (caller PQclear), or NULL with error set.
- */
-PGresult *mg_migrator__target_query(PGconn *conn, const char *sql, int nparams,
-                                    const char *const *params, mg_error_t *error);
-
-/* How long a lost target may stay away before sync gives up (a restart, a
- * failover behind HAProxy). */
-#define MG_MIGRATOR_RECONNECT_BUDGET_S 300.0
-
-/*
- * mg_migrator__target_lost tells whether error (from a statement on conn)
- * means the target went away rather than refused the statement: the
- * connection is gone, SQLSTATE class 08, 57P01-57P03 (shut down, crashed,
- * starting up), or 25006 (the node is read-only: no longer the primary).
- */
-bool mg_migrator__target_lost(PGconn *conn, const mg_error_t *error);
-
-/*
- * mg_migrator__target_writable tells whether conn reached a node that takes
- * writes (error says why not): right after a failover a connection can
- * still land on the old primary, now read-only, and a reconnect that took it
- * would fail the next statement again with 25006.
- */
-bool mg_migrator__target_writable(PGconn *conn, mg_error_t *error);
-
-/*
- * mg_migrator__target_reconnect closes *conn (if any) and connects again
- * with backoff (0.5 s doubling to 10 s) until it reaches a writable node, budget_s passes, or
- * *stop reaches stop_at; then runs setup (may be NULL) on the new
- * connection. Logs "<module>.target_lost" with why, then
- * "<module>.target_back". On failure *conn is NULL and error says why.
- */
-bool mg_migrator__target_reconnect(PGconn **conn, const char *conninfo, const char *setup,
-                                   const char *module, const char *why, double budget_s,
-                                   const atomic_int *stop, int stop_at, mg_error_t *error);
-
-/* ---- state schema ---- */
-
-/*
- * mg_migrator__state_probe tells whether the state schema exists and, when
- * it does, its recorded version (0 when the schema exists without our
- * meta table: not ours).
- */
-bool mg_migrator__state_probe(PGconn *conn, const char *state_schema, bool *exists, int *version,
-                              mg_error_t *error);
-
-/* mg_migrator__state_ddl appends the statements that create the state schema. */
-bool mg_migrator__state_ddl(const char *state_schema, mg_buf_t *out, mg_error_t *error);
-
-/* mg_migrator__state_event inserts an event row (inside the caller's transaction). */
-bool mg_migrator__state_event(PGconn *conn, const char *state_schema, const char *kind,
-                              const char *data_json, mg_error_t *error);
-
-/* ---- output ---- */
-
-/* mg_migrator__human_bytes formats n as "1.2 GB" into buf. */
-const char *mg_migrator__human_bytes(int64_t n, char *buf, size_t bufsz);
-
-/* mg_migrator__human_count formats n as "3.4M" into buf. */
-const char *mg_migrator__human_count(int64_t n, char *buf, size_t bufsz);
-
-/* ---- bulk copy (copy_plan.c, copy_worker.c) ---- */
-
-#include <stdatomic.h>
+/* ---- bulk copy (copy_plan.c, copy_worker.c, copy_run.c) ---- */
 
 /* One collection of the copy, read from _migrate.collections. */
 typedef struct {
@@ -157,6 +94,7 @@ typedef struct {
     int64_t flush_bytes;   /* PQputCopyData chunk */
     int64_t doc_cap_bytes; /* largest rendered row */
     bool skip_invalid;
+    bool worker_only; /* only copy partitions of an existing plan (scale-out) */
     atomic_int *stop; /* 0 run, 1 finish current partitions, 2 abort now */
 } mg_copy_settings_t;
 
@@ -177,8 +115,8 @@ typedef struct {
  * mg_migrator__copy_record_t0 stores the source's operationTime as T0 unless
  * one is recorded; t_out and i_out receive the recorded value.
  */
-bool mg_migrator__copy_record_t0(mg_source_t *src, PGconn *pg, const char *state_schema,
-                                 uint32_t *t_out, uint32_t *i_out, mg_error_t *error);
+bool mg_migrator__copy_record_t0(mg_mongo_t *src, mg_state_t *st, uint32_t *t_out, uint32_t *i_out,
+                                 mg_error_t *error);
 
 /*
  * mg_migrator__copy_plan plans partitions for every collection that has
@@ -187,16 +125,15 @@ bool mg_migrator__copy_record_t0(mg_source_t *src, PGconn *pg, const char *state
  * spread asks for at least that many partitions per collection (4 per
  * worker), none smaller than 10000 documents.
  */
-bool mg_migrator__copy_plan(mg_source_t *src, PGconn *pg, const char *state_schema,
-                            int64_t partition_docs, int64_t partition_bytes, int64_t spread,
-                            mg_error_t *error);
+bool mg_migrator__copy_plan(mg_mongo_t *src, mg_state_t *st, int64_t partition_docs,
+                            int64_t partition_bytes, int64_t spread, mg_error_t *error);
 
 /*
  * mg_migrator__copy_load_collections reads the collections and their
  * partition totals; *colls is malloc'd (free with _free_collections).
  */
-bool mg_migrator__copy_load_collections(PGconn *pg, const char *state_schema,
-                                        mg_copy_coll_t **colls, size_t *ncolls, mg_error_t *error);
+bool mg_migrator__copy_load_collections(mg_state_t *st, mg_copy_coll_t **colls, size_t *ncolls,
+                                        mg_error_t *error);
 void mg_migrator__copy_free_collections(mg_copy_coll_t *colls, size_t ncolls);
 
 /*
@@ -209,51 +146,29 @@ bool mg_migrator__copy_worker_run(const mg_copy_settings_t *settings, int worker
                                   mg_copy_coll_t *colls, size_t ncolls, mg_copy_timing_t *timing,
                                   mg_error_t *error);
 
-/* mg_migrator__now_s returns CLOCK_MONOTONIC in seconds. */
-double mg_migrator__now_s(void);
-
-/* ---- change-stream phase (sync_follow.c) ---- */
-
-typedef enum {
-    MG_FOLLOW_DROP_STOP = 0, /* stop that collection with an error (default) */
-    MG_FOLLOW_DROP_TRUNCATE, /* empty the table and keep following */
-    MG_FOLLOW_DROP_KEEP,     /* keep the table as it was and keep following */
-} mg_follow_drop_t;
-
-typedef enum {
-    MG_FOLLOW_RENAME_STOP = 0, /* stop that collection with an error (default) */
-    MG_FOLLOW_RENAME_FOLLOW,   /* the table now mirrors the new name */
-} mg_follow_rename_t;
-
+/* What a copy run did, for its report. */
 typedef struct {
-    const char *source_uri;
-    const char *target;
-    const char *state_schema;
-    bool follow; /* run until stopped; else until lag <= max_lag */
-    int64_t max_lag_ms;
-    int64_t batch_events; /* distinct documents per batch (soft) */
-    int64_t batch_bytes;  /* rendered JSON per batch (soft) */
-    int64_t batch_delay_ms;
-    mg_follow_drop_t on_drop;
-    mg_follow_rename_t on_rename;
-    bool skip_invalid;
-    int64_t metrics_port; /* 0 = none */
-    atomic_int *stop;     /* 1: finish the batch and stop */
-} mg_follow_settings_t;
+    mg_copy_timing_t *timing; /* one per worker, over every round */
+    size_t nworkers;
+    double seconds;
+    bool worker_failed; /* the run stopped on a worker's error */
+    size_t indexes_built, indexes_failed;
+    int64_t failed_partitions;
+} mg_copy_result_t;
 
 /*
- * mg_migrator__follow applies the change stream from T0 or the checkpoint
- * (docs/cdc.md). Returns an exit code; error is set when it is not 0.
+ * mg_migrator__copy_run copies the planned partitions with `workers`
+ * threads (progress every progress_s seconds, bars on a terminal), copies
+ * again partitions a failover made pending, then (unless worker_only) marks
+ * finished collections, builds their indexes and records the phase. st's
+ * connection records progress and is reconnected when the target is lost.
+ * Returns MG_EXIT_OK, MG_EXIT_INTERRUPTED on a stop request, or a failure
+ * with error set. r is filled either way (free with
+ * mg_migrator__copy_result_cleanup).
  */
-int mg_migrator__follow(const mg_follow_settings_t *settings, mg_error_t *error);
-
-/*
- * mg_migrator__resync prepares the collections matching patterns for a new
- * copy: tables emptied, partitions forgotten, status planned. After a lost
- * change-stream history it requires every collection and resets T0 and the
- * checkpoint. *count receives the number of collections.
- */
-bool mg_migrator__resync(PGconn *pg, const char *state_schema, const mg_strlist_t *patterns,
-                         size_t *count, mg_error_t *error);
+int mg_migrator__copy_run(mg_state_t *st, const mg_copy_settings_t *settings, int64_t workers,
+                          double progress_s, mg_copy_coll_t *colls, size_t ncolls,
+                          mg_copy_result_t *r, mg_error_t *error);
+void mg_migrator__copy_result_cleanup(mg_copy_result_t *r);
 
 #endif /* MG_MIGRATOR_INTERNAL_H */

@@ -1,11 +1,9 @@
 /*
  * cdc/include/mg/cdc.h - change data capture: decoding change events,
- * batching and coalescing them per (collection, _id), and applying a batch
- * to PostgreSQL in one transaction together with the checkpoint.
- *
- * The reading loop (libmongoc change stream, resume, reconnect) lives in
- * the migrator, which owns the connections; this module is what happens to
- * each event and each batch (DESIGN §6, docs/cdc.md).
+ * batching and coalescing them per (collection, _id), applying a batch to
+ * PostgreSQL in one transaction together with the checkpoint, and the
+ * follower that reads the change stream (resume, reconnect, DDL-event
+ * policies) and drives all of it (DESIGN §6, docs/cdc.md).
  */
 #ifndef MG_CDC_H
 #define MG_CDC_H
@@ -15,9 +13,11 @@
 #include <stdint.h>
 
 #include <bson/bson.h>
+#include <stdatomic.h>
 
 #include "mg/core.h"
 #include "mg/schema.h"
+#include "mg/state.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -151,15 +151,80 @@ typedef struct {
 } mg_cdc_position_t;
 
 /*
- * mg_cdc_batch_apply writes the batch in ONE transaction on conn: deletes,
- * multi-row upserts (INSERT ... ON CONFLICT (_id) DO UPDATE), the
- * changed_docs rows, and the checkpoint of state_schema moved to pos. The
- * checkpoint never moves backwards: a position older than the recorded one
- * fails with MG_ERROR_CODE_INVALID_ARGUMENT (an invariant, checked always)
- * and nothing is written. On success the batch is reset.
+ * mg_cdc_batch_apply writes the batch in ONE transaction on the state
+ * handle's connection: deletes, multi-row upserts (INSERT ... ON CONFLICT
+ * (_id) DO UPDATE), the changed_docs rows, and the checkpoint moved to pos.
+ * The checkpoint never moves backwards: a position older than the recorded
+ * one fails with MG_ERROR_CODE_INVALID_ARGUMENT (an invariant, checked
+ * always) and nothing is written. On success the batch is reset.
  */
-bool mg_cdc_batch_apply(mg_cdc_batch_t *batch, struct pg_conn *conn, const char *state_schema,
-                        const mg_cdc_position_t *pos, mg_error_t *error);
+bool mg_cdc_batch_apply(mg_cdc_batch_t *batch, mg_state_t *state, const mg_cdc_position_t *pos,
+                        mg_error_t *error);
+
+/* ------------------------------------------------------------------------
+ * The follower: the change stream applied to the target (cdc_follow.c)
+ * ------------------------------------------------------------------------ */
+
+typedef enum {
+    MG_CDC_DROP_STOP = 0, /* stop that collection with an error (default) */
+    MG_CDC_DROP_TRUNCATE, /* empty the table and keep following */
+    MG_CDC_DROP_KEEP,     /* keep the table as it was and keep following */
+} mg_cdc_drop_policy_t;
+
+typedef enum {
+    MG_CDC_RENAME_STOP = 0, /* stop that collection with an error (default) */
+    MG_CDC_RENAME_FOLLOW,   /* the table now mirrors the new name */
+} mg_cdc_rename_policy_t;
+
+typedef struct {
+    const char *source_uri;
+    const char *target;
+    const char *state_schema;
+    bool follow; /* run until stopped; else until lag <= max_lag */
+    int64_t max_lag_ms;
+    int64_t batch_events; /* distinct documents per batch (soft) */
+    int64_t batch_bytes;  /* rendered JSON per batch (soft) */
+    int64_t batch_delay_ms;
+    mg_cdc_drop_policy_t on_drop;
+    mg_cdc_rename_policy_t on_rename;
+    bool skip_invalid;
+    int64_t metrics_port; /* 0 = none */
+    atomic_int *stop;     /* 1: finish the batch and stop */
+} mg_cdc_follow_settings_t;
+
+typedef struct mg_cdc_follow mg_cdc_follow_t;
+
+/*
+ * mg_cdc_follow_new prepares a follower (settings borrowed: they must
+ * outlive it): two target connections (the reader's, the applier's), the
+ * state (collections, T0, fidelity, committed checkpoint) and a source
+ * client. Returns NULL with error set when any of it fails. Destroy with
+ * mg_cdc_follow_destroy (NULL ok).
+ */
+mg_cdc_follow_t *mg_cdc_follow_new(const mg_cdc_follow_settings_t *settings, mg_error_t *error);
+
+/*
+ * mg_cdc_follow_run applies the change stream from T0 or the checkpoint
+ * (docs/cdc.md): until the lag is under max_lag_ms, or with follow until
+ * *stop > 0 (the batch in hand is committed first). A lost target is
+ * reconnected (mg_pg_reconnect) and the stream resumes from the committed
+ * checkpoint; retryable source errors resume from the last event read.
+ * Returns an exit code; error is set when it is not 0 (MG_EXIT_SOURCE with
+ * a ChangeStreamHistoryLost that names the collections to re-sync). Run it
+ * once per follower.
+ */
+int mg_cdc_follow_run(mg_cdc_follow_t *follower, mg_error_t *error);
+
+/* What a follower did so far (safe to read from another thread). */
+typedef struct {
+    int64_t applied_events;
+    double events_per_s; /* smoothed */
+    double lag_s;        /* now - cluster time of the last committed position */
+} mg_cdc_follow_stats_t;
+
+void mg_cdc_follow_stats(mg_cdc_follow_t *follower, mg_cdc_follow_stats_t *stats);
+
+void mg_cdc_follow_destroy(mg_cdc_follow_t *follower);
 
 #ifdef __cplusplus
 }

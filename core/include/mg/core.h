@@ -10,6 +10,7 @@
 #define MG_CORE_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -39,6 +40,7 @@ typedef enum {
     MG_ERROR_DOMAIN_PG,     /* libpq; sqlstate holds the SQLSTATE */
     MG_ERROR_DOMAIN_ETCD,   /* etcd v3 JSON gateway */
     MG_ERROR_DOMAIN_HTTP,   /* HTTP endpoints and clients */
+    MG_ERROR_DOMAIN_STATE,  /* the recorded state forbids it (migrate: _migrate); exit code 8 */
 } mg_error_domain_t;
 
 #define MG_ERROR_MESSAGE_SIZE 512
@@ -212,6 +214,88 @@ bool mg_buf_append_str(mg_buf_t *buf, const char *s, mg_error_t *error);
 bool mg_buf_printf(mg_buf_t *buf, mg_error_t *error, const char *fmt, ...) MG_PRINTF(3, 4);
 
 /* ------------------------------------------------------------------------
+ * Files: whole-file reads and the one atomic write.
+ * ------------------------------------------------------------------------ */
+
+/* How mg_file_write_atomic sets the file's mode and owner. */
+typedef struct {
+    int mode; /* >= 0: the file's mode; -1: 0600 for a new file, an existing one keeps its own */
+    long uid; /* >= 0: chown the file to uid (needs the privilege); -1: leave */
+    long gid; /* >= 0: chown the file to gid; -1: leave */
+} mg_file_write_options_t;
+
+/*
+ * mg_file_write_atomic replaces path with len bytes of data so that a
+ * reader sees the old file or the new one, never a mix, even across a
+ * crash: a temp file beside it (created 0600), fsync, rename over path,
+ * fsync of the folder. options may be NULL (mode -1, owner left). On
+ * failure path is untouched and the temp file is removed.
+ */
+bool mg_file_write_atomic(const char *path, const void *data, size_t len,
+                          const mg_file_write_options_t *options, mg_error_t *error);
+
+/*
+ * mg_file_read appends the whole file at path to out (within out's cap);
+ * out->data is allocated and NUL-terminated on success.
+ */
+bool mg_file_read(const char *path, mg_buf_t *out, mg_error_t *error);
+
+/* ------------------------------------------------------------------------
+ * Base64 (RFC 4648, standard alphabet, padded)
+ * ------------------------------------------------------------------------ */
+
+/* mg_hex_digit returns the value of the hexadecimal digit c (either case), or -1. */
+int mg_hex_digit(char c);
+
+/* mg_base64_encoded_len returns the length of n bytes encoded. */
+size_t mg_base64_encoded_len(size_t n);
+
+/* mg_base64_encode appends the encoding of n bytes of data to out. */
+bool mg_base64_encode(const void *data, size_t n, mg_buf_t *out, mg_error_t *error);
+
+/*
+ * mg_base64_decode appends the bytes that text (len characters, padded)
+ * encodes to out. Fails with MG_ERROR_CODE_PARSE on a character outside
+ * the alphabet, misplaced padding or a length that is not a multiple of
+ * four; out is then as it was.
+ */
+bool mg_base64_decode(const char *text, size_t len, mg_buf_t *out, mg_error_t *error);
+
+/* ------------------------------------------------------------------------
+ * JSON output: helpers over a yajl generator (yajl_gen is struct yajl_gen_t *)
+ * ------------------------------------------------------------------------ */
+
+struct yajl_gen_t;
+
+/* mg_json_str writes s as a JSON string, or null when s is NULL. */
+void mg_json_str(struct yajl_gen_t *g, const char *s);
+
+/* mg_json_kstr writes the member "key": value (null when value is NULL). */
+void mg_json_kstr(struct yajl_gen_t *g, const char *key, const char *value);
+void mg_json_kint(struct yajl_gen_t *g, const char *key, int64_t value);
+void mg_json_kdouble(struct yajl_gen_t *g, const char *key, double value);
+void mg_json_kbool(struct yajl_gen_t *g, const char *key, bool value);
+
+/*
+ * mg_json_knumber writes "key": text, text being a number as PostgreSQL or
+ * printf wrote it (null when text is NULL or empty).
+ */
+void mg_json_knumber(struct yajl_gen_t *g, const char *key, const char *text);
+
+/* mg_json_take appends what g generated to out and clears g for reuse. */
+bool mg_json_take(struct yajl_gen_t *g, mg_buf_t *out, mg_error_t *error);
+
+/* mg_json_dup returns a malloc'd copy of what g generated (caller frees), or NULL. */
+char *mg_json_dup(struct yajl_gen_t *g);
+
+/* ------------------------------------------------------------------------
+ * Clock
+ * ------------------------------------------------------------------------ */
+
+/* mg_now_s returns CLOCK_MONOTONIC in seconds: for durations and deadlines. */
+double mg_now_s(void);
+
+/* ------------------------------------------------------------------------
  * Logging: one JSON object per line on stderr (or text on a TTY).
  * ------------------------------------------------------------------------ */
 
@@ -283,6 +367,9 @@ typedef struct {
  * Output goes to stderr until mg_log_set_stream is called.
  */
 void mg_log_init(const char *program, mg_log_level_t min_level, mg_log_format_t format);
+
+/* mg_log_program returns the program name given to mg_log_init ("mg" before it). */
+const char *mg_log_program(void);
 
 /*
  * mg_log_set_stream sends log lines to stream (borrowed; NULL restores
@@ -452,14 +539,165 @@ bool mg_parse_duration_ms(const char *text, int64_t *ms);
 bool mg_parse_size_bytes(const char *text, int64_t *bytes);
 
 /* ------------------------------------------------------------------------
- * Command tree: a static table of commands for each binary.
+ * The MongoDB source (libmongoc): one way to make a client, connect, run
+ * commands. Messages name it "source".
+ * ------------------------------------------------------------------------ */
+
+struct _mongoc_client_t; /* mongoc_client_t */
+struct _bson_t;          /* bson_t */
+
+/* Server selection timeout of clients made here, unless the URI sets one. */
+#define MG_MONGO_SERVER_SELECTION_MS 10000
+
+/*
+ * mg_mongo_client_new makes a client of uri with the error API v2; appname
+ * (NULL: none) and server_selection_ms (0: libmongoc's default) apply
+ * unless the URI sets them. Nothing is contacted. Returns NULL with error
+ * (domain mongo) on a bad URI. Destroy with mongoc_client_destroy.
+ */
+struct _mongoc_client_t *mg_mongo_client_new(const char *uri, const char *appname,
+                                             int32_t server_selection_ms, mg_error_t *error);
+
+/* A checked connection to the source. */
+typedef struct {
+    struct _mongoc_client_t *client;
+    char *uri_shown;    /* the URI with its password redacted */
+    char set_name[128]; /* replica set name, "" when not a replica set */
+    char version[64];   /* server version from buildInfo */
+    bool is_primary;    /* isWritablePrimary (or ismaster) */
+    int32_t max_wire;
+} mg_mongo_t;
+
+/*
+ * mg_mongo_open connects to uri (appname as in mg_mongo_client_new), checks
+ * it answers (hello, buildInfo) within the server selection timeout (10 s
+ * unless the URI says otherwise) and fills src. Errors: domain mongo (exit
+ * code "source"). Release with mg_mongo_close.
+ */
+bool mg_mongo_open(const char *uri, const char *appname, mg_mongo_t *src, mg_error_t *error);
+
+/* mg_mongo_close releases src (safe on a zeroed or closed src). */
+void mg_mongo_close(mg_mongo_t *src);
+
+/*
+ * mg_mongo_command runs cmd on db and stores the server reply in *reply
+ * (caller destroys; initialised even on failure).
+ */
+bool mg_mongo_command(mg_mongo_t *src, const char *db, const struct _bson_t *cmd,
+                      struct _bson_t *reply, mg_error_t *error);
+
+/*
+ * mg_mongo_aggregate runs pipeline on db.coll and calls fn for each result
+ * document (borrowed); fn returns false to stop with an error.
+ */
+typedef bool (*mg_mongo_doc_fn)(void *ctx, const struct _bson_t *doc, mg_error_t *error);
+bool mg_mongo_aggregate(mg_mongo_t *src, const char *db, const char *coll,
+                        const struct _bson_t *pipeline, mg_mongo_doc_fn fn, void *ctx,
+                        mg_error_t *error);
+
+/* ------------------------------------------------------------------------
+ * The PostgreSQL target (libpq): connect, statements, and the one
+ * reconnect loop. Messages name it "target".
+ * ------------------------------------------------------------------------ */
+
+/*
+ * mg_pg_connect opens a libpq connection (URI or conninfo) with
+ * application_name the program's name unless the string sets one, a 10 s
+ * connect timeout unless it sets one, and notices routed into the logger.
+ * Errors: domain pg (exit code "target"). Caller PQfinish-es.
+ */
+struct pg_conn *mg_pg_connect(const char *conninfo, mg_error_t *error);
+
+/* mg_pg_exec runs sql (no parameters; rows ignored). */
+bool mg_pg_exec(struct pg_conn *conn, const char *sql, mg_error_t *error);
+
+/*
+ * mg_pg_query runs sql with text parameters (NULL = SQL NULL) and returns
+ * the result (caller PQclear), or NULL with error set; the message names
+ * the statement by its first words, never its parameters.
+ */
+struct pg_result *mg_pg_query(struct pg_conn *conn, const char *sql, int nparams,
+                              const char *const *params, mg_error_t *error);
+
+/*
+ * mg_pg_query_params is mg_pg_query with binary parameters (lengths and
+ * formats as PQexecParams takes them; NULL: all text) and results
+ * (result_format 1).
+ */
+struct pg_result *mg_pg_query_params(struct pg_conn *conn, const char *sql, int nparams,
+                                     const char *const *values, const int *lengths,
+                                     const int *formats, int result_format, mg_error_t *error);
+
+/*
+ * mg_pg_text_array appends items (n strings) as a PostgreSQL text[]
+ * literal, each element quoted: the value of one bound parameter
+ * ($1::text[]), never SQL text.
+ */
+bool mg_pg_text_array(const char *const *items, size_t n, mg_buf_t *out, mg_error_t *error);
+
+/* mg_pg_rollback ends an open transaction on conn (if any and conn is up); errors ignored. */
+void mg_pg_rollback(struct pg_conn *conn);
+
+/* How long a lost target may stay away before a reconnect gives up (a
+ * restart, a failover behind HAProxy). */
+#define MG_PG_RECONNECT_BUDGET_S 300.0
+
+/*
+ * mg_pg_lost tells whether error (from a statement on conn) means the
+ * target went away rather than refused the statement: the connection is
+ * gone, SQLSTATE class 08, 57P01-57P03 (shut down, crashed, starting up),
+ * or 25006 (the node is read-only: no longer the primary).
+ */
+bool mg_pg_lost(struct pg_conn *conn, const mg_error_t *error);
+
+/*
+ * mg_pg_writable tells whether conn reached a node that takes writes
+ * (error says why not): right after a failover a connection can still land
+ * on the old primary, now read-only, and a reconnect that took it would
+ * fail the next statement again with 25006.
+ */
+bool mg_pg_writable(struct pg_conn *conn, mg_error_t *error);
+
+/*
+ * mg_pg_reconnect closes *conn (if any) and connects again with backoff
+ * (0.5 s doubling to 10 s) until it reaches a writable node, budget_s
+ * passes, or *stop (may be NULL) reaches stop_at; then runs setup (may be
+ * NULL) on the new connection. Logs "<module>.target_lost" with why, then
+ * "<module>.target_back". On failure *conn is NULL and error says why.
+ */
+bool mg_pg_reconnect(struct pg_conn **conn, const char *conninfo, const char *setup,
+                     const char *module, const char *why, double budget_s, const atomic_int *stop,
+                     int stop_at, mg_error_t *error);
+
+/* ------------------------------------------------------------------------
+ * Numbers for people
+ * ------------------------------------------------------------------------ */
+
+/* mg_format_bytes formats n as "1.2 GB" into buf and returns buf. */
+const char *mg_format_bytes(int64_t n, char *buf, size_t bufsz);
+
+/* mg_format_count formats n as "3.4M" into buf and returns buf. */
+const char *mg_format_count(int64_t n, char *buf, size_t bufsz);
+
+/* ------------------------------------------------------------------------
+ * Command framework: a static tree of commands for each binary (docs/core.md).
+ *
+ * A command entry carries its options table, what it needs (opened by the
+ * program's acquire hook before it runs, released after), its positional
+ * arguments and its subcommands. The framework does --help, config loading
+ * (defaults < file < env < flags), argument checks, signals, and prints the
+ * final error once: "<program> <command>: <message>" on stderr. Lower
+ * layers fill mg_error_t and never print it.
  * ------------------------------------------------------------------------ */
 
 typedef struct mg_cli_command mg_cli_command_t;
+typedef struct mg_cmd mg_cmd_t;
+typedef struct mg_cmd_ctx mg_cmd_ctx_t;
 
-/* A command's handler: argv[0] is the command name. Returns an exit code. */
+/* A command that parses its own argv (argv[0] is its name). Returns an exit code. */
 typedef int (*mg_cli_run_fn)(const mg_cli_command_t *command, int argc, char **argv);
 
+/* A command entry that parses its own argv (before the framework; pgdaemon's today). */
 struct mg_cli_command {
     const char *name;
     const char *summary; /* one line for the command list */
@@ -467,14 +705,73 @@ struct mg_cli_command {
     mg_cli_run_fn run;
 };
 
-typedef struct {
-    const char *program;     /* "migrate" */
-    const char *env_prefix;  /* "MIGRATE_": <PREFIX>LOG_LEVEL, <PREFIX>LOG_FORMAT */
-    const char *description; /* one line under the usage */
-    const mg_cli_command_t *commands;
+/*
+ * mg_cmd_main_fn is a framework command: options are loaded into ctx->opts
+ * and what it needs is open. It returns an exit code; on failure it fills
+ * error, which the framework prints once. An error left in error by a
+ * failure the command recovered from is not printed when it returns
+ * MG_EXIT_OK.
+ */
+typedef int (*mg_cmd_main_fn)(mg_cmd_ctx_t *ctx, mg_error_t *error);
+
+/* mg_cmd_check_fn checks combinations of options (one option alone is the table's job). */
+typedef bool (*mg_cmd_check_fn)(const void *opts, mg_error_t *error);
+
+/* What a command needs before it runs; the program's acquire hook opens it. */
+enum {
+    MG_CMD_NEEDS_SOURCE = 1u << 0, /* the source (migrate: MongoDB, connected and checked) */
+    MG_CMD_NEEDS_TARGET = 1u << 1, /* the target (migrate: PostgreSQL) */
+    MG_CMD_NEEDS_STATE = 1u << 2,  /* the recorded state (migrate: _migrate, version checked) */
+    MG_CMD_NEEDS_STORE = 1u << 3,  /* the cluster store (pgdaemon: etcd) */
+    /* SIGINT/SIGTERM set ctx->stop (1, then 2 on a second signal) instead of ending the process */
+    MG_CMD_SIGNALS = 1u << 8,
+};
+
+/* A framework command entry: a node of the static command tree. */
+struct mg_cmd {
+    const char *name;
+    const char *summary;     /* one line for the command list */
+    const char *usage;       /* "--source URI [options]" after "<program> <path> " */
+    const char *description; /* the paragraph of --help */
+    mg_cmd_main_fn main;     /* NULL: a group; argv[1] must name a subcommand */
+    const mg_config_option_t *options;
+    size_t noptions;
+    size_t opts_size; /* sizeof the struct the options' offsets point into */
+    unsigned needs;   /* MG_CMD_NEEDS_* | MG_CMD_SIGNALS */
+    int min_args;     /* positional arguments after the options */
+    int max_args;
+    mg_cmd_check_fn check;
+    const mg_cmd_t *const *subcommands; /* "cluster up": argv[1] picks one */
+    size_t nsubcommands;
+};
+
+/* What a framework command receives. */
+struct mg_cmd_ctx {
+    const struct mg_cli *cli;
+    const mg_cmd_t *command;
+    const char *path; /* "sync", "cluster up" */
+    void *opts;       /* command->opts_size bytes, filled from the options table */
+    mg_config_t *config;
+    char **args; /* positional arguments, borrowed from argv */
+    int nargs;
+    atomic_int stop; /* with MG_CMD_SIGNALS: 1 after SIGINT/SIGTERM, 2 after a second */
+    void *resources; /* what the acquire hook opened for command->needs */
+};
+
+typedef struct mg_cli {
+    const char *program;              /* "migrate" */
+    const char *env_prefix;           /* "MIGRATE_": <PREFIX>LOG_LEVEL, <PREFIX>LOG_FORMAT */
+    const char *description;          /* one line under the usage */
+    const mg_cli_command_t *commands; /* commands that parse their own argv */
     size_t ncommands;
+    const mg_cmd_t *const *cmds; /* framework commands (each defined in its own file) */
+    size_t ncmds;
     /* Called by --version after the version line, to list linked libraries. */
     void (*print_version_details)(FILE *stream);
+    /* Framework commands: open what command->needs names into ctx->resources;
+     * release closes it (also after a failed acquire). */
+    bool (*acquire)(mg_cmd_ctx_t *ctx, mg_error_t *error);
+    void (*release)(mg_cmd_ctx_t *ctx);
 } mg_cli_t;
 
 /*
@@ -497,6 +794,24 @@ int mg_cli_main(const mg_cli_t *cli, int argc, char **argv);
 
 /* mg_cli_print_help writes the program's usage and command list. */
 void mg_cli_print_help(const mg_cli_t *cli, FILE *stream);
+
+/*
+ * mg_cmd_print_help writes a framework command's help: usage,
+ * description, subcommands, options (with their defaults and environment
+ * variables) and --config.
+ */
+void mg_cmd_print_help(const mg_cli_t *cli, const mg_cmd_t *command, const char *path,
+                       FILE *stream);
+
+/*
+ * mg_cmd_option_string returns the value of the string option name of a
+ * framework command (borrowed from ctx->opts), or NULL when the command
+ * has no such option or it is unset: how an acquire hook finds "source".
+ */
+const char *mg_cmd_option_string(const mg_cmd_ctx_t *ctx, const char *name);
+
+/* mg_cmd_stopping tells whether a stop was requested (ctx->stop > 0). */
+bool mg_cmd_stopping(mg_cmd_ctx_t *ctx);
 
 /* ------------------------------------------------------------------------
  * etcd v3 client over the JSON gateway (libcurl + yajl). Keys and values

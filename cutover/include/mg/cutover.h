@@ -1,341 +1,77 @@
 /*
- * cutover/include/mg/cutover.h - verification of the target against the
- * source: segment checksums that name every differing _id and field, and
- * the validation report (JSON and self-contained HTML).
+ * cutover/include/mg/cutover.h - the cutover engine: preflight, freeze the
+ * source, record the fence, drain the change stream to it, verify, flip the
+ * application's endpoint exactly once (docs/cutover.md).
  *
- * Checksums (docs/validate.md): every document is reduced to ONE canonical
- * form on both sides - jsonb's own text output: the target's `doc` text as
- * it arrives, the source's BSON through the schema renderer and a
- * normaliser that writes jsonb's key order, spacing and escapes - hashed
- * to 64 bits, and the hashes are combined per segment (count, wrapping
- * sum, xor: order-independent). Before a difference is named, the two
- * documents are compared again through mg_schema_doc_canonicalize. Segments are hash
- * buckets of the canonical _id. A segment whose digests differ is split
- * into its single _ids by a second scan that keeps only that segment's
- * documents, and each differing _id is named: missing in the target, extra
- * in the target, or different with a field-level diff.
- *
- * The functions here open their own connections (one MongoDB client and one
- * PostgreSQL connection per scan thread) from the URIs in the options.
+ * The protocol is one table of steps {step, function, undo} (see
+ * cutover/src/cutover_run.c). Each step is persisted in the state schema
+ * before it runs and logged with "event":"cutover.step", so a crashed
+ * cutover resumes from its step and --abort can unfreeze the source. A
+ * failure before the flip runs the undo of every step done (the source is
+ * unfrozen) and records the abort. Nothing here starts a process but the
+ * user's own hooks, and no secret goes on a command line: a hook receives
+ * the endpoint in its environment (MIGRATE_ENDPOINT).
  */
 #ifndef MG_CUTOVER_H
 #define MG_CUTOVER_H
 
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
+#include <stdatomic.h>
+#include <stdio.h>
 
 #include "mg/core.h"
-#include "mg/schema.h"
+#include "mg/state.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* ------------------------------------------------------------------------
- * Hashing and the canonical form (exposed for tests and benchmarks)
- * ------------------------------------------------------------------------ */
-
-/* mg_cutover_hash64 returns the 64-bit hash of len bytes (seeded, stable across builds). */
-uint64_t mg_cutover_hash64(const void *data, size_t len, uint64_t seed);
-
-/*
- * mg_cutover_doc_hash renders doc (borrowed) under fidelity with the schema
- * renderer, rewrites the JSON into jsonb's canonical text form (keys
- * sorted and deduplicated as jsonb does, jsonb's spacing and escapes) and
- * stores the hash of that text in *doc_hash and the hash of its "_id"
- * value text in *id_hash (either may be NULL). This is the value the
- * target's `doc` column prints, so the target side hashes its text as it
- * arrives. Fails on a document the renderer refuses or without _id.
- */
-bool mg_cutover_doc_hash(const bson_t *doc, mg_schema_fidelity_t fidelity, uint64_t *doc_hash,
-                         uint64_t *id_hash, mg_error_t *error);
-
-/*
- * mg_cutover_json_hash is mg_cutover_doc_hash for JSON text (len bytes):
- * the renderer's output or jsonb's, normalised the same way.
- */
-bool mg_cutover_json_hash(const char *json, size_t len, mg_schema_fidelity_t fidelity,
-                          uint64_t *doc_hash, uint64_t *id_hash, mg_error_t *error);
-
-/* ------------------------------------------------------------------------
- * Field-level diff
- * ------------------------------------------------------------------------ */
-
-/* One differing field: path ("a.b.3"), and each side's value as relaxed JSON. */
-typedef struct {
-    char *path;
-    char *source_value; /* NULL: the field is absent in the source */
-    char *target_value; /* NULL: the field is absent in the target */
-    char source_type[24];
-    char target_type[24];
-} mg_cutover_field_diff_t;
-
-/*
- * mg_cutover_doc_diff compares the canonical forms of source and target
- * (borrowed) and appends at most max_diffs differences to *diffs (malloc'd
- * array, grown; caller frees with mg_cutover_field_diffs_free), counting
- * them in *ndiffs. *more is set when differences beyond max_diffs exist.
- */
-bool mg_cutover_doc_diff(const bson_t *source, const bson_t *target, mg_schema_fidelity_t fidelity,
-                         size_t max_diffs, mg_cutover_field_diff_t **diffs, size_t *ndiffs,
-                         bool *more, mg_error_t *error);
-
-/* mg_cutover_field_diffs_free frees n diffs and the array (NULL ok). */
-void mg_cutover_field_diffs_free(mg_cutover_field_diff_t *diffs, size_t n);
-
-/* ------------------------------------------------------------------------
- * Checking a collection
- * ------------------------------------------------------------------------ */
-
-/* One collection and its table (strings borrowed for the call). */
-typedef struct {
-    const char *db;
-    const char *coll;
-    const char *schema; /* PostgreSQL schema of the table */
-    const char *table;
-    mg_schema_key_type_t key_type;
-} mg_cutover_coll_t;
-
-/* Settings of a check; strings borrowed for the call. */
-typedef struct {
-    const char *source_uri;
-    const char *target; /* libpq URI or conninfo */
-    mg_schema_fidelity_t fidelity;
-    uint32_t segments;       /* hash buckets per collection (>= 1) */
-    size_t max_named;        /* differing _ids named per collection */
-    size_t max_diffs;        /* field differences kept per _id */
-    int64_t batch_docs;      /* source cursor batch size */
-    int64_t drilldown_bytes; /* memory for the documents of mismatching segments */
-    /* the source is read as these filters (together: every document exactly once,
-       e.g. the copy's partitions), by source_threads workers; none: one {} */
-    const bson_t *const *source_filters;
-    size_t nsource_filters;
-    int source_threads;
-} mg_cutover_check_options_t;
-
-/* mg_cutover_check_options_init fills the defaults (docs/validate.md). */
-void mg_cutover_check_options_init(mg_cutover_check_options_t *options);
-
+/* The final check before the flip (--verify). */
 typedef enum {
-    MG_CUTOVER_MISSING = 0, /* in the source, not in the target */
-    MG_CUTOVER_EXTRA,       /* in the target, not in the source */
-    MG_CUTOVER_DIFFERENT,   /* on both sides, different data */
-} mg_cutover_mismatch_kind_t;
+    MG_CUTOVER_VERIFY_CHANGED = 0, /* validate what changed since the last check (in-process) */
+    MG_CUTOVER_VERIFY_FULL,        /* validate every document (in-process) */
+    MG_CUTOVER_VERIFY_COUNTS,      /* countDocuments against count(*) per collection */
+    MG_CUTOVER_VERIFY_NONE,
+} mg_cutover_verify_t;
 
-/* mg_cutover_mismatch_kind_name returns "missing", "extra" or "different". */
-const char *mg_cutover_mismatch_kind_name(mg_cutover_mismatch_kind_t kind);
+/* mg_cutover_verify_name returns "changed", "full", "counts" or "none". */
+const char *mg_cutover_verify_name(mg_cutover_verify_t verify);
 
-/* One named difference; strings malloc'd, owned by the result. */
+/* What a cutover runs with; everything borrowed for the call. */
 typedef struct {
-    mg_cutover_mismatch_kind_t kind;
-    char *id_json; /* the canonical _id as relaxed Extended JSON: the identity */
-    char *doc_id;  /* the key column's text form (as in _migrate.changed_docs) */
-    mg_cutover_field_diff_t *diffs;
-    size_t ndiffs;
-    bool more_diffs;
-    /* filled by the caller that records results (migrate validate) */
-    bool persisted;         /* also seen by the previous run that checked this _id */
-    char first_seen_at[40]; /* RFC 3339, "" when unknown */
-} mg_cutover_mismatch_t;
-
-/* The outcome of checking one collection; free with mg_cutover_result_cleanup. */
-typedef struct {
-    int64_t source_docs;
-    int64_t target_docs;
-    uint32_t segments;
-    uint32_t segments_mismatched;
-    uint32_t segments_drilled; /* < segments_mismatched when memory ran out */
-    int64_t missing;           /* counts of every difference found, named or not */
-    int64_t extra;
-    int64_t different;
-    mg_cutover_mismatch_t *mismatches; /* the first max_named, sorted by id_json */
-    size_t nmismatches;
-    bool truncated;  /* more differences exist than are named */
-    double source_s; /* wall time of the source scans */
-    double target_s; /* wall time of the target scans */
-    double elapsed_s;
-} mg_cutover_result_t;
-
-/* mg_cutover_result_cleanup frees what result owns (NULL ok) and zeroes it. */
-void mg_cutover_result_cleanup(mg_cutover_result_t *result);
+    const char *source; /* MongoDB URI (the drain's follower and the verify open their own) */
+    const char *target; /* libpq conninfo (likewise) */
+    mg_mongo_t *src;    /* the source, connected: freeze, fence, privileges */
+    mg_state_t *state;  /* the state schema (required); a lost target is reconnected in it */
+    int64_t max_lag_ms;
+    const char
+        *freeze; /* "write-block", "hook:CMD" (CMD gets MIGRATE_FREEZE=freeze|unfreeze) or "none" */
+    mg_cutover_verify_t verify;
+    const char *endpoint;          /* what the application moves to; NULL: target */
+    const char *endpoint_file;     /* flip: atomic file write; NULL: none */
+    const char *endpoint_etcd;     /* flip: etcd v3 gateway URL; NULL: none */
+    const char *endpoint_etcd_key; /* its key */
+    const char *flip_hook;         /* flip: sh -c CMD, MIGRATE_ENDPOINT in its environment */
+    int64_t timeout_ms;            /* freeze -> flip, at most */
+    int64_t validation_age_ms;     /* a clean validation within this age (0: no check) */
+    int64_t follower_window_ms;    /* a checkpoint this fresh means `sync --follow` runs */
+    bool dry_run;                  /* preflight only; nothing recorded */
+    bool abort_cutover;            /* --abort: unfreeze, mark aborted */
+    bool json;                     /* the final report as one JSON object */
+    FILE *out;                     /* the report and what the cutover tells the operator */
+    atomic_int *stop;              /* > 0: abort before the flip */
+} mg_cutover_settings_t;
 
 /*
- * mg_cutover_check_collection checksums coll on both sides in parallel
- * (one thread per side) and drills mismatching segments down to named
- * _ids. Fills *result (zeroed first; caller cleans up). Errors: domain
- * mongo or pg for the sides' failures, parse for a row that does not read
- * back (naming the row's key).
+ * mg_cutover_run runs the cutover (or resumes a crashed one, or --abort).
+ * Returns MG_EXIT_OK (done, or already done), MG_EXIT_ABORTED (a failure
+ * before the flip: the source was unfrozen; error says why), MG_EXIT_STATE
+ * (refused by the preflight, another cutover running, nothing to abort), or
+ * another exit code with error set (the flip partly done: run it again).
  */
-bool mg_cutover_check_collection(const mg_cutover_check_options_t *options,
-                                 const mg_cutover_coll_t *coll, mg_cutover_result_t *result,
-                                 mg_error_t *error);
+int mg_cutover_run(const mg_cutover_settings_t *settings, mg_error_t *error);
 
-/*
- * mg_cutover_check_ids re-checks the documents whose key column text form
- * is in doc_ids (n strings, borrowed) by reading each on both sides; the
- * result counts them as source/target docs and names the differences.
- * Used by `migrate validate --changed`.
- */
-bool mg_cutover_check_ids(const mg_cutover_check_options_t *options, const mg_cutover_coll_t *coll,
-                          const char *const *doc_ids, size_t n, mg_cutover_result_t *result,
-                          mg_error_t *error);
-
-/* ------------------------------------------------------------------------
- * Shadow reads: MongoDB find -> SQL over the jsonb column
- * (operator coverage: docs/shadow-reads.md)
- * ------------------------------------------------------------------------ */
-
-/* Error code (domain CORE) of a query that is not translated exactly. */
-#define MG_CUTOVER_ERR_NOT_TRANSLATED 100
-
-/* One find: every part borrowed; NULL means absent. */
-typedef struct {
-    const bson_t *filter;
-    const bson_t *projection;
-    const bson_t *sort;
-    int64_t skip;
-    int64_t limit; /* 0: none; a negative limit counts as its absolute value */
-} mg_cutover_find_t;
-
-/* The translation; strings malloc'd, freed by mg_cutover_sql_cleanup. */
-typedef struct {
-    char *jsonpath;  /* the filter: parameter $1 of sql ("$ ? (...)"), NULL without filter */
-    char *sql;       /* SELECT doc::text ... ($1 = jsonpath when present) */
-    char *guard_sql; /* NULL, or SELECT returning one boolean: true = the sort meets a value
-                        it cannot order exactly (array, document, ...) on this data */
-    bool ordered;    /* a sort was given: compare as ordered lists */
-    bool count_only; /* skip/limit without sort: which documents is unspecified */
-} mg_cutover_sql_t;
-
-/*
- * mg_cutover_shadow_translate translates find for table schema.table
- * holding documents under fidelity into out (zeroed first; caller cleans
- * up). A query that cannot be translated exactly fails with code
- * MG_CUTOVER_ERR_NOT_TRANSLATED and the message "not translated: <reason>";
- * out is then empty.
- */
-bool mg_cutover_shadow_translate(const mg_cutover_find_t *find, const char *schema,
-                                 const char *table, mg_schema_fidelity_t fidelity,
-                                 mg_cutover_sql_t *out, mg_error_t *error);
-
-/* mg_cutover_sql_cleanup frees what sql owns (NULL ok). */
-void mg_cutover_sql_cleanup(mg_cutover_sql_t *sql);
-
-typedef enum {
-    MG_CUTOVER_SHADOW_MATCH = 0,
-    MG_CUTOVER_SHADOW_MISMATCH,
-    MG_CUTOVER_SHADOW_NOT_TRANSLATED,
-    MG_CUTOVER_SHADOW_ERROR,
-} mg_cutover_shadow_status_t;
-
-/* mg_cutover_shadow_status_name returns "match", "mismatch", "not_translated", "error". */
-const char *mg_cutover_shadow_status_name(mg_cutover_shadow_status_t status);
-
-/* One shadow query's outcome; strings malloc'd, freed by mg_cutover_shadow_results_free. */
-typedef struct {
-    char *name;  /* the line's "name", or "#<line>" */
-    char *ns;    /* db.coll */
-    char *query; /* the input line as relaxed Extended JSON */
-    char *sql;
-    char *jsonpath;
-    mg_cutover_shadow_status_t status;
-    char *reason; /* not_translated / error: why; mismatch: what differs */
-    bool ordered;
-    bool count_only;
-    int64_t mongo_count;
-    int64_t pg_count;
-    char **diff_ids; /* _ids (relaxed Extended JSON) in one result and not the other */
-    size_t ndiff_ids;
-    char **pg_ids; /* the _ids PostgreSQL returned, in its order (at most 1000) */
-    size_t npg_ids;
-    double mongo_p50_ms, mongo_p95_ms;
-    double pg_p50_ms, pg_p95_ms;
-} mg_cutover_shadow_result_t;
-
-/* A collection mapping for shadow reads (borrowed). */
-typedef struct {
-    const char *db;
-    const char *coll;
-    const char *schema;
-    const char *table;
-} mg_cutover_shadow_ns_t;
-
-/* Settings of a shadow-read run; strings borrowed. */
-typedef struct {
-    const char *source_uri;
-    const char *target;
-    mg_schema_fidelity_t fidelity;
-    const mg_cutover_shadow_ns_t *namespaces;
-    size_t nnamespaces;
-    int repeat; /* runs per side and query (latency samples), >= 1 */
-} mg_cutover_shadow_options_t;
-
-/*
- * mg_cutover_shadow_run_lines runs every query of text (JSON lines: ns,
- * filter, projection, sort, limit, skip, name; blank lines and lines
- * starting with '#' skipped) on both sides and compares the results
- * through the canonical form. *results (malloc'd; caller frees with
- * mg_cutover_shadow_results_free) gets one entry per query; a query's own
- * failure is its status, not an error. Fails on a connection failure.
- */
-bool mg_cutover_shadow_run_lines(const mg_cutover_shadow_options_t *options, const char *text,
-                                 mg_cutover_shadow_result_t **results, size_t *nresults,
-                                 mg_error_t *error);
-
-/*
- * mg_cutover_shadow_profiler_lines appends, as JSON lines for
- * mg_cutover_shadow_run_lines, the find commands recorded in
- * system.profile of every database of namespaces (at most max per
- * database, newest first).
- */
-bool mg_cutover_shadow_profiler_lines(const mg_cutover_shadow_options_t *options, size_t max,
-                                      mg_buf_t *out, mg_error_t *error);
-
-void mg_cutover_shadow_results_free(mg_cutover_shadow_result_t *results, size_t n);
-
-/* ------------------------------------------------------------------------
- * Reports
- * ------------------------------------------------------------------------ */
-
-/* One collection of a validation run (everything borrowed). */
-typedef struct {
-    const char *db;
-    const char *coll;
-    const char *schema;
-    const char *table;
-    const char *status; /* "clean", "mismatch" or "failed" */
-    const char *error;  /* the failure, NULL unless failed */
-    const mg_cutover_result_t *result;
-} mg_cutover_report_coll_t;
-
-/* A validation run (everything borrowed). */
-typedef struct {
-    int64_t run_id;
-    const char *mode;        /* "full" or "changed" */
-    const char *started_at;  /* RFC 3339 */
-    const char *finished_at; /* RFC 3339 */
-    const char *status;      /* "clean", "mismatch", "persistent_mismatch" or "failed" */
-    double elapsed_s;
-    int64_t persistent; /* mismatches that persisted across runs */
-    const mg_cutover_report_coll_t *colls;
-    size_t ncolls;
-    bool has_shadow; /* shadow reads ran (shadow may still be NULL: no queries) */
-    const mg_cutover_shadow_result_t *shadow;
-    size_t nshadow;
-} mg_cutover_report_t;
-
-/*
- * mg_cutover_report_json appends the report as one JSON object (schema in
- * docs/validate.md) to out. Fails only when out's cap is reached.
- */
-bool mg_cutover_report_json(const mg_cutover_report_t *report, mg_buf_t *out, mg_error_t *error);
-
-/*
- * mg_cutover_report_html appends the report as one self-contained HTML
- * page (inline CSS and SVG, no script, no external asset) to out.
- */
-bool mg_cutover_report_html(const mg_cutover_report_t *report, mg_buf_t *out, mg_error_t *error);
+/* mg_cutover_freeze_check checks a --freeze value (write-block, hook:CMD, none). */
+bool mg_cutover_freeze_check(const char *freeze, mg_error_t *error);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,7 @@
 /*
- * migrator/include/mg/migrator.h - the `migrate` commands. Each command
- * takes its own argv (argv[0] is the command name) and returns an exit code
- * from docs/exit-codes.md.
+ * migrator/include/mg/migrator.h - the `migrate` program: its command tree
+ * (init, sync, status, validate, cutover) on the command framework of core,
+ * and the bulk copy behind `migrate sync`.
  */
 #ifndef MG_MIGRATOR_H
 #define MG_MIGRATOR_H
@@ -12,39 +12,15 @@
 extern "C" {
 #endif
 
-/* Default name of the schema holding the tool's state on the target. */
-#define MG_MIGRATOR_STATE_SCHEMA "_migrate"
-
-/* Version of the state schema this build writes and understands. */
-#define MG_MIGRATOR_STATE_VERSION 1
+/* mg_migrator_cli returns the static command tree of `migrate` (docs/core.md). */
+const mg_cli_t *mg_migrator_cli(void);
 
 /*
- * mg_migrator_cmd_init runs `migrate init`: census of the source, target
- * tables and state schema, the plan on stdout. See docs/init.md.
+ * mg_migrator_main runs `migrate` on argv (argv[0] is the program) and
+ * returns the exit code (docs/exit-codes.md). The caller has initialised
+ * libmongoc.
  */
-int mg_migrator_cmd_init(const mg_cli_command_t *command, int argc, char **argv);
-
-/*
- * mg_migrator_cmd_sync runs `migrate sync`: T0, partition plan, parallel
- * resumable copy, index build. See docs/sync.md.
- */
-int mg_migrator_cmd_sync(const mg_cli_command_t *command, int argc, char **argv);
-
-/* mg_migrator_cmd_status runs `migrate status`: phase and progress from the state schema. */
-int mg_migrator_cmd_status(const mg_cli_command_t *command, int argc, char **argv);
-
-/*
- * mg_migrator_cmd_validate runs `migrate validate`: segment checksums on
- * both sides, differences named down to _ids and fields, results recorded
- * in the state schema, JSON and HTML reports. See docs/validate.md.
- */
-int mg_migrator_cmd_validate(const mg_cli_command_t *command, int argc, char **argv);
-
-/*
- * mg_migrator_cmd_cutover runs `migrate cutover`: preflight, freeze the
- * source, fence, drain, verify, flip the endpoint once (docs/cutover.md).
- */
-int mg_migrator_cmd_cutover(const mg_cli_command_t *command, int argc, char **argv);
+int mg_migrator_main(int argc, char **argv);
 
 #ifdef __cplusplus
 }

@@ -49,6 +49,8 @@ test_error_mapping(void **state)
     assert_int_equal(mg_exit_code_for_error(&e), MG_EXIT_TARGET);
     mg_error_set(&e, MG_ERROR_DOMAIN_SYSTEM, 2, "x");
     assert_int_equal(mg_exit_code_for_error(&e), MG_EXIT_FAILURE);
+    mg_error_set(&e, MG_ERROR_DOMAIN_STATE, 0, "x");
+    assert_int_equal(mg_exit_code_for_error(&e), MG_EXIT_STATE);
 }
 
 static void

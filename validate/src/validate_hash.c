@@ -1,5 +1,5 @@
 /*
- * cutover/src/cutover_hash.c - the 64-bit document hash over the canonical
+ * validate/src/validate_hash.c - the 64-bit document hash over the canonical
  * form, and the hash of a document's _id that picks its segment.
  *
  * The hash reads 16 bytes per round in two lanes (multiply, rotate,
@@ -10,7 +10,7 @@
  * runs on machines of the same byte order (both sides are always hashed
  * by the same process).
  */
-#include "cutover_internal.h"
+#include "validate_internal.h"
 
 #include <string.h>
 #include <time.h>
@@ -35,7 +35,7 @@ read64(const uint8_t *p)
 }
 
 uint64_t
-mg_cutover_hash64(const void *data, size_t len, uint64_t seed)
+mg_validate_hash64(const void *data, size_t len, uint64_t seed)
 {
     const uint8_t *p = data;
     uint64_t h1 = seed ^ ((uint64_t)len * K1);
@@ -67,17 +67,8 @@ mg_cutover_hash64(const void *data, size_t len, uint64_t seed)
     return h;
 }
 
-double
-mg_cutover__now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 void
-mg_cutover__value_bytes(const bson_iter_t *iter, const uint8_t **data, size_t *len)
+mg_validate__value_bytes(const bson_iter_t *iter, const uint8_t **data, size_t *len)
 {
     *data = iter->raw + iter->d1;
     *len = iter->next_off > iter->d1 ? iter->next_off - iter->d1 : 0;
@@ -90,19 +81,19 @@ text_hashes(const char *text, size_t len, uint64_t *doc_hash, uint64_t *id_hash,
     const char *v;
     size_t vlen;
 
-    if (!mg_cutover__jsonb_id_span(text, len, &v, &vlen))
+    if (!mg_validate__jsonb_id_span(text, len, &v, &vlen))
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
                             "document has no _id");
     if (doc_hash != NULL)
-        *doc_hash = mg_cutover_hash64(text, len, 0);
+        *doc_hash = mg_validate_hash64(text, len, 0);
     if (id_hash != NULL)
-        *id_hash = mg_cutover_hash64(v, vlen, 1);
+        *id_hash = mg_validate_hash64(v, vlen, 1);
     return true;
 }
 
 bool
-mg_cutover_doc_hash(const bson_t *doc, mg_schema_fidelity_t fidelity, uint64_t *doc_hash,
-                    uint64_t *id_hash, mg_error_t *error)
+mg_validate_doc_hash(const bson_t *doc, mg_schema_fidelity_t fidelity, uint64_t *doc_hash,
+                     uint64_t *id_hash, mg_error_t *error)
 {
     mg_buf_t render, canon, scratch;
     bool ok;
@@ -111,7 +102,7 @@ mg_cutover_doc_hash(const bson_t *doc, mg_schema_fidelity_t fidelity, uint64_t *
     mg_buf_init(&canon, 256u * 1024 * 1024);
     mg_buf_init(&scratch, 256u * 1024 * 1024);
     ok = mg_schema_doc_render(doc, fidelity, &render, NULL, error) &&
-         mg_cutover__jsonb_normalize(render.data, render.len, &canon, &scratch, error) &&
+         mg_validate__jsonb_normalize(render.data, render.len, &canon, &scratch, error) &&
          text_hashes(canon.data, canon.len, doc_hash, id_hash, error);
     mg_buf_cleanup(&render);
     mg_buf_cleanup(&canon);
@@ -120,8 +111,8 @@ mg_cutover_doc_hash(const bson_t *doc, mg_schema_fidelity_t fidelity, uint64_t *
 }
 
 bool
-mg_cutover_json_hash(const char *json, size_t len, mg_schema_fidelity_t fidelity,
-                     uint64_t *doc_hash, uint64_t *id_hash, mg_error_t *error)
+mg_validate_json_hash(const char *json, size_t len, mg_schema_fidelity_t fidelity,
+                      uint64_t *doc_hash, uint64_t *id_hash, mg_error_t *error)
 {
     mg_buf_t canon, scratch;
     bool ok;
@@ -129,7 +120,7 @@ mg_cutover_json_hash(const char *json, size_t len, mg_schema_fidelity_t fidelity
     (void)fidelity; /* the text already says which wrappers it uses */
     mg_buf_init(&canon, 256u * 1024 * 1024);
     mg_buf_init(&scratch, 256u * 1024 * 1024);
-    ok = mg_cutover__jsonb_normalize(json, len, &canon, &scratch, error) &&
+    ok = mg_validate__jsonb_normalize(json, len, &canon, &scratch, error) &&
          text_hashes(canon.data, canon.len, doc_hash, id_hash, error);
     mg_buf_cleanup(&canon);
     mg_buf_cleanup(&scratch);

@@ -1,9 +1,9 @@
 /*
- * tests/unit/cutover/test_report.c - the validation report: JSON that
+ * tests/unit/validate/test_report.c - the validation report: JSON that
  * parses and carries every count and mismatch, HTML that escapes what it
  * shows and references nothing outside itself.
  */
-#include "mg/cutover.h"
+#include "mg/validate.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -14,27 +14,27 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-static mg_cutover_field_diff_t diff = {.path = "a.<b>",
-                                       .source_value = "\"<script>x</script>\"",
-                                       .target_value = NULL,
-                                       .source_type = "string",
-                                       .target_type = "absent"};
+static mg_validate_field_diff_t diff = {.path = "a.<b>",
+                                        .source_value = "\"<script>x</script>\"",
+                                        .target_value = NULL,
+                                        .source_type = "string",
+                                        .target_type = "absent"};
 
-static mg_cutover_mismatch_t mismatches[2] = {
-    {.kind = MG_CUTOVER_DIFFERENT,
+static mg_validate_mismatch_t mismatches[2] = {
+    {.kind = MG_VALIDATE_DIFFERENT,
      .id_json = "\"k&1\"",
      .doc_id = "k&1",
      .diffs = &diff,
      .ndiffs = 1,
      .persisted = true,
      .first_seen_at = "2026-11-26T08:00:00.000Z"},
-    {.kind = MG_CUTOVER_MISSING,
+    {.kind = MG_VALIDATE_MISSING,
      .id_json = "{\"$oid\": \"0123456789abcdef01234567\"}",
      .doc_id = "0123456789abcdef01234567"},
 };
 
 static void
-make_report(mg_cutover_report_t *rep, mg_cutover_report_coll_t *colls, mg_cutover_result_t *r)
+make_report(mg_validate_report_t *rep, mg_validate_report_coll_t *colls, mg_validate_result_t *r)
 {
     memset(r, 0, sizeof(*r));
     r->source_docs = 10;
@@ -49,33 +49,33 @@ make_report(mg_cutover_report_t *rep, mg_cutover_report_coll_t *colls, mg_cutove
     r->source_s = 0.5;
     r->target_s = 0.25;
     r->elapsed_s = 0.6;
-    colls[0] = (mg_cutover_report_coll_t){"db", "people", "db", "people", "mismatch", NULL, r};
-    colls[1] = (mg_cutover_report_coll_t){
+    colls[0] = (mg_validate_report_coll_t){"db", "people", "db", "people", "mismatch", NULL, r};
+    colls[1] = (mg_validate_report_coll_t){
         "db", "broken", "db", "broken", "failed", "could not read <table>", NULL};
-    *rep = (mg_cutover_report_t){.run_id = 7,
-                                 .mode = "full",
-                                 .started_at = "2026-11-26T08:00:00.000Z",
-                                 .finished_at = "2026-11-26T08:00:01.000Z",
-                                 .status = "persistent_mismatch",
-                                 .elapsed_s = 1.0,
-                                 .persistent = 1,
-                                 .colls = colls,
-                                 .ncolls = 2};
+    *rep = (mg_validate_report_t){.run_id = 7,
+                                  .mode = "full",
+                                  .started_at = "2026-11-26T08:00:00.000Z",
+                                  .finished_at = "2026-11-26T08:00:01.000Z",
+                                  .status = "persistent_mismatch",
+                                  .elapsed_s = 1.0,
+                                  .persistent = 1,
+                                  .colls = colls,
+                                  .ncolls = 2};
 }
 
 static void
 test_json_report(void **state)
 {
-    mg_cutover_report_t rep;
-    mg_cutover_report_coll_t colls[2];
-    mg_cutover_result_t r;
+    mg_validate_report_t rep;
+    mg_validate_report_coll_t colls[2];
+    mg_validate_result_t r;
     mg_buf_t out;
     mg_error_t error;
     char err[256];
 
     make_report(&rep, colls, &r);
     mg_buf_init(&out, 1 << 20);
-    assert_true(mg_cutover_report_json(&rep, &out, &error));
+    assert_true(mg_validate_report_json(&rep, &out, &error));
     yajl_val root = yajl_tree_parse(out.data, err, sizeof(err));
     if (root == NULL)
         fail_msg("report does not parse: %s: %s", err, out.data);
@@ -111,15 +111,15 @@ test_json_report(void **state)
 static void
 test_html_report(void **state)
 {
-    mg_cutover_report_t rep;
-    mg_cutover_report_coll_t colls[2];
-    mg_cutover_result_t r;
+    mg_validate_report_t rep;
+    mg_validate_report_coll_t colls[2];
+    mg_validate_result_t r;
     mg_buf_t out;
     mg_error_t error;
 
     make_report(&rep, colls, &r);
     mg_buf_init(&out, 1 << 20);
-    assert_true(mg_cutover_report_html(&rep, &out, &error));
+    assert_true(mg_validate_report_html(&rep, &out, &error));
     assert_non_null(strstr(out.data, "<!DOCTYPE html>"));
     assert_non_null(strstr(out.data, "<h1>Validation report</h1>"));
     assert_non_null(strstr(out.data, "<h2>Collections</h2>"));
@@ -138,13 +138,13 @@ test_html_report(void **state)
     /* a report without collections still renders */
     rep.ncolls = 0;
     mg_buf_reset(&out);
-    assert_true(mg_cutover_report_html(&rep, &out, &error));
+    assert_true(mg_validate_report_html(&rep, &out, &error));
     assert_non_null(strstr(out.data, "No mismatch."));
     /* the cap is an error, not a truncated page */
     mg_buf_t small;
     mg_buf_init(&small, 64);
     rep.ncolls = 2;
-    assert_false(mg_cutover_report_html(&rep, &small, &error));
+    assert_false(mg_validate_report_html(&rep, &small, &error));
     mg_buf_cleanup(&small);
     mg_buf_cleanup(&out);
 }

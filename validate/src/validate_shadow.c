@@ -1,5 +1,5 @@
 /*
- * cutover/src/cutover_shadow.c - translation of a MongoDB find (filter,
+ * validate/src/validate_shadow.c - translation of a MongoDB find (filter,
  * sort, skip, limit, projection) to SQL over the jsonb `doc` column with
  * MongoDB's semantics, or a "not translated: <reason>".
  *
@@ -22,7 +22,7 @@
  * two-valued: negations ($ne, $nin, $not, $nor) are plain `!`.
  * docs/shadow-reads.md lists the coverage.
  */
-#include "cutover_internal.h"
+#include "validate_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -58,7 +58,7 @@ not_translated(gen_t *g, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    mg_error_set(g->error, MG_ERROR_DOMAIN_CORE, MG_CUTOVER_ERR_NOT_TRANSLATED,
+    mg_error_set(g->error, MG_ERROR_DOMAIN_CORE, MG_VALIDATE_ERR_NOT_TRANSLATED,
                  "not translated: %s", why);
     g->ok = false;
     return false;
@@ -204,6 +204,97 @@ cmp_holds(double a, cmp_op_t op, double b)
     return false;
 }
 
+/* number_cmp is scalar_cmp for a number v (the wrapped doubles compare as numbers too). */
+static bool
+number_cmp(gen_t *g, const char *x, cmp_op_t op, const bson_iter_t *v)
+{
+    char num[512];
+    double d = number_value(v);
+
+    if (!number_text(g, v, num, sizeof(num)))
+        return false;
+    put(g, "((");
+    put(g, x);
+    put(g, ".type() == \"number\" && ");
+    put(g, x);
+    put(g, " ");
+    put(g, op_text[op]);
+    put(g, " ");
+    put(g, num);
+    put(g, ")");
+    /* the wrapped doubles compare as numbers in MongoDB */
+    if (cmp_holds(0.0, op, d)) {
+        put(g, " || (");
+        put(g, x);
+        put(g, ".type() == \"object\" && ");
+        put(g, x);
+        put(g, ".\"$numberDouble\" == \"-0.0\")");
+    }
+    if (op == OP_GT || op == OP_GTE) {
+        put(g, " || (");
+        put(g, x);
+        put(g, ".type() == \"object\" && ");
+        put(g, x);
+        put(g, ".\"$numberDouble\" == \"Infinity\")");
+    }
+    if (op == OP_LT || op == OP_LTE) {
+        put(g, " || (");
+        put(g, x);
+        put(g, ".type() == \"object\" && ");
+        put(g, x);
+        put(g, ".\"$numberDouble\" == \"-Infinity\")");
+    }
+    put(g, ")");
+    return g->ok;
+}
+
+/* date_cmp is scalar_cmp for a date v ($date as ISO text, or $numberLong out of range). */
+static bool
+date_cmp(gen_t *g, const char *x, cmp_op_t op, const bson_iter_t *v)
+{
+    char num[512], iso[40];
+
+    int64_t ms = bson_iter_date_time(v);
+    if (!iso_date(ms, iso, sizeof(iso))) {
+        if (op != OP_EQ)
+            return not_translated(g, "range bound is a date outside 1970-9999");
+        snprintf(num, sizeof(num), "%lld", (long long)ms);
+        put(g, "(");
+        put(g, x);
+        put(g, ".type() == \"object\" && ");
+        put(g, x);
+        put(g, ".\"$date\".\"$numberLong\" == ");
+        put_jstr(g, num, strlen(num));
+        put(g, ")");
+        return g->ok;
+    }
+    put(g, "(");
+    put(g, x);
+    put(g, ".type() == \"object\" && ((");
+    put(g, x);
+    put(g, ".\"$date\".type() == \"string\" && ");
+    put(g, x);
+    put(g, ".\"$date\" ");
+    put(g, op_text[op]);
+    put(g, " ");
+    put_jstr(g, iso, strlen(iso));
+    put(g, ")");
+    if (op == OP_LT || op == OP_LTE) {
+        put(g, " || (");
+        put(g, x);
+        put(g, ".\"$date\".\"$numberLong\" starts with \"-\")");
+    }
+    if (op == OP_GT || op == OP_GTE) {
+        put(g, " || (");
+        put(g, x);
+        put(g, ".\"$date\".\"$numberLong\".type() == \"string\" && !(");
+        put(g, x);
+        put(g, ".\"$date\".\"$numberLong\" starts with \"-\"))");
+    }
+    put(g, "))");
+    return g->ok;
+}
+
 /*
  * scalar_cmp writes a test of the single value x against v with op, with
  * MongoDB's type bracketing. Null is handled by the caller.
@@ -211,46 +302,8 @@ cmp_holds(double a, cmp_op_t op, double b)
 static bool
 scalar_cmp(gen_t *g, const char *x, cmp_op_t op, const bson_iter_t *v)
 {
-    char num[512], iso[40];
-
-    if (holds_number(v)) {
-        double d = number_value(v);
-        if (!number_text(g, v, num, sizeof(num)))
-            return false;
-        put(g, "((");
-        put(g, x);
-        put(g, ".type() == \"number\" && ");
-        put(g, x);
-        put(g, " ");
-        put(g, op_text[op]);
-        put(g, " ");
-        put(g, num);
-        put(g, ")");
-        /* the wrapped doubles compare as numbers in MongoDB */
-        if (cmp_holds(0.0, op, d)) {
-            put(g, " || (");
-            put(g, x);
-            put(g, ".type() == \"object\" && ");
-            put(g, x);
-            put(g, ".\"$numberDouble\" == \"-0.0\")");
-        }
-        if (op == OP_GT || op == OP_GTE) {
-            put(g, " || (");
-            put(g, x);
-            put(g, ".type() == \"object\" && ");
-            put(g, x);
-            put(g, ".\"$numberDouble\" == \"Infinity\")");
-        }
-        if (op == OP_LT || op == OP_LTE) {
-            put(g, " || (");
-            put(g, x);
-            put(g, ".type() == \"object\" && ");
-            put(g, x);
-            put(g, ".\"$numberDouble\" == \"-Infinity\")");
-        }
-        put(g, ")");
-        return g->ok;
-    }
+    if (holds_number(v))
+        return number_cmp(g, x, op, v);
     switch (bson_iter_type(v)) {
     case BSON_TYPE_UTF8: {
         uint32_t len;
@@ -293,47 +346,8 @@ scalar_cmp(gen_t *g, const char *x, cmp_op_t op, const bson_iter_t *v)
         put(g, ")");
         return g->ok;
     }
-    case BSON_TYPE_DATE_TIME: {
-        int64_t ms = bson_iter_date_time(v);
-        if (!iso_date(ms, iso, sizeof(iso))) {
-            if (op != OP_EQ)
-                return not_translated(g, "range bound is a date outside 1970-9999");
-            snprintf(num, sizeof(num), "%lld", (long long)ms);
-            put(g, "(");
-            put(g, x);
-            put(g, ".type() == \"object\" && ");
-            put(g, x);
-            put(g, ".\"$date\".\"$numberLong\" == ");
-            put_jstr(g, num, strlen(num));
-            put(g, ")");
-            return g->ok;
-        }
-        put(g, "(");
-        put(g, x);
-        put(g, ".type() == \"object\" && ((");
-        put(g, x);
-        put(g, ".\"$date\".type() == \"string\" && ");
-        put(g, x);
-        put(g, ".\"$date\" ");
-        put(g, op_text[op]);
-        put(g, " ");
-        put_jstr(g, iso, strlen(iso));
-        put(g, ")");
-        if (op == OP_LT || op == OP_LTE) {
-            put(g, " || (");
-            put(g, x);
-            put(g, ".\"$date\".\"$numberLong\" starts with \"-\")");
-        }
-        if (op == OP_GT || op == OP_GTE) {
-            put(g, " || (");
-            put(g, x);
-            put(g, ".\"$date\".\"$numberLong\".type() == \"string\" && !(");
-            put(g, x);
-            put(g, ".\"$date\".\"$numberLong\" starts with \"-\"))");
-        }
-        put(g, "))");
-        return g->ok;
-    }
+    case BSON_TYPE_DATE_TIME:
+        return date_cmp(g, x, op, v);
     case BSON_TYPE_MINKEY:
     case BSON_TYPE_MAXKEY:
         if (op != OP_EQ)
@@ -886,6 +900,60 @@ regex_of(gen_t *g, const bson_iter_t *ops, const char **pattern, const char **op
     return true;
 }
 
+/* type_op_test writes {$type: alias or [aliases]} on path. */
+static bool
+type_op_test(gen_t *g, const char *path, const bson_iter_t *it)
+{
+    leaf_t lf = {.value = it, .kind = LEAF_TYPE};
+    bson_iter_t t;
+    bool first = true;
+
+    if (!BSON_ITER_HOLDS_ARRAY(it)) {
+        if (!type_alias_of(g, it, &lf.alias))
+            return false;
+        path_test(g, path, &lf);
+        return g->ok;
+    }
+    bson_iter_recurse(it, &t);
+    put(g, "(");
+    while (bson_iter_next(&t)) {
+        if (!type_alias_of(g, &t, &lf.alias))
+            return false;
+        if (!first)
+            put(g, " || ");
+        first = false;
+        path_test(g, path, &lf);
+    }
+    if (first)
+        put(g, "1 == 0");
+    put(g, ")");
+    return g->ok;
+}
+
+/* all_test writes {$all: [scalars]} on path. */
+static bool
+all_test(gen_t *g, const char *path, const bson_iter_t *it)
+{
+    bson_iter_t a;
+    bool first = true;
+
+    if (!BSON_ITER_HOLDS_ARRAY(it) || !bson_iter_recurse(it, &a))
+        return not_translated(g, "$all needs an array");
+    put(g, "(");
+    while (bson_iter_next(&a)) {
+        if (BSON_ITER_HOLDS_DOCUMENT(&a))
+            return not_translated(g, "$all with documents or $elemMatch");
+        if (!first)
+            put(g, " && ");
+        first = false;
+        eq_test(g, path, &a);
+    }
+    if (first)
+        put(g, "1 == 0");
+    put(g, ")");
+    return g->ok;
+}
+
 /* ops_test writes the conjunction of the operators of ops on path. */
 static bool
 ops_test(gen_t *g, const char *path, const bson_iter_t *ops)
@@ -935,29 +1003,9 @@ ops_test(gen_t *g, const char *path, const bson_iter_t *ops)
             if (!want)
                 put(g, "!");
             path_test(g, path, &lf);
-        } else if (strcmp(op, "$type") == 0 || strcmp(op, MG_CUTOVER_TYPE_KEY) == 0) {
-            lf.kind = LEAF_TYPE;
-            if (BSON_ITER_HOLDS_ARRAY(&it)) {
-                bson_iter_t t;
-                bool f2 = true;
-                bson_iter_recurse(&it, &t);
-                put(g, "(");
-                while (bson_iter_next(&t)) {
-                    if (!type_alias_of(g, &t, &lf.alias))
-                        return false;
-                    if (!f2)
-                        put(g, " || ");
-                    f2 = false;
-                    path_test(g, path, &lf);
-                }
-                if (f2)
-                    put(g, "1 == 0");
-                put(g, ")");
-            } else {
-                if (!type_alias_of(g, &it, &lf.alias))
-                    return false;
-                path_test(g, path, &lf);
-            }
+        } else if (strcmp(op, "$type") == 0 || strcmp(op, MG_VALIDATE_TYPE_KEY) == 0) {
+            if (!type_op_test(g, path, &it))
+                return false;
         } else if (strcmp(op, "$size") == 0) {
             if (!holds_number(&it) || number_value(&it) != floor(number_value(&it)) ||
                 number_value(&it) < 0)
@@ -983,22 +1031,8 @@ ops_test(gen_t *g, const char *path, const bson_iter_t *ops)
                 return not_translated(g, "$not needs an operator document or a regex");
             }
         } else if (strcmp(op, "$all") == 0) {
-            bson_iter_t a;
-            bool f2 = true;
-            if (!BSON_ITER_HOLDS_ARRAY(&it) || !bson_iter_recurse(&it, &a))
-                return not_translated(g, "$all needs an array");
-            put(g, "(");
-            while (bson_iter_next(&a)) {
-                if (BSON_ITER_HOLDS_DOCUMENT(&a))
-                    return not_translated(g, "$all with documents or $elemMatch");
-                if (!f2)
-                    put(g, " && ");
-                f2 = false;
-                eq_test(g, path, &a);
-            }
-            if (f2)
-                put(g, "1 == 0");
-            put(g, ")");
+            if (!all_test(g, path, &it))
+                return false;
         } else if (strcmp(op, "$elemMatch") == 0) {
             if (!BSON_ITER_HOLDS_DOCUMENT(&it))
                 return not_translated(g, "$elemMatch needs a document");
@@ -1100,7 +1134,7 @@ gen_elem_ops(gen_t *g, const char *x, const bson_iter_t *spec)
             regex_test(g, x, p, o);
         } else if (strcmp(op, "$options") == 0) {
             put(g, "1 == 1");
-        } else if (strcmp(op, "$type") == 0 || strcmp(op, MG_CUTOVER_TYPE_KEY) == 0) {
+        } else if (strcmp(op, "$type") == 0 || strcmp(op, MG_VALIDATE_TYPE_KEY) == 0) {
             const char *alias;
             if (!type_alias_of(g, &it, &alias))
                 return false;
@@ -1427,7 +1461,7 @@ gen_select(gen_t *g, const bson_t *proj)
 }
 
 void
-mg_cutover_sql_cleanup(mg_cutover_sql_t *sql)
+mg_validate_sql_cleanup(mg_validate_sql_t *sql)
 {
     if (sql == NULL)
         return;
@@ -1438,8 +1472,9 @@ mg_cutover_sql_cleanup(mg_cutover_sql_t *sql)
 }
 
 bool
-mg_cutover_shadow_translate(const mg_cutover_find_t *find, const char *schema, const char *table,
-                            mg_schema_fidelity_t fidelity, mg_cutover_sql_t *out, mg_error_t *error)
+mg_validate_shadow_translate(const mg_validate_find_t *find, const char *schema, const char *table,
+                             mg_schema_fidelity_t fidelity, mg_validate_sql_t *out,
+                             mg_error_t *error)
 {
     mg_buf_t path, sql, guard, from;
     gen_t g = {&path, error, true, 0};
@@ -1523,6 +1558,6 @@ done:
     mg_buf_cleanup(&guard);
     mg_buf_cleanup(&from);
     if (!ok)
-        mg_cutover_sql_cleanup(out);
+        mg_validate_sql_cleanup(out);
     return ok;
 }

@@ -1,11 +1,11 @@
 /*
- * tests/unit/cutover/test_shadow.c - the MongoDB find -> SQL/JSON path
+ * tests/unit/validate/test_shadow.c - the MongoDB find -> SQL/JSON path
  * translator: the shape of what it writes for each operator family, and
  * every refusal ("not translated: <reason>") the documentation promises.
  * Whether the translations return MongoDB's answers is proven against a
  * server by tests/integration/validate/test_shadow.py.
  */
-#include "mg/cutover.h"
+#include "mg/validate.h"
 
 #include <string.h>
 
@@ -17,18 +17,18 @@
 /* tr translates a filter (JSON) with optional sort/projection; returns success. */
 static bool
 tr(const char *filter, const char *sort, const char *proj, int64_t skip, int64_t limit,
-   mg_cutover_sql_t *out, mg_error_t *error)
+   mg_validate_sql_t *out, mg_error_t *error)
 {
     bson_error_t be;
     bson_t *f = filter ? bson_new_from_json((const uint8_t *)filter, -1, &be) : NULL;
     bson_t *s = sort ? bson_new_from_json((const uint8_t *)sort, -1, &be) : NULL;
     bson_t *p = proj ? bson_new_from_json((const uint8_t *)proj, -1, &be) : NULL;
-    mg_cutover_find_t find = {f, p, s, skip, limit};
+    mg_validate_find_t find = {f, p, s, skip, limit};
     bool ok;
 
     if ((filter && !f) || (sort && !s) || (proj && !p))
         fail_msg("bad test JSON: %s", be.message);
-    ok = mg_cutover_shadow_translate(&find, "db", "t", MG_SCHEMA_FIDELITY_RELAXED, out, error);
+    ok = mg_validate_shadow_translate(&find, "db", "t", MG_SCHEMA_FIDELITY_RELAXED, out, error);
     bson_destroy(f);
     bson_destroy(s);
     bson_destroy(p);
@@ -38,25 +38,25 @@ tr(const char *filter, const char *sort, const char *proj, int64_t skip, int64_t
 static void
 expect_contains(const char *filter, const char *needle)
 {
-    mg_cutover_sql_t q;
+    mg_validate_sql_t q;
     mg_error_t e;
 
     if (!tr(filter, NULL, NULL, 0, 0, &q, &e))
         fail_msg("%s: %s", filter, e.message);
     if (strstr(q.jsonpath, needle) == NULL)
         fail_msg("%s: expected \"%s\" in %s", filter, needle, q.jsonpath);
-    mg_cutover_sql_cleanup(&q);
+    mg_validate_sql_cleanup(&q);
 }
 
 static void
 expect_refused(const char *filter, const char *sort, const char *proj, const char *reason)
 {
-    mg_cutover_sql_t q;
+    mg_validate_sql_t q;
     mg_error_t e;
 
     if (tr(filter, sort, proj, 0, 0, &q, &e))
         fail_msg("%s: translated, expected a refusal (%s): %s", filter, reason, q.jsonpath);
-    assert_int_equal(e.code, MG_CUTOVER_ERR_NOT_TRANSLATED);
+    assert_int_equal(e.code, MG_VALIDATE_ERR_NOT_TRANSLATED);
     if (strncmp(e.message, "not translated: ", 16) != 0 || strstr(e.message, reason) == NULL)
         fail_msg("%s: message \"%s\", expected \"%s\"", filter, e.message, reason);
     assert_null(q.sql);
@@ -96,12 +96,12 @@ test_paths_and_arrays(void **state)
                     "@.\"a\".type() == \"array\" && exists(");
     /* libbson's JSON reader takes {"$type": ...} for legacy binary: build these directly */
     bson_t *f = BCON_NEW("a", "{", "$type", BCON_UTF8("array"), "}");
-    mg_cutover_find_t find = {f, NULL, NULL, 0, 0};
-    mg_cutover_sql_t q;
+    mg_validate_find_t find = {f, NULL, NULL, 0, 0};
+    mg_validate_sql_t q;
     mg_error_t e;
-    assert_true(mg_cutover_shadow_translate(&find, "db", "t", MG_SCHEMA_FIDELITY_RELAXED, &q, &e));
+    assert_true(mg_validate_shadow_translate(&find, "db", "t", MG_SCHEMA_FIDELITY_RELAXED, &q, &e));
     assert_non_null(strstr(q.jsonpath, "(@.\"a\".type() == \"array\")"));
-    mg_cutover_sql_cleanup(&q);
+    mg_validate_sql_cleanup(&q);
     bson_destroy(f);
     expect_contains("{\"a\": [1, \"x\"]}", "@.size() == 2");
     expect_contains("{\"a\": null}", "!exists(@.\"a\")");
@@ -134,10 +134,11 @@ test_refusals(void **state)
     expect_refused("{\"n\": {\"$mod\": [2, 0]}}", NULL, NULL, "operator $mod");
     expect_refused("{\"a\": {\"b\": 1}}", NULL, NULL, "embedded document");
     bson_t *f = BCON_NEW("n", "{", "$type", BCON_UTF8("double"), "}");
-    mg_cutover_find_t tf = {f, NULL, NULL, 0, 0};
-    mg_cutover_sql_t tq;
+    mg_validate_find_t tf = {f, NULL, NULL, 0, 0};
+    mg_validate_sql_t tq;
     mg_error_t te;
-    assert_false(mg_cutover_shadow_translate(&tf, "db", "t", MG_SCHEMA_FIDELITY_RELAXED, &tq, &te));
+    assert_false(
+        mg_validate_shadow_translate(&tf, "db", "t", MG_SCHEMA_FIDELITY_RELAXED, &tq, &te));
     assert_non_null(strstr(te.message, "not translated: $type \"double\": jsonb numbers"));
     bson_destroy(f);
     expect_refused("{\"n\": {\"$numberDecimal\": \"1.5\"}}", NULL, NULL, "Decimal128");
@@ -149,24 +150,24 @@ test_refusals(void **state)
     expect_refused("{}", NULL, "{\"a\": 1, \"b\": 0}", "mixes inclusion and exclusion");
 
     /* exact fidelity stores numbers as strings: nothing is translated */
-    mg_cutover_sql_t q;
+    mg_validate_sql_t q;
     mg_error_t e;
-    mg_cutover_find_t find = {0};
-    assert_false(mg_cutover_shadow_translate(&find, "db", "t", MG_SCHEMA_FIDELITY_EXACT, &q, &e));
+    mg_validate_find_t find = {0};
+    assert_false(mg_validate_shadow_translate(&find, "db", "t", MG_SCHEMA_FIDELITY_EXACT, &q, &e));
     assert_non_null(strstr(e.message, "exact fidelity"));
 }
 
 static void
 test_sql_shape(void **state)
 {
-    mg_cutover_sql_t q;
+    mg_validate_sql_t q;
     mg_error_t e;
 
     assert_true(tr("{}", NULL, NULL, 0, 0, &q, &e));
     assert_string_equal(q.sql, "SELECT doc::text FROM \"db\".\"t\"");
     assert_null(q.jsonpath);
     assert_false(q.ordered || q.count_only);
-    mg_cutover_sql_cleanup(&q);
+    mg_validate_sql_cleanup(&q);
 
     assert_true(tr("{\"n\": 1}", "{\"a.b\": -1, \"_id\": 1}", NULL, 5, 10, &q, &e));
     assert_non_null(strstr(q.sql, "WHERE doc @? $1::jsonpath ORDER BY "));
@@ -176,20 +177,20 @@ test_sql_shape(void **state)
     /* the guard looks for arrays on the path and values it cannot order */
     assert_non_null(q.guard_sql);
     assert_non_null(strstr(q.guard_sql, "jsonb_typeof(doc #> ARRAY['a']::text[]) = 'array'"));
-    mg_cutover_sql_cleanup(&q);
+    mg_validate_sql_cleanup(&q);
 
     assert_true(tr("{}", NULL, NULL, 0, 3, &q, &e));
     assert_true(q.count_only);
-    mg_cutover_sql_cleanup(&q);
+    mg_validate_sql_cleanup(&q);
 
     assert_true(tr("{}", NULL, "{\"s\": 1, \"_id\": 0}", 0, 0, &q, &e));
     assert_non_null(strstr(q.sql, "WHERE key IN ('s')"));
-    mg_cutover_sql_cleanup(&q);
+    mg_validate_sql_cleanup(&q);
     assert_true(tr("{}", NULL, "{\"s\": 0}", 0, 0, &q, &e));
     assert_non_null(strstr(q.sql, "(doc - ARRAY['s']::text[])::text"));
-    mg_cutover_sql_cleanup(&q);
-    mg_cutover_sql_cleanup(NULL);
-    assert_string_equal(mg_cutover_shadow_status_name(MG_CUTOVER_SHADOW_NOT_TRANSLATED),
+    mg_validate_sql_cleanup(&q);
+    mg_validate_sql_cleanup(NULL);
+    assert_string_equal(mg_validate_shadow_status_name(MG_VALIDATE_SHADOW_NOT_TRANSLATED),
                         "not_translated");
 }
 

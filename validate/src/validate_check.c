@@ -1,5 +1,5 @@
 /*
- * cutover/src/cutover_check.c - segment checksums of one collection on
+ * validate/src/validate_check.c - segment checksums of one collection on
  * both sides, and the drill-down that names every differing _id.
  *
  * Pass 1: a source thread (libmongoc find over the whole collection) and a
@@ -11,7 +11,7 @@
  * in drilldown_bytes); the two lists are sorted by _id and merged, which
  * names each _id missing, extra or different, with a field diff.
  */
-#include "cutover_internal.h"
+#include "validate_internal.h"
 
 #include <libpq-fe.h>
 #include <mongoc/mongoc.h>
@@ -47,8 +47,8 @@ typedef struct {
 
 /* One side's scan: inputs, then outputs. */
 typedef struct {
-    const mg_cutover_check_options_t *o;
-    const mg_cutover_coll_t *c;
+    const mg_validate_check_options_t *o;
+    const mg_validate_coll_t *c;
     const uint8_t *want; /* segments to keep documents of; NULL in pass 1 */
     seg_digest_t *segs;  /* pass 1 output (calloc'd by the caller) */
     entries_t kept;      /* pass 2 output */
@@ -63,7 +63,7 @@ typedef struct {
 } scan_t;
 
 void
-mg_cutover_check_options_init(mg_cutover_check_options_t *options)
+mg_validate_check_options_init(mg_validate_check_options_t *options)
 {
     memset(options, 0, sizeof(*options));
     options->fidelity = MG_SCHEMA_FIDELITY_RELAXED;
@@ -76,14 +76,14 @@ mg_cutover_check_options_init(mg_cutover_check_options_t *options)
 }
 
 const char *
-mg_cutover_mismatch_kind_name(mg_cutover_mismatch_kind_t kind)
+mg_validate_mismatch_kind_name(mg_validate_mismatch_kind_t kind)
 {
     switch (kind) {
-    case MG_CUTOVER_MISSING:
+    case MG_VALIDATE_MISSING:
         return "missing";
-    case MG_CUTOVER_EXTRA:
+    case MG_VALIDATE_EXTRA:
         return "extra";
-    case MG_CUTOVER_DIFFERENT:
+    case MG_VALIDATE_DIFFERENT:
         return "different";
     }
     return "unknown";
@@ -122,15 +122,15 @@ entries_push(entries_t *e, uint64_t id_hash, uint64_t doc_hash, bson_t *doc, cha
 }
 
 void
-mg_cutover_result_cleanup(mg_cutover_result_t *result)
+mg_validate_result_cleanup(mg_validate_result_t *result)
 {
     if (result == NULL)
         return;
     for (size_t i = 0; i < result->nmismatches; i++) {
-        mg_cutover_mismatch_t *m = &result->mismatches[i];
+        mg_validate_mismatch_t *m = &result->mismatches[i];
         free(m->id_json);
         free(m->doc_id);
-        mg_cutover_field_diffs_free(m->diffs, m->ndiffs);
+        mg_validate_field_diffs_free(m->diffs, m->ndiffs);
     }
     free(result->mismatches);
     memset(result, 0, sizeof(*result));
@@ -154,13 +154,13 @@ take(scan_t *s, const char *text, size_t len, const bson_t *raw, char *key_text,
 
     s->docs++;
     s->bytes += raw != NULL ? raw->len : len;
-    if (!mg_cutover__jsonb_id_span(text, len, &idv, &idlen)) {
+    if (!mg_validate__jsonb_id_span(text, len, &idv, &idlen)) {
         free(key_text);
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
                             "document has no _id");
     }
-    ih = mg_cutover_hash64(idv, idlen, 1);
-    dh = mg_cutover_hash64(text, len, 0);
+    ih = mg_validate_hash64(idv, idlen, 1);
+    dh = mg_validate_hash64(text, len, 0);
     seg = (uint32_t)(ih % s->o->segments);
     if (s->want == NULL) {
         s->segs[seg].count++;
@@ -201,8 +201,8 @@ take_source(scan_t *s, const bson_t *doc, char *key_text, mg_error_t *error)
     mg_buf_reset(&s->render);
     mg_buf_reset(&s->canon);
     if (!mg_schema_doc_render(doc, s->o->fidelity, &s->render, NULL, error) ||
-        !mg_cutover__jsonb_normalize(s->render.data, s->render.len, &s->canon, &s->scratch,
-                                     error)) {
+        !mg_validate__jsonb_normalize(s->render.data, s->render.len, &s->canon, &s->scratch,
+                                      error)) {
         free(key_text);
         return false;
     }
@@ -227,7 +227,7 @@ scan_buffers_cleanup(scan_t *s)
 
 /* source_key_text returns the key column's text form of doc's _id (malloc'd) or NULL. */
 static char *
-source_key_text(const bson_t *doc, const mg_cutover_coll_t *c, mg_schema_fidelity_t fidelity)
+source_key_text(const bson_t *doc, const mg_validate_coll_t *c, mg_schema_fidelity_t fidelity)
 {
     bson_iter_t it;
     mg_buf_t buf;
@@ -243,31 +243,6 @@ source_key_text(const bson_t *doc, const mg_cutover_coll_t *c, mg_schema_fidelit
 }
 
 /* ---- source ---- */
-
-static mongoc_client_t *
-source_client(const char *uri_text, mg_error_t *error)
-{
-    bson_error_t be;
-    mongoc_uri_t *uri = mongoc_uri_new_with_error(uri_text, &be);
-    mongoc_client_t *client;
-
-    if (uri == NULL) {
-        mg_error_set_bson(error, &be, "invalid source URI \"%s\"", uri_text);
-        return NULL;
-    }
-    if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
-        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 10000);
-    if (!mongoc_uri_has_option(uri, MONGOC_URI_APPNAME))
-        mongoc_uri_set_appname(uri, "migrate-validate");
-    client = mongoc_client_new_from_uri_with_error(uri, &be);
-    mongoc_uri_destroy(uri);
-    if (client == NULL) {
-        mg_error_set_bson(error, &be, "could not create a client for source \"%s\"", uri_text);
-        return NULL;
-    }
-    mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
-    return client;
-}
 
 /* source_find runs filter on the collection and feeds every document to take_source. */
 static bool
@@ -311,7 +286,8 @@ source_worker_thread(void *arg)
 {
     source_worker_t *w = arg;
     scan_t *s = &w->scan;
-    mongoc_client_t *client = source_client(s->o->source_uri, &s->error);
+    mongoc_client_t *client = mg_mongo_client_new(s->o->source_uri, "migrate-validate",
+                                                  MG_MONGO_SERVER_SELECTION_MS, &s->error);
     bson_t all = BSON_INITIALIZER;
 
     scan_buffers_init(s);
@@ -343,7 +319,7 @@ static void *
 source_scan_thread(void *arg)
 {
     scan_t *s = arg;
-    double t0 = mg_cutover__now_s();
+    double t0 = mg_now_s();
     size_t nw = s->o->source_threads > 0 ? (size_t)s->o->source_threads : 1;
     size_t nf = s->o->nsource_filters > 0 ? s->o->nsource_filters : 1;
     atomic_size_t next = 0;
@@ -413,30 +389,14 @@ source_scan_thread(void *arg)
     free(w);
     free(th);
     free(started);
-    s->secs = mg_cutover__now_s() - t0;
+    s->secs = mg_now_s() - t0;
     return NULL;
 }
 
 /* ---- target ---- */
 
-static PGconn *
-target_connect(const char *conninfo, mg_error_t *error)
-{
-    const char *const keys[] = {"fallback_application_name", "connect_timeout", "dbname", NULL};
-    const char *const values[] = {"migrate-validate", "10", conninfo, NULL};
-    PGconn *conn = PQconnectdbParams(keys, values, 1);
-
-    if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
-        mg_error_set_pgconn(error, conn, "could not connect to target \"%s\"", conninfo);
-        PQfinish(conn);
-        return NULL;
-    }
-    mg_log_attach_pgconn(conn);
-    return conn;
-}
-
 static bool
-table_name(const mg_cutover_coll_t *c, mg_buf_t *out, mg_error_t *error)
+table_name(const mg_validate_coll_t *c, mg_buf_t *out, mg_error_t *error)
 {
     return mg_schema_quote_ident(c->schema, out, error) && mg_buf_append_str(out, ".", error) &&
            mg_schema_quote_ident(c->table, out, error);
@@ -570,12 +530,12 @@ static void *
 target_scan_thread(void *arg)
 {
     scan_t *s = arg;
-    double t0 = mg_cutover__now_s();
-    PGconn *conn = target_connect(s->o->target, &s->error);
+    double t0 = mg_now_s();
+    PGconn *conn = mg_pg_connect(s->o->target, &s->error);
 
     s->ok = conn != NULL && target_copy(s, conn, &s->error);
     PQfinish(conn);
-    s->secs = mg_cutover__now_s() - t0;
+    s->secs = mg_now_s() - t0;
     return NULL;
 }
 
@@ -620,26 +580,26 @@ entry_cmp(const void *a, const void *b)
     bson_iter_init_find(&yi, y->doc, "_id");
     if (bson_iter_type(&xi) != bson_iter_type(&yi))
         return bson_iter_type(&xi) < bson_iter_type(&yi) ? -1 : 1;
-    mg_cutover__value_bytes(&xi, &xd, &xl);
-    mg_cutover__value_bytes(&yi, &yd, &yl);
+    mg_validate__value_bytes(&xi, &xd, &xl);
+    mg_validate__value_bytes(&yi, &yd, &yl);
     if (xl != yl)
         return xl < yl ? -1 : 1;
     return memcmp(xd, yd, xl);
 }
 
 static bool
-name_mismatch(const mg_cutover_check_options_t *o, mg_cutover_result_t *r,
-              mg_cutover_mismatch_kind_t kind, const entry_t *se, const entry_t *te,
+name_mismatch(const mg_validate_check_options_t *o, mg_validate_result_t *r,
+              mg_validate_mismatch_kind_t kind, const entry_t *se, const entry_t *te,
               mg_error_t *error)
 {
     const entry_t *any = se != NULL ? se : te;
-    mg_cutover_mismatch_t *m;
+    mg_validate_mismatch_t *m;
     bson_iter_t it;
     char id[1024];
 
-    if (kind == MG_CUTOVER_MISSING)
+    if (kind == MG_VALIDATE_MISSING)
         r->missing++;
-    else if (kind == MG_CUTOVER_EXTRA)
+    else if (kind == MG_VALIDATE_EXTRA)
         r->extra++;
     else
         r->different++;
@@ -664,23 +624,23 @@ name_mismatch(const mg_cutover_check_options_t *o, mg_cutover_result_t *r,
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
     }
     r->nmismatches++;
-    if (kind == MG_CUTOVER_DIFFERENT)
-        return mg_cutover_doc_diff(se->doc, te->doc, o->fidelity, o->max_diffs, &m->diffs,
-                                   &m->ndiffs, &m->more_diffs, error);
+    if (kind == MG_VALIDATE_DIFFERENT)
+        return mg_validate_doc_diff(se->doc, te->doc, o->fidelity, o->max_diffs, &m->diffs,
+                                    &m->ndiffs, &m->more_diffs, error);
     return true;
 }
 
 static int
 mismatch_cmp(const void *a, const void *b)
 {
-    const mg_cutover_mismatch_t *x = a, *y = b;
+    const mg_validate_mismatch_t *x = a, *y = b;
 
     return strcmp(x->id_json, y->id_json);
 }
 
 /* merge sorts both lists by _id and names every difference. */
 static bool
-merge(const mg_cutover_check_options_t *o, entries_t *s, entries_t *t, mg_cutover_result_t *r,
+merge(const mg_validate_check_options_t *o, entries_t *s, entries_t *t, mg_validate_result_t *r,
       mg_error_t *error)
 {
     size_t i = 0, j = 0;
@@ -693,16 +653,16 @@ merge(const mg_cutover_check_options_t *o, entries_t *s, entries_t *t, mg_cutove
         int c = i < s->n && j < t->n ? entry_cmp(&s->v[i], &t->v[j]) : (i < s->n ? -1 : 1);
         bool ok = true;
         if (c < 0) {
-            ok = name_mismatch(o, r, MG_CUTOVER_MISSING, &s->v[i++], NULL, error);
+            ok = name_mismatch(o, r, MG_VALIDATE_MISSING, &s->v[i++], NULL, error);
         } else if (c > 0) {
-            ok = name_mismatch(o, r, MG_CUTOVER_EXTRA, NULL, &t->v[j++], error);
+            ok = name_mismatch(o, r, MG_VALIDATE_EXTRA, NULL, &t->v[j++], error);
         } else {
             /* the canonical BSON forms decide: a text-only difference is not one */
             if (s->v[i].doc_hash != t->v[j].doc_hash &&
                 (s->v[i].doc->len != t->v[j].doc->len ||
                  memcmp(bson_get_data(s->v[i].doc), bson_get_data(t->v[j].doc), s->v[i].doc->len) !=
                      0))
-                ok = name_mismatch(o, r, MG_CUTOVER_DIFFERENT, &s->v[i], &t->v[j], error);
+                ok = name_mismatch(o, r, MG_VALIDATE_DIFFERENT, &s->v[i], &t->v[j], error);
             i++;
             j++;
         }
@@ -715,7 +675,7 @@ merge(const mg_cutover_check_options_t *o, entries_t *s, entries_t *t, mg_cutove
 }
 
 static bool
-check_options(const mg_cutover_check_options_t *o, mg_error_t *error)
+check_options(const mg_validate_check_options_t *o, mg_error_t *error)
 {
     if (o->segments < 1 || o->segments > (1u << 24))
         return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
@@ -727,12 +687,12 @@ check_options(const mg_cutover_check_options_t *o, mg_error_t *error)
 }
 
 bool
-mg_cutover_check_collection(const mg_cutover_check_options_t *o, const mg_cutover_coll_t *c,
-                            mg_cutover_result_t *r, mg_error_t *error)
+mg_validate_check_collection(const mg_validate_check_options_t *o, const mg_validate_coll_t *c,
+                             mg_validate_result_t *r, mg_error_t *error)
 {
     scan_t src, tgt;
     uint8_t *want = NULL;
-    double t0 = mg_cutover__now_s();
+    double t0 = mg_now_s();
     bool ok = false;
 
     memset(r, 0, sizeof(*r));
@@ -795,9 +755,9 @@ done:
     free(src.segs);
     free(tgt.segs);
     free(want);
-    r->elapsed_s = mg_cutover__now_s() - t0;
+    r->elapsed_s = mg_now_s() - t0;
     if (!ok)
-        mg_cutover_result_cleanup(r);
+        mg_validate_result_cleanup(r);
     return ok;
 }
 
@@ -805,7 +765,7 @@ done:
 
 /* id_append appends the _id whose key column text form is doc_id to dst under key. */
 static bool
-id_append(const mg_cutover_coll_t *c, const char *doc_id, bson_t *dst, const char *key,
+id_append(const mg_validate_coll_t *c, const char *doc_id, bson_t *dst, const char *key,
           mg_error_t *error)
 {
     switch (c->key_type) {
@@ -833,44 +793,26 @@ id_append(const mg_cutover_coll_t *c, const char *doc_id, bson_t *dst, const cha
                         "unknown key type");
 }
 
-/* array_literal appends n strings as a PostgreSQL array literal. */
-static bool
-array_literal(const char *const *items, size_t n, mg_buf_t *out, mg_error_t *error)
-{
-    bool ok = mg_buf_append_str(out, "{", error);
-
-    for (size_t i = 0; ok && i < n; i++) {
-        ok = mg_buf_append_str(out, i ? ",\"" : "\"", error);
-        for (const char *p = items[i]; ok && *p; p++) {
-            if (*p == '"' || *p == '\\')
-                ok = mg_buf_append(out, "\\", 1, error);
-            ok = ok && mg_buf_append(out, p, 1, error);
-        }
-        ok = ok && mg_buf_append_str(out, "\"", error);
-    }
-    return ok && mg_buf_append_str(out, "}", error);
-}
-
 #define IDS_BATCH 1000
 
 bool
-mg_cutover_check_ids(const mg_cutover_check_options_t *o, const mg_cutover_coll_t *c,
-                     const char *const *doc_ids, size_t n, mg_cutover_result_t *r,
-                     mg_error_t *error)
+mg_validate_check_ids(const mg_validate_check_options_t *o, const mg_validate_coll_t *c,
+                      const char *const *doc_ids, size_t n, mg_validate_result_t *r,
+                      mg_error_t *error)
 {
     scan_t src, tgt;
     uint8_t all = 0xff;
     mongoc_client_t *client = NULL;
     PGconn *conn = NULL;
     mg_buf_t sql;
-    double t0 = mg_cutover__now_s(), t1;
+    double t0 = mg_now_s(), t1;
     bool ok = false;
 
     memset(r, 0, sizeof(*r));
     memset(&src, 0, sizeof(src));
     memset(&tgt, 0, sizeof(tgt));
     mg_buf_init(&sql, 4096);
-    mg_cutover_check_options_t one = *o;
+    mg_validate_check_options_t one = *o;
     one.segments = 1; /* every document lands in segment 0, which is wanted */
     src.o = tgt.o = &one;
     src.c = tgt.c = c;
@@ -878,7 +820,8 @@ mg_cutover_check_ids(const mg_cutover_check_options_t *o, const mg_cutover_coll_
     scan_buffers_init(&src);
     if (!check_options(o, error))
         goto done;
-    client = source_client(o->source_uri, error);
+    client =
+        mg_mongo_client_new(o->source_uri, "migrate-validate", MG_MONGO_SERVER_SELECTION_MS, error);
     if (client == NULL)
         goto done;
     /* the source: {_id: {$in: [...]}} per batch */
@@ -899,9 +842,9 @@ mg_cutover_check_ids(const mg_cutover_check_options_t *o, const mg_cutover_coll_
         if (!fine)
             goto done;
     }
-    t1 = mg_cutover__now_s();
+    t1 = mg_now_s();
     src.secs = t1 - t0;
-    conn = target_connect(o->target, error);
+    conn = mg_pg_connect(o->target, error);
     if (conn == NULL)
         goto done;
     if (!mg_buf_append_str(&sql, "SELECT _id::text, doc::text FROM ", error) ||
@@ -914,7 +857,7 @@ mg_cutover_check_ids(const mg_cutover_check_options_t *o, const mg_cutover_coll_
         size_t k = n - i < IDS_BATCH ? n - i : IDS_BATCH;
         bool fine;
         mg_buf_init(&lit, 256u * 1024 * 1024);
-        fine = array_literal(doc_ids + i, k, &lit, error);
+        fine = mg_pg_text_array(doc_ids + i, k, &lit, error);
         const char *params[1] = {lit.data};
         PGresult *res = fine ? PQexecParams(conn, sql.data, 1, NULL, params, NULL, NULL, 0) : NULL;
         if (fine && PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -937,7 +880,7 @@ mg_cutover_check_ids(const mg_cutover_check_options_t *o, const mg_cutover_coll_
         if (!fine)
             goto done;
     }
-    tgt.secs = mg_cutover__now_s() - t1;
+    tgt.secs = mg_now_s() - t1;
     r->segments = 1;
     r->source_docs = src.docs;
     r->target_docs = tgt.docs;
@@ -954,8 +897,8 @@ done:
     PQfinish(conn);
     if (client != NULL)
         mongoc_client_destroy(client);
-    r->elapsed_s = mg_cutover__now_s() - t0;
+    r->elapsed_s = mg_now_s() - t0;
     if (!ok)
-        mg_cutover_result_cleanup(r);
+        mg_validate_result_cleanup(r);
     return ok;
 }

@@ -1,5 +1,5 @@
 /*
- * cutover/src/cutover_canon.c - the canonical text the checksums hash:
+ * validate/src/validate_canon.c - the canonical text the checksums hash:
  * jsonb's own text output.
  *
  * PostgreSQL prints a jsonb value in one canonical way: object keys sorted
@@ -12,9 +12,9 @@
  * BSON goes through the schema renderer and then this normaliser, which
  * rewrites the renderer's JSON into that form. A divergence could only
  * make a document look different; the drill-down compares the canonical
- * BSON forms before naming anything (cutover_check.c).
+ * BSON forms before naming anything (validate_check.c).
  */
-#include "cutover_internal.h"
+#include "validate_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -66,18 +66,6 @@ skip_ws(norm_t *n)
         n->p++;
 }
 
-static int
-hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool
 read_hex4(norm_t *n, const char *p, unsigned *v)
 {
@@ -86,7 +74,7 @@ read_hex4(norm_t *n, const char *p, unsigned *v)
     if (n->end - p < 4)
         return false;
     for (int i = 0; i < 4; i++) {
-        int h = hexval(p[i]);
+        int h = mg_hex_digit(p[i]);
         if (h < 0)
             return false;
         r = (r << 4) | (unsigned)h;
@@ -263,6 +251,45 @@ sort_members(member_t *m, size_t count)
     }
 }
 
+/*
+ * write_sorted rewrites the object written at out[start..] with its members
+ * m (count, sorted) in jsonb's order, the last of equal keys kept: the
+ * sorted members go after the scratch text, then move down; the room is
+ * reserved first so the member texts do not move.
+ */
+static bool
+write_sorted(norm_t *n, const member_t *m, size_t count, size_t start)
+{
+    size_t need = 2 + 2 * count, scratch_end, len;
+    bool first = true;
+
+    for (size_t i = 0; i < count; i++)
+        need += m[i].text_len;
+    if (!mg_buf_reserve(n->out, need, n->error))
+        return false;
+    scratch_end = n->out->len;
+    if (!put(n->out, "{", 1, n->error))
+        return false;
+    for (size_t i = 0; i < count; i++) {
+        /* of equal keys only the last (highest index, sorted last) is kept */
+        if (i + 1 < count && m[i].key_len == m[i + 1].key_len &&
+            memcmp(m[i].key, m[i + 1].key, m[i].key_len) == 0)
+            continue;
+        if (!first && !put(n->out, ", ", 2, n->error))
+            return false;
+        first = false;
+        if (!put(n->out, n->out->data + m[i].text_off, m[i].text_len, n->error))
+            return false;
+    }
+    if (!put(n->out, "}", 1, n->error))
+        return false;
+    len = n->out->len - scratch_end;
+    memmove(n->out->data + start, n->out->data + scratch_end, len);
+    n->out->len = start + len;
+    n->out->data[n->out->len] = '\0';
+    return true;
+}
+
 static bool
 object(norm_t *n)
 {
@@ -357,36 +384,8 @@ object(norm_t *n)
         goto done;
     }
     sort_members(m, count);
-    /* write the sorted members after the scratch text, then move them down;
-     * the room is reserved first so the member texts do not move */
-    {
-        size_t need = 2 + 2 * count;
-        for (size_t i = 0; i < count; i++)
-            need += m[i].text_len;
-        if (!mg_buf_reserve(n->out, need, n->error))
-            goto done;
-        size_t scratch_end = n->out->len;
-        bool first = true;
-        if (!put(n->out, "{", 1, n->error))
-            goto done;
-        for (size_t i = 0; i < count; i++) {
-            /* of equal keys only the last (highest index, sorted last) is kept */
-            if (i + 1 < count && m[i].key_len == m[i + 1].key_len &&
-                memcmp(m[i].key, m[i + 1].key, m[i].key_len) == 0)
-                continue;
-            if (!first && !put(n->out, ", ", 2, n->error))
-                goto done;
-            first = false;
-            if (!put(n->out, n->out->data + m[i].text_off, m[i].text_len, n->error))
-                goto done;
-        }
-        if (!put(n->out, "}", 1, n->error))
-            goto done;
-        size_t len = n->out->len - scratch_end;
-        memmove(n->out->data + start, n->out->data + scratch_end, len);
-        n->out->len = start + len;
-        n->out->data[n->out->len] = '\0';
-    }
+    if (!write_sorted(n, m, count, start))
+        goto done;
     ok = true;
 done:
     n->keys->len = keys_start;
@@ -477,8 +476,8 @@ value(norm_t *n)
 }
 
 bool
-mg_cutover__jsonb_normalize(const char *json, size_t len, mg_buf_t *out, mg_buf_t *scratch,
-                            mg_error_t *error)
+mg_validate__jsonb_normalize(const char *json, size_t len, mg_buf_t *out, mg_buf_t *scratch,
+                             mg_error_t *error)
 {
     norm_t n = {json, json + len, out, scratch, error, 0};
     size_t out_len = out->len;
@@ -535,7 +534,7 @@ skip_value(const char *p, const char *end)
 }
 
 bool
-mg_cutover__jsonb_id_span(const char *text, size_t len, const char **v, size_t *vlen)
+mg_validate__jsonb_id_span(const char *text, size_t len, const char **v, size_t *vlen)
 {
     const char *p = text, *end = text + len;
 

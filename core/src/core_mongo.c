@@ -1,15 +1,43 @@
 /*
- * migrator/src/migrator_source.c - the MongoDB source through libmongoc:
- * connect and check, run commands, stream aggregation results.
+ * core/src/core_mongo.c - the MongoDB source through libmongoc: one way to
+ * make a client from a URI, connect and check, run commands, stream
+ * aggregation results.
  */
-#include "migrator_internal.h"
+#include "mg/core.h"
 
+#include <mongoc/mongoc.h>
+#include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_SERVER_SELECTION_MS 10000
+struct _mongoc_client_t *
+mg_mongo_client_new(const char *uri_text, const char *appname, int32_t server_selection_ms,
+                    mg_error_t *error)
+{
+    bson_error_t be;
+    mongoc_uri_t *uri = mongoc_uri_new_with_error(uri_text, &be);
+    mongoc_client_t *client;
+
+    if (uri == NULL) {
+        mg_error_set_bson(error, &be, "invalid source URI \"%s\"", uri_text);
+        return NULL;
+    }
+    if (server_selection_ms > 0 && !mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
+        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
+                                       server_selection_ms);
+    if (appname != NULL && !mongoc_uri_has_option(uri, MONGOC_URI_APPNAME))
+        mongoc_uri_set_appname(uri, appname);
+    client = mongoc_client_new_from_uri_with_error(uri, &be);
+    mongoc_uri_destroy(uri);
+    if (client == NULL) {
+        mg_error_set_bson(error, &be, "could not create a client for source \"%s\"", uri_text);
+        return NULL;
+    }
+    mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
+    return client;
+}
 
 void
-mg_migrator__source_close(mg_source_t *src)
+mg_mongo_close(mg_mongo_t *src)
 {
     if (src == NULL)
         return;
@@ -21,10 +49,9 @@ mg_migrator__source_close(mg_source_t *src)
 }
 
 bool
-mg_migrator__source_open(const char *uri_text, mg_source_t *src, mg_error_t *error)
+mg_mongo_open(const char *uri_text, const char *appname, mg_mongo_t *src, mg_error_t *error)
 {
     bson_error_t be;
-    mongoc_uri_t *uri = NULL;
     bson_t *cmd = NULL;
     bson_t reply = BSON_INITIALIZER;
     bson_iter_t it;
@@ -32,22 +59,9 @@ mg_migrator__source_open(const char *uri_text, mg_source_t *src, mg_error_t *err
 
     memset(src, 0, sizeof(*src));
     src->uri_shown = mg_redact_dup(uri_text);
-    uri = mongoc_uri_new_with_error(uri_text, &be);
-    if (uri == NULL) {
-        mg_error_set_bson(error, &be, "invalid source URI \"%s\"", uri_text);
+    src->client = mg_mongo_client_new(uri_text, appname, MG_MONGO_SERVER_SELECTION_MS, error);
+    if (src->client == NULL)
         goto done;
-    }
-    if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
-        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
-                                       DEFAULT_SERVER_SELECTION_MS);
-    if (!mongoc_uri_has_option(uri, MONGOC_URI_APPNAME))
-        mongoc_uri_set_appname(uri, "migrate");
-    src->client = mongoc_client_new_from_uri_with_error(uri, &be);
-    if (src->client == NULL) {
-        mg_error_set_bson(error, &be, "could not create a client for source \"%s\"", uri_text);
-        goto done;
-    }
-    mongoc_client_set_error_api(src->client, MONGOC_ERROR_API_VERSION_2);
 
     cmd = BCON_NEW("hello", BCON_INT32(1));
     if (!mongoc_client_command_simple(src->client, "admin", cmd, NULL, &reply, &be)) {
@@ -77,15 +91,14 @@ mg_migrator__source_open(const char *uri_text, mg_source_t *src, mg_error_t *err
 done:
     bson_destroy(&reply);
     bson_destroy(cmd);
-    mongoc_uri_destroy(uri);
     if (!ok)
-        mg_migrator__source_close(src);
+        mg_mongo_close(src);
     return ok;
 }
 
 bool
-mg_migrator__source_command(mg_source_t *src, const char *db, const bson_t *cmd, bson_t *reply,
-                            mg_error_t *error)
+mg_mongo_command(mg_mongo_t *src, const char *db, const bson_t *cmd, bson_t *reply,
+                 mg_error_t *error)
 {
     bson_error_t be;
     char *text;
@@ -99,9 +112,8 @@ mg_migrator__source_command(mg_source_t *src, const char *db, const bson_t *cmd,
 }
 
 bool
-mg_migrator__source_aggregate(mg_source_t *src, const char *db, const char *coll,
-                              const bson_t *pipeline, mg_source_doc_fn fn, void *ctx,
-                              mg_error_t *error)
+mg_mongo_aggregate(mg_mongo_t *src, const char *db, const char *coll, const bson_t *pipeline,
+                   mg_mongo_doc_fn fn, void *ctx, mg_error_t *error)
 {
     mongoc_collection_t *c = mongoc_client_get_collection(src->client, db, coll);
     mongoc_cursor_t *cursor;

@@ -1,11 +1,11 @@
 /*
- * cutover/src/cutover_shadow_run.c - shadow reads: each find runs on the
+ * validate/src/validate_shadow_run.c - shadow reads: each find runs on the
  * MongoDB source and, translated, on PostgreSQL; the results are compared
  * through the canonical form (as ordered lists when sorted, as multisets
  * otherwise, by count when skip/limit pick unspecified documents), with
  * latency percentiles per side.
  */
-#include "cutover_internal.h"
+#include "validate_internal.h"
 
 #include <libpq-fe.h>
 #include <math.h>
@@ -30,16 +30,16 @@ typedef struct {
 } rows_t;
 
 const char *
-mg_cutover_shadow_status_name(mg_cutover_shadow_status_t status)
+mg_validate_shadow_status_name(mg_validate_shadow_status_t status)
 {
     switch (status) {
-    case MG_CUTOVER_SHADOW_MATCH:
+    case MG_VALIDATE_SHADOW_MATCH:
         return "match";
-    case MG_CUTOVER_SHADOW_MISMATCH:
+    case MG_VALIDATE_SHADOW_MISMATCH:
         return "mismatch";
-    case MG_CUTOVER_SHADOW_NOT_TRANSLATED:
+    case MG_VALIDATE_SHADOW_NOT_TRANSLATED:
         return "not_translated";
-    case MG_CUTOVER_SHADOW_ERROR:
+    case MG_VALIDATE_SHADOW_ERROR:
         return "error";
     }
     return "unknown";
@@ -54,10 +54,10 @@ strs_free(char **v, size_t n)
 }
 
 void
-mg_cutover_shadow_results_free(mg_cutover_shadow_result_t *results, size_t n)
+mg_validate_shadow_results_free(mg_validate_shadow_result_t *results, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        mg_cutover_shadow_result_t *r = &results[i];
+        mg_validate_shadow_result_t *r = &results[i];
         free(r->name);
         free(r->ns);
         free(r->query);
@@ -188,12 +188,12 @@ push_str(char ***v, size_t *n, size_t max, const char *s)
 
 /* compare fills the status, reason and differing _ids of r. */
 static void
-compare(mg_cutover_shadow_result_t *r, rows_t *m, rows_t *p)
+compare(mg_validate_shadow_result_t *r, rows_t *m, rows_t *p)
 {
     r->mongo_count = (int64_t)m->n;
     r->pg_count = (int64_t)p->n;
     if (r->count_only) {
-        r->status = m->n == p->n ? MG_CUTOVER_SHADOW_MATCH : MG_CUTOVER_SHADOW_MISMATCH;
+        r->status = m->n == p->n ? MG_VALIDATE_SHADOW_MATCH : MG_VALIDATE_SHADOW_MISMATCH;
         if (m->n != p->n)
             r->reason = dupf("counts differ: MongoDB %zu, PostgreSQL %zu", m->n, p->n);
         return;
@@ -208,10 +208,10 @@ compare(mg_cutover_shadow_result_t *r, rows_t *m, rows_t *p)
             }
         }
         if (same) {
-            r->status = MG_CUTOVER_SHADOW_MATCH;
+            r->status = MG_VALIDATE_SHADOW_MATCH;
             return;
         }
-        r->status = MG_CUTOVER_SHADOW_MISMATCH;
+        r->status = MG_VALIDATE_SHADOW_MISMATCH;
         if (m->n == p->n)
             r->reason = dupf("order or content differs from position %zu", first);
     }
@@ -220,7 +220,7 @@ compare(mg_cutover_shadow_result_t *r, rows_t *m, rows_t *p)
     if (mv == NULL || pv == NULL) {
         free(mv);
         free(pv);
-        r->status = MG_CUTOVER_SHADOW_ERROR;
+        r->status = MG_VALIDATE_SHADOW_ERROR;
         r->reason = strdup("out of memory");
         return;
     }
@@ -250,12 +250,12 @@ compare(mg_cutover_shadow_result_t *r, rows_t *m, rows_t *p)
     free(pv);
     if (only_m == 0 && only_p == 0) {
         if (!r->ordered)
-            r->status = MG_CUTOVER_SHADOW_MATCH;
+            r->status = MG_VALIDATE_SHADOW_MATCH;
         else if (r->reason == NULL)
             r->reason = strdup("same documents in a different order");
         return;
     }
-    r->status = MG_CUTOVER_SHADOW_MISMATCH;
+    r->status = MG_VALIDATE_SHADOW_MISMATCH;
     free(r->reason);
     r->reason =
         dupf("%zu document(s) only in MongoDB's result, %zu only in PostgreSQL's", only_m, only_p);
@@ -263,7 +263,7 @@ compare(mg_cutover_shadow_result_t *r, rows_t *m, rows_t *p)
 
 /* run_mongo runs the find repeat times; the first run's documents go to rows. */
 static bool
-run_mongo(mongoc_client_t *client, const char *db, const char *coll, const mg_cutover_find_t *f,
+run_mongo(mongoc_client_t *client, const char *db, const char *coll, const mg_validate_find_t *f,
           int repeat, mg_schema_fidelity_t fidelity, rows_t *rows, double *lat, mg_error_t *error)
 {
     mongoc_collection_t *c = mongoc_client_get_collection(client, db, coll);
@@ -280,7 +280,7 @@ run_mongo(mongoc_client_t *client, const char *db, const char *coll, const mg_cu
         BSON_APPEND_INT64(&opts, "limit", f->limit < 0 ? -f->limit : f->limit);
     for (int k = 0; ok && k < repeat; k++) {
         bson_t empty = BSON_INITIALIZER;
-        double t0 = mg_cutover__now_s();
+        double t0 = mg_now_s();
         mongoc_cursor_t *cur = mongoc_collection_find_with_opts(
             c, f->filter != NULL ? f->filter : &empty, &opts, NULL);
         const bson_t *doc;
@@ -292,7 +292,7 @@ run_mongo(mongoc_client_t *client, const char *db, const char *coll, const mg_cu
             ok = mg_error_set_bson(error, &be, "find on %s.%s failed", db, coll);
         mongoc_cursor_destroy(cur);
         bson_destroy(&empty);
-        lat[k] = (mg_cutover__now_s() - t0) * 1000.0;
+        lat[k] = (mg_now_s() - t0) * 1000.0;
     }
     bson_destroy(&opts);
     mongoc_collection_destroy(c);
@@ -300,14 +300,14 @@ run_mongo(mongoc_client_t *client, const char *db, const char *coll, const mg_cu
 }
 
 static bool
-run_pg(PGconn *pg, const mg_cutover_sql_t *q, int repeat, mg_schema_fidelity_t fidelity,
+run_pg(PGconn *pg, const mg_validate_sql_t *q, int repeat, mg_schema_fidelity_t fidelity,
        rows_t *rows, double *lat, mg_error_t *error)
 {
     const char *params[1] = {q->jsonpath};
     int np = q->jsonpath != NULL ? 1 : 0;
 
     for (int k = 0; k < repeat; k++) {
-        double t0 = mg_cutover__now_s();
+        double t0 = mg_now_s();
         PGresult *res = PQexecParams(pg, q->sql, np, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
             mg_error_set_pgresult(error, res, "translated query failed");
@@ -325,14 +325,14 @@ run_pg(PGconn *pg, const mg_cutover_sql_t *q, int repeat, mg_schema_fidelity_t f
             }
         }
         PQclear(res);
-        lat[k] = (mg_cutover__now_s() - t0) * 1000.0;
+        lat[k] = (mg_now_s() - t0) * 1000.0;
     }
     return true;
 }
 
 /* guard_hit runs the sort guard: true when the data holds values the sort cannot order. */
 static bool
-guard_hit(PGconn *pg, const mg_cutover_sql_t *q, bool *hit, mg_error_t *error)
+guard_hit(PGconn *pg, const mg_validate_sql_t *q, bool *hit, mg_error_t *error)
 {
     const char *params[1] = {q->jsonpath};
     PGresult *res;
@@ -351,11 +351,11 @@ guard_hit(PGconn *pg, const mg_cutover_sql_t *q, bool *hit, mg_error_t *error)
     return true;
 }
 
-static const mg_cutover_shadow_ns_t *
-find_ns(const mg_cutover_shadow_options_t *o, const char *ns)
+static const mg_validate_shadow_ns_t *
+find_ns(const mg_validate_shadow_options_t *o, const char *ns)
 {
     for (size_t i = 0; i < o->nnamespaces; i++) {
-        const mg_cutover_shadow_ns_t *n = &o->namespaces[i];
+        const mg_validate_shadow_ns_t *n = &o->namespaces[i];
         size_t dl = strlen(n->db);
         if (strncmp(ns, n->db, dl) == 0 && ns[dl] == '.' && strcmp(ns + dl + 1, n->coll) == 0)
             return n;
@@ -363,7 +363,7 @@ find_ns(const mg_cutover_shadow_options_t *o, const char *ns)
     return NULL;
 }
 
-/* copy_renamed appends src to dst with every key MG_CUTOVER_TYPE_KEY back to "$type". */
+/* copy_renamed appends src to dst with every key MG_VALIDATE_TYPE_KEY back to "$type". */
 static void
 copy_renamed(bson_t *dst, const bson_t *src)
 {
@@ -373,7 +373,7 @@ copy_renamed(bson_t *dst, const bson_t *src)
         return;
     while (bson_iter_next(&it)) {
         const char *k = bson_iter_key(&it);
-        if (strcmp(k, MG_CUTOVER_TYPE_KEY) == 0)
+        if (strcmp(k, MG_VALIDATE_TYPE_KEY) == 0)
             k = "$type";
         if (BSON_ITER_HOLDS_DOCUMENT(&it) || BSON_ITER_HOLDS_ARRAY(&it)) {
             uint32_t len;
@@ -417,29 +417,29 @@ sub_doc(const bson_t *line, const char *key, bson_t *out)
 
 /* one_query runs one parsed line into r. */
 static void
-one_query(const mg_cutover_shadow_options_t *o, mongoc_client_t *client, PGconn *pg,
-          const bson_t *line, mg_cutover_shadow_result_t *r)
+one_query(const mg_validate_shadow_options_t *o, mongoc_client_t *client, PGconn *pg,
+          const bson_t *line, mg_validate_shadow_result_t *r)
 {
     bson_t fb, pb, sb;
     bson_iter_t it;
-    mg_cutover_find_t f = {0};
-    mg_cutover_sql_t q = {0};
+    mg_validate_find_t f = {0};
+    mg_validate_sql_t q = {0};
     rows_t mrows = {0}, prows = {0};
     mg_error_t e;
     double mlat[MAX_REPEAT], plat[MAX_REPEAT];
     int repeat = o->repeat < 1 ? 1 : (o->repeat > MAX_REPEAT ? MAX_REPEAT : o->repeat);
-    const mg_cutover_shadow_ns_t *ns;
+    const mg_validate_shadow_ns_t *ns;
 
     mg_error_clear(&e);
     if (!bson_iter_init_find(&it, line, "ns") || !BSON_ITER_HOLDS_UTF8(&it)) {
-        r->status = MG_CUTOVER_SHADOW_ERROR;
+        r->status = MG_VALIDATE_SHADOW_ERROR;
         r->reason = strdup("the line has no \"ns\" string");
         return;
     }
     r->ns = strdup(bson_iter_utf8(&it, NULL));
     ns = find_ns(o, r->ns);
     if (ns == NULL) {
-        r->status = MG_CUTOVER_SHADOW_ERROR;
+        r->status = MG_VALIDATE_SHADOW_ERROR;
         r->reason = dupf("namespace \"%s\" is not a migrated collection", r->ns);
         return;
     }
@@ -450,9 +450,9 @@ one_query(const mg_cutover_shadow_options_t *o, mongoc_client_t *client, PGconn 
         f.skip = bson_iter_as_int64(&it);
     if (bson_iter_init_find(&it, line, "limit") && BSON_ITER_HOLDS_NUMBER(&it))
         f.limit = bson_iter_as_int64(&it);
-    if (!mg_cutover_shadow_translate(&f, ns->schema, ns->table, o->fidelity, &q, &e)) {
-        r->status = e.code == MG_CUTOVER_ERR_NOT_TRANSLATED ? MG_CUTOVER_SHADOW_NOT_TRANSLATED
-                                                            : MG_CUTOVER_SHADOW_ERROR;
+    if (!mg_validate_shadow_translate(&f, ns->schema, ns->table, o->fidelity, &q, &e)) {
+        r->status = e.code == MG_VALIDATE_ERR_NOT_TRANSLATED ? MG_VALIDATE_SHADOW_NOT_TRANSLATED
+                                                             : MG_VALIDATE_SHADOW_ERROR;
         r->reason = strdup(e.message);
         return;
     }
@@ -462,19 +462,19 @@ one_query(const mg_cutover_shadow_options_t *o, mongoc_client_t *client, PGconn 
     r->count_only = q.count_only;
     bool hit = false;
     if (!guard_hit(pg, &q, &hit, &e)) {
-        r->status = MG_CUTOVER_SHADOW_ERROR;
+        r->status = MG_VALIDATE_SHADOW_ERROR;
         r->reason = strdup(e.message);
         goto done;
     }
     if (hit) {
-        r->status = MG_CUTOVER_SHADOW_NOT_TRANSLATED;
+        r->status = MG_VALIDATE_SHADOW_NOT_TRANSLATED;
         r->reason = strdup("not translated: the sort meets arrays, documents or values of "
                            "types it cannot order on this data");
         goto done;
     }
     /* the source gets the query operator under its own name again */
     bson_t mongo_filter = BSON_INITIALIZER;
-    mg_cutover_find_t mf = f;
+    mg_validate_find_t mf = f;
     if (f.filter != NULL) {
         copy_renamed(&mongo_filter, f.filter);
         mf.filter = &mongo_filter;
@@ -483,7 +483,7 @@ one_query(const mg_cutover_shadow_options_t *o, mongoc_client_t *client, PGconn 
                run_pg(pg, &q, repeat, o->fidelity, &prows, plat, &e);
     bson_destroy(&mongo_filter);
     if (!ran) {
-        r->status = MG_CUTOVER_SHADOW_ERROR;
+        r->status = MG_VALIDATE_SHADOW_ERROR;
         r->reason = strdup(e.message);
         goto done;
     }
@@ -502,35 +502,12 @@ one_query(const mg_cutover_shadow_options_t *o, mongoc_client_t *client, PGconn 
 done:
     rows_free(&mrows);
     rows_free(&prows);
-    mg_cutover_sql_cleanup(&q);
-}
-
-static mongoc_client_t *
-client_new(const char *uri_text, mg_error_t *error)
-{
-    bson_error_t be;
-    mongoc_uri_t *uri = mongoc_uri_new_with_error(uri_text, &be);
-    mongoc_client_t *c;
-
-    if (uri == NULL) {
-        mg_error_set_bson(error, &be, "invalid source URI \"%s\"", uri_text);
-        return NULL;
-    }
-    if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
-        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 10000);
-    c = mongoc_client_new_from_uri_with_error(uri, &be);
-    mongoc_uri_destroy(uri);
-    if (c == NULL) {
-        mg_error_set_bson(error, &be, "could not create a client for source \"%s\"", uri_text);
-        return NULL;
-    }
-    mongoc_client_set_error_api(c, MONGOC_ERROR_API_VERSION_2);
-    return c;
+    mg_validate_sql_cleanup(&q);
 }
 
 /*
  * type_keys_renamed returns a malloc'd copy of len bytes of line with every
- * key "$type" renamed MG_CUTOVER_TYPE_KEY: libbson's JSON reader takes
+ * key "$type" renamed MG_VALIDATE_TYPE_KEY: libbson's JSON reader takes
  * {"$type": "..."} for the legacy binary form {"$binary": ..., "$type": ...}
  * and refuses the query operator. A "$type" inside a string value is
  * written \"$type\" in JSON and stays as it is.
@@ -539,7 +516,7 @@ static char *
 type_keys_renamed(const char *line, size_t len)
 {
     static const char key[] = "\"$type\"";
-    size_t klen = sizeof(key) - 1, rlen = strlen(MG_CUTOVER_TYPE_KEY) + 2;
+    size_t klen = sizeof(key) - 1, rlen = strlen(MG_VALIDATE_TYPE_KEY) + 2;
     char *out = malloc(len * 2 + 1);
     size_t o = 0;
     bool in_string = false;
@@ -553,7 +530,7 @@ type_keys_renamed(const char *line, size_t len)
                 j++;
             if (j < len && line[j] == ':') {
                 out[o++] = '"';
-                memcpy(out + o, MG_CUTOVER_TYPE_KEY, rlen - 2);
+                memcpy(out + o, MG_VALIDATE_TYPE_KEY, rlen - 2);
                 o += rlen - 2;
                 out[o++] = '"';
                 i += klen;
@@ -571,18 +548,18 @@ type_keys_renamed(const char *line, size_t len)
 }
 
 bool
-mg_cutover_shadow_run_lines(const mg_cutover_shadow_options_t *o, const char *text,
-                            mg_cutover_shadow_result_t **results, size_t *nresults,
-                            mg_error_t *error)
+mg_validate_shadow_run_lines(const mg_validate_shadow_options_t *o, const char *text,
+                             mg_validate_shadow_result_t **results, size_t *nresults,
+                             mg_error_t *error)
 {
     mongoc_client_t *client = NULL;
     PGconn *pg = NULL;
-    mg_cutover_shadow_result_t *res = NULL;
+    mg_validate_shadow_result_t *res = NULL;
     size_t n = 0;
     int lineno = 0;
     bool ok = false;
 
-    client = client_new(o->source_uri, error);
+    client = mg_mongo_client_new(o->source_uri, NULL, MG_MONGO_SERVER_SELECTION_MS, error);
     if (client == NULL)
         goto done;
     {
@@ -607,13 +584,13 @@ mg_cutover_shadow_run_lines(const mg_cutover_shadow_options_t *o, const char *te
         }
         if (len == 0 || *s == '#')
             continue;
-        mg_cutover_shadow_result_t *grown = realloc(res, (n + 1) * sizeof(*grown));
+        mg_validate_shadow_result_t *grown = realloc(res, (n + 1) * sizeof(*grown));
         if (grown == NULL) {
             mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
             goto done;
         }
         res = grown;
-        mg_cutover_shadow_result_t *r = &res[n++];
+        mg_validate_shadow_result_t *r = &res[n++];
         memset(r, 0, sizeof(*r));
         bson_t line;
         bson_error_t be;
@@ -624,7 +601,7 @@ mg_cutover_shadow_run_lines(const mg_cutover_shadow_options_t *o, const char *te
             snprintf(be.message, sizeof(be.message), "out of memory");
         if (!parsed) {
             r->name = dupf("#%d", lineno);
-            r->status = MG_CUTOVER_SHADOW_ERROR;
+            r->status = MG_VALIDATE_SHADOW_ERROR;
             r->reason = dupf("line %d is not JSON: %s", lineno, be.message);
             continue;
         }
@@ -638,8 +615,8 @@ mg_cutover_shadow_run_lines(const mg_cutover_shadow_options_t *o, const char *te
         bson_destroy(&line);
         MG_LOG_EVENT(MG_LOG_DEBUG, "validate", "validate.shadow",
                      MG_LOG_FIELDS(MG_LOG_STR("query", r->name),
-                                   MG_LOG_STR("status", mg_cutover_shadow_status_name(r->status))),
-                     "shadow query %s: %s", r->name, mg_cutover_shadow_status_name(r->status));
+                                   MG_LOG_STR("status", mg_validate_shadow_status_name(r->status))),
+                     "shadow query %s: %s", r->name, mg_validate_shadow_status_name(r->status));
     }
     ok = true;
 done:
@@ -651,16 +628,17 @@ done:
         *results = res;
         *nresults = n;
     } else {
-        mg_cutover_shadow_results_free(res, n);
+        mg_validate_shadow_results_free(res, n);
     }
     return ok;
 }
 
 bool
-mg_cutover_shadow_profiler_lines(const mg_cutover_shadow_options_t *o, size_t max, mg_buf_t *out,
-                                 mg_error_t *error)
+mg_validate_shadow_profiler_lines(const mg_validate_shadow_options_t *o, size_t max, mg_buf_t *out,
+                                  mg_error_t *error)
 {
-    mongoc_client_t *client = client_new(o->source_uri, error);
+    mongoc_client_t *client =
+        mg_mongo_client_new(o->source_uri, NULL, MG_MONGO_SERVER_SELECTION_MS, error);
     bool ok = client != NULL;
 
     for (size_t i = 0; ok && i < o->nnamespaces; i++) {

@@ -1,10 +1,10 @@
 /*
- * tests/unit/cutover/test_checksum.c - the document hash over the canonical
+ * tests/unit/validate/test_checksum.c - the document hash over the canonical
  * form: equal on both sides of the BSON -> JSON -> BSON trip for random
  * documents of every type, blind to key order, sensitive to every value and
  * type change; and the field-level diff.
  */
-#include "mg/cutover.h"
+#include "mg/validate.h"
 #include "schema_random.h"
 #include "schema_test_util.h"
 
@@ -21,19 +21,19 @@ test_hash64_basics(void **state)
     const char a[] = "hello, world: sixteen+ bytes here";
     char b[sizeof(a)];
 
-    assert_true(mg_cutover_hash64(a, sizeof(a), 0) == mg_cutover_hash64(a, sizeof(a), 0));
-    assert_true(mg_cutover_hash64(a, sizeof(a), 0) != mg_cutover_hash64(a, sizeof(a), 1));
+    assert_true(mg_validate_hash64(a, sizeof(a), 0) == mg_validate_hash64(a, sizeof(a), 0));
+    assert_true(mg_validate_hash64(a, sizeof(a), 0) != mg_validate_hash64(a, sizeof(a), 1));
     /* every single-bit flip changes the hash */
     for (size_t i = 0; i < sizeof(a); i++) {
         for (int bit = 0; bit < 8; bit++) {
             memcpy(b, a, sizeof(a));
             b[i] = (char)(b[i] ^ (1 << bit));
-            assert_true(mg_cutover_hash64(a, sizeof(a), 0) != mg_cutover_hash64(b, sizeof(b), 0));
+            assert_true(mg_validate_hash64(a, sizeof(a), 0) != mg_validate_hash64(b, sizeof(b), 0));
         }
     }
     /* the length is part of the hash: trailing zero bytes count */
-    assert_true(mg_cutover_hash64("a", 1, 0) != mg_cutover_hash64("a\0", 2, 0));
-    assert_true(mg_cutover_hash64("", 0, 0) != mg_cutover_hash64("\0", 1, 0));
+    assert_true(mg_validate_hash64("a", 1, 0) != mg_validate_hash64("a\0", 2, 0));
+    assert_true(mg_validate_hash64("", 0, 0) != mg_validate_hash64("\0", 1, 0));
 }
 
 /* json_hash_of hashes a JSON text; fails the test on error. */
@@ -42,7 +42,7 @@ json_hash_of(const char *json, uint64_t *dh, uint64_t *ih)
 {
     mg_error_t error;
 
-    if (!mg_cutover_json_hash(json, strlen(json), MG_SCHEMA_FIDELITY_RELAXED, dh, ih, &error))
+    if (!mg_validate_json_hash(json, strlen(json), MG_SCHEMA_FIDELITY_RELAXED, dh, ih, &error))
         fail_msg("%s: %s", json, error.message);
 }
 
@@ -69,8 +69,8 @@ test_both_sides_hash_the_same(void **state)
             char *text = render_text(&doc, fid, NULL, &error);
             if (text == NULL)
                 continue; /* unrenderable on purpose (not UTF-8 keys): not a row */
-            assert_true(mg_cutover_doc_hash(&doc, fid, &sd, &si, &error));
-            if (!mg_cutover_json_hash(text, strlen(text), fid, &td, &ti, &error))
+            assert_true(mg_validate_doc_hash(&doc, fid, &sd, &si, &error));
+            if (!mg_validate_json_hash(text, strlen(text), fid, &td, &ti, &error))
                 fail_msg("doc %d: %s", n, error.message);
             if (sd != td || si != ti)
                 fail_msg("doc %d (%s): source and target hashes differ: %s", n,
@@ -107,18 +107,18 @@ test_hash_sees_changes_not_key_order(void **state)
     bson_t l = BSON_INITIALIZER, i = BSON_INITIALIZER;
     BSON_APPEND_INT64(&l, "_id", 5);
     BSON_APPEND_INT32(&i, "_id", 5);
-    assert_true(mg_cutover_doc_hash(&l, MG_SCHEMA_FIDELITY_RELAXED, &a, &ia, &error));
-    assert_true(mg_cutover_doc_hash(&i, MG_SCHEMA_FIDELITY_RELAXED, &b, &ib, &error));
+    assert_true(mg_validate_doc_hash(&l, MG_SCHEMA_FIDELITY_RELAXED, &a, &ia, &error));
+    assert_true(mg_validate_doc_hash(&i, MG_SCHEMA_FIDELITY_RELAXED, &b, &ib, &error));
     assert_true(a == b && ia == ib);
-    assert_true(mg_cutover_doc_hash(&l, MG_SCHEMA_FIDELITY_EXACT, &a, &ia, &error));
-    assert_true(mg_cutover_doc_hash(&i, MG_SCHEMA_FIDELITY_EXACT, &b, &ib, &error));
+    assert_true(mg_validate_doc_hash(&l, MG_SCHEMA_FIDELITY_EXACT, &a, &ia, &error));
+    assert_true(mg_validate_doc_hash(&i, MG_SCHEMA_FIDELITY_EXACT, &b, &ib, &error));
     assert_true(a != b);
     bson_destroy(&l);
     bson_destroy(&i);
     /* no _id: an error, outputs untouched */
     BSON_APPEND_INT32(&nid, "x", 1);
     a = 42;
-    assert_false(mg_cutover_doc_hash(&nid, MG_SCHEMA_FIDELITY_RELAXED, &a, &ia, &error));
+    assert_false(mg_validate_doc_hash(&nid, MG_SCHEMA_FIDELITY_RELAXED, &a, &ia, &error));
     assert_true(a == 42);
     assert_non_null(strstr(error.message, "_id"));
     bson_destroy(&nid);
@@ -131,9 +131,9 @@ expect_jsonb_text(const char *json, const char *jsonb)
     uint64_t got, id;
     mg_error_t error;
 
-    if (!mg_cutover_json_hash(json, strlen(json), MG_SCHEMA_FIDELITY_RELAXED, &got, &id, &error))
+    if (!mg_validate_json_hash(json, strlen(json), MG_SCHEMA_FIDELITY_RELAXED, &got, &id, &error))
         fail_msg("%s: %s", json, error.message);
-    if (got != mg_cutover_hash64(jsonb, strlen(jsonb), 0))
+    if (got != mg_validate_hash64(jsonb, strlen(jsonb), 0))
         fail_msg("%s does not normalise to %s", json, jsonb);
 }
 
@@ -159,20 +159,20 @@ test_normalised_text_is_jsonb_text(void **state)
 }
 
 /* diff_json diffs two JSON documents; returns the diffs (caller frees). */
-static mg_cutover_field_diff_t *
+static mg_validate_field_diff_t *
 diff_json(const char *s, const char *t, size_t max, size_t *n, bool *more)
 {
     mg_error_t error;
     bson_t *bs = mg_schema_json_parse(s, strlen(s), &error);
     bson_t *bt = mg_schema_json_parse(t, strlen(t), &error);
-    mg_cutover_field_diff_t *diffs = NULL;
+    mg_validate_field_diff_t *diffs = NULL;
 
     assert_non_null(bs);
     assert_non_null(bt);
     *n = 0;
     *more = false;
     assert_true(
-        mg_cutover_doc_diff(bs, bt, MG_SCHEMA_FIDELITY_RELAXED, max, &diffs, n, more, &error));
+        mg_validate_doc_diff(bs, bt, MG_SCHEMA_FIDELITY_RELAXED, max, &diffs, n, more, &error));
     bson_destroy(bs);
     bson_destroy(bt);
     return diffs;
@@ -183,7 +183,7 @@ test_diff_names_paths_and_values(void **state)
 {
     size_t n;
     bool more;
-    mg_cutover_field_diff_t *d;
+    mg_validate_field_diff_t *d;
 
     d = diff_json("{\"_id\": 1, \"a\": {\"b\": {\"c\": \"x\"}}, \"arr\": [1, {\"k\": 2}, 3], "
                   "\"gone\": true, \"num\": 2.0}",
@@ -212,7 +212,7 @@ test_diff_names_paths_and_values(void **state)
     assert_string_equal(d[4].source_value, "2.0");
     assert_string_equal(d[5].path, "gone");
     assert_string_equal(d[5].source_value, "true");
-    mg_cutover_field_diffs_free(d, n);
+    mg_validate_field_diffs_free(d, n);
 
     /* a type change of a container is one difference at its path */
     d = diff_json("{\"_id\": 1, \"a\": [1]}", "{\"_id\": 1, \"a\": {\"0\": 1}}", 100, &n, &more);
@@ -220,44 +220,44 @@ test_diff_names_paths_and_values(void **state)
     assert_string_equal(d[0].path, "a");
     assert_string_equal(d[0].source_type, "array");
     assert_string_equal(d[0].target_type, "object");
-    mg_cutover_field_diffs_free(d, n);
+    mg_validate_field_diffs_free(d, n);
 
     /* the cap: max kept, more set */
     d = diff_json("{\"_id\": 1, \"a\": 1, \"b\": 1, \"c\": 1}",
                   "{\"_id\": 1, \"a\": 2, \"b\": 2, \"c\": 2}", 2, &n, &more);
     assert_int_equal(n, 2);
     assert_true(more);
-    mg_cutover_field_diffs_free(d, n);
+    mg_validate_field_diffs_free(d, n);
 
     /* equal documents (key order differs): nothing */
     d = diff_json("{\"_id\": 1, \"b\": [1, 2], \"a\": 1}", "{\"a\": 1, \"_id\": 1, \"b\": [1, 2]}",
                   10, &n, &more);
     assert_int_equal(n, 0);
-    mg_cutover_field_diffs_free(d, n);
+    mg_validate_field_diffs_free(d, n);
 }
 
 static void
 test_options_and_kind_names(void **state)
 {
-    mg_cutover_check_options_t o;
-    mg_cutover_result_t r;
-    mg_cutover_coll_t c = {"db", "c", "db", "c", MG_SCHEMA_KEY_TEXT_OID};
+    mg_validate_check_options_t o;
+    mg_validate_result_t r;
+    mg_validate_coll_t c = {"db", "c", "db", "c", MG_SCHEMA_KEY_TEXT_OID};
     mg_error_t error;
 
-    mg_cutover_check_options_init(&o);
+    mg_validate_check_options_init(&o);
     assert_int_equal(o.segments, 1024);
     assert_true(o.max_named > 0 && o.max_diffs > 0 && o.drilldown_bytes > 0);
-    assert_string_equal(mg_cutover_mismatch_kind_name(MG_CUTOVER_MISSING), "missing");
-    assert_string_equal(mg_cutover_mismatch_kind_name(MG_CUTOVER_EXTRA), "extra");
-    assert_string_equal(mg_cutover_mismatch_kind_name(MG_CUTOVER_DIFFERENT), "different");
+    assert_string_equal(mg_validate_mismatch_kind_name(MG_VALIDATE_MISSING), "missing");
+    assert_string_equal(mg_validate_mismatch_kind_name(MG_VALIDATE_EXTRA), "extra");
+    assert_string_equal(mg_validate_mismatch_kind_name(MG_VALIDATE_DIFFERENT), "different");
     /* bad options fail before any connection */
     o.segments = 0;
     o.source_uri = "mongodb://127.0.0.1:1/";
     o.target = "host=127.0.0.1 port=1";
-    assert_false(mg_cutover_check_collection(&o, &c, &r, &error));
+    assert_false(mg_validate_check_collection(&o, &c, &r, &error));
     assert_non_null(strstr(error.message, "segments"));
-    mg_cutover_result_cleanup(&r);
-    mg_cutover_result_cleanup(NULL);
+    mg_validate_result_cleanup(&r);
+    mg_validate_result_cleanup(NULL);
 }
 
 int

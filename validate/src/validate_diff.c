@@ -1,5 +1,5 @@
 /*
- * cutover/src/cutover_diff.c - field-level diff of two documents through
+ * validate/src/validate_diff.c - field-level diff of two documents through
  * their canonical forms: the paths where they differ and both values.
  *
  * Both documents are canonicalised first (keys in jsonb order, shorter
@@ -7,7 +7,7 @@
  * fields present on one side only; documents recurse by key, arrays by
  * index; any other pair differs when its type or its value bytes differ.
  */
-#include "cutover_internal.h"
+#include "validate_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +18,7 @@
 typedef struct {
     mg_schema_fidelity_t fidelity;
     size_t max;
-    mg_cutover_field_diff_t *diffs;
+    mg_validate_field_diff_t *diffs;
     size_t n;
     size_t cap;
     bool more;
@@ -26,7 +26,7 @@ typedef struct {
 } diff_ctx_t;
 
 void
-mg_cutover_field_diffs_free(mg_cutover_field_diff_t *diffs, size_t n)
+mg_validate_field_diffs_free(mg_validate_field_diff_t *diffs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         free(diffs[i].path);
@@ -70,7 +70,7 @@ type_name(const bson_iter_t *it, char *out, size_t outsz)
 static bool
 add_diff(diff_ctx_t *d, const bson_iter_t *s, const bson_iter_t *t, mg_error_t *error)
 {
-    mg_cutover_field_diff_t *fd;
+    mg_validate_field_diff_t *fd;
 
     if (d->n >= d->max) {
         d->more = true;
@@ -78,7 +78,7 @@ add_diff(diff_ctx_t *d, const bson_iter_t *s, const bson_iter_t *t, mg_error_t *
     }
     if (d->n == d->cap) {
         size_t cap = d->cap ? d->cap * 2 : 8;
-        mg_cutover_field_diff_t *grown = realloc(d->diffs, cap * sizeof(*grown));
+        mg_validate_field_diff_t *grown = realloc(d->diffs, cap * sizeof(*grown));
         if (grown == NULL)
             return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
         d->diffs = grown;
@@ -144,8 +144,8 @@ diff_values(diff_ctx_t *d, bson_iter_t *s, bson_iter_t *t, mg_error_t *error)
                                 "corrupt document at \"%s\"", d->path);
         return diff_container(d, &sc, &tc, st == BSON_TYPE_ARRAY, error);
     }
-    mg_cutover__value_bytes(s, &sb, &sl);
-    mg_cutover__value_bytes(t, &tb, &tl);
+    mg_validate__value_bytes(s, &sb, &sl);
+    mg_validate__value_bytes(t, &tb, &tl);
     if (st != tt || sl != tl || memcmp(sb, tb, sl) != 0)
         return add_diff(d, s, t, error);
     return true;
@@ -188,9 +188,9 @@ diff_container(diff_ctx_t *d, bson_iter_t *s, bson_iter_t *t, bool array, mg_err
 }
 
 bool
-mg_cutover_doc_diff(const bson_t *source, const bson_t *target, mg_schema_fidelity_t fidelity,
-                    size_t max_diffs, mg_cutover_field_diff_t **diffs, size_t *ndiffs, bool *more,
-                    mg_error_t *error)
+mg_validate_doc_diff(const bson_t *source, const bson_t *target, mg_schema_fidelity_t fidelity,
+                     size_t max_diffs, mg_validate_field_diff_t **diffs, size_t *ndiffs, bool *more,
+                     mg_error_t *error)
 {
     diff_ctx_t d;
     bson_t *cs = NULL, *ct = NULL;

@@ -1,109 +1,80 @@
 /*
- * cutover/src/cutover_report.c - the validation report as JSON (yajl) and
+ * validate/src/validate_report.c - the validation report as JSON (yajl) and
  * as one self-contained HTML page (inline CSS and SVG, no script).
  */
-#include "cutover_internal.h"
+#include "validate_internal.h"
 
 #include <string.h>
 #include <yajl/yajl_gen.h>
 
 /* ---- JSON ---- */
 
-static void
-gen_str(yajl_gen g, const char *s)
+void
+mg_validate__fields_json(yajl_gen g, const mg_validate_mismatch_t *m)
 {
-    if (s == NULL)
-        yajl_gen_null(g);
-    else
-        yajl_gen_string(g, (const unsigned char *)s, strlen(s));
-}
-
-static void
-gen_key(yajl_gen g, const char *k)
-{
-    yajl_gen_string(g, (const unsigned char *)k, strlen(k));
-}
-
-static void
-gen_int(yajl_gen g, const char *k, int64_t v)
-{
-    gen_key(g, k);
-    yajl_gen_integer(g, (long long)v);
-}
-
-static void
-gen_kstr(yajl_gen g, const char *k, const char *v)
-{
-    gen_key(g, k);
-    gen_str(g, v);
-}
-
-static void
-gen_double(yajl_gen g, const char *k, double v)
-{
-    gen_key(g, k);
-    yajl_gen_double(g, v);
-}
-
-static void
-gen_mismatch(yajl_gen g, const mg_cutover_mismatch_t *m)
-{
-    yajl_gen_map_open(g);
-    gen_kstr(g, "kind", mg_cutover_mismatch_kind_name(m->kind));
-    gen_kstr(g, "_id", m->id_json);
-    gen_kstr(g, "doc_id", m->doc_id);
-    gen_key(g, "persisted");
-    yajl_gen_bool(g, m->persisted);
-    gen_kstr(g, "first_seen_at", m->first_seen_at[0] ? m->first_seen_at : NULL);
-    gen_key(g, "fields");
     yajl_gen_array_open(g);
     for (size_t i = 0; i < m->ndiffs; i++) {
-        const mg_cutover_field_diff_t *d = &m->diffs[i];
+        const mg_validate_field_diff_t *d = &m->diffs[i];
         yajl_gen_map_open(g);
-        gen_kstr(g, "path", d->path);
-        gen_kstr(g, "source", d->source_value);
-        gen_kstr(g, "source_type", d->source_type);
-        gen_kstr(g, "target", d->target_value);
-        gen_kstr(g, "target_type", d->target_type);
+        mg_json_kstr(g, "path", d->path);
+        mg_json_kstr(g, "source", d->source_value);
+        mg_json_kstr(g, "source_type", d->source_type);
+        mg_json_kstr(g, "target", d->target_value);
+        mg_json_kstr(g, "target_type", d->target_type);
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
-    gen_key(g, "more_fields");
+}
+
+static void
+gen_mismatch(yajl_gen g, const mg_validate_mismatch_t *m)
+{
+    yajl_gen_map_open(g);
+    mg_json_kstr(g, "kind", mg_validate_mismatch_kind_name(m->kind));
+    mg_json_kstr(g, "_id", m->id_json);
+    mg_json_kstr(g, "doc_id", m->doc_id);
+    mg_json_str(g, "persisted");
+    yajl_gen_bool(g, m->persisted);
+    mg_json_kstr(g, "first_seen_at", m->first_seen_at[0] ? m->first_seen_at : NULL);
+    mg_json_str(g, "fields");
+    mg_validate__fields_json(g, m);
+    mg_json_str(g, "more_fields");
     yajl_gen_bool(g, m->more_diffs);
     yajl_gen_map_close(g);
 }
 
 static void
-gen_coll(yajl_gen g, const mg_cutover_report_coll_t *c)
+gen_coll(yajl_gen g, const mg_validate_report_coll_t *c)
 {
-    const mg_cutover_result_t *r = c->result;
+    const mg_validate_result_t *r = c->result;
 
     yajl_gen_map_open(g);
-    gen_kstr(g, "db", c->db);
-    gen_kstr(g, "coll", c->coll);
-    gen_kstr(g, "table", c->table);
-    gen_kstr(g, "schema", c->schema);
-    gen_kstr(g, "status", c->status);
+    mg_json_kstr(g, "db", c->db);
+    mg_json_kstr(g, "coll", c->coll);
+    mg_json_kstr(g, "table", c->table);
+    mg_json_kstr(g, "schema", c->schema);
+    mg_json_kstr(g, "status", c->status);
     if (c->error != NULL)
-        gen_kstr(g, "error", c->error);
+        mg_json_kstr(g, "error", c->error);
     if (r != NULL) {
-        gen_int(g, "source_docs", r->source_docs);
-        gen_int(g, "target_docs", r->target_docs);
-        gen_int(g, "segments", r->segments);
-        gen_int(g, "segments_mismatched", r->segments_mismatched);
-        gen_int(g, "segments_drilled", r->segments_drilled);
-        gen_int(g, "missing", r->missing);
-        gen_int(g, "extra", r->extra);
-        gen_int(g, "different", r->different);
-        gen_key(g, "truncated");
+        mg_json_kint(g, "source_docs", r->source_docs);
+        mg_json_kint(g, "target_docs", r->target_docs);
+        mg_json_kint(g, "segments", r->segments);
+        mg_json_kint(g, "segments_mismatched", r->segments_mismatched);
+        mg_json_kint(g, "segments_drilled", r->segments_drilled);
+        mg_json_kint(g, "missing", r->missing);
+        mg_json_kint(g, "extra", r->extra);
+        mg_json_kint(g, "different", r->different);
+        mg_json_str(g, "truncated");
         yajl_gen_bool(g, r->truncated);
-        gen_double(g, "source_s", r->source_s);
-        gen_double(g, "target_s", r->target_s);
-        gen_double(g, "elapsed_s", r->elapsed_s);
-        gen_double(g, "docs_per_s",
-                   r->elapsed_s > 0 ? (double)(r->source_docs + r->target_docs) / 2.0 / r->elapsed_s
-                                    : 0.0);
-        gen_key(g, "mismatches");
+        mg_json_kdouble(g, "source_s", r->source_s);
+        mg_json_kdouble(g, "target_s", r->target_s);
+        mg_json_kdouble(g, "elapsed_s", r->elapsed_s);
+        mg_json_kdouble(g, "docs_per_s",
+                        r->elapsed_s > 0
+                            ? (double)(r->source_docs + r->target_docs) / 2.0 / r->elapsed_s
+                            : 0.0);
+        mg_json_str(g, "mismatches");
         yajl_gen_array_open(g);
         for (size_t i = 0; i < r->nmismatches; i++)
             gen_mismatch(g, &r->mismatches[i]);
@@ -115,41 +86,41 @@ gen_coll(yajl_gen g, const mg_cutover_report_coll_t *c)
 static void
 gen_strs(yajl_gen g, const char *k, char *const *v, size_t n)
 {
-    gen_key(g, k);
+    mg_json_str(g, k);
     yajl_gen_array_open(g);
     for (size_t i = 0; i < n; i++)
-        gen_str(g, v[i]);
+        mg_json_str(g, v[i]);
     yajl_gen_array_close(g);
 }
 
 static void
-gen_shadow(yajl_gen g, const mg_cutover_shadow_result_t *r)
+gen_shadow(yajl_gen g, const mg_validate_shadow_result_t *r)
 {
     yajl_gen_map_open(g);
-    gen_kstr(g, "name", r->name);
-    gen_kstr(g, "ns", r->ns);
-    gen_kstr(g, "status", mg_cutover_shadow_status_name(r->status));
-    gen_kstr(g, "reason", r->reason);
-    gen_kstr(g, "query", r->query);
-    gen_kstr(g, "sql", r->sql);
-    gen_kstr(g, "jsonpath", r->jsonpath);
-    gen_key(g, "ordered");
+    mg_json_kstr(g, "name", r->name);
+    mg_json_kstr(g, "ns", r->ns);
+    mg_json_kstr(g, "status", mg_validate_shadow_status_name(r->status));
+    mg_json_kstr(g, "reason", r->reason);
+    mg_json_kstr(g, "query", r->query);
+    mg_json_kstr(g, "sql", r->sql);
+    mg_json_kstr(g, "jsonpath", r->jsonpath);
+    mg_json_str(g, "ordered");
     yajl_gen_bool(g, r->ordered);
-    gen_key(g, "count_only");
+    mg_json_str(g, "count_only");
     yajl_gen_bool(g, r->count_only);
-    gen_int(g, "mongo_count", r->mongo_count);
-    gen_int(g, "pg_count", r->pg_count);
+    mg_json_kint(g, "mongo_count", r->mongo_count);
+    mg_json_kint(g, "pg_count", r->pg_count);
     gen_strs(g, "diff_ids", r->diff_ids, r->ndiff_ids);
     gen_strs(g, "pg_ids", r->pg_ids, r->npg_ids);
-    gen_double(g, "mongo_p50_ms", r->mongo_p50_ms);
-    gen_double(g, "mongo_p95_ms", r->mongo_p95_ms);
-    gen_double(g, "pg_p50_ms", r->pg_p50_ms);
-    gen_double(g, "pg_p95_ms", r->pg_p95_ms);
+    mg_json_kdouble(g, "mongo_p50_ms", r->mongo_p50_ms);
+    mg_json_kdouble(g, "mongo_p95_ms", r->mongo_p95_ms);
+    mg_json_kdouble(g, "pg_p50_ms", r->pg_p50_ms);
+    mg_json_kdouble(g, "pg_p95_ms", r->pg_p95_ms);
     yajl_gen_map_close(g);
 }
 
 bool
-mg_cutover_report_json(const mg_cutover_report_t *rep, mg_buf_t *out, mg_error_t *error)
+mg_validate_report_json(const mg_validate_report_t *rep, mg_buf_t *out, mg_error_t *error)
 {
     yajl_gen g = yajl_gen_alloc(NULL);
     const unsigned char *text;
@@ -161,14 +132,14 @@ mg_cutover_report_json(const mg_cutover_report_t *rep, mg_buf_t *out, mg_error_t
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
     yajl_gen_config(g, yajl_gen_validate_utf8, 0);
     yajl_gen_map_open(g);
-    gen_int(g, "run_id", rep->run_id);
-    gen_kstr(g, "mode", rep->mode);
-    gen_kstr(g, "status", rep->status);
-    gen_kstr(g, "started_at", rep->started_at);
-    gen_kstr(g, "finished_at", rep->finished_at);
-    gen_double(g, "elapsed_s", rep->elapsed_s);
+    mg_json_kint(g, "run_id", rep->run_id);
+    mg_json_kstr(g, "mode", rep->mode);
+    mg_json_kstr(g, "status", rep->status);
+    mg_json_kstr(g, "started_at", rep->started_at);
+    mg_json_kstr(g, "finished_at", rep->finished_at);
+    mg_json_kdouble(g, "elapsed_s", rep->elapsed_s);
     for (size_t i = 0; i < rep->ncolls; i++) {
-        const mg_cutover_result_t *r = rep->colls[i].result;
+        const mg_validate_result_t *r = rep->colls[i].result;
         if (r == NULL)
             continue;
         docs += r->source_docs;
@@ -176,12 +147,12 @@ mg_cutover_report_json(const mg_cutover_report_t *rep, mg_buf_t *out, mg_error_t
         extra += r->extra;
         different += r->different;
     }
-    gen_int(g, "documents", docs);
-    gen_int(g, "missing", missing);
-    gen_int(g, "extra", extra);
-    gen_int(g, "different", different);
-    gen_int(g, "persistent", rep->persistent);
-    gen_key(g, "collections");
+    mg_json_kint(g, "documents", docs);
+    mg_json_kint(g, "missing", missing);
+    mg_json_kint(g, "extra", extra);
+    mg_json_kint(g, "different", different);
+    mg_json_kint(g, "persistent", rep->persistent);
+    mg_json_str(g, "collections");
     yajl_gen_array_open(g);
     for (size_t i = 0; i < rep->ncolls; i++)
         gen_coll(g, &rep->colls[i]);
@@ -190,14 +161,14 @@ mg_cutover_report_json(const mg_cutover_report_t *rep, mg_buf_t *out, mg_error_t
         size_t counts[4] = {0};
         for (size_t i = 0; i < rep->nshadow; i++)
             counts[rep->shadow[i].status]++;
-        gen_key(g, "shadow_summary");
+        mg_json_str(g, "shadow_summary");
         yajl_gen_map_open(g);
-        gen_int(g, "queries", (int64_t)rep->nshadow);
+        mg_json_kint(g, "queries", (int64_t)rep->nshadow);
         for (int k = 0; k < 4; k++)
-            gen_int(g, mg_cutover_shadow_status_name((mg_cutover_shadow_status_t)k),
-                    (int64_t)counts[k]);
+            mg_json_kint(g, mg_validate_shadow_status_name((mg_validate_shadow_status_t)k),
+                         (int64_t)counts[k]);
         yajl_gen_map_close(g);
-        gen_key(g, "shadow");
+        mg_json_str(g, "shadow");
         yajl_gen_array_open(g);
         for (size_t i = 0; i < rep->nshadow; i++)
             gen_shadow(g, &rep->shadow[i]);
@@ -280,13 +251,13 @@ static const char *const css =
 
 /* chart draws source and target scan times per collection as horizontal bars. */
 static void
-chart(html_t *h, const mg_cutover_report_t *rep)
+chart(html_t *h, const mg_validate_report_t *rep)
 {
     double max = 0;
     size_t n = 0;
 
     for (size_t i = 0; i < rep->ncolls; i++) {
-        const mg_cutover_result_t *r = rep->colls[i].result;
+        const mg_validate_result_t *r = rep->colls[i].result;
         if (r == NULL)
             continue;
         n++;
@@ -306,8 +277,8 @@ chart(html_t *h, const mg_cutover_report_t *rep)
         height);
     size_t row = 0;
     for (size_t i = 0; i < rep->ncolls; i++) {
-        const mg_cutover_report_coll_t *c = &rep->colls[i];
-        const mg_cutover_result_t *r = c->result;
+        const mg_validate_report_coll_t *c = &rep->colls[i];
+        const mg_validate_result_t *r = c->result;
         if (r == NULL)
             continue;
         int y = (int)(row * 40 + 10);
@@ -331,14 +302,14 @@ chart(html_t *h, const mg_cutover_report_t *rep)
 
 /* shadow_chart draws p50 latency per query and side as paired bars. */
 static void
-shadow_chart(html_t *h, const mg_cutover_report_t *rep)
+shadow_chart(html_t *h, const mg_validate_report_t *rep)
 {
     double max = 0;
     size_t n = 0;
 
     for (size_t i = 0; i < rep->nshadow; i++) {
-        const mg_cutover_shadow_result_t *r = &rep->shadow[i];
-        if (r->status != MG_CUTOVER_SHADOW_MATCH && r->status != MG_CUTOVER_SHADOW_MISMATCH)
+        const mg_validate_shadow_result_t *r = &rep->shadow[i];
+        if (r->status != MG_VALIDATE_SHADOW_MATCH && r->status != MG_VALIDATE_SHADOW_MISMATCH)
             continue;
         n++;
         if (r->mongo_p50_ms > max)
@@ -360,8 +331,8 @@ shadow_chart(html_t *h, const mg_cutover_report_t *rep)
            "<text x=\"280\" y=\"12\" font-size=\"11\" fill=\"#d08a2e\">PostgreSQL p50</text>");
     size_t row = 0;
     for (size_t i = 0; i < rep->nshadow; i++) {
-        const mg_cutover_shadow_result_t *r = &rep->shadow[i];
-        if (r->status != MG_CUTOVER_SHADOW_MATCH && r->status != MG_CUTOVER_SHADOW_MISMATCH)
+        const mg_validate_shadow_result_t *r = &rep->shadow[i];
+        if (r->status != MG_VALIDATE_SHADOW_MATCH && r->status != MG_VALIDATE_SHADOW_MISMATCH)
             continue;
         int y = (int)(row * 30 + 20);
         int wm = (int)(r->mongo_p50_ms / max * 460.0), wp = (int)(r->pg_p50_ms / max * 460.0);
@@ -381,22 +352,22 @@ shadow_chart(html_t *h, const mg_cutover_report_t *rep)
 }
 
 static void
-shadow_html(html_t *h, const mg_cutover_report_t *rep)
+shadow_html(html_t *h, const mg_validate_report_t *rep)
 {
     raw(h, "<h2>Shadow reads</h2>\n<table><thead><tr><th>query</th><th>namespace</th>"
            "<th>status</th><th>MongoDB docs</th><th>PostgreSQL docs</th><th>MongoDB p50/p95 "
            "ms</th><th>PostgreSQL p50/p95 ms</th><th>detail</th></tr></thead><tbody>\n");
     for (size_t i = 0; i < rep->nshadow; i++) {
-        const mg_cutover_shadow_result_t *r = &rep->shadow[i];
-        const char *cls = r->status == MG_CUTOVER_SHADOW_MATCH      ? "clean"
-                          : r->status == MG_CUTOVER_SHADOW_MISMATCH ? "mismatch"
-                                                                    : "failed";
+        const mg_validate_shadow_result_t *r = &rep->shadow[i];
+        const char *cls = r->status == MG_VALIDATE_SHADOW_MATCH      ? "clean"
+                          : r->status == MG_VALIDATE_SHADOW_MISMATCH ? "mismatch"
+                                                                     : "failed";
         raw(h, "<tr><td>");
         esc(h, r->name);
         raw(h, "</td><td>");
         esc(h, r->ns != NULL ? r->ns : "");
         fmt(h, "</td><td class=\"%s\">", cls);
-        esc(h, mg_cutover_shadow_status_name(r->status));
+        esc(h, mg_validate_shadow_status_name(r->status));
         fmt(h,
             "</td><td class=\"n\">%lld</td><td class=\"n\">%lld</td><td class=\"n\">%.2f / "
             "%.2f</td><td class=\"n\">%.2f / %.2f</td><td>",
@@ -429,7 +400,7 @@ shadow_html(html_t *h, const mg_cutover_report_t *rep)
 }
 
 bool
-mg_cutover_report_html(const mg_cutover_report_t *rep, mg_buf_t *out, mg_error_t *error)
+mg_validate_report_html(const mg_validate_report_t *rep, mg_buf_t *out, mg_error_t *error)
 {
     html_t h = {out, error, true};
 
@@ -454,8 +425,8 @@ mg_cutover_report_html(const mg_cutover_report_t *rep, mg_buf_t *out, mg_error_t
             "(mismatched)</th><th>missing</th><th>extra</th><th>different</th><th>time "
             "s</th></tr></thead><tbody>\n");
     for (size_t i = 0; i < rep->ncolls; i++) {
-        const mg_cutover_report_coll_t *c = &rep->colls[i];
-        const mg_cutover_result_t *r = c->result;
+        const mg_validate_report_coll_t *c = &rep->colls[i];
+        const mg_validate_result_t *r = c->result;
         raw(&h, "<tr><td>");
         esc(&h, c->db);
         raw(&h, ".");
@@ -488,12 +459,12 @@ mg_cutover_report_html(const mg_cutover_report_t *rep, mg_buf_t *out, mg_error_t
     raw(&h, "</tbody></table>\n<h2>Mismatches</h2>\n");
     size_t shown = 0;
     for (size_t i = 0; i < rep->ncolls; i++) {
-        const mg_cutover_report_coll_t *c = &rep->colls[i];
-        const mg_cutover_result_t *r = c->result;
+        const mg_validate_report_coll_t *c = &rep->colls[i];
+        const mg_validate_result_t *r = c->result;
         if (r == NULL)
             continue;
         for (size_t k = 0; k < r->nmismatches; k++) {
-            const mg_cutover_mismatch_t *m = &r->mismatches[k];
+            const mg_validate_mismatch_t *m = &r->mismatches[k];
             shown++;
             raw(&h, "<details");
             raw(&h, m->ndiffs > 0 ? " open" : "");
@@ -504,7 +475,7 @@ mg_cutover_report_html(const mg_cutover_report_t *rep, mg_buf_t *out, mg_error_t
             raw(&h, " <code>");
             esc(&h, m->id_json);
             raw(&h, "</code>: <span class=\"mismatch\">");
-            esc(&h, mg_cutover_mismatch_kind_name(m->kind));
+            esc(&h, mg_validate_mismatch_kind_name(m->kind));
             raw(&h, "</span>");
             if (m->persisted)
                 raw(&h, " (persisted since ");
@@ -517,7 +488,7 @@ mg_cutover_report_html(const mg_cutover_report_t *rep, mg_buf_t *out, mg_error_t
                 raw(&h, "<table><thead><tr><th>field</th><th>source</th><th>target</th>"
                         "</tr></thead><tbody>");
                 for (size_t d = 0; d < m->ndiffs; d++) {
-                    const mg_cutover_field_diff_t *fd = &m->diffs[d];
+                    const mg_validate_field_diff_t *fd = &m->diffs[d];
                     raw(&h, "<tr><td><code>");
                     esc(&h, fd->path);
                     raw(&h, "</code></td><td><code>");
