@@ -14,6 +14,7 @@
 #include "ha_internal.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 
 #define MODULE "ha"
 
@@ -63,6 +64,7 @@ typedef struct {
 /* the daemon of one node: everything the loop, its actions and its peers share */
 typedef struct {
     const mg_ha_config_t *conf;
+    atomic_int *stop; /* > 0 once SIGTERM/SIGINT arrived (the command framework's counter) */
     mg_etcd_t *etcd;
     mg_ha_watchdog_t watchdog;
     mg_ha_keeper_t keeper;

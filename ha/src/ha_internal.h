@@ -295,14 +295,34 @@ bool mg_ha__view_to_json(const mg_ha_view_t *view, mg_buf_t *out, mg_error_t *er
 bool mg_ha__sync_narrow_ok(const mg_ha_replication_t *rep, size_t nrep,
                            char keep[][MG_HA_NAME_SIZE], size_t nkeep, uint64_t narrow_lsn);
 
+/* ---- commands (the command tree is in ha_main.c) ---- */
+
+extern const mg_cmd_t mg_ha_cmd_run;        /* ha_loop.c */
+extern const mg_cmd_t mg_ha_cmd_status;     /* ha_cli.c */
+extern const mg_cmd_t mg_ha_cmd_events;     /* ha_cli.c */
+extern const mg_cmd_t mg_ha_cmd_switchover; /* ha_cli.c */
+extern const mg_cmd_t mg_ha_cmd_override;   /* ha_cli.c */
+extern const mg_cmd_t mg_ha_cmd_cluster;    /* ha_cluster.c */
+
+/* What MG_CMD_NEEDS_STORE opens: the node config's etcd and key prefix. */
+typedef struct {
+    const mg_ha_config_t *conf; /* ctx->opts: every pgdaemon options struct starts with it */
+    mg_etcd_t *etcd;
+    char prefix[300]; /* "<etcd.prefix>/<cluster>/" */
+} mg_ha_store_t;
+
+/*
+ * mg_ha__store_acquire is pgdaemon's acquire hook: it completes the node
+ * config of ctx->opts (mg_ha__config_finish) and opens its etcd into
+ * ctx->resources (an mg_ha_store_t). mg_ha__store_release closes it.
+ */
+bool mg_ha__store_acquire(mg_cmd_ctx_t *ctx, mg_error_t *error);
+void mg_ha__store_release(mg_cmd_ctx_t *ctx);
+
 /* ---- CLI helpers shared by ha_cli.c and ha_cluster.c ---- */
 
 /* mg_ha__ystr is the text of a yajl string value, "" for anything else (borrowed). */
 const char *mg_ha__ystr(yajl_val v);
-/* mg_ha__take_flag removes a boolean flag from argv; returns whether it was there. */
-bool mg_ha__take_flag(int *argc, char **argv, const char *flag);
-/* mg_ha__take_value removes "--flag VALUE" or "--flag=VALUE"; returns VALUE or NULL. */
-char *mg_ha__take_value(int *argc, char **argv, const char *flag);
 /* mg_ha__load_view reads everything under prefix (range) into view. */
 bool mg_ha__load_view(mg_etcd_t *etcd, const char *prefix, mg_ha_view_t *view, mg_error_t *error);
 /* mg_ha__replication_of is the leader's pg_stat_replication row of name, or NULL (borrowed). */

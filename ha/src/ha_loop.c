@@ -8,6 +8,7 @@
  * record under events/ (bounded). UDP datagrams only wake the loop early.
  */
 #include "ha_daemon.h"
+#include "ha_options.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -19,15 +20,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-static volatile sig_atomic_t stop_requested;
-
-static void
-on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
 
 void
 mg_ha__collect_local(mg_ha_daemon_t *d)
@@ -394,7 +386,7 @@ sleep_until_wakeup(mg_ha_daemon_t *d, int64_t ms)
         d->woken = false;
         return;
     }
-    while (!stop_requested) {
+    while (atomic_load(d->stop) == 0) {
         int64_t left = deadline - mg_ha__now_ms();
         bool wake = false;
 
@@ -571,13 +563,8 @@ static int
 daemon_run(mg_ha_daemon_t *d)
 {
     const mg_ha_config_t *conf = d->conf;
-    struct sigaction sa;
     int code = MG_EXIT_OK;
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     d->state = MG_HA_STATE_INIT;
@@ -597,7 +584,7 @@ daemon_run(mg_ha_daemon_t *d)
     d->self.http_port = conf->http_port;
     d->self.udp_port = conf->udp_port;
     d->self.started_ms = d->started_wall_ms;
-    while (!stop_requested) {
+    while (atomic_load(d->stop) == 0) {
         int64_t t0 = mg_ha__now_ms();
 
         if (!one_loop(d, &code))
@@ -606,46 +593,29 @@ daemon_run(mg_ha_daemon_t *d)
             d, (fast_loop(d) && conf->loop_ms > FAST_LOOP_MS ? FAST_LOOP_MS : conf->loop_ms) -
                    (mg_ha__now_ms() - t0));
     }
-    if (stop_requested)
+    if (atomic_load(d->stop) != 0)
         MG_LOG_EVENT(MG_LOG_NOTICE, MODULE, "ha.stop",
                      MG_LOG_FIELDS(MG_LOG_STR("node", conf->name)),
                      "pgdaemon stopping on a signal");
     return code;
 }
 
-int
-mg_ha_cmd_run(int argc, char **argv)
+/* run_main is `pgdaemon run`: one node, until SIGTERM/SIGINT or an exit. */
+static int
+run_main(mg_cmd_ctx_t *ctx, mg_error_t *error)
 {
-    mg_ha_config_t *conf = NULL;
-    mg_error_t error;
+    mg_ha_config_t *conf = ctx->opts;
     mg_ha_daemon_t *dp;
-    int first = 0, code;
+    int code;
 
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: pgdaemon run [--config FILE] [options]\n\nOptions:\n");
-            mg_ha_config_print_help(stdout);
-            printf("     %-32s%s\n", "--config FILE",
-                   "read options from a JSON file (docs/ha.md) [env PGDAEMON_CONFIG]");
-            return MG_EXIT_OK;
-        }
-    if (!mg_ha_config_load(argc, argv, NULL, &conf, &first, &error) ||
-        !mg_ha_config_check(conf, &error)) {
-        fprintf(stderr, "pgdaemon: %s\n", error.message);
-        mg_ha_config_destroy(conf);
+    if (!mg_ha__config_finish(conf, ctx->config, error) || !mg_ha_config_check(conf, error))
         return MG_EXIT_USAGE;
-    }
-    if (first < argc) {
-        fprintf(stderr, "pgdaemon: unexpected argument \"%s\"\n", argv[first]);
-        mg_ha_config_destroy(conf);
-        return MG_EXIT_USAGE;
-    }
     dp = calloc(1, sizeof(*dp));
     if (dp == NULL) {
-        fprintf(stderr, "pgdaemon: out of memory\n");
-        mg_ha_config_destroy(conf);
+        mg_error_set(error, MG_ERROR_DOMAIN_SYSTEM, ENOMEM, "out of memory");
         return MG_EXIT_FAILURE;
     }
+    dp->stop = &ctx->stop;
     dp->udp_fd = -1;
     dp->watchdog.fd = -1;
     pthread_mutex_init(&dp->shared.lock, NULL);
@@ -661,7 +631,23 @@ mg_ha_cmd_run(int argc, char **argv)
         close(dp->udp_fd);
     mg_etcd_destroy(dp->etcd);
     pthread_mutex_destroy(&dp->shared.lock);
-    mg_ha_config_destroy(conf);
     free(dp);
-    return code;
+    return code; /* failures were logged where they happened */
 }
+
+static const mg_config_option_t run_options[] = {MG_HA_NODE_OPTIONS(0)};
+
+const mg_cmd_t mg_ha_cmd_run = {
+    .name = "run",
+    .summary = "run one node: bootstrap or join, keep Postgres and etcd in step",
+    .usage = "[--config FILE] [options]",
+    .description = "Run the daemon of one node: bootstrap or join the cluster in etcd, keep its "
+                   "Postgres in the right role, report its status, answer HAProxy's health "
+                   "checks (docs/ha.md). Passwords and cluster_secret come from the config file, "
+                   "the environment or a file, never from a flag.",
+    .main = run_main,
+    .options = run_options,
+    .noptions = sizeof(run_options) / sizeof(run_options[0]),
+    .opts_size = sizeof(mg_ha_config_t),
+    .needs = MG_CMD_SIGNALS,
+};

@@ -73,6 +73,11 @@ typedef struct {
     int64_t rewind_attempts;       /* pg_rewind runs before falling back to a fresh clone */
     int64_t start_timeout_ms; /* primary without a running Postgres this long: release leader */
     char *cluster_secret;     /* HMAC key of the UDP plane (PGDAEMON_CLUSTER_SECRET) */
+    /* files the secrets above are read from (issue 17, item 7): never a flag's value */
+    char *cluster_secret_file;
+    char *etcd_password_file;
+    char *superuser_password_file;
+    char *replication_password_file;
 } mg_ha_config_t;
 
 /*
@@ -517,17 +522,6 @@ typedef struct {
 bool mg_ha_haproxy_render(const mg_ha_haproxy_server_t *servers, size_t nservers,
                           const char *bind_address, int64_t write_port, int64_t read_port,
                           const char *stats_socket, mg_buf_t *out, mg_error_t *error);
-
-/* ------------------------------------------------------------------------
- * Commands (pgdaemon's command table lives in ha_main.c)
- * ------------------------------------------------------------------------ */
-
-int mg_ha_cmd_run(int argc, char **argv);
-int mg_ha_cmd_status(int argc, char **argv);
-int mg_ha_cmd_events(int argc, char **argv);
-int mg_ha_cmd_cluster(int argc, char **argv);
-int mg_ha_cmd_switchover(int argc, char **argv);
-int mg_ha_cmd_override(int argc, char **argv);
 
 #ifdef __cplusplus
 }

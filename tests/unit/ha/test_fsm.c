@@ -773,9 +773,9 @@ test_promotion_sync_names(void **state)
     assert_string_equal(promotion_names(alone, 0, false, out, sizeof(out)), "");
 }
 
-#define REPLICA_OF(name, up, lsn, extra)                                                   \
+#define REPLICA_OF(name, up, lsn, extra)                                                        \
     "{\"name\":\"" name "\",\"state\":\"replica\",\"role\":\"replica\",\"pg_queries_ok\":true," \
-    "\"pg_running\":true,\"priority\":100,\"upstream\":\"" up "\",\"receive_lsn\":\"" lsn      \
+    "\"pg_running\":true,\"priority\":100,\"upstream\":\"" up "\",\"receive_lsn\":\"" lsn       \
     "\",\"replay_lsn\":\"" lsn "\"" extra "}"
 #define STATUS_N1_ASYNC "{\"primary\":\"n1\",\"term\":3,\"failover_state\":\"stable\"}"
 
@@ -808,33 +808,33 @@ static void
 test_lag_against_freshest_position(void **state)
 {
     char why[256], source[96];
-    const fake_kv_t ahead[] = {{"initialize", INIT_111},
-                               {"status", STATUS_N1_ASYNC},
-                               {"optime", "0/3000000"},
-                               {"nodes/n2", REPLICA_OF("n2", "n1", "0/3000000", "")},
-                               {"nodes/n3", REPLICA_OF("n3", "n1", "0/3500000",
-                                                       ",\"nofailover\":true,\"priority\":0")},
-                               {NULL, NULL}};
-    const fake_kv_t elsewhere[] = {{"initialize", INIT_111},
-                                   {"status", STATUS_N1_ASYNC},
-                                   {"optime", "0/3000000"},
-                                   {"nodes/n2", REPLICA_OF("n2", "n1", "0/3000000", "")},
-                                   {"nodes/n3", REPLICA_OF("n3", "n9", "0/3500000",
-                                                           ",\"nofailover\":true,\"priority\":0")},
-                                   {NULL, NULL}};
+    const fake_kv_t ahead[] = {
+        {"initialize", INIT_111},
+        {"status", STATUS_N1_ASYNC},
+        {"optime", "0/3000000"},
+        {"nodes/n2", REPLICA_OF("n2", "n1", "0/3000000", "")},
+        {"nodes/n3", REPLICA_OF("n3", "n1", "0/3500000", ",\"nofailover\":true,\"priority\":0")},
+        {NULL, NULL}};
+    const fake_kv_t elsewhere[] = {
+        {"initialize", INIT_111},
+        {"status", STATUS_N1_ASYNC},
+        {"optime", "0/3000000"},
+        {"nodes/n2", REPLICA_OF("n2", "n1", "0/3000000", "")},
+        {"nodes/n3", REPLICA_OF("n3", "n9", "0/3500000", ",\"nofailover\":true,\"priority\":0")},
+        {NULL, NULL}};
     const fake_kv_t reported[] = {{"initialize", INIT_111},
                                   {"status", STATUS_N1_ASYNC},
                                   {"optime", "0/2000000"},
                                   {"nodes/n1", N1_PRIMARY_RUNNING},
                                   {"nodes/n2", REPLICA_OF("n2", "n1", "0/2E00000", "")},
                                   {NULL, NULL}};
-    const fake_kv_t close[] = {{"initialize", INIT_111},
-                               {"status", STATUS_N1_ASYNC},
-                               {"optime", "0/3000000"},
-                               {"nodes/n2", REPLICA_OF("n2", "n1", "0/3000000", "")},
-                               {"nodes/n3", REPLICA_OF("n3", "n1", "0/3080000",
-                                                       ",\"nofailover\":true,\"priority\":0")},
-                               {NULL, NULL}};
+    const fake_kv_t close[] = {
+        {"initialize", INIT_111},
+        {"status", STATUS_N1_ASYNC},
+        {"optime", "0/3000000"},
+        {"nodes/n2", REPLICA_OF("n2", "n1", "0/3000000", "")},
+        {"nodes/n3", REPLICA_OF("n3", "n1", "0/3080000", ",\"nofailover\":true,\"priority\":0")},
+        {NULL, NULL}};
     mg_ha_view_t view;
     case_t c = {.name = "position", .me = "n2", .state = MG_HA_STATE_REPLICA};
 
