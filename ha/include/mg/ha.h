@@ -510,8 +510,8 @@ typedef struct {
 
 /* The health-check settings of the generated haproxy.cfg (its default-server line). */
 #define MG_HA_HAPROXY_CHECK                                                                \
-    "inter 1s fastinter 200ms downinter 100ms fall 2 rise 1 observe layer4 error-limit 1 " \
-    "on-error mark-down on-marked-down shutdown-sessions"
+    "inter 1s fastinter 100ms downinter 100ms fall 2 rise 1 observe layer4 error-limit 1 " \
+    "on-error fastinter on-marked-down shutdown-sessions"
 
 /*
  * mg_ha_haproxy_render appends an haproxy.cfg to out: a write frontend on
