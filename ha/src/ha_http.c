@@ -90,25 +90,16 @@ static void
 reply_answer(mg_http_reply_t *reply, const answer_t *a)
 {
     yajl_gen g = yajl_gen_alloc(NULL);
-    const unsigned char *t;
-    size_t len;
 
     yajl_gen_map_open(g);
-#define KV(k, v)                                                   \
-    do {                                                           \
-        yajl_gen_string(g, (const unsigned char *)(k), strlen(k)); \
-        yajl_gen_string(g, (const unsigned char *)(v), strlen(v)); \
-    } while (0)
-    KV("node", a->node);
-    KV("state", a->state);
-    KV("role", a->role);
-    KV("reason", a->reason);
-#undef KV
+    mg_json_kstr(g, "node", a->node);
+    mg_json_kstr(g, "state", a->state);
+    mg_json_kstr(g, "role", a->role);
+    mg_json_kstr(g, "reason", a->reason);
     yajl_gen_map_close(g);
-    yajl_gen_get_buf(g, &t, &len);
     reply->status = a->status;
     reply->content_type = "application/json";
-    (void)mg_buf_append(&reply->body, t, len, NULL);
+    (void)mg_json_take(g, &reply->body, NULL);
     (void)mg_buf_append(&reply->body, "\n", 1, NULL);
     yajl_gen_free(g);
 }
@@ -118,13 +109,10 @@ static bool
 json_str(mg_buf_t *out, const char *s, mg_error_t *error)
 {
     yajl_gen g = yajl_gen_alloc(NULL);
-    const unsigned char *t;
-    size_t len;
     bool ok;
 
-    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
-    yajl_gen_get_buf(g, &t, &len);
-    ok = mg_buf_append(out, t, len, error);
+    mg_json_str(g, s);
+    ok = mg_json_take(g, out, error);
     yajl_gen_free(g);
     return ok;
 }

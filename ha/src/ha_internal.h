@@ -66,7 +66,7 @@ pid_t mg_ha__postmaster_pid(const char *data_dir);
 /* mg_ha__rmtree removes path recursively (best effort); true when it is gone. */
 bool mg_ha__rmtree(const char *path);
 
-/* mg_ha__write_file writes text to path (temp, fsync, rename) with mode, owned by runas. */
+/* mg_ha__write_file writes text to path with mg_file_write_atomic, with mode, owned by runas. */
 bool mg_ha__write_file(const char *path, const char *text, size_t len, int mode,
                        const mg_ha_runas_t *runas, mg_error_t *error);
 
