@@ -1149,7 +1149,8 @@ bool mg_etcd_parse_header_only(const char *json, size_t len, mg_etcd_header_t *h
                                int64_t *deleted, mg_error_t *error);
 
 /* ------------------------------------------------------------------------
- * HTTP endpoint: a small read-only HTTP server on libmicrohttpd.
+ * HTTP endpoint: a small HTTP server on libmicrohttpd, bounded against slow,
+ * idle and many clients (core/src/core_http.c).
  * ------------------------------------------------------------------------ */
 
 typedef struct mg_http_server mg_http_server_t;
@@ -1163,27 +1164,60 @@ typedef struct {
 } mg_http_reply_t;
 
 /*
- * mg_http_handler_fn answers one GET/HEAD request for path (no query
- * string); it runs on the server's thread. Other methods never reach it
- * (405): the endpoints are read-only.
+ * mg_http_options_t bounds a server (0 = the default). Beyond a bound the
+ * connection open longest is closed, so a new one always gets in:
+ * max_connections in all (128), max_per_client from one client address
+ * (16), and every connection connection_timeout_ms after it was accepted
+ * (5000), whatever it sends or fails to read. threads workers (2), each with
+ * its own epoll set, serve requests.
+ */
+typedef struct {
+    unsigned max_connections;
+    unsigned max_per_client;
+    unsigned threads;
+    int64_t connection_timeout_ms;
+} mg_http_options_t;
+
+/* What a server has done to keep its bounds (mg_http_server_stats). */
+typedef struct {
+    uint64_t accepted;       /* connections accepted */
+    uint64_t closed_total;   /* the oldest closed: more than max_connections */
+    uint64_t closed_client;  /* a client's oldest closed: more than max_per_client */
+    uint64_t closed_timeout; /* closed connection_timeout_ms after accept */
+    uint64_t open;           /* open now */
+} mg_http_stats_t;
+
+/*
+ * mg_http_handler_fn answers one request for path (no query string); it
+ * runs on one of the server's threads, maybe on several at once. Methods
+ * other than GET and HEAD never reach it (405): the endpoints are read-only.
  */
 typedef void (*mg_http_handler_fn)(void *userdata, const char *path, const mg_http_request_t *req,
                                    mg_http_reply_t *reply);
 
 /* mg_http_request_query returns the borrowed value of query argument name, or NULL. */
 const char *mg_http_request_query(const mg_http_request_t *req, const char *name);
+/* mg_http_request_server returns the server answering req (for mg_http_server_stats). */
+mg_http_server_t *mg_http_request_server(const mg_http_request_t *req);
 
 /*
- * mg_http_server_new listens on address:port (port 0 = any free port) and
- * serves requests from its own thread. Returns NULL with error when the
- * address cannot be bound. Destroy with mg_http_server_destroy (NULL ok),
- * which waits for running handlers.
+ * mg_http_server_start listens on address:port (port 0 = any free port)
+ * with options (NULL: the defaults) and serves requests from its threads.
+ * Returns NULL with error when the address cannot be bound. Destroy with
+ * mg_http_server_destroy (NULL ok), which waits for running handlers.
+ * mg_http_server_new is mg_http_server_start with NULL options.
  */
+mg_http_server_t *mg_http_server_start(const char *address, uint16_t port,
+                                       const mg_http_options_t *options, mg_http_handler_fn handler,
+                                       void *userdata, mg_error_t *error);
 mg_http_server_t *mg_http_server_new(const char *address, uint16_t port, mg_http_handler_fn handler,
                                      void *userdata, mg_error_t *error);
 
 /* mg_http_server_port returns the port actually bound. */
 uint16_t mg_http_server_port(const mg_http_server_t *server);
+
+/* mg_http_server_stats copies the server's counters into out. */
+void mg_http_server_stats(mg_http_server_t *server, mg_http_stats_t *out);
 
 void mg_http_server_destroy(mg_http_server_t *server);
 
