@@ -128,20 +128,38 @@ def _error_texts(batch):
     return texts
 
 
+def _normalize(text, prefix):
+    """_normalize strips names and numbers from an error, so two of one cause compare equal."""
+    t = re.sub(re.escape(prefix) + r"_\d+x?", "DB", text)
+    t = re.sub(r'"[^"]*"|\'[^\']*\'|\{[^{}]*\}', "Q", t)
+    t = re.sub(r"\b[a-z]*\d+\b", "N", t)
+    return t[:200]
+
+
+def _pipeline_error(batch, step, texts, slot=None):
+    mine = [t for t in texts if slot is None or f"{batch.prefix}_{slot}" in t] or texts
+    return {"kind": "pipeline_error", "db": "main", "coll": None, "id": None,
+            "detail": f"{step}: " + "; ".join(mine)[:600],
+            "sig": " | ".join(sorted({_normalize(t, batch.prefix) for t in mine}))}
+
+
 def _broken(batch):
     """_broken: the batch's migration did not run to the end (so slot results are void)."""
     s = batch.steps
     if s.get("init", {}).get("rc") != 0:
         return "init failed"
-    for name in ("copy", "catch_up"):
+    for name in ("copy_start", "copy", "catch_up"):
         if s.get(name, {}).get("ok") is False:
             return f"{name} did not finish"
     return None
 
 
-def run_attributed(env, scenarios, say, depth=0):
+def run_attributed(env, scenarios, say, split=True):
     """run_attributed runs scenarios and returns (results, batches): results is a list of
-    (scenario, diffs, acks) per scenario; a broken batch is split until attributable."""
+    (scenario, diffs, acks) per scenario; a broken batch is split until attributable.
+
+    split=False (the shrinker's cheap mode): a broken batch is not run again; the slots
+    its errors name get the pipeline error, the others no result at all."""
     batch = harness.run_batch(env, scenarios)
     batches = [batch]
     texts = _error_texts(batch)
@@ -152,18 +170,17 @@ def run_attributed(env, scenarios, say, depth=0):
         for s in batch.slots:
             diffs = list(s.diffs)
             if s.index in named:
-                diffs.insert(0, {"kind": "pipeline_error", "db": "main", "coll": None, "id": None,
-                                 "detail": "; ".join(t for t in texts
-                                                     if f"{batch.prefix}_{s.index}" in t)[:600]})
+                diffs.insert(0, _pipeline_error(batch, "error", texts, s.index))
             results.append((s.scenario, diffs, s.acks))
         return results, batches
+    if not split:
+        return [(sc, [_pipeline_error(batch, broken, texts, i)], batch.slots[i].acks)
+                for i, sc in enumerate(scenarios) if i in named or len(scenarios) == 1], batches
     say(f"  batch {batch.prefix} ({len(scenarios)} seeds) broke: {broken}; "
         f"errors: {'; '.join(texts)[:400]}")
     if len(scenarios) == 1:
-        results.append((scenarios[0], [{"kind": "pipeline_error", "db": "main", "coll": None,
-                                        "id": None, "detail": f"{broken}: "
-                                        + "; ".join(texts)[:600]}] + list(batch.slots[0].diffs),
-                        batch.slots[0].acks))
+        results.append((scenarios[0], [_pipeline_error(batch, broken, texts, 0)]
+                        + list(batch.slots[0].diffs), batch.slots[0].acks))
         return results, batches
     if named and len(named) < len(scenarios):
         groups = [[scenarios[i]] for i in sorted(named)]
@@ -172,7 +189,7 @@ def run_attributed(env, scenarios, say, depth=0):
         half = len(scenarios) // 2
         groups = [scenarios[:half], scenarios[half:]]
     for g in groups:
-        r, b = run_attributed(env, g, say, depth + 1)
+        r, b = run_attributed(env, g, say)
         results.extend(r)
         batches.extend(b)
     return results, batches
@@ -180,8 +197,25 @@ def run_attributed(env, scenarios, say, depth=0):
 
 # ---- shrinking ----
 
-def _fails_like(diffs, kind):
-    return any(d["kind"] == kind for d in diffs)
+def failure_key(diffs):
+    """failure_key is what a shrink step must keep: the primary kind of difference, for a
+    pipeline error its normalized messages, and the kinds of difference seen (a smaller
+    scenario must not fail in a new way: removing the document that made init choose a
+    jsonb key, say, turns it into another hole)."""
+    kind = primary_kind(diffs)
+    sigs = frozenset(s for d in diffs if d["kind"] == "pipeline_error"
+                     for s in d["sig"].split(" | "))
+    return kind, sigs, frozenset(d["kind"] for d in diffs)
+
+
+def _fails_like(diffs, key):
+    kind, sigs, kinds = key
+    if not any(d["kind"] == kind for d in diffs) or not {d["kind"] for d in diffs} <= kinds:
+        return False
+    if kind == "pipeline_error":
+        mine = {s for d in diffs if d["kind"] == kind for s in d["sig"].split(" | ")}
+        return bool(mine & sigs)
+    return True
 
 
 def _variants(op):
@@ -244,7 +278,7 @@ class Shrinker:
     def __init__(self, env, failure, budget, say):
         self.env = env
         self.f = failure
-        self.kind = failure.primary
+        self.key = failure_key(failure.diffs)
         self.deadline = time.monotonic() + budget
         self.say = say
         self.rounds = 0
@@ -255,11 +289,18 @@ class Shrinker:
     def test(self, candidates):
         """test runs candidate op lists in one batch; returns [(ops, diffs)] of those failing."""
         self.rounds += 1
-        scs = [self.f.scenario.with_ops(ops) for ops in candidates]
+        # a candidate without documents before init may leave init nothing to plan; one
+        # that writes to a collection it no longer creates before init makes a new one
+        if not self.f.scenario.options.allows("new-collection"):
+            candidates = [gen.drop_new_collection_ops(c) for c in candidates]
+        scs = [self.f.scenario.with_ops(ops) for ops in candidates
+               if any(op.phase == "pre" for op in ops)]
         out = []
         for i in range(0, len(scs), 60):
-            results, _ = run_attributed(self.env, scs[i:i + 60], lambda m: None)
-            out += [(sc.ops, diffs) for sc, diffs, _ in results if _fails_like(diffs, self.kind)]
+            if i and not self.time_left():
+                break
+            results, _ = run_attributed(self.env, scs[i:i + 60], lambda m: None, split=False)
+            out += [(sc.ops, diffs) for sc, diffs, _ in results if _fails_like(diffs, self.key)]
         return out
 
     def ddmin(self, ops):
@@ -381,7 +422,7 @@ def shrink_failures(env, rep, cfg):
     seen = set()
     todo = []
     for f in rep.failures.values():
-        key = (f.primary, frozenset(f.scenario.tags()))
+        key = (failure_key(f.diffs), frozenset(f.scenario.tags()))
         if key not in seen:
             seen.add(key)
             todo.append(f)
@@ -393,7 +434,7 @@ def shrink_failures(env, rep, cfg):
         f.minimal = sh.run()
         results, _ = run_attributed(env, [f.minimal], lambda m: None)
         f.minimal_diffs = results[0][1]
-        f.confirmed = _fails_like(f.minimal_diffs, f.primary)
+        f.confirmed = _fails_like(f.minimal_diffs, failure_key(f.diffs))
         cfg.say(f"  seed {f.seed}: {len(f.scenario.ops)} -> {len(f.minimal.ops)} ops in "
                 f"{sh.rounds} rounds, {'confirmed' if f.confirmed else 'NOT confirmed'} alone")
         if cfg.outdir:

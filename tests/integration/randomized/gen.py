@@ -43,10 +43,22 @@ HOLES = {
     "id-unfit": "hole 8: _ids the key column chosen at init cannot hold (a later _id of "
                 "another type, NUL / invalid UTF-8 / hex-looking strings in text keys, "
                 "keys over ~2.6 KB)",
+    # found by this test (not in issue 14's list)
+    "rename-onto-planned": "new: renameCollection with dropTarget onto a collection in the plan "
+                           "(sync --follow --on-rename follow exits on a duplicate key in "
+                           "_migrate.collections)",
+    "sim-id-rewrite": "mongosim, not migrate: a replacement whose _id equals the stored one "
+                      "by value but not by bytes (a number of another type inside an embedded "
+                      "_id) is accepted and rewrites the _id; MongoDB refuses it (66 "
+                      "ImmutableField), migrate then keeps the old row as well",
+    "decimal-noncanonical": "new: Decimal128 whose significand is above 10^34 - 1 (rendered as "
+                            "a 35-digit string the reverse mapping refuses; the documented "
+                            "relaxed form is 0)",
 }
 
 # the share of scenarios that exercise each hole class (when not excluded)
-HOLE_RATE = {"new-collection": 0.3, "id-order": 0.5, "dup-fields": 0.2, "id-unfit": 0.25}
+HOLE_RATE = {"new-collection": 0.3, "id-order": 0.5, "dup-fields": 0.2, "id-unfit": 0.25,
+             "rename-onto-planned": 0.5, "decimal-noncanonical": 0.3, "sim-id-rewrite": 1.0}
 
 # update features the server may lack; probe.py finds which it has
 OPTIONAL_CAPS = ("array_filters", "pipeline_update", "bit", "push_sort", "positional_all",
@@ -220,11 +232,27 @@ class Scenario:
         return Scenario(self.seed, self.options, ops)
 
     def tags(self):
+        """tags are the hole classes the scenario exercises (as generated, and as found
+        in its values: duplicate field names, non-canonical decimals)."""
         t = set()
-        for op in self.ops:
+
+        def visit(op):
+            nonlocal t
             t |= op.tags
+            for name in ("doc", "replacement", "update", "filter"):
+                if op.args.get(name) is not None:
+                    t |= value_tags(op.args[name])
+            for d in op.args.get("docs") or ():
+                t |= value_tags(d)
+            for _, sub in op.args.get("requests") or ():
+                for name in ("doc", "replacement", "update"):
+                    if sub.get(name) is not None:
+                        t |= value_tags(sub[name])
             for sub in op.args.get("ops") or ():
-                t |= sub.tags
+                visit(sub)
+
+        for op in self.ops:
+            visit(op)
         return t
 
     def to_json(self):
@@ -343,10 +371,12 @@ class ValueGen:
         if p < 0.45:
             return B.decimal_parse(r.choice(DECIMAL_TEXTS))
         if p < 0.55:  # NaN and sNaN with sign and payload, non-canonical significands
-            return r.choice([B.decimal_special("nan", 1), B.decimal_special("snan", 0, 12),
-                             B.decimal_special("nan", 0, 7), B.decimal_special("inf", 1),
-                             B.decimal_from_parts(0, 10 ** 34, 0),
-                             B.decimal_from_parts(1, (1 << 113) - 1, -20)])
+            specials = [B.decimal_special("nan", 1), B.decimal_special("snan", 0, 12),
+                        B.decimal_special("nan", 0, 7), B.decimal_special("inf", 1)]
+            if self.o.allows("decimal-noncanonical"):
+                specials += [B.decimal_from_parts(0, 10 ** 34, 0),
+                             B.decimal_from_parts(1, (1 << 113) - 1, -20)]
+            return r.choice(specials)
         coef = r.choice([r.randint(0, 10 ** r.randint(1, 34) - 1), r.randint(0, 1000)])
         exp = r.choice([r.randint(-30, 30), r.randint(-6176, 6111)])
         return B.decimal_from_parts(r.randint(0, 1), coef, exp)
@@ -536,14 +566,21 @@ class IdGen:
             d = self._sorted_doc(d)
         return d
 
+    def _binary_id(self):
+        r = self.r
+        sub = r.choice(BINARY_SUBTYPES) if r.random() < .5 else 4
+        data = bytes(r.getrandbits(8) for _ in range(16))
+        if sub == 2:  # old binary: an int32 length of the data inside
+            data = struct.pack("<i", len(data)) + data
+        return (B.BINARY, sub, data)
+
     def _one_of_any_type(self):
         r = self.r
         vg = self.vg
         p = r.randrange(16)
         return [vg.oid, vg.int32, vg.int64, vg.double, vg.decimal,
                 lambda: (B.STRING, vg.string_bytes(30, allow_bad=True)),
-                self.compound, lambda: (B.BINARY, r.choice(BINARY_SUBTYPES) if r.random() < .5
-                                        else 4, bytes(r.getrandbits(8) for _ in range(16))),
+                self.compound, lambda: self._binary_id(),
                 lambda: r.choice([B.MINKEY_V, B.MAXKEY_V, B.NULL_V, (B.BOOL, r.random() < .5)]),
                 vg.date, vg.timestamp, lambda: (B.CODE, vg.string_bytes(10)),
                 lambda: (B.SYMBOL, vg.string_bytes(10)),
@@ -551,8 +588,9 @@ class IdGen:
                 lambda: (B.CODEWSCOPE, b"f()", vg.document(1, 2, dups=False)),
                 lambda: B.dbl_bits(r.choice(SPECIAL_DOUBLE_BITS))][p]()
 
-    def fresh(self, after_init):
-        """fresh is a new _id of the profile; returns (value, tags)."""
+    def fresh(self, after_init, twins=True):
+        """fresh is a new _id of the profile; returns (value, tags). twins: it may be a
+        numerically equal twin of an _id used before (another type, same value)."""
         r = self.r
         tags = set()
         pr = self.profile
@@ -565,14 +603,14 @@ class IdGen:
             if perm is not None:
                 self.used.append(perm)
                 return perm, {"id-order"}
-        if self.used and r.random() < 0.08:  # a numerically equal twin: MongoDB's duplicate
+        if twins and self.used and r.random() < 0.08:  # numerically equal: MongoDB's duplicate
             twin = self._numeric_twin(r.choice(self.used))
             # (once the original is deleted the twin goes in: a double in a bigint key)
             if twin is not None and (twin[0] in (B.INT32, B.INT64) or pr not in ("int",)
                                      or self.o.allows("id-unfit")):
                 return twin, tags
         if pr == "oid":
-            if not after_init and r.random() < 0.1:
+            if not after_init and self.used and r.random() < 0.1:  # the first is an ObjectId
                 v = (B.STRING, ("id-" + str(r.randint(0, 10 ** 6))).encode())
             elif unfit and r.random() < 0.1:
                 tags.add("id-unfit")
@@ -603,8 +641,9 @@ class IdGen:
             if self.o.allows("id-unfit"):
                 tags.add("id-unfit")
             else:
-                v = self.vg.oid() if pr == "oid" else B.i32(r.randint(-10 ** 6, 10 ** 6)) \
-                    if pr == "int" else (B.STRING, b"short-" + str(r.random()).encode())
+                v = {"oid": self.vg.oid(), "int": B.i32(r.randint(-10 ** 6, 10 ** 6)),
+                     "string": (B.STRING, b"short-" + str(r.random()).encode())}.get(
+                         pr, B.doc(("k", B.i32(r.randint(0, 10 ** 6)))))
         if v[0] == B.DOC and len({k for k, _ in v[1]}) != len(v[1]):
             tags.add("dup-fields")
         self.used.append(v)
@@ -732,11 +771,13 @@ class ScenarioGen:
     def id_filter(self, _id):
         return B.doc(("_id", B.doc(("$eq", _id))))
 
-    def target_id(self, ig, after):
-        """target_id is an _id aimed at: mostly an existing one, sometimes new."""
+    def target_id(self, ig, after, replacing=False):
+        """target_id is an _id aimed at: mostly an existing one, sometimes new. replacing:
+        the _id also goes into a replacement (see HOLES["sim-id-rewrite"])."""
         if ig.used and self.r.random() < 0.85:
             return ig.existing(), set()
-        return ig.fresh(after)
+        _id, tags = ig.fresh(after, twins=not replacing or self.o.allows("sim-id-rewrite"))
+        return _id, tags | ({"sim-id-rewrite"} if replacing and _id not in ig.used else set())
 
     def field_filter(self):
         r = self.r
@@ -898,7 +939,7 @@ class ScenarioGen:
             return Op("update", phase, coll, db=db, tags=tags, filter=f, update=upd, multi=multi,
                       upsert=upsert, array_filters=af)
         if kind == "replace":
-            _id, t = self.target_id(ig, after)
+            _id, t = self.target_id(ig, after, replacing=True)
             upsert = r.random() < 0.3
             # an upsert whose replacement has no _id inserts an ObjectId _id on mongosim
             # (MongoDB takes the query's): only where any _id fits the key
@@ -915,7 +956,7 @@ class ScenarioGen:
             return Op("delete", phase, coll, db=db, tags=t, filter=self.id_filter(_id),
                       multi=False)
         if kind == "find_modify":
-            _id, t = self.target_id(ig, after)
+            _id, t = self.target_id(ig, after, replacing=True)
             p = r.random()
             args = {"filter": self.id_filter(_id), "upsert": False, "new": r.random() < 0.5}
             if p < 0.3:
@@ -968,13 +1009,13 @@ class ScenarioGen:
             return
         if p < 0.95:
             others = [c for (d, c) in st.colls if d == "main" and c != coll]
-            if others and r.random() < 0.4:
+            if others and r.random() < 0.4 and self.o.allows("rename-onto-planned"):
                 to, drop_target = r.choice(others), True
             elif new_ok:
                 to, drop_target = st.new_name("r"), r.random() < 0.5
             else:
                 return
-            tags = set() if to in others else {"new-collection"}
+            tags = {"rename-onto-planned"} if to in others else {"new-collection"}
             self.add("rename", phase, "main", coll, tags=tags, to=to, drop_target=drop_target)
             st.colls[("main", to)] = st.colls.pop(("main", coll))
             return
@@ -1036,6 +1077,26 @@ class ScenarioGen:
         if not o.allows("new-collection"):
             self.ops = drop_new_collection_ops(self.ops)
         return Scenario(self.seed, self.options, self.ops)
+
+
+def value_tags(v):
+    """value_tags are the hole classes a value exercises by itself."""
+    out = set()
+    stack = [v]
+    while stack:
+        x = stack.pop()
+        t = x[0]
+        if t in (B.DOC, B.ARRAY):
+            if t == B.DOC and len({k for k, _ in x[1]}) != len(x[1]):
+                out.add("dup-fields")
+            stack.extend(y for _, y in x[1])
+        elif t == B.CODEWSCOPE:
+            stack.append(x[2])
+        elif t == B.DECIMAL:
+            sign, kind, coef, exp = B.decimal_parts(x[1])
+            if kind == "finite" and coef > 9999999999999999999999999999999999:
+                out.add("decimal-noncanonical")
+    return out
 
 
 def _has_dup_fields(v):

@@ -231,6 +231,10 @@ class Batch:
              self.target, "--follow", *SYNC_ARGS], log_path=self.sync_log, cwd=self.dir,
             env=_clean_env(), tag=root.path if root else None,
             on_spawn=root.record_process if root else None)
+        # the copy's operations come after T0 (recorded before the plan, logged as
+        # sync.start), so the change stream sees them while the copy runs
+        self.step("copy_start", lambda: {"ok": self.wait(
+            lambda: b'"event":"sync.start"' in _head(self.sync_log), 120, "the copy to start")})
         self.step("copy_ops", lambda: (self.run_phase("copy"), {"rc": 0})[1])
         self.step("copy", lambda: {"ok": self.wait(self.copied, 240, "the copy to finish")})
         self.step("follow_ops", lambda: (self.run_phase("follow"), {"rc": 0})[1])
@@ -316,6 +320,11 @@ class Batch:
                     cur.execute(f'DROP DATABASE IF EXISTS "{self.prefix}" WITH (FORCE)')
             finally:
                 conn.close()
+
+
+def _head(path, size=1 << 20):
+    with open(path, "rb") as f:
+        return f.read(size)
 
 
 def _tail(path, size=1 << 20):

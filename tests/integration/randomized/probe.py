@@ -14,6 +14,7 @@ server differs from MongoDB's documented behaviour.
 import uuid
 
 import pymongo
+from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from bson.son import SON
 
@@ -99,6 +100,23 @@ def differences(uri):
                        "more than 100")
         except pymongo.errors.PyMongoError:
             pass
+        # an _id is immutable byte for byte: {b: 2} -> {b: NumberDecimal(2)} is refused
+        db["i"].insert_one({"_id": {"b": 2}})
+        r = db.command(SON([("update", "i"), ("updates", [
+            {"q": {"_id": {"b": 2}}, "u": {"_id": {"b": __import__("bson").Decimal128("2")}}}])]))
+        if not r.get("writeErrors"):
+            out.append("a replacement changing _id {b: 2} to {b: NumberDecimal(2)} was accepted; "
+                       "MongoDB refuses it (66 ImmutableField)")
+        # binary subtype 2 whose inner length disagrees with its size is not valid BSON
+        bad = B.doc(("_id", (B.BINARY, 2, b"\x00" * 16)), ("x", B.i32(1)))
+        r = db.command(SON([("insert", "b"), ("documents", [RawBSONDocument(B.encode(bad))])]))
+        if not r.get("writeErrors"):
+            raw = db.get_collection("b", codec_options=CodecOptions(
+                document_class=RawBSONDocument)).find_one()
+            keys = [k for k, _ in B.decode(raw.raw)[1]]
+            out.append(f"an old-binary (subtype 2) _id whose inner length is wrong was accepted "
+                       f"and stored with the fields {keys} (libbson cannot iterate the value, "
+                       f"so the _id was not found and a second one was generated)")
         # an empty timestamp in a top-level field is set to the current time on insert
         db["t"].insert_one({"_id": 1, "ts": __import__("bson").Timestamp(0, 0)})
         ts = db["t"].find_one({"_id": 1})["ts"]
