@@ -146,6 +146,8 @@ def _pipeline_error(batch, step, texts, slot=None):
 def _broken(batch):
     """_broken: the batch's migration did not run to the end (so slot results are void)."""
     s = batch.steps
+    if s.get("source", {}).get("ok") is False:
+        return "the source died"
     if s.get("init", {}).get("rc") != 0:
         return "init failed"
     for name in ("copy_start", "copy", "catch_up"):
@@ -267,8 +269,14 @@ def _variants(op):
         if len(subs) > 1:
             out += [with_args(ops=subs[:i] + subs[i + 1:]) for i in range(len(subs))]
         out += [gen.Op(s.kind, op.phase, s.coll, db=s.db, tags=s.tags, **s.args) for s in subs]
-        if a["commit"] is False:
-            pass
+        for i, s in enumerate(subs):
+            out += [with_args(ops=subs[:i] + [v] + subs[i + 1:]) for v in _variants(s)]
+    if op.kind == "bulk":
+        r = a["requests"]
+        for i, (kind, sub) in enumerate(r):
+            one = gen.Op(kind, op.phase, op.coll, db=op.db, **sub)
+            out += [with_args(requests=r[:i] + [(kind, v.args)] + r[i + 1:])
+                    for v in _variants(one) if v.kind == kind]
     return out
 
 

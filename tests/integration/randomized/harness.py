@@ -27,6 +27,8 @@ import uuid
 
 import psycopg2
 
+from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
+
 from mgharness.procs import ManagedProcess
 
 import compare
@@ -42,7 +44,7 @@ class Env:
     """Env: source, target server, binary, directory and settings shared by batches."""
 
     def __init__(self, source_uri, pg, migrate_bin, workdir, say=print, fidelity="relaxed",
-                 keep_target=False, scope="all", root=None):
+                 keep_target=False, scope="all", root=None, restart_source=None):
         self.source_uri = source_uri
         self.pg = pg
         self.migrate_bin = migrate_bin
@@ -57,6 +59,22 @@ class Env:
         # scope and not compared.
         self.scope = scope
         self.root = root  # mgharness TempRoot: processes are recorded and tagged with it
+        # restart_source() -> new URI: a fresh source after one died (mongosim crashed)
+        self.restart_source = restart_source
+
+    def ensure_source(self):
+        """ensure_source checks the source answers; restarts it if it died and it can."""
+        c = O.source_client(self.source_uri)
+        try:
+            c.admin.command("ping")
+            return []
+        except (AutoReconnect, ServerSelectionTimeoutError) as e:
+            if self.restart_source is None:
+                raise
+            self.source_uri = self.restart_source()
+            return [f"the source did not answer ({e}); started a new one"]
+        finally:
+            c.close()
 
     def target_uri(self, dbname):
         pg = self.pg
@@ -108,7 +126,7 @@ def _clean_env():
 class Batch:
     """Batch runs one migration over a list of scenarios (see run_batch)."""
 
-    def __init__(self, env, scenarios, prefix=None):
+    def __init__(self, env, scenarios, prefix=None, after=None):
         self.env = env
         self.prefix = prefix or ("rz" + uuid.uuid4().hex[:6])
         self.slots = [Slot(i, sc, self.prefix) for i, sc in enumerate(scenarios)]
@@ -119,6 +137,7 @@ class Batch:
         self.log = O.AckLog()
         self.client = None
         self.sync = None
+        self.after = after  # after(batch): called with source and target still in place
 
     # -- helpers --
 
@@ -198,9 +217,19 @@ class Batch:
                 cur.execute(f'CREATE DATABASE "{self.prefix}"')
         finally:
             conn.close()
+        self.result.notes += env.ensure_source()
         self.client = O.source_client(env.source_uri)
         try:
-            self._run()
+            try:
+                self._run()
+            except O.SourceDown as e:
+                self.result.notes.append(str(e))
+                self.result.steps["source"] = {"ok": False}
+                if self.sync_alive():
+                    self.result.steps["sync"] = self.stop_sync()
+                return self.result
+            if self.after is not None:
+                self.after(self)
         finally:
             if self.sync_alive():
                 self.stop_sync()
@@ -302,6 +331,10 @@ class Batch:
         self.result.steps["compare"] = {"rc": 0, "seconds": round(time.monotonic() - t, 2)}
 
     def cleanup(self):
+        if self.result.steps.get("source", {}).get("ok") is False:
+            self.client.close()  # the source is gone: nothing to unfreeze or drop there
+            self._drop_target()
+            return
         try:
             self.client.admin.command({"setUserWriteBlockMode": 1, "global": False})
         except Exception as e:  # noqa: BLE001 - report, keep cleaning up
@@ -313,6 +346,9 @@ class Batch:
                 except Exception as e:  # noqa: BLE001
                     self.result.notes.append(f"could not drop source database {name}: {e}")
         self.client.close()
+        self._drop_target()
+
+    def _drop_target(self):
         if not self.env.keep_target:
             conn = self.env.pg.connect()
             try:
@@ -357,9 +393,12 @@ def _cutover_summary(j):
             "unavailable_s": j.get("unavailable_s")}
 
 
-def run_batch(env, scenarios, prefix=None):
-    """run_batch runs scenarios through one migration and returns a BatchResult."""
-    return Batch(env, scenarios, prefix).run()
+def run_batch(env, scenarios, prefix=None, after=None):
+    """run_batch runs scenarios through one migration and returns a BatchResult.
+
+    after(batch), if given, runs once the slots are compared, before the source
+    databases and the target database are dropped."""
+    return Batch(env, scenarios, prefix, after).run()
 
 
 def scenarios_for(seeds, options):

@@ -15,7 +15,7 @@ import pymongo
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from bson.son import SON
-from pymongo.errors import PyMongoError
+from pymongo.errors import AutoReconnect, PyMongoError, ServerSelectionTimeoutError
 
 import bsonx as B
 
@@ -87,6 +87,11 @@ class Executor:
         except WriteErrors as e:
             rec.update(ok=False, acknowledged=_did_something(e.result), result=e.result,
                        error={"code": e.code, "message": e.message[:300]})
+        except (AutoReconnect, ServerSelectionTimeoutError) as e:
+            rec.update(ok=False, acknowledged=False, error=_error(e))
+            rec["at"] = time.time()
+            self.log.add(rec)
+            raise SourceDown(self.slot, i, op, self.dbnames["main"], e) from None
         except PyMongoError as e:
             rec.update(ok=False, acknowledged=False, error=_error(e))
         rec["at"] = time.time()
@@ -195,6 +200,16 @@ class Executor:
             return {"committed": False}
 
 
+class SourceDown(Exception):
+    """SourceDown: the source stopped answering while op i of a slot ran (a crash?)."""
+
+    def __init__(self, slot, i, op, dbname, cause):
+        super().__init__(f"the source stopped answering during op {i} ({op.kind}) of "
+                         f"{dbname}: {cause}")
+        self.slot = slot
+        self.i = i
+
+
 class WriteErrors(PyMongoError):
     """WriteErrors: a write command answered ok with writeErrors (result: what it did)."""
 
@@ -225,4 +240,4 @@ def _statement(kind, a):
 
 def source_client(uri):
     """source_client is a pymongo client for the randomized test (caller closes it)."""
-    return pymongo.MongoClient(uri, serverSelectionTimeoutMS=10000, retryWrites=False)
+    return pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000, retryWrites=False)

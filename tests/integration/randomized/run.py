@@ -61,20 +61,28 @@ def main(argv=None):
     real = os.environ.get("MIGRATE_TEST_MONGODB_URI")
     pg = PostgresInstance(root)
     sim = None
+    sims = []
     try:
         pg.start()
         if real:
             uri = real
         else:
             sim = MongosimInstance(root)
+            sims.append(sim)
             sim.start()
             uri = sim.uri
         caps, lacks = probe.capabilities(uri)
         print(f"source: {'real MongoDB' if real else 'mongosim'}; update features it lacks: "
               f"{', '.join(lacks) or 'none'}")
         options = gen.GenOptions(exclude=a.exclude, caps=caps, scale=a.scale)
+        def restart():
+            sims.append(MongosimInstance(root))
+            sims[-1].start()
+            return sims[-1].uri
+
         env = harness.Env(uri, pg, build_path("bin", "migrate"), out, root=root,
-                          fidelity=a.fidelity, scope="listed" if real else "all")
+                          fidelity=a.fidelity, scope="listed" if real else "all",
+                          restart_source=None if real else restart)
         cfg = driver.Config(options=options, batch_size=a.batch, shrink=not a.no_shrink,
                             shrink_budget=a.shrink_budget, max_shrinks=a.max_shrinks,
                             outdir=out)
@@ -112,8 +120,8 @@ def main(argv=None):
         print(f"report: {os.path.join(out, 'report.json')}")
         return 1 if rep.failures else 0
     finally:
-        if sim is not None:
-            sim.close()
+        for s in sims:
+            s.close()
         pg.close()
         if a.out is None:
             print("(the reproductions were in a temporary directory; pass --out DIR to keep "
