@@ -428,15 +428,14 @@ def run_seeds(env, seeds, cfg):
 def shrink_failures(env, rep, cfg):
     """shrink_failures shrinks one failure per kind of difference and set of hole classes."""
     seen = set()
-    todo = []
-    for f in rep.failures.values():
+    first, rest = [], []
+    for f in sorted(rep.failures.values(), key=lambda f: (
+            SEVERITY.index(f.primary) if f.primary in SEVERITY else 99, len(f.scenario.ops))):
         key = (failure_key(f.diffs), frozenset(f.scenario.tags()))
-        if key not in seen:
-            seen.add(key)
-            todo.append(f)
-    todo.sort(key=lambda f: (SEVERITY.index(f.primary) if f.primary in SEVERITY else 99,
-                             len(f.scenario.ops)))
-    for f in todo[:cfg.max_shrinks]:
+        (rest if key in seen else first).append(f)
+        seen.add(key)
+    # one of each kind of failure first, then more of the same while shrinks are left
+    for f in (first + rest)[:cfg.max_shrinks]:
         cfg.say(f"shrinking seed {f.seed} ({f.primary}, {len(f.scenario.ops)} ops)")
         sh = Shrinker(env, f, cfg.shrink_budget, cfg.say)
         f.minimal = sh.run()

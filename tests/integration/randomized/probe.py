@@ -11,6 +11,7 @@ MongoDB for this test to mean something; each entry it returns is a way the
 server differs from MongoDB's documented behaviour.
 """
 
+import time
 import uuid
 
 import pymongo
@@ -117,6 +118,43 @@ def differences(uri):
             out.append(f"an old-binary (subtype 2) _id whose inner length is wrong was accepted "
                        f"and stored with the fields {keys} (libbson cannot iterate the value, "
                        f"so the _id was not found and a second one was generated)")
+        # the bytes of code and DBPointer strings after a NUL, and the order of regex
+        # options, survive in the change event's documentKey and through a replacement
+        raw_coll = db.get_collection("n", codec_options=CodecOptions(
+            document_class=RawBSONDocument))
+        vals = [(B.CODE, b"a\x00b"), (B.DBPOINTER, b"n\x00s", b"\x01" * 12),
+                (B.REGEX, b"x", b"ui")]
+        stream = raw_coll.watch(max_await_time_ms=500)
+        for i, v in enumerate(vals):
+            top = B.doc(("_id", v), ("i", B.i32(i)))
+            nested = B.doc(("_id", B.doc(("k", v), ("i", B.i32(i)))))
+            db.command("insert", "n", documents=[RawBSONDocument(B.encode(top)),
+                                                 RawBSONDocument(B.encode(nested))])
+            db.command("update", "n", updates=[{"q": {"_id": RawBSONDocument(B.encode(
+                B.get(nested, "_id")))}, "u": {}}])
+        events = []
+        deadline = time.monotonic() + 5
+        while len(events) < 3 * len(vals) and time.monotonic() < deadline:
+            ev = stream.try_next()
+            if ev is not None:
+                events.append(B.decode(ev.raw))
+        stream.close()
+        for ev in events:
+            key = B.get(B.get(ev, "documentKey"), "_id")
+            full = B.get(ev, "fullDocument")
+            if full is not None and full[0] == B.DOC and B.get(full, "_id") != key:
+                out.append(f"the documentKey of an {B.show(B.get(ev, 'operationType'))} event "
+                           f"is {B.show(key)}, the document's _id {B.show(B.get(full, '_id'))}")
+        for ev in events:
+            key = B.get(B.get(ev, "documentKey"), "_id")
+            if key[0] == B.DOC and B.get(key, "k") not in vals:
+                out.append(f"the documentKey of a {B.show(B.get(ev, 'operationType'))} event is "
+                           f"{B.show(key)}, not the stored _id")
+        for d in raw_coll.find():
+            _id = B.get(B.decode(d.raw), "_id")
+            if _id[0] == B.DOC and B.get(_id, "k") not in vals:
+                out.append(f"a replacement without _id ({{}}) rewrote the stored _id to "
+                           f"{B.show(_id)}")
         # an empty timestamp in a top-level field is set to the current time on insert
         db["t"].insert_one({"_id": 1, "ts": __import__("bson").Timestamp(0, 0)})
         ts = db["t"].find_one({"_id": 1})["ts"]

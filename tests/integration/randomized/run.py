@@ -41,8 +41,12 @@ def parse(argv):
     p.add_argument("--seed", type=int, action="append", default=[], help="run exactly this seed")
     p.add_argument("--minutes", type=float, default=None, help="soak: run until this time is up")
     p.add_argument("--batch", type=int, default=100, help="seeds per migration run")
-    p.add_argument("--exclude", action="append", default=[], choices=sorted(gen.HOLES),
-                   help="leave out a hole class (repeatable)")
+    p.add_argument("--exclude", action="append", default=[],
+                   choices=sorted(gen.HOLES) + ["sim"],
+                   help="leave out a hole class (repeatable; sim: the mongosim bugs, left out "
+                        "unless --with-sim)")
+    p.add_argument("--with-sim", action="store_true",
+                   help="also generate what provokes the known mongosim bugs (gen.SIM_HOLES)")
     p.add_argument("--fidelity", choices=("relaxed", "exact"), default="relaxed")
     p.add_argument("--scale", type=float, default=1.0, help="document and operation counts")
     p.add_argument("--no-shrink", action="store_true")
@@ -74,7 +78,10 @@ def main(argv=None):
         caps, lacks = probe.capabilities(uri)
         print(f"source: {'real MongoDB' if real else 'mongosim'}; update features it lacks: "
               f"{', '.join(lacks) or 'none'}")
-        options = gen.GenOptions(exclude=a.exclude, caps=caps, scale=a.scale)
+        for line in probe.differences(uri):
+            print(f"source differs from MongoDB: {line}")
+        exclude = gen.expand_excludes(a.exclude + ([] if a.with_sim else ["sim"]))
+        options = gen.GenOptions(exclude=exclude, caps=caps, scale=a.scale)
         def restart():
             sims.append(MongosimInstance(root))
             sims[-1].start()
@@ -101,6 +108,7 @@ def main(argv=None):
             seeds = range(start, start + n)
             print(f"seeds {start}.. (reproduce one with --seed S"
                   f"{''.join(' --exclude ' + h for h in a.exclude)}"
+                  f"{' --with-sim' if a.with_sim else ''}"
                   f"{' --fidelity exact' if a.fidelity == 'exact' else ''})")
         if a.minutes:
             cfg.deadline = time.monotonic() + a.minutes * 60
