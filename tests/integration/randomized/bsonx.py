@@ -436,7 +436,7 @@ def _show(v):
     if t == DECIMAL:
         sign, kind, coef, exp = decimal_parts(v[1])
         txt = decimal_text(v[1])
-        if kind in ("nan", "snan") and (sign or kind == "snan" or v[1] != decimal_special("nan")[1]):
+        if kind in ("nan", "snan") and v[1] != decimal_special("nan")[1]:
             txt += f" bits:{v[1][::-1].hex()}"
         return f"NumberDecimal({txt})"
     if t == MAXKEY:

@@ -71,6 +71,7 @@ class Failure:
                 "diffs": [_jsonable(d) for d in self.diffs[:20]], "ndiffs": len(self.diffs),
                 "minimal_ops": len(self.minimal.ops) if self.minimal else None,
                 "confirmed": self.confirmed, "repro": self.repro_path,
+                "acks": self.acks[:500],
                 "minimal": self.minimal.to_json() if self.minimal else None}
 
 
@@ -416,10 +417,10 @@ def run_seeds(env, seeds, cfg):
                 failed += 1
                 rep.failures[sc.seed] = Failure(sc.seed, sc, diffs, acks)
         steps = batches[0].steps
+        extra = f", {len(batches) - 1} more migrations to attribute" if len(batches) > 1 else ""
         say(f"seeds {chunk[0]}..{chunk[-1]}: {failed} failed, {time.monotonic() - t:.0f} s "
             f"(validate {steps.get('validate', {}).get('summary', {}).get('status')}, cutover "
-            f"{steps.get('cutover', {}).get('summary', {}).get('outcome')}"
-            f"{', ' + str(len(batches) - 1) + ' extra batches to attribute' if len(batches) > 1 else ''})")
+            f"{steps.get('cutover', {}).get('summary', {}).get('outcome')}{extra})")
     if cfg.shrink:
         shrink_failures(env, rep, cfg)
     return rep

@@ -778,7 +778,7 @@ class ScenarioGen:
             items.append((k, vg.value(3)))
         p = r.random()
         if p < 0.02:  # deep nesting, up to MongoDB's limit of 100 levels
-            items.append((b"deep", vg.deep(r.randint(80, MAX_DEPTH - 2))))
+            items.append((b"deep", vg.deep(r.randint(80, MAX_DEPTH - 1))))  # depth <= 100
         elif p < 0.04:
             items.append((b"wrapped", vg.wrapper_like(3)))
         if self.o.allows("dup-fields") and r.random() < 0.1:  # duplicate field names

@@ -123,7 +123,7 @@ def main(argv=None):
                 print("\n" + driver.format_failure(f))
         others = [f.seed for f in rep.failures.values() if f.minimal is None]
         if others:
-            print(f"\nalso failed (not shrunk): "
+            print("\nalso failed (not shrunk): "
                   + ", ".join(f"{s} ({rep.failures[s].primary})" for s in others[:100]))
         print(f"report: {os.path.join(out, 'report.json')}")
         return 1 if rep.failures else 0
