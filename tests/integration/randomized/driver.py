@@ -230,17 +230,7 @@ def _variants(op):
         return gen.Op(op.kind, op.phase, op.coll, db=op.db, tags=op.tags, **{**a, **kw})
 
     def doc_variants(d, keep_id=True):
-        vs = []
-        for i, (k, _) in enumerate(d[1]):
-            if keep_id and k == b"_id":
-                continue
-            vs.append((B.DOC, d[1][:i] + d[1][i + 1:]))
-        for i, (k, v) in enumerate(d[1]):  # one level down
-            if v[0] in (B.DOC, B.ARRAY) and v[1] and k != b"_id":
-                for j in range(len(v[1])):
-                    inner = (v[0], v[1][:j] + v[1][j + 1:])
-                    vs.append((B.DOC, d[1][:i] + ((k, inner),) + d[1][i + 1:]))
-        return vs
+        return _smaller(d, keep_id)[:200]
 
     if op.kind == "insert":
         out += [with_args(doc=d) for d in doc_variants(a["doc"])]
@@ -278,6 +268,24 @@ def _variants(op):
             one = gen.Op(kind, op.phase, op.coll, db=op.db, **sub)
             out += [with_args(requests=r[:i] + [(kind, v.args)] + r[i + 1:])
                     for v in _variants(one) if v.kind == kind]
+    return out
+
+
+def _smaller(v, keep_id=False, depth=0):
+    """_smaller lists the values v becomes with one field or element removed (at any
+    depth: top-level removals first), or one container replaced by null."""
+    if v[0] not in (B.DOC, B.ARRAY) or depth > 120:
+        return []
+    items = v[1]
+    out = [(v[0], items[:i] + items[i + 1:]) for i, (k, _) in enumerate(items)
+           if not (keep_id and depth == 0 and k == b"_id")]
+    for i, (k, x) in enumerate(items):
+        if keep_id and depth == 0 and k == b"_id":
+            continue
+        if x[0] in (B.DOC, B.ARRAY, B.CODEWSCOPE) and depth < 3:
+            out.append((v[0], items[:i] + ((k, B.NULL_V),) + items[i + 1:]))
+        for y in _smaller(x, False, depth + 1):
+            out.append((v[0], items[:i] + ((k, y),) + items[i + 1:]))
     return out
 
 

@@ -96,7 +96,10 @@ def main(argv=None):
         if a.replay:
             with open(a.replay) as f:
                 sc = gen.Scenario.from_json(json.load(f))
-            results, _ = driver.run_attributed(env, [sc], print)
+            results, batches = driver.run_attributed(env, [sc], print)
+            steps = batches[0].steps
+            print(f"validate: {steps.get('validate', {}).get('summary')}, cutover: "
+                  f"{steps.get('cutover', {}).get('summary')}")
             diffs = results[0][1]
             print("\n".join(driver.compare.summarize(diffs, 20)) or "no difference")
             return 1 if diffs else 0
