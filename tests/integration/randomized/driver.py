@@ -82,6 +82,7 @@ class Report:
         self.batches = []  # BatchResult.to_json() + seconds
         self.seeds = 0
         self.failures = {}  # seed -> Failure
+        self.problems = []  # migrations that did not succeed although no seed differed
         self.started = time.monotonic()
 
     @property
@@ -90,6 +91,7 @@ class Report:
 
     def to_json(self):
         return {"seeds": self.seeds, "seconds": self.seconds, "batches": self.batches,
+                "problems": self.problems,
                 "failures": [f.to_json() for f in self.failures.values()]}
 
 
@@ -424,6 +426,16 @@ def run_seeds(env, seeds, cfg):
             if diffs:
                 failed += 1
                 rep.failures[sc.seed] = Failure(sc.seed, sc, diffs, acks)
+        if not failed:
+            # nothing differs: then every command of the migration must have succeeded
+            # (a validation mismatch here is one the comparer cannot see, or a false alarm)
+            b = batches[-1]
+            bad = {n: s for n, s in b.steps.items() if s.get("rc", 0) != 0 or s.get("ok") is False
+                   or (n == "validate" and (s.get("summary") or {}).get("status") != "clean")}
+            if bad:
+                rep.problems.append({"seeds": [chunk[0], chunk[-1]], "prefix": b.prefix,
+                                     "steps": bad})
+                say(f"  no seed differs, yet the migration did not succeed: {bad}")
         steps = batches[0].steps
         extra = f", {len(batches) - 1} more migrations to attribute" if len(batches) > 1 else ""
         say(f"seeds {chunk[0]}..{chunk[-1]}: {failed} failed, {time.monotonic() - t:.0f} s "
@@ -436,15 +448,23 @@ def run_seeds(env, seeds, cfg):
 
 def shrink_failures(env, rep, cfg):
     """shrink_failures shrinks one failure per kind of difference and set of hole classes."""
+    fails = sorted(rep.failures.values(), key=lambda f: (
+        SEVERITY.index(f.primary) if f.primary in SEVERITY else 99, len(f.scenario.ops)))
+    # first one failure per hole class that exercised it alone (in HOLES order), then one
+    # per kind of failure and set of classes, then the rest while shrinks are left
+    picked = []
+    for hole in gen.HOLES:
+        f = next((f for f in fails if f.scenario.tags() == {hole} and f not in picked), None)
+        if f is not None:
+            picked.append(f)
     seen = set()
-    first, rest = [], []
-    for f in sorted(rep.failures.values(), key=lambda f: (
-            SEVERITY.index(f.primary) if f.primary in SEVERITY else 99, len(f.scenario.ops))):
+    for f in fails:
         key = (failure_key(f.diffs), frozenset(f.scenario.tags()))
-        (rest if key in seen else first).append(f)
+        if key not in seen and f not in picked:
+            picked.append(f)
         seen.add(key)
-    # one of each kind of failure first, then more of the same while shrinks are left
-    for f in (first + rest)[:cfg.max_shrinks]:
+    picked += [f for f in fails if f not in picked]
+    for f in picked[:cfg.max_shrinks]:
         cfg.say(f"shrinking seed {f.seed} ({f.primary}, {len(f.scenario.ops)} ops)")
         sh = Shrinker(env, f, cfg.shrink_budget, cfg.say)
         f.minimal = sh.run()

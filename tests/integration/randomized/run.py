@@ -129,7 +129,10 @@ def main(argv=None):
             print("\nalso failed (not shrunk): "
                   + ", ".join(f"{s} ({rep.failures[s].primary})" for s in others[:100]))
         print(f"report: {os.path.join(out, 'report.json')}")
-        return 1 if rep.failures else 0
+        for p in rep.problems:
+            print(f"migration {p['prefix']} (seeds {p['seeds'][0]}..{p['seeds'][1]}) did not "
+                  f"succeed although no seed differed: {p['steps']}")
+        return 1 if rep.failures or rep.problems else 0
     finally:
         for s in sims:
             s.close()

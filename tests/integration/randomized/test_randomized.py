@@ -58,6 +58,7 @@ def test_randomized_differential(rand_source, postgres, tmp_root, tmp_path):
     rep = driver.run_seeds(env, range(START, START + SEEDS), cfg)
     print(f"{rep.seeds} seeds, {len(rep.batches)} migrations, {rep.seconds} s, "
           f"{len(rep.failures)} failed")
+    assert not rep.problems, f"migrations that failed although no seed differed: {rep.problems}"
     if rep.failures:
         shown = [driver.format_failure(f) for f in rep.failures.values() if f.minimal]
         rest = [f"{f.seed} ({f.primary}; {', '.join(sorted(f.scenario.tags())) or 'no hole class'})"
