@@ -329,9 +329,10 @@ def canon(v, relaxed=True):
     return v
 
 
-def id_key(v):
-    """id_key groups _ids that differ at most in field order (the jsonb view of an _id)."""
-    return canon(v, relaxed=False)
+def id_key(v, relaxed=False):
+    """id_key groups _ids that differ at most in field order (the jsonb view of an _id),
+    and in relaxed fidelity by its equivalents (NumberLong(1) and NumberInt(1))."""
+    return canon(v, relaxed)
 
 
 # ---- reading both sides ----
@@ -462,13 +463,13 @@ def compare_collection(role, coll, src_docs, rows, keytype, relaxed):
         extra.extend(ds[n:])
     extra_by_id = {}
     for d in extra:
-        extra_by_id.setdefault(id_key(B.get(d, "_id")), []).append(d)
+        extra_by_id.setdefault(id_key(B.get(d, "_id"), relaxed), []).append(d)
     src_ids = {}
     for d in src_docs:
-        src_ids.setdefault(id_key(B.get(d, "_id") or B.NULL_V), []).append(d)
+        src_ids.setdefault(id_key(B.get(d, "_id") or B.NULL_V, relaxed), []).append(d)
     for d in missing:
         _id = B.get(d, "_id") or B.NULL_V
-        k = id_key(_id)
+        k = id_key(_id, relaxed)
         cand = extra_by_id.get(k)
         if cand:
             t = cand.pop(0)
