@@ -18,6 +18,7 @@ still shows the same kind of difference, and stops at a fixed point or at
 the time budget. The minimal scenario is run alone at the end to confirm.
 """
 
+import itertools
 import json
 import os
 import re
@@ -415,12 +416,14 @@ def run_seeds(env, seeds, cfg):
     """run_seeds runs seeds in batches, attributes and shrinks failures; returns a Report."""
     rep = Report()
     say = cfg.say
-    seeds = list(seeds)
-    for i in range(0, len(seeds), cfg.batch_size):
+    it = iter(seeds)  # a soak passes a huge range: never make a list of it
+    while True:
         if cfg.deadline is not None and time.monotonic() > cfg.deadline:
             say(f"time is up after {rep.seeds} seeds")
             break
-        chunk = seeds[i:i + cfg.batch_size]
+        chunk = list(itertools.islice(it, cfg.batch_size))
+        if not chunk:
+            break
         t = time.monotonic()
         results, batches = run_attributed(env, [gen.scenario(s, cfg.options) for s in chunk], say)
         rep.seeds += len(chunk)
