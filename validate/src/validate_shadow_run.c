@@ -303,12 +303,10 @@ static bool
 run_pg(PGconn *pg, const mg_validate_sql_t *q, int repeat, mg_schema_fidelity_t fidelity,
        rows_t *rows, double *lat, mg_error_t *error)
 {
-    const char *params[1] = {q->jsonpath};
-    int np = q->jsonpath != NULL ? 1 : 0;
-
     for (int k = 0; k < repeat; k++) {
         double t0 = mg_now_s();
-        PGresult *res = PQexecParams(pg, q->sql, np, NULL, params, NULL, NULL, 0);
+        PGresult *res = PQexecParams(pg, q->sql, q->nparams, NULL, (const char *const *)q->params,
+                                     NULL, NULL, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
             mg_error_set_pgresult(error, res, "translated query failed");
             PQclear(res);
@@ -334,13 +332,13 @@ run_pg(PGconn *pg, const mg_validate_sql_t *q, int repeat, mg_schema_fidelity_t 
 static bool
 guard_hit(PGconn *pg, const mg_validate_sql_t *q, bool *hit, mg_error_t *error)
 {
-    const char *params[1] = {q->jsonpath};
     PGresult *res;
 
     *hit = false;
     if (q->guard_sql == NULL)
         return true;
-    res = PQexecParams(pg, q->guard_sql, q->jsonpath != NULL ? 1 : 0, NULL, params, NULL, NULL, 0);
+    res = PQexecParams(pg, q->guard_sql, q->guard_nparams, NULL, (const char *const *)q->params,
+                       NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         mg_error_set_pgresult(error, res, "sort guard failed");
         PQclear(res);

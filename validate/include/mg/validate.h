@@ -202,12 +202,19 @@ typedef struct {
     int64_t limit; /* 0: none; a negative limit counts as its absolute value */
 } mg_validate_find_t;
 
-/* The translation; strings malloc'd, freed by mg_validate_sql_cleanup. */
+/*
+ * The translation; everything malloc'd, freed by mg_validate_sql_cleanup.
+ * Values are parameters: run sql with params[0..nparams) (text format),
+ * guard_sql with the first guard_nparams of them.
+ */
 typedef struct {
-    char *jsonpath;  /* the filter: parameter $1 of sql ("$ ? (...)"), NULL without filter */
-    char *sql;       /* SELECT doc::text ... ($1 = jsonpath when present) */
+    char *jsonpath; /* the filter ("$ ? (...)"), also params[0]; NULL without filter */
+    char *sql;      /* SELECT doc::text ... */
+    char **params;  /* the parameters of sql, in order */
+    int nparams;
     char *guard_sql; /* NULL, or SELECT returning one boolean: true = the sort meets a value
                         it cannot order exactly (array, document, ...) on this data */
+    int guard_nparams;
     bool ordered;    /* a sort was given: compare as ordered lists */
     bool count_only; /* skip/limit without sort: which documents is unspecified */
 } mg_validate_sql_t;
