@@ -427,15 +427,113 @@ array_eq(gen_t *g, const char *x, const bson_iter_t *v)
 
 /* ---- regular expressions ---- */
 
+/* Where a regex scan stands (regex_to_are). */
+typedef struct {
+    bool in_class;
+    int class_prev;   /* in brackets: the last plain ASCII character, -1 when none */
+    bool class_first; /* in brackets: nothing read yet after [ or [^ */
+    int depth;        /* open groups */
+    bool atom;        /* a quantifier may follow (a character, class, escape, group) */
+    bool quantified;  /* the last item was a quantifier (one lazy ? may follow) */
+} regex_scan_t;
+
+/*
+ * regex_class_char takes one character at *pp inside brackets. A '-' is a
+ * literal first or last; otherwise it must make a range of two plain
+ * ASCII characters in order (PCRE and PostgreSQL read the others
+ * differently, or refuse them).
+ */
+static bool
+regex_class_char(gen_t *g, const char **pp, regex_scan_t *r, mg_buf_t *out)
+{
+    const char *p = *pp;
+    unsigned char c = (unsigned char)*p;
+
+    if (c == ']' && !r->class_first) {
+        r->in_class = false;
+        r->atom = true;
+        r->quantified = false;
+        return mg_buf_append(out, p, 1, g->error) || (g->ok = false);
+    }
+    if (c == '[' && (p[1] == ':' || p[1] == '=' || p[1] == '.'))
+        return not_translated(g, "regex: POSIX bracket expression");
+    if (c == '-' && !r->class_first && p[1] != ']') {
+        unsigned char hi = (unsigned char)p[1];
+        if (r->class_prev < 0 || hi == '\\' || hi == '[' || hi == '\0' || hi >= 0x80 ||
+            (unsigned char)r->class_prev > hi)
+            return not_translated(g, "regex: character range other than two ASCII characters "
+                                     "in order");
+        if (!mg_buf_append(out, p, 2, g->error))
+            return g->ok = false;
+        *pp = p + 1;
+        r->class_prev = -1; /* a range does not start another */
+        r->class_first = false;
+        return true;
+    }
+    r->class_prev = c < 0x80 ? c : -1;
+    r->class_first = false;
+    return mg_buf_append(out, p, 1, g->error) || (g->ok = false);
+}
+
+/*
+ * regex_quantifier takes a quantifier at *pp (* + ? or a bound {m}, {m,},
+ * {m,n}): it needs an operand; one lazy ? may follow; a bound above 255
+ * (PostgreSQL's limit) or out of order is refused.
+ */
+static bool
+regex_quantifier(gen_t *g, const char **pp, regex_scan_t *r, mg_buf_t *out)
+{
+    const char *p = *pp, *q = p + 1;
+    long lo = 0, hi = -1;
+
+    if (*p == '?' && r->quantified) { /* lazy: the same matches as greedy */
+        r->quantified = false;
+        return mg_buf_append(out, p, 1, g->error) || (g->ok = false);
+    }
+    if (!r->atom)
+        return not_translated(g, "regex: quantifier without an operand");
+    if (*p == '{') {
+        for (; *q >= '0' && *q <= '9' && lo <= 255; q++)
+            lo = lo * 10 + (*q - '0');
+        if (q == p + 1)
+            return not_translated(g, "regex: literal {");
+        if (*q == ',') {
+            q++;
+            if (*q >= '0' && *q <= '9')
+                for (hi = 0; *q >= '0' && *q <= '9' && hi <= 255; q++)
+                    hi = hi * 10 + (*q - '0');
+        } else {
+            hi = lo;
+        }
+        if (*q != '}')
+            return not_translated(g, "regex: literal {");
+        if (lo > 255 || hi > 255 || (hi >= 0 && lo > hi))
+            return not_translated(g, "regex: bound above 255 or out of order");
+    } else {
+        q = p;
+    }
+    if (!mg_buf_append(out, p, (size_t)(q - p + 1), g->error))
+        return g->ok = false;
+    *pp = q;
+    r->atom = false;
+    r->quantified = true;
+    /* possessive quantifiers (PCRE only) */
+    if (q[1] == '+')
+        return not_translated(g, "regex: possessive quantifier");
+    return true;
+}
+
 /*
  * regex_to_are checks that pattern uses only the subset whose meaning is
- * the same in PCRE and PostgreSQL's regular expressions, and rewrites an
- * unescaped `$` (PCRE: end, or before a final newline) as (?:\n?$).
+ * the same in PCRE and PostgreSQL's regular expressions and that both
+ * accept (balanced groups, quantifiers with an operand, bounds up to 255,
+ * ranges of two ASCII characters in order), and rewrites an unescaped `$`
+ * (PCRE: end, or before a final newline) as (?:\n?$).
  */
 static bool
 regex_to_are(gen_t *g, const char *pattern, mg_buf_t *out)
 {
-    bool in_class = false;
+    regex_scan_t r = {false, -1, false, 0, false, false};
     mg_error_t *e = g->error;
 
     for (const char *p = pattern; *p; p++) {
@@ -446,21 +544,29 @@ regex_to_are(gen_t *g, const char *pattern, mg_buf_t *out)
             if (n == '\0')
                 return not_translated(g, "regex ends with a backslash");
             if (strchr("dDwWsS", n) != NULL) {
-                if (in_class && strchr("DWS", n) != NULL)
+                if (r.in_class && strchr("DWS", n) != NULL)
                     return not_translated(g, "regex: negated class escape inside brackets");
             } else if (strchr("nrtf.\\*+?()[]{}|^$/-", n) == NULL) {
                 return not_translated(g, "regex escape \\%c", n);
             }
             ok = mg_buf_append(out, p, 2, e);
             p++;
-        } else if (in_class) {
-            if (c == ']')
-                in_class = false;
-            if (c == '[' && (p[1] == ':' || p[1] == '=' || p[1] == '.'))
-                return not_translated(g, "regex: POSIX bracket expression");
-            ok = mg_buf_append(out, p, 1, e);
+            if (r.in_class) {
+                r.class_prev = -1;
+                r.class_first = false;
+            } else {
+                r.atom = true;
+                r.quantified = false;
+            }
+        } else if (r.in_class) {
+            if (!regex_class_char(g, &p, &r, out))
+                return false;
+        } else if (c == '*' || c == '+' || c == '?' || c == '{') {
+            if (!regex_quantifier(g, &p, &r, out))
+                return false;
         } else if (c == '[') {
-            in_class = true;
+            r.in_class = r.class_first = true;
+            r.class_prev = -1;
             ok = mg_buf_append(out, p, 1, e);
             if (p[1] == '^') {
                 ok = ok && mg_buf_append(out, p + 1, 1, e);
@@ -469,46 +575,37 @@ regex_to_are(gen_t *g, const char *pattern, mg_buf_t *out)
             if (p[1] == ']') { /* a leading ] is a literal in both */
                 ok = ok && mg_buf_append(out, "\\]", 2, e);
                 p++;
+                r.class_first = false;
             }
         } else if (c == '(') {
-            if (p[1] == '?') {
-                if (p[2] != ':')
-                    return not_translated(g, "regex: (? group other than (?:");
-            }
+            if (p[1] == '?' && p[2] != ':')
+                return not_translated(g, "regex: (? group other than (?:");
+            ok = mg_buf_append(out, p, p[1] == '?' ? 3 : 1, e);
+            p += p[1] == '?' ? 2 : 0;
+            r.depth++;
+            r.atom = r.quantified = false;
+        } else if (c == ')') {
+            if (r.depth == 0)
+                return not_translated(g, "regex: unbalanced )");
+            r.depth--;
             ok = mg_buf_append(out, p, 1, e);
-        } else if (c == '$') {
-            ok = mg_buf_append_str(out, "(?:\\n?$)", e);
-        } else if (c == '{') {
-            /* a bound {m}, {m,}, {m,n}; a literal { in PCRE otherwise */
-            const char *q = p + 1;
-            while (*q >= '0' && *q <= '9')
-                q++;
-            if (q == p + 1)
-                return not_translated(g, "regex: literal {");
-            if (*q == ',') {
-                q++;
-                while (*q >= '0' && *q <= '9')
-                    q++;
-            }
-            if (*q != '}')
-                return not_translated(g, "regex: literal {");
-            ok = mg_buf_append(out, p, (size_t)(q - p + 1), e);
-            p = q;
-        } else if (c >= 0x80) {
-            ok = mg_buf_append(out, p, 1, e); /* UTF-8 bytes: literal characters */
+            r.atom = true;
+            r.quantified = false;
         } else {
-            ok = mg_buf_append(out, p, 1, e);
+            /* $ is an anchor (rewritten); ^ and | take no quantifier; UTF-8 bytes are literals */
+            ok = c == '$' ? mg_buf_append_str(out, "(?:\\n?$)", e) : mg_buf_append(out, p, 1, e);
+            r.atom = c != '$' && c != '^' && c != '|';
+            r.quantified = false;
         }
         if (!ok) {
             g->ok = false;
             return false;
         }
-        /* possessive quantifiers and PCRE-only escapes were refused above */
-        if ((c == '*' || c == '+' || c == '?' || c == '}') && p[1] == '+' && !in_class)
-            return not_translated(g, "regex: possessive quantifier");
     }
-    if (in_class)
+    if (r.in_class)
         return not_translated(g, "regex: unterminated [");
+    if (r.depth > 0)
+        return not_translated(g, "regex: unbalanced (");
     return true;
 }
 
