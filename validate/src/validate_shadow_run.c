@@ -1,9 +1,10 @@
 /*
  * validate/src/validate_shadow_run.c - shadow reads: each find runs on the
  * MongoDB source and, translated, on PostgreSQL; the results are compared
- * through the canonical form (as ordered lists when sorted, as multisets
- * otherwise, by count when skip/limit pick unspecified documents), with
- * latency percentiles per side.
+ * through the canonical form (as ordered lists when sorted - documents
+ * whose sort keys tie as sets, any members of a tied group cut by skip or
+ * limit - as multisets otherwise, by count when skip/limit pick
+ * unspecified documents), with latency percentiles per side.
  */
 #include "validate_internal.h"
 
@@ -186,9 +187,160 @@ push_str(char ***v, size_t *n, size_t max, const char *s)
     return true;
 }
 
+/* ---- ties: documents the sort does not order ---- */
+
+static bool
+is_number(const bson_iter_t *v)
+{
+    return BSON_ITER_HOLDS_INT32(v) || BSON_ITER_HOLDS_INT64(v) || BSON_ITER_HOLDS_DOUBLE(v);
+}
+
+/*
+ * value_tie says whether two sort values (NULL: missing) are equal to
+ * MongoDB's sort: null and missing alike, numbers by value, other values
+ * of one type by their bytes (a stricter equality is safe: fewer ties).
+ */
+static bool
+value_tie(const bson_iter_t *a, const bson_iter_t *b)
+{
+    bool an = a == NULL || BSON_ITER_HOLDS_NULL(a) || BSON_ITER_HOLDS_UNDEFINED(a);
+    bool bn = b == NULL || BSON_ITER_HOLDS_NULL(b) || BSON_ITER_HOLDS_UNDEFINED(b);
+    const uint8_t *ad, *bd;
+    size_t al, bl;
+
+    if (an || bn)
+        return an && bn;
+    if (is_number(a) && is_number(b)) {
+        if (!BSON_ITER_HOLDS_DOUBLE(a) && !BSON_ITER_HOLDS_DOUBLE(b))
+            return bson_iter_as_int64(a) == bson_iter_as_int64(b);
+        double x = bson_iter_as_double(a), y = bson_iter_as_double(b);
+        return x == y || (isnan(x) && isnan(y));
+    }
+    if (bson_iter_type(a) != bson_iter_type(b))
+        return false;
+    mg_validate__value_bytes(a, &ad, &al);
+    mg_validate__value_bytes(b, &bd, &bl);
+    return al == bl && memcmp(ad, bd, al) == 0;
+}
+
+/* keys_tie says whether rows x and y hold tied values on every path of sort. */
+static bool
+keys_tie(const row_t *x, const row_t *y, const bson_t *sort)
+{
+    bson_t dx, dy;
+    bson_iter_t k, ix, iy, vx, vy;
+
+    if (!bson_init_static(&dx, x->bytes, x->len) || !bson_init_static(&dy, y->bytes, y->len) ||
+        !bson_iter_init(&k, sort))
+        return false;
+    while (bson_iter_next(&k)) {
+        const char *path = bson_iter_key(&k);
+        bool hx = bson_iter_init(&ix, &dx) && bson_iter_find_descendant(&ix, path, &vx);
+        bool hy = bson_iter_init(&iy, &dy) && bson_iter_find_descendant(&iy, path, &vy);
+        if (!value_tie(hx ? &vx : NULL, hy ? &vy : NULL))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * ties_visible: the rows hold every sort path as the collection does (no
+ * projection, or one that includes the first component of each), so ties
+ * can be read from them.
+ */
+static bool
+ties_visible(const mg_validate_find_t *f)
+{
+    bson_iter_t k, p;
+
+    if (f->sort == NULL || f->projection == NULL || bson_count_keys(f->projection) == 0)
+        return f->sort != NULL;
+    if (!bson_iter_init(&k, f->sort))
+        return false;
+    while (bson_iter_next(&k)) {
+        const char *path = bson_iter_key(&k), *dot = strchr(path, '.');
+        size_t n = dot != NULL ? (size_t)(dot - path) : strlen(path);
+        bool included = false;
+        if (!bson_iter_init(&p, f->projection))
+            return false;
+        while (!included && bson_iter_next(&p))
+            included = strlen(bson_iter_key(&p)) == n && strncmp(bson_iter_key(&p), path, n) == 0 &&
+                       bson_iter_as_bool(&p);
+        if (!included)
+            return false;
+    }
+    return true;
+}
+
+/* same_rows: n rows of a and b hold the same documents (as multisets; sorts the copies). */
+static bool
+same_rows(const row_t *a, const row_t *b, size_t n, bool *in_order)
+{
+    row_t *x = malloc(n * sizeof(row_t)), *y = malloc(n * sizeof(row_t));
+    bool same = x != NULL && y != NULL;
+
+    *in_order = true;
+    for (size_t i = 0; i < n; i++)
+        *in_order = *in_order && row_cmp(&a[i], &b[i]) == 0;
+    if (same && !*in_order) {
+        memcpy(x, a, n * sizeof(row_t));
+        memcpy(y, b, n * sizeof(row_t));
+        qsort(x, n, sizeof(row_t), row_cmp);
+        qsort(y, n, sizeof(row_t), row_cmp);
+        for (size_t i = 0; same && i < n; i++)
+            same = row_cmp(&x[i], &y[i]) == 0;
+    }
+    free(x);
+    free(y);
+    return same;
+}
+
+/*
+ * compare_tied compares sorted results group by group of tied sort keys:
+ * PostgreSQL's rows at the positions of a group must tie with it, and hold
+ * the same documents in any order - or, for a group cut by skip (the
+ * first) or by limit (the last), any members of it. Returns true when the
+ * results match so (r: match, tie_sensitive when a group had several
+ * members, reason when they came in another order or differed at a cut);
+ * false leaves r to the strict comparison.
+ */
+static bool
+compare_tied(mg_validate_shadow_result_t *r, const mg_validate_find_t *f, const rows_t *m,
+             const rows_t *p)
+{
+    bool cut_end = f->limit != 0 && (int64_t)m->n == (f->limit < 0 ? -f->limit : f->limit);
+    bool reordered = false, cut_differs = false, ties = false;
+
+    if (m->n != p->n || !ties_visible(f))
+        return false;
+    for (size_t a = 0, b; a < m->n; a = b) {
+        bool in_order;
+        for (b = a + 1; b < m->n && keys_tie(&m->v[a], &m->v[b], f->sort); b++)
+            ;
+        for (size_t x = a; x < b; x++)
+            if (!keys_tie(&m->v[a], &p->v[x], f->sort))
+                return false;
+        ties = ties || b - a > 1;
+        if (same_rows(m->v + a, p->v + a, b - a, &in_order))
+            reordered = reordered || !in_order;
+        else if ((b == m->n && cut_end) || (a == 0 && f->skip > 0))
+            cut_differs = true;
+        else
+            return false;
+    }
+    r->status = MG_VALIDATE_SHADOW_MATCH;
+    r->tie_sensitive = ties;
+    if (cut_differs)
+        r->reason = strdup("tie-sensitive: the sort does not order every document; skip or limit "
+                           "cut a group of tied documents and each side kept other members");
+    else if (reordered)
+        r->reason = strdup("tie-sensitive: documents with equal sort keys came in another order");
+    return true;
+}
+
 /* compare fills the status, reason and differing _ids of r. */
 static void
-compare(mg_validate_shadow_result_t *r, rows_t *m, rows_t *p)
+compare(mg_validate_shadow_result_t *r, const mg_validate_find_t *f, rows_t *m, rows_t *p)
 {
     r->mongo_count = (int64_t)m->n;
     r->pg_count = (int64_t)p->n;
@@ -198,6 +350,8 @@ compare(mg_validate_shadow_result_t *r, rows_t *m, rows_t *p)
             r->reason = dupf("counts differ: MongoDB %zu, PostgreSQL %zu", m->n, p->n);
         return;
     }
+    if (r->ordered && compare_tied(r, f, m, p))
+        return;
     if (r->ordered) {
         bool same = m->n == p->n;
         size_t first = 0;
@@ -496,7 +650,7 @@ one_query(const mg_validate_shadow_options_t *o, mongoc_client_t *client, PGconn
             break;
         r->npg_ids++;
     }
-    compare(r, &mrows, &prows);
+    compare(r, &f, &mrows, &prows);
 done:
     rows_free(&mrows);
     rows_free(&prows);

@@ -254,6 +254,7 @@ typedef struct {
     char *reason; /* not_translated / error: why; mismatch: what differs */
     bool ordered;
     bool count_only;
+    bool tie_sensitive; /* ordered: some documents tie on the sort keys (compared as sets) */
     int64_t mongo_count;
     int64_t pg_count;
     char **diff_ids; /* _ids (relaxed Extended JSON) in one result and not the other */
