@@ -567,14 +567,31 @@ sub_doc(const bson_t *line, const char *key, bson_t *out)
     return bson_init_static(out, data, len) ? out : NULL;
 }
 
+/* find_of points l's find at the parts of l->doc. */
+static void
+find_of(mg_validate_shadow_line_t *l)
+{
+    bson_iter_t it;
+
+    memset(&l->find, 0, sizeof(l->find));
+    l->find.filter = sub_doc(&l->doc, "filter", &l->filter);
+    l->find.projection = sub_doc(&l->doc, "projection", &l->projection);
+    l->find.sort = sub_doc(&l->doc, "sort", &l->sort);
+    if (bson_iter_init_find(&it, &l->doc, "skip") && BSON_ITER_HOLDS_NUMBER(&it))
+        l->find.skip = bson_iter_as_int64(&it);
+    if (bson_iter_init_find(&it, &l->doc, "limit") && BSON_ITER_HOLDS_NUMBER(&it))
+        l->find.limit = bson_iter_as_int64(&it);
+    l->ns = bson_iter_init_find(&it, &l->doc, "ns") && BSON_ITER_HOLDS_UTF8(&it)
+                ? bson_iter_utf8(&it, NULL)
+                : NULL;
+}
+
 /* one_query runs one parsed line into r. */
 static void
 one_query(const mg_validate_shadow_options_t *o, mongoc_client_t *client, PGconn *pg,
           const bson_t *line, mg_validate_shadow_result_t *r)
 {
-    bson_t fb, pb, sb;
-    bson_iter_t it;
-    mg_validate_find_t f = {0};
+    mg_validate_shadow_line_t l;
     mg_validate_sql_t q = {0};
     rows_t mrows = {0}, prows = {0};
     mg_error_t e;
@@ -583,25 +600,21 @@ one_query(const mg_validate_shadow_options_t *o, mongoc_client_t *client, PGconn
     const mg_validate_shadow_ns_t *ns;
 
     mg_error_clear(&e);
-    if (!bson_iter_init_find(&it, line, "ns") || !BSON_ITER_HOLDS_UTF8(&it)) {
+    bson_init_static(&l.doc, bson_get_data(line), line->len);
+    find_of(&l);
+    mg_validate_find_t f = l.find;
+    if (l.ns == NULL) {
         r->status = MG_VALIDATE_SHADOW_ERROR;
         r->reason = strdup("the line has no \"ns\" string");
         return;
     }
-    r->ns = strdup(bson_iter_utf8(&it, NULL));
+    r->ns = strdup(l.ns);
     ns = find_ns(o, r->ns);
     if (ns == NULL) {
         r->status = MG_VALIDATE_SHADOW_ERROR;
         r->reason = dupf("namespace \"%s\" is not a migrated collection", r->ns);
         return;
     }
-    f.filter = sub_doc(line, "filter", &fb);
-    f.projection = sub_doc(line, "projection", &pb);
-    f.sort = sub_doc(line, "sort", &sb);
-    if (bson_iter_init_find(&it, line, "skip") && BSON_ITER_HOLDS_NUMBER(&it))
-        f.skip = bson_iter_as_int64(&it);
-    if (bson_iter_init_find(&it, line, "limit") && BSON_ITER_HOLDS_NUMBER(&it))
-        f.limit = bson_iter_as_int64(&it);
     if (!mg_validate_shadow_translate(&f, ns->schema, ns->table, o->fidelity, &q, &e)) {
         r->status = e.code == MG_VALIDATE_ERR_NOT_TRANSLATED ? MG_VALIDATE_SHADOW_NOT_TRANSLATED
                                                              : MG_VALIDATE_SHADOW_ERROR;
@@ -697,6 +710,32 @@ type_keys_renamed(const char *line, size_t len)
     }
     out[o] = '\0';
     return out;
+}
+
+bool
+mg_validate_shadow_line_parse(const char *text, size_t len, mg_validate_shadow_line_t *line,
+                              mg_error_t *error)
+{
+    bson_error_t be;
+    char *renamed = type_keys_renamed(text, len);
+    bool parsed = renamed != NULL && bson_init_from_json(&line->doc, renamed, -1, &be);
+
+    free(renamed);
+    if (renamed == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+    if (!parsed)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
+                            "could not parse query \"%.*s\": %s", (int)(len < 200 ? len : 200),
+                            text, be.message);
+    find_of(line);
+    return true;
+}
+
+void
+mg_validate_shadow_line_cleanup(mg_validate_shadow_line_t *line)
+{
+    if (line != NULL)
+        bson_destroy(&line->doc);
 }
 
 bool

@@ -3,8 +3,9 @@
  * translator (mg_validate_shadow_translate: a MongoDB find's filter, sort,
  * projection, skip and limit -> SQL over the jsonb column), whose input
  * comes from shadow files and the source's profiler. The input is one
- * shadow line's find as Extended JSON: {"filter": {...}, "sort": {...},
- * "projection": {...}, "skip": n, "limit": n}.
+ * shadow line, read as validate reads it (mg_validate_shadow_line_parse):
+ * {"filter": {...}, "sort": {...}, "projection": {...}, "skip": n,
+ * "limit": n}.
  *
  * Checked: no crash or sanitizer report; a translation has a statement,
  * at most 64 parameters and a guard using a prefix of them; a refusal is
@@ -36,48 +37,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
     "('5', '{\"_id\": 5, \"a\": {\"$numberDecimal\": \"NaN\"}, \"b\": {\"$minKey\": 1}, "         \
     "\"$c\": \"''\\\"\"}')"
 
-/* sub_doc copies key's document from q into out; false when absent or not a document. */
-static bool
-sub_doc(const bson_t *q, const char *key, bson_t *out)
-{
-    bson_iter_t it;
-    const uint8_t *d;
-    uint32_t n;
-
-    if (!bson_iter_init_find(&it, q, key) || !BSON_ITER_HOLDS_DOCUMENT(&it))
-        return false;
-    bson_iter_document(&it, &n, &d);
-    return bson_init_static(out, d, n);
-}
-
-static int64_t
-int_of(const bson_t *q, const char *key)
-{
-    bson_iter_t it;
-
-    if (!bson_iter_init_find(&it, q, key) ||
-        !(BSON_ITER_HOLDS_INT32(&it) || BSON_ITER_HOLDS_INT64(&it) || BSON_ITER_HOLDS_DOUBLE(&it)))
-        return 0;
-    return bson_iter_as_int64(&it);
-}
-
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    bson_t q, filter, sort, proj;
-    bson_error_t be;
-    mg_validate_find_t find = {0};
+    mg_validate_shadow_line_t line;
     mg_validate_sql_t sql;
     mg_error_t error;
     bool pg = fuzz_pg_ready(SETUP), ok;
 
-    if (size > 64 * 1024 || !bson_init_from_json(&q, (const char *)data, (ssize_t)size, &be))
+    if (size > 64 * 1024 || !mg_validate_shadow_line_parse((const char *)data, size, &line, &error))
         return 0;
-    find.filter = sub_doc(&q, "filter", &filter) ? &filter : NULL;
-    find.sort = sub_doc(&q, "sort", &sort) ? &sort : NULL;
-    find.projection = sub_doc(&q, "projection", &proj) ? &proj : NULL;
-    find.skip = int_of(&q, "skip");
-    find.limit = int_of(&q, "limit");
+    const mg_validate_find_t find = line.find;
     ok = mg_validate_shadow_translate(&find, "pg_temp", TABLE, MG_SCHEMA_FIDELITY_RELAXED, &sql,
                                       &error);
     if (ok) {
@@ -104,6 +74,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fprintf(stderr, "fuzz_shadow: refused without \"not translated\": %s\n", error.message);
         abort();
     }
-    bson_destroy(&q);
+    mg_validate_shadow_line_cleanup(&line);
     return 0;
 }

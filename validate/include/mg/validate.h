@@ -233,6 +233,24 @@ bool mg_validate_shadow_translate(const mg_validate_find_t *find, const char *sc
 /* mg_validate_sql_cleanup frees what sql owns (NULL ok). */
 void mg_validate_sql_cleanup(mg_validate_sql_t *sql);
 
+/*
+ * One query in the shadow-file form: {"ns": "db.coll", "filter": {...},
+ * "sort": {...}, "projection": {...}, "skip": n, "limit": n} (relaxed or
+ * canonical Extended JSON; the query operator "$type" is read as such).
+ * find's parts and ns are borrowed from doc.
+ */
+typedef struct {
+    bson_t doc;
+    bson_t filter, projection, sort;
+    mg_validate_find_t find;
+    const char *ns; /* NULL when the line has no "ns" string */
+} mg_validate_shadow_line_t;
+
+/* mg_validate_shadow_line_parse parses text (len bytes); clean up with ..._line_cleanup. */
+bool mg_validate_shadow_line_parse(const char *text, size_t len, mg_validate_shadow_line_t *line,
+                                   mg_error_t *error);
+void mg_validate_shadow_line_cleanup(mg_validate_shadow_line_t *line);
+
 typedef enum {
     MG_VALIDATE_SHADOW_MATCH = 0,
     MG_VALIDATE_SHADOW_MISMATCH,
