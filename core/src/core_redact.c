@@ -364,12 +364,13 @@ mg_redact_learn(const char *text, bool secret)
         learn_secret(text);
     if (strncmp(text, "mongodb://", 10) == 0 || strncmp(text, "mongodb+srv://", 14) == 0) {
         bson_error_t be;
+        /* first: a warning libmongoc logs while parsing is redacted with it */
+        userinfo_password(text);
         mongoc_uri_t *uri = mongoc_uri_new_with_error(text, &be);
         const char *pw = uri != NULL ? mongoc_uri_get_password(uri) : NULL;
         if (pw != NULL)
             learn_secret(pw);
         mongoc_uri_destroy(uri);
-        userinfo_password(text);
         return;
     }
     char *why = NULL;
