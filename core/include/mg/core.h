@@ -157,11 +157,26 @@ mg_exit_code_t mg_exit_code_for_error(const mg_error_t *error);
 #define MG_REDACTED "********"
 
 /*
+ * mg_redact_learn tells the redactor about a string the process was given
+ * (an option's value): the password of a MongoDB URI (read with
+ * mongoc_uri_t), of a libpq URI or conninfo string (PQconninfoParse), or of
+ * any scheme://user:PASSWORD@host, and the whole text when secret is true.
+ * From then on every redaction replaces each of them, in every form it can
+ * take in a text (as given, percent-encoded, JSON- and conninfo-escaped),
+ * whatever bytes it holds. Secrets shorter than 4 bytes are only masked by
+ * the scanner (where they stand in a URI or conninfo string). Thread-safe;
+ * what is learnt stays for the life of the process.
+ */
+void mg_redact_learn(const char *text, bool secret);
+
+/*
  * mg_redact_copy writes text into out (size outsz, always NUL-terminated,
- * truncated when too small) with every secret replaced by MG_REDACTED:
- * the password of a URI's userinfo (scheme://user:PASSWORD@host), libpq
- * conninfo `password=VALUE` (quoted or not), URI query `password=VALUE`,
- * and JSON `"password": "VALUE"`. Returns the number of secrets replaced.
+ * truncated when too small) with every learnt secret (mg_redact_learn) and
+ * every secret the scanner recognises replaced by MG_REDACTED: the password
+ * of a URI's userinfo (scheme://user:PASSWORD@host; the URI ends at
+ * whitespace), libpq conninfo `password=VALUE` (quoted, or unquoted to the
+ * next whitespace), URI query `password=VALUE`, and JSON
+ * `"password": "VALUE"`. Returns the number of secrets replaced.
  */
 size_t mg_redact_copy(const char *text, char *out, size_t outsz);
 
