@@ -176,3 +176,46 @@ mg_pg_reconnect(PGconn **conn, const char *conninfo, const char *setup, const ch
                  "target back after %.1f s", mg_now_s() - started);
     return true;
 }
+
+/* conninfo_append appends " key='value'" (quoted as libpq reads it) to out. */
+static bool
+conninfo_append(mg_buf_t *out, const char *key, const char *value, mg_error_t *error)
+{
+    if ((out->len > 0 && !mg_buf_append_str(out, " ", error)) ||
+        !mg_buf_printf(out, error, "%s='", key))
+        return false;
+    for (const char *p = value; *p; p++) {
+        bool escape = *p == '\'' || *p == '\\';
+        if ((escape && !mg_buf_append(out, "\\", 1, error)) || !mg_buf_append(out, p, 1, error))
+            return false;
+    }
+    return mg_buf_append_str(out, "'", error);
+}
+
+char *
+mg_pg_conninfo_strip_password(const char *conninfo, bool *had_password)
+{
+    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+    mg_buf_t out;
+    bool ok = opts != NULL;
+    char *result = NULL;
+
+    if (had_password != NULL)
+        *had_password = false;
+    mg_buf_init(&out, 64 * 1024);
+    for (PQconninfoOption *o = opts; ok && o->keyword != NULL; o++) {
+        if (o->val == NULL)
+            continue;
+        if (strcmp(o->keyword, "password") == 0) {
+            if (had_password != NULL)
+                *had_password = true;
+            continue;
+        }
+        ok = conninfo_append(&out, o->keyword, o->val, NULL);
+    }
+    if (ok && mg_buf_append(&out, "", 0, NULL))
+        result = strdup(out.data);
+    mg_buf_cleanup(&out);
+    PQconninfoFree(opts);
+    return result;
+}

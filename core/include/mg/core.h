@@ -580,6 +580,14 @@ bool mg_mongo_open(const char *uri, const char *appname, mg_mongo_t *src, mg_err
 void mg_mongo_close(mg_mongo_t *src);
 
 /*
+ * mg_mongo_uri_strip_password returns uri (malloc'd) without the password
+ * of its userinfo, to be recorded where others can read it; *had_password
+ * (may be NULL) says whether there was one. NULL when the driver cannot
+ * parse uri, or on memory.
+ */
+char *mg_mongo_uri_strip_password(const char *uri, bool *had_password);
+
+/*
  * mg_mongo_command runs cmd on db and stores the server reply in *reply
  * (caller destroys; initialised even on failure).
  */
@@ -607,6 +615,14 @@ bool mg_mongo_aggregate(mg_mongo_t *src, const char *db, const char *coll,
  * Errors: domain pg (exit code "target"). Caller PQfinish-es.
  */
 struct pg_conn *mg_pg_connect(const char *conninfo, mg_error_t *error);
+
+/*
+ * mg_pg_conninfo_strip_password returns conninfo (a URI or key=value
+ * string; malloc'd) as key='value' pairs without its password, as libpq's
+ * parser reads it; *had_password (may be NULL) says whether there was one.
+ * NULL when libpq cannot parse it, or on memory.
+ */
+char *mg_pg_conninfo_strip_password(const char *conninfo, bool *had_password);
 
 /* mg_pg_exec runs sql (no parameters; rows ignored). */
 bool mg_pg_exec(struct pg_conn *conn, const char *sql, mg_error_t *error);

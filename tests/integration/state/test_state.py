@@ -20,4 +20,4 @@ def test_state_layer_against_postgres(postgres):
     env = dict(os.environ, MG_TEST_PG=postgres.uri)
     proc = subprocess.run([binary], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "[  PASSED  ] 8 test(s)." in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert "[  PASSED  ] 10 test(s)." in proc.stdout + proc.stderr, proc.stdout + proc.stderr
