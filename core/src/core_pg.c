@@ -9,6 +9,7 @@
 #include <libpq-fe.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -192,6 +193,46 @@ conninfo_append(mg_buf_t *out, const char *key, const char *value, mg_error_t *e
     return mg_buf_append_str(out, "'", error);
 }
 
+/*
+ * uri_strip strips the password of a postgres:// URI's userinfo and any
+ * password= parameter, keeping the URI's form; NULL when it is no URI.
+ */
+static char *
+uri_strip(const char *uri)
+{
+    const char *auth, *hosts_end, *end = uri + strlen(uri), *at = NULL, *colon, *q;
+    char sep = '?', *result = NULL;
+    mg_buf_t out;
+    bool ok;
+
+    if (strncmp(uri, "postgresql://", 13) != 0 && strncmp(uri, "postgres://", 11) != 0)
+        return NULL;
+    auth = strstr(uri, "://") + 3;
+    hosts_end = auth + strcspn(auth, "/?");
+    for (const char *p = auth; p < hosts_end; p++)
+        if (*p == '@')
+            at = p;
+    colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    q = strchr(hosts_end, '?');
+    if (q == NULL)
+        q = end;
+    mg_buf_init(&out, strlen(uri) + 2);
+    ok = mg_buf_append(&out, uri, (size_t)((colon != NULL ? colon : q) - uri), NULL) &&
+         (colon == NULL || mg_buf_append(&out, at, (size_t)(q - at), NULL));
+    for (const char *p = *q == '?' ? q + 1 : q; ok && *p;) { /* every parameter but password */
+        size_t n = strcspn(p, "&");
+        if (strncmp(p, "password=", 9) != 0) {
+            ok = mg_buf_append(&out, &sep, 1, NULL) && mg_buf_append(&out, p, n, NULL);
+            sep = '&';
+        }
+        p += n + (p[n] == '&');
+    }
+    if (ok && mg_buf_append(&out, "", 0, NULL))
+        result = strdup(out.data);
+    mg_buf_cleanup(&out);
+    return result;
+}
+
 char *
 mg_pg_conninfo_strip_password(const char *conninfo, bool *had_password)
 {
@@ -217,5 +258,20 @@ mg_pg_conninfo_strip_password(const char *conninfo, bool *had_password)
         result = strdup(out.data);
     mg_buf_cleanup(&out);
     PQconninfoFree(opts);
+    if (ok) {
+        /* a URI keeps its form when stripping it textually leaves libpq no password */
+        char *uri = uri_strip(conninfo);
+        PQconninfoOption *check = uri != NULL ? PQconninfoParse(uri, NULL) : NULL;
+        bool clean = check != NULL;
+        for (PQconninfoOption *o = check; clean && o->keyword != NULL; o++)
+            clean = strcmp(o->keyword, "password") != 0 || o->val == NULL;
+        PQconninfoFree(check);
+        if (clean) {
+            free(result);
+            result = uri;
+        } else {
+            free(uri);
+        }
+    }
     return result;
 }

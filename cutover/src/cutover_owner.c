@@ -281,7 +281,10 @@ mg_cutover__owned(cutover_t *c, bool confirm_now, mg_error_t *error)
 
     if (o == NULL)
         return true; /* the unit tests run without a lease */
-    if (confirm_now && !atomic_load(&o->lost)) {
+    /* a lapsed lease is confirmed at once too: the renewer may not have run yet (a process
+     * stopped past its lease and continued), and the compare-and-set tells whether another
+     * run took over (lost) or nobody did (renewed, carry on) */
+    if ((confirm_now || mg_now_s() >= atomic_load(&o->valid_until_s)) && !atomic_load(&o->lost)) {
         mg_error_t e;
         mg_error_clear(&e);
         if (!confirm(c, &e) && !atomic_load(&o->lost))

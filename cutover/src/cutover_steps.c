@@ -280,6 +280,7 @@ drain_check(cutover_t *c, bool *reached, bool *fresh, mg_error_t *error)
         mg_state_set_conn(c->st, pg);
         if (ok)
             mg_error_clear(error);
+        *fresh = true; /* decide about an applier on the next look, not on this one */
         return ok;
     }
     mg_state_checkpoint_cleanup(&cp);

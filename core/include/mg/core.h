@@ -618,9 +618,11 @@ struct pg_conn *mg_pg_connect(const char *conninfo, mg_error_t *error);
 
 /*
  * mg_pg_conninfo_strip_password returns conninfo (a URI or key=value
- * string; malloc'd) as key='value' pairs without its password, as libpq's
- * parser reads it; *had_password (may be NULL) says whether there was one.
- * NULL when libpq cannot parse it, or on memory.
+ * string; malloc'd) without its password, as libpq's parser reads it: a
+ * URI keeps its form (its userinfo password and password= parameters
+ * dropped) when libpq then finds no password in it, anything else becomes
+ * key='value' pairs; *had_password (may be NULL) says whether there was
+ * one. NULL when libpq cannot parse it, or on memory.
  */
 char *mg_pg_conninfo_strip_password(const char *conninfo, bool *had_password);
 
