@@ -25,6 +25,7 @@ typedef struct {
     mg_strlist_t exclude;
     char *target_schema;
     char *state_schema;
+    mg_strlist_t key_type;
     int fidelity;
     int census_mode;
     int64_t sample_size;
@@ -56,6 +57,12 @@ static const mg_config_option_t init_options[] = {
      .metavar = "NAME",
      .help = "put every table in this schema (default: one schema per source database)"},
     MG_MIGRATOR_OPTION_STATE_SCHEMA(init_opts_t, state_schema),
+    {.name = "key_type",
+     .type = MG_CONFIG_LIST,
+     .offset = offsetof(init_opts_t, key_type),
+     .metavar = "[DB.COLL=]TYPE",
+     .help = "key column type: canonical (every _id fits), text_objectid, text_string or bigint; "
+             "for all collections or DB.COLL / DB.* (default: chosen from the census)"},
     {.name = "type_fidelity",
      .type = MG_CONFIG_ENUM,
      .offset = offsetof(init_opts_t, fidelity),
@@ -491,6 +498,9 @@ take_census(init_ctx_t *ctx, plan_coll_t *pc, mg_error_t *error)
                         BCON_INT64(ctx->o->sample_size), "}", "}", "]");
     if (!mg_mongo_aggregate(ctx->src, pc->db, pc->coll, pipe, on_sample, pc, error))
         goto done;
+    if (!mg_schema_census_choose_key(pc->census, (const char *const *)ctx->o->key_type.items,
+                                     ctx->o->key_type.count, error))
+        goto done;
     pc->key = mg_schema_census_key_type(pc->census);
     ok = true;
 done:
@@ -699,8 +709,7 @@ build_ddl(init_ctx_t *ctx, bool include_state, mg_buf_t *out, mg_error_t *error)
             return false;
     }
     for (size_t i = 0; i < ctx->ncolls; i++) {
-        if (!mg_schema_table_ddl(ctx->colls[i].name->schema, ctx->colls[i].name->table,
-                                 ctx->colls[i].key, out, error) ||
+        if (!mg_schema_table_ddl_named(ctx->colls[i].name, ctx->colls[i].key, out, error) ||
             !mg_buf_append_str(out, ";\n", error))
             return false;
     }
@@ -882,7 +891,7 @@ print_json(init_ctx_t *ctx, const char *outcome, const mg_buf_t *ddl)
             mg_json_kstr(g, "name", ip->mongo_name);
             mg_json_kstr(g, "pg_name", ip->pg_name);
             mg_json_kstr(g, "translation", mg_schema_index_status_name(ip->status));
-            mg_json_kstr(g, "sql", ip->sql);
+            mg_json_kstr(g, "sql", ip->statement); /* _migrate.indexes.sql: ip->sql builds it */
             mg_json_kstr(g, "note", ip->note);
             mg_json_kstr(g, "suggestion", ip->suggestion);
             yajl_gen_map_close(g);
@@ -1034,7 +1043,9 @@ init_check(const void *vo, mg_error_t *error)
                             "--reset drops the tables and state of the earlier init; add --yes to "
                             "confirm");
     if (!check_patterns(&o->include, "include", error) ||
-        !check_patterns(&o->exclude, "exclude", error))
+        !check_patterns(&o->exclude, "exclude", error) ||
+        !mg_schema_key_choice_check((const char *const *)o->key_type.items, o->key_type.count,
+                                    error))
         return false;
     if (o->target_schema != NULL) {
         char check[MG_SCHEMA_IDENT_MAX + 1];
@@ -1070,7 +1081,8 @@ plan(init_ctx_t *ctx, mg_error_t *error)
     for (size_t i = 0; i < ctx->ncolls; i++)
         if (!mg_schema_naming_add(ctx->naming, ctx->colls[i].db, ctx->colls[i].coll, error))
             return false;
-    if (!mg_schema_naming_resolve(ctx->naming, error))
+    if (!mg_schema_naming_reserve(ctx->naming, ctx->o->state_schema, error) ||
+        !mg_schema_naming_resolve(ctx->naming, error))
         return false;
     for (size_t i = 0; i < ctx->ncolls; i++) {
         plan_coll_t *pc = &ctx->colls[i];
@@ -1084,10 +1096,13 @@ plan(init_ctx_t *ctx, mg_error_t *error)
         pc->census_json = json.data; /* steal */
         if (pc->census_json == NULL && (pc->census_json = strdup("{}")) == NULL)
             return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
-        if (!plan_indexes(ctx, pc, error))
+        if (!plan_indexes(ctx, pc, error) ||
+            !mg_schema_naming_add_indexes(ctx->naming, pc->db, pc->coll, pc->indexes, pc->nindexes,
+                                          error))
             return false;
     }
-    return true;
+    /* index names unique in each schema */
+    return mg_schema_naming_resolve_indexes(ctx->naming, error);
 }
 
 /*

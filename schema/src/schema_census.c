@@ -11,6 +11,7 @@
  */
 #include "mg/schema.h"
 
+#include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yajl/yajl_gen.h>
@@ -38,6 +39,9 @@ struct mg_schema_census {
     int64_t id_types[NTYPES];
     int64_t sample_id_types[NTYPES];
     int64_t oid_like_strings;
+    int64_t text_misfit_ids; /* string _ids seen that text cannot hold */
+    bool key_chosen;         /* mg_schema_census_choose_key ran */
+    mg_schema_key_type_t key;
     /* sample */
     bool full_scan;
     int64_t sampled;
@@ -115,6 +119,8 @@ mg_schema_key_type_name(mg_schema_key_type_t type)
         return "bigint";
     case MG_SCHEMA_KEY_JSONB:
         return "jsonb";
+    case MG_SCHEMA_KEY_CANONICAL:
+        return "canonical";
     }
     return "unknown";
 }
@@ -123,7 +129,8 @@ bool
 mg_schema_key_type_parse(const char *text, mg_schema_key_type_t *type)
 {
     static const mg_schema_key_type_t all[] = {MG_SCHEMA_KEY_TEXT_OID, MG_SCHEMA_KEY_TEXT_STRING,
-                                               MG_SCHEMA_KEY_BIGINT, MG_SCHEMA_KEY_JSONB};
+                                               MG_SCHEMA_KEY_BIGINT, MG_SCHEMA_KEY_JSONB,
+                                               MG_SCHEMA_KEY_CANONICAL};
 
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         if (strcmp(text, mg_schema_key_type_name(all[i])) == 0) {
@@ -140,6 +147,7 @@ mg_schema_key_type_sql(mg_schema_key_type_t type)
     switch (type) {
     case MG_SCHEMA_KEY_TEXT_OID:
     case MG_SCHEMA_KEY_TEXT_STRING:
+    case MG_SCHEMA_KEY_CANONICAL:
         return "text";
     case MG_SCHEMA_KEY_BIGINT:
         return "bigint";
@@ -284,8 +292,17 @@ mg_schema_census_add_sample(mg_schema_census_t *c, const bson_t *doc, mg_error_t
         bson_type_t t = bson_iter_type(&it);
         field_t *f;
 
-        if (keylen == 3 && memcmp(key, "_id", 3) == 0)
+        if (keylen == 3 && memcmp(key, "_id", 3) == 0) {
             c->sample_id_types[t & 0xff]++;
+            if (t == BSON_TYPE_UTF8 || t == BSON_TYPE_SYMBOL) {
+                uint32_t len;
+                const char *s =
+                    t == BSON_TYPE_UTF8 ? bson_iter_utf8(&it, &len) : bson_iter_symbol(&it, &len);
+                if (len > MG_SCHEMA_KEY_MAX_BYTES || memchr(s, '\0', len) != NULL ||
+                    !bson_utf8_validate(s, len, false))
+                    c->text_misfit_ids++;
+            }
+        }
         f = field_get(c, key, keylen);
         if (f == NULL)
             continue;
@@ -302,8 +319,9 @@ id_types(const mg_schema_census_t *c)
     return c->have_id_distribution ? c->id_types : c->sample_id_types;
 }
 
-mg_schema_key_type_t
-mg_schema_census_key_type(const mg_schema_census_t *c)
+/* census_rule applies DESIGN §3's rule to the _id types and the sample. */
+static mg_schema_key_type_t
+census_rule(const mg_schema_census_t *c)
 {
     const int64_t *t = id_types(c);
     int64_t total = 0, oid = t[BSON_TYPE_OID], str = t[BSON_TYPE_UTF8];
@@ -312,17 +330,138 @@ mg_schema_census_key_type(const mg_schema_census_t *c)
     for (int i = 0; i < NTYPES; i++)
         total += t[i];
     if (total == 0)
-        return MG_SCHEMA_KEY_JSONB; /* empty: any future _id type must fit */
-    if (oid + str == total) {
+        return MG_SCHEMA_KEY_CANONICAL; /* empty: any future _id type must fit */
+    if (oid + str == total && c->text_misfit_ids == 0) {
         if (oid == 0)
             return MG_SCHEMA_KEY_TEXT_STRING;
         if (c->oid_like_strings == 0)
             return MG_SCHEMA_KEY_TEXT_OID;
-        return MG_SCHEMA_KEY_JSONB;
+        return MG_SCHEMA_KEY_CANONICAL;
     }
     if (ints == total)
         return MG_SCHEMA_KEY_BIGINT;
-    return MG_SCHEMA_KEY_JSONB;
+    return MG_SCHEMA_KEY_CANONICAL;
+}
+
+mg_schema_key_type_t
+mg_schema_census_key_type(const mg_schema_census_t *c)
+{
+    return c->key_chosen ? c->key : census_rule(c);
+}
+
+/* key_choice splits one --key-type item into its pattern (NULL: all) and type. */
+static bool
+key_choice(const char *item, char *pattern, size_t patsz, mg_schema_key_type_t *type,
+           mg_error_t *error)
+{
+    const char *eq = strrchr(item, '=');
+    const char *name = eq != NULL ? eq + 1 : item;
+
+    pattern[0] = '\0';
+    if (eq != NULL) {
+        const char *dot = memchr(item, '.', (size_t)(eq - item));
+        if ((size_t)(eq - item) >= patsz || dot == NULL || dot == item || dot + 1 == eq)
+            return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                                "invalid value for option \"key_type\": \"%s\": expected TYPE or "
+                                "DB.COLLECTION=TYPE (DB.* for a whole database)",
+                                item);
+        memcpy(pattern, item, (size_t)(eq - item));
+        pattern[eq - item] = '\0';
+    }
+    if (strcmp(name, "jsonb") == 0)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                            "invalid value for option \"key_type\": \"%s\": jsonb keys merge "
+                            "embedded-document _ids that differ only in key order; use canonical",
+                            item);
+    if (!mg_schema_key_type_parse(name, type))
+        return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                            "invalid value for option \"key_type\": \"%s\": the type must be "
+                            "one of text_objectid, text_string, bigint, canonical",
+                            item);
+    return true;
+}
+
+bool
+mg_schema_key_choice_check(const char *const *items, size_t n, mg_error_t *error)
+{
+    char pattern[1024];
+    mg_schema_key_type_t type = MG_SCHEMA_KEY_CANONICAL;
+
+    for (size_t i = 0; i < n; i++)
+        if (!key_choice(items[i], pattern, sizeof(pattern), &type, error))
+            return false;
+    return true;
+}
+
+/* key_fits_census names (in why) an _id type the census counted that type cannot hold. */
+static bool
+key_fits_census(const mg_schema_census_t *c, mg_schema_key_type_t type, char *why, size_t whysz)
+{
+    const int64_t *t = id_types(c);
+
+    for (int i = 0; i < NTYPES; i++) {
+        bool fits;
+
+        if (t[i] == 0)
+            continue;
+        switch (type) {
+        case MG_SCHEMA_KEY_TEXT_OID:
+            fits = i == BSON_TYPE_OID || i == BSON_TYPE_UTF8 || i == BSON_TYPE_SYMBOL;
+            break;
+        case MG_SCHEMA_KEY_TEXT_STRING:
+            fits = i == BSON_TYPE_UTF8 || i == BSON_TYPE_SYMBOL;
+            break;
+        case MG_SCHEMA_KEY_BIGINT:
+            fits = i == BSON_TYPE_INT32 || i == BSON_TYPE_INT64;
+            break;
+        default:
+            fits = true;
+        }
+        if (!fits) {
+            const char *alias = mg_schema_bson_type_alias((bson_type_t)i);
+            snprintf(why, whysz, "%lld _ids of type %s", (long long)t[i], alias ? alias : "?");
+            return false;
+        }
+    }
+    if ((type == MG_SCHEMA_KEY_TEXT_OID || type == MG_SCHEMA_KEY_TEXT_STRING) &&
+        c->text_misfit_ids > 0) {
+        snprintf(why, whysz, "%lld string _ids with NUL, invalid UTF-8 or over %d bytes",
+                 (long long)c->text_misfit_ids, MG_SCHEMA_KEY_MAX_BYTES);
+        return false;
+    }
+    if (type == MG_SCHEMA_KEY_TEXT_OID && t[BSON_TYPE_OID] > 0 && c->oid_like_strings > 0) {
+        snprintf(why, whysz, "%lld string _ids that read as ObjectId hex",
+                 (long long)c->oid_like_strings);
+        return false;
+    }
+    return true;
+}
+
+bool
+mg_schema_census_choose_key(mg_schema_census_t *c, const char *const *items, size_t n,
+                            mg_error_t *error)
+{
+    mg_schema_key_type_t type = census_rule(c), forced = type;
+    char pattern[1024], ns[1024], why[256];
+    bool any = false;
+
+    snprintf(ns, sizeof(ns), "%s.%s", c->db, c->coll);
+    for (size_t i = 0; i < n; i++) {
+        if (!key_choice(items[i], pattern, sizeof(pattern), &forced, error))
+            return false;
+        if (pattern[0] == '\0' || fnmatch(pattern, ns, 0) == 0) {
+            type = forced;
+            any = true;
+        }
+    }
+    if (any && !key_fits_census(c, type, why, sizeof(why)))
+        return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                            "could not use key type %s for collection \"%s\": the census counted "
+                            "%s, which do not fit it; every _id fits key type canonical",
+                            mg_schema_key_type_name(type), ns, why);
+    c->key = type;
+    c->key_chosen = true;
+    return true;
 }
 
 int64_t
@@ -366,15 +505,23 @@ each_warning(const mg_schema_census_t *c, warn_fn fn, void *ctx, mg_error_t *err
     }
     if (c->oid_like_strings > 0 && t[BSON_TYPE_OID] > 0) {
         snprintf(text, sizeof(text),
-                 "%lld string _ids look like ObjectId hex: key column is jsonb to keep them "
+                 "%lld string _ids look like ObjectId hex: key column is canonical to keep them "
                  "distinct",
                  (long long)c->oid_like_strings);
         if (!fn(ctx, text, error))
             return false;
     }
     if (mg_schema_census_count(c) == 0 &&
-        !fn(ctx, "empty collection: key column is jsonb so any _id type fits", error))
+        !fn(ctx, "empty collection: key column is canonical so any _id type fits", error))
         return false;
+    if (c->text_misfit_ids > 0) {
+        snprintf(text, sizeof(text),
+                 "%lld string _ids hold NUL, invalid UTF-8 or more than %d bytes: a text key "
+                 "cannot hold them, so the key column is canonical",
+                 (long long)c->text_misfit_ids, MG_SCHEMA_KEY_MAX_BYTES);
+        if (!fn(ctx, text, error))
+            return false;
+    }
     static const struct {
         uint32_t fact;
         const char *what;
@@ -383,7 +530,8 @@ each_warning(const mg_schema_census_t *c, warn_fn fn, void *ctx, mg_error_t *err
         {MG_SCHEMA_FACT_NUL_STRING, "hold strings with NUL characters (stored as $stringBase64)"},
         {MG_SCHEMA_FACT_INVALID_UTF8, "hold strings that are not UTF-8 (stored as $stringBase64)"},
         {MG_SCHEMA_FACT_DUPLICATE_KEY,
-         "have duplicate keys (jsonb keeps only the last; verification compares that)"},
+         "have duplicate keys (stored in order as {\"$fieldPairs\": [...]}; such a document "
+         "is not queryable by field in SQL)"},
         {MG_SCHEMA_FACT_DOLLAR_KEY, "have keys starting with '$'"},
         {MG_SCHEMA_FACT_DOTTED_KEY, "have keys containing '.'"},
         {MG_SCHEMA_FACT_EMPTY_KEY, "have an empty key"},
@@ -549,6 +697,7 @@ mg_schema_census_to_json(const mg_schema_census_t *c, mg_buf_t *out, mg_error_t 
     gstr(g, "id_types");
     gen_type_counts(g, id_types(c));
     gint(g, "oid_like_string_ids", c->oid_like_strings);
+    gint(g, "text_misfit_string_ids", c->text_misfit_ids);
     gstr(g, "key_type");
     gstr(g, mg_schema_key_type_name(mg_schema_census_key_type(c)));
     gint(g, "max_doc_bytes", c->max_doc_size);

@@ -43,6 +43,7 @@ static const wrap_entry_t wrap_table[] = {
     {"$undefined", NULL, MG_SCHEMA_WRAP_UNDEFINED},
     {"$stringBase64", NULL, MG_SCHEMA_WRAP_STRING_BASE64},
     {"$literal", NULL, MG_SCHEMA_WRAP_LITERAL},
+    {MG_SCHEMA_FIELD_PAIRS, NULL, MG_SCHEMA_WRAP_FIELD_PAIRS},
 };
 
 /* key_is returns true when the key of length len equals the literal lit. */

@@ -3,7 +3,7 @@
  * indexes on the JSONB column, or a report of why not and what to do
  * instead (docs/index-translation.md). Also the DDL of a collection table.
  */
-#include "mg/schema.h"
+#include "schema_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +38,9 @@ mg_schema_index_plan_cleanup(mg_schema_index_plan_t *plan)
         return;
     free(plan->mongo_name);
     free(plan->sql);
+    free(plan->statement);
+    free(plan->schema);
+    free(plan->tail);
     free(plan->note);
     free(plan->suggestion);
     free(plan->key_json);
@@ -457,8 +460,7 @@ mg_schema_index_translate(const bson_t *spec, const char *schema, const char *ta
     /* Wildcard: a GIN index over the (sub)document answers containment. */
     if (nparts == 1 && parts[0].wildcard) {
         char sub_path[512];
-        mg_buf_append_str(&sql, "CREATE INDEX IF NOT EXISTS ", error);
-        mg_schema_quote_ident(plan->pg_name, &sql, error);
+        /* sql holds the statement after the index name (set_statement) */
         mg_buf_append_str(&sql, " ON ", error);
         mg_schema_quote_ident(schema, &sql, error);
         mg_buf_append_str(&sql, ".", error);
@@ -575,10 +577,8 @@ mg_schema_index_translate(const bson_t *spec, const char *schema, const char *ta
         }
     }
 
-    /* The statement. */
-    if (!mg_buf_printf(&sql, error, "CREATE %sINDEX IF NOT EXISTS ", unique ? "UNIQUE " : "") ||
-        !mg_schema_quote_ident(plan->pg_name, &sql, error) ||
-        !mg_buf_append_str(&sql, " ON ", error) || !mg_schema_quote_ident(schema, &sql, error) ||
+    /* The statement after the index name (set_statement adds the head). */
+    if (!mg_buf_append_str(&sql, " ON ", error) || !mg_schema_quote_ident(schema, &sql, error) ||
         !mg_buf_append_str(&sql, ".", error) || !mg_schema_quote_ident(table, &sql, error))
         goto done;
     if (method != NULL && !mg_buf_printf(&sql, error, " USING %s", method))
@@ -607,7 +607,9 @@ mg_schema_index_translate(const bson_t *spec, const char *schema, const char *ta
 
 built:
     plan->status = co > 0 ? MG_SCHEMA_INDEX_CAVEAT : MG_SCHEMA_INDEX_TRANSLATED;
-    ok = set_text(&plan->sql, sql.data, error) && set_text(&plan->note, co ? caveat : NULL, error);
+    ok = set_text(&plan->tail, sql.data, error) && set_text(&plan->schema, schema, error) &&
+         mg_schema_index_plan_rename(plan, plan->pg_name, error) &&
+         set_text(&plan->note, co ? caveat : NULL, error);
     goto done;
 
 not_translated:
@@ -622,6 +624,90 @@ done:
     return ok;
 }
 
+/*
+ * build_sql writes the DO block that builds an index: the statement, then a
+ * comment on the index holding the SHA-256 of the statement; and when a
+ * relation of that name exists already (a re-run after the build
+ * committed, or a name taken by something else), a check that it is this
+ * index, by that comment, else an error naming it. So "built" always means
+ * that index, never IF NOT EXISTS over another one.
+ */
+static bool
+build_sql(const mg_schema_index_plan_t *plan, mg_buf_t *out, mg_error_t *error)
+{
+    uint8_t digest[32];
+    char mark[80], tag[32];
+    mg_buf_t qname;
+    bool ok;
+    int n = 0;
+
+    mg_schema__sha256(plan->statement, strlen(plan->statement), digest);
+    memcpy(mark, "migrate:", 8);
+    for (int i = 0; i < 32; i++) {
+        mark[8 + 2 * i] = mg_schema__hex[digest[i] >> 4];
+        mark[9 + 2 * i] = mg_schema__hex[digest[i] & 15];
+    }
+    mark[72] = '\0';
+    /* a dollar-quote tag the statement does not contain */
+    do
+        snprintf(tag, sizeof(tag), "$mg%d$", n++);
+    while (strstr(plan->statement, tag) != NULL);
+    mg_buf_init(&qname, 4 * MG_SCHEMA_IDENT_MAX + 16);
+    ok = mg_schema_quote_ident(plan->schema, &qname, error) &&
+         mg_buf_append_str(&qname, ".", error) &&
+         mg_schema_quote_ident(plan->pg_name, &qname, error) &&
+         mg_buf_printf(out, error, "DO %s BEGIN %s; COMMENT ON INDEX %s IS '%s'; ", tag,
+                       plan->statement, qname.data, mark) &&
+         mg_buf_append_str(out, "EXCEPTION WHEN duplicate_table THEN IF coalesce(obj_description(",
+                           error) &&
+         mg_schema_quote_literal(qname.data, out, error) &&
+         mg_buf_printf(out, error,
+                       "::regclass, 'pg_class'), '') <> '%s' THEN RAISE EXCEPTION "
+                       "'could not build index %%: a different relation of that name exists "
+                       "(it is not the index migrate planned)', ",
+                       mark) &&
+         mg_schema_quote_literal(qname.data, out, error) &&
+         mg_buf_printf(out, error, " USING ERRCODE = 'duplicate_table'; END IF; END %s", tag);
+    mg_buf_cleanup(&qname);
+    return ok;
+}
+
+bool
+mg_schema_index_plan_rename(mg_schema_index_plan_t *plan, const char *pg_name, mg_error_t *error)
+{
+    mg_buf_t buf;
+    bool ok;
+
+    if (plan->tail == NULL || plan->schema == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_INVALID_ARGUMENT,
+                            "index \"%s\" is not built: it has no statement to rename",
+                            plan->mongo_name != NULL ? plan->mongo_name : "?");
+    if (pg_name != plan->pg_name)
+        snprintf(plan->pg_name, sizeof(plan->pg_name), "%s", pg_name);
+    mg_buf_init(&buf, SQL_CAP);
+    ok = mg_buf_printf(&buf, error, "CREATE %sINDEX ", plan->unique ? "UNIQUE " : "") &&
+         mg_schema_quote_ident(plan->pg_name, &buf, error) &&
+         mg_buf_append_str(&buf, plan->tail, error) && set_text(&plan->statement, buf.data, error);
+    mg_buf_reset(&buf);
+    ok = ok && build_sql(plan, &buf, error) && set_text(&plan->sql, buf.data, error);
+    mg_buf_cleanup(&buf);
+    return ok;
+}
+
+bool
+mg_schema_table_ddl_named(const mg_schema_naming_entry_t *e, mg_schema_key_type_t key_type,
+                          mg_buf_t *out, mg_error_t *error)
+{
+    return mg_buf_append_str(out, "CREATE TABLE ", error) &&
+           mg_schema_quote_ident(e->schema, out, error) && mg_buf_append_str(out, ".", error) &&
+           mg_schema_quote_ident(e->table, out, error) &&
+           mg_buf_printf(out, error, " (_id %s%s NOT NULL, doc jsonb NOT NULL, CONSTRAINT ",
+                         mg_schema_key_type_sql(key_type),
+                         key_type == MG_SCHEMA_KEY_CANONICAL ? " COLLATE \"C\"" : "") &&
+           mg_schema_quote_ident(e->pkey, out, error) &&
+           mg_buf_append_str(out, " PRIMARY KEY (_id))", error);
+}
+
 bool
 mg_schema_table_ddl(const char *schema, const char *table, mg_schema_key_type_t key_type,
                     mg_buf_t *out, mg_error_t *error)
@@ -629,6 +715,7 @@ mg_schema_table_ddl(const char *schema, const char *table, mg_schema_key_type_t 
     return mg_buf_append_str(out, "CREATE TABLE ", error) &&
            mg_schema_quote_ident(schema, out, error) && mg_buf_append_str(out, ".", error) &&
            mg_schema_quote_ident(table, out, error) &&
-           mg_buf_printf(out, error, " (_id %s NOT NULL PRIMARY KEY, doc jsonb NOT NULL)",
-                         mg_schema_key_type_sql(key_type));
+           mg_buf_printf(out, error, " (_id %s%s NOT NULL PRIMARY KEY, doc jsonb NOT NULL)",
+                         mg_schema_key_type_sql(key_type),
+                         key_type == MG_SCHEMA_KEY_CANONICAL ? " COLLATE \"C\"" : "");
 }

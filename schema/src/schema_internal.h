@@ -44,7 +44,12 @@ typedef enum {
     MG_SCHEMA_WRAP_UNDEFINED,
     MG_SCHEMA_WRAP_STRING_BASE64,
     MG_SCHEMA_WRAP_LITERAL,
+    MG_SCHEMA_WRAP_FIELD_PAIRS,
 } mg_schema_wrap_t;
+
+/* The key of the wrapper of a document with duplicate keys (docs/type-mapping.md). */
+#define MG_SCHEMA_FIELD_PAIRS     "$fieldPairs"
+#define MG_SCHEMA_FIELD_PAIRS_LEN 11
 
 /*
  * mg_schema__wrap_kind returns the wrapper whose key set is exactly {k1} (k2
@@ -123,6 +128,12 @@ bool mg_schema__utf8_valid(const uint8_t *s, size_t n);
  */
 bool mg_schema__append_raw(bson_t *dst, bson_type_t type, const char *key, size_t klen,
                            const uint8_t *payload, size_t plen);
+
+/*
+ * mg_schema__sha256 writes the SHA-256 digest (FIPS 180-4) of len bytes of
+ * data into digest.
+ */
+void mg_schema__sha256(const void *data, size_t len, uint8_t digest[32]);
 
 /* mg_schema__hex lower-case hex digits. */
 extern const char mg_schema__hex[16];

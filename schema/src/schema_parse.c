@@ -18,8 +18,9 @@
 
 #include <yajl/yajl_parse.h>
 
-/* JSON nesting the renderer can produce: $literal and wrappers add levels. */
-#define JSON_MAX_DEPTH (2 * MG_SCHEMA_MAX_DEPTH + 8)
+/* JSON nesting the renderer can produce: wrappers add levels, {"$fieldPairs":
+ * [[key, value]]} three per document. */
+#define JSON_MAX_DEPTH (3 * MG_SCHEMA_MAX_DEPTH + 8)
 
 /* Longest number text accepted (the renderer writes at most ~350). */
 #define NUMBER_MAX 1100
@@ -388,6 +389,86 @@ convert_members(conv_t *c, const bson_iter_t *obj, bson_t *dst)
     return true;
 }
 
+/*
+ * convert_pairs appends the members of a {"$fieldPairs": [[key, value], ...]}
+ * form (pairs: the tree array) to dst in order, duplicates included.
+ */
+static bool
+convert_pairs(conv_t *c, const bson_iter_t *pairs, bson_t *dst)
+{
+    bson_iter_t it;
+
+    if (c->depth >= JSON_MAX_DEPTH)
+        return bad(c, MG_ERROR_CODE_LIMIT, "nested too deeply");
+    if (!BSON_ITER_HOLDS_ARRAY(pairs) || !bson_iter_recurse(pairs, &it))
+        return bad(c, MG_ERROR_CODE_PARSE, MG_SCHEMA_FIELD_PAIRS " is not an array of field pairs");
+    c->depth++;
+    while (bson_iter_next(&it)) {
+        bson_iter_t pair, k, v;
+        const char *key;
+        uint32_t klen;
+
+        c->path[c->depth] = bson_iter_key(&it);
+        if (!BSON_ITER_HOLDS_ARRAY(&it) || !bson_iter_recurse(&it, &pair) ||
+            !bson_iter_next(&pair) || !BSON_ITER_HOLDS_UTF8(&pair))
+            return bad(c, MG_ERROR_CODE_PARSE, "a field pair is not [key string, value]");
+        k = pair;
+        if (!bson_iter_next(&pair))
+            return bad(c, MG_ERROR_CODE_PARSE, "a field pair is not [key string, value]");
+        v = pair;
+        if (bson_iter_next(&pair))
+            return bad(c, MG_ERROR_CODE_PARSE, "a field pair has more than two items");
+        key = bson_iter_utf8(&k, &klen);
+        if (memchr(key, '\0', klen) != NULL)
+            return bad(c, MG_ERROR_CODE_PARSE, "a field pair's key holds U+0000");
+        c->path[c->depth] = key;
+        if (!convert_value(c, &v, dst, key, (int)klen))
+            return false;
+    }
+    c->depth--;
+    return true;
+}
+
+/*
+ * pairs_member positions *pairs on the "$fieldPairs" member of obj (a tree
+ * document) when every member is "$fieldPairs" (once) or, with id_too,
+ * "_id" (once): the top-level and scope form of a document with duplicate
+ * keys (the "_id" beside it is a copy for SQL and is not read).
+ */
+static bool
+pairs_member(const bson_iter_t *obj, bool id_too, bson_iter_t *pairs)
+{
+    bson_iter_t it;
+    int seen_pairs = 0, seen_id = 0;
+
+    if (!bson_iter_recurse(obj, &it))
+        return false;
+    while (bson_iter_next(&it)) {
+        const char *key = bson_iter_key(&it);
+
+        if (strcmp(key, MG_SCHEMA_FIELD_PAIRS) == 0) {
+            *pairs = it;
+            seen_pairs++;
+        } else if (id_too && strcmp(key, "_id") == 0) {
+            seen_id++;
+        } else {
+            return false;
+        }
+    }
+    return seen_pairs == 1 && seen_id <= 1;
+}
+
+/* convert_object appends the members of a top-level document or scope (obj). */
+static bool
+convert_object(conv_t *c, const bson_iter_t *obj, bool top, bson_t *dst)
+{
+    bson_iter_t pairs;
+
+    if (pairs_member(obj, top, &pairs))
+        return convert_pairs(c, &pairs, dst);
+    return convert_members(c, obj, dst);
+}
+
 /* parse_i64 reads an optionally negative decimal integer; false on overflow or junk. */
 static bool
 parse_i64(const char *s, size_t len, int64_t *v)
@@ -648,6 +729,32 @@ decode_double(const char *s, uint32_t len, double *d)
     return parse_double(s, len, d);
 }
 
+/*
+ * decode_document_wrapper appends the document a {"$literal": {...}} or
+ * {"$fieldPairs": [...]} wrapper holds (v: the wrapper's value).
+ */
+static bool
+decode_document_wrapper(conv_t *c, mg_schema_wrap_t kind, const bson_iter_t *v, bson_t *dst,
+                        const char *key, int klen)
+{
+    bson_t child;
+    bool ok;
+
+    if (kind == MG_SCHEMA_WRAP_LITERAL && !BSON_ITER_HOLDS_DOCUMENT(v))
+        return bad(c, MG_ERROR_CODE_PARSE, "$literal value is not an object");
+    if (!bson_append_document_begin(dst, key, klen, &child))
+        return bad(c, MG_ERROR_CODE_LIMIT, "document too large");
+    if (kind == MG_SCHEMA_WRAP_FIELD_PAIRS) {
+        ok = convert_pairs(c, v, &child);
+    } else {
+        c->depth++;
+        ok = convert_members(c, v, &child);
+        c->depth--;
+    }
+    bson_append_document_end(dst, &child);
+    return ok;
+}
+
 /* decode_wrapper appends the typed value a wrapper object stands for. */
 static bool
 decode_wrapper(conv_t *c, mg_schema_wrap_t kind, const bson_iter_t *obj, bson_t *dst,
@@ -764,7 +871,7 @@ decode_wrapper(conv_t *c, mg_schema_wrap_t kind, const bson_iter_t *obj, bson_t 
         }
         bson_init(&scope);
         c->depth++;
-        ok = convert_members(c, &w, &scope);
+        ok = convert_object(c, &w, false, &scope);
         c->depth--;
         if (ok) {
             payload = string_payload(s, len, bson_get_data(&scope), scope.len, &plen);
@@ -858,19 +965,9 @@ decode_wrapper(conv_t *c, mg_schema_wrap_t kind, const bson_iter_t *obj, bson_t 
         ok = bson_append_utf8(dst, key, klen, s, (int)len) ||
              bad(c, MG_ERROR_CODE_LIMIT, "document too large");
         break;
-    case MG_SCHEMA_WRAP_LITERAL: {
-        bson_t child;
-
-        if (!BSON_ITER_HOLDS_DOCUMENT(&v))
-            return bad(c, MG_ERROR_CODE_PARSE, "$literal value is not an object");
-        if (!bson_append_document_begin(dst, key, klen, &child))
-            return bad(c, MG_ERROR_CODE_LIMIT, "document too large");
-        c->depth++;
-        ok = convert_members(c, &v, &child);
-        c->depth--;
-        bson_append_document_end(dst, &child);
-        return ok;
-    }
+    case MG_SCHEMA_WRAP_FIELD_PAIRS:
+    case MG_SCHEMA_WRAP_LITERAL:
+        return decode_document_wrapper(c, kind, &v, dst, key, klen);
     case MG_SCHEMA_WRAP_NONE:
     default:
         return bad(c, MG_ERROR_CODE_PARSE, "unknown wrapper");
@@ -984,7 +1081,7 @@ mg_schema_json_parse(const char *json, size_t len, mg_error_t *error)
         bson_append_document(&holder, "", 0, tree);
         bson_iter_init(&root, &holder);
         bson_iter_next(&root);
-        if (!convert_members(c, &root, out)) {
+        if (!convert_object(c, &root, true, out)) {
             bson_destroy(&holder);
             goto fail;
         }

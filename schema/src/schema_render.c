@@ -10,12 +10,42 @@
 /* Input bytes escaped per reservation: bounds the worst case (6x) we ask for. */
 #define STR_CHUNK 4096
 
+/* Bloom filter bits per document for the duplicate-key check (2^DUP_BLOOM_LOG2). */
+#define DUP_BLOOM_LOG2 8
+#define DUP_BLOOM_BITS (1u << DUP_BLOOM_LOG2)
+
+/* Alarms of the filter in one document checked one by one before a sort takes over. */
+#define DUP_ALARMS 32
+
+/*
+ * The duplicate-key check can be compiled out, only so that the renderer
+ * benchmark (tests/bench/schema) measures its cost side by side.
+ */
+#ifdef MG_SCHEMA_RENDER_NO_DUP_CHECK
+#define DUP_CHECK 0
+#else
+#define DUP_CHECK 1
+#endif
+
+/* Keys remembered along the path being rendered (beyond: a sort at the end). */
+#define DUP_KEYS 256
+
+/* One key of a document being rendered, for the duplicate-key check. */
+typedef struct {
+    uint32_t hash;
+    uint32_t len;
+    const char *key;
+} key_ent_t;
+
 typedef struct {
     mg_buf_t *out;
     mg_schema_fidelity_t fidelity;
     uint32_t facts;
     mg_error_t *error;
     uint32_t depth;
+    bool dup;                 /* render_container stopped: the document has a duplicate key */
+    uint32_t nkeys;           /* keys[] in use: the open documents' keys, innermost last */
+    key_ent_t keys[DUP_KEYS]; /* a stack: each document pushes its keys, pops them at its end */
     /* keys along the current path, for error messages */
     const char *path[MG_SCHEMA_MAX_DEPTH + 2];
 } render_t;
@@ -253,12 +283,11 @@ write_string_slot(render_t *r, const char *s, size_t n)
     return true;
 }
 
-/* write_key appends "key": for a document element; keys must be UTF-8. */
+/* write_key_text appends a key as a JSON string; keys must be UTF-8. */
 static bool
-write_key(render_t *r, const char *key, size_t len)
+write_key_text(render_t *r, const char *key, size_t len)
 {
     str_status_t st;
-    char *p;
 
     if (len > 0 && key[0] == '$')
         r->facts |= MG_SCHEMA_FACT_DOLLAR_KEY;
@@ -267,7 +296,16 @@ write_key(render_t *r, const char *key, size_t len)
     st = write_str(r, (const uint8_t *)key, len);
     if (st == STR_BAD)
         return fail(r, MG_ERROR_CODE_PARSE, "key is not valid UTF-8");
-    if (st != STR_OK)
+    return st == STR_OK;
+}
+
+/* write_key appends "key": for a document element. */
+static bool
+write_key(render_t *r, const char *key, size_t len)
+{
+    char *p;
+
+    if (!write_key_text(r, key, len))
         return false;
     p = room(r, 1);
     if (p == NULL)
@@ -286,11 +324,172 @@ key_len(const bson_iter_t *it)
 }
 
 /*
- * render_container appends a document ('{') or array ('[') whose elements
- * child iterates (positioned before the first element).
+ * key_hash hashes a key from its length, its
+ * first 8 bytes and the next 8 (or, for a longer key, its last 8): the same
+ * value write_member_key computes from the words it copies, so every key
+ * of a document gets its hash one way or the other. A collision only costs
+ * a comparison.
+ */
+static uint64_t
+key_hash(const char *key, size_t klen)
+{
+    uint64_t a = 0, b = 0;
+
+    memcpy(&a, key, klen < 8 ? klen : 8);
+    if (klen > 16)
+        memcpy(&b, key + klen - 8, 8);
+    else if (klen > 8)
+        memcpy(&b, key + 8, klen - 8);
+    return (a ^ (b * UINT64_C(0xff51afd7ed558ccd)) ^ klen) * UINT64_C(0x9e3779b97f4a7c15);
+}
+
+/* has_byte8 flags (bit 7 of each byte) the bytes of v equal to c (repeated in c8). */
+static inline uint64_t
+has_byte8(uint64_t v, uint64_t c8)
+{
+    uint64_t x = v ^ c8;
+
+    return (x - UINT64_C(0x0101010101010101)) & ~x & UINT64_C(0x8080808080808080);
+}
+
+/* byte_mask returns the mask of the first n (0..8) bytes of a little-endian word. */
+static inline uint64_t
+byte_mask(size_t n)
+{
+    return n >= 8 ? ~UINT64_C(0) : (UINT64_C(1) << (8 * n)) - 1;
+}
+
+/*
+ * write_member_key appends "key": (after a ',' unless first) for the element
+ * `it` iterates and sets *hash for the duplicate-key check (key_hash). A key
+ * of at most 16 plain ASCII bytes (the common case) is copied as two words
+ * when the document has 16 bytes from its start; the words give the hash.
+ */
+static inline bool
+write_member_key(render_t *r, const bson_iter_t *it, const char *key, size_t klen, bool first,
+                 uint64_t *hash)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (klen <= 16 && (size_t)((const uint8_t *)key - it->raw) + 16 <= it->len) {
+        const uint64_t dots = UINT64_C(0x2e2e2e2e2e2e2e2e);
+        uint64_t a, b, ma = byte_mask(klen), mb = byte_mask(klen > 8 ? klen - 8 : 0);
+        char *p;
+
+        memcpy(&a, key, 8);
+        memcpy(&b, key + 8, 8);
+        if (((special8(a) & ma) | (special8(b) & mb)) == 0) {
+            p = room(r, 20);
+            if (p == NULL)
+                return false;
+            if (!first)
+                *p++ = ',';
+            *p++ = '"';
+            memcpy(p, &a, 8);
+            memcpy(p + 8, &b, 8);
+            p += klen;
+            *p++ = '"';
+            *p++ = ':';
+            done_at(r, p);
+            if (klen > 0 && key[0] == '$')
+                r->facts |= MG_SCHEMA_FACT_DOLLAR_KEY;
+            if (((has_byte8(a, dots) & ma) | (has_byte8(b, dots) & mb)) != 0)
+                r->facts |= MG_SCHEMA_FACT_DOTTED_KEY;
+            a &= ma;
+            b &= mb;
+            *hash = (a ^ (b * UINT64_C(0xff51afd7ed558ccd)) ^ klen) * UINT64_C(0x9e3779b97f4a7c15);
+            return true;
+        }
+    }
+#endif
+    *hash = key_hash(key, klen);
+    return (first || PUT_LIT(r, ",")) && write_key(r, key, klen);
+}
+
+typedef struct {
+    const char *key;
+    size_t len;
+} key_ref_t;
+
+static int
+key_ref_cmp(const void *pa, const void *pb)
+{
+    const key_ref_t *a = pa, *b = pb;
+
+    if (a->len != b->len)
+        return a->len < b->len ? -1 : 1;
+    return memcmp(a->key, b->key, a->len);
+}
+
+static int
+key_ent_cmp(const void *pa, const void *pb)
+{
+    const key_ent_t *a = pa, *b = pb;
+
+    if (a->hash != b->hash)
+        return a->hash < b->hash ? -1 : 1;
+    if (a->len != b->len)
+        return a->len < b->len ? -1 : 1;
+    return memcmp(a->key, b->key, a->len);
+}
+
+/*
+ * sorted_has_duplicate sorts the document's keys and compares neighbours:
+ * the remembered ones in place, or (when they did not fit in r->keys) all
+ * n of them read again from the document (raw, rawlen bytes). Returns -1
+ * when memory runs out.
+ */
+static int
+sorted_has_duplicate(render_t *r, uint32_t base, bool overflow, const uint8_t *raw, uint32_t rawlen,
+                     uint32_t n)
+{
+    key_ref_t *refs;
+    bson_iter_t it;
+    uint32_t count = 0;
+    int found = 0;
+
+    if (!overflow) {
+        key_ent_t *e = r->keys + base;
+
+        qsort(e, r->nkeys - base, sizeof(*e), key_ent_cmp);
+        for (uint32_t i = 1; i < r->nkeys - base; i++)
+            if (key_ent_cmp(&e[i - 1], &e[i]) == 0)
+                return 1;
+        return 0;
+    }
+    refs = malloc((size_t)n * sizeof(*refs) + 1);
+    if (refs == NULL || !bson_iter_init_from_data(&it, raw, rawlen)) {
+        free(refs);
+        return -1;
+    }
+    while (count < n && bson_iter_next(&it)) {
+        refs[count].key = bson_iter_key(&it);
+        refs[count].len = key_len(&it);
+        count++;
+    }
+    qsort(refs, count, sizeof(*refs), key_ref_cmp);
+    for (uint32_t i = 1; i < count && !found; i++)
+        found = key_ref_cmp(&refs[i - 1], &refs[i]) == 0;
+    free(refs);
+    return found;
+}
+
+/* seen_before returns true when the document's remembered keys hold key. */
+static bool
+seen_before(const render_t *r, uint32_t base, uint32_t hash, const char *key, size_t klen)
+{
+    for (uint32_t i = base; i < r->nkeys; i++)
+        if (r->keys[i].hash == hash && r->keys[i].len == klen &&
+            memcmp(r->keys[i].key, key, klen) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * render_array appends an array whose elements child iterates (positioned
+ * before the first element).
  */
 static bool
-render_container(render_t *r, bson_iter_t *child, bool is_array)
+render_array(render_t *r, bson_iter_t *child)
 {
     bool first = true;
     char *p;
@@ -298,18 +497,13 @@ render_container(render_t *r, bson_iter_t *child, bool is_array)
     if (r->depth >= MG_SCHEMA_MAX_DEPTH)
         return fail(r, MG_ERROR_CODE_LIMIT, "document nested too deeply");
     r->depth++;
-    if (!put(r, is_array ? "[" : "{", 1))
+    if (!PUT_LIT(r, "["))
         return false;
     while (bson_iter_next(child)) {
-        const char *key = bson_iter_key(child);
-        size_t klen = key_len(child);
-
-        r->path[r->depth] = key;
+        r->path[r->depth] = bson_iter_key(child);
         if (!first && !PUT_LIT(r, ","))
             return false;
         first = false;
-        if (!is_array && !write_key(r, key, klen))
-            return false;
         if (!render_value(r, child))
             return false;
     }
@@ -320,10 +514,187 @@ render_container(render_t *r, bson_iter_t *child, bool is_array)
     p = room(r, 1);
     if (p == NULL)
         return false;
-    *p = is_array ? ']' : '}';
+    *p = ']';
     done_at(r, p + 1);
     r->depth--;
     return true;
+}
+
+/*
+ * render_container appends a document whose elements child iterates
+ * (positioned before the first element). A document with a duplicate key
+ * stops with r->dup set (no error): the caller rewinds and writes it as
+ * {"$fieldPairs": ...} instead (render_pairs).
+ *
+ * The check: a Bloom filter bit per key; a key whose bit is already set is
+ * compared with the document's earlier keys (remembered in r->keys), and
+ * after DUP_ALARMS such alarms (or when r->keys is full) the keys are
+ * sorted once at the end instead.
+ */
+static bool
+render_container(render_t *r, bson_iter_t *child)
+{
+    const uint8_t *raw = child->raw; /* the iterator forgets it at the end */
+    uint32_t rawlen = child->len;
+    uint64_t bloom[DUP_BLOOM_BITS / 64] = {0};
+    uint32_t nkeys = 0, alarms = 0, base = r->nkeys;
+    bool sort_check = false, overflow = false;
+    char *p;
+
+    if (r->depth >= MG_SCHEMA_MAX_DEPTH)
+        return fail(r, MG_ERROR_CODE_LIMIT, "document nested too deeply");
+    r->depth++;
+    if (!PUT_LIT(r, "{"))
+        return false;
+    while (bson_iter_next(child)) {
+        const char *key = bson_iter_key(child);
+        size_t klen = key_len(child);
+
+        uint64_t h;
+
+        r->path[r->depth] = key;
+        if (!write_member_key(r, child, key, klen, nkeys++ == 0, &h))
+            return false;
+        if (DUP_CHECK) {
+            uint32_t bit = (uint32_t)(h >> (64 - DUP_BLOOM_LOG2));
+            uint64_t mask = UINT64_C(1) << (bit & 63);
+
+            if (BSON_UNLIKELY(bloom[bit >> 6] & mask) && !sort_check) {
+                if (++alarms > DUP_ALARMS || overflow)
+                    sort_check = true;
+                else if (seen_before(r, base, (uint32_t)h, key, klen))
+                    goto duplicate;
+            }
+            bloom[bit >> 6] |= mask;
+            if (BSON_LIKELY(r->nkeys < DUP_KEYS))
+                r->keys[r->nkeys++] = (key_ent_t){(uint32_t)h, (uint32_t)klen, key};
+            else
+                overflow = true;
+        }
+        if (!render_value(r, child))
+            return false;
+    }
+    if (child->err_off != 0) {
+        r->path[r->depth] = "";
+        return fail(r, MG_ERROR_CODE_PARSE, "corrupt BSON");
+    }
+    if (BSON_UNLIKELY(sort_check)) {
+        int found = sorted_has_duplicate(r, base, overflow, raw, rawlen, nkeys);
+
+        if (found < 0)
+            return mg_error_set(r->error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT,
+                                "could not render BSON: out of memory");
+        if (found)
+            goto duplicate;
+    }
+    r->nkeys = base;
+    p = room(r, 1);
+    if (p == NULL)
+        return false;
+    *p = '}';
+    done_at(r, p + 1);
+    r->depth--;
+    return true;
+duplicate:
+    r->nkeys = base;
+    r->depth--;
+    r->dup = true;
+    return false;
+}
+
+/*
+ * render_pairs appends the document start iterates as {"$fieldPairs": [[key,
+ * value], ...]}: every member in order, duplicates included. At the top
+ * level (with_id) the first _id is also written before it as "_id", so
+ * doc->'_id' stays queryable.
+ */
+static bool
+render_pairs(render_t *r, const bson_iter_t *start, bool with_id)
+{
+    bson_iter_t it = *start;
+    bool first = true;
+
+    r->facts |= MG_SCHEMA_FACT_DUPLICATE_KEY;
+    if (r->depth >= MG_SCHEMA_MAX_DEPTH)
+        return fail(r, MG_ERROR_CODE_LIMIT, "document nested too deeply");
+    r->depth++;
+    if (!PUT_LIT(r, "{"))
+        return false;
+    if (with_id && bson_iter_find(&it, "_id")) {
+        r->path[r->depth] = "_id";
+        if (!PUT_LIT(r, "\"_id\":") || !render_value(r, &it) || !PUT_LIT(r, ","))
+            return false;
+    }
+    if (!PUT_LIT(r, "\"" MG_SCHEMA_FIELD_PAIRS "\":["))
+        return false;
+    it = *start;
+    while (bson_iter_next(&it)) {
+        const char *key = bson_iter_key(&it);
+
+        r->path[r->depth] = key;
+        if (!put(r, first ? "[" : ",[", first ? 1 : 2) || !write_key_text(r, key, key_len(&it)) ||
+            !PUT_LIT(r, ",") || !render_value(r, &it) || !PUT_LIT(r, "]"))
+            return false;
+        first = false;
+    }
+    if (it.err_off != 0) {
+        r->path[r->depth] = "";
+        return fail(r, MG_ERROR_CODE_PARSE, "corrupt BSON");
+    }
+    r->depth--;
+    return PUT_LIT(r, "]}");
+}
+
+/*
+ * render_object appends a document that child iterates (positioned before
+ * its first element) at `where`: inside {"$literal": ...} when literal, and
+ * as {"$fieldPairs": ...} when it has a duplicate key or when `pairs` says
+ * its key set would read as that form (the top level and a scope, where
+ * $literal is not read).
+ */
+static bool
+render_object(render_t *r, bson_iter_t *child, bool literal, bool pairs, bool with_id)
+{
+    size_t mark = r->out->len;
+    bson_iter_t start = *child;
+
+    if (!pairs) {
+        if (literal) {
+            r->facts |= MG_SCHEMA_FACT_LITERAL;
+            if (PUT_LIT(r, "{\"$literal\":") && render_container(r, child) && PUT_LIT(r, "}"))
+                return true;
+        } else if (render_container(r, child)) {
+            return true;
+        }
+        if (!r->dup)
+            return false;
+        r->dup = false;
+        r->out->len = mark;
+    }
+    return render_pairs(r, &start, with_id);
+}
+
+/*
+ * pairs_like returns true when every key of the document start iterates is
+ * "$fieldPairs" (or "_id" when id_too) and "$fieldPairs" is one of them: a
+ * top-level document or scope that would read back as the pairs form.
+ */
+static bool
+pairs_like(const bson_iter_t *start, bool id_too)
+{
+    bson_iter_t it = *start;
+    bool seen = false;
+
+    while (bson_iter_next(&it)) {
+        size_t klen = key_len(&it);
+        const char *key = bson_iter_key(&it);
+
+        if (klen == MG_SCHEMA_FIELD_PAIRS_LEN && memcmp(key, MG_SCHEMA_FIELD_PAIRS, klen) == 0)
+            seen = true;
+        else if (!(id_too && klen == 3 && memcmp(key, "_id", 3) == 0))
+            return false;
+    }
+    return seen;
 }
 
 /*
@@ -334,20 +705,17 @@ static bool
 render_document(render_t *r, const bson_iter_t *it)
 {
     bson_iter_t child;
+    bool literal = false;
 
     if (!bson_iter_recurse(it, &child))
         return fail(r, MG_ERROR_CODE_PARSE, "corrupt embedded document");
     /* only a document whose first key starts with '$' can look like a wrapper */
     if (BSON_UNLIKELY(bson_iter_next(&child) && bson_iter_key(&child)[0] == '$')) {
         bson_iter_recurse(it, &child);
-        if (mg_schema__doc_is_reserved(&child)) {
-            r->facts |= MG_SCHEMA_FACT_LITERAL;
-            return PUT_LIT(r, "{\"$literal\":") && render_container(r, &child, false) &&
-                   PUT_LIT(r, "}");
-        }
+        literal = mg_schema__doc_is_reserved(&child);
     }
     bson_iter_recurse(it, &child);
-    return render_container(r, &child, false);
+    return render_object(r, &child, literal, false, false);
 }
 
 /* write_double appends a double in the current fidelity. */
@@ -548,6 +916,49 @@ write_regex(render_t *r, const char *pattern, const char *options)
     return PUT_LIT(r, "}}");
 }
 
+/* write_dbpointer appends {"$dbPointer":{"$ref":...,"$id":{"$oid":...}}}. */
+static bool
+write_dbpointer(render_t *r, const bson_iter_t *it)
+{
+    uint32_t len;
+    const char *coll;
+    const bson_oid_t *oid;
+    char *p;
+
+    r->facts |= MG_SCHEMA_FACT_DEPRECATED;
+    bson_iter_dbpointer(it, &len, &coll, &oid);
+    if (!PUT_LIT(r, "{\"$dbPointer\":{\"$ref\":") || !write_string_slot(r, coll, len))
+        return false;
+    p = room(r, 48);
+    if (p == NULL)
+        return false;
+    memcpy(p, ",\"$id\":{\"$oid\":\"", 16);
+    p = write_oid_hex(p + 16, oid);
+    memcpy(p, "\"}}}", 4);
+    done_at(r, p + 4);
+    return true;
+}
+
+/*
+ * write_code_scope appends {"$code":...,"$scope":{...}}. The $scope value is
+ * always a document: no $literal needed, but the pairs form is read there.
+ */
+static bool
+write_code_scope(render_t *r, const bson_iter_t *it)
+{
+    uint32_t len, scope_len;
+    const uint8_t *scope;
+    const char *code = bson_iter_codewscope(it, &len, &scope_len, &scope);
+    bson_iter_t child;
+
+    r->facts |= MG_SCHEMA_FACT_DEPRECATED;
+    if (!bson_iter_init_from_data(&child, scope, scope_len))
+        return fail(r, MG_ERROR_CODE_PARSE, "corrupt code-with-scope scope");
+    return PUT_LIT(r, "{\"$code\":") && write_string_slot(r, code, len) &&
+           PUT_LIT(r, ",\"$scope\":") &&
+           render_object(r, &child, false, pairs_like(&child, false), false) && PUT_LIT(r, "}");
+}
+
 /* render_value appends the JSON of the value it points at. */
 static bool
 render_value(render_t *r, const bson_iter_t *it)
@@ -570,7 +981,7 @@ render_value(render_t *r, const bson_iter_t *it)
 
         if (!bson_iter_recurse(it, &child))
             return fail(r, MG_ERROR_CODE_PARSE, "corrupt embedded array");
-        return render_container(r, &child, true);
+        return render_array(r, &child);
     }
     case BSON_TYPE_BINARY: {
         bson_subtype_t subtype;
@@ -604,24 +1015,8 @@ render_value(render_t *r, const bson_iter_t *it)
 
         return write_regex(r, pattern, options);
     }
-    case BSON_TYPE_DBPOINTER: {
-        uint32_t len;
-        const char *coll;
-        const bson_oid_t *oid;
-
-        r->facts |= MG_SCHEMA_FACT_DEPRECATED;
-        bson_iter_dbpointer(it, &len, &coll, &oid);
-        if (!PUT_LIT(r, "{\"$dbPointer\":{\"$ref\":") || !write_string_slot(r, coll, len))
-            return false;
-        p = room(r, 48);
-        if (p == NULL)
-            return false;
-        memcpy(p, ",\"$id\":{\"$oid\":\"", 16);
-        p = write_oid_hex(p + 16, oid);
-        memcpy(p, "\"}}}", 4);
-        done_at(r, p + 4);
-        return true;
-    }
+    case BSON_TYPE_DBPOINTER:
+        return write_dbpointer(r, it);
     case BSON_TYPE_CODE: {
         uint32_t len;
         const char *code = bson_iter_code(it, &len);
@@ -635,19 +1030,8 @@ render_value(render_t *r, const bson_iter_t *it)
         r->facts |= MG_SCHEMA_FACT_DEPRECATED;
         return PUT_LIT(r, "{\"$symbol\":") && write_string_slot(r, sym, len) && PUT_LIT(r, "}");
     }
-    case BSON_TYPE_CODEWSCOPE: {
-        uint32_t len, scope_len;
-        const uint8_t *scope;
-        const char *code = bson_iter_codewscope(it, &len, &scope_len, &scope);
-        bson_iter_t child;
-
-        r->facts |= MG_SCHEMA_FACT_DEPRECATED;
-        if (!bson_iter_init_from_data(&child, scope, scope_len))
-            return fail(r, MG_ERROR_CODE_PARSE, "corrupt code-with-scope scope");
-        /* the $scope value is always a document: no $literal needed */
-        return PUT_LIT(r, "{\"$code\":") && write_string_slot(r, code, len) &&
-               PUT_LIT(r, ",\"$scope\":") && render_container(r, &child, false) && PUT_LIT(r, "}");
-    }
+    case BSON_TYPE_CODEWSCOPE:
+        return write_code_scope(r, it);
     case BSON_TYPE_INT32:
         return write_int(r, bson_iter_int32(it), false);
     case BSON_TYPE_TIMESTAMP: {
@@ -694,6 +1078,8 @@ render_start(render_t *r, mg_buf_t *out, mg_schema_fidelity_t fidelity, mg_error
     r->facts = 0;
     r->error = error;
     r->depth = 0;
+    r->dup = false;
+    r->nkeys = 0;
     r->path[0] = NULL;
 }
 
@@ -728,7 +1114,7 @@ mg_schema_doc_render_raw(const uint8_t *data, size_t len, mg_schema_fidelity_t f
         ok = mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
                           "could not render BSON: corrupt document header (%zu bytes)", len);
     } else {
-        ok = render_container(&r, &it, false);
+        ok = render_object(&r, &it, false, pairs_like(&it, true), true);
     }
     return render_finish(&r, ok, mark, facts);
 }

@@ -418,10 +418,21 @@ canon_value(canon_t *c, const bson_iter_t *it, bson_t *dst, const char *key, siz
     }
 }
 
+/* by_position orders members as they are in the document. */
+static int
+by_position(const void *pa, const void *pb)
+{
+    const member_t *a = pa, *b = pb;
+
+    return a->index < b->index ? -1 : a->index > b->index;
+}
+
 /*
  * canon_container appends the canonical members of the container child
- * iterates: documents sorted in jsonb's key order with the last of
- * duplicate keys kept, arrays renumbered.
+ * iterates: documents sorted in jsonb's key order, arrays renumbered. A
+ * document with a duplicate key is stored as {"$fieldPairs": ...}, which
+ * keeps every member in order: its canonical form is all of its members in
+ * their order.
  */
 static bool
 canon_container(canon_t *c, bson_iter_t *child, bool is_array, bson_t *dst, uint32_t depth)
@@ -436,16 +447,19 @@ canon_container(canon_t *c, bson_iter_t *child, bool is_array, bson_t *dst, uint
                             MG_SCHEMA_MAX_DEPTH);
     if (!collect_members(child, !is_array, &m, &n))
         return canon_fail(c, "corrupt document");
+    for (i = 0; !is_array && i + 1 < n; i++) {
+        if (m[i + 1].len == m[i].len && memcmp(m[i + 1].key, m[i].key, m[i].len) == 0) {
+            qsort(m, n, sizeof(*m), by_position);
+            break;
+        }
+    }
     for (i = 0; i < n && ok; i++) {
         char idx[16];
         const char *key = m[i].key;
         size_t klen = m[i].len;
 
-        if (is_array) {
+        if (is_array)
             klen = bson_uint32_to_string((uint32_t)i, &key, idx, sizeof(idx));
-        } else if (i + 1 < n && m[i + 1].len == klen && memcmp(m[i + 1].key, key, klen) == 0) {
-            continue; /* a later duplicate follows: jsonb keeps the last */
-        }
         ok = canon_value(c, &m[i].it, dst, key, klen, depth);
     }
     free(m);

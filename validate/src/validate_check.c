@@ -768,29 +768,7 @@ static bool
 id_append(const mg_validate_coll_t *c, const char *doc_id, bson_t *dst, const char *key,
           mg_error_t *error)
 {
-    switch (c->key_type) {
-    case MG_SCHEMA_KEY_TEXT_OID:
-        if (strlen(doc_id) == 24 && strspn(doc_id, "0123456789abcdef") == 24) {
-            bson_oid_t oid;
-            bson_oid_init_from_string(&oid, doc_id);
-            return bson_append_oid(dst, key, -1, &oid);
-        }
-        return bson_append_utf8(dst, key, -1, doc_id, -1); /* a string */
-    case MG_SCHEMA_KEY_TEXT_STRING:
-        return bson_append_utf8(dst, key, -1, doc_id, -1);
-    case MG_SCHEMA_KEY_BIGINT: {
-        char *end;
-        long long v = strtoll(doc_id, &end, 10);
-        if (*doc_id == '\0' || *end != '\0')
-            return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
-                                "key \"%s\" is not an integer", doc_id);
-        return bson_append_int64(dst, key, -1, v);
-    }
-    case MG_SCHEMA_KEY_JSONB:
-        return mg_schema_json_append_value(dst, key, -1, doc_id, strlen(doc_id), error);
-    }
-    return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_INVALID_ARGUMENT,
-                        "unknown key type");
+    return mg_schema_key_append_id(c->key_type, doc_id, strlen(doc_id), dst, key, -1, error);
 }
 
 #define IDS_BATCH 1000

@@ -60,7 +60,7 @@ enum {
     MG_SCHEMA_FACT_DOTTED_KEY = 1u << 5,    /* a key containing '.' */
     MG_SCHEMA_FACT_LITERAL = 1u << 6,       /* a document wrapped in $literal */
     MG_SCHEMA_FACT_DEPRECATED = 1u << 7,    /* undefined, DBPointer, symbol, code w/ scope */
-    MG_SCHEMA_FACT_DUPLICATE_KEY = 1u << 8, /* scan only: a key repeated in one document */
+    MG_SCHEMA_FACT_DUPLICATE_KEY = 1u << 8, /* a key repeated in one document ($fieldPairs) */
     MG_SCHEMA_FACT_EMPTY_KEY = 1u << 9,     /* scan only: a key "" */
     MG_SCHEMA_FACT_NAN_DECIMAL = 1u << 10,  /* a Decimal128 NaN or +/-Infinity */
     MG_SCHEMA_FACT_UNRENDERABLE = 1u << 11, /* scan only: a key or regex not UTF-8 */
@@ -78,7 +78,8 @@ const char *mg_schema_fact_name(uint32_t fact);
  * (caller-owned; its cap bounds the output) and ORs the facts it saw into
  * *facts (NULL allowed). The text is accepted by PostgreSQL as jsonb and is
  * what COPY binary sends after the jsonb version byte. Keys keep their
- * order; duplicate keys are written as they are (jsonb keeps the last).
+ * order; a document with a duplicate key is written as {"$fieldPairs": [[key,
+ * value], ...]} (docs/type-mapping.md), since jsonb would keep the last.
  *
  * Fails with MG_ERROR_CODE_PARSE on corrupt BSON, a key that is not UTF-8 or
  * a regex that is not UTF-8, MG_ERROR_CODE_LIMIT when out's cap is reached
@@ -136,10 +137,10 @@ bool mg_schema_json_append_value(bson_t *dst, const char *key, int key_len, cons
 
 /*
  * mg_schema_doc_scan walks doc (borrowed) without rendering it and ORs every
- * fact into *facts, duplicate keys included (the renderer does not look for
- * those). *max_depth (NULL allowed) receives the deepest nesting seen (a
- * flat document is 1). Fails on corrupt BSON (naming the key or depth) or
- * nesting deeper than MG_SCHEMA_MAX_DEPTH; outputs are untouched then.
+ * fact into *facts, empty keys and keys or regexes that are not UTF-8
+ * included (the renderer does not report those). *max_depth (NULL allowed) receives the deepest
+ * nesting seen (a flat document is 1). Fails on corrupt BSON (naming the key or depth) or nesting
+ * deeper than MG_SCHEMA_MAX_DEPTH; outputs are untouched then.
  */
 bool mg_schema_doc_scan(const bson_t *doc, uint32_t *facts, uint32_t *max_depth, mg_error_t *error);
 
@@ -147,7 +148,8 @@ bool mg_schema_doc_scan(const bson_t *doc, uint32_t *facts, uint32_t *max_depth,
  * mg_schema_doc_canonicalize returns a new bson_t (caller destroys) holding
  * the canonical form of doc under fidelity: keys of every document (a
  * scope's too) sorted the way jsonb orders them (shorter first, then
- * bytewise), duplicate keys reduced to the last one, array keys renumbered,
+ * bytewise) except in a document with a duplicate key, which keeps all its
+ * members in order (as its $fieldPairs form does), array keys renumbered,
  * and in RELAXED also the distinctions that mode does not keep (an int64
  * that fits int32 becomes int32, NaN payloads and non-canonical Decimal128
  * encodings are normalised). Two documents are the same data after the
@@ -186,8 +188,9 @@ typedef struct {
     char *coll;
     char schema[MG_SCHEMA_IDENT_MAX + 1];
     char table[MG_SCHEMA_IDENT_MAX + 1];
-    bool schema_renamed; /* schema differs from db */
-    bool table_renamed;  /* table differs from coll */
+    char pkey[MG_SCHEMA_IDENT_MAX + 1]; /* the primary key's index: "<table>_pkey" unless taken */
+    bool schema_renamed;                /* schema differs from db */
+    bool table_renamed;                 /* table differs from coll */
 } mg_schema_naming_entry_t;
 
 typedef struct mg_schema_naming mg_schema_naming_t;
@@ -205,9 +208,22 @@ bool mg_schema_naming_add(mg_schema_naming_t *naming, const char *db, const char
                           mg_error_t *error);
 
 /*
- * mg_schema_naming_resolve names every registered collection. Names that
- * would clash after sanitising all get "_<8 hex of the original's hash>",
- * so the result does not depend on the order of mg_schema_naming_add.
+ * mg_schema_naming_reserve keeps a schema name (copied; e.g. the state
+ * schema) from being given to a database: a database that would get it is
+ * renamed with a hash instead. Call before mg_schema_naming_resolve.
+ */
+bool mg_schema_naming_reserve(mg_schema_naming_t *naming, const char *schema, mg_error_t *error);
+
+/*
+ * mg_schema_naming_resolve names every registered collection: schema,
+ * table and primary-key index, each a valid PostgreSQL identifier, unique
+ * where PostgreSQL needs it (schemas; relations within a schema), never a
+ * reserved schema name (pg_*, information_schema, mg_schema_naming_reserve).
+ * Names that would clash after sanitising all get "_<8 hex of the
+ * original's hash>" (and again with a salt while any final name still
+ * clashes), so the result does not depend on the order of
+ * mg_schema_naming_add. Fails naming the option when the single schema is
+ * reserved. Rules: docs/naming.md.
  */
 bool mg_schema_naming_resolve(mg_schema_naming_t *naming, mg_error_t *error);
 
@@ -229,17 +245,23 @@ bool mg_schema_quote_literal(const char *text, mg_buf_t *out, mg_error_t *error)
  * Census: what init learns about each collection
  * ------------------------------------------------------------------------ */
 
-/* The key column: its SQL type and which _id values fit it (DESIGN §3). */
+/*
+ * The key column: its SQL type and which _id values fit it (DESIGN §3,
+ * docs/type-mapping.md "The key column"). Two _ids get the same key exactly
+ * when MongoDB's _id index holds them as one _id, for every key type.
+ */
 typedef enum {
     MG_SCHEMA_KEY_TEXT_OID = 0, /* text: ObjectId as 24 lower-case hex, or a string that is not */
-    MG_SCHEMA_KEY_TEXT_STRING,  /* text: strings only (an ObjectId does not fit) */
-    MG_SCHEMA_KEY_BIGINT,       /* bigint: int32 and int64 */
-    MG_SCHEMA_KEY_JSONB,        /* jsonb: the mapped value; every _id fits */
+    MG_SCHEMA_KEY_TEXT_STRING,  /* text: strings (and symbols) only */
+    MG_SCHEMA_KEY_BIGINT,       /* bigint: any number whose value is an int64 (1, 1.0, "1"^^dec) */
+    MG_SCHEMA_KEY_JSONB,        /* legacy jsonb (the mapped value): read, never chosen; it merges
+                                   embedded documents that differ only in key order */
+    MG_SCHEMA_KEY_CANONICAL,    /* text COLLATE "C": the canonical encoding; every _id fits */
 } mg_schema_key_type_t;
 
 const char *mg_schema_key_type_name(mg_schema_key_type_t type);
 bool mg_schema_key_type_parse(const char *text, mg_schema_key_type_t *type);
-/* mg_schema_key_type_sql returns "text", "bigint" or "jsonb". */
+/* mg_schema_key_type_sql returns "text", "bigint" or "jsonb" (for casts: $1::text). */
 const char *mg_schema_key_type_sql(mg_schema_key_type_t type);
 
 /* mg_schema_bson_type_alias returns MongoDB's $type alias ("objectId") or NULL. */
@@ -279,8 +301,32 @@ void mg_schema_census_set_full_scan(mg_schema_census_t *census, bool full);
  */
 bool mg_schema_census_add_sample(mg_schema_census_t *census, const bson_t *doc, mg_error_t *error);
 
-/* mg_schema_census_key_type applies DESIGN §3's rule (empty: jsonb). */
+/*
+ * mg_schema_census_key_type returns the key type chosen with
+ * mg_schema_census_choose_key, or else DESIGN §3's rule: text_objectid /
+ * text_string when every _id is an ObjectId or a string that fits text,
+ * bigint when every _id is an int32 or int64, otherwise (and for an empty
+ * collection) canonical.
+ */
 mg_schema_key_type_t mg_schema_census_key_type(const mg_schema_census_t *census);
+
+/*
+ * mg_schema_key_choice_check validates the items of `migrate init
+ * --key-type` (borrowed): "TYPE" (every collection) or "DB.COLL=TYPE" where
+ * DB.COLL is an fnmatch pattern (db.*), TYPE one of text_objectid,
+ * text_string, bigint, canonical. Fails naming the item.
+ */
+bool mg_schema_key_choice_check(const char *const *items, size_t n, mg_error_t *error);
+
+/*
+ * mg_schema_census_choose_key fixes the census's key type: the last item of
+ * items (as for mg_schema_key_choice_check) that matches the collection, or
+ * the rule of mg_schema_census_key_type. A chosen type that an _id the
+ * census counted cannot fit (a string in a bigint table, say) fails naming
+ * the collection, the _id type and the key type that fits.
+ */
+bool mg_schema_census_choose_key(mg_schema_census_t *census, const char *const *items, size_t n,
+                                 mg_error_t *error);
 
 int64_t mg_schema_census_count(const mg_schema_census_t *census);
 int64_t mg_schema_census_size_bytes(const mg_schema_census_t *census);
@@ -302,9 +348,15 @@ bool mg_schema_census_to_json(const mg_schema_census_t *census, mg_buf_t *out, m
  * DDL and index translation
  * ------------------------------------------------------------------------ */
 
-/* mg_schema_table_ddl appends CREATE TABLE for a collection table. */
+/*
+ * mg_schema_table_ddl appends CREATE TABLE for a collection table; its
+ * primary key index is named by PostgreSQL. mg_schema_table_ddl_named names
+ * it entry->pkey, as resolved with every other relation of the schema.
+ */
 bool mg_schema_table_ddl(const char *schema, const char *table, mg_schema_key_type_t key_type,
                          mg_buf_t *out, mg_error_t *error);
+bool mg_schema_table_ddl_named(const mg_schema_naming_entry_t *entry, mg_schema_key_type_t key_type,
+                               mg_buf_t *out, mg_error_t *error);
 
 typedef enum {
     MG_SCHEMA_INDEX_PRIMARY = 0,    /* the _id index: the table's primary key */
@@ -322,9 +374,13 @@ typedef struct {
     char pg_name[MG_SCHEMA_IDENT_MAX + 1];
     mg_schema_index_status_t status;
     bool unique;
-    char *sql;        /* CREATE INDEX ..., NULL unless built */
+    char *statement;  /* CREATE [UNIQUE] INDEX "pg_name" ON ..., NULL unless built */
+    char *sql;        /* what builds it (a DO block: the statement, or a check that the index of
+                         that name is this one; docs/index-translation.md), NULL unless built */
     char *note;       /* caveat or reason, NULL when none */
     char *suggestion; /* what to do instead, NULL when none */
+    char *schema;     /* internal: the statement's parts, for renaming */
+    char *tail;
 } mg_schema_index_plan_t;
 
 /*
@@ -338,23 +394,75 @@ bool mg_schema_index_translate(const bson_t *spec, const char *schema, const cha
                                mg_error_t *error);
 void mg_schema_index_plan_cleanup(mg_schema_index_plan_t *plan);
 
+/*
+ * mg_schema_index_plan_rename gives a translated index the name pg_name
+ * (a valid identifier) and writes its statement and build SQL again.
+ */
+bool mg_schema_index_plan_rename(mg_schema_index_plan_t *plan, const char *pg_name,
+                                 mg_error_t *error);
+
+/*
+ * mg_schema_naming_add_indexes registers the n index plans of db.coll
+ * (borrowed until mg_schema_naming_resolve_indexes returns) after
+ * mg_schema_naming_resolve. mg_schema_naming_resolve_indexes then names
+ * them all at once: "<table>_<index>" as mg_schema_index_translate chose it
+ * unless another relation of the schema (a table, a primary key, another
+ * index) has or wants that name, in which case every index involved gets a
+ * hash; the primary-key plan takes the table's pkey name. Unique by
+ * construction and independent of the order of registration.
+ */
+bool mg_schema_naming_add_indexes(mg_schema_naming_t *naming, const char *db, const char *coll,
+                                  mg_schema_index_plan_t *plans, size_t n, mg_error_t *error);
+bool mg_schema_naming_resolve_indexes(mg_schema_naming_t *naming, mg_error_t *error);
+
 /* ------------------------------------------------------------------------
  * The key column value
  * ------------------------------------------------------------------------ */
 
 /*
+ * Longest key written: PostgreSQL refuses btree entries over ~2700 bytes.
+ * A canonical key that would be longer is written as "#" + the 64 hex
+ * digits of the SHA-256 of its canonical text (docs/type-mapping.md).
+ */
+#define MG_SCHEMA_KEY_MAX_BYTES 2600
+
+/*
  * mg_schema_key_encode appends the key column value of the _id that id
  * points at (borrowed) for a collection of key type `type`: for COPY
  * binary (binary=true: text bytes, 8-byte big-endian bigint, or jsonb's
- * version byte + JSON) or as a text parameter. Fails with
- * MG_ERROR_CODE_INVALID_ARGUMENT, naming the _id, when it does not fit
- * (DESIGN §3: a string reading as ObjectId hex in a text_objectid table, a
- * non-integer in a bigint table, NUL or invalid UTF-8 in text, a key over
- * 2600 bytes). out->len is restored on failure.
+ * version byte + JSON) or as a text parameter (NUL-free UTF-8). Fails with
+ * MG_ERROR_CODE_INVALID_ARGUMENT, naming the _id and the key type every _id
+ * fits (canonical), when it does not fit (DESIGN §3: a string reading as
+ * ObjectId hex in a text_objectid table, a non-integer in a bigint table,
+ * NUL or invalid UTF-8 in text, a key over MG_SCHEMA_KEY_MAX_BYTES, an
+ * array as _id). out->len is restored on failure.
  */
 bool mg_schema_key_encode(const bson_iter_t *id, mg_schema_key_type_t type,
                           mg_schema_fidelity_t fidelity, bool binary, mg_buf_t *out,
                           mg_error_t *error);
+
+/*
+ * mg_schema_key_append_id reads a key column's text form (len bytes, as
+ * mg_schema_key_encode writes it with binary=false) back to an _id and
+ * appends it to dst under key (key_len bytes or -1): a value MongoDB holds
+ * equal to every _id with that key (canonical 1 comes back as int32 1,
+ * which matches 1.0 and NumberLong(1) in a query). Fails with
+ * MG_ERROR_CODE_PARSE on malformed text and MG_ERROR_CODE_NOT_FOUND for a
+ * digest key (mg_schema_key_is_digest), whose _id cannot be recovered from
+ * the key. dst is untouched on failure.
+ */
+bool mg_schema_key_append_id(mg_schema_key_type_t type, const char *text, size_t len, bson_t *dst,
+                             const char *key, int key_len, mg_error_t *error);
+
+/* mg_schema_key_is_digest returns true for a canonical key written as its digest. */
+bool mg_schema_key_is_digest(mg_schema_key_type_t type, const char *text, size_t len);
+
+/*
+ * mg_schema_key_any_digest returns true when one of the n NUL-terminated
+ * key texts (borrowed) is a digest: a re-check by key cannot read those
+ * documents from the source, so the caller checks the collection in full.
+ */
+bool mg_schema_key_any_digest(mg_schema_key_type_t type, const char *const *texts, size_t n);
 
 /* mg_schema_id_describe writes the _id as relaxed Extended JSON (cut to fit). */
 void mg_schema_id_describe(const bson_iter_t *id, char *out, size_t outsz);

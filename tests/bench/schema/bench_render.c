@@ -3,9 +3,12 @@
  * bson_as_relaxed_extended_json on the same generated documents, in one run:
  * 1M documents of ~0.8 KB and 20k documents of ~20 KB (nested documents,
  * arrays, strings, ObjectIds, dates, numbers). Prints docs/s, MB/s (of BSON
- * input) and the ratio. Not a test: numbers depend on the machine.
+ * input) and the ratio, then the cost of the duplicate-key check: the same
+ * documents rendered with and without it (the renderer compiled a second
+ * time without it), alternating for `rounds` rounds, best CPU time of each.
+ * Not a test: numbers depend on the machine.
  *
- * Usage: bench_schema_render [docs_small [docs_large]]
+ * Usage: bench_schema_render [docs_small [docs_large [rounds]]]
  */
 #include "mg/schema.h"
 
@@ -135,8 +138,18 @@ now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* cpu_s is this thread's CPU time: steadier than wall time on a shared machine. */
+static double
+cpu_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 typedef struct {
-    double ours_s, libbson_s;
+    double ours_s, ours_cpu_s, libbson_s;
     size_t bson_bytes, ours_json, libbson_json;
 } result_t;
 
@@ -156,6 +169,7 @@ run(const uint8_t *arena, const size_t *offsets, size_t n, result_t *r)
     r->bson_bytes = offsets[n];
     mg_buf_init(&buf, 64u << 20);
     t0 = now_s();
+    r->ours_cpu_s = cpu_s();
     for (i = 0; i < n; i++) {
         mg_buf_reset(&buf);
         if (!mg_schema_doc_render_raw(arena + offsets[i], offsets[i + 1] - offsets[i],
@@ -166,6 +180,7 @@ run(const uint8_t *arena, const size_t *offsets, size_t n, result_t *r)
         r->ours_json += buf.len;
     }
     r->ours_s = now_s() - t0;
+    r->ours_cpu_s = cpu_s() - r->ours_cpu_s;
     mg_buf_cleanup(&buf);
     t0 = now_s();
     for (i = 0; i < n; i++) {
@@ -181,6 +196,64 @@ run(const uint8_t *arena, const size_t *offsets, size_t n, result_t *r)
     r->libbson_s = now_s() - t0;
 }
 
+/* The renderer compiled without the duplicate-key check (CMakeLists.txt). */
+bool bench_nodup_doc_render_raw(const uint8_t *data, size_t len, mg_schema_fidelity_t fidelity,
+                                mg_buf_t *out, uint32_t *facts, mg_error_t *error);
+
+typedef bool (*render_fn)(const uint8_t *data, size_t len, mg_schema_fidelity_t fidelity,
+                          mg_buf_t *out, uint32_t *facts, mg_error_t *error);
+
+/* cpu_pass renders the n documents with fn; returns CPU seconds, adds the JSON bytes. */
+static double
+cpu_pass(render_fn fn, const uint8_t *arena, const size_t *offsets, size_t n, size_t *json)
+{
+    mg_buf_t buf;
+    mg_error_t error;
+    double t0 = cpu_s();
+
+    mg_buf_init(&buf, 64u << 20);
+    for (size_t i = 0; i < n; i++) {
+        mg_buf_reset(&buf);
+        if (!fn(arena + offsets[i], offsets[i + 1] - offsets[i], MG_SCHEMA_FIDELITY_RELAXED, &buf,
+                NULL, &error)) {
+            fprintf(stderr, "render failed: %s\n", error.message);
+            exit(1);
+        }
+        *json += buf.len;
+    }
+    t0 = cpu_s() - t0;
+    mg_buf_cleanup(&buf);
+    return t0;
+}
+
+/*
+ * dup_check_cost renders the documents with and without the duplicate-key
+ * check, alternating for `rounds` rounds, and prints the best CPU time of
+ * each and their ratio (the check's cost on documents without duplicates).
+ */
+static void
+dup_check_cost(const uint8_t *arena, const size_t *offsets, size_t n, int rounds)
+{
+    double best_with = 1e99, best_without = 1e99;
+    size_t json_with = 0, json_without = 0;
+
+    for (int k = 0; k < rounds; k++) {
+        double w = cpu_pass(mg_schema_doc_render_raw, arena, offsets, n, &json_with);
+        double wo = cpu_pass(bench_nodup_doc_render_raw, arena, offsets, n, &json_without);
+
+        best_with = w < best_with ? w : best_with;
+        best_without = wo < best_without ? wo : best_without;
+    }
+    if (json_with != json_without) {
+        fprintf(stderr, "the two renderers wrote different JSON\n");
+        exit(1);
+    }
+    printf("%22s duplicate-key check: %.0f ns/doc with, %.0f without (CPU, best of %d "
+           "alternating rounds): %+.1f%%\n",
+           "", best_with * 1e9 / (double)n, best_without * 1e9 / (double)n, rounds,
+           (best_with / best_without - 1) * 100);
+}
+
 static void
 print_row(const char *name, size_t n, const result_t *r)
 {
@@ -193,7 +266,7 @@ print_row(const char *name, size_t n, const result_t *r)
 
 /* bench builds n documents with the given shape and prints one row. */
 static void
-bench(const char *name, size_t n, uint32_t items, uint32_t notes)
+bench(const char *name, size_t n, uint32_t items, uint32_t notes, int rounds)
 {
     size_t *offsets = malloc((n + 1) * sizeof(*offsets));
     size_t cap = n * 1024, i;
@@ -214,7 +287,10 @@ bench(const char *name, size_t n, uint32_t items, uint32_t notes)
     }
     run(arena, offsets, n, &r);
     print_row(name, n, &r);
-    printf("%22s JSON bytes: ours %zu, libbson %zu\n", "", r.ours_json, r.libbson_json);
+    printf("%22s JSON bytes: ours %zu, libbson %zu; ours CPU %.0f ns/doc\n", "", r.ours_json,
+           r.libbson_json, r.ours_cpu_s * 1e9 / (double)n);
+    if (rounds > 0)
+        dup_check_cost(arena, offsets, n, rounds);
     free(arena);
     free(offsets);
 }
@@ -224,10 +300,11 @@ main(int argc, char **argv)
 {
     size_t small = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000000;
     size_t large = argc > 2 ? strtoul(argv[2], NULL, 10) : 20000;
+    int rounds = argc > 3 ? atoi(argv[3]) : 5;
 
     printf("%-22s %9s %8s  %12s %9s  %12s %9s  %7s\n", "workload", "docs", "bytes", "ours doc/s",
            "ours MB/s", "libbson doc/s", "lib MB/s", "ratio");
-    bench("small (~0.8 KB)", small, 4, 0);
-    bench("large (~20 KB)", large, 60, 60);
+    bench("small (~0.8 KB)", small, 4, 0, rounds);
+    bench("large (~20 KB)", large, 60, 60, rounds);
     return 0;
 }

@@ -2,8 +2,8 @@
  * tests/fuzz/schema/fuzz_render.c - libFuzzer target for the renderer and the
  * reverse mapping: arbitrary bytes as BSON -> validate -> render (both
  * fidelities) -> parse back. Must never crash, and every rendering must parse
- * back to a document with the same canonical form (exact mode: the same
- * bytes for a valid document with unique, UTF-8 keys). The parser is also
+ * back to a document with the same canonical form (duplicate keys included:
+ * the $fieldPairs form keeps them). The parser is also
  * fed the raw bytes as JSON text.
  */
 #include "mg/schema.h"

@@ -43,12 +43,12 @@ test_key_type_rule(void **state)
     assert_int_equal(key_for(oid, n1, 1, 0), MG_SCHEMA_KEY_TEXT_OID);
     assert_int_equal(key_for(str, n1, 1, 3), MG_SCHEMA_KEY_TEXT_STRING);
     assert_int_equal(key_for(mix, n2, 2, 0), MG_SCHEMA_KEY_TEXT_OID);
-    /* a string that reads as ObjectId hex could collide: jsonb keeps them apart */
-    assert_int_equal(key_for(mix, n2, 2, 1), MG_SCHEMA_KEY_JSONB);
+    /* a string that reads as ObjectId hex could collide: canonical keeps them apart */
+    assert_int_equal(key_for(mix, n2, 2, 1), MG_SCHEMA_KEY_CANONICAL);
     assert_int_equal(key_for(ints, n2, 2, 0), MG_SCHEMA_KEY_BIGINT);
-    assert_int_equal(key_for(dbl, n2, 2, 0), MG_SCHEMA_KEY_JSONB);
-    assert_int_equal(key_for(other, n1, 1, 0), MG_SCHEMA_KEY_JSONB);
-    assert_int_equal(key_for(NULL, NULL, 0, 0), MG_SCHEMA_KEY_JSONB); /* empty */
+    assert_int_equal(key_for(dbl, n2, 2, 0), MG_SCHEMA_KEY_CANONICAL);
+    assert_int_equal(key_for(other, n1, 1, 0), MG_SCHEMA_KEY_CANONICAL);
+    assert_int_equal(key_for(NULL, NULL, 0, 0), MG_SCHEMA_KEY_CANONICAL); /* empty */
     assert_string_equal(mg_schema_key_type_sql(MG_SCHEMA_KEY_TEXT_OID), "text");
     assert_string_equal(mg_schema_key_type_sql(MG_SCHEMA_KEY_BIGINT), "bigint");
 }

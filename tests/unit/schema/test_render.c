@@ -228,13 +228,13 @@ test_duplicate_wrapper_keys_escaped(void **state)
     mg_error_t error;
     char *got;
 
-    /* distinct key set {$oid}: escaped even though $oid appears twice */
+    /* distinct key set {$oid} twice: the pairs form escapes it and keeps both values */
     bson_append_document_begin(&doc, "a", 1, &sub);
     bson_append_utf8(&sub, "$oid", -1, "x", -1);
     bson_append_utf8(&sub, "$oid", -1, "y", -1);
     bson_append_document_end(&doc, &sub);
     got = render_text(&doc, MG_SCHEMA_FIDELITY_RELAXED, NULL, &error);
-    assert_string_equal(got, "{\"a\":{\"$literal\":{\"$oid\":\"x\",\"$oid\":\"y\"}}}");
+    assert_string_equal(got, "{\"a\":{\"$fieldPairs\":[[\"$oid\",\"x\"],[\"$oid\",\"y\"]]}}");
     free(got);
     bson_destroy(&doc);
 }
