@@ -185,7 +185,8 @@ encode_key(mg_cdc_batch_t *b, size_t table, const bson_iter_t *id, mg_error_t *e
     if (table >= b->ntables)
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_INVALID_ARGUMENT,
                             "unknown table %zu", table);
-    if (!mg_schema_key_encode(id, b->tables[table].key, b->fidelity, false, &b->scratch, error)) {
+    if (!mg_schema_key_encode_for(b->tables[table].db, b->tables[table].coll, id,
+                                  b->tables[table].key, b->fidelity, false, &b->scratch, error)) {
         mg_error_prefix(error, "collection \"%s.%s\"", b->tables[table].db, b->tables[table].coll);
         return false;
     }

@@ -160,7 +160,7 @@ append_row(worker_t *w, mg_copy_coll_t *c, const bson_t *doc, bson_iter_t *id, b
     w->out.data[w->out.len++] = 2; /* two fields */
     len_at = w->out.len;
     w->out.len += 4;
-    if (!mg_schema_key_encode(id, c->key, w->s->fidelity, true, &w->out, error))
+    if (!mg_schema_key_encode_for(c->db, c->coll, id, c->key, w->s->fidelity, true, &w->out, error))
         goto bad_row;
     put_u32((uint8_t *)w->out.data + len_at, (uint32_t)(w->out.len - len_at - 4));
     if (!mg_buf_reserve(&w->out, 5, error))

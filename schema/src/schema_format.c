@@ -713,51 +713,6 @@ mg_schema__base64_decode(const char *in, size_t len, uint8_t *out, size_t *outle
 }
 
 /* ------------------------------------------------------------------------
- * UTF-8
- * ------------------------------------------------------------------------ */
-
-size_t
-mg_schema__utf8_seq_len(const uint8_t *s, size_t n)
-{
-    uint8_t c = s[0];
-
-    if (c >= 0xc2 && c <= 0xdf)
-        return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
-    if (c >= 0xe0 && c <= 0xef) {
-        uint8_t lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-
-        return n >= 3 && s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 ? 3 : 0;
-    }
-    if (c >= 0xf0 && c <= 0xf4) {
-        uint8_t lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-
-        return n >= 4 && s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 && (s[3] & 0xc0) == 0x80
-                   ? 4
-                   : 0;
-    }
-    return 0;
-}
-
-bool
-mg_schema__utf8_valid(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-
-    while (i < n) {
-        if (s[i] < 0x80) {
-            i++;
-            continue;
-        }
-        size_t l = mg_schema__utf8_seq_len(s + i, n - i);
-
-        if (l == 0)
-            return false;
-        i += l;
-    }
-    return true;
-}
-
-/* ------------------------------------------------------------------------
  * Raw elements
  * ------------------------------------------------------------------------ */
 

@@ -109,17 +109,6 @@ void mg_schema__base64_encode(const uint8_t *in, size_t n, char *out);
 bool mg_schema__base64_decode(const char *in, size_t len, uint8_t *out, size_t *outlen);
 
 /*
- * mg_schema__utf8_seq_len returns the length (2..4) of the valid UTF-8
- * sequence starting at s (n bytes available, s[0] >= 0x80), or 0 when it is
- * not valid UTF-8 as PostgreSQL checks it (no overlong forms, no surrogates,
- * nothing above U+10FFFF).
- */
-size_t mg_schema__utf8_seq_len(const uint8_t *s, size_t n);
-
-/* mg_schema__utf8_valid returns true when n bytes are valid UTF-8. */
-bool mg_schema__utf8_valid(const uint8_t *s, size_t n);
-
-/*
  * mg_schema__append_raw appends one element built by hand: type, key (klen
  * bytes) and the value's encoded bytes, so values that libbson's typed
  * append functions would change (regex options they sort or drop, code and

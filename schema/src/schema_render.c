@@ -204,7 +204,7 @@ write_str(render_t *r, const uint8_t *s, size_t n)
             }
             c = s[i];
             if (c >= 0x80) {
-                size_t l = mg_schema__utf8_seq_len(s + i, n - i);
+                size_t l = mg_utf8_char_len(s + i, n - i);
 
                 if (l == 0)
                     return STR_BAD;

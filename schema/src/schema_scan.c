@@ -139,7 +139,7 @@ string_facts(scan_t *s, const char *str, uint32_t len)
 {
     if (memchr(str, '\0', len) != NULL)
         s->facts |= MG_SCHEMA_FACT_NUL_STRING;
-    else if (!mg_schema__utf8_valid((const uint8_t *)str, len))
+    else if (!mg_utf8_valid(str, len))
         s->facts |= MG_SCHEMA_FACT_INVALID_UTF8;
 }
 
@@ -186,8 +186,7 @@ scan_value(scan_t *s, const bson_iter_t *it, uint32_t depth)
         const char *options;
         const char *pattern = bson_iter_regex(it, &options);
 
-        if (!mg_schema__utf8_valid((const uint8_t *)pattern, strlen(pattern)) ||
-            !mg_schema__utf8_valid((const uint8_t *)options, strlen(options)))
+        if (!mg_utf8_valid(pattern, strlen(pattern)) || !mg_utf8_valid(options, strlen(options)))
             s->facts |= MG_SCHEMA_FACT_UNRENDERABLE;
         return true;
     }
@@ -261,7 +260,7 @@ scan_container(scan_t *s, bson_iter_t *child, bool is_array, uint32_t depth)
                 s->facts |= MG_SCHEMA_FACT_DOLLAR_KEY;
             if (memchr(m[i].key, '.', m[i].len) != NULL)
                 s->facts |= MG_SCHEMA_FACT_DOTTED_KEY;
-            if (!mg_schema__utf8_valid((const uint8_t *)m[i].key, m[i].len))
+            if (!mg_utf8_valid(m[i].key, m[i].len))
                 s->facts |= MG_SCHEMA_FACT_UNRENDERABLE;
             if (i > 0 && m[i].len == m[i - 1].len && memcmp(m[i].key, m[i - 1].key, m[i].len) == 0)
                 s->facts |= MG_SCHEMA_FACT_DUPLICATE_KEY;

@@ -262,6 +262,39 @@ bool mg_base64_encode(const void *data, size_t n, mg_buf_t *out, mg_error_t *err
 bool mg_base64_decode(const char *text, size_t len, mg_buf_t *out, mg_error_t *error);
 
 /* ------------------------------------------------------------------------
+ * UTF-8 (as PostgreSQL accepts it: no overlong forms, no surrogates, nothing
+ * above U+10FFFF)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * mg_utf8_char_len returns the length (1..4) of the well-formed UTF-8
+ * character at s (n > 0 bytes available; an ASCII byte, NUL included, is
+ * 1), or 0 when the bytes there are not one.
+ */
+size_t mg_utf8_char_len(const uint8_t *s, size_t n);
+
+/* mg_utf8_valid returns true when n bytes of data are well-formed UTF-8. */
+bool mg_utf8_valid(const void *data, size_t n);
+
+/*
+ * mg_utf8_copy writes len bytes of text into out (outsz bytes, always
+ * NUL-terminated unless outsz is 0) as well-formed UTF-8 without NUL: a
+ * byte that does not start a character, and NUL, become the four
+ * characters \xNN. What does not fit is cut at a character (or escape)
+ * boundary and "..." ends the copy. Returns the length of out. For every
+ * text that may be cut or that comes from outside before it reaches
+ * PostgreSQL, a log or a report (error messages, _id descriptions).
+ */
+size_t mg_utf8_copy(char *out, size_t outsz, const char *text, size_t len);
+
+/*
+ * mg_utf8_trim drops an incomplete character from the end of the
+ * NUL-terminated s, as snprintf leaves it when it cuts. Returns the new
+ * length.
+ */
+size_t mg_utf8_trim(char *s);
+
+/* ------------------------------------------------------------------------
  * JSON output: helpers over a yajl generator (yajl_gen is struct yajl_gen_t *)
  * ------------------------------------------------------------------------ */
 

@@ -442,6 +442,16 @@ bool mg_schema_key_encode(const bson_iter_t *id, mg_schema_key_type_t type,
                           mg_error_t *error);
 
 /*
+ * mg_schema_key_encode_for is mg_schema_key_encode for a key of collection
+ * db.coll (borrowed; NULL when unknown): a misfit error's way out names
+ * it, as the --key-type item to give (--key-type shop.orders=canonical,
+ * quoted for the shell and escaped as a pattern when the name needs it).
+ */
+bool mg_schema_key_encode_for(const char *db, const char *coll, const bson_iter_t *id,
+                              mg_schema_key_type_t type, mg_schema_fidelity_t fidelity, bool binary,
+                              mg_buf_t *out, mg_error_t *error);
+
+/*
  * mg_schema_key_append_id reads a key column's text form (len bytes, as
  * mg_schema_key_encode writes it with binary=false) back to an _id and
  * appends it to dst under key (key_len bytes or -1): a value MongoDB holds
@@ -464,7 +474,12 @@ bool mg_schema_key_is_digest(mg_schema_key_type_t type, const char *text, size_t
  */
 bool mg_schema_key_any_digest(mg_schema_key_type_t type, const char *const *texts, size_t n);
 
-/* mg_schema_id_describe writes the _id as relaxed Extended JSON (cut to fit). */
+/*
+ * mg_schema_id_describe writes the _id as relaxed Extended JSON into out
+ * (outsz bytes, NUL-terminated): well-formed UTF-8, cut between characters
+ * with "..." when it does not fit (mg_utf8_copy), so it can go to
+ * PostgreSQL as text.
+ */
 void mg_schema_id_describe(const bson_iter_t *id, char *out, size_t outsz);
 
 #ifdef __cplusplus
