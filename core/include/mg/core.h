@@ -227,9 +227,12 @@ typedef struct {
 /*
  * mg_file_write_atomic replaces path with len bytes of data so that a
  * reader sees the old file or the new one, never a mix, even across a
- * crash: a temp file beside it (created 0600), fsync, rename over path,
- * fsync of the folder. options may be NULL (mode -1, owner left). On
- * failure path is untouched and the temp file is removed.
+ * crash: a temp file beside it (a random name created exclusively, 0600:
+ * nothing planted there is followed), fsync, rename over path, fsync of
+ * the folder. A regular file at path hands on its mode and owner (mode
+ * -1); a link there is replaced, what it points at left alone. options may
+ * be NULL (mode -1, owner left). On failure path is untouched and the temp
+ * file is removed.
  */
 bool mg_file_write_atomic(const char *path, const void *data, size_t len,
                           const mg_file_write_options_t *options, mg_error_t *error);
