@@ -242,9 +242,12 @@ typedef struct {
 /*
  * mg_file_write_atomic replaces path with len bytes of data so that a
  * reader sees the old file or the new one, never a mix, even across a
- * crash: a temp file beside it (created 0600), fsync, rename over path,
- * fsync of the folder. options may be NULL (mode -1, owner left). On
- * failure path is untouched and the temp file is removed.
+ * crash: a temp file beside it (a random name created exclusively, 0600:
+ * nothing planted there is followed), fsync, rename over path, fsync of
+ * the folder. A regular file at path hands on its mode and owner (mode
+ * -1); a link there is replaced, what it points at left alone. options may
+ * be NULL (mode -1, owner left). On failure path is untouched and the temp
+ * file is removed.
  */
 bool mg_file_write_atomic(const char *path, const void *data, size_t len,
                           const mg_file_write_options_t *options, mg_error_t *error);
@@ -291,6 +294,39 @@ bool mg_base64_decode(const char *text, size_t len, mg_buf_t *out, mg_error_t *e
  * §3.5), so that one byte string has exactly one text.
  */
 bool mg_base64_decode_canonical(const char *text, size_t len, mg_buf_t *out, mg_error_t *error);
+
+/* ------------------------------------------------------------------------
+ * UTF-8 (as PostgreSQL accepts it: no overlong forms, no surrogates, nothing
+ * above U+10FFFF)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * mg_utf8_char_len returns the length (1..4) of the well-formed UTF-8
+ * character at s (n > 0 bytes available; an ASCII byte, NUL included, is
+ * 1), or 0 when the bytes there are not one.
+ */
+size_t mg_utf8_char_len(const uint8_t *s, size_t n);
+
+/* mg_utf8_valid returns true when n bytes of data are well-formed UTF-8. */
+bool mg_utf8_valid(const void *data, size_t n);
+
+/*
+ * mg_utf8_copy writes len bytes of text into out (outsz bytes, always
+ * NUL-terminated unless outsz is 0) as well-formed UTF-8 without NUL: a
+ * byte that does not start a character, and NUL, become the four
+ * characters \xNN. What does not fit is cut at a character (or escape)
+ * boundary and "..." ends the copy. Returns the length of out. For every
+ * text that may be cut or that comes from outside before it reaches
+ * PostgreSQL, a log or a report (error messages, _id descriptions).
+ */
+size_t mg_utf8_copy(char *out, size_t outsz, const char *text, size_t len);
+
+/*
+ * mg_utf8_trim drops an incomplete character from the end of the
+ * NUL-terminated s, as snprintf leaves it when it cuts. Returns the new
+ * length.
+ */
+size_t mg_utf8_trim(char *s);
 
 /* ------------------------------------------------------------------------
  * UTF-8 (as PostgreSQL accepts it: no overlong forms, no surrogates, nothing
@@ -678,6 +714,14 @@ bool mg_mongo_open(const char *uri, const char *appname, mg_mongo_t *src, mg_err
 void mg_mongo_close(mg_mongo_t *src);
 
 /*
+ * mg_mongo_uri_strip_password returns uri (malloc'd) without the password
+ * of its userinfo, to be recorded where others can read it; *had_password
+ * (may be NULL) says whether there was one. NULL when the driver cannot
+ * parse uri, or on memory.
+ */
+char *mg_mongo_uri_strip_password(const char *uri, bool *had_password);
+
+/*
  * mg_mongo_command runs cmd on db and stores the server reply in *reply
  * (caller destroys; initialised even on failure).
  */
@@ -715,6 +759,16 @@ bool mg_mongo_aggregate(mg_mongo_t *src, const char *db, const char *coll,
  * Errors: domain pg (exit code "target"). Caller PQfinish-es.
  */
 struct pg_conn *mg_pg_connect(const char *conninfo, mg_error_t *error);
+
+/*
+ * mg_pg_conninfo_strip_password returns conninfo (a URI or key=value
+ * string; malloc'd) without its password, as libpq's parser reads it: a
+ * URI keeps its form (its userinfo password and password= parameters
+ * dropped) when libpq then finds no password in it, anything else becomes
+ * key='value' pairs; *had_password (may be NULL) says whether there was
+ * one. NULL when libpq cannot parse it, or on memory.
+ */
+char *mg_pg_conninfo_strip_password(const char *conninfo, bool *had_password);
 
 /* mg_pg_exec runs sql (no parameters; rows ignored). */
 bool mg_pg_exec(struct pg_conn *conn, const char *sql, mg_error_t *error);

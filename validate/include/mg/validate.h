@@ -368,6 +368,40 @@ bool mg_validate_report_json(const mg_validate_report_t *report, mg_buf_t *out, 
 bool mg_validate_report_html(const mg_validate_report_t *report, mg_buf_t *out, mg_error_t *error);
 
 /* ------------------------------------------------------------------------
+ * Scope: is every source collection the migration takes in migrated?
+ * ------------------------------------------------------------------------ */
+
+struct _mongoc_client_t;
+
+/*
+ * mg_validate_scope_wants tells whether the migration's scope takes in the
+ * source collection db.name of listCollections type `type` (NULL:
+ * "collection") the way init plans: an ordinary collection outside admin,
+ * local and config, not system.*, matching an include pattern (or there is
+ * none) and no exclude pattern.
+ */
+bool mg_validate_scope_wants(const mg_state_scope_t *scope, const char *db, const char *name,
+                             const char *type);
+
+/*
+ * mg_validate_scope_unmigrated lists (listDatabases, listCollections on
+ * client, borrowed) the source collections the scope takes in that the
+ * plan in st lacks, as "db.coll" in *missing (caller frees with
+ * mg_validate_strlist_cleanup); only (NULL or empty: all) restricts them to
+ * namespaces matching its patterns. *known is false, and nothing is
+ * listed, when the state does not record the scope (an older init).
+ */
+bool mg_validate_scope_unmigrated(struct _mongoc_client_t *client, mg_state_t *st,
+                                  const mg_strlist_t *only, mg_strlist_t *missing, bool *known,
+                                  mg_error_t *error);
+
+/* mg_validate_scope_describe writes "a.b, c.d and 3 more" into out; false when empty. */
+bool mg_validate_scope_describe(const mg_strlist_t *missing, char *out, size_t outsz);
+
+/* mg_validate_strlist_cleanup frees the items of list and empties it (NULL ok). */
+void mg_validate_strlist_cleanup(mg_strlist_t *list);
+
+/* ------------------------------------------------------------------------
  * A validation run: the engine behind `migrate validate` and the cutover's
  * verify step (docs/validate.md)
  * ------------------------------------------------------------------------ */
