@@ -153,7 +153,8 @@ def test_live_migration_survives_primary_failures(stack):
         after_flip = target_digest(stack)
         co = json.loads(r.stdout)
         assert co["outcome"] == "done"
-        assert stack.password not in r.stdout and ":********@" in co["endpoint"]
+        # the state (and so the report) keeps the endpoint without its password (issue 17.6)
+        assert stack.password not in r.stdout and co["endpoint"].startswith("postgresql://postgres@")
         assert 0 < co["unavailable_s"] < 60
         with open(endpoint) as f:
             assert f":{stack.write_port}/" in f.read()  # HAProxy's write address
@@ -166,7 +167,11 @@ def test_live_migration_survives_primary_failures(stack):
     finally:
         stats = stack.stop_workloads()
         terminate(sync)
-    assert sync.returncode == 0, open(sync_log, errors="replace").read()[-3000:]
+    # the follower stops by itself once the cutover flipped (exit 8), or on our SIGTERM (0)
+    log_tail = open(sync_log, errors="replace").read()[-3000:]
+    assert sync.returncode in (0, 8), log_tail
+    if sync.returncode == 8:
+        assert "the cutover is done" in log_tail and "no source write came after it" in log_tail
     # nothing reached the target after the cutover said drained: every write
     # the source let through was at or before the fence
     assert target_digest(stack) == after_flip
