@@ -843,15 +843,28 @@ static bool
 record_plan(init_ctx_t *ctx, mg_error_t *error)
 {
     mg_buf_t opts;
+    yajl_gen g = yajl_gen_alloc(NULL);
     bool ok;
 
     mg_buf_init(&opts, 1 << 20);
-    /* the options that shape the data, for later commands and for humans */
-    ok = mg_buf_printf(&opts, error,
-                       "{\"census\":\"%s\",\"sample_size\":%lld,\"include_count\":%zu,"
-                       "\"exclude_count\":%zu}",
-                       census_choices[ctx->o->census_mode], (long long)ctx->o->sample_size,
-                       ctx->o->include.count, ctx->o->exclude.count);
+    /* the options that shape the data, for later commands and for humans; the patterns
+     * decide whether a collection created after init is migrated (the follower reads them) */
+    yajl_gen_map_open(g);
+    mg_json_kstr(g, "census", census_choices[ctx->o->census_mode]);
+    mg_json_kint(g, "sample_size", ctx->o->sample_size);
+    mg_json_kint(g, "include_count", (int64_t)ctx->o->include.count);
+    mg_json_kint(g, "exclude_count", (int64_t)ctx->o->exclude.count);
+    for (int l = 0; l < 2; l++) {
+        const mg_strlist_t *list = l == 0 ? &ctx->o->include : &ctx->o->exclude;
+        mg_json_str(g, l == 0 ? "include" : "exclude");
+        yajl_gen_array_open(g);
+        for (size_t i = 0; i < list->count; i++)
+            mg_json_str(g, list->items[i]);
+        yajl_gen_array_close(g);
+    }
+    yajl_gen_map_close(g);
+    ok = mg_json_take(g, &opts, error);
+    yajl_gen_free(g);
     if (ok) {
         mg_state_migration_new_t m = {
             MG_VERSION_STRING,  ctx->src->uri_shown,   ctx->src->version,

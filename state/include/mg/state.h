@@ -130,6 +130,27 @@ bool mg_state_migration_insert(mg_state_t *st, const mg_state_migration_new_t *m
                                mg_error_t *error);
 
 /*
+ * The migration's scope as init recorded it in options (its --include and
+ * --exclude patterns) and its --target-schema: what a collection created
+ * after init must match to be migrated (docs/sync.md).
+ */
+typedef struct {
+    mg_strlist_t include, exclude; /* malloc'd; free with mg_state_scope_cleanup */
+    bool known;                    /* false: an older init kept only the patterns' counts */
+    char target_schema[256];       /* "" for one schema per database */
+} mg_state_scope_t;
+
+bool mg_state_scope_get(mg_state_t *st, mg_state_scope_t *out, mg_error_t *error);
+void mg_state_scope_cleanup(mg_state_scope_t *scope);
+
+/*
+ * mg_state_scope_match tells whether db.coll is in the scope: not in admin,
+ * config or local, not system.*, matched by an --include pattern (or none
+ * given) and by no --exclude pattern (fnmatch on "db.coll", as init).
+ */
+bool mg_state_scope_match(const mg_state_scope_t *scope, const char *db, const char *coll);
+
+/*
  * mg_state_t0_lock reads T0 and locks the row until the caller's
  * transaction ends (two `migrate sync` starting together record one T0).
  */
