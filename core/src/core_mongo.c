@@ -167,3 +167,36 @@ mg_mongo_last_write(mongoc_client_t *client, uint32_t *t, uint32_t *i, mg_error_
     bson_destroy(&cmd);
     return ok;
 }
+
+char *
+mg_mongo_uri_strip_password(const char *uri, bool *had_password)
+{
+    const char *auth = strstr(uri, "://"), *end, *at = NULL, *colon;
+    mongoc_uri_t *parsed;
+    char *out;
+    size_t n;
+
+    if (had_password != NULL)
+        *had_password = false;
+    if (auth == NULL || (parsed = mongoc_uri_new_with_error(uri, NULL)) == NULL)
+        return NULL;
+    mongoc_uri_destroy(parsed);
+    auth += 3;
+    /* the userinfo ends at the last '@' before the host list ends ('/' or '?'); the
+     * driver's parser demands '@', ':' and '/' in it percent-encoded */
+    end = auth + strcspn(auth, "/?");
+    for (const char *p = auth; p < end; p++)
+        if (*p == '@')
+            at = p;
+    colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (colon == NULL)
+        return strdup(uri);
+    if (had_password != NULL)
+        *had_password = true;
+    n = strlen(uri) - (size_t)(at - colon);
+    if ((out = malloc(n + 1)) == NULL)
+        return NULL;
+    memcpy(out, uri, (size_t)(colon - uri));
+    strcpy(out + (colon - uri), at);
+    return out;
+}

@@ -202,6 +202,7 @@ static bool
 do_promote(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
 {
     mg_ha_cluster_status_t s;
+    mg_ha_self_t me;
     bool got = false;
     bool switchover;
     char names[sizeof(d->pg.sync_names)];
@@ -212,8 +213,9 @@ do_promote(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
                             "another node took the leader key first");
     /* the sync set is applied while still a standby (finding 4); the status after the promotion */
-    switchover = mg_ha__promote_plan(&d->view, d->conf->name, d->conf->synchronous_mode, names,
-                                     sizeof(names), &s);
+    mg_ha__self_limits(d, &me);
+    switchover =
+        mg_ha__promote_plan(&d->view, &me, d->conf->synchronous_mode, names, sizeof(names), &s);
     if (!mg_ha__may_become_primary(d, error))
         return false;
     if (!become_primary(d, d->conf->synchronous_mode ? names : NULL, error))

@@ -14,6 +14,7 @@
 #include "ha_internal.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 
 #define MODULE "ha"
 
@@ -63,6 +64,7 @@ typedef struct {
 /* the daemon of one node: everything the loop, its actions and its peers share */
 typedef struct {
     const mg_ha_config_t *conf;
+    atomic_int *stop; /* > 0 once SIGTERM/SIGINT arrived (the command framework's counter) */
     mg_etcd_t *etcd;
     mg_ha_watchdog_t watchdog;
     mg_ha_keeper_t keeper;
@@ -118,6 +120,9 @@ typedef struct {
     int64_t max_revision;       /* highest etcd revision seen (it never goes down, but a restore) */
     uint64_t sync_changed_loop; /* the round Postgres' synchronous set last changed */
     uint64_t sync_narrow_lsn;   /* our LSN a round after it: a narrower etcd set waits for it */
+    uint64_t optime_published;  /* the last LSN we published as optime */
+    int64_t optime_published_ms; /* boot clock: when */
+    int64_t optime_checked_ms;   /* boot clock: the last look at the WAL position between loops */
     int exit_code;
 } mg_ha_daemon_t;
 
@@ -176,7 +181,11 @@ bool mg_ha__handoff_leader(mg_ha_daemon_t *d, const mg_ha_cluster_status_t *s, m
 bool mg_ha__ensure_status(mg_ha_daemon_t *d, mg_error_t *error);
 /* mg_ha__cas_status writes s if status still has the view's mod_revision (the view follows). */
 bool mg_ha__cas_status(mg_ha_daemon_t *d, const mg_ha_cluster_status_t *s, mg_error_t *error);
-/* mg_ha__put_optime publishes the primary's current LSN (key optime). */
+/*
+ * mg_ha__put_optime publishes the primary's current LSN (key optime) in a
+ * txn that compares the leader key's value with this node (a deposed
+ * primary never moves it) and remembers what it published.
+ */
 bool mg_ha__put_optime(mg_ha_daemon_t *d, const char *lsn, mg_error_t *error);
 
 /* ---- peers: the UDP plane (ha_peers.c) ---- */
@@ -338,7 +347,7 @@ void mg_ha__status_sync_names(const mg_ha_cluster_status_t *s, const char *self,
  * writes_resumed_ms once Postgres takes writes). Returns whether it
  * finishes a switchover.
  */
-bool mg_ha__promote_plan(const mg_ha_view_t *view, const char *self, bool synchronous_mode,
+bool mg_ha__promote_plan(const mg_ha_view_t *view, const mg_ha_self_t *me, bool synchronous_mode,
                          char *names, size_t namesz, mg_ha_cluster_status_t *s);
 /*
  * mg_ha__fence_due says whether a Postgres that may take writes (state
@@ -428,6 +437,8 @@ void mg_ha__keeper_stop(mg_ha_daemon_t *d);
 
 /* ---- the loop (ha_loop.c) ---- */
 
+/* mg_ha__self_limits fills the node-local limits mg_ha_decide needs from the config. */
+void mg_ha__self_limits(const mg_ha_daemon_t *d, mg_ha_self_t *me);
 /* mg_ha__collect_local fills the view's local facts and the node report from Postgres. */
 void mg_ha__collect_local(mg_ha_daemon_t *d);
 

@@ -324,9 +324,10 @@ mg_ha__status_sync_names(const mg_ha_cluster_status_t *s, const char *self, char
 }
 
 bool
-mg_ha__promote_plan(const mg_ha_view_t *view, const char *self, bool synchronous_mode, char *names,
-                    size_t namesz, mg_ha_cluster_status_t *s)
+mg_ha__promote_plan(const mg_ha_view_t *view, const mg_ha_self_t *me, bool synchronous_mode,
+                    char *names, size_t namesz, mg_ha_cluster_status_t *s)
 {
+    const char *self = me->name;
     bool switchover = view->status.failover == MG_HA_FAILOVER_PROMOTING_NEW_PRIMARY &&
                       strcmp(view->status.target_primary, self) == 0;
 
@@ -336,14 +337,12 @@ mg_ha__promote_plan(const mg_ha_view_t *view, const char *self, bool synchronous
         /*
          * Commits wait for one of the other nodes from the first one on: the
          * setting is applied (reloaded) while still a standby, so it is in
-         * force when pg_promote returns (issue 16, finding 4). After a
-         * failover a node whose Postgres is not running (the lost old
+         * force when pg_promote returns (issue 16, finding 4). A node whose
+         * Postgres does not run or whose report is stale (the lost old
          * primary) is left out, so it does not become a sync member that
-         * every later failover would wait for (finding 14); in a switchover
-         * the old primary, stopped on purpose, stays in.
+         * the next failover would wait for (finding 14).
          */
-        mg_ha__sync_candidates(view, self, NULL, 0, switchover ? MG_HA_SYNC_ALL : MG_HA_SYNC_ALIVE,
-                               names, namesz);
+        mg_ha_promotion_sync_names(me, view, switchover, names, namesz);
         mg_ha__names_to_status(names, s);
     } else {
         s->nsync_members = 0;

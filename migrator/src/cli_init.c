@@ -148,6 +148,7 @@ typedef struct {
     bool plan_matches;    /* re-run: everything planned is recorded the same way */
     char **stale;         /* re-run: recorded collections no longer planned */
     size_t nstale;
+    const char *source_from; /* where --source came from ("env MIGRATE_SOURCE") */
 } init_ctx_t;
 
 /* ---- small helpers ---- */
@@ -838,40 +839,64 @@ grant_app_role(init_ctx_t *ctx, mg_error_t *error)
     return ok;
 }
 
-/* record_plan records the migration row, and each collection with its census and indexes. */
+/* plan_options writes the options that shape the data, and the scope, as one JSON object. */
+static bool
+plan_options(const init_ctx_t *ctx, mg_buf_t *out, mg_error_t *error)
+{
+    const mg_strlist_t *lists[2] = {&ctx->o->include, &ctx->o->exclude};
+    const char *names[2] = {"include", "exclude"};
+    yajl_gen g = yajl_gen_alloc(NULL);
+    bool ok;
+
+    if (g == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+    yajl_gen_map_open(g);
+    mg_json_kstr(g, "census", census_choices[ctx->o->census_mode]);
+    mg_json_kint(g, "sample_size", ctx->o->sample_size);
+    for (int k = 0; k < 2; k++) { /* the scope: later commands compare the source with it */
+        mg_json_str(g, names[k]);
+        yajl_gen_array_open(g);
+        for (size_t i = 0; i < lists[k]->count; i++)
+            mg_json_str(g, lists[k]->items[i]);
+        yajl_gen_array_close(g);
+    }
+    yajl_gen_map_close(g);
+    ok = mg_json_take(g, out, error);
+    yajl_gen_free(g);
+    return ok;
+}
+
+/*
+ * record_plan records the migration row (the source URI without its
+ * password, and where the password comes from), and each collection with
+ * its census and indexes.
+ */
 static bool
 record_plan(init_ctx_t *ctx, mg_error_t *error)
 {
     mg_buf_t opts;
-    yajl_gen g = yajl_gen_alloc(NULL);
-    bool ok;
+    char secret[256];
+    bool ok, had = false;
+    char *uri = mg_mongo_uri_strip_password(ctx->o->source, &had);
 
     mg_buf_init(&opts, 1 << 20);
-    /* the options that shape the data, for later commands and for humans; the patterns
-     * decide whether a collection created after init is migrated (the follower reads them) */
-    yajl_gen_map_open(g);
-    mg_json_kstr(g, "census", census_choices[ctx->o->census_mode]);
-    mg_json_kint(g, "sample_size", ctx->o->sample_size);
-    mg_json_kint(g, "include_count", (int64_t)ctx->o->include.count);
-    mg_json_kint(g, "exclude_count", (int64_t)ctx->o->exclude.count);
-    for (int l = 0; l < 2; l++) {
-        const mg_strlist_t *list = l == 0 ? &ctx->o->include : &ctx->o->exclude;
-        mg_json_str(g, l == 0 ? "include" : "exclude");
-        yajl_gen_array_open(g);
-        for (size_t i = 0; i < list->count; i++)
-            mg_json_str(g, list->items[i]);
-        yajl_gen_array_close(g);
-    }
-    yajl_gen_map_close(g);
-    ok = mg_json_take(g, &opts, error);
-    yajl_gen_free(g);
+    snprintf(secret, sizeof(secret), "the password of the source URI, from %s",
+             ctx->source_from != NULL ? ctx->source_from : "?");
+    ok = plan_options(ctx, &opts, error);
+    if (ok && uri == NULL)
+        ok = mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
     if (ok) {
-        mg_state_migration_new_t m = {
-            MG_VERSION_STRING,  ctx->src->uri_shown,   ctx->src->version,
-            ctx->src->set_name, ctx->o->target_schema, fidelity_choices[ctx->o->fidelity],
-            opts.data};
+        mg_state_migration_new_t m = {MG_VERSION_STRING,
+                                      uri,
+                                      ctx->src->version,
+                                      ctx->src->set_name,
+                                      ctx->o->target_schema,
+                                      fidelity_choices[ctx->o->fidelity],
+                                      opts.data,
+                                      had ? secret : NULL};
         ok = mg_state_migration_insert(ctx->st, &m, error);
     }
+    free(uri);
     mg_buf_cleanup(&opts);
     for (size_t i = 0; ok && i < ctx->ncolls; i++) {
         plan_coll_t *pc = &ctx->colls[i];
@@ -1275,6 +1300,7 @@ init_main(mg_cmd_ctx_t *cmd, mg_error_t *error)
     ctx.src = &mg_migrator__res(cmd)->src;
     ctx.st = mg_migrator__res(cmd)->st;
     ctx.pg = mg_state_conn(ctx.st);
+    ctx.source_from = mg_config_source_describe(cmd->config, "source");
     rc = plan(&ctx, error) ? init_target(&ctx, &ddl, &outcome, error)
                            : (int)mg_exit_code_for_error(error);
     if (outcome != NULL && ctx.o->json)

@@ -350,275 +350,393 @@ top_field(const char *path, char *out, size_t outsz)
     snprintf(out, outsz, "%.*s", (int)n, path);
 }
 
-bool
-mg_schema_index_translate(const bson_t *spec, const char *schema, const char *table,
-                          const mg_schema_census_t *census, mg_schema_index_plan_t *plan,
-                          mg_error_t *error)
-{
+/* index_job_t carries one index specification through the translation steps. */
+typedef struct {
+    const bson_t *spec;
+    const char *schema, *table;
+    const mg_schema_census_t *census;
+    mg_schema_index_plan_t *plan;
+    mg_error_t *error;
+    bson_t key;
     key_part_t parts[32];
-    size_t nparts = 0;
-    bson_t key, sub;
+    size_t nparts;
+    bool unique, sparse;
+    const char *method; /* "hash" or NULL (btree) */
+    char why[512];      /* why the index is not translated */
+    char caveat[1024];  /* what the built index does differently */
+    size_t co;          /* length of caveat */
+    mg_buf_t sql;       /* the statement after the index name (set_statement adds the head) */
+    mg_buf_t where;     /* the partial or sparse predicate */
+} index_job_t;
+
+/* index_step_t is what a translation step decided. */
+typedef enum {
+    INDEX_STEP_NEXT,           /* go on with the next step */
+    INDEX_STEP_BUILT,          /* job->sql is the statement; job->caveat its caveats */
+    INDEX_STEP_NOT_TRANSLATED, /* job->why says why */
+    INDEX_STEP_DONE,           /* the plan is complete as it stands */
+    INDEX_STEP_FAILED,         /* job->error is set */
+} index_step_t;
+
+/* step_identity reads the name, the key document and the unique/sparse flags. */
+static index_step_t
+step_identity(index_job_t *job)
+{
+    mg_schema_index_plan_t *plan = job->plan;
     bson_iter_t it;
-    char why[512] = "";
-    char caveat[1024] = "";
-    mg_buf_t sql, where;
-    bool unique, sparse, ok = false;
-    const char *method = NULL;
-    size_t co = 0;
 
-    memset(plan, 0, sizeof(*plan));
-    mg_buf_init(&sql, SQL_CAP);
-    mg_buf_init(&where, SQL_CAP);
-
-    if (!bson_iter_init_find(&it, spec, "name") || !BSON_ITER_HOLDS_UTF8(&it)) {
-        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
-                     "index specification on \"%s.%s\" has no name", schema, table);
-        goto done;
+    if (!bson_iter_init_find(&it, job->spec, "name") || !BSON_ITER_HOLDS_UTF8(&it)) {
+        mg_error_set(job->error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
+                     "index specification on \"%s.%s\" has no name", job->schema, job->table);
+        return INDEX_STEP_FAILED;
     }
-    if (!set_text(&plan->mongo_name, bson_iter_utf8(&it, NULL), error))
-        goto done;
-    index_name(table, plan->mongo_name, plan->pg_name);
-    if (!get_subdoc(spec, "key", &key)) {
-        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
-                     "index \"%s\" on \"%s.%s\" has no key document", plan->mongo_name, schema,
-                     table);
-        goto done;
+    if (!set_text(&plan->mongo_name, bson_iter_utf8(&it, NULL), job->error))
+        return INDEX_STEP_FAILED;
+    index_name(job->table, plan->mongo_name, plan->pg_name);
+    if (!get_subdoc(job->spec, "key", &job->key)) {
+        mg_error_set(job->error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
+                     "index \"%s\" on \"%s.%s\" has no key document", plan->mongo_name, job->schema,
+                     job->table);
+        return INDEX_STEP_FAILED;
     }
     {
-        char *kj = bson_as_relaxed_extended_json(&key, NULL);
-        bool set = set_text(&plan->key_json, kj, error);
+        char *kj = bson_as_relaxed_extended_json(&job->key, NULL);
+        bool set = set_text(&plan->key_json, kj, job->error);
         bson_free(kj);
         if (!set)
-            goto done;
+            return INDEX_STEP_FAILED;
     }
-    unique = spec_bool(spec, "unique");
-    sparse = spec_bool(spec, "sparse");
-    plan->unique = unique;
+    job->unique = spec_bool(job->spec, "unique");
+    job->sparse = spec_bool(job->spec, "sparse");
+    plan->unique = job->unique;
+    return INDEX_STEP_NEXT;
+}
 
-    if (!parse_keys(&key, parts, &nparts, 32, why, sizeof(why))) {
-        if (why[0] == '\0')
-            snprintf(why, sizeof(why), "the key document is empty or corrupt");
-        goto not_translated;
+/* step_keys splits the key document into its parts. */
+static index_step_t
+step_keys(index_job_t *job)
+{
+    if (!parse_keys(&job->key, job->parts, &job->nparts, 32, job->why, sizeof(job->why))) {
+        if (job->why[0] == '\0')
+            snprintf(job->why, sizeof(job->why), "the key document is empty or corrupt");
+        return INDEX_STEP_NOT_TRANSLATED;
     }
+    return INDEX_STEP_NEXT;
+}
 
-    /* The _id index is the table's primary key. */
-    if (nparts == 1 && strcmp(parts[0].path, "_id") == 0 && parts[0].special == NULL) {
-        plan->status = MG_SCHEMA_INDEX_PRIMARY;
-        ok = set_text(&plan->note, "served by the primary key on the _id column", error);
-        goto done;
+/* step_primary: the _id index is the table's primary key. */
+static index_step_t
+step_primary(index_job_t *job)
+{
+    if (job->nparts == 1 && strcmp(job->parts[0].path, "_id") == 0 &&
+        job->parts[0].special == NULL) {
+        job->plan->status = MG_SCHEMA_INDEX_PRIMARY;
+        return set_text(&job->plan->note, "served by the primary key on the _id column", job->error)
+                   ? INDEX_STEP_DONE
+                   : INDEX_STEP_FAILED;
     }
+    return INDEX_STEP_NEXT;
+}
 
-    for (size_t i = 0; i < nparts; i++) {
-        const char *s = parts[i].special;
+/* step_kinds: text, geospatial and compound hashed keys are not translated. */
+static index_step_t
+step_kinds(index_job_t *job)
+{
+    mg_schema_index_plan_t *plan = job->plan;
+
+    for (size_t i = 0; i < job->nparts; i++) {
+        const char *s = job->parts[i].special;
         if (s == NULL)
             continue;
         if (strcmp(s, "text") == 0) {
             bson_iter_t lang;
             const char *l = "english";
-            if (bson_iter_init_find(&lang, spec, "default_language") && BSON_ITER_HOLDS_UTF8(&lang))
+            if (bson_iter_init_find(&lang, job->spec, "default_language") &&
+                BSON_ITER_HOLDS_UTF8(&lang))
                 l = bson_iter_utf8(&lang, NULL);
-            snprintf(why, sizeof(why),
+            snprintf(job->why, sizeof(job->why),
                      "text indexes have MongoDB's own tokenizer, stemming and scoring; $text "
                      "queries are not translated");
             char sugg[512];
             snprintf(sugg, sizeof(sugg),
                      "full-text search in PostgreSQL: CREATE INDEX ON \"%s\".\"%s\" USING gin "
                      "(to_tsvector('%s', <concatenation of the indexed fields as text>))",
-                     schema, table, strcmp(l, "none") == 0 ? "simple" : l);
-            if (!set_text(&plan->suggestion, sugg, error))
-                goto done;
-            goto not_translated;
+                     job->schema, job->table, strcmp(l, "none") == 0 ? "simple" : l);
+            if (!set_text(&plan->suggestion, sugg, job->error))
+                return INDEX_STEP_FAILED;
+            return INDEX_STEP_NOT_TRANSLATED;
         }
         if (strcmp(s, "2dsphere") == 0 || strcmp(s, "2d") == 0 || strcmp(s, "geoHaystack") == 0) {
             char sugg[512];
-            snprintf(why, sizeof(why), "geospatial (%s) indexes need PostGIS", s);
+            snprintf(job->why, sizeof(job->why), "geospatial (%s) indexes need PostGIS", s);
             snprintf(sugg, sizeof(sugg),
                      "install PostGIS and CREATE INDEX ON \"%s\".\"%s\" USING gist "
                      "((ST_GeomFromGeoJSON(doc ->> '%s')))",
-                     schema, table, parts[i].path);
-            if (!set_text(&plan->suggestion, sugg, error))
-                goto done;
-            goto not_translated;
+                     job->schema, job->table, job->parts[i].path);
+            if (!set_text(&plan->suggestion, sugg, job->error))
+                return INDEX_STEP_FAILED;
+            return INDEX_STEP_NOT_TRANSLATED;
         }
         if (strcmp(s, "hashed") == 0) {
-            if (nparts != 1) {
-                snprintf(why, sizeof(why),
+            if (job->nparts != 1) {
+                snprintf(job->why, sizeof(job->why),
                          "compound hashed indexes are not translated (PostgreSQL hash "
                          "indexes take one column)");
                 if (!set_text(&plan->suggestion,
-                              "a btree index on the same fields serves equality lookups", error))
-                    goto done;
-                goto not_translated;
+                              "a btree index on the same fields serves equality lookups",
+                              job->error))
+                    return INDEX_STEP_FAILED;
+                return INDEX_STEP_NOT_TRANSLATED;
             }
-            method = "hash";
+            job->method = "hash";
             continue;
         }
-        snprintf(why, sizeof(why), "index type \"%s\" is not translated", s);
-        goto not_translated;
+        snprintf(job->why, sizeof(job->why), "index type \"%s\" is not translated", s);
+        return INDEX_STEP_NOT_TRANSLATED;
     }
+    return INDEX_STEP_NEXT;
+}
 
-    /* Wildcard: a GIN index over the (sub)document answers containment. */
-    if (nparts == 1 && parts[0].wildcard) {
+/* step_wildcard: a GIN index over the (sub)document answers containment. */
+static index_step_t
+step_wildcard(index_job_t *job)
+{
+    mg_buf_t *sql = &job->sql;
+    mg_error_t *error = job->error;
+
+    if (job->nparts == 1 && job->parts[0].wildcard) {
         char sub_path[512];
         /* sql holds the statement after the index name (set_statement) */
-        mg_buf_append_str(&sql, " ON ", error);
-        mg_schema_quote_ident(schema, &sql, error);
-        mg_buf_append_str(&sql, ".", error);
-        mg_schema_quote_ident(table, &sql, error);
-        if (strcmp(parts[0].path, "$**") == 0) {
-            if (!mg_buf_append_str(&sql, " USING gin (doc jsonb_path_ops)", error))
-                goto done;
+        mg_buf_append_str(sql, " ON ", error);
+        mg_schema_quote_ident(job->schema, sql, error);
+        mg_buf_append_str(sql, ".", error);
+        mg_schema_quote_ident(job->table, sql, error);
+        if (strcmp(job->parts[0].path, "$**") == 0) {
+            if (!mg_buf_append_str(sql, " USING gin (doc jsonb_path_ops)", error))
+                return INDEX_STEP_FAILED;
         } else {
-            snprintf(sub_path, sizeof(sub_path), "%.*s", (int)(strlen(parts[0].path) - 4),
-                     parts[0].path);
-            if (!mg_buf_append_str(&sql, " USING gin (", error) ||
-                !path_expr(sub_path, &sql, error) ||
-                !mg_buf_append_str(&sql, " jsonb_path_ops)", error))
-                goto done;
+            snprintf(sub_path, sizeof(sub_path), "%.*s", (int)(strlen(job->parts[0].path) - 4),
+                     job->parts[0].path);
+            if (!mg_buf_append_str(sql, " USING gin (", error) ||
+                !path_expr(sub_path, sql, error) ||
+                !mg_buf_append_str(sql, " jsonb_path_ops)", error))
+                return INDEX_STEP_FAILED;
         }
-        co += (size_t)snprintf(caveat + co, sizeof(caveat) - co,
-                               "wildcard index became a GIN (jsonb_path_ops) index: it serves "
-                               "containment (@>) queries, not ranges or sorts");
+        job->co += (size_t)snprintf(job->caveat + job->co, sizeof(job->caveat) - job->co,
+                                    "wildcard index became a GIN (jsonb_path_ops) index: it "
+                                    "serves containment (@>) queries, not ranges or sorts");
         bson_iter_t wp;
-        if (bson_iter_init_find(&wp, spec, "wildcardProjection") && co < sizeof(caveat))
-            co += (size_t)snprintf(caveat + co, sizeof(caveat) - co,
-                                   "; wildcardProjection is ignored (the whole path is indexed)");
-        goto built;
+        if (bson_iter_init_find(&wp, job->spec, "wildcardProjection") &&
+            job->co < sizeof(job->caveat))
+            job->co +=
+                (size_t)snprintf(job->caveat + job->co, sizeof(job->caveat) - job->co,
+                                 "; wildcardProjection is ignored (the whole path is indexed)");
+        return INDEX_STEP_BUILT;
     }
-    for (size_t i = 0; i < nparts; i++) {
-        if (parts[i].wildcard) {
-            snprintf(why, sizeof(why), "compound wildcard indexes are not translated");
-            goto not_translated;
+    for (size_t i = 0; i < job->nparts; i++) {
+        if (job->parts[i].wildcard) {
+            snprintf(job->why, sizeof(job->why), "compound wildcard indexes are not translated");
+            return INDEX_STEP_NOT_TRANSLATED;
         }
     }
+    return INDEX_STEP_NEXT;
+}
 
-    /* Partial and sparse filters. */
-    if (get_subdoc(spec, "partialFilterExpression", &sub)) {
+/* step_filter: partial and sparse filters become the WHERE predicate. */
+static index_step_t
+step_filter(index_job_t *job)
+{
+    bson_t sub;
+
+    if (get_subdoc(job->spec, "partialFilterExpression", &sub)) {
         mg_error_t inner;
         mg_error_clear(&inner);
-        if (!partial_expr(&sub, &where, why, sizeof(why), &inner)) {
+        if (!partial_expr(&sub, &job->where, job->why, sizeof(job->why), &inner)) {
             /* a real failure (memory) sets inner; an unsupported filter only sets why */
             if (mg_error_is_set(&inner)) {
-                if (error != NULL)
-                    *error = inner;
-                goto done;
+                if (job->error != NULL)
+                    *job->error = inner;
+                return INDEX_STEP_FAILED;
             }
-            goto not_translated;
+            return INDEX_STEP_NOT_TRANSLATED;
         }
-    } else if (sparse) {
-        for (size_t i = 0; i < nparts; i++) {
-            if (i > 0 && !mg_buf_append_str(&where, " OR ", error))
-                goto done;
-            if (!path_expr(parts[i].path, &where, error) ||
-                !mg_buf_append_str(&where, " IS NOT NULL", error))
-                goto done;
+    } else if (job->sparse) {
+        for (size_t i = 0; i < job->nparts; i++) {
+            if (i > 0 && !mg_buf_append_str(&job->where, " OR ", job->error))
+                return INDEX_STEP_FAILED;
+            if (!path_expr(job->parts[i].path, &job->where, job->error) ||
+                !mg_buf_append_str(&job->where, " IS NOT NULL", job->error))
+                return INDEX_STEP_FAILED;
         }
     }
+    return INDEX_STEP_NEXT;
+}
 
-    /* Collation: PostgreSQL compares jsonb strings by the database collation. */
-    if (get_subdoc(spec, "collation", &sub)) {
+/* step_collation: PostgreSQL compares jsonb strings by the database collation. */
+static index_step_t
+step_collation(index_job_t *job)
+{
+    bson_t sub;
+
+    if (get_subdoc(job->spec, "collation", &sub)) {
         bson_iter_t st;
         int strength = 3;
         if (bson_iter_init_find(&st, &sub, "strength") && BSON_ITER_HOLDS_NUMBER(&st))
             strength = (int)bson_iter_as_int64(&st);
-        if (unique && strength < 3) {
+        if (job->unique && strength < 3) {
             char sugg[512];
-            snprintf(why, sizeof(why),
+            snprintf(job->why, sizeof(job->why),
                      "unique index with a case-insensitive collation (strength %d): "
                      "uniqueness would differ",
                      strength);
             snprintf(sugg, sizeof(sugg),
-                     "CREATE UNIQUE INDEX ON \"%s\".\"%s\" ((lower(doc ->> '%s')))", schema, table,
-                     parts[0].path);
-            if (!set_text(&plan->suggestion, sugg, error))
-                goto done;
-            goto not_translated;
+                     "CREATE UNIQUE INDEX ON \"%s\".\"%s\" ((lower(doc ->> '%s')))", job->schema,
+                     job->table, job->parts[0].path);
+            if (!set_text(&job->plan->suggestion, sugg, job->error))
+                return INDEX_STEP_FAILED;
+            return INDEX_STEP_NOT_TRANSLATED;
         }
-        co += (size_t)snprintf(caveat + co, sizeof(caveat) - co,
-                               "%scollation ignored: strings compare as in the target "
-                               "database",
-                               co ? "; " : "");
+        job->co += (size_t)snprintf(job->caveat + job->co, sizeof(job->caveat) - job->co,
+                                    "%scollation ignored: strings compare as in the target "
+                                    "database",
+                                    job->co ? "; " : "");
     }
+    return INDEX_STEP_NEXT;
+}
 
-    /* TTL: the index is built; expiry is not enforced by PostgreSQL. */
-    {
-        bson_iter_t ttl;
-        if (bson_iter_init_find(&ttl, spec, "expireAfterSeconds") && BSON_ITER_HOLDS_NUMBER(&ttl) &&
-            co < sizeof(caveat)) {
-            char sugg[512];
-            co += (size_t)snprintf(caveat + co, sizeof(caveat) - co,
-                                   "%sTTL (expireAfterSeconds=%lld) is not enforced by "
-                                   "PostgreSQL",
-                                   co ? "; " : "", (long long)bson_iter_as_int64(&ttl));
-            snprintf(sugg, sizeof(sugg),
-                     "schedule DELETE FROM \"%s\".\"%s\" WHERE (doc -> '%s' ->> '$date')"
-                     "::timestamptz < now() - interval '%lld seconds' (e.g. with pg_cron)",
-                     schema, table, parts[0].path, (long long)bson_iter_as_int64(&ttl));
-            if (!set_text(&plan->suggestion, sugg, error))
-                goto done;
-        }
+/* step_ttl: the index is built; expiry is not enforced by PostgreSQL. */
+static index_step_t
+step_ttl(index_job_t *job)
+{
+    bson_iter_t ttl;
+
+    if (bson_iter_init_find(&ttl, job->spec, "expireAfterSeconds") &&
+        BSON_ITER_HOLDS_NUMBER(&ttl) && job->co < sizeof(job->caveat)) {
+        char sugg[512];
+        job->co += (size_t)snprintf(job->caveat + job->co, sizeof(job->caveat) - job->co,
+                                    "%sTTL (expireAfterSeconds=%lld) is not enforced by "
+                                    "PostgreSQL",
+                                    job->co ? "; " : "", (long long)bson_iter_as_int64(&ttl));
+        snprintf(sugg, sizeof(sugg),
+                 "schedule DELETE FROM \"%s\".\"%s\" WHERE (doc -> '%s' ->> '$date')"
+                 "::timestamptz < now() - interval '%lld seconds' (e.g. with pg_cron)",
+                 job->schema, job->table, job->parts[0].path, (long long)bson_iter_as_int64(&ttl));
+        if (!set_text(&job->plan->suggestion, sugg, job->error))
+            return INDEX_STEP_FAILED;
     }
+    return INDEX_STEP_NEXT;
+}
 
-    /* Arrays: MongoDB indexes each element (multikey); a btree here indexes the whole value. */
-    for (size_t i = 0; census != NULL && i < nparts; i++) {
+/* step_arrays: MongoDB indexes each element (multikey); a btree here indexes the whole value. */
+static index_step_t
+step_arrays(index_job_t *job)
+{
+    for (size_t i = 0; job->census != NULL && i < job->nparts; i++) {
         char top[256];
-        top_field(parts[i].path, top, sizeof(top));
-        if (mg_schema_census_field_is_array(census, top) && co < sizeof(caveat)) {
-            co += (size_t)snprintf(caveat + co, sizeof(caveat) - co,
-                                   "%sfield \"%s\" holds arrays: MongoDB indexes each element, "
-                                   "this index covers the whole array value",
-                                   co ? "; " : "", top);
-            if (plan->suggestion == NULL &&
-                !set_text(&plan->suggestion,
+        top_field(job->parts[i].path, top, sizeof(top));
+        if (mg_schema_census_field_is_array(job->census, top) && job->co < sizeof(job->caveat)) {
+            job->co += (size_t)snprintf(job->caveat + job->co, sizeof(job->caveat) - job->co,
+                                        "%sfield \"%s\" holds arrays: MongoDB indexes each "
+                                        "element, this index covers the whole array value",
+                                        job->co ? "; " : "", top);
+            if (job->plan->suggestion == NULL &&
+                !set_text(&job->plan->suggestion,
                           "for element lookups add CREATE INDEX ... USING gin ((doc -> "
                           "'<field>') jsonb_path_ops)",
-                          error))
-                goto done;
+                          job->error))
+                return INDEX_STEP_FAILED;
         }
     }
+    return INDEX_STEP_NEXT;
+}
 
-    /* The statement after the index name (set_statement adds the head). */
-    if (!mg_buf_append_str(&sql, " ON ", error) || !mg_schema_quote_ident(schema, &sql, error) ||
-        !mg_buf_append_str(&sql, ".", error) || !mg_schema_quote_ident(table, &sql, error))
-        goto done;
-    if (method != NULL && !mg_buf_printf(&sql, error, " USING %s", method))
-        goto done;
-    if (!mg_buf_append_str(&sql, " (", error))
-        goto done;
-    for (size_t i = 0; i < nparts; i++) {
-        if (i > 0 && !mg_buf_append_str(&sql, ", ", error))
-            goto done;
+/* step_statement writes the statement after the index name (set_statement adds the head). */
+static index_step_t
+step_statement(index_job_t *job)
+{
+    mg_buf_t *sql = &job->sql;
+    mg_error_t *error = job->error;
+
+    if (!mg_buf_append_str(sql, " ON ", error) || !mg_schema_quote_ident(job->schema, sql, error) ||
+        !mg_buf_append_str(sql, ".", error) || !mg_schema_quote_ident(job->table, sql, error))
+        return INDEX_STEP_FAILED;
+    if (job->method != NULL && !mg_buf_printf(sql, error, " USING %s", job->method))
+        return INDEX_STEP_FAILED;
+    if (!mg_buf_append_str(sql, " (", error))
+        return INDEX_STEP_FAILED;
+    for (size_t i = 0; i < job->nparts; i++) {
+        if (i > 0 && !mg_buf_append_str(sql, ", ", error))
+            return INDEX_STEP_FAILED;
         /* unique: MongoDB treats a missing field as null, so both must clash */
-        if (unique && where.len == 0) {
-            if (!mg_buf_append_str(&sql, "COALESCE(", error) ||
-                !path_expr(parts[i].path, &sql, error) ||
-                !mg_buf_append_str(&sql, ", 'null'::jsonb)", error))
-                goto done;
-        } else if (!path_expr(parts[i].path, &sql, error)) {
-            goto done; /* path_expr's parentheses make it an index expression */
+        if (job->unique && job->where.len == 0) {
+            if (!mg_buf_append_str(sql, "COALESCE(", error) ||
+                !path_expr(job->parts[i].path, sql, error) ||
+                !mg_buf_append_str(sql, ", 'null'::jsonb)", error))
+                return INDEX_STEP_FAILED;
+        } else if (!path_expr(job->parts[i].path, sql, error)) {
+            return INDEX_STEP_FAILED; /* path_expr's parentheses make it an index expression */
         }
-        if (parts[i].direction < 0 && method == NULL && !mg_buf_append_str(&sql, " DESC", error))
-            goto done;
+        if (job->parts[i].direction < 0 && job->method == NULL &&
+            !mg_buf_append_str(sql, " DESC", error))
+            return INDEX_STEP_FAILED;
     }
-    if (!mg_buf_append_str(&sql, ")", error))
-        goto done;
-    if (where.len > 0 && !mg_buf_printf(&sql, error, " WHERE %s", where.data))
-        goto done;
+    if (!mg_buf_append_str(sql, ")", error))
+        return INDEX_STEP_FAILED;
+    if (job->where.len > 0 && !mg_buf_printf(sql, error, " WHERE %s", job->where.data))
+        return INDEX_STEP_FAILED;
+    return INDEX_STEP_BUILT;
+}
 
-built:
-    plan->status = co > 0 ? MG_SCHEMA_INDEX_CAVEAT : MG_SCHEMA_INDEX_TRANSLATED;
-    ok = set_text(&plan->tail, sql.data, error) && set_text(&plan->schema, schema, error) &&
-         mg_schema_index_plan_rename(plan, plan->pg_name, error) &&
-         set_text(&plan->note, co ? caveat : NULL, error);
-    goto done;
+/* The translation, step by step; each step may end it (built, not translated, failed). */
+static index_step_t (*const index_steps[])(index_job_t *) = {
+    step_identity, step_keys,      step_primary, step_kinds,  step_wildcard,
+    step_filter,   step_collation, step_ttl,     step_arrays, step_statement,
+};
 
-not_translated:
-    plan->status = MG_SCHEMA_INDEX_NOT_TRANSLATED;
-    ok = set_text(&plan->note, why, error);
+bool
+mg_schema_index_translate(const bson_t *spec, const char *schema, const char *table,
+                          const mg_schema_census_t *census, mg_schema_index_plan_t *plan,
+                          mg_error_t *error)
+{
+    index_job_t job;
+    index_step_t step = INDEX_STEP_NEXT;
+    bool ok = false;
 
-done:
-    mg_buf_cleanup(&sql);
-    mg_buf_cleanup(&where);
+    memset(plan, 0, sizeof(*plan));
+    memset(&job, 0, sizeof(job));
+    job.spec = spec;
+    job.schema = schema;
+    job.table = table;
+    job.census = census;
+    job.plan = plan;
+    job.error = error;
+    mg_buf_init(&job.sql, SQL_CAP);
+    mg_buf_init(&job.where, SQL_CAP);
+
+    for (size_t i = 0; step == INDEX_STEP_NEXT && i < sizeof(index_steps) / sizeof(index_steps[0]);
+         i++)
+        step = index_steps[i](&job);
+
+    switch (step) {
+    case INDEX_STEP_BUILT:
+        plan->status = job.co > 0 ? MG_SCHEMA_INDEX_CAVEAT : MG_SCHEMA_INDEX_TRANSLATED;
+        ok = set_text(&plan->tail, job.sql.data, error) && set_text(&plan->schema, schema, error) &&
+             mg_schema_index_plan_rename(plan, plan->pg_name, error) &&
+             set_text(&plan->note, job.co ? job.caveat : NULL, error);
+        break;
+    case INDEX_STEP_NOT_TRANSLATED:
+        plan->status = MG_SCHEMA_INDEX_NOT_TRANSLATED;
+        ok = set_text(&plan->note, job.why, error);
+        break;
+    case INDEX_STEP_DONE:
+        ok = true;
+        break;
+    case INDEX_STEP_NEXT: /* not reached: step_statement ends every run it gets to */
+    case INDEX_STEP_FAILED:
+        break;
+    }
+    mg_buf_cleanup(&job.sql);
+    mg_buf_cleanup(&job.where);
     if (!ok)
         mg_schema_index_plan_cleanup(plan);
     return ok;

@@ -770,12 +770,203 @@ decode_document_wrapper(conv_t *c, mg_schema_wrap_t kind, const bson_iter_t *v, 
     return ok;
 }
 
+/* decode_decimal appends the value of a $numberDecimal wrapper (v: its value). */
+static bool
+decode_decimal(conv_t *c, const bson_iter_t *v, bson_t *dst, const char *key, int klen)
+{
+    bson_decimal128_t dec;
+    uint64_t hi, lo;
+    const char *s;
+    uint32_t len = 0;
+
+    if (!BSON_ITER_HOLDS_UTF8(v))
+        return bad(c, MG_ERROR_CODE_PARSE, "$numberDecimal is not a string");
+    s = bson_iter_utf8(v, &len);
+    if (len == 37 && memcmp(s, "bits:", 5) == 0 && parse_hex(s + 5, 16, &hi) &&
+        parse_hex(s + 21, 16, &lo)) {
+        dec.high = hi;
+        dec.low = lo;
+    } else if (!bson_decimal128_from_string_w_len(s, (int)len, &dec)) {
+        return bad(c, MG_ERROR_CODE_PARSE, "$numberDecimal is not a decimal string");
+    }
+    return bson_append_decimal128(dst, key, klen, &dec) ||
+           bad(c, MG_ERROR_CODE_LIMIT, "document too large");
+}
+
+/* decode_binary appends the value of a $binary wrapper (v: its value). */
+static bool
+decode_binary(conv_t *c, const bson_iter_t *v, bson_t *dst, const char *key, int klen)
+{
+    bson_iter_t w, x;
+    uint32_t b64len, stlen, n;
+    const char *b64, *st;
+    uint64_t subtype;
+    uint8_t *owned;
+    bool ok;
+
+    if (!two_members(v, "base64", "subType", &w, &x) || !BSON_ITER_HOLDS_UTF8(&w) ||
+        !BSON_ITER_HOLDS_UTF8(&x))
+        return bad(c, MG_ERROR_CODE_PARSE, "$binary needs base64 and subType strings");
+    b64 = bson_iter_utf8(&w, &b64len);
+    st = bson_iter_utf8(&x, &stlen);
+    if (stlen < 1 || stlen > 2 || !parse_hex(st, stlen, &subtype))
+        return bad(c, MG_ERROR_CODE_PARSE, "$binary subType is not 1-2 hex digits");
+    owned = base64_bytes(b64, b64len, &n);
+    if (owned == NULL)
+        return bad(c, MG_ERROR_CODE_PARSE, "$binary base64 is malformed");
+    ok = bson_append_binary(dst, key, klen, (bson_subtype_t)subtype, owned, n) ||
+         bad(c, MG_ERROR_CODE_LIMIT, "document too large");
+    free(owned);
+    return ok;
+}
+
+/* decode_code_scope appends the value of a {"$code", "$scope"} wrapper object. */
+static bool
+decode_code_scope(conv_t *c, const bson_iter_t *obj, bson_t *dst, const char *key, int klen)
+{
+    bson_iter_t v, w;
+    const char *s = NULL;
+    uint32_t len = 0;
+    uint8_t *owned = NULL, *payload = NULL;
+    size_t plen = 0;
+    bool ok;
+    bson_t scope;
+    size_t total;
+
+    two_members(obj, "$code", "$scope", &v, &w);
+    c->path[c->depth + 1] = "$code";
+    if (!string_slot(&v, &s, &len, &owned))
+        return bad(c, MG_ERROR_CODE_PARSE, "$code is not a string");
+    c->path[c->depth + 1] = "$scope";
+    if (!BSON_ITER_HOLDS_DOCUMENT(&w)) {
+        free(owned);
+        return bad(c, MG_ERROR_CODE_PARSE, "$scope is not an object");
+    }
+    bson_init(&scope);
+    c->depth++;
+    ok = convert_object(c, &w, false, &scope);
+    c->depth--;
+    if (ok) {
+        payload = string_payload(s, len, bson_get_data(&scope), scope.len, &plen);
+        if (payload == NULL) {
+            ok = bad(c, MG_ERROR_CODE_LIMIT, "out of memory");
+        } else {
+            /* code_w_s: int32 total, then the string, then the scope */
+            uint8_t *full = malloc(plen + 4);
+
+            total = plen + 4;
+            if (full == NULL) {
+                ok = bad(c, MG_ERROR_CODE_LIMIT, "out of memory");
+            } else {
+                put_le32(full, (uint32_t)total);
+                memcpy(full + 4, payload, plen);
+                ok = append_raw(c, dst, BSON_TYPE_CODEWSCOPE, key, klen, full, total);
+                free(full);
+            }
+        }
+    }
+    bson_destroy(&scope);
+    free(owned);
+    free(payload);
+    return ok;
+}
+
+/* decode_timestamp appends the value of a $timestamp wrapper (v: its value). */
+static bool
+decode_timestamp(conv_t *c, const bson_iter_t *v, bson_t *dst, const char *key, int klen)
+{
+    bson_iter_t w, x;
+    int64_t t, inc;
+
+    if (!two_members(v, "t", "i", &w, &x) || !code_i64(&w, &t) || !code_i64(&x, &inc) || t < 0 ||
+        t > UINT32_MAX || inc < 0 || inc > UINT32_MAX)
+        return bad(c, MG_ERROR_CODE_PARSE, "$timestamp needs unsigned 32-bit t and i");
+    return bson_append_timestamp(dst, key, klen, (uint32_t)t, (uint32_t)inc) ||
+           bad(c, MG_ERROR_CODE_LIMIT, "document too large");
+}
+
+/* decode_regex appends the value of a $regularExpression wrapper (v: its value). */
+static bool
+decode_regex(conv_t *c, const bson_iter_t *v, bson_t *dst, const char *key, int klen)
+{
+    bson_iter_t w, x;
+    uint32_t pl, ol;
+    const char *pat, *opt;
+    uint8_t *payload;
+    bool ok;
+
+    if (!two_members(v, "pattern", "options", &w, &x) || !BSON_ITER_HOLDS_UTF8(&w) ||
+        !BSON_ITER_HOLDS_UTF8(&x))
+        return bad(c, MG_ERROR_CODE_PARSE, "$regularExpression needs pattern and options");
+    pat = bson_iter_utf8(&w, &pl);
+    opt = bson_iter_utf8(&x, &ol);
+    if (memchr(pat, '\0', pl) != NULL || memchr(opt, '\0', ol) != NULL)
+        return bad(c, MG_ERROR_CODE_PARSE, "$regularExpression holds U+0000");
+    payload = malloc((size_t)pl + ol + 2);
+    if (payload == NULL)
+        return bad(c, MG_ERROR_CODE_LIMIT, "out of memory");
+    memcpy(payload, pat, pl);
+    payload[pl] = 0;
+    memcpy(payload + pl + 1, opt, ol);
+    payload[pl + 1 + ol] = 0;
+    ok = append_raw(c, dst, BSON_TYPE_REGEX, key, klen, payload, (size_t)pl + ol + 2);
+    free(payload);
+    return ok;
+}
+
+/* decode_dbpointer appends the value of a $dbPointer wrapper (v: its value). */
+static bool
+decode_dbpointer(conv_t *c, const bson_iter_t *v, bson_t *dst, const char *key, int klen)
+{
+    bson_iter_t w, x;
+    const char *s = NULL;
+    uint32_t len = 0;
+    uint8_t *owned = NULL, *payload;
+    size_t plen = 0;
+    bson_oid_t oid;
+    bool ok;
+
+    if (!two_members(v, "$ref", "$id", &w, &x) || !string_slot(&w, &s, &len, &owned))
+        return bad(c, MG_ERROR_CODE_PARSE, "$dbPointer needs $ref and $id");
+    if (!tree_oid(&x, &oid)) {
+        free(owned);
+        return bad(c, MG_ERROR_CODE_PARSE, "$dbPointer $id is not an $oid");
+    }
+    payload = string_payload(s, len, oid.bytes, 12, &plen);
+    ok = payload != NULL ? append_raw(c, dst, BSON_TYPE_DBPOINTER, key, klen, payload, plen)
+                         : bad(c, MG_ERROR_CODE_LIMIT, "out of memory");
+    free(owned);
+    free(payload);
+    return ok;
+}
+
+/* decode_date appends the value of a $date wrapper (v: its value). */
+static bool
+decode_date(conv_t *c, const bson_iter_t *v, bson_t *dst, const char *key, int klen)
+{
+    bson_iter_t w;
+    const char *s = NULL;
+    uint32_t len = 0;
+    int64_t i64;
+
+    if (BSON_ITER_HOLDS_UTF8(v)) {
+        s = bson_iter_utf8(v, &len);
+        if (!mg_schema__date_parse(s, len, &i64))
+            return bad(c, MG_ERROR_CODE_PARSE, "$date is not an ISO-8601 UTC date");
+    } else if (!only_member(v, "$numberLong", &w) || !BSON_ITER_HOLDS_UTF8(&w) ||
+               (s = bson_iter_utf8(&w, &len)) == NULL || !parse_i64(s, len, &i64)) {
+        return bad(c, MG_ERROR_CODE_PARSE, "$date is neither a date string nor $numberLong");
+    }
+    return bson_append_date_time(dst, key, klen, i64) ||
+           bad(c, MG_ERROR_CODE_LIMIT, "document too large");
+}
+
 /* decode_wrapper appends the typed value a wrapper object stands for. */
 static bool
 decode_wrapper(conv_t *c, mg_schema_wrap_t kind, const bson_iter_t *obj, bson_t *dst,
                const char *key, int klen)
 {
-    bson_iter_t v, w, x;
+    bson_iter_t v;
     const char *s = NULL;
     uint32_t len = 0;
     uint8_t *owned = NULL, *payload = NULL;
@@ -823,42 +1014,10 @@ decode_wrapper(conv_t *c, mg_schema_wrap_t kind, const bson_iter_t *obj, bson_t 
         return bson_append_double(dst, key, klen, d) ||
                bad(c, MG_ERROR_CODE_LIMIT, "document too large");
     }
-    case MG_SCHEMA_WRAP_DECIMAL: {
-        bson_decimal128_t dec;
-        uint64_t hi, lo;
-
-        if (!BSON_ITER_HOLDS_UTF8(&v))
-            return bad(c, MG_ERROR_CODE_PARSE, "$numberDecimal is not a string");
-        s = bson_iter_utf8(&v, &len);
-        if (len == 37 && memcmp(s, "bits:", 5) == 0 && parse_hex(s + 5, 16, &hi) &&
-            parse_hex(s + 21, 16, &lo)) {
-            dec.high = hi;
-            dec.low = lo;
-        } else if (!bson_decimal128_from_string_w_len(s, (int)len, &dec)) {
-            return bad(c, MG_ERROR_CODE_PARSE, "$numberDecimal is not a decimal string");
-        }
-        return bson_append_decimal128(dst, key, klen, &dec) ||
-               bad(c, MG_ERROR_CODE_LIMIT, "document too large");
-    }
-    case MG_SCHEMA_WRAP_BINARY: {
-        uint32_t b64len, stlen, n;
-        const char *b64, *st;
-        uint64_t subtype;
-
-        if (!two_members(&v, "base64", "subType", &w, &x) || !BSON_ITER_HOLDS_UTF8(&w) ||
-            !BSON_ITER_HOLDS_UTF8(&x))
-            return bad(c, MG_ERROR_CODE_PARSE, "$binary needs base64 and subType strings");
-        b64 = bson_iter_utf8(&w, &b64len);
-        st = bson_iter_utf8(&x, &stlen);
-        if (stlen < 1 || stlen > 2 || !parse_hex(st, stlen, &subtype))
-            return bad(c, MG_ERROR_CODE_PARSE, "$binary subType is not 1-2 hex digits");
-        owned = base64_bytes(b64, b64len, &n);
-        if (owned == NULL)
-            return bad(c, MG_ERROR_CODE_PARSE, "$binary base64 is malformed");
-        ok = bson_append_binary(dst, key, klen, (bson_subtype_t)subtype, owned, n) ||
-             bad(c, MG_ERROR_CODE_LIMIT, "document too large");
-        break;
-    }
+    case MG_SCHEMA_WRAP_DECIMAL:
+        return decode_decimal(c, &v, dst, key, klen);
+    case MG_SCHEMA_WRAP_BINARY:
+        return decode_binary(c, &v, dst, key, klen);
     case MG_SCHEMA_WRAP_CODE:
         if (!string_slot(&v, &s, &len, &owned))
             return bad(c, MG_ERROR_CODE_PARSE, "$code is not a string");
@@ -866,97 +1025,16 @@ decode_wrapper(conv_t *c, mg_schema_wrap_t kind, const bson_iter_t *obj, bson_t 
         ok = payload != NULL ? append_raw(c, dst, BSON_TYPE_CODE, key, klen, payload, plen)
                              : bad(c, MG_ERROR_CODE_LIMIT, "out of memory");
         break;
-    case MG_SCHEMA_WRAP_CODE_SCOPE: {
-        bson_t scope;
-        size_t total;
-
-        two_members(obj, "$code", "$scope", &v, &w);
-        c->path[c->depth + 1] = "$code";
-        if (!string_slot(&v, &s, &len, &owned))
-            return bad(c, MG_ERROR_CODE_PARSE, "$code is not a string");
-        c->path[c->depth + 1] = "$scope";
-        if (!BSON_ITER_HOLDS_DOCUMENT(&w)) {
-            free(owned);
-            return bad(c, MG_ERROR_CODE_PARSE, "$scope is not an object");
-        }
-        bson_init(&scope);
-        c->depth++;
-        ok = convert_object(c, &w, false, &scope);
-        c->depth--;
-        if (ok) {
-            payload = string_payload(s, len, bson_get_data(&scope), scope.len, &plen);
-            if (payload == NULL) {
-                ok = bad(c, MG_ERROR_CODE_LIMIT, "out of memory");
-            } else {
-                /* code_w_s: int32 total, then the string, then the scope */
-                uint8_t *full = malloc(plen + 4);
-
-                total = plen + 4;
-                if (full == NULL) {
-                    ok = bad(c, MG_ERROR_CODE_LIMIT, "out of memory");
-                } else {
-                    put_le32(full, (uint32_t)total);
-                    memcpy(full + 4, payload, plen);
-                    ok = append_raw(c, dst, BSON_TYPE_CODEWSCOPE, key, klen, full, total);
-                    free(full);
-                }
-            }
-        }
-        bson_destroy(&scope);
-        break;
-    }
-    case MG_SCHEMA_WRAP_TIMESTAMP: {
-        int64_t t, inc;
-
-        if (!two_members(&v, "t", "i", &w, &x) || !code_i64(&w, &t) || !code_i64(&x, &inc) ||
-            t < 0 || t > UINT32_MAX || inc < 0 || inc > UINT32_MAX)
-            return bad(c, MG_ERROR_CODE_PARSE, "$timestamp needs unsigned 32-bit t and i");
-        return bson_append_timestamp(dst, key, klen, (uint32_t)t, (uint32_t)inc) ||
-               bad(c, MG_ERROR_CODE_LIMIT, "document too large");
-    }
-    case MG_SCHEMA_WRAP_REGEX: {
-        uint32_t pl, ol;
-        const char *pat, *opt;
-
-        if (!two_members(&v, "pattern", "options", &w, &x) || !BSON_ITER_HOLDS_UTF8(&w) ||
-            !BSON_ITER_HOLDS_UTF8(&x))
-            return bad(c, MG_ERROR_CODE_PARSE, "$regularExpression needs pattern and options");
-        pat = bson_iter_utf8(&w, &pl);
-        opt = bson_iter_utf8(&x, &ol);
-        if (memchr(pat, '\0', pl) != NULL || memchr(opt, '\0', ol) != NULL)
-            return bad(c, MG_ERROR_CODE_PARSE, "$regularExpression holds U+0000");
-        payload = malloc((size_t)pl + ol + 2);
-        if (payload == NULL)
-            return bad(c, MG_ERROR_CODE_LIMIT, "out of memory");
-        memcpy(payload, pat, pl);
-        payload[pl] = 0;
-        memcpy(payload + pl + 1, opt, ol);
-        payload[pl + 1 + ol] = 0;
-        ok = append_raw(c, dst, BSON_TYPE_REGEX, key, klen, payload, (size_t)pl + ol + 2);
-        break;
-    }
+    case MG_SCHEMA_WRAP_CODE_SCOPE:
+        return decode_code_scope(c, obj, dst, key, klen);
+    case MG_SCHEMA_WRAP_TIMESTAMP:
+        return decode_timestamp(c, &v, dst, key, klen);
+    case MG_SCHEMA_WRAP_REGEX:
+        return decode_regex(c, &v, dst, key, klen);
     case MG_SCHEMA_WRAP_DBPOINTER:
-        if (!two_members(&v, "$ref", "$id", &w, &x) || !string_slot(&w, &s, &len, &owned))
-            return bad(c, MG_ERROR_CODE_PARSE, "$dbPointer needs $ref and $id");
-        if (!tree_oid(&x, &oid)) {
-            free(owned);
-            return bad(c, MG_ERROR_CODE_PARSE, "$dbPointer $id is not an $oid");
-        }
-        payload = string_payload(s, len, oid.bytes, 12, &plen);
-        ok = payload != NULL ? append_raw(c, dst, BSON_TYPE_DBPOINTER, key, klen, payload, plen)
-                             : bad(c, MG_ERROR_CODE_LIMIT, "out of memory");
-        break;
+        return decode_dbpointer(c, &v, dst, key, klen);
     case MG_SCHEMA_WRAP_DATE:
-        if (BSON_ITER_HOLDS_UTF8(&v)) {
-            s = bson_iter_utf8(&v, &len);
-            if (!mg_schema__date_parse(s, len, &i64))
-                return bad(c, MG_ERROR_CODE_PARSE, "$date is not an ISO-8601 UTC date");
-        } else if (!only_member(&v, "$numberLong", &w) || !BSON_ITER_HOLDS_UTF8(&w) ||
-                   (s = bson_iter_utf8(&w, &len)) == NULL || !parse_i64(s, len, &i64)) {
-            return bad(c, MG_ERROR_CODE_PARSE, "$date is neither a date string nor $numberLong");
-        }
-        return bson_append_date_time(dst, key, klen, i64) ||
-               bad(c, MG_ERROR_CODE_LIMIT, "document too large");
+        return decode_date(c, &v, dst, key, klen);
     case MG_SCHEMA_WRAP_MINKEY:
     case MG_SCHEMA_WRAP_MAXKEY:
         if (!BSON_ITER_HOLDS_CODE(&v) || strcmp(bson_iter_code(&v, &len), "1") != 0)

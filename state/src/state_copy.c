@@ -203,7 +203,8 @@ mg_state_collections_copy_finish(mg_state_t *st, mg_error_t *error)
         "UPDATE @.collections c SET status = CASE WHEN EXISTS (SELECT 1 FROM @.partitions p WHERE "
         "p.db = c.db AND p.coll = c.coll AND p.status = 'failed') THEN 'failed' ELSE 'copied' "
         "END, error = (SELECT string_agg(p.error, '; ') FROM @.partitions p WHERE p.db = c.db AND "
-        "p.coll = c.coll AND p.status = 'failed'), updated_at = now() WHERE c.status = 'copying' "
+        "p.coll = c.coll AND p.status = 'failed'), copied_at = now(), updated_at = now() WHERE "
+        "c.status = 'copying' "
         "AND NOT EXISTS (SELECT 1 FROM @.partitions p WHERE p.db = c.db AND p.coll = c.coll AND "
         "p.status = 'pending')",
         0, NULL, error);
@@ -273,8 +274,8 @@ resync_one(mg_state_t *st, const mg_state_coll_t *c, mg_error_t *error)
     ok = ok &&
          mg_state__exec(st, "DELETE FROM @.partitions WHERE db = $1 AND coll = $2", 2, p, error) &&
          mg_state__exec(st,
-                        "UPDATE @.collections SET status = 'planned', error = NULL, updated_at = "
-                        "now() WHERE db = $1 AND coll = $2",
+                        "UPDATE @.collections SET status = 'planned', error = NULL, copied_at = "
+                        "NULL, updated_at = now() WHERE db = $1 AND coll = $2",
                         2, p, error);
     if (ok)
         MG_LOG_EVENT(MG_LOG_NOTICE, "sync", "sync.resync",

@@ -11,7 +11,6 @@
  */
 #include "state_internal.h"
 
-#include <fnmatch.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +27,7 @@ static const char *const state_v1[] = {
     "    created_at timestamptz NOT NULL DEFAULT now(),\n"
     "    tool_version text NOT NULL,\n"
     "    source_uri text NOT NULL,\n"
+    "    source_secret text,\n"
     "    source_version text,\n"
     "    source_set_name text,\n"
     "    target_schema text,\n"
@@ -49,6 +49,7 @@ static const char *const state_v1[] = {
     "    doc_count bigint,\n"
     "    size_bytes bigint,\n"
     "    error text,\n"
+    "    copied_at timestamptz,\n"
     "    updated_at timestamptz NOT NULL DEFAULT now(),\n"
     "    PRIMARY KEY (db, coll),\n"
     "    UNIQUE (schema_name, table_name)\n"
@@ -191,6 +192,7 @@ static const char *const state_v1[] = {
     "    fence_ts bigint,\n"
     "    fence_inc bigint,\n"
     "    endpoint text,\n"
+    "    endpoint_secret text,\n"
     "    started_at timestamptz NOT NULL DEFAULT now(),\n"
     "    frozen_at timestamptz,\n"
     "    flipped_at timestamptz,\n"
@@ -198,6 +200,17 @@ static const char *const state_v1[] = {
     "    unavailable_s double precision,\n"
     "    steps jsonb NOT NULL DEFAULT '{}',\n"
     "    updated_at timestamptz NOT NULL DEFAULT now()\n"
+    ")",
+    /* who runs the cutover: taken and renewed by compare-and-set (state_cutover.c) */
+    "CREATE TABLE @.cutover_owner (\n"
+    "    id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),\n"
+    "    owner text,\n"
+    "    token text,\n"
+    "    renewal text,\n"
+    "    ttl_ms bigint NOT NULL DEFAULT 0,\n"
+    "    taken_at timestamptz,\n"
+    "    renewed_at timestamptz,\n"
+    "    takeovers int NOT NULL DEFAULT 0\n"
     ")",
     "CREATE TABLE @.checkpoint (\n"
     "    id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),\n"
@@ -228,6 +241,7 @@ static const char *const state_v1[] = {
     "    data jsonb NOT NULL DEFAULT '{}'\n"
     ")",
     "INSERT INTO @.checkpoint (id) VALUES (1)",
+    "INSERT INTO @.cutover_owner (id) VALUES (1)",
     "INSERT INTO @.meta (key, value) VALUES ('schema_version', '1'), "
     "('created_by', 'migrate')",
     NULL,
@@ -267,6 +281,7 @@ mg_state_destroy(mg_state_t *st)
         return;
     free(st->name);
     free(st->quoted);
+    free(st->cutover_token);
     mg_buf_cleanup(&st->sql);
     free(st);
 }
@@ -551,94 +566,15 @@ mg_state_migration_get(mg_state_t *st, mg_state_migration_t *out, mg_error_t *er
 bool
 mg_state_migration_insert(mg_state_t *st, const mg_state_migration_new_t *m, mg_error_t *error)
 {
-    const char *p[7] = {m->tool_version,  m->source_uri,    m->source_version, m->source_set_name,
-                        m->target_schema, m->type_fidelity, m->options_json};
+    const char *p[8] = {m->tool_version,  m->source_uri,    m->source_version, m->source_set_name,
+                        m->target_schema, m->type_fidelity, m->options_json,   m->source_secret};
 
     return mg_state__exec(st,
                           "INSERT INTO @.migration (tool_version, source_uri, source_version, "
-                          "source_set_name, target_schema, type_fidelity, options) VALUES ($1, "
-                          "$2, $3, NULLIF($4, ''), $5, $6, $7::jsonb)",
-                          7, p, error);
-}
-
-/* scope_list reads the patterns of options->key into list (none when not an array). */
-static bool
-scope_list(mg_state_t *st, const char *key, mg_strlist_t *list, mg_error_t *error)
-{
-    const char *p[1] = {key};
-    PGresult *res = mg_state__query(
-        st,
-        "SELECT x FROM @.migration m, jsonb_array_elements_text(CASE WHEN "
-        "jsonb_typeof(m.options->$1) = 'array' THEN m.options->$1 ELSE '[]' END) WITH "
-        "ORDINALITY AS a(x, n) WHERE m.id = 1 ORDER BY n",
-        1, p, error);
-    bool failed = false;
-
-    if (res == NULL)
-        return false;
-    list->items = calloc((size_t)PQntuples(res) + 1, sizeof(char *));
-    for (int r = 0; list->items != NULL && r < PQntuples(res) && !failed; r++)
-        if ((list->items[list->count] = mg_state__dup(PQgetvalue(res, r, 0), &failed)) != NULL)
-            list->count++;
-    PQclear(res);
-    return list->items != NULL && !failed ? true : mg_state__oom(error);
-}
-
-bool
-mg_state_scope_get(mg_state_t *st, mg_state_scope_t *out, mg_error_t *error)
-{
-    PGresult *res = mg_state__query(
-        st,
-        "SELECT coalesce(target_schema, ''), (options ? 'include' AND options ? 'exclude') OR "
-        "(coalesce(options->>'include_count', '0') = '0' AND coalesce(options->>'exclude_count', "
-        "'0') = '0') FROM @.migration WHERE id = 1",
-        0, NULL, error);
-
-    memset(out, 0, sizeof(*out));
-    if (res == NULL)
-        return false;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        return no_migration_row(st, error);
-    }
-    mg_state__copy(res, 0, 0, out->target_schema, sizeof(out->target_schema));
-    out->known = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
-    PQclear(res);
-    if (scope_list(st, "include", &out->include, error) &&
-        scope_list(st, "exclude", &out->exclude, error))
-        return true;
-    mg_state_scope_cleanup(out);
-    return false;
-}
-
-void
-mg_state_scope_cleanup(mg_state_scope_t *scope)
-{
-    mg_strlist_clear(&scope->include);
-    mg_strlist_clear(&scope->exclude);
-}
-
-static bool
-scope_any(const mg_strlist_t *list, const char *ns)
-{
-    for (size_t i = 0; i < list->count; i++)
-        if (fnmatch(list->items[i], ns, 0) == 0)
-            return true;
-    return false;
-}
-
-bool
-mg_state_scope_match(const mg_state_scope_t *scope, const char *db, const char *coll)
-{
-    char ns[1024];
-
-    if (strcmp(db, "admin") == 0 || strcmp(db, "local") == 0 || strcmp(db, "config") == 0 ||
-        strncmp(coll, "system.", 7) == 0)
-        return false;
-    if ((size_t)snprintf(ns, sizeof(ns), "%s.%s", db, coll) >= sizeof(ns))
-        return false;
-    return (scope->include.count == 0 || scope_any(&scope->include, ns)) &&
-           !scope_any(&scope->exclude, ns);
+                          "source_set_name, target_schema, type_fidelity, options, "
+                          "source_secret) VALUES ($1, $2, $3, NULLIF($4, ''), $5, $6, $7::jsonb, "
+                          "$8)",
+                          8, p, error);
 }
 
 bool

@@ -235,10 +235,18 @@ const mg_schema_naming_entry_t *mg_schema_naming_entries(const mg_schema_naming_
 const mg_schema_naming_entry_t *mg_schema_naming_find(const mg_schema_naming_t *naming,
                                                       const char *db, const char *coll);
 
-/* mg_schema_quote_ident appends "ident" with embedded quotes doubled. */
+/*
+ * mg_schema_quote_ident appends "ident" with embedded quotes doubled: the
+ * one quoting of identifiers. Refuses (MG_ERROR_CODE_INVALID_ARGUMENT) an
+ * empty name and one over 63 bytes, which PostgreSQL would cut silently.
+ */
 bool mg_schema_quote_ident(const char *ident, mg_buf_t *out, mg_error_t *error);
 
-/* mg_schema_quote_literal appends 'text' with embedded single quotes doubled. */
+/*
+ * mg_schema_quote_literal appends 'text' with embedded single quotes
+ * doubled, or E'text' with backslashes doubled too when text holds one, so
+ * the literal reads the same whatever standard_conforming_strings is.
+ */
 bool mg_schema_quote_literal(const char *text, mg_buf_t *out, mg_error_t *error);
 
 /* ------------------------------------------------------------------------
@@ -352,7 +360,8 @@ bool mg_schema_census_to_json(const mg_schema_census_t *census, mg_buf_t *out, m
  * mg_schema_sql_helpers_ddl appends the statements that create (or
  * replace) the SQL helper functions in schema: bson_oid, bson_new_oid,
  * bson_date, bson_date_value, bson_long, bson_double, bson_decimal,
- * bson_binary (docs/application.md).
+ * bson_binary, and the check bson_valid with its parts bson_valid_*
+ * (docs/application.md).
  */
 bool mg_schema_sql_helpers_ddl(const char *schema, mg_buf_t *out, mg_error_t *error);
 
@@ -489,6 +498,57 @@ bool mg_schema_key_any_digest(mg_schema_key_type_t type, const char *const *text
  * PostgreSQL as text.
  */
 void mg_schema_id_describe(const bson_iter_t *id, char *out, size_t outsz);
+
+/* ------------------------------------------------------------------------
+ * Typed keys of a field path (schema_index_expr.c): the expressions that
+ * order jsonb values as MongoDB orders BSON values, shared by the query
+ * indexes and the translated queries so the planner matches them
+ * ------------------------------------------------------------------------ */
+
+/* Ranks of MongoDB's type order, as the rank expression computes them. */
+enum {
+    MG_SCHEMA_RANK_MINKEY = 1,
+    MG_SCHEMA_RANK_NULL = 2, /* null or missing */
+    MG_SCHEMA_RANK_NAN = 3,
+    MG_SCHEMA_RANK_NUMBER = 4,
+    MG_SCHEMA_RANK_STRING = 5,
+    MG_SCHEMA_RANK_OID = 8,
+    MG_SCHEMA_RANK_BOOL = 9,
+    MG_SCHEMA_RANK_DATE = 10,
+    MG_SCHEMA_RANK_MAXKEY = 13,
+    MG_SCHEMA_RANK_ARRAY = 98, /* an array at the value or on the way to it */
+    MG_SCHEMA_RANK_OTHER = 99, /* documents and every other type */
+};
+
+/* The first date stored as {"$numberLong"} after 9999: 10000-01-01T00:00:00Z in ms. */
+#define MG_SCHEMA_DATE_MAX_MS INT64_C(253402300800000)
+
+/* A Decimal128 text the key casts to numeric (no backslash: literal-safe). */
+#define MG_SCHEMA_DECIMAL_RE "^-?[0-9]+([.][0-9]+)?(E[-+]?[0-9]+)?$"
+
+typedef enum {
+    MG_SCHEMA_KEY_PART_RANK = 0, /* integer: MongoDB's type order */
+    MG_SCHEMA_KEY_PART_NUM,      /* numeric: numbers, booleans, dates */
+    MG_SCHEMA_KEY_PART_TEXT,     /* text COLLATE "C": strings, ObjectId hex */
+} mg_schema_key_part_t;
+
+/*
+ * mg_schema_path_expr appends "(doc -> 'a' -> 'b')" for the dotted path
+ * (components quoted as literals). Fails with MG_ERROR_CODE_INVALID_ARGUMENT
+ * on an empty or $-prefixed component.
+ */
+bool mg_schema_path_expr(const char *path, mg_buf_t *out, mg_error_t *error);
+
+/*
+ * mg_schema_key_expr appends one part of the typed key of path (an
+ * immutable expression over the column doc that never raises). Fails like
+ * mg_schema_path_expr.
+ */
+bool mg_schema_key_expr(const char *path, mg_schema_key_part_t part, mg_buf_t *out,
+                        mg_error_t *error);
+
+/* mg_schema_date_key appends the num part of a date of ms milliseconds since 1970. */
+bool mg_schema_date_key(int64_t ms, mg_buf_t *out, mg_error_t *error);
 
 #ifdef __cplusplus
 }

@@ -123,32 +123,14 @@ typedef struct {
     const char *source_set_name; /* "" is stored as NULL */
     const char *target_schema;
     const char *type_fidelity;
-    const char *options_json;
+    const char *options_json;  /* {"include": [...], "exclude": [...], ...}: the scope */
+    const char *source_secret; /* where the source URI's password comes from ("env
+                                  MIGRATE_SOURCE"); NULL: it has none. source_uri is
+                                  recorded without it */
 } mg_state_migration_new_t;
 
 bool mg_state_migration_insert(mg_state_t *st, const mg_state_migration_new_t *m,
                                mg_error_t *error);
-
-/*
- * The migration's scope as init recorded it in options (its --include and
- * --exclude patterns) and its --target-schema: what a collection created
- * after init must match to be migrated (docs/sync.md).
- */
-typedef struct {
-    mg_strlist_t include, exclude; /* malloc'd; free with mg_state_scope_cleanup */
-    bool known;                    /* false: an older init kept only the patterns' counts */
-    char target_schema[256];       /* "" for one schema per database */
-} mg_state_scope_t;
-
-bool mg_state_scope_get(mg_state_t *st, mg_state_scope_t *out, mg_error_t *error);
-void mg_state_scope_cleanup(mg_state_scope_t *scope);
-
-/*
- * mg_state_scope_match tells whether db.coll is in the scope: not in admin,
- * config or local, not system.*, matched by an --include pattern (or none
- * given) and by no --exclude pattern (fnmatch on "db.coll", as init).
- */
-bool mg_state_scope_match(const mg_state_scope_t *scope, const char *db, const char *coll);
 
 /*
  * mg_state_t0_lock reads T0 and locks the row until the caller's
@@ -162,6 +144,31 @@ bool mg_state_t0_set(mg_state_t *st, uint32_t t, uint32_t i, mg_error_t *error);
 /* mg_state_phase_advance sets the phase to `to` when it is `from` or `from2` (may be NULL). */
 bool mg_state_phase_advance(mg_state_t *st, const char *to, const char *from, const char *from2,
                             mg_error_t *error);
+
+/*
+ * The migration's scope: the include and exclude patterns (fnmatch on
+ * "db.coll") init was given. No include pattern: every namespace. known is
+ * false when init recorded only how many patterns there were (an older
+ * init): the scope cannot be compared then.
+ */
+typedef struct {
+    bool known;
+    mg_strlist_t include;
+    mg_strlist_t exclude;
+    char target_schema[256]; /* init's --target-schema, "" for one schema per database */
+} mg_state_scope_t;
+
+/* mg_state_scope_get reads the scope; free with mg_state_scope_cleanup. */
+bool mg_state_scope_get(mg_state_t *st, mg_state_scope_t *out, mg_error_t *error);
+void mg_state_scope_cleanup(mg_state_scope_t *scope);
+
+/*
+ * mg_state_scope_match tells whether the collection db.coll is in the
+ * scope the way init plans: not in admin, config or local, not system.*,
+ * matched by an include pattern (or there is none) and by no exclude
+ * pattern. The collection's type (views) is the caller's to check.
+ */
+bool mg_state_scope_match(const mg_state_scope_t *scope, const char *db, const char *coll);
 
 /* ------------------------------------------------------------------------
  * Collections (their mapping and status), census, indexes
@@ -232,7 +239,8 @@ bool mg_state_collections_copy_start(mg_state_t *st, mg_error_t *error);
 
 /*
  * mg_state_collections_copy_finish marks copying collections without a
- * pending partition copied, or failed (with their partitions' errors).
+ * pending partition copied (and when: copied_at), or failed (with their
+ * partitions' errors).
  */
 bool mg_state_collections_copy_finish(mg_state_t *st, mg_error_t *error);
 
@@ -563,7 +571,7 @@ bool mg_state_validation_recent_clean(mg_state_t *st, int64_t age_ms, bool *foun
                                       mg_error_t *error);
 
 /* ------------------------------------------------------------------------
- * The cutover row (one) and its lock
+ * The cutover row (one), its owner, and the follower's fence
  * ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -573,20 +581,89 @@ typedef struct {
     char freeze_mode[4096];
     bool has_fence;
     uint32_t fence_t, fence_i;
+    char endpoint[4096];        /* as recorded: without its password */
+    char endpoint_secret[1024]; /* where the endpoint's password came from ("" none) */
 } mg_state_cutover_t;
 
 bool mg_state_cutover_get(mg_state_t *st, mg_state_cutover_t *out, mg_error_t *error);
 
 /*
- * mg_state_cutover_lock takes the session advisory lock of the state
- * schema's cutover (one coordinator at a time); *locked is false when
- * another session holds it. The lock ends with the connection.
+ * Who owns the cutover (`cutover_owner`, one row). A cutover takes it
+ * before it reads or writes the cutover row and renews it (a new random
+ * `renewal`) every ttl/3; another run refuses while it sees the renewal
+ * change and takes over only after watching it unchanged for longer than
+ * the ttl on its own clock, by compare-and-set on (token, renewal). The
+ * owner stops acting once its own clock says the ttl passed since its last
+ * acknowledged renewal began, so the two never act together; nothing
+ * depends on the hosts' clocks agreeing, or on a session surviving a
+ * failover.
  */
-bool mg_state_cutover_lock(mg_state_t *st, bool *locked, mg_error_t *error);
+typedef struct {
+    bool held;           /* someone owns it (token set) */
+    char owner[256];     /* "host:pid" of the owner */
+    char token[64];      /* the owner's random token */
+    char renewal[64];    /* changes with every renewal */
+    int64_t ttl_ms;      /* the owner's lease */
+    char renewed_at[40]; /* RFC 3339, by the target's clock (for people) */
+    int takeovers;
+} mg_state_cutover_owner_t;
 
-/* mg_state_cutover_start records a new attempt at step preflight (attempt + 1 on a re-run). */
+bool mg_state_cutover_owner_get(mg_state_t *st, mg_state_cutover_owner_t *out, mg_error_t *error);
+
+/* A claim (strings borrowed): take it when the row still shows expect_token and
+ * expect_renewal (expect_token NULL: nobody owns it). */
+typedef struct {
+    const char *owner, *token, *renewal;
+    int64_t ttl_ms;
+    const char *expect_token, *expect_renewal;
+} mg_state_cutover_claim_t;
+
+/*
+ * mg_state_cutover_owner_take takes the ownership by compare-and-set;
+ * *taken false when the row changed (someone else took it, or its owner
+ * renewed). Once taken, the handle writes the cutover row with the token:
+ * every write below fails with MG_STATE_ERR_BUSY when the handle does not
+ * own the cutover (any more).
+ */
+bool mg_state_cutover_owner_take(mg_state_t *st, const mg_state_cutover_claim_t *claim, bool *taken,
+                                 mg_error_t *error);
+
+/* mg_state_cutover_owner_renew sets a new renewal if token still owns it; *held says so. */
+bool mg_state_cutover_owner_renew(mg_state_t *st, const char *token, const char *renewal,
+                                  bool *held, mg_error_t *error);
+
+/* mg_state_cutover_owner_release gives up the handle's ownership (if it has it). */
+bool mg_state_cutover_owner_release(mg_state_t *st, mg_error_t *error);
+
+/*
+ * What the change-stream follower reads in every batch, inside its apply
+ * transaction: fenced is true once a cutover's flip has started (step flip
+ * or done, outcome running) or the cutover is done; from then on the
+ * application may write to PostgreSQL, and the follower must apply nothing
+ * more (every change up to the fence (t, i) was drained before). The
+ * cutover row is read FOR SHARE, so the cutover's record of the flip waits
+ * for a batch in flight to commit, and a batch that starts after it sees
+ * it: no batch commits after the flip started. A cutover that aborts
+ * before anything was flipped clears it (outcome aborted).
+ */
+typedef struct {
+    bool fenced;
+    bool has_fence; /* (t, i) is the fence: the freeze's operationTime */
+    uint32_t t, i;
+    char step[32];    /* "" without a cutover */
+    char outcome[16]; /* running, done, aborted; "" without a cutover */
+} mg_state_cutover_fence_t;
+
+bool mg_state_cutover_fence_get(mg_state_t *st, mg_state_cutover_fence_t *out, mg_error_t *error);
+
+/*
+ * mg_state_cutover_start records a new attempt at step preflight (attempt
+ * + 1 on a re-run). endpoint is recorded without its password, and
+ * endpoint_secret says where the password came from (NULL: none), so a
+ * resumed cutover can name where to find it again.
+ */
 bool mg_state_cutover_start(mg_state_t *st, const char *freeze_mode, const char *verify_mode,
-                            const char *endpoint, mg_error_t *error);
+                            const char *endpoint, const char *endpoint_secret, mg_error_t *error);
 
 /* mg_state_cutover_step records that step started. */
 bool mg_state_cutover_step(mg_state_t *st, const char *step, mg_error_t *error);
@@ -616,7 +693,7 @@ typedef struct {
     bool exists;
     char outcome[16];
     char *reason;   /* NULL: none */
-    char *endpoint; /* as recorded (with its password: redact before printing) */
+    char *endpoint; /* as recorded (without its password) */
     bool has_unavailable;
     double unavailable_s;
     size_t nsteps;
@@ -624,7 +701,7 @@ typedef struct {
         char name[32];
         double seconds;
     } steps[16]; /* finished steps in the order they finished */
-    char *json;  /* the whole row as one JSON object (endpoint unredacted) */
+    char *json;  /* the whole row as one JSON object (endpoint without its password) */
 } mg_state_cutover_report_t;
 
 bool mg_state_cutover_report(mg_state_t *st, mg_state_cutover_report_t *out, mg_error_t *error);
@@ -643,7 +720,7 @@ typedef struct {
 typedef struct {
     mg_state_row_t *items;
     size_t n;
-    int64_t total; /* invalid documents: how many there are in all */
+    int64_t total; /* how many there are in all (the lists that say so) */
 } mg_state_rows_t;
 
 /* mg_state_live_workers lists copy processes that reported within a minute. */
@@ -693,6 +770,39 @@ bool mg_state_after_cutover_add(mg_state_t *st, const mg_state_after_cutover_t *
  */
 bool mg_state_after_cutover_list(mg_state_t *st, int limit, mg_state_rows_t *out,
                                  mg_error_t *error);
+
+/* ------------------------------------------------------------------------
+ * What the cutover's preflight refuses (each lists up to limit rows and
+ * sets total to how many there are)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * mg_state_collections_incomplete lists the collections that are not fully
+ * copied: status planned or copying (an interrupted copy or --resync), or
+ * a partition that is not done (a, b: ns, why). Failed ones are not listed
+ * (mg_state_collection_first_failed names them).
+ */
+bool mg_state_collections_incomplete(mg_state_t *st, int limit, mg_state_rows_t *out,
+                                     mg_error_t *error);
+
+/* mg_state_indexes_unbuilt lists planned indexes neither built nor skipped ("ns index name",
+ * status and note). */
+bool mg_state_indexes_unbuilt(mg_state_t *st, int limit, mg_state_rows_t *out, mg_error_t *error);
+
+/*
+ * mg_state_invalid_namespaces lists every collection with documents in
+ * invalid_docs (ns, "N, first _id X", n1: N); total: all documents.
+ */
+bool mg_state_invalid_namespaces(mg_state_t *st, mg_state_rows_t *out, mg_error_t *error);
+
+/*
+ * mg_state_collections_unvalidated lists the collections that no clean full
+ * validation covered since their copy finished: no validation run of mode
+ * full that started after the collection's copied_at and found it clean
+ * (ns, copied_at). A --changed run is never proof of the whole collection.
+ */
+bool mg_state_collections_unvalidated(mg_state_t *st, int limit, mg_state_rows_t *out,
+                                      mg_error_t *error);
 
 #ifdef __cplusplus
 }

@@ -99,7 +99,7 @@ def test_init_creates_tables_index_plan_and_state(mongo, dbname, postgres, migra
     assert column_type(postgres, dbname, "orders", "doc") == "jsonb"
     # the SQL helpers an application writes documents with (docs/application.md)
     assert postgres.query("SELECT count(*) FROM pg_proc WHERE pronamespace = %s::regnamespace "
-                          "AND proname LIKE 'bson%%'", (f'"{dbname}"',)) == [(8,)]
+                          "AND proname LIKE 'bson%%'", (f'"{dbname}"',)) == [(17,)]
 
     # names: sanitised, collisions hashed, long names cut, all recorded
     assert colls["orders"]["table"] == "orders"

@@ -66,6 +66,16 @@ from_hex(const char *hex, size_t n)
     return b;
 }
 
+/* print_err prints an error on one line: a newline in a quoted key becomes a space. */
+static void
+print_err(const char *message)
+{
+    fputs("ERR ", stdout);
+    for (const char *p = message; *p; p++)
+        putchar(*p == '\n' || *p == '\r' ? ' ' : *p);
+    putchar('\n');
+}
+
 /* print_canon prints the canonical form of b, or an error line. */
 static void
 print_canon(const bson_t *b, mg_schema_fidelity_t fidelity)
@@ -74,7 +84,7 @@ print_canon(const bson_t *b, mg_schema_fidelity_t fidelity)
     bson_t *c = mg_schema_doc_canonicalize(b, fidelity, &error);
 
     if (c == NULL) {
-        printf("ERR %s\n", error.message);
+        print_err(error.message);
         return;
     }
     print_hex(c);
@@ -140,7 +150,7 @@ main(int argc, char **argv)
             bson_t *b = mg_schema_json_parse(line, (size_t)n, &error);
 
             if (b == NULL) {
-                printf("ERR %s\n", error.message);
+                print_err(error.message);
                 continue;
             }
             print_canon(b, fidelity);
@@ -158,7 +168,7 @@ main(int argc, char **argv)
             if (mg_schema_doc_render(b, fidelity, &buf, NULL, &error))
                 printf("%s\n", buf.data);
             else
-                printf("ERR %s\n", error.message);
+                print_err(error.message);
         } else {
             print_canon(b, fidelity);
         }

@@ -11,6 +11,7 @@ function bodies and non-ASCII letters, twice (CREATE OR REPLACE).
 Randomized parts print their seed (MG_TEST_SEED sets it).
 """
 
+import json
 import os
 import random
 import struct
@@ -27,9 +28,12 @@ Q = '"' + SCHEMA.replace('"', '""') + '"'
 
 
 def tool(*args, lines=()):
-    data = "".join(line + "\n" for line in lines)
-    return subprocess.run([TOOL, *args], input=data, capture_output=True, text=True,
-                          timeout=300, check=True).stdout.splitlines()
+    """tool runs mg_schema_tool: one line in, one line out, split on "\\n" only (an error
+    message can quote a key holding U+2028 or \\x1c, which splitlines() would split on)."""
+    data = "".join(line + "\n" for line in lines).encode("utf-8")
+    out = subprocess.run([TOOL, *args], input=data, capture_output=True, timeout=300,
+                         check=True).stdout.decode("utf-8", "replace")
+    return out.split("\n")[:-1]
 
 
 @pytest.fixture(scope="module")
@@ -183,8 +187,123 @@ def test_functions_pin_search_path(pg):
     with pg.cursor() as cur:
         cur.execute("SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
                     "WHERE n.nspname = %s AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c "
-                    "WHERE c LIKE 'search_path=pg_catalog, pg_temp')", (SCHEMA,))
+                    "WHERE c LIKE 'search_path=pg_catalog, %%pg_temp')", (SCHEMA,))
         assert cur.fetchone() == (0,)
         cur.execute(f"SELECT count(*) FROM pg_proc p JOIN pg_namespace n "
                     "ON n.oid = p.pronamespace WHERE n.nspname = %s", (SCHEMA,))
-        assert cur.fetchone() == (8,)
+        assert cur.fetchone() == (17,)
+
+
+TRICKY = ['"NaN"', '"nan"', '"Infinity"', '"-0.0"', '"1e400"', '"-1e400"', '"1e-400"', '"0x10"',
+          '"1.5"', '""', '"bits:7ff8000000000012"', '"bits:7ff80000000000"', '"2147483648"',
+          '"-2147483648"', '"9223372036854775808"', '"-9223372036854775808"', '"007"', '"+1"',
+          '"5F0A1B2C3D4E5F6A7B8C9D0E"', '"5f0a1b2c3d4e5f6a7b8c9d0"', '"Zg=="', '"Zh=="', '"Zm8="',
+          '"Zm9="', '"Zg="', '"AAAA"', '"2024-02-29T00:00:00Z"', '"2023-02-29T00:00:00Z"',
+          '"0000-02-29T00:00:00.1Z"', '"2024-01-01T24:00:00Z"', '"2024-04-31T00:00:00.000Z"',
+          '"1999-12-31T23:59:59.9999Z"', '"1.10E-400"', '"1E+6145"', '"1E-6177"',
+          '"12345678901234567890123456789012345"', '"123456789012345678901234567890123450"',
+          '"Inf"', '"-infinity"', '"1e"', '"."', '"bits:' + '0' * 32 + '"', '"80"', '"1ff"',
+          '1', '1.0', '-1', '0', '2', '4294967295', '4294967296', '-0', '1e308', '2e308',
+          '1' + '0' * 1200, '0.' + '0' * 1200 + '1', 'true', 'false', 'null', '{}', '[]',
+          '{"$oid": "5f0a1b2c3d4e5f6a7b8c9d0e"}', '{"$stringBase64": "Zg=="}',
+          '{"$stringBase64": "Zh=="}', '[["a", 1]]', '[["a"]]', '[["a", 1, 2]]', '[[1, 1]]',
+          '{"$numberLong": "5"}', '{"base64": "", "subType": "00"}',
+          '{"base64": "", "subType": "000"}', '{"t": 1, "i": 2}', '{"t": 1.5, "i": 2}',
+          '{"pattern": "a", "options": ""}', '{"pattern": 1, "options": ""}',
+          '{"$ref": "a.b", "$id": {"$oid": "5f0a1b2c3d4e5f6a7b8c9d0e"}}',
+          '{"$ref": "a.b", "$id": 1}']
+WRAPPER_KEYS = ["$oid", "$symbol", "$numberInt", "$numberLong", "$numberDouble",
+                "$numberDecimal", "$binary", "$code", "$scope", "$timestamp",
+                "$regularExpression", "$dbPointer", "$date", "$minKey", "$maxKey", "$undefined",
+                "$stringBase64", "$literal", "$fieldPairs"]
+
+
+def objects(v, out):
+    """objects lists every JSON object in v (as parsed), depth first."""
+    if isinstance(v, dict):
+        out.append(v)
+        for x in v.values():
+            objects(x, out)
+    elif isinstance(v, list):
+        for x in v:
+            objects(x, out)
+    return out
+
+
+class Raw(str):
+    """Raw is JSON text put into a document as is (numbers json cannot write)."""
+
+
+def dump(v):
+    if isinstance(v, Raw):
+        return str(v)
+    if isinstance(v, dict):
+        return "{" + ",".join(json.dumps(k) + ":" + dump(x) for k, x in v.items()) + "}"
+    if isinstance(v, list):
+        return "[" + ",".join(dump(x) for x in v) + "]"
+    return json.dumps(v)
+
+
+def mutate(rnd, doc):
+    """mutate changes one object of doc in place: a member's value, a key, or the key set."""
+    objs = objects(doc, [])
+    o = rnd.choice(objs)
+    op = rnd.randrange(4)
+    if op == 0 and o:
+        o[rnd.choice(list(o))] = Raw(rnd.choice(TRICKY))
+    elif op == 1 and o:
+        k = rnd.choice(list(o))
+        o[rnd.choice(WRAPPER_KEYS)] = o.pop(k)
+    elif op == 2:
+        o[rnd.choice(WRAPPER_KEYS + ["x", "t", "i", "base64"])] = Raw(rnd.choice(TRICKY))
+    elif o:
+        o.pop(rnd.choice(list(o)))
+    return doc
+
+
+def test_bson_valid_agrees_with_the_reverse_mapping(pg):
+    """bson_valid(doc), the check an application table can carry, is true exactly when the
+    reverse mapping reads doc back: for every rendering of the BSON corpus and of random
+    documents (both fidelities), and for seeded mutations of them aimed at the wrappers."""
+    rnd = seed()
+    hexes = [line.split("\t")[0] for line in tool("corpus")]
+    hexes += tool("random", "300", str(rnd.randrange(1 << 31)))
+    texts = []
+    for fidelity in ("relaxed", "exact"):
+        texts += [t for t in tool("render", fidelity, lines=hexes) if not t.startswith("ERR")]
+    mutants = []
+    for _ in range(3000):
+        doc = json.loads(rnd.choice(texts))
+        for _ in range(rnd.randrange(1, 3)):
+            mutate(rnd, doc)
+        mutants.append(dump(doc))
+    with pg.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE docs (id int, doc jsonb)")
+        for i, t in enumerate(texts + mutants):
+            cur.execute("INSERT INTO docs VALUES (%s, %s::jsonb)", (i, t))
+        cur.execute(f"SELECT id, {Q}.bson_valid(doc), doc::text FROM docs ORDER BY id")
+        rows = cur.fetchall()
+        cur.execute("DROP TABLE docs")
+    verdicts = tool("parse", "exact", lines=[r[2] for r in rows])
+    assert all(r[1] for r in rows[:len(texts)]), "a rendered document fails bson_valid"
+    wrong = [(r[1], v, r[2][:300]) for r, v in zip(rows, verdicts)
+             if r[1] != (not v.startswith("ERR"))]
+    refused = sum(1 for v in verdicts if v.startswith("ERR"))
+    print(f"{len(rows)} documents, {refused} refused by the reverse mapping")
+    assert refused > 500  # the mutations do reach the wrappers
+    assert not wrong, f"{len(wrong)} disagreements, e.g. {wrong[:5]}"
+
+
+def test_bson_valid_as_a_check_constraint(pg):
+    with pg.cursor() as cur:
+        cur.execute(f"CREATE TABLE {Q}.t (_id text PRIMARY KEY, doc jsonb NOT NULL, "
+                    f"CONSTRAINT t_doc_bson CHECK ({Q}.bson_valid(doc)))")
+        try:
+            cur.execute(f"INSERT INTO {Q}.t VALUES ('a', jsonb_build_object('at', "
+                        f"{Q}.bson_date(now()), 'n', {Q}.bson_double(1)))")
+            for bad in ['{"at": {"$date": "yesterday"}}', '{"n": {"$numberLong": "1.5"}}',
+                        '{"o": {"$oid": "xyz"}}', '[1]']:
+                with pytest.raises(psycopg2.errors.CheckViolation):
+                    cur.execute(f"INSERT INTO {Q}.t VALUES ('b', %s::jsonb)", (bad,))
+        finally:
+            cur.execute(f"DROP TABLE {Q}.t")

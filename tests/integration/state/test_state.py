@@ -22,4 +22,4 @@ def test_state_layer_against_postgres(postgres):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout + proc.stderr
     ran = out.count("[ RUN      ]")
-    assert ran >= 9 and f"[  PASSED  ] {ran} test(s)." in out, out
+    assert ran >= 11 and f"[  PASSED  ] {ran} test(s)." in out, out

@@ -953,10 +953,11 @@ promote(world_t *w, node_t *n, const mg_ha_decision_t *d)
 {
     mg_ha_cluster_status_t s;
     char names[sizeof(n->sync_names)];
+    const mg_ha_self_t me = self_of(w, n);
 
     if (!take_leader(w, n))
         return false;
-    (void)mg_ha__promote_plan(n->view, n->name, HAS(w, F_SYNC), names, sizeof(names), &s);
+    (void)mg_ha__promote_plan(n->view, &me, HAS(w, F_SYNC), names, sizeof(names), &s);
     if (!may_become_primary(w, n))
         return false;
     check_promotion(w, n);
