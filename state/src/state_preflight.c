@@ -179,9 +179,12 @@ mg_state_collections_unvalidated(mg_state_t *st, int limit, mg_state_rows_t *out
                 "c.updated_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''), "
                 "count(*) OVER () FROM @.collections c WHERE NOT EXISTS (SELECT 1 FROM "
                 "@.validation_results v JOIN @.validation_runs r ON r.id = v.run_id WHERE v.db = "
-                "c.db AND v.coll = c.coll AND v.status = 'clean' AND r.mode = 'full' AND "
-                "r.finished_at IS NOT NULL AND r.started_at > coalesce(c.copied_at, "
-                "c.updated_at)) ORDER BY c.db, c.coll LIMIT $1",
+                "c.db AND v.coll = c.coll AND v.status IN ('clean', 'mismatch') AND r.mode = "
+                "'full' AND r.finished_at IS NOT NULL AND r.started_at > coalesce(c.copied_at, "
+                "c.updated_at) AND (v.status = 'clean' OR EXISTS (SELECT 1 FROM "
+                "@.validation_results v2 JOIN @.validation_runs r2 ON r2.id = v2.run_id WHERE "
+                "v2.db = c.db AND v2.coll = c.coll AND v2.status = 'clean' AND r2.finished_at IS "
+                "NOT NULL AND r2.started_at > r.finished_at))) ORDER BY c.db, c.coll LIMIT $1",
                 1, p, error),
             texts, nums, out, error))
         return false;

@@ -798,8 +798,10 @@ bool mg_state_invalid_namespaces(mg_state_t *st, mg_state_rows_t *out, mg_error_
 /*
  * mg_state_collections_unvalidated lists the collections that no clean full
  * validation covered since their copy finished: no validation run of mode
- * full that started after the collection's copied_at and found it clean
- * (ns, copied_at). A --changed run is never proof of the whole collection.
+ * full that started after the collection's copied_at and checked it, finding
+ * it clean or with differences that a run started after it (which rechecks
+ * the open mismatches) found clean (ns, copied_at). A --changed run alone is
+ * never proof of the whole collection.
  */
 bool mg_state_collections_unvalidated(mg_state_t *st, int limit, mg_state_rows_t *out,
                                       mg_error_t *error);

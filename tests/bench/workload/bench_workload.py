@@ -207,6 +207,12 @@ class ProcSampler(threading.Thread):
         machine's busy cores over [t0, t1] (the samples inside it)."""
         with self.lock:
             s = [x for x in self.samples if t0 <= x[0] <= t1]
+            if len(s) < 2:
+                # a loaded machine can stretch one pass over /proc past a short window:
+                # bracket it with the nearest samples before and after instead
+                before = [x for x in self.samples if x[0] <= t0][-1:]
+                after = [x for x in self.samples if x[0] >= t1][:1]
+                s = before + s + after
         if len(s) < 2:
             return {}, None
         first, last = s[0], s[-1]

@@ -11,6 +11,7 @@ import os
 import secrets
 import signal
 import subprocess
+import threading
 import urllib.error
 import urllib.request
 
@@ -213,3 +214,46 @@ def set_node_options(config_path, **options):
     conf.update(options)
     with open(config_path, "w") as f:
         json.dump(conf, f)
+
+
+class Writer(threading.Thread):
+    """Writer inserts 1, 2, 3, ... through HAProxy and keeps the acknowledged ones."""
+
+    def __init__(self, port, password):
+        super().__init__(daemon=True)
+        self.port = port
+        self.password = password
+        self.stop_event = threading.Event()
+        self.acked = []
+        self.errors = 0
+
+    def _connect(self):
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres",
+                                password=self.password, dbname="postgres", connect_timeout=2)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SET statement_timeout = '20s'")
+        return conn
+
+    def run(self):
+        n, conn = 0, None
+        while not self.stop_event.is_set():
+            n += 1
+            try:
+                if conn is None:
+                    conn = self._connect()
+                with conn.cursor() as cur:
+                    cur.execute("INSERT INTO seq (n) VALUES (%s)", (n,))
+                self.acked.append(n)
+            except psycopg2.Error:
+                self.errors += 1
+                try:
+                    if conn is not None:
+                        conn.close()
+                except psycopg2.Error:
+                    pass
+                conn = None
+                self.stop_event.wait(0.1)
+            self.stop_event.wait(0.02)
+        if conn is not None:
+            conn.close()

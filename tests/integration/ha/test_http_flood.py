@@ -41,8 +41,8 @@ import time
 import pytest
 
 import hacluster
-from hatools import http_get, query, wait_for
-from test_failover import Writer, healthy
+from hatools import Writer, http_get, query, wait_for
+from test_failover import healthy
 
 HEAL_TIMEOUT = 120
 FLOOD_S = 30
