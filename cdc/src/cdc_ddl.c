@@ -153,5 +153,8 @@ mg_cdc__on_ddl_event(follow_t *f, const mg_cdc_event_t *ev, mg_error_t *error)
     }
     if (kt >= 0 && !(strcmp(ev->db, ev->to_db) == 0 && strcmp(ev->coll, ev->to_coll) == 0))
         replaced(f, kt, ev, followed);
+    /* renamed into the scope with documents the stream did not carry: recorded, to re-sync */
+    if (ev->op == MG_CDC_OP_RENAME && kt < 0 && !followed)
+        return mg_cdc__maybe_add(f, ev, ev->to_db, ev->to_coll, MG_CDC__SEEN_RENAMED, &kt, error);
     return true;
 }

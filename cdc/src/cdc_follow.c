@@ -53,6 +53,22 @@ new_batch(follow_t *f)
                             (size_t)f->s->batch_bytes + 512u * 1024 * 1024);
 }
 
+bool
+mg_cdc__rebuild_batches(follow_t *f, mg_error_t *error)
+{
+    mg_cdc_batch_t *b = new_batch(f), *spare = b != NULL ? new_batch(f) : NULL;
+
+    if (spare == NULL) {
+        mg_cdc_batch_destroy(b);
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+    }
+    mg_cdc_batch_destroy(f->batch);
+    mg_cdc_batch_destroy(f->spare);
+    f->batch = b;
+    f->spare = spare;
+    return true;
+}
+
 /* load_state reads the collections, T0, fidelity and the checkpoint (through state/). */
 static bool
 load_state(follow_t *f, mg_error_t *error)
@@ -127,7 +143,8 @@ mg_cdc__find_table(follow_t *f, const char *db, const char *coll)
 bool
 mg_cdc__active(const follow_coll_t *c)
 {
-    return strcmp(c->status, "copied") == 0 || strcmp(c->status, "following") == 0;
+    return strcmp(c->status, "copied") == 0 || strcmp(c->status, "following") == 0 ||
+           strcmp(c->status, "added") == 0;
 }
 
 static void
@@ -401,12 +418,8 @@ reconnect_target(follow_t *f, mg_error_t *error)
     if (f->claimed && !mg_cdc__lease_claim(f, error))
         return false;
     /* the tables were reloaded: the batches must point at the new ones */
-    mg_cdc_batch_destroy(f->batch);
-    mg_cdc_batch_destroy(f->spare);
-    f->batch = new_batch(f);
-    f->spare = new_batch(f);
-    if (f->batch == NULL || f->spare == NULL)
-        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+    if (!mg_cdc__rebuild_batches(f, error))
+        return false;
     set_token(&f->last_read, f->committed);
     if (!mg_cdc__open_stream(f, f->committed, error))
         return false;
@@ -496,6 +509,9 @@ follow_start(follow_t *f, mg_error_t *error)
         return mg_cdc__exit_code(error);
     if (!mg_cdc__stream_probe(f, error))
         return MG_EXIT_SOURCE;
+    /* from T0 only: from a checkpoint, every collection created since is in the stream */
+    if (f->committed == NULL && !mg_cdc__added_scan(f, error))
+        return mg_cdc__exit_code(error);
     if (!mg_cdc__open_stream(f, f->committed, error)) {
         if (error->domain == MG_ERROR_DOMAIN_MONGO && error->code == ERR_HISTORY_LOST) {
             history_lost(f, error);
@@ -588,6 +604,8 @@ on_event(follow_t *f, const bson_t *raw, mg_error_t *error)
     case MG_CDC_OP_UPDATE:
     case MG_CDC_OP_REPLACE:
     case MG_CDC_OP_DELETE:
+        if (k < 0 && !mg_cdc__maybe_add(f, &ev, ev.db, ev.coll, MG_CDC__SEEN_EVENT, &k, error))
+            return TURN_FAILED;
         if (k >= 0 && mg_cdc__active(&f->colls[k]) &&
             !mg_cdc__on_data_event(f, (size_t)k, &ev, error))
             return TURN_FAILED;
@@ -836,6 +854,7 @@ mg_cdc_follow_destroy(mg_cdc_follow_t *f)
     if (f->last_read != NULL)
         bson_destroy(f->last_read);
     free_colls(f);
+    mg_state_scope_cleanup(&f->scope);
     if (f->pg != NULL)
         PQfinish(f->pg);
     mg_state_destroy(f->st);

@@ -102,6 +102,9 @@ struct mg_cdc_follow {
     double last_log, last_rate_save, source_fail_since;
     mg_cdc_event_t prev; /* only its transaction identity is used */
     bool have_prev;
+    /* collections created after init (cdc_added.c): the scope init recorded */
+    mg_state_scope_t scope;
+    bool scope_loaded, scope_warned;
 };
 
 typedef struct mg_cdc_follow follow_t;
@@ -125,6 +128,37 @@ void mg_cdc__set_status(follow_t *f, size_t k, const char *status, const char *e
 
 /* mg_cdc__stop_collection stops collection k with the reason why (status failed). */
 void mg_cdc__stop_collection(follow_t *f, size_t k, const char *why);
+
+/* mg_cdc__rebuild_batches makes both (empty) batches again, for f->tables as they are now. */
+bool mg_cdc__rebuild_batches(follow_t *f, mg_error_t *error);
+
+/* ---- cdc_added.c ---- */
+
+/* How a collection that is not planned was found. */
+typedef enum {
+    MG_CDC__SEEN_EVENT,   /* a change event of it (ev) */
+    MG_CDC__SEEN_RENAMED, /* the target of a rename event (ev) */
+    MG_CDC__SEEN_LISTED,  /* listed on the source when the follower started (ev NULL) */
+} mg_cdc__seen_t;
+
+/*
+ * mg_cdc__maybe_add handles db.coll, not planned: when the migration's
+ * scope covers it, applies what was read so far, creates its table,
+ * records it (status added when its first event is an insert; else
+ * failed, naming the re-sync, as it holds documents the stream did not
+ * carry), logs and records the event cdc.collection_added, and sets *k to
+ * its index; else *k is -1.
+ */
+bool mg_cdc__maybe_add(follow_t *f, const mg_cdc_event_t *ev, const char *db, const char *coll,
+                       mg_cdc__seen_t seen, int *k, mg_error_t *error);
+
+/*
+ * mg_cdc__added_scan lists the collections of the watched databases when
+ * the follower starts from T0: one in scope and not planned was created
+ * after init and (most likely) before T0, so it holds documents the stream
+ * does not carry and is recorded failed, to be re-synced.
+ */
+bool mg_cdc__added_scan(follow_t *f, mg_error_t *error);
 
 /* ---- cdc_stream.c ---- */
 

@@ -39,8 +39,8 @@ field_ptr(const mg_config_t *c, size_t i)
     return (char *)c->target + c->options[i].offset;
 }
 
-static void
-list_clear(mg_strlist_t *l)
+void
+mg_strlist_clear(mg_strlist_t *l)
 {
     for (size_t i = 0; i < l->count; i++)
         free(l->items[i]);
@@ -325,7 +325,7 @@ apply_text(mg_config_t *c, size_t i, const char *text, bool append, mg_config_so
     case MG_CONFIG_LIST: {
         mg_strlist_t *l = p;
         if (!append) {
-            list_clear(l);
+            mg_strlist_clear(l);
             char *dup = strdup(text);
             char *save = NULL;
             if (dup == NULL)
@@ -394,7 +394,7 @@ mg_config_destroy(mg_config_t *c)
             free(*(char **)p);
             *(char **)p = NULL;
         } else if (c->options[i].type == MG_CONFIG_LIST) {
-            list_clear(p);
+            mg_strlist_clear(p);
         }
         free(c->source_desc[i]);
     }
@@ -526,7 +526,7 @@ file_scalar(file_ctx_t *f, const char *text, const char *json_kind)
         return file_fail(f);
     }
     if (o->type == MG_CONFIG_LIST) {
-        list_clear(field_ptr(f->config, (size_t)i));
+        mg_strlist_clear(field_ptr(f->config, (size_t)i));
         if (!apply_text(f->config, (size_t)i, text, true, MG_CONFIG_SOURCE_FILE, desc, f->error))
             return file_fail(f);
         return 1;
@@ -666,7 +666,7 @@ cb_start_array(void *ctx)
                      type_expectation(&f->config->options[i]));
         return file_fail(f);
     }
-    list_clear(field_ptr(f->config, (size_t)i));
+    mg_strlist_clear(field_ptr(f->config, (size_t)i));
     if (!set_source(f->config, (size_t)i, MG_CONFIG_SOURCE_FILE, desc)) {
         mg_error_set(f->error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
         return file_fail(f);
@@ -944,7 +944,7 @@ load_flags(mg_config_t *c, int argc, char **argv, int *first_positional, mg_erro
         } else if (o->type == MG_CONFIG_LIST) {
             /* The first flag replaces what the file or env gave; later ones add. */
             if (!flag_seen[idx])
-                list_clear(field_ptr(c, (size_t)idx));
+                mg_strlist_clear(field_ptr(c, (size_t)idx));
             if (!apply_text(c, (size_t)idx, optarg, true, MG_CONFIG_SOURCE_FLAG, desc, error))
                 goto done;
         } else if (!apply_text(c, (size_t)idx, optarg, false, MG_CONFIG_SOURCE_FLAG, desc, error)) {

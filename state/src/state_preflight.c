@@ -7,6 +7,8 @@
  */
 #include "state_internal.h"
 
+#include <fnmatch.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,17 +17,10 @@
 void
 mg_state_scope_cleanup(mg_state_scope_t *scope)
 {
-    mg_strlist_t *lists[2];
-
     if (scope == NULL)
         return;
-    lists[0] = &scope->include;
-    lists[1] = &scope->exclude;
-    for (int k = 0; k < 2; k++) {
-        for (size_t i = 0; i < lists[k]->count; i++)
-            free(lists[k]->items[i]);
-        free(lists[k]->items);
-    }
+    mg_strlist_clear(&scope->include);
+    mg_strlist_clear(&scope->exclude);
     memset(scope, 0, sizeof(*scope));
 }
 
@@ -47,11 +42,13 @@ list_push(mg_strlist_t *l, const char *item)
 bool
 mg_state_scope_get(mg_state_t *st, mg_state_scope_t *out, mg_error_t *error)
 {
-    /* k: known (init recorded its patterns, or had none), i: include, e: exclude */
+    /* k: known (init recorded its patterns, or had none), t: target schema, i: include,
+     * e: exclude */
     PGresult *res = mg_state__query(
         st,
-        "WITH m AS (SELECT options FROM @.migration WHERE id = 1) "
-        "SELECT 'k', CASE WHEN options ? 'include' OR (coalesce((options->>'include_count')::int, "
+        "WITH m AS (SELECT options, target_schema FROM @.migration WHERE id = 1) "
+        "SELECT 't', coalesce(target_schema, '') FROM m UNION ALL SELECT 'k', CASE WHEN options ? "
+        "'include' OR (coalesce((options->>'include_count')::int, "
         "0) = 0 AND coalesce((options->>'exclude_count')::int, 0) = 0) THEN 't' ELSE 'f' END "
         "FROM m UNION ALL SELECT 'i', x FROM m, jsonb_array_elements_text(CASE WHEN "
         "jsonb_typeof(options->'include') = 'array' THEN options->'include' ELSE '[]' END) x "
@@ -67,6 +64,9 @@ mg_state_scope_get(mg_state_t *st, mg_state_scope_t *out, mg_error_t *error)
         const char *kind = PQgetvalue(res, r, 0), *v = PQgetvalue(res, r, 1);
         if (*kind == 'k')
             out->known = strcmp(v, "t") == 0;
+        else if (*kind == 't')
+            ok = (size_t)snprintf(out->target_schema, sizeof(out->target_schema), "%s", v) <
+                 sizeof(out->target_schema);
         else
             ok = list_push(*kind == 'i' ? &out->include : &out->exclude, v);
     }
@@ -76,6 +76,29 @@ mg_state_scope_get(mg_state_t *st, mg_state_scope_t *out, mg_error_t *error)
         return mg_state__oom(error);
     }
     return true;
+}
+
+static bool
+scope_any(const mg_strlist_t *patterns, const char *ns)
+{
+    for (size_t i = 0; i < patterns->count; i++)
+        if (fnmatch(patterns->items[i], ns, 0) == 0)
+            return true;
+    return false;
+}
+
+bool
+mg_state_scope_match(const mg_state_scope_t *scope, const char *db, const char *coll)
+{
+    char ns[1024]; /* MongoDB caps a namespace at 255 bytes */
+
+    if (strcmp(db, "admin") == 0 || strcmp(db, "local") == 0 || strcmp(db, "config") == 0 ||
+        strncmp(coll, "system.", 7) == 0)
+        return false;
+    if ((size_t)snprintf(ns, sizeof(ns), "%s.%s", db, coll) >= sizeof(ns))
+        return false;
+    return (scope->include.count == 0 || scope_any(&scope->include, ns)) &&
+           !scope_any(&scope->exclude, ns);
 }
 
 /* ---- what the preflight refuses ---- */
@@ -90,11 +113,12 @@ mg_state_collections_incomplete(mg_state_t *st, int limit, mg_state_rows_t *out,
     if (!mg_state__read_rows(
             mg_state__query(
                 st,
-                "SELECT c.db || '.' || c.coll, CASE WHEN c.status NOT IN ('copied', 'following') "
+                "SELECT c.db || '.' || c.coll, CASE WHEN c.status NOT IN ('copied', 'following', "
+                "'added') "
                 "THEN 'status ' || c.status ELSE (SELECT count(*) FROM @.partitions p WHERE p.db "
                 "= c.db AND p.coll = c.coll AND p.status <> 'done') || ' partition(s) not "
                 "copied' END, count(*) OVER () FROM @.collections c WHERE c.status <> 'failed' "
-                "AND (c.status NOT IN ('copied', 'following') OR EXISTS (SELECT 1 FROM "
+                "AND (c.status NOT IN ('copied', 'following', 'added') OR EXISTS (SELECT 1 FROM "
                 "@.partitions p WHERE p.db = c.db AND p.coll = c.coll AND p.status <> 'done')) "
                 "ORDER BY c.db, c.coll LIMIT $1",
                 1, p, error),

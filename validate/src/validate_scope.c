@@ -30,20 +30,14 @@ matches(const mg_strlist_t *patterns, const char *ns)
     return false;
 }
 
+/* the scope's rules are the state's (mg_state_scope_match), shared with the follower */
 bool
 mg_validate_scope_wants(const mg_state_scope_t *scope, const char *db, const char *name,
                         const char *type)
 {
-    char ns[1024];
-
-    if (internal_db(db) || strncmp(name, "system.", 7) == 0)
-        return false;
     if (type != NULL && strcmp(type, "collection") != 0)
         return false; /* views, time-series: init skips them too */
-    snprintf(ns, sizeof(ns), "%s.%s", db, name);
-    if (scope->include.count > 0 && !matches(&scope->include, ns))
-        return false;
-    return !matches(&scope->exclude, ns);
+    return mg_state_scope_match(scope, db, name);
 }
 
 static int

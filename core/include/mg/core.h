@@ -590,6 +590,9 @@ typedef struct {
     size_t count;
 } mg_strlist_t;
 
+/* mg_strlist_clear frees a list's items and empties it. */
+void mg_strlist_clear(mg_strlist_t *list);
+
 /*
  * One option. name is the JSON key (dots descend into objects: "etcd.ttl");
  * the flag is "--" + name with '.' and '_' as '-'; the environment variable

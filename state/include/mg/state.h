@@ -155,11 +155,20 @@ typedef struct {
     bool known;
     mg_strlist_t include;
     mg_strlist_t exclude;
+    char target_schema[256]; /* init's --target-schema, "" for one schema per database */
 } mg_state_scope_t;
 
 /* mg_state_scope_get reads the scope; free with mg_state_scope_cleanup. */
 bool mg_state_scope_get(mg_state_t *st, mg_state_scope_t *out, mg_error_t *error);
 void mg_state_scope_cleanup(mg_state_scope_t *scope);
+
+/*
+ * mg_state_scope_match tells whether the collection db.coll is in the
+ * scope the way init plans: not in admin, config or local, not system.*,
+ * matched by an include pattern (or there is none) and by no exclude
+ * pattern. The collection's type (views) is the caller's to check.
+ */
+bool mg_state_scope_match(const mg_state_scope_t *scope, const char *db, const char *coll);
 
 /* ------------------------------------------------------------------------
  * Collections (their mapping and status), census, indexes

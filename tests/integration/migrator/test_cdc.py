@@ -501,3 +501,77 @@ def test_idle_source_lag_and_metrics(mongo, dbname, postgres, migrate):
     # once stopped, the follower says so (and the lag is no longer claimed)
     status = migrate("status", "--target", postgres.uri, "--json").json()["change_stream"]
     assert status["follower"]["alive"] is False and status["lag_s"] is None, status
+
+
+def test_collection_created_after_init_is_followed(mongo, dbname, postgres, migrate):
+    """issue 14 hole 0: a collection created during sync --follow in an included database
+    gets its table and every document (the old follower skipped its events: no table)."""
+    db = mongo[dbname]
+    db["c"].insert_many([{"_id": i} for i in range(3)])
+    init(migrate, mongo, postgres, dbname)
+    proc = follow_in_background(mongo, postgres)
+    try:
+        wait_for(lambda: postgres.query("SELECT count(*) FROM _migrate.checkpoint "
+                                        "WHERE cluster_time_ts IS NOT NULL")[0][0] == 1,
+                 what="the copy and the first checkpoint")
+        db["new_after_init"].insert_many([{"_id": i, "v": f"doc {i}"} for i in range(100)])
+        db["new_after_init"].update_one({"_id": 5}, {"$set": {"v": "changed"}})
+        db["new_after_init"].delete_one({"_id": 99})
+        db["new_after_init"].insert_one({"_id": 99, "v": "again"})
+        wait_for(lambda: postgres.query(
+            "SELECT count(*) FROM _migrate.collections WHERE coll = 'new_after_init'")[0][0] == 1
+                 and postgres.query(f'SELECT count(*) FROM "{dbname}".new_after_init '
+                                    "WHERE doc->>'v' = 'again'")[0][0] == 1,
+                 what="the new collection's table and its last write")
+    finally:
+        stop(proc)
+    assert postgres.query(f'SELECT count(*) FROM "{dbname}".new_after_init') == [(100,)]
+    assert_same(mongo, postgres, dbname, "new_after_init")
+    st = statuses(migrate, postgres)
+    assert st["new_after_init"]["status"] == "added" and st["c"]["status"] == "copied"
+    events = postgres.query("SELECT data FROM _migrate.events WHERE kind = 'cdc.collection_added'")
+    assert [(e[0]["db"], e[0]["collection"], e[0]["status"]) for e in events] == [
+        (dbname, "new_after_init", "added")]
+    text = migrate("status", "--target", postgres.uri).stdout
+    assert f"{dbname}.new_after_init" in text and "added" in text
+
+
+def test_collection_renamed_into_scope_must_be_resynced(mongo, dbname, postgres, migrate):
+    """a collection renamed into the scope holds documents the stream never carried: it is
+    recorded failed, naming the re-sync, never half-followed; --resync then copies it."""
+    db = mongo[dbname]
+    db["c"].insert_one({"_id": 0})
+    db["skip_me"].insert_many([{"_id": i} for i in range(5)])
+    init(migrate, mongo, postgres, dbname, "--exclude", f"{dbname}.skip_me")
+    assert sync(migrate, mongo, postgres).rc == 0
+    db["skip_me"].rename("kept")
+    db["kept"].insert_one({"_id": 5})
+    r = sync(migrate, mongo, postgres)
+    assert r.rc == 0, r
+    st = statuses(migrate, postgres)
+    assert st["kept"]["status"] == "failed"
+    assert f"migrate sync --resync {dbname}.kept" in st["kept"]["error"], st["kept"]
+    assert postgres.query(f'SELECT count(*) FROM "{dbname}".kept') == [(0,)]
+    assert sync(migrate, mongo, postgres, "--resync", f"{dbname}.kept").rc == 0
+    assert statuses(migrate, postgres)["kept"]["status"] == "copied"
+    assert_same(mongo, postgres, dbname, "kept")
+
+
+def test_collection_created_before_the_first_sync_must_be_resynced(mongo, dbname, postgres,
+                                                                    migrate):
+    """a collection created between init and the first sync holds documents from before T0:
+    the follower finds it when it starts and records it failed, naming the re-sync."""
+    db = mongo[dbname]
+    db["c"].insert_one({"_id": 0})
+    init(migrate, mongo, postgres, dbname)
+    db["late"].insert_many([{"_id": i} for i in range(5)])
+    db.create_collection("late_view", viewOn="c", pipeline=[])
+    r = sync(migrate, mongo, postgres)
+    assert r.rc == 0, r
+    st = statuses(migrate, postgres)
+    assert "late_view" not in st
+    assert st["late"]["status"] == "failed"
+    assert f"migrate sync --resync {dbname}.late" in st["late"]["error"], st["late"]
+    assert sync(migrate, mongo, postgres, "--resync", f"{dbname}.late").rc == 0
+    assert statuses(migrate, postgres)["late"]["status"] == "copied"
+    assert_same(mongo, postgres, dbname, "late")
