@@ -4,31 +4,19 @@
  * structure validation). The length field is forced to the input size so
  * the fuzzer explores the body instead of the framing check.
  */
-#include "msim.h"
-
-#include <stdlib.h>
-#include <string.h>
+#include "fuzz_msim.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    uint8_t *buf;
+    uint8_t *buf = fuzz_msim_frame(data, size);
     msim_msg_t msg;
     mg_error_t err;
-    uint32_t len = (uint32_t)size;
 
-    if (size < 16 || size > (1u << 20))
-        return 0;
-    buf = malloc(size);
     if (buf == NULL)
         return 0;
-    memcpy(buf, data, size);
-    buf[0] = (uint8_t)len;
-    buf[1] = (uint8_t)(len >> 8);
-    buf[2] = (uint8_t)(len >> 16);
-    buf[3] = (uint8_t)(len >> 24);
     if (msim_wire_parse(buf, size, &msg, &err)) {
         bson_iter_t it;
         /* the merged command must be a well-formed document */

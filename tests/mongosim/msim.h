@@ -53,12 +53,17 @@ enum {
     MSIM_E_DUPLICATE_KEY = 11000,
     MSIM_E_UNRECOGNIZED_STAGE = 40324,
     MSIM_E_OBJECT_TOO_LARGE = 10334,
+    MSIM_E_USER_NOT_FOUND = 11,
+    MSIM_E_LOCK_TIMEOUT = 24,
+    MSIM_E_ROLE_NOT_FOUND = 31,
+    MSIM_E_INDEX_BUILD_ABORTED = 276,
 };
 
 #define MSIM_MAX_BSON_SIZE    (16 * 1024 * 1024)
 #define MSIM_MAX_MESSAGE_SIZE 48000000
 #define MSIM_MAX_WRITE_BATCH  100000
-#define MSIM_MAX_WIRE_VERSION 17 /* MongoDB 6.0 */
+/* BSONObjMaxInternalSize: larger documents cannot be serialized at all */
+#define MSIM_MAX_INTERNAL_BSON_SIZE (MSIM_MAX_BSON_SIZE + 16 * 1024)
 
 /* msim_code_name returns MongoDB's static codeName for code ("Location<N>" style otherwise). */
 const char *msim_code_name(int32_t code);
@@ -195,6 +200,13 @@ bool msim_update_is_replacement(const bson_iter_t *update);
 typedef struct msim_skip msim_skip_t;
 typedef struct msim_coll msim_coll_t;
 
+/* The key ranges [min[i], max[i]) of a sharded collection a shard owns. */
+typedef struct {
+    bson_t *pattern; /* the shard key pattern */
+    bson_t **min, **max;
+    size_t n;
+} msim_owned_t;
+
 struct msim_coll {
     char *db;
     char *name;
@@ -206,6 +218,8 @@ struct msim_coll {
     bool pre_post_images;
     bson_t options;
     int64_t created_ms;
+    bson_t *shard_key;   /* shard key pattern of a sharded collection (documentKey), or NULL */
+    msim_owned_t *owned; /* the ranges this shard owns (routed operations skip orphans) */
 };
 
 msim_coll_t *msim_coll_new(const char *db, const char *name);
@@ -232,12 +246,128 @@ msim_doc_t *msim_coll_iter_next(msim_coll_iter_t *it);
 msim_doc_t *msim_coll_last(const msim_coll_t *c);
 
 /* ------------------------------------------------------------------------
+ * Users, built-in roles and privileges (msim_roles.c, msim_authz.c)
+ * ------------------------------------------------------------------------ */
+
+/* Resource patterns of privileges, as MongoDB's match types. */
+typedef enum {
+    MSIM_RP_NONE = 0,
+    MSIM_RP_ANY,            /* {anyResource: true} */
+    MSIM_RP_ANY_NORMAL,     /* {db: "", collection: ""}: every non-system namespace */
+    MSIM_RP_CLUSTER,        /* {cluster: true} */
+    MSIM_RP_DB,             /* {db: X, collection: ""} */
+    MSIM_RP_COLL,           /* {db: "", collection: C}: C in any database */
+    MSIM_RP_EXACT,          /* {db: X, collection: C} */
+    MSIM_RP_SYSTEM_BUCKETS, /* {db: "", system_buckets: ""} (never matches here) */
+} msim_rp_kind_t;
+
+#define MSIM_ACTION_WORDS 2
+typedef struct {
+    uint64_t w[MSIM_ACTION_WORDS];
+} msim_actions_t;
+
+typedef struct {
+    msim_rp_kind_t kind;
+    char db[64];
+    char coll[128];
+    msim_actions_t actions;
+} msim_priv_t;
+
+#define MSIM_MAX_PRIVS 128
+typedef struct {
+    msim_priv_t privs[MSIM_MAX_PRIVS];
+    size_t n;
+} msim_privset_t;
+
+typedef struct {
+    char role[64];
+    char db[64];
+} msim_role_ref_t;
+
+#define MSIM_MAX_USER_ROLES 16
+typedef struct {
+    char name[128];
+    char db[64];
+    uint8_t uuid[16];
+    msim_role_ref_t roles[MSIM_MAX_USER_ROLES];
+    size_t nroles;
+    /* SCRAM-SHA-256 credentials */
+    uint8_t salt[28];
+    uint8_t stored_key[32];
+    uint8_t server_key[32];
+    int iterations;
+    msim_privset_t privs; /* flattened from the roles at start-up */
+    bool bypass_write_block;
+} msim_user_t;
+
+int msim_action_count(void);
+const char *msim_action_name(int bit);
+/* msim_action_bit returns the bit of an action name, -1 when unknown. */
+int msim_action_bit(const char *name);
+void msim_actions_add(msim_actions_t *set, const char *name);
+bool msim_actions_has(const msim_actions_t *set, int bit);
+/* msim_role_exists checks name@db is a built-in role (error RoleNotFound otherwise). */
+bool msim_role_exists(const char *name, const char *db, mg_error_t *error);
+/* msim_privset_of_user flattens the privileges of u's roles into set. */
+void msim_privset_of_user(const msim_user_t *u, msim_privset_t *set);
+/*
+ * msim_privset_allows tells whether set grants every action of the
+ * space-separated list on the resource: the cluster (db NULL), the pattern
+ * "any normal resource" (db ""), a database (coll NULL) or a namespace.
+ */
+bool msim_privset_allows(const msim_privset_t *set, const char *db, const char *coll,
+                         const char *actions);
+/* msim_privset_any_on: set grants some action on the database (coll NULL) or namespace. */
+bool msim_privset_any_on(const msim_privset_t *set, const char *db, const char *coll);
+/* msim_privset_append appends set as connectionStatus's privilege documents to arr. */
+void msim_privset_append(const msim_privset_t *set, bson_t *arr);
+
+/*
+ * msim_user_add parses one --auth value USER[@DB]:PASSWORD[:ROLE[@DB][,ROLE...]]
+ * (ROLE defaults to root; a role without @DB is on the user's database, as
+ * createUser does) and registers the user with SCRAM-SHA-256 credentials.
+ */
+bool msim_user_add(const char *spec, mg_error_t *error);
+const msim_user_t *msim_user_find(const char *name, const char *db);
+
+/* ------------------------------------------------------------------------
+ * Shard keys (msim_shardkey.c)
+ * ------------------------------------------------------------------------ */
+
+/* msim_hash64 is MongoDB's hashed-index hash of one value (seed 0). */
+int64_t msim_hash64(const bson_iter_t *it);
+/* msim_shardkey_pattern_valid: ascending fields, or one hashed field (*hashed). */
+bool msim_shardkey_pattern_valid(const bson_t *pattern, bool *hashed, mg_error_t *error);
+/*
+ * msim_shardkey_of appends the shard key of a document to out (caller
+ * inits): each pattern field's value (hashed: its hash as int64), null when
+ * missing. Fails (ShardKeyNotFound) for arrays, regexes, undefined.
+ */
+bool msim_shardkey_of(const bson_t *pattern, const uint8_t *data, uint32_t len, bson_t *out,
+                      mg_error_t *error);
+/* msim_document_key appends a change event's documentKey: shard key fields (as stored), _id. */
+void msim_document_key(const bson_t *pattern, const uint8_t *data, uint32_t len,
+                       const bson_iter_t *id, bson_t *out);
+/* msim_shardkey_cmp compares two keys field by field in MongoDB's order. */
+int msim_shardkey_cmp(const bson_t *a, const bson_t *b);
+/* msim_range_contains: min <= key < max. */
+bool msim_range_contains(const bson_t *min, const bson_t *max, const bson_t *key);
+/* msim_owned_contains: the document's key is in one of the ranges (true for NULL). */
+bool msim_owned_contains(const msim_owned_t *o, const uint8_t *data, uint32_t len);
+void msim_owned_free(msim_owned_t *o);
+
+/* ------------------------------------------------------------------------
  * Server state
  * ------------------------------------------------------------------------ */
 
 typedef struct {
     uint32_t t, i;
 } msim_ts_t;
+
+typedef struct {
+    pthread_mutex_t mu;
+    msim_ts_t now;
+} msim_clock_t;
 
 /* One oplog entry = one change event source. */
 typedef struct msim_oplog_entry {
@@ -256,7 +386,9 @@ typedef struct msim_oplog_entry {
     bson_t *lsid;          /* transaction events */
     int64_t txn_number;
     bool in_txn;
-    bool images; /* collection had changeStreamPreAndPostImages */
+    bool images;       /* collection had changeStreamPreAndPostImages */
+    bool drop_target;  /* rename: an existing target was dropped by it */
+    bool from_migrate; /* a chunk migration's (or a DDL's secondary) write: no event */
     size_t size;
 } msim_oplog_entry_t;
 
@@ -285,20 +417,33 @@ typedef struct {
     int port;
     int64_t oplog_max_bytes;
     int64_t cursor_timeout_ms;
-    char auth_user[128];
-    char auth_password[256];
-    bool auth_read_write_only; /* --auth USER:PASSWORD:readWrite: no cluster actions */
+    int noop_interval_secs;  /* periodicNoopIntervalSecs (1..10, MongoDB's default 10) */
+    int64_t txn_lifetime_ms; /* transactionLifetimeLimitSeconds (default 60) */
+    int server_version;      /* MSIM_VERSION_60 or MSIM_VERSION_70: what mongosim claims */
     bool auth;
     bool quiet;
+
+    /* users (--auth), fixed after start-up */
+    msim_user_t *users;
+    size_t nusers;
+    uint8_t decoy_salt[28]; /* answers saslStart for unknown users */
 
     /* store */
     pthread_rwlock_t lock;
     msim_coll_t **colls;
     size_t ncolls, capcolls;
 
-    /* logical clock, guarded by clock_mu */
-    pthread_mutex_t clock_mu;
-    msim_ts_t clock;
+    /* the logical clock: own_clock, or in a sharded cluster the one all
+     * members share (cluster time is one clock across shards here) */
+    msim_clock_t own_clock;
+    msim_clock_t *clock;
+    atomic_uint_fast64_t last_op; /* newest oplog entry of this member, (t << 32) | i */
+
+    /* sharded cluster (msim_router.c): NULL for a replica set */
+    struct msim_cluster *cluster;
+    bool is_router;
+    int shard_index; /* -1 for the router */
+    char name[32];   /* "mongosim", "shard0", ..., "router" */
 
     /* oplog, appended under lock (write), waited on with oplog_mu/oplog_cv */
     msim_oplog_entry_t *oplog_head, *oplog_tail;
@@ -309,7 +454,25 @@ typedef struct {
     uint32_t oplog_trim_index;
     pthread_mutex_t oplog_mu;
     pthread_cond_t oplog_cv;
+    uint64_t oplog_generation; /* bumped by msim_oplog_publish (oplog_mu) */
     atomic_uint_fast64_t oplog_seq_pub;
+    uint64_t noop_last_seq; /* periodic no-op writer: oplog end at its last check */
+    int64_t noop_last_ms;
+
+    /* the global lock (msim_lock.c): shared holders are operations and open
+     * transactions; setUserWriteBlockMode takes it exclusively */
+    pthread_mutex_t glock_mu;
+    pthread_cond_t glock_cv;
+    int glock_shared;
+    int glock_x_waiting;
+    bool glock_x_held;
+    pthread_mutex_t block_mu; /* one setUserWriteBlockMode at a time */
+
+    /* user index builds held by the hangAfterStartingIndexBuild fail point */
+    int index_builds_active;
+    uint64_t index_build_abort_gen;
+    atomic_bool index_builds_blocked;
+    atomic_bool fp_hang_index_build;
 
     /* cursors */
     pthread_mutex_t cursor_mu;
@@ -333,17 +496,14 @@ typedef struct {
     atomic_int_fast64_t total_connections;
     atomic_int_fast64_t op_counts[6]; /* insert query update delete getmore command */
 
-    /* SCRAM-SHA-256 credentials */
-    uint8_t scram_salt[28];
-    uint8_t scram_stored_key[32];
-    uint8_t scram_server_key[32];
-    int scram_iterations;
-
     atomic_bool stopping;
     int64_t wait_cap_ms; /* caps server-side waits (fuzzing); -1 = none */
 } msim_server_t;
 
-extern msim_server_t *msim_srv;
+enum { MSIM_VERSION_60 = 60, MSIM_VERSION_70 = 70 };
+
+/* The server (replica-set member, shard or router) this thread works for. */
+extern __thread msim_server_t *msim_srv;
 
 /*
  * msim_server_init sets defaults and initializes the locks of s, and makes
@@ -355,17 +515,20 @@ void msim_server_init(msim_server_t *s);
 typedef struct {
     int fd;
     int64_t id;
-    bool authenticated;
+    bool authenticated;           /* may run commands: no --auth, or a user logged in */
+    const msim_user_t *user;      /* the authenticated user (NULL without --auth) */
+    const msim_user_t *sasl_user; /* the user of the SCRAM conversation, NULL if unknown */
     char app_name[128];
     /* SCRAM conversation */
     int sasl_step;
     bool sasl_skip_empty;
-    bool sasl_user_ok;
     char sasl_client_first_bare[512];
     char sasl_server_first[512];
     char sasl_nonce[128];
+    msim_server_t *server; /* the member this connection talks to */
     bool close_after_reply;
-    bool exhaust; /* unused */
+    bool exhaust;  /* unused */
+    bool internal; /* a router's call into a shard: privileges were checked */
 } msim_conn_t;
 
 /* Command context handed to handlers. */
@@ -380,12 +543,21 @@ typedef struct {
     bool has_txn_number;
     int64_t txn_number;
     bool resumable_error; /* label the error ResumableChangeStreamError */
+    bson_t lsid_storage;  /* backs lsid */
 } msim_ctx_t;
+
+/* The connection whose command this thread runs (write-block bypass, cursor owners). */
+extern __thread msim_conn_t *msim_tls_conn;
+/* msim_note_op records ts as the latest oplog write of the running command. */
+void msim_note_op(msim_ts_t ts);
 
 /* msim_clock_tick returns a new, strictly greater cluster time. */
 msim_ts_t msim_clock_tick(void);
-/* msim_clock_now returns the current cluster time (advancing seconds lazily). */
+/* msim_clock_now returns the current cluster time: the time of the latest oplog entry
+ * (of any shard, in a sharded cluster). */
 msim_ts_t msim_clock_now(void);
+/* msim_last_op returns the time of this member's newest oplog entry. */
+msim_ts_t msim_last_op(void);
 int64_t msim_now_ms(void);
 int msim_ts_cmp(msim_ts_t a, msim_ts_t b);
 
@@ -405,6 +577,41 @@ void msim_oplog_entry_free(msim_oplog_entry_t *e);
 
 /* Commands (msim_cmd.c). */
 typedef bool (*msim_cmd_fn)(msim_ctx_t *ctx, mg_error_t *error);
+
+typedef struct {
+    const char *name;
+    msim_cmd_fn fn;
+    bool no_auth; /* allowed before authentication */
+    int counter;  /* index into op_counts */
+    bool locks;   /* holds the global lock while it runs (data and catalog access) */
+} msim_cmd_entry_t;
+
+/* Handlers the router shares with replica-set members. */
+/* msim_hello_common appends the hello fields a member and a router share (limits,
+ * wire versions, saslSupportedMechs). */
+void msim_hello_common(msim_ctx_t *ctx);
+bool msim_cmd_ping(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_build_info(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_whatsmyuri(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_get_parameter(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_configure_fail_point(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_server_status(msim_ctx_t *ctx, mg_error_t *error);
+/* msim_version_string returns the claimed version ("7.0.12"), parts[3] its numbers. */
+const char *msim_version_string(int parts[3]);
+
+/*
+ * msim_dispatch_internal runs cmd on another member of this process (a
+ * router's call into a shard) as the current connection's user, with its
+ * privileges already checked; the thread's server, connection and last
+ * operation time are restored afterwards (the latter to the later of both).
+ */
+void msim_dispatch_internal(msim_server_t *target, const bson_t *cmd, bson_t *reply);
+/* Internal (fromMigrate) catalog changes a router makes on its non-primary shards. */
+void msim_drop_quiet(const char *db, const char *coll);
+void msim_drop_database_quiet(const char *db);
+void msim_rename_quiet(const char *db, const char *from, const char *to);
+/* msim_tls_filter_orphans: the running command came from a router (shardVersion). */
+extern __thread bool msim_tls_filter_orphans;
 /*
  * msim_dispatch runs one command document against the server and builds the
  * full reply (ok, errmsg/code/codeName, operationTime, $clusterTime) into
@@ -428,6 +635,11 @@ bool msim_cmd_find(msim_ctx_t *ctx, mg_error_t *error);
 bool msim_cmd_find_and_modify(msim_ctx_t *ctx, mg_error_t *error);
 bool msim_cmd_count(msim_ctx_t *ctx, mg_error_t *error);
 bool msim_cmd_distinct(msim_ctx_t *ctx, mg_error_t *error);
+/* msim_write_error appends {index, code, codeName, errmsg} as writeErrors element *nerr (counted
+ * up). */
+void msim_write_error(bson_t *errs, uint32_t *nerr, int32_t index, const mg_error_t *e);
+/* msim_ordered_arg is a write command's "ordered" (default true). */
+bool msim_ordered_arg(const bson_t *cmd);
 /*
  * msim_snapshot returns references to the documents of db.coll matching m
  * (NULL = all), in _id order, at most stop_after (0 = all), as transaction
@@ -435,18 +647,39 @@ bool msim_cmd_distinct(msim_ctx_t *ctx, mg_error_t *error);
  */
 msim_doc_t **msim_snapshot(msim_txn_t *txn, const char *db, const char *coll,
                            const msim_matcher_t *m, size_t stop_after, size_t *n);
+/*
+ * A router sets msim_tls_snapshot_hook around find/count/distinct/aggregate:
+ * msim_snapshot then takes its documents from hook(arg, db, coll, &n) (an
+ * array of references in _id order, caller's) instead of the local store.
+ */
+typedef msim_doc_t **(*msim_snapshot_hook_t)(void *arg, const char *db, const char *coll,
+                                             size_t *n);
+extern __thread msim_snapshot_hook_t msim_tls_snapshot_hook;
+extern __thread void *msim_tls_snapshot_arg;
 
 /* Cursors (msim_cursor.c) */
+enum {
+    MSIM_CURSOR_SNAPSHOT, /* documents collected when the query ran */
+    MSIM_CURSOR_STREAM,   /* a change stream on this member */
+    MSIM_CURSOR_REMOTE,   /* router: a cursor of one shard, passed through */
+    MSIM_CURSOR_MERGED,   /* router: a change stream merged across shards */
+};
 struct msim_cursor {
     msim_cursor_t *next;
     int64_t id;
+    int kind;
     char ns[256];
     msim_doc_t **docs; /* snapshot */
     size_t ndocs, pos;
     bool busy;
     int64_t last_use_ms;
-    void *stream;      /* change stream state, or NULL */
-    msim_proj_t *proj; /* applied as documents are returned, or NULL */
+    void *stream;     /* change stream state (STREAM, MERGED), or NULL */
+    int remote_shard; /* REMOTE: the shard and its cursor */
+    int64_t remote_id;
+    char remote_db[128];
+    char remote_coll[256];
+    const msim_user_t *owner; /* the user that opened it (NULL without --auth) */
+    msim_proj_t *proj;        /* applied as documents are returned, or NULL */
 };
 /*
  * msim_cursor_first_batch takes ownership of docs (an array of references,
@@ -475,6 +708,18 @@ bool msim_cmd_aggregate(msim_ctx_t *ctx, mg_error_t *error);
 /* Change streams (msim_stream.c) */
 bool msim_stream_open(msim_ctx_t *ctx, const bson_iter_t *spec, const bson_t *pipeline_rest,
                       const char *coll, int64_t batch_size, mg_error_t *error);
+/*
+ * msim_split_event cuts ev (whose _id token is base_hex) into the fragments
+ * of $changeStreamSplitLargeEvent, as mongod cuts them: the top-level
+ * fields but _id ordered by (size, name) and packed greedily so the first
+ * fragment holds as many as fit; each fragment {_id: base_hex + index,
+ * splitEvent: {fragment, of}, fields...}. *out (array) and its documents
+ * are the caller's. Error 7182500 when a field fits no fragment.
+ */
+bool msim_split_event(const bson_t *ev, const char *base_hex, bson_t ***out, size_t *nout,
+                      mg_error_t *error);
+/* The largest event $changeStreamSplitLargeEvent returns whole (kBSONObjMaxChangeEventSize). */
+#define MSIM_SPLIT_EVENT_LIMIT (MSIM_MAX_INTERNAL_BSON_SIZE - 8 * 1024)
 bool msim_stream_get_more(msim_ctx_t *ctx, msim_cursor_t *cur, int64_t batch_size,
                           int64_t max_await_ms, mg_error_t *error);
 void msim_stream_free(void *stream);
@@ -488,6 +733,17 @@ void msim_stream_free(void *stream);
  */
 bool msim_txn_begin_command(msim_ctx_t *ctx, mg_error_t *error);
 bool msim_cmd_commit_txn(msim_ctx_t *ctx, mg_error_t *error);
+/*
+ * msim_txn_commit_shards commits the transaction (lsid, txn_number) open on
+ * each of the n members as one: their store locks taken in order, every
+ * participant checked for conflicts, then all writes applied with one
+ * commit timestamp (a router's two-phase commit, in one process). Errors:
+ * NoSuchTransaction, WriteConflict, UserWritesBlocked (all aborted).
+ */
+bool msim_txn_commit_shards(msim_server_t **members, int n, const bson_t *lsid, int64_t txn_number,
+                            mg_error_t *error);
+/* msim_txn_abort_session aborts an open transaction of lsid on this member (any number). */
+void msim_txn_abort_session(const bson_t *lsid);
 bool msim_cmd_abort_txn(msim_ctx_t *ctx, mg_error_t *error);
 /* A staged write: applied at commit. */
 typedef struct {
@@ -513,11 +769,156 @@ bool msim_txn_touches(msim_txn_t *t, const char *db, const char *coll);
 msim_doc_t **msim_txn_merge(msim_txn_t *t, const char *db, const char *coll, msim_doc_t **docs,
                             size_t n, size_t *nout);
 void msim_txn_end_sessions(const bson_t *cmd);
+/* msim_txn_expire aborts transactions open longer than the lifetime limit. */
+void msim_txn_expire(int64_t now_ms);
+
+/* ------------------------------------------------------------------------
+ * Sharded cluster (msim_cluster.c, msim_router.c, msim_route_stream.c)
+ * ------------------------------------------------------------------------ */
+
+typedef struct {
+    bson_t *min, *max; /* in shard-key space (hashed fields: int64) */
+    int shard;
+    uint32_t major, minor;
+    bson_oid_t id;
+    msim_ts_t since;
+} msim_chunk_t;
+
+/* A sharded collection in the router's catalog. Never freed (a dropped one
+ * is marked), so a pointer taken under the catalog mutex stays valid. */
+typedef struct {
+    char db[128], coll[128], ns[256];
+    bson_t *key;
+    bool hashed, unique, dropped, no_balance;
+    uint8_t uuid[16];
+    bson_oid_t epoch;
+    msim_ts_t timestamp;
+    int64_t updated_ms;
+    msim_chunk_t *chunks; /* sorted by min, covering MinKey..MaxKey */
+    size_t nchunks;
+    uint32_t major;
+    pthread_rwlock_t route; /* operations hold it shared, splits and migrations exclusive */
+} msim_scoll_t;
+
+typedef struct {
+    char name[128];
+    int primary;
+    uint8_t uuid[16];
+    msim_ts_t ts;
+} msim_sdb_t;
+
+typedef struct msim_rdel msim_rdel_t;
+typedef struct msim_rtxn msim_rtxn_t;
+
+typedef struct msim_cluster {
+    int nshards;
+    msim_server_t **shards;
+    msim_server_t *router;
+    msim_clock_t clock;
+    pthread_mutex_t mu; /* catalog, range deletions, router transactions */
+    msim_sdb_t *dbs;
+    size_t ndbs;
+    msim_scoll_t **colls;
+    size_t ncolls;
+    bool balancer_on;
+    int64_t balancer_rounds;
+    int balancer_interval_secs;
+    int64_t balancer_last_ms;
+    int64_t orphan_delay_ms;
+    msim_rdel_t *rdel;
+    msim_rtxn_t *txns;
+    pthread_mutex_t migrate_mu; /* one migration at a time */
+    /* wakes merged change streams when any shard writes */
+    pthread_mutex_t wake_mu;
+    pthread_cond_t wake_cv;
+    uint64_t wake_gen;
+} msim_cluster_t;
+
+/*
+ * msim_cluster_new makes router (already initialized, with the users) the
+ * router of nshards new shard members sharing its users and one cluster
+ * clock. Returns the cluster (lives until exit).
+ */
+msim_cluster_t *msim_cluster_new(msim_server_t *router, int nshards);
+/* msim_cluster_tick runs the balancer round and range deletions that are due. */
+void msim_cluster_tick(msim_cluster_t *cl, int64_t now_ms);
+/* msim_router_command returns the router's handler entry for name, or NULL. */
+const msim_cmd_entry_t *msim_router_command(const char *name);
+/* msim_cluster_wake wakes merged change streams (a shard published oplog entries). */
+void msim_cluster_wake(msim_cluster_t *cl);
+
+/* Catalog helpers (msim_cluster.c; cl->mu held unless noted). */
+msim_sdb_t *msim_cluster_db(msim_cluster_t *cl, const char *db, bool create);
+/* msim_cluster_scoll returns the live sharded collection db.coll or NULL (takes cl->mu). */
+msim_scoll_t *msim_cluster_scoll(msim_cluster_t *cl, const char *db, const char *coll);
+/* msim_cluster_primary returns the primary shard of db, creating the database entry. */
+int msim_cluster_primary(msim_cluster_t *cl, const char *db);
+/* msim_scoll_chunk_of returns the chunk index owning key (route lock held). */
+size_t msim_scoll_chunk_of(const msim_scoll_t *sc, const bson_t *key);
+/* msim_scoll_shards marks in mask[] the shards owning chunks (route lock held). */
+void msim_scoll_shards(const msim_scoll_t *sc, bool *mask);
+/* msim_scoll_owned builds the ranges shard owns (route lock held); caller frees. */
+msim_owned_t *msim_scoll_owned(const msim_scoll_t *sc, int shard);
+/* msim_cluster_config_docs returns the documents of a config collection (routing view). */
+msim_doc_t **msim_cluster_config_docs(msim_cluster_t *cl, const char *coll, size_t *n);
+
+/* Sharding commands (msim_cluster.c) */
+bool msim_cmd_list_shards(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_enable_sharding(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_shard_collection(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_split(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_move_chunk(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_balancer_status(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_balancer_start(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_balancer_stop(msim_ctx_t *ctx, mg_error_t *error);
+
+/* Merged change streams (msim_route_stream.c) */
+bool msim_route_stream_open(msim_ctx_t *ctx, const bson_t *cmd, const char *coll,
+                            mg_error_t *error);
+bool msim_route_stream_get_more(msim_ctx_t *ctx, msim_cursor_t *cur, int64_t batch_size,
+                                int64_t max_await_ms, mg_error_t *error);
+void msim_route_stream_free(void *stream);
+/* msim_router_cursor_done frees a router cursor's shard-side resources. */
+void msim_router_remote_kill(msim_cursor_t *cur);
+bool msim_router_remote_get_more(msim_ctx_t *ctx, msim_cursor_t *cur, mg_error_t *error);
 
 /* Auth (msim_auth.c) */
-bool msim_auth_init(mg_error_t *error);
 bool msim_cmd_sasl_start(msim_ctx_t *ctx, mg_error_t *error);
 bool msim_cmd_sasl_continue(msim_ctx_t *ctx, mg_error_t *error);
+
+/* Authorization (msim_authz.c) */
+/* msim_authz_command fails with Unauthorized when the user lacks what the command needs. */
+bool msim_authz_command(msim_ctx_t *ctx, mg_error_t *error);
+/* msim_authz_may_list_db: the user has some privilege on db (listDatabases filtering). */
+bool msim_authz_may_list_db(const msim_conn_t *conn, const char *db);
+/* msim_authz_may_see_coll: the user has some privilege on db.coll. */
+bool msim_authz_may_see_coll(const msim_conn_t *conn, const char *db, const char *coll);
+/* msim_authz_has: the user has every listed action (see msim_privset_allows); true without --auth.
+ */
+bool msim_authz_has(const msim_conn_t *conn, const char *db, const char *coll, const char *actions);
+bool msim_cmd_connection_status(msim_ctx_t *ctx, mg_error_t *error);
+bool msim_cmd_users_info(msim_ctx_t *ctx, mg_error_t *error);
+
+/* The global lock, write blocking, the no-op writer (msim_lock.c) */
+/* msim_glock_acquire_shared waits for the lock (timeout_ms < 0: forever); false on timeout. */
+bool msim_glock_acquire_shared(int64_t timeout_ms);
+void msim_glock_release_shared(void);
+/* msim_glock_enter / leave: the running command holds the lock (thread-local). */
+void msim_glock_enter(void);
+void msim_glock_leave(void);
+/* msim_glock_yield releases the command's hold for a wait; msim_glock_resume takes it back. */
+bool msim_glock_yield(void);
+void msim_glock_resume(bool held);
+/*
+ * msim_index_build_begin: a user index build on db starts. Fails with
+ * UserWritesBlocked while write blocking is being enabled; with the
+ * hangAfterStartingIndexBuild fail point it waits (the build is "in
+ * progress") and fails with IndexBuildAborted when write blocking aborts it.
+ */
+bool msim_index_build_begin(const char *db, mg_error_t *error);
+bool msim_cmd_set_user_write_block_mode(msim_ctx_t *ctx, mg_error_t *error);
+/* msim_noop_writer_tick writes a no-op when the oplog did not move for an interval. */
+void msim_noop_writer_tick(int64_t now_ms);
 
 /* Loading (msim_load.c) */
 bool msim_load_files(const char *list, const char *target_ns, mg_error_t *error);

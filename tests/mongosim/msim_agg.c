@@ -919,6 +919,11 @@ msim_cmd_aggregate(msim_ctx_t *ctx, mg_error_t *error)
                    strcmp(name, "$replaceRoot") == 0 || strcmp(name, "$replaceWith") == 0) {
             ok = msim_fail(error, MSIM_E_COMMAND_NOT_SUPPORTED,
                            "the %s stage is not supported by mongosim", name);
+        } else if (strcmp(name, "$changeStreamSplitLargeEvent") == 0 &&
+                   msim_srv->server_version >= MSIM_VERSION_70) {
+            ok = msim_fail(error, MSIM_E_ILLEGAL_OPERATION,
+                           "$changeStreamSplitLargeEvent can only be used in a $changeStream "
+                           "pipeline");
         } else {
             ok = msim_fail(error, MSIM_E_UNRECOGNIZED_STAGE,
                            "Unrecognized pipeline stage name: '%s'", name);

@@ -18,13 +18,32 @@ append_ts(bson_t *b, const char *key, msim_ts_t ts)
     bson_append_timestamp(b, key, -1, ts.t, ts.i);
 }
 
+__thread msim_conn_t *msim_tls_conn;
+__thread bool msim_tls_filter_orphans;
+static __thread msim_ts_t tls_last_op;
+
+void
+msim_note_op(msim_ts_t ts)
+{
+    if (msim_ts_cmp(ts, tls_last_op) > 0)
+        tls_last_op = ts;
+}
+
+/*
+ * append_cluster_time adds operationTime (the time of the command's last
+ * write, else the latest oplog time: what a read saw) and $clusterTime.
+ */
 static void
 append_cluster_time(bson_t *reply)
 {
     msim_ts_t now = msim_clock_now();
     bson_t ct, sig;
     uint8_t zero[20] = {0};
-    append_ts(reply, "operationTime", now);
+    /* a router has no oplog: its reads answer with the cluster time */
+    append_ts(reply, "operationTime",
+              tls_last_op.t != 0    ? tls_last_op
+              : msim_srv->is_router ? now
+                                    : msim_last_op());
     bson_append_document_begin(reply, "$clusterTime", -1, &ct);
     append_ts(&ct, "clusterTime", now);
     bson_append_document_begin(&ct, "signature", -1, &sig);
@@ -50,6 +69,10 @@ msim_write_allowed(const char *db, mg_error_t *error)
         return true;
     if (strcmp(db, "admin") == 0 || strcmp(db, "config") == 0 || strcmp(db, "local") == 0)
         return true;
+    /* users holding bypassWriteBlockingMode (restore, root) write on, as on mongod */
+    if (msim_tls_conn != NULL && msim_tls_conn->user != NULL &&
+        msim_tls_conn->user->bypass_write_block)
+        return true;
     return msim_fail(error, MSIM_E_USER_WRITES_BLOCKED, "User writes blocked");
 }
 
@@ -73,8 +96,11 @@ cmd_hello(msim_ctx_t *ctx, mg_error_t *error)
     bson_t *r = ctx->reply, hosts, tv, lw, op, mop;
     char me[128];
     bson_iter_t it;
-    msim_ts_t now = msim_clock_now();
+    msim_ts_t now = msim_last_op();
     bool legacy = strcmp(ctx->name, "hello") != 0;
+
+    /* lastWrite: the latest oplog entry (one member: it is majority-committed
+     * at once); lastWriteDate has the second granularity of its timestamp */
 
     /* client metadata: remember the application name for failCommand's appName */
     if (bson_iter_init_find(&it, ctx->cmd, "client") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
@@ -95,7 +121,7 @@ cmd_hello(msim_ctx_t *ctx, mg_error_t *error)
     bson_append_array_begin(r, "hosts", -1, &hosts);
     BSON_APPEND_UTF8(&hosts, "0", me);
     bson_append_array_end(r, &hosts);
-    BSON_APPEND_UTF8(r, "setName", "mongosim");
+    BSON_APPEND_UTF8(r, "setName", msim_srv->name);
     BSON_APPEND_INT32(r, "setVersion", 1);
     BSON_APPEND_BOOL(r, "secondary", false);
     BSON_APPEND_UTF8(r, "primary", me);
@@ -113,6 +139,15 @@ cmd_hello(msim_ctx_t *ctx, mg_error_t *error)
     bson_append_document_end(&lw, &mop);
     BSON_APPEND_DATE_TIME(&lw, "majorityWriteDate", (int64_t)now.t * 1000);
     bson_append_document_end(r, &lw);
+    msim_hello_common(ctx);
+    return true;
+}
+
+void
+msim_hello_common(msim_ctx_t *ctx)
+{
+    bson_t *r = ctx->reply;
+    bson_iter_t it;
     BSON_APPEND_INT32(r, "maxBsonObjectSize", MSIM_MAX_BSON_SIZE);
     BSON_APPEND_INT32(r, "maxMessageSizeBytes", MSIM_MAX_MESSAGE_SIZE);
     BSON_APPEND_INT32(r, "maxWriteBatchSize", MSIM_MAX_WRITE_BATCH);
@@ -120,7 +155,7 @@ cmd_hello(msim_ctx_t *ctx, mg_error_t *error)
     BSON_APPEND_INT32(r, "logicalSessionTimeoutMinutes", 30);
     BSON_APPEND_INT64(r, "connectionId", ctx->conn->id);
     BSON_APPEND_INT32(r, "minWireVersion", 0);
-    BSON_APPEND_INT32(r, "maxWireVersion", MSIM_MAX_WIRE_VERSION);
+    BSON_APPEND_INT32(r, "maxWireVersion", msim_srv->server_version == MSIM_VERSION_70 ? 21 : 17);
     BSON_APPEND_BOOL(r, "readOnly", false);
     if (msim_srv->auth && bson_iter_init_find(&it, ctx->cmd, "saslSupportedMechs")) {
         bson_t mechs;
@@ -128,25 +163,38 @@ cmd_hello(msim_ctx_t *ctx, mg_error_t *error)
         BSON_APPEND_UTF8(&mechs, "0", "SCRAM-SHA-256");
         bson_append_array_end(r, &mechs);
     }
-    return true;
 }
 
-static bool
-cmd_ping(msim_ctx_t *ctx, mg_error_t *error)
+bool
+msim_cmd_ping(msim_ctx_t *ctx, mg_error_t *error)
 {
     return true;
 }
 
-static bool
-cmd_build_info(msim_ctx_t *ctx, mg_error_t *error)
+/* msim_version_string is the version mongosim claims (--server-version). */
+const char *
+msim_version_string(int parts[3])
+{
+    if (msim_srv->server_version == MSIM_VERSION_70) {
+        parts[0] = 7, parts[1] = 0, parts[2] = 12;
+        return "7.0.12";
+    }
+    /* 6.0.8: the last 6.0 release before $changeStreamSplitLargeEvent (6.0.9) */
+    parts[0] = 6, parts[1] = 0, parts[2] = 8;
+    return "6.0.8";
+}
+
+bool
+msim_cmd_build_info(msim_ctx_t *ctx, mg_error_t *error)
 {
     bson_t arr;
-    BSON_APPEND_UTF8(ctx->reply, "version", "6.0.99-mongosim");
+    int v[3];
+    BSON_APPEND_UTF8(ctx->reply, "version", msim_version_string(v));
     BSON_APPEND_UTF8(ctx->reply, "gitVersion", "mongosim");
     bson_append_array_begin(ctx->reply, "versionArray", -1, &arr);
-    BSON_APPEND_INT32(&arr, "0", 6);
-    BSON_APPEND_INT32(&arr, "1", 0);
-    BSON_APPEND_INT32(&arr, "2", 99);
+    BSON_APPEND_INT32(&arr, "0", v[0]);
+    BSON_APPEND_INT32(&arr, "1", v[1]);
+    BSON_APPEND_INT32(&arr, "2", v[2]);
     BSON_APPEND_INT32(&arr, "3", 0);
     bson_append_array_end(ctx->reply, &arr);
     BSON_APPEND_INT32(ctx->reply, "bits", 64);
@@ -165,92 +213,37 @@ cmd_end_sessions(msim_ctx_t *ctx, mg_error_t *error)
     return true;
 }
 
-static bool
-cmd_whatsmyuri(msim_ctx_t *ctx, mg_error_t *error)
+bool
+msim_cmd_whatsmyuri(msim_ctx_t *ctx, mg_error_t *error)
 {
     BSON_APPEND_UTF8(ctx->reply, "you", "127.0.0.1:0");
     return true;
 }
 
-static bool
-cmd_get_parameter(msim_ctx_t *ctx, mg_error_t *error)
+bool
+msim_cmd_get_parameter(msim_ctx_t *ctx, mg_error_t *error)
 {
     bson_t fcv;
     bson_append_document_begin(ctx->reply, "featureCompatibilityVersion", -1, &fcv);
-    BSON_APPEND_UTF8(&fcv, "version", "6.0");
+    BSON_APPEND_UTF8(&fcv, "version", msim_srv->server_version == MSIM_VERSION_70 ? "7.0" : "6.0");
     bson_append_document_end(ctx->reply, &fcv);
+    BSON_APPEND_INT32(ctx->reply, "periodicNoopIntervalSecs", msim_srv->noop_interval_secs);
+    BSON_APPEND_INT32(ctx->reply, "transactionLifetimeLimitSeconds",
+                      (int32_t)(msim_srv->txn_lifetime_ms / 1000));
     return true;
 }
 
-static bool
-cmd_connection_status(msim_ctx_t *ctx, mg_error_t *error)
-{
-    bson_t ai, users, roles;
-    bson_append_document_begin(ctx->reply, "authInfo", -1, &ai);
-    bson_append_array_begin(&ai, "authenticatedUsers", -1, &users);
-    if (msim_srv->auth && ctx->conn->authenticated) {
-        bson_t u;
-        bson_append_document_begin(&users, "0", -1, &u);
-        BSON_APPEND_UTF8(&u, "user", msim_srv->auth_user);
-        BSON_APPEND_UTF8(&u, "db", "admin");
-        bson_append_document_end(&users, &u);
-    }
-    bson_append_array_end(&ai, &users);
-    bson_append_array_begin(&ai, "authenticatedUserRoles", -1, &roles);
-    if (msim_srv->auth && ctx->conn->authenticated) {
-        bson_t r;
-        bson_append_document_begin(&roles, "0", -1, &r);
-        BSON_APPEND_UTF8(&r, "role",
-                         msim_srv->auth_read_write_only ? "readWriteAnyDatabase" : "root");
-        BSON_APPEND_UTF8(&r, "db", "admin");
-        bson_append_document_end(&roles, &r);
-    }
-    bson_append_array_end(&ai, &roles);
-    {
-        bson_iter_t sp;
-        bool show = bson_iter_init_find(&sp, ctx->cmd, "showPrivileges") && msim_truthy(&sp);
-        if (show && msim_srv->auth && ctx->conn->authenticated) {
-            /* root: any action anywhere; readWrite: CRUD on every database only */
-            bson_t privs, p, res, acts;
-            bson_append_array_begin(&ai, "authenticatedUserPrivileges", -1, &privs);
-            bson_append_document_begin(&privs, "0", -1, &p);
-            bson_append_document_begin(&p, "resource", -1, &res);
-            if (msim_srv->auth_read_write_only) {
-                BSON_APPEND_UTF8(&res, "db", "");
-                BSON_APPEND_UTF8(&res, "collection", "");
-            } else {
-                BSON_APPEND_BOOL(&res, "anyResource", true);
-            }
-            bson_append_document_end(&p, &res);
-            bson_append_array_begin(&p, "actions", -1, &acts);
-            if (msim_srv->auth_read_write_only) {
-                static const char *const rw[] = {
-                    "find", "insert", "update", "remove", "createCollection", "createIndex", NULL};
-                char key[8];
-                for (int i = 0; rw[i] != NULL; i++) {
-                    snprintf(key, sizeof key, "%d", i);
-                    bson_append_utf8(&acts, key, -1, rw[i], -1);
-                }
-            } else {
-                bson_append_utf8(&acts, "0", -1, "anyAction", -1);
-            }
-            bson_append_array_end(&p, &acts);
-            bson_append_document_end(&privs, &p);
-            bson_append_array_end(&ai, &privs);
-        }
-    }
-    bson_append_document_end(ctx->reply, &ai);
-    return true;
-}
-
-static bool
-cmd_server_status(msim_ctx_t *ctx, mg_error_t *error)
+bool
+msim_cmd_server_status(msim_ctx_t *ctx, mg_error_t *error)
 {
     bson_t conns, ops, mem;
     int64_t now = msim_now_ms();
     BSON_APPEND_UTF8(ctx->reply, "host", msim_srv->bind);
-    BSON_APPEND_UTF8(ctx->reply, "version", "6.0.99-mongosim");
-    BSON_APPEND_UTF8(ctx->reply, "process", "mongosim");
+    {
+        int v[3];
+        BSON_APPEND_UTF8(ctx->reply, "version", msim_version_string(v));
+    }
+    BSON_APPEND_UTF8(ctx->reply, "process", msim_srv->is_router ? "mongos" : "mongod");
     BSON_APPEND_INT64(ctx->reply, "pid", (int64_t)getpid());
     BSON_APPEND_INT64(ctx->reply, "uptime", (now - msim_srv->start_ms) / 1000);
     BSON_APPEND_INT64(ctx->reply, "uptimeMillis", now - msim_srv->start_ms);
@@ -288,7 +281,7 @@ cmd_repl_status(msim_ctx_t *ctx, mg_error_t *error)
     bson_t members, m;
     char me[128];
     snprintf(me, sizeof me, "%s:%d", msim_srv->bind, msim_srv->port);
-    BSON_APPEND_UTF8(ctx->reply, "set", "mongosim");
+    BSON_APPEND_UTF8(ctx->reply, "set", msim_srv->name);
     BSON_APPEND_INT32(ctx->reply, "myState", 1);
     bson_append_array_begin(ctx->reply, "members", -1, &members);
     bson_append_document_begin(&members, "0", -1, &m);
@@ -319,19 +312,31 @@ cmd_list_databases(msim_ctx_t *ctx, mg_error_t *error)
     const char **names;
     size_t n = 0;
     uint64_t total = 0;
-    bool name_only = false;
+    bool name_only = false, filter = false;
     bson_iter_t it;
     uint32_t idx = 0;
 
     if (bson_iter_init_find(&it, ctx->cmd, "nameOnly"))
         name_only = msim_truthy(&it);
+    if (msim_srv->auth) {
+        /* as mongod: all databases with the listDatabases action, else (or
+         * with authorizedDatabases: true) the ones the user has privileges on */
+        bool has_list = msim_authz_has(ctx->conn, NULL, NULL, "listDatabases");
+        bool given = bson_iter_init_find(&it, ctx->cmd, "authorizedDatabases");
+        bool authorized_only = given ? msim_truthy(&it) : !has_list;
+        if (given && !authorized_only && !has_list)
+            return msim_fail(error, MSIM_E_UNAUTHORIZED,
+                             "not authorized on admin to execute command { listDatabases: 1, "
+                             "authorizedDatabases: false }");
+        filter = authorized_only;
+    }
     pthread_rwlock_rdlock(&msim_srv->lock);
     names = calloc(msim_srv->ncolls + 1, sizeof *names);
     for (size_t i = 0; i < msim_srv->ncolls; i++) {
         bool seen = false;
         for (size_t j = 0; j < n; j++)
             seen |= strcmp(names[j], msim_srv->colls[i]->db) == 0;
-        if (!seen)
+        if (!seen && (!filter || msim_authz_may_list_db(ctx->conn, msim_srv->colls[i]->db)))
             names[n++] = msim_srv->colls[i]->db;
     }
     qsort(names, n, sizeof *names, cmp_str);
@@ -374,7 +379,7 @@ cmd_list_collections(msim_ctx_t *ctx, mg_error_t *error)
     bson_t filter_doc = BSON_INITIALIZER, cur, batch;
     bson_iter_t it;
     msim_matcher_t *m = NULL;
-    bool name_only = false;
+    bool name_only = false, only_authorized = false;
     uint32_t idx = 0;
     char ns[256];
 
@@ -390,6 +395,11 @@ cmd_list_collections(msim_ctx_t *ctx, mg_error_t *error)
     }
     if (bson_iter_init_find(&it, ctx->cmd, "nameOnly"))
         name_only = msim_truthy(&it);
+    /* authorizedCollections + nameOnly without listCollections: only the
+     * collections the user has privileges on */
+    only_authorized = name_only && bson_iter_init_find(&it, ctx->cmd, "authorizedCollections") &&
+                      msim_truthy(&it) &&
+                      !msim_authz_has(ctx->conn, ctx->db, NULL, "listCollections");
     snprintf(ns, sizeof ns, "%s.$cmd.listCollections", ctx->db);
     bson_append_document_begin(ctx->reply, "cursor", -1, &cur);
     BSON_APPEND_INT64(&cur, "id", 0);
@@ -401,8 +411,11 @@ cmd_list_collections(msim_ctx_t *ctx, mg_error_t *error)
         bson_t d = BSON_INITIALIZER, info, idd;
         char key[16];
         const char *k;
-        if (strcmp(c->db, ctx->db) != 0)
+        if (strcmp(c->db, ctx->db) != 0 ||
+            (only_authorized && !msim_authz_may_see_coll(ctx->conn, c->db, c->name))) {
+            bson_destroy(&d);
             continue;
+        }
         BSON_APPEND_UTF8(&d, "name", c->name);
         {
             /* a view is a catalog entry created with viewOn; reading one is not
@@ -537,6 +550,42 @@ drop_locked(msim_coll_t *c)
     msim_cursors_kill_ns(ns);
 }
 
+void
+msim_drop_quiet(const char *db, const char *coll)
+{
+    msim_coll_t *c;
+    pthread_rwlock_wrlock(&msim_srv->lock);
+    c = msim_catalog_get(db, coll);
+    if (c != NULL) {
+        drop_locked(c);
+        msim_srv->oplog_tail->from_migrate = true;
+    }
+    pthread_rwlock_unlock(&msim_srv->lock);
+    msim_oplog_publish();
+}
+
+void
+msim_drop_database_quiet(const char *db)
+{
+    bool any = false;
+    pthread_rwlock_wrlock(&msim_srv->lock);
+    for (size_t i = 0; i < msim_srv->ncolls;) {
+        if (strcmp(msim_srv->colls[i]->db, db) == 0) {
+            drop_locked(msim_srv->colls[i]);
+            msim_srv->oplog_tail->from_migrate = true;
+            any = true;
+        } else {
+            i++;
+        }
+    }
+    if (any) {
+        msim_oplog_append(msim_oplog_entry_new("dropDatabase", db, NULL));
+        msim_srv->oplog_tail->from_migrate = true;
+    }
+    pthread_rwlock_unlock(&msim_srv->lock);
+    msim_oplog_publish();
+}
+
 static bool
 cmd_drop(msim_ctx_t *ctx, mg_error_t *error)
 {
@@ -596,6 +645,89 @@ split_ns(const char *ns, char *db, size_t dbsz, const char **coll)
     return true;
 }
 
+/*
+ * rename_locked renames c to to_db.to_coll as one oplog entry, dropping
+ * target (when not NULL) inside it, as mongod's renameCollection with
+ * dropTarget: one rename event, no drop event for the target (lock held).
+ */
+static void
+rename_locked(msim_coll_t *c, const char *to_db, const char *to_coll, msim_coll_t *target)
+{
+    msim_oplog_entry_t *e = msim_oplog_entry_new("rename", c->db, c->name);
+    e->to_db = strdup(to_db);
+    e->to_coll = strdup(to_coll);
+    e->drop_target = target != NULL;
+    msim_oplog_append(e);
+    if (target != NULL) {
+        char ns[512];
+        snprintf(ns, sizeof ns, "%s", target->ns);
+        msim_catalog_drop(target);
+        msim_cursors_kill_ns(ns);
+    }
+    msim_cursors_kill_ns(c->ns);
+    free(c->db);
+    free(c->name);
+    bson_free(c->ns);
+    c->db = strdup(to_db);
+    c->name = strdup(to_coll);
+    c->ns = bson_strdup_printf("%s.%s", to_db, to_coll);
+}
+
+/*
+ * rename_across_locked moves c to another database the way mongod does:
+ * the documents are inserted into a temporary collection
+ * "tmpXXXXX.renameCollection" of the target database (insert events), that
+ * collection is renamed to the target (dropping an existing target inside
+ * the rename), and the source is dropped (a drop event). Lock held.
+ */
+static void
+rename_across_locked(msim_coll_t *c, const char *to_db, const char *to_coll, msim_coll_t *target)
+{
+    static const char alnum[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    char tmp[64];
+    msim_coll_t *t;
+    msim_coll_iter_t it;
+    msim_doc_t *d;
+    do {
+        char rnd[6];
+        for (int i = 0; i < 5; i++)
+            rnd[i] = alnum[rand() % (int)(sizeof alnum - 1)];
+        rnd[5] = '\0';
+        snprintf(tmp, sizeof tmp, "tmp%s.renameCollection", rnd);
+    } while (msim_catalog_get(to_db, tmp) != NULL);
+    t = msim_catalog_ensure(to_db, tmp, NULL);
+    bson_concat(&t->options, &c->options);
+    bson_destroy(&t->indexes);
+    bson_copy_to(&c->indexes, &t->indexes);
+    t->pre_post_images = c->pre_post_images;
+    msim_oplog_append(msim_oplog_entry_new("create", to_db, tmp));
+    msim_coll_iter_first(c, &it);
+    while ((d = msim_coll_iter_next(&it)) != NULL) {
+        bson_iter_t id;
+        msim_doc_ref(d);
+        if (msim_coll_insert(t, d, NULL)) {
+            msim_doc_id(d, &id);
+            msim_log_write("insert", t, d, NULL, &id, NULL, NULL, 0, false, (msim_ts_t){0, 0}, 0);
+        }
+    }
+    rename_locked(t, to_db, to_coll, target);
+    drop_locked(c);
+}
+
+void
+msim_rename_quiet(const char *db, const char *from, const char *to)
+{
+    msim_coll_t *c;
+    pthread_rwlock_wrlock(&msim_srv->lock);
+    c = msim_catalog_get(db, from);
+    if (c != NULL && msim_catalog_get(db, to) == NULL) {
+        rename_locked(c, db, to, NULL);
+        msim_srv->oplog_tail->from_migrate = true;
+    }
+    pthread_rwlock_unlock(&msim_srv->lock);
+    msim_oplog_publish();
+}
+
 static bool
 cmd_rename_collection(msim_ctx_t *ctx, mg_error_t *error)
 {
@@ -605,7 +737,6 @@ cmd_rename_collection(msim_ctx_t *ctx, mg_error_t *error)
     msim_coll_t *c, *t;
     bson_iter_t it;
     bool drop_target = false;
-    msim_oplog_entry_t *e;
 
     if (strcmp(ctx->db, "admin") != 0)
         return msim_fail(error, MSIM_E_UNAUTHORIZED,
@@ -629,27 +760,52 @@ cmd_rename_collection(msim_ctx_t *ctx, mg_error_t *error)
         pthread_rwlock_unlock(&msim_srv->lock);
         return msim_fail(error, MSIM_E_ILLEGAL_OPERATION, "Can't rename a collection to itself");
     }
-    if (t != NULL) {
-        if (!drop_target) {
-            pthread_rwlock_unlock(&msim_srv->lock);
-            return msim_fail(error, MSIM_E_NAMESPACE_EXISTS, "target namespace exists");
-        }
-        drop_locked(t);
+    if (t != NULL && !drop_target) {
+        pthread_rwlock_unlock(&msim_srv->lock);
+        return msim_fail(error, MSIM_E_NAMESPACE_EXISTS, "target namespace exists");
     }
-    e = msim_oplog_entry_new("rename", fdb, fcoll);
-    e->to_db = strdup(tdb);
-    e->to_coll = strdup(tcoll);
-    msim_oplog_append(e);
-    msim_cursors_kill_ns(c->ns);
-    free(c->db);
-    free(c->name);
-    bson_free(c->ns);
-    c->db = strdup(tdb);
-    c->name = strdup(tcoll);
-    c->ns = bson_strdup_printf("%s.%s", tdb, tcoll);
+    if (strcmp(fdb, tdb) == 0)
+        rename_locked(c, tdb, tcoll, t);
+    else
+        rename_across_locked(c, tdb, tcoll, t);
     pthread_rwlock_unlock(&msim_srv->lock);
     msim_oplog_publish();
     return true;
+}
+
+/* index_named: c has an index of that name (lock held). */
+static bool
+index_named(const msim_coll_t *c, const char *name)
+{
+    bson_iter_t cur;
+    bson_iter_init(&cur, &c->indexes);
+    while (bson_iter_next(&cur)) {
+        bson_iter_t n;
+        if (bson_iter_recurse(&cur, &n) && bson_iter_find(&n, "name") && BSON_ITER_HOLDS_UTF8(&n) &&
+            strcmp(bson_iter_utf8(&n, NULL), name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* creates_index: createIndexes would build at least one new index (an index build starts). */
+static bool
+creates_index(const char *db, const char *coll, const bson_iter_t *indexes)
+{
+    bson_iter_t ix;
+    bool any = false;
+    msim_coll_t *c;
+    pthread_rwlock_rdlock(&msim_srv->lock);
+    c = msim_catalog_get(db, coll);
+    bson_iter_recurse(indexes, &ix);
+    while (!any && bson_iter_next(&ix)) {
+        bson_iter_t f;
+        if (BSON_ITER_HOLDS_DOCUMENT(&ix) && bson_iter_recurse(&ix, &f) &&
+            bson_iter_find(&f, "name") && BSON_ITER_HOLDS_UTF8(&f))
+            any = c == NULL || !index_named(c, bson_iter_utf8(&f, NULL));
+    }
+    pthread_rwlock_unlock(&msim_srv->lock);
+    return any;
 }
 
 static bool
@@ -665,7 +821,14 @@ cmd_create_indexes(msim_ctx_t *ctx, mg_error_t *error)
     if (!bson_iter_init_find(&it, ctx->cmd, "indexes") || !BSON_ITER_HOLDS_ARRAY(&it))
         return msim_fail(error, MSIM_E_FAILED_TO_PARSE,
                          "BSON field 'createIndexes.indexes' is missing but a required field");
+    if (creates_index(ctx->db, coll, &it) && !msim_index_build_begin(ctx->db, error))
+        return false;
     pthread_rwlock_wrlock(&msim_srv->lock);
+    /* checked again: write blocking may have been enabled during the build */
+    if (!msim_write_allowed(ctx->db, error)) {
+        pthread_rwlock_unlock(&msim_srv->lock);
+        return false;
+    }
     c = msim_catalog_ensure(ctx->db, coll, &created);
     before = (int)bson_count_keys(&c->indexes);
     bson_iter_recurse(&it, &ix);
@@ -687,16 +850,7 @@ cmd_create_indexes(msim_ctx_t *ctx, mg_error_t *error)
                              "index specification must have a 'key' document and a 'name'");
         }
         name = bson_iter_utf8(&f, NULL);
-        {
-            bson_iter_t cur;
-            bson_iter_init(&cur, &c->indexes);
-            while (bson_iter_next(&cur)) {
-                bson_iter_t n;
-                if (bson_iter_recurse(&cur, &n) && bson_iter_find(&n, "name") &&
-                    strcmp(bson_iter_utf8(&n, NULL), name) == 0)
-                    exists = true;
-            }
-        }
+        exists = index_named(c, name);
         if (exists)
             continue;
         bson_iter_document(&ix, &l, &d);
@@ -903,33 +1057,6 @@ cmd_db_stats(msim_ctx_t *ctx, mg_error_t *error)
  * Write blocking and fail points
  * ------------------------------------------------------------------------ */
 
-static bool
-cmd_set_user_write_block_mode(msim_ctx_t *ctx, mg_error_t *error)
-{
-    bson_iter_t it;
-    if (strcmp(ctx->db, "admin") != 0)
-        return msim_fail(error, MSIM_E_UNAUTHORIZED,
-                         "setUserWriteBlockMode may only be run against the admin database.");
-    if (msim_srv->auth_read_write_only)
-        return msim_fail(error, MSIM_E_UNAUTHORIZED,
-                         "not authorized on admin to execute command { setUserWriteBlockMode: "
-                         "... }");
-    if (!bson_iter_init_find(&it, ctx->cmd, "global") || !BSON_ITER_HOLDS_BOOL(&it))
-        return msim_fail(error, 40414,
-                         "BSON field 'setUserWriteBlockMode.global' is missing but a required "
-                         "field");
-    /* Under the write lock, like MongoDB's global lock for this command: a
-     * write that passed its check has finished, a later one sees the flag,
-     * so the reply's operationTime is at or after every write let through. */
-    pthread_rwlock_wrlock(&msim_srv->lock);
-    atomic_store(&msim_srv->write_blocked, bson_iter_bool(&it));
-    pthread_rwlock_unlock(&msim_srv->lock);
-    MG_LOG_EVENT(MG_LOG_INFO, "mongosim", "mongosim.write_block",
-                 MG_LOG_FIELDS(MG_LOG_BOOL("global", bson_iter_bool(&it))),
-                 "user write blocking %s", bson_iter_bool(&it) ? "enabled" : "disabled");
-    return true;
-}
-
 static void
 fp_clear(msim_failpoint_t *fp)
 {
@@ -943,8 +1070,34 @@ fp_clear(msim_failpoint_t *fp)
     bson_init(&fp->write_concern_error);
 }
 
+/*
+ * hang_index_build_fail_point: mode "alwaysOn" makes user index builds hang
+ * after they start (createIndexes waits), "off" lets them finish; as the
+ * fail point of that name on mongod, it gives tests an index build in
+ * progress.
+ */
 static bool
-cmd_configure_fail_point(msim_ctx_t *ctx, mg_error_t *error)
+hang_index_build_fail_point(msim_ctx_t *ctx, mg_error_t *error)
+{
+    bson_iter_t it;
+    const char *mode;
+    if (!bson_iter_init_find(&it, ctx->cmd, "mode") || !BSON_ITER_HOLDS_UTF8(&it))
+        return msim_fail(error, MSIM_E_BAD_VALUE,
+                         "hangAfterStartingIndexBuild supports mode alwaysOn and off");
+    mode = bson_iter_utf8(&it, NULL);
+    if (strcmp(mode, "alwaysOn") != 0 && strcmp(mode, "off") != 0)
+        return msim_fail(error, MSIM_E_BAD_VALUE,
+                         "hangAfterStartingIndexBuild supports mode alwaysOn and off");
+    pthread_mutex_lock(&msim_srv->glock_mu);
+    atomic_store(&msim_srv->fp_hang_index_build, strcmp(mode, "alwaysOn") == 0);
+    pthread_cond_broadcast(&msim_srv->glock_cv);
+    pthread_mutex_unlock(&msim_srv->glock_mu);
+    BSON_APPEND_INT32(ctx->reply, "count", 0);
+    return true;
+}
+
+bool
+msim_cmd_configure_fail_point(msim_ctx_t *ctx, mg_error_t *error)
 {
     const char *name = str_field(ctx->cmd, "configureFailPoint");
     bson_iter_t it, d;
@@ -952,11 +1105,13 @@ cmd_configure_fail_point(msim_ctx_t *ctx, mg_error_t *error)
     if (strcmp(ctx->db, "admin") != 0)
         return msim_fail(error, MSIM_E_UNAUTHORIZED,
                          "configureFailPoint may only be run against the admin database.");
+    if (name != NULL && strcmp(name, "hangAfterStartingIndexBuild") == 0)
+        return hang_index_build_fail_point(ctx, error);
     if (name == NULL ||
         (strcmp(name, "failCommand") != 0 && strcmp(name, "failGetMoreAfterCursorCheckout") != 0))
         return msim_fail(error, MSIM_E_BAD_VALUE,
-                         "Cannot find failpoint: %s (mongosim implements failCommand and "
-                         "failGetMoreAfterCursorCheckout)",
+                         "Cannot find failpoint: %s (mongosim implements failCommand, "
+                         "failGetMoreAfterCursorCheckout and hangAfterStartingIndexBuild)",
                          name ? name : "?");
     memset(&fp, 0, sizeof fp);
     bson_init(&fp.error_labels);
@@ -1112,63 +1267,88 @@ check_fail_point(msim_conn_t *conn, const char *name, int32_t *code, bson_t *lab
  * Dispatch
  * ------------------------------------------------------------------------ */
 
-typedef struct {
-    const char *name;
-    msim_cmd_fn fn;
-    bool no_auth; /* allowed before authentication */
-    int counter;  /* index into op_counts */
-} cmd_entry_t;
-
-static const cmd_entry_t commands[] = {
-    {"hello", cmd_hello, true, 5},
-    {"isMaster", cmd_hello, true, 5},
-    {"ismaster", cmd_hello, true, 5},
-    {"ping", cmd_ping, true, 5},
-    {"buildInfo", cmd_build_info, true, 5},
-    {"buildinfo", cmd_build_info, true, 5},
-    {"endSessions", cmd_end_sessions, true, 5},
-    {"saslStart", msim_cmd_sasl_start, true, 5},
-    {"saslContinue", msim_cmd_sasl_continue, true, 5},
-    {"whatsmyuri", cmd_whatsmyuri, true, 5},
-    {"connectionStatus", cmd_connection_status, true, 5},
-    {"getParameter", cmd_get_parameter, false, 5},
-    {"serverStatus", cmd_server_status, false, 5},
-    {"replSetGetStatus", cmd_repl_status, false, 5},
-    {"listDatabases", cmd_list_databases, false, 5},
-    {"listCollections", cmd_list_collections, false, 5},
-    {"create", cmd_create, false, 5},
-    {"collMod", cmd_coll_mod, false, 5},
-    {"drop", cmd_drop, false, 5},
-    {"dropDatabase", cmd_drop_database, false, 5},
-    {"renameCollection", cmd_rename_collection, false, 5},
-    {"createIndexes", cmd_create_indexes, false, 5},
-    {"listIndexes", cmd_list_indexes, false, 5},
-    {"dropIndexes", cmd_drop_indexes, false, 5},
-    {"deleteIndexes", cmd_drop_indexes, false, 5},
-    {"collStats", cmd_coll_stats, false, 5},
-    {"dbStats", cmd_db_stats, false, 5},
-    {"setUserWriteBlockMode", cmd_set_user_write_block_mode, false, 5},
-    {"configureFailPoint", cmd_configure_fail_point, false, 5},
-    {"insert", msim_cmd_insert, false, 0},
-    {"update", msim_cmd_update, false, 2},
-    {"delete", msim_cmd_delete, false, 3},
-    {"find", msim_cmd_find, false, 1},
-    {"findAndModify", msim_cmd_find_and_modify, false, 5},
-    {"findandmodify", msim_cmd_find_and_modify, false, 5},
-    {"count", msim_cmd_count, false, 5},
-    {"distinct", msim_cmd_distinct, false, 5},
-    {"getMore", msim_cmd_get_more, false, 4},
-    {"killCursors", msim_cmd_kill_cursors, false, 5},
-    {"aggregate", msim_cmd_aggregate, false, 5},
-    {"commitTransaction", msim_cmd_commit_txn, false, 5},
-    {"abortTransaction", msim_cmd_abort_txn, false, 5},
+static const msim_cmd_entry_t commands[] = {
+    {"hello", cmd_hello, true, 5, false},
+    {"isMaster", cmd_hello, true, 5, false},
+    {"ismaster", cmd_hello, true, 5, false},
+    {"ping", msim_cmd_ping, true, 5, false},
+    {"buildInfo", msim_cmd_build_info, true, 5, false},
+    {"buildinfo", msim_cmd_build_info, true, 5, false},
+    {"endSessions", cmd_end_sessions, true, 5, false},
+    {"saslStart", msim_cmd_sasl_start, true, 5, false},
+    {"saslContinue", msim_cmd_sasl_continue, true, 5, false},
+    {"whatsmyuri", msim_cmd_whatsmyuri, true, 5, false},
+    {"connectionStatus", msim_cmd_connection_status, true, 5, false},
+    {"usersInfo", msim_cmd_users_info, false, 5, true},
+    {"getParameter", msim_cmd_get_parameter, false, 5, false},
+    {"serverStatus", msim_cmd_server_status, false, 5, false},
+    {"replSetGetStatus", cmd_repl_status, false, 5, false},
+    {"listDatabases", cmd_list_databases, false, 5, true},
+    {"listCollections", cmd_list_collections, false, 5, true},
+    {"create", cmd_create, false, 5, true},
+    {"collMod", cmd_coll_mod, false, 5, true},
+    {"drop", cmd_drop, false, 5, true},
+    {"dropDatabase", cmd_drop_database, false, 5, true},
+    {"renameCollection", cmd_rename_collection, false, 5, true},
+    {"createIndexes", cmd_create_indexes, false, 5, true},
+    {"listIndexes", cmd_list_indexes, false, 5, true},
+    {"dropIndexes", cmd_drop_indexes, false, 5, true},
+    {"deleteIndexes", cmd_drop_indexes, false, 5, true},
+    {"collStats", cmd_coll_stats, false, 5, true},
+    {"dbStats", cmd_db_stats, false, 5, true},
+    {"setUserWriteBlockMode", msim_cmd_set_user_write_block_mode, false, 5, false},
+    {"configureFailPoint", msim_cmd_configure_fail_point, false, 5, false},
+    {"insert", msim_cmd_insert, false, 0, true},
+    {"update", msim_cmd_update, false, 2, true},
+    {"delete", msim_cmd_delete, false, 3, true},
+    {"find", msim_cmd_find, false, 1, true},
+    {"findAndModify", msim_cmd_find_and_modify, false, 5, true},
+    {"findandmodify", msim_cmd_find_and_modify, false, 5, true},
+    {"count", msim_cmd_count, false, 5, true},
+    {"distinct", msim_cmd_distinct, false, 5, true},
+    {"getMore", msim_cmd_get_more, false, 4, true},
+    {"killCursors", msim_cmd_kill_cursors, false, 5, false},
+    {"aggregate", msim_cmd_aggregate, false, 5, true},
+    {"commitTransaction", msim_cmd_commit_txn, false, 5, false},
+    {"abortTransaction", msim_cmd_abort_txn, false, 5, false},
 };
+
+/* error_reply replaces ctx's reply with the error, its code name and labels:
+ * the fail point's, else ResumableChangeStreamError or TransientTransactionError. */
+static void
+error_reply(msim_ctx_t *ctx, mg_error_t *err, const bson_t *fp_labels)
+{
+    bson_t *reply = ctx->reply;
+    const char *label = NULL;
+    bson_reinit(reply);
+    msim_utf8_sanitize(err->message);
+    BSON_APPEND_DOUBLE(reply, "ok", 0.0);
+    BSON_APPEND_UTF8(reply, "errmsg", err->message);
+    BSON_APPEND_INT32(reply, "code", err->code);
+    BSON_APPEND_UTF8(reply, "codeName", msim_code_name(err->code));
+    if (!bson_empty(fp_labels)) {
+        BSON_APPEND_ARRAY(reply, "errorLabels", fp_labels);
+        return;
+    }
+    if (ctx->resumable_error)
+        label = "ResumableChangeStreamError";
+    else if ((ctx->txn != NULL || bson_has_field(ctx->cmd, "autocommit")) &&
+             (err->code == MSIM_E_NO_SUCH_TRANSACTION || err->code == MSIM_E_WRITE_CONFLICT ||
+              err->code == MSIM_E_LOCK_TIMEOUT))
+        label = "TransientTransactionError";
+    if (label != NULL) {
+        bson_t labels;
+        bson_append_array_begin(reply, "errorLabels", -1, &labels);
+        BSON_APPEND_UTF8(&labels, "0", label);
+        bson_append_array_end(reply, &labels);
+    }
+}
 
 void
 msim_dispatch(msim_conn_t *conn, const bson_t *cmd, bson_t *reply)
 {
     bson_iter_t it;
-    const cmd_entry_t *entry = NULL;
+    const msim_cmd_entry_t *entry = NULL;
     msim_ctx_t ctx;
     mg_error_t err;
     bool ok;
@@ -1180,6 +1360,8 @@ msim_dispatch(msim_conn_t *conn, const bson_t *cmd, bson_t *reply)
 
     memset(&ctx, 0, sizeof ctx);
     memset(&err, 0, sizeof err);
+    msim_tls_conn = conn;
+    tls_last_op = (msim_ts_t){0, 0};
     ctx.conn = conn;
     ctx.cmd = cmd;
     ctx.reply = reply;
@@ -1194,11 +1376,15 @@ msim_dispatch(msim_conn_t *conn, const bson_t *cmd, bson_t *reply)
         ok = msim_fail(&err, 40571, "OP_MSG requests require a $db argument");
         goto done;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(commands[i].name, name) == 0) {
-            entry = &commands[i];
-            break;
-        }
+    if (msim_srv->is_router) {
+        entry = msim_router_command(name);
+    } else {
+        for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+            if (strcmp(commands[i].name, name) == 0) {
+                entry = &commands[i];
+                break;
+            }
+    }
     if (entry == NULL) {
         ok = msim_fail(&err, MSIM_E_COMMAND_NOT_FOUND, "no such command: '%s'", name);
         goto done;
@@ -1206,6 +1392,10 @@ msim_dispatch(msim_conn_t *conn, const bson_t *cmd, bson_t *reply)
     atomic_fetch_add(&msim_srv->op_counts[entry->counter], 1);
     if (!conn->authenticated && !entry->no_auth) {
         ok = msim_fail(&err, MSIM_E_UNAUTHORIZED, "command %s requires authentication", name);
+        goto done;
+    }
+    if (!msim_authz_command(&ctx, &err)) {
+        ok = false;
         goto done;
     }
     if (strcmp(name, "configureFailPoint") != 0) {
@@ -1231,20 +1421,26 @@ msim_dispatch(msim_conn_t *conn, const bson_t *cmd, bson_t *reply)
         fp = FP_NONE;
     }
     if (bson_iter_init_find(&it, cmd, "lsid") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
-        static __thread bson_t lsid_storage;
         const uint8_t *d;
         uint32_t l;
         bson_iter_document(&it, &l, &d);
-        bson_init_static(&lsid_storage, d, l);
-        ctx.lsid = &lsid_storage;
+        bson_init_static(&ctx.lsid_storage, d, l);
+        ctx.lsid = &ctx.lsid_storage;
     }
     if (bson_iter_init_find(&it, cmd, "txnNumber") && msim_iter_int64(&it, &ctx.txn_number))
         ctx.has_txn_number = true;
-    if (!msim_txn_begin_command(&ctx, &err)) {
+    /* a router coordinates transactions itself (msim_router.c) */
+    if (!msim_srv->is_router && !msim_txn_begin_command(&ctx, &err)) {
         ok = false;
         goto done;
     }
+    /* routed by a router: operations skip documents this shard does not own */
+    msim_tls_filter_orphans = conn->internal && bson_has_field(cmd, "shardVersion");
+    /* a transaction holds the global lock from its first statement on */
+    if (entry->locks && ctx.txn == NULL)
+        msim_glock_enter();
     ok = entry->fn(&ctx, &err);
+    msim_glock_leave();
     if (ctx.txn != NULL && strcmp(name, "commitTransaction") != 0 &&
         strcmp(name, "abortTransaction") != 0 && (!ok || bson_has_field(reply, "writeErrors")))
         msim_txn_fail(ctx.txn); /* a failed statement aborts the transaction */
@@ -1255,26 +1451,7 @@ done:
     if (ok) {
         BSON_APPEND_DOUBLE(reply, "ok", 1.0);
     } else {
-        bson_reinit(reply);
-        msim_utf8_sanitize(err.message);
-        BSON_APPEND_DOUBLE(reply, "ok", 0.0);
-        BSON_APPEND_UTF8(reply, "errmsg", err.message);
-        BSON_APPEND_INT32(reply, "code", err.code);
-        BSON_APPEND_UTF8(reply, "codeName", msim_code_name(err.code));
-        if (!bson_empty(&fp_labels)) {
-            BSON_APPEND_ARRAY(reply, "errorLabels", &fp_labels);
-        } else if (ctx.resumable_error) {
-            bson_t labels;
-            bson_append_array_begin(reply, "errorLabels", -1, &labels);
-            BSON_APPEND_UTF8(&labels, "0", "ResumableChangeStreamError");
-            bson_append_array_end(reply, &labels);
-        } else if ((ctx.txn != NULL || bson_has_field(cmd, "autocommit")) &&
-                   (err.code == MSIM_E_NO_SUCH_TRANSACTION || err.code == MSIM_E_WRITE_CONFLICT)) {
-            bson_t labels;
-            bson_append_array_begin(reply, "errorLabels", -1, &labels);
-            BSON_APPEND_UTF8(&labels, "0", "TransientTransactionError");
-            bson_append_array_end(reply, &labels);
-        }
+        error_reply(&ctx, &err, &fp_labels);
     }
     if (!ok && mg_log_enabled(MG_LOG_DEBUG))
         mg_log_write(MG_LOG_DEBUG, "mongosim", "mongosim.command_failed",
@@ -1285,4 +1462,40 @@ done:
     append_cluster_time(reply);
     bson_destroy(&fp_labels);
     bson_destroy(&fp_wce);
+}
+
+void
+msim_dispatch_internal(msim_server_t *target, const bson_t *cmd, bson_t *reply)
+{
+    msim_server_t *saved_srv = msim_srv;
+    msim_conn_t *saved_conn = msim_tls_conn, iconn;
+    msim_ts_t saved_op = tls_last_op;
+    bool saved_filter = msim_tls_filter_orphans;
+    msim_snapshot_hook_t saved_hook = msim_tls_snapshot_hook;
+    void *saved_arg = msim_tls_snapshot_arg;
+    msim_tls_snapshot_hook = NULL; /* the shard reads its own store */
+    memset(&iconn, 0, sizeof iconn);
+    iconn.fd = -1;
+    iconn.id = saved_conn ? saved_conn->id : 0;
+    iconn.authenticated = true;
+    iconn.user = saved_conn ? saved_conn->user : NULL;
+    iconn.internal = true;
+    iconn.server = target;
+    msim_srv = target;
+    msim_dispatch(&iconn, cmd, reply);
+    if (iconn.close_after_reply) {
+        /* a fail point closed the shard's connection: the router sees a network error */
+        bson_reinit(reply);
+        BSON_APPEND_DOUBLE(reply, "ok", 0.0);
+        BSON_APPEND_UTF8(reply, "errmsg", "connection to the shard closed");
+        BSON_APPEND_INT32(reply, "code", 6);
+        BSON_APPEND_UTF8(reply, "codeName", msim_code_name(6));
+    }
+    msim_srv = saved_srv;
+    msim_tls_conn = saved_conn;
+    msim_tls_filter_orphans = saved_filter;
+    msim_tls_snapshot_hook = saved_hook;
+    msim_tls_snapshot_arg = saved_arg;
+    if (msim_ts_cmp(saved_op, tls_last_op) > 0)
+        tls_last_op = saved_op;
 }

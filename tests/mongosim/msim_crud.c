@@ -15,8 +15,10 @@ msim_log_write(const char *op, const msim_coll_t *c, msim_doc_t *post, msim_doc_
                bool has_ts, msim_ts_t ts, uint32_t txn_index)
 {
     msim_oplog_entry_t *e = msim_oplog_entry_new(op, c->db, c->name);
+    const msim_doc_t *src = post != NULL ? post : pre;
     e->doc_key = bson_new();
-    msim_append_iter(e->doc_key, "_id", 3, id);
+    /* a sharded collection's documentKey holds the shard key fields too */
+    msim_document_key(c->shard_key, src ? src->data : NULL, src ? src->len : 0, id, e->doc_key);
     e->images = c->pre_post_images;
     e->post = msim_doc_ref(post);
     if (c->pre_post_images)
@@ -120,8 +122,8 @@ prepare_doc(const bson_iter_t *it, mg_error_t *error)
     return doc;
 }
 
-static void
-write_error(bson_t *errs, uint32_t *nerr, int32_t index, const mg_error_t *e)
+void
+msim_write_error(bson_t *errs, uint32_t *nerr, int32_t index, const mg_error_t *e)
 {
     bson_t we;
     char key[16];
@@ -135,8 +137,8 @@ write_error(bson_t *errs, uint32_t *nerr, int32_t index, const mg_error_t *e)
     bson_append_document_end(errs, &we);
 }
 
-static bool
-ordered_arg(const bson_t *cmd)
+bool
+msim_ordered_arg(const bson_t *cmd)
 {
     bson_iter_t it;
     if (bson_iter_init_find(&it, cmd, "ordered"))
@@ -179,7 +181,7 @@ msim_cmd_insert(msim_ctx_t *ctx, mg_error_t *error)
 {
     const char *coll = NULL;
     bson_iter_t docs;
-    bool ordered = ordered_arg(ctx->cmd);
+    bool ordered = msim_ordered_arg(ctx->cmd);
     bson_t errs = BSON_INITIALIZER;
     uint32_t nerr = 0;
     int32_t n = 0, index = 0;
@@ -228,7 +230,7 @@ msim_cmd_insert(msim_ctx_t *ctx, mg_error_t *error)
         if (ok) {
             n++;
         } else {
-            write_error(&errs, &nerr, index, &e);
+            msim_write_error(&errs, &nerr, index, &e);
             if (ordered)
                 break;
         }
@@ -251,6 +253,17 @@ msim_cmd_insert(msim_ctx_t *ctx, mg_error_t *error)
  * Finding targets
  * ------------------------------------------------------------------------ */
 
+__thread msim_snapshot_hook_t msim_tls_snapshot_hook;
+__thread void *msim_tls_snapshot_arg;
+
+/* owned: d is this shard's, or the operation was not routed (orphans stay visible). */
+static bool
+owned(const msim_coll_t *c, const msim_doc_t *d)
+{
+    return !msim_tls_filter_orphans || c->owned == NULL ||
+           msim_owned_contains(c->owned, d->data, d->len);
+}
+
 /* collect returns references to the docs of c matching m (store lock held). */
 static msim_doc_t **
 collect(const msim_coll_t *c, const msim_matcher_t *m, size_t stop_after, size_t *n)
@@ -265,7 +278,7 @@ collect(const msim_coll_t *c, const msim_matcher_t *m, size_t stop_after, size_t
         return out;
     if (m != NULL && msim_matcher_id_eq(m, &eq)) {
         msim_doc_t *d = msim_coll_find(c, &eq);
-        if (d != NULL && msim_matcher_match(m, d->data, d->len))
+        if (d != NULL && msim_matcher_match(m, d->data, d->len) && owned(c, d))
             out[cnt++] = msim_doc_ref(d);
     } else {
         msim_coll_iter_t it;
@@ -284,7 +297,7 @@ collect(const msim_coll_t *c, const msim_matcher_t *m, size_t stop_after, size_t
                 if (msim_doc_id(d, &id) && msim_cmp(&id, &hi) > 0)
                     break;
             }
-            if (m != NULL && !msim_matcher_match(m, d->data, d->len))
+            if ((m != NULL && !msim_matcher_match(m, d->data, d->len)) || !owned(c, d))
                 continue;
             if (cnt == cap) {
                 cap *= 2;
@@ -341,6 +354,20 @@ msim_snapshot(msim_txn_t *txn, const char *db, const char *coll, const msim_matc
               size_t stop_after, size_t *n)
 {
     msim_doc_t **docs;
+    if (msim_tls_snapshot_hook != NULL) {
+        /* a router: the documents come from the shards (in _id order) */
+        size_t all, cnt = 0;
+        docs = msim_tls_snapshot_hook(msim_tls_snapshot_arg, db, coll, &all);
+        for (size_t i = 0; i < all; i++) {
+            if ((stop_after == 0 || cnt < stop_after) &&
+                (m == NULL || msim_matcher_match(m, docs[i]->data, docs[i]->len)))
+                docs[cnt++] = docs[i];
+            else
+                msim_doc_unref(docs[i]);
+        }
+        *n = cnt;
+        return docs;
+    }
     pthread_rwlock_rdlock(&msim_srv->lock);
     docs = collect_in(txn, db, coll, msim_catalog_get(db, coll), m, stop_after, n);
     pthread_rwlock_unlock(&msim_srv->lock);
@@ -459,7 +486,7 @@ msim_cmd_update(msim_ctx_t *ctx, mg_error_t *error)
 {
     const char *coll = NULL;
     bson_iter_t stmts;
-    bool ordered = ordered_arg(ctx->cmd);
+    bool ordered = msim_ordered_arg(ctx->cmd);
     bson_t errs = BSON_INITIALIZER, upserted = BSON_INITIALIZER;
     uint32_t nerr = 0, nups = 0;
     int32_t n = 0, nmod = 0, index = 0;
@@ -558,7 +585,7 @@ msim_cmd_update(msim_ctx_t *ctx, mg_error_t *error)
     stmt_done:
         msim_matcher_destroy(m);
         if (!ok) {
-            write_error(&errs, &nerr, index, &e);
+            msim_write_error(&errs, &nerr, index, &e);
             if (ordered)
                 break;
         }
@@ -607,7 +634,7 @@ msim_cmd_delete(msim_ctx_t *ctx, mg_error_t *error)
 {
     const char *coll = NULL;
     bson_iter_t stmts;
-    bool ordered = ordered_arg(ctx->cmd);
+    bool ordered = msim_ordered_arg(ctx->cmd);
     bson_t errs = BSON_INITIALIZER;
     uint32_t nerr = 0;
     int32_t n = 0, index = 0;
@@ -660,7 +687,7 @@ msim_cmd_delete(msim_ctx_t *ctx, mg_error_t *error)
     stmt_done:
         msim_matcher_destroy(m);
         if (!ok) {
-            write_error(&errs, &nerr, index, &e);
+            msim_write_error(&errs, &nerr, index, &e);
             if (ordered)
                 break;
         }
@@ -916,7 +943,8 @@ msim_cmd_count(msim_ctx_t *ctx, mg_error_t *error)
     if (!coll_arg(ctx, &coll, error) || !doc_arg(ctx->cmd, "query", &query, &present, error) ||
         !int_arg(ctx->cmd, "skip", &skip, error) || !int_arg(ctx->cmd, "limit", &limit, error))
         return false;
-    if ((!present || bson_empty(&query)) && !msim_txn_touches(ctx->txn, ctx->db, coll)) {
+    if ((!present || bson_empty(&query)) && !msim_txn_touches(ctx->txn, ctx->db, coll) &&
+        !msim_tls_filter_orphans && msim_tls_snapshot_hook == NULL) {
         msim_coll_t *c;
         pthread_rwlock_rdlock(&msim_srv->lock);
         c = msim_catalog_get(ctx->db, coll);

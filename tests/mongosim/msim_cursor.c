@@ -19,8 +19,12 @@ msim_cursor_free(msim_cursor_t *c)
         msim_doc_unref(c->docs[i]);
     free(c->docs);
     msim_proj_destroy(c->proj);
-    if (c->stream != NULL)
+    if (c->kind == MSIM_CURSOR_STREAM)
         msim_stream_free(c->stream);
+    else if (c->kind == MSIM_CURSOR_MERGED)
+        msim_route_stream_free(c->stream);
+    else if (c->kind == MSIM_CURSOR_REMOTE)
+        msim_router_remote_kill(c);
     free(c);
 }
 
@@ -30,6 +34,7 @@ msim_cursor_register(msim_cursor_t *c)
     pthread_mutex_lock(&msim_srv->cursor_mu);
     c->id = msim_srv->next_cursor_id++;
     c->last_use_ms = msim_now_ms();
+    c->owner = msim_tls_conn != NULL ? msim_tls_conn->user : NULL;
     c->busy = false;
     c->next = msim_srv->cursors;
     msim_srv->cursors = c;
@@ -231,6 +236,11 @@ msim_cmd_get_more(msim_ctx_t *ctx, mg_error_t *error)
                          "namespace %s",
                          ns, c->ns);
     }
+    if (msim_srv->auth && c->owner != ctx->conn->user) {
+        pthread_mutex_unlock(&msim_srv->cursor_mu);
+        return msim_fail(error, MSIM_E_UNAUTHORIZED,
+                         "cursor id %lld was not created by the authenticated user", (long long)id);
+    }
     if (c->busy) {
         pthread_mutex_unlock(&msim_srv->cursor_mu);
         return msim_fail(error, 292, "cursor id %lld is already in use", (long long)id);
@@ -240,8 +250,12 @@ msim_cmd_get_more(msim_ctx_t *ctx, mg_error_t *error)
 
     if (c->stream != NULL && getmore_fail_point(ctx, error)) {
         ok = false;
-    } else if (c->stream != NULL) {
+    } else if (c->kind == MSIM_CURSOR_STREAM) {
         ok = msim_stream_get_more(ctx, c, batch_size, max_time < 0 ? 1000 : max_time, error);
+    } else if (c->kind == MSIM_CURSOR_MERGED) {
+        ok = msim_route_stream_get_more(ctx, c, batch_size, max_time < 0 ? 1000 : max_time, error);
+    } else if (c->kind == MSIM_CURSOR_REMOTE) {
+        ok = msim_router_remote_get_more(ctx, c, error);
     } else {
         bson_append_document_begin(ctx->reply, "cursor", -1, &cur);
         bson_append_array_begin(&cur, "nextBatch", -1, &arr);
@@ -255,7 +269,8 @@ msim_cmd_get_more(msim_ctx_t *ctx, mg_error_t *error)
     pthread_mutex_lock(&msim_srv->cursor_mu);
     c->busy = false;
     c->last_use_ms = msim_now_ms();
-    if ((c->stream == NULL && c->pos >= c->ndocs) || (c->stream != NULL && c->id == 0) || !ok) {
+    if ((c->kind == MSIM_CURSOR_SNAPSHOT && c->pos >= c->ndocs) ||
+        (c->kind != MSIM_CURSOR_SNAPSHOT && c->id == 0) || !ok) {
         unlink_locked(c);
         pthread_mutex_unlock(&msim_srv->cursor_mu);
         msim_cursor_free(c);
@@ -287,7 +302,8 @@ msim_cmd_kill_cursors(msim_ctx_t *ctx, mg_error_t *error)
             id = bson_iter_int64(&c);
             pthread_mutex_lock(&msim_srv->cursor_mu);
             for (cur = msim_srv->cursors; cur != NULL; cur = cur->next)
-                if (cur->id == id && !cur->busy) {
+                if (cur->id == id && !cur->busy &&
+                    (!msim_srv->auth || cur->owner == ctx->conn->user)) {
                     found = cur;
                     unlink_locked(cur);
                     break;

@@ -18,9 +18,16 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <poll.h>
+
+#define MAX_LISTENERS 17 /* the router and up to 16 shards */
+
 static msim_server_t g_server;
 static volatile sig_atomic_t g_stop;
-static int g_listen_fd = -1;
+static int g_listen_fds[MAX_LISTENERS];
+static msim_server_t *g_listen_srv[MAX_LISTENERS];
+static int g_nlisten;
+static msim_cluster_t *g_cluster;
 
 /* on_stop asks the accept loop to end (SIGTERM, SIGINT): main returns 0. */
 static void
@@ -28,8 +35,8 @@ on_stop(int sig)
 {
     (void)sig;
     g_stop = 1;
-    if (g_listen_fd >= 0)
-        shutdown(g_listen_fd, SHUT_RDWR);
+    for (int i = 0; i < g_nlisten; i++)
+        shutdown(g_listen_fds[i], SHUT_RDWR);
 }
 
 static int
@@ -103,6 +110,7 @@ static void *
 conn_main(void *arg)
 {
     msim_conn_t *c = arg;
+    msim_srv = c->server;
     uint8_t hdr[16];
     uint8_t *buf = NULL;
     size_t bufcap = 0;
@@ -181,15 +189,138 @@ conn_main(void *arg)
     return NULL;
 }
 
+/* background_main runs the periodic jobs: the no-op writer, the
+ * transaction lifetime limit, and (every second) idle cursors. */
 static void *
-reaper_main(void *arg)
+background_main(void *arg)
 {
+    int64_t last_reap = msim_now_ms();
     (void)arg;
-    while (!atomic_load(&msim_srv->stopping)) {
-        sleep(1);
-        msim_cursor_reap(msim_now_ms());
+    while (!atomic_load(&g_server.stopping)) {
+        int64_t now;
+        usleep(100 * 1000);
+        now = msim_now_ms();
+        for (int i = 0; i < g_nlisten; i++) {
+            msim_srv = g_listen_srv[i];
+            if (!msim_srv->is_router) {
+                msim_noop_writer_tick(now);
+                msim_txn_expire(now);
+            }
+            if (now - last_reap >= 1000)
+                msim_cursor_reap(now);
+        }
+        if (now - last_reap >= 1000)
+            last_reap = now;
+        msim_srv = &g_server;
+        if (g_cluster != NULL)
+            msim_cluster_tick(g_cluster, now);
     }
     return NULL;
+}
+
+/* open_listener binds a listening socket for s (port 0: the kernel picks; s->port gets it). */
+static bool
+open_listener(msim_server_t *s)
+{
+    struct sockaddr_in addr;
+    socklen_t alen = sizeof addr;
+    int one = 1, fd;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)s->port);
+    if (inet_pton(AF_INET, s->bind, &addr.sin_addr) != 1)
+        return false;
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(fd, 512) != 0) {
+        int e = errno;
+        MG_LOG(MG_LOG_FATAL, "mongosim", "could not listen on \"%s:%d\": %s", s->bind, s->port,
+               strerror(e));
+        close(fd);
+        return false;
+    }
+    getsockname(fd, (struct sockaddr *)&addr, &alen);
+    s->port = ntohs(addr.sin_port);
+    g_listen_fds[g_nlisten] = fd;
+    g_listen_srv[g_nlisten++] = s;
+    return true;
+}
+
+/* accept_loop serves every listener until a signal; false on a fatal accept error. */
+static bool
+accept_loop(void)
+{
+    pthread_attr_t attr;
+    struct pollfd pfd[MAX_LISTENERS];
+    int one = 1;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 1u << 20);
+    for (int i = 0; i < g_nlisten; i++) {
+        pfd[i].fd = g_listen_fds[i];
+        pfd[i].events = POLLIN;
+    }
+    while (!g_stop) {
+        if (poll(pfd, (nfds_t)g_nlisten, 1000) <= 0)
+            continue;
+        for (int i = 0; i < g_nlisten && !g_stop; i++) {
+            pthread_t th;
+            msim_conn_t *c;
+            msim_server_t *srv = g_listen_srv[i];
+            int fd;
+            if (!(pfd[i].revents & POLLIN))
+                continue;
+            fd = accept4(pfd[i].fd, NULL, NULL, SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN || errno == EMFILE ||
+                    errno == ENFILE) {
+                    if (errno == EMFILE || errno == ENFILE)
+                        usleep(10000);
+                    continue;
+                }
+                if (g_stop)
+                    break;
+                perror("mongosim: accept");
+                pthread_attr_destroy(&attr);
+                return false;
+            }
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            c = calloc(1, sizeof *c);
+            if (c == NULL) {
+                close(fd);
+                continue;
+            }
+            c->fd = fd;
+            c->server = srv;
+            c->id = atomic_fetch_add(&srv->total_connections, 1) + 1;
+            c->authenticated = !srv->auth;
+            MG_LOG(MG_LOG_DEBUG, "mongosim", "connection %lld accepted by %s", (long long)c->id,
+                   srv->name);
+            atomic_fetch_add(&srv->connections, 1);
+            if (pthread_create(&th, &attr, conn_main, c) != 0) {
+                atomic_fetch_sub(&srv->connections, 1);
+                close(fd);
+                free(c);
+            }
+        }
+    }
+    pthread_attr_destroy(&attr);
+    return true;
+}
+
+/* register_loaded_dbs makes shard0 the primary of every database --load filled there. */
+static void
+register_loaded_dbs(msim_cluster_t *cl)
+{
+    msim_server_t *s0 = cl->shards[0];
+    pthread_mutex_lock(&cl->mu);
+    for (size_t i = 0; i < s0->ncolls; i++) {
+        if (msim_cluster_db(cl, s0->colls[i]->db, false) == NULL)
+            msim_cluster_db(cl, s0->colls[i]->db, true)->primary = 0;
+    }
+    pthread_mutex_unlock(&cl->mu);
 }
 
 static void
@@ -200,8 +331,17 @@ usage(FILE *f)
                "  --bind ADDR           listen address (default 127.0.0.1)\n"
                "  --port-file PATH      write the port number here once listening\n"
                "  --oplog-size-mb N     change-stream history kept in memory (default 512)\n"
-               "  --auth USER:PASSWORD[:ROLE]  require SCRAM-SHA-256 authentication; ROLE root\n"
-               "                        (default) or readWrite (no cluster actions)\n"
+               "  --auth USER[@DB]:PASSWORD[:ROLE[@DB][,ROLE...]]  require SCRAM-SHA-256;\n"
+               "                        repeat for more users; built-in roles (default root);\n"
+               "                        a role without @DB is on the user's database\n"
+               "  --periodic-noop-interval-secs N  no-op write of an idle primary (1-10, default\n"
+               "                        10, as MongoDB's periodicNoopIntervalSecs)\n"
+               "  --transaction-lifetime-limit-secs N  abort older transactions (default 60)\n"
+               "  --server-version V    7.0 (default) or 6.0: the MongoDB version claimed\n"
+               "  --shards N            a sharded cluster: this port is the router (mongos),\n"
+               "                        N shard replica sets listen on ports of their own\n"
+               "  --balancer-interval-secs N  balancer round (default 10)\n"
+               "  --orphan-cleanup-delay-secs N  range deletion after a migration (default 900)\n"
                "  --load FILE[,FILE]    load Extended JSON files (one doc per line, or an array)\n"
                "  --load-ns DB.COLL     target of --load (default test.<file name>)\n"
                "  --cursor-timeout-ms N idle cursors are closed after N ms (default 600000)\n"
@@ -221,16 +361,21 @@ main(int argc, char **argv)
         {"load", required_argument, NULL, 'l'},
         {"load-ns", required_argument, NULL, 'n'},
         {"cursor-timeout-ms", required_argument, NULL, 'c'},
+        {"periodic-noop-interval-secs", required_argument, NULL, 'N'},
+        {"transaction-lifetime-limit-secs", required_argument, NULL, 'T'},
+        {"server-version", required_argument, NULL, 'V'},
+        {"shards", required_argument, NULL, 'S'},
+        {"balancer-interval-secs", required_argument, NULL, 'B'},
+        {"orphan-cleanup-delay-secs", required_argument, NULL, 'O'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *port_file = NULL, *load = NULL, *load_ns = NULL;
-    struct sockaddr_in addr;
-    socklen_t alen = sizeof addr;
+    int nshards = 0, balancer_secs = 10;
+    long long orphan_secs = 900;
     mg_error_t err;
     pthread_t reaper;
-    pthread_attr_t attr;
-    int lfd, one = 1, opt;
+    int opt;
 
     if (!mg_cli_take_log_options("mongosim", "MONGOSIM_", &argc, argv, &err)) {
         fprintf(stderr, "mongosim: %s\n", err.message);
@@ -267,27 +412,65 @@ main(int argc, char **argv)
                 return MG_EXIT_USAGE;
             }
             break;
-        case 'a': {
-            const char *colon = strchr(optarg, ':');
-            if (colon == NULL || colon == optarg || colon[1] == '\0' ||
-                (size_t)(colon - optarg) >= sizeof g_server.auth_user) {
-                fprintf(stderr, "mongosim: --auth needs USER:PASSWORD\n");
+        case 'a':
+            if (!msim_user_add(optarg, &err)) {
+                fprintf(stderr, "mongosim: --auth: %s\n", err.message);
                 return MG_EXIT_USAGE;
             }
-            memcpy(g_server.auth_user, optarg, (size_t)(colon - optarg));
-            snprintf(g_server.auth_password, sizeof g_server.auth_password, "%s", colon + 1);
-            {
-                /* an optional role: USER:PASSWORD:readWrite (default: root) */
-                char *role = strrchr(g_server.auth_password, ':');
-                if (role != NULL &&
-                    (strcmp(role + 1, "readWrite") == 0 || strcmp(role + 1, "root") == 0)) {
-                    g_server.auth_read_write_only = strcmp(role + 1, "readWrite") == 0;
-                    *role = '\0';
-                }
+            break;
+        case 'N': {
+            long v = strtol(optarg, &end, 10);
+            if (*end != '\0' || v < 1 || v > 10) {
+                fprintf(stderr,
+                        "mongosim: invalid --periodic-noop-interval-secs \"%s\" (1-10, as "
+                        "MongoDB's periodicNoopIntervalSecs)\n",
+                        optarg);
+                return MG_EXIT_USAGE;
             }
-            g_server.auth = true;
+            g_server.noop_interval_secs = (int)v;
             break;
         }
+        case 'T': {
+            long long v = strtoll(optarg, &end, 10);
+            if (*end != '\0' || v < 1 || v > 86400) {
+                fprintf(stderr, "mongosim: invalid --transaction-lifetime-limit-secs \"%s\"\n",
+                        optarg);
+                return MG_EXIT_USAGE;
+            }
+            g_server.txn_lifetime_ms = v * 1000;
+            break;
+        }
+        case 'S':
+        case 'B':
+        case 'O': {
+            long long v = strtoll(optarg, &end, 10);
+            long long lo = opt == 'S' ? 1 : 0, hi = opt == 'S' ? 16 : 86400;
+            if (*end != '\0' || v < lo || v > hi || (opt == 'B' && v < 1)) {
+                fprintf(stderr, "mongosim: invalid --%s \"%s\"\n",
+                        opt == 'S'   ? "shards"
+                        : opt == 'B' ? "balancer-interval-secs"
+                                     : "orphan-cleanup-delay-secs",
+                        optarg);
+                return MG_EXIT_USAGE;
+            }
+            if (opt == 'S')
+                nshards = (int)v;
+            else if (opt == 'B')
+                balancer_secs = (int)v;
+            else
+                orphan_secs = v;
+            break;
+        }
+        case 'V':
+            if (strcmp(optarg, "7.0") == 0) {
+                g_server.server_version = MSIM_VERSION_70;
+            } else if (strcmp(optarg, "6.0") == 0) {
+                g_server.server_version = MSIM_VERSION_60;
+            } else {
+                fprintf(stderr, "mongosim: invalid --server-version \"%s\" (6.0 or 7.0)\n", optarg);
+                return MG_EXIT_USAGE;
+            }
+            break;
         case 'l':
             load = optarg;
             break;
@@ -317,36 +500,39 @@ main(int argc, char **argv)
         sigaction(SIGINT, &sa, NULL);
     }
 
-    if (g_server.auth && !msim_auth_init(&err)) {
-        mg_log_error(MG_LOG_FATAL, "mongosim", &err);
-        return MG_EXIT_FAILURE;
+    if (nshards > 0) {
+        g_cluster = msim_cluster_new(&g_server, nshards);
+        g_cluster->balancer_interval_secs = balancer_secs;
+        g_cluster->orphan_delay_ms = orphan_secs * 1000;
+        msim_srv = g_cluster->shards[0]; /* --load fills shard0, the primary of its databases */
     }
     if (load != NULL && !msim_load_files(load, load_ns, &err)) {
         mg_log_error(MG_LOG_FATAL, "mongosim", &err);
         return MG_EXIT_USAGE;
     }
+    msim_srv = &g_server;
+    if (g_cluster != NULL)
+        register_loaded_dbs(g_cluster);
 
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)g_server.port);
-    if (inet_pton(AF_INET, g_server.bind, &addr.sin_addr) != 1) {
-        fprintf(stderr, "mongosim: invalid --bind address \"%s\" (IPv4 expected)\n", g_server.bind);
-        return MG_EXIT_USAGE;
+    {
+        struct in_addr probe;
+        if (inet_pton(AF_INET, g_server.bind, &probe) != 1) {
+            fprintf(stderr, "mongosim: invalid --bind address \"%s\" (IPv4 expected)\n",
+                    g_server.bind);
+            return MG_EXIT_USAGE;
+        }
     }
-    lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (lfd < 0) {
-        perror("mongosim: socket");
+    if (!open_listener(&g_server))
         return MG_EXIT_FAILURE;
+    for (int i = 0; i < nshards; i++) {
+        msim_server_t *sh = g_cluster->shards[i];
+        sh->port = 0;
+        if (!open_listener(sh))
+            return MG_EXIT_FAILURE;
+        MG_LOG_EVENT(MG_LOG_INFO, "mongosim", "mongosim.shard_listening",
+                     MG_LOG_FIELDS(MG_LOG_STR("shard", sh->name), MG_LOG_INT("port", sh->port)),
+                     "%s listening on %s:%d", sh->name, sh->bind, sh->port);
     }
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(lfd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(lfd, 512) != 0) {
-        int e = errno;
-        MG_LOG(MG_LOG_FATAL, "mongosim", "could not listen on \"%s:%d\": %s", g_server.bind,
-               g_server.port, strerror(e));
-        return MG_EXIT_FAILURE;
-    }
-    getsockname(lfd, (struct sockaddr *)&addr, &alen);
-    g_server.port = ntohs(addr.sin_port);
     if (port_file != NULL) {
         char tmp[4096];
         FILE *f;
@@ -360,53 +546,19 @@ main(int argc, char **argv)
     }
     MG_LOG_EVENT(MG_LOG_INFO, "mongosim", "mongosim.listening",
                  MG_LOG_FIELDS(MG_LOG_STR("bind", g_server.bind), MG_LOG_INT("port", g_server.port),
-                               MG_LOG_BOOL("auth", g_server.auth)),
-                 "listening on %s:%d", g_server.bind, g_server.port);
+                               MG_LOG_BOOL("auth", g_server.auth), MG_LOG_INT("shards", nshards)),
+                 "listening on %s:%d%s", g_server.bind, g_server.port,
+                 nshards > 0 ? " (router)" : "");
 
-    pthread_create(&reaper, NULL, reaper_main, NULL);
+    pthread_create(&reaper, NULL, background_main, NULL);
     pthread_detach(reaper);
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 1u << 20);
-    g_listen_fd = lfd;
-    for (;;) {
-        pthread_t th;
-        msim_conn_t *c;
-        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (g_stop) {
-            if (fd >= 0)
-                close(fd);
-            break;
-        }
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE) {
-                if (errno == EMFILE || errno == ENFILE)
-                    usleep(10000);
-                continue;
-            }
-            perror("mongosim: accept");
-            return MG_EXIT_FAILURE;
-        }
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        c = calloc(1, sizeof *c);
-        if (c == NULL) {
-            close(fd);
-            continue;
-        }
-        c->fd = fd;
-        c->id = atomic_fetch_add(&g_server.total_connections, 1) + 1;
-        c->authenticated = !g_server.auth;
-        MG_LOG(MG_LOG_DEBUG, "mongosim", "connection %lld accepted", (long long)c->id);
-        atomic_fetch_add(&g_server.connections, 1);
-        if (pthread_create(&th, &attr, conn_main, c) != 0) {
-            atomic_fetch_sub(&g_server.connections, 1);
-            close(fd);
-            free(c);
-        }
-    }
+    if (!accept_loop())
+        return MG_EXIT_FAILURE;
     atomic_store(&g_server.stopping, true);
-    close(lfd);
-    pthread_attr_destroy(&attr);
+    for (int i = 0; i < g_nlisten; i++) {
+        atomic_store(&g_listen_srv[i]->stopping, true);
+        close(g_listen_fds[i]);
+    }
     MG_LOG_EVENT(MG_LOG_INFO, "mongosim", "mongosim.stopped",
                  MG_LOG_FIELDS(MG_LOG_INT("connections", atomic_load(&g_server.connections))),
                  "stopped on signal");

@@ -12,7 +12,7 @@
 
 #define SKIP_MAX_LEVEL 24
 
-msim_server_t *msim_srv;
+__thread msim_server_t *msim_srv;
 
 typedef struct skipnode {
     msim_doc_t *doc;
@@ -122,6 +122,9 @@ msim_coll_destroy(msim_coll_t *c)
     bson_free(c->ns);
     bson_destroy(&c->indexes);
     bson_destroy(&c->options);
+    if (c->shard_key != NULL)
+        bson_destroy(c->shard_key);
+    msim_owned_free(c->owned);
     free(c);
 }
 
@@ -337,34 +340,40 @@ msim_ts_cmp(msim_ts_t a, msim_ts_t b)
 msim_ts_t
 msim_clock_tick(void)
 {
+    msim_clock_t *c = msim_srv->clock;
     msim_ts_t r;
     uint32_t now = (uint32_t)(msim_now_ms() / 1000);
-    pthread_mutex_lock(&msim_srv->clock_mu);
-    if (now > msim_srv->clock.t) {
-        msim_srv->clock.t = now;
-        msim_srv->clock.i = 1;
+    pthread_mutex_lock(&c->mu);
+    if (now > c->now.t) {
+        c->now.t = now;
+        c->now.i = 1;
     } else {
-        msim_srv->clock.i++;
+        c->now.i++;
     }
-    r = msim_srv->clock;
-    pthread_mutex_unlock(&msim_srv->clock_mu);
+    r = c->now;
+    pthread_mutex_unlock(&c->mu);
     return r;
 }
 
 msim_ts_t
 msim_clock_now(void)
 {
+    /* the clock moves only when something is written to the oplog (as on a
+     * replica set primary, where the no-op writer moves it when idle) */
+    msim_clock_t *c = msim_srv->clock;
     msim_ts_t r;
-    uint32_t now = (uint32_t)(msim_now_ms() / 1000);
-    pthread_mutex_lock(&msim_srv->clock_mu);
-    if (now > msim_srv->clock.t) {
-        /* i = 0 is never given to a write, so no event can equal this time */
-        msim_srv->clock.t = now;
-        msim_srv->clock.i = 0;
-    }
-    r = msim_srv->clock;
-    pthread_mutex_unlock(&msim_srv->clock_mu);
+    pthread_mutex_lock(&c->mu);
+    r = c->now;
+    pthread_mutex_unlock(&c->mu);
     return r;
+}
+
+msim_ts_t
+msim_last_op(void)
+{
+    uint64_t v = atomic_load(&msim_srv->last_op);
+    msim_ts_t t = {(uint32_t)(v >> 32), (uint32_t)v};
+    return t;
 }
 
 /* ------------------------------------------------------------------------
@@ -380,14 +389,23 @@ msim_server_init(msim_server_t *s)
     s->port = 27017;
     s->oplog_max_bytes = 512ll << 20;
     s->cursor_timeout_ms = 600000;
+    s->noop_interval_secs = 10;
+    s->txn_lifetime_ms = 60000;
+    s->server_version = MSIM_VERSION_70;
     s->wait_cap_ms = -1;
     pthread_rwlock_init(&s->lock, NULL);
-    pthread_mutex_init(&s->clock_mu, NULL);
+    pthread_mutex_init(&s->own_clock.mu, NULL);
+    s->clock = &s->own_clock;
+    s->shard_index = -1;
+    snprintf(s->name, sizeof s->name, "mongosim");
     pthread_mutex_init(&s->oplog_mu, NULL);
     pthread_cond_init(&s->oplog_cv, NULL);
     pthread_mutex_init(&s->cursor_mu, NULL);
     pthread_mutex_init(&s->txn_mu, NULL);
     pthread_mutex_init(&s->fp_mu, NULL);
+    pthread_mutex_init(&s->glock_mu, NULL);
+    pthread_cond_init(&s->glock_cv, NULL);
+    pthread_mutex_init(&s->block_mu, NULL);
     bson_init(&s->fp.error_labels);
     bson_init(&s->fp.write_concern_error);
     bson_init(&s->fp_getmore.error_labels);
@@ -398,5 +416,8 @@ msim_server_init(msim_server_t *s)
     s->next_cursor_id = ((int64_t)(s->start_ms & 0xffffff) << 20) + 1;
     s->oplog_next_seq = 1;
     srand((unsigned)s->start_ms ^ (unsigned)getpid());
-    (void)msim_clock_now();
+    /* the oplog of a new replica set starts with a no-op ("initiating set") */
+    msim_oplog_append(msim_oplog_entry_new("noop", "", NULL));
+    s->noop_last_seq = s->oplog_next_seq - 1;
+    s->noop_last_ms = s->start_ms;
 }

@@ -5,10 +5,17 @@
  * startAfter, fullDocument and fullDocumentBeforeChange modes, invalidate,
  * postBatchResumeToken and ChangeStreamHistoryLost.
  *
- * Resume token: {_data: "82" TTTTTTTT IIIIIIII KK NNNNNNNN} in upper-case
- * hex: cluster time (t, i), kind (01 event, 02 invalidate, 03 high-water
- * mark) and the event's index within its transaction. Tokens order as
- * strings in the order of events, and are strictly increasing in a stream.
+ * Resume token: {_data: "82" TTTTTTTT IIIIIIII KK NNNNNNNN [FFFFFFFF]} in
+ * upper-case hex: cluster time (t, i), kind (01 event, 02 invalidate, 03
+ * high-water mark), the event's index within its transaction and, for a
+ * fragment of an event split by $changeStreamSplitLargeEvent, the fragment's
+ * index. Tokens order as strings in the order of events (a fragment after
+ * its event's own token), and are strictly increasing in a stream.
+ *
+ * Event size: an event larger than BSONObjMaxInternalSize (16 MiB + 16 KiB)
+ * cannot be serialized and fails the stream with BSONObjectTooLarge (10334),
+ * as on mongod; with $changeStreamSplitLargeEvent (claimed version 7.0) an
+ * event over 16 MiB + 8 KiB is returned as fragments instead.
  */
 #include "msim.h"
 
@@ -23,10 +30,13 @@ enum { SCOPE_COLL, SCOPE_DB, SCOPE_CLUSTER };
 enum { FD_DEFAULT, FD_UPDATE_LOOKUP, FD_WHEN_AVAILABLE, FD_REQUIRED };
 enum { FDB_OFF, FDB_WHEN_AVAILABLE, FDB_REQUIRED };
 
+#define SPLIT_EVENT_LIMIT MSIM_SPLIT_EVENT_LIMIT
+
 typedef struct {
     msim_ts_t ts;
     uint8_t kind;
     uint32_t index;
+    int64_t frag; /* fragment index of a split event, -1 for none */
 } token_t;
 
 static int
@@ -37,7 +47,19 @@ tok_cmp(token_t a, token_t b)
         return c;
     if (a.kind != b.kind)
         return a.kind < b.kind ? -1 : 1;
-    return a.index < b.index ? -1 : a.index > b.index;
+    if (a.index != b.index)
+        return a.index < b.index ? -1 : 1;
+    return a.frag < b.frag ? -1 : a.frag > b.frag;
+}
+
+static void
+tok_hex(token_t t, char *hex, size_t n)
+{
+    if (t.frag >= 0)
+        snprintf(hex, n, "82%08X%08X%02X%08X%08X", t.ts.t, t.ts.i, t.kind, t.index,
+                 (unsigned)t.frag);
+    else
+        snprintf(hex, n, "82%08X%08X%02X%08X", t.ts.t, t.ts.i, t.kind, t.index);
 }
 
 static void
@@ -45,7 +67,7 @@ tok_append(bson_t *b, const char *key, token_t t)
 {
     char hex[64];
     bson_t d;
-    snprintf(hex, sizeof hex, "82%08X%08X%02X%08X", t.ts.t, t.ts.i, t.kind, t.index);
+    tok_hex(t, hex, sizeof hex);
     bson_append_document_begin(b, key, -1, &d);
     BSON_APPEND_UTF8(&d, "_data", hex);
     bson_append_document_end(b, &d);
@@ -56,7 +78,8 @@ tok_parse(const bson_iter_t *it, token_t *t, mg_error_t *error)
 {
     bson_iter_t d;
     const char *s;
-    unsigned int tt, ii, kk, nn;
+    unsigned int tt, ii, kk, nn, ff = 0;
+    size_t len;
     char tail;
     if (!BSON_ITER_HOLDS_DOCUMENT(it) || !bson_iter_recurse(it, &d) || !bson_iter_find(&d, "_data"))
         return msim_fail(error, MSIM_E_INVALID_RESUME_TOKEN,
@@ -66,8 +89,11 @@ tok_parse(const bson_iter_t *it, token_t *t, mg_error_t *error)
         return msim_fail(error, MSIM_E_INVALID_RESUME_TOKEN,
                          "Invalid resume token: _data must be a string");
     s = bson_iter_utf8(&d, NULL);
-    if (strlen(s) != 28 || strncmp(s, "82", 2) != 0 || strspn(s, "0123456789ABCDEF") != 28 ||
-        sscanf(s + 2, "%8X%8X%2X%8X%c", &tt, &ii, &kk, &nn, &tail) != 4 || kk < 1 || kk > 3)
+    len = strlen(s);
+    if ((len != 28 && len != 36) || strncmp(s, "82", 2) != 0 ||
+        strspn(s, "0123456789ABCDEF") != len ||
+        sscanf(s + 2, "%8X%8X%2X%8X", &tt, &ii, &kk, &nn) != 4 || kk < 1 || kk > 3 ||
+        (len == 36 && (sscanf(s + 28, "%8X%c", &ff, &tail) != 1 || kk != KIND_EVENT)))
         return msim_fail(error, MSIM_E_FAILED_TO_PARSE,
                          "Failed to decode resume token '%.64s': not a token issued by this "
                          "server",
@@ -76,13 +102,14 @@ tok_parse(const bson_iter_t *it, token_t *t, mg_error_t *error)
     t->ts.i = ii;
     t->kind = (uint8_t)kk;
     t->index = nn;
+    t->frag = len == 36 ? (int64_t)ff : -1;
     return true;
 }
 
 static token_t
 entry_token(const msim_oplog_entry_t *e)
 {
-    token_t t = {e->ts, KIND_EVENT, e->txn_index};
+    token_t t = {e->ts, KIND_EVENT, e->txn_index, -1};
     return t;
 }
 
@@ -132,6 +159,8 @@ msim_oplog_append(msim_oplog_entry_t *e)
     }
     e->seq = s->oplog_next_seq++;
     e->wall_ms = msim_now_ms();
+    msim_note_op(e->ts);
+    atomic_store(&s->last_op, ((uint64_t)e->ts.t << 32) | e->ts.i);
     e->size = 128 + (e->post ? e->post->len : 0) + (e->pre ? e->pre->len : 0) +
               (e->update_desc ? e->update_desc->len : 0) + (e->doc_key ? e->doc_key->len : 0);
     if (s->oplog_tail)
@@ -151,15 +180,15 @@ msim_oplog_append(msim_oplog_entry_t *e)
     }
 }
 
-static uint64_t g_generation;
-
 void
 msim_oplog_publish(void)
 {
     pthread_mutex_lock(&msim_srv->oplog_mu);
-    g_generation++;
+    msim_srv->oplog_generation++;
     pthread_cond_broadcast(&msim_srv->oplog_cv);
     pthread_mutex_unlock(&msim_srv->oplog_mu);
+    if (msim_srv->cluster != NULL)
+        msim_cluster_wake(msim_srv->cluster);
 }
 
 /* ------------------------------------------------------------------------
@@ -184,7 +213,28 @@ typedef struct {
     bool invalidate_pending;
     token_t invalidate_token;
     bool closed;
+    /* $changeStreamSplitLargeEvent */
+    bool split;           /* the stage ends the pipeline */
+    bool resume_split;    /* resuming from a fragment of the event at resume_base */
+    token_t resume_base;  /* that event's own token */
+    int64_t resume_frag;  /* the fragment resumed after */
+    bson_t **frags;       /* fragments of a split event still to return */
+    token_t *frag_tokens; /* their resume tokens */
+    size_t nfrags, next_frag;
 } stream_t;
+
+static void
+free_frags(stream_t *s)
+{
+    for (size_t i = 0; i < s->nfrags; i++)
+        if (s->frags[i] != NULL)
+            bson_destroy(s->frags[i]);
+    free(s->frags);
+    free(s->frag_tokens);
+    s->frags = NULL;
+    s->frag_tokens = NULL;
+    s->nfrags = s->next_frag = 0;
+}
 
 void
 msim_stream_free(void *p)
@@ -200,6 +250,7 @@ msim_stream_free(void *p)
     free(s->projs);
     if (s->stages)
         bson_destroy(s->stages);
+    free_frags(s);
     free(s);
 }
 
@@ -214,6 +265,8 @@ static int
 relevant(const stream_t *s, const msim_oplog_entry_t *e)
 {
     bool expanded_only = strcmp(e->op, "create") == 0;
+    if (strcmp(e->op, "noop") == 0 || e->from_migrate)
+        return 0; /* no-ops only move the high-water mark; migrations are not user events */
     if (expanded_only && !s->show_expanded)
         return 0;
     switch (s->scope) {
@@ -230,6 +283,9 @@ relevant(const stream_t *s, const msim_oplog_entry_t *e)
             return 0;
         if (strcmp(e->op, "dropDatabase") == 0)
             return 0; /* the collection's own drop event came first */
+        if (strcmp(e->op, "rename") == 0 && e->to_db != NULL && strcmp(e->to_db, s->db) == 0 &&
+            strcmp(e->to_coll, s->coll) == 0)
+            return 2; /* a rename onto the watched collection invalidates it too */
         if (e->coll == NULL || strcmp(e->coll, s->coll) != 0)
             return 0;
         if (strcmp(e->op, "drop") == 0 || strcmp(e->op, "rename") == 0)
@@ -365,10 +421,235 @@ append_invalidate(bson_t *arr, uint32_t idx, token_t t)
     bson_append_document_end(arr, &ev);
 }
 
+/* field_t: one top-level field of an event to split, with its BSON size. */
+typedef struct {
+    const char *key;
+    uint32_t size;
+    bson_iter_t it;
+} field_t;
+
+static int
+field_cmp(const void *pa, const void *pb)
+{
+    const field_t *a = pa, *b = pb;
+    if (a->size != b->size)
+        return a->size < b->size ? -1 : 1;
+    return strcmp(a->key, b->key);
+}
+
+/* fragment_head starts a fragment document: its _id and splitEvent. */
+static void
+fragment_head(bson_t *f, const char *base_hex, size_t g, size_t of)
+{
+    bson_t se, id;
+    char hex[80];
+    snprintf(hex, sizeof hex, "%s%08X", base_hex, (unsigned)g);
+    bson_append_document_begin(f, "_id", -1, &id);
+    BSON_APPEND_UTF8(&id, "_data", hex);
+    bson_append_document_end(f, &id);
+    bson_append_document_begin(f, "splitEvent", -1, &se);
+    BSON_APPEND_INT32(&se, "fragment", (int32_t)g + 1);
+    BSON_APPEND_INT32(&se, "of", (int32_t)of);
+    bson_append_document_end(f, &se);
+}
+
+bool
+msim_split_event(const bson_t *ev, const char *base_hex, bson_t ***out, size_t *nout,
+                 mg_error_t *error)
+{
+    bson_iter_t it;
+    field_t *fields;
+    size_t nf = 0, cap = bson_count_keys(ev) + 1, *start, ngroups = 0, i;
+    uint32_t head, max;
+    bson_t probe = BSON_INITIALIZER;
+
+    /* room for the postBatchResumeToken, as mongod leaves */
+    max = (uint32_t)(SPLIT_EVENT_LIMIT - (4 + 1 + 6 + 4 + strlen(base_hex) + 1 + 1));
+    fragment_head(&probe, base_hex, 0, 1);
+    head = probe.len;
+    bson_destroy(&probe);
+    fields = calloc(cap, sizeof *fields);
+    start = calloc(cap + 1, sizeof *start);
+    if (fields == NULL || start == NULL)
+        abort();
+    bson_iter_init(&it, ev);
+    while (bson_iter_next(&it)) {
+        if (strcmp(bson_iter_key(&it), "_id") == 0)
+            continue;
+        fields[nf].key = bson_iter_key(&it);
+        fields[nf].size = it.next_off - it.off;
+        fields[nf].it = it;
+        nf++;
+    }
+    qsort(fields, nf, sizeof *fields, field_cmp);
+    for (i = 0; i < nf;) {
+        uint32_t size = head;
+        start[ngroups++] = i;
+        do {
+            size += fields[i].size;
+            i++;
+        } while (i < nf && size + fields[i].size <= max);
+        if (size > max) {
+            free(fields);
+            free(start);
+            return msim_fail(error, 7182500,
+                             "Splitting change event failed: fragment size %u is greater than "
+                             "maximum allowed fragment size %u",
+                             size, max);
+        }
+    }
+    start[ngroups] = nf;
+    *out = calloc(ngroups + 1, sizeof **out);
+    if (*out == NULL)
+        abort();
+    for (size_t g = 0; g < ngroups; g++) {
+        bson_t *f = bson_new();
+        fragment_head(f, base_hex, g, ngroups);
+        for (size_t k = start[g]; k < start[g + 1]; k++)
+            bson_append_iter(f, fields[k].key, -1, &fields[k].it);
+        (*out)[g] = f;
+    }
+    *nout = ngroups;
+    free(fields);
+    free(start);
+    return true;
+}
+
+/*
+ * split_event queues ev (over SPLIT_EVENT_LIMIT) as its fragments
+ * (msim_split_event), dropping the first skip (resume from a fragment).
+ * Errors: those of msim_split_event, a resume point past the last fragment
+ * (ChangeStreamFatalError).
+ */
+static bool
+split_event(stream_t *s, token_t base, const bson_t *ev, int64_t skip, mg_error_t *error)
+{
+    char hex[64];
+    bson_t **frags;
+    size_t n;
+    tok_hex(base, hex, sizeof hex);
+    if (!msim_split_event(ev, hex, &frags, &n, error))
+        return false;
+    if ((size_t)skip > n) {
+        for (size_t g = 0; g < n; g++)
+            bson_destroy(frags[g]);
+        free(frags);
+        return msim_fail(error, MSIM_E_CHANGE_STREAM_FATAL,
+                         "Attempted to resume from a split event, but the resumed stream "
+                         "produced a different split. Ensure that the pipeline used to resume "
+                         "is the same as the original");
+    }
+    free_frags(s);
+    s->frags = calloc(n + 1, sizeof *s->frags);
+    s->frag_tokens = calloc(n + 1, sizeof *s->frag_tokens);
+    if (s->frags == NULL || s->frag_tokens == NULL)
+        abort();
+    for (size_t g = 0; g < n; g++) {
+        if (g < (size_t)skip) {
+            bson_destroy(frags[g]);
+            continue;
+        }
+        s->frags[s->nfrags] = frags[g];
+        s->frag_tokens[s->nfrags] = base;
+        s->frag_tokens[s->nfrags].frag = (int64_t)g;
+        s->nfrags++;
+    }
+    free(frags);
+    return true;
+}
+
+/*
+ * emit_frags appends queued fragments while the batch has room (mongod:
+ * the first document always, later ones while the batch stays within
+ * 16 MiB). Returns false when the batch is full.
+ */
+static bool
+emit_frags(stream_t *s, bson_t *arr, int64_t batch_size, uint32_t *count, size_t *bytes)
+{
+    while (s->next_frag < s->nfrags) {
+        bson_t *f = s->frags[s->next_frag];
+        char key[16];
+        const char *k;
+        if (batch_size > 0 && *count >= (uint32_t)batch_size)
+            return false;
+        if (*count > 0 && *bytes + f->len > MSIM_MAX_BSON_SIZE)
+            return false;
+        bson_uint32_to_string((*count)++, &k, key, sizeof key);
+        bson_append_document(arr, k, -1, f);
+        *bytes += f->len;
+        s->pos = s->frag_tokens[s->next_frag];
+        bson_destroy(f);
+        s->frags[s->next_frag++] = NULL;
+    }
+    free_frags(s);
+    return true;
+}
+
+static bool
+too_large(const bson_t *ev, token_t t, mg_error_t *error)
+{
+    char hex[64];
+    tok_hex(t, hex, sizeof hex);
+    return msim_fail(error, MSIM_E_OBJECT_TOO_LARGE,
+                     "BSONObj size: %u (0x%X) is invalid. Size must be between 0 and %d(16MB) "
+                     "First element: _id: { _data: \"%s\" }",
+                     ev->len, ev->len, MSIM_MAX_INTERNAL_BSON_SIZE, hex);
+}
+
+/* scan_state: where scan() was before an entry, to put back an event that did not fit. */
+typedef struct {
+    uint64_t last_seq;
+    msim_oplog_entry_t *last_entry;
+    token_t pos;
+} scan_state_t;
+
+/*
+ * add_event puts one built event (after the user's stages) into the batch,
+ * splits it, or fails as mongod does for its size. *full is set (and the
+ * stream put back before the entry) when it must wait for the next batch.
+ */
+static bool
+add_event(stream_t *s, const msim_oplog_entry_t *e, bson_t *ev, const scan_state_t *before,
+          bson_t *arr, int64_t batch_size, uint32_t *count, size_t *bytes, bool *full,
+          mg_error_t *error)
+{
+    token_t t = entry_token(e);
+    bool resuming = s->resume_split && tok_cmp(t, s->resume_base) == 0;
+    *full = false;
+    if (s->split && ev->len > SPLIT_EVENT_LIMIT) {
+        if (!split_event(s, t, ev, resuming ? s->resume_frag + 1 : 0, error))
+            return false;
+        s->resume_split = false;
+        *full = !emit_frags(s, arr, batch_size, count, bytes);
+        return true;
+    }
+    if (resuming)
+        return msim_fail(error, MSIM_E_CHANGE_STREAM_FATAL,
+                         "Attempted to resume from a split event fragment, but the event in "
+                         "the resumed stream was not large enough to be split");
+    if (ev->len > MSIM_MAX_INTERNAL_BSON_SIZE)
+        return too_large(ev, t, error);
+    if (*count > 0 && *bytes + ev->len > MSIM_MAX_BSON_SIZE) {
+        s->last_seq = before->last_seq;
+        s->last_entry = before->last_entry;
+        s->pos = before->pos;
+        *full = true;
+        return true;
+    }
+    {
+        char key[16];
+        const char *k;
+        bson_uint32_to_string((*count)++, &k, key, sizeof key);
+        bson_append_document(arr, k, -1, ev);
+        *bytes += ev->len;
+    }
+    return true;
+}
+
 /*
  * scan appends events after the stream's position to arr (store lock held
- * for reading). Returns the number appended; *at_end when the oplog was
- * read to its end.
+ * for reading): queued fragments first, then oplog entries. *count gets
+ * the number appended; *at_end is set when the oplog was read to its end.
  */
 static bool
 scan(stream_t *s, bson_t *arr, int64_t batch_size, uint32_t *count, bool *at_end, mg_error_t *error)
@@ -377,7 +658,11 @@ scan(stream_t *s, bson_t *arr, int64_t batch_size, uint32_t *count, bool *at_end
     size_t bytes = 0;
     *count = 0;
     *at_end = false;
+    if (!emit_frags(s, arr, batch_size, count, &bytes))
+        return true;
     if (s->invalidate_pending) {
+        if (batch_size > 0 && *count >= (uint32_t)batch_size)
+            return true;
         append_invalidate(arr, (*count)++, s->invalidate_token);
         s->pos = s->invalidate_token;
         s->invalidate_pending = false;
@@ -397,11 +682,13 @@ scan(stream_t *s, bson_t *arr, int64_t batch_size, uint32_t *count, bool *at_end
     for (; e != NULL; e = e->next) {
         int rel;
         bson_t ev = BSON_INITIALIZER;
-        bool failed = false;
+        bool failed = false, full = false, ok = true;
+        scan_state_t before = {s->last_seq, s->last_entry, s->pos};
         if (batch_size > 0 && *count >= (uint32_t)batch_size)
             return true;
-        if (bytes > (size_t)(MSIM_MAX_BSON_SIZE / 2))
-            return true;
+        if (s->resume_split && tok_cmp(entry_token(e), s->resume_base) > 0)
+            return msim_fail(error, MSIM_E_CHANGE_STREAM_FATAL,
+                             "cannot resume stream; the resume token was not found");
         rel = relevant(s, e);
         s->last_seq = e->seq;
         s->last_entry = e;
@@ -414,21 +701,19 @@ scan(stream_t *s, bson_t *arr, int64_t batch_size, uint32_t *count, bool *at_end
             bson_destroy(&ev);
             return false;
         }
-        if (run_stages(s, &ev, &failed, error)) {
-            char key[16];
-            const char *k;
-            bson_uint32_to_string((*count)++, &k, key, sizeof key);
-            bson_append_document(arr, k, -1, &ev);
-            bytes += ev.len;
-        } else if (failed) {
-            bson_destroy(&ev);
-            return false;
-        }
+        if (run_stages(s, &ev, &failed, error))
+            ok = add_event(s, e, &ev, &before, arr, batch_size, count, &bytes, &full, error);
+        else if (failed)
+            ok = false;
         bson_destroy(&ev);
+        if (!ok)
+            return false;
+        if (full && s->last_seq == before.last_seq)
+            return true; /* the event waits for the next batch */
         if (rel == 2) {
-            token_t inv = {e->ts, KIND_INVALIDATE, e->txn_index};
+            token_t inv = {e->ts, KIND_INVALIDATE, e->txn_index, -1};
             s->invalidate_token = inv;
-            if (batch_size > 0 && *count >= (uint32_t)batch_size) {
+            if (full || (batch_size > 0 && *count >= (uint32_t)batch_size)) {
                 s->invalidate_pending = true;
                 return true;
             }
@@ -437,6 +722,8 @@ scan(stream_t *s, bson_t *arr, int64_t batch_size, uint32_t *count, bool *at_end
             s->closed = true;
             return true;
         }
+        if (full)
+            return true; /* fragments wait for the next batch */
     }
     *at_end = true;
     return true;
@@ -452,9 +739,11 @@ fill_batch(stream_t *s, bson_t *cursor, const char *batch_key, int64_t batch_siz
     bson_append_array_begin(cursor, batch_key, -1, &arr);
     pthread_rwlock_rdlock(&msim_srv->lock);
     ok = scan(s, &arr, batch_size, n, &at_end, error);
-    if (ok && at_end && !s->closed) {
-        /* everything up to the current cluster time has been seen */
-        token_t hwm = {msim_clock_now(), KIND_HWM, 0};
+    if (ok && at_end && !s->closed && msim_srv->oplog_tail != NULL) {
+        /* everything up to the newest oplog entry has been seen: as mongod,
+         * the high-water mark moves only when the oplog does (writes
+         * anywhere, or the periodic no-op of an idle primary) */
+        token_t hwm = {msim_srv->oplog_tail->ts, KIND_HWM, 0, -1};
         if (tok_cmp(hwm, s->pos) > 0)
             s->pos = hwm;
     }
@@ -488,6 +777,24 @@ parse_stages(stream_t *s, const bson_t *rest, mg_error_t *error)
                              "Each element of the 'pipeline' array "
                              "must be an object");
         name = bson_iter_key(&st);
+        if (strcmp(name, "$changeStreamSplitLargeEvent") == 0) {
+            bson_iter_t next = it;
+            if (msim_srv->server_version < MSIM_VERSION_70)
+                return msim_fail(error, MSIM_E_UNRECOGNIZED_STAGE,
+                                 "Unrecognized pipeline stage name: '%s'", name);
+            l = 0;
+            if (BSON_ITER_HOLDS_DOCUMENT(&st))
+                bson_iter_document(&st, &l, &d);
+            if (l != 5)
+                return msim_fail(error, 7182800,
+                                 "$changeStreamSplitLargeEvent spec should be an empty object");
+            if (s->split || bson_iter_next(&next))
+                return msim_fail(error, 7182802,
+                                 "$changeStreamSplitLargeEvent must be the last stage in the "
+                                 "pipeline");
+            s->split = true;
+            continue;
+        }
         if (!BSON_ITER_HOLDS_DOCUMENT(&st))
             return msim_fail(error, MSIM_E_TYPE_MISMATCH, "%s must be an object", name);
         bson_iter_document(&st, &l, &d);
@@ -526,7 +833,7 @@ msim_stream_open(msim_ctx_t *ctx, const bson_iter_t *spec, const bson_t *pipelin
     stream_t *s = calloc(1, sizeof *s);
     bson_iter_t it;
     bool have_start = false, all_for_cluster = false, start_after = false;
-    token_t start = {{0, 0}, 0, 0};
+    token_t start = {{0, 0}, 0, 0, -1};
     msim_ts_t at = {0, 0};
     bool have_at = false;
     msim_cursor_t *cur;
@@ -643,6 +950,19 @@ msim_stream_open(msim_ctx_t *ctx, const bson_iter_t *spec, const bson_t *pipelin
         msim_stream_free(s);
         return false;
     }
+    if (have_start && start.frag >= 0) {
+        if (!s->split) {
+            msim_stream_free(s);
+            return msim_fail(error, MSIM_E_CHANGE_STREAM_FATAL,
+                             "To resume from a split event, the $changeStream pipeline must "
+                             "include a $changeStreamSplitLargeEvent stage");
+        }
+        /* read the split event again and skip the fragments already returned */
+        s->resume_split = true;
+        s->resume_frag = start.frag;
+        s->resume_base = start;
+        s->resume_base.frag = -1;
+    }
 
     /* position the stream */
     pthread_rwlock_rdlock(&msim_srv->lock);
@@ -655,7 +975,7 @@ msim_stream_open(msim_ctx_t *ctx, const bson_iter_t *spec, const bson_t *pipelin
             start.kind = 0; /* before any event at this time */
             start.index = 0;
         } else {
-            token_t trim = {msim_srv->oplog_trim_ts, KIND_EVENT, msim_srv->oplog_trim_index};
+            token_t trim = {msim_srv->oplog_trim_ts, KIND_EVENT, msim_srv->oplog_trim_index, -1};
             lost = msim_srv->oplog_trimmed && tok_cmp(start, trim) < 0;
         }
         if (lost) {
@@ -674,7 +994,8 @@ msim_stream_open(msim_ctx_t *ctx, const bson_iter_t *spec, const bson_t *pipelin
                 if (msim_ts_cmp(et.ts, start.ts) > 0 ||
                     (msim_ts_cmp(et.ts, start.ts) == 0 && et.index > start.index))
                     break;
-            } else if (tok_cmp(et, start) > 0) {
+            } else if (s->resume_split ? tok_cmp(et, s->resume_base) >= 0
+                                       : tok_cmp(et, start) > 0) {
                 break;
             }
             s->last_seq = e->seq;
@@ -698,7 +1019,8 @@ msim_stream_open(msim_ctx_t *ctx, const bson_iter_t *spec, const bson_t *pipelin
             }
         }
     } else {
-        token_t now = {msim_clock_now(), KIND_HWM, 0};
+        token_t now = {msim_srv->oplog_tail ? msim_srv->oplog_tail->ts : msim_clock_now(), KIND_HWM,
+                       0, -1};
         s->last_seq = msim_srv->oplog_next_seq - 1;
         s->last_entry = msim_srv->oplog_tail;
         s->pos = now;
@@ -709,6 +1031,7 @@ msim_stream_open(msim_ctx_t *ctx, const bson_iter_t *spec, const bson_t *pipelin
     if (cur == NULL)
         abort();
     snprintf(cur->ns, sizeof cur->ns, "%s", ns);
+    cur->kind = MSIM_CURSOR_STREAM;
     cur->stream = s;
     bson_append_document_begin(ctx->reply, "cursor", -1, &cursor);
     if (!fill_batch(s, &cursor, "firstBatch", batch_size < 0 ? 101 : batch_size, &n, error)) {
@@ -743,57 +1066,57 @@ msim_stream_get_more(msim_ctx_t *ctx, msim_cursor_t *cur, int64_t batch_size, in
 {
     stream_t *s = cur->stream;
     int64_t deadline;
+    bson_t batch = BSON_INITIALIZER, cursor;
+    uint32_t n = 0;
+
     if (msim_srv->wait_cap_ms >= 0 && max_await_ms > msim_srv->wait_cap_ms)
         max_await_ms = msim_srv->wait_cap_ms;
     deadline = msim_now_ms() + max_await_ms;
-    bson_t cursor;
-    uint32_t n = 0;
-
     for (;;) {
         uint64_t gen;
-        bson_t probe = BSON_INITIALIZER;
+        bool more;
         pthread_mutex_lock(&msim_srv->oplog_mu);
-        gen = g_generation;
+        gen = msim_srv->oplog_generation;
         pthread_mutex_unlock(&msim_srv->oplog_mu);
-        /* cheap check for new entries before building a reply */
+        /* cheap check for new entries before building a batch */
         pthread_rwlock_rdlock(&msim_srv->lock);
-        {
-            bool more = s->invalidate_pending ||
-                        (msim_srv->oplog_tail != NULL && msim_srv->oplog_tail->seq > s->last_seq);
-            pthread_rwlock_unlock(&msim_srv->lock);
-            bson_destroy(&probe);
-            if (more) {
-                bson_t tmp = BSON_INITIALIZER;
-                stream_t saved = *s;
-                bool ok;
-                ok = fill_batch(s, &tmp, "b", batch_size, &n, error);
-                bson_destroy(&tmp);
-                if (!ok)
-                    return false;
-                if (n > 0) {
-                    *s = saved; /* the real batch is built below */
-                    break;
-                }
-                /* only irrelevant entries: the probe's position stands */
+        more = s->invalidate_pending || s->next_frag < s->nfrags ||
+               (msim_srv->oplog_tail != NULL && msim_srv->oplog_tail->seq > s->last_seq);
+        pthread_rwlock_unlock(&msim_srv->lock);
+        if (more) {
+            bson_reinit(&batch);
+            if (!fill_batch(s, &batch, "nextBatch", batch_size, &n, error)) {
+                bson_destroy(&batch);
+                return false;
             }
+            if (n > 0 || s->closed)
+                break; /* else only irrelevant entries: their position stands */
         }
-        if (msim_now_ms() >= deadline || atomic_load(&msim_srv->stopping))
+        if (msim_now_ms() >= deadline || atomic_load(&msim_srv->stopping)) {
+            bson_reinit(&batch);
+            if (!fill_batch(s, &batch, "nextBatch", batch_size, &n, error)) {
+                bson_destroy(&batch);
+                return false;
+            }
             break;
-        pthread_mutex_lock(&msim_srv->oplog_mu);
-        if (g_generation == gen) {
-            struct timespec ts;
-            int64_t until = deadline;
-            ts.tv_sec = until / 1000;
-            ts.tv_nsec = (until % 1000) * 1000000;
-            pthread_cond_timedwait(&msim_srv->oplog_cv, &msim_srv->oplog_mu, &ts);
         }
-        pthread_mutex_unlock(&msim_srv->oplog_mu);
+        {
+            /* the wait for new entries holds no lock, as an awaitData getMore */
+            bool held = msim_glock_yield();
+            pthread_mutex_lock(&msim_srv->oplog_mu);
+            if (msim_srv->oplog_generation == gen) {
+                struct timespec ts;
+                ts.tv_sec = deadline / 1000;
+                ts.tv_nsec = (deadline % 1000) * 1000000;
+                pthread_cond_timedwait(&msim_srv->oplog_cv, &msim_srv->oplog_mu, &ts);
+            }
+            pthread_mutex_unlock(&msim_srv->oplog_mu);
+            msim_glock_resume(held);
+        }
     }
     bson_append_document_begin(ctx->reply, "cursor", -1, &cursor);
-    if (!fill_batch(s, &cursor, "nextBatch", batch_size, &n, error)) {
-        bson_append_document_end(ctx->reply, &cursor);
-        return false;
-    }
+    bson_concat(&cursor, &batch);
+    bson_destroy(&batch);
     if (s->closed)
         cur->id = 0;
     BSON_APPEND_INT64(&cursor, "id", s->closed ? 0 : cur->id);

@@ -16,6 +16,8 @@ struct msim_txn {
     bson_t *lsid;
     int64_t txn_number;
     int state;
+    bool holds_glock;   /* the global lock, from the first statement to the end */
+    int64_t started_ms; /* for transactionLifetimeLimitSeconds */
     msim_txn_op_t *ops;
     size_t nops, cap;
 };
@@ -31,6 +33,19 @@ clear_ops(msim_txn_t *t)
     free(t->ops);
     t->ops = NULL;
     t->nops = t->cap = 0;
+}
+
+/* finish ends t's current transaction in state (txn_mu held): staged writes
+ * are dropped and the global lock it held is released. */
+static void
+finish(msim_txn_t *t, int state)
+{
+    clear_ops(t);
+    t->state = state;
+    if (t->holds_glock) {
+        t->holds_glock = false;
+        msim_glock_release_shared();
+    }
 }
 
 static bool
@@ -80,7 +95,7 @@ msim_txn_end_sessions(const bson_t *cmd)
             if (lsid_equal((*pp)->lsid, &lsid)) {
                 msim_txn_t *t = *pp;
                 *pp = t->next;
-                clear_ops(t);
+                finish(t, TXN_ABORTED);
                 bson_destroy(t->lsid);
                 free(t);
                 break;
@@ -116,7 +131,7 @@ bool
 msim_txn_begin_command(msim_ctx_t *ctx, mg_error_t *error)
 {
     bson_iter_t it;
-    bool start = false;
+    bool start = false, need_lock = false;
     msim_txn_t *t;
     bool ok = true;
 
@@ -146,9 +161,11 @@ msim_txn_begin_command(msim_ctx_t *ctx, mg_error_t *error)
                            "Transaction with { txnNumber: %lld } has already been started",
                            (long long)ctx->txn_number);
         } else {
-            clear_ops(t);
+            finish(t, TXN_NONE); /* a newer transaction aborts an open one */
             t->txn_number = ctx->txn_number;
             t->state = TXN_ACTIVE;
+            t->started_ms = msim_now_ms();
+            need_lock = true;
         }
     } else if (t->txn_number != ctx->txn_number || t->state == TXN_NONE) {
         ok = msim_fail(error, MSIM_E_NO_SUCH_TRANSACTION,
@@ -164,6 +181,25 @@ msim_txn_begin_command(msim_ctx_t *ctx, mg_error_t *error)
                        (long long)ctx->txn_number);
     }
     pthread_mutex_unlock(&msim_srv->txn_mu);
+    if (ok && need_lock) {
+        /* the first statement takes the global lock for the transaction and
+         * waits at most maxTransactionLockRequestTimeoutMillis (5 ms) */
+        bool got = msim_glock_acquire_shared(5);
+        pthread_mutex_lock(&msim_srv->txn_mu);
+        if (got && t->state == TXN_ACTIVE && t->txn_number == ctx->txn_number) {
+            t->holds_glock = true;
+        } else {
+            if (got)
+                msim_glock_release_shared();
+            if (t->txn_number == ctx->txn_number)
+                finish(t, TXN_ABORTED);
+            ok = msim_fail(error, MSIM_E_LOCK_TIMEOUT,
+                           "Unable to acquire IX lock on '{Global}' within 5ms. (transaction "
+                           "%lld)",
+                           (long long)ctx->txn_number);
+        }
+        pthread_mutex_unlock(&msim_srv->txn_mu);
+    }
     if (ok)
         ctx->txn = t;
     return ok;
@@ -298,13 +334,90 @@ msim_txn_merge(msim_txn_t *t, const char *db, const char *coll, msim_doc_t **doc
     return out;
 }
 
+/* conflicts_locked: a staged insert whose _id now exists, or a staged
+ * update/delete of a document that is gone (store lock held). */
+static bool
+conflicts_locked(const msim_txn_t *t, mg_error_t *error)
+{
+    for (size_t i = 0; i < t->nops; i++) {
+        const msim_txn_op_t *op = &t->ops[i];
+        msim_coll_t *c = msim_catalog_get(op->db, op->coll);
+        bson_iter_t id;
+        bool earlier = false, bad;
+        msim_doc_id(op->doc, &id);
+        for (size_t j = 0; j < i && !earlier; j++) {
+            bson_iter_t id2;
+            msim_doc_id(t->ops[j].doc, &id2);
+            earlier = strcmp(t->ops[j].db, op->db) == 0 && strcmp(t->ops[j].coll, op->coll) == 0 &&
+                      msim_cmp(&id, &id2) == 0; /* an earlier statement of this txn touched it */
+        }
+        if (earlier)
+            continue;
+        bad = op->op == 'i' ? c != NULL && msim_coll_find(c, &id) != NULL
+                            : c == NULL || msim_coll_find(c, &id) == NULL;
+        if (bad)
+            return msim_fail(error, MSIM_E_WRITE_CONFLICT,
+                             "WriteConflict error: this operation conflicted with another "
+                             "operation. Please retry your operation or multi-document "
+                             "transaction.");
+    }
+    return true;
+}
+
+/* apply_locked applies t's staged writes with commit time ts, numbering the
+ * events from *index (store lock held). */
+static void
+apply_locked(const msim_txn_t *t, msim_ts_t ts, uint32_t *index)
+{
+    for (size_t i = 0; i < t->nops; i++) {
+        const msim_txn_op_t *op = &t->ops[i];
+        msim_coll_t *c = msim_catalog_ensure(op->db, op->coll, NULL);
+        bson_iter_t id;
+        msim_doc_id(op->doc, &id);
+        switch (op->op) {
+        case 'i':
+            msim_doc_ref(op->doc);
+            if (msim_coll_insert(c, op->doc, NULL))
+                msim_log_write("insert", c, op->doc, NULL, &id, NULL, t->lsid, t->txn_number, true,
+                               ts, (*index)++);
+            break;
+        case 'u':
+        case 'r': {
+            msim_doc_t *prev;
+            msim_doc_ref(op->doc);
+            prev = msim_coll_replace(c, op->doc);
+            if (prev == NULL) {
+                msim_doc_unref(op->doc);
+                msim_doc_ref(op->doc);
+                msim_coll_insert(c, op->doc, NULL);
+            }
+            msim_log_write(op->op == 'u' ? "update" : "replace", c, op->doc, prev, &id, op->desc,
+                           t->lsid, t->txn_number, true, ts, (*index)++);
+            msim_doc_unref(prev);
+            break;
+        }
+        case 'd': {
+            msim_doc_t *gone = msim_coll_remove(c, &id);
+            if (gone != NULL) {
+                msim_doc_id(gone, &id);
+                msim_log_write("delete", c, NULL, gone, &id, NULL, t->lsid, t->txn_number, true, ts,
+                               (*index)++);
+                msim_doc_unref(gone);
+            }
+            break;
+        }
+        default:
+            break;
+        }
+    }
+}
+
 bool
 msim_cmd_commit_txn(msim_ctx_t *ctx, mg_error_t *error)
 {
     msim_txn_t *t = ctx->txn;
-    msim_ts_t ts;
     uint32_t index = 0;
-    bool ok = true;
+    bool ok;
 
     if (t == NULL)
         return msim_fail(error, MSIM_E_INVALID_OPTIONS,
@@ -321,86 +434,83 @@ msim_cmd_commit_txn(msim_ctx_t *ctx, mg_error_t *error)
     } else {
         pthread_rwlock_wrlock(&msim_srv->lock);
     }
-    /* conflict check: inserted _ids must still be free, updated/deleted docs present */
-    for (size_t i = 0; i < t->nops && ok; i++) {
-        msim_txn_op_t *op = &t->ops[i];
-        msim_coll_t *c = msim_catalog_get(op->db, op->coll);
-        bson_iter_t id;
-        bool later_delete = false;
-        msim_doc_id(op->doc, &id);
-        for (size_t j = 0; j < i; j++) {
-            bson_iter_t id2;
-            msim_doc_id(t->ops[j].doc, &id2);
-            if (strcmp(t->ops[j].db, op->db) == 0 && strcmp(t->ops[j].coll, op->coll) == 0 &&
-                msim_cmp(&id, &id2) == 0)
-                later_delete = true; /* an earlier statement of this txn touched it */
-        }
-        if (later_delete)
-            continue;
-        if (op->op == 'i') {
-            if (c != NULL && msim_coll_find(c, &id) != NULL)
-                ok = msim_fail(error, MSIM_E_WRITE_CONFLICT,
-                               "WriteConflict error: this operation conflicted with another "
-                               "operation. Please retry your operation or multi-document "
-                               "transaction.");
-        } else if (c == NULL || msim_coll_find(c, &id) == NULL) {
-            ok = msim_fail(error, MSIM_E_WRITE_CONFLICT,
-                           "WriteConflict error: this operation conflicted with another "
-                           "operation. Please retry your operation or multi-document "
-                           "transaction.");
-        }
-    }
-    if (ok && t->nops > 0) {
-        ts = msim_clock_tick();
-        for (size_t i = 0; i < t->nops; i++) {
-            msim_txn_op_t *op = &t->ops[i];
-            msim_coll_t *c = msim_catalog_ensure(op->db, op->coll, NULL);
-            bson_iter_t id;
-            msim_doc_id(op->doc, &id);
-            switch (op->op) {
-            case 'i':
-                msim_doc_ref(op->doc);
-                if (msim_coll_insert(c, op->doc, NULL))
-                    msim_log_write("insert", c, op->doc, NULL, &id, NULL, t->lsid, t->txn_number,
-                                   true, ts, index++);
-                break;
-            case 'u':
-            case 'r': {
-                msim_doc_t *prev;
-                msim_doc_ref(op->doc);
-                prev = msim_coll_replace(c, op->doc);
-                if (prev == NULL) {
-                    msim_doc_unref(op->doc);
-                    msim_doc_ref(op->doc);
-                    msim_coll_insert(c, op->doc, NULL);
-                }
-                msim_log_write(op->op == 'u' ? "update" : "replace", c, op->doc, prev, &id,
-                               op->desc, t->lsid, t->txn_number, true, ts, index++);
-                msim_doc_unref(prev);
-                break;
-            }
-            case 'd': {
-                msim_doc_t *gone = msim_coll_remove(c, &id);
-                if (gone != NULL) {
-                    msim_doc_id(gone, &id);
-                    msim_log_write("delete", c, NULL, gone, &id, NULL, t->lsid, t->txn_number, true,
-                                   ts, index++);
-                    msim_doc_unref(gone);
-                }
-                break;
-            }
-            default:
-                break;
-            }
-        }
-    }
+    ok = conflicts_locked(t, error);
+    if (ok && t->nops > 0)
+        apply_locked(t, msim_clock_tick(), &index);
     pthread_rwlock_unlock(&msim_srv->lock);
     msim_oplog_publish();
     pthread_mutex_lock(&msim_srv->txn_mu);
-    clear_ops(t);
-    t->state = ok ? TXN_COMMITTED : TXN_ABORTED;
+    finish(t, ok ? TXN_COMMITTED : TXN_ABORTED);
     pthread_mutex_unlock(&msim_srv->txn_mu);
     return ok;
+}
+
+bool
+msim_txn_commit_shards(msim_server_t **members, int n, const bson_t *lsid, int64_t txn_number,
+                       mg_error_t *error)
+{
+    msim_server_t *prev = msim_srv;
+    msim_txn_t **ts = calloc((size_t)n + 1, sizeof *ts);
+    bool ok = true;
+    int locked = 0;
+    uint32_t index = 0;
+    if (ts == NULL)
+        abort();
+    for (int k = 0; k < n && ok; k++) {
+        msim_srv = members[k];
+        pthread_mutex_lock(&msim_srv->txn_mu);
+        ts[k] = session(lsid, false);
+        if (ts[k] == NULL || ts[k]->txn_number != txn_number || ts[k]->state != TXN_ACTIVE)
+            ok = msim_fail(error, MSIM_E_NO_SUCH_TRANSACTION,
+                           "Transaction with { txnNumber: %lld } has been aborted.",
+                           (long long)txn_number);
+        pthread_mutex_unlock(&msim_srv->txn_mu);
+    }
+    /* prepare: every participant locked (in order) and free of conflicts */
+    for (int k = 0; k < n && ok; k++) {
+        msim_srv = members[k];
+        pthread_rwlock_wrlock(&msim_srv->lock);
+        locked++;
+        if (ts[k]->nops > 0 && !msim_write_allowed(ts[k]->ops[0].db, error))
+            ok = false;
+        else
+            ok = conflicts_locked(ts[k], error);
+    }
+    if (ok) {
+        msim_ts_t at = msim_clock_tick(); /* one commit time for all participants */
+        for (int k = 0; k < n; k++) {
+            msim_srv = members[k];
+            apply_locked(ts[k], at, &index);
+        }
+    }
+    for (int k = 0; k < locked; k++) {
+        msim_srv = members[k];
+        pthread_rwlock_unlock(&msim_srv->lock);
+        msim_oplog_publish();
+    }
+    for (int k = 0; k < n; k++) {
+        if (ts[k] == NULL)
+            continue;
+        msim_srv = members[k];
+        pthread_mutex_lock(&msim_srv->txn_mu);
+        if (ts[k]->state == TXN_ACTIVE)
+            finish(ts[k], ok ? TXN_COMMITTED : TXN_ABORTED);
+        pthread_mutex_unlock(&msim_srv->txn_mu);
+    }
+    msim_srv = prev;
+    free(ts);
+    return ok;
+}
+
+void
+msim_txn_abort_session(const bson_t *lsid)
+{
+    msim_txn_t *t;
+    pthread_mutex_lock(&msim_srv->txn_mu);
+    t = session(lsid, false);
+    if (t != NULL && t->state == TXN_ACTIVE)
+        finish(t, TXN_ABORTED);
+    pthread_mutex_unlock(&msim_srv->txn_mu);
 }
 
 void
@@ -409,9 +519,22 @@ msim_txn_fail(msim_txn_t *t)
     if (t == NULL)
         return;
     pthread_mutex_lock(&msim_srv->txn_mu);
-    if (t->state == TXN_ACTIVE) {
-        clear_ops(t);
-        t->state = TXN_ABORTED;
+    if (t->state == TXN_ACTIVE)
+        finish(t, TXN_ABORTED);
+    pthread_mutex_unlock(&msim_srv->txn_mu);
+}
+
+void
+msim_txn_expire(int64_t now_ms)
+{
+    pthread_mutex_lock(&msim_srv->txn_mu);
+    for (msim_txn_t *t = msim_srv->txns; t != NULL; t = t->next) {
+        if (t->state == TXN_ACTIVE && now_ms - t->started_ms > msim_srv->txn_lifetime_ms) {
+            MG_LOG(MG_LOG_INFO, "mongosim",
+                   "aborting transaction %lld: open longer than transactionLifetimeLimitSeconds",
+                   (long long)t->txn_number);
+            finish(t, TXN_ABORTED);
+        }
     }
     pthread_mutex_unlock(&msim_srv->txn_mu);
 }
@@ -435,8 +558,7 @@ msim_cmd_abort_txn(msim_ctx_t *ctx, mg_error_t *error)
                          "Transaction with { txnNumber: %lld } has been aborted.",
                          (long long)t->txn_number);
     }
-    clear_ops(t);
-    t->state = TXN_ABORTED;
+    finish(t, TXN_ABORTED);
     pthread_mutex_unlock(&msim_srv->txn_mu);
     return true;
 }

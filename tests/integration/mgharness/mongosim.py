@@ -62,3 +62,49 @@ class MongosimInstance(Service):
 
         kwargs.setdefault("serverSelectionTimeoutMS", 5000)
         return pymongo.MongoClient(self.host, self.port, **kwargs)
+
+
+class MongosimCluster(MongosimInstance):
+    """MongosimCluster is mongosim as a sharded cluster: `mongosim --shards N`.
+
+    Its port is the router's (speaking as mongos); the N shard replica sets
+    listen on ports the kernel picks, read back through listShards. Extra
+    options go in `args` as for MongosimInstance.
+
+    Attributes: nshards. Methods: shards() -> [(name, host, port)],
+    shard_client(i, **kw) -> a pymongo client of shard i (direct).
+    """
+
+    kind = "mongosim-cluster"
+
+    def __init__(self, root=None, *, name=None, shards=3, args=(), port_picker=None):
+        super().__init__(root, name=name, args=args, port_picker=port_picker)
+        self.nshards = shards
+
+    def _argv(self):
+        return super()._argv() + ["--shards", str(self.nshards)]
+
+    def _ready(self):
+        # the router listens after the shards: once its port answers, all do
+        return super()._ready()
+
+    def shards(self):
+        """shards returns [(name, host, port)] of the shard replica sets (from listShards)."""
+        client = self.client()
+        try:
+            out = []
+            for s in client.admin.command("listShards")["shards"]:
+                addr = s["host"].split("/", 1)[1]
+                host, port = addr.rsplit(":", 1)
+                out.append((s["_id"], host, int(port)))
+            return out
+        finally:
+            client.close()
+
+    def shard_client(self, i, **kwargs):
+        """shard_client returns a direct pymongo client of shard i (caller closes it)."""
+        import pymongo
+
+        _, host, port = self.shards()[i]
+        kwargs.setdefault("serverSelectionTimeoutMS", 5000)
+        return pymongo.MongoClient(host, port, **kwargs)

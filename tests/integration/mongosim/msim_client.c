@@ -4,7 +4,12 @@
  * (byte-exact), cursors over many batches, bulk writeErrors, aggregate,
  * change streams with resume, a transaction. Run by test_libmongoc.py.
  *
- * usage: msim_client URI     exit 0 when every check passed
+ * usage: msim_client URI [mongos]   exit 0 when every check passed
+ *
+ * With "mongos" the server is a sharded cluster's router: the handshake
+ * checks msg "isdbgrid" instead of the replica set's name, and the
+ * collection is sharded on a hashed _id each time it is recreated, so every
+ * check runs over documents spread across the shards.
  */
 #include <mongoc/mongoc.h>
 #include <stdio.h>
@@ -12,6 +17,8 @@
 #include <string.h>
 
 static int failures;
+static bool g_mongos;
+static mongoc_client_t *g_client;
 
 #define CHECK(cond, ...)                                                    \
     do {                                                                    \
@@ -37,9 +44,14 @@ check_handshake(mongoc_client_t *client)
     CHECK(ok, "hello failed: %s", err.message);
     CHECK(bson_iter_init_find(&it, &reply, "isWritablePrimary") && bson_iter_bool(&it),
           "not a writable primary");
-    CHECK(bson_iter_init_find(&it, &reply, "setName") &&
-              strcmp(bson_iter_utf8(&it, NULL), "mongosim") == 0,
-          "setName");
+    if (g_mongos)
+        CHECK(bson_iter_init_find(&it, &reply, "msg") &&
+                  strcmp(bson_iter_utf8(&it, NULL), "isdbgrid") == 0,
+              "msg isdbgrid");
+    else
+        CHECK(bson_iter_init_find(&it, &reply, "setName") &&
+                  strcmp(bson_iter_utf8(&it, NULL), "mongosim") == 0,
+              "setName");
     CHECK(bson_iter_init_find(&it, &reply, "operationTime") && BSON_ITER_HOLDS_TIMESTAMP(&it),
           "operationTime missing");
     bson_destroy(&reply);
@@ -89,6 +101,31 @@ every_type(bson_t *d, int32_t id)
     BSON_APPEND_MAXKEY(d, "maxkey");
 }
 
+/* reset drops the collection; through a router it is sharded again (hashed _id). */
+static bool
+reset(mongoc_collection_t *coll)
+{
+    bson_t cmd = BSON_INITIALIZER, key;
+    bson_error_t err;
+    char ns[256];
+    bool ok;
+    mongoc_collection_drop(coll, NULL);
+    if (!g_mongos)
+        return true;
+    snprintf(ns, sizeof ns, "libmongoc.%s", mongoc_collection_get_name(coll));
+    BSON_APPEND_UTF8(&cmd, "shardCollection", ns);
+    bson_append_document_begin(&cmd, "key", -1, &key);
+    BSON_APPEND_UTF8(&key, "_id", "hashed");
+    bson_append_document_end(&cmd, &key);
+    ok = mongoc_client_command_simple(g_client, "admin", &cmd, NULL, NULL, &err);
+    bson_destroy(&cmd);
+    if (!ok) {
+        fprintf(stderr, "shardCollection: %s\n", err.message);
+        failures++;
+    }
+    return ok;
+}
+
 static void
 check_crud(mongoc_collection_t *coll)
 {
@@ -98,7 +135,8 @@ check_crud(mongoc_collection_t *coll)
     mongoc_cursor_t *cur;
     bool ok, found;
 
-    mongoc_collection_drop(coll, NULL);
+    if (!reset(coll))
+        return;
     every_type(&doc, 1);
     ok = mongoc_collection_insert_one(coll, &doc, NULL, NULL, &err);
     CHECK(ok, "insert: %s", err.message);
@@ -157,7 +195,8 @@ check_cursor_and_bulk(mongoc_collection_t *coll)
     bool ok;
     uint32_t code;
 
-    mongoc_collection_drop(coll, NULL);
+    if (!reset(coll))
+        return;
     bulk = mongoc_collection_create_bulk_operation_with_opts(coll, NULL);
     for (int i = 0; i < 3000; i++) {
         bson_t d = BSON_INITIALIZER;
@@ -312,17 +351,18 @@ main(int argc, char **argv)
     mongoc_collection_t *coll;
     bson_error_t err;
     mongoc_uri_t *uri;
-    if (argc != 2) {
-        fprintf(stderr, "usage: msim_client URI\n");
+    if (argc < 2 || argc > 3 || (argc == 3 && strcmp(argv[2], "mongos") != 0)) {
+        fprintf(stderr, "usage: msim_client URI [mongos]\n");
         return 2;
     }
+    g_mongos = argc == 3;
     mongoc_init();
     uri = mongoc_uri_new_with_error(argv[1], &err);
     if (uri == NULL) {
         fprintf(stderr, "msim_client: invalid URI: %s\n", err.message);
         return 2;
     }
-    client = mongoc_client_new_from_uri(uri);
+    client = g_client = mongoc_client_new_from_uri(uri);
     mongoc_client_set_error_api(client, MONGOC_ERROR_API_VERSION_2);
     coll = mongoc_client_get_collection(client, "libmongoc", "c");
     check_handshake(client);

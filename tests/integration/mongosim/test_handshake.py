@@ -2,6 +2,7 @@
 cluster time on every reply, server information commands."""
 
 import bson
+import pytest
 import pymongo
 
 from msim_service import OP_MSG, OP_REPLY, op_msg, op_query, raw_connect, read_reply
@@ -13,6 +14,7 @@ HELLO_FIELDS = ["isWritablePrimary", "topologyVersion", "hosts", "setName", "set
                 "maxWireVersion", "readOnly", "ok"]
 
 
+@pytest.mark.replset_only
 def test_hello_is_a_replica_set_primary(mongosim, msim_client):
     reply = msim_client.admin.command("hello")
     for field in HELLO_FIELDS:
@@ -29,6 +31,7 @@ def test_hello_is_a_replica_set_primary(mongosim, msim_client):
     assert isinstance(reply["topologyVersion"]["processId"], bson.ObjectId)
 
 
+@pytest.mark.replset_only
 def test_pymongo_discovers_replica_set_with_primary(mongosim):
     # with replicaSet set pymongo runs server discovery and monitoring on hello
     client = mongosim.client(replicaSet="mongosim")
@@ -128,12 +131,31 @@ def test_lsid_accepted_and_end_sessions(msim_client, dbname):
 
 
 def test_build_info_and_server_status(msim_client):
+    # by default mongosim claims MongoDB 7.0 (maxWireVersion 21)
     info = msim_client.admin.command("buildInfo")
-    assert info["version"].startswith("6.0")
-    assert info["versionArray"][0] == 6
+    assert info["version"].startswith("7.0.")
+    assert info["versionArray"][:2] == [7, 0]
+    assert msim_client.admin.command("hello")["maxWireVersion"] == 21
+    fcv = msim_client.admin.command("getParameter", 1, featureCompatibilityVersion=1)
+    assert fcv["featureCompatibilityVersion"]["version"] == "7.0"
     status = msim_client.admin.command("serverStatus")
     assert status["connections"]["current"] >= 1
     assert "opcounters" in status and status["uptimeMillis"] >= 0
+
+
+def test_server_version_6_0(mongosim_factory):
+    # --server-version 6.0 claims 6.0.8: the last 6.0 release without
+    # $changeStreamSplitLargeEvent (added in 7.0 and 6.0.9)
+    client = mongosim_factory("--server-version", "6.0").client()
+    try:
+        info = client.admin.command("buildInfo")
+        assert info["version"] == "6.0.8" and info["versionArray"][:3] == [6, 0, 8]
+        assert client.admin.command("hello")["maxWireVersion"] == 17
+        assert client.admin.command("serverStatus")["version"] == "6.0.8"
+        fcv = client.admin.command("getParameter", 1, featureCompatibilityVersion=1)
+        assert fcv["featureCompatibilityVersion"]["version"] == "6.0"
+    finally:
+        client.close()
 
 
 def test_many_concurrent_connections(mongosim):
