@@ -7,6 +7,7 @@
  * bytes) failing with an error that names the message and field.
  */
 #include "cdc_pgoutput.h"
+#include "pgo_build.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -15,55 +16,6 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
-
-/* A message being built. */
-typedef struct {
-    uint8_t b[8192];
-    size_t n;
-} msg_t;
-
-static void
-put8(msg_t *m, uint8_t v)
-{
-    m->b[m->n++] = v;
-}
-
-static void
-put16(msg_t *m, uint16_t v)
-{
-    put8(m, (uint8_t)(v >> 8));
-    put8(m, (uint8_t)v);
-}
-
-static void
-put32(msg_t *m, uint32_t v)
-{
-    for (int k = 3; k >= 0; k--)
-        put8(m, (uint8_t)(v >> (8 * k)));
-}
-
-static void
-put64(msg_t *m, uint64_t v)
-{
-    for (int k = 7; k >= 0; k--)
-        put8(m, (uint8_t)(v >> (8 * k)));
-}
-
-static void
-putstr(msg_t *m, const char *s)
-{
-    memcpy(m->b + m->n, s, strlen(s) + 1);
-    m->n += strlen(s) + 1;
-}
-
-static void
-puttext(msg_t *m, const char *s)
-{
-    put8(m, 't');
-    put32(m, (uint32_t)strlen(s));
-    memcpy(m->b + m->n, s, strlen(s));
-    m->n += strlen(s);
-}
 
 static mg_pgo_decoder_t *dec;
 
