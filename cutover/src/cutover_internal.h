@@ -99,4 +99,11 @@ bool mg_cutover__drain(cutover_t *c, mg_error_t *error);
 bool mg_cutover__verify(cutover_t *c, mg_error_t *error);
 bool mg_cutover__flip(cutover_t *c, mg_error_t *error);
 
+/*
+ * mg_cutover__capture makes the reverse capture (unless --no-fallback) at
+ * the start of the flip, before anything of the flip happens
+ * (cutover_capture.c); a resumed flip keeps a ready one.
+ */
+bool mg_cutover__capture(cutover_t *c, mg_error_t *error);
+
 #endif /* MG_CUTOVER_INTERNAL_H */

@@ -549,6 +549,8 @@ mg_cutover__flip(cutover_t *c, mg_error_t *error)
     const mg_cutover_settings_t *o = c->s;
 
     c->flip_started = false;
+    if (!mg_cutover__capture(c, error))
+        goto not_started;
     if (o->flip_hook != NULL) {
         if (!run_shell(o->flip_hook, "MIGRATE_ENDPOINT", c->endpoint, error)) {
             mg_error_prefix(error, "flip hook");

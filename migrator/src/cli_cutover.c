@@ -24,6 +24,7 @@ typedef struct {
     int64_t timeout_ms;
     int64_t validation_age_ms;
     int64_t follower_window_ms;
+    bool no_fallback;
     bool dry_run;
     bool abort_cutover;
     bool json;
@@ -109,6 +110,11 @@ static const mg_config_option_t cutover_options[] = {
      .max = 3600000,
      .metavar = "DURATION",
      .help = "a checkpoint updated within this window means `sync --follow` is running"},
+    {.name = "no_fallback",
+     .type = MG_CONFIG_BOOL,
+     .offset = offsetof(cutover_opts_t, no_fallback),
+     .default_value = "false",
+     .help = "make no reverse capture before the flip: no `sync --reverse`, no `fallback`"},
     {.name = "dry_run",
      .type = MG_CONFIG_BOOL,
      .offset = offsetof(cutover_opts_t, dry_run),
@@ -151,6 +157,7 @@ cutover_main(mg_cmd_ctx_t *ctx, mg_error_t *error)
         .timeout_ms = o->timeout_ms,
         .validation_age_ms = o->validation_age_ms,
         .follower_window_ms = o->follower_window_ms,
+        .no_fallback = o->no_fallback,
         .dry_run = o->dry_run,
         .abort_cutover = o->abort_cutover,
         .json = o->json,

@@ -154,6 +154,9 @@ void mg_cdc_reverse_stats(mg_cdc_reverse_t *r, mg_cdc_reverse_stats_t *out);
 
 void mg_cdc_reverse_destroy(mg_cdc_reverse_t *r);
 
+/* mg_cdc_lsn_text writes lsn as PostgreSQL prints it ("16/B374D848") into buf and returns buf. */
+const char *mg_cdc_lsn_text(uint64_t lsn, char *buf, size_t bufsz);
+
 #ifdef __cplusplus
 }
 #endif

@@ -54,6 +54,7 @@ typedef struct {
     int64_t timeout_ms;            /* freeze -> flip, at most */
     int64_t validation_age_ms;     /* a clean validation within this age (0: no check) */
     int64_t follower_window_ms;    /* a checkpoint this fresh means `sync --follow` runs */
+    bool no_fallback;              /* make no reverse capture (no way back) */
     bool dry_run;                  /* preflight only; nothing recorded */
     bool abort_cutover;            /* --abort: unfreeze, mark aborted */
     bool json;                     /* the final report as one JSON object */
