@@ -9,7 +9,8 @@
 
 #include <stdint.h>
 
-typedef enum { FREEZE_WRITE_BLOCK, FREEZE_HOOK, FREEZE_NONE } freeze_kind_t;
+/* FREEZE_REVOKE: the fallback's freeze of PostgreSQL (its writers' privileges revoked). */
+typedef enum { FREEZE_WRITE_BLOCK, FREEZE_HOOK, FREEZE_NONE, FREEZE_REVOKE } freeze_kind_t;
 
 /* The steps, in order; the persisted `step` is the last one started. */
 typedef enum {
@@ -53,11 +54,14 @@ typedef struct {
 struct cutover {
     const mg_cutover_settings_t *s;
     const cutover_io_t *io;
+    const char *command; /* "cutover" (NULL) or "fallback": in messages */
     mg_state_t *st;
     freeze_kind_t freeze;
     const char *freeze_cmd; /* hook:CMD */
     const char *endpoint;
     uint32_t fence_t, fence_i;
+    uint64_t fence_lsn; /* the fallback: its fence on PostgreSQL */
+    int32_t fence_generation;
     double deadline; /* monotonic; 0 = none yet */
     double step_started;
     const char *applier; /* the drain: "sync --follow" or "own applier" */
@@ -105,5 +109,8 @@ bool mg_cutover__flip(cutover_t *c, mg_error_t *error);
  * (cutover_capture.c); a resumed flip keeps a ready one.
  */
 bool mg_cutover__capture(cutover_t *c, mg_error_t *error);
+
+/* mg_cutover__flip_endpoint runs the flip hook, the etcd put and the file write (those set). */
+bool mg_cutover__flip_endpoint(cutover_t *c, mg_error_t *error);
 
 #endif /* MG_CUTOVER_INTERNAL_H */

@@ -186,7 +186,8 @@ fail(cutover_t *c, const cutover_step_t *table, int last, mg_error_t *error)
         if (!table[k].undo(c, &e)) {
             mg_log_error(MG_LOG_ERROR, "cutover", &e);
             snprintf(reason, sizeof(reason),
-                     "%.400s; unfreezing failed too: run migrate cutover --abort", error->message);
+                     "%.400s; unfreezing failed too: run migrate %s --abort", error->message,
+                     c->command != NULL ? c->command : "cutover");
         }
     }
     c->io->aborted(c, reason);
@@ -258,8 +259,8 @@ mg_cutover__run_steps(cutover_t *c, const cutover_step_t *table, int from, mg_er
             if (c->refused)
                 return refused(c, error);
             if (c->flip_started) {
-                mg_error_prefix(error, "the flip is partly done; run migrate cutover again to "
-                                       "finish it");
+                mg_error_prefix(error, "the flip is partly done; run migrate %s again to finish it",
+                                c->command != NULL ? c->command : "cutover");
                 return mg_exit_code_for_error(error);
             }
             return fail(c, table, last, error);

@@ -538,23 +538,18 @@ flip_file(const char *path, const char *endpoint, mg_error_t *error)
 }
 
 /*
- * mg_cutover__flip tells the application: the hook first, then etcd, then
- * the file. c->flip_started says whether any of them succeeded (after
- * which the source is not unfrozen: the application may already be
- * moving). Failing before anything started, the step is set back to verify.
+ * mg_cutover__flip_endpoint tells the application: the hook first, then
+ * etcd, then the file. c->flip_started says whether any of them succeeded.
  */
 bool
-mg_cutover__flip(cutover_t *c, mg_error_t *error)
+mg_cutover__flip_endpoint(cutover_t *c, mg_error_t *error)
 {
     const mg_cutover_settings_t *o = c->s;
 
-    c->flip_started = false;
-    if (!mg_cutover__capture(c, error))
-        goto not_started;
     if (o->flip_hook != NULL) {
         if (!run_shell(o->flip_hook, "MIGRATE_ENDPOINT", c->endpoint, error)) {
             mg_error_prefix(error, "flip hook");
-            goto not_started;
+            return false;
         }
         c->flip_started = true;
     }
@@ -568,15 +563,29 @@ mg_cutover__flip(cutover_t *c, mg_error_t *error)
         if (!ok) {
             mg_error_prefix(error, "could not put the endpoint to etcd key \"%s\"",
                             o->endpoint_etcd_key);
-            goto not_started;
+            return false;
         }
         c->flip_started = true;
     }
     if (o->endpoint_file != NULL && !flip_file(o->endpoint_file, c->endpoint, error))
-        goto not_started;
+        return false;
     c->flip_started = true;
-    return mg_state_cutover_flipped(c->st, error);
-not_started:
+    return true;
+}
+
+/*
+ * mg_cutover__flip prepares the way back (cutover_capture.c), then tells
+ * the application (mg_cutover__flip_endpoint). c->flip_started says
+ * whether any of it succeeded (after which the source is not unfrozen: the
+ * application may already be moving). Failing before anything started,
+ * the step is set back to verify.
+ */
+bool
+mg_cutover__flip(cutover_t *c, mg_error_t *error)
+{
+    c->flip_started = false;
+    if (mg_cutover__capture(c, error) && mg_cutover__flip_endpoint(c, error))
+        return mg_state_cutover_flipped(c->st, error);
     if (!c->flip_started) {
         mg_error_t e;
         if (!mg_state_cutover_step(c->st, "verify", &e))

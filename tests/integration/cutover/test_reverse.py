@@ -249,3 +249,125 @@ def test_kill_9_of_the_reverse_follower_loses_and_repeats_nothing(source_uri, ap
     # every committed PostgreSQL transaction is counted once in MongoDB's position
     acked = sum(1 for _ in open(tmp_path / "ack"))
     assert mongo["_migrate"]["reverse_position"].find_one({})["txns"] == acked
+
+
+def app_role(pg, table):
+    """app_role makes the application's PostgreSQL role: it may read and write the table."""
+    schema = table.split(".")[0]
+    pg.query("CREATE ROLE appw LOGIN")
+    pg.query(f"GRANT USAGE ON SCHEMA {schema} TO appw")
+    pg.query(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO appw")
+
+
+def app_writer(pg, table, ack_path, stop, seed):
+    """app_writer writes as appw until stop or until PostgreSQL refuses it (the freeze), logging
+    every acknowledged transaction; returns {key: v} as PostgreSQL acknowledged it."""
+    rnd = random.Random(seed)
+    live, i = {}, 0
+    conn = psycopg2.connect(host=pg.host, port=pg.port, user="appw", dbname=pg.dbname)
+    try:
+        with open(ack_path, "w") as ack:
+            while not stop.is_set():
+                k = f"w{rnd.randrange(100)}"
+                i += 1
+                with conn.cursor() as cur:
+                    if k in live and rnd.random() < 0.25:
+                        cur.execute(f"DELETE FROM {table} WHERE _id = %s", (k,))
+                    else:
+                        cur.execute(f"INSERT INTO {table} (_id, doc) VALUES (%s, %s) ON CONFLICT "
+                                    "(_id) DO UPDATE SET doc = EXCLUDED.doc",
+                                    (k, json.dumps({"_id": k, "v": i})))
+                conn.commit()
+                if k in live and "DELETE" in cur.query.decode():
+                    del live[k]
+                else:
+                    live[k] = i
+                ack.write(f"{k} {i}\n")
+                ack.flush()
+    except psycopg2.Error:
+        pass  # the freeze: privileges revoked, the session ended
+    finally:
+        try:
+            conn.close()
+        except psycopg2.Error:
+            pass
+    return live
+
+
+def test_fallback_brings_every_postgres_write_back(source_uri, app, mongo, dbname, postgres,
+                                                  migrate, tmp_path, sim):
+    cut_over(source_uri, app, postgres, migrate, dbname, tmp_path)
+    t = table_of(postgres, dbname)
+    app_role(postgres, t)
+    seed = int(os.environ.get("MG_TEST_SEED", random.randrange(1 << 30)))
+    print(f"seed {seed}")
+    follower = subprocess.Popen([build_path("bin", "migrate"), "sync", "--reverse", "--follow",
+                                 "--source", source_uri, "--target", postgres.uri],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stop, result = threading.Event(), {}
+    th = threading.Thread(target=lambda: result.update(
+        live=app_writer(postgres, t, str(tmp_path / "ack"), stop, seed)))
+    th.start()
+    ep = tmp_path / "ep-back"
+    back = f"mongodb://{APP}@{sim.address}/?authSource=admin"
+    try:
+        time.sleep(2)
+        assert th.is_alive(), "the application's writer stopped before the fallback"
+        r = migrate("fallback", "--source", source_uri, "--target", postgres.uri,
+                    "--freeze-role", "appw", "--endpoint", back, "--endpoint-file", str(ep))
+        assert r.rc == 0, r
+        th.join(timeout=30)
+        assert not th.is_alive(), "the freeze did not stop the application's writes"
+    finally:
+        stop.set()
+        th.join()
+        follower.kill()
+        follower.wait()
+    assert "fallback done" in r.stdout and "write-unavailability window" in r.stdout, r
+    assert ep.read_text() == back + "\n"
+    live = result["live"]
+    assert len(live) > 5, live
+    # every write PostgreSQL acknowledged is in MongoDB, and nothing else
+    got = {d["_id"]: d["v"] for d in mongo[dbname]["docs"].find({"_id": {"$regex": "^w"}})}
+    assert got == live, (seed, sorted(set(got.items()) ^ set(live.items()))[:10])
+    # the application writes to MongoDB again; PostgreSQL refuses it
+    assert write_error_code(app, dbname) is None
+    with pytest.raises(psycopg2.Error):
+        conn = psycopg2.connect(host=postgres.host, port=postgres.port, user="appw",
+                                dbname=postgres.dbname)
+        with conn.cursor() as cur:
+            cur.execute(f"INSERT INTO {t} (_id, doc) VALUES ('late', '{{\"_id\": \"late\"}}')")
+    # the capture is gone (its slot would hold WAL forever); a second run does nothing
+    assert postgres.query("SELECT count(*) FROM pg_replication_slots") == [(0,)]
+    st = postgres.query("SELECT outcome, unavailable_s IS NOT NULL FROM _migrate.fallback")
+    assert st == [("done", True)], st
+    r = migrate("fallback", "--source", source_uri, "--target", postgres.uri,
+                "--freeze-role", "appw")
+    assert r.rc == 0 and "already done" in r.stdout, r
+
+
+def test_fallback_refusals_and_abort_gives_privileges_back(source_uri, app, mongo, dbname,
+                                                           postgres, migrate, tmp_path):
+    # before any cutover: refused, nothing frozen
+    prepare(source_uri, postgres, migrate, dbname)
+    r = migrate("fallback", "--source", source_uri, "--target", postgres.uri,
+                "--freeze-role", "x")
+    assert r.rc == 8 and "no cutover has flipped" in r.stderr, r
+    r = migrate(*cutover_args(source_uri, postgres, "--endpoint-file", str(tmp_path / "ep"),
+                              "--validation-age", "0"))
+    assert r.rc == 0, r
+    t = table_of(postgres, dbname)
+    app_role(postgres, t)
+    # a role that may write through PUBLIC is not frozen by revoking its own grants: abort,
+    # and appw gets back what it had
+    postgres.query(f"GRANT INSERT ON {t} TO PUBLIC")
+    r = migrate("fallback", "--source", source_uri, "--target", postgres.uri,
+                "--freeze-role", "appw", "--endpoint-file", str(tmp_path / "back"))
+    assert r.rc == 7, r
+    assert '"appw" may still write' in r.stderr, r
+    privs = postgres.query("SELECT privilege_type FROM information_schema.role_table_grants "
+                           "WHERE grantee = 'appw' ORDER BY 1")
+    assert [p[0] for p in privs] == ["DELETE", "INSERT", "SELECT", "UPDATE"], privs
+    assert write_error_code(app, dbname) == 371  # MongoDB still frozen
+    assert not (tmp_path / "back").exists()
+    assert postgres.query("SELECT outcome FROM _migrate.fallback") == [("aborted",)]
