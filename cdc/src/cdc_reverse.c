@@ -278,6 +278,7 @@ change(mg_cdc_reverse_t *r, const mg_pgo_msg_t *m, mg_error_t *error)
         return true;
     to.part_lsn = r->txn_lsn;
     to.part_done = (r->pos.part_lsn == r->txn_lsn ? r->pos.part_done : 0) + (int64_t)r->ops.n;
+    to.changes += (int64_t)r->ops.n;
     r->txn_parts++;
     return apply(r, &to, error);
 }

@@ -11,11 +11,26 @@
 #include "mg/cdc_reverse.h"
 #include "mg/state_fallback.h"
 
+#include <libpq-fe.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* How long making the slot may wait for transactions running on the target. */
 #define SLOT_WAIT_S 30.0
+
+bool
+mg_cutover__wal_level(cutover_t *c, char *out, size_t n, mg_error_t *error)
+{
+    PGresult *res =
+        mg_pg_query(mg_state_conn(c->st), "SELECT current_setting('wal_level')", 0, NULL, error);
+
+    if (res == NULL)
+        return false;
+    snprintf(out, n, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return true;
+}
 
 bool
 mg_cutover__capture(cutover_t *c, mg_error_t *error)

@@ -110,6 +110,9 @@ bool mg_cutover__flip(cutover_t *c, mg_error_t *error);
  */
 bool mg_cutover__capture(cutover_t *c, mg_error_t *error);
 
+/* mg_cutover__wal_level reads the target's wal_level into out (size n). */
+bool mg_cutover__wal_level(cutover_t *c, char *out, size_t n, mg_error_t *error);
+
 /* mg_cutover__flip_endpoint runs the flip hook, the etcd put and the file write (those set). */
 bool mg_cutover__flip_endpoint(cutover_t *c, mg_error_t *error);
 

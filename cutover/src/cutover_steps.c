@@ -230,6 +230,17 @@ mg_cutover__preflight(cutover_t *c, mg_error_t *error)
                           "cluster resource: grant it, or freeze the application yourself with "
                           "--freeze hook:CMD (or --freeze none)");
     }
+    if (!c->s->no_fallback) {
+        char level[32];
+        if (!mg_cutover__wal_level(c, level, sizeof(level), error))
+            return false;
+        if (strcmp(level, "logical") != 0)
+            return refuse(c, error,
+                          "the target's wal_level is %s: the way back (a logical replication "
+                          "slot made at the flip) needs wal_level = logical; set it and restart "
+                          "PostgreSQL, or cut over without a way back (--no-fallback)",
+                          level);
+    }
     return true;
 }
 

@@ -186,8 +186,10 @@ def test_reverse_sync_refuses_a_doc_with_no_bson_form(source_uri, app, mongo, db
 
 
 def writer(pg, table, n, ack_path, stop, seed):
-    """writer commits n small transactions on PostgreSQL (insert, update or delete of its own
-    keys), logging each acknowledged one as a JSON line: the final state is replayable."""
+    """writer commits n transactions on PostgreSQL: mostly one insert, update or delete of its
+    own keys, every fifth one 15 upserts (more than the follower's --batch-events: applied in
+    parts). Each acknowledged transaction is logged with its number of row changes; returns
+    {key: v} as PostgreSQL acknowledged it."""
     rnd = random.Random(seed)
     live = {}
     conn = psycopg2.connect(pg.dsn)
@@ -196,19 +198,27 @@ def writer(pg, table, n, ack_path, stop, seed):
         for i in range(n):
             if stop.is_set():
                 break
-            k = f"w{rnd.randrange(200)}"
-            if k in live and rnd.random() < 0.3:
-                cur.execute(f"DELETE FROM {table} WHERE _id = %s", (k,))
-                op = ("del", k, None)
-                del live[k]
+            staged = {}
+            if i % 5 == 4:
+                for k in rnd.sample(range(200), 15):
+                    staged[f"w{k}"] = i
             else:
-                doc = {"_id": k, "v": i, "pad": "x" * rnd.randrange(2000)}
-                cur.execute(f"INSERT INTO {table} (_id, doc) VALUES (%s, %s) ON CONFLICT (_id) "
-                            "DO UPDATE SET doc = EXCLUDED.doc", (k, json.dumps(doc)))
-                op = ("put", k, i)
-                live[k] = i
+                k = f"w{rnd.randrange(200)}"
+                staged[k] = None if k in live and rnd.random() < 0.3 else i
+            for k, v in staged.items():
+                if v is None:
+                    cur.execute(f"DELETE FROM {table} WHERE _id = %s", (k,))
+                else:
+                    doc = {"_id": k, "v": v, "pad": "x" * rnd.randrange(2000)}
+                    cur.execute(f"INSERT INTO {table} (_id, doc) VALUES (%s, %s) ON CONFLICT "
+                                "(_id) DO UPDATE SET doc = EXCLUDED.doc", (k, json.dumps(doc)))
             conn.commit()
-            ack.write(json.dumps(op) + "\n")
+            for k, v in staged.items():
+                if v is None:
+                    live.pop(k, None)
+                else:
+                    live[k] = v
+            ack.write(json.dumps([i, len(staged)]) + "\n")
             ack.flush()
     conn.close()
     return live
@@ -246,9 +256,11 @@ def test_kill_9_of_the_reverse_follower_loses_and_repeats_nothing(source_uri, ap
     assert got == live, (seed, sorted(set(got.items()) ^ set(live.items()))[:10])
     pg = {k: v["v"] for k, v in pg_docs(postgres, t).items() if k.startswith("w")}
     assert got == pg
-    # every committed PostgreSQL transaction is counted once in MongoDB's position
-    acked = sum(1 for _ in open(tmp_path / "ack"))
-    assert mongo["_migrate"]["reverse_position"].find_one({})["txns"] == acked
+    # every committed PostgreSQL transaction, and each of its row changes, is applied once:
+    # MongoDB's position counts them in the same transactions as the writes
+    acked = [json.loads(line) for line in open(tmp_path / "ack")]
+    pos = mongo["_migrate"]["reverse_position"].find_one({})
+    assert (pos["txns"], pos["changes"]) == (len(acked), sum(n for _, n in acked)), seed
 
 
 def app_role(pg, table):
@@ -371,3 +383,17 @@ def test_fallback_refusals_and_abort_gives_privileges_back(source_uri, app, mong
     assert write_error_code(app, dbname) == 371  # MongoDB still frozen
     assert not (tmp_path / "back").exists()
     assert postgres.query("SELECT outcome FROM _migrate.fallback") == [("aborted",)]
+
+
+def test_cutover_refuses_without_logical_wal_unless_no_fallback(source_uri, app, mongo, dbname,
+                                                               services, migrate, tmp_path):
+    pg = services.postgres(extra_conf={"wal_level": "replica"})
+    prepare(source_uri, pg, migrate, dbname)
+    r = migrate(*cutover_args(source_uri, pg, "--endpoint-file", str(tmp_path / "ep")))
+    assert r.rc == 8, r  # refused by the preflight: nothing frozen
+    assert "wal_level is replica" in r.stderr and "--no-fallback" in r.stderr, r
+    assert write_error_code(app, dbname) is None
+    r = migrate(*cutover_args(source_uri, pg, "--endpoint-file", str(tmp_path / "ep"),
+                              "--no-fallback"))
+    assert r.rc == 0, r
+    assert pg.query("SELECT count(*) FROM pg_replication_slots") == [(0,)]

@@ -82,7 +82,7 @@ error_lines(const char *s)
     return n;
 }
 
-static const char *const commands[] = {"init", "sync", "status", "validate", "cutover"};
+static const char *const commands[] = {"init", "sync", "status", "validate", "cutover", "fallback"};
 
 static void
 test_help_lists_every_command_and_its_options(void **state)
@@ -180,13 +180,14 @@ test_what_each_command_needs(void **state)
     const unsigned src = MG_CMD_NEEDS_SOURCE, tgt = MG_CMD_NEEDS_TARGET, st = MG_CMD_NEEDS_STATE,
                    sig = MG_CMD_SIGNALS;
 
-    assert_int_equal(mg_migrator_cli()->ncmds, 5);
+    assert_int_equal(mg_migrator_cli()->ncmds, 6);
     assert_int_equal(entry("init")->needs, src | tgt); /* the state may not exist yet */
     assert_int_equal(entry("sync")->needs, src | st | sig);
     assert_int_equal(entry("status")->needs, tgt | st);
     assert_int_equal(entry("validate")->needs, tgt | st | sig);
     assert_int_equal(entry("cutover")->needs, src | st | sig);
-    for (size_t i = 0; i < 5; i++)
+    assert_int_equal(entry("fallback")->needs, src | st | sig);
+    for (size_t i = 0; i < 6; i++)
         assert_int_equal(entry(commands[i])->max_args, 0);
 }
 
