@@ -161,6 +161,17 @@ def test_reverse_sync_applies_postgres_writes_once(source_uri, app, mongo, dbnam
     conf = postgres.query("SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots",
                           (_lsn(pos["lsn"]),))
     assert conf == [(True,)], conf
+    # migrate status shows the way back: what MongoDB has, the WAL the slot keeps, the warning
+    r = migrate("status", "--target", postgres.uri, "--json")
+    assert r.rc == 0, r
+    rev = r.json()["reverse"]
+    assert rev["applied_txns"] == 2 and rev["slot_exists"] and not rev["slot_active"], rev
+    pos = mongo["_migrate"]["reverse_position"].find_one({})
+    assert rev["applied_lsn"] == _lsn(pos["lsn"]) and rev["retained_bytes"] >= 0, rev
+    assert rev["max_slot_wal_keep_size"] == -1, rev
+    r = migrate("status", "--target", postgres.uri)
+    assert "2 transactions applied" in r.stdout and "max_slot_wal_keep_size unbounded" in r.stdout
+    assert "keeps WAL until the disk fills" in r.stdout, r
 
 
 def _oid(text):
