@@ -30,6 +30,7 @@ import pytest
 from mgharness import build_path
 from mgharness.mongosim import MongosimInstance
 
+from test_cdc import wait_for
 from test_cutover import ENDPOINT, write_error_code
 from test_sync import datagen
 
@@ -408,3 +409,60 @@ def test_cutover_refuses_without_logical_wal_unless_no_fallback(source_uri, app,
                               "--no-fallback"))
     assert r.rc == 0, r
     assert pg.query("SELECT count(*) FROM pg_replication_slots") == [(0,)]
+
+
+def test_kill_9_of_the_fallback_in_the_drain_resumes(source_uri, app, mongo, dbname, postgres,
+                                                    migrate, tmp_path):
+    cut_over(source_uri, app, postgres, migrate, dbname, tmp_path)
+    t = table_of(postgres, dbname)
+    app_role(postgres, t)
+    binary = build_path("bin", "migrate")
+    follower = subprocess.Popen([binary, "sync", "--reverse", "--follow", "--source", source_uri,
+                                 "--target", postgres.uri],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    fb = None
+    try:
+        wait_for(lambda: postgres.query("SELECT active FROM pg_replication_slots") == [(True,)],
+                 what="the reverse follower on the slot")
+        # the follower stops reading: the application's writes wait in the slot
+        follower.send_signal(signal.SIGSTOP)
+        conn = psycopg2.connect(host=postgres.host, port=postgres.port, user="appw",
+                                dbname=postgres.dbname)
+        with conn.cursor() as cur:
+            for k in range(5):
+                cur.execute(f"INSERT INTO {t} (_id, doc) VALUES (%s, %s)",
+                            (f"d{k}", json.dumps({"_id": f"d{k}", "k": k})))
+                conn.commit()
+        conn.close()
+        fb = subprocess.Popen([binary, "fallback", "--source", source_uri, "--target",
+                               postgres.uri, "--freeze-role", "appw", "--timeout", "120s",
+                               "--endpoint-file", str(tmp_path / "back")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for(lambda: postgres.query("SELECT step FROM _migrate.fallback") == [("drain",)],
+                 what="the fallback's drain")
+        os.kill(fb.pid, signal.SIGKILL)
+        fb.wait()
+    finally:
+        if fb is not None and fb.poll() is None:
+            fb.kill()
+            fb.wait()
+        follower.kill()
+        follower.wait()
+    # after the crash: PostgreSQL frozen for the application, MongoDB still frozen, no flip
+    assert postgres.query(f"SELECT has_table_privilege('appw', '{t}', 'INSERT')") == [(False,)]
+    assert write_error_code(app, dbname) == 371
+    assert not (tmp_path / "back").exists()
+    assert mongo[dbname]["docs"].count_documents({"_id": {"$regex": "^d"}}) == 0
+    r = migrate("fallback", "--source", source_uri, "--target", postgres.uri,
+                "--freeze-role", "appw", "--timeout", "120s",
+                "--endpoint-file", str(tmp_path / "back"))
+    assert r.rc == 0, r
+    assert "resuming the fallback at freeze" in r.stderr, r
+    assert sorted(d["k"] for d in mongo[dbname]["docs"].find({"_id": {"$regex": "^d"}})) == \
+        list(range(5))
+    assert write_error_code(app, dbname) is None
+    row = postgres.query("SELECT outcome, attempt, steps ? 'resume' FROM _migrate.fallback")
+    assert row == [("done", 1, True)], row
+    # the privileges the first attempt recorded are the ones a fallback would give back
+    rec = postgres.query("SELECT jsonb_array_length(revoked) FROM _migrate.fallback")
+    assert rec == [(3,)], rec  # INSERT, UPDATE, DELETE of appw (SELECT is not revoked)
