@@ -117,6 +117,13 @@ mg_cdc_reverse_new(const mg_cdc_reverse_settings_t *s, mg_error_t *error)
         ok = mg_error_set(error, MG_ERROR_DOMAIN_STATE, MG_STATE_ERR_REFUSED,
                           "could not start the reverse sync: no reverse capture on the target "
                           "(the cutover ran with --no-fallback, or it was dropped)");
+    else if (ok &&
+             (!mg_cdc__rev_name_valid(r->cap.slot) || !mg_cdc__rev_name_valid(r->cap.publication)))
+        ok = mg_error_set(error, MG_ERROR_DOMAIN_STATE, MG_STATE_ERR_REFUSED,
+                          "could not start the reverse sync: the capture's slot or publication "
+                          "name recorded in the state (\"%.80s\", \"%.80s\") is not one migrate "
+                          "makes ([a-z0-9_], at most 63 bytes)",
+                          r->cap.slot, r->cap.publication);
     ok = ok &&
          (r->client = mg_mongo_client_new(s->source_uri, "migrate-reverse", 0, error)) != NULL &&
          mg_cdc__rev_mongo_init(&r->mongo, r->client, s->state_schema, r->tables, r->ntables,

@@ -16,6 +16,13 @@
 
 /* ---- the replication connection (cdc_reverse_slot.c) ---- */
 
+/*
+ * mg_cdc__rev_name_valid tells whether name (read back from the state) is
+ * one mg_cdc_reverse_name could have made: 1-63 bytes of [a-z0-9_], safe
+ * inside a replication command.
+ */
+bool mg_cdc__rev_name_valid(const char *name);
+
 /* mg_cdc__rep_connect opens a logical replication connection (replication=database). */
 PGconn *mg_cdc__rep_connect(const char *target, mg_error_t *error);
 

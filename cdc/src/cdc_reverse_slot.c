@@ -26,6 +26,15 @@ mg_cdc_reverse_name(const char *state_schema, char out[MG_CDC_REVERSE_NAME_SIZE]
     snprintf(out, MG_CDC_REVERSE_NAME_SIZE, "migrate_reverse_%016" PRIx64, h);
 }
 
+bool
+mg_cdc__rev_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+
+    return n > 0 && n < MG_CDC_REVERSE_NAME_SIZE &&
+           strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") == n;
+}
+
 PGconn *
 mg_cdc__rep_connect(const char *target, mg_error_t *error)
 {

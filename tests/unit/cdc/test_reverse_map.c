@@ -394,6 +394,13 @@ test_name_is_a_slot_name(void **state)
     assert_int_equal(strlen(a), strlen("migrate_reverse_") + 16);
     for (const char *p = a; *p; p++)
         assert_true((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_');
+    /* what the engine accepts back from the state: only such names */
+    assert_true(mg_cdc__rev_name_valid(a));
+    assert_false(mg_cdc__rev_name_valid(""));
+    assert_false(mg_cdc__rev_name_valid("x' (proto_version '9"));
+    assert_false(mg_cdc__rev_name_valid("Upper"));
+    assert_false(
+        mg_cdc__rev_name_valid("a234567890123456789012345678901234567890123456789012345678901234"));
 }
 
 int
