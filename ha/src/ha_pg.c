@@ -370,7 +370,7 @@ mg_ha__pg_configure(mg_ha_pg_t *pg, bool standby, const char *primary_host, int6
         !mg_buf_printf(&b, error,
                        "\nport = %lld\n"
                        "unix_socket_directories = ''\n"
-                       "wal_level = logical\n"
+                       "wal_level = replica\n"
                        "hot_standby = on\n"
                        "hot_standby_feedback = on\n"
                        "max_wal_senders = %lld\n"
