@@ -354,25 +354,12 @@ io_report(cutover_t *c)
 {
     mg_state_cutover_report_t r;
     mg_error_t e;
-    FILE *out = c->s->out;
 
-    if (out == NULL || !mg_state_fallback_report(c->st, &r, &e)) {
-        mg_log_error(MG_LOG_WARNING, "cutover", out != NULL ? &e : NULL);
+    if (c->s->out == NULL || !mg_state_fallback_report(c->st, &r, &e)) {
+        mg_log_error(MG_LOG_WARNING, "cutover", c->s->out != NULL ? &e : NULL);
         return;
     }
-    if (c->s->json && r.exists) {
-        char *shown = mg_redact_dup(r.json);
-        fprintf(out, "%s\n", shown != NULL ? shown : "{}");
-        free(shown);
-    } else if (r.exists) {
-        fprintf(out, "fallback %s\n", r.outcome);
-        for (size_t k = 0; k < r.nsteps; k++)
-            fprintf(out, "  %-10s %9.3f s\n", r.steps[k].name, r.steps[k].seconds);
-        if (r.has_unavailable)
-            fprintf(out, "write-unavailability window (freeze -> flip): %.3f s\n", r.unavailable_s);
-        if (r.reason != NULL && *r.reason)
-            fprintf(out, "reason: %s\n", r.reason);
-    }
+    mg_cutover__print_report(c, "fallback", &r);
     mg_state_cutover_report_cleanup(&r);
 }
 

@@ -110,6 +110,13 @@ bool mg_cutover__flip(cutover_t *c, mg_error_t *error);
  */
 bool mg_cutover__capture(cutover_t *c, mg_error_t *error);
 
+/*
+ * mg_cutover__print_report prints a cutover or fallback row (what: its
+ * name): JSON with --json, else the steps, the write-unavailability
+ * window, the reason and, once done, the endpoint - password masked.
+ */
+void mg_cutover__print_report(cutover_t *c, const char *what, const mg_state_cutover_report_t *r);
+
 /* mg_cutover__wal_level reads the target's wal_level into out (size n). */
 bool mg_cutover__wal_level(cutover_t *c, char *out, size_t n, mg_error_t *error);
 
