@@ -6,6 +6,8 @@
 #                data and live writes -> a 3-node pgdaemon cluster; a few minutes
 #   make test    install dependencies, check formatting, build, run the unit
 #                tests under ASan+UBSan, then every test (unit + integration)
+#   make soak    the randomized differential test for MINUTES (default 30), fresh
+#                seeds each batch; SOAK_ARGS for more (tests/integration/randomized/run.py)
 #   make build   configure and build into build/
 #   make deps    install the Debian packages (idempotent; root or sudo)
 
@@ -14,7 +16,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build build-asan demo test test-unit test-asan test-integration format format-check clean
+.PHONY: all deps build build-asan demo test test-unit test-asan test-integration soak format format-check clean
 
 all: build
 
@@ -54,6 +56,12 @@ test-integration: build
 demo: deps
 	$(MAKE) build
 	MG_BUILD_DIR=$(abspath $(BUILD)) /usr/bin/python3 scripts/demo.py $(DEMO_ARGS)
+
+MINUTES   ?= 30
+SOAK_OUT  ?= $(BUILD)/soak
+soak: build
+	MG_BUILD_DIR=$(abspath $(BUILD)) /usr/bin/python3 tests/integration/randomized/run.py \
+	    --minutes $(MINUTES) --out $(SOAK_OUT) $(SOAK_ARGS)
 
 test: deps
 	$(MAKE) format-check

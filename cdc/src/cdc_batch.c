@@ -185,7 +185,8 @@ encode_key(mg_cdc_batch_t *b, size_t table, const bson_iter_t *id, mg_error_t *e
     if (table >= b->ntables)
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_INVALID_ARGUMENT,
                             "unknown table %zu", table);
-    if (!mg_schema_key_encode(id, b->tables[table].key, b->fidelity, false, &b->scratch, error)) {
+    if (!mg_schema_key_encode_for(b->tables[table].db, b->tables[table].coll, id,
+                                  b->tables[table].key, b->fidelity, false, &b->scratch, error)) {
         mg_error_prefix(error, "collection \"%s.%s\"", b->tables[table].db, b->tables[table].coll);
         return false;
     }
@@ -388,9 +389,38 @@ move_checkpoint(mg_cdc_batch_t *b, mg_state_t *st, const mg_cdc_position_t *pos,
     return ok;
 }
 
+/*
+ * check_guard reads, in the apply's transaction, whether a cutover flipped
+ * (the application owns the tables) and whether the lease is still ours.
+ */
+static bool
+check_guard(mg_state_t *st, mg_cdc_guard_t *guard, mg_error_t *error)
+{
+    mg_state_fence_t fc;
+
+    guard->fenced = guard->lost = false;
+    if (!mg_state_follow_fence(st, guard->follower, &fc, error))
+        return false;
+    if (fc.flipped) {
+        guard->fenced = true;
+        return mg_error_set(error, MG_ERROR_DOMAIN_STATE, MG_STATE_ERR_REFUSED,
+                            "the cutover flipped the application to PostgreSQL (at %s UTC): its "
+                            "tables are the application's now, so no change from the source is "
+                            "applied any more",
+                            fc.flipped_at);
+    }
+    if (!fc.owner) {
+        guard->lost = true;
+        return mg_error_set(error, MG_ERROR_DOMAIN_STATE, MG_STATE_ERR_BUSY,
+                            "another follower took the lease over: this one (%s) stops applying",
+                            guard->follower);
+    }
+    return true;
+}
+
 bool
 mg_cdc_batch_apply(mg_cdc_batch_t *b, mg_state_t *st, const mg_cdc_position_t *pos,
-                   mg_error_t *error)
+                   mg_cdc_guard_t *guard, mg_error_t *error)
 {
     PGconn *conn = mg_state_conn(st);
     PGresult *res;
@@ -403,6 +433,8 @@ mg_cdc_batch_apply(mg_cdc_batch_t *b, mg_state_t *st, const mg_cdc_position_t *p
         return false;
     }
     PQclear(res);
+    if (guard != NULL && !check_guard(st, guard, error))
+        goto rollback;
     for (size_t t = 0; t < b->ntables; t++) {
         /* deletes first: an entry is either a delete or an upsert, never both */
         if (!apply_table(b, conn, t, false, error) || !apply_table(b, conn, t, true, error))

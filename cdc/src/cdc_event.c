@@ -58,6 +58,12 @@ parse_error(mg_error_t *error, const char *what, const char *op)
 bool
 mg_cdc_event_decode(const bson_t *raw, mg_cdc_event_t *ev, mg_error_t *error)
 {
+    return mg_cdc_event_decode_ex(raw, 0, ev, error);
+}
+
+bool
+mg_cdc_event_decode_ex(const bson_t *raw, unsigned flags, mg_cdc_event_t *ev, mg_error_t *error)
+{
     bson_iter_t it;
     const char *op = NULL;
     bool have_ns = false, have_ct = false;
@@ -126,7 +132,9 @@ mg_cdc_event_decode(const bson_t *raw, mg_cdc_event_t *ev, mg_error_t *error)
             return parse_error(error, "no ns.db/ns.coll", op);
         if (!ev->has_id)
             return parse_error(error, "no documentKey._id", op);
-        if ((ev->op == MG_CDC_OP_INSERT || ev->op == MG_CDC_OP_REPLACE) && !ev->has_full_document)
+        /* a stream that leaves the document out (an event too large with it) reads it by _id */
+        if ((ev->op == MG_CDC_OP_INSERT || ev->op == MG_CDC_OP_REPLACE) && !ev->has_full_document &&
+            !(flags & MG_CDC_DECODE_NO_DOCUMENT))
             return parse_error(error, "no fullDocument", op);
         break;
     case MG_CDC_OP_DROP:

@@ -11,7 +11,7 @@
  * command that re-syncs; a lost target connection reconnects with backoff
  * and resumes from the committed checkpoint, dropping the uncommitted batch.
  */
-#include "cdc_internal.h"
+#include "cdc_follow.h"
 #include "mg/state.h"
 
 #include <libpq-fe.h>
@@ -23,78 +23,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-#define ERR_HISTORY_LOST   286
-#define ERR_TOO_LARGE      10334
-#define RECONNECT_BUDGET_S MG_PG_RECONNECT_BUDGET_S
-#define TXN_MAX_DOCS       100000
-
-typedef struct {
-    char *db, *coll, *schema, *table;
-    mg_schema_key_type_t key;
-    char status[32];
-} follow_coll_t;
-
-/*
- * The applier thread commits one batch while the reader fills the next, so
- * the source's and the target's round trips overlap instead of adding up.
- */
-typedef struct {
-    pthread_t thread;
-    bool started;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool busy; /* a batch is handed over and not yet committed */
-    bool quit;
-    mg_cdc_batch_t *batch;
-    bson_t *token;
-    uint32_t t, i;
-    int64_t wall_ms;
-    bool failed;
-    mg_error_t error;
-    PGconn *pg;     /* the applier's own connection */
-    mg_state_t *st; /* the state on it */
-} applier_t;
-
-struct mg_cdc_follow {
-    const mg_cdc_follow_settings_t *s;
-    PGconn *pg;     /* the reader's connection: state and DDL policies */
-    mg_state_t *st; /* the state on it */
-    mongoc_client_t *mongo;
-    mongoc_change_stream_t *stream;
-    follow_coll_t *colls;
-    size_t ncolls;
-    mg_cdc_table_t *tables;
-    mg_cdc_batch_t *batch; /* being filled by the reader */
-    mg_cdc_batch_t *spare; /* the other one: empty, or with the applier */
-    applier_t ap;
-    mg_schema_fidelity_t fidelity;
-    uint32_t t0_t, t0_i;
-    bson_t *committed;     /* checkpoint token, NULL before the first apply */
-    bson_t *last_read;     /* token after the last event read */
-    uint32_t pos_t, pos_i; /* cluster time of last_read */
-    int64_t pos_wall_ms;
-    bool slim; /* reopen without fullDocument for one oversize event */
-    /* stats */
-    int64_t applied_events;
-    double rate; /* events/s, smoothed */
-    double lag_s;
-    double last_apply;
-    double batch_started;
-    mg_http_server_t *http;
-    pthread_mutex_t stats_lock;
-    /* where the reader's time went */
-    double t_source; /* in mongoc_change_stream_next */
-    double t_batch;  /* decoding, rendering into the batch */
-    double t_wait;   /* waiting for the applier */
-    double t_started;
-    /* the run loop */
-    double last_log, last_rate_save, source_fail_since;
-    mg_cdc_event_t prev; /* only its transaction identity is used */
-    bool have_prev;
-};
-
-typedef struct mg_cdc_follow follow_t;
 
 static void
 free_colls(follow_t *f)
@@ -173,6 +101,11 @@ load_state(follow_t *f, mg_error_t *error)
         mg_error_set(error, MG_ERROR_DOMAIN_PG, 0, "the stored resume token is corrupt");
         goto done;
     }
+    if (!mg_cdc__watch_dbs(f, error))
+        goto done;
+    f->has_committed_pos = cp.applied;
+    f->committed_t = cp.t;
+    f->committed_i = cp.i;
     ok = true;
 done:
     mg_state_checkpoint_cleanup(&cp);
@@ -181,87 +114,20 @@ done:
 }
 
 /* find_table returns the index of db.coll, or -1. */
-static int
-find_table(follow_t *f, const char *db, const char *coll)
+int
+mg_cdc__find_table(follow_t *f, const char *db, const char *coll)
 {
     for (size_t i = 0; i < f->ncolls; i++)
-        if (strcmp(f->colls[i].db, db) == 0 && strcmp(f->colls[i].coll, coll) == 0)
+        if (strcmp(f->colls[i].db, db) == 0 && strcmp(f->colls[i].coll, coll) == 0 &&
+            strcmp(f->colls[i].status, "replaced") != 0)
             return (int)i;
     return -1;
 }
 
-static bool
-active(const follow_coll_t *c)
+bool
+mg_cdc__active(const follow_coll_t *c)
 {
     return strcmp(c->status, "copied") == 0 || strcmp(c->status, "following") == 0;
-}
-
-/* open_stream opens the change stream at token (or T0 when NULL). */
-void
-mg_cdc__stream_args(const mg_cdc_table_t *tables, size_t ntables, bool slim, const bson_t *token,
-                    uint32_t t0_t, uint32_t t0_i, bson_t *pipeline, bson_t *opts)
-{
-    bson_t arr, stage, match, in, dbs;
-    size_t ndb = 0;
-
-    bson_init(pipeline);
-    bson_init(opts);
-    bson_append_array_begin(pipeline, "pipeline", -1, &arr);
-    bson_append_document_begin(&arr, "0", 1, &stage);
-    bson_append_document_begin(&stage, "$match", -1, &match);
-    bson_append_document_begin(&match, "ns.db", -1, &in);
-    bson_append_array_begin(&in, "$in", -1, &dbs);
-    for (size_t i = 0; i < ntables; i++) {
-        bool seen = false;
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = strcmp(tables[j].db, tables[i].db) == 0;
-        if (seen)
-            continue;
-        char key[16];
-        snprintf(key, sizeof(key), "%zu", ndb++);
-        bson_append_utf8(&dbs, key, -1, tables[i].db, -1);
-    }
-    bson_append_array_end(&in, &dbs);
-    bson_append_document_end(&match, &in);
-    bson_append_document_end(&stage, &match);
-    bson_append_document_end(&arr, &stage);
-    if (slim) {
-        bson_t proj, p2;
-        bson_append_document_begin(&arr, "1", 1, &proj);
-        bson_append_document_begin(&proj, "$project", -1, &p2);
-        BSON_APPEND_INT32(&p2, "fullDocument", 0);
-        bson_append_document_end(&proj, &p2);
-        bson_append_document_end(&arr, &proj);
-    } else {
-        BSON_APPEND_UTF8(opts, "fullDocument", "updateLookup");
-    }
-    bson_append_array_end(pipeline, &arr);
-    BSON_APPEND_INT32(opts, "batchSize", 5000);
-    BSON_APPEND_INT64(opts, "maxAwaitTimeMS", 500);
-    if (token != NULL)
-        BSON_APPEND_DOCUMENT(opts, "startAfter", token);
-    else
-        BSON_APPEND_TIMESTAMP(opts, "startAtOperationTime", t0_t, t0_i);
-}
-
-/* open_stream opens the change stream at token (or T0 when NULL). */
-static bool
-open_stream(follow_t *f, const bson_t *token, mg_error_t *error)
-{
-    bson_t pipeline, opts;
-    const bson_t *err_doc;
-    bson_error_t be;
-
-    if (f->stream != NULL)
-        mongoc_change_stream_destroy(f->stream);
-    f->stream = NULL;
-    mg_cdc__stream_args(f->tables, f->ncolls, f->slim, token, f->t0_t, f->t0_i, &pipeline, &opts);
-    f->stream = mongoc_client_watch(f->mongo, &pipeline, &opts);
-    bson_destroy(&pipeline);
-    bson_destroy(&opts);
-    if (mongoc_change_stream_error_document(f->stream, &be, &err_doc))
-        return mg_error_set_bson(error, &be, "could not open the change stream");
-    return true;
 }
 
 static void
@@ -290,17 +156,21 @@ applier_main(void *arg)
             break;
         mg_cdc_batch_t *b = a->batch;
         mg_cdc_position_t pos = {a->token, a->t, a->i, a->wall_ms};
+        mg_cdc_guard_t guard = {.follower = f->name};
         mg_cdc_batch_stats_t st;
         mg_error_t e;
         pthread_mutex_unlock(&a->lock);
 
         double now = mg_now_s();
         mg_cdc_batch_stats(b, &st);
-        bool ok = mg_cdc_batch_apply(b, a->st, &pos, &e);
+        bool ok = mg_cdc_batch_apply(b, a->st, &pos, &guard, &e);
 
         pthread_mutex_lock(&a->lock);
         if (ok) {
             set_token(&f->committed, a->token);
+            f->has_committed_pos = true; /* the lag's probes read it (cdc_lease.c) */
+            f->committed_t = a->t;
+            f->committed_i = a->i;
             pthread_mutex_lock(&f->stats_lock);
             f->applied_events += (int64_t)st.events;
             double dt = now - f->last_apply;
@@ -308,9 +178,6 @@ applier_main(void *arg)
                 double inst = (double)st.events / dt;
                 f->rate = f->rate == 0 ? inst : 0.8 * f->rate + 0.2 * inst;
             }
-            f->lag_s = a->t > 0 ? (double)time(NULL) - (double)a->t : 0;
-            if (f->lag_s < 0)
-                f->lag_s = 0;
             f->last_apply = now;
             pthread_mutex_unlock(&f->stats_lock);
             if (st.events > 0)
@@ -322,6 +189,7 @@ applier_main(void *arg)
                              "applied %zu events (%zu documents)", st.events, st.entries);
         } else {
             a->failed = true;
+            a->fenced = guard.fenced; /* the reader reads the stream again, reporting only */
             a->error = e;
         }
         a->busy = false;
@@ -332,8 +200,8 @@ applier_main(void *arg)
 }
 
 /* wait_idle waits until the applier has committed what it holds. */
-static bool
-wait_idle(follow_t *f, mg_error_t *error)
+bool
+mg_cdc__wait_idle(follow_t *f, mg_error_t *error)
 {
     applier_t *a = &f->ap;
     bool ok = true;
@@ -364,7 +232,7 @@ submit(follow_t *f, mg_error_t *error)
     applier_t *a = &f->ap;
     mg_cdc_batch_stats_t st;
 
-    if (!wait_idle(f, error))
+    if (!mg_cdc__wait_idle(f, error))
         return false;
     if (f->last_read == NULL)
         return true;
@@ -389,10 +257,10 @@ submit(follow_t *f, mg_error_t *error)
 }
 
 /* apply commits everything read so far and waits for it. */
-static bool
-apply(follow_t *f, mg_error_t *error)
+bool
+mg_cdc__apply(follow_t *f, mg_error_t *error)
 {
-    return submit(f, error) && wait_idle(f, error);
+    return submit(f, error) && mg_cdc__wait_idle(f, error);
 }
 
 static void
@@ -413,8 +281,8 @@ applier_stop(follow_t *f)
 }
 
 /* set_status records a collection's status and error (best effort: a failure is logged). */
-static void
-set_status(follow_t *f, size_t k, const char *status, const char *err)
+void
+mg_cdc__set_status(follow_t *f, size_t k, const char *status, const char *err)
 {
     mg_error_t e;
 
@@ -423,194 +291,14 @@ set_status(follow_t *f, size_t k, const char *status, const char *err)
         mg_log_error(MG_LOG_WARNING, "cdc", &e);
 }
 
-static void
-stop_collection(follow_t *f, size_t k, const char *why)
+void
+mg_cdc__stop_collection(follow_t *f, size_t k, const char *why)
 {
     MG_LOG_EVENT(
         MG_LOG_ERROR, "cdc", "cdc.collection_stopped",
         MG_LOG_FIELDS(MG_LOG_STR("db", f->colls[k].db), MG_LOG_STR("collection", f->colls[k].coll)),
         "collection %s.%s stopped: %s", f->colls[k].db, f->colls[k].coll, why);
-    set_status(f, k, "failed", why);
-}
-
-static void
-record_invalid(follow_t *f, size_t k, const mg_cdc_event_t *ev, const char *reason)
-{
-    mg_error_t e;
-    char shown[512];
-
-    if (ev->has_id)
-        mg_schema_id_describe(&ev->id, shown, sizeof(shown));
-    else
-        snprintf(shown, sizeof(shown), "?");
-    if (!mg_state_invalid_doc_add(f->st, f->colls[k].db, f->colls[k].coll, 0, shown, reason, &e))
-        mg_log_error(MG_LOG_WARNING, "cdc", &e);
-    MG_LOG_EVENT(MG_LOG_WARNING, "cdc", "cdc.invalid_doc",
-                 MG_LOG_FIELDS(MG_LOG_STR("db", f->colls[k].db),
-                               MG_LOG_STR("collection", f->colls[k].coll),
-                               MG_LOG_STR("_id", shown)),
-                 "skipped a change that cannot be written: %s", reason);
-}
-
-/* fetch_by_id reads the current document by _id (for an oversize event). */
-static bool
-fetch_by_id(follow_t *f, size_t k, const bson_iter_t *id, bson_t **doc, mg_error_t *error)
-{
-    mongoc_collection_t *c =
-        mongoc_client_get_collection(f->mongo, f->colls[k].db, f->colls[k].coll);
-    bson_t filter = BSON_INITIALIZER;
-    mongoc_cursor_t *cur;
-    const bson_t *d;
-    bson_error_t be;
-    bool ok = true;
-
-    bson_append_iter(&filter, "_id", 3, id);
-    cur = mongoc_collection_find_with_opts(c, &filter, NULL, NULL);
-    *doc = NULL;
-    if (mongoc_cursor_next(cur, &d))
-        *doc = bson_copy(d);
-    else if (mongoc_cursor_error(cur, &be))
-        ok = mg_error_set_bson(error, &be, "could not read a document of \"%s.%s\" by _id",
-                               f->colls[k].db, f->colls[k].coll);
-    mongoc_cursor_destroy(cur);
-    mongoc_collection_destroy(c);
-    bson_destroy(&filter);
-    return ok;
-}
-
-/* on_data_event adds an insert/update/replace/delete to the batch. */
-static bool
-on_data_event(follow_t *f, size_t k, const mg_cdc_event_t *ev, mg_error_t *error)
-{
-    mg_error_t e;
-    bool ok;
-    bson_t *fetched = NULL;
-    const bson_t *doc = ev->has_full_document ? &ev->full_document : NULL;
-
-    if (f->slim && ev->op != MG_CDC_OP_DELETE) {
-        /* the event was too large with its document: read the document now */
-        if (!fetch_by_id(f, k, &ev->id, &fetched, error))
-            return false;
-        doc = fetched;
-    }
-    mg_error_clear(&e);
-    if (ev->op == MG_CDC_OP_DELETE || doc == NULL) {
-        /* an update whose document is gone: it was deleted since; a delete follows */
-        ok = mg_cdc_batch_delete(f->batch, k, &ev->id, ev->ct_t, ev->ct_i, &e);
-    } else {
-        ok = mg_cdc_batch_upsert(f->batch, k, doc, ev->ct_t, ev->ct_i, &e);
-    }
-    if (fetched != NULL)
-        bson_destroy(fetched);
-    if (ok)
-        return true;
-    if (e.code == MG_ERROR_CODE_LIMIT && mg_cdc_batch_full(f->batch))
-        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "%s", e.message);
-    if (f->s->skip_invalid)
-        record_invalid(f, k, ev, e.message);
-    else
-        stop_collection(f, k, e.message);
-    return true;
-}
-
-/* follow_rename makes collection k follow its new name (--on-rename follow). */
-static bool
-follow_rename(follow_t *f, size_t k, const mg_cdc_event_t *ev, mg_error_t *error)
-{
-    follow_coll_t *c = &f->colls[k];
-    char *db, *coll;
-
-    if (!mg_state_collection_rename(f->st, c->db, c->coll, ev->to_db, ev->to_coll, error))
-        return false;
-    MG_LOG_EVENT(MG_LOG_NOTICE, "cdc", "cdc.rename",
-                 MG_LOG_FIELDS(MG_LOG_STR("from", ev->coll), MG_LOG_STR("to", ev->to_coll)),
-                 "collection %s.%s renamed to %s.%s: following it", ev->db, ev->coll, ev->to_db,
-                 ev->to_coll);
-    db = strdup(ev->to_db);
-    coll = strdup(ev->to_coll);
-    if (db == NULL || coll == NULL) {
-        free(db);
-        free(coll);
-        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
-    }
-    free(c->db);
-    free(c->coll);
-    c->db = db;
-    c->coll = coll;
-    f->tables[k].db = c->db;
-    f->tables[k].coll = c->coll;
-    return true;
-}
-
-/* on_drop applies --on-drop to collection k, dropped on the source (alone or with its database). */
-static bool
-on_drop(follow_t *f, size_t k, mg_error_t *error)
-{
-    follow_coll_t *c = &f->colls[k];
-    char why[1024];
-    mg_buf_t sql;
-    bool ok;
-
-    switch (f->s->on_drop) {
-    case MG_CDC_DROP_STOP:
-        snprintf(why, sizeof(why),
-                 "dropped on the source; the table \"%s\".\"%s\" is kept as it was. If the "
-                 "collection was recreated, re-sync it: migrate sync --resync %s.%s; or choose a "
-                 "policy with --on-drop truncate|keep",
-                 c->schema, c->table, c->db, c->coll);
-        stop_collection(f, k, why);
-        return true;
-    case MG_CDC_DROP_TRUNCATE:
-        mg_buf_init(&sql, 4096);
-        ok = mg_buf_append_str(&sql, "TRUNCATE ", error) &&
-             mg_schema_quote_ident(c->schema, &sql, error) && mg_buf_append_str(&sql, ".", error) &&
-             mg_schema_quote_ident(c->table, &sql, error) && mg_pg_exec(f->pg, sql.data, error);
-        mg_buf_cleanup(&sql);
-        if (!ok)
-            return false;
-        MG_LOG_EVENT(MG_LOG_NOTICE, "cdc", "cdc.drop",
-                     MG_LOG_FIELDS(MG_LOG_STR("db", c->db), MG_LOG_STR("collection", c->coll)),
-                     "collection %s.%s dropped on the source: table emptied, still followed", c->db,
-                     c->coll);
-        return true;
-    case MG_CDC_DROP_KEEP:
-        MG_LOG_EVENT(MG_LOG_NOTICE, "cdc", "cdc.drop",
-                     MG_LOG_FIELDS(MG_LOG_STR("db", c->db), MG_LOG_STR("collection", c->coll)),
-                     "collection %s.%s dropped on the source: table kept as it was, still "
-                     "followed",
-                     c->db, c->coll);
-        return true;
-    }
-    return true;
-}
-
-/* on_ddl_event applies the documented policy for drop/rename/dropDatabase. */
-static bool
-on_ddl_event(follow_t *f, const mg_cdc_event_t *ev, mg_error_t *error)
-{
-    char why[1024];
-
-    for (size_t k = 0; k < f->ncolls; k++) {
-        follow_coll_t *c = &f->colls[k];
-        bool hit = strcmp(c->db, ev->db) == 0 &&
-                   (ev->op == MG_CDC_OP_DROP_DATABASE || strcmp(c->coll, ev->coll) == 0);
-        if (!hit || !active(c))
-            continue;
-        if (ev->op == MG_CDC_OP_RENAME && f->s->on_rename == MG_CDC_RENAME_FOLLOW) {
-            if (!follow_rename(f, k, ev, error))
-                return false;
-        } else if (ev->op == MG_CDC_OP_RENAME) {
-            snprintf(why, sizeof(why),
-                     "renamed to %s.%s on the source; the table \"%s\".\"%s\" is kept as it "
-                     "was. Re-run with --on-rename follow to follow renames, or re-sync: "
-                     "migrate sync --resync %s.%s",
-                     ev->to_db, ev->to_coll, c->schema, c->table, c->db, c->coll);
-            stop_collection(f, k, why);
-        } else if (!on_drop(f, k, error)) {
-            return false;
-        }
-    }
-    return true;
+    mg_cdc__set_status(f, k, "failed", why);
 }
 
 static void
@@ -624,6 +312,9 @@ http_handler(void *userdata, const char *path, const mg_http_request_t *req, mg_
     double rate = f->rate, lag = f->lag_s;
     pthread_mutex_unlock(&f->stats_lock);
     (void)req;
+    char lagtext[32];
+    if (lag >= 0)
+        snprintf(lagtext, sizeof(lagtext), "%.3f", lag);
     if (strcmp(path, "/metrics") == 0) {
         reply->status = 200;
         reply->content_type = "text/plain; version=0.0.4";
@@ -634,17 +325,18 @@ http_handler(void *userdata, const char *path, const mg_http_request_t *req, mg_
                       "# HELP migrate_cdc_events_per_second smoothed apply rate\n"
                       "# TYPE migrate_cdc_events_per_second gauge\n"
                       "migrate_cdc_events_per_second %.1f\n"
-                      "# HELP migrate_cdc_lag_seconds now minus the cluster time applied\n"
+                      "# HELP migrate_cdc_lag_seconds seconds behind the source's latest write "
+                      "(NaN: not known yet)\n"
                       "# TYPE migrate_cdc_lag_seconds gauge\n"
-                      "migrate_cdc_lag_seconds %.3f\n",
-                      (long long)events, rate, lag);
+                      "migrate_cdc_lag_seconds %s\n",
+                      (long long)events, rate, lag >= 0 ? lagtext : "NaN");
     } else if (strcmp(path, "/progress") == 0) {
         reply->status = 200;
         reply->content_type = "application/json";
         mg_buf_printf(&reply->body, &e,
                       "{\"phase\":\"follow\",\"applied_events\":%lld,\"events_per_s\":%.1f,"
-                      "\"lag_s\":%.3f}\n",
-                      (long long)events, rate, lag);
+                      "\"lag_s\":%s}\n",
+                      (long long)events, rate, lag >= 0 ? lagtext : "null");
     } else {
         reply->status = 404;
         reply->content_type = "text/plain";
@@ -691,7 +383,7 @@ reconnect_target(follow_t *f, mg_error_t *error)
     char why[MG_ERROR_MESSAGE_SIZE];
 
     snprintf(why, sizeof(why), "%s", error->message);
-    wait_idle(f, NULL); /* the applier's failure, if any, is this one */
+    mg_cdc__wait_idle(f, NULL); /* the applier's failure, if any, is this one */
     mg_cdc_batch_reset(f->batch);
     for (;;) {
         double left = MG_PG_RECONNECT_BUDGET_S - (mg_now_s() - started);
@@ -705,6 +397,9 @@ reconnect_target(follow_t *f, mg_error_t *error)
             break;
         snprintf(why, sizeof(why), "%s", error->message); /* lost again at once: go on waiting */
     }
+    /* the lease's lock went with the old session: take it again, unless another took over */
+    if (f->claimed && !mg_cdc__lease_claim(f, error))
+        return false;
     /* the tables were reloaded: the batches must point at the new ones */
     mg_cdc_batch_destroy(f->batch);
     mg_cdc_batch_destroy(f->spare);
@@ -713,7 +408,7 @@ reconnect_target(follow_t *f, mg_error_t *error)
     if (f->batch == NULL || f->spare == NULL)
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
     set_token(&f->last_read, f->committed);
-    if (!open_stream(f, f->committed, error))
+    if (!mg_cdc__open_stream(f, f->committed, error))
         return false;
     MG_LOG(MG_LOG_NOTICE, "cdc", "resuming from the committed checkpoint");
     return true;
@@ -738,7 +433,7 @@ history_lost(follow_t *f, mg_error_t *error)
 
     mg_buf_init(&list, 64 * 1024);
     for (size_t i = 0; i < f->ncolls; i++)
-        if (active(&f->colls[i]))
+        if (mg_cdc__active(&f->colls[i]))
             mg_buf_printf(&list, &e2, "%s%s.%s", list.len ? " " : "", f->colls[i].db,
                           f->colls[i].coll);
     mg_error_set(error, MG_ERROR_DOMAIN_MONGO, ERR_HISTORY_LOST,
@@ -764,6 +459,7 @@ mg_cdc_follow_new(const mg_cdc_follow_settings_t *s, mg_error_t *error)
     }
     f->s = s;
     pthread_mutex_init(&f->stats_lock, NULL);
+    mg_cdc__split_init(&f->frags);
     pthread_mutex_init(&f->ap.lock, NULL);
     pthread_cond_init(&f->ap.cond, NULL);
     f->st = mg_state_new(NULL, s->state_schema, error);
@@ -795,7 +491,12 @@ follow_start(follow_t *f, mg_error_t *error)
         return MG_EXIT_FAILURE;
     }
     f->ap.started = true;
-    if (!open_stream(f, f->committed, error)) {
+    mg_cdc__lag_init(&f->lag);
+    if (!mg_cdc__lease_claim(f, error) || !mg_cdc__fence_check(f, &f->fence_seen, error))
+        return mg_cdc__exit_code(error);
+    if (!mg_cdc__stream_probe(f, error))
+        return MG_EXIT_SOURCE;
+    if (!mg_cdc__open_stream(f, f->committed, error)) {
         if (error->domain == MG_ERROR_DOMAIN_MONGO && error->code == ERR_HISTORY_LOST) {
             history_lost(f, error);
             return MG_EXIT_SOURCE;
@@ -823,14 +524,16 @@ follow_start(follow_t *f, mg_error_t *error)
  * fail (exit code from the error), stop with *rc (history lost), or (from
  * submit_or_reconnect) the target came back and the stream reopened.
  */
-typedef enum { TURN_ON, TURN_DONE, TURN_FAILED, TURN_RC, TURN_RECONNECTED } turn_t;
+typedef enum { TURN_ON, TURN_DONE, TURN_FAILED, TURN_RC, TURN_RECONNECTED, TURN_FENCED } turn_t;
 
 /* submit_or_reconnect submits (wait: and commits) the batch; a lost target is waited out. */
 static turn_t
 submit_or_reconnect(follow_t *f, bool wait, mg_error_t *error)
 {
-    if (wait ? apply(f, error) : submit(f, error))
+    if (wait ? mg_cdc__apply(f, error) : submit(f, error))
         return TURN_ON;
+    if (f->ap.fenced) /* the cutover flipped: read again from the checkpoint, reporting only */
+        return mg_cdc__fence_enter(f, error) ? TURN_RECONNECTED : TURN_FAILED;
     if (pg_lost(f, error) && reconnect_target(f, error)) {
         f->have_prev = false;
         return TURN_RECONNECTED;
@@ -844,11 +547,30 @@ on_event(follow_t *f, const bson_t *raw, mg_error_t *error)
 {
     double t_add = mg_now_s();
     mg_cdc_event_t ev;
+    int32_t frag, of;
     int k;
 
     f->source_fail_since = 0;
-    if (!mg_cdc_event_decode(raw, &ev, error))
+    if (mg_cdc__split_of(raw, &frag, &of)) {
+        /* a fragment: the position moves only once the event is whole */
+        int whole = mg_cdc__split_add(&f->frags, raw, &raw, error);
+        if (whole < 0) {
+            MG_LOG_EVENT(MG_LOG_WARNING, "cdc", "cdc.source_error", NULL, 0, "%s", error->message);
+            return mg_cdc__open_stream(f, f->last_read, error) ? TURN_ON : TURN_FAILED;
+        }
+        if (whole == 0)
+            return TURN_ON;
+    }
+    if (!mg_cdc_event_decode_ex(raw, f->slim ? MG_CDC_DECODE_NO_DOCUMENT : 0, &ev, error))
         return TURN_FAILED;
+    if (f->fence_seen) /* the event is read again, reporting only */
+        return mg_cdc__fence_enter(f, error) ? TURN_ON : TURN_FAILED;
+    if (f->fenced) {
+        if (!mg_cdc__fence_event(f, &ev, error))
+            return TURN_FAILED;
+        set_token(&f->last_read, mongoc_change_stream_get_resume_token(f->stream));
+        return TURN_ON;
+    }
     /* a source transaction never straddles two batches */
     if (!(f->have_prev && mg_cdc_same_txn(&f->prev, &ev)) &&
         (mg_cdc_batch_full(f->batch) ||
@@ -860,27 +582,28 @@ on_event(follow_t *f, const bson_t *raw, mg_error_t *error)
     }
     k = (ev.op == MG_CDC_OP_DROP_DATABASE || ev.op == MG_CDC_OP_INVALIDATE)
             ? -1
-            : find_table(f, ev.db, ev.coll);
+            : mg_cdc__find_table(f, ev.db, ev.coll);
     switch (ev.op) {
     case MG_CDC_OP_INSERT:
     case MG_CDC_OP_UPDATE:
     case MG_CDC_OP_REPLACE:
     case MG_CDC_OP_DELETE:
-        if (k >= 0 && active(&f->colls[k]) && !on_data_event(f, (size_t)k, &ev, error))
+        if (k >= 0 && mg_cdc__active(&f->colls[k]) &&
+            !mg_cdc__on_data_event(f, (size_t)k, &ev, error))
             return TURN_FAILED;
         break;
     case MG_CDC_OP_DROP:
     case MG_CDC_OP_RENAME:
     case MG_CDC_OP_DROP_DATABASE:
         /* what came before is applied first, then the policy */
-        if (!apply(f, error) || !on_ddl_event(f, &ev, error))
+        if (!mg_cdc__apply(f, error) || !mg_cdc__on_ddl_event(f, &ev, error))
             return TURN_FAILED;
         break;
     case MG_CDC_OP_INVALIDATE:
         mg_error_set(error, MG_ERROR_DOMAIN_MONGO, 0,
                      "the change stream was invalidated; run migrate sync again to resume after "
                      "it");
-        apply(f, error);
+        mg_cdc__apply(f, error);
         return TURN_FAILED;
     default:
         break;
@@ -889,16 +612,17 @@ on_event(follow_t *f, const bson_t *raw, mg_error_t *error)
     f->pos_t = ev.ct_t;
     f->pos_i = ev.ct_i;
     f->pos_wall_ms = ev.wall_ms;
-    if (f->slim) {
-        /* the oversize event is handled: back to full documents */
-        f->slim = false;
-        if (!open_stream(f, f->last_read, error))
+    if (f->slim || f->rewatch) {
+        /* the oversize event is handled: back to full documents; or a followed rename
+         * into a database not watched yet */
+        f->slim = f->rewatch = false;
+        if (!mg_cdc__open_stream(f, f->last_read, error))
             return TURN_FAILED;
     }
     f->prev = ev;
     f->have_prev = true;
     f->t_batch += mg_now_s() - t_add;
-    return TURN_ON;
+    return mg_cdc__lease_tick(f, error) ? TURN_ON : TURN_FAILED;
 }
 
 /*
@@ -915,11 +639,9 @@ on_stream_error(follow_t *f, const bson_error_t *be, mg_error_t *error)
         history_lost(f, error);
         return TURN_RC;
     }
-    if (be->code == ERR_TOO_LARGE && !f->slim) {
-        MG_LOG_EVENT(MG_LOG_WARNING, "cdc", "cdc.too_large", NULL, 0,
-                     "a change event is over 16 MB: reading its document by _id");
-        f->slim = true;
-        return open_stream(f, f->last_read, error) ? TURN_ON : TURN_FAILED;
+    if ((be->code == ERR_TOO_LARGE || be->code == ERR_FIELD_TOO_LARGE) && !f->slim) {
+        mg_cdc__too_large(f, be->code);
+        return mg_cdc__open_stream(f, f->last_read, error) ? TURN_ON : TURN_FAILED;
     }
     if (f->source_fail_since == 0)
         f->source_fail_since = now;
@@ -932,7 +654,7 @@ on_stream_error(follow_t *f, const bson_error_t *be, mg_error_t *error)
                  MG_LOG_FIELDS(MG_LOG_INT("err_code", be->code)),
                  "change stream error: %s; resuming from the last event read", be->message);
     usleep(500 * 1000);
-    if (!open_stream(f, f->last_read, error)) {
+    if (!mg_cdc__open_stream(f, f->last_read, error)) {
         if (error->domain == MG_ERROR_DOMAIN_MONGO && error->code == ERR_HISTORY_LOST) {
             history_lost(f, error);
             return TURN_RC;
@@ -956,7 +678,15 @@ on_idle(follow_t *f, mg_error_t *error)
     turn_t t;
 
     f->source_fail_since = 0;
-    if (pbrt != NULL && (f->last_read == NULL || !bson_equal(pbrt, f->last_read))) {
+    if (f->fenced) { /* everything the source had is reported */
+        mg_cdc__fence_finish(f, error);
+        return TURN_FENCED;
+    }
+    if (f->fence_seen)
+        return mg_cdc__fence_enter(f, error) ? TURN_ON : TURN_FAILED;
+    /* never a position inside an event that was split: its fragments are read again */
+    if (pbrt != NULL && f->frags.next == 0 &&
+        (f->last_read == NULL || !bson_equal(pbrt, f->last_read))) {
         uint32_t ts, inc;
         set_token(&f->last_read, pbrt);
         if (mg_cdc_token_time(pbrt, &ts, &inc) &&
@@ -971,6 +701,10 @@ on_idle(follow_t *f, mg_error_t *error)
         return t == TURN_RECONNECTED ? TURN_ON : t;
     f->batch_started = mg_now_s();
     f->have_prev = false;
+    /* the lag: the commit above may have reached the last probe; the next one is read
+     * before the next getMore, whose post-batch resume token is then at or past it */
+    if (!mg_cdc__lease_tick(f, error))
+        return TURN_FAILED;
     now = mg_now_s();
     if (now - f->last_log >= 5.0) {
         MG_LOG_EVENT(
@@ -984,7 +718,8 @@ on_idle(follow_t *f, mg_error_t *error)
         save_rate(f);
         f->last_rate_save = now;
     }
-    if (!f->s->follow && f->committed != NULL && f->lag_s * 1000.0 <= (double)f->s->max_lag_ms) {
+    if (!f->s->follow && f->committed != NULL && f->lag_s >= 0 &&
+        f->lag_s * 1000.0 <= (double)f->s->max_lag_ms) {
         MG_LOG_EVENT(MG_LOG_NOTICE, "cdc", "cdc.caught_up",
                      MG_LOG_FIELDS(MG_LOG_DOUBLE("lag_s", f->lag_s),
                                    MG_LOG_INT("applied_events", f->applied_events)),
@@ -1052,12 +787,17 @@ mg_cdc_follow_run(mg_cdc_follow_t *f, mg_error_t *error)
             t = on_idle(f, error);
     }
     if (rc == MG_EXIT_OK)
-        rc = t == TURN_DONE ? MG_EXIT_OK : t == TURN_RC ? MG_EXIT_SOURCE : mg_cdc__exit_code(error);
+        rc = t == TURN_DONE     ? MG_EXIT_OK
+             : t == TURN_RC     ? MG_EXIT_SOURCE
+             : t == TURN_FENCED ? MG_EXIT_STATE
+                                : mg_cdc__exit_code(error);
     else if (rc != MG_EXIT_SOURCE)
         rc = mg_cdc__exit_code(error);
     if (rc == MG_EXIT_OK)
         save_rate(f);
     applier_stop(f);
+    mg_cdc__lease_release(f, rc == MG_EXIT_OK ? (f->s->follow ? "stopped" : "caught up")
+                                              : error->message);
     if (f->t_started > 0)
         log_stats(f);
     return rc;
@@ -1102,5 +842,9 @@ mg_cdc_follow_destroy(mg_cdc_follow_t *f)
     pthread_mutex_destroy(&f->ap.lock);
     pthread_cond_destroy(&f->ap.cond);
     pthread_mutex_destroy(&f->stats_lock);
+    mg_cdc__split_cleanup(&f->frags);
+    for (size_t i = 0; i < f->ndbs; i++)
+        free(f->dbs[i]);
+    free(f->dbs);
     free(f);
 }

@@ -24,19 +24,13 @@ mg_base64_encoded_len(size_t n)
     return (n + 2) / 3 * 4;
 }
 
-bool
-mg_base64_encode(const void *data, size_t n, mg_buf_t *out, mg_error_t *error)
+size_t
+mg_base64_encode_to(const void *data, size_t n, char *out)
 {
     const uint8_t *in = data;
-    char *p;
+    char *p = out;
     size_t i = 0;
 
-    if (n > (SIZE_MAX - 3) / 4 * 3)
-        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT,
-                            "could not encode %zu bytes as base64: too large", n);
-    if (!mg_buf_reserve(out, mg_base64_encoded_len(n), error))
-        return false;
-    p = out->data + out->len;
     for (; i + 3 <= n; i += 3) {
         uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
         *p++ = alphabet[v >> 18];
@@ -57,7 +51,18 @@ mg_base64_encode(const void *data, size_t n, mg_buf_t *out, mg_error_t *error)
         *p++ = alphabet[(v >> 6) & 63];
         *p++ = '=';
     }
-    out->len = (size_t)(p - out->data);
+    return (size_t)(p - out);
+}
+
+bool
+mg_base64_encode(const void *data, size_t n, mg_buf_t *out, mg_error_t *error)
+{
+    if (n > (SIZE_MAX - 3) / 4 * 3)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT,
+                            "could not encode %zu bytes as base64: too large", n);
+    if (!mg_buf_reserve(out, mg_base64_encoded_len(n), error))
+        return false;
+    out->len += mg_base64_encode_to(data, n, out->data + out->len);
     out->data[out->len] = '\0';
     return true;
 }
@@ -79,8 +84,9 @@ sextet(char c)
     return -1;
 }
 
-bool
-mg_base64_decode(const char *text, size_t len, mg_buf_t *out, mg_error_t *error)
+/* decode is mg_base64_decode; canonical also refuses pad bits that are not zero. */
+static bool
+decode(const char *text, size_t len, bool canonical, mg_buf_t *out, mg_error_t *error)
 {
     size_t start = out->len;
 
@@ -109,6 +115,13 @@ mg_base64_decode(const char *text, size_t len, mg_buf_t *out, mg_error_t *error)
         }
         uint32_t w =
             (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        if (canonical && ((pad == 1 && (w & 0xff) != 0) || (pad == 2 && (w & 0xffff) != 0))) {
+            out->len = start;
+            out->data[start] = '\0';
+            return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
+                                "could not decode base64: the pad bits of the last group are "
+                                "not zero");
+        }
         out->data[out->len++] = (char)(w >> 16);
         if (pad < 2)
             out->data[out->len++] = (char)((w >> 8) & 0xff);
@@ -117,4 +130,16 @@ mg_base64_decode(const char *text, size_t len, mg_buf_t *out, mg_error_t *error)
     }
     out->data[out->len] = '\0';
     return true;
+}
+
+bool
+mg_base64_decode(const char *text, size_t len, mg_buf_t *out, mg_error_t *error)
+{
+    return decode(text, len, false, out, error);
+}
+
+bool
+mg_base64_decode_canonical(const char *text, size_t len, mg_buf_t *out, mg_error_t *error)
+{
+    return decode(text, len, true, out, error);
 }

@@ -263,6 +263,8 @@ apply_text(mg_config_t *c, size_t i, const char *text, bool append, mg_config_so
     char why[256];
     int64_t v;
 
+    /* before anything can print it: a password inside, or the whole value if secret */
+    mg_redact_learn(text, o->secret);
     switch (o->type) {
     case MG_CONFIG_STRING: {
         char *copy = strdup(text);

@@ -7,14 +7,35 @@
 #include <stdio.h>
 #include <string.h>
 
-/* set_message formats into error->message and redacts it in place. */
+/*
+ * store redacts raw (NUL-terminated, cut by vsnprintf when cut is true) into
+ * error->message as well-formed UTF-8: cut only between characters, a byte
+ * that is not UTF-8 escaped as \xNN (mg_utf8_copy). The message is written
+ * to PostgreSQL (events, reasons) and to logs, which refuse or mangle a
+ * character cut in two.
+ */
+static void
+store(mg_error_t *error, char *raw, bool cut)
+{
+    char redacted[2 * MG_ERROR_MESSAGE_SIZE];
+    size_t n;
+
+    if (cut)
+        mg_utf8_trim(raw);
+    mg_redact_copy(raw, redacted, sizeof(redacted));
+    n = mg_utf8_copy(error->message, sizeof(error->message), redacted, strlen(redacted));
+    if (cut && n + 3 < sizeof(error->message) && (n < 3 || strcmp(error->message + n - 3, "...")))
+        memcpy(error->message + n, "...", 4);
+}
+
+/* set_message formats into error->message (store). */
 static void
 set_message(mg_error_t *error, const char *fmt, va_list ap)
 {
-    char raw[MG_ERROR_MESSAGE_SIZE];
+    char raw[2 * MG_ERROR_MESSAGE_SIZE];
+    int n = vsnprintf(raw, sizeof(raw), fmt, ap);
 
-    vsnprintf(raw, sizeof(raw), fmt, ap);
-    mg_redact_copy(raw, error->message, sizeof(error->message));
+    store(error, raw, n >= (int)sizeof(raw));
 }
 
 void
@@ -60,7 +81,8 @@ mg_error_set_errno(mg_error_t *error, int errnum, const char *fmt, ...)
     if (error == NULL)
         return false;
     va_start(ap, fmt);
-    vsnprintf(context, sizeof(context), fmt, ap);
+    if (vsnprintf(context, sizeof(context), fmt, ap) >= (int)sizeof(context))
+        mg_utf8_trim(context);
     va_end(ap);
     /* strerror_r is the GNU variant under _GNU_SOURCE: it may return a static string. */
     const char *text = strerror_r(errnum, reason, sizeof(reason));
@@ -71,16 +93,18 @@ void
 mg_error_prefix(mg_error_t *error, const char *fmt, ...)
 {
     char prefix[MG_ERROR_MESSAGE_SIZE];
-    char joined[MG_ERROR_MESSAGE_SIZE];
+    char joined[2 * MG_ERROR_MESSAGE_SIZE];
     va_list ap;
+    int n;
 
     if (!mg_error_is_set(error))
         return;
     va_start(ap, fmt);
-    vsnprintf(prefix, sizeof(prefix), fmt, ap);
+    if (vsnprintf(prefix, sizeof(prefix), fmt, ap) >= (int)sizeof(prefix))
+        mg_utf8_trim(prefix);
     va_end(ap);
-    snprintf(joined, sizeof(joined), "%s: %s", prefix, error->message);
-    mg_redact_copy(joined, error->message, sizeof(error->message));
+    n = snprintf(joined, sizeof(joined), "%s: %s", prefix, error->message);
+    store(error, joined, n >= (int)sizeof(joined));
 }
 
 const char *

@@ -15,7 +15,8 @@ mg_error_set_bson(mg_error_t *error, const bson_error_t *bson_error, const char 
     if (error == NULL)
         return false;
     va_start(ap, fmt);
-    vsnprintf(context, sizeof(context), fmt, ap);
+    if (vsnprintf(context, sizeof(context), fmt, ap) >= (int)sizeof(context))
+        mg_utf8_trim(context);
     va_end(ap);
     if (bson_error == NULL || bson_error->message[0] == '\0')
         return mg_error_set(error, MG_ERROR_DOMAIN_MONGO,

@@ -14,7 +14,8 @@ chomp(const char *src, char *dst, size_t dstsz)
 {
     size_t len;
 
-    snprintf(dst, dstsz, "%s", src ? src : "");
+    if (snprintf(dst, dstsz, "%s", src ? src : "") >= (int)dstsz)
+        mg_utf8_trim(dst);
     len = strlen(dst);
     while (len > 0 && (dst[len - 1] == '\n' || dst[len - 1] == ' '))
         dst[--len] = '\0';
@@ -32,7 +33,8 @@ mg_error_set_pgresult(mg_error_t *error, const PGresult *result, const char *fmt
     if (error == NULL)
         return false;
     va_start(ap, fmt);
-    vsnprintf(context, sizeof(context), fmt, ap);
+    if (vsnprintf(context, sizeof(context), fmt, ap) >= (int)sizeof(context))
+        mg_utf8_trim(context);
     va_end(ap);
 
     if (result == NULL) {
@@ -66,7 +68,8 @@ mg_error_set_pgconn(mg_error_t *error, const PGconn *conn, const char *fmt, ...)
     if (error == NULL)
         return false;
     va_start(ap, fmt);
-    vsnprintf(context, sizeof(context), fmt, ap);
+    if (vsnprintf(context, sizeof(context), fmt, ap) >= (int)sizeof(context))
+        mg_utf8_trim(context);
     va_end(ap);
     chomp(conn ? PQerrorMessage(conn) : "no connection", reason, sizeof(reason));
     mg_error_set(error, MG_ERROR_DOMAIN_PG, 0, "%s: %s", context, reason);

@@ -46,102 +46,6 @@ struct mg_etcd {
 };
 
 /* ------------------------------------------------------------------------
- * base64 (RFC 4648, with padding)
- * ------------------------------------------------------------------------ */
-
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static bool
-b64_encode(mg_buf_t *out, const unsigned char *in, size_t len, mg_error_t *error)
-{
-    size_t i;
-    char quad[4];
-
-    for (i = 0; i + 2 < len; i += 3) {
-        quad[0] = b64_alphabet[in[i] >> 2];
-        quad[1] = b64_alphabet[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
-        quad[2] = b64_alphabet[((in[i + 1] & 15) << 2) | (in[i + 2] >> 6)];
-        quad[3] = b64_alphabet[in[i + 2] & 63];
-        if (!mg_buf_append(out, quad, 4, error))
-            return false;
-    }
-    if (i < len) {
-        quad[0] = b64_alphabet[in[i] >> 2];
-        if (i + 1 < len) {
-            quad[1] = b64_alphabet[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
-            quad[2] = b64_alphabet[(in[i + 1] & 15) << 2];
-        } else {
-            quad[1] = b64_alphabet[(in[i] & 3) << 4];
-            quad[2] = '=';
-        }
-        quad[3] = '=';
-        if (!mg_buf_append(out, quad, 4, error))
-            return false;
-    }
-    return true;
-}
-
-static int
-b64_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-')
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
-}
-
-/* b64_decode returns a malloc'd NUL-terminated decoding of text, or NULL. */
-static char *
-b64_decode(const char *text, size_t *outlen)
-{
-    size_t len = strlen(text), n = 0, i;
-    unsigned int acc = 0;
-    int bits = 0;
-    char *out = malloc(len / 4 * 3 + 4);
-
-    if (out == NULL)
-        return NULL;
-    if (len % 4 != 0) { /* the gateway always pads */
-        free(out);
-        return NULL;
-    }
-    for (i = 0; i < len; i++) {
-        int v;
-
-        if (text[i] == '=')
-            break;
-        v = b64_value(text[i]);
-        if (v < 0) {
-            free(out);
-            return NULL;
-        }
-        acc = (acc << 6) | (unsigned int)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[n++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    for (; i < len; i++) {
-        if (text[i] != '=') {
-            free(out);
-            return NULL;
-        }
-    }
-    out[n] = '\0';
-    *outlen = n;
-    return out;
-}
-
-/* ------------------------------------------------------------------------
  * JSON helpers over yajl_tree
  * ------------------------------------------------------------------------ */
 
@@ -323,10 +227,18 @@ decode_field(yajl_val obj, const char *name, char **out, size_t *outlen, mg_erro
     if (v != NULL && !YAJL_IS_STRING(v) && !YAJL_IS_NULL(v))
         return mg_error_set(error, MG_ERROR_DOMAIN_ETCD, MG_ETCD_ERR_PROTOCOL,
                             "could not parse etcd answer: field \"%s\" is not a string", name);
-    *out = b64_decode((v != NULL && YAJL_IS_STRING(v)) ? sval(v) : "", outlen);
-    if (*out == NULL)
+    const char *text = (v != NULL && YAJL_IS_STRING(v)) ? sval(v) : "";
+    mg_buf_t b;
+
+    /* the core codec: RFC 4648, standard alphabet, padded, as the gateway writes */
+    mg_buf_init(&b, ETCD_MAX_ANSWER);
+    if (!mg_buf_reserve(&b, 1, NULL) || !mg_base64_decode(text, strlen(text), &b, NULL)) {
+        mg_buf_cleanup(&b);
         return mg_error_set(error, MG_ERROR_DOMAIN_ETCD, MG_ETCD_ERR_PROTOCOL,
                             "could not parse etcd answer: field \"%s\" is not base64", name);
+    }
+    *out = b.data; /* malloc'd and NUL-terminated by mg_buf */
+    *outlen = b.len;
     return true;
 }
 
@@ -933,34 +845,16 @@ mg_etcd_replaced(mg_etcd_t *etcd, int64_t *from_term, int64_t *to_term)
 }
 
 static bool
-json_gen_to_buf(yajl_gen g, mg_buf_t *out, mg_error_t *error)
-{
-    const unsigned char *text;
-    size_t len;
-
-    yajl_gen_get_buf(g, &text, &len);
-    mg_buf_reset(out);
-    return mg_buf_append(out, text, len, error);
-}
-
-static void
-gen_str(yajl_gen g, const char *s)
-{
-    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
-}
-
-static bool
 gen_b64(yajl_gen g, const char *name, const void *value, size_t len, mg_error_t *error)
 {
     mg_buf_t b;
 
     mg_buf_init(&b, ETCD_MAX_ANSWER);
-    if (!mg_buf_append(&b, "", 0, error) ||
-        !b64_encode(&b, (const unsigned char *)value, len, error)) {
+    if (!mg_buf_append(&b, "", 0, error) || !mg_base64_encode(value, len, &b, error)) {
         mg_buf_cleanup(&b);
         return false;
     }
-    gen_str(g, name);
+    mg_json_str(g, name);
     yajl_gen_string(g, (const unsigned char *)(b.data ? b.data : ""), b.len);
     mg_buf_cleanup(&b);
     return true;
@@ -972,8 +866,8 @@ gen_int(yajl_gen g, const char *name, int64_t v)
     char num[32];
 
     snprintf(num, sizeof(num), "%" PRId64, v);
-    gen_str(g, name);
-    gen_str(g, num); /* int64 as a string, like the gateway */
+    mg_json_str(g, name);
+    mg_json_str(g, num); /* int64 as a string, like the gateway */
 }
 
 /*
@@ -1014,12 +908,14 @@ gen_range_fields(yajl_gen g, const char *key, bool prefix, mg_error_t *error)
     return true;
 }
 
-/* finish renders g into body; frees g. */
+/* finish renders g into body (reset first); frees g. */
 static bool
 finish(yajl_gen g, mg_buf_t *body, mg_error_t *error)
 {
-    bool ok = json_gen_to_buf(g, body, error);
+    bool ok;
 
+    mg_buf_reset(body);
+    ok = mg_json_take(g, body, error);
     yajl_gen_free(g);
     return ok;
 }
@@ -1036,10 +932,10 @@ authenticate(mg_etcd_t *etcd, const char *endpoint, mg_error_t *error)
     mg_buf_init(&body, 64 * 1024);
     mg_buf_init(&answer, 64 * 1024);
     yajl_gen_map_open(g);
-    gen_str(g, "name");
-    gen_str(g, etcd->username);
-    gen_str(g, "password");
-    gen_str(g, etcd->password ? etcd->password : "");
+    mg_json_str(g, "name");
+    mg_json_str(g, etcd->username);
+    mg_json_str(g, "password");
+    mg_json_str(g, etcd->password ? etcd->password : "");
     yajl_gen_map_close(g);
     if (!finish(g, &body, error))
         goto done;
@@ -1121,7 +1017,7 @@ mg_etcd_range(mg_etcd_t *etcd, const char *key, bool prefix, int64_t limit, bool
     if (limit > 0)
         gen_int(g, "limit", limit);
     if (count_only) {
-        gen_str(g, "count_only");
+        mg_json_str(g, "count_only");
         yajl_gen_bool(g, 1);
     }
     yajl_gen_map_close(g);
@@ -1389,9 +1285,9 @@ gen_ops(yajl_gen g, const txn_op_t *ops, size_t n, mg_error_t *error)
         const txn_op_t *op = &ops[i];
 
         yajl_gen_map_open(g);
-        gen_str(g, op->kind == OP_PUT      ? "request_put"
-                   : op->kind == OP_DELETE ? "request_delete_range"
-                                           : "request_range");
+        mg_json_str(g, op->kind == OP_PUT      ? "request_put"
+                       : op->kind == OP_DELETE ? "request_delete_range"
+                                               : "request_range");
         yajl_gen_map_open(g);
         if (op->kind == OP_PUT) {
             if (!gen_b64(g, "key", op->key, strlen(op->key), error) ||
@@ -1421,16 +1317,16 @@ mg_etcd_txn_commit(mg_etcd_t *etcd, const mg_etcd_txn_t *txn, mg_etcd_txn_result
 
     mg_buf_init(&body, ETCD_MAX_ANSWER);
     yajl_gen_map_open(g);
-    gen_str(g, "compare");
+    mg_json_str(g, "compare");
     yajl_gen_array_open(g);
     for (i = 0; i < txn->ncompares; i++) {
         const txn_compare_t *c = &txn->compares[i];
 
         yajl_gen_map_open(g);
-        gen_str(g, "result");
-        gen_str(g, cmp_names[c->cmp]);
-        gen_str(g, "target");
-        gen_str(g, target_names[c->target]);
+        mg_json_str(g, "result");
+        mg_json_str(g, cmp_names[c->cmp]);
+        mg_json_str(g, "target");
+        mg_json_str(g, target_names[c->target]);
         if (!gen_b64(g, "key", c->key, strlen(c->key), error))
             goto gen_failed;
         if (c->target == MG_ETCD_TARGET_VALUE) {
@@ -1442,10 +1338,10 @@ mg_etcd_txn_commit(mg_etcd_t *etcd, const mg_etcd_txn_t *txn, mg_etcd_txn_result
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
-    gen_str(g, "success");
+    mg_json_str(g, "success");
     if (!gen_ops(g, txn->ops[1], txn->nops[1], error))
         goto gen_failed;
-    gen_str(g, "failure");
+    mg_json_str(g, "failure");
     if (!gen_ops(g, txn->ops[0], txn->nops[0], error))
         goto gen_failed;
     yajl_gen_map_close(g);
@@ -1689,7 +1585,7 @@ mg_etcd_watch(mg_etcd_t *etcd, const char *key, bool prefix, int64_t start_revis
         mg_buf_init(&body, 64 * 1024);
         g = yajl_gen_alloc(NULL);
         yajl_gen_map_open(g);
-        gen_str(g, "create_request");
+        mg_json_str(g, "create_request");
         yajl_gen_map_open(g);
         if (!gen_range_fields(g, key, prefix, error)) {
             yajl_gen_free(g);

@@ -61,7 +61,8 @@ set_mode_owner(int fd, const char *tmp, const char *path, const mg_file_write_op
 {
     struct stat old;
 
-    if (o->mode < 0 && stat(path, &old) == 0) {
+    /* lstat: only a regular file hands on its mode and owner, never what a link points at */
+    if (o->mode < 0 && lstat(path, &old) == 0 && S_ISREG(old.st_mode)) {
         if (fchown(fd, old.st_uid, old.st_gid) != 0 && errno != EPERM)
             return mg_error_set_errno(error, errno, "could not give \"%s\" the owner of \"%s\"",
                                       tmp, path);
@@ -85,11 +86,16 @@ mg_file_write_atomic(const char *path, const void *data, size_t len,
     char tmp[PATH_MAX];
     int fd;
 
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp))
         return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_LIMIT,
                             "could not write \"%s\": path too long", path);
-    /* a new file may hold a secret: it is created 0600 and opened up only on request */
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /*
+     * a new file may hold a secret: it is created 0600 and opened up only on
+     * request. The temp name is random and created exclusively (mkostemp:
+     * O_CREAT|O_EXCL, which never follows a link), so a file or link planted
+     * beside path in a shared folder is never opened, truncated or re-owned.
+     */
+    fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
         return mg_error_set_errno(error, errno, "could not create \"%s\"", tmp);
     if (!set_mode_owner(fd, tmp, path, o, error))

@@ -172,30 +172,9 @@ utf8_sanitize(const char *src)
     if (out == NULL)
         return NULL;
     for (size_t i = 0; i < n;) {
-        unsigned char c = (unsigned char)src[i];
-        size_t len = 0;
-        uint32_t cp = 0;
+        size_t len = mg_utf8_char_len((const uint8_t *)src + i, n - i);
 
-        if (c < 0x80)
-            len = 1;
-        else if (c >= 0xC2 && c <= 0xDF)
-            len = 2, cp = c & 0x1F;
-        else if (c >= 0xE0 && c <= 0xEF)
-            len = 3, cp = c & 0x0F;
-        else if (c >= 0xF0 && c <= 0xF4)
-            len = 4, cp = c & 0x07;
-        bool ok = len > 0 && i + len <= n;
-        for (size_t k = 1; ok && k < len; k++) {
-            unsigned char cc = (unsigned char)src[i + k];
-            if ((cc & 0xC0) != 0x80)
-                ok = false;
-            cp = (cp << 6) | (cc & 0x3F);
-        }
-        if (ok && len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF)))
-            ok = false;
-        if (ok && len == 4 && (cp < 0x10000 || cp > 0x10FFFF))
-            ok = false;
-        if (ok) {
+        if (len > 0) {
             memcpy(out + o, src + i, len);
             o += len;
             i += len;
@@ -388,10 +367,12 @@ mg_log_writev(mg_log_level_t level, const char *module, const char *event,
     va_end(copy);
     if (n >= (int)sizeof(small)) {
         message = malloc((size_t)n + 1);
-        if (message == NULL)
-            message = small; /* truncated rather than lost */
-        else
+        if (message == NULL) {
+            message = small; /* cut between characters rather than lost */
+            mg_utf8_trim(small);
+        } else {
             vsnprintf(message, (size_t)n + 1, fmt, ap);
+        }
     }
     format_timestamp(ts, sizeof(ts));
 

@@ -76,6 +76,8 @@ mg_mongo_open(const char *uri_text, const char *appname, mg_mongo_t *src, mg_err
         src->is_primary = bson_iter_bool(&it);
     if (bson_iter_init_find(&it, &reply, "maxWireVersion") && BSON_ITER_HOLDS_NUMBER(&it))
         src->max_wire = (int32_t)bson_iter_as_int64(&it);
+    if (bson_iter_init_find(&it, &reply, "msg") && BSON_ITER_HOLDS_UTF8(&it))
+        src->is_mongos = strcmp(bson_iter_utf8(&it, NULL), "isdbgrid") == 0;
     bson_destroy(&reply);
     bson_destroy(cmd);
 
@@ -129,4 +131,72 @@ mg_mongo_aggregate(mg_mongo_t *src, const char *db, const char *coll, const bson
     mongoc_cursor_destroy(cursor);
     mongoc_collection_destroy(c);
     return ok;
+}
+
+/* find_ts reads the Timestamp at dotted path of doc. */
+static bool
+find_ts(const bson_t *doc, const char *path, uint32_t *t, uint32_t *i)
+{
+    bson_iter_t it, found;
+
+    if (!bson_iter_init(&it, doc) || !bson_iter_find_descendant(&it, path, &found) ||
+        !BSON_ITER_HOLDS_TIMESTAMP(&found))
+        return false;
+    bson_iter_timestamp(&found, t, i);
+    return true;
+}
+
+bool
+mg_mongo_last_write(mongoc_client_t *client, uint32_t *t, uint32_t *i, mg_error_t *error)
+{
+    bson_t cmd = BSON_INITIALIZER, reply;
+    bson_error_t be;
+    bool ok;
+
+    BSON_APPEND_INT32(&cmd, "hello", 1);
+    ok = mongoc_client_command_simple(client, "admin", &cmd, NULL, &reply, &be);
+    if (!ok)
+        mg_error_set_bson(error, &be, "could not read the source's last write (hello)");
+    else if (!find_ts(&reply, "lastWrite.majorityOpTime.ts", t, i) &&
+             !find_ts(&reply, "lastWrite.opTime.ts", t, i) &&
+             !find_ts(&reply, "operationTime", t, i))
+        ok = mg_error_set(error, MG_ERROR_DOMAIN_MONGO, 0,
+                          "the source's hello names no last write and no operationTime: it is "
+                          "not a replica set member or a router");
+    bson_destroy(&reply);
+    bson_destroy(&cmd);
+    return ok;
+}
+
+char *
+mg_mongo_uri_strip_password(const char *uri, bool *had_password)
+{
+    const char *auth = strstr(uri, "://"), *end, *at = NULL, *colon;
+    mongoc_uri_t *parsed;
+    char *out;
+    size_t n;
+
+    if (had_password != NULL)
+        *had_password = false;
+    if (auth == NULL || (parsed = mongoc_uri_new_with_error(uri, NULL)) == NULL)
+        return NULL;
+    mongoc_uri_destroy(parsed);
+    auth += 3;
+    /* the userinfo ends at the last '@' before the host list ends ('/' or '?'); the
+     * driver's parser demands '@', ':' and '/' in it percent-encoded */
+    end = auth + strcspn(auth, "/?");
+    for (const char *p = auth; p < end; p++)
+        if (*p == '@')
+            at = p;
+    colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (colon == NULL)
+        return strdup(uri);
+    if (had_password != NULL)
+        *had_password = true;
+    n = strlen(uri) - (size_t)(at - colon);
+    if ((out = malloc(n + 1)) == NULL)
+        return NULL;
+    memcpy(out, uri, (size_t)(colon - uri));
+    strcpy(out + (colon - uri), at);
+    return out;
 }

@@ -9,6 +9,7 @@
 #include <libpq-fe.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -16,10 +17,13 @@ PGconn *
 mg_pg_connect(const char *conninfo, mg_error_t *error)
 {
     /* expand_dbname lets conninfo be a URI or key=value string. Later
-     * keywords override earlier ones, so conninfo comes last: our
-     * connect_timeout default yields to one it sets. */
-    const char *const keys[] = {"fallback_application_name", "connect_timeout", "dbname", NULL};
-    const char *const values[] = {mg_log_program(), "10", conninfo, NULL};
+     * keywords override earlier ones: our connect_timeout default yields to
+     * one conninfo sets, and client_encoding comes after it, so neither the
+     * URI nor PGCLIENTENCODING can make the server read our UTF-8 text (every
+     * string we send) as another encoding and convert it into mojibake. */
+    const char *const keys[] = {"fallback_application_name", "connect_timeout", "dbname",
+                                "client_encoding", NULL};
+    const char *const values[] = {mg_log_program(), "10", conninfo, "UTF8", NULL};
     PGconn *conn = PQconnectdbParams(keys, values, 1);
 
     if (conn == NULL) {
@@ -175,4 +179,102 @@ mg_pg_reconnect(PGconn **conn, const char *conninfo, const char *setup, const ch
                  MG_LOG_FIELDS(MG_LOG_DOUBLE("seconds", mg_now_s() - started)),
                  "target back after %.1f s", mg_now_s() - started);
     return true;
+}
+
+/* conninfo_append appends " key='value'" (quoted as libpq reads it) to out. */
+static bool
+conninfo_append(mg_buf_t *out, const char *key, const char *value, mg_error_t *error)
+{
+    if ((out->len > 0 && !mg_buf_append_str(out, " ", error)) ||
+        !mg_buf_printf(out, error, "%s='", key))
+        return false;
+    for (const char *p = value; *p; p++) {
+        bool escape = *p == '\'' || *p == '\\';
+        if ((escape && !mg_buf_append(out, "\\", 1, error)) || !mg_buf_append(out, p, 1, error))
+            return false;
+    }
+    return mg_buf_append_str(out, "'", error);
+}
+
+/*
+ * uri_strip strips the password of a postgres:// URI's userinfo and any
+ * password= parameter, keeping the URI's form; NULL when it is no URI.
+ */
+static char *
+uri_strip(const char *uri)
+{
+    const char *auth, *hosts_end, *end = uri + strlen(uri), *at = NULL, *colon, *q;
+    char sep = '?', *result = NULL;
+    mg_buf_t out;
+    bool ok;
+
+    if (strncmp(uri, "postgresql://", 13) != 0 && strncmp(uri, "postgres://", 11) != 0)
+        return NULL;
+    auth = strstr(uri, "://") + 3;
+    hosts_end = auth + strcspn(auth, "/?");
+    for (const char *p = auth; p < hosts_end; p++)
+        if (*p == '@')
+            at = p;
+    colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    q = strchr(hosts_end, '?');
+    if (q == NULL)
+        q = end;
+    mg_buf_init(&out, strlen(uri) + 2);
+    ok = mg_buf_append(&out, uri, (size_t)((colon != NULL ? colon : q) - uri), NULL) &&
+         (colon == NULL || mg_buf_append(&out, at, (size_t)(q - at), NULL));
+    for (const char *p = *q == '?' ? q + 1 : q; ok && *p;) { /* every parameter but password */
+        size_t n = strcspn(p, "&");
+        if (strncmp(p, "password=", 9) != 0) {
+            ok = mg_buf_append(&out, &sep, 1, NULL) && mg_buf_append(&out, p, n, NULL);
+            sep = '&';
+        }
+        p += n + (p[n] == '&');
+    }
+    if (ok && mg_buf_append(&out, "", 0, NULL))
+        result = strdup(out.data);
+    mg_buf_cleanup(&out);
+    return result;
+}
+
+char *
+mg_pg_conninfo_strip_password(const char *conninfo, bool *had_password)
+{
+    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+    mg_buf_t out;
+    bool ok = opts != NULL;
+    char *result = NULL;
+
+    if (had_password != NULL)
+        *had_password = false;
+    mg_buf_init(&out, 64 * 1024);
+    for (PQconninfoOption *o = opts; ok && o->keyword != NULL; o++) {
+        if (o->val == NULL)
+            continue;
+        if (strcmp(o->keyword, "password") == 0) {
+            if (had_password != NULL)
+                *had_password = true;
+            continue;
+        }
+        ok = conninfo_append(&out, o->keyword, o->val, NULL);
+    }
+    if (ok && mg_buf_append(&out, "", 0, NULL))
+        result = strdup(out.data);
+    mg_buf_cleanup(&out);
+    PQconninfoFree(opts);
+    if (ok) {
+        /* a URI keeps its form when stripping it textually leaves libpq no password */
+        char *uri = uri_strip(conninfo);
+        PQconninfoOption *check = uri != NULL ? PQconninfoParse(uri, NULL) : NULL;
+        bool clean = check != NULL;
+        for (PQconninfoOption *o = check; clean && o->keyword != NULL; o++)
+            clean = strcmp(o->keyword, "password") != 0 || o->val == NULL;
+        PQconninfoFree(check);
+        if (clean) {
+            free(result);
+            result = uri;
+        } else {
+            free(uri);
+        }
+    }
+    return result;
 }

@@ -25,6 +25,7 @@ typedef enum {
 } step_t;
 
 typedef struct cutover cutover_t;
+typedef struct cutover_owner cutover_owner_t;
 
 /* A step's function: false with error set on failure. */
 typedef bool (*step_fn)(cutover_t *c, mg_error_t *error);
@@ -57,19 +58,23 @@ struct cutover {
     const char *command; /* "cutover" (NULL) or "fallback": in messages */
     mg_state_t *st;
     freeze_kind_t freeze;
-    const char *freeze_cmd; /* hook:CMD */
-    const char *endpoint;
+    const char *freeze_cmd;      /* hook:CMD */
+    const char *endpoint;        /* with its password: for the flip only */
+    char *endpoint_shown;        /* without it: what the state records (malloc'd) */
+    const char *endpoint_secret; /* where its password came from; NULL: it has none */
     uint32_t fence_t, fence_i;
     uint64_t fence_lsn; /* the fallback: its fence on PostgreSQL */
     int32_t fence_generation;
     double deadline; /* monotonic; 0 = none yet */
     double step_started;
-    const char *applier; /* the drain: "sync --follow" or "own applier" */
-    bool flip_started;   /* part of the flip happened: no undo any more */
-    double lag_s;        /* what the preflight measured */
-    bool refused;        /* the preflight said no: reason in the error */
-    bool resumed;        /* a crashed cutover resumed: the source may be frozen already */
-    void *test;          /* the unit tests' recorder */
+    const char *applier;    /* the drain: "sync --follow" or "own applier" */
+    bool flip_started;      /* part of the flip happened: no undo any more */
+    double lag_s;           /* what the preflight measured */
+    bool refused;           /* the preflight said no: reason in the error */
+    bool resumed;           /* a crashed cutover resumed: the source may be frozen already */
+    bool lost;              /* another run took the cutover over: touch nothing more */
+    cutover_owner_t *owner; /* the ownership lease (NULL in the unit tests) */
+    void *test;             /* the unit tests' recorder */
 };
 
 /* mg_cutover__protocol returns the table of steps (N_STEPS rows, in order). */
@@ -96,6 +101,49 @@ bool mg_cutover__parse_freeze(const char *text, freeze_kind_t *kind, const char 
  * and verify read what is committed, the flip writes the same endpoint.
  */
 bool mg_cutover__preflight(cutover_t *c, mg_error_t *error);
+
+/*
+ * mg_cutover__recheck runs right before anything is flipped, after the
+ * flip step was recorded (which fences the follower): the source is still
+ * frozen (the write block is still on, or --freeze-check passes), no change
+ * in scope happened on the source after the fence, and the applied
+ * checkpoint is still at or past the fence (a target failover can lose
+ * it). Fails with error set otherwise (the runner then unfreezes).
+ */
+bool mg_cutover__recheck(cutover_t *c, mg_error_t *error);
+
+/* ---- ownership (cutover_owner.c) ---- */
+
+/*
+ * mg_cutover__own takes the cutover's ownership for this run: at once when
+ * nobody owns it; when another run owns it, it watches the owner's renewals
+ * for longer than the owner's lease and refuses (c->refused, MG_EXIT_STATE)
+ * as soon as one comes, or takes over (compare-and-set on the renewal it
+ * watched) when none came: the owner is gone. Then a thread with its own
+ * connection renews the lease every third of it.
+ */
+bool mg_cutover__own(cutover_t *c, mg_error_t *error);
+
+/*
+ * mg_cutover__owned tells (error set otherwise) whether this run still owns
+ * the cutover: the lease was renewed within its term and nobody took it
+ * over. confirm: renew it now on the cutover's own connection first (a
+ * lost target is reconnected for up to 30 s), as before the flip and
+ * before unfreezing. Sets c->lost when another run took it over.
+ */
+bool mg_cutover__owned(cutover_t *c, bool confirm, mg_error_t *error);
+
+/* mg_cutover__disown stops the renewals and gives the ownership back (NULL owner ok). */
+void mg_cutover__disown(cutover_t *c);
+
+/* mg_cutover__run_shell runs sh -c cmd with name=value added to its environment. */
+bool mg_cutover__run_shell(const char *cmd, const char *name, const char *value, mg_error_t *error);
+
+/* mg_cutover__write_block sets the source's write block on or off (freeze mode write-block). */
+bool mg_cutover__write_block(cutover_t *c, bool on, mg_error_t *error);
+
+/* mg_cutover__source_op_time runs a ping on the source and returns its operationTime. */
+bool mg_cutover__source_op_time(cutover_t *c, uint32_t *t, uint32_t *i, mg_error_t *error);
 bool mg_cutover__freeze(cutover_t *c, mg_error_t *error);
 bool mg_cutover__unfreeze(cutover_t *c, mg_error_t *error);
 bool mg_cutover__fence(cutover_t *c, mg_error_t *error);

@@ -181,6 +181,11 @@ fail(cutover_t *c, const cutover_step_t *table, int last, mg_error_t *error)
     bool undone = false;
     mg_error_t e;
 
+    if (c->lost) {
+        /* another run owns the cutover now: its freeze, its abort, its flip */
+        mg_error_prefix(error, "stopped without undoing anything");
+        return MG_EXIT_STATE;
+    }
     for (int k = last; k >= 0; k--)
         undone = undone || table[k].undo != NULL;
     if (!undone)
@@ -361,11 +366,18 @@ resume_point(cutover_t *c, int *from, mg_error_t *error)
         *from = S_PREFLIGHT;
         return o->dry_run ||
                mg_state_cutover_start(c->st, o->freeze, mg_cutover_verify_name(o->verify),
-                                      c->endpoint, error);
+                                      c->endpoint_shown, c->endpoint_secret, error);
     }
     if (*from < 0)
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
                             "unknown cutover step \"%s\"", row.step);
+    if (strcmp(row.endpoint, c->endpoint_shown) != 0)
+        return mg_error_set(error, MG_ERROR_DOMAIN_STATE, MG_STATE_ERR_REFUSED,
+                            "refused: the cutover being resumed flips to the endpoint \"%s\" "
+                            "(its password came from %s), this run to \"%s\": run it with the "
+                            "same --endpoint (or --target), or migrate cutover --abort",
+                            row.endpoint, *row.endpoint_secret ? row.endpoint_secret : "nowhere",
+                            c->endpoint_shown);
     if (!mg_cutover__parse_freeze(row.freeze_mode, &c->freeze, &c->freeze_cmd, error))
         return false;
     if (row.has_fence) {
@@ -382,12 +394,50 @@ resume_point(cutover_t *c, int *from, mg_error_t *error)
     return mg_state_cutover_resumed(c->st, error);
 }
 
+/*
+ * endpoint_record fills what the state records of the endpoint: the
+ * endpoint without its password (libpq's parser; a string it cannot parse
+ * is recorded redacted) and where the password came from.
+ */
+static bool
+endpoint_record(cutover_t *c, mg_error_t *error)
+{
+    bool had = false;
+
+    c->endpoint_shown = mg_pg_conninfo_strip_password(c->endpoint, &had);
+    if (c->endpoint_shown == NULL)
+        c->endpoint_shown = mg_redact_dup(c->endpoint);
+    if (c->endpoint_shown == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+    c->endpoint_secret = had ? c->s->endpoint_secret : NULL;
+    return true;
+}
+
+/* run_owned runs the cutover (or --abort) once this run owns it. */
+static int
+run_owned(cutover_t *c, mg_error_t *error)
+{
+    const mg_cutover_settings_t *s = c->s;
+    int rc, from;
+
+    if (s->abort_cutover)
+        return do_abort(c, error);
+    if (!resume_point(c, &from, error))
+        return mg_exit_code_for_error(error);
+    if (from < 0)
+        return MG_EXIT_OK;
+    rc = mg_cutover__run_steps(c, protocol, from, error);
+    if (rc == MG_EXIT_OK && s->dry_run)
+        fprintf(s->out, "preflight passed (lag %.1f s); a cutover would freeze with %s\n", c->lag_s,
+                s->freeze);
+    return rc;
+}
+
 int
 mg_cutover_run(const mg_cutover_settings_t *s, mg_error_t *error)
 {
     cutover_t c;
-    bool locked = false;
-    int rc, from;
+    int rc;
 
     memset(&c, 0, sizeof(c));
     c.s = s;
@@ -396,23 +446,15 @@ mg_cutover_run(const mg_cutover_settings_t *s, mg_error_t *error)
     c.endpoint = s->endpoint != NULL ? s->endpoint : s->target;
     if (!mg_cutover__parse_freeze(s->freeze, &c.freeze, &c.freeze_cmd, error))
         return MG_EXIT_USAGE;
-    /* one coordinator at a time: a session advisory lock keyed by the state schema */
-    if (!mg_state_cutover_lock(c.st, &locked, error))
+    if (!endpoint_record(&c, error))
         return mg_exit_code_for_error(error);
-    if (!locked) {
-        mg_error_set(error, MG_ERROR_DOMAIN_STATE, MG_STATE_ERR_BUSY,
-                     "another migrate cutover is running on this target");
-        return MG_EXIT_STATE;
-    }
-    if (s->abort_cutover)
-        return do_abort(&c, error);
-    if (!resume_point(&c, &from, error))
-        return mg_exit_code_for_error(error);
-    if (from < 0)
-        return MG_EXIT_OK;
-    rc = mg_cutover__run_steps(&c, protocol, from, error);
-    if (rc == MG_EXIT_OK && s->dry_run)
-        fprintf(s->out, "preflight passed (lag %.1f s); a cutover would freeze with %s\n", c.lag_s,
-                s->freeze);
+    /* one coordinator at a time: a lease in the state schema, durable across failovers (a
+     * dry run only reads, and takes nothing) */
+    if (!s->dry_run && !mg_cutover__own(&c, error))
+        rc = c.refused ? MG_EXIT_STATE : (int)mg_exit_code_for_error(error);
+    else
+        rc = run_owned(&c, error);
+    mg_cutover__disown(&c);
+    free(c.endpoint_shown);
     return rc;
 }

@@ -1,7 +1,8 @@
 /*
  * cutover/src/cutover_steps.c - the steps of the cutover (the table that
- * orders them is in cutover_run.c): preflight, freeze and its undo, fence,
- * drain, verify, flip. Each can run again after a crash.
+ * orders them is in cutover_run.c): freeze and its undo, fence, drain,
+ * verify, flip. The preflight is in cutover_preflight.c, the look before
+ * the flip in cutover_recheck.c. Each step can run again after a crash.
  */
 #include "cutover_internal.h"
 #include "mg/cdc.h"
@@ -40,9 +41,8 @@ reply_operation_time(const bson_t *reply, uint32_t *t, uint32_t *i)
     return true;
 }
 
-/* source_op_time runs a harmless command and returns the reply's operationTime. */
-static bool
-source_op_time(cutover_t *c, uint32_t *t, uint32_t *i, mg_error_t *error)
+bool
+mg_cutover__source_op_time(cutover_t *c, uint32_t *t, uint32_t *i, mg_error_t *error)
 {
     bson_t cmd = BSON_INITIALIZER, reply;
     bool ok;
@@ -57,9 +57,8 @@ source_op_time(cutover_t *c, uint32_t *t, uint32_t *i, mg_error_t *error)
     return ok;
 }
 
-/* run_shell runs sh -c cmd with name=value added to the environment; returns its status. */
-static bool
-run_shell(const char *cmd, const char *name, const char *value, mg_error_t *error)
+bool
+mg_cutover__run_shell(const char *cmd, const char *name, const char *value, mg_error_t *error)
 {
     pid_t pid = fork();
     int status;
@@ -86,6 +85,10 @@ run_shell(const char *cmd, const char *name, const char *value, mg_error_t *erro
 /*
  * set_write_block freezes (on) or unfreezes the source per the freeze mode.
  * With write-block, t and i (may be NULL) receive the reply's operationTime.
+ * The freeze takes MongoDB's global lock in exclusive mode: it waits for
+ * every open transaction while every other operation queues behind it, so
+ * it may wait at most --freeze-timeout (maxTimeMS) and then gives up,
+ * leaving the source unfrozen.
  */
 static bool
 set_write_block(cutover_t *c, bool on, uint32_t *t, uint32_t *i, mg_error_t *error)
@@ -96,11 +99,22 @@ set_write_block(cutover_t *c, bool on, uint32_t *t, uint32_t *i, mg_error_t *err
     if (c->freeze == FREEZE_NONE)
         return true;
     if (c->freeze == FREEZE_HOOK)
-        return run_shell(c->freeze_cmd, "MIGRATE_FREEZE", on ? "freeze" : "unfreeze", error);
+        return mg_cutover__run_shell(c->freeze_cmd, "MIGRATE_FREEZE", on ? "freeze" : "unfreeze",
+                                     error);
     BSON_APPEND_BOOL(&cmd, "setUserWriteBlockMode", true);
     BSON_APPEND_BOOL(&cmd, "global", on);
+    if (on && c->s->freeze_timeout_ms > 0)
+        BSON_APPEND_INT64(&cmd, "maxTimeMS", c->s->freeze_timeout_ms);
     ok = mg_mongo_command(c->s->src, "admin", &cmd, &reply, error);
-    if (!ok)
+    if (!ok && on && error != NULL && error->code == 50) /* MaxTimeExpired */
+        mg_error_prefix(error,
+                        "could not block the source's writes within --freeze-timeout %.1f s: the "
+                        "freeze waits for MongoDB's global lock behind open transactions, and "
+                        "every operation on the source queued behind it meanwhile; it gave up "
+                        "and the source is not frozen (end or shorten the long transactions, or "
+                        "allow a longer --freeze-timeout)",
+                        (double)c->s->freeze_timeout_ms / 1000.0);
+    else if (!ok)
         mg_error_prefix(error, "could not %s the source's writes", on ? "block" : "unblock");
     if (ok && t != NULL && !reply_operation_time(&reply, t, i))
         ok = mg_error_set(error, MG_ERROR_DOMAIN_MONGO, 0,
@@ -110,138 +124,10 @@ set_write_block(cutover_t *c, bool on, uint32_t *t, uint32_t *i, mg_error_t *err
     return ok;
 }
 
-/*
- * check_privilege tells whether the source user may run setUserWriteBlockMode:
- * connectionStatus with showPrivileges. No authenticated user (no auth) or a
- * server that does not list privileges counts as allowed.
- */
-static bool
-check_privilege(cutover_t *c, bool *allowed, mg_error_t *error)
-{
-    bson_t cmd = BSON_INITIALIZER, reply;
-    bson_iter_t it, auth, users, privs, p, f, a;
-    bool ok;
-    int nusers = 0;
-
-    *allowed = true;
-    BSON_APPEND_INT32(&cmd, "connectionStatus", 1);
-    BSON_APPEND_BOOL(&cmd, "showPrivileges", true);
-    ok = mg_mongo_command(c->s->src, "admin", &cmd, &reply, error);
-    if (!ok)
-        goto done;
-    if (!bson_iter_init_find(&it, &reply, "authInfo") || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
-        !bson_iter_recurse(&it, &auth))
-        goto done;
-    if (bson_iter_find(&auth, "authenticatedUsers") && BSON_ITER_HOLDS_ARRAY(&auth) &&
-        bson_iter_recurse(&auth, &users)) {
-        while (bson_iter_next(&users))
-            nusers++;
-    }
-    if (nusers == 0)
-        goto done; /* no authentication */
-    if (!bson_iter_recurse(&it, &auth) || !bson_iter_find(&auth, "authenticatedUserPrivileges") ||
-        !BSON_ITER_HOLDS_ARRAY(&auth) || !bson_iter_recurse(&auth, &privs))
-        goto done; /* the server does not say */
-    *allowed = false;
-    while (bson_iter_next(&privs) && !*allowed) {
-        bool cluster = false, action = false;
-        if (!BSON_ITER_HOLDS_DOCUMENT(&privs) || !bson_iter_recurse(&privs, &p))
-            continue;
-        while (bson_iter_next(&p)) {
-            if (strcmp(bson_iter_key(&p), "resource") == 0 && BSON_ITER_HOLDS_DOCUMENT(&p) &&
-                bson_iter_recurse(&p, &f)) {
-                while (bson_iter_next(&f))
-                    if ((strcmp(bson_iter_key(&f), "cluster") == 0 ||
-                         strcmp(bson_iter_key(&f), "anyResource") == 0) &&
-                        bson_iter_as_bool(&f))
-                        cluster = true;
-            } else if (strcmp(bson_iter_key(&p), "actions") == 0 && BSON_ITER_HOLDS_ARRAY(&p) &&
-                       bson_iter_recurse(&p, &a)) {
-                while (bson_iter_next(&a))
-                    if (BSON_ITER_HOLDS_UTF8(&a) &&
-                        (strcmp(bson_iter_utf8(&a, NULL), "setUserWriteBlockMode") == 0 ||
-                         strcmp(bson_iter_utf8(&a, NULL), "anyAction") == 0))
-                        action = true;
-            }
-        }
-        *allowed = cluster && action;
-    }
-done:
-    bson_destroy(&reply);
-    bson_destroy(&cmd);
-    return ok;
-}
-
-/* ---- preflight ---- */
-
-static bool refuse(cutover_t *c, mg_error_t *error, const char *fmt, ...) MG_PRINTF(3, 4);
-
-/* refuse fills error with "refused: ..." (domain state) and returns false. */
-static bool
-refuse(cutover_t *c, mg_error_t *error, const char *fmt, ...)
-{
-    char reason[MG_ERROR_MESSAGE_SIZE];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(reason, sizeof(reason), fmt, ap);
-    va_end(ap);
-    c->refused = true;
-    return mg_error_set(error, MG_ERROR_DOMAIN_STATE, MG_STATE_ERR_REFUSED, "refused: %s", reason);
-}
-
 bool
-mg_cutover__preflight(cutover_t *c, mg_error_t *error)
+mg_cutover__write_block(cutover_t *c, bool on, mg_error_t *error)
 {
-    mg_state_checkpoint_t cp;
-    char ns[600], why[MG_ERROR_MESSAGE_SIZE];
-    bool found, allowed;
-
-    if (!mg_state_checkpoint_get(c->st, 0, &cp, error))
-        return false;
-    mg_state_checkpoint_cleanup(&cp);
-    if (!cp.applied)
-        return refuse(c, error, "the change stream has never been applied: run migrate sync first");
-    c->lag_s = cp.lag_s;
-    if (cp.lag_s * 1000.0 > (double)c->s->max_lag_ms)
-        return refuse(c, error,
-                      "the change stream's lag is %.1f s, above --max-lag %.3f s: let migrate "
-                      "sync --follow catch up (or run migrate sync) first",
-                      cp.lag_s, (double)c->s->max_lag_ms / 1000.0);
-    if (!mg_state_collection_first_failed(c->st, &found, ns, sizeof(ns), why, sizeof(why), error))
-        return false;
-    if (found)
-        return refuse(c, error, "collection %s is in error (%s): fix it and sync it again first",
-                      ns, why);
-    if (c->s->validation_age_ms > 0) {
-        if (!mg_state_validation_recent_clean(c->st, c->s->validation_age_ms, &found, error))
-            return false;
-        if (!found)
-            return refuse(c, error,
-                          "no clean validation run finished within --validation-age: "
-                          "run migrate validate first");
-    }
-    if (c->freeze == FREEZE_WRITE_BLOCK) {
-        if (!check_privilege(c, &allowed, error))
-            return false;
-        if (!allowed)
-            return refuse(c, error,
-                          "the source user lacks the setUserWriteBlockMode privilege on the "
-                          "cluster resource: grant it, or freeze the application yourself with "
-                          "--freeze hook:CMD (or --freeze none)");
-    }
-    if (!c->s->no_fallback) {
-        char level[32];
-        if (!mg_cutover__wal_level(c, level, sizeof(level), error))
-            return false;
-        if (strcmp(level, "logical") != 0)
-            return refuse(c, error,
-                          "the target's wal_level is %s: the way back (a logical replication "
-                          "slot made at the flip) needs wal_level = logical; set it and restart "
-                          "PostgreSQL, or cut over without a way back (--no-fallback)",
-                          level);
-    }
-    return true;
+    return set_write_block(c, on, NULL, NULL, error);
 }
 
 /* ---- freeze, fence ---- */
@@ -261,16 +147,21 @@ mg_cutover__freeze(cutover_t *c, mg_error_t *error)
 {
     uint32_t t = 0, i = 0;
 
-    if (!set_write_block(c, true, &t, &i, error))
+    if (!mg_cutover__owned(c, false, error) || !set_write_block(c, true, &t, &i, error))
         return false;
     keep_fence(c, t, i); /* write-block: the freeze's own operationTime */
     return mg_state_cutover_frozen(c->st, error);
 }
 
+/*
+ * mg_cutover__unfreeze lifts the freeze, but only while this run owns the
+ * cutover (confirmed on the target now): a run that lost it to another
+ * leaves the source as the new owner has it.
+ */
 bool
 mg_cutover__unfreeze(cutover_t *c, mg_error_t *error)
 {
-    return set_write_block(c, false, NULL, NULL, error);
+    return mg_cutover__owned(c, true, error) && set_write_block(c, false, NULL, NULL, error);
 }
 
 bool
@@ -280,7 +171,7 @@ mg_cutover__fence(cutover_t *c, mg_error_t *error)
 
     /* hook and none: the fence is the source's operationTime after the freeze */
     if (c->freeze != FREEZE_WRITE_BLOCK) {
-        if (!source_op_time(c, &t, &i, error))
+        if (!mg_cutover__source_op_time(c, &t, &i, error))
             return false;
         keep_fence(c, t, i);
     }
@@ -344,8 +235,8 @@ applier_start(cutover_t *c, mg_error_t *error)
     };
     c->applier = "own applier";
     MG_LOG_EVENT(MG_LOG_NOTICE, "cutover", "cutover.drain", NULL, 0,
-                 "no migrate sync --follow moved the checkpoint within --follower-window: "
-                 "applying the change stream here");
+                 "no migrate sync --follow holds the follower lease (none alive within "
+                 "--follower-window): applying the change stream here");
     if (pthread_create(&ap->thread, NULL, applier_main, ap) != 0) {
         free(ap);
         mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
@@ -373,11 +264,31 @@ static bool
 drain_check(cutover_t *c, bool *reached, bool *fresh, mg_error_t *error)
 {
     mg_state_checkpoint_t cp;
+    mg_state_follower_t fo;
 
-    if (!mg_state_checkpoint_get(c->st, c->s->follower_window_ms, &cp, error))
+    *reached = *fresh = false;
+    if (!mg_cutover__owned(c, false, error))
         return false;
+    if (!mg_state_checkpoint_get(c->st, 0, &cp, error)) {
+        PGconn *pg = mg_state_conn(c->st);
+        bool ok;
+        if (!mg_pg_lost(pg, error))
+            return false;
+        /* the target restarted or failed over: reconnect (the ownership is durable) and
+         * keep draining; the look before the flip checks the checkpoint again */
+        ok = mg_pg_reconnect(&pg, c->s->target, NULL, "cutover", error->message,
+                             (double)c->s->timeout_ms / 1000.0, c->s->stop, 1, error);
+        mg_state_set_conn(c->st, pg);
+        if (ok)
+            mg_error_clear(error);
+        *fresh = true; /* decide about an applier on the next look, not on this one */
+        return ok;
+    }
     mg_state_checkpoint_cleanup(&cp);
-    *fresh = cp.fresh;
+    /* a follower is running while it holds the lease (its heartbeat, not the checkpoint) */
+    if (!mg_state_follower_get(c->st, c->s->follower_window_ms, &fo, error))
+        return false;
+    *fresh = fo.alive;
     *reached = cp.t > c->fence_t || (cp.t == c->fence_t && cp.i >= c->fence_i);
     if (*reached)
         return true;
@@ -548,6 +459,33 @@ flip_file(const char *path, const char *endpoint, mg_error_t *error)
     return ok;
 }
 
+/* flip_etcd puts the endpoint to --endpoint-etcd (with its authentication and TLS, if any). */
+static bool
+flip_etcd(cutover_t *c, mg_error_t *error)
+{
+    const mg_cutover_settings_t *o = c->s;
+    const char *eps[1] = {o->endpoint_etcd};
+    mg_etcd_options_t eo = {
+        .endpoints = eps,
+        .nendpoints = 1,
+        .username = o->endpoint_etcd_user,
+        .password = o->endpoint_etcd_password,
+        .ca_file = o->endpoint_etcd_ca,
+        .cert_file = o->endpoint_etcd_cert,
+        .key_file = o->endpoint_etcd_key_file,
+        .timeout_ms = 5000,
+    };
+    mg_etcd_t *etcd = mg_etcd_new(&eo, error);
+    bool ok = etcd != NULL && mg_etcd_put(etcd, o->endpoint_etcd_key, c->endpoint,
+                                          strlen(c->endpoint), 0, NULL, error);
+
+    mg_etcd_destroy(etcd);
+    if (!ok)
+        mg_error_prefix(error, "could not put the endpoint to etcd key \"%s\"",
+                        o->endpoint_etcd_key);
+    return ok;
+}
+
 /*
  * mg_cutover__flip_endpoint tells the application: the hook first, then
  * etcd, then the file. c->flip_started says whether any of them succeeded.
@@ -558,24 +496,15 @@ mg_cutover__flip_endpoint(cutover_t *c, mg_error_t *error)
     const mg_cutover_settings_t *o = c->s;
 
     if (o->flip_hook != NULL) {
-        if (!run_shell(o->flip_hook, "MIGRATE_ENDPOINT", c->endpoint, error)) {
+        if (!mg_cutover__run_shell(o->flip_hook, "MIGRATE_ENDPOINT", c->endpoint, error)) {
             mg_error_prefix(error, "flip hook");
             return false;
         }
         c->flip_started = true;
     }
     if (o->endpoint_etcd != NULL) {
-        const char *eps[1] = {o->endpoint_etcd};
-        mg_etcd_options_t eo = {.endpoints = eps, .nendpoints = 1, .timeout_ms = 5000};
-        mg_etcd_t *etcd = mg_etcd_new(&eo, error);
-        bool ok = etcd != NULL && mg_etcd_put(etcd, o->endpoint_etcd_key, c->endpoint,
-                                              strlen(c->endpoint), 0, NULL, error);
-        mg_etcd_destroy(etcd);
-        if (!ok) {
-            mg_error_prefix(error, "could not put the endpoint to etcd key \"%s\"",
-                            o->endpoint_etcd_key);
+        if (!flip_etcd(c, error))
             return false;
-        }
         c->flip_started = true;
     }
     if (o->endpoint_file != NULL && !flip_file(o->endpoint_file, c->endpoint, error))
@@ -585,19 +514,23 @@ mg_cutover__flip_endpoint(cutover_t *c, mg_error_t *error)
 }
 
 /*
- * mg_cutover__flip prepares the way back (cutover_capture.c), then tells
- * the application (mg_cutover__flip_endpoint). c->flip_started says
- * whether any of it succeeded (after which the source is not unfrozen: the
- * application may already be moving). Failing before anything started,
- * the step is set back to verify.
+ * mg_cutover__flip confirms the ownership on the target and looks at the
+ * source once more (mg_cutover__recheck), prepares the way back
+ * (cutover_capture.c), then tells the application
+ * (mg_cutover__flip_endpoint). c->flip_started says whether any of it
+ * succeeded (after which the source is not unfrozen: the application may
+ * already be moving). Failing before anything started, the step is set
+ * back to verify.
  */
 bool
 mg_cutover__flip(cutover_t *c, mg_error_t *error)
 {
     c->flip_started = false;
-    if (mg_cutover__capture(c, error) && mg_cutover__flip_endpoint(c, error))
+    if (mg_cutover__owned(c, true, error) && mg_cutover__recheck(c, error) &&
+        mg_cutover__owned(c, false, error) && mg_cutover__capture(c, error) &&
+        mg_cutover__flip_endpoint(c, error))
         return mg_state_cutover_flipped(c->st, error);
-    if (!c->flip_started) {
+    if (!c->flip_started && !c->lost) {
         mg_error_t e;
         if (!mg_state_cutover_step(c->st, "verify", &e))
             mg_log_error(MG_LOG_ERROR, "cutover", &e);

@@ -88,14 +88,8 @@ do_start_primary(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *err
     if (d->conf->synchronous_mode && d->pg.sync_names[0] == '\0' &&
         strcmp(d->view.status.primary, d->conf->name) == 0) {
         /* restart: keep waiting for the standbys etcd says may hold commits */
-        size_t n = 0;
-
-        for (size_t i = 0; i < d->view.status.nsync_members; i++)
-            if (strcmp(d->view.status.sync_members[i], d->conf->name) != 0)
-                n += (size_t)snprintf(d->pg.sync_names + n,
-                                      n < sizeof(d->pg.sync_names) ? sizeof(d->pg.sync_names) - n
-                                                                   : 0,
-                                      "%s%s", n ? ", " : "", d->view.status.sync_members[i]);
+        mg_ha__status_sync_names(&d->view.status, d->conf->name, d->pg.sync_names,
+                                 sizeof(d->pg.sync_names));
     }
     d->upstream[0] = '\0';
     if (!mg_ha__may_become_primary(d, error))
@@ -154,102 +148,35 @@ do_clone(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
     return mg_ha__pg_read_sysid(&d->pg, d->local_sysid, sizeof(d->local_sysid), error);
 }
 
-/* which other nodes sync_candidates lists */
-typedef enum {
-    SYNC_STREAMING, /* streaming from this primary (pg_stat_replication) */
-    SYNC_ALIVE,     /* reporting a running Postgres: may stream from us soon */
-    SYNC_ALL,       /* every other node */
-} sync_pick_t;
-
-/* sync_candidates joins the names of other nodes that may be sync standbys into out. */
-static void
-sync_candidates(mg_ha_daemon_t *d, sync_pick_t pick, char *out, size_t outsz)
-{
-    size_t n = 0;
-
-    out[0] = '\0';
-    for (size_t i = 0; i < d->view.nnodes; i++) {
-        const mg_ha_node_t *x = &d->view.nodes[i];
-        bool take = pick == SYNC_ALL || (pick == SYNC_ALIVE && x->pg_running);
-
-        if (strcmp(x->name, d->conf->name) == 0 || x->state == MG_HA_STATE_REFUSED)
-            continue;
-        for (size_t j = 0; j < d->self.nreplication && pick == SYNC_STREAMING && !take; j++)
-            if (strcmp(d->self.replication[j].application_name, x->name) == 0 &&
-                strcmp(d->self.replication[j].state, "streaming") == 0)
-                take = true;
-        if (!take)
-            continue;
-        n += (size_t)snprintf(out + n, outsz > n ? outsz - n : 0, "%s%s", n ? ", " : "", x->name);
-    }
-}
-
-/* names_to_status parses "a, b" into the status's sync member list. */
-static void
-names_to_status(const char *names, mg_ha_cluster_status_t *s)
-{
-    const char *p = names;
-
-    s->nsync_members = 0;
-    while (*p != '\0' && s->nsync_members < MG_HA_MAX_NODES) {
-        size_t len = strcspn(p, ",");
-
-        snprintf(s->sync_members[s->nsync_members++], MG_HA_NAME_SIZE, "%.*s", (int)len, p);
-        p += len;
-        while (*p == ',' || *p == ' ')
-            p++;
-    }
-}
-
-static bool
-status_has_member(const mg_ha_cluster_status_t *s, const char *name)
-{
-    for (size_t i = 0; i < s->nsync_members; i++)
-        if (strcmp(s->sync_members[i], name) == 0)
-            return true;
-    return false;
-}
-
 /*
- * manage_sync keeps synchronous_standby_names = ANY 1 (streaming replicas)
- * while the status key's sync_members stays a superset of every set Postgres
- * may have used: widen etcd first, then Postgres; narrow Postgres first,
- * then etcd. Only sync members are failover candidates in this mode.
+ * manage_sync applies mg_ha__sync_plan (ha_rules.c): ANY 1 (streaming
+ * standbys) in Postgres, the status key's sync_members a superset of every
+ * set Postgres may have used. Only sync members are failover candidates in
+ * this mode.
  */
 static bool
 manage_sync(mg_ha_daemon_t *d, mg_error_t *error)
 {
     char want[sizeof(d->pg.sync_names)];
-    mg_ha_cluster_status_t s = d->view.status;
-    mg_ha_cluster_status_t w;
-    bool superset = true;
+    mg_ha_cluster_status_t s;
+    mg_ha_sync_in_t in;
 
     if (!d->conf->synchronous_mode)
         return true;
-    sync_candidates(d, SYNC_STREAMING, want, sizeof(want));
-    memset(&w, 0, sizeof(w));
-    names_to_status(want, &w);
-    for (size_t i = 0; i < w.nsync_members; i++)
-        if (!status_has_member(&s, w.sync_members[i])) {
-            superset = false;
-            if (s.nsync_members < MG_HA_MAX_NODES)
-                snprintf(s.sync_members[s.nsync_members++], MG_HA_NAME_SIZE, "%s",
-                         w.sync_members[i]);
-        }
-    if (!superset)
-        return mg_ha__cas_status(d, &s, error); /* Postgres changes next loop */
-    if (strcmp(want, d->pg.sync_names) != 0) {
-        if (w.nsync_members == 0 && d->pg.sync_names[0] != '\0') {
-            /* keep waiting for a standby rather than degrade while one of them may return */
-            bool any_alive = false;
-
-            for (size_t i = 0; i < d->view.nnodes; i++)
-                if (strcmp(d->view.nodes[i].name, d->conf->name) != 0 &&
-                    d->view.nodes[i].pg_running)
-                    any_alive = true;
-            if (any_alive)
-                return true;
-        }
+    memset(&in, 0, sizeof(in));
+    in.view = &d->view;
+    in.self = d->conf->name;
+    in.rep = d->self.replication;
+    in.nrep = d->self.nreplication;
+    in.pg_names = d->pg.sync_names;
+    in.current_lsn = d->self.current_lsn;
+    in.changed_this_round = d->loops <= d->sync_changed_loop;
+    in.narrow_lsn = d->sync_narrow_lsn;
+    switch (mg_ha__sync_plan(&in, want, sizeof(want), &s, &d->sync_narrow_lsn)) {
+    case MG_HA_SYNC_WIDEN:
+    case MG_HA_SYNC_NARROW:
+        return mg_ha__cas_status(d, &s, error);
+    case MG_HA_SYNC_APPLY:
         if (!mg_ha__pg_apply_sync(&d->pg, want, error))
             return false;
         d->sync_changed_loop = d->loops;
@@ -258,44 +185,12 @@ manage_sync(mg_ha_daemon_t *d, mg_error_t *error)
             MG_LOG_NOTICE, MODULE, "ha.sync",
             MG_LOG_FIELDS(MG_LOG_STR("node", d->conf->name), MG_LOG_STR("sync_standbys", want)),
             "synchronous_standby_names = ANY 1 (%s)", want);
+        return true;
+    case MG_HA_SYNC_MARK:
+    case MG_HA_SYNC_KEEP:
+    default:
+        return true;
     }
-    if (s.nsync_members != w.nsync_members && strcmp(want, d->pg.sync_names) == 0) {
-        /*
-         * A member leaves etcd's set only once a remaining one holds every
-         * commit acknowledged while it was in Postgres' set: the primary's LSN
-         * a round after Postgres ran without it (issue 16, finding 5).
-         */
-        if (d->sync_narrow_lsn == 0) {
-            if (d->loops > d->sync_changed_loop)
-                (void)mg_ha_lsn_parse(d->self.current_lsn, &d->sync_narrow_lsn);
-            return true;
-        }
-        if (!mg_ha__sync_narrow_ok(d->self.replication, d->self.nreplication, w.sync_members,
-                                   w.nsync_members, d->sync_narrow_lsn))
-            return true;
-        s.nsync_members = 0;
-        for (size_t i = 0; i < w.nsync_members; i++)
-            snprintf(s.sync_members[s.nsync_members++], MG_HA_NAME_SIZE, "%s", w.sync_members[i]);
-        return mg_ha__cas_status(d, &s, error);
-    }
-    return true;
-}
-
-bool
-mg_ha__sync_narrow_ok(const mg_ha_replication_t *rep, size_t nrep, char keep[][MG_HA_NAME_SIZE],
-                      size_t nkeep, uint64_t narrow_lsn)
-{
-    if (narrow_lsn == 0)
-        return false;
-    for (size_t i = 0; i < nkeep; i++)
-        for (size_t j = 0; j < nrep; j++) {
-            uint64_t flushed = 0;
-
-            if (strcmp(rep[j].application_name, keep[i]) == 0 &&
-                mg_ha_lsn_parse(rep[j].flush_lsn, &flushed) && flushed >= narrow_lsn)
-                return true;
-        }
-    return false;
 }
 
 /*
@@ -306,10 +201,10 @@ mg_ha__sync_narrow_ok(const mg_ha_replication_t *rep, size_t nrep, char keep[][M
 static bool
 do_promote(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
 {
-    mg_ha_cluster_status_t s = d->view.status;
+    mg_ha_cluster_status_t s;
+    mg_ha_self_t me;
     bool got = false;
-    bool switchover = s.failover == MG_HA_FAILOVER_PROMOTING_NEW_PRIMARY &&
-                      strcmp(s.target_primary, d->conf->name) == 0;
+    bool switchover;
     char names[sizeof(d->pg.sync_names)];
 
     if (!mg_ha__take_leader(d, &got, error))
@@ -317,38 +212,18 @@ do_promote(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
     if (!got)
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
                             "another node took the leader key first");
-    if (d->conf->synchronous_mode) {
-        /*
-         * Commits wait for one of the other nodes from the first one on: the
-         * setting is applied (reloaded) while still a standby, so it is in
-         * force when pg_promote returns (issue 16, finding 4). After a
-         * failover a node whose Postgres is not running (the lost old
-         * primary) is left out, so it does not become a sync member that
-         * every later failover would wait for (finding 14); in a switchover
-         * the old primary, stopped on purpose, stays in.
-         */
-        sync_candidates(d, switchover ? SYNC_ALL : SYNC_ALIVE, names, sizeof(names));
-        names_to_status(names, &s);
-    }
+    /* the sync set is applied while still a standby (finding 4); the status after the promotion */
+    mg_ha__self_limits(d, &me);
+    switchover =
+        mg_ha__promote_plan(&d->view, &me, d->conf->synchronous_mode, names, sizeof(names), &s);
     if (!mg_ha__may_become_primary(d, error))
         return false;
     if (!become_primary(d, d->conf->synchronous_mode ? names : NULL, error))
         return false;
     d->upstream[0] = '\0';
-    if (!d->conf->synchronous_mode)
-        s.nsync_members = 0;
-    s.term = s.exists ? s.term + 1 : 1;
-    snprintf(s.primary, sizeof(s.primary), "%s", d->conf->name);
     (void)mg_ha__members_update(d, &s);
-    s.synchronous_mode = d->conf->synchronous_mode;
-    s.failover = MG_HA_FAILOVER_RECONFIGURING_REPLICAS;
-    s.target_primary[0] = '\0';
-    snprintf(s.last_failover_reason, sizeof(s.last_failover_reason), "%s",
-             switchover ? "switchover" : "leader lease lapsed");
     s.last_failover_ms = mg_ha__wall_ms();
     s.writes_resumed_ms = s.last_failover_ms;
-    if (!switchover)
-        s.writes_stopped_ms = 0;
     if (!mg_ha__cas_status(d, &s, error))
         return false;
     {
@@ -469,12 +344,12 @@ do_handoff(mg_ha_daemon_t *d, const mg_ha_decision_t *dec, mg_error_t *error)
      * if the data directory still ends there: stopped cleanly at that LSN and
      * not started since (a restart that took writes would lose them, 16.6).
      */
-    if (mg_ha__pg_running(&d->pg) > 0)
-        why = "the old primary's Postgres runs again";
-    else if (!mg_ha__pg_final_lsn(&d->pg, lsn, sizeof(lsn), error))
-        why = "the old primary's data directory has no clean final LSN";
-    else if (strcmp(lsn, s.final_lsn) != 0)
-        why = "the old primary's data directory changed after the final LSN";
+    {
+        bool running = mg_ha__pg_running(&d->pg) > 0;
+        bool have = !running && mg_ha__pg_final_lsn(&d->pg, lsn, sizeof(lsn), error);
+
+        why = mg_ha__handoff_refusal(running, have, lsn, s.final_lsn);
+    }
     mg_ha__etcd_budget(d);
     if (why != NULL) {
         (void)abort_switchover(d, why, &ignored);

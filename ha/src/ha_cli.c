@@ -5,6 +5,7 @@
  * ha_cluster.c.
  */
 #include "ha_internal.h"
+#include "ha_options.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -31,77 +32,50 @@ mg_ha__ystr(yajl_val v)
     return s != NULL ? s : "";
 }
 
-/* mg_ha__take_flag removes a boolean flag from argv; returns whether it was there. */
 bool
-mg_ha__take_flag(int *argc, char **argv, const char *flag)
+mg_ha__store_acquire(mg_cmd_ctx_t *ctx, mg_error_t *error)
 {
-    for (int i = 1; i < *argc; i++)
-        if (strcmp(argv[i], flag) == 0) {
-            memmove(&argv[i], &argv[i + 1], (size_t)(*argc - i) * sizeof(char *));
-            (*argc)--;
-            return true;
-        }
-    return false;
-}
-
-/* mg_ha__take_value removes "--flag VALUE" or "--flag=VALUE"; returns VALUE or NULL. */
-char *
-mg_ha__take_value(int *argc, char **argv, const char *flag)
-{
-    size_t n = strlen(flag);
-
-    for (int i = 1; i < *argc; i++) {
-        if (strcmp(argv[i], flag) == 0 && i + 1 < *argc) {
-            char *v = argv[i + 1];
-
-            memmove(&argv[i], &argv[i + 2], (size_t)(*argc - i - 1) * sizeof(char *));
-            *argc -= 2;
-            return v;
-        }
-        if (strncmp(argv[i], flag, n) == 0 && argv[i][n] == '=') {
-            char *v = argv[i] + n + 1;
-
-            memmove(&argv[i], &argv[i + 1], (size_t)(*argc - i) * sizeof(char *));
-            (*argc)--;
-            return v;
-        }
-    }
-    return NULL;
-}
-
-/* open_cluster loads the config (name and data_dir not needed) and an etcd client. */
-static bool
-open_cluster(int argc, char **argv, mg_ha_config_t **conf, mg_etcd_t **etcd, char *prefix,
-             size_t prefixsz, mg_error_t *error)
-{
+    mg_ha_config_t *conf = ctx->opts; /* every pgdaemon options struct starts with it */
+    mg_ha_store_t *st;
     mg_etcd_options_t eo;
-    int first = 0;
 
-    if (!mg_ha_config_load(argc, argv, NULL, conf, &first, error))
+    if (!mg_ha__config_finish(conf, ctx->config, error))
         return false;
-    if ((*conf)->etcd_endpoints.count == 0) {
-        mg_ha_config_destroy(*conf);
-        *conf = NULL;
+    if (conf->etcd_endpoints.count == 0)
         return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
                             "option \"etcd.endpoints\" is required");
-    }
+    st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_SYSTEM, ENOMEM, "out of memory");
     memset(&eo, 0, sizeof(eo));
-    eo.endpoints = (const char *const *)(*conf)->etcd_endpoints.items;
-    eo.nendpoints = (*conf)->etcd_endpoints.count;
-    eo.username = (*conf)->etcd_username;
-    eo.password = (*conf)->etcd_password;
-    eo.ca_file = (*conf)->etcd_ca_file;
-    eo.cert_file = (*conf)->etcd_cert_file;
-    eo.key_file = (*conf)->etcd_key_file;
-    eo.timeout_ms = (*conf)->retry_ms;
-    *etcd = mg_etcd_new(&eo, error);
-    if (*etcd == NULL) {
-        mg_ha_config_destroy(*conf);
-        *conf = NULL;
+    eo.endpoints = (const char *const *)conf->etcd_endpoints.items;
+    eo.nendpoints = conf->etcd_endpoints.count;
+    eo.username = conf->etcd_username;
+    eo.password = conf->etcd_password;
+    eo.ca_file = conf->etcd_ca_file;
+    eo.cert_file = conf->etcd_cert_file;
+    eo.key_file = conf->etcd_key_file;
+    eo.timeout_ms = conf->retry_ms;
+    st->conf = conf;
+    st->etcd = mg_etcd_new(&eo, error);
+    if (st->etcd == NULL) {
+        free(st);
         return false;
     }
-    snprintf(prefix, prefixsz, "%s/%s/", (*conf)->etcd_prefix, (*conf)->cluster);
+    snprintf(st->prefix, sizeof(st->prefix), "%s/%s/", conf->etcd_prefix, conf->cluster);
+    ctx->resources = st;
     return true;
+}
+
+void
+mg_ha__store_release(mg_cmd_ctx_t *ctx)
+{
+    mg_ha_store_t *st = ctx->resources;
+
+    if (st != NULL)
+        mg_etcd_destroy(st->etcd);
+    free(st);
+    ctx->resources = NULL;
 }
 
 bool
@@ -150,44 +124,23 @@ mg_ha__has_slot_for(const mg_ha_view_t *v, const char *name)
     return false;
 }
 
-int
-mg_ha_cmd_status(int argc, char **argv)
+typedef struct {
+    mg_ha_config_t conf;
+    bool json;
+} status_opts_t;
+
+static const mg_config_option_t status_options[] = {
+    MG_HA_NODE_OPTIONS(offsetof(status_opts_t, conf)){
+        .name = "json",
+        .type = MG_CONFIG_BOOL,
+        .offset = offsetof(status_opts_t, json),
+        .help = "print the cluster view as one JSON object"},
+};
+
+/* status_table prints the cluster as a table. */
+static void
+status_table(const mg_ha_config_t *conf, const mg_ha_view_t *view)
 {
-    mg_ha_config_t *conf = NULL;
-    mg_etcd_t *etcd = NULL;
-    mg_error_t error;
-    char prefix[256];
-    mg_ha_view_t *view = calloc(1, sizeof(*view));
-    bool json = mg_ha__take_flag(&argc, argv, "--json");
-    int code = MG_EXIT_OK;
-
-    if (mg_ha__take_flag(&argc, argv, "--help")) {
-        printf("usage: pgdaemon status [--json] [--config FILE] [--etcd-endpoints URL] "
-               "[--cluster NAME]\n");
-        free(view);
-        return MG_EXIT_OK;
-    }
-    if (view == NULL || !open_cluster(argc, argv, &conf, &etcd, prefix, sizeof(prefix), &error)) {
-        fprintf(stderr, "pgdaemon status: %s\n", view ? error.message : "out of memory");
-        free(view);
-        return MG_EXIT_USAGE;
-    }
-    if (!mg_ha__load_view(etcd, prefix, view, &error)) {
-        fprintf(stderr, "pgdaemon status: %s\n", error.message);
-        code = MG_EXIT_FAILURE;
-        goto done;
-    }
-    if (json) {
-        mg_buf_t b;
-
-        mg_buf_init(&b, 8u * 1024 * 1024);
-        if (mg_ha__view_to_json(view, &b, &error))
-            printf("%s\n", b.data);
-        else
-            code = MG_EXIT_FAILURE;
-        mg_buf_cleanup(&b);
-        goto done;
-    }
     printf("cluster %s  leader %s  primary %s  term %lld  failover %s  initialized by %s "
            "(system identifier %s)\n\n",
            conf->cluster, view->leader[0] ? view->leader : "-",
@@ -221,94 +174,143 @@ mg_ha_cmd_status(int argc, char **argv)
     }
     for (size_t i = 0; i < view->nbad; i++)
         printf("bad key %s (skipped): %s\n", view->bad[i].key, view->bad[i].why);
+}
+
+static int
+status_main(mg_cmd_ctx_t *ctx, mg_error_t *error)
+{
+    const status_opts_t *o = ctx->opts;
+    mg_ha_store_t *st = ctx->resources;
+    mg_ha_view_t *view = calloc(1, sizeof(*view));
+    int code = MG_EXIT_FAILURE;
+
+    if (view == NULL) {
+        mg_error_set(error, MG_ERROR_DOMAIN_SYSTEM, ENOMEM, "out of memory");
+        return MG_EXIT_FAILURE;
+    }
+    if (!mg_ha__load_view(st->etcd, st->prefix, view, error))
+        goto done;
+    if (o->json) {
+        mg_buf_t b;
+
+        mg_buf_init(&b, 8u * 1024 * 1024);
+        if (mg_ha__view_to_json(view, &b, error)) {
+            printf("%s\n", b.data);
+            code = MG_EXIT_OK;
+        }
+        mg_buf_cleanup(&b);
+        goto done;
+    }
+    status_table(&o->conf, view);
+    code = MG_EXIT_OK;
 done:
-    mg_etcd_destroy(etcd);
-    mg_ha_config_destroy(conf);
     free(view);
     return code;
 }
 
-int
-mg_ha_cmd_events(int argc, char **argv)
+const mg_cmd_t mg_ha_cmd_status = {
+    .name = "status",
+    .summary = "show the cluster: nodes, roles, health, lag, slots, leader",
+    .usage = "[--json] [--config FILE]",
+    .description = "Show the cluster as etcd holds it: every node's state, role, health, "
+                   "timeline, LSNs, replication state and lag, slot and address, with the leader, "
+                   "primary, term and failover state.",
+    .main = status_main,
+    .options = status_options,
+    .noptions = sizeof(status_options) / sizeof(status_options[0]),
+    .opts_size = sizeof(status_opts_t),
+    .needs = MG_CMD_NEEDS_STORE,
+};
+
+typedef struct {
+    mg_ha_config_t conf;
+    bool json;
+    int64_t limit;
+} events_opts_t;
+
+static const mg_config_option_t events_options[] = {
+    MG_HA_NODE_OPTIONS(offsetof(events_opts_t, conf)){
+        .name = "json",
+        .type = MG_CONFIG_BOOL,
+        .offset = offsetof(events_opts_t, json),
+        .help = "print each event record as one JSON line"},
+    {.name = "limit",
+     .type = MG_CONFIG_INT,
+     .offset = offsetof(events_opts_t, limit),
+     .min = 1,
+     .max = 1000000,
+     .metavar = "N",
+     .help = "only the N most recent events (default: all)"},
+};
+
+/* print_event prints one event record as a line: time, node, event, transition, message. */
+static void
+print_event(const mg_etcd_kv_t *kv)
 {
-    mg_ha_config_t *conf = NULL;
-    mg_etcd_t *etcd = NULL;
-    mg_error_t error;
-    char prefix[256], key[400];
+    const char *pn[] = {"node", NULL}, *pe[] = {"event", NULL}, *pm[] = {"message", NULL},
+               *pt[] = {"time_ms", NULL}, *pf[] = {"from", NULL}, *pto[] = {"to", NULL};
+    char errbuf[64], when[32], arrow[80] = "";
+    yajl_val t, node, ev, msg, tm, from, to;
+    time_t secs;
+    struct tm utc;
+
+    t = mg_ha_json_shape_ok(kv->value, kv->value_len, MG_HA_JSON_MAX_BYTES, MG_HA_JSON_MAX_DEPTH)
+            ? yajl_tree_parse(kv->value, errbuf, sizeof(errbuf))
+            : NULL;
+    if (t == NULL) {
+        printf("(event %s is not a valid event record)\n", kv->key);
+        return;
+    }
+    node = yajl_tree_get(t, pn, yajl_t_string);
+    ev = yajl_tree_get(t, pe, yajl_t_string);
+    msg = yajl_tree_get(t, pm, yajl_t_string);
+    tm = yajl_tree_get(t, pt, yajl_t_number);
+    from = yajl_tree_get(t, pf, yajl_t_string);
+    to = yajl_tree_get(t, pto, yajl_t_string);
+    secs = tm ? (time_t)(YAJL_GET_INTEGER(tm) / 1000) : 0;
+    gmtime_r(&secs, &utc);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &utc);
+    if (from != NULL && to != NULL)
+        snprintf(arrow, sizeof(arrow), "%s -> %s: ", mg_ha__ystr(from), mg_ha__ystr(to));
+    printf("%s  %-10s %-18s %s%s\n", when, node ? mg_ha__ystr(node) : "?",
+           ev ? mg_ha__ystr(ev) : "?", arrow, msg ? mg_ha__ystr(msg) : "");
+    yajl_tree_free(t);
+}
+
+static int
+events_main(mg_cmd_ctx_t *ctx, mg_error_t *error)
+{
+    const events_opts_t *o = ctx->opts;
+    mg_ha_store_t *st = ctx->resources;
+    char key[400];
     mg_etcd_range_t r;
-    bool json = mg_ha__take_flag(&argc, argv, "--json");
-    char *limit_text = mg_ha__take_value(&argc, argv, "--limit");
-    long limit = limit_text ? strtol(limit_text, NULL, 10) : 0;
-    int code = MG_EXIT_OK;
 
-    if (mg_ha__take_flag(&argc, argv, "--help")) {
-        printf("usage: pgdaemon events [--json] [--limit N] [--config FILE] "
-               "[--etcd-endpoints URL] [--cluster NAME]\n");
-        return MG_EXIT_OK;
-    }
-    if (limit_text != NULL && limit <= 0) {
-        fprintf(stderr, "pgdaemon events: invalid value for --limit: \"%s\"\n", limit_text);
-        return MG_EXIT_USAGE;
-    }
-    if (!open_cluster(argc, argv, &conf, &etcd, prefix, sizeof(prefix), &error)) {
-        fprintf(stderr, "pgdaemon events: %s\n", error.message);
-        return MG_EXIT_USAGE;
-    }
-    snprintf(key, sizeof(key), "%sevents/", prefix);
-    if (!mg_etcd_range(etcd, key, true, 0, false, &r, &error)) {
-        fprintf(stderr, "pgdaemon events: %s\n", error.message);
-        code = MG_EXIT_FAILURE;
-        goto done;
-    }
-    for (size_t i = (limit > 0 && (size_t)limit < r.nkvs) ? r.nkvs - (size_t)limit : 0; i < r.nkvs;
-         i++) {
-        yajl_val t;
-        char errbuf[64];
-
-        if (json) {
+    snprintf(key, sizeof(key), "%sevents/", st->prefix);
+    if (!mg_etcd_range(st->etcd, key, true, 0, false, &r, error))
+        return MG_EXIT_FAILURE;
+    for (size_t i = (o->limit > 0 && (size_t)o->limit < r.nkvs) ? r.nkvs - (size_t)o->limit : 0;
+         i < r.nkvs; i++) {
+        if (o->json)
             printf("%s\n", r.kvs[i].value);
-            continue;
-        }
-        t = mg_ha_json_shape_ok(r.kvs[i].value, r.kvs[i].value_len, MG_HA_JSON_MAX_BYTES,
-                                MG_HA_JSON_MAX_DEPTH)
-                ? yajl_tree_parse(r.kvs[i].value, errbuf, sizeof(errbuf))
-                : NULL;
-        if (t == NULL)
-            printf("(event %s is not a valid event record)\n", r.kvs[i].key);
-        if (t != NULL) {
-            const char *pn[] = {"node", NULL}, *pe[] = {"event", NULL}, *pm[] = {"message", NULL},
-                       *pt[] = {"time_ms", NULL};
-            yajl_val node = yajl_tree_get(t, pn, yajl_t_string);
-            yajl_val ev = yajl_tree_get(t, pe, yajl_t_string);
-            yajl_val msg = yajl_tree_get(t, pm, yajl_t_string);
-            yajl_val tm = yajl_tree_get(t, pt, yajl_t_number);
-            time_t secs = tm ? (time_t)(YAJL_GET_INTEGER(tm) / 1000) : 0;
-            struct tm utc;
-            char when[32];
-
-            gmtime_r(&secs, &utc);
-            strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &utc);
-            {
-                const char *pf[] = {"from", NULL}, *pto[] = {"to", NULL};
-                yajl_val from = yajl_tree_get(t, pf, yajl_t_string);
-                yajl_val to = yajl_tree_get(t, pto, yajl_t_string);
-                char arrow[80] = "";
-
-                if (from != NULL && to != NULL)
-                    snprintf(arrow, sizeof(arrow), "%s -> %s: ", mg_ha__ystr(from),
-                             mg_ha__ystr(to));
-                printf("%s  %-10s %-18s %s%s\n", when, node ? mg_ha__ystr(node) : "?",
-                       ev ? mg_ha__ystr(ev) : "?", arrow, msg ? mg_ha__ystr(msg) : "");
-            }
-            yajl_tree_free(t);
-        }
+        else
+            print_event(&r.kvs[i]);
     }
     mg_etcd_range_cleanup(&r);
-done:
-    mg_etcd_destroy(etcd);
-    mg_ha_config_destroy(conf);
-    return code;
+    return MG_EXIT_OK;
 }
+
+const mg_cmd_t mg_ha_cmd_events = {
+    .name = "events",
+    .summary = "show the cluster's recent events from etcd",
+    .usage = "[--json] [--limit N] [--config FILE]",
+    .description = "Show the events the nodes recorded under events/ in etcd, oldest first: "
+                   "transitions, failovers, refusals, fences, bad keys.",
+    .main = events_main,
+    .options = events_options,
+    .noptions = sizeof(events_options) / sizeof(events_options[0]),
+    .opts_size = sizeof(events_opts_t),
+    .needs = MG_CMD_NEEDS_STORE,
+};
 
 /* ------------------------------------------------------------------------
  * pgdaemon switchover / pgdaemon override
@@ -355,94 +357,106 @@ put_request(mg_etcd_t *etcd, const char *prefix, const char *name, const mg_ha_s
     return ok;
 }
 
-int
-mg_ha_cmd_switchover(int argc, char **argv)
-{
-    char *to = mg_ha__take_value(&argc, argv, "--to");
-    char *wait_text = mg_ha__take_value(&argc, argv, "--timeout");
-    bool json = mg_ha__take_flag(&argc, argv, "--json");
-    mg_ha_config_t *conf = NULL;
-    mg_etcd_t *etcd = NULL;
-    mg_ha_view_t *v = calloc(1, sizeof(*v));
-    mg_ha_spec_t spec;
-    mg_error_t error;
-    char prefix[300], old_primary[MG_HA_NAME_SIZE];
-    int64_t id, deadline, t0 = mg_ha__wall_ms(), timeout_s, lease = 0;
-    int code = MG_EXIT_FAILURE;
+typedef struct {
+    mg_ha_config_t conf;
+    char *to;
+    int64_t timeout_s;
+    bool json;
+} switchover_opts_t;
 
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: pgdaemon switchover [--to NODE] [--timeout SECONDS] [--json] "
-                   "--config FILE\n\nMoves the primary role to NODE (default: the most advanced "
-                   "healthy replica)\nwith no data loss, waits until the cluster is stable again "
-                   "and reports the\nwrite-unavailability window.\n");
-            free(v);
-            return MG_EXIT_OK;
-        }
-    if (v == NULL)
-        return MG_EXIT_FAILURE;
-    if (!open_cluster(argc, argv, &conf, &etcd, prefix, sizeof(prefix), &error)) {
-        fprintf(stderr, "pgdaemon switchover: %s\n", error.message);
-        free(v);
-        return MG_EXIT_USAGE;
-    }
-    if (wait_text != NULL && (atoll(wait_text) < 1 || atoll(wait_text) > 86400)) {
-        mg_error_set(&error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
-                     "invalid value for option \"--timeout\": \"%s\" (expected 1 to 86400 "
-                     "seconds)",
-                     wait_text);
-        goto fail;
-    }
-    timeout_s = wait_text ? atoll(wait_text) : 120;
-    deadline = mg_ha__now_ms() + timeout_s * 1000;
-    if (!mg_ha__load_view(etcd, prefix, v, &error))
-        goto fail;
-    if (v->leader[0] == '\0' || v->status.failover != MG_HA_FAILOVER_STABLE) {
-        mg_error_set(&error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
-                     "cluster is not stable (leader \"%s\", failover %s)", v->leader,
-                     mg_ha_failover_name(v->status.failover));
-        goto fail;
-    }
-    if (to != NULL && strcmp(to, v->leader) == 0) {
-        mg_error_set(&error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_INVALID_ARGUMENT,
-                     "node %s is already the primary", to);
-        goto fail;
-    }
-    snprintf(old_primary, sizeof(old_primary), "%s", v->leader);
-    memset(&spec, 0, sizeof(spec));
-    id = v->status.switchover_id + 1;
-    spec.switchover_id = id;
-    snprintf(spec.switchover_to, sizeof(spec.switchover_to), "%s", to ? to : "");
-    /* a request this command does not see through expires with its lease: never fires later */
-    if (!put_request(etcd, prefix, "switchover", &spec, timeout_s, true, &lease, &error))
-        goto fail;
+static const mg_config_option_t switchover_options[] = {
+    MG_HA_NODE_OPTIONS(offsetof(switchover_opts_t, conf)){
+        .name = "to",
+        .type = MG_CONFIG_STRING,
+        .offset = offsetof(switchover_opts_t, to),
+        .metavar = "NODE",
+        .help = "the node to promote (default: the most advanced healthy replica)"},
+    {.name = "timeout",
+     .type = MG_CONFIG_INT,
+     .offset = offsetof(switchover_opts_t, timeout_s),
+     .default_value = "120",
+     .min = 1,
+     .max = 86400,
+     .metavar = "SECONDS",
+     .help = "give up (and withdraw the request) after this long"},
+    {.name = "json",
+     .type = MG_CONFIG_BOOL,
+     .offset = offsetof(switchover_opts_t, json),
+     .help = "print the result as one JSON object"},
+};
+
+/*
+ * switchover_wait waits until the switchover id is done: a new primary
+ * answers queries (true), the old primary stays (false, its reason), or the
+ * deadline passes. v holds the last view.
+ */
+static bool
+switchover_wait(mg_ha_store_t *st, int64_t id, const char *old_primary, int64_t deadline,
+                mg_ha_view_t *v, mg_error_t *error)
+{
     for (;;) {
         struct timespec ts = {0, 100 * 1000000L};
 
-        if (mg_ha__load_view(etcd, prefix, v, &error) && v->status.switchover_id >= id &&
+        if (mg_ha__load_view(st->etcd, st->prefix, v, error) && v->status.switchover_id >= id &&
             v->status.failover == MG_HA_FAILOVER_STABLE) {
             const mg_ha_node_t *p = mg_ha_view_find_node(v, v->leader);
 
             if (strcmp(v->status.primary, old_primary) == 0 &&
                 (v->status.writes_stopped_ms == 0 || v->status.writes_resumed_ms == 0 ||
-                 v->status.writes_resumed_ms < v->status.writes_stopped_ms)) {
-                mg_error_set(&error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC, "%s",
-                             v->status.last_failover_reason);
-                goto fail;
-            }
+                 v->status.writes_resumed_ms < v->status.writes_stopped_ms))
+                return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC, "%s",
+                                    v->status.last_failover_reason);
             if (p != NULL && p->state == MG_HA_STATE_PRIMARY && p->pg_queries_ok &&
                 strcmp(v->leader, old_primary) != 0)
-                break;
+                return true;
         }
-        if (mg_ha__now_ms() > deadline) {
-            mg_error_set(&error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT,
-                         "switchover %lld not finished in time (failover state %s)", (long long)id,
-                         mg_ha_failover_name(v->status.failover));
-            goto fail;
-        }
+        if (mg_ha__now_ms() > deadline)
+            return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT,
+                                "switchover %lld not finished in time (failover state %s)",
+                                (long long)id, mg_ha_failover_name(v->status.failover));
         nanosleep(&ts, NULL);
     }
-    if (json)
+}
+
+static int
+switchover_main(mg_cmd_ctx_t *ctx, mg_error_t *error)
+{
+    const switchover_opts_t *o = ctx->opts;
+    mg_ha_store_t *st = ctx->resources;
+    mg_ha_view_t *v = calloc(1, sizeof(*v));
+    mg_ha_spec_t spec;
+    char old_primary[MG_HA_NAME_SIZE];
+    int64_t id, t0 = mg_ha__wall_ms(), lease = 0;
+    int code = MG_EXIT_FAILURE;
+
+    if (v == NULL) {
+        mg_error_set(error, MG_ERROR_DOMAIN_SYSTEM, ENOMEM, "out of memory");
+        return MG_EXIT_FAILURE;
+    }
+    if (!mg_ha__load_view(st->etcd, st->prefix, v, error))
+        goto done;
+    if (v->leader[0] == '\0' || v->status.failover != MG_HA_FAILOVER_STABLE) {
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
+                     "cluster is not stable (leader \"%s\", failover %s)", v->leader,
+                     mg_ha_failover_name(v->status.failover));
+        goto done;
+    }
+    if (o->to != NULL && strcmp(o->to, v->leader) == 0) {
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_INVALID_ARGUMENT,
+                     "node %s is already the primary", o->to);
+        goto done;
+    }
+    snprintf(old_primary, sizeof(old_primary), "%s", v->leader);
+    memset(&spec, 0, sizeof(spec));
+    id = v->status.switchover_id + 1;
+    spec.switchover_id = id;
+    snprintf(spec.switchover_to, sizeof(spec.switchover_to), "%s", o->to ? o->to : "");
+    /* a request this command does not see through expires with its lease: never fires later */
+    if (!put_request(st->etcd, st->prefix, "switchover", &spec, o->timeout_s, true, &lease,
+                     error) ||
+        !switchover_wait(st, id, old_primary, mg_ha__now_ms() + o->timeout_s * 1000, v, error))
+        goto done;
+    if (o->json)
         printf("{\"old_primary\":\"%s\",\"new_primary\":\"%s\",\"term\":%lld,"
                "\"write_unavailable_ms\":%lld,\"elapsed_ms\":%lld}\n",
                old_primary, v->leader, (long long)v->status.term,
@@ -453,70 +467,95 @@ mg_ha_cmd_switchover(int argc, char **argv)
                old_primary, v->leader, (long long)v->status.term,
                (long long)(v->status.writes_resumed_ms - v->status.writes_stopped_ms));
     code = MG_EXIT_OK;
-    goto done;
-fail:
-    fprintf(stderr, "pgdaemon switchover: %s\n", error.message);
 done:
     if (lease != 0) {
         mg_error_t ignored;
 
-        (void)mg_etcd_lease_revoke(etcd, lease, &ignored); /* the request goes with it */
+        (void)mg_etcd_lease_revoke(st->etcd, lease, &ignored); /* the request goes with it */
     }
-    mg_etcd_destroy(etcd);
-    mg_ha_config_destroy(conf);
     free(v);
     return code;
 }
 
-int
-mg_ha_cmd_override(int argc, char **argv)
-{
-    char *value = mg_ha__take_value(&argc, argv, "--allow-data-loss");
-    char *for_text = mg_ha__take_value(&argc, argv, "--for");
-    mg_ha_config_t *conf = NULL;
-    mg_etcd_t *etcd = NULL;
-    mg_ha_spec_t spec;
-    mg_error_t error;
-    char prefix[300], key[400];
-    int64_t for_ms = 600000, lease = 0;
-    int code = MG_EXIT_FAILURE;
+const mg_cmd_t mg_ha_cmd_switchover = {
+    .name = "switchover",
+    .summary = "move the primary role to another node with no data loss",
+    .usage = "[--to NODE] [--timeout SECONDS] [--json] --config FILE",
+    .description = "Move the primary role to NODE (default: the most advanced healthy replica) "
+                   "with no data loss, wait until the cluster is stable again and report the "
+                   "write-unavailability window. The request expires with the command.",
+    .main = switchover_main,
+    .options = switchover_options,
+    .noptions = sizeof(switchover_options) / sizeof(switchover_options[0]),
+    .opts_size = sizeof(switchover_opts_t),
+    .needs = MG_CMD_NEEDS_STORE,
+};
 
-    if (mg_ha__take_flag(&argc, argv, "--help")) {
-        printf("usage: pgdaemon override --allow-data-loss on|off [--for DURATION] --config "
-               "FILE\n\n"
-               "Allows (on) or forbids again (off) an automatic failover to a replica that is\n"
-               "more than failover_max_lag behind the lost primary: commits only the old\n"
-               "primary had are lost. The override is a key in etcd under a lease: it ends by\n"
-               "itself after DURATION (default 10m, at most 24h).\n");
-        return MG_EXIT_OK;
-    }
-    if (value == NULL || (strcmp(value, "on") != 0 && strcmp(value, "off") != 0) ||
-        (for_text != NULL &&
-         (!mg_parse_duration_ms(for_text, &for_ms) || for_ms < 1000 || for_ms > 86400000))) {
-        fprintf(stderr, "usage: pgdaemon override --allow-data-loss on|off [--for DURATION, 1s to "
-                        "24h] --config FILE\n");
-        return MG_EXIT_USAGE;
-    }
-    if (!open_cluster(argc, argv, &conf, &etcd, prefix, sizeof(prefix), &error)) {
-        fprintf(stderr, "pgdaemon override: %s\n", error.message);
-        return MG_EXIT_USAGE;
-    }
+static const char *const on_off[] = {"off", "on", NULL};
+
+typedef struct {
+    mg_ha_config_t conf;
+    int allow_data_loss; /* index in on_off */
+    int64_t for_ms;
+} override_opts_t;
+
+static const mg_config_option_t override_options[] = {
+    MG_HA_NODE_OPTIONS(offsetof(override_opts_t, conf)){
+        .name = "allow_data_loss",
+        .type = MG_CONFIG_ENUM,
+        .offset = offsetof(override_opts_t, allow_data_loss),
+        .choices = on_off,
+        .required = true,
+        .metavar = "on|off",
+        .help = "on: a failover may promote a replica past failover_max_lag (commits only the old "
+                "primary had are lost); off: withdraw that"},
+    {.name = "for",
+     .type = MG_CONFIG_DURATION,
+     .offset = offsetof(override_opts_t, for_ms),
+     .default_value = "10m",
+     .min = 1000,
+     .max = 86400000,
+     .metavar = "DURATION",
+     .help = "how long the override lasts (it is a key under a lease of this length)"},
+};
+
+static int
+override_main(mg_cmd_ctx_t *ctx, mg_error_t *error)
+{
+    const override_opts_t *o = ctx->opts;
+    mg_ha_store_t *st = ctx->resources;
+    mg_ha_spec_t spec;
+    char key[400];
+    int64_t lease = 0, secs = (o->for_ms + 999) / 1000;
+
     memset(&spec, 0, sizeof(spec));
     spec.allow_data_loss = true;
-    snprintf(key, sizeof(key), "%soverride", prefix);
-    if (strcmp(value, "on") == 0 && put_request(etcd, prefix, "override", &spec,
-                                                (for_ms + 999) / 1000, false, &lease, &error)) {
+    snprintf(key, sizeof(key), "%soverride", st->prefix);
+    if (o->allow_data_loss == 1) {
+        if (!put_request(st->etcd, st->prefix, "override", &spec, secs, false, &lease, error))
+            return MG_EXIT_FAILURE;
         printf("allow_data_loss = on for %llds: a failover may promote a replica past the lag "
                "limit (data loss)\n",
-               (long long)((for_ms + 999) / 1000));
-        code = MG_EXIT_OK;
-    } else if (strcmp(value, "off") == 0 && mg_etcd_delete(etcd, key, false, NULL, &error)) {
-        printf("allow_data_loss = off: failover only within the lag limit\n");
-        code = MG_EXIT_OK;
+               (long long)secs);
+        return MG_EXIT_OK;
     }
-    if (code != MG_EXIT_OK)
-        fprintf(stderr, "pgdaemon override: %s\n", error.message);
-    mg_etcd_destroy(etcd);
-    mg_ha_config_destroy(conf);
-    return code;
+    if (!mg_etcd_delete(st->etcd, key, false, NULL, error))
+        return MG_EXIT_FAILURE;
+    printf("allow_data_loss = off: failover only within the lag limit\n");
+    return MG_EXIT_OK;
 }
+
+const mg_cmd_t mg_ha_cmd_override = {
+    .name = "override",
+    .summary = "allow (or forbid) a failover past the lag limit",
+    .usage = "--allow-data-loss on|off [--for DURATION] --config FILE",
+    .description = "Allow (on) or forbid again (off) an automatic failover to a replica that is "
+                   "more than failover_max_lag behind the lost primary: commits only the old "
+                   "primary had are lost. The override is a key in etcd under a lease: it ends by "
+                   "itself after DURATION (default 10m, at most 24h).",
+    .main = override_main,
+    .options = override_options,
+    .noptions = sizeof(override_options) / sizeof(override_options[0]),
+    .opts_size = sizeof(override_opts_t),
+    .needs = MG_CMD_NEEDS_STORE,
+};

@@ -9,7 +9,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -206,7 +205,7 @@ start_proc(cluster_t *c, const char *role, const char *name, char *const argv[],
 }
 
 static bool
-write_node_config(const cluster_t *c, int i, const char *bin_dir, mg_strlist_t *params,
+write_node_config(const cluster_t *c, int i, const char *bin_dir, const mg_strlist_t *params,
                   mg_error_t *error)
 {
     mg_buf_t b;
@@ -278,153 +277,91 @@ done:
     return ok;
 }
 
-static void
-cluster_usage(FILE *stream)
-{
-    fprintf(stream,
-            "usage: pgdaemon cluster up --nodes N --dir /ABSOLUTE/DIR [--bin-dir DIR] "
-            "[--timeout SECONDS]\n"
-            "                           [--pg-parameter NAME=VALUE ...] [--ttl SECONDS] "
-            "[--loop-wait-ms MS]\n"
-            "                           [--retry-timeout-ms MS] [--synchronous-mode]\n"
-            "       pgdaemon cluster down --dir DIR\n\n"
-            "Starts (up) or stops (down) a local cluster on free loopback ports: etcd, N nodes\n"
-            "(pgdaemon + PostgreSQL) and HAProxy; DIR/cluster.json records what runs.\n");
-}
-
 /* the options of `cluster up` */
 typedef struct {
     int64_t nodes;
-    const char *dir;
-    const char *bin_dir;
+    char *dir;
+    char *bin_dir;
     int64_t timeout_s;
     int64_t ttl_s;
     int64_t loop_wait_ms;
     int64_t retry_timeout_ms;
     bool synchronous_mode;
-    bool help;
-    char *params[32];
-    size_t nparams;
+    mg_strlist_t params;
 } up_options_t;
 
-/*
- * parse_int_option parses text as a decimal integer within [min, max]
- * (no sign, no trailing characters); the error names the option.
- */
-static bool
-parse_int_option(const char *option, const char *text, int64_t min, int64_t max, int64_t *out,
-                 mg_error_t *error)
-{
-    char *end = NULL;
-    long long v;
+#define UP_MAX_PARAMS 32
 
-    errno = 0;
-    v = text[0] >= '0' && text[0] <= '9' ? strtoll(text, &end, 10) : 0;
-    if (end == NULL || *end != '\0' || errno != 0 || v < min || v > max)
-        return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
-                            "invalid value for option \"%s\": \"%s\" (expected an integer from "
-                            "%lld to %lld)",
-                            option, text, (long long)min, (long long)max);
-    *out = v;
-    return true;
-}
-
-enum {
-    OPT_NODES = 1,
-    OPT_DIR,
-    OPT_BIN_DIR,
-    OPT_TIMEOUT,
-    OPT_TTL,
-    OPT_LOOP,
-    OPT_RETRY,
-    OPT_SYNC,
-    OPT_PARAM,
-    OPT_HELP
+static const mg_config_option_t up_options[] = {
+    {.name = "nodes",
+     .type = MG_CONFIG_INT,
+     .offset = offsetof(up_options_t, nodes),
+     .default_value = "3",
+     .min = 1,
+     .max = 9,
+     .metavar = "N",
+     .help = "number of nodes (pgdaemon + PostgreSQL)"},
+    {.name = "dir",
+     .type = MG_CONFIG_STRING,
+     .offset = offsetof(up_options_t, dir),
+     .required = true,
+     .metavar = "/ABSOLUTE/DIR",
+     .help = "directory for the data, configs, logs and cluster.json (created)"},
+    {.name = "bin_dir",
+     .type = MG_CONFIG_STRING,
+     .offset = offsetof(up_options_t, bin_dir),
+     .default_value = "/usr/lib/postgresql/15/bin",
+     .metavar = "DIR",
+     .help = "PostgreSQL programs"},
+    {.name = "timeout",
+     .type = MG_CONFIG_INT,
+     .offset = offsetof(up_options_t, timeout_s),
+     .default_value = "90",
+     .min = 1,
+     .max = 86400,
+     .metavar = "SECONDS",
+     .help = "how long to wait for one primary and N-1 streaming replicas"},
+    {.name = "pg_parameter",
+     .type = MG_CONFIG_LIST,
+     .offset = offsetof(up_options_t, params),
+     .metavar = "NAME=VALUE",
+     .help = "a postgresql.conf setting of every node (repeatable, at most 32)"},
+    {.name = "ttl",
+     .type = MG_CONFIG_INT,
+     .offset = offsetof(up_options_t, ttl_s),
+     .default_value = "10",
+     .min = 1,
+     .max = 3600,
+     .metavar = "SECONDS",
+     .help = "lease ttl of the nodes"},
+    {.name = "loop_wait_ms",
+     .type = MG_CONFIG_INT,
+     .offset = offsetof(up_options_t, loop_wait_ms),
+     .default_value = "1000",
+     .min = 10,
+     .max = 3600000,
+     .metavar = "MS",
+     .help = "loop interval of the nodes"},
+    {.name = "retry_timeout_ms",
+     .type = MG_CONFIG_INT,
+     .offset = offsetof(up_options_t, retry_timeout_ms),
+     .default_value = "3000",
+     .min = 10,
+     .max = 3600000,
+     .metavar = "MS",
+     .help = "etcd/Postgres attempt timeout of the nodes (loop + 2 x retry <= ttl)"},
+    {.name = "synchronous_mode",
+     .type = MG_CONFIG_BOOL,
+     .offset = offsetof(up_options_t, synchronous_mode),
+     .help = "run the cluster in synchronous mode"},
 };
 
-/* up_parse fills o from argv (argv[0] is "up"); false with error naming the option. */
+/* up_check checks what one option alone cannot: DIR, the timing rule, the parameters. */
 static bool
-up_parse(int argc, char **argv, up_options_t *o, mg_error_t *error)
+up_check(const void *opts, mg_error_t *error)
 {
-    static const struct option longopts[] = {
-        {"nodes", required_argument, NULL, OPT_NODES},
-        {"dir", required_argument, NULL, OPT_DIR},
-        {"bin-dir", required_argument, NULL, OPT_BIN_DIR},
-        {"timeout", required_argument, NULL, OPT_TIMEOUT},
-        {"ttl", required_argument, NULL, OPT_TTL},
-        {"loop-wait-ms", required_argument, NULL, OPT_LOOP},
-        {"retry-timeout-ms", required_argument, NULL, OPT_RETRY},
-        {"synchronous-mode", no_argument, NULL, OPT_SYNC},
-        {"pg-parameter", required_argument, NULL, OPT_PARAM},
-        {"help", no_argument, NULL, OPT_HELP},
-        {NULL, 0, NULL, 0},
-    };
-    int ch;
-    bool ok = true;
+    const up_options_t *o = opts;
 
-    memset(o, 0, sizeof(*o));
-    o->nodes = 3;
-    o->bin_dir = "/usr/lib/postgresql/15/bin";
-    o->timeout_s = 90;
-    o->ttl_s = 10;
-    o->loop_wait_ms = 1000;
-    o->retry_timeout_ms = 3000;
-    optind = 1;
-    opterr = 0;
-    while (ok && (ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (ch) {
-        case OPT_NODES:
-            ok = parse_int_option("--nodes", optarg, 1, 9, &o->nodes, error);
-            break;
-        case OPT_DIR:
-            o->dir = optarg;
-            break;
-        case OPT_BIN_DIR:
-            o->bin_dir = optarg;
-            break;
-        case OPT_TIMEOUT:
-            ok = parse_int_option("--timeout", optarg, 1, 86400, &o->timeout_s, error);
-            break;
-        case OPT_TTL:
-            ok = parse_int_option("--ttl", optarg, 1, 3600, &o->ttl_s, error);
-            break;
-        case OPT_LOOP:
-            ok = parse_int_option("--loop-wait-ms", optarg, 10, 3600000, &o->loop_wait_ms, error);
-            break;
-        case OPT_RETRY:
-            ok = parse_int_option("--retry-timeout-ms", optarg, 10, 3600000, &o->retry_timeout_ms,
-                                  error);
-            break;
-        case OPT_SYNC:
-            o->synchronous_mode = true;
-            break;
-        case OPT_PARAM:
-            if (strchr(optarg, '=') == NULL || optarg[0] == '=')
-                ok = mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
-                                  "invalid value for option \"--pg-parameter\": \"%s\" "
-                                  "(expected NAME=VALUE)",
-                                  optarg);
-            else if (o->nparams >= sizeof(o->params) / sizeof(o->params[0]))
-                ok = mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_LIMIT,
-                                  "too many values for option \"--pg-parameter\" (at most %zu)",
-                                  sizeof(o->params) / sizeof(o->params[0]));
-            else
-                o->params[o->nparams++] = optarg;
-            break;
-        case 'h':
-        case OPT_HELP:
-            o->help = true;
-            break;
-        default:
-            ok = mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
-                              "unknown option or missing value: \"%s\"", argv[optind - 1]);
-        }
-    }
-    if (!ok || o->help)
-        return ok;
-    if (optind < argc)
-        return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
-                            "unexpected argument \"%s\"", argv[optind]);
     if (o->dir == NULL || o->dir[0] != '/')
         return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
                             "option \"--dir\" is required and must be an absolute path");
@@ -434,6 +371,16 @@ up_parse(int argc, char **argv, up_options_t *o, mg_error_t *error)
                             "must not exceed \"--ttl\" (%lld s)",
                             (long long)(o->loop_wait_ms + 2 * o->retry_timeout_ms),
                             (long long)o->ttl_s);
+    if (o->params.count > UP_MAX_PARAMS)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_LIMIT,
+                            "too many values for option \"--pg-parameter\" (at most %d)",
+                            UP_MAX_PARAMS);
+    for (size_t i = 0; i < o->params.count; i++)
+        if (strchr(o->params.items[i], '=') == NULL || o->params.items[i][0] == '=')
+            return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                                "invalid value for option \"--pg-parameter\": \"%s\" "
+                                "(expected NAME=VALUE)",
+                                o->params.items[i]);
     return true;
 }
 
@@ -541,7 +488,6 @@ up_start_etcd(cluster_t *c, const char *etcd_bin, mg_etcd_t **etcd, mg_error_t *
 static bool
 up_start_nodes(cluster_t *c, const up_options_t *o, const char *self_bin, mg_error_t *error)
 {
-    mg_strlist_t params = {(char **)o->params, o->nparams};
 
     for (int i = 0; i < c->nnodes; i++) {
         char cfg[PATH_MAX + 64], nodedir[PATH_MAX + 64], log[PATH_MAX + 96];
@@ -550,7 +496,7 @@ up_start_nodes(cluster_t *c, const up_options_t *o, const char *self_bin, mg_err
         snprintf(nodedir, sizeof(nodedir), "%s/%s", c->dir, c->nodes[i].name);
         if (mkdir(nodedir, 0755) != 0 && errno != EEXIST)
             return mg_error_set_errno(error, errno, "could not create \"%s\"", nodedir);
-        if (!write_node_config(c, i, o->bin_dir, &params, error))
+        if (!write_node_config(c, i, o->bin_dir, &o->params, error))
             return false;
         snprintf(cfg, sizeof(cfg), "%s/%s.json", c->dir, c->nodes[i].name);
         snprintf(log, sizeof(log), "%s/pgdaemon.log", nodedir);
@@ -632,39 +578,35 @@ up_print(const cluster_t *c)
 }
 
 static int
-cluster_up(int argc, char **argv)
+up_main(mg_cmd_ctx_t *ctx, mg_error_t *error)
 {
-    up_options_t o;
+    const up_options_t *o = ctx->opts;
     char etcd_bin[PATH_MAX], haproxy_bin[PATH_MAX], self_bin[PATH_MAX];
     cluster_t *c = calloc(1, sizeof(*c));
-    mg_error_t error;
     mg_etcd_t *etcd = NULL;
     int code = MG_EXIT_FAILURE;
 
-    if (c == NULL)
+    if (c == NULL) {
+        mg_error_set(error, MG_ERROR_DOMAIN_SYSTEM, ENOMEM, "out of memory");
         return MG_EXIT_FAILURE;
-    if (!up_parse(argc, argv, &o, &error) || o.help) {
-        if (!o.help)
-            fprintf(stderr, "pgdaemon cluster up: %s\n", error.message);
-        cluster_usage(o.help ? stdout : stderr);
-        free(c);
-        return o.help ? MG_EXIT_OK : MG_EXIT_USAGE;
     }
-    if (!up_prepare(&o, c, etcd_bin, haproxy_bin, self_bin, PATH_MAX, &error)) {
-        fprintf(stderr, "pgdaemon cluster up: %s\n", error.message);
+    if (!up_prepare(o, c, etcd_bin, haproxy_bin, self_bin, PATH_MAX, error)) {
         free(c);
-        return error.domain == MG_ERROR_DOMAIN_CONFIG ? MG_EXIT_USAGE : MG_EXIT_FAILURE;
+        return error->domain == MG_ERROR_DOMAIN_CONFIG ? MG_EXIT_USAGE : MG_EXIT_FAILURE;
     }
-    if (up_start_etcd(c, etcd_bin, &etcd, &error) && up_start_nodes(c, &o, self_bin, &error) &&
-        up_start_haproxy(c, haproxy_bin, &error) &&
-        up_wait_ready(c, etcd, o.timeout_s * 1000, &error)) {
+    if (up_start_etcd(c, etcd_bin, &etcd, error) && up_start_nodes(c, o, self_bin, error) &&
+        up_start_haproxy(c, haproxy_bin, error) &&
+        up_wait_ready(c, etcd, o->timeout_s * 1000, error)) {
         up_print(c);
         code = MG_EXIT_OK;
     } else {
-        fprintf(stderr,
-                "pgdaemon cluster up: %s\n(processes started so far are recorded in %s/%s; "
-                "stop them with \"pgdaemon cluster down --dir %s\")\n",
-                error.message, o.dir, STATE_FILE, o.dir);
+        char msg[MG_ERROR_MESSAGE_SIZE];
+
+        snprintf(msg, sizeof(msg),
+                 "%s (processes started so far are recorded in %s/%s; stop them with \"pgdaemon "
+                 "cluster down --dir %s\")",
+                 error->message, o->dir, STATE_FILE, o->dir);
+        mg_error_set(error, error->domain, error->code, "%s", msg);
     }
     mg_etcd_destroy(etcd);
     free(c);
@@ -836,47 +778,33 @@ stop_all(const pid_t *pids, const uint64_t *starts, int n, int sig, int64_t time
     return false;
 }
 
+typedef struct {
+    char *dir;
+} down_options_t;
+
+static const mg_config_option_t down_options[] = {
+    {.name = "dir",
+     .type = MG_CONFIG_STRING,
+     .offset = offsetof(down_options_t, dir),
+     .required = true,
+     .metavar = "DIR",
+     .help = "the directory `cluster up` was given"},
+};
+
 static int
-cluster_down(int argc, char **argv)
+down_main(mg_cmd_ctx_t *ctx, mg_error_t *error)
 {
-    static const struct option longopts[] = {
-        {"dir", required_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *dir = NULL;
+    const down_options_t *o = ctx->opts;
     char path[PATH_MAX + 32];
     down_procs_t d;
-    mg_error_t error;
-    bool help = false, clean;
-    int ch;
+    bool clean;
 
-    optind = 1;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        if (ch == 'd')
-            dir = optarg;
-        else if (ch == 'h')
-            help = true;
-        else {
-            fprintf(stderr, "pgdaemon cluster down: unknown option or missing value: \"%s\"\n",
-                    argv[optind - 1]);
-            cluster_usage(stderr);
-            return MG_EXIT_USAGE;
-        }
-    }
-    if (help || dir == NULL || optind < argc) {
-        cluster_usage(help ? stdout : stderr);
-        return help ? MG_EXIT_OK : MG_EXIT_USAGE;
-    }
-    snprintf(path, sizeof(path), "%s/%s", dir, STATE_FILE);
+    snprintf(path, sizeof(path), "%s/%s", o->dir, STATE_FILE);
     memset(&d, 0, sizeof(d));
-    if (!down_read_state(path, &d, &error)) {
-        fprintf(stderr, "pgdaemon cluster down: %s\n", error.message);
-        return error.domain == MG_ERROR_DOMAIN_SYSTEM ? MG_EXIT_USAGE : MG_EXIT_FAILURE;
-    }
-    d.nd +=
-        find_daemons_by_config(dir, d.daemons + d.nd, d.dstart + d.nd, MG_HA_MAX_NODES + 2 - d.nd);
+    if (!down_read_state(path, &d, error))
+        return error->domain == MG_ERROR_DOMAIN_SYSTEM ? MG_EXIT_USAGE : MG_EXIT_FAILURE;
+    d.nd += find_daemons_by_config(o->dir, d.daemons + d.nd, d.dstart + d.nd,
+                                   MG_HA_MAX_NODES + 2 - d.nd);
     /* 1. the daemons stop their Postgres (fast shutdown) and revoke their leases */
     clean = stop_all(d.daemons, d.dstart, d.nd, SIGTERM, 90000, SIGKILL);
     /* 2. any Postgres left (a daemon killed or on_stop=leave) */
@@ -885,22 +813,48 @@ cluster_down(int argc, char **argv)
     (void)stop_all(d.others, d.ostart, d.no, SIGTERM, 10000, SIGKILL);
     if (!wait_all_gone(d.others, d.ostart, d.no, 10000) ||
         !wait_all_gone(d.pgs, d.pgstart, d.np, 10000)) {
-        fprintf(stderr, "pgdaemon cluster down: some processes did not stop\n");
+        mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_GENERIC,
+                     "some processes did not stop");
         return MG_EXIT_FAILURE;
     }
     unlink(path);
-    printf("cluster in %s is down%s\n", dir, clean ? "" : " (some daemons had to be killed)");
+    printf("cluster in %s is down%s\n", o->dir, clean ? "" : " (some daemons had to be killed)");
     return MG_EXIT_OK;
 }
 
-int
-mg_ha_cmd_cluster(int argc, char **argv)
-{
-    if (argc >= 2 && strcmp(argv[1], "up") == 0)
-        return cluster_up(argc - 1, argv + 1);
-    if (argc >= 2 && strcmp(argv[1], "down") == 0)
-        return cluster_down(argc - 1, argv + 1);
-    bool help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
-    cluster_usage(help ? stdout : stderr);
-    return help ? MG_EXIT_OK : MG_EXIT_USAGE;
-}
+static const mg_cmd_t cluster_up_cmd = {
+    .name = "up",
+    .summary = "start etcd, N nodes and HAProxy on free loopback ports",
+    .usage = "--nodes N --dir /ABSOLUTE/DIR [options]",
+    .description = "Start a local cluster on free loopback ports: etcd, N nodes (pgdaemon + "
+                   "PostgreSQL) and HAProxy; DIR/cluster.json records what runs, DIR/node<i>.json "
+                   "the node configs (0600). Waits for one primary and N-1 streaming replicas.",
+    .main = up_main,
+    .options = up_options,
+    .noptions = sizeof(up_options) / sizeof(up_options[0]),
+    .opts_size = sizeof(up_options_t),
+    .check = up_check,
+};
+
+static const mg_cmd_t cluster_down_cmd = {
+    .name = "down",
+    .summary = "stop a cluster started with `cluster up`",
+    .usage = "--dir DIR",
+    .description = "Stop the daemons (which stop their Postgres), any Postgres left, HAProxy "
+                   "and etcd of the cluster in DIR, and remove DIR/cluster.json.",
+    .main = down_main,
+    .options = down_options,
+    .noptions = sizeof(down_options) / sizeof(down_options[0]),
+    .opts_size = sizeof(down_options_t),
+};
+
+static const mg_cmd_t *const cluster_subcommands[] = {&cluster_up_cmd, &cluster_down_cmd};
+
+const mg_cmd_t mg_ha_cmd_cluster = {
+    .name = "cluster",
+    .summary = "start or stop a local cluster (etcd + N nodes + HAProxy) for development",
+    .usage = "up --nodes N --dir DIR | down --dir DIR",
+    .description = "A whole cluster on this machine, for development, tests and demos.",
+    .subcommands = cluster_subcommands,
+    .nsubcommands = sizeof(cluster_subcommands) / sizeof(cluster_subcommands[0]),
+};

@@ -14,6 +14,7 @@
 #include "ha_internal.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 
 #define MODULE "ha"
 
@@ -63,6 +64,7 @@ typedef struct {
 /* the daemon of one node: everything the loop, its actions and its peers share */
 typedef struct {
     const mg_ha_config_t *conf;
+    atomic_int *stop; /* > 0 once SIGTERM/SIGINT arrived (the command framework's counter) */
     mg_etcd_t *etcd;
     mg_ha_watchdog_t watchdog;
     mg_ha_keeper_t keeper;
@@ -118,6 +120,9 @@ typedef struct {
     int64_t max_revision;       /* highest etcd revision seen (it never goes down, but a restore) */
     uint64_t sync_changed_loop; /* the round Postgres' synchronous set last changed */
     uint64_t sync_narrow_lsn;   /* our LSN a round after it: a narrower etcd set waits for it */
+    uint64_t optime_published;  /* the last LSN we published as optime */
+    int64_t optime_published_ms; /* boot clock: when */
+    int64_t optime_checked_ms;   /* boot clock: the last look at the WAL position between loops */
     int exit_code;
 } mg_ha_daemon_t;
 
@@ -176,7 +181,11 @@ bool mg_ha__handoff_leader(mg_ha_daemon_t *d, const mg_ha_cluster_status_t *s, m
 bool mg_ha__ensure_status(mg_ha_daemon_t *d, mg_error_t *error);
 /* mg_ha__cas_status writes s if status still has the view's mod_revision (the view follows). */
 bool mg_ha__cas_status(mg_ha_daemon_t *d, const mg_ha_cluster_status_t *s, mg_error_t *error);
-/* mg_ha__put_optime publishes the primary's current LSN (key optime). */
+/*
+ * mg_ha__put_optime publishes the primary's current LSN (key optime) in a
+ * txn that compares the leader key's value with this node (a deposed
+ * primary never moves it) and remembers what it published.
+ */
 bool mg_ha__put_optime(mg_ha_daemon_t *d, const char *lsn, mg_error_t *error);
 
 /* ---- peers: the UDP plane (ha_peers.c) ---- */
@@ -192,9 +201,52 @@ void mg_ha__send_heartbeats(mg_ha_daemon_t *d, bool failsafe);
 /* mg_ha__failsafe_grant returns until when the peers let a primary write without etcd (0 = no). */
 int64_t mg_ha__failsafe_grant(mg_ha_daemon_t *d);
 /*
- * mg_ha__grant_until is its rule: every node of set other than self must
- * have acked (peers[].acked_sent_ms); the grant runs ttl - margin from the
- * oldest ack's send time. 0 = no grant (one missing, or nobody else).
+ * mg_ha__members_update keeps a primary's failsafe set in s
+ * (mg_ha__members_update_at with the daemon's peers and clock). Returns
+ * whether s changed (the caller writes it by CAS).
+ */
+bool mg_ha__members_update(mg_ha_daemon_t *d, mg_ha_cluster_status_t *s);
+/*
+ * mg_ha__peers_learn remembers the address of every node of the view (for
+ * heartbeats) and fills each node's seen_ms (mg_ha__peers_seen).
+ */
+void mg_ha__peers_learn(mg_ha_daemon_t *d);
+/* mg_ha__handle_datagram checks and acts on one datagram; true when it asks for a loop now. */
+bool mg_ha__handle_datagram(mg_ha_daemon_t *d, const char *buf, size_t len);
+/* mg_ha__peers_drain handles every datagram waiting on the socket; true when one asks for a loop.
+ */
+bool mg_ha__peers_drain(mg_ha_daemon_t *d);
+/* mg_ha__peer_silent says whether name was heard over UDP, but not for longer than ms. */
+bool mg_ha__peer_silent(const mg_ha_daemon_t *d, const char *name, int64_t ms);
+
+/* ---- pure rules (ha_rules.c) ----
+ *
+ * The daemon's decisions that mg_ha_decide does not make, as functions of
+ * their inputs (no I/O, no clock): the property test
+ * (tests/unit/ha/test_election.c) drives them with a simulated cluster.
+ * mg_ha__sync_narrow_ok and mg_ha__watchdog_deadline (ha_internal.h) are
+ * rules of the same kind.
+ */
+
+/* mg_ha__peer_find is peers' entry of name (*npeers in use), added zeroed; NULL when full. */
+mg_ha_peer_t *mg_ha__peer_find(mg_ha_peer_t *peers, size_t *npeers, const char *name);
+/*
+ * mg_ha__peers_seen fills each view node's seen_ms: when this node saw its
+ * report (mod_revision) change, -1 when not yet (freshness without comparing
+ * clocks across nodes, finding 13); peers remember the revisions.
+ */
+void mg_ha__peers_seen(mg_ha_view_t *view, mg_ha_peer_t *peers, size_t *npeers, int64_t now_ms);
+/*
+ * mg_ha__failsafe_set lists the nodes whose promise a primary without etcd
+ * needs: the status's failsafe set (members). Untracked (empty), it lists
+ * nobody, so there is no grant. Returns how many names it wrote into out.
+ */
+size_t mg_ha__failsafe_set(const mg_ha_view_t *view, char out[][MG_HA_NAME_SIZE]);
+/*
+ * mg_ha__grant_until is the primary's failsafe grant: every node of set
+ * other than self must have acked (peers[].acked_sent_ms); the grant runs
+ * ttl - margin from the oldest ack's send time. 0 = no grant (one missing,
+ * or nobody else).
  */
 int64_t mg_ha__grant_until(char set[][MG_HA_NAME_SIZE], size_t nset, const char *self,
                            const mg_ha_peer_t *peers, size_t npeers, int64_t ttl_ms,
@@ -209,25 +261,121 @@ int64_t mg_ha__grant_until(char set[][MG_HA_NAME_SIZE], size_t nset, const char 
 bool mg_ha__promise_ok(mg_ha_state_t state, const mg_ha_view_t *view, const char *self,
                        const char *sender);
 /*
- * mg_ha__members_update keeps a primary's failsafe set in s: this node and
- * every node of the view in state replica are added; a member missing from
- * nodes/ for 2 x ttl is removed. Returns whether s changed (the caller
- * writes it by CAS).
+ * mg_ha__promise_ttl is how long a promise to sender lasts: the longer of
+ * our ttl and the sender's, so a rolling change of ttl cannot leave a
+ * promise shorter than the grant the sender counts on (finding 17).
  */
-bool mg_ha__members_update(mg_ha_daemon_t *d, mg_ha_cluster_status_t *s);
+int64_t mg_ha__promise_ttl(const mg_ha_view_t *view, const char *sender, int64_t own_ttl_ms);
+/* mg_ha__promise_give records a promise of ttl_ms made at now_ms (a longer one in force stays). */
+void mg_ha__promise_give(int64_t now_ms, int64_t ttl_ms, int64_t *heard_ms, int64_t *promise_ms);
 /*
- * mg_ha__peers_learn remembers the address of every node of the view (for
- * heartbeats) and fills each node's seen_ms: when this node saw its report
- * change (freshness without comparing clocks across nodes).
+ * mg_ha__promise_at_start: a daemon that starts may have promised, in its
+ * last ttl, not to take the leader key; with the failsafe on it keeps that
+ * promise for a ttl from its start (the promise outlives the process,
+ * finding 2).
  */
-void mg_ha__peers_learn(mg_ha_daemon_t *d);
-/* mg_ha__handle_datagram checks and acts on one datagram; true when it asks for a loop now. */
-bool mg_ha__handle_datagram(mg_ha_daemon_t *d, const char *buf, size_t len);
-/* mg_ha__peers_drain handles every datagram waiting on the socket; true when one asks for a loop.
+void mg_ha__promise_at_start(bool failsafe_on, int64_t now_ms, int64_t ttl_ms, int64_t *heard_ms,
+                             int64_t *promise_ms);
+/* mg_ha__promise_holds says whether a promise is in force (decide's failsafe_primary_heard). */
+bool mg_ha__promise_holds(int64_t heard_ms, int64_t promise_ms, int64_t now_ms);
+/*
+ * mg_ha__members_update_at keeps a primary's failsafe set in s: self and
+ * every node of the view in state replica are added; a member missing from
+ * the view for 2 x ttl (peers[].gone_since_ms, from now_ms) is removed.
+ * Returns whether s changed.
  */
-bool mg_ha__peers_drain(mg_ha_daemon_t *d);
-/* mg_ha__peer_silent says whether name was heard over UDP, but not for longer than ms. */
-bool mg_ha__peer_silent(const mg_ha_daemon_t *d, const char *name, int64_t ms);
+bool mg_ha__members_update_at(mg_ha_cluster_status_t *s, const mg_ha_view_t *view, const char *self,
+                              mg_ha_peer_t *peers, size_t *npeers, int64_t now_ms, int64_t ttl_ms);
+
+/* which other nodes mg_ha__sync_candidates lists */
+typedef enum {
+    MG_HA_SYNC_STREAMING, /* streaming from this primary (its pg_stat_replication rows) */
+    MG_HA_SYNC_ALIVE,     /* reporting a running Postgres: may stream from us soon */
+    MG_HA_SYNC_ALL,       /* every other node */
+} mg_ha_sync_pick_t;
+
+/* mg_ha__sync_candidates joins the names of the other nodes pick selects ("a, b") into out. */
+void mg_ha__sync_candidates(const mg_ha_view_t *view, const char *self,
+                            const mg_ha_replication_t *rep, size_t nrep, mg_ha_sync_pick_t pick,
+                            char *out, size_t outsz);
+/* mg_ha__names_to_status parses "a, b" into the status's sync member list. */
+void mg_ha__names_to_status(const char *names, mg_ha_cluster_status_t *s);
+
+/* what a primary in synchronous mode knows when it manages its sync set */
+typedef struct {
+    const mg_ha_view_t *view;
+    const char *self;
+    const mg_ha_replication_t *rep; /* its pg_stat_replication */
+    size_t nrep;
+    const char *pg_names;    /* the set Postgres runs with ("a, b") */
+    const char *current_lsn; /* its LSN */
+    bool changed_this_round; /* Postgres' set changed in this round */
+    uint64_t narrow_lsn;     /* the LSN a narrower etcd set waits for (0 = not taken yet) */
+} mg_ha_sync_in_t;
+
+typedef enum {
+    MG_HA_SYNC_KEEP,   /* nothing to do */
+    MG_HA_SYNC_WIDEN,  /* write the status *s (etcd's set grows before Postgres' does) */
+    MG_HA_SYNC_APPLY,  /* Postgres runs with want from now on */
+    MG_HA_SYNC_MARK,   /* remember *narrow_lsn: etcd's set narrows once a member has it */
+    MG_HA_SYNC_NARROW, /* write the status *s (etcd's set shrinks to Postgres') */
+} mg_ha_sync_step_t;
+
+/*
+ * mg_ha__sync_plan is manage_sync's rule: synchronous_standby_names = ANY 1
+ * (streaming standbys), with the status key's sync_members a superset of
+ * every set Postgres may have used: widen etcd first, then Postgres; narrow
+ * Postgres first, then etcd, once a remaining member flushed the LSN of a
+ * round after the change (finding 5). Never degrades to '' while another
+ * node runs Postgres. Fills want, *s (the status to write) and *narrow_lsn.
+ */
+mg_ha_sync_step_t mg_ha__sync_plan(const mg_ha_sync_in_t *in, char *want, size_t wantsz,
+                                   mg_ha_cluster_status_t *s, uint64_t *narrow_lsn);
+/*
+ * mg_ha__status_sync_names joins s's sync members other than self into out:
+ * a primary that starts again (its Postgres had stopped) waits for the
+ * standbys etcd says may hold commits.
+ */
+void mg_ha__status_sync_names(const mg_ha_cluster_status_t *s, const char *self, char *out,
+                              size_t outsz);
+/*
+ * mg_ha__promote_plan is what a promotion of self writes: the sync set
+ * Postgres runs with from its first commit on (names; "" without
+ * synchronous_mode) and the status after it (*s: term + 1, primary self,
+ * reconfiguring_replicas; the caller adds the failsafe set,
+ * mg_ha__members_update, and the times last_failover_ms and
+ * writes_resumed_ms once Postgres takes writes). Returns whether it
+ * finishes a switchover.
+ */
+bool mg_ha__promote_plan(const mg_ha_view_t *view, const mg_ha_self_t *me, bool synchronous_mode,
+                         char *names, size_t namesz, mg_ha_cluster_status_t *s);
+/*
+ * mg_ha__fence_due says whether a Postgres that may take writes (state
+ * primary, or a running Postgres whose data directory is no standby's) must
+ * be stopped now: past its write deadline, or, without one, past the one it
+ * was last allowed writes under (finding 7).
+ */
+bool mg_ha__fence_due(bool may_write, int64_t writable_until, int64_t write_deadline,
+                      int64_t now_ms);
+/* mg_ha__write_deadline is the deadline a Postgres that may write was last allowed writes under. */
+int64_t mg_ha__write_deadline(bool may_write, int64_t writable_until, int64_t last);
+/*
+ * mg_ha__stop_stops_pg says whether a stopping daemon in state stops the
+ * running Postgres of its data directory: one it runs (its state runs one,
+ * pg_child: it started it, watchdog_armed: it holds its fence, also one
+ * adopted from a killed daemon before the first loop), on_stop fast, and
+ * always one that is not a standby (on_stop leave applies to a standby
+ * only, finding 1).
+ */
+bool mg_ha__stop_stops_pg(int on_stop, mg_ha_state_t state, bool pg_child, bool watchdog_armed,
+                          bool running, bool standby_dir);
+/*
+ * mg_ha__handoff_refusal is why a switchover may not hand over (NULL: it
+ * may): the old primary's data directory must still end at the status's
+ * final LSN, stopped cleanly and not started since (finding 6b).
+ */
+const char *mg_ha__handoff_refusal(bool pg_running, bool have_final_lsn, const char *dir_lsn,
+                                   const char *status_final_lsn);
 
 /* ---- fencing: the write deadline (ha_fence.c) ---- */
 
@@ -289,6 +437,8 @@ void mg_ha__keeper_stop(mg_ha_daemon_t *d);
 
 /* ---- the loop (ha_loop.c) ---- */
 
+/* mg_ha__self_limits fills the node-local limits mg_ha_decide needs from the config. */
+void mg_ha__self_limits(const mg_ha_daemon_t *d, mg_ha_self_t *me);
 /* mg_ha__collect_local fills the view's local facts and the node report from Postgres. */
 void mg_ha__collect_local(mg_ha_daemon_t *d);
 

@@ -294,10 +294,7 @@ mg_ha__arm_watchdog(mg_ha_daemon_t *d)
 
     d->wd_deadline_ms =
         mg_ha__watchdog_deadline(may_write, until, d->wd_deadline_ms, d->conf->retry_ms);
-    if (until > 0 && may_write)
-        d->write_deadline_ms = until;
-    else if (!may_write)
-        d->write_deadline_ms = 0;
+    d->write_deadline_ms = mg_ha__write_deadline(may_write, until, d->write_deadline_ms);
     mg_ha__watchdog_arm(&d->watchdog, d->wd_deadline_ms);
 }
 
@@ -317,15 +314,12 @@ mg_ha__fence_if_due(mg_ha_daemon_t *d)
     char msg[200];
     mg_ha_event_ctx_t ctx = {"primary", "demoted", "fence", NULL};
 
-    /*
-     * Also a Postgres made writable outside state primary (a promotion whose
-     * status write failed): it stops at the deadline it was made writable
-     * under (issue 16, finding 7).
-     */
-    if (until <= 0)
-        until = d->write_deadline_ms;
-    if (until <= 0 || now < until || (d->state != MG_HA_STATE_PRIMARY && !pg_may_write(d)))
+    /* also a Postgres made writable outside state primary (finding 7): mg_ha__fence_due */
+    if (!mg_ha__fence_due(d->state == MG_HA_STATE_PRIMARY || pg_may_write(d), until,
+                          d->write_deadline_ms, now))
         return;
+    if (until <= 0)
+        until = d->write_deadline_ms; /* for the message */
     mg_ha__stop_writes(d);
     if (!mg_ha__pg_stop_now(&d->pg, true, &error))
         mg_log_error(MG_LOG_ERROR, MODULE, &error);

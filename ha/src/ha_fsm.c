@@ -300,13 +300,55 @@ better(const mg_ha_node_t *a, const mg_ha_node_t *b)
     return strcmp(a->name, b->name) < 0;
 }
 
+/* raise_to raises *max to the LSN in text (when it parses and is higher); true when it did. */
+static bool
+raise_to(uint64_t *max, const char *text)
+{
+    uint64_t lsn = 0;
+
+    if (!mg_ha_lsn_parse(text, &lsn) || lsn <= *max)
+        return false;
+    *max = lsn;
+    return true;
+}
+
+uint64_t
+mg_ha_primary_position(const mg_ha_view_t *view, char *source, size_t sourcesz)
+{
+    const char *primary = view->status.primary;
+    uint64_t max = 0;
+
+    if (source != NULL && sourcesz > 0)
+        source[0] = '\0';
+    if (raise_to(&max, view->optime) && source != NULL)
+        snprintf(source, sourcesz, "optime");
+    for (size_t i = 0; i < view->nnodes; i++) {
+        const mg_ha_node_t *n = &view->nodes[i];
+        bool raised = false;
+
+        if (primary[0] == '\0')
+            break;
+        if (strcmp(n->name, primary) == 0)
+            raised = raise_to(&max, n->current_lsn);
+        else if (n->state == MG_HA_STATE_REPLICA && strcmp(n->upstream, primary) == 0)
+            raised = raise_to(&max, n->receive_lsn) | raise_to(&max, n->replay_lsn);
+        if (raised && source != NULL)
+            snprintf(source, sourcesz, "%s %s",
+                     strcmp(n->name, primary) == 0 ? "the last report of" : "what was received by",
+                     n->name);
+    }
+    return max;
+}
+
 const mg_ha_node_t *
 mg_ha_failover_candidate(const mg_ha_self_t *self, const mg_ha_view_t *view, char *why,
                          size_t whysz)
 {
     const mg_ha_node_t *best = NULL;
-    uint64_t optime = 0;
-    bool have_optime = mg_ha_lsn_parse(view->optime, &optime);
+    char source[MG_HA_NAME_SIZE + 32];
+    /* the freshest position of the lost primary anyone published (issue 16, finding 18) */
+    uint64_t optime = mg_ha_primary_position(view, source, sizeof(source));
+    bool have_optime = optime > 0;
     /* the primary's setting counts too (recorded in status): a rolling change stays safe */
     bool sync =
         (self->synchronous_mode || view->status.synchronous_mode) && view->status.nsync_members > 0;
@@ -353,10 +395,31 @@ mg_ha_failover_candidate(const mg_ha_self_t *self, const mg_ha_view_t *view, cha
     }
     if (best == NULL && lagging > 0)
         snprintf(why, whysz,
-                 "%zu replica(s) lag the last primary LSN %s by more than %lld bytes (override "
-                 "with allow_data_loss)",
-                 lagging, view->optime, (long long)self->max_lag_bytes);
+                 "%zu replica(s) lag the primary's last known LSN %X/%X (%s) by more than %lld "
+                 "bytes (override with allow_data_loss)",
+                 lagging, (unsigned)(optime >> 32), (unsigned)optime, source,
+                 (long long)self->max_lag_bytes);
     return best;
+}
+
+void
+mg_ha_promotion_sync_names(const mg_ha_self_t *self, const mg_ha_view_t *view, bool switchover,
+                           char *out, size_t outsz)
+{
+    size_t n = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < view->nnodes; i++) {
+        const mg_ha_node_t *x = &view->nodes[i];
+
+        if (strcmp(x->name, self->name) == 0 || x->state == MG_HA_STATE_REFUSED || !x->pg_running ||
+            !fresh(self, view, x))
+            continue;
+        n += (size_t)snprintf(out + n, outsz > n ? outsz - n : 0, "%s%s", n ? ", " : "", x->name);
+    }
+    if (n == 0 && switchover && view->status.primary[0] != '\0' &&
+        strcmp(view->status.primary, self->name) != 0)
+        snprintf(out, outsz, "%s", view->status.primary); /* it rejoins: wait for it */
 }
 
 /* registered_before counts other nodes whose key was created before ours. */
@@ -599,13 +662,19 @@ handoff_lapsed(const mg_ha_self_t *self, const mg_ha_view_t *view)
            view->wall_ms - st->writes_stopped_ms > 2 * self->switchover_timeout_ms;
 }
 
-/* target_can_take_over: the hand-off target still reports as a replica that may be promoted. */
+/*
+ * target_can_take_over: the hand-off target still reports as a replica that
+ * may be promoted, also by a failover: one outside the failsafe set never
+ * is a failover candidate, so once the hand-off lapsed nobody would be
+ * promoted while the old primary waited for it.
+ */
 static bool
 target_can_take_over(const mg_ha_view_t *view)
 {
     const mg_ha_node_t *t = mg_ha_view_find_node(view, view->status.target_primary);
 
-    return t != NULL && t->state == MG_HA_STATE_REPLICA && !t->nofailover && t->priority > 0;
+    return t != NULL && t->state == MG_HA_STATE_REPLICA && !t->nofailover && t->priority > 0 &&
+           mg_ha_status_is_member(&view->status, t->name);
 }
 
 /* decide_replica: follow the leader; when the leader key is free, maybe promote. */

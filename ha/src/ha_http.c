@@ -9,7 +9,8 @@
  *   /status    JSON: this node, the leader, the cluster status and all nodes
  *   /metrics   Prometheus text
  *
- * Handlers run on libmicrohttpd's thread and read the snapshot the loop
+ * Handlers run on the HTTP server's worker threads (core_http.c bounds
+ * connections, per client and in time) and read the snapshot the loop
  * publishes under shared->lock; the lease age is computed at request time,
  * so /primary turns 503 even when the loop itself is stuck.
  */
@@ -89,25 +90,16 @@ static void
 reply_answer(mg_http_reply_t *reply, const answer_t *a)
 {
     yajl_gen g = yajl_gen_alloc(NULL);
-    const unsigned char *t;
-    size_t len;
 
     yajl_gen_map_open(g);
-#define KV(k, v)                                                   \
-    do {                                                           \
-        yajl_gen_string(g, (const unsigned char *)(k), strlen(k)); \
-        yajl_gen_string(g, (const unsigned char *)(v), strlen(v)); \
-    } while (0)
-    KV("node", a->node);
-    KV("state", a->state);
-    KV("role", a->role);
-    KV("reason", a->reason);
-#undef KV
+    mg_json_kstr(g, "node", a->node);
+    mg_json_kstr(g, "state", a->state);
+    mg_json_kstr(g, "role", a->role);
+    mg_json_kstr(g, "reason", a->reason);
     yajl_gen_map_close(g);
-    yajl_gen_get_buf(g, &t, &len);
     reply->status = a->status;
     reply->content_type = "application/json";
-    (void)mg_buf_append(&reply->body, t, len, NULL);
+    (void)mg_json_take(g, &reply->body, NULL);
     (void)mg_buf_append(&reply->body, "\n", 1, NULL);
     yajl_gen_free(g);
 }
@@ -117,13 +109,10 @@ static bool
 json_str(mg_buf_t *out, const char *s, mg_error_t *error)
 {
     yajl_gen g = yajl_gen_alloc(NULL);
-    const unsigned char *t;
-    size_t len;
     bool ok;
 
-    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
-    yajl_gen_get_buf(g, &t, &len);
-    ok = mg_buf_append(out, t, len, error);
+    mg_json_str(g, s);
+    ok = mg_json_take(g, out, error);
     yajl_gen_free(g);
     return ok;
 }
@@ -173,8 +162,31 @@ handle_status(const mg_ha_shared_t *s, int64_t now, mg_http_reply_t *reply)
     (void)mg_buf_append_str(&reply->body, "}\n", NULL);
 }
 
+/* http_metrics appends what the HTTP server did to keep its bounds (issue 17, item 10). */
 static void
-handle_metrics(const mg_ha_shared_t *s, int64_t now, mg_http_reply_t *reply)
+http_metrics(const mg_http_stats_t *st, mg_buf_t *b)
+{
+    (void)mg_buf_printf(
+        b, NULL,
+        "# HELP pgdaemon_http_connections_accepted_total HTTP connections accepted.\n"
+        "# TYPE pgdaemon_http_connections_accepted_total counter\n"
+        "pgdaemon_http_connections_accepted_total %llu\n"
+        "# HELP pgdaemon_http_connections_open HTTP connections open now.\n"
+        "# TYPE pgdaemon_http_connections_open gauge\npgdaemon_http_connections_open %llu\n"
+        "# HELP pgdaemon_http_connections_closed_total HTTP connections the daemon closed to "
+        "keep its bounds (the oldest beyond the total or per-client limit, or timed out).\n"
+        "# TYPE pgdaemon_http_connections_closed_total counter\n"
+        "pgdaemon_http_connections_closed_total{reason=\"total_limit\"} %llu\n"
+        "pgdaemon_http_connections_closed_total{reason=\"client_limit\"} %llu\n"
+        "pgdaemon_http_connections_closed_total{reason=\"timeout\"} %llu\n",
+        (unsigned long long)st->accepted, (unsigned long long)st->open,
+        (unsigned long long)st->closed_total, (unsigned long long)st->closed_client,
+        (unsigned long long)st->closed_timeout);
+}
+
+static void
+handle_metrics(const mg_ha_shared_t *s, int64_t now, const mg_http_stats_t *http,
+               mg_http_reply_t *reply)
 {
     char why[256];
     mg_buf_t *b = &reply->body;
@@ -209,6 +221,7 @@ handle_metrics(const mg_ha_shared_t *s, int64_t now, mg_http_reply_t *reply)
         (long long)s->self.timeline, (long long)(s->in_recovery ? replica_lag(s) : 0),
         (unsigned long long)s->transitions, (unsigned long long)s->loops,
         (unsigned long long)s->etcd_errors, s->view.nnodes);
+    http_metrics(http, b);
 }
 
 /* decide_short decides /primary, /replica and /health (lock held by the caller). */
@@ -288,8 +301,12 @@ handle(void *userdata, const char *path, const mg_http_request_t *req, mg_http_r
         reply_answer(reply, &a);
     else if (strcmp(path, "/status") == 0)
         handle_status(snap, now, reply);
-    else
-        handle_metrics(snap, now, reply);
+    else {
+        mg_http_stats_t st;
+
+        mg_http_server_stats(mg_http_request_server(req), &st);
+        handle_metrics(snap, now, &st, reply);
+    }
     free(snap);
 }
 

@@ -66,7 +66,7 @@ pid_t mg_ha__postmaster_pid(const char *data_dir);
 /* mg_ha__rmtree removes path recursively (best effort); true when it is gone. */
 bool mg_ha__rmtree(const char *path);
 
-/* mg_ha__write_file writes text to path (temp, fsync, rename) with mode, owned by runas. */
+/* mg_ha__write_file writes text to path with mg_file_write_atomic, with mode, owned by runas. */
 bool mg_ha__write_file(const char *path, const char *text, size_t len, int mode,
                        const mg_ha_runas_t *runas, mg_error_t *error);
 
@@ -80,6 +80,7 @@ typedef struct {
     char pgpass_path[PATH_MAX];
     char local_host[64];
     char sync_names[MG_HA_MAX_NODES * (MG_HA_NAME_SIZE + 4)]; /* "a, b" or "" */
+    struct pg_conn *lsn_conn; /* kept open for mg_ha__pg_current_lsn (NULL = none) */
 } mg_ha_pg_t;
 
 bool mg_ha__pg_init(mg_ha_pg_t *pg, const mg_ha_config_t *conf, mg_error_t *error);
@@ -96,6 +97,13 @@ bool mg_ha__pg_check_slot(mg_ha_pg_t *pg, const char *host, int64_t port, const 
 bool mg_ha__pg_basebackup(mg_ha_pg_t *pg, const char *host, int64_t port, const char *slot,
                           mg_error_t *error);
 bool mg_ha__pg_ensure_roles(mg_ha_pg_t *pg, mg_error_t *error);
+/*
+ * mg_ha__pg_current_lsn reads pg_current_wal_lsn() of the local primary on a
+ * connection kept open between calls (it is asked every 100 ms); an error
+ * (in recovery, not reachable) closes it. mg_ha__pg_close closes it.
+ */
+bool mg_ha__pg_current_lsn(mg_ha_pg_t *pg, uint64_t *lsn, mg_error_t *error);
+void mg_ha__pg_close(mg_ha_pg_t *pg);
 /* mg_ha__pg_drop_slot drops slot name if inactive; *dropped says whether it did. */
 bool mg_ha__pg_drop_slot(mg_ha_pg_t *pg, const char *name, bool *dropped, mg_error_t *error);
 bool mg_ha__pg_ensure_slots(mg_ha_pg_t *pg, char names[][MG_HA_NAME_SIZE], size_t n,
@@ -287,14 +295,34 @@ bool mg_ha__view_to_json(const mg_ha_view_t *view, mg_buf_t *out, mg_error_t *er
 bool mg_ha__sync_narrow_ok(const mg_ha_replication_t *rep, size_t nrep,
                            char keep[][MG_HA_NAME_SIZE], size_t nkeep, uint64_t narrow_lsn);
 
+/* ---- commands (the command tree is in ha_main.c) ---- */
+
+extern const mg_cmd_t mg_ha_cmd_run;        /* ha_loop.c */
+extern const mg_cmd_t mg_ha_cmd_status;     /* ha_cli.c */
+extern const mg_cmd_t mg_ha_cmd_events;     /* ha_cli.c */
+extern const mg_cmd_t mg_ha_cmd_switchover; /* ha_cli.c */
+extern const mg_cmd_t mg_ha_cmd_override;   /* ha_cli.c */
+extern const mg_cmd_t mg_ha_cmd_cluster;    /* ha_cluster.c */
+
+/* What MG_CMD_NEEDS_STORE opens: the node config's etcd and key prefix. */
+typedef struct {
+    const mg_ha_config_t *conf; /* ctx->opts: every pgdaemon options struct starts with it */
+    mg_etcd_t *etcd;
+    char prefix[300]; /* "<etcd.prefix>/<cluster>/" */
+} mg_ha_store_t;
+
+/*
+ * mg_ha__store_acquire is pgdaemon's acquire hook: it completes the node
+ * config of ctx->opts (mg_ha__config_finish) and opens its etcd into
+ * ctx->resources (an mg_ha_store_t). mg_ha__store_release closes it.
+ */
+bool mg_ha__store_acquire(mg_cmd_ctx_t *ctx, mg_error_t *error);
+void mg_ha__store_release(mg_cmd_ctx_t *ctx);
+
 /* ---- CLI helpers shared by ha_cli.c and ha_cluster.c ---- */
 
 /* mg_ha__ystr is the text of a yajl string value, "" for anything else (borrowed). */
 const char *mg_ha__ystr(yajl_val v);
-/* mg_ha__take_flag removes a boolean flag from argv; returns whether it was there. */
-bool mg_ha__take_flag(int *argc, char **argv, const char *flag);
-/* mg_ha__take_value removes "--flag VALUE" or "--flag=VALUE"; returns VALUE or NULL. */
-char *mg_ha__take_value(int *argc, char **argv, const char *flag);
 /* mg_ha__load_view reads everything under prefix (range) into view. */
 bool mg_ha__load_view(mg_etcd_t *etcd, const char *prefix, mg_ha_view_t *view, mg_error_t *error);
 /* mg_ha__replication_of is the leader's pg_stat_replication row of name, or NULL (borrowed). */

@@ -8,6 +8,7 @@
  * record under events/ (bounded). UDP datagrams only wake the loop early.
  */
 #include "ha_daemon.h"
+#include "ha_options.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -19,15 +20,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-static volatile sig_atomic_t stop_requested;
-
-static void
-on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
 
 void
 mg_ha__collect_local(mg_ha_daemon_t *d)
@@ -101,9 +93,8 @@ track_primary_start(mg_ha_daemon_t *d)
     d->view.start_hold_until_ms = d->start_hold_until_ms;
 }
 
-/* self_limits fills the node-local limits mg_ha_decide needs from the config. */
-static void
-self_limits(const mg_ha_daemon_t *d, mg_ha_self_t *me)
+void
+mg_ha__self_limits(const mg_ha_daemon_t *d, mg_ha_self_t *me)
 {
     memset(me, 0, sizeof(*me));
     me->name = d->conf->name;
@@ -153,7 +144,7 @@ local_inputs(mg_ha_daemon_t *d)
     d->view.join_started_ms = d->join_started_ms;
     snprintf(d->view.upstream, sizeof(d->view.upstream), "%s", d->upstream);
     d->view.failsafe_primary_heard =
-        d->failsafe_heard_ms > 0 && d->view.now_ms - d->failsafe_heard_ms < d->promise_ms;
+        mg_ha__promise_holds(d->failsafe_heard_ms, d->promise_ms, d->view.now_ms);
     if (d->state == MG_HA_STATE_REPLICA && d->self.pg_queries_ok && !d->self.streaming &&
         strcmp(d->view.leader, d->conf->name) != 0 && d->view.leader[0] != '\0') {
         if (d->not_streaming_since_ms == 0)
@@ -279,7 +270,7 @@ one_loop(mg_ha_daemon_t *d, int *exit_code)
     mg_ha_act_result_t act;
     bool acted = true, lease_ok;
 
-    self_limits(d, &me);
+    mg_ha__self_limits(d, &me);
     d->loops++;
     if (!d->etcd_ok && d->state == MG_HA_STATE_PRIMARY) {
         /* still without etcd: count the acks heard so far, ask again before trying etcd */
@@ -343,6 +334,36 @@ one_loop(mg_ha_daemon_t *d, int *exit_code)
 }
 
 /*
+ * optime_watch publishes optime between loops (issue 16, finding 18): a
+ * primary in asynchronous mode looks at its WAL position every PG_WATCH_MS
+ * and publishes it once it moved by a quarter of failover_max_lag since the
+ * last publication, so what a failover measures candidates against trails
+ * the primary by less than that (plus one PG_WATCH_MS of WAL) instead of by
+ * a whole loop of WAL.
+ */
+static void
+optime_watch(mg_ha_daemon_t *d)
+{
+    int64_t now = mg_ha__now_ms();
+    uint64_t lsn = 0, step = (uint64_t)(d->conf->failover_max_lag / 4);
+    char text[MG_HA_LSN_SIZE];
+    mg_error_t error;
+
+    if (d->conf->synchronous_mode || now - d->optime_checked_ms < PG_WATCH_MS ||
+        strcmp(d->view.leader, d->conf->name) != 0 || d->view.leader_lease != d->lease ||
+        now >= mg_ha__writable_until(d))
+        return;
+    d->optime_checked_ms = now;
+    if (!mg_ha__pg_current_lsn(&d->pg, &lsn, &error) || lsn < d->optime_published + step ||
+        lsn <= d->optime_published)
+        return;
+    snprintf(text, sizeof(text), "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
+    mg_ha__etcd_budget(d);
+    if (!mg_ha__put_optime(d, text, &error))
+        mg_ha__etcd_error(d, "publish optime", &error);
+}
+
+/*
  * sleep_until_wakeup waits up to ms for a datagram or a signal. A primary
  * whose Postgres ran at the last look also wakes when the postmaster is
  * gone (checked every PG_WATCH_MS): a crash is restarted at once, not at
@@ -365,7 +386,7 @@ sleep_until_wakeup(mg_ha_daemon_t *d, int64_t ms)
         d->woken = false;
         return;
     }
-    while (!stop_requested) {
+    while (atomic_load(d->stop) == 0) {
         int64_t left = deadline - mg_ha__now_ms();
         bool wake = false;
 
@@ -379,6 +400,8 @@ sleep_until_wakeup(mg_ha_daemon_t *d, int64_t ms)
             return;
         if (watch && mg_ha__pg_running(&d->pg) == 0)
             return; /* the postmaster died: restart it now */
+        if (watch)
+            optime_watch(d);
     }
 }
 
@@ -412,20 +435,21 @@ fast_loop(mg_ha_daemon_t *d)
  * key is gone and another node is promoted), then the watchdog, then the
  * lease (the node key, and on the primary the leader key, go with it). A
  * writable Postgres that does not stop keeps both: the lease runs out and
- * the watchdog, which outlives us, enforces the last deadline.
+ * the watchdog, which outlives us, enforces the last deadline. A daemon
+ * stopped before its first loop, which adopted the fence of a killed
+ * daemon's primary, stops that primary too (mg_ha__stop_stops_pg): it used
+ * to end the adopted watchdog and leave the primary writable and unfenced.
  */
 static void
 shutdown_daemon(mg_ha_daemon_t *d)
 {
     mg_error_t error;
-    bool ours = d->state == MG_HA_STATE_PRIMARY || d->state == MG_HA_STATE_REPLICA ||
-                d->state == MG_HA_STATE_BOOTSTRAP || d->state == MG_HA_STATE_CLONE ||
-                d->state == MG_HA_STATE_DEMOTED || d->pg.child > 0;
-    /* a refused node never touches a Postgres it did not run */
-    bool running = ours && mg_ha__pg_running(&d->pg) > 0;
-    bool standby = d->state != MG_HA_STATE_PRIMARY && mg_ha__pg_is_standby_dir(&d->pg);
+    bool running = mg_ha__pg_running(&d->pg) > 0;
+    bool standby_dir = mg_ha__pg_is_standby_dir(&d->pg);
+    bool standby = d->state != MG_HA_STATE_PRIMARY && standby_dir;
 
-    if (running && (d->conf->on_stop == MG_HA_ON_STOP_FAST || !standby)) {
+    if (mg_ha__stop_stops_pg(d->conf->on_stop, d->state, d->pg.child > 0, d->wd_deadline_ms > 0,
+                             running, standby_dir)) {
         if (d->conf->on_stop == MG_HA_ON_STOP_LEAVE)
             MG_LOG(MG_LOG_NOTICE, MODULE,
                    "stopping Postgres although on_stop is leave: it is not a standby and would "
@@ -540,13 +564,8 @@ static int
 daemon_run(mg_ha_daemon_t *d)
 {
     const mg_ha_config_t *conf = d->conf;
-    struct sigaction sa;
     int code = MG_EXIT_OK;
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     d->state = MG_HA_STATE_INIT;
@@ -557,16 +576,16 @@ daemon_run(mg_ha_daemon_t *d)
      * ttl, not to take the leader key; the promise outlives the process
      * (issue 16, finding 2), so a restarted node keeps it for a ttl.
      */
-    d->promise_ms = conf->ttl_ms;
-    if (conf->cluster_secret != NULL && conf->cluster_secret[0] != '\0')
-        d->failsafe_heard_ms = d->join_started_ms;
+    mg_ha__promise_at_start(conf->cluster_secret != NULL && conf->cluster_secret[0] != '\0',
+                            d->join_started_ms, conf->ttl_ms, &d->failsafe_heard_ms,
+                            &d->promise_ms);
     snprintf(d->self.name, sizeof(d->self.name), "%s", conf->name);
     snprintf(d->self.host, sizeof(d->self.host), "%s", conf->address);
     d->self.pg_port = conf->pg_port;
     d->self.http_port = conf->http_port;
     d->self.udp_port = conf->udp_port;
     d->self.started_ms = d->started_wall_ms;
-    while (!stop_requested) {
+    while (atomic_load(d->stop) == 0) {
         int64_t t0 = mg_ha__now_ms();
 
         if (!one_loop(d, &code))
@@ -575,46 +594,29 @@ daemon_run(mg_ha_daemon_t *d)
             d, (fast_loop(d) && conf->loop_ms > FAST_LOOP_MS ? FAST_LOOP_MS : conf->loop_ms) -
                    (mg_ha__now_ms() - t0));
     }
-    if (stop_requested)
+    if (atomic_load(d->stop) != 0)
         MG_LOG_EVENT(MG_LOG_NOTICE, MODULE, "ha.stop",
                      MG_LOG_FIELDS(MG_LOG_STR("node", conf->name)),
                      "pgdaemon stopping on a signal");
     return code;
 }
 
-int
-mg_ha_cmd_run(int argc, char **argv)
+/* run_main is `pgdaemon run`: one node, until SIGTERM/SIGINT or an exit. */
+static int
+run_main(mg_cmd_ctx_t *ctx, mg_error_t *error)
 {
-    mg_ha_config_t *conf = NULL;
-    mg_error_t error;
+    mg_ha_config_t *conf = ctx->opts;
     mg_ha_daemon_t *dp;
-    int first = 0, code;
+    int code;
 
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: pgdaemon run [--config FILE] [options]\n\nOptions:\n");
-            mg_ha_config_print_help(stdout);
-            printf("     %-32s%s\n", "--config FILE",
-                   "read options from a JSON file (docs/ha.md) [env PGDAEMON_CONFIG]");
-            return MG_EXIT_OK;
-        }
-    if (!mg_ha_config_load(argc, argv, NULL, &conf, &first, &error) ||
-        !mg_ha_config_check(conf, &error)) {
-        fprintf(stderr, "pgdaemon: %s\n", error.message);
-        mg_ha_config_destroy(conf);
+    if (!mg_ha__config_finish(conf, ctx->config, error) || !mg_ha_config_check(conf, error))
         return MG_EXIT_USAGE;
-    }
-    if (first < argc) {
-        fprintf(stderr, "pgdaemon: unexpected argument \"%s\"\n", argv[first]);
-        mg_ha_config_destroy(conf);
-        return MG_EXIT_USAGE;
-    }
     dp = calloc(1, sizeof(*dp));
     if (dp == NULL) {
-        fprintf(stderr, "pgdaemon: out of memory\n");
-        mg_ha_config_destroy(conf);
+        mg_error_set(error, MG_ERROR_DOMAIN_SYSTEM, ENOMEM, "out of memory");
         return MG_EXIT_FAILURE;
     }
+    dp->stop = &ctx->stop;
     dp->udp_fd = -1;
     dp->watchdog.fd = -1;
     pthread_mutex_init(&dp->shared.lock, NULL);
@@ -625,11 +627,28 @@ mg_ha_cmd_run(int argc, char **argv)
     if (dp->etcd != NULL)
         shutdown_daemon(dp);
     mg_http_server_destroy(dp->http);
+    mg_ha__pg_close(&dp->pg);
     if (dp->udp_fd >= 0)
         close(dp->udp_fd);
     mg_etcd_destroy(dp->etcd);
     pthread_mutex_destroy(&dp->shared.lock);
-    mg_ha_config_destroy(conf);
     free(dp);
-    return code;
+    return code; /* failures were logged where they happened */
 }
+
+static const mg_config_option_t run_options[] = {MG_HA_NODE_OPTIONS(0)};
+
+const mg_cmd_t mg_ha_cmd_run = {
+    .name = "run",
+    .summary = "run one node: bootstrap or join, keep Postgres and etcd in step",
+    .usage = "[--config FILE] [options]",
+    .description = "Run the daemon of one node: bootstrap or join the cluster in etcd, keep its "
+                   "Postgres in the right role, report its status, answer HAProxy's health "
+                   "checks (docs/ha.md). Passwords and cluster_secret come from the config file, "
+                   "the environment or a file, never from a flag.",
+    .main = run_main,
+    .options = run_options,
+    .noptions = sizeof(run_options) / sizeof(run_options[0]),
+    .opts_size = sizeof(mg_ha_config_t),
+    .needs = MG_CMD_SIGNALS,
+};

@@ -101,56 +101,19 @@ mg_ha__wake_all(mg_ha_daemon_t *d)
 static mg_ha_peer_t *
 peer_of(mg_ha_daemon_t *d, const char *name)
 {
-    for (size_t i = 0; i < d->npeers; i++)
-        if (strcmp(d->peers[i].name, name) == 0)
-            return &d->peers[i];
-    if (d->npeers >= MG_HA_MAX_NODES)
-        return NULL;
-    memset(&d->peers[d->npeers], 0, sizeof(mg_ha_peer_t));
-    snprintf(d->peers[d->npeers].name, MG_HA_NAME_SIZE, "%s", name);
-    return &d->peers[d->npeers++];
-}
-
-/*
- * failsafe_set lists the nodes whose promise a primary without etcd needs:
- * the status's failsafe set (members) when it is tracked, else the nodes of
- * the last view. Returns how many names it wrote into out.
- */
-static size_t
-failsafe_set(const mg_ha_daemon_t *d, char out[][MG_HA_NAME_SIZE])
-{
-    size_t n = 0;
-
-    if (d->view.status.nmembers > 0) {
-        for (size_t i = 0; i < d->view.status.nmembers; i++)
-            snprintf(out[n++], MG_HA_NAME_SIZE, "%s", d->view.status.members[i]);
-        return n;
-    }
-    for (size_t i = 0; i < d->view.nnodes && n < MG_HA_MAX_NODES; i++)
-        snprintf(out[n++], MG_HA_NAME_SIZE, "%s", d->view.nodes[i].name);
-    return n;
+    return mg_ha__peer_find(d->peers, &d->npeers, name);
 }
 
 void
 mg_ha__peers_learn(mg_ha_daemon_t *d)
 {
-    int64_t now = mg_ha__now_ms();
-
+    mg_ha__peers_seen(&d->view, d->peers, &d->npeers, mg_ha__now_ms());
     for (size_t i = 0; i < d->view.nnodes; i++) {
-        mg_ha_node_t *n = &d->view.nodes[i];
-        mg_ha_peer_t *p = peer_of(d, n->name);
+        const mg_ha_node_t *n = &d->view.nodes[i];
+        mg_ha_peer_t *p;
 
-        if (p == NULL) {
-            n->seen_ms = -1;
-            continue;
-        }
-        /* freshness as this node sees it: when the report last changed (finding 13) */
-        if (n->mod_revision != p->seen_revision) {
-            p->seen_changed_ms = p->seen_revision == 0 ? -1 : now;
-            p->seen_revision = n->mod_revision;
-        }
-        n->seen_ms = p->seen_changed_ms;
-        if (strcmp(n->name, d->conf->name) == 0 || n->udp_port <= 0)
+        if (strcmp(n->name, d->conf->name) == 0 || n->udp_port <= 0 ||
+            (p = peer_of(d, n->name)) == NULL)
             continue;
         snprintf(p->host, sizeof(p->host), "%s", n->host);
         p->udp_port = n->udp_port;
@@ -168,7 +131,7 @@ mg_ha__send_heartbeats(mg_ha_daemon_t *d, bool failsafe)
 {
     int64_t seq = next_seq(d);
     char set[MG_HA_MAX_NODES][MG_HA_NAME_SIZE];
-    size_t nset = failsafe_set(d, set);
+    size_t nset = mg_ha__failsafe_set(&d->view, set);
 
     if (failsafe) {
         d->hb_sent_seq[seq % HB_RING] = seq;
@@ -184,32 +147,6 @@ mg_ha__send_heartbeats(mg_ha_daemon_t *d, bool failsafe)
     }
 }
 
-int64_t
-mg_ha__grant_until(char set[][MG_HA_NAME_SIZE], size_t nset, const char *self,
-                   const mg_ha_peer_t *peers, size_t npeers, int64_t ttl_ms, int64_t margin_ms)
-{
-    int64_t oldest = INT64_MAX;
-    size_t others = 0;
-
-    for (size_t i = 0; i < nset; i++) {
-        int64_t acked = 0;
-
-        if (strcmp(set[i], self) == 0)
-            continue;
-        others++;
-        for (size_t j = 0; j < npeers; j++)
-            if (strcmp(peers[j].name, set[i]) == 0)
-                acked = peers[j].acked_sent_ms;
-        if (acked == 0)
-            return 0;
-        if (acked < oldest)
-            oldest = acked;
-    }
-    if (others == 0)
-        return 0; /* a lone node has nobody to vouch that no one else promoted */
-    return oldest + ttl_ms - margin_ms;
-}
-
 /*
  * mg_ha__failsafe_grant returns until when the peers allow this primary to
  * keep writing without etcd: every node of the failsafe set must have acked
@@ -219,23 +156,12 @@ int64_t
 mg_ha__failsafe_grant(mg_ha_daemon_t *d)
 {
     char set[MG_HA_MAX_NODES][MG_HA_NAME_SIZE];
-    size_t nset = failsafe_set(d, set);
+    size_t nset = mg_ha__failsafe_set(&d->view, set);
 
     if (d->conf->cluster_secret == NULL || d->conf->cluster_secret[0] == '\0')
         return 0;
     return mg_ha__grant_until(set, nset, d->conf->name, d->peers, d->npeers, d->conf->ttl_ms,
                               d->conf->retry_ms);
-}
-
-bool
-mg_ha__promise_ok(mg_ha_state_t state, const mg_ha_view_t *view, const char *self,
-                  const char *sender)
-{
-    if (state == MG_HA_STATE_PRIMARY || strcmp(view->leader, self) == 0)
-        return false; /* we write, or are about to: no promise not to */
-    if (view->leader[0] != '\0')
-        return strcmp(view->leader, sender) == 0;
-    return view->status.primary[0] == '\0' || strcmp(view->status.primary, sender) == 0;
 }
 
 /* mg_ha__handle_datagram checks and acts on one datagram; true when it asks for a loop now. */
@@ -267,21 +193,9 @@ mg_ha__handle_datagram(mg_ha_daemon_t *d, const char *buf, size_t len)
     if (m.type == MG_HA_MSG_WAKEUP)
         return true;
     if (m.failsafe && mg_ha__promise_ok(d->state, &d->view, d->conf->name, m.from)) {
-        /*
-         * promise: no promotion for ttl from now (decide sees
-         * failsafe_primary_heard): the longer of our ttl and the sender's, so
-         * a rolling change of ttl cannot leave a promise shorter than the
-         * grant the sender counts on (issue 16, finding 17)
-         */
-        const mg_ha_node_t *sender = mg_ha_view_find_node(&d->view, m.from);
-        int64_t ttl =
-            sender != NULL && sender->ttl_ms > d->conf->ttl_ms ? sender->ttl_ms : d->conf->ttl_ms;
-
-        /* an earlier, longer promise still in force is kept */
-        if (d->failsafe_heard_ms == 0 || now - d->failsafe_heard_ms >= d->promise_ms ||
-            ttl > d->promise_ms)
-            d->promise_ms = ttl;
-        d->failsafe_heard_ms = now;
+        /* promise: no promotion for a ttl from now (decide sees failsafe_primary_heard) */
+        mg_ha__promise_give(now, mg_ha__promise_ttl(&d->view, m.from, d->conf->ttl_ms),
+                            &d->failsafe_heard_ms, &d->promise_ms);
         snprintf(d->failsafe_from, sizeof(d->failsafe_from), "%s", m.from);
         if (p->udp_port > 0)
             send_to(d, p->name, p->host, p->udp_port, MG_HA_MSG_ACK, m.seq, false);
@@ -301,58 +215,11 @@ mg_ha__peer_silent(const mg_ha_daemon_t *d, const char *name, int64_t ms)
     return p != NULL && p->heard_ms > 0 && mg_ha__now_ms() - p->heard_ms > ms;
 }
 
-/* member_index is the index of name in s's failsafe set, or -1. */
-static int
-member_index(const mg_ha_cluster_status_t *s, const char *name)
-{
-    for (size_t i = 0; i < s->nmembers; i++)
-        if (strcmp(s->members[i], name) == 0)
-            return (int)i;
-    return -1;
-}
-
 bool
 mg_ha__members_update(mg_ha_daemon_t *d, mg_ha_cluster_status_t *s)
 {
-    int64_t now = mg_ha__now_ms();
-    bool changed = false;
-
-    /* this primary and every node it sees as a replica: added before they count */
-    if (member_index(s, d->conf->name) < 0 && s->nmembers < MG_HA_MAX_NODES) {
-        snprintf(s->members[s->nmembers++], MG_HA_NAME_SIZE, "%s", d->conf->name);
-        changed = true;
-    }
-    for (size_t i = 0; i < d->view.nnodes; i++) {
-        const mg_ha_node_t *n = &d->view.nodes[i];
-
-        if (n->state == MG_HA_STATE_REPLICA && member_index(s, n->name) < 0 &&
-            s->nmembers < MG_HA_MAX_NODES) {
-            snprintf(s->members[s->nmembers++], MG_HA_NAME_SIZE, "%s", n->name);
-            changed = true;
-        }
-    }
-    /* a member gone from nodes/ for 2 x ttl leaves; back, it joins again before it counts */
-    for (size_t i = 0; i < s->nmembers;) {
-        mg_ha_peer_t *p =
-            strcmp(s->members[i], d->conf->name) == 0 ? NULL : peer_of(d, s->members[i]);
-
-        if (p == NULL || mg_ha_view_find_node(&d->view, p->name) != NULL) {
-            if (p != NULL)
-                p->gone_since_ms = 0;
-            i++;
-            continue;
-        }
-        if (p->gone_since_ms == 0)
-            p->gone_since_ms = now;
-        if (now - p->gone_since_ms < 2 * d->conf->ttl_ms) {
-            i++;
-            continue;
-        }
-        memmove(&s->members[i], &s->members[i + 1], (s->nmembers - i - 1) * sizeof(s->members[0]));
-        s->nmembers--;
-        changed = true;
-    }
-    return changed;
+    return mg_ha__members_update_at(s, &d->view, d->conf->name, d->peers, &d->npeers,
+                                    mg_ha__now_ms(), d->conf->ttl_ms);
 }
 
 bool

@@ -715,6 +715,46 @@ done:
 }
 
 bool
+mg_ha__pg_current_lsn(mg_ha_pg_t *pg, uint64_t *lsn, mg_error_t *error)
+{
+    PGresult *res;
+    bool ok = false;
+
+    if (pg->lsn_conn != NULL && PQstatus(pg->lsn_conn) != CONNECTION_OK)
+        mg_ha__pg_close(pg);
+    if (pg->lsn_conn == NULL) {
+        pg->lsn_conn = connect_local(pg, 2);
+        if (PQstatus(pg->lsn_conn) != CONNECTION_OK) {
+            mg_error_set_pgconn(error, pg->lsn_conn, "could not connect to the local Postgres");
+            mg_ha__pg_close(pg);
+            return false;
+        }
+    }
+    res = PQexec(pg->lsn_conn,
+                 "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn() END");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        mg_error_set_pgresult(error, res, "could not read the current WAL position");
+    else if (PQgetisnull(res, 0, 0))
+        mg_error_set(error, MG_ERROR_DOMAIN_PG, 0, "Postgres is in recovery");
+    else
+        ok = mg_ha_lsn_parse(PQgetvalue(res, 0, 0), lsn) ||
+             mg_error_set(error, MG_ERROR_DOMAIN_PG, 0, "could not parse the WAL position \"%s\"",
+                          PQgetvalue(res, 0, 0));
+    PQclear(res);
+    if (!ok)
+        mg_ha__pg_close(pg);
+    return ok;
+}
+
+void
+mg_ha__pg_close(mg_ha_pg_t *pg)
+{
+    if (pg->lsn_conn != NULL)
+        PQfinish(pg->lsn_conn);
+    pg->lsn_conn = NULL;
+}
+
+bool
 mg_ha__pg_ensure_slots(mg_ha_pg_t *pg, char names[][MG_HA_NAME_SIZE], size_t n, mg_error_t *error)
 {
     PGconn *conn;

@@ -360,30 +360,11 @@ bool
 mg_ha__write_file(const char *path, const char *text, size_t len, int mode,
                   const mg_ha_runas_t *runas, mg_error_t *error)
 {
-    char tmp[PATH_MAX];
-    int fd;
+    bool chown = runas != NULL && runas->switch_user;
+    mg_file_write_options_t o = {mode, chown ? (long)runas->uid : -1,
+                                 chown ? (long)runas->gid : -1};
 
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (fd < 0)
-        return mg_error_set_errno(error, errno, "could not create \"%s\"", tmp);
-    if (fchmod(fd, (mode_t)mode) != 0 ||
-        (runas != NULL && runas->switch_user && fchown(fd, runas->uid, runas->gid) != 0) ||
-        (len > 0 && write(fd, text, len) != (ssize_t)len) || fsync(fd) != 0) {
-        int e = errno;
-
-        close(fd);
-        unlink(tmp);
-        return mg_error_set_errno(error, e, "could not write \"%s\"", tmp);
-    }
-    close(fd);
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-
-        unlink(tmp);
-        return mg_error_set_errno(error, e, "could not rename \"%s\" to \"%s\"", tmp, path);
-    }
-    return true;
+    return mg_file_write_atomic(path, text, len, &o, error);
 }
 
 bool

@@ -13,55 +13,25 @@
 #include <yajl/yajl_tree.h>
 
 /* ------------------------------------------------------------------------
- * JSON helpers
+ * JSON output: core's mg_json_* helpers
  * ------------------------------------------------------------------------ */
 
+/* lag_seconds writes "k": v, or null when v is negative (not known). */
 static void
-g_key(yajl_gen g, const char *k)
+lag_seconds(yajl_gen g, const char *k, double v)
 {
-    yajl_gen_string(g, (const unsigned char *)k, strlen(k));
-}
-
-static void
-g_str(yajl_gen g, const char *k, const char *v)
-{
-    g_key(g, k);
-    yajl_gen_string(g, (const unsigned char *)v, strlen(v));
-}
-
-static void
-g_int(yajl_gen g, const char *k, int64_t v)
-{
-    g_key(g, k);
-    yajl_gen_integer(g, (long long)v);
-}
-
-static void
-g_bool(yajl_gen g, const char *k, bool v)
-{
-    g_key(g, k);
-    yajl_gen_bool(g, v);
-}
-
-static void
-g_dbl(yajl_gen g, const char *k, double v)
-{
-    g_key(g, k);
     if (v < 0)
-        yajl_gen_null(g);
+        mg_json_kstr(g, k, NULL);
     else
-        yajl_gen_double(g, v);
+        mg_json_kdouble(g, k, v);
 }
 
+/* render appends what g generated to out and frees g. */
 static bool
-g_finish(yajl_gen g, mg_buf_t *out, mg_error_t *error)
+render(yajl_gen g, mg_buf_t *out, mg_error_t *error)
 {
-    const unsigned char *text;
-    size_t len;
-    bool ok;
+    bool ok = mg_json_take(g, out, error);
 
-    yajl_gen_get_buf(g, &text, &len);
-    ok = mg_buf_append(out, text, len, error);
     yajl_gen_free(g);
     return ok;
 }
@@ -209,55 +179,55 @@ mg_ha_node_to_json(const mg_ha_node_t *n, mg_buf_t *out, mg_error_t *error)
     yajl_gen g = yajl_gen_alloc(NULL);
 
     yajl_gen_map_open(g);
-    g_str(g, "name", n->name);
-    g_str(g, "state", mg_ha_state_name(n->state));
-    g_str(g, "role", n->role);
-    g_str(g, "host", n->host);
-    g_int(g, "pg_port", n->pg_port);
-    g_int(g, "http_port", n->http_port);
-    g_int(g, "udp_port", n->udp_port);
-    g_bool(g, "pg_running", n->pg_running);
-    g_bool(g, "pg_reachable", n->pg_reachable);
-    g_bool(g, "pg_queries_ok", n->pg_queries_ok);
-    g_str(g, "pg_error", n->pg_error);
-    g_str(g, "system_identifier", n->system_identifier);
-    g_int(g, "timeline", n->timeline);
-    g_str(g, "current_lsn", n->current_lsn);
-    g_str(g, "receive_lsn", n->receive_lsn);
-    g_str(g, "replay_lsn", n->replay_lsn);
-    g_bool(g, "streaming", n->streaming);
-    g_key(g, "slots");
+    mg_json_kstr(g, "name", n->name);
+    mg_json_kstr(g, "state", mg_ha_state_name(n->state));
+    mg_json_kstr(g, "role", n->role);
+    mg_json_kstr(g, "host", n->host);
+    mg_json_kint(g, "pg_port", n->pg_port);
+    mg_json_kint(g, "http_port", n->http_port);
+    mg_json_kint(g, "udp_port", n->udp_port);
+    mg_json_kbool(g, "pg_running", n->pg_running);
+    mg_json_kbool(g, "pg_reachable", n->pg_reachable);
+    mg_json_kbool(g, "pg_queries_ok", n->pg_queries_ok);
+    mg_json_kstr(g, "pg_error", n->pg_error);
+    mg_json_kstr(g, "system_identifier", n->system_identifier);
+    mg_json_kint(g, "timeline", n->timeline);
+    mg_json_kstr(g, "current_lsn", n->current_lsn);
+    mg_json_kstr(g, "receive_lsn", n->receive_lsn);
+    mg_json_kstr(g, "replay_lsn", n->replay_lsn);
+    mg_json_kbool(g, "streaming", n->streaming);
+    mg_json_str(g, "slots");
     yajl_gen_array_open(g);
     for (size_t i = 0; i < n->nslots; i++)
-        yajl_gen_string(g, (const unsigned char *)n->slots[i], strlen(n->slots[i]));
+        mg_json_str(g, n->slots[i]);
     yajl_gen_array_close(g);
-    g_key(g, "replication");
+    mg_json_str(g, "replication");
     yajl_gen_array_open(g);
     for (size_t i = 0; i < n->nreplication; i++) {
         const mg_ha_replication_t *r = &n->replication[i];
 
         yajl_gen_map_open(g);
-        g_str(g, "application_name", r->application_name);
-        g_str(g, "state", r->state);
-        g_str(g, "sent_lsn", r->sent_lsn);
-        g_str(g, "write_lsn", r->write_lsn);
-        g_str(g, "flush_lsn", r->flush_lsn);
-        g_str(g, "replay_lsn", r->replay_lsn);
-        g_dbl(g, "write_lag_s", r->write_lag_s);
-        g_dbl(g, "flush_lag_s", r->flush_lag_s);
-        g_dbl(g, "replay_lag_s", r->replay_lag_s);
-        g_str(g, "reply_time", r->reply_time);
+        mg_json_kstr(g, "application_name", r->application_name);
+        mg_json_kstr(g, "state", r->state);
+        mg_json_kstr(g, "sent_lsn", r->sent_lsn);
+        mg_json_kstr(g, "write_lsn", r->write_lsn);
+        mg_json_kstr(g, "flush_lsn", r->flush_lsn);
+        mg_json_kstr(g, "replay_lsn", r->replay_lsn);
+        lag_seconds(g, "write_lag_s", r->write_lag_s);
+        lag_seconds(g, "flush_lag_s", r->flush_lag_s);
+        lag_seconds(g, "replay_lag_s", r->replay_lag_s);
+        mg_json_kstr(g, "reply_time", r->reply_time);
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
-    g_int(g, "updated_ms", n->updated_ms);
-    g_int(g, "started_ms", n->started_ms);
-    g_int(g, "priority", n->priority);
-    g_bool(g, "nofailover", n->nofailover);
-    g_str(g, "upstream", n->upstream);
-    g_int(g, "ttl_ms", n->ttl_ms);
+    mg_json_kint(g, "updated_ms", n->updated_ms);
+    mg_json_kint(g, "started_ms", n->started_ms);
+    mg_json_kint(g, "priority", n->priority);
+    mg_json_kbool(g, "nofailover", n->nofailover);
+    mg_json_kstr(g, "upstream", n->upstream);
+    mg_json_kint(g, "ttl_ms", n->ttl_ms);
     yajl_gen_map_close(g);
-    return g_finish(g, out, error);
+    return render(g, out, error);
 }
 
 static void
@@ -343,31 +313,31 @@ mg_ha_status_to_json(const mg_ha_cluster_status_t *s, mg_buf_t *out, mg_error_t 
     yajl_gen g = yajl_gen_alloc(NULL);
 
     yajl_gen_map_open(g);
-    g_str(g, "primary", s->primary);
-    g_int(g, "term", s->term);
-    g_str(g, "failover_state", mg_ha_failover_name(s->failover));
-    g_str(g, "target_primary", s->target_primary);
-    g_str(g, "last_failover_reason", s->last_failover_reason);
-    g_int(g, "last_failover_ms", s->last_failover_ms);
-    g_str(g, "final_lsn", s->final_lsn);
-    g_int(g, "switchover_id", s->switchover_id);
-    g_int(g, "writes_stopped_ms", s->writes_stopped_ms);
-    g_int(g, "writes_resumed_ms", s->writes_resumed_ms);
-    g_key(g, "sync_members");
+    mg_json_kstr(g, "primary", s->primary);
+    mg_json_kint(g, "term", s->term);
+    mg_json_kstr(g, "failover_state", mg_ha_failover_name(s->failover));
+    mg_json_kstr(g, "target_primary", s->target_primary);
+    mg_json_kstr(g, "last_failover_reason", s->last_failover_reason);
+    mg_json_kint(g, "last_failover_ms", s->last_failover_ms);
+    mg_json_kstr(g, "final_lsn", s->final_lsn);
+    mg_json_kint(g, "switchover_id", s->switchover_id);
+    mg_json_kint(g, "writes_stopped_ms", s->writes_stopped_ms);
+    mg_json_kint(g, "writes_resumed_ms", s->writes_resumed_ms);
+    mg_json_str(g, "sync_members");
     yajl_gen_array_open(g);
     for (size_t i = 0; i < s->nsync_members; i++)
-        yajl_gen_string(g, (const unsigned char *)s->sync_members[i], strlen(s->sync_members[i]));
+        mg_json_str(g, s->sync_members[i]);
     yajl_gen_array_close(g);
-    g_bool(g, "synchronous_mode", s->synchronous_mode);
+    mg_json_kbool(g, "synchronous_mode", s->synchronous_mode);
     if (s->nmembers > 0) {
-        g_key(g, "members");
+        mg_json_str(g, "members");
         yajl_gen_array_open(g);
         for (size_t i = 0; i < s->nmembers; i++)
-            yajl_gen_string(g, (const unsigned char *)s->members[i], strlen(s->members[i]));
+            mg_json_str(g, s->members[i]);
         yajl_gen_array_close(g);
     }
     yajl_gen_map_close(g);
-    return g_finish(g, out, error);
+    return render(g, out, error);
 }
 
 bool
@@ -376,11 +346,11 @@ mg_ha_spec_to_json(const mg_ha_spec_t *s, mg_buf_t *out, mg_error_t *error)
     yajl_gen g = yajl_gen_alloc(NULL);
 
     yajl_gen_map_open(g);
-    g_int(g, "switchover_id", s->switchover_id);
-    g_str(g, "switchover_to", s->switchover_to);
-    g_bool(g, "allow_data_loss", s->allow_data_loss);
+    mg_json_kint(g, "switchover_id", s->switchover_id);
+    mg_json_kstr(g, "switchover_to", s->switchover_to);
+    mg_json_kbool(g, "allow_data_loss", s->allow_data_loss);
     yajl_gen_map_close(g);
-    return g_finish(g, out, error);
+    return render(g, out, error);
 }
 
 bool

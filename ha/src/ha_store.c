@@ -457,5 +457,23 @@ mg_ha__handoff_leader(mg_ha_daemon_t *d, const mg_ha_cluster_status_t *s, mg_err
 bool
 mg_ha__put_optime(mg_ha_daemon_t *d, const char *lsn, mg_error_t *error)
 {
-    return mg_etcd_put(d->etcd, d->key_optime, lsn, strlen(lsn), 0, NULL, error);
+    mg_etcd_txn_t *txn = mg_etcd_txn_new();
+    mg_etcd_txn_result_t res;
+    uint64_t value = 0;
+    bool ok;
+
+    memset(&res, 0, sizeof(res));
+    /* only while the leader key names us: a deposed primary never moves it */
+    ok = txn != NULL && mg_ha_lsn_parse(lsn, &value) &&
+         mg_etcd_txn_compare_value(txn, d->key_leader, MG_ETCD_CMP_EQUAL, d->conf->name,
+                                   strlen(d->conf->name), error) &&
+         mg_etcd_txn_put(txn, true, d->key_optime, lsn, strlen(lsn), 0, error) &&
+         mg_etcd_txn_commit(d->etcd, txn, &res, error);
+    if (ok && res.succeeded) {
+        d->optime_published = value;
+        d->optime_published_ms = mg_ha__now_ms();
+    }
+    mg_etcd_txn_result_cleanup(&res);
+    mg_etcd_txn_destroy(txn);
+    return ok;
 }

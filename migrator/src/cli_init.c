@@ -25,6 +25,7 @@ typedef struct {
     mg_strlist_t exclude;
     char *target_schema;
     char *state_schema;
+    char *app_role;
     mg_strlist_t key_type;
     int fidelity;
     int census_mode;
@@ -57,6 +58,12 @@ static const mg_config_option_t init_options[] = {
      .metavar = "NAME",
      .help = "put every table in this schema (default: one schema per source database)"},
     MG_MIGRATOR_OPTION_STATE_SCHEMA(init_opts_t, state_schema),
+    {.name = "app_role",
+     .type = MG_CONFIG_STRING,
+     .offset = offsetof(init_opts_t, app_role),
+     .metavar = "NAME",
+     .help = "the application's role (created NOLOGIN when missing): reads and writes the "
+             "migrated tables, nothing else (docs/application.md)"},
     {.name = "key_type",
      .type = MG_CONFIG_LIST,
      .offset = offsetof(init_opts_t, key_type),
@@ -137,9 +144,11 @@ typedef struct {
     size_t nskipped;
     bool state_exists;
     int state_version;
-    bool plan_matches; /* re-run: everything planned is recorded the same way */
-    char **stale;      /* re-run: recorded collections no longer planned */
+    bool app_role_exists; /* --app-role names a role the target has already */
+    bool plan_matches;    /* re-run: everything planned is recorded the same way */
+    char **stale;         /* re-run: recorded collections no longer planned */
     size_t nstale;
+    const char *source_from; /* where --source came from ("env MIGRATE_SOURCE") */
 } init_ctx_t;
 
 /* ---- small helpers ---- */
@@ -364,9 +373,11 @@ done:
 
 /* ---- census ---- */
 
+/* $collStats: one document per shard holding the collection (one on a replica set), summed */
 typedef struct {
     plan_coll_t *pc;
     bool seen;
+    int64_t count, size, storage;
 } stats_ctx_t;
 
 static int64_t
@@ -393,7 +404,10 @@ on_collstats(void *vctx, const bson_t *doc, mg_error_t *error)
         else if (strcmp(k, "storageSize") == 0)
             storage = as_int64(&st);
     }
-    mg_schema_census_set_stats(s->pc->census, count, size, storage);
+    s->count += count;
+    s->size += size;
+    s->storage += storage;
+    mg_schema_census_set_stats(s->pc->census, s->count, s->size, s->storage);
     s->seen = true;
     return true;
 }
@@ -441,7 +455,7 @@ take_census(init_ctx_t *ctx, plan_coll_t *pc, mg_error_t *error)
     mongoc_collection_t *c = NULL;
     bson_t *pipe = NULL;
     bson_error_t be;
-    stats_ctx_t stats = {pc, false};
+    stats_ctx_t stats = {pc, false, 0, 0, 0};
     bool ok = false;
 
     pc->census = mg_schema_census_new(pc->db, pc->coll);
@@ -543,19 +557,28 @@ plan_indexes(init_ctx_t *ctx, plan_coll_t *pc, mg_error_t *error)
 /* ---- target ---- */
 
 /*
- * check_target verifies the server version, probes the state schema and,
+ * check_target verifies the server version and encoding, probes the state schema and,
  * for a first init, that no target schema holds tables already.
  */
 static bool
 check_target(init_ctx_t *ctx, mg_error_t *error)
 {
     int v = PQserverVersion(ctx->pg);
+    const char *enc = PQparameterStatus(ctx->pg, "server_encoding");
 
     snprintf(ctx->pg_version, sizeof(ctx->pg_version), "%d.%d", v / 10000, v % 10000);
     if (v < 120000)
         return mg_error_set(error, MG_ERROR_DOMAIN_PG, 0,
                             "target runs PostgreSQL %s; version 12 or later is needed",
                             ctx->pg_version);
+    /* the JSON text is UTF-8 (type-mapping.md): another encoding would refuse
+     * or silently alter characters it has no code for */
+    if (enc == NULL || strcmp(enc, "UTF8") != 0)
+        return mg_error_set(error, MG_ERROR_DOMAIN_PG, 0,
+                            "could not initialise target database \"%s\": its encoding is %s; "
+                            "migrate needs UTF8 (CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE "
+                            "template0)",
+                            PQdb(ctx->pg), enc != NULL ? enc : "unknown");
     if (!mg_state_probe(ctx->st, &ctx->state_exists, &ctx->state_version, error))
         return false;
     if (ctx->state_exists && ctx->state_version == 0)
@@ -568,6 +591,44 @@ check_target(init_ctx_t *ctx, mg_error_t *error)
                             "state schema \"%s\" has version %d, newer than this migrate "
                             "understands (%d); upgrade migrate",
                             ctx->o->state_schema, ctx->state_version, MG_STATE_VERSION);
+    return true;
+}
+
+/*
+ * check_app_role refuses an application role that would not be least
+ * privilege: migrate's own role (it owns every table and the state schema),
+ * a superuser, or one that can create roles or databases, bypass row
+ * security or replicate. A role that does not exist yet is created.
+ */
+static bool
+check_app_role(init_ctx_t *ctx, mg_error_t *error)
+{
+    const char *role = ctx->o->app_role;
+    const char *params[1] = {role};
+    PGresult *res;
+    const char *why = NULL;
+
+    if (role == NULL)
+        return true;
+    res = mg_pg_query(ctx->pg,
+                      "SELECT rolname = current_user, rolsuper, rolcreaterole OR rolcreatedb OR "
+                      "rolbypassrls OR rolreplication FROM pg_roles WHERE rolname = $1",
+                      1, params, error);
+    if (res == NULL)
+        return false;
+    ctx->app_role_exists = PQntuples(res) == 1;
+    if (ctx->app_role_exists && strcmp(PQgetvalue(res, 0, 0), "t") == 0)
+        why = "it is the role migrate connects as, which owns the tables and the state schema";
+    else if (ctx->app_role_exists && strcmp(PQgetvalue(res, 0, 1), "t") == 0)
+        why = "it is a superuser";
+    else if (ctx->app_role_exists && strcmp(PQgetvalue(res, 0, 2), "t") == 0)
+        why = "it can create roles or databases, bypass row security or replicate";
+    PQclear(res);
+    if (why != NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CONFIG, MG_ERROR_CODE_INVALID_ARGUMENT,
+                            "could not use application role \"%s\": %s; name a role of its own "
+                            "with --app-role",
+                            role, why);
     return true;
 }
 
@@ -690,6 +751,54 @@ done:
     return ok;
 }
 
+/* first_in_schema is true when collection i is the first planned in its schema. */
+static bool
+first_in_schema(const init_ctx_t *ctx, size_t i)
+{
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(ctx->colls[j].name->schema, ctx->colls[i].name->schema) == 0)
+            return false;
+    return true;
+}
+
+/*
+ * app_role_ddl appends what --app-role asks for: the role (NOLOGIN: the
+ * operator gives it a login or grants it to the application's own), and per
+ * target schema USAGE, the four data privileges on every table, also on
+ * tables migrate creates there later. Nothing on the state schema. Every
+ * statement can run again.
+ */
+static bool
+app_role_ddl(init_ctx_t *ctx, mg_buf_t *out, mg_error_t *error)
+{
+    mg_buf_t role;
+    bool ok = true;
+
+    if (ctx->o->app_role == NULL)
+        return true;
+    mg_buf_init(&role, 1024);
+    ok = mg_schema_quote_ident(ctx->o->app_role, &role, error);
+    if (ok && !ctx->app_role_exists)
+        ok = mg_buf_printf(out, error, "CREATE ROLE %s NOLOGIN;\n", role.data);
+    for (size_t i = 0; ok && i < ctx->ncolls; i++) {
+        mg_buf_t schema;
+        if (!first_in_schema(ctx, i))
+            continue;
+        mg_buf_init(&schema, 1024);
+        ok = mg_schema_quote_ident(ctx->colls[i].name->schema, &schema, error) &&
+             mg_buf_printf(out, error,
+                           "GRANT USAGE ON SCHEMA %s TO %s;\n"
+                           "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %s TO "
+                           "%s;\n"
+                           "ALTER DEFAULT PRIVILEGES IN SCHEMA %s GRANT SELECT, INSERT, UPDATE, "
+                           "DELETE ON TABLES TO %s;\n",
+                           schema.data, role.data, schema.data, role.data, schema.data, role.data);
+        mg_buf_cleanup(&schema);
+    }
+    mg_buf_cleanup(&role);
+    return ok;
+}
+
 /* build_ddl appends every statement of the plan, in execution order. */
 static bool
 build_ddl(init_ctx_t *ctx, bool include_state, mg_buf_t *out, mg_error_t *error)
@@ -698,13 +807,11 @@ build_ddl(init_ctx_t *ctx, bool include_state, mg_buf_t *out, mg_error_t *error)
         return false;
     for (size_t i = 0; i < ctx->ncolls; i++) {
         const char *schema = ctx->colls[i].name->schema;
-        bool seen = false;
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = strcmp(ctx->colls[j].name->schema, schema) == 0;
-        if (seen)
+        if (!first_in_schema(ctx, i))
             continue;
         if (!mg_buf_append_str(out, "CREATE SCHEMA IF NOT EXISTS ", error) ||
-            !mg_schema_quote_ident(schema, out, error) || !mg_buf_append_str(out, ";\n", error))
+            !mg_schema_quote_ident(schema, out, error) || !mg_buf_append_str(out, ";\n", error) ||
+            !mg_schema_sql_helpers_ddl(schema, out, error))
             return false;
     }
     for (size_t i = 0; i < ctx->ncolls; i++) {
@@ -712,30 +819,84 @@ build_ddl(init_ctx_t *ctx, bool include_state, mg_buf_t *out, mg_error_t *error)
             !mg_buf_append_str(out, ";\n", error))
             return false;
     }
-    return true;
+    return app_role_ddl(ctx, out, error);
 }
 
-/* record_plan records the migration row, and each collection with its census and indexes. */
+/* grant_app_role runs --app-role's statements alone: a re-run on a target that matches. */
+static bool
+grant_app_role(init_ctx_t *ctx, mg_error_t *error)
+{
+    mg_buf_t ddl;
+    bool ok;
+
+    mg_buf_init(&ddl, SQL_CAP);
+    ok = app_role_ddl(ctx, &ddl, error) && mg_state_begin(ctx->st, error);
+    if (ok && !(mg_pg_exec(ctx->pg, ddl.data, error) && mg_state_commit(ctx->st, error))) {
+        mg_state_rollback(ctx->st);
+        ok = false;
+    }
+    mg_buf_cleanup(&ddl);
+    return ok;
+}
+
+/* plan_options writes the options that shape the data, and the scope, as one JSON object. */
+static bool
+plan_options(const init_ctx_t *ctx, mg_buf_t *out, mg_error_t *error)
+{
+    const mg_strlist_t *lists[2] = {&ctx->o->include, &ctx->o->exclude};
+    const char *names[2] = {"include", "exclude"};
+    yajl_gen g = yajl_gen_alloc(NULL);
+    bool ok;
+
+    if (g == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+    yajl_gen_map_open(g);
+    mg_json_kstr(g, "census", census_choices[ctx->o->census_mode]);
+    mg_json_kint(g, "sample_size", ctx->o->sample_size);
+    for (int k = 0; k < 2; k++) { /* the scope: later commands compare the source with it */
+        mg_json_str(g, names[k]);
+        yajl_gen_array_open(g);
+        for (size_t i = 0; i < lists[k]->count; i++)
+            mg_json_str(g, lists[k]->items[i]);
+        yajl_gen_array_close(g);
+    }
+    yajl_gen_map_close(g);
+    ok = mg_json_take(g, out, error);
+    yajl_gen_free(g);
+    return ok;
+}
+
+/*
+ * record_plan records the migration row (the source URI without its
+ * password, and where the password comes from), and each collection with
+ * its census and indexes.
+ */
 static bool
 record_plan(init_ctx_t *ctx, mg_error_t *error)
 {
     mg_buf_t opts;
-    bool ok;
+    char secret[256];
+    bool ok, had = false;
+    char *uri = mg_mongo_uri_strip_password(ctx->o->source, &had);
 
     mg_buf_init(&opts, 1 << 20);
-    /* the options that shape the data, for later commands and for humans */
-    ok = mg_buf_printf(&opts, error,
-                       "{\"census\":\"%s\",\"sample_size\":%lld,\"include_count\":%zu,"
-                       "\"exclude_count\":%zu}",
-                       census_choices[ctx->o->census_mode], (long long)ctx->o->sample_size,
-                       ctx->o->include.count, ctx->o->exclude.count);
+    snprintf(secret, sizeof(secret), "the password of the source URI, from %s",
+             ctx->source_from != NULL ? ctx->source_from : "?");
+    ok = plan_options(ctx, &opts, error);
+    if (ok && uri == NULL)
+        ok = mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
     if (ok) {
-        mg_state_migration_new_t m = {
-            MG_VERSION_STRING,  ctx->src->uri_shown,   ctx->src->version,
-            ctx->src->set_name, ctx->o->target_schema, fidelity_choices[ctx->o->fidelity],
-            opts.data};
+        mg_state_migration_new_t m = {MG_VERSION_STRING,
+                                      uri,
+                                      ctx->src->version,
+                                      ctx->src->set_name,
+                                      ctx->o->target_schema,
+                                      fidelity_choices[ctx->o->fidelity],
+                                      opts.data,
+                                      had ? secret : NULL};
         ok = mg_state_migration_insert(ctx->st, &m, error);
     }
+    free(uri);
     mg_buf_cleanup(&opts);
     for (size_t i = 0; ok && i < ctx->ncolls; i++) {
         plan_coll_t *pc = &ctx->colls[i];
@@ -1020,11 +1181,27 @@ init_check(const void *vo, mg_error_t *error)
     return true;
 }
 
+/* check_privileges checks what the source user may do with the planned collections. */
+static bool
+check_privileges(init_ctx_t *ctx, mg_error_t *error)
+{
+    mg_migrator_ns_t *ns = calloc(ctx->ncolls + 1, sizeof(*ns));
+    bool ok;
+
+    if (ns == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+    for (size_t i = 0; i < ctx->ncolls; i++)
+        ns[i] = (mg_migrator_ns_t){ctx->colls[i].db, ctx->colls[i].coll};
+    ok = mg_migrator__check_privileges(ctx->src, ns, ctx->ncolls, error);
+    free(ns);
+    return ok;
+}
+
 /* plan takes the census of every collection, names the tables and plans the indexes. */
 static bool
 plan(init_ctx_t *ctx, mg_error_t *error)
 {
-    if (!list_namespaces(ctx, error))
+    if (!list_namespaces(ctx, error) || !check_privileges(ctx, error))
         return false;
     for (size_t i = 0; i < ctx->ncolls; i++) {
         plan_coll_t *pc = &ctx->colls[i];
@@ -1076,10 +1253,12 @@ init_target(init_ctx_t *ctx, mg_buf_t *ddl, const char **outcome, mg_error_t *er
 {
     const init_opts_t *o = ctx->o;
 
-    if (!check_target(ctx, error))
+    if (!check_target(ctx, error) || !check_app_role(ctx, error))
         return mg_exit_code_for_error(error);
     if (ctx->state_exists && !o->reset) {
         if (!compare_with_state(ctx, error))
+            return mg_exit_code_for_error(error);
+        if (ctx->plan_matches && o->app_role != NULL && !o->dry_run && !grant_app_role(ctx, error))
             return mg_exit_code_for_error(error);
         *outcome = ctx->plan_matches
                        ? "already initialised: the target matches this plan; nothing to do"
@@ -1121,6 +1300,7 @@ init_main(mg_cmd_ctx_t *cmd, mg_error_t *error)
     ctx.src = &mg_migrator__res(cmd)->src;
     ctx.st = mg_migrator__res(cmd)->st;
     ctx.pg = mg_state_conn(ctx.st);
+    ctx.source_from = mg_config_source_describe(cmd->config, "source");
     rc = plan(&ctx, error) ? init_target(&ctx, &ddl, &outcome, error)
                            : (int)mg_exit_code_for_error(error);
     if (outcome != NULL && ctx.o->json)

@@ -25,14 +25,19 @@ static const mg_config_option_t status_options[] = {
     MG_MIGRATOR_OPTION_JSON(status_opts_t, json, "print the status as one JSON object"),
 };
 
+/* A follower is taken to be running while its heartbeat is this recent (docs/cdc.md). */
+#define FOLLOWER_WINDOW_MS 5000
+
 /* Everything status shows, read in one go. */
 typedef struct {
     mg_state_migration_t mig;
     mg_state_checkpoint_t cp;
+    mg_state_follower_t fo;
     mg_state_colls_t colls;
     mg_state_rows_t workers, failed, invalid;
     mg_state_reverse_t rev; /* the way back (rev.exists false: none) */
     mg_state_slot_t slot;
+    mg_state_rows_t after; /* source writes seen after the cutover, never applied */
 } status_t;
 
 static void
@@ -43,6 +48,7 @@ status_cleanup(status_t *s)
     mg_state_rows_cleanup(&s->workers);
     mg_state_rows_cleanup(&s->failed);
     mg_state_rows_cleanup(&s->invalid);
+    mg_state_rows_cleanup(&s->after);
 }
 
 /* reverse_read reads the reverse capture and its slot (none before a cutover made one). */
@@ -66,11 +72,36 @@ status_read(mg_state_t *st, status_t *s, mg_error_t *error)
            mg_state_live_workers(st, &s->workers, error) &&
            mg_state_failed_partitions(st, 50, &s->failed, error) &&
            mg_state_invalid_docs(st, 50, &s->invalid, error) &&
-           mg_state_checkpoint_get(st, 0, &s->cp, error) && reverse_read(st, s, error);
+           mg_state_checkpoint_get(st, 0, &s->cp, error) &&
+           mg_state_follower_get(st, FOLLOWER_WINDOW_MS, &s->fo, error) &&
+           mg_state_after_cutover_list(st, 50, &s->after, error) && reverse_read(st, s, error);
+}
+
+/* json_follower writes who applies the stream: alive, name, heartbeat, lag when known. */
+static void
+json_follower(yajl_gen g, const mg_state_follower_t *fo)
+{
+    mg_json_str(g, "lag_s");
+    if (fo->alive && fo->lag_s >= 0)
+        yajl_gen_double(g, round(fo->lag_s * 10) / 10);
+    else
+        yajl_gen_null(g); /* no follower running: the lag is not known without the source */
+    mg_json_str(g, "follower");
+    if (!fo->exists) {
+        yajl_gen_null(g);
+        return;
+    }
+    yajl_gen_map_open(g);
+    mg_json_kstr(g, "name", fo->name);
+    mg_json_kbool(g, "alive", fo->alive);
+    mg_json_kdouble(g, "heartbeat_age_s", round(fo->beat_age_s * 10) / 10);
+    mg_json_kstr(g, "started_at", fo->started_at);
+    mg_json_kstr(g, "stop_reason", fo->stop_reason);
+    yajl_gen_map_close(g);
 }
 
 static void
-json_stream(yajl_gen g, const mg_state_checkpoint_t *cp)
+json_stream(yajl_gen g, const mg_state_checkpoint_t *cp, const mg_state_follower_t *fo)
 {
     mg_json_str(g, "change_stream");
     if (!cp->applied) {
@@ -83,7 +114,7 @@ json_stream(yajl_gen g, const mg_state_checkpoint_t *cp)
     mg_json_kint(g, "t", cp->t);
     mg_json_kint(g, "i", cp->i);
     yajl_gen_map_close(g);
-    mg_json_kdouble(g, "lag_s", round(cp->lag_s * 10) / 10);
+    json_follower(g, fo);
     mg_json_kint(g, "applied_events", cp->applied_events);
     mg_json_kdouble(g, "events_per_s", cp->events_per_s);
     mg_json_kstr(g, "updated_at", cp->updated_at);
@@ -213,6 +244,19 @@ json_lists(yajl_gen g, const status_t *s)
     }
     yajl_gen_array_close(g);
     mg_json_kint(g, "invalid_docs_total", s->invalid.total);
+    mg_json_str(g, "after_cutover");
+    yajl_gen_array_open(g);
+    for (size_t r = 0; r < s->after.n; r++) {
+        yajl_gen_map_open(g);
+        mg_json_kstr(g, "namespace", s->after.items[r].a);
+        mg_json_kstr(g, "_id", s->after.items[r].b);
+        mg_json_kstr(g, "op", s->after.items[r].c);
+        mg_json_kint(g, "t", s->after.items[r].n1);
+        mg_json_kint(g, "i", s->after.items[r].n2);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+    mg_json_kint(g, "after_cutover_total", s->after.total);
 }
 
 static bool
@@ -235,7 +279,7 @@ print_json(const status_t *s, mg_error_t *error)
     } else {
         yajl_gen_null(g);
     }
-    json_stream(g, &s->cp);
+    json_stream(g, &s->cp, &s->fo);
     json_reverse(g, s);
     json_collections(g, &s->colls);
     json_lists(g, s);
@@ -275,6 +319,25 @@ print_collections(const mg_state_colls_t *colls)
     }
 }
 
+/* print_follower says who applies the stream and how far behind the source it is. */
+static void
+print_follower(const mg_state_follower_t *fo)
+{
+    if (!fo->exists)
+        return;
+    if (fo->alive && fo->lag_s >= 0)
+        printf("        follower %s, alive (heartbeat %.1f s ago), lag %.1f s behind the "
+               "source's latest write\n",
+               fo->name, fo->beat_age_s, fo->lag_s);
+    else if (fo->alive)
+        printf("        follower %s, alive (heartbeat %.1f s ago), lag not known yet\n", fo->name,
+               fo->beat_age_s);
+    else
+        printf("        no follower running (the last one, %s, %s %.0f s ago): the lag is not "
+               "known until one runs\n",
+               fo->name, fo->running ? "was last heard from" : "stopped", fo->beat_age_s);
+}
+
 static void
 print_text(const status_t *s)
 {
@@ -286,11 +349,12 @@ print_text(const status_t *s)
         printf("T0      Timestamp(%u, %u): the change stream replays from here\n", s->mig.t0_t,
                s->mig.t0_i);
     if (s->cp.applied)
-        printf("stream  checkpoint Timestamp(%u, %u), lag %.1f s, %lld events applied, %.1f "
-               "events/s (updated %s UTC)%s\n",
-               s->cp.t, s->cp.i, s->cp.lag_s, (long long)s->cp.applied_events, s->cp.events_per_s,
+        printf("stream  checkpoint Timestamp(%u, %u), %lld events applied, %.1f events/s "
+               "(updated %s UTC)%s\n",
+               s->cp.t, s->cp.i, (long long)s->cp.applied_events, s->cp.events_per_s,
                s->cp.updated_at,
                s->cp.history_lost ? "\n        HISTORY LOST: run migrate sync --resync '*'" : "");
+    print_follower(&s->fo);
     print_reverse(s);
     print_collections(&s->colls);
     if (s->workers.n > 0) {
@@ -313,6 +377,15 @@ print_text(const status_t *s)
         for (size_t r = 0; r < s->invalid.n; r++)
             printf("  %s _id %s: %s\n", s->invalid.items[r].a, s->invalid.items[r].b,
                    s->invalid.items[r].c);
+    }
+    if (s->after.n > 0) {
+        printf("\nsource writes after the cutover, NOT applied (%lld; the application owns the "
+               "tables now):\n",
+               (long long)s->after.total);
+        for (size_t r = 0; r < s->after.n; r++)
+            printf("  %s _id %s: %s at Timestamp(%lld, %lld)\n", s->after.items[r].a,
+                   s->after.items[r].b, s->after.items[r].c, (long long)s->after.items[r].n1,
+                   (long long)s->after.items[r].n2);
     }
 }
 

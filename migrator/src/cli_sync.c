@@ -396,6 +396,29 @@ run_reverse(mg_cmd_ctx_t *ctx, mg_error_t *error)
     return rc;
 }
 
+/*
+ * after_cutover tells whether a cutover flipped the application to
+ * PostgreSQL: then nothing is copied (a re-copy would overwrite rows the
+ * application owns) and the follower only reports what the source took
+ * after it (docs/cdc.md, "After the cutover").
+ */
+static bool
+after_cutover(mg_cmd_ctx_t *ctx, bool *flipped, mg_error_t *error)
+{
+    const sync_opts_t *o = ctx->opts;
+    mg_state_fence_t fc;
+
+    if (!mg_state_follow_fence(mg_migrator__res(ctx)->st, NULL, &fc, error))
+        return false;
+    *flipped = fc.flipped;
+    if (fc.flipped && (o->resync.count > 0 || o->worker_only || o->copy_only))
+        return mg_error_set(error, MG_ERROR_DOMAIN_STATE, MG_STATE_ERR_REFUSED,
+                            "refused: the cutover flipped the application to PostgreSQL (at %s "
+                            "UTC); its tables are the application's now and %s would write them",
+                            fc.flipped_at, o->resync.count > 0 ? "--resync" : "a copy");
+    return true;
+}
+
 static int
 sync_main(mg_cmd_ctx_t *ctx, mg_error_t *error)
 {
@@ -417,10 +440,16 @@ sync_main(mg_cmd_ctx_t *ctx, mg_error_t *error)
         .stop = &ctx->stop,
     };
     int rc;
+    bool flipped;
 
     memset(&r, 0, sizeof(r));
+    /* the way back runs after the cutover by design: no fence applies to it */
     if (o->reverse)
         return run_reverse(ctx, error);
+    if (!after_cutover(ctx, &flipped, error))
+        return mg_exit_code_for_error(error);
+    if (flipped) /* nothing to copy: the follower reports what came after, and exits */
+        return run_follow(ctx, error);
     if (mg_config_source(ctx->config, "workers") == MG_CONFIG_SOURCE_UNSET) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         o->workers = n > 0 ? n : 1;

@@ -13,6 +13,8 @@
  */
 #include "migrator_internal.h"
 
+#include "mg/cdc.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +40,38 @@ class_of(const char *alias)
     return NULL;
 }
 
+/*
+ * t0_from_stream opens a change stream over the whole deployment and takes
+ * T0 from where it starts: the post-batch resume token of its first reply,
+ * as the change-streams specification takes a stream's starting point. A
+ * write in flight at that moment is either visible to the copy, which
+ * starts after, or after T0 (*has false: the server gave no token, before
+ * 4.0.7).
+ */
+static bool
+t0_from_stream(mg_mongo_t *src, uint32_t *t, uint32_t *i, bool *has, mg_error_t *error)
+{
+    bson_t pipeline = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+    mongoc_change_stream_t *cs;
+    const bson_t *err_doc, *token;
+    bson_error_t be;
+    bool ok = true;
+
+    *has = false;
+    BSON_APPEND_INT32(&opts, "batchSize", 0);
+    cs = mongoc_client_watch(src->client, &pipeline, &opts);
+    if (mongoc_change_stream_error_document(cs, &be, &err_doc))
+        ok = mg_error_set_bson(error, &be,
+                               "could not open a change stream on the source to take "
+                               "T0 from it");
+    else if ((token = mongoc_change_stream_get_resume_token(cs)) != NULL)
+        *has = mg_cdc_token_time(token, t, i);
+    mongoc_change_stream_destroy(cs);
+    bson_destroy(&pipeline);
+    bson_destroy(&opts);
+    return ok;
+}
+
 bool
 mg_migrator__copy_record_t0(mg_mongo_t *src, mg_state_t *st, uint32_t *t_out, uint32_t *i_out,
                             mg_error_t *error)
@@ -46,7 +80,7 @@ mg_migrator__copy_record_t0(mg_mongo_t *src, mg_state_t *st, uint32_t *t_out, ui
     bson_t reply = BSON_INITIALIZER;
     bson_iter_t it;
     uint32_t t = 0, i = 0;
-    bool has = false, ok = false;
+    bool has = false, from_stream = false, ok = false;
 
     if (!mg_state_t0_lock(st, &has, &t, &i, error))
         goto done;
@@ -56,25 +90,32 @@ mg_migrator__copy_record_t0(mg_mongo_t *src, mg_state_t *st, uint32_t *t_out, ui
         ok = true;
         goto done;
     }
-    /* T0: the operationTime of a command, i.e. the cluster time now. */
-    cmd = BCON_NEW("ping", BCON_INT32(1));
-    bson_destroy(&reply);
-    if (!mg_mongo_command(src, "admin", cmd, &reply, error))
+    /* T0: where a change stream opened now starts */
+    if (!t0_from_stream(src, &t, &i, &from_stream, error))
         goto done;
-    if (!bson_iter_init_find(&it, &reply, "operationTime") || !BSON_ITER_HOLDS_TIMESTAMP(&it)) {
-        mg_error_set(error, MG_ERROR_DOMAIN_MONGO, 0,
-                     "the source returned no operationTime: it is not a replica set member, "
-                     "and the change stream that sync replays needs one");
-        goto done;
+    if (!from_stream) { /* a server without post-batch resume tokens: the cluster time now */
+        cmd = BCON_NEW("ping", BCON_INT32(1));
+        bson_destroy(&reply);
+        if (!mg_mongo_command(src, "admin", cmd, &reply, error))
+            goto done;
+        if (!bson_iter_init_find(&it, &reply, "operationTime") || !BSON_ITER_HOLDS_TIMESTAMP(&it)) {
+            mg_error_set(error, MG_ERROR_DOMAIN_MONGO, 0,
+                         "the source returned no operationTime: it is not a replica set member, "
+                         "and the change stream that sync replays needs one");
+            goto done;
+        }
+        bson_iter_timestamp(&it, &t, &i);
     }
-    bson_iter_timestamp(&it, &t, &i);
     if (!mg_state_t0_set(st, t, i, error))
         goto done;
     *t_out = t;
     *i_out = i;
     MG_LOG_EVENT(MG_LOG_NOTICE, "copy", "sync.t0",
-                 MG_LOG_FIELDS(MG_LOG_UINT("t0_ts", t), MG_LOG_UINT("t0_inc", i)),
-                 "recorded T0 = Timestamp(%u, %u): the change stream replays from here", t, i);
+                 MG_LOG_FIELDS(MG_LOG_UINT("t0_ts", t), MG_LOG_UINT("t0_inc", i),
+                               MG_LOG_STR("from", from_stream ? "stream" : "operationTime")),
+                 "recorded T0 = Timestamp(%u, %u) (%s): the change stream replays from here", t, i,
+                 from_stream ? "where a change stream opened now starts"
+                             : "the source's operationTime");
     ok = true;
 done:
     bson_destroy(&reply);

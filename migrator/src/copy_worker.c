@@ -160,7 +160,7 @@ append_row(worker_t *w, mg_copy_coll_t *c, const bson_t *doc, bson_iter_t *id, b
     w->out.data[w->out.len++] = 2; /* two fields */
     len_at = w->out.len;
     w->out.len += 4;
-    if (!mg_schema_key_encode(id, c->key, w->s->fidelity, true, &w->out, error))
+    if (!mg_schema_key_encode_for(c->db, c->coll, id, c->key, w->s->fidelity, true, &w->out, error))
         goto bad_row;
     put_u32((uint8_t *)w->out.data + len_at, (uint32_t)(w->out.len - len_at - 4));
     if (!mg_buf_reserve(&w->out, 5, error))
@@ -289,14 +289,21 @@ claim(worker_t *w, partition_t *p, bool *got, bool *others_pending, mg_error_t *
     return ok;
 }
 
-/* mark_failed records a partition's failure in its own transaction (best effort: logged). */
-static void
-mark_failed(worker_t *w, const partition_t *p, const char *reason)
+/*
+ * mark_failed records a partition's failure in its own transaction. When
+ * that fails too the worker stops with both reasons: the partition would
+ * otherwise stay claimable and be copied, and fail, again and again.
+ */
+static bool
+mark_failed(worker_t *w, const partition_t *p, const mg_error_t *why, mg_error_t *error)
 {
     mg_error_t e;
 
-    if (!mg_state_partition_failed(w->st, p->id, reason, w->name, &e))
-        mg_log_error(MG_LOG_WARNING, "copy", &e);
+    if (mg_state_partition_failed(w->st, p->id, why->message, w->name, &e))
+        return true;
+    return mg_error_set(error, e.domain, e.code,
+                        "could not mark partition %d of \"%s.%s\" failed: %s (it failed: %s)",
+                        p->seq, p->coll->db, p->coll->coll, e.message, why->message);
 }
 
 /* finish_partition marks the partition done and records skipped documents. */
@@ -679,8 +686,13 @@ mg_migrator__copy_worker_run(const mg_copy_settings_t *s, int index, mg_copy_col
                                        MG_LOG_INT("partition", p.seq)),
                          "partition %d of %s.%s failed: %s", p.seq, p.coll->db, p.coll->coll,
                          error->message);
-            mark_failed(&w, &p, error->message);
             timing->failed++;
+            mg_error_t why = *error;
+            if (!mark_failed(&w, &p, &why, error)) {
+                skip_set_free(&skips);
+                bson_destroy(p.filter);
+                goto done; /* ok false: the run stops with the error */
+            }
             break;
         }
         skip_set_free(&skips);

@@ -65,6 +65,7 @@ extern const mg_cmd_t mg_migrator_cmd_status;
 extern const mg_cmd_t mg_migrator_cmd_validate;
 extern const mg_cmd_t mg_migrator_cmd_cutover;
 extern const mg_cmd_t mg_migrator_cmd_fallback;
+extern const mg_cmd_t mg_migrator_cmd_translate;
 
 /* ---- bulk copy (copy_plan.c, copy_worker.c, copy_run.c) ---- */
 
@@ -111,6 +112,20 @@ typedef struct {
     int64_t failed;
     int64_t skipped_docs;
 } mg_copy_timing_t;
+
+/* A namespace of the plan (borrowed strings). */
+typedef struct {
+    const char *db, *coll;
+} mg_migrator_ns_t;
+
+/*
+ * mg_migrator__check_privileges fails, naming every one that is missing,
+ * unless the source user may do what the whole migration does with the n
+ * planned namespaces (source_privileges.c). Without authentication, or a
+ * server that does not list privileges, everything passes.
+ */
+bool mg_migrator__check_privileges(mg_mongo_t *src, const mg_migrator_ns_t *ns, size_t n,
+                                   mg_error_t *error);
 
 /*
  * mg_migrator__copy_record_t0 stores the source's operationTime as T0 unless

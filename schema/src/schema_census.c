@@ -299,7 +299,7 @@ mg_schema_census_add_sample(mg_schema_census_t *c, const bson_t *doc, mg_error_t
                 const char *s =
                     t == BSON_TYPE_UTF8 ? bson_iter_utf8(&it, &len) : bson_iter_symbol(&it, &len);
                 if (len > MG_SCHEMA_KEY_MAX_BYTES || memchr(s, '\0', len) != NULL ||
-                    !bson_utf8_validate(s, len, false))
+                    !mg_utf8_valid(s, len))
                     c->text_misfit_ids++;
             }
         }
@@ -603,19 +603,6 @@ mg_schema_census_warnings(const mg_schema_census_t *c, mg_buf_t *out, size_t *co
     return true;
 }
 
-static void
-gstr(yajl_gen g, const char *s)
-{
-    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
-}
-
-static void
-gint(yajl_gen g, const char *key, int64_t v)
-{
-    gstr(g, key);
-    yajl_gen_integer(g, (long long)v);
-}
-
 /* gen_name writes a field name; one that is not UTF-8 is shown as hex. */
 static void
 gen_name(yajl_gen g, const char *name)
@@ -624,14 +611,14 @@ gen_name(yajl_gen g, const char *name)
     char hex[2 * 64 + 32];
     size_t o;
 
-    if (bson_utf8_validate(name, n, false)) {
-        gstr(g, name);
+    if (mg_utf8_valid(name, n)) {
+        mg_json_str(g, name);
         return;
     }
     o = (size_t)snprintf(hex, sizeof(hex), "(not UTF-8) 0x");
     for (size_t i = 0; i < n && o + 3 < sizeof(hex); i++)
         o += (size_t)snprintf(hex + o, sizeof(hex) - o, "%02x", (unsigned char)name[i]);
-    gstr(g, hex);
+    mg_json_str(g, hex);
 }
 
 static bool
@@ -639,8 +626,8 @@ warn_to_json(void *ctx, const char *text, mg_error_t *error)
 {
     size_t n = strlen(text);
 
-    if (bson_utf8_validate(text, n, false)) {
-        gstr((yajl_gen)ctx, text);
+    if (mg_utf8_valid(text, n)) {
+        mg_json_str((yajl_gen)ctx, text);
         return true;
     }
     /* a warning quoting a key that is not UTF-8: keep it ASCII */
@@ -650,7 +637,7 @@ warn_to_json(void *ctx, const char *text, mg_error_t *error)
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)ascii[i] >= 0x80)
             ascii[i] = '?';
-    gstr((yajl_gen)ctx, ascii);
+    mg_json_str((yajl_gen)ctx, ascii);
     free(ascii);
     return true;
 }
@@ -662,7 +649,7 @@ gen_type_counts(yajl_gen g, const int64_t *counts)
     for (int i = 0; i < NTYPES; i++) {
         const char *alias = mg_schema_bson_type_alias((bson_type_t)i);
         if (counts[i] > 0 && alias != NULL)
-            gint(g, alias, counts[i]);
+            mg_json_kint(g, alias, counts[i]);
     }
     yajl_gen_map_close(g);
 }
@@ -671,64 +658,57 @@ bool
 mg_schema_census_to_json(const mg_schema_census_t *c, mg_buf_t *out, mg_error_t *error)
 {
     yajl_gen g = yajl_gen_alloc(NULL);
-    const unsigned char *buf;
-    size_t len;
     bool ok;
 
     if (g == NULL)
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
     yajl_gen_config(g, yajl_gen_validate_utf8, 0);
     yajl_gen_map_open(g);
-    gstr(g, "db");
-    gstr(g, c->db);
-    gstr(g, "collection");
-    gstr(g, c->coll);
-    gint(g, "count", mg_schema_census_count(c));
-    gint(g, "size_bytes", mg_schema_census_size_bytes(c));
-    gint(g, "storage_bytes", c->storage_bytes);
-    gint(g, "avg_doc_bytes",
-         mg_schema_census_count(c) > 0 ? mg_schema_census_size_bytes(c) / mg_schema_census_count(c)
-                                       : 0);
-    gstr(g, "census");
-    gstr(g, c->full_scan ? "full" : "sample");
-    gint(g, "documents_examined", c->sampled);
-    gstr(g, "id_types_exact");
-    yajl_gen_bool(g, c->have_id_distribution);
-    gstr(g, "id_types");
+    mg_json_kstr(g, "db", c->db);
+    mg_json_kstr(g, "collection", c->coll);
+    mg_json_kint(g, "count", mg_schema_census_count(c));
+    mg_json_kint(g, "size_bytes", mg_schema_census_size_bytes(c));
+    mg_json_kint(g, "storage_bytes", c->storage_bytes);
+    mg_json_kint(g, "avg_doc_bytes",
+                 mg_schema_census_count(c) > 0
+                     ? mg_schema_census_size_bytes(c) / mg_schema_census_count(c)
+                     : 0);
+    mg_json_kstr(g, "census", c->full_scan ? "full" : "sample");
+    mg_json_kint(g, "documents_examined", c->sampled);
+    mg_json_kbool(g, "id_types_exact", c->have_id_distribution);
+    mg_json_str(g, "id_types");
     gen_type_counts(g, id_types(c));
-    gint(g, "oid_like_string_ids", c->oid_like_strings);
-    gint(g, "text_misfit_string_ids", c->text_misfit_ids);
-    gstr(g, "key_type");
-    gstr(g, mg_schema_key_type_name(mg_schema_census_key_type(c)));
-    gint(g, "max_doc_bytes", c->max_doc_size);
-    gint(g, "docs_over_15mb", c->near_16mb);
-    gint(g, "max_depth", c->max_depth);
-    gstr(g, "facts");
+    mg_json_kint(g, "oid_like_string_ids", c->oid_like_strings);
+    mg_json_kint(g, "text_misfit_string_ids", c->text_misfit_ids);
+    mg_json_kstr(g, "key_type", mg_schema_key_type_name(mg_schema_census_key_type(c)));
+    mg_json_kint(g, "max_doc_bytes", c->max_doc_size);
+    mg_json_kint(g, "docs_over_15mb", c->near_16mb);
+    mg_json_kint(g, "max_depth", c->max_depth);
+    mg_json_str(g, "facts");
     yajl_gen_map_open(g);
     for (int bit = 0; bit < 32; bit++) {
         if (c->fact_docs[bit] > 0)
-            gint(g, mg_schema_fact_name(1u << bit), c->fact_docs[bit]);
+            mg_json_kint(g, mg_schema_fact_name(1u << bit), c->fact_docs[bit]);
     }
     yajl_gen_map_close(g);
-    gstr(g, "fields");
+    mg_json_str(g, "fields");
     yajl_gen_array_open(g);
     for (size_t i = 0; i < c->nfields; i++) {
         yajl_gen_map_open(g);
-        gstr(g, "name");
+        mg_json_str(g, "name");
         gen_name(g, c->fields[i].name);
-        gint(g, "count", c->fields[i].count);
-        gstr(g, "types");
+        mg_json_kint(g, "count", c->fields[i].count);
+        mg_json_str(g, "types");
         gen_type_counts(g, c->fields[i].by_type);
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
-    gstr(g, "warnings");
+    mg_json_str(g, "warnings");
     yajl_gen_array_open(g);
     each_warning(c, warn_to_json, g, NULL);
     yajl_gen_array_close(g);
     yajl_gen_map_close(g);
-    yajl_gen_get_buf(g, &buf, &len);
-    ok = mg_buf_append(out, buf, len, error);
+    ok = mg_json_take(g, out, error);
     yajl_gen_free(g);
     return ok;
 }

@@ -1,7 +1,7 @@
 /*
- * schema/src/schema_format.c - number (shortest round-trip doubles), date,
- * base64 and UTF-8 helpers of the type mapping, and the table of wrapper key
- * sets.
+ * schema/src/schema_format.c - number (shortest round-trip doubles),
+ * Decimal128 and date helpers of the type mapping, and the table of wrapper
+ * key sets. (Base64 and UTF-8 are core's: mg_base64_*, mg_utf8_*.)
  */
 #include "schema_internal.h"
 #include "schema_double.h"
@@ -503,6 +503,46 @@ mg_schema__double_format(double x, char *out)
 }
 
 /* ------------------------------------------------------------------------
+ * Decimal128
+ * ------------------------------------------------------------------------ */
+
+/* 10^34 - 1, the largest canonical coefficient: its high 49 bits and low 64 bits. */
+#define DEC_MAX_HIGH UINT64_C(0x1ed09bead87c0)
+#define DEC_MAX_LOW  UINT64_C(0x378d8e63ffffffff)
+
+bson_decimal128_t
+mg_schema__decimal_value(const bson_decimal128_t *dec)
+{
+    bson_decimal128_t zero;
+    uint64_t hi = dec->high, coeff_hi;
+    uint64_t exp;
+
+    if (((hi >> 59) & 0xf) == 0xf)
+        return *dec; /* NaN (11111) or Infinity (11110) */
+    if (((hi >> 61) & 3) == 3) {
+        /* the "11" form: the coefficient is 2^113 or more, always non-canonical */
+        exp = (hi >> 47) & 0x3fff;
+    } else {
+        coeff_hi = hi & UINT64_C(0x1ffffffffffff);
+        if (coeff_hi < DEC_MAX_HIGH || (coeff_hi == DEC_MAX_HIGH && dec->low <= DEC_MAX_LOW))
+            return *dec;
+        exp = (hi >> 49) & 0x3fff;
+    }
+    /* a coefficient above 10^34 - 1 is zero (IEEE 754-2008 3.5.2): keep sign and exponent */
+    zero.high = (hi & (UINT64_C(1) << 63)) | exp << 49;
+    zero.low = 0;
+    return zero;
+}
+
+void
+mg_schema__decimal_text(const bson_decimal128_t *dec, char text[BSON_DECIMAL128_STRING])
+{
+    bson_decimal128_t value = mg_schema__decimal_value(dec);
+
+    bson_decimal128_to_string(&value, text);
+}
+
+/* ------------------------------------------------------------------------
  * Dates: proleptic Gregorian calendar, days relative to 1970-01-01.
  * ------------------------------------------------------------------------ */
 
@@ -612,148 +652,6 @@ mg_schema__date_parse(const char *s, size_t len, int64_t *ms)
         return false;
     *ms = days_from_civil(y, mo, d) * 86400000 + (int64_t)h * 3600000 + (int64_t)mi * 60000 +
           (int64_t)sec * 1000 + frac;
-    return true;
-}
-
-/* ------------------------------------------------------------------------
- * Base64 (RFC 4648, standard alphabet, padded)
- * ------------------------------------------------------------------------ */
-
-static const char b64_alphabet[65] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-size_t
-mg_schema__base64_len(size_t n)
-{
-    return (n + 2) / 3 * 4;
-}
-
-void
-mg_schema__base64_encode(const uint8_t *in, size_t n, char *out)
-{
-    size_t i = 0;
-
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-
-        *out++ = b64_alphabet[v >> 18];
-        *out++ = b64_alphabet[(v >> 12) & 63];
-        *out++ = b64_alphabet[(v >> 6) & 63];
-        *out++ = b64_alphabet[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-
-        *out++ = b64_alphabet[v >> 18];
-        *out++ = b64_alphabet[(v >> 12) & 63];
-        *out++ = '=';
-        *out++ = '=';
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-
-        *out++ = b64_alphabet[v >> 18];
-        *out++ = b64_alphabet[(v >> 12) & 63];
-        *out++ = b64_alphabet[(v >> 6) & 63];
-        *out++ = '=';
-    }
-}
-
-/* b64_value returns the 6-bit value of c, or -1. */
-static int
-b64_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-bool
-mg_schema__base64_decode(const char *in, size_t len, uint8_t *out, size_t *outlen)
-{
-    size_t i, n = 0;
-
-    if (len % 4 != 0)
-        return false;
-    for (i = 0; i < len; i += 4) {
-        int v[4], j, pad = 0;
-
-        for (j = 0; j < 4; j++) {
-            if (in[i + j] == '=' && i + 4 == len && j >= 2) {
-                v[j] = 0;
-                pad++;
-            } else {
-                if (pad > 0)
-                    return false; /* data after padding */
-                v[j] = b64_value(in[i + j]);
-                if (v[j] < 0)
-                    return false;
-            }
-        }
-        uint32_t w =
-            (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-        /* the bits a padded group leaves unused must be zero (canonical) */
-        if ((pad == 1 && (w & 0xff) != 0) || (pad == 2 && (w & 0xffff) != 0))
-            return false;
-        out[n++] = (uint8_t)(w >> 16);
-        if (pad < 2)
-            out[n++] = (uint8_t)(w >> 8);
-        if (pad < 1)
-            out[n++] = (uint8_t)w;
-    }
-    *outlen = n;
-    return true;
-}
-
-/* ------------------------------------------------------------------------
- * UTF-8
- * ------------------------------------------------------------------------ */
-
-size_t
-mg_schema__utf8_seq_len(const uint8_t *s, size_t n)
-{
-    uint8_t c = s[0];
-
-    if (c >= 0xc2 && c <= 0xdf)
-        return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
-    if (c >= 0xe0 && c <= 0xef) {
-        uint8_t lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-
-        return n >= 3 && s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 ? 3 : 0;
-    }
-    if (c >= 0xf0 && c <= 0xf4) {
-        uint8_t lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-
-        return n >= 4 && s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 && (s[3] & 0xc0) == 0x80
-                   ? 4
-                   : 0;
-    }
-    return 0;
-}
-
-bool
-mg_schema__utf8_valid(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-
-    while (i < n) {
-        if (s[i] < 0x80) {
-            i++;
-            continue;
-        }
-        size_t l = mg_schema__utf8_seq_len(s + i, n - i);
-
-        if (l == 0)
-            return false;
-        i += l;
-    }
     return true;
 }
 

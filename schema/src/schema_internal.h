@@ -1,6 +1,6 @@
 /*
  * schema/src/schema_internal.h - helpers shared by the schema module's files:
- * number and date formatting, base64, UTF-8 checks and the wrapper table.
+ * number and date formatting and the wrapper table.
  */
 #ifndef MG_SCHEMA_INTERNAL_H
 #define MG_SCHEMA_INTERNAL_H
@@ -84,6 +84,22 @@ size_t mg_schema__i64_format(int64_t v, char *out);
 size_t mg_schema__u64_format(uint64_t v, char *out);
 
 /*
+ * mg_schema__decimal_value returns the encoding of dec's value: dec itself,
+ * except that a coefficient above 10^34 - 1 (non-canonical, in either
+ * encoding form) is zero (IEEE 754-2008 3.5.2, as MongoDB reads it) with
+ * dec's sign and exponent. NaN and infinities come back unchanged.
+ */
+bson_decimal128_t mg_schema__decimal_value(const bson_decimal128_t *dec);
+
+/*
+ * mg_schema__decimal_text writes libbson's string of dec's value
+ * (mg_schema__decimal_value) into text: "0E+3" for a non-canonical
+ * coefficient with exponent 3, where libbson alone prints 35 digits for
+ * coefficients from 10^34 to about 1.04 x 10^34.
+ */
+void mg_schema__decimal_text(const bson_decimal128_t *dec, char text[BSON_DECIMAL128_STRING]);
+
+/*
  * mg_schema__date_format writes ms (within 0..MG_SCHEMA_DATE_ISO_MAX_MS) as
  * "YYYY-MM-DDTHH:MM:SS.mmmZ" into out (MG_SCHEMA_DATE_ISO_LEN bytes).
  */
@@ -94,30 +110,6 @@ void mg_schema__date_format(int64_t ms, char *out);
  * into milliseconds since the epoch. Returns false on any other text.
  */
 bool mg_schema__date_parse(const char *text, size_t len, int64_t *ms);
-
-/* mg_schema__base64_len returns the encoded length of n bytes (with padding). */
-size_t mg_schema__base64_len(size_t n);
-
-/* mg_schema__base64_encode writes the padded base64 of n bytes into out. */
-void mg_schema__base64_encode(const uint8_t *in, size_t n, char *out);
-
-/*
- * mg_schema__base64_decode decodes len characters of padded standard base64
- * into out (at least len / 4 * 3 bytes); *outlen receives the length.
- * Returns false on malformed input.
- */
-bool mg_schema__base64_decode(const char *in, size_t len, uint8_t *out, size_t *outlen);
-
-/*
- * mg_schema__utf8_seq_len returns the length (2..4) of the valid UTF-8
- * sequence starting at s (n bytes available, s[0] >= 0x80), or 0 when it is
- * not valid UTF-8 as PostgreSQL checks it (no overlong forms, no surrogates,
- * nothing above U+10FFFF).
- */
-size_t mg_schema__utf8_seq_len(const uint8_t *s, size_t n);
-
-/* mg_schema__utf8_valid returns true when n bytes are valid UTF-8. */
-bool mg_schema__utf8_valid(const uint8_t *s, size_t n);
 
 /*
  * mg_schema__append_raw appends one element built by hand: type, key (klen

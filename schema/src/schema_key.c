@@ -25,10 +25,11 @@ typedef unsigned __int128 u128;
 /* 10^34 - 1: the largest canonical Decimal128 coefficient. */
 #define DEC_MAX_COEFF ((u128)UINT64_C(0x1ed09bead87c0) << 64 | UINT64_C(0x378d8e63ffffffff))
 
-/* How a misfit error tells the operator the way out. */
-#define WAY_OUT                                                                           \
-    "every _id fits key type canonical: choose it for this collection with migrate init " \
-    "--key-type DB.COLL=canonical"
+/* The collection a key is encoded for (NULL names: unknown), for the misfit error's way out. */
+typedef struct {
+    const char *db;
+    const char *coll;
+} ns_t;
 
 /* ------------------------------------------------------------------------
  * Describing an _id in messages
@@ -43,28 +44,76 @@ mg_schema_id_describe(const bson_iter_t *id, char *out, size_t outsz)
     mg_buf_init(&b, 64 * 1024);
     if (mg_schema_value_render(id, MG_SCHEMA_FIDELITY_RELAXED, &b, NULL, &e) &&
         mg_buf_append(&b, "", 0, &e)) {
-        if (b.len + 1 > outsz && outsz > 4)
-            snprintf(out, outsz, "%.*s...", (int)(outsz - 4), b.data);
-        else
-            snprintf(out, outsz, "%s", b.data);
+        /* cut between characters: the text goes to Postgres (reasons, mismatches), which
+         * refuses a character cut in two */
+        mg_utf8_copy(out, outsz, b.data, b.len);
     } else {
         snprintf(out, outsz, "(unprintable _id of BSON type 0x%02x)", (int)bson_iter_type(id));
     }
     mg_buf_cleanup(&b);
 }
 
-static bool
-misfit(const bson_iter_t *id, mg_schema_key_type_t type, const char *why, mg_error_t *error)
+/*
+ * way_out writes the --key-type item that gives ns the canonical key type:
+ * the namespace as an fnmatch pattern matching only itself (\ before * ? [
+ * and \), in single quotes for a POSIX shell unless it is plain.
+ */
+static void
+way_out(const ns_t *ns, char *out, size_t outsz)
 {
-    char shown[256];
+    char item[1024];
+    size_t o = 0;
+    bool plain = true;
+
+    if (ns == NULL || ns->db == NULL || ns->coll == NULL) {
+        snprintf(out, outsz, "DB.COLL=canonical");
+        return;
+    }
+    for (int part = 0; part < 2; part++) {
+        const char *s = part == 0 ? ns->db : ns->coll;
+
+        for (; *s != '\0' && o + 8 < sizeof(item); s++) {
+            if (strchr("*?[\\", *s) != NULL)
+                item[o++] = '\\';
+            if (*s == '\'') {
+                memcpy(item + o, "'\\''", 4); /* close, escaped quote, reopen */
+                o += 4;
+                plain = false;
+                continue;
+            }
+            if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+                  (*s >= '0' && *s <= '9') || strchr("._-/:@%+,", *s) != NULL))
+                plain = false;
+            item[o++] = *s;
+        }
+        if (part == 0)
+            item[o++] = '.';
+    }
+    item[o] = '\0';
+    snprintf(out, outsz, plain ? "%s=canonical" : "'%s=canonical'", item);
+}
+
+/*
+ * misfit fails with MG_ERROR_CODE_INVALID_ARGUMENT: the _id does not fit the
+ * key type. The way out comes before the _id (shown to 96 bytes), so that a
+ * caller's prefix cannot push it past the end of the message.
+ */
+static bool
+misfit(const bson_iter_t *id, mg_schema_key_type_t type, const char *why, const ns_t *ns,
+       mg_error_t *error)
+{
+    char shown[96], item[1100];
 
     mg_schema_id_describe(id, shown, sizeof(shown));
     if (type == MG_SCHEMA_KEY_CANONICAL)
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_INVALID_ARGUMENT,
                             "could not encode _id %s: %s", shown, why);
+    way_out(ns, item, sizeof(item));
     return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_INVALID_ARGUMENT,
-                        "_id %s does not fit key type %s: %s; " WAY_OUT, shown,
-                        mg_schema_key_type_name(type), why);
+                        "_id does not fit key type %s (%s); every _id fits key type canonical: "
+                        "choose it for this collection with migrate init --reset --yes "
+                        "--key-type %s; the _id: %s",
+                        mg_schema_key_type_name(type), why, item, shown);
 }
 
 static bool
@@ -314,7 +363,7 @@ static bool
 enc_string(kenc_t *k, const char *s, size_t len)
 {
     char head[32];
-    bool plain = memchr(s, '\0', len) == NULL && mg_schema__utf8_valid((const uint8_t *)s, len);
+    bool plain = memchr(s, '\0', len) == NULL && mg_utf8_valid(s, len);
     size_t n;
 
     head[0] = plain ? 's' : 'S';
@@ -423,7 +472,7 @@ enc_value(kenc_t *k, const bson_iter_t *it, uint32_t depth)
 
         if (is_array && depth == 0)
             return misfit(k->id, MG_SCHEMA_KEY_CANONICAL,
-                          "an array cannot be an _id (MongoDB refuses it)", k->error);
+                          "an array cannot be an _id (MongoDB refuses it)", NULL, k->error);
         if (!bson_iter_recurse(it, &child))
             return mg_error_set(k->error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
                                 "could not encode _id: corrupt embedded document");
@@ -533,7 +582,8 @@ encode_canonical(const bson_iter_t *id, mg_buf_t *out, mg_error_t *error)
 
 /* encode_text appends an ObjectId's hex or a string (text_objectid, text_string). */
 static bool
-encode_text(const bson_iter_t *id, mg_schema_key_type_t type, mg_buf_t *out, mg_error_t *error)
+encode_text(const bson_iter_t *id, mg_schema_key_type_t type, const ns_t *ns, mg_buf_t *out,
+            mg_error_t *error)
 {
     bson_type_t t = bson_iter_type(id);
     const char *s;
@@ -553,19 +603,19 @@ encode_text(const bson_iter_t *id, mg_schema_key_type_t type, mg_buf_t *out, mg_
         return misfit(id, type,
                       type == MG_SCHEMA_KEY_TEXT_OID ? "only ObjectIds and strings fit"
                                                      : "only strings fit",
-                      error);
+                      ns, error);
     if (type == MG_SCHEMA_KEY_TEXT_OID && is_oid_hex(s, len))
-        return misfit(id, type, "a string that reads as ObjectId hex would collide", error);
-    if (memchr(s, '\0', len) != NULL || !mg_schema__utf8_valid((const uint8_t *)s, len))
-        return misfit(id, type, "text cannot hold NUL or invalid UTF-8", error);
+        return misfit(id, type, "a string that reads as ObjectId hex would collide", ns, error);
+    if (memchr(s, '\0', len) != NULL || !mg_utf8_valid(s, len))
+        return misfit(id, type, "text cannot hold NUL or invalid UTF-8", ns, error);
     if (len > MG_SCHEMA_KEY_MAX_BYTES)
-        return misfit(id, type, "longer than the 2600 bytes a btree key can hold", error);
+        return misfit(id, type, "longer than the 2600 bytes a btree key can hold", ns, error);
     return mg_buf_append(out, s, len, error);
 }
 
 /* encode_bigint appends a number whose value is an int64 (bigint). */
 static bool
-encode_bigint(const bson_iter_t *id, bool binary, mg_buf_t *out, mg_error_t *error)
+encode_bigint(const bson_iter_t *id, bool binary, const ns_t *ns, mg_buf_t *out, mg_error_t *error)
 {
     num_t n = {.kind = NUM_DECIMAL};
     uint8_t be[8];
@@ -591,10 +641,12 @@ encode_bigint(const bson_iter_t *id, bool binary, mg_buf_t *out, mg_error_t *err
         break;
     }
     default:
-        return misfit(id, MG_SCHEMA_KEY_BIGINT, "only numbers with an integer value fit", error);
+        return misfit(id, MG_SCHEMA_KEY_BIGINT, "only numbers with an integer value fit", ns,
+                      error);
     }
     if (n.kind != NUM_INT)
-        return misfit(id, MG_SCHEMA_KEY_BIGINT, "only numbers with an integer value fit", error);
+        return misfit(id, MG_SCHEMA_KEY_BIGINT, "only numbers with an integer value fit", ns,
+                      error);
     if (!binary)
         return mg_buf_printf(out, error, "%lld", (long long)n.i);
     u = (uint64_t)n.i;
@@ -609,14 +661,23 @@ bool
 mg_schema_key_encode(const bson_iter_t *id, mg_schema_key_type_t type,
                      mg_schema_fidelity_t fidelity, bool binary, mg_buf_t *out, mg_error_t *error)
 {
+    return mg_schema_key_encode_for(NULL, NULL, id, type, fidelity, binary, out, error);
+}
+
+bool
+mg_schema_key_encode_for(const char *db, const char *coll, const bson_iter_t *id,
+                         mg_schema_key_type_t type, mg_schema_fidelity_t fidelity, bool binary,
+                         mg_buf_t *out, mg_error_t *error)
+{
     size_t start = out->len;
+    ns_t ns = {db, coll};
 
     switch (type) {
     case MG_SCHEMA_KEY_TEXT_OID:
     case MG_SCHEMA_KEY_TEXT_STRING:
-        return encode_text(id, type, out, error);
+        return encode_text(id, type, &ns, out, error);
     case MG_SCHEMA_KEY_BIGINT:
-        return encode_bigint(id, binary, out, error);
+        return encode_bigint(id, binary, &ns, out, error);
     case MG_SCHEMA_KEY_CANONICAL:
         return encode_canonical(id, out, error);
     case MG_SCHEMA_KEY_JSONB:
@@ -628,7 +689,7 @@ mg_schema_key_encode(const bson_iter_t *id, mg_schema_key_type_t type,
         }
         if (out->len - start > MG_SCHEMA_KEY_MAX_BYTES) {
             out->len = start;
-            return misfit(id, type, "longer than the 2600 bytes a btree key can hold", error);
+            return misfit(id, type, "longer than the 2600 bytes a btree key can hold", &ns, error);
         }
         return true;
     }

@@ -608,6 +608,11 @@ mg_schema_naming_find(const mg_schema_naming_t *n, const char *db, const char *c
 bool
 mg_schema_quote_ident(const char *ident, mg_buf_t *out, mg_error_t *error)
 {
+    /* PostgreSQL cuts a longer name to 63 bytes: two names could become one */
+    if (ident[0] == '\0' || strlen(ident) > MG_SCHEMA_IDENT_MAX)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_INVALID_ARGUMENT,
+                            "could not quote identifier \"%s\": %s", ident,
+                            ident[0] == '\0' ? "it is empty" : "longer than 63 bytes");
     if (!mg_buf_append(out, "\"", 1, error))
         return false;
     for (const char *p = ident; *p != '\0'; p++) {
@@ -622,10 +627,13 @@ mg_schema_quote_ident(const char *ident, mg_buf_t *out, mg_error_t *error)
 bool
 mg_schema_quote_literal(const char *text, mg_buf_t *out, mg_error_t *error)
 {
-    if (!mg_buf_append(out, "'", 1, error))
+    /* E'' with doubled backslashes reads the same whatever standard_conforming_strings is */
+    bool escape = strchr(text, '\\') != NULL;
+
+    if (!mg_buf_append_str(out, escape ? "E'" : "'", error))
         return false;
     for (const char *p = text; *p != '\0'; p++) {
-        if (*p == '\'' && !mg_buf_append(out, "'", 1, error))
+        if ((*p == '\'' || (escape && *p == '\\')) && !mg_buf_append(out, p, 1, error))
             return false;
         if (!mg_buf_append(out, p, 1, error))
             return false;

@@ -620,6 +620,25 @@ two_members(const bson_iter_t *obj, const char *na, const char *nb, bson_iter_t 
 }
 
 /*
+ * base64_bytes decodes len characters of canonical padded base64 into a
+ * malloc'd buffer (caller frees; its length in *n), or returns NULL when the
+ * text is not the encoding of its bytes or memory runs out.
+ */
+static uint8_t *
+base64_bytes(const char *b64, uint32_t len, uint32_t *n)
+{
+    mg_buf_t buf;
+
+    mg_buf_init(&buf, (size_t)len / 4 * 3 + 1);
+    if (!mg_base64_decode_canonical(b64, len, &buf, NULL)) {
+        mg_buf_cleanup(&buf);
+        return NULL;
+    }
+    *n = (uint32_t)buf.len;
+    return (uint8_t *)buf.data; /* steal: malloc'd by the buffer (never NULL once reserved) */
+}
+
+/*
  * string_slot reads a string-valued slot: a JSON string or a
  * {"$stringBase64": ...} escape. *owned receives malloc'd bytes to free
  * (NULL when *s points into the tree).
@@ -637,16 +656,12 @@ string_slot(const bson_iter_t *v, const char **s, uint32_t *len, uint8_t **owned
     if (only_member(v, "$stringBase64", &m) && BSON_ITER_HOLDS_UTF8(&m)) {
         uint32_t b64len;
         const char *b64 = bson_iter_utf8(&m, &b64len);
-        size_t n;
-        uint8_t *bytes = malloc(b64len / 4 * 3 + 1);
+        uint8_t *bytes = base64_bytes(b64, b64len, len);
 
-        if (bytes == NULL || !mg_schema__base64_decode(b64, b64len, bytes, &n)) {
-            free(bytes);
+        if (bytes == NULL)
             return false;
-        }
         *owned = bytes;
         *s = (const char *)bytes;
-        *len = (uint32_t)n;
         return true;
     }
     return false;
@@ -826,10 +841,9 @@ decode_wrapper(conv_t *c, mg_schema_wrap_t kind, const bson_iter_t *obj, bson_t 
                bad(c, MG_ERROR_CODE_LIMIT, "document too large");
     }
     case MG_SCHEMA_WRAP_BINARY: {
-        uint32_t b64len, stlen;
+        uint32_t b64len, stlen, n;
         const char *b64, *st;
         uint64_t subtype;
-        size_t n;
 
         if (!two_members(&v, "base64", "subType", &w, &x) || !BSON_ITER_HOLDS_UTF8(&w) ||
             !BSON_ITER_HOLDS_UTF8(&x))
@@ -838,14 +852,10 @@ decode_wrapper(conv_t *c, mg_schema_wrap_t kind, const bson_iter_t *obj, bson_t 
         st = bson_iter_utf8(&x, &stlen);
         if (stlen < 1 || stlen > 2 || !parse_hex(st, stlen, &subtype))
             return bad(c, MG_ERROR_CODE_PARSE, "$binary subType is not 1-2 hex digits");
-        owned = malloc(b64len / 4 * 3 + 1);
+        owned = base64_bytes(b64, b64len, &n);
         if (owned == NULL)
-            return bad(c, MG_ERROR_CODE_LIMIT, "out of memory");
-        if (!mg_schema__base64_decode(b64, b64len, owned, &n)) {
-            free(owned);
             return bad(c, MG_ERROR_CODE_PARSE, "$binary base64 is malformed");
-        }
-        ok = bson_append_binary(dst, key, klen, (bson_subtype_t)subtype, owned, (uint32_t)n) ||
+        ok = bson_append_binary(dst, key, klen, (bson_subtype_t)subtype, owned, n) ||
              bad(c, MG_ERROR_CODE_LIMIT, "document too large");
         break;
     }

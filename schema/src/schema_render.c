@@ -204,7 +204,7 @@ write_str(render_t *r, const uint8_t *s, size_t n)
             }
             c = s[i];
             if (c >= 0x80) {
-                size_t l = mg_schema__utf8_seq_len(s + i, n - i);
+                size_t l = mg_utf8_char_len(s + i, n - i);
 
                 if (l == 0)
                     return STR_BAD;
@@ -271,13 +271,13 @@ write_string_slot(render_t *r, const char *s, size_t n)
         return false;
     r->out->len = mark;
     r->facts |= st == STR_NUL ? MG_SCHEMA_FACT_NUL_STRING : MG_SCHEMA_FACT_INVALID_UTF8;
-    p = room(r, mg_schema__base64_len(n) + 24);
+    p = room(r, mg_base64_encoded_len(n) + 24);
     if (p == NULL)
         return false;
     memcpy(p, "{\"$stringBase64\":\"", 18);
     p += 18;
-    mg_schema__base64_encode((const uint8_t *)s, n, p);
-    p += mg_schema__base64_len(n);
+    mg_base64_encode_to((const uint8_t *)s, n, p);
+    p += mg_base64_encoded_len(n);
     memcpy(p, "\"}", 2);
     done_at(r, p + 2);
     return true;
@@ -810,14 +810,14 @@ write_oid_hex(char *p, const bson_oid_t *oid)
 static bool
 write_binary(render_t *r, bson_subtype_t subtype, const uint8_t *data, uint32_t len)
 {
-    size_t b64 = mg_schema__base64_len(len);
+    size_t b64 = mg_base64_encoded_len(len);
     char *p = room(r, b64 + 48);
 
     if (p == NULL)
         return false;
     memcpy(p, "{\"$binary\":{\"base64\":\"", 22);
     p += 22;
-    mg_schema__base64_encode(data, len, p);
+    mg_base64_encode_to(data, len, p);
     p += b64;
     memcpy(p, "\",\"subType\":\"", 13);
     p += 13;
@@ -864,14 +864,16 @@ write_decimal(render_t *r, const bson_decimal128_t *dec)
 
     if (p == NULL)
         return false;
-    bson_decimal128_to_string(dec, text);
+    /* the text of the value: a non-canonical coefficient is zero */
+    mg_schema__decimal_text(dec, text);
     if (text[0] == 'N' || text[strspn(text, "-")] == 'I')
         r->facts |= MG_SCHEMA_FACT_NAN_DECIMAL;
     memcpy(p, "{\"$numberDecimal\":\"", 19);
     p += 19;
-    /* the text must read back at all (some non-canonical encodings print an
-     * exponent out of range), and in exact mode to the same bits; otherwise
-     * write the bits: "bits:<high><low>" */
+    /* in exact mode the text must read back to the same bits (it does not for
+     * NaN payloads, sNaN and non-canonical coefficients); otherwise write the
+     * bits: "bits:<high><low>". The text of every value reads back
+     * (test_render checks every exponent), so relaxed mode never writes bits */
     if (BSON_UNLIKELY(!bson_decimal128_from_string(text, &back) ||
                       (r->fidelity == MG_SCHEMA_FIDELITY_EXACT &&
                        (back.high != dec->high || back.low != dec->low)))) {

@@ -139,7 +139,7 @@ string_facts(scan_t *s, const char *str, uint32_t len)
 {
     if (memchr(str, '\0', len) != NULL)
         s->facts |= MG_SCHEMA_FACT_NUL_STRING;
-    else if (!mg_schema__utf8_valid((const uint8_t *)str, len))
+    else if (!mg_utf8_valid(str, len))
         s->facts |= MG_SCHEMA_FACT_INVALID_UTF8;
 }
 
@@ -186,8 +186,7 @@ scan_value(scan_t *s, const bson_iter_t *it, uint32_t depth)
         const char *options;
         const char *pattern = bson_iter_regex(it, &options);
 
-        if (!mg_schema__utf8_valid((const uint8_t *)pattern, strlen(pattern)) ||
-            !mg_schema__utf8_valid((const uint8_t *)options, strlen(options)))
+        if (!mg_utf8_valid(pattern, strlen(pattern)) || !mg_utf8_valid(options, strlen(options)))
             s->facts |= MG_SCHEMA_FACT_UNRENDERABLE;
         return true;
     }
@@ -261,7 +260,7 @@ scan_container(scan_t *s, bson_iter_t *child, bool is_array, uint32_t depth)
                 s->facts |= MG_SCHEMA_FACT_DOLLAR_KEY;
             if (memchr(m[i].key, '.', m[i].len) != NULL)
                 s->facts |= MG_SCHEMA_FACT_DOTTED_KEY;
-            if (!mg_schema__utf8_valid((const uint8_t *)m[i].key, m[i].len))
+            if (!mg_utf8_valid(m[i].key, m[i].len))
                 s->facts |= MG_SCHEMA_FACT_UNRENDERABLE;
             if (i > 0 && m[i].len == m[i - 1].len && memcmp(m[i].key, m[i - 1].key, m[i].len) == 0)
                 s->facts |= MG_SCHEMA_FACT_DUPLICATE_KEY;
@@ -406,8 +405,8 @@ canon_value(canon_t *c, const bson_iter_t *it, bson_t *dst, const char *key, siz
         if (c->fidelity != MG_SCHEMA_FIDELITY_RELAXED)
             return copy_raw(c, it, dst, key, klen);
         bson_iter_decimal128(it, &dec);
-        bson_decimal128_to_string(&dec, text);
-        /* text that does not read back is stored as bits: keep those */
+        /* relaxed keeps the value: a non-canonical coefficient is zero, NaN the quiet NaN */
+        mg_schema__decimal_text(&dec, text);
         if (!bson_decimal128_from_string(text, &dec))
             return copy_raw(c, it, dst, key, klen);
         return bson_append_decimal128(dst, key, (int)klen, &dec) ||

@@ -159,11 +159,29 @@ mg_state_collection_rename(mg_state_t *st, const char *db, const char *coll, con
                            const char *to_coll, mg_error_t *error)
 {
     const char *p[4] = {db, coll, to_db, to_coll};
+    bool ok;
 
-    return mg_state__exec(st,
-                          "UPDATE @.collections SET db = $3, coll = $4, updated_at = now() WHERE "
-                          "db = $1 AND coll = $2",
-                          4, p, error);
+    if (!mg_state_begin(st, error))
+        return false;
+    ok = mg_state__exec(st,
+                        "DELETE FROM @.collections WHERE db = $3 AND coll = $4 AND NOT (db = $1 "
+                        "AND coll = $2)",
+                        4, p, error) &&
+         mg_state__exec(st,
+                        "DELETE FROM @.changed_docs WHERE db = $3 AND coll = $4 AND NOT (db = $1 "
+                        "AND coll = $2)",
+                        4, p, error) &&
+         mg_state__exec(st,
+                        "UPDATE @.collections SET db = $3, coll = $4, updated_at = now() WHERE "
+                        "db = $1 AND coll = $2",
+                        4, p, error) &&
+         mg_state__exec(st,
+                        "UPDATE @.changed_docs SET db = $3, coll = $4 WHERE db = $1 AND coll = $2",
+                        4, p, error) &&
+         mg_state_commit(st, error);
+    if (!ok)
+        mg_state_rollback(st);
+    return ok;
 }
 
 bool
@@ -185,7 +203,8 @@ mg_state_collections_copy_finish(mg_state_t *st, mg_error_t *error)
         "UPDATE @.collections c SET status = CASE WHEN EXISTS (SELECT 1 FROM @.partitions p WHERE "
         "p.db = c.db AND p.coll = c.coll AND p.status = 'failed') THEN 'failed' ELSE 'copied' "
         "END, error = (SELECT string_agg(p.error, '; ') FROM @.partitions p WHERE p.db = c.db AND "
-        "p.coll = c.coll AND p.status = 'failed'), updated_at = now() WHERE c.status = 'copying' "
+        "p.coll = c.coll AND p.status = 'failed'), copied_at = now(), updated_at = now() WHERE "
+        "c.status = 'copying' "
         "AND NOT EXISTS (SELECT 1 FROM @.partitions p WHERE p.db = c.db AND p.coll = c.coll AND "
         "p.status = 'pending')",
         0, NULL, error);
@@ -255,8 +274,8 @@ resync_one(mg_state_t *st, const mg_state_coll_t *c, mg_error_t *error)
     ok = ok &&
          mg_state__exec(st, "DELETE FROM @.partitions WHERE db = $1 AND coll = $2", 2, p, error) &&
          mg_state__exec(st,
-                        "UPDATE @.collections SET status = 'planned', error = NULL, updated_at = "
-                        "now() WHERE db = $1 AND coll = $2",
+                        "UPDATE @.collections SET status = 'planned', error = NULL, copied_at = "
+                        "NULL, updated_at = now() WHERE db = $1 AND coll = $2",
                         2, p, error);
     if (ok)
         MG_LOG_EVENT(MG_LOG_NOTICE, "sync", "sync.resync",

@@ -11,10 +11,11 @@
 #include <libpq-fe.h>
 
 struct mg_state {
-    PGconn *conn; /* borrowed */
-    char *name;   /* the schema's name */
-    char *quoted; /* its quoted identifier, as mg_schema_quote_ident writes it */
-    mg_buf_t sql; /* the statement being run */
+    PGconn *conn;        /* borrowed */
+    char *name;          /* the schema's name */
+    char *quoted;        /* its quoted identifier, as mg_schema_quote_ident writes it */
+    mg_buf_t sql;        /* the statement being run */
+    char *cutover_token; /* the cutover this handle owns (NULL: none); state_cutover.c */
 };
 
 /*
@@ -47,10 +48,22 @@ char *mg_state__dup(const char *s, bool *failed);
 /* mg_state__oom sets "out of memory" and returns false. */
 bool mg_state__oom(mg_error_t *error);
 
+/*
+ * mg_state__read_rows fills out from res (cleared): the text columns text_cols
+ * name (up to three; -1 none) go to a, b, c, the number columns num_cols to
+ * n1..n3. res NULL: false (error already set).
+ */
+bool mg_state__read_rows(PGresult *res, const int text_cols[3], const int num_cols[3],
+                         mg_state_rows_t *out, mg_error_t *error);
+
 /* mg_state__copy writes the value of row r, column c (or "" when NULL) into out. */
 void mg_state__copy(const PGresult *res, int r, int c, char *out, size_t outsz);
 
 /* mg_state__int64 reads row r, column c as a number (0 when NULL). */
 int64_t mg_state__int64(const PGresult *res, int r, int c);
+
+/* DDL appended to version 1 by mg_state_ddl (NULL-terminated, "@" as everywhere). */
+extern const char *const mg_state__follow_ddl[];
+extern const char *const mg_state__fence_ddl[];
 
 #endif /* MG_STATE_INTERNAL_H */

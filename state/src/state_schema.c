@@ -27,6 +27,7 @@ static const char *const state_v1[] = {
     "    created_at timestamptz NOT NULL DEFAULT now(),\n"
     "    tool_version text NOT NULL,\n"
     "    source_uri text NOT NULL,\n"
+    "    source_secret text,\n"
     "    source_version text,\n"
     "    source_set_name text,\n"
     "    target_schema text,\n"
@@ -48,6 +49,7 @@ static const char *const state_v1[] = {
     "    doc_count bigint,\n"
     "    size_bytes bigint,\n"
     "    error text,\n"
+    "    copied_at timestamptz,\n"
     "    updated_at timestamptz NOT NULL DEFAULT now(),\n"
     "    PRIMARY KEY (db, coll),\n"
     "    UNIQUE (schema_name, table_name)\n"
@@ -190,6 +192,7 @@ static const char *const state_v1[] = {
     "    fence_ts bigint,\n"
     "    fence_inc bigint,\n"
     "    endpoint text,\n"
+    "    endpoint_secret text,\n"
     "    started_at timestamptz NOT NULL DEFAULT now(),\n"
     "    frozen_at timestamptz,\n"
     "    flipped_at timestamptz,\n"
@@ -197,6 +200,17 @@ static const char *const state_v1[] = {
     "    unavailable_s double precision,\n"
     "    steps jsonb NOT NULL DEFAULT '{}',\n"
     "    updated_at timestamptz NOT NULL DEFAULT now()\n"
+    ")",
+    /* who runs the cutover: taken and renewed by compare-and-set (state_cutover.c) */
+    "CREATE TABLE @.cutover_owner (\n"
+    "    id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),\n"
+    "    owner text,\n"
+    "    token text,\n"
+    "    renewal text,\n"
+    "    ttl_ms bigint NOT NULL DEFAULT 0,\n"
+    "    taken_at timestamptz,\n"
+    "    renewed_at timestamptz,\n"
+    "    takeovers int NOT NULL DEFAULT 0\n"
     ")",
     "CREATE TABLE @.checkpoint (\n"
     "    id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),\n"
@@ -227,6 +241,7 @@ static const char *const state_v1[] = {
     "    data jsonb NOT NULL DEFAULT '{}'\n"
     ")",
     "INSERT INTO @.checkpoint (id) VALUES (1)",
+    "INSERT INTO @.cutover_owner (id) VALUES (1)",
     "INSERT INTO @.meta (key, value) VALUES ('schema_version', '1'), "
     "('created_by', 'migrate')",
     NULL,
@@ -266,6 +281,7 @@ mg_state_destroy(mg_state_t *st)
         return;
     free(st->name);
     free(st->quoted);
+    free(st->cutover_token);
     mg_buf_cleanup(&st->sql);
     free(st);
 }
@@ -402,6 +418,11 @@ mg_state_ddl(const mg_state_t *st, mg_buf_t *out, mg_error_t *error)
 
     for (int i = 0; ok && state_v1[i] != NULL; i++)
         ok = expand(st, state_v1[i], out, error) && mg_buf_append_str(out, ";\n", error);
+    /* tables kept beside the files that own their statements */
+    const char *const *const more[] = {mg_state__follow_ddl, mg_state__fence_ddl};
+    for (size_t m = 0; m < sizeof(more) / sizeof(more[0]); m++)
+        for (int i = 0; ok && more[m][i] != NULL; i++)
+            ok = expand(st, more[m][i], out, error) && mg_buf_append_str(out, ";\n", error);
     return ok;
 }
 
@@ -545,14 +566,15 @@ mg_state_migration_get(mg_state_t *st, mg_state_migration_t *out, mg_error_t *er
 bool
 mg_state_migration_insert(mg_state_t *st, const mg_state_migration_new_t *m, mg_error_t *error)
 {
-    const char *p[7] = {m->tool_version,  m->source_uri,    m->source_version, m->source_set_name,
-                        m->target_schema, m->type_fidelity, m->options_json};
+    const char *p[8] = {m->tool_version,  m->source_uri,    m->source_version, m->source_set_name,
+                        m->target_schema, m->type_fidelity, m->options_json,   m->source_secret};
 
     return mg_state__exec(st,
                           "INSERT INTO @.migration (tool_version, source_uri, source_version, "
-                          "source_set_name, target_schema, type_fidelity, options) VALUES ($1, "
-                          "$2, $3, NULLIF($4, ''), $5, $6, $7::jsonb)",
-                          7, p, error);
+                          "source_set_name, target_schema, type_fidelity, options, "
+                          "source_secret) VALUES ($1, $2, $3, NULLIF($4, ''), $5, $6, $7::jsonb, "
+                          "$8)",
+                          8, p, error);
 }
 
 bool

@@ -23,12 +23,12 @@ mg_state_rows_cleanup(mg_state_rows_t *rows)
 }
 
 /*
- * read_rows fills out from res: the text columns text_cols name (up to
+ * mg_state__read_rows fills out from res: the text columns text_cols name (up to
  * three; -1 none) go to a, b, c, the number columns num_cols to n1..n3.
  */
-static bool
-read_rows(PGresult *res, const int text_cols[3], const int num_cols[3], mg_state_rows_t *out,
-          mg_error_t *error)
+bool
+mg_state__read_rows(PGresult *res, const int text_cols[3], const int num_cols[3],
+                    mg_state_rows_t *out, mg_error_t *error)
 {
     bool failed = false;
     size_t n;
@@ -62,12 +62,13 @@ mg_state_live_workers(mg_state_t *st, mg_state_rows_t *out, mg_error_t *error)
 {
     static const int texts[3] = {0, -1, -1}, nums[3] = {1, 2, 3};
 
-    return read_rows(mg_state__query(st,
-                                     "SELECT worker, docs, bytes, round(extract(epoch FROM now() "
-                                     "- updated_at)) FROM @.copy_progress WHERE updated_at > "
-                                     "now() - interval '1 minute' ORDER BY worker",
-                                     0, NULL, error),
-                     texts, nums, out, error);
+    return mg_state__read_rows(
+        mg_state__query(st,
+                        "SELECT worker, docs, bytes, round(extract(epoch FROM now() "
+                        "- updated_at)) FROM @.copy_progress WHERE updated_at > "
+                        "now() - interval '1 minute' ORDER BY worker",
+                        0, NULL, error),
+        texts, nums, out, error);
 }
 
 bool
@@ -77,12 +78,13 @@ mg_state_failed_partitions(mg_state_t *st, int limit, mg_state_rows_t *out, mg_e
     char lim[32];
     const char *p[1] = {mg_state__i64(lim, limit)};
 
-    return read_rows(mg_state__query(st,
-                                     "SELECT db || '.' || coll, seq, coalesce(error, '') FROM "
-                                     "@.partitions WHERE status = 'failed' ORDER BY db, coll, "
-                                     "seq LIMIT $1",
-                                     1, p, error),
-                     texts, nums, out, error);
+    return mg_state__read_rows(
+        mg_state__query(st,
+                        "SELECT db || '.' || coll, seq, coalesce(error, '') FROM "
+                        "@.partitions WHERE status = 'failed' ORDER BY db, coll, "
+                        "seq LIMIT $1",
+                        1, p, error),
+        texts, nums, out, error);
 }
 
 bool
@@ -92,11 +94,12 @@ mg_state_invalid_docs(mg_state_t *st, int limit, mg_state_rows_t *out, mg_error_
     char lim[32];
     const char *p[1] = {mg_state__i64(lim, limit)};
 
-    if (!read_rows(mg_state__query(st,
-                                   "SELECT db || '.' || coll, doc_id, reason, (SELECT count(*) "
-                                   "FROM @.invalid_docs) FROM @.invalid_docs ORDER BY id LIMIT $1",
-                                   1, p, error),
-                   texts, nums, out, error))
+    if (!mg_state__read_rows(
+            mg_state__query(st,
+                            "SELECT db || '.' || coll, doc_id, reason, (SELECT count(*) "
+                            "FROM @.invalid_docs) FROM @.invalid_docs ORDER BY id LIMIT $1",
+                            1, p, error),
+            texts, nums, out, error))
         return false;
     out->total = out->n > 0 ? out->items[0].n1 : 0;
     return true;

@@ -105,8 +105,19 @@ bool msim_doc_id(const msim_doc_t *doc, bson_iter_t *iter);
 int msim_type_rank(bson_type_t t);
 /* msim_cmp compares two values in MongoDB's cross-type order (<0, 0, >0). */
 int msim_cmp(const bson_iter_t *a, const bson_iter_t *b);
-/* msim_cmp_value compares two bson_value_t. */
-int msim_cmp_value(const bson_value_t *a, const bson_value_t *b);
+/*
+ * msim_decimal_cmp compares two numbers, one of them a Decimal128, by exact
+ * value (msim_decimal.c); NaN is below every number and equal to NaN.
+ */
+int msim_decimal_cmp(const bson_iter_t *a, const bson_iter_t *b);
+/*
+ * msim_decimal_arith computes a + b (op '+') or a * b (op '*') as Decimal128
+ * the way mongod's SafeNum does when one operand is a Decimal128: a double
+ * operand converted to 15 significant digits, the exact result rounded to 34
+ * digits half to even.
+ */
+void msim_decimal_arith(char op, const bson_iter_t *a, const bson_iter_t *b,
+                        bson_decimal128_t *out);
 /* msim_is_number is true for double, int32, int64, decimal128. */
 bool msim_is_number(bson_type_t t);
 /* msim_as_double converts a numeric iter; 0 for non-numbers. */
@@ -115,8 +126,16 @@ double msim_as_double(const bson_iter_t *it);
 const char *msim_type_name(bson_type_t t);
 /* msim_type_from_name maps an alias to a type; "number" gives 0 and *number = true. */
 bool msim_type_from_name(const char *name, bson_type_t *t, bool *number);
-/* msim_append_iter appends iter's value under key. */
+/*
+ * msim_append_iter appends iter's value under key (NULL: the iterator's own
+ * key) byte for byte, as mongod copies elements: Code, DBPointer and
+ * CodeWScope strings keep their bytes after a NUL, regex options keep their
+ * order. Use it (never bson_append_value/bson_append_iter) for user data.
+ */
 void msim_append_iter(bson_t *dst, const char *key, int keylen, const bson_iter_t *it);
+/* msim_append_raw appends an element of BSON type type whose value bytes are value[0..vlen). */
+bool msim_append_raw(bson_t *dst, const char *key, int keylen, uint8_t type, const uint8_t *value,
+                     uint32_t vlen);
 /* msim_json_of returns a short malloc'd relaxed JSON rendering of doc (for messages). */
 char *msim_json_of(const bson_t *doc);
 /* msim_value_json renders one value (for error messages); caller frees. */
@@ -146,6 +165,21 @@ bool msim_matcher_match(const msim_matcher_t *m, const uint8_t *data, uint32_t l
 bool msim_matcher_id_eq(const msim_matcher_t *m, bson_iter_t *eq);
 bool msim_matcher_is_empty(const msim_matcher_t *m);
 /*
+ * msim_matcher_match_pos is msim_matcher_match that also gives, in pos, the
+ * position of the array element the match went through (mongod's
+ * elemMatchKey, what the positional $ update operator uses), "" when none.
+ */
+bool msim_matcher_match_pos(const msim_matcher_t *m, const uint8_t *data, uint32_t len, char *pos,
+                            size_t possz);
+/* msim_equality_fn receives one equality predicate (path, value); false stops. */
+typedef bool (*msim_equality_fn)(void *arg, const char *path, const bson_iter_t *value);
+/*
+ * msim_matcher_equalities calls fn for each equality of the filter that an
+ * upsert copies into the new document (top level and $and, as mongod's
+ * extractEqualityMatches over the canonical query); false when fn did.
+ */
+bool msim_matcher_equalities(const msim_matcher_t *m, msim_equality_fn fn, void *arg);
+/*
  * msim_matcher_id_bounds gives the tightest _id bounds among the filter's
  * top-level _id comparisons (borrowed iters into the matcher): every match
  * has lo <= _id <= hi in MongoDB's total order. Used to seek, never to
@@ -171,17 +205,115 @@ void msim_proj_destroy(msim_proj_t *p);
 /* msim_proj_apply writes the projected doc into out (initialized by caller). */
 void msim_proj_apply(const msim_proj_t *p, const uint8_t *data, uint32_t len, bson_t *out);
 
+/* ------------------------------------------------------------------------
+ * A mutable document tree (msim_mnode.c): the update engine's working copy.
+ * Scalars keep their BSON value bytes as stored; array elements have no key.
+ * ------------------------------------------------------------------------ */
+
+typedef struct msim_mnode {
+    char *key;
+    uint8_t type;
+    uint8_t *raw; /* scalar value bytes */
+    uint32_t rawlen;
+    struct msim_mnode **kids;
+    size_t n, cap;
+} msim_mnode_t;
+
+msim_mnode_t *msim_mnode_new(const char *key, uint8_t type);
+void msim_mnode_free(msim_mnode_t *m);
+bool msim_mnode_is_container(const msim_mnode_t *m);
+/* msim_mnode_set_raw makes m a scalar of type with value bytes raw[0..len) (children freed). */
+void msim_mnode_set_raw(msim_mnode_t *m, uint8_t type, const uint8_t *raw, uint32_t len);
+/* msim_mnode_set_value: a number, date, timestamp, boolean or null from v. */
+void msim_mnode_set_value(msim_mnode_t *m, const bson_value_t *v);
+void msim_mnode_insert(msim_mnode_t *p, size_t at, msim_mnode_t *kid);
+void msim_mnode_append(msim_mnode_t *p, msim_mnode_t *kid);
+/* msim_mnode_detach unlinks child at (the caller owns it). */
+msim_mnode_t *msim_mnode_detach(msim_mnode_t *p, size_t at);
+msim_mnode_t *msim_mnode_from_iter(const char *key, const bson_iter_t *it);
+/* msim_mnode_from_bson: a document node holding doc's fields (doc may be NULL). */
+msim_mnode_t *msim_mnode_from_bson(const bson_t *doc);
+msim_mnode_t *msim_mnode_clone(const msim_mnode_t *m, const char *key);
+/* msim_mnode_to_bson appends m's children to out; msim_mnode_append_to appends m as key. */
+void msim_mnode_to_bson(const msim_mnode_t *m, bson_t *out);
+void msim_mnode_append_to(const msim_mnode_t *m, bson_t *out, const char *key);
+/* msim_mnode_value writes {v: m} into tmp (caller destroys) and points v at it. */
+void msim_mnode_value(const msim_mnode_t *m, bson_t *tmp, bson_iter_t *v);
+/* msim_mnode_child: a document's field or an array's element by decimal index. */
+msim_mnode_t *msim_mnode_child(const msim_mnode_t *m, const char *key, size_t *pos);
+/* msim_mnode_index parses an array index as mongod does (digits, no leading zero). */
+bool msim_mnode_index(const char *s, size_t *out);
+bool msim_mnode_binary_equal(const msim_mnode_t *a, const msim_mnode_t *b);
+/* msim_mnode_cmp / _cmp_iter compare values in MongoDB's order (field names included). */
+int msim_mnode_cmp(const msim_mnode_t *a, const msim_mnode_t *b);
+int msim_mnode_cmp_iter(const msim_mnode_t *m, const bson_iter_t *v);
+
+/* ------------------------------------------------------------------------
+ * Updates (msim_update.c: modifiers; msim_update_exec.c: replacement,
+ * upserts, storage rules; msim_upipe.c: pipeline-style updates)
+ * ------------------------------------------------------------------------ */
+
+/* BSONDepth::getMaxDepthForUserStorage(): maxBSONDepth 200 less 20 levels for the system. */
+#define MSIM_MAX_USER_DEPTH 180
+
+enum { MSIM_UPD_OPS, MSIM_UPD_REPLACE, MSIM_UPD_PIPELINE };
+
+typedef struct msim_update msim_update_t;
+
 /*
- * msim_update_apply applies update (operator document or replacement) to
- * doc (NULL when inserting by upsert; then query seeds equality fields).
- * out receives the new document (caller inits/destroys). When desc is not
- * NULL it receives {updatedFields, removedFields, truncatedArrays}.
- * *replaced is set for replacement-style updates. Errors: FailedToParse for
- * unknown modifiers, ImmutableField for _id changes, TypeMismatch.
+ * msim_update_new parses one update statement's u (a modifier document, a
+ * replacement or a pipeline) with its arrayFilters (NULL when absent), as
+ * mongod parses them: FailedToParse for unknown modifiers, unused array
+ * filters or a multi replacement, ConflictingUpdateOperators (40) for
+ * paths that collide, BadValue for bad positional paths and modifier
+ * arguments, InvalidOptions for pipeline stages an update cannot run.
  */
-bool msim_update_apply(const bson_t *doc, const bson_t *query, const bson_iter_t *update,
-                       bool upsert_insert, bson_t *out, bson_t *desc, bool *replaced,
-                       mg_error_t *error);
+msim_update_t *msim_update_new(const bson_iter_t *u, const bson_iter_t *array_filters, bool multi,
+                               mg_error_t *error);
+void msim_update_destroy(msim_update_t *up);
+int msim_update_kind(const msim_update_t *up);
+/*
+ * msim_update_run applies up to the stored document doc; pos is the
+ * positional match of the query (msim_matcher_match_pos, "" for none).
+ * out (initialized by the caller) receives the new document; desc, when
+ * not NULL, an update event's updateDescription; *replace_event tells that
+ * the change is logged as a replace. Errors as mongod: ImmutableField for
+ * _id changes, Overflow (15) beyond 180 levels, TypeMismatch, BadValue...
+ */
+bool msim_update_run(const msim_update_t *up, const bson_t *doc, const char *pos, bson_t *out,
+                     bson_t *desc, bool *replace_event, mg_error_t *error);
+/*
+ * msim_update_upsert builds the document an upsert inserts: the query's
+ * equalities (only _id for a replacement), the update applied as an insert
+ * ($setOnInsert), _id first (an ObjectId when none), storage rules.
+ */
+bool msim_update_upsert(const msim_update_t *up, const msim_matcher_t *query, bson_t *out,
+                        mg_error_t *error);
+/*
+ * msim_check_storage checks a document about to be stored (insert or
+ * replacement): nesting within MSIM_MAX_USER_DEPTH non-empty levels
+ * (Overflow, 15, message as mongod's insert or update path), the _id's
+ * type. The document must already be valid BSON.
+ */
+bool msim_check_storage(const bson_t *doc, bool insert, mg_error_t *error);
+/*
+ * msim_fix_timestamps replaces each top-level Timestamp(0, 0) but _id by
+ * a new cluster time, as mongod does on insert and replacement; out gets
+ * the result, *changed whether there was one.
+ */
+void msim_fix_timestamps(const bson_t *doc, bson_t *out, bool *changed);
+/* msim_upipe_* (msim_upipe.c): a pipeline-style update. */
+typedef struct msim_upipe msim_upipe_t;
+msim_upipe_t *msim_upipe_new(const bson_iter_t *pipeline, mg_error_t *error);
+void msim_upipe_destroy(msim_upipe_t *p);
+/* msim_upipe_run transforms doc into out (caller inits). */
+bool msim_upipe_run(const msim_upipe_t *p, const bson_t *doc, bson_t *out, mg_error_t *error);
+/*
+ * msim_update_diff fills desc with the updateDescription mongod's delta
+ * (computeOplogDiff) would give for pre -> post; false when the diff is
+ * not smaller than post (mongod then logs a replacement).
+ */
+bool msim_update_diff(const bson_t *pre, const bson_t *post, bson_t *desc);
 /*
  * msim_expr_eval evaluates an aggregation expression against the document
  * whose fields root iterates, appending the result under key (nothing when
@@ -189,8 +321,6 @@ bool msim_update_apply(const bson_t *doc, const bson_t *query, const bson_iter_t
  */
 bool msim_expr_eval(const bson_iter_t *expr, const bson_iter_t *root, bson_t *out, const char *key,
                     mg_error_t *error);
-/* msim_update_is_replacement: the update is a replacement document (no $ operators). */
-bool msim_update_is_replacement(const bson_iter_t *update);
 
 /* ------------------------------------------------------------------------
  * Storage (msim_store.c). All catalog and document access happens under

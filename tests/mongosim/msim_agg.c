@@ -527,12 +527,12 @@ stage_add_fields(const bson_t *spec, docarr_t *in, docarr_t *out, mg_error_t *er
             if (bson_iter_init_find(&v, &vals, bson_iter_key(&f)))
                 msim_append_iter(&doc, bson_iter_key(&f), -1, &v);
             else if (!bson_has_field(spec, bson_iter_key(&f)))
-                bson_append_iter(&doc, NULL, 0, &f);
+                msim_append_iter(&doc, NULL, 0, &f);
         }
         bson_iter_init(&f, &vals);
         while (bson_iter_next(&f))
             if (!bson_has_field(&doc, bson_iter_key(&f)))
-                bson_append_iter(&doc, NULL, 0, &f);
+                msim_append_iter(&doc, NULL, 0, &f);
         arr_push_bson(out, &doc);
         bson_destroy(&doc);
         bson_destroy(&vals);
@@ -582,7 +582,7 @@ stage_unwind(const bson_iter_t *arg, docarr_t *in, docarr_t *out, mg_error_t *er
                 bson_iter_init(&f, &d);
                 while (bson_iter_next(&f))
                     if (strcmp(bson_iter_key(&f), path) != 0)
-                        bson_append_iter(&nd, NULL, 0, &f);
+                        msim_append_iter(&nd, NULL, 0, &f);
                 arr_push_bson(out, &nd);
                 bson_destroy(&nd);
             }
@@ -598,7 +598,7 @@ stage_unwind(const bson_iter_t *arg, docarr_t *in, docarr_t *out, mg_error_t *er
                 if (strcmp(bson_iter_key(&f), path) == 0)
                     msim_append_iter(&nd, path, -1, &el);
                 else
-                    bson_append_iter(&nd, NULL, 0, &f);
+                    msim_append_iter(&nd, NULL, 0, &f);
             }
             arr_push_bson(out, &nd);
             bson_destroy(&nd);

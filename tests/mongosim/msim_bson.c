@@ -294,6 +294,8 @@ cmp_num(const bson_iter_t *a, const bson_iter_t *b)
         int64_t j = tb == BSON_TYPE_INT32 ? bson_iter_int32(b) : bson_iter_int64(b);
         return i < j ? -1 : i > j;
     }
+    if (ta == BSON_TYPE_DECIMAL128 || tb == BSON_TYPE_DECIMAL128)
+        return msim_decimal_cmp(a, b); /* exact, as mongod: no rounding through a binary type */
     x = num_ld(a);
     y = num_ld(b);
     /* NaN sorts below every number and equals NaN. */
@@ -432,21 +434,6 @@ cmp_container(const bson_iter_t *a, const bson_iter_t *b)
     }
 }
 
-int
-msim_cmp_value(const bson_value_t *a, const bson_value_t *b)
-{
-    bson_t da = BSON_INITIALIZER, db = BSON_INITIALIZER;
-    bson_iter_t ia, ib;
-    int c = 0;
-    bson_append_value(&da, "v", 1, a);
-    bson_append_value(&db, "v", 1, b);
-    if (bson_iter_init_find(&ia, &da, "v") && bson_iter_init_find(&ib, &db, "v"))
-        c = msim_cmp(&ia, &ib);
-    bson_destroy(&da);
-    bson_destroy(&db);
-    return c;
-}
-
 /* ------------------------------------------------------------------------ */
 
 static const struct {
@@ -502,10 +489,50 @@ msim_type_from_name(const char *name, bson_type_t *t, bool *number)
     return false;
 }
 
+bool
+msim_append_raw(bson_t *dst, const char *key, int keylen, uint8_t type, const uint8_t *value,
+                uint32_t vlen)
+{
+    /* a one-element document {key: value} built byte by byte, then
+     * concatenated: libbson's typed appenders would re-encode the value
+     * (bson_append_code, _dbpointer and _code_with_scope stop at the first
+     * NUL of a string that may hold one; bson_append_regex sorts the
+     * options), and mongod stores and returns every value as it was sent */
+    uint8_t stackbuf[512], *buf;
+    size_t klen = keylen < 0 ? strlen(key) : (size_t)keylen;
+    size_t total = 4 + 1 + klen + 1 + (size_t)vlen + 1;
+    bson_t one;
+    bool ok;
+    if (total > INT32_MAX || memchr(key, 0, klen) != NULL)
+        return false;
+    buf = total <= sizeof stackbuf ? stackbuf : malloc(total);
+    if (buf == NULL)
+        abort();
+    buf[0] = (uint8_t)total;
+    buf[1] = (uint8_t)(total >> 8);
+    buf[2] = (uint8_t)(total >> 16);
+    buf[3] = (uint8_t)(total >> 24);
+    buf[4] = type;
+    memcpy(buf + 5, key, klen);
+    buf[5 + klen] = 0;
+    if (vlen > 0)
+        memcpy(buf + 6 + klen, value, vlen);
+    buf[total - 1] = 0;
+    ok = bson_init_static(&one, buf, total) && bson_concat(dst, &one);
+    if (buf != stackbuf)
+        free(buf);
+    return ok;
+}
+
 void
 msim_append_iter(bson_t *dst, const char *key, int keylen, const bson_iter_t *it)
 {
-    bson_append_value(dst, key, keylen, bson_iter_value((bson_iter_t *)it));
+    /* the value's bytes are raw[d1, next_off) of the iterator */
+    if (key == NULL) {
+        key = bson_iter_key(it);
+        keylen = -1;
+    }
+    msim_append_raw(dst, key, keylen, it->raw[it->type], it->raw + it->d1, it->next_off - it->d1);
 }
 
 char *
@@ -527,7 +554,7 @@ msim_value_json(const bson_iter_t *it)
 {
     bson_t tmp = BSON_INITIALIZER;
     char *s, *r;
-    bson_append_value(&tmp, "v", 1, bson_iter_value((bson_iter_t *)it));
+    msim_append_iter(&tmp, "v", 1, it);
     s = msim_json_of(&tmp);
     bson_destroy(&tmp);
     if (s == NULL)

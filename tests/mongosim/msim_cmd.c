@@ -264,6 +264,22 @@ msim_cmd_server_status(msim_ctx_t *ctx, mg_error_t *error)
     bson_append_document_begin(ctx->reply, "mem", -1, &mem);
     BSON_APPEND_INT32(&mem, "bits", 64);
     bson_append_document_end(ctx->reply, &mem);
+    if (!msim_srv->is_router) {
+        /* a replica-set member's repl section; userWriteBlockMode as mongod gives it:
+         * 1 disabled, 2 enabled (0, unknown, only while it changes); mongos has none */
+        bson_t repl;
+        char me[128];
+        snprintf(me, sizeof me, "%s:%d", msim_srv->bind, msim_srv->port);
+        bson_append_document_begin(ctx->reply, "repl", -1, &repl);
+        BSON_APPEND_UTF8(&repl, "setName", msim_srv->name);
+        BSON_APPEND_BOOL(&repl, "isWritablePrimary", true);
+        BSON_APPEND_BOOL(&repl, "secondary", false);
+        BSON_APPEND_UTF8(&repl, "primary", me);
+        BSON_APPEND_UTF8(&repl, "me", me);
+        BSON_APPEND_INT32(&repl, "userWriteBlockMode",
+                          atomic_load(&msim_srv->write_blocked) ? 2 : 1);
+        bson_append_document_end(ctx->reply, &repl);
+    }
     {
         bson_t cur, m;
         bson_append_document_begin(ctx->reply, "metrics", -1, &m);

@@ -72,15 +72,22 @@ doc_arg(const bson_t *cmd, const char *key, bson_t *out, bool *present, mg_error
     return true;
 }
 
-/* prepare_doc makes the stored form: _id first (generated when missing). */
+/*
+ * prepare_doc makes the stored form of a document to insert, as mongod's
+ * fixDocumentForInsert: the storage rules (size, 180 levels of nesting,
+ * no $-prefixed top-level names, _id's type, one _id), _id first (an
+ * ObjectId when it has none), each empty top-level Timestamp(0, 0) but _id
+ * replaced by a new cluster time.
+ */
 static msim_doc_t *
 prepare_doc(const bson_iter_t *it, mg_error_t *error)
 {
     const uint8_t *d;
     uint32_t l;
-    bson_t src, out;
+    bson_t src, out, rest = BSON_INITIALIZER;
     bson_iter_t f, id;
     msim_doc_t *doc;
+    bool has_id, changed;
     if (!BSON_ITER_HOLDS_DOCUMENT(it)) {
         msim_fail(error, MSIM_E_TYPE_MISMATCH, "document to insert must be an object");
         return NULL;
@@ -94,30 +101,33 @@ prepare_doc(const bson_iter_t *it, mg_error_t *error)
         return NULL;
     }
     bson_init_static(&src, d, l);
-    if (bson_iter_init_find(&id, &src, "_id")) {
-        if (BSON_ITER_HOLDS_ARRAY(&id) || BSON_ITER_HOLDS_REGEX(&id) ||
-            bson_iter_type(&id) == BSON_TYPE_UNDEFINED) {
-            msim_fail(error, MSIM_E_BAD_VALUE, "can't use a%s %s for _id",
-                      BSON_ITER_HOLDS_ARRAY(&id) ? "n" : "", msim_type_name(bson_iter_type(&id)));
-            return NULL;
-        }
-        bson_iter_init(&f, &src);
-        if (bson_iter_next(&f) && strcmp(bson_iter_key(&f), "_id") == 0)
-            return msim_doc_new(d, l);
-        bson_init(&out);
+    if (!msim_check_storage(&src, true, error))
+        return NULL;
+    has_id = bson_iter_init_find(&id, &src, "_id");
+    bson_init(&out);
+    if (has_id) {
         msim_append_iter(&out, "_id", 3, &id);
-        bson_iter_init(&f, &src);
-        while (bson_iter_next(&f))
-            if (strcmp(bson_iter_key(&f), "_id") != 0)
-                bson_append_iter(&out, NULL, 0, &f);
     } else {
         bson_oid_t oid;
         bson_oid_init(&oid, NULL);
-        bson_init(&out);
         BSON_APPEND_OID(&out, "_id", &oid);
-        bson_concat(&out, &src);
     }
-    doc = msim_doc_from_bson(&out);
+    bson_iter_init(&f, &src);
+    while (bson_iter_next(&f))
+        if (strcmp(bson_iter_key(&f), "_id") != 0)
+            msim_append_iter(&rest, NULL, 0, &f);
+    {
+        bson_t fixed = BSON_INITIALIZER;
+        msim_fix_timestamps(&rest, &fixed, &changed);
+        bson_concat(&out, &fixed);
+        bson_destroy(&fixed);
+    }
+    bson_destroy(&rest);
+    if (!changed && has_id && bson_iter_init(&f, &src) && bson_iter_next(&f) &&
+        strcmp(bson_iter_key(&f), "_id") == 0)
+        doc = msim_doc_new(d, l); /* already in stored form: byte for byte */
+    else
+        doc = msim_doc_from_bson(&out);
     bson_destroy(&out);
     return doc;
 }
@@ -377,11 +387,14 @@ msim_snapshot(msim_txn_t *txn, const char *db, const char *coll, const msim_matc
 /*
  * apply_update updates one existing doc (lock held): computes the new
  * version, stores it (or stages it in the transaction) and logs the event.
- * *modified is false for a no-op. new_out (optional) receives a reference.
+ * pos is the query's positional match. *modified is false for a no-op.
+ * new_out (optional) receives a reference. c is NULL when the collection
+ * exists only in the transaction.
  */
 static bool
-apply_update(msim_ctx_t *ctx, msim_coll_t *c, msim_doc_t *old, const bson_t *query,
-             const bson_iter_t *u, bool *modified, msim_doc_t **new_out, mg_error_t *error)
+apply_update(msim_ctx_t *ctx, msim_coll_t *c, const char *coll, msim_doc_t *old,
+             const msim_update_t *up, const char *pos, bool *modified, msim_doc_t **new_out,
+             mg_error_t *error)
 {
     bson_t olddoc, out = BSON_INITIALIZER, desc = BSON_INITIALIZER;
     bool replaced;
@@ -390,7 +403,7 @@ apply_update(msim_ctx_t *ctx, msim_coll_t *c, msim_doc_t *old, const bson_t *que
 
     *modified = false;
     bson_init_static(&olddoc, old->data, old->len);
-    if (!msim_update_apply(&olddoc, query, u, false, &out, &desc, &replaced, error)) {
+    if (!msim_update_run(up, &olddoc, pos, &out, &desc, &replaced, error)) {
         bson_destroy(&out);
         bson_destroy(&desc);
         return false;
@@ -415,8 +428,8 @@ apply_update(msim_ctx_t *ctx, msim_coll_t *c, msim_doc_t *old, const bson_t *que
         *new_out = msim_doc_ref(nd);
     if (ctx->txn != NULL) {
         msim_txn_op_t op = {.op = replaced ? 'r' : 'u', .doc = nd};
-        snprintf(op.db, sizeof op.db, "%s", c->db);
-        snprintf(op.coll, sizeof op.coll, "%s", c->name);
+        snprintf(op.db, sizeof op.db, "%s", ctx->db);
+        snprintf(op.coll, sizeof op.coll, "%s", coll);
         op.desc = replaced ? NULL : bson_copy(&desc);
         msim_txn_stage(ctx->txn, &op);
     } else {
@@ -432,28 +445,20 @@ apply_update(msim_ctx_t *ctx, msim_coll_t *c, msim_doc_t *old, const bson_t *que
 
 /* upsert_insert builds and inserts the upserted document (lock held). */
 static bool
-upsert_insert(msim_ctx_t *ctx, const char *coll, const bson_t *query, const bson_iter_t *u,
-              bson_t *id_out, msim_doc_t **new_out, mg_error_t *error)
+upsert_insert(msim_ctx_t *ctx, const char *coll, const msim_matcher_t *query,
+              const msim_update_t *up, bson_t *id_out, msim_doc_t **new_out, mg_error_t *error)
 {
-    bson_t out = BSON_INITIALIZER, wrap = BSON_INITIALIZER;
-    bool replaced;
-    bson_iter_t w;
+    bson_t out = BSON_INITIALIZER;
     msim_doc_t *nd;
     msim_coll_t *c;
     bson_iter_t id;
 
-    if (!msim_update_apply(NULL, query, u, true, &out, NULL, &replaced, error)) {
+    if (!msim_update_upsert(up, query, &out, error)) {
         bson_destroy(&out);
-        bson_destroy(&wrap);
         return false;
     }
-    BSON_APPEND_DOCUMENT(&wrap, "d", &out);
-    bson_iter_init_find(&w, &wrap, "d");
-    nd = prepare_doc(&w, error);
+    nd = msim_doc_from_bson(&out);
     bson_destroy(&out);
-    bson_destroy(&wrap);
-    if (nd == NULL)
-        return false;
     msim_doc_id(nd, &id);
     msim_append_iter(id_out, "_id", 3, &id);
     if (new_out != NULL)
@@ -469,11 +474,34 @@ upsert_insert(msim_ctx_t *ctx, const char *coll, const bson_t *query, const bson
     msim_doc_ref(nd);
     if (!msim_coll_insert(c, nd, error)) {
         msim_doc_unref(nd);
+        if (new_out != NULL) {
+            msim_doc_unref(*new_out);
+            *new_out = NULL;
+        }
         return false;
     }
     msim_doc_id(nd, &id);
     msim_log_write("insert", c, nd, NULL, &id, NULL, NULL, 0, false, (msim_ts_t){0, 0}, 0);
     msim_doc_unref(nd);
+    return true;
+}
+
+/* update_targets applies up to each target (stopping at the first error). */
+static bool
+update_targets(msim_ctx_t *ctx, msim_coll_t *c, const char *coll, const msim_matcher_t *m,
+               const msim_update_t *up, msim_doc_t **targets, size_t cnt, int32_t *n, int32_t *nmod,
+               mg_error_t *error)
+{
+    for (size_t i = 0; i < cnt; i++) {
+        bool modified;
+        char pos[24] = "";
+        if (m != NULL)
+            msim_matcher_match_pos(m, targets[i]->data, targets[i]->len, pos, sizeof pos);
+        if (!apply_update(ctx, c, coll, targets[i], up, pos, &modified, NULL, error))
+            return false;
+        (*n)++;
+        *nmod += modified;
+    }
     return true;
 }
 
@@ -497,10 +525,11 @@ msim_cmd_update(msim_ctx_t *ctx, mg_error_t *error)
         return false;
     while (bson_iter_next(&stmts)) {
         mg_error_t e;
-        bool ok = true, multi = false, upsert = false, present;
-        bson_iter_t f, u;
+        bool ok = true, multi = false, upsert = false, present, has_af;
+        bson_iter_t f, u, af;
         bson_t q;
         msim_matcher_t *m = NULL;
+        msim_update_t *up = NULL;
         msim_coll_t *c = msim_catalog_get(ctx->db, coll);
         const uint8_t *d;
         uint32_t l;
@@ -525,15 +554,10 @@ msim_cmd_update(msim_ctx_t *ctx, mg_error_t *error)
             multi = msim_truthy(&f);
         if (bson_iter_init_find(&f, &stmt, "upsert"))
             upsert = msim_truthy(&f);
-        if (bson_iter_init_find(&f, &stmt, "arrayFilters")) {
-            ok = msim_fail(&e, MSIM_E_COMMAND_NOT_SUPPORTED,
-                           "arrayFilters are not supported by mongosim");
-            goto stmt_done;
-        }
-        if (multi && msim_update_is_replacement(&u)) {
-            ok = msim_fail(&e, MSIM_E_FAILED_TO_PARSE,
-                           "multi update is not supported for "
-                           "replacement-style update");
+        has_af = bson_iter_init_find(&af, &stmt, "arrayFilters");
+        up = msim_update_new(&u, has_af ? &af : NULL, multi, &e);
+        if (up == NULL) {
+            ok = false;
             goto stmt_done;
         }
         m = msim_matcher_new(&q, &e);
@@ -542,41 +566,24 @@ msim_cmd_update(msim_ctx_t *ctx, mg_error_t *error)
             goto stmt_done;
         }
         {
-            /* reject a malformed update even when nothing matches, as mongod does */
-            bson_t empty = BSON_INITIALIZER, probe = BSON_INITIALIZER;
-            bool replaced;
-            ok = msim_update_apply(&empty, NULL, &u, false, &probe, NULL, &replaced, &e);
-            bson_destroy(&empty);
-            bson_destroy(&probe);
-            if (!ok)
-                goto stmt_done;
-        }
-        {
             size_t cnt;
             msim_doc_t **targets = collect_in(ctx->txn, ctx->db, coll, c, m, multi ? 0 : 1, &cnt);
-            for (size_t i = 0; i < cnt && ok; i++) {
-                bool modified;
-                ok = apply_update(ctx, c, targets[i], &q, &u, &modified, NULL, &e);
-                if (ok) {
-                    n++;
-                    nmod += modified;
-                }
-            }
+            ok = update_targets(ctx, c, coll, m, up, targets, cnt, &n, &nmod, &e);
             unref_all(targets, cnt);
             if (ok && cnt == 0 && upsert) {
                 bson_t id = BSON_INITIALIZER;
-                ok = upsert_insert(ctx, coll, &q, &u, &id, NULL, &e);
+                ok = upsert_insert(ctx, coll, m, up, &id, NULL, &e);
                 if (ok) {
-                    bson_t up;
+                    bson_t upd;
                     bson_iter_t idv;
                     char key[16];
                     const char *k;
                     bson_uint32_to_string(nups++, &k, key, sizeof key);
-                    bson_append_document_begin(&upserted, k, -1, &up);
-                    BSON_APPEND_INT32(&up, "index", index);
+                    bson_append_document_begin(&upserted, k, -1, &upd);
+                    BSON_APPEND_INT32(&upd, "index", index);
                     bson_iter_init_find(&idv, &id, "_id");
-                    msim_append_iter(&up, "_id", 3, &idv);
-                    bson_append_document_end(&upserted, &up);
+                    msim_append_iter(&upd, "_id", 3, &idv);
+                    bson_append_document_end(&upserted, &upd);
                     n++;
                 }
                 bson_destroy(&id);
@@ -584,6 +591,7 @@ msim_cmd_update(msim_ctx_t *ctx, mg_error_t *error)
         }
     stmt_done:
         msim_matcher_destroy(m);
+        msim_update_destroy(up);
         if (!ok) {
             msim_write_error(&errs, &nerr, index, &e);
             if (ordered)
@@ -609,14 +617,15 @@ msim_cmd_update(msim_ctx_t *ctx, mg_error_t *error)
  * ------------------------------------------------------------------------ */
 
 static void
-remove_doc(msim_ctx_t *ctx, msim_coll_t *c, msim_doc_t *d)
+remove_doc(msim_ctx_t *ctx, msim_coll_t *c, const char *coll, msim_doc_t *d)
 {
     bson_iter_t id;
     msim_doc_id(d, &id);
     if (ctx->txn != NULL) {
+        /* c is NULL when the collection exists only in the transaction */
         msim_txn_op_t op = {.op = 'd', .doc = msim_doc_ref(d)};
-        snprintf(op.db, sizeof op.db, "%s", c->db);
-        snprintf(op.coll, sizeof op.coll, "%s", c->name);
+        snprintf(op.db, sizeof op.db, "%s", ctx->db);
+        snprintf(op.coll, sizeof op.coll, "%s", coll);
         msim_txn_stage(ctx->txn, &op);
     } else {
         msim_doc_t *gone = msim_coll_remove(c, &id);
@@ -680,7 +689,7 @@ msim_cmd_delete(msim_ctx_t *ctx, mg_error_t *error)
             size_t cnt;
             msim_doc_t **targets = collect_in(ctx->txn, ctx->db, coll, c, m, (size_t)limit, &cnt);
             for (size_t i = 0; i < cnt; i++)
-                remove_doc(ctx, c, targets[i]);
+                remove_doc(ctx, c, coll, targets[i]);
             n += (int32_t)cnt;
             unref_all(targets, cnt);
         }
@@ -821,10 +830,11 @@ msim_cmd_find_and_modify(msim_ctx_t *ctx, mg_error_t *error)
     const char *coll = NULL;
     bson_t query, sort, fields;
     bool present, remove = false, ret_new = false, upsert = false, ok = true, has_update;
-    bson_iter_t it, u;
+    bson_iter_t it, u, af;
     msim_matcher_t *m = NULL;
     msim_sort_t *s = NULL;
     msim_proj_t *proj = NULL;
+    msim_update_t *up = NULL;
     msim_doc_t **docs = NULL, *result = NULL;
     size_t n = 0;
     int32_t nres = 0;
@@ -850,12 +860,19 @@ msim_cmd_find_and_modify(msim_ctx_t *ctx, mg_error_t *error)
                          "Cannot specify both an update and remove=true");
     if (!msim_write_allowed(ctx->db, error))
         return false;
+    if (has_update) {
+        bool has_af = bson_iter_init_find(&af, ctx->cmd, "arrayFilters");
+        up = msim_update_new(&u, has_af ? &af : NULL, false, error);
+        if (up == NULL)
+            return false;
+    }
     m = msim_matcher_new(&query, error);
     s = m ? msim_sort_new(&sort, error) : NULL;
     proj = s ? msim_proj_new(&fields, error) : NULL;
     if (proj == NULL) {
         msim_matcher_destroy(m);
         msim_sort_destroy(s);
+        msim_update_destroy(up);
         bson_destroy(&upserted_id);
         return false;
     }
@@ -871,12 +888,14 @@ msim_cmd_find_and_modify(msim_ctx_t *ctx, mg_error_t *error)
             msim_doc_t *target = docs[0];
             nres = 1;
             if (remove) {
-                remove_doc(ctx, c, target);
+                remove_doc(ctx, c, coll, target);
                 result = msim_doc_ref(target);
             } else {
                 bool modified;
                 msim_doc_t *nd = NULL;
-                ok = apply_update(ctx, c, target, &query, &u, &modified, &nd, error);
+                char pos[24] = "";
+                msim_matcher_match_pos(m, target->data, target->len, pos, sizeof pos);
+                ok = apply_update(ctx, c, coll, target, up, pos, &modified, &nd, error);
                 updated_existing = true;
                 if (ok)
                     result = ret_new ? nd : msim_doc_ref(target);
@@ -886,7 +905,7 @@ msim_cmd_find_and_modify(msim_ctx_t *ctx, mg_error_t *error)
             }
         } else if (upsert) {
             msim_doc_t *nd = NULL;
-            ok = upsert_insert(ctx, coll, &query, &u, &upserted_id, &nd, error);
+            ok = upsert_insert(ctx, coll, m, up, &upserted_id, &nd, error);
             if (ok) {
                 nres = 1;
                 result = ret_new ? nd : NULL;
@@ -923,6 +942,7 @@ msim_cmd_find_and_modify(msim_ctx_t *ctx, mg_error_t *error)
     msim_matcher_destroy(m);
     msim_sort_destroy(s);
     msim_proj_destroy(proj);
+    msim_update_destroy(up);
     bson_destroy(&upserted_id);
     return ok;
 }

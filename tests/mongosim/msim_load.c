@@ -27,7 +27,7 @@ store(msim_coll_t *c, const bson_t *src, const char *file, size_t n, mg_error_t 
     bson_iter_init(&it, src);
     while (bson_iter_next(&it))
         if (strcmp(bson_iter_key(&it), "_id") != 0)
-            bson_append_iter(&out, NULL, 0, &it);
+            msim_append_iter(&out, NULL, 0, &it);
     doc = msim_doc_from_bson(&out);
     bson_destroy(&out);
     if (!msim_coll_insert(c, doc, error)) {

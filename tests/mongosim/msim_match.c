@@ -688,6 +688,48 @@ static bool eval(const node_t *n, const bson_iter_t *root);
 
 typedef bool (*leaf_fn)(const node_t *n, const bson_iter_t *leaf);
 
+/*
+ * Match details for the positional $ update operator (mongod's
+ * MatchDetails::elemMatchKey): the position, in the first array a path
+ * traverses, of the element through which a predicate matched. md_on is
+ * set while a caller wants it; md_arrays counts the arrays entered along
+ * the current path; md_key is the candidate of the outermost one; a path
+ * predicate that holds copies it to md_result (so, as in mongod, the last
+ * matching predicate of an $and wins). $elemMatch objects evaluate their
+ * inner filter without details, as mongod does.
+ */
+static __thread bool md_on;
+static __thread int md_arrays;
+static __thread const char *md_key;
+static __thread char md_result[24];
+
+/* md_enter notes that el, an element of an array, is being tried. */
+static const char *
+md_enter(const bson_iter_t *el)
+{
+    const char *saved = md_key;
+    if (md_arrays++ == 0)
+        md_key = bson_iter_key(el);
+    return saved;
+}
+
+static void
+md_leave(const char *saved, bool hit)
+{
+    md_arrays--;
+    if (!hit && md_arrays == 0)
+        md_key = saved;
+}
+
+/* md_leaf: the leaf value el of an array matched (a leaf's own array expansion). */
+static bool
+md_leaf(const bson_iter_t *el)
+{
+    if (md_arrays == 0)
+        md_key = bson_iter_key(el);
+    return true;
+}
+
 /* walk calls fn for values at comps[i..] within the document container. */
 static bool
 walk(const node_t *n, const bson_iter_t *container, size_t i, leaf_fn fn)
@@ -721,8 +763,12 @@ walk(const node_t *n, const bson_iter_t *container, size_t i, leaf_fn fn)
         bson_iter_recurse(&it, &el);
         while (bson_iter_next(&el)) {
             if (BSON_ITER_HOLDS_DOCUMENT(&el)) {
+                const char *saved = md_enter(&el);
+                bool hit;
                 bson_iter_recurse(&el, &sub);
-                if (walk(n, &sub, i + 1, fn))
+                hit = walk(n, &sub, i + 1, fn);
+                md_leave(saved, hit);
+                if (hit)
                     return true;
             }
         }
@@ -754,9 +800,9 @@ test_eq(const node_t *n, const bson_iter_t *leaf)
     if (leaf != NULL && BSON_ITER_HOLDS_ARRAY(leaf) && bson_iter_recurse(leaf, &el)) {
         while (bson_iter_next(&el)) {
             if (!BSON_ITER_HOLDS_NULL(&n->arg) && val_eq(&el, &n->arg))
-                return true;
+                return md_leaf(&el);
             if (BSON_ITER_HOLDS_NULL(&n->arg) && BSON_ITER_HOLDS_NULL(&el))
-                return true;
+                return md_leaf(&el);
         }
     }
     return false;
@@ -794,7 +840,7 @@ test_cmp(const node_t *n, const bson_iter_t *leaf)
     if (BSON_ITER_HOLDS_ARRAY(leaf) && bson_iter_recurse(leaf, &el))
         while (bson_iter_next(&el))
             if (cmp_ok(n->op, &el, &n->arg))
-                return true;
+                return md_leaf(&el);
     return false;
 }
 
@@ -826,7 +872,7 @@ test_in(const node_t *n, const bson_iter_t *leaf)
     if (leaf != NULL && BSON_ITER_HOLDS_ARRAY(leaf) && bson_iter_recurse(leaf, &el))
         while (bson_iter_next(&el))
             if (in_one(n, &el))
-                return true;
+                return md_leaf(&el);
     return false;
 }
 
@@ -853,7 +899,7 @@ test_type(const node_t *n, const bson_iter_t *leaf)
     if (BSON_ITER_HOLDS_ARRAY(leaf) && bson_iter_recurse(leaf, &el))
         while (bson_iter_next(&el))
             if (type_one(n, &el))
-                return true;
+                return md_leaf(&el);
     return false;
 }
 
@@ -888,7 +934,7 @@ test_regex(const node_t *n, const bson_iter_t *leaf)
     if (BSON_ITER_HOLDS_ARRAY(leaf) && bson_iter_recurse(leaf, &el))
         while (bson_iter_next(&el))
             if (regex_one(n, &el))
-                return true;
+                return md_leaf(&el);
     return false;
 }
 
@@ -912,7 +958,7 @@ test_mod(const node_t *n, const bson_iter_t *leaf)
     if (BSON_ITER_HOLDS_ARRAY(leaf) && bson_iter_recurse(leaf, &el))
         while (bson_iter_next(&el))
             if (mod_one(n, &el))
-                return true;
+                return md_leaf(&el);
     return false;
 }
 
@@ -998,21 +1044,43 @@ test_elem(const node_t *n, const bson_iter_t *leaf)
     if (leaf == NULL || !BSON_ITER_HOLDS_ARRAY(leaf) || !bson_iter_recurse(leaf, &el))
         return false;
     while (bson_iter_next(&el)) {
+        bool hit = false, on = md_on;
+        md_on = false; /* the inner filter runs without match details */
         if (n->op == OP_ELEM_VAL) {
-            if (elem_val_test(n->sub, &el))
-                return true;
+            hit = elem_val_test(n->sub, &el);
         } else if (BSON_ITER_HOLDS_DOCUMENT(&el)) {
             bson_iter_t d;
             bson_iter_recurse(&el, &d);
-            if (eval(n->sub, &d))
-                return true;
+            hit = eval(n->sub, &d);
         }
+        md_on = on;
+        if (hit)
+            return md_leaf(&el);
     }
     return false;
 }
 
+static bool eval_path_ops(const node_t *n, const bson_iter_t *root);
+
 static bool
 eval_path(const node_t *n, const bson_iter_t *root)
+{
+    const char *saved_key = md_key;
+    int saved_arrays = md_arrays;
+    bool r;
+    md_key = NULL;
+    md_arrays = 0;
+    r = eval_path_ops(n, root);
+    if (r && md_on && md_key != NULL && n->op != OP_NE && n->op != OP_NIN && n->op != OP_NOT &&
+        n->op != OP_EXISTS)
+        snprintf(md_result, sizeof md_result, "%s", md_key);
+    md_key = saved_key;
+    md_arrays = saved_arrays;
+    return r;
+}
+
+static bool
+eval_path_ops(const node_t *n, const bson_iter_t *root)
 {
     switch (n->op) {
     case OP_EQ:
@@ -1095,6 +1163,60 @@ eval(const node_t *n, const bson_iter_t *root)
     default:
         return eval_path(n, root);
     }
+}
+
+bool
+msim_matcher_match_pos(const msim_matcher_t *m, const uint8_t *data, uint32_t len, char *pos,
+                       size_t possz)
+{
+    bool r;
+    md_on = true;
+    md_result[0] = '\0';
+    r = msim_matcher_match(m, data, len);
+    md_on = false;
+    snprintf(pos, possz, "%s", r ? md_result : "");
+    return r;
+}
+
+/* add_equalities collects the equality predicates of n and its $and children. */
+static bool
+add_equalities(const node_t *n, msim_equality_fn fn, void *arg)
+{
+    if (n->kind == N_AND) {
+        for (size_t i = 0; i < n->nkids; i++)
+            if (!add_equalities(n->kids[i], fn, arg))
+                return false;
+        return true;
+    }
+    if (n->kind == N_OR && n->nkids == 1) /* a one-clause $or is its clause */
+        return add_equalities(n->kids[0], fn, arg);
+    if (n->kind == N_PATH) {
+        char path[1024];
+        size_t off = 0;
+        bson_iter_t v;
+        bool single_in = false;
+        for (size_t i = 0; i < n->ncomps; i++)
+            off += (size_t)snprintf(path + off, off < sizeof path ? sizeof path - off : 0, "%s%s",
+                                    i ? "." : "", n->comps[i]);
+        if (off >= sizeof path)
+            return true;
+        if (n->op == OP_IN && n->nin == 1 && n->in_res[0] == NULL) {
+            /* mongod rewrites a one-element $in into an equality */
+            bson_iter_recurse(&n->arg, &v);
+            single_in = bson_iter_next(&v);
+        }
+        if (n->op == OP_EQ)
+            return fn(arg, path, &n->arg);
+        if (single_in)
+            return fn(arg, path, &v);
+    }
+    return true;
+}
+
+bool
+msim_matcher_equalities(const msim_matcher_t *m, msim_equality_fn fn, void *arg)
+{
+    return m == NULL || add_equalities(m->root, fn, arg);
 }
 
 bool

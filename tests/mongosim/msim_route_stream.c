@@ -299,7 +299,7 @@ finish_event(mstream_t *m, bson_t *ev, bool *failed, mg_error_t *error)
         while (bson_iter_next(&it)) {
             if (strcmp(bson_iter_key(&it), "ns") == 0)
                 lookup_doc(ev, &out);
-            bson_append_iter(&out, NULL, 0, &it);
+            msim_append_iter(&out, NULL, 0, &it);
         }
         bson_reinit(ev);
         bson_concat(ev, &out);
@@ -584,7 +584,7 @@ shard_pipeline(mstream_t *m, const bson_t *cmd, bson_t *pipe, mg_error_t *error)
                 continue;
             }
         }
-        bson_append_iter(&spec, NULL, 0, &opt);
+        msim_append_iter(&spec, NULL, 0, &opt);
     }
     bson_append_document_end(&cs, &spec);
     bson_append_document_end(pipe, &cs);

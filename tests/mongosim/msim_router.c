@@ -149,7 +149,7 @@ body_of(const bson_t *cmd, bson_t *out)
     bson_iter_init(&it, cmd);
     while (bson_iter_next(&it))
         if (!is_session_field(bson_iter_key(&it)))
-            bson_append_iter(out, NULL, 0, &it);
+            msim_append_iter(out, NULL, 0, &it);
 }
 
 /* shard_version appends the routed version of sc (shards then skip orphans). */
@@ -208,7 +208,7 @@ copy_reply(msim_ctx_t *ctx, const bson_t *reply, bool with_cursor)
         if (strcmp(k, "ok") == 0 || strcmp(k, "operationTime") == 0 ||
             strcmp(k, "$clusterTime") == 0 || (!with_cursor && strcmp(k, "cursor") == 0))
             continue;
-        bson_append_iter(ctx->reply, NULL, 0, &it);
+        msim_append_iter(ctx->reply, NULL, 0, &it);
     }
 }
 
@@ -250,7 +250,7 @@ wrap_cursor(msim_ctx_t *ctx, int s, const bson_t *reply, const char *db)
         if (strcmp(bson_iter_key(&c), "id") == 0)
             BSON_APPEND_INT64(&cur, "id", rc ? rc->id : 0);
         else
-            bson_append_iter(&cur, NULL, 0, &c);
+            msim_append_iter(&cur, NULL, 0, &c);
     }
     bson_append_document_end(ctx->reply, &cur);
 }
@@ -309,9 +309,9 @@ msim_router_remote_get_more(msim_ctx_t *ctx, msim_cursor_t *cur, mg_error_t *err
     BSON_APPEND_INT64(&body, "getMore", cur->remote_id);
     BSON_APPEND_UTF8(&body, "collection", cur->remote_coll);
     if (bson_iter_init_find(&it, ctx->cmd, "batchSize"))
-        bson_append_iter(&body, NULL, 0, &it);
+        msim_append_iter(&body, NULL, 0, &it);
     if (bson_iter_init_find(&it, ctx->cmd, "maxTimeMS"))
-        bson_append_iter(&body, NULL, 0, &it);
+        msim_append_iter(&body, NULL, 0, &it);
     ok = shard_run(ctx, &rt, cur->remote_shard, NULL, &body, cur->remote_db, &reply, error);
     bson_destroy(&body);
     if (!ok) {
@@ -332,7 +332,7 @@ msim_router_remote_get_more(msim_ctx_t *ctx, msim_cursor_t *cur, mg_error_t *err
         if (strcmp(bson_iter_key(&c), "id") == 0)
             BSON_APPEND_INT64(&out, "id", cur->id);
         else
-            bson_append_iter(&out, NULL, 0, &c);
+            msim_append_iter(&out, NULL, 0, &c);
     }
     bson_append_document_end(ctx->reply, &out);
     bson_destroy(&reply);
@@ -731,7 +731,7 @@ r_aggregate(msim_ctx_t *ctx, mg_error_t *error)
         bson_iter_init(&it, ctx->cmd);
         while (bson_iter_next(&it)) {
             if (strcmp(bson_iter_key(&it), "pipeline") != 0) {
-                bson_append_iter(&cmd, NULL, 0, &it);
+                msim_append_iter(&cmd, NULL, 0, &it);
                 continue;
             }
             bson_append_array_begin(&cmd, "pipeline", -1, &pipe);
@@ -785,7 +785,7 @@ write_errors(const bson_t *reply, int32_t base, bson_t *errs, uint32_t *nerr)
                 msim_iter_int64(&f, &i);
                 BSON_APPEND_INT32(&we, "index", base + (int32_t)i);
             } else {
-                bson_append_iter(&we, NULL, 0, &f);
+                msim_append_iter(&we, NULL, 0, &f);
             }
         }
         bson_append_document_end(errs, &we);
@@ -1239,7 +1239,7 @@ r_find_and_modify(msim_ctx_t *ctx, mg_error_t *error)
                 if (is_session_field(bson_iter_key(&it)))
                     continue;
                 if (strcmp(bson_iter_key(&it), "query") != 0) {
-                    bson_append_iter(&body, NULL, 0, &it);
+                    msim_append_iter(&body, NULL, 0, &it);
                     continue;
                 }
                 bson_append_document_begin(&body, "query", -1, &and);

@@ -506,7 +506,7 @@ msim_split_event(const bson_t *ev, const char *base_hex, bson_t ***out, size_t *
         bson_t *f = bson_new();
         fragment_head(f, base_hex, g, ngroups);
         for (size_t k = start[g]; k < start[g + 1]; k++)
-            bson_append_iter(f, fields[k].key, -1, &fields[k].it);
+            msim_append_iter(f, fields[k].key, -1, &fields[k].it);
         (*out)[g] = f;
     }
     *nout = ngroups;

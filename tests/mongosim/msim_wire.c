@@ -25,7 +25,9 @@ wr32(uint8_t *p, int32_t v)
     p[3] = (uint8_t)(u >> 24);
 }
 
-#define MAX_DEPTH 180
+/* BSONDepth::kDefaultMaxAllowableDepth: what mongod accepts in a message (documents it
+ * stores are held to 180 levels, MSIM_MAX_USER_DEPTH) */
+#define MAX_DEPTH 200
 
 /*
  * validate_raw checks the structure of the BSON document p[0..len): element
@@ -104,6 +106,13 @@ validate_raw(const uint8_t *p, size_t len, mg_error_t *error)
             l = (uint32_t)rd32(p + off);
             if (l > AVAIL - 5)
                 return msim_fail(error, MSIM_E_INVALID_BSON, "invalid binary length at offset %zu",
+                                 off);
+            /* the old binary subtype holds its own length, which must agree
+             * (libbson, and so every reader built on it, refuses the value) */
+            if (p[off + 4] == 0x02 && (l < 4 || (uint32_t)rd32(p + off + 5) != l - 4))
+                return msim_fail(error, MSIM_E_INVALID_BSON,
+                                 "invalid BSON binary subtype 2 at offset %zu: inner length "
+                                 "disagrees with the value's size",
                                  off);
             need = 5 + l;
             break;
@@ -361,7 +370,7 @@ parse_op_query(const uint8_t *buf, size_t len, msim_msg_t *out, mg_error_t *erro
     while (bson_iter_next(&it)) {
         if (strcmp(bson_iter_key(&it), "$db") == 0)
             continue;
-        bson_append_iter(&out->cmd, NULL, 0, &it);
+        msim_append_iter(&out->cmd, NULL, 0, &it);
     }
     BSON_APPEND_UTF8(&out->cmd, "$db", db);
     out->legacy = true;

@@ -36,7 +36,11 @@ mg_validate_field_diffs_free(mg_validate_field_diff_t *diffs, size_t n)
     free(diffs);
 }
 
-/* render_value returns a malloc'd relaxed JSON text of the value (cut at VALUE_TEXT_MAX). */
+/*
+ * render_value returns a malloc'd relaxed JSON text of the value, cut
+ * between characters at VALUE_TEXT_MAX bytes ("..." ends a cut text): it
+ * goes to PostgreSQL (validation_mismatches.fields) and to reports.
+ */
 static char *
 render_value(const bson_iter_t *it)
 {
@@ -49,12 +53,9 @@ render_value(const bson_iter_t *it)
         mg_buf_cleanup(&buf);
         return strdup("(unrenderable)");
     }
-    if (buf.len > VALUE_TEXT_MAX) {
-        buf.len = VALUE_TEXT_MAX;
-        memcpy(buf.data + VALUE_TEXT_MAX - 3, "...", 3);
-        buf.data[buf.len] = '\0';
-    }
-    out = strdup(buf.data != NULL ? buf.data : "");
+    out = malloc(VALUE_TEXT_MAX + 1);
+    if (out != NULL)
+        mg_utf8_copy(out, VALUE_TEXT_MAX + 1, buf.data != NULL ? buf.data : "", buf.len);
     mg_buf_cleanup(&buf);
     return out;
 }
@@ -114,7 +115,11 @@ key_cmp(const char *a, uint32_t alen, const char *b, uint32_t blen)
 static bool diff_container(diff_ctx_t *d, bson_iter_t *s, bson_iter_t *t, bool array,
                            mg_error_t *error);
 
-/* push_path appends ".key" (or "key" at the top) to the path; returns the old length. */
+/*
+ * push_path appends ".key" (or "key" at the top) to the path, cut between
+ * characters when it does not fit (the path goes to PostgreSQL); returns
+ * the old length.
+ */
 static size_t
 push_path(diff_ctx_t *d, const char *key, uint32_t len)
 {
@@ -127,6 +132,8 @@ push_path(diff_ctx_t *d, const char *key, uint32_t len)
         room--;
     }
     strncat(d->path, key, len < room ? len : room);
+    if (len > room)
+        mg_utf8_trim(d->path);
     return old;
 }
 

@@ -70,4 +70,11 @@ int mg_validate__exit_code(const mg_validate__outcome_t *outcome, bool fail_on_a
 bool mg_validate__scan_filters(const mg_state_blobs_t *blobs, const char *ns, bson_t ***filters,
                                size_t *nfilters, mg_error_t *error);
 
+/*
+ * mg_validate__jsonpath_filter appends the SQL/JSON path predicate of a
+ * MongoDB filter ("$ ? (...)", lax mode; validate_shadow.c). A filter with
+ * no exact translation fails with MG_VALIDATE_ERR_NOT_TRANSLATED.
+ */
+bool mg_validate__jsonpath_filter(const bson_t *filter, mg_buf_t *out, mg_error_t *error);
+
 #endif /* MG_VALIDATE_INTERNAL_H */

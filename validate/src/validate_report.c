@@ -108,6 +108,8 @@ gen_shadow(yajl_gen g, const mg_validate_shadow_result_t *r)
     yajl_gen_bool(g, r->ordered);
     mg_json_str(g, "count_only");
     yajl_gen_bool(g, r->count_only);
+    mg_json_str(g, "tie_sensitive");
+    yajl_gen_bool(g, r->tie_sensitive);
     mg_json_kint(g, "mongo_count", r->mongo_count);
     mg_json_kint(g, "pg_count", r->pg_count);
     gen_strs(g, "diff_ids", r->diff_ids, r->ndiff_ids);

@@ -14,6 +14,7 @@
 #include "validate_internal.h"
 
 #include <libpq-fe.h>
+#include <mongoc/mongoc.h>
 
 #include <errno.h>
 #include <signal.h>
@@ -32,9 +33,11 @@ typedef struct {
     char *schema;
     char *table;
     mg_schema_key_type_t key;
-    char **ids; /* --changed: key texts to re-check */
+    char **ids; /* --changed: key texts to re-check, each once */
     size_t nids;
     size_t capids;
+    size_t *slots; /* a hash set over ids: index + 1, 0 = free (nslots a power of two) */
+    size_t nslots;
     bson_t **filters; /* the copy's partitions, then the rest (source scan split) */
     size_t nfilters;
     mg_validate_result_t result;
@@ -49,6 +52,7 @@ typedef struct {
     mg_schema_fidelity_t fidelity;
     val_coll_t *colls;
     size_t ncolls;
+    size_t last_coll; /* find_coll's last hit */
     int64_t run_id;
     char started_at[40];
     char finished_at[40];
@@ -79,6 +83,7 @@ ctx_cleanup(val_ctx_t *ctx)
         for (size_t k = 0; k < c->nids; k++)
             free(c->ids[k]);
         free(c->ids);
+        free(c->slots);
         for (size_t k = 0; k < c->nfilters; k++)
             bson_destroy(c->filters[k]);
         free(c->filters);
@@ -163,12 +168,51 @@ done:
     return ok;
 }
 
+/* id_slot returns the slot of id in c's hash set: where it is, or the free one to put it in. */
+static size_t
+id_slot(const val_coll_t *c, const char *id, size_t len)
+{
+    size_t mask = c->nslots - 1;
+    size_t k = (size_t)mg_validate_hash64(id, len, 7) & mask;
+
+    while (c->slots[k] != 0 && strcmp(c->ids[c->slots[k] - 1], id) != 0)
+        k = (k + 1) & mask;
+    return k;
+}
+
+/* grow_slots doubles c's hash set (at least 64 slots) and places every id again. */
+static bool
+grow_slots(val_coll_t *c, mg_error_t *error)
+{
+    size_t n = c->nslots ? c->nslots * 2 : 64;
+    size_t *grown = calloc(n, sizeof(*grown));
+
+    if (grown == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+    free(c->slots);
+    c->slots = grown;
+    c->nslots = n;
+    for (size_t k = 0; k < c->nids; k++)
+        c->slots[id_slot(c, c->ids[k], strlen(c->ids[k]))] = k + 1;
+    return true;
+}
+
+/*
+ * push_id adds id to the documents of c to re-check unless it is there
+ * already: a hash set, so collecting n ids costs O(n) (the list of
+ * changed documents and the open mismatches overlap, and a million ids
+ * must not cost a million squared comparisons inside the cutover's freeze).
+ */
 static bool
 push_id(val_coll_t *c, const char *id, mg_error_t *error)
 {
-    for (size_t k = 0; k < c->nids; k++)
-        if (strcmp(c->ids[k], id) == 0)
-            return true;
+    size_t len = strlen(id), k;
+
+    if ((c->nids + 1) * 2 > c->nslots && !grow_slots(c, error))
+        return false;
+    k = id_slot(c, id, len);
+    if (c->slots[k] != 0)
+        return true;
     if (c->nids == c->capids) {
         size_t cap = c->capids ? c->capids * 2 : 64;
         char **grown = realloc(c->ids, cap * sizeof(*grown));
@@ -180,15 +224,25 @@ push_id(val_coll_t *c, const char *id, mg_error_t *error)
     if ((c->ids[c->nids] = strdup(id)) == NULL)
         return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
     c->nids++;
+    c->slots[k] = c->nids;
     return true;
 }
 
+/* find_coll finds db.coll among the run's collections; the rows come grouped, so the last
+ * hit is tried first. */
 static val_coll_t *
 find_coll(val_ctx_t *ctx, const char *db, const char *coll)
 {
+    size_t last = ctx->last_coll;
+
+    if (last < ctx->ncolls && strcmp(ctx->colls[last].coll, coll) == 0 &&
+        strcmp(ctx->colls[last].db, db) == 0)
+        return &ctx->colls[last];
     for (size_t i = 0; i < ctx->ncolls; i++)
-        if (strcmp(ctx->colls[i].db, db) == 0 && strcmp(ctx->colls[i].coll, coll) == 0)
+        if (strcmp(ctx->colls[i].db, db) == 0 && strcmp(ctx->colls[i].coll, coll) == 0) {
+            ctx->last_coll = i;
             return &ctx->colls[i];
+        }
     return NULL;
 }
 
@@ -786,6 +840,39 @@ mark_failed(val_ctx_t *ctx, const mg_error_t *why)
 }
 
 /*
+ * check_scope refuses a checksum run while the source has a collection the
+ * migration's scope takes in that the plan lacks (created after init and
+ * not followed): its documents would never be compared.
+ */
+static bool
+check_scope(const val_ctx_t *ctx, mg_error_t *error)
+{
+    mongoc_client_t *client = mg_mongo_client_new(ctx->o->source, "migrate-validate",
+                                                  MG_MONGO_SERVER_SELECTION_MS, error);
+    mg_strlist_t missing = {0};
+    char names[1024];
+    bool known = false, ok;
+
+    if (client == NULL)
+        return false;
+    ok =
+        mg_validate_scope_unmigrated(client, ctx->st, ctx->o->collections, &missing, &known, error);
+    mongoc_client_destroy(client);
+    if (ok && !known)
+        MG_LOG(MG_LOG_WARNING, "validate",
+               "the state schema does not record the migration's include and exclude patterns "
+               "(an older migrate init): source collections created after init cannot be found");
+    if (ok && mg_validate_scope_describe(&missing, names, sizeof(names)))
+        ok = mg_error_set(error, MG_ERROR_DOMAIN_STATE, MG_STATE_ERR_REFUSED,
+                          "refused: %zu source collection(s) in the migration's scope are not "
+                          "migrated: %s (created after init?); nothing was checked: let migrate "
+                          "sync --follow take them in, or exclude them",
+                          missing.count, names);
+    mg_validate_strlist_cleanup(&missing);
+    return ok;
+}
+
+/*
  * run_once runs one validation (checksums and/or shadow reads), records it
  * and writes the reports; returns the exit code of the run.
  */
@@ -800,8 +887,9 @@ run_once(const mg_validate_settings_t *o, mg_error_t *error)
     ctx.o = o;
     ctx.st = o->state;
     ctx.checksums = o->full || o->changed || (o->shadow == NULL && !o->shadow_from_profiler);
-    if (!load(&ctx, error) || (o->changed && !load_changed(&ctx, error)) ||
-        !start_run(&ctx, error) || (ctx.checksums && !check_all(&ctx, error)) ||
+    if (!load(&ctx, error) || (ctx.checksums && !check_scope(&ctx, error)) ||
+        (o->changed && !load_changed(&ctx, error)) || !start_run(&ctx, error) ||
+        (ctx.checksums && !check_all(&ctx, error)) ||
         ((o->shadow != NULL || o->shadow_from_profiler) && !run_shadow(&ctx, error)) ||
         !record(&ctx, error) || !write_reports(&ctx, mg_now_s() - t0, error)) {
         mark_failed(&ctx, error);

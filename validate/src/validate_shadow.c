@@ -30,6 +30,7 @@
 #include <time.h>
 
 #define MAX_PATH_PARTS 32
+#define EXPR_MAX       (1024 * 1024)            /* one path expression; longer is "path too long" */
 #define DATE_MAX_MS    INT64_C(253402300800000) /* 10000-01-01T00:00:00Z */
 
 typedef struct {
@@ -100,26 +101,44 @@ put_jstr(gen_t *g, const char *s, size_t n)
     put(g, "\"");
 }
 
-/* Expressions are strings kept in small buffers: "@", "@.\"a\"", "@.\"a\"[3]". */
+/*
+ * Expressions of the path language: "@", "@.\"a\"", "@.\"a\"[3]", each in
+ * its own growing buffer (text is data, never NULL once made).
+ */
 typedef struct {
-    char text[2048];
+    mg_buf_t buf;
+    const char *text;
 } expr_t;
 
-static bool
-expr_member(gen_t *g, const expr_t *base, const char *key, expr_t *out)
+static void
+expr_free(expr_t *e)
 {
-    mg_buf_t b;
-    gen_t sub = {&b, g->error, true, 0};
+    mg_buf_cleanup(&e->buf);
+    e->text = NULL;
+}
 
-    mg_buf_init(&b, sizeof(out->text) - 1);
-    sub.ok = mg_buf_append_str(&b, base->text, g->error) && mg_buf_append_str(&b, ".", g->error);
-    put_jstr(&sub, key, strlen(key));
+/* expr_make sets out (initialised here) to base followed by .key or [key]. */
+static bool
+expr_make(gen_t *g, const char *base, const char *key, bool index, expr_t *out)
+{
+    gen_t sub = {&out->buf, g->error, true, 0};
+
+    mg_buf_init(&out->buf, EXPR_MAX);
+    out->text = NULL;
+    put(&sub, base);
+    if (index) {
+        put(&sub, "[");
+        put(&sub, key);
+        put(&sub, "]");
+    } else {
+        put(&sub, ".");
+        put_jstr(&sub, key, strlen(key));
+    }
     if (!sub.ok) {
-        mg_buf_cleanup(&b);
+        expr_free(out);
         return not_translated(g, "path too long");
     }
-    snprintf(out->text, sizeof(out->text), "%s", b.data);
-    mg_buf_cleanup(&b);
+    out->text = out->buf.data;
     return true;
 }
 
@@ -384,32 +403,137 @@ array_eq(gen_t *g, const char *x, const bson_iter_t *v)
     put(g, x);
     put(g, ".type() == \"array\"");
     while (bson_iter_next(&it)) {
-        char elem[2100];
+        char idx[16];
+        expr_t elem;
+        bool ok;
         if (BSON_ITER_HOLDS_NULL(&it) || BSON_ITER_HOLDS_ARRAY(&it))
             return not_translated(g, "equality with an array holding null or arrays");
-        snprintf(elem, sizeof(elem), "%s[%u]", x, n);
+        snprintf(idx, sizeof(idx), "%u", n);
+        if (!expr_make(g, x, idx, true, &elem))
+            return false;
         put(g, " && ");
-        if (!scalar_cmp(g, elem, OP_EQ, &it))
+        ok = scalar_cmp(g, elem.text, OP_EQ, &it);
+        expr_free(&elem);
+        if (!ok)
             return false;
         n++;
     }
-    char sz[64];
-    snprintf(sz, sizeof(sz), " && %s.size() == %u)", x, n);
-    put(g, sz);
+    put(g, " && ");
+    put(g, x);
+    if (g->ok)
+        g->ok = mg_buf_printf(g->out, g->error, ".size() == %u)", n);
     return g->ok;
 }
 
 /* ---- regular expressions ---- */
 
+/* Where a regex scan stands (regex_to_are). */
+typedef struct {
+    bool in_class;
+    int class_prev;   /* in brackets: the last plain ASCII character, -1 when none */
+    bool class_first; /* in brackets: nothing read yet after [ or [^ */
+    int depth;        /* open groups */
+    bool atom;        /* a quantifier may follow (a character, class, escape, group) */
+    bool quantified;  /* the last item was a quantifier (one lazy ? may follow) */
+} regex_scan_t;
+
+/*
+ * regex_class_char takes one character at *pp inside brackets. A '-' is a
+ * literal first or last; otherwise it must make a range of two plain
+ * ASCII characters in order (PCRE and PostgreSQL read the others
+ * differently, or refuse them).
+ */
+static bool
+regex_class_char(gen_t *g, const char **pp, regex_scan_t *r, mg_buf_t *out)
+{
+    const char *p = *pp;
+    unsigned char c = (unsigned char)*p;
+
+    if (c == ']' && !r->class_first) {
+        r->in_class = false;
+        r->atom = true;
+        r->quantified = false;
+        return mg_buf_append(out, p, 1, g->error) || (g->ok = false);
+    }
+    if (c == '[' && (p[1] == ':' || p[1] == '=' || p[1] == '.'))
+        return not_translated(g, "regex: POSIX bracket expression");
+    if (c == '-' && !r->class_first && p[1] != ']') {
+        unsigned char hi = (unsigned char)p[1];
+        if (r->class_prev < 0 || hi == '\\' || hi == '[' || hi == '\0' || hi >= 0x80 ||
+            (unsigned char)r->class_prev > hi)
+            return not_translated(g, "regex: character range other than two ASCII characters "
+                                     "in order");
+        if (!mg_buf_append(out, p, 2, g->error))
+            return g->ok = false;
+        *pp = p + 1;
+        r->class_prev = -1; /* a range does not start another */
+        r->class_first = false;
+        return true;
+    }
+    r->class_prev = c < 0x80 ? c : -1;
+    r->class_first = false;
+    return mg_buf_append(out, p, 1, g->error) || (g->ok = false);
+}
+
+/*
+ * regex_quantifier takes a quantifier at *pp (* + ? or a bound {m}, {m,},
+ * {m,n}): it needs an operand; one lazy ? may follow; a bound above 255
+ * (PostgreSQL's limit) or out of order is refused.
+ */
+static bool
+regex_quantifier(gen_t *g, const char **pp, regex_scan_t *r, mg_buf_t *out)
+{
+    const char *p = *pp, *q = p + 1;
+    long lo = 0, hi = -1;
+
+    if (*p == '?' && r->quantified) { /* lazy: the same matches as greedy */
+        r->quantified = false;
+        return mg_buf_append(out, p, 1, g->error) || (g->ok = false);
+    }
+    if (!r->atom)
+        return not_translated(g, "regex: quantifier without an operand");
+    if (*p == '{') {
+        for (; *q >= '0' && *q <= '9' && lo <= 255; q++)
+            lo = lo * 10 + (*q - '0');
+        if (q == p + 1)
+            return not_translated(g, "regex: literal {");
+        if (*q == ',') {
+            q++;
+            if (*q >= '0' && *q <= '9')
+                for (hi = 0; *q >= '0' && *q <= '9' && hi <= 255; q++)
+                    hi = hi * 10 + (*q - '0');
+        } else {
+            hi = lo;
+        }
+        if (*q != '}')
+            return not_translated(g, "regex: literal {");
+        if (lo > 255 || hi > 255 || (hi >= 0 && lo > hi))
+            return not_translated(g, "regex: bound above 255 or out of order");
+    } else {
+        q = p;
+    }
+    if (!mg_buf_append(out, p, (size_t)(q - p + 1), g->error))
+        return g->ok = false;
+    *pp = q;
+    r->atom = false;
+    r->quantified = true;
+    /* possessive quantifiers (PCRE only) */
+    if (q[1] == '+')
+        return not_translated(g, "regex: possessive quantifier");
+    return true;
+}
+
 /*
  * regex_to_are checks that pattern uses only the subset whose meaning is
- * the same in PCRE and PostgreSQL's regular expressions, and rewrites an
- * unescaped `$` (PCRE: end, or before a final newline) as (?:\n?$).
+ * the same in PCRE and PostgreSQL's regular expressions and that both
+ * accept (balanced groups, quantifiers with an operand, bounds up to 255,
+ * ranges of two ASCII characters in order), and rewrites an unescaped `$`
+ * (PCRE: end, or before a final newline) as (?:\n?$).
  */
 static bool
 regex_to_are(gen_t *g, const char *pattern, mg_buf_t *out)
 {
-    bool in_class = false;
+    regex_scan_t r = {false, -1, false, 0, false, false};
     mg_error_t *e = g->error;
 
     for (const char *p = pattern; *p; p++) {
@@ -420,21 +544,29 @@ regex_to_are(gen_t *g, const char *pattern, mg_buf_t *out)
             if (n == '\0')
                 return not_translated(g, "regex ends with a backslash");
             if (strchr("dDwWsS", n) != NULL) {
-                if (in_class && strchr("DWS", n) != NULL)
+                if (r.in_class && strchr("DWS", n) != NULL)
                     return not_translated(g, "regex: negated class escape inside brackets");
             } else if (strchr("nrtf.\\*+?()[]{}|^$/-", n) == NULL) {
                 return not_translated(g, "regex escape \\%c", n);
             }
             ok = mg_buf_append(out, p, 2, e);
             p++;
-        } else if (in_class) {
-            if (c == ']')
-                in_class = false;
-            if (c == '[' && (p[1] == ':' || p[1] == '=' || p[1] == '.'))
-                return not_translated(g, "regex: POSIX bracket expression");
-            ok = mg_buf_append(out, p, 1, e);
+            if (r.in_class) {
+                r.class_prev = -1;
+                r.class_first = false;
+            } else {
+                r.atom = true;
+                r.quantified = false;
+            }
+        } else if (r.in_class) {
+            if (!regex_class_char(g, &p, &r, out))
+                return false;
+        } else if (c == '*' || c == '+' || c == '?' || c == '{') {
+            if (!regex_quantifier(g, &p, &r, out))
+                return false;
         } else if (c == '[') {
-            in_class = true;
+            r.in_class = r.class_first = true;
+            r.class_prev = -1;
             ok = mg_buf_append(out, p, 1, e);
             if (p[1] == '^') {
                 ok = ok && mg_buf_append(out, p + 1, 1, e);
@@ -443,46 +575,37 @@ regex_to_are(gen_t *g, const char *pattern, mg_buf_t *out)
             if (p[1] == ']') { /* a leading ] is a literal in both */
                 ok = ok && mg_buf_append(out, "\\]", 2, e);
                 p++;
+                r.class_first = false;
             }
         } else if (c == '(') {
-            if (p[1] == '?') {
-                if (p[2] != ':')
-                    return not_translated(g, "regex: (? group other than (?:");
-            }
+            if (p[1] == '?' && p[2] != ':')
+                return not_translated(g, "regex: (? group other than (?:");
+            ok = mg_buf_append(out, p, p[1] == '?' ? 3 : 1, e);
+            p += p[1] == '?' ? 2 : 0;
+            r.depth++;
+            r.atom = r.quantified = false;
+        } else if (c == ')') {
+            if (r.depth == 0)
+                return not_translated(g, "regex: unbalanced )");
+            r.depth--;
             ok = mg_buf_append(out, p, 1, e);
-        } else if (c == '$') {
-            ok = mg_buf_append_str(out, "(?:\\n?$)", e);
-        } else if (c == '{') {
-            /* a bound {m}, {m,}, {m,n}; a literal { in PCRE otherwise */
-            const char *q = p + 1;
-            while (*q >= '0' && *q <= '9')
-                q++;
-            if (q == p + 1)
-                return not_translated(g, "regex: literal {");
-            if (*q == ',') {
-                q++;
-                while (*q >= '0' && *q <= '9')
-                    q++;
-            }
-            if (*q != '}')
-                return not_translated(g, "regex: literal {");
-            ok = mg_buf_append(out, p, (size_t)(q - p + 1), e);
-            p = q;
-        } else if (c >= 0x80) {
-            ok = mg_buf_append(out, p, 1, e); /* UTF-8 bytes: literal characters */
+            r.atom = true;
+            r.quantified = false;
         } else {
-            ok = mg_buf_append(out, p, 1, e);
+            /* $ is an anchor (rewritten); ^ and | take no quantifier; UTF-8 bytes are literals */
+            ok = c == '$' ? mg_buf_append_str(out, "(?:\\n?$)", e) : mg_buf_append(out, p, 1, e);
+            r.atom = c != '$' && c != '^' && c != '|';
+            r.quantified = false;
         }
         if (!ok) {
             g->ok = false;
             return false;
         }
-        /* possessive quantifiers and PCRE-only escapes were refused above */
-        if ((c == '*' || c == '+' || c == '?' || c == '}') && p[1] == '+' && !in_class)
-            return not_translated(g, "regex: possessive quantifier");
     }
-    if (in_class)
+    if (r.in_class)
         return not_translated(g, "regex: unterminated [");
+    if (r.depth > 0)
+        return not_translated(g, "regex: unbalanced (");
     return true;
 }
 
@@ -710,16 +833,14 @@ leaf(gen_t *g, const expr_t *e, const leaf_t *lf)
         put(g, e->text);
         put(g, ")");
         return g->ok;
-    case LEAF_SIZE: {
-        char t[64];
+    case LEAF_SIZE:
         put(g, "(");
         put(g, e->text);
         put(g, ".type() == \"array\" && ");
         put(g, e->text);
-        snprintf(t, sizeof(t), ".size() == %lld)", (long long)lf->size);
-        put(g, t);
+        if (g->ok)
+            g->ok = mg_buf_printf(g->out, g->error, ".size() == %lld)", (long long)lf->size);
         return g->ok;
-    }
     case LEAF_ELEMMATCH:
         put(g, "(");
         put(g, e->text);
@@ -773,22 +894,29 @@ static bool
 value_at(gen_t *g, const expr_t *e, char **parts, int n, int i, const leaf_t *lf)
 {
     expr_t sub;
+    bool ok;
 
     if (i == n)
         return leaf(g, e, lf);
     put(g, "(exists(");
     put(g, e->text);
     put(g, " ? (@.type() == \"object\" && ");
-    expr_t at = {"@"};
-    if (!expr_member(g, &at, parts[i], &sub) || !value_at(g, &sub, parts, n, i + 1, lf))
+    if (!expr_make(g, "@", parts[i], false, &sub))
+        return false;
+    ok = value_at(g, &sub, parts, n, i + 1, lf);
+    expr_free(&sub);
+    if (!ok)
         return false;
     put(g, "))");
     if (is_index(parts[i])) {
         put(g, " || (");
         put(g, e->text);
         put(g, ".type() == \"array\" && ");
-        snprintf(sub.text, sizeof(sub.text), "%s[%s]", e->text, parts[i]);
-        if (!value_at(g, &sub, parts, n, i + 1, lf))
+        if (!expr_make(g, e->text, parts[i], true, &sub))
+            return false;
+        ok = value_at(g, &sub, parts, n, i + 1, lf);
+        expr_free(&sub);
+        if (!ok)
             return false;
         put(g, ")");
     }
@@ -800,31 +928,43 @@ value_at(gen_t *g, const expr_t *e, char **parts, int n, int i, const leaf_t *lf
 static bool
 path_test(gen_t *g, const char *path, const leaf_t *lf)
 {
-    char buf[1024];
+    char *buf = strdup(path);
     char *parts[MAX_PATH_PARTS];
     int n = 0;
-    expr_t doc = {"@"}, first;
+    expr_t first;
+    bool ok = false;
 
-    if (strlen(path) >= sizeof(buf))
-        return not_translated(g, "path too long");
-    snprintf(buf, sizeof(buf), "%s", path);
+    if (buf == NULL) {
+        g->ok = mg_error_set(g->error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+        return false;
+    }
     for (char *s = buf, *dot;; s = dot + 1) {
         dot = strchr(s, '.');
         if (dot != NULL)
             *dot = '\0';
-        if (*s == '\0' || *s == '$')
-            return not_translated(g, "path \"%s\": empty or $ component", path);
-        if (n == MAX_PATH_PARTS)
-            return not_translated(g, "path \"%s\": too deep", path);
+        if (*s == '\0' || *s == '$') {
+            not_translated(g, "path \"%.200s\": empty or $ component", path);
+            goto done;
+        }
+        if (n == MAX_PATH_PARTS) {
+            not_translated(g, "path \"%.200s\": too deep", path);
+            goto done;
+        }
         parts[n++] = s;
         if (dot == NULL)
             break;
     }
-    if (lf->kind == LEAF_NULL_OR_MISSING && n > 1)
-        return not_translated(g, "null equality through a dotted path");
-    if (!expr_member(g, &doc, parts[0], &first))
-        return false;
-    return value_at(g, &first, parts, n, 1, lf);
+    if (lf->kind == LEAF_NULL_OR_MISSING && n > 1) {
+        not_translated(g, "null equality through a dotted path");
+        goto done;
+    }
+    if (expr_make(g, "@", parts[0], false, &first)) {
+        ok = value_at(g, &first, parts, n, 1, lf);
+        expr_free(&first);
+    }
+done:
+    free(buf);
+    return ok;
 }
 
 /* eq_test writes the equality test of path with v ($eq, or a plain value). */
@@ -1254,310 +1394,13 @@ gen_filter_doc(gen_t *g, const bson_t *filter, int depth)
     return g->ok;
 }
 
-/* ---- sort and projection (SQL) ---- */
-
-/* path_array appends ARRAY['a','b'] for a dotted path. */
-static bool
-path_array(gen_t *g, const char *path)
-{
-    char buf[1024];
-
-    if (strlen(path) >= sizeof(buf))
-        return not_translated(g, "path too long");
-    snprintf(buf, sizeof(buf), "%s", path);
-    put(g, "ARRAY[");
-    bool first = true;
-    for (char *s = buf, *dot;; s = dot + 1) {
-        dot = strchr(s, '.');
-        if (dot != NULL)
-            *dot = '\0';
-        if (*s == '\0' || *s == '$')
-            return not_translated(g, "sort path \"%s\": empty or $ component", path);
-        if (!first)
-            put(g, ",");
-        first = false;
-        if (g->ok)
-            g->ok = mg_schema_quote_literal(s, g->out, g->error);
-        if (dot == NULL)
-            break;
-    }
-    put(g, "]::text[]");
-    return g->ok;
-}
-
-/* sort_keys writes the ORDER BY keys of one sort field (v = doc #> path). */
-static void
-sort_keys(gen_t *g, const char *v, bool desc)
-{
-    const char *dir = desc ? " DESC NULLS LAST" : " ASC NULLS LAST";
-    char t[4096];
-
-    /* MongoDB's order of types: MinKey, null/missing, numbers, strings, ..., ObjectId,
-     * booleans, dates, ..., MaxKey */
-    snprintf(t, sizeof(t),
-             "CASE WHEN %1$s IS NULL OR jsonb_typeof(%1$s) = 'null' THEN 2 "
-             "WHEN jsonb_typeof(%1$s) = 'number' THEN 3 "
-             "WHEN jsonb_typeof(%1$s) = 'string' THEN 4 "
-             "WHEN jsonb_typeof(%1$s) = 'boolean' THEN 9 "
-             "WHEN jsonb_typeof(%1$s) <> 'object' THEN 99 "
-             "WHEN %1$s ? '$minKey' THEN 1 WHEN %1$s ? '$maxKey' THEN 13 "
-             "WHEN %1$s ? '$numberDouble' OR %1$s ? '$numberDecimal' THEN 3 "
-             "WHEN %1$s ? '$oid' THEN 8 WHEN %1$s ? '$date' THEN 10 ELSE 99 END%2$s, "
-             "CASE WHEN %1$s->>'$numberDouble' IN ('NaN') OR %1$s->>'$numberDouble' LIKE "
-             "'bits:%%' OR %1$s->>'$numberDecimal' IN ('NaN', '-NaN') THEN 0 ELSE 1 END%2$s, "
-             "CASE WHEN jsonb_typeof(%1$s) = 'number' THEN (%1$s)::numeric "
-             "WHEN %1$s->>'$numberDouble' = '-0.0' THEN 0::numeric "
-             "WHEN %1$s->>'$numberDouble' IN ('Infinity', '-Infinity') THEN "
-             "(%1$s->>'$numberDouble')::numeric "
-             "WHEN %1$s->>'$numberDecimal' ~ '^-?[0-9.]+(E[-+]?[0-9]+)?$' THEN "
-             "(%1$s->>'$numberDecimal')::numeric "
-             "WHEN %1$s->>'$numberDecimal' IN ('Infinity', '-Infinity') THEN "
-             "(%1$s->>'$numberDecimal')::numeric END%2$s, "
-             "CASE WHEN jsonb_typeof(%1$s) = 'string' THEN (%1$s #>> '{}') COLLATE \"C\" END%2$s, "
-             "CASE WHEN jsonb_typeof(%1$s) = 'object' THEN (%1$s->>'$oid') COLLATE \"C\" END%2$s, "
-             "CASE WHEN jsonb_typeof(%1$s) = 'boolean' THEN (%1$s)::boolean END%2$s, "
-             "CASE WHEN jsonb_typeof(%1$s->'$date') = 'string' THEN (extract(epoch FROM "
-             "(%1$s->>'$date')::timestamptz) * 1000)::numeric "
-             "WHEN jsonb_typeof(%1$s->'$date') = 'object' THEN "
-             "(%1$s->'$date'->>'$numberLong')::numeric END%2$s",
-             v, dir);
-    put(g, t);
-}
-
-static bool
-gen_sort(gen_t *g, const bson_t *sort, mg_buf_t *guard_cond)
-{
-    bson_iter_t it;
-    bool first = true;
-    mg_buf_t *saved = g->out;
-
-    if (!bson_iter_init(&it, sort))
-        return not_translated(g, "corrupt sort");
-    put(g, " ORDER BY ");
-    while (bson_iter_next(&it)) {
-        const char *k = bson_iter_key(&it);
-        if (!holds_number(&it) || (number_value(&it) != 1 && number_value(&it) != -1))
-            return not_translated(g, "sort on \"%s\": only 1 and -1", k);
-        bool desc = number_value(&it) < 0;
-        mg_buf_t v;
-        mg_buf_init(&v, 4096);
-        g->out = &v;
-        put(g, "(doc #> ");
-        path_array(g, k);
-        put(g, ")");
-        g->out = saved;
-        if (!g->ok) {
-            mg_buf_cleanup(&v);
-            return false;
-        }
-        if (!first)
-            put(g, ", ");
-        first = false;
-        sort_keys(g, v.data, desc);
-        /* values it cannot order: arrays anywhere on the path, documents, other types */
-        if (g->ok) {
-            char cond[8192];
-            snprintf(cond, sizeof(cond),
-                     "%sjsonb_typeof(%s) = 'array' OR (jsonb_typeof(%s) = 'object' AND NOT "
-                     "(%s ?| ARRAY['$minKey','$maxKey','$numberDouble','$numberDecimal','$oid',"
-                     "'$date']))",
-                     guard_cond->len ? " OR " : "", v.data, v.data, v.data);
-            g->ok = mg_buf_append_str(guard_cond, cond, g->error);
-            /* prefixes: an array in the middle of the path */
-            const char *dot = strchr(k, '.');
-            while (g->ok && dot != NULL) {
-                char prefix[1024];
-                snprintf(prefix, sizeof(prefix), "%.*s", (int)(dot - k), k);
-                mg_buf_t pv;
-                mg_buf_init(&pv, 4096);
-                g->out = &pv;
-                put(g, "jsonb_typeof(doc #> ");
-                path_array(g, prefix);
-                put(g, ") = 'array'");
-                g->out = saved;
-                if (g->ok)
-                    g->ok = mg_buf_append_str(guard_cond, " OR ", g->error) &&
-                            mg_buf_append_str(guard_cond, pv.data, g->error);
-                mg_buf_cleanup(&pv);
-                dot = strchr(dot + 1, '.');
-            }
-        }
-        mg_buf_cleanup(&v);
-    }
-    if (first)
-        return not_translated(g, "empty sort");
-    return g->ok;
-}
-
-/* gen_select writes the selected column: doc or its projection. */
-static bool
-gen_select(gen_t *g, const bson_t *proj)
-{
-    bson_iter_t it;
-    int include = 0, exclude = 0;
-    bool id = true;
-
-    if (proj == NULL || bson_count_keys(proj) == 0) {
-        put(g, "doc::text");
-        return g->ok;
-    }
-    if (!bson_iter_init(&it, proj))
-        return not_translated(g, "corrupt projection");
-    while (bson_iter_next(&it)) {
-        const char *k = bson_iter_key(&it);
-        if (strchr(k, '.') != NULL || k[0] == '$')
-            return not_translated(g, "projection of a dotted path or operator");
-        if (!(holds_number(&it) || BSON_ITER_HOLDS_BOOL(&it)))
-            return not_translated(g, "projection value for \"%s\" is not 0/1/true/false", k);
-        bool on = bson_iter_as_bool(&it);
-        if (strcmp(k, "_id") == 0)
-            id = on;
-        else if (on)
-            include++;
-        else
-            exclude++;
-    }
-    if (include > 0 && exclude > 0)
-        return not_translated(g, "projection mixes inclusion and exclusion");
-    if (include > 0 || (exclude == 0 && id)) {
-        put(g, "coalesce((SELECT jsonb_object_agg(key, value) FROM jsonb_each(doc) WHERE key IN (");
-        bool first = true;
-        if (id) {
-            put(g, "'_id'");
-            first = false;
-        }
-        bson_iter_init(&it, proj);
-        while (bson_iter_next(&it)) {
-            const char *k = bson_iter_key(&it);
-            if (strcmp(k, "_id") == 0 || !bson_iter_as_bool(&it))
-                continue;
-            if (!first)
-                put(g, ", ");
-            first = false;
-            if (g->ok)
-                g->ok = mg_schema_quote_literal(k, g->out, g->error);
-        }
-        if (first)
-            put(g, "NULL");
-        put(g, ")), '{}'::jsonb)::text");
-        return g->ok;
-    }
-    /* exclusion */
-    put(g, "(doc - ARRAY[");
-    bool first = true;
-    bson_iter_init(&it, proj);
-    while (bson_iter_next(&it)) {
-        const char *k = bson_iter_key(&it);
-        if (bson_iter_as_bool(&it))
-            continue;
-        if (!first)
-            put(g, ", ");
-        first = false;
-        if (g->ok)
-            g->ok = mg_schema_quote_literal(k, g->out, g->error);
-    }
-    put(g, "]::text[])::text");
-    return g->ok;
-}
-
-void
-mg_validate_sql_cleanup(mg_validate_sql_t *sql)
-{
-    if (sql == NULL)
-        return;
-    free(sql->jsonpath);
-    free(sql->sql);
-    free(sql->guard_sql);
-    memset(sql, 0, sizeof(*sql));
-}
+/* ---- entry point ---- */
 
 bool
-mg_validate_shadow_translate(const mg_validate_find_t *find, const char *schema, const char *table,
-                             mg_schema_fidelity_t fidelity, mg_validate_sql_t *out,
-                             mg_error_t *error)
+mg_validate__jsonpath_filter(const bson_t *filter, mg_buf_t *out, mg_error_t *error)
 {
-    mg_buf_t path, sql, guard, from;
-    gen_t g = {&path, error, true, 0};
-    bool has_filter = find->filter != NULL && bson_count_keys(find->filter) > 0;
-    bool ok = false;
+    gen_t g = {out, error, true, 0};
 
-    memset(out, 0, sizeof(*out));
-    mg_buf_init(&path, 4 * 1024 * 1024);
-    mg_buf_init(&sql, 4 * 1024 * 1024);
-    mg_buf_init(&guard, 1024 * 1024);
-    mg_buf_init(&from, 4096);
-    if (fidelity != MG_SCHEMA_FIDELITY_RELAXED) {
-        not_translated(&g, "the target stores numbers in exact fidelity (as strings)");
-        goto done;
-    }
-    if (has_filter) {
-        put(&g, "$ ? ");
-        if (!gen_filter_doc(&g, find->filter, 0))
-            goto done;
-    }
-    if (!mg_buf_append_str(&from, " FROM ", error) ||
-        !mg_schema_quote_ident(schema, &from, error) || !mg_buf_append_str(&from, ".", error) ||
-        !mg_schema_quote_ident(table, &from, error))
-        goto done;
-    g.out = &sql;
-    put(&g, "SELECT ");
-    if (!gen_select(&g, find->projection))
-        goto done;
-    put(&g, from.data);
-    if (has_filter)
-        put(&g, " WHERE doc @? $1::jsonpath");
-    if (find->sort != NULL && bson_count_keys(find->sort) > 0) {
-        if (!gen_sort(&g, find->sort, &guard))
-            goto done;
-        out->ordered = true;
-    } else if (find->skip != 0 || find->limit != 0) {
-        out->count_only = true;
-    }
-    if (find->skip < 0) {
-        not_translated(&g, "negative skip");
-        goto done;
-    }
-    if (find->skip > 0) {
-        char t[64];
-        snprintf(t, sizeof(t), " OFFSET %lld", (long long)find->skip);
-        put(&g, t);
-    }
-    if (find->limit != 0) {
-        char t[64];
-        snprintf(t, sizeof(t), " LIMIT %lld",
-                 (long long)(find->limit < 0 ? -find->limit : find->limit));
-        put(&g, t);
-    }
-    if (!g.ok)
-        goto done;
-    if (guard.len > 0) {
-        mg_buf_t gs;
-        mg_buf_init(&gs, 4 * 1024 * 1024);
-        ok = mg_buf_append_str(&gs, "SELECT EXISTS (SELECT 1", error) &&
-             mg_buf_append_str(&gs, from.data, error) &&
-             mg_buf_append_str(&gs, has_filter ? " WHERE doc @? $1::jsonpath AND (" : " WHERE (",
-                               error) &&
-             mg_buf_append_str(&gs, guard.data, error) && mg_buf_append_str(&gs, "))", error);
-        if (ok)
-            out->guard_sql = gs.data; /* steal */
-        else
-            mg_buf_cleanup(&gs);
-        if (!ok)
-            goto done;
-    }
-    out->sql = sql.data;
-    sql.data = NULL;
-    if (has_filter) {
-        out->jsonpath = path.data;
-        path.data = NULL;
-    }
-    ok = true;
-done:
-    mg_buf_cleanup(&path);
-    mg_buf_cleanup(&sql);
-    mg_buf_cleanup(&guard);
-    mg_buf_cleanup(&from);
-    if (!ok)
-        mg_validate_sql_cleanup(out);
-    return ok;
+    put(&g, "$ ? ");
+    return gen_filter_doc(&g, filter, 0) && g.ok;
 }

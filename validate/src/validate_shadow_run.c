@@ -1,9 +1,10 @@
 /*
  * validate/src/validate_shadow_run.c - shadow reads: each find runs on the
  * MongoDB source and, translated, on PostgreSQL; the results are compared
- * through the canonical form (as ordered lists when sorted, as multisets
- * otherwise, by count when skip/limit pick unspecified documents), with
- * latency percentiles per side.
+ * through the canonical form (as ordered lists when sorted - documents
+ * whose sort keys tie as sets, any members of a tied group cut by skip or
+ * limit - as multisets otherwise, by count when skip/limit pick
+ * unspecified documents), with latency percentiles per side.
  */
 #include "validate_internal.h"
 
@@ -186,9 +187,160 @@ push_str(char ***v, size_t *n, size_t max, const char *s)
     return true;
 }
 
+/* ---- ties: documents the sort does not order ---- */
+
+static bool
+is_number(const bson_iter_t *v)
+{
+    return BSON_ITER_HOLDS_INT32(v) || BSON_ITER_HOLDS_INT64(v) || BSON_ITER_HOLDS_DOUBLE(v);
+}
+
+/*
+ * value_tie says whether two sort values (NULL: missing) are equal to
+ * MongoDB's sort: null and missing alike, numbers by value, other values
+ * of one type by their bytes (a stricter equality is safe: fewer ties).
+ */
+static bool
+value_tie(const bson_iter_t *a, const bson_iter_t *b)
+{
+    bool an = a == NULL || BSON_ITER_HOLDS_NULL(a) || BSON_ITER_HOLDS_UNDEFINED(a);
+    bool bn = b == NULL || BSON_ITER_HOLDS_NULL(b) || BSON_ITER_HOLDS_UNDEFINED(b);
+    const uint8_t *ad, *bd;
+    size_t al, bl;
+
+    if (an || bn)
+        return an && bn;
+    if (is_number(a) && is_number(b)) {
+        if (!BSON_ITER_HOLDS_DOUBLE(a) && !BSON_ITER_HOLDS_DOUBLE(b))
+            return bson_iter_as_int64(a) == bson_iter_as_int64(b);
+        double x = bson_iter_as_double(a), y = bson_iter_as_double(b);
+        return x == y || (isnan(x) && isnan(y));
+    }
+    if (bson_iter_type(a) != bson_iter_type(b))
+        return false;
+    mg_validate__value_bytes(a, &ad, &al);
+    mg_validate__value_bytes(b, &bd, &bl);
+    return al == bl && memcmp(ad, bd, al) == 0;
+}
+
+/* keys_tie says whether rows x and y hold tied values on every path of sort. */
+static bool
+keys_tie(const row_t *x, const row_t *y, const bson_t *sort)
+{
+    bson_t dx, dy;
+    bson_iter_t k, ix, iy, vx, vy;
+
+    if (!bson_init_static(&dx, x->bytes, x->len) || !bson_init_static(&dy, y->bytes, y->len) ||
+        !bson_iter_init(&k, sort))
+        return false;
+    while (bson_iter_next(&k)) {
+        const char *path = bson_iter_key(&k);
+        bool hx = bson_iter_init(&ix, &dx) && bson_iter_find_descendant(&ix, path, &vx);
+        bool hy = bson_iter_init(&iy, &dy) && bson_iter_find_descendant(&iy, path, &vy);
+        if (!value_tie(hx ? &vx : NULL, hy ? &vy : NULL))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * ties_visible: the rows hold every sort path as the collection does (no
+ * projection, or one that includes the first component of each), so ties
+ * can be read from them.
+ */
+static bool
+ties_visible(const mg_validate_find_t *f)
+{
+    bson_iter_t k, p;
+
+    if (f->sort == NULL || f->projection == NULL || bson_count_keys(f->projection) == 0)
+        return f->sort != NULL;
+    if (!bson_iter_init(&k, f->sort))
+        return false;
+    while (bson_iter_next(&k)) {
+        const char *path = bson_iter_key(&k), *dot = strchr(path, '.');
+        size_t n = dot != NULL ? (size_t)(dot - path) : strlen(path);
+        bool included = false;
+        if (!bson_iter_init(&p, f->projection))
+            return false;
+        while (!included && bson_iter_next(&p))
+            included = strlen(bson_iter_key(&p)) == n && strncmp(bson_iter_key(&p), path, n) == 0 &&
+                       bson_iter_as_bool(&p);
+        if (!included)
+            return false;
+    }
+    return true;
+}
+
+/* same_rows: n rows of a and b hold the same documents (as multisets; sorts the copies). */
+static bool
+same_rows(const row_t *a, const row_t *b, size_t n, bool *in_order)
+{
+    row_t *x = malloc(n * sizeof(row_t)), *y = malloc(n * sizeof(row_t));
+    bool same = x != NULL && y != NULL;
+
+    *in_order = true;
+    for (size_t i = 0; i < n; i++)
+        *in_order = *in_order && row_cmp(&a[i], &b[i]) == 0;
+    if (same && !*in_order) {
+        memcpy(x, a, n * sizeof(row_t));
+        memcpy(y, b, n * sizeof(row_t));
+        qsort(x, n, sizeof(row_t), row_cmp);
+        qsort(y, n, sizeof(row_t), row_cmp);
+        for (size_t i = 0; same && i < n; i++)
+            same = row_cmp(&x[i], &y[i]) == 0;
+    }
+    free(x);
+    free(y);
+    return same;
+}
+
+/*
+ * compare_tied compares sorted results group by group of tied sort keys:
+ * PostgreSQL's rows at the positions of a group must tie with it, and hold
+ * the same documents in any order - or, for a group cut by skip (the
+ * first) or by limit (the last), any members of it. Returns true when the
+ * results match so (r: match, tie_sensitive when a group had several
+ * members, reason when they came in another order or differed at a cut);
+ * false leaves r to the strict comparison.
+ */
+static bool
+compare_tied(mg_validate_shadow_result_t *r, const mg_validate_find_t *f, const rows_t *m,
+             const rows_t *p)
+{
+    bool cut_end = f->limit != 0 && (int64_t)m->n == (f->limit < 0 ? -f->limit : f->limit);
+    bool reordered = false, cut_differs = false, ties = false;
+
+    if (m->n != p->n || !ties_visible(f))
+        return false;
+    for (size_t a = 0, b; a < m->n; a = b) {
+        bool in_order;
+        for (b = a + 1; b < m->n && keys_tie(&m->v[a], &m->v[b], f->sort); b++)
+            ;
+        for (size_t x = a; x < b; x++)
+            if (!keys_tie(&m->v[a], &p->v[x], f->sort))
+                return false;
+        ties = ties || b - a > 1;
+        if (same_rows(m->v + a, p->v + a, b - a, &in_order))
+            reordered = reordered || !in_order;
+        else if ((b == m->n && cut_end) || (a == 0 && f->skip > 0))
+            cut_differs = true;
+        else
+            return false;
+    }
+    r->status = MG_VALIDATE_SHADOW_MATCH;
+    r->tie_sensitive = ties;
+    if (cut_differs)
+        r->reason = strdup("tie-sensitive: the sort does not order every document; skip or limit "
+                           "cut a group of tied documents and each side kept other members");
+    else if (reordered)
+        r->reason = strdup("tie-sensitive: documents with equal sort keys came in another order");
+    return true;
+}
+
 /* compare fills the status, reason and differing _ids of r. */
 static void
-compare(mg_validate_shadow_result_t *r, rows_t *m, rows_t *p)
+compare(mg_validate_shadow_result_t *r, const mg_validate_find_t *f, rows_t *m, rows_t *p)
 {
     r->mongo_count = (int64_t)m->n;
     r->pg_count = (int64_t)p->n;
@@ -198,6 +350,8 @@ compare(mg_validate_shadow_result_t *r, rows_t *m, rows_t *p)
             r->reason = dupf("counts differ: MongoDB %zu, PostgreSQL %zu", m->n, p->n);
         return;
     }
+    if (r->ordered && compare_tied(r, f, m, p))
+        return;
     if (r->ordered) {
         bool same = m->n == p->n;
         size_t first = 0;
@@ -303,12 +457,10 @@ static bool
 run_pg(PGconn *pg, const mg_validate_sql_t *q, int repeat, mg_schema_fidelity_t fidelity,
        rows_t *rows, double *lat, mg_error_t *error)
 {
-    const char *params[1] = {q->jsonpath};
-    int np = q->jsonpath != NULL ? 1 : 0;
-
     for (int k = 0; k < repeat; k++) {
         double t0 = mg_now_s();
-        PGresult *res = PQexecParams(pg, q->sql, np, NULL, params, NULL, NULL, 0);
+        PGresult *res = PQexecParams(pg, q->sql, q->nparams, NULL, (const char *const *)q->params,
+                                     NULL, NULL, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
             mg_error_set_pgresult(error, res, "translated query failed");
             PQclear(res);
@@ -334,13 +486,13 @@ run_pg(PGconn *pg, const mg_validate_sql_t *q, int repeat, mg_schema_fidelity_t 
 static bool
 guard_hit(PGconn *pg, const mg_validate_sql_t *q, bool *hit, mg_error_t *error)
 {
-    const char *params[1] = {q->jsonpath};
     PGresult *res;
 
     *hit = false;
     if (q->guard_sql == NULL)
         return true;
-    res = PQexecParams(pg, q->guard_sql, q->jsonpath != NULL ? 1 : 0, NULL, params, NULL, NULL, 0);
+    res = PQexecParams(pg, q->guard_sql, q->guard_nparams, NULL, (const char *const *)q->params,
+                       NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         mg_error_set_pgresult(error, res, "sort guard failed");
         PQclear(res);
@@ -415,14 +567,31 @@ sub_doc(const bson_t *line, const char *key, bson_t *out)
     return bson_init_static(out, data, len) ? out : NULL;
 }
 
+/* find_of points l's find at the parts of l->doc. */
+static void
+find_of(mg_validate_shadow_line_t *l)
+{
+    bson_iter_t it;
+
+    memset(&l->find, 0, sizeof(l->find));
+    l->find.filter = sub_doc(&l->doc, "filter", &l->filter);
+    l->find.projection = sub_doc(&l->doc, "projection", &l->projection);
+    l->find.sort = sub_doc(&l->doc, "sort", &l->sort);
+    if (bson_iter_init_find(&it, &l->doc, "skip") && BSON_ITER_HOLDS_NUMBER(&it))
+        l->find.skip = bson_iter_as_int64(&it);
+    if (bson_iter_init_find(&it, &l->doc, "limit") && BSON_ITER_HOLDS_NUMBER(&it))
+        l->find.limit = bson_iter_as_int64(&it);
+    l->ns = bson_iter_init_find(&it, &l->doc, "ns") && BSON_ITER_HOLDS_UTF8(&it)
+                ? bson_iter_utf8(&it, NULL)
+                : NULL;
+}
+
 /* one_query runs one parsed line into r. */
 static void
 one_query(const mg_validate_shadow_options_t *o, mongoc_client_t *client, PGconn *pg,
           const bson_t *line, mg_validate_shadow_result_t *r)
 {
-    bson_t fb, pb, sb;
-    bson_iter_t it;
-    mg_validate_find_t f = {0};
+    mg_validate_shadow_line_t l;
     mg_validate_sql_t q = {0};
     rows_t mrows = {0}, prows = {0};
     mg_error_t e;
@@ -431,25 +600,21 @@ one_query(const mg_validate_shadow_options_t *o, mongoc_client_t *client, PGconn
     const mg_validate_shadow_ns_t *ns;
 
     mg_error_clear(&e);
-    if (!bson_iter_init_find(&it, line, "ns") || !BSON_ITER_HOLDS_UTF8(&it)) {
+    bson_init_static(&l.doc, bson_get_data(line), line->len);
+    find_of(&l);
+    mg_validate_find_t f = l.find;
+    if (l.ns == NULL) {
         r->status = MG_VALIDATE_SHADOW_ERROR;
         r->reason = strdup("the line has no \"ns\" string");
         return;
     }
-    r->ns = strdup(bson_iter_utf8(&it, NULL));
+    r->ns = strdup(l.ns);
     ns = find_ns(o, r->ns);
     if (ns == NULL) {
         r->status = MG_VALIDATE_SHADOW_ERROR;
         r->reason = dupf("namespace \"%s\" is not a migrated collection", r->ns);
         return;
     }
-    f.filter = sub_doc(line, "filter", &fb);
-    f.projection = sub_doc(line, "projection", &pb);
-    f.sort = sub_doc(line, "sort", &sb);
-    if (bson_iter_init_find(&it, line, "skip") && BSON_ITER_HOLDS_NUMBER(&it))
-        f.skip = bson_iter_as_int64(&it);
-    if (bson_iter_init_find(&it, line, "limit") && BSON_ITER_HOLDS_NUMBER(&it))
-        f.limit = bson_iter_as_int64(&it);
     if (!mg_validate_shadow_translate(&f, ns->schema, ns->table, o->fidelity, &q, &e)) {
         r->status = e.code == MG_VALIDATE_ERR_NOT_TRANSLATED ? MG_VALIDATE_SHADOW_NOT_TRANSLATED
                                                              : MG_VALIDATE_SHADOW_ERROR;
@@ -498,7 +663,7 @@ one_query(const mg_validate_shadow_options_t *o, mongoc_client_t *client, PGconn
             break;
         r->npg_ids++;
     }
-    compare(r, &mrows, &prows);
+    compare(r, &f, &mrows, &prows);
 done:
     rows_free(&mrows);
     rows_free(&prows);
@@ -545,6 +710,32 @@ type_keys_renamed(const char *line, size_t len)
     }
     out[o] = '\0';
     return out;
+}
+
+bool
+mg_validate_shadow_line_parse(const char *text, size_t len, mg_validate_shadow_line_t *line,
+                              mg_error_t *error)
+{
+    bson_error_t be;
+    char *renamed = type_keys_renamed(text, len);
+    bool parsed = renamed != NULL && bson_init_from_json(&line->doc, renamed, -1, &be);
+
+    free(renamed);
+    if (renamed == NULL)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_LIMIT, "out of memory");
+    if (!parsed)
+        return mg_error_set(error, MG_ERROR_DOMAIN_CORE, MG_ERROR_CODE_PARSE,
+                            "could not parse query \"%.*s\": %s", (int)(len < 200 ? len : 200),
+                            text, be.message);
+    find_of(line);
+    return true;
+}
+
+void
+mg_validate_shadow_line_cleanup(mg_validate_shadow_line_t *line)
+{
+    if (line != NULL)
+        bson_destroy(&line->doc);
 }
 
 bool

@@ -68,6 +68,18 @@ typedef struct {
  */
 bool mg_cdc_event_decode(const bson_t *raw, mg_cdc_event_t *event, mg_error_t *error);
 
+/* Flags of mg_cdc_event_decode_ex. */
+#define MG_CDC_DECODE_NO_DOCUMENT 1u /* the stream projected fullDocument out: not required */
+
+/*
+ * mg_cdc_event_decode_ex is mg_cdc_event_decode with flags: with
+ * MG_CDC_DECODE_NO_DOCUMENT an insert or replace without fullDocument is
+ * accepted (has_full_document false): the caller reads the document by
+ * _id (the route for an event too large with its document, docs/cdc.md).
+ */
+bool mg_cdc_event_decode_ex(const bson_t *raw, unsigned flags, mg_cdc_event_t *event,
+                            mg_error_t *error);
+
 /* mg_cdc_op_name returns the operationType string of op. */
 const char *mg_cdc_op_name(mg_cdc_op_t op);
 
@@ -150,16 +162,27 @@ typedef struct {
     int64_t wall_ms; /* 0 when unknown */
 } mg_cdc_position_t;
 
+/* What an apply is fenced by (docs/cdc.md, "After the cutover"). */
+typedef struct {
+    const char *follower; /* the lease holder applying (host:pid) */
+    bool fenced;          /* out: a cutover flipped: nothing was applied, apply nothing more */
+    bool lost;            /* out: another follower holds the lease: nothing was applied */
+} mg_cdc_guard_t;
+
 /*
  * mg_cdc_batch_apply writes the batch in ONE transaction on the state
- * handle's connection: deletes, multi-row upserts (INSERT ... ON CONFLICT
- * (_id) DO UPDATE), the changed_docs rows, and the checkpoint moved to pos.
- * The checkpoint never moves backwards: a position older than the recorded
- * one fails with MG_ERROR_CODE_INVALID_ARGUMENT (an invariant, checked
- * always) and nothing is written. On success the batch is reset.
+ * handle's connection: first the guard (when not NULL) — the cutover's
+ * state read FOR SHARE and the lease — then deletes, multi-row upserts
+ * (INSERT ... ON CONFLICT (_id) DO UPDATE), the changed_docs rows, and the
+ * checkpoint moved to pos. A flipped cutover or a lost lease fails with
+ * domain state (MG_STATE_ERR_REFUSED, MG_STATE_ERR_BUSY) and guard->fenced
+ * or guard->lost set. The checkpoint never moves backwards: a position
+ * older than the recorded one fails with MG_ERROR_CODE_INVALID_ARGUMENT (an
+ * invariant, checked always). On any failure nothing is written; on
+ * success the batch is reset.
  */
 bool mg_cdc_batch_apply(mg_cdc_batch_t *batch, mg_state_t *state, const mg_cdc_position_t *pos,
-                        mg_error_t *error);
+                        mg_cdc_guard_t *guard, mg_error_t *error);
 
 /* ------------------------------------------------------------------------
  * The follower: the change stream applied to the target (cdc_follow.c)
@@ -219,12 +242,37 @@ int mg_cdc_follow_run(mg_cdc_follow_t *follower, mg_error_t *error);
 typedef struct {
     int64_t applied_events;
     double events_per_s; /* smoothed */
-    double lag_s;        /* now - cluster time of the last committed position */
+    double lag_s;        /* seconds behind the source's latest write; < 0: not known yet */
 } mg_cdc_follow_stats_t;
 
 void mg_cdc_follow_stats(mg_cdc_follow_t *follower, mg_cdc_follow_stats_t *stats);
 
 void mg_cdc_follow_destroy(mg_cdc_follow_t *follower);
+
+/* ------------------------------------------------------------------------
+ * Lag and the follower's liveness, for the cutover (cdc_lag.c)
+ * ------------------------------------------------------------------------ */
+
+typedef struct {
+    bool follower_alive; /* a follower holds the lease (docs/cdc.md, "Who applies") */
+    char follower[128];  /* its host:pid, "" when none ever ran */
+    bool applied;        /* a position was ever committed */
+    bool caught_up;      /* the committed position is at or past the source's last write */
+    double lag_s;        /* seconds behind the source's latest write; < 0: not known */
+    uint32_t last_write_t, last_write_i; /* the source's last write (hello) */
+    uint32_t applied_t, applied_i;       /* the committed position */
+} mg_cdc_lag_t;
+
+/*
+ * mg_cdc_lag_measure reads the source's last write, then the committed
+ * checkpoint and the follower's heartbeat: lag 0 when the checkpoint is at
+ * or past that write (the stream has seen everything), else the
+ * follower's last figure aged by its heartbeat's age (target clock); a
+ * follower is alive while its session holds the lease, or its heartbeat is
+ * within window_ms. No host's wall clock is compared with another's.
+ */
+bool mg_cdc_lag_measure(mg_mongo_t *src, mg_state_t *st, int64_t window_ms, mg_cdc_lag_t *out,
+                        mg_error_t *error);
 
 #ifdef __cplusplus
 }

@@ -157,11 +157,26 @@ mg_exit_code_t mg_exit_code_for_error(const mg_error_t *error);
 #define MG_REDACTED "********"
 
 /*
+ * mg_redact_learn tells the redactor about a string the process was given
+ * (an option's value): the password of a MongoDB URI (read with
+ * mongoc_uri_t), of a libpq URI or conninfo string (PQconninfoParse), or of
+ * any scheme://user:PASSWORD@host, and the whole text when secret is true.
+ * From then on every redaction replaces each of them, in every form it can
+ * take in a text (as given, percent-encoded, JSON- and conninfo-escaped),
+ * whatever bytes it holds. Secrets shorter than 4 bytes are only masked by
+ * the scanner (where they stand in a URI or conninfo string). Thread-safe;
+ * what is learnt stays for the life of the process.
+ */
+void mg_redact_learn(const char *text, bool secret);
+
+/*
  * mg_redact_copy writes text into out (size outsz, always NUL-terminated,
- * truncated when too small) with every secret replaced by MG_REDACTED:
- * the password of a URI's userinfo (scheme://user:PASSWORD@host), libpq
- * conninfo `password=VALUE` (quoted or not), URI query `password=VALUE`,
- * and JSON `"password": "VALUE"`. Returns the number of secrets replaced.
+ * truncated when too small) with every learnt secret (mg_redact_learn) and
+ * every secret the scanner recognises replaced by MG_REDACTED: the password
+ * of a URI's userinfo (scheme://user:PASSWORD@host; the URI ends at
+ * whitespace), libpq conninfo `password=VALUE` (quoted, or unquoted to the
+ * next whitespace), URI query `password=VALUE`, and JSON
+ * `"password": "VALUE"`. Returns the number of secrets replaced.
  */
 size_t mg_redact_copy(const char *text, char *out, size_t outsz);
 
@@ -227,9 +242,12 @@ typedef struct {
 /*
  * mg_file_write_atomic replaces path with len bytes of data so that a
  * reader sees the old file or the new one, never a mix, even across a
- * crash: a temp file beside it (created 0600), fsync, rename over path,
- * fsync of the folder. options may be NULL (mode -1, owner left). On
- * failure path is untouched and the temp file is removed.
+ * crash: a temp file beside it (a random name created exclusively, 0600:
+ * nothing planted there is followed), fsync, rename over path, fsync of
+ * the folder. A regular file at path hands on its mode and owner (mode
+ * -1); a link there is replaced, what it points at left alone. options may
+ * be NULL (mode -1, owner left). On failure path is untouched and the temp
+ * file is removed.
  */
 bool mg_file_write_atomic(const char *path, const void *data, size_t len,
                           const mg_file_write_options_t *options, mg_error_t *error);
@@ -254,12 +272,127 @@ size_t mg_base64_encoded_len(size_t n);
 bool mg_base64_encode(const void *data, size_t n, mg_buf_t *out, mg_error_t *error);
 
 /*
+ * mg_base64_encode_to writes the encoding of n bytes of data into out,
+ * which has room for mg_base64_encoded_len(n) bytes (no NUL is written),
+ * and returns that length: for callers that reserved the room already
+ * (the renderer's hot path).
+ */
+size_t mg_base64_encode_to(const void *data, size_t n, char *out);
+
+/*
  * mg_base64_decode appends the bytes that text (len characters, padded)
  * encodes to out. Fails with MG_ERROR_CODE_PARSE on a character outside
  * the alphabet, misplaced padding or a length that is not a multiple of
  * four; out is then as it was.
  */
 bool mg_base64_decode(const char *text, size_t len, mg_buf_t *out, mg_error_t *error);
+
+/*
+ * mg_base64_decode_canonical is mg_base64_decode that also refuses a text
+ * that is not the encoding mg_base64_encode writes for its bytes: pad bits
+ * (the unused low bits of a padded last group) that are not zero (RFC 4648
+ * §3.5), so that one byte string has exactly one text.
+ */
+bool mg_base64_decode_canonical(const char *text, size_t len, mg_buf_t *out, mg_error_t *error);
+
+/* ------------------------------------------------------------------------
+ * UTF-8 (as PostgreSQL accepts it: no overlong forms, no surrogates, nothing
+ * above U+10FFFF)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * mg_utf8_char_len returns the length (1..4) of the well-formed UTF-8
+ * character at s (n > 0 bytes available; an ASCII byte, NUL included, is
+ * 1), or 0 when the bytes there are not one.
+ */
+size_t mg_utf8_char_len(const uint8_t *s, size_t n);
+
+/* mg_utf8_valid returns true when n bytes of data are well-formed UTF-8. */
+bool mg_utf8_valid(const void *data, size_t n);
+
+/*
+ * mg_utf8_copy writes len bytes of text into out (outsz bytes, always
+ * NUL-terminated unless outsz is 0) as well-formed UTF-8 without NUL: a
+ * byte that does not start a character, and NUL, become the four
+ * characters \xNN. What does not fit is cut at a character (or escape)
+ * boundary and "..." ends the copy. Returns the length of out. For every
+ * text that may be cut or that comes from outside before it reaches
+ * PostgreSQL, a log or a report (error messages, _id descriptions).
+ */
+size_t mg_utf8_copy(char *out, size_t outsz, const char *text, size_t len);
+
+/*
+ * mg_utf8_trim drops an incomplete character from the end of the
+ * NUL-terminated s, as snprintf leaves it when it cuts. Returns the new
+ * length.
+ */
+size_t mg_utf8_trim(char *s);
+
+/* ------------------------------------------------------------------------
+ * UTF-8 (as PostgreSQL accepts it: no overlong forms, no surrogates, nothing
+ * above U+10FFFF)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * mg_utf8_char_len returns the length (1..4) of the well-formed UTF-8
+ * character at s (n > 0 bytes available; an ASCII byte, NUL included, is
+ * 1), or 0 when the bytes there are not one.
+ */
+size_t mg_utf8_char_len(const uint8_t *s, size_t n);
+
+/* mg_utf8_valid returns true when n bytes of data are well-formed UTF-8. */
+bool mg_utf8_valid(const void *data, size_t n);
+
+/*
+ * mg_utf8_copy writes len bytes of text into out (outsz bytes, always
+ * NUL-terminated unless outsz is 0) as well-formed UTF-8 without NUL: a
+ * byte that does not start a character, and NUL, become the four
+ * characters \xNN. What does not fit is cut at a character (or escape)
+ * boundary and "..." ends the copy. Returns the length of out. For every
+ * text that may be cut or that comes from outside before it reaches
+ * PostgreSQL, a log or a report (error messages, _id descriptions).
+ */
+size_t mg_utf8_copy(char *out, size_t outsz, const char *text, size_t len);
+
+/*
+ * mg_utf8_trim drops an incomplete character from the end of the
+ * NUL-terminated s, as snprintf leaves it when it cuts. Returns the new
+ * length.
+ */
+size_t mg_utf8_trim(char *s);
+
+/* ------------------------------------------------------------------------
+ * UTF-8 (as PostgreSQL accepts it: no overlong forms, no surrogates, nothing
+ * above U+10FFFF)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * mg_utf8_char_len returns the length (1..4) of the well-formed UTF-8
+ * character at s (n > 0 bytes available; an ASCII byte, NUL included, is
+ * 1), or 0 when the bytes there are not one.
+ */
+size_t mg_utf8_char_len(const uint8_t *s, size_t n);
+
+/* mg_utf8_valid returns true when n bytes of data are well-formed UTF-8. */
+bool mg_utf8_valid(const void *data, size_t n);
+
+/*
+ * mg_utf8_copy writes len bytes of text into out (outsz bytes, always
+ * NUL-terminated unless outsz is 0) as well-formed UTF-8 without NUL: a
+ * byte that does not start a character, and NUL, become the four
+ * characters \xNN. What does not fit is cut at a character (or escape)
+ * boundary and "..." ends the copy. Returns the length of out. For every
+ * text that may be cut or that comes from outside before it reaches
+ * PostgreSQL, a log or a report (error messages, _id descriptions).
+ */
+size_t mg_utf8_copy(char *out, size_t outsz, const char *text, size_t len);
+
+/*
+ * mg_utf8_trim drops an incomplete character from the end of the
+ * NUL-terminated s, as snprintf leaves it when it cuts. Returns the new
+ * length.
+ */
+size_t mg_utf8_trim(char *s);
 
 /* ------------------------------------------------------------------------
  * JSON output: helpers over a yajl generator (yajl_gen is struct yajl_gen_t *)
@@ -565,6 +698,7 @@ typedef struct {
     char set_name[128]; /* replica set name, "" when not a replica set */
     char version[64];   /* server version from buildInfo */
     bool is_primary;    /* isWritablePrimary (or ismaster) */
+    bool is_mongos;     /* hello's msg is "isdbgrid": a sharded cluster's router */
     int32_t max_wire;
 } mg_mongo_t;
 
@@ -580,11 +714,29 @@ bool mg_mongo_open(const char *uri, const char *appname, mg_mongo_t *src, mg_err
 void mg_mongo_close(mg_mongo_t *src);
 
 /*
+ * mg_mongo_uri_strip_password returns uri (malloc'd) without the password
+ * of its userinfo, to be recorded where others can read it; *had_password
+ * (may be NULL) says whether there was one. NULL when the driver cannot
+ * parse uri, or on memory.
+ */
+char *mg_mongo_uri_strip_password(const char *uri, bool *had_password);
+
+/*
  * mg_mongo_command runs cmd on db and stores the server reply in *reply
  * (caller destroys; initialised even on failure).
  */
 bool mg_mongo_command(mg_mongo_t *src, const char *db, const struct _bson_t *cmd,
                       struct _bson_t *reply, mg_error_t *error);
+
+/*
+ * mg_mongo_last_write reads the time of the source's latest write from
+ * `hello` (lastWrite.majorityOpTime, the newest write a change stream can
+ * return; else lastWrite.opTime). A router (mongos) has no lastWrite: its
+ * reply's operationTime, the cluster time it knows, stands in. Fails when
+ * the reply has neither (not a replica set member or router).
+ */
+bool mg_mongo_last_write(struct _mongoc_client_t *client, uint32_t *t, uint32_t *i,
+                         mg_error_t *error);
 
 /*
  * mg_mongo_aggregate runs pipeline on db.coll and calls fn for each result
@@ -607,6 +759,16 @@ bool mg_mongo_aggregate(mg_mongo_t *src, const char *db, const char *coll,
  * Errors: domain pg (exit code "target"). Caller PQfinish-es.
  */
 struct pg_conn *mg_pg_connect(const char *conninfo, mg_error_t *error);
+
+/*
+ * mg_pg_conninfo_strip_password returns conninfo (a URI or key=value
+ * string; malloc'd) without its password, as libpq's parser reads it: a
+ * URI keeps its form (its userinfo password and password= parameters
+ * dropped) when libpq then finds no password in it, anything else becomes
+ * key='value' pairs; *had_password (may be NULL) says whether there was
+ * one. NULL when libpq cannot parse it, or on memory.
+ */
+char *mg_pg_conninfo_strip_password(const char *conninfo, bool *had_password);
 
 /* mg_pg_exec runs sql (no parameters; rows ignored). */
 bool mg_pg_exec(struct pg_conn *conn, const char *sql, mg_error_t *error);
@@ -1056,7 +1218,8 @@ bool mg_etcd_parse_header_only(const char *json, size_t len, mg_etcd_header_t *h
                                int64_t *deleted, mg_error_t *error);
 
 /* ------------------------------------------------------------------------
- * HTTP endpoint: a small read-only HTTP server on libmicrohttpd.
+ * HTTP endpoint: a small HTTP server on libmicrohttpd, bounded against slow,
+ * idle and many clients (core/src/core_http.c).
  * ------------------------------------------------------------------------ */
 
 typedef struct mg_http_server mg_http_server_t;
@@ -1070,27 +1233,60 @@ typedef struct {
 } mg_http_reply_t;
 
 /*
- * mg_http_handler_fn answers one GET/HEAD request for path (no query
- * string); it runs on the server's thread. Other methods never reach it
- * (405): the endpoints are read-only.
+ * mg_http_options_t bounds a server (0 = the default). Beyond a bound the
+ * connection open longest is closed, so a new one always gets in:
+ * max_connections in all (128), max_per_client from one client address
+ * (16), and every connection connection_timeout_ms after it was accepted
+ * (5000), whatever it sends or fails to read. threads workers (2), each with
+ * its own epoll set, serve requests.
+ */
+typedef struct {
+    unsigned max_connections;
+    unsigned max_per_client;
+    unsigned threads;
+    int64_t connection_timeout_ms;
+} mg_http_options_t;
+
+/* What a server has done to keep its bounds (mg_http_server_stats). */
+typedef struct {
+    uint64_t accepted;       /* connections accepted */
+    uint64_t closed_total;   /* the oldest closed: more than max_connections */
+    uint64_t closed_client;  /* a client's oldest closed: more than max_per_client */
+    uint64_t closed_timeout; /* closed connection_timeout_ms after accept */
+    uint64_t open;           /* open now */
+} mg_http_stats_t;
+
+/*
+ * mg_http_handler_fn answers one request for path (no query string); it
+ * runs on one of the server's threads, maybe on several at once. Methods
+ * other than GET and HEAD never reach it (405): the endpoints are read-only.
  */
 typedef void (*mg_http_handler_fn)(void *userdata, const char *path, const mg_http_request_t *req,
                                    mg_http_reply_t *reply);
 
 /* mg_http_request_query returns the borrowed value of query argument name, or NULL. */
 const char *mg_http_request_query(const mg_http_request_t *req, const char *name);
+/* mg_http_request_server returns the server answering req (for mg_http_server_stats). */
+mg_http_server_t *mg_http_request_server(const mg_http_request_t *req);
 
 /*
- * mg_http_server_new listens on address:port (port 0 = any free port) and
- * serves requests from its own thread. Returns NULL with error when the
- * address cannot be bound. Destroy with mg_http_server_destroy (NULL ok),
- * which waits for running handlers.
+ * mg_http_server_start listens on address:port (port 0 = any free port)
+ * with options (NULL: the defaults) and serves requests from its threads.
+ * Returns NULL with error when the address cannot be bound. Destroy with
+ * mg_http_server_destroy (NULL ok), which waits for running handlers.
+ * mg_http_server_new is mg_http_server_start with NULL options.
  */
+mg_http_server_t *mg_http_server_start(const char *address, uint16_t port,
+                                       const mg_http_options_t *options, mg_http_handler_fn handler,
+                                       void *userdata, mg_error_t *error);
 mg_http_server_t *mg_http_server_new(const char *address, uint16_t port, mg_http_handler_fn handler,
                                      void *userdata, mg_error_t *error);
 
 /* mg_http_server_port returns the port actually bound. */
 uint16_t mg_http_server_port(const mg_http_server_t *server);
+
+/* mg_http_server_stats copies the server's counters into out. */
+void mg_http_server_stats(mg_http_server_t *server, mg_http_stats_t *out);
 
 void mg_http_server_destroy(mg_http_server_t *server);
 

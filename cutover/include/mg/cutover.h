@@ -46,14 +46,27 @@ typedef struct {
     const char
         *freeze; /* "write-block", "hook:CMD" (CMD gets MIGRATE_FREEZE=freeze|unfreeze) or "none" */
     mg_cutover_verify_t verify;
-    const char *endpoint;             /* what the application moves to; NULL: target */
-    const char *endpoint_file;        /* flip: atomic file write; NULL: none */
-    const char *endpoint_etcd;        /* flip: etcd v3 gateway URL; NULL: none */
-    const char *endpoint_etcd_key;    /* its key */
+    const char *freeze_check;  /* sh -c CMD right before the flip, MIGRATE_FREEZE=check: exit 0
+                                  = writes are still stopped (NULL: none) */
+    int64_t freeze_timeout_ms; /* write-block: how long the freeze may wait for the global lock
+                                  (maxTimeMS) behind open transactions */
+    const mg_strlist_t *allow_invalid;      /* ns patterns whose invalid_docs are accepted */
+    const mg_strlist_t *allow_bypass_users; /* "user@db" that may bypass the block ("*": any) */
+    const char *endpoint;                   /* what the application moves to; NULL: target */
+    const char *endpoint_secret;        /* where the endpoint's password comes from (recorded) */
+    const char *endpoint_file;          /* flip: atomic file write; NULL: none */
+    const char *endpoint_etcd;          /* flip: etcd v3 gateway URL; NULL: none */
+    const char *endpoint_etcd_key;      /* its key */
+    const char *endpoint_etcd_user;     /* etcd authentication (NULL: none) */
+    const char *endpoint_etcd_password; /* its password (from a file or the environment) */
+    const char *endpoint_etcd_ca;       /* TLS: CA bundle (https:// URL) */
+    const char *endpoint_etcd_cert;     /* TLS: client certificate and key (NULL: none) */
+    const char *endpoint_etcd_key_file;
     const char *flip_hook;            /* flip: sh -c CMD, MIGRATE_ENDPOINT in its environment */
     int64_t timeout_ms;               /* freeze -> flip, at most */
     int64_t validation_age_ms;        /* a clean validation within this age (0: no check) */
     int64_t follower_window_ms;       /* a checkpoint this fresh means `sync --follow` runs */
+    int64_t lease_ms;                 /* the ownership lease (renewed every third of it) */
     bool no_fallback;                 /* make no reverse capture (no way back) */
     const mg_strlist_t *freeze_roles; /* fallback --freeze revoke: the application's roles */
     bool dry_run;                     /* preflight only; nothing recorded */
@@ -65,10 +78,13 @@ typedef struct {
 
 /*
  * mg_cutover_run runs the cutover (or resumes a crashed one, or --abort).
- * Returns MG_EXIT_OK (done, or already done), MG_EXIT_ABORTED (a failure
- * before the flip: the source was unfrozen; error says why), MG_EXIT_STATE
- * (refused by the preflight, another cutover running, nothing to abort), or
- * another exit code with error set (the flip partly done: run it again).
+ * It first takes the cutover's ownership (a lease in the state schema,
+ * renewed in a thread of its own; docs/cutover.md) and gives it back at
+ * the end. Returns MG_EXIT_OK (done, or already done), MG_EXIT_ABORTED (a
+ * failure before the flip: the source was unfrozen; error says why),
+ * MG_EXIT_STATE (refused by the preflight, another cutover owns it, the
+ * ownership was lost to another run, nothing to abort), or another exit
+ * code with error set (the flip partly done: run it again).
  */
 int mg_cutover_run(const mg_cutover_settings_t *settings, mg_error_t *error);
 

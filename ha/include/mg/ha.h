@@ -73,6 +73,11 @@ typedef struct {
     int64_t rewind_attempts;       /* pg_rewind runs before falling back to a fresh clone */
     int64_t start_timeout_ms; /* primary without a running Postgres this long: release leader */
     char *cluster_secret;     /* HMAC key of the UDP plane (PGDAEMON_CLUSTER_SECRET) */
+    /* files the secrets above are read from (issue 17, item 7): never a flag's value */
+    char *cluster_secret_file;
+    char *etcd_password_file;
+    char *superuser_password_file;
+    char *replication_password_file;
 } mg_ha_config_t;
 
 /*
@@ -434,15 +439,44 @@ typedef struct {
 } mg_ha_self_t;
 
 /*
+ * mg_ha_primary_position returns the freshest position of the primary
+ * status names that anyone published (0 = none): the highest of the optime
+ * key, the primary's own last report (current_lsn) and what every replica
+ * following it reported received or replayed; source (may be NULL) says
+ * which. The lag limit of a failover is measured against it, not against
+ * optime alone, which the primary publishes only now and then (issue 16,
+ * finding 18). Pure.
+ */
+uint64_t mg_ha_primary_position(const mg_ha_view_t *view, char *source, size_t sourcesz);
+
+/*
  * mg_ha_failover_candidate returns the node that should take over when the
  * leader key is free (NULL: nobody may, reason in why): fresh healthy
  * replicas, not nofailover, priority > 0; the most advanced by
- * max(receive, replay) LSN within the lag limit against view->optime (in
- * synchronous mode: only sync members, all of which must have reported);
- * ties by priority then name. Pure.
+ * max(receive, replay) LSN within the lag limit against
+ * mg_ha_primary_position (in synchronous mode: only sync members, all of
+ * which must have reported); ties by priority then name. Pure.
  */
 const mg_ha_node_t *mg_ha_failover_candidate(const mg_ha_self_t *self, const mg_ha_view_t *view,
                                              char *why, size_t whysz);
+
+/*
+ * mg_ha_promotion_sync_names writes into out the synchronous standbys ("a,
+ * b"; "" for none) a node being promoted in synchronous mode applies while
+ * it is still a standby, so its first commit already waits for one of them:
+ * every other node whose fresh report says its Postgres runs (it may stream
+ * from the new primary soon). A node whose Postgres does not run or whose
+ * report is stale (the lost old primary, a node that died with it) is left
+ * out: etcd's sync set is made from this list, and every member of it must
+ * report before a later failover may choose, so a dead member would make
+ * the next failover need allow_data_loss (issue 16, finding 14). Only in a
+ * switchover with no other node running, the old primary (stopped on
+ * purpose, it rejoins) is taken, so commits wait for it rather than run
+ * unreplicated; after a failover with none running the list is empty and
+ * the new primary starts asynchronous. Pure.
+ */
+void mg_ha_promotion_sync_names(const mg_ha_self_t *self, const mg_ha_view_t *view, bool switchover,
+                                char *out, size_t outsz);
 
 /*
  * mg_ha_fence_deadline returns the monotonic time until which a primary
@@ -476,8 +510,8 @@ typedef struct {
 
 /* The health-check settings of the generated haproxy.cfg (its default-server line). */
 #define MG_HA_HAPROXY_CHECK                                                                \
-    "inter 1s fastinter 200ms downinter 100ms fall 2 rise 1 observe layer4 error-limit 1 " \
-    "on-error mark-down on-marked-down shutdown-sessions"
+    "inter 1s fastinter 100ms downinter 100ms fall 2 rise 1 observe layer4 error-limit 1 " \
+    "on-error fastinter on-marked-down shutdown-sessions"
 
 /*
  * mg_ha_haproxy_render appends an haproxy.cfg to out: a write frontend on
@@ -488,17 +522,6 @@ typedef struct {
 bool mg_ha_haproxy_render(const mg_ha_haproxy_server_t *servers, size_t nservers,
                           const char *bind_address, int64_t write_port, int64_t read_port,
                           const char *stats_socket, mg_buf_t *out, mg_error_t *error);
-
-/* ------------------------------------------------------------------------
- * Commands (pgdaemon's command table lives in ha_main.c)
- * ------------------------------------------------------------------------ */
-
-int mg_ha_cmd_run(int argc, char **argv);
-int mg_ha_cmd_status(int argc, char **argv);
-int mg_ha_cmd_events(int argc, char **argv);
-int mg_ha_cmd_cluster(int argc, char **argv);
-int mg_ha_cmd_switchover(int argc, char **argv);
-int mg_ha_cmd_override(int argc, char **argv);
 
 #ifdef __cplusplus
 }

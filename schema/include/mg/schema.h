@@ -235,10 +235,18 @@ const mg_schema_naming_entry_t *mg_schema_naming_entries(const mg_schema_naming_
 const mg_schema_naming_entry_t *mg_schema_naming_find(const mg_schema_naming_t *naming,
                                                       const char *db, const char *coll);
 
-/* mg_schema_quote_ident appends "ident" with embedded quotes doubled. */
+/*
+ * mg_schema_quote_ident appends "ident" with embedded quotes doubled: the
+ * one quoting of identifiers. Refuses (MG_ERROR_CODE_INVALID_ARGUMENT) an
+ * empty name and one over 63 bytes, which PostgreSQL would cut silently.
+ */
 bool mg_schema_quote_ident(const char *ident, mg_buf_t *out, mg_error_t *error);
 
-/* mg_schema_quote_literal appends 'text' with embedded single quotes doubled. */
+/*
+ * mg_schema_quote_literal appends 'text' with embedded single quotes
+ * doubled, or E'text' with backslashes doubled too when text holds one, so
+ * the literal reads the same whatever standard_conforming_strings is.
+ */
 bool mg_schema_quote_literal(const char *text, mg_buf_t *out, mg_error_t *error);
 
 /* ------------------------------------------------------------------------
@@ -349,6 +357,15 @@ bool mg_schema_census_to_json(const mg_schema_census_t *census, mg_buf_t *out, m
  * ------------------------------------------------------------------------ */
 
 /*
+ * mg_schema_sql_helpers_ddl appends the statements that create (or
+ * replace) the SQL helper functions in schema: bson_oid, bson_new_oid,
+ * bson_date, bson_date_value, bson_long, bson_double, bson_decimal,
+ * bson_binary, and the check bson_valid with its parts bson_valid_*
+ * (docs/application.md).
+ */
+bool mg_schema_sql_helpers_ddl(const char *schema, mg_buf_t *out, mg_error_t *error);
+
+/*
  * mg_schema_table_ddl appends CREATE TABLE for a collection table; its
  * primary key index is named by PostgreSQL. mg_schema_table_ddl_named names
  * it entry->pkey, as resolved with every other relation of the schema.
@@ -442,6 +459,16 @@ bool mg_schema_key_encode(const bson_iter_t *id, mg_schema_key_type_t type,
                           mg_error_t *error);
 
 /*
+ * mg_schema_key_encode_for is mg_schema_key_encode for a key of collection
+ * db.coll (borrowed; NULL when unknown): a misfit error's way out names
+ * it, as the --key-type item to give (--key-type shop.orders=canonical,
+ * quoted for the shell and escaped as a pattern when the name needs it).
+ */
+bool mg_schema_key_encode_for(const char *db, const char *coll, const bson_iter_t *id,
+                              mg_schema_key_type_t type, mg_schema_fidelity_t fidelity, bool binary,
+                              mg_buf_t *out, mg_error_t *error);
+
+/*
  * mg_schema_key_append_id reads a key column's text form (len bytes, as
  * mg_schema_key_encode writes it with binary=false) back to an _id and
  * appends it to dst under key (key_len bytes or -1): a value MongoDB holds
@@ -464,8 +491,64 @@ bool mg_schema_key_is_digest(mg_schema_key_type_t type, const char *text, size_t
  */
 bool mg_schema_key_any_digest(mg_schema_key_type_t type, const char *const *texts, size_t n);
 
-/* mg_schema_id_describe writes the _id as relaxed Extended JSON (cut to fit). */
+/*
+ * mg_schema_id_describe writes the _id as relaxed Extended JSON into out
+ * (outsz bytes, NUL-terminated): well-formed UTF-8, cut between characters
+ * with "..." when it does not fit (mg_utf8_copy), so it can go to
+ * PostgreSQL as text.
+ */
 void mg_schema_id_describe(const bson_iter_t *id, char *out, size_t outsz);
+
+/* ------------------------------------------------------------------------
+ * Typed keys of a field path (schema_index_expr.c): the expressions that
+ * order jsonb values as MongoDB orders BSON values, shared by the query
+ * indexes and the translated queries so the planner matches them
+ * ------------------------------------------------------------------------ */
+
+/* Ranks of MongoDB's type order, as the rank expression computes them. */
+enum {
+    MG_SCHEMA_RANK_MINKEY = 1,
+    MG_SCHEMA_RANK_NULL = 2, /* null or missing */
+    MG_SCHEMA_RANK_NAN = 3,
+    MG_SCHEMA_RANK_NUMBER = 4,
+    MG_SCHEMA_RANK_STRING = 5,
+    MG_SCHEMA_RANK_OID = 8,
+    MG_SCHEMA_RANK_BOOL = 9,
+    MG_SCHEMA_RANK_DATE = 10,
+    MG_SCHEMA_RANK_MAXKEY = 13,
+    MG_SCHEMA_RANK_ARRAY = 98, /* an array at the value or on the way to it */
+    MG_SCHEMA_RANK_OTHER = 99, /* documents and every other type */
+};
+
+/* The first date stored as {"$numberLong"} after 9999: 10000-01-01T00:00:00Z in ms. */
+#define MG_SCHEMA_DATE_MAX_MS INT64_C(253402300800000)
+
+/* A Decimal128 text the key casts to numeric (no backslash: literal-safe). */
+#define MG_SCHEMA_DECIMAL_RE "^-?[0-9]+([.][0-9]+)?(E[-+]?[0-9]+)?$"
+
+typedef enum {
+    MG_SCHEMA_KEY_PART_RANK = 0, /* integer: MongoDB's type order */
+    MG_SCHEMA_KEY_PART_NUM,      /* numeric: numbers, booleans, dates */
+    MG_SCHEMA_KEY_PART_TEXT,     /* text COLLATE "C": strings, ObjectId hex */
+} mg_schema_key_part_t;
+
+/*
+ * mg_schema_path_expr appends "(doc -> 'a' -> 'b')" for the dotted path
+ * (components quoted as literals). Fails with MG_ERROR_CODE_INVALID_ARGUMENT
+ * on an empty or $-prefixed component.
+ */
+bool mg_schema_path_expr(const char *path, mg_buf_t *out, mg_error_t *error);
+
+/*
+ * mg_schema_key_expr appends one part of the typed key of path (an
+ * immutable expression over the column doc that never raises). Fails like
+ * mg_schema_path_expr.
+ */
+bool mg_schema_key_expr(const char *path, mg_schema_key_part_t part, mg_buf_t *out,
+                        mg_error_t *error);
+
+/* mg_schema_date_key appends the num part of a date of ms milliseconds since 1970. */
+bool mg_schema_date_key(int64_t ms, mg_buf_t *out, mg_error_t *error);
 
 #ifdef __cplusplus
 }

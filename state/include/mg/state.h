@@ -123,7 +123,10 @@ typedef struct {
     const char *source_set_name; /* "" is stored as NULL */
     const char *target_schema;
     const char *type_fidelity;
-    const char *options_json;
+    const char *options_json;  /* {"include": [...], "exclude": [...], ...}: the scope */
+    const char *source_secret; /* where the source URI's password comes from ("env
+                                  MIGRATE_SOURCE"); NULL: it has none. source_uri is
+                                  recorded without it */
 } mg_state_migration_new_t;
 
 bool mg_state_migration_insert(mg_state_t *st, const mg_state_migration_new_t *m,
@@ -141,6 +144,22 @@ bool mg_state_t0_set(mg_state_t *st, uint32_t t, uint32_t i, mg_error_t *error);
 /* mg_state_phase_advance sets the phase to `to` when it is `from` or `from2` (may be NULL). */
 bool mg_state_phase_advance(mg_state_t *st, const char *to, const char *from, const char *from2,
                             mg_error_t *error);
+
+/*
+ * The migration's scope: the include and exclude patterns (fnmatch on
+ * "db.coll") init was given. No include pattern: every namespace. known is
+ * false when init recorded only how many patterns there were (an older
+ * init): the scope cannot be compared then.
+ */
+typedef struct {
+    bool known;
+    mg_strlist_t include;
+    mg_strlist_t exclude;
+} mg_state_scope_t;
+
+/* mg_state_scope_get reads the scope; free with mg_state_scope_cleanup. */
+bool mg_state_scope_get(mg_state_t *st, mg_state_scope_t *out, mg_error_t *error);
+void mg_state_scope_cleanup(mg_state_scope_t *scope);
 
 /* ------------------------------------------------------------------------
  * Collections (their mapping and status), census, indexes
@@ -191,7 +210,13 @@ bool mg_state_collection_insert(mg_state_t *st, const mg_state_coll_new_t *c, mg
 bool mg_state_collection_set_status(mg_state_t *st, const char *db, const char *coll,
                                     const char *status, const char *err, mg_error_t *error);
 
-/* mg_state_collection_rename records that db.coll is now to_db.to_coll. */
+/*
+ * mg_state_collection_rename records that db.coll is now to_db.to_coll, in
+ * one transaction: a collection already planned as to_db.to_coll was
+ * replaced by the rename (MongoDB's dropTarget: one rename event, no drop)
+ * and its rows go (indexes, census and partitions with it; its table is
+ * left alone); db.coll's changed documents follow the new name.
+ */
 bool mg_state_collection_rename(mg_state_t *st, const char *db, const char *coll, const char *to_db,
                                 const char *to_coll, mg_error_t *error);
 
@@ -205,7 +230,8 @@ bool mg_state_collections_copy_start(mg_state_t *st, mg_error_t *error);
 
 /*
  * mg_state_collections_copy_finish marks copying collections without a
- * pending partition copied, or failed (with their partitions' errors).
+ * pending partition copied (and when: copied_at), or failed (with their
+ * partitions' errors).
  */
 bool mg_state_collections_copy_finish(mg_state_t *st, mg_error_t *error);
 
@@ -394,6 +420,73 @@ bool mg_state_changed_forget(mg_state_t *st, const char *db, const char *coll, u
                              uint32_t i, mg_error_t *error);
 
 /* ------------------------------------------------------------------------
+ * The follower: its lease, heartbeat and lag (state_follow.c)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * mg_state_follower_claim makes the caller (name "host:pid") the one
+ * follower: it takes the follower's session advisory lock on the handle's
+ * connection (held until mg_state_follower_release or the session ends)
+ * and records itself in the follower row. *claimed is false when another
+ * session holds the lock; holder then describes it ("host:pid (last
+ * heartbeat N s ago)").
+ */
+bool mg_state_follower_claim(mg_state_t *st, const char *name, const char *host, int pid,
+                             bool *claimed, char *holder, size_t holdersz, mg_error_t *error);
+
+/* What a follower reports with each heartbeat. */
+typedef struct {
+    double lag_s; /* seconds behind the source's latest write; < 0: not known yet */
+    bool has_source_write;
+    uint32_t source_write_t, source_write_i; /* the source's last write seen (hello) */
+    bool has_applied;
+    uint32_t applied_t, applied_i; /* the committed position */
+} mg_state_beat_t;
+
+/*
+ * mg_state_follower_beat records a heartbeat of follower name (target
+ * clock). *owner is false when the row names another holder (the lease
+ * was taken over): the caller must stop applying.
+ */
+bool mg_state_follower_beat(mg_state_t *st, const char *name, const mg_state_beat_t *b, bool *owner,
+                            mg_error_t *error);
+
+/* mg_state_follower_release records that follower name stopped (reason) and drops its lock. */
+bool mg_state_follower_release(mg_state_t *st, const char *name, const char *reason,
+                               mg_error_t *error);
+
+/* The follower as others see it. */
+typedef struct {
+    bool exists; /* a follower ever ran */
+    char name[128];
+    bool running; /* it did not stop cleanly */
+    bool session; /* its session still holds the follower lock */
+    bool fresh;   /* its last heartbeat is within the window asked for */
+    bool alive;   /* running, and its session holds the lock or its heartbeat is fresh */
+    double beat_age_s;
+    /*
+     * seconds behind the source's latest write, as of now: the follower's
+     * figure at its last heartbeat plus the heartbeat's age (all on the
+     * target's clock); < 0 when the follower never knew it
+     */
+    double lag_s;
+    bool has_source_write;
+    uint32_t source_write_t, source_write_i;
+    bool has_applied;
+    uint32_t applied_t, applied_i;
+    char stop_reason[256];
+    char started_at[32];
+} mg_state_follower_t;
+
+/*
+ * mg_state_follower_get reads the follower row and whether its holder is
+ * alive (its lock is held by a session, or it beat within window_ms).
+ * Call it on a connection that is not the follower's own.
+ */
+bool mg_state_follower_get(mg_state_t *st, int64_t window_ms, mg_state_follower_t *out,
+                           mg_error_t *error);
+
+/* ------------------------------------------------------------------------
  * Validation runs
  * ------------------------------------------------------------------------ */
 
@@ -469,7 +562,7 @@ bool mg_state_validation_recent_clean(mg_state_t *st, int64_t age_ms, bool *foun
                                       mg_error_t *error);
 
 /* ------------------------------------------------------------------------
- * The cutover row (one) and its lock
+ * The cutover row (one), its owner, and the follower's fence
  * ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -479,20 +572,89 @@ typedef struct {
     char freeze_mode[4096];
     bool has_fence;
     uint32_t fence_t, fence_i;
+    char endpoint[4096];        /* as recorded: without its password */
+    char endpoint_secret[1024]; /* where the endpoint's password came from ("" none) */
 } mg_state_cutover_t;
 
 bool mg_state_cutover_get(mg_state_t *st, mg_state_cutover_t *out, mg_error_t *error);
 
 /*
- * mg_state_cutover_lock takes the session advisory lock of the state
- * schema's cutover (one coordinator at a time); *locked is false when
- * another session holds it. The lock ends with the connection.
+ * Who owns the cutover (`cutover_owner`, one row). A cutover takes it
+ * before it reads or writes the cutover row and renews it (a new random
+ * `renewal`) every ttl/3; another run refuses while it sees the renewal
+ * change and takes over only after watching it unchanged for longer than
+ * the ttl on its own clock, by compare-and-set on (token, renewal). The
+ * owner stops acting once its own clock says the ttl passed since its last
+ * acknowledged renewal began, so the two never act together; nothing
+ * depends on the hosts' clocks agreeing, or on a session surviving a
+ * failover.
  */
-bool mg_state_cutover_lock(mg_state_t *st, bool *locked, mg_error_t *error);
+typedef struct {
+    bool held;           /* someone owns it (token set) */
+    char owner[256];     /* "host:pid" of the owner */
+    char token[64];      /* the owner's random token */
+    char renewal[64];    /* changes with every renewal */
+    int64_t ttl_ms;      /* the owner's lease */
+    char renewed_at[40]; /* RFC 3339, by the target's clock (for people) */
+    int takeovers;
+} mg_state_cutover_owner_t;
 
-/* mg_state_cutover_start records a new attempt at step preflight (attempt + 1 on a re-run). */
+bool mg_state_cutover_owner_get(mg_state_t *st, mg_state_cutover_owner_t *out, mg_error_t *error);
+
+/* A claim (strings borrowed): take it when the row still shows expect_token and
+ * expect_renewal (expect_token NULL: nobody owns it). */
+typedef struct {
+    const char *owner, *token, *renewal;
+    int64_t ttl_ms;
+    const char *expect_token, *expect_renewal;
+} mg_state_cutover_claim_t;
+
+/*
+ * mg_state_cutover_owner_take takes the ownership by compare-and-set;
+ * *taken false when the row changed (someone else took it, or its owner
+ * renewed). Once taken, the handle writes the cutover row with the token:
+ * every write below fails with MG_STATE_ERR_BUSY when the handle does not
+ * own the cutover (any more).
+ */
+bool mg_state_cutover_owner_take(mg_state_t *st, const mg_state_cutover_claim_t *claim, bool *taken,
+                                 mg_error_t *error);
+
+/* mg_state_cutover_owner_renew sets a new renewal if token still owns it; *held says so. */
+bool mg_state_cutover_owner_renew(mg_state_t *st, const char *token, const char *renewal,
+                                  bool *held, mg_error_t *error);
+
+/* mg_state_cutover_owner_release gives up the handle's ownership (if it has it). */
+bool mg_state_cutover_owner_release(mg_state_t *st, mg_error_t *error);
+
+/*
+ * What the change-stream follower reads in every batch, inside its apply
+ * transaction: fenced is true once a cutover's flip has started (step flip
+ * or done, outcome running) or the cutover is done; from then on the
+ * application may write to PostgreSQL, and the follower must apply nothing
+ * more (every change up to the fence (t, i) was drained before). The
+ * cutover row is read FOR SHARE, so the cutover's record of the flip waits
+ * for a batch in flight to commit, and a batch that starts after it sees
+ * it: no batch commits after the flip started. A cutover that aborts
+ * before anything was flipped clears it (outcome aborted).
+ */
+typedef struct {
+    bool fenced;
+    bool has_fence; /* (t, i) is the fence: the freeze's operationTime */
+    uint32_t t, i;
+    char step[32];    /* "" without a cutover */
+    char outcome[16]; /* running, done, aborted; "" without a cutover */
+} mg_state_cutover_fence_t;
+
+bool mg_state_cutover_fence_get(mg_state_t *st, mg_state_cutover_fence_t *out, mg_error_t *error);
+
+/*
+ * mg_state_cutover_start records a new attempt at step preflight (attempt
+ * + 1 on a re-run). endpoint is recorded without its password, and
+ * endpoint_secret says where the password came from (NULL: none), so a
+ * resumed cutover can name where to find it again.
+ */
 bool mg_state_cutover_start(mg_state_t *st, const char *freeze_mode, const char *verify_mode,
-                            const char *endpoint, mg_error_t *error);
+                            const char *endpoint, const char *endpoint_secret, mg_error_t *error);
 
 /* mg_state_cutover_step records that step started. */
 bool mg_state_cutover_step(mg_state_t *st, const char *step, mg_error_t *error);
@@ -522,7 +684,7 @@ typedef struct {
     bool exists;
     char outcome[16];
     char *reason;   /* NULL: none */
-    char *endpoint; /* as recorded (with its password: redact before printing) */
+    char *endpoint; /* as recorded (without its password) */
     bool has_unavailable;
     double unavailable_s;
     size_t nsteps;
@@ -530,7 +692,7 @@ typedef struct {
         char name[32];
         double seconds;
     } steps[16]; /* finished steps in the order they finished */
-    char *json;  /* the whole row as one JSON object (endpoint unredacted) */
+    char *json;  /* the whole row as one JSON object (endpoint without its password) */
 } mg_state_cutover_report_t;
 
 bool mg_state_cutover_report(mg_state_t *st, mg_state_cutover_report_t *out, mg_error_t *error);
@@ -549,7 +711,7 @@ typedef struct {
 typedef struct {
     mg_state_row_t *items;
     size_t n;
-    int64_t total; /* invalid documents: how many there are in all */
+    int64_t total; /* how many there are in all (the lists that say so) */
 } mg_state_rows_t;
 
 /* mg_state_live_workers lists copy processes that reported within a minute. */
@@ -562,6 +724,76 @@ bool mg_state_failed_partitions(mg_state_t *st, int limit, mg_state_rows_t *out,
 bool mg_state_invalid_docs(mg_state_t *st, int limit, mg_state_rows_t *out, mg_error_t *error);
 
 void mg_state_rows_cleanup(mg_state_rows_t *rows);
+
+/* ------------------------------------------------------------------------
+ * What fences the follower after a cutover (state_fence.c)
+ * ------------------------------------------------------------------------ */
+
+typedef struct {
+    bool owner;   /* the follower asked about holds the lease (true when none was named) */
+    bool flipped; /* a cutover reached its flip (running at flip, or done): apply nothing */
+    bool has_fence;
+    uint32_t fence_t, fence_i; /* the cutover's fence T */
+    char flipped_at[32];       /* "YYYY-MM-DD HH:MM:SS" (UTC) */
+} mg_state_fence_t;
+
+/*
+ * mg_state_follow_fence reads the cutover's state FOR SHARE (in the
+ * caller's transaction: the cutover's move to the flip waits for it) and,
+ * when follower is not NULL, whether that follower still holds the lease.
+ */
+bool mg_state_follow_fence(mg_state_t *st, const char *follower, mg_state_fence_t *out,
+                           mg_error_t *error);
+
+/* A source write seen after the cutover (strings borrowed). */
+typedef struct {
+    const char *db, *coll, *doc_id, *op;
+    uint32_t t, i;
+} mg_state_after_cutover_t;
+
+/* mg_state_after_cutover_add records a write seen after the cutover (never applied). */
+bool mg_state_after_cutover_add(mg_state_t *st, const mg_state_after_cutover_t *w,
+                                mg_error_t *error);
+
+/*
+ * mg_state_after_cutover_list lists up to limit writes seen after the
+ * cutover (a: ns, b: _id, c: operation, n1/n2: cluster time) and the total.
+ */
+bool mg_state_after_cutover_list(mg_state_t *st, int limit, mg_state_rows_t *out,
+                                 mg_error_t *error);
+
+/* ------------------------------------------------------------------------
+ * What the cutover's preflight refuses (each lists up to limit rows and
+ * sets total to how many there are)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * mg_state_collections_incomplete lists the collections that are not fully
+ * copied: status planned or copying (an interrupted copy or --resync), or
+ * a partition that is not done (a, b: ns, why). Failed ones are not listed
+ * (mg_state_collection_first_failed names them).
+ */
+bool mg_state_collections_incomplete(mg_state_t *st, int limit, mg_state_rows_t *out,
+                                     mg_error_t *error);
+
+/* mg_state_indexes_unbuilt lists planned indexes neither built nor skipped ("ns index name",
+ * status and note). */
+bool mg_state_indexes_unbuilt(mg_state_t *st, int limit, mg_state_rows_t *out, mg_error_t *error);
+
+/*
+ * mg_state_invalid_namespaces lists every collection with documents in
+ * invalid_docs (ns, "N, first _id X", n1: N); total: all documents.
+ */
+bool mg_state_invalid_namespaces(mg_state_t *st, mg_state_rows_t *out, mg_error_t *error);
+
+/*
+ * mg_state_collections_unvalidated lists the collections that no clean full
+ * validation covered since their copy finished: no validation run of mode
+ * full that started after the collection's copied_at and found it clean
+ * (ns, copied_at). A --changed run is never proof of the whole collection.
+ */
+bool mg_state_collections_unvalidated(mg_state_t *st, int limit, mg_state_rows_t *out,
+                                      mg_error_t *error);
 
 #ifdef __cplusplus
 }

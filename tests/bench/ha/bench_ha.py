@@ -12,6 +12,12 @@ that inserts through HAProxy every 20 ms, and measures, RUNS times each:
   switchover  `pgdaemon switchover` -> the longest gap between successful
               INSERTs around it (and the window the daemon reports).
 
+With --compare-haproxy (the default), a second HAProxy runs beside the
+generated one on the same cluster with the earlier check line (OLD_CHECK:
+`on-error mark-down`), and a second writer inserts through it: every
+scenario is measured for both configurations in the same runs, side by
+side, with the ratio of the medians (issue 16, finding 16b).
+
 Prints one JSON object (settings, runs, median and max per scenario).
 Usage: bench_ha.py --build-dir build --ttl 10 --loop-ms 2000 --retry-ms 4000
        [--runs 5] [--sync] [--quiet-minutes M]  (M > 0: only count false
@@ -35,6 +41,38 @@ import time
 
 sys.path.insert(0, "/usr/lib/python3/dist-packages")
 import psycopg2  # noqa: E402
+
+
+OLD_CHECK = ("inter 1s fastinter 200ms downinter 100ms fall 2 rise 1 observe layer4 "
+             "error-limit 1 on-error mark-down on-marked-down shutdown-sessions")
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start_old_haproxy(cluster_dir, state):
+    """start_old_haproxy: the generated haproxy.cfg with OLD_CHECK on new ports; (Popen, port)."""
+    import re
+    with open(os.path.join(cluster_dir, "haproxy.cfg")) as f:
+        cfg = f.read()
+    wport, rport = free_port(), free_port()
+    cfg = cfg.replace(f"127.0.0.1:{state['write_port']}", f"127.0.0.1:{wport}")
+    cfg = cfg.replace(f"127.0.0.1:{state['read_port']}", f"127.0.0.1:{rport}")
+    cfg = re.sub(r"stats socket \S+", f"stats socket {cluster_dir}/haproxy-old.sock", cfg)
+    cfg = re.sub(r"default-server .*", "default-server " + OLD_CHECK, cfg)
+    path = os.path.join(cluster_dir, "haproxy-old.cfg")
+    with open(path, "w") as f:
+        f.write(cfg)
+    log = open(os.path.join(cluster_dir, "haproxy-old.log"), "a")
+    proc = subprocess.Popen(["haproxy", "-db", "-f", path], stdout=log, stderr=log,
+                            start_new_session=True)
+    return proc, wport
 
 
 def sh(args, **kw):
@@ -169,6 +207,8 @@ def main():
     ap.add_argument("--sync", action="store_true")
     ap.add_argument("--quiet-minutes", type=float, default=0)
     ap.add_argument("--only", default="node_loss,pg_crash,switchover")
+    ap.add_argument("--no-compare-haproxy", dest="compare", action="store_false",
+                    help="do not run the old-settings HAProxy beside the generated one")
     a = ap.parse_args()
     only = set(a.only.split(","))
     pgdaemon = os.path.abspath(os.path.join(a.build_dir, "bin", "pgdaemon"))
@@ -181,7 +221,7 @@ def main():
     result = {"settings": {"ttl_s": a.ttl, "loop_wait_ms": a.loop_ms, "retry_timeout_ms": a.retry_ms,
                            "synchronous_mode": a.sync, "runs": a.runs,
                            "scenarios": sorted(only)}}
-    writer = None
+    writer, writers, extra_procs = None, {}, []
     try:
         out = sh(up, timeout=300)
         if out.returncode != 0:
@@ -205,7 +245,15 @@ def main():
         conn.cursor().execute("CREATE TABLE bench (n bigint, t timestamptz DEFAULT now())")
         conn.close()
         writer = Writer(st["write_port"], st["superuser_password"])
-        writer.start()
+        writers = {"generated": writer}
+        if a.compare:
+            old_proc, old_port = start_old_haproxy(c.dir, st)
+            extra_procs.append(old_proc)
+            result["settings"]["haproxy_old"] = "default-server " + OLD_CHECK
+            time.sleep(2)  # its first checks
+            writers["old"] = Writer(old_port, st["superuser_password"])
+        for w in writers.values():
+            w.start()
         time.sleep(2)
         if a.quiet_minutes > 0:
             term0 = c.status()["status"]["term"]
@@ -219,7 +267,19 @@ def main():
                                "inserts": len(writer.ok)}
             print(json.dumps(result, indent=1))
             return
-        node_loss, crash, gaps, reported = [], [], [], []
+        node_loss = {k: [] for k in writers}
+        crash = {k: [] for k in writers}
+        gaps = {k: [] for k in writers}
+        reported = []
+
+        def outages(t, into):
+            deadline = t + 120
+            while (any(w.outage(t) is None for w in writers.values()) and
+                   time.monotonic() < deadline):
+                time.sleep(0.05)
+            for k, w in writers.items():
+                into[k].append(w.outage(t))
+
         for _ in range(a.runs if "node_loss" in only else 0):
             leader = c.wait_healthy()
             time.sleep(1)
@@ -227,20 +287,14 @@ def main():
             t = time.monotonic()
             os.kill(c.daemon_pid(leader), signal.SIGKILL)
             os.kill(pm, signal.SIGKILL)
-            deadline = t + 120
-            while writer.outage(t) is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            node_loss.append(writer.outage(t))
+            outages(t, node_loss)
             c.restart_daemon(leader)
         for _ in range(a.runs if "pg_crash" in only else 0):
             leader = c.wait_healthy()
             time.sleep(1)
             t = time.monotonic()
             os.kill(postmaster_pid(c.node(leader)["data_dir"]), signal.SIGKILL)
-            deadline = t + 120
-            while writer.outage(t) is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            crash.append(writer.outage(t))
+            outages(t, crash)
         for _ in range(a.runs if "switchover" in only else 0):
             leader = c.wait_healthy()
             time.sleep(1)
@@ -248,18 +302,27 @@ def main():
             out = sh([pgdaemon, "switchover", "--json", "--config", c.node(leader)["config"]],
                      timeout=180)
             time.sleep(2)
-            gaps.append(writer.max_gap(t0 - 0.5, time.monotonic()))
+            for k, w in writers.items():
+                gaps[k].append(w.max_gap(t0 - 0.5, time.monotonic()))
             if out.returncode == 0:
                 reported.append(json.loads(out.stdout)["write_unavailable_ms"] / 1000)
-        result["node_loss_s"] = summary(node_loss)
-        result["pg_crash_s"] = summary(crash)
-        result["switchover_max_gap_s"] = summary(gaps)
+        for name, per in (("node_loss_s", node_loss), ("pg_crash_s", crash),
+                          ("switchover_max_gap_s", gaps)):
+            result[name] = summary(per["generated"])
+            if "old" in per:
+                result[name + "_old_haproxy"] = summary(per["old"])
+                m_new, m_old = result[name]["median"], result[name + "_old_haproxy"]["median"]
+                result[name + "_ratio_generated_to_old"] = \
+                    round(m_new / m_old, 2) if m_new and m_old else None
         result["switchover_reported_window_s"] = summary(reported)
-        result["writer_errors"] = dict(writer.errors.most_common(8))
+        for k, w in writers.items():
+            result[f"writer_errors_{k}"] = dict(w.errors.most_common(8))
         print(json.dumps(result, indent=1))
     finally:
-        if writer:
-            writer.stop.set()
+        for w in writers.values():
+            w.stop.set()
+        for p in extra_procs:
+            p.terminate()
         sh([pgdaemon, "cluster", "down", "--dir", c.dir], timeout=300)
         for p in c.extra:
             if p.poll() is None:

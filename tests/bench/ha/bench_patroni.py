@@ -43,8 +43,8 @@ import psycopg2  # noqa: E402
 PW = "benchpw"
 # the check settings pgdaemon generates (MG_HA_HAPROXY_CHECK in ha/include/mg/ha.h,
 # with "timeout connect 200ms" and "option redispatch"): keep them equal for a fair run
-HAPROXY_CHECK = ("inter 1s fastinter 200ms downinter 100ms fall 2 rise 1 observe layer4 "
-                 "error-limit 1 on-error mark-down on-marked-down shutdown-sessions")
+HAPROXY_CHECK = ("inter 1s fastinter 100ms downinter 100ms fall 2 rise 1 observe layer4 "
+                 "error-limit 1 on-error fastinter on-marked-down shutdown-sessions")
 
 
 def free_port():

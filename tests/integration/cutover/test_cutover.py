@@ -7,9 +7,10 @@ is in PostgreSQL, writes after the freeze fail with UserWritesBlocked (371),
 the endpoint file and etcd key hold the endpoint, validation afterwards is
 clean and a re-run does not flip again; failures before the flip (freeze
 refused by failCommand, a forced verification mismatch, a failing flip
-hook, a drain timeout, a PostgreSQL crash and restart during the drain)
-leave the source writable, the state aborted with
-the reason and nothing flipped; kill -9 after the freeze resumes, and
+hook, a drain timeout) leave the source writable, the state aborted with
+the reason and nothing flipped; a PostgreSQL crash and restart during the
+drain does not end the cutover (its ownership is a lease in _migrate);
+kill -9 after the freeze resumes (once the crashed run's lease lapsed), and
 `--abort` unfreezes.
 """
 
@@ -55,9 +56,13 @@ def state(pg):
 
 
 def write_error_code(mongo, db):
-    """write_error_code inserts one document: None when accepted, else the error code."""
+    """write_error_code inserts one document: None when accepted, else the error code.
+
+    The probe goes to another database: a collection created in the migrated
+    one would be in the migration's scope and not migrated, which the
+    preflight refuses (issue 14, hole 0). The freeze is global either way."""
     try:
-        mongo[db]["probe"].insert_one({"x": 1})
+        mongo[db + "_probe"]["probe"].insert_one({"x": 1})
         return None
     except pymongo.errors.PyMongoError as e:
         return getattr(e, "code", -1)
@@ -203,7 +208,10 @@ def test_preflight_refusals(mongo, dbname, postgres, migrate, tmp_path):
     assert r.rc == 0, r
     assert "preflight passed" in r.stdout
     assert write_error_code(mongo, dbname) is None
+    # behind the source's last write, and the last follower measured that an hour ago
     postgres.query("UPDATE _migrate.checkpoint SET cluster_time_ts = cluster_time_ts - 3600 "
+                   "RETURNING 1")
+    postgres.query("UPDATE _migrate.follower SET beat_at = beat_at - interval '1 hour' "
                    "RETURNING 1")
     r = migrate(*cutover_args(mongo, postgres, "--validation-age", "0", "--max-lag", "5s"))
     assert r.rc == EXIT_STATE, r
@@ -233,7 +241,7 @@ def test_kill_9_after_freeze_resumes_and_abort_unfreezes(mongo, dbname, postgres
         # a long --follower-window: the stopped follower is trusted, so the drain waits
         proc = subprocess.Popen([binary, *cutover_args(mongo, postgres, "--endpoint-file", ep,
                                                        "--timeout", "60s", "--follower-window",
-                                                       "1h")],
+                                                       "1h", "--lease", "2s")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             wait_for(lambda: (state(postgres) or ("",))[0] == "drain", timeout=30,
@@ -276,9 +284,11 @@ def test_kill_9_after_freeze_resumes_and_abort_unfreezes(mongo, dbname, postgres
     assert not os.path.exists(ep)
 
 
-def test_postgres_restart_during_drain_aborts_cleanly(mongo, dbname, postgres, migrate,
-                                                     tmp_path):
-    """the target crashes and comes back while cutover waits for the drain."""
+def test_postgres_restart_during_drain_keeps_the_cutover(mongo, dbname, postgres, migrate,
+                                                        tmp_path):
+    """the target crashes and comes back while cutover waits for the drain: the cutover
+    reconnects, keeps its ownership (a lease in _migrate, not a session lock) and, once the
+    follower applies again, drains, looks once more before the flip, and completes."""
     prepare(mongo, postgres, migrate, dbname, count=1000)
     uri = mongo_uri(mongo)
     follower = follow_in_background(mongo, postgres)
@@ -293,7 +303,7 @@ def test_postgres_restart_during_drain_aborts_cleanly(mongo, dbname, postgres, m
                  what="writes after the follower stopped")
         cut = subprocess.Popen([build_path("bin", "migrate"), "--log-format=json",
                                 *cutover_args(mongo, postgres, "--endpoint-file", ep,
-                                              "--timeout", "30s", "--follower-window", "1h")],
+                                              "--timeout", "60s", "--follower-window", "1h")],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                errors="replace")
         wait_for(lambda: (state(postgres) or ("",))[0] == "drain", timeout=20,
@@ -301,14 +311,22 @@ def test_postgres_restart_during_drain_aborts_cleanly(mongo, dbname, postgres, m
         postgres.kill9()
         time.sleep(0.5)
         postgres.start()
-        out, err = cut.communicate(timeout=60)
-        assert cut.returncode == EXIT_ABORTED, err
-        assert_aborted_nothing_flipped(mongo, postgres, dbname, ep, "")
-    finally:
-        follower.send_signal(signal.SIGCONT)
         wl.kill()
         wl.wait()
+        follower.send_signal(signal.SIGCONT)  # the follower reconnects and applies again
+        out, err = cut.communicate(timeout=120)
+        assert cut.returncode == 0, err[-5000:]
+        assert '"event":"cutover.target_back"' in err
+        st = state(postgres)
+        assert st[1] == "done" and st[3] == 1, st
+        assert open(ep).read() == ENDPOINT + "\n"
+    finally:
+        follower.send_signal(signal.SIGCONT)
+        if wl.poll() is None:
+            wl.kill()
+            wl.wait()
         stop(follower)
+    assert_ack_log_reflected(postgres, dbname, "docs", ack)
 
 
 def test_preflight_refuses_a_user_without_the_write_block_privilege(services, postgres,
@@ -316,7 +334,7 @@ def test_preflight_refuses_a_user_without_the_write_block_privilege(services, po
     """a source user that may not run setUserWriteBlockMode: refused before any freeze,
     and the message names the ways out."""
     sim = services.add(MongosimInstance(services.root, name="rwonly",
-                                        args=["--auth", "app:pw:readWrite"]))
+                                        args=["--auth", "app:pw:readWriteAnyDatabase"]))
     uri = f"mongodb://app:pw@{sim.address}/?authSource=admin"
     client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)
     client["p"]["docs"].insert_many([{"_id": i} for i in range(20)])
@@ -331,3 +349,51 @@ def test_preflight_refuses_a_user_without_the_write_block_privilege(services, po
     assert "setUserWriteBlockMode" in r.stderr and "--freeze hook:CMD" in r.stderr, r.stderr
     client["p"]["docs"].insert_one({"_id": "still writable"})  # never frozen
     client.close()
+
+
+def test_an_idle_follower_drains_the_cutover(mongo, dbname, postgres, migrate):
+    """Issue 15 point 1: on an idle source (a no-op every 10 s, as on MongoDB) the checkpoint
+    stands still for longer than --follower-window while `sync --follow` is alive and caught
+    up: the preflight's lag is 0 and the drain is left to that follower."""
+    prepare(mongo, postgres, migrate, dbname, count=200)
+    follower = follow_in_background(mongo, postgres)
+    try:
+        # the checkpoint goes quiet for longer than the 5 s window
+        wait_for(lambda: postgres.query("SELECT extract(epoch FROM now() - updated_at) > 6 "
+                                        "FROM _migrate.checkpoint")[0][0], timeout=30,
+                 what="a checkpoint older than --follower-window")
+        r = migrate(*cutover_args(mongo, postgres, "--max-lag", "1s", "--follower-window", "5s"))
+        assert r.rc == 0, r
+        assert "applying the change stream here" not in r.stderr, r.stderr
+        assert '"applier":"sync --follow"' in r.stderr, r.stderr
+    finally:
+        stop(follower)
+
+
+def test_a_quiet_follower_is_never_raced_by_a_second_applier(mongo, dbname, postgres, migrate,
+                                                             tmp_path):
+    """the follower is alive (its process and session are) but has not moved the checkpoint
+    for longer than --follower-window: the cutover waits for it rather than start a second
+    applier that would race it when it moves again; here it never does, so the drain times
+    out and the cutover aborts."""
+    prepare(mongo, postgres, migrate, dbname, count=200)
+    follower = follow_in_background(mongo, postgres)
+    ep = str(tmp_path / "ep")
+    try:
+        wait_for(lambda: postgres.query("SELECT extract(epoch FROM now() - updated_at) > 6 "
+                                        "FROM _migrate.checkpoint")[0][0], timeout=30,
+                 what="a checkpoint older than --follower-window")
+        follower.send_signal(signal.SIGSTOP)
+        r = migrate(*cutover_args(mongo, postgres, "--endpoint-file", ep, "--timeout", "4s",
+                                  "--follower-window", "1s"))
+        assert r.rc == EXIT_ABORTED, r
+        assert "applying the change stream here" not in r.stderr, r.stderr
+        assert_aborted_nothing_flipped(mongo, postgres, dbname, ep, "timed out")
+        # and a second `sync --follow` refuses to race it
+        second = migrate("sync", "--source", mongo_uri(mongo), "--target", postgres.uri,
+                         "--follow")
+        assert second.rc == EXIT_STATE, second
+        assert "another follower is applying it" in second.stderr, second.stderr
+    finally:
+        follower.send_signal(signal.SIGCONT)
+        stop(follower)

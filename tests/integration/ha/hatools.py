@@ -80,17 +80,22 @@ def write_node_config(dirpath, name, etcd_endpoint, cluster, **overrides):
     return path, conf
 
 
-def start_daemon(root, config_path, log_path):
-    """start_daemon starts `pgdaemon run --config` as a ManagedProcess."""
-    return ManagedProcess([PGDAEMON, "run", "--config", config_path], log_path=log_path,
+def start_daemon(root, config_path, log_path, netns=None):
+    """start_daemon starts `pgdaemon run --config` as a ManagedProcess.
+
+    netns: None, or an mgharness.netns.Endpoint to run the daemon (and so its
+    Postgres and watchdog) in that network namespace.
+    """
+    argv = [PGDAEMON, "run", "--config", config_path]
+    return ManagedProcess(netns.argv(argv) if netns is not None else argv, log_path=log_path,
                           cwd=os.path.dirname(config_path), tag=root.path,
                           on_spawn=root.record_process, stop_signal=signal.SIGTERM)
 
 
-def http_get(port, path, timeout=3.0):
-    """http_get returns (status, body) of GET http://127.0.0.1:<port><path>; (None, err) if down."""
+def http_get(port, path, timeout=3.0, host="127.0.0.1"):
+    """http_get returns (status, body) of GET http://<host>:<port><path>; (None, err) if down."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=timeout) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
@@ -103,17 +108,17 @@ def http_get(port, path, timeout=3.0):
 wait_for = wait_until
 
 
-def connect(port, password=SUPERUSER_PASSWORD, **kw):
-    """connect opens an autocommit psycopg2 connection as postgres to 127.0.0.1:<port>."""
-    conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", password=password,
+def connect(port, password=SUPERUSER_PASSWORD, host="127.0.0.1", **kw):
+    """connect opens an autocommit psycopg2 connection as postgres to <host>:<port>."""
+    conn = psycopg2.connect(host=host, port=port, user="postgres", password=password,
                             dbname="postgres", connect_timeout=5, **kw)
     conn.autocommit = True
     return conn
 
 
-def query(port, sql, params=None, password=SUPERUSER_PASSWORD):
-    """query runs sql on 127.0.0.1:<port> and returns all rows."""
-    conn = connect(port, password)
+def query(port, sql, params=None, password=SUPERUSER_PASSWORD, host="127.0.0.1"):
+    """query runs sql on <host>:<port> and returns all rows."""
+    conn = connect(port, password, host=host)
     try:
         with conn.cursor() as cur:
             cur.execute(sql, params)
@@ -151,3 +156,60 @@ def alive(pid):
     """alive says whether pid runs (zombies count as gone)."""
     ident = ProcessIdentity.of(pid) if pid else None
     return ident is not None and ident.alive()
+
+
+def etcd_get(endpoint, key, timeout=2.0):
+    """etcd_get returns the value of key (str) from etcd's JSON gateway at endpoint, or None."""
+    body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
+    req = urllib.request.Request(endpoint + "/v3/kv/range", data=body, method="POST")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        kvs = json.loads(r.read()).get("kvs", [])
+    return base64.b64decode(kvs[0].get("value", "")).decode() if kvs else None
+
+
+def cluster_status_key(c, timeout=2.0):
+    """cluster_status_key returns the decoded status key of a `cluster up` cluster, or {}."""
+    raw = etcd_get(c.state["etcd_endpoint"], f"/pgdaemon/{c.state['cluster']}/status", timeout)
+    return json.loads(raw) if raw else {}
+
+
+def child_pids(ppid):
+    """child_pids: the pids whose parent is ppid (from /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == ppid:
+                        out.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+def walreceiver_pid(data_dir):
+    """walreceiver_pid: the walreceiver process of the Postgres in data_dir, or None."""
+    pm = postmaster_pid(data_dir)
+    for pid in child_pids(pm) if pm else []:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"walreceiver" in f.read():
+                    return pid
+        except OSError:
+            continue
+    return None
+
+
+def stop_process(pid, timeout=60):
+    """stop_process sends SIGTERM to pid and waits until it is gone."""
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not alive(pid), timeout, f"process {pid} to exit")
+
+
+def set_node_options(config_path, **options):
+    """set_node_options rewrites a node's JSON config with options set (the file keeps mode 0600)."""
+    with open(config_path) as f:
+        conf = json.load(f)
+    conf.update(options)
+    with open(config_path, "w") as f:
+        json.dump(conf, f)

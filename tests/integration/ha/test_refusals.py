@@ -215,14 +215,26 @@ def test_every_command_answers_help(tmp_root, args):
     assert r.stdout.startswith("usage: pgdaemon " + args[0]), r.stdout
     if args[0] == "run":
         assert "--config FILE" in r.stdout and "--start-timeout" in r.stdout
-    if args[0] == "cluster":
-        for opt in ("--ttl", "--loop-wait-ms", "--retry-timeout-ms", "--synchronous-mode",
-                    "cluster down --dir"):
+    if args == ["cluster"]:  # a group: its subcommands
+        assert "\n  up " in r.stdout and "\n  down " in r.stdout
+    if args == ["cluster", "up"]:
+        for opt in ("--nodes", "--dir", "--ttl", "--loop-wait-ms", "--retry-timeout-ms",
+                    "synchronous-mode", "--pg-parameter"):
             assert opt in r.stdout
+    if args == ["cluster", "down"]:
+        assert "--dir" in r.stdout
+    if args[0] in ("status", "events", "switchover", "override"):
+        assert "--config FILE" in r.stdout and "--etcd-endpoints" in r.stdout
 
 
-@pytest.mark.parametrize("args", [["override"], ["cluster"], ["cluster", "up"],
-                                  ["cluster", "down"]])
-def test_missing_arguments_are_a_usage_error(tmp_root, args):
+@pytest.mark.parametrize("args, needle", [
+    (["override"], 'missing required option "allow_data_loss"'),
+    (["cluster"], 'missing command; run "pgdaemon cluster --help"'),
+    (["cluster", "up"], 'missing required option "dir"'),
+    (["cluster", "down"], 'missing required option "dir"'),
+])
+def test_missing_arguments_are_a_usage_error(tmp_root, args, needle):
+    # one line naming what is missing, exit 2 (the command framework's final error)
     r = run_pgdaemon(tmp_root, *args, timeout=30)
-    assert r.returncode == 2 and "usage: pgdaemon" in r.stderr, r
+    assert r.returncode == 2, r
+    assert r.stderr.startswith(f"pgdaemon {' '.join(args)}: ") and needle in r.stderr, r.stderr

@@ -17,6 +17,18 @@ first moment the new primary's /primary answers 200:
   child), a commit on
   the new primary is not acknowledged; it is once the standby runs again.
 
+test_dead_old_primary_leaves_the_sync_set (finding 14; fails on the code
+before the fix, which made every other node of the view a sync member at
+promotion): the primary's Postgres cannot start again (an invalid setting,
+then SIGKILL of its postmaster), so after start_timeout it releases the
+leader key and a replica B is promoted while the old primary's daemon still
+reports it (demoted, Postgres down). From B's first status on, etcd's sync
+set must not name the old primary. Then the old primary's daemon is paused
+(it cannot re-clone itself back into health), the other standby C frozen
+(so B's set cannot be narrowed meanwhile) and B is lost: C must be
+promoted without allow_data_loss (with the old primary in the set, every
+failover waited for its report).
+
 test_sync_set_keeps_the_member_with_the_commits (finding 5, reproduced
 before the fix: the commit was lost): with standby B frozen, a commit is
 acknowledged by standby A alone; then A's Postgres dies (its daemon
@@ -172,3 +184,56 @@ def test_sync_set_keeps_the_member_with_the_commits(cluster):
                    "a new primary")[0]
     rows = query(cluster.node(new)["pg_port"], "SELECT n FROM sync_check", password=pw)
     assert rows == [(42,)], f"{new} was promoted without the acknowledged commit: {rows}"
+
+
+START_TIMEOUT_S = 8
+BAD_SETTING = "max_connections = 'not-a-number'  # injected by test_safety_sync\n"
+
+
+@pytest.fixture
+def cluster_start_timeout(tmp_root):
+    yield from hacluster.up(tmp_root, "safetysync14", "--synchronous-mode", *hacluster.FAST,
+                            env={"PGDAEMON_START_TIMEOUT": f"{START_TIMEOUT_S}s"})
+
+
+def test_dead_old_primary_leaves_the_sync_set(cluster_start_timeout):
+    c = cluster_start_timeout
+    leader, v = wait_for(lambda: healthy(c), HEAL_TIMEOUT, "a healthy cluster")
+    pw, term = c.password, v["status"]["term"]
+    query(c.state["write_port"], "CREATE TABLE sync_check (n int)", password=pw)
+    data_dir = c.node(leader)["data_dir"]
+    with open(os.path.join(data_dir, "postgresql.auto.conf"), "a") as f:
+        f.write(BAD_SETTING)
+    os.kill(hatools.postmaster_pid(data_dir), signal.SIGKILL)
+
+    def promoted():
+        st = hatools.cluster_status_key(c)
+        return st if st.get("term", 0) > term and st.get("primary") not in (None, "", leader) \
+            else None
+
+    # the old primary's daemon releases the key after start_timeout; a replica is promoted
+    st = wait_for(promoted, HEAL_TIMEOUT, "a replica promoted after start_timeout", interval=0.05)
+    new = st["primary"]
+    other = next(n for n in c.names() if n not in (leader, new))
+    frozen = postgres_pids(c.node(other)["data_dir"])
+    signal_all(frozen, signal.SIGSTOP)
+    old_daemon = c.daemon_pid(leader)
+    os.kill(old_daemon, signal.SIGSTOP)
+    try:
+        assert leader not in st.get("sync_members", []), \
+            f"the dead old primary {leader} is a sync member of {new}: {st}"
+        assert hatools.alive(old_daemon)
+        members = hatools.cluster_status_key(c).get("sync_members", [])
+        assert leader not in members, f"sync set {members} names the dead old primary {leader}"
+        kill_node(c, new)
+    finally:
+        signal_all(frozen, signal.SIGCONT)
+    try:
+        # no allow_data_loss: the set holds only nodes that can report
+        third = wait_for(lambda: healthy_or_none(c, allow_missing=new), HEAL_TIMEOUT,
+                         f"{other} promoted after the loss of {new}")[0]
+        assert third == other
+        st = hatools.cluster_status_key(c)
+        assert st["term"] > term + 1 and st["primary"] == other
+    finally:
+        os.kill(old_daemon, signal.SIGCONT)

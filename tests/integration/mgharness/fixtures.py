@@ -19,19 +19,24 @@ Session scope (shared by all tests of the run; do not stop them):
 For suites that run `migrate` (mgharness/migrate.py): source_uri, mongo,
 dbname, migrate.
 
+    netlab          a NetLab (mgharness/netns.py: a bridge and network
+                    namespaces), removed after the test; skips the test
+                    where namespaces cannot be made (not root)
+
 Teardown is a fixture finalizer: it runs when the test fails, and when a
 later fixture's setup fails after an earlier one started.
 """
 
 import pytest
 
+from . import netns
 from .migrate import dbname, migrate, mongo, source_uri  # noqa: F401 (fixtures)
 from .stack import ServiceStack
 from .tmproot import default_root
 
 __all__ = ["tmp_root", "services", "postgres", "etcd", "haproxy",
            "session_services", "session_postgres", "session_etcd",
-           "source_uri", "mongo", "dbname", "migrate"]
+           "source_uri", "mongo", "dbname", "migrate", "netlab"]
 
 
 @pytest.fixture(scope="session")
@@ -84,3 +89,15 @@ def session_postgres(session_services):
 def session_etcd(session_services):
     """session_etcd is one EtcdInstance shared by the session."""
     return session_services.etcd(name="session-etcd")
+
+
+@pytest.fixture
+def netlab():
+    """netlab is a NetLab removed (and checked gone) after the test; skips without namespaces."""
+    ok, why = netns.netns_available()
+    if not ok:
+        pytest.skip(why)
+    lab = netns.NetLab()
+    yield lab
+    lab.close()
+    assert lab.leftovers() == []

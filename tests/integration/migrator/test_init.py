@@ -10,6 +10,7 @@ clear error, the documented exit code and nothing half-created.
 """
 
 import bson
+import psycopg2
 import pymongo
 import pytest
 
@@ -96,6 +97,9 @@ def test_init_creates_tables_index_plan_and_state(mongo, dbname, postgres, migra
     assert column_type(postgres, dbname, "ints", "_id") == "bigint"
     assert column_type(postgres, dbname, "mixed", "_id") == "text"
     assert column_type(postgres, dbname, "orders", "doc") == "jsonb"
+    # the SQL helpers an application writes documents with (docs/application.md)
+    assert postgres.query("SELECT count(*) FROM pg_proc WHERE pronamespace = %s::regnamespace "
+                          "AND proname LIKE 'bson%%'", (f'"{dbname}"',)) == [(17,)]
 
     # names: sanitised, collisions hashed, long names cut, all recorded
     assert colls["orders"]["table"] == "orders"
@@ -255,6 +259,100 @@ def test_target_schema_with_unrelated_tables(mongo, dbname, postgres, migrate):
     assert catalog(postgres) == before  # nothing half-created
 
 
+def test_target_database_not_utf8(mongo, dbname, postgres, migrate):
+    """A target database in another encoding is refused before anything is created."""
+    mongo[dbname]["a"].insert_one({"name": "caf\u00e9 \u20ac"})
+    postgres.query("CREATE DATABASE latin ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' "
+                   "TEMPLATE template0")
+    target = postgres.uri.rsplit("/", 1)[0] + "/latin"
+    before = postgres.query("SELECT nspname FROM pg_namespace ORDER BY 1", dbname="latin")
+    r = migrate(*init_args(mongo_uri(mongo), target, dbname))
+    assert r.rc == EXIT_TARGET, r
+    assert ('could not initialise target database "latin": its encoding is LATIN1; '
+            "migrate needs UTF8") in r.stderr, r.stderr
+    assert postgres.query("SELECT nspname FROM pg_namespace ORDER BY 1", dbname="latin") == before
+
+
+def test_client_encoding_from_the_environment_cannot_garble(mongo, dbname, postgres, migrate):
+    """PGCLIENTENCODING (or a URI's client_encoding) never makes the server read our UTF-8
+    as another encoding: the text lands as the source holds it."""
+    text = "caf\u00e9 \u20ac \u6771 \U0001f600"
+    mongo[dbname]["a"].insert_one({"_id": "\u00e9", "name": text})
+    target = postgres.uri + "?client_encoding=LATIN1"
+    env = {"PGCLIENTENCODING": "LATIN1"}
+    r = migrate(*init_args(mongo_uri(mongo), target, dbname), env=env)
+    assert r.rc == 0, r
+    r = migrate("sync", "--source", mongo_uri(mongo), "--target", target, env=env)
+    assert r.rc == 0, r
+    assert postgres.query(f'SELECT _id, doc->>\'name\' FROM "{dbname}".a') == [("\u00e9", text)]
+
+
+def as_role(pg, role, sql, params=None):
+    """as_role runs sql with the privileges of role (SET ROLE); returns rows or the error."""
+    conn = pg.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute('SET ROLE "%s"' % role.replace('"', '""'))
+            try:
+                cur.execute(sql, params)
+                return cur.fetchall() if cur.description is not None else None
+            except psycopg2.Error as e:
+                return e
+    finally:
+        conn.close()
+
+
+def test_app_role_least_privilege(mongo, dbname, postgres, migrate):
+    """--app-role: the role reads and writes the migrated tables (with the SQL helpers) and
+    can do nothing else: no state schema, no DDL, not the tables' owner."""
+    role = 'app "role" \u00e9'
+    mongo[dbname]["a"].insert_many([{"n": i} for i in range(3)])
+    r = migrate(*init_args(mongo_uri(mongo), postgres.uri, dbname, "--app-role", role))
+    assert r.rc == 0, r
+    assert migrate("sync", "--source", mongo_uri(mongo), "--target", postgres.uri).rc == 0
+    assert postgres.query("SELECT rolcanlogin, rolsuper FROM pg_roles WHERE rolname = %s",
+                          (role,)) == [(False, False)]
+    s = f'"{dbname}"'
+    assert as_role(postgres, role, f"SELECT count(*) FROM {s}.a") == [(3,)]
+    assert as_role(postgres, role,
+                   f"INSERT INTO {s}.a SELECT o, jsonb_build_object('_id', {s}.bson_oid(o), "
+                   f"'at', {s}.bson_date(now()), 'price', {s}.bson_double(10)) "
+                   f"FROM (SELECT {s}.bson_new_oid() AS o) x RETURNING doc->'price'") == [(10.0,)]
+    assert as_role(postgres, role, f"UPDATE {s}.a SET doc = doc || '{{\"x\": 1}}'") is None
+    assert as_role(postgres, role, f"DELETE FROM {s}.a WHERE doc ? 'price'") is None
+    for sql in ["SELECT * FROM _migrate.collections", "INSERT INTO _migrate.events (kind) "
+                "VALUES ('x')", f"CREATE TABLE {s}.mine (x int)", f"DROP TABLE {s}.a",
+                f"TRUNCATE {s}.a", f"ALTER TABLE {s}.a ADD COLUMN y int"]:
+        e = as_role(postgres, role, sql)
+        assert isinstance(e, psycopg2.Error), sql
+        assert "permission denied" in str(e) or "must be owner" in str(e), (sql, e)
+    assert postgres.query(f"SELECT count(*) FROM {s}.a") == [(3,)]
+    # tables migrate creates there later get the same grants
+    postgres.query(f"CREATE TABLE {s}.later (x int)")
+    assert as_role(postgres, role, f"SELECT count(*) FROM {s}.later") == [(0,)]
+
+
+def test_app_role_refusals_and_rerun(mongo, dbname, postgres, migrate):
+    mongo[dbname]["a"].insert_one({"n": 1})
+    before = catalog(postgres)
+    postgres.query("CREATE ROLE boss SUPERUSER; CREATE ROLE maker CREATEROLE")
+    for role, why in [(postgres.user, "it is the role migrate connects as"),
+                      ("boss", "it is a superuser"), ("maker", "it can create roles")]:
+        r = migrate(*init_args(mongo_uri(mongo), postgres.uri, dbname, "--app-role", role))
+        assert r.rc == EXIT_USAGE, r
+        assert f'could not use application role "{role}": {why}' in r.stderr, r.stderr
+        assert catalog(postgres) == before
+    # a re-run on a target that matches its plan grants to a role named now
+    assert migrate(*init_args(mongo_uri(mongo), postgres.uri, dbname)).rc == 0
+    assert isinstance(as_role(postgres, "boss", "SELECT 1"), list)  # (superuser: sanity)
+    postgres.query("CREATE ROLE late NOLOGIN")
+    assert isinstance(as_role(postgres, "late", f'SELECT count(*) FROM "{dbname}".a'),
+                      psycopg2.Error)
+    r = migrate(*init_args(mongo_uri(mongo), postgres.uri, dbname, "--app-role", "late"))
+    assert r.rc == 0, r
+    assert as_role(postgres, "late", f'SELECT count(*) FROM "{dbname}".a') == [(0,)]
+
+
 def test_help_is_true(migrate):
     r = migrate("init", "--help")
     assert r.rc == 0
@@ -264,3 +362,46 @@ def test_help_is_true(migrate):
         assert flag in r.stdout.replace("--[no-]", "--"), flag
     top = migrate("--help")
     assert "init" in top.stdout
+
+
+def test_init_names_the_privileges_the_migration_lacks(services, postgres, migrate):
+    """issue 15 point 5: a user with readWrite on its database only may copy but not open the
+    deployment-wide change stream; the old code passed init and the copy, then failed at
+    sync --follow with Unauthorized (13). init refuses, naming what is missing."""
+    sim = services.add(MongosimInstance(services.root, name="narrow", args=[
+        "--auth", "root:rootpw", "--auth", "app@shop:pw:readWrite@shop",
+        "--auth", "wide:pw:readAnyDatabase"]))
+    root = pymongo.MongoClient(f"mongodb://root:rootpw@{sim.address}/?authSource=admin",
+                               serverSelectionTimeoutMS=5000)
+    root["shop"]["orders"].insert_many([{"_id": i} for i in range(5)])
+    root.close()
+    narrow = f"mongodb://app:pw@{sim.address}/shop?authSource=shop"
+    r = migrate("init", "--source", narrow, "--target", postgres.uri, "--include", "shop.*")
+    assert r.rc == EXIT_SOURCE, r
+    assert "lacks privileges the migration needs" in r.stderr and \
+        "changeStream on every database" in r.stderr and "readAnyDatabase" in r.stderr, r.stderr
+    assert "shop.orders" not in r.stderr  # what it has is not listed
+    assert postgres.query("SELECT count(*) FROM pg_namespace WHERE nspname = '_migrate'") == [
+        (0,)]
+    wide = f"mongodb://wide:pw@{sim.address}/?authSource=admin"
+    r = migrate("init", "--source", wide, "--target", postgres.uri, "--include", "shop.*")
+    assert r.rc == 0, r
+    r = migrate("sync", "--source", wide, "--target", postgres.uri)
+    assert r.rc == 0, r
+
+
+def test_census_sums_collstats_over_the_shards(services, postgres, migrate):
+    """issue 15: through mongos, $collStats returns one document per shard; the census kept
+    the last one (about a third of the documents with three shards)."""
+    from mgharness.mongosim import MongosimCluster
+    sim = services.add(MongosimCluster(services.root, name="sharded", shards=3))
+    client = sim.client()
+    client.admin.command("shardCollection", "sh.c", key={"_id": "hashed"})
+    client["sh"]["c"].insert_many([{"_id": i, "v": "x" * 100} for i in range(3000)])
+    stats = list(client["sh"]["c"].aggregate([{"$collStats": {"storageStats": {}}}]))
+    client.close()
+    assert len(stats) == 3 and all(s["storageStats"]["count"] < 3000 for s in stats)
+    r = migrate("init", "--source", sim.uri, "--target", postgres.uri, "--include", "sh.*")
+    assert r.rc == 0, r
+    assert postgres.query("SELECT doc_count, size_bytes >= 3000 * 100 FROM _migrate.collections "
+                          "WHERE db = 'sh' AND coll = 'c'") == [(3000, True)]

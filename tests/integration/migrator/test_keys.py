@@ -105,7 +105,7 @@ def test_misfit_id_names_collection_id_and_way_out(mongo, dbname, postgres, migr
     r = migrate("sync", "--source", mongo_uri(mongo), "--target", postgres.uri)
     assert r.rc != 0, r
     assert f"{dbname}.events" in r.stderr and "424242" in r.stderr, r.stderr
-    assert "--key-type DB.COLL=canonical" in r.stderr, r.stderr
+    assert f"--key-type {dbname}.events=canonical;" in r.stderr, r.stderr  # named (issue 14)
     # the way out works
     r = migrate("init", "--source", mongo_uri(mongo), "--target", postgres.uri, "--include",
                 f"{dbname}.*", "--reset", "--yes", "--key-type", f"{dbname}.events=canonical")

@@ -23,7 +23,7 @@ from bson.raw_bson import RawBSONDocument
 
 from mgharness import build_path
 
-EXIT_FAILURE, EXIT_INTERRUPTED = 1, 6
+EXIT_FAILURE, EXIT_TARGET, EXIT_INTERRUPTED = 1, 4, 6
 RAW = CodecOptions(document_class=RawBSONDocument)
 
 
@@ -299,7 +299,8 @@ def test_id_that_does_not_fit_the_key_names_it(mongo, dbname, postgres, migrate)
     assert r.rc == EXIT_FAILURE, r
     st = migrate("status", "--target", postgres.uri, "--json").json()
     (failed,) = st["failed_partitions"]
-    assert "_id 42 does not fit key type text_objectid" in failed["error"]
+    assert "_id 42: _id does not fit key type text_objectid" in failed["error"], failed
+    assert f"--key-type {dbname}.c=canonical" in failed["error"], failed
     coll = {c["collection"]: c for c in st["collections"]}["c"]
     assert coll["status"] == "failed"
 
@@ -338,3 +339,74 @@ def test_sync_before_init_and_help(postgres, mongo, migrate):
     for flag in ("--workers", "--partition-docs", "--partition-size", "--skip-invalid",
                  "--worker", "--doc-cap", "--batch-docs"):
         assert flag in h.stdout.replace("--[no-]", "--"), flag
+
+
+
+def symbol_id_doc(text):
+    """a raw document {_id: Symbol(text), poison: true} (pymongo writes no Symbol)."""
+    value = text.encode() + b"\x00"
+    body = (b"\x0e_id\x00" + len(value).to_bytes(4, "little") + value +
+            b"\x08poison\x00\x01")
+    return RawBSONDocument((len(body) + 5).to_bytes(4, "little") + body + b"\x00")
+
+
+def poisoned_partition(mongo, postgres, migrate, dbname):
+    """the randomized test's two documents, {_id: {a: 1}} and {_id: Symbol('éz' x 1500)};
+    PostgreSQL refuses the second (a CHECK constraint stands for any refusal), so the
+    partition fails with a reason naming a long non-ASCII _id."""
+    db = mongo[dbname]
+    db["c"].insert_one({"_id": {"a": 1}})
+    db["c"].insert_one(symbol_id_doc("\u00e9z" * 1500))
+    init(migrate, mongo, postgres, dbname)
+    postgres.query(f'ALTER TABLE "{dbname}".c ADD CHECK (doc->>\'poison\' IS NULL)')
+
+
+def test_a_failing_partition_is_marked_failed_with_a_utf8_reason(mongo, dbname, postgres,
+                                                                 migrate):
+    """the reason names the _id cut to the message size: the old code cut it
+    mid-character, PostgreSQL refused it, mark_failed ignored that and the partition was
+    claimed again ~88,000 times (the test times out on it)."""
+    poisoned_partition(mongo, postgres, migrate, dbname)
+    r = migrate(*sync_args(mongo, postgres), timeout=120)
+    assert r.rc == EXIT_FAILURE, r
+    assert r.stderr.count('"event":"sync.partition_failed"') == 1, r.stderr[-3000:]
+    (failed,) = migrate("status", "--target", postgres.uri, "--json").json()["failed_partitions"]
+    assert "check constraint" in failed["error"] and "\u00e9z\u00e9z" in failed["error"], failed
+    assert postgres.query("SELECT count(*) FROM _migrate.partitions WHERE status = 'failed'") \
+        == [(1,)]
+
+
+def test_a_partition_that_cannot_be_marked_failed_stops_the_run(mongo, dbname, postgres,
+                                                                migrate):
+    """recording the failure fails too (a trigger refuses it): the run stops with both
+    reasons instead of claiming the partition again in a tight loop (the old code)."""
+    poisoned_partition(mongo, postgres, migrate, dbname)
+    postgres.query("CREATE FUNCTION _migrate.refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                   "$$BEGIN IF NEW.status = 'failed' THEN RAISE EXCEPTION 'no failures here'; "
+                   "END IF; RETURN NEW; END$$")
+    postgres.query("CREATE TRIGGER refuse BEFORE UPDATE ON _migrate.partitions FOR EACH ROW "
+                   "EXECUTE FUNCTION _migrate.refuse()")
+    r = migrate(*sync_args(mongo, postgres, "--workers", "1"), timeout=120)
+    assert r.rc == EXIT_TARGET, r
+    assert "could not mark partition 0 of" in r.stderr and "no failures here" in r.stderr and \
+        "check constraint" in r.stderr, r.stderr[-3000:]
+    assert r.stderr.count('"event":"sync.partition_failed"') == 1, r.stderr[-3000:]
+
+
+def test_t0_is_where_a_change_stream_starts(mongo, dbname, postgres, migrate):
+    """issue 15: T0 is taken from a change stream opened before the copy (its post-batch
+    resume token), as the change-streams specification takes a stream's starting point,
+    not from ping's operationTime (the old code); the stream replays from it."""
+    db = mongo[dbname]
+    db["c"].insert_many([{"_id": i} for i in range(10)])
+    init(migrate, mongo, postgres, dbname)
+    with mongo.watch() as probe:
+        probe.try_next()
+        data = probe.resume_token["_data"]  # the stream's start now: 0x82, then the seconds
+    r = migrate(*sync_args(mongo, postgres))
+    assert r.rc == 0, r
+    t0 = [line for line in r.stderr.splitlines() if '"event":"sync.t0"' in line]
+    assert len(t0) == 1 and '"from":"stream"' in t0[0], r.stderr[-3000:]
+    (ts, inc), = postgres.query("SELECT t0_ts, t0_inc FROM _migrate.migration")
+    assert data[:2] == "82" and ts >= int(data[2:10], 16), (data, ts, inc)
+    assert_same(mongo, postgres, dbname, "c")

@@ -47,9 +47,10 @@ def big(mongosim_factory):
 def seed_update(db):
     """seed_update writes a 12 MiB document (its insert event fits) and an update that
     sets a 9 MiB field: that event with updateLookup carries ~24 MiB (updateDescription +
-    fullDocument). Returns the time of the insert (startAtOperationTime is inclusive)."""
-    db.c.insert_one({"_id": 1, "x": "x" * (6 * MIB), "y": "y" * (6 * MIB)})
-    start = db.command("ping")["operationTime"]
+    fullDocument). Returns the time of the insert (startAtOperationTime is inclusive): the
+    insert's own operationTime, as a later read's may already be a no-op of another shard's."""
+    start = db.command("insert", "c", documents=[
+        {"_id": 1, "x": "x" * (6 * MIB), "y": "y" * (6 * MIB)}])["operationTime"]
     db.c.update_one({"_id": 1}, {"$set": {"y": "z" * (9 * MIB)}})
     db.c.insert_one({"_id": 2, "after": True})
     return start
@@ -125,8 +126,8 @@ def test_pre_and_post_images_together_are_too_large(big):
     db = big.big
     db.create_collection("img", changeStreamPreAndPostImages={"enabled": True})
     db.img.insert_one({"_id": 1, "v": "a" * (9 * MIB)})
-    db.img.replace_one({"_id": 1}, {"v": "b" * (9 * MIB)})
-    start = db.command("ping")["operationTime"]
+    start = db.command("update", "img", updates=[
+        {"q": {"_id": 1}, "u": {"v": "b" * (9 * MIB)}}])["operationTime"]
     evs, err = read_until_error(db, "img", [], 1, startAtOperationTime=start,
                                 fullDocumentBeforeChange="required")
     assert err is not None and err.code == 10334

@@ -125,3 +125,27 @@ def test_a_failed_statement_aborts_the_transaction(msim_client, dbname):
             sess.commit_transaction()
         assert exc.value.code == 251
     assert coll.count_documents({}) == 1
+
+
+def test_a_new_collection_written_twice_in_one_transaction(msim_client, dbname):
+    # regression: a statement on a document that exists only in the transaction,
+    # in a collection that exists only in the transaction, crashed the server
+    # (SIGSEGV) when it staged its write (found by the randomized test)
+    db = msim_client[dbname]
+    with db.watch(max_await_time_ms=100) as s, msim_client.start_session() as sess:
+        with sess.start_transaction():
+            db.fresh.insert_one({"_id": 1}, session=sess)
+            db.fresh.update_one({"_id": 1}, {"$set": {"x": 1}}, session=sess)
+            db.fresh.replace_one({"_id": 1}, {"y": 2}, session=sess)
+            assert db.fresh.find_one_and_update({"_id": 1}, {"$inc": {"y": 1}}, session=sess,
+                                                return_document=True) == {"_id": 1, "y": 3}
+            db.fresh.insert_one({"_id": 2}, session=sess)
+            db.fresh.delete_one({"_id": 2}, session=sess)
+            db.fresh.insert_one({"_id": 3}, session=sess)
+            assert db.fresh.find_one_and_delete({"_id": 3}, session=sess) == {"_id": 3}
+        evs = drain(s, 8)
+    assert list(db.fresh.find()) == [{"_id": 1, "y": 3}]
+    assert [(e["operationType"], e["documentKey"]["_id"]) for e in evs] == [
+        ("insert", 1), ("update", 1), ("replace", 1), ("update", 1),
+        ("insert", 2), ("delete", 2), ("insert", 3), ("delete", 3)]
+    assert len({e["clusterTime"] for e in evs}) == 1

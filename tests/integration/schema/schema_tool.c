@@ -7,6 +7,7 @@
  *   mg_schema_tool render FIDELITY        hex BSON in, JSON out ("ERR <message>" on failure)
  *   mg_schema_tool parse FIDELITY         JSON in, hex of the canonical form of its BSON out
  *   mg_schema_tool canon FIDELITY         hex BSON in, hex of its canonical form out
+ *   mg_schema_tool helpers SCHEMA         prints the SQL helper functions' DDL for SCHEMA
  */
 #include "mg/schema.h"
 
@@ -65,6 +66,16 @@ from_hex(const char *hex, size_t n)
     return b;
 }
 
+/* print_err prints an error on one line: a newline in a quoted key becomes a space. */
+static void
+print_err(const char *message)
+{
+    fputs("ERR ", stdout);
+    for (const char *p = message; *p; p++)
+        putchar(*p == '\n' || *p == '\r' ? ' ' : *p);
+    putchar('\n');
+}
+
 /* print_canon prints the canonical form of b, or an error line. */
 static void
 print_canon(const bson_t *b, mg_schema_fidelity_t fidelity)
@@ -73,7 +84,7 @@ print_canon(const bson_t *b, mg_schema_fidelity_t fidelity)
     bson_t *c = mg_schema_doc_canonicalize(b, fidelity, &error);
 
     if (c == NULL) {
-        printf("ERR %s\n", error.message);
+        print_err(error.message);
         return;
     }
     print_hex(c);
@@ -99,6 +110,18 @@ main(int argc, char **argv)
         for (i = 0; i < sizeof(corpus_valid) / sizeof(corpus_valid[0]); i++)
             printf("%s\t%s: %s\n", corpus_valid[i].canonical_bson_hex, corpus_valid[i].file,
                    corpus_valid[i].description);
+        return 0;
+    }
+    if (strcmp(argv[1], "helpers") == 0 && argc == 3) {
+        mg_error_t error;
+
+        mg_buf_init(&buf, 1 << 20);
+        if (!mg_schema_sql_helpers_ddl(argv[2], &buf, &error)) {
+            fprintf(stderr, "mg_schema_tool: %s\n", error.message);
+            return 1;
+        }
+        fputs(buf.data, stdout);
+        mg_buf_cleanup(&buf);
         return 0;
     }
     if (strcmp(argv[1], "random") == 0 && argc == 4) {
@@ -127,7 +150,7 @@ main(int argc, char **argv)
             bson_t *b = mg_schema_json_parse(line, (size_t)n, &error);
 
             if (b == NULL) {
-                printf("ERR %s\n", error.message);
+                print_err(error.message);
                 continue;
             }
             print_canon(b, fidelity);
@@ -145,7 +168,7 @@ main(int argc, char **argv)
             if (mg_schema_doc_render(b, fidelity, &buf, NULL, &error))
                 printf("%s\n", buf.data);
             else
-                printf("ERR %s\n", error.message);
+                print_err(error.message);
         } else {
             print_canon(b, fidelity);
         }

@@ -119,8 +119,14 @@ test_schema_create_probe_require(void **state)
 static void
 test_migration_row_t0_and_phase(void **state)
 {
-    mg_state_migration_new_t m = {"0.1",     "mongodb://u:********@h/?x='1'", "7.0", "", NULL,
-                                  "relaxed", "{\"census\":\"sample\"}"};
+    mg_state_migration_new_t m = {"0.1",
+                                  "mongodb://u@h/?x='1'",
+                                  "7.0",
+                                  "",
+                                  NULL,
+                                  "relaxed",
+                                  "{\"census\":\"sample\"}",
+                                  "the password of the source URI, from env X"};
     mg_state_migration_t mig;
     bool has;
     uint32_t t, i;
@@ -133,6 +139,8 @@ test_migration_row_t0_and_phase(void **state)
     assert_int_equal(strlen(mig.created_at), 19);
     assert_string_equal(sql("SELECT source_set_name IS NULL FROM \"st \"\"Ünï\"\".$x\".migration"),
                         "t");
+    assert_string_equal(sql("SELECT source_secret FROM \"st \"\"Ünï\"\".$x\".migration"),
+                        "the password of the source URI, from env X");
     OK(mg_state_begin(st, &e));
     OK(mg_state_t0_lock(st, &has, &t, &i, &e));
     assert_false(has);
@@ -408,20 +416,78 @@ test_validation_runs_and_mismatches(void **state)
                         "failed|why: 'quoted' \"too\"");
 }
 
+/* claim is a claim of owner "o<n>" with token "t<n>" and renewal "r<n>". */
+static mg_state_cutover_claim_t
+claim(const char *who, const char *token, const char *renewal, const char *expect_token,
+      const char *expect_renewal)
+{
+    return (mg_state_cutover_claim_t){who, token, renewal, 3000, expect_token, expect_renewal};
+}
+
 static void
-test_cutover_row_lock_and_report(void **state)
+test_cutover_owner_and_guarded_writes(void **state)
+{
+    mg_state_cutover_owner_t o;
+    mg_state_cutover_claim_t c1 = claim("h:1", "t1", "r1", NULL, NULL);
+    mg_state_cutover_claim_t c2 = claim("h:2", "t2", "r2", NULL, NULL);
+    bool taken, held;
+
+    OK(mg_state_cutover_owner_get(st, &o, &e));
+    assert_false(o.held);
+    /* without ownership nothing of the cutover row is written */
+    assert_false(mg_state_cutover_start(st, "none", "counts", NULL, NULL, &e));
+    assert_int_equal(e.code, MG_STATE_ERR_BUSY);
+    OK(mg_state_cutover_owner_take(st, &c1, &taken, &e));
+    assert_true(taken);
+    /* a second one that saw it free loses the compare-and-set */
+    OK(mg_state_cutover_owner_take(st2, &c2, &taken, &e));
+    assert_false(taken);
+    OK(mg_state_cutover_owner_get(st2, &o, &e));
+    assert_true(o.held);
+    assert_string_equal(o.owner, "h:1");
+    assert_string_equal(o.renewal, "r1");
+    assert_int_equal(o.ttl_ms, 3000);
+    OK(mg_state_cutover_owner_renew(st, "t1", "r1b", &held, &e));
+    assert_true(held);
+    /* taking over needs the renewal it watched: a stale one loses */
+    c2.expect_token = "t1";
+    c2.expect_renewal = "r1";
+    OK(mg_state_cutover_owner_take(st2, &c2, &taken, &e));
+    assert_false(taken);
+    c2.expect_renewal = "r1b";
+    OK(mg_state_cutover_owner_take(st2, &c2, &taken, &e));
+    assert_true(taken);
+    OK(mg_state_cutover_owner_get(st, &o, &e));
+    assert_int_equal(o.takeovers, 1);
+    /* the old owner can neither renew nor write the row any more */
+    OK(mg_state_cutover_owner_renew(st, "t1", "r1c", &held, &e));
+    assert_false(held);
+    assert_false(mg_state_cutover_start(st, "none", "counts", NULL, NULL, &e));
+    assert_int_equal(e.code, MG_STATE_ERR_BUSY);
+    OK(mg_state_cutover_start(st2, "none", "counts", NULL, NULL, &e));
+    OK(mg_state_cutover_owner_release(st2, &e));
+    OK(mg_state_cutover_owner_get(st, &o, &e));
+    assert_false(o.held);
+    assert_false(mg_state_cutover_step(st2, "freeze", &e)); /* released: not the owner */
+}
+
+static void
+test_cutover_row_fence_and_report(void **state)
 {
     mg_state_cutover_t row;
     mg_state_cutover_report_t rep;
-    bool locked;
+    mg_state_cutover_fence_t f;
+    mg_state_cutover_claim_t c1 = claim("h:1", "t3", "r3", NULL, NULL);
+    bool taken;
 
-    OK(mg_state_cutover_get(st, &row, &e));
-    assert_false(row.exists);
-    OK(mg_state_cutover_lock(st, &locked, &e));
-    assert_true(locked);
-    OK(mg_state_cutover_lock(st2, &locked, &e));
-    assert_false(locked); /* one coordinator at a time */
-    OK(mg_state_cutover_start(st, "hook:echo 'x'", "changed", "host=h password=p", &e));
+    sql("DELETE FROM \"st \"\"Ünï\"\".$x\".cutover");
+    OK(mg_state_cutover_fence_get(st2, &f, &e));
+    assert_false(f.fenced);
+    assert_string_equal(f.step, "");
+    OK(mg_state_cutover_owner_take(st, &c1, &taken, &e));
+    assert_true(taken);
+    OK(mg_state_cutover_start(st, "hook:echo 'x'", "changed", "host='h'", "env MIGRATE_TARGET",
+                              &e));
     OK(mg_state_cutover_step(st, "freeze", &e));
     OK(mg_state_cutover_frozen(st, &e));
     OK(mg_state_cutover_fence(st, 4000000001u, 2, &e));
@@ -431,10 +497,31 @@ test_cutover_row_lock_and_report(void **state)
     assert_string_equal(row.step, "freeze");
     assert_string_equal(row.outcome, "running");
     assert_string_equal(row.freeze_mode, "hook:echo 'x'");
+    assert_string_equal(row.endpoint, "host='h'");
+    assert_string_equal(row.endpoint_secret, "env MIGRATE_TARGET");
     assert_int_equal(row.fence_t, 4000000001u);
+    /* the follower is not fenced before the flip, and is from the flip on */
+    OK(mg_state_cutover_fence_get(st2, &f, &e));
+    assert_false(f.fenced);
+    assert_true(f.has_fence && f.t == 4000000001u && f.i == 2);
+    OK(mg_state_cutover_step(st, "flip", &e));
+    OK(mg_state_cutover_fence_get(st2, &f, &e));
+    assert_true(f.fenced);
+    /* a batch in flight holds the row: the cutover's next record waits for its commit */
+    OK(mg_state_begin(st2, &e));
+    OK(mg_state_cutover_fence_get(st2, &f, &e));
+    sql("SET lock_timeout = '200ms'");
+    PGresult *res = PQexec(pg, "UPDATE \"st \"\"Ünï\"\".$x\".cutover SET step = 'verify'");
+    assert_string_equal(PQresultErrorField(res, PG_DIAG_SQLSTATE), "55P03"); /* lock timeout */
+    PQclear(res);
+    sql("RESET lock_timeout");
+    OK(mg_state_commit(st2, &e));
+    OK(mg_state_cutover_step(st, "verify", &e)); /* nothing flipped: set back */
     OK(mg_state_cutover_resumed(st, &e));
     OK(mg_state_cutover_aborted(st, "it's \"gone\"", &e));
-    OK(mg_state_cutover_start(st, "none", "counts", NULL, &e));
+    OK(mg_state_cutover_fence_get(st2, &f, &e));
+    assert_false(f.fenced); /* aborted */
+    OK(mg_state_cutover_start(st, "none", "counts", NULL, NULL, &e));
     assert_string_equal(sql("SELECT attempt || outcome || (fence_ts IS NULL) FROM "
                             "\"st \"\"Ünï\"\".$x\".cutover"),
                         "2runningtrue");
@@ -443,6 +530,8 @@ test_cutover_row_lock_and_report(void **state)
     OK(mg_state_cutover_flipped(st, &e));
     OK(mg_state_cutover_step_done(st, "flip", 1.5, &e));
     OK(mg_state_cutover_done(st, &e));
+    OK(mg_state_cutover_fence_get(st2, &f, &e));
+    assert_true(f.fenced); /* done */
     OK(mg_state_cutover_report(st, &rep, &e));
     assert_true(rep.exists && rep.has_unavailable);
     assert_string_equal(rep.outcome, "done");
@@ -454,7 +543,134 @@ test_cutover_row_lock_and_report(void **state)
     assert_string_equal(sql("SELECT count(*) FROM \"st \"\"Ünï\"\".$x\".events WHERE kind = "
                             "'cutover.step'"),
                         "4"); /* freeze, aborted, preflight, flip */
-    PQclear(PQexec(pg, "SELECT pg_advisory_unlock_all()"));
+    OK(mg_state_cutover_owner_release(st, &e));
+}
+
+static void
+test_preflight_lists_and_scope(void **state)
+{
+    mg_state_scope_t scope;
+    mg_state_rows_t rows;
+    mg_state_index_t x = {"shop", "items",      "n_1",    "items_n_1",           "{\"n\": 1}",
+                          true,   "translated", "failed", "CREATE UNIQUE INDEX", "it's \"broken\"",
+                          NULL};
+
+    /* the scope: an init that recorded only counts of patterns cannot be compared */
+    OK(mg_state_scope_get(st, &scope, &e));
+    assert_true(scope.known && scope.include.count == 0 && scope.exclude.count == 0);
+    mg_state_scope_cleanup(&scope);
+    sql("UPDATE \"st \"\"Ünï\"\".$x\".migration SET options = '{\"include_count\": 1}'");
+    OK(mg_state_scope_get(st, &scope, &e));
+    assert_false(scope.known);
+    mg_state_scope_cleanup(&scope);
+    sql("UPDATE \"st \"\"Ünï\"\".$x\".migration SET options = '{\"include\": [\"shop.*\", "
+        "\"o''\\\"x\"], \"exclude\": [\"shop.tmp*\"]}'");
+    OK(mg_state_scope_get(st, &scope, &e));
+    assert_true(scope.known);
+    assert_int_equal(scope.include.count, 2);
+    assert_string_equal(scope.include.items[1], "o'\"x");
+    assert_string_equal(scope.exclude.items[0], "shop.tmp*");
+    mg_state_scope_cleanup(&scope);
+    /* o'rders is copying (its failed partition was retried), items copied */
+    OK(mg_state_collections_incomplete(st, 1, &rows, &e));
+    assert_int_equal(rows.n, 1);
+    assert_int_equal(rows.total, 1);
+    assert_string_equal(rows.items[0].a, "shop.o'rders");
+    assert_string_equal(rows.items[0].b, "status copying");
+    mg_state_rows_cleanup(&rows);
+    /* a copied collection with a partition pending again (a commit lost in a failover) */
+    sql("UPDATE \"st \"\"Ünï\"\".$x\".collections SET status = 'copied'");
+    sql("UPDATE \"st \"\"Ünï\"\".$x\".partitions SET status = 'done' WHERE coll = 'items'");
+    OK(mg_state_collections_incomplete(st, 5, &rows, &e));
+    assert_int_equal(rows.n, 1);
+    assert_string_equal(rows.items[0].b, "1 partition(s) not copied");
+    mg_state_rows_cleanup(&rows);
+    OK(mg_state_index_insert(st, &x, &e));
+    OK(mg_state_indexes_unbuilt(st, 5, &rows, &e));
+    assert_int_equal(rows.n, 1);
+    assert_string_equal(rows.items[0].a, "shop.items index n_1");
+    assert_string_equal(rows.items[0].b, "failed: it's \"broken\"");
+    mg_state_rows_cleanup(&rows);
+    OK(mg_state_invalid_namespaces(st, &rows, &e));
+    assert_int_equal(rows.n, 1);
+    assert_int_equal(rows.total, 1);
+    assert_string_equal(rows.items[0].a, "shop.items");
+    assert_string_equal(rows.items[0].b, "1, first _id {\"$oid\": \"x\"}");
+    mg_state_rows_cleanup(&rows);
+    /* validated: a clean full run that started after the copy finished; not a changed one */
+    sql("UPDATE \"st \"\"Ünï\"\".$x\".collections SET copied_at = now() - interval '1 minute'");
+    OK(mg_state_collections_unvalidated(st, 5, &rows, &e));
+    assert_int_equal(rows.total, 2);
+    mg_state_rows_cleanup(&rows);
+    sql("INSERT INTO \"st \"\"Ünï\"\".$x\".validation_runs (id, mode, status, started_at, "
+        "finished_at) VALUES (901, 'changed', 'clean', now(), now()), (902, 'full', 'clean', "
+        "now() - interval '2 minutes', now()), (903, 'full', 'mismatch', now(), now())");
+    sql("INSERT INTO \"st \"\"Ünï\"\".$x\".validation_results (run_id, db, coll, status) VALUES "
+        "(901, 'shop', 'items', 'clean'), (902, 'shop', 'items', 'clean'), (903, 'shop', "
+        "'items', 'clean'), (903, 'shop', 'o''rders', 'mismatch')");
+    OK(mg_state_collections_unvalidated(st, 5, &rows, &e));
+    assert_int_equal(rows.total, 1); /* items: run 903 covered it clean; o'rders: nothing */
+    assert_string_equal(rows.items[0].a, "shop.o'rders");
+    mg_state_rows_cleanup(&rows);
+}
+
+static void
+test_follower_lease_heartbeat_and_liveness(void **state)
+{
+    mg_state_follower_t fo;
+    mg_state_beat_t b = {.lag_s = 0.25,
+                         .has_source_write = true,
+                         .source_write_t = 4000000002u,
+                         .source_write_i = 3,
+                         .has_applied = true,
+                         .applied_t = 4000000001u,
+                         .applied_i = 9};
+    char holder[256];
+    bool claimed, owner;
+
+    OK(mg_state_follower_get(st2, 5000, &fo, &e));
+    assert_false(fo.exists || fo.alive);
+    OK(mg_state_follower_claim(st, "h'x:1", "h'x", 1, &claimed, holder, sizeof(holder), &e));
+    assert_true(claimed);
+    /* a second session cannot claim while the first holds the lock */
+    OK(mg_state_follower_claim(st2, "other:2", "other", 2, &claimed, holder, sizeof(holder), &e));
+    assert_false(claimed);
+    assert_non_null(strstr(holder, "h'x:1 (last heartbeat"));
+    OK(mg_state_follower_beat(st, "h'x:1", &b, &owner, &e));
+    assert_true(owner);
+    OK(mg_state_follower_get(st2, 5000, &fo, &e));
+    assert_true(fo.exists && fo.running && fo.session && fo.fresh && fo.alive);
+    assert_string_equal(fo.name, "h'x:1");
+    assert_true(fo.lag_s >= 0.25 && fo.lag_s < 5);
+    assert_int_equal(fo.source_write_t, 4000000002u);
+    assert_int_equal(fo.applied_i, 9);
+    /* an old heartbeat alone is not death while the session holds the lock */
+    sql("UPDATE \"st \"\"Ünï\"\".$x\".follower SET beat_at = now() - interval '1 hour'");
+    OK(mg_state_follower_get(st2, 5000, &fo, &e));
+    assert_true(fo.alive && fo.session && !fo.fresh);
+    assert_true(fo.lag_s > 3600); /* the figure ages with the heartbeat */
+    /* released: another session takes over; the first finds its lease gone */
+    OK(mg_state_follower_release(st, "h'x:1", "stopped", &e));
+    OK(mg_state_follower_get(st, 5000, &fo, &e)); /* the probe must not keep the lock */
+    assert_false(fo.alive || fo.running);
+    assert_string_equal(fo.stop_reason, "stopped");
+    OK(mg_state_follower_claim(st2, "other:2", "other", 2, &claimed, holder, sizeof(holder), &e));
+    assert_true(claimed);
+    OK(mg_state_follower_beat(st, "h'x:1", &b, &owner, &e));
+    assert_false(owner);
+    b.lag_s = -1; /* unknown */
+    OK(mg_state_follower_beat(st2, "other:2", &b, &owner, &e));
+    assert_true(owner);
+    OK(mg_state_follower_get(st, 5000, &fo, &e));
+    assert_true(fo.alive && fo.lag_s < 0);
+    /* a holder whose session ended (kill -9) is dead once its heartbeat is older than the window */
+    PQfinish(pg2);
+    pg2 = mg_pg_connect(getenv("MG_TEST_PG"), &e);
+    mg_state_set_conn(st2, pg2);
+    OK(mg_state_follower_get(st, 60000, &fo, &e));
+    assert_true(fo.alive && !fo.session && fo.fresh); /* within the window: a failover's gap */
+    OK(mg_state_follower_get(st, 0, &fo, &e));
+    assert_false(fo.alive);
 }
 
 static void
@@ -506,7 +722,10 @@ main(void)
         cmocka_unit_test(test_indexes_invalid_docs_progress_and_status_lists),
         cmocka_unit_test(test_checkpoint_and_changed_docs),
         cmocka_unit_test(test_validation_runs_and_mismatches),
-        cmocka_unit_test(test_cutover_row_lock_and_report),
+        cmocka_unit_test(test_cutover_owner_and_guarded_writes),
+        cmocka_unit_test(test_cutover_row_fence_and_report),
+        cmocka_unit_test(test_preflight_lists_and_scope),
+        cmocka_unit_test(test_follower_lease_heartbeat_and_liveness),
         cmocka_unit_test(test_resync_and_drop),
     };
 

@@ -15,11 +15,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-static const mg_cdc_table_t tables[] = {
-    {"shop", "orders", "shop", "orders", MG_SCHEMA_KEY_TEXT_OID},
-    {"crm", "people", "crm", "people", MG_SCHEMA_KEY_TEXT_OID},
-    {"shop", "items", "shop", "items", MG_SCHEMA_KEY_BIGINT},
-};
+static const char *const dbs[] = {"shop", "crm"};
 
 static char *
 json(const bson_t *b)
@@ -32,8 +28,9 @@ test_the_stream_from_t0_with_full_documents(void **state)
 {
     bson_t pipeline, opts;
     char *p, *o;
+    mg_cdc__stream_spec_t spec = {.dbs = dbs, .ndbs = 2, .t0_t = 1700000000, .t0_i = 7};
 
-    mg_cdc__stream_args(tables, 3, false, NULL, 1700000000, 7, &pipeline, &opts);
+    mg_cdc__stream_args(&spec, &pipeline, &opts);
     p = json(&pipeline);
     o = json(&opts);
     assert_string_equal(p, "{ \"pipeline\" : [ { \"$match\" : { \"ns.db\" : { \"$in\" : [ "
@@ -54,11 +51,14 @@ test_the_slim_stream_after_a_token(void **state)
     bson_t pipeline, opts;
     char *p, *o;
 
-    mg_cdc__stream_args(tables, 1, true, token, 1, 1, &pipeline, &opts);
+    mg_cdc__stream_spec_t spec = {.dbs = dbs, .ndbs = 1, .slim = true, .token = token};
+
+    mg_cdc__stream_args(&spec, &pipeline, &opts);
     p = json(&pipeline);
     o = json(&opts);
     assert_string_equal(p, "{ \"pipeline\" : [ { \"$match\" : { \"ns.db\" : { \"$in\" : [ "
-                           "\"shop\" ] } } }, { \"$project\" : { \"fullDocument\" : 0 } } ] }");
+                           "\"shop\" ] } } }, { \"$project\" : { \"fullDocument\" : 0, "
+                           "\"fullDocumentBeforeChange\" : 0, \"updateDescription\" : 0 } } ] }");
     assert_string_equal(o, "{ \"batchSize\" : 5000, \"maxAwaitTimeMS\" : 500, \"startAfter\" : "
                            "{ \"_data\" : \"8265A0B1C2000000012B\" } }");
     bson_free(p);
@@ -66,6 +66,31 @@ test_the_slim_stream_after_a_token(void **state)
     bson_destroy(&pipeline);
     bson_destroy(&opts);
     bson_destroy(token);
+}
+
+static void
+test_the_split_stage_is_last_and_every_database_when_none_is_named(void **state)
+{
+    bson_t pipeline, opts;
+    char *p;
+    mg_cdc__stream_spec_t spec = {.split = true, .t0_t = 1, .t0_i = 1};
+
+    mg_cdc__stream_args(&spec, &pipeline, &opts);
+    p = json(&pipeline);
+    assert_string_equal(p, "{ \"pipeline\" : [ { \"$match\" : { \"ns.db\" : { \"$nin\" : [ "
+                           "\"admin\", \"config\", \"local\" ] } } }, { "
+                           "\"$changeStreamSplitLargeEvent\" : {  } } ] }");
+    bson_free(p);
+    bson_destroy(&pipeline);
+    bson_destroy(&opts);
+    /* which servers have the stage: 7.0, and 6.0 from 6.0.9 */
+    assert_true(mg_cdc__splits_large_events("7.0.12"));
+    assert_true(mg_cdc__splits_large_events("8.0.0"));
+    assert_true(mg_cdc__splits_large_events("6.0.9"));
+    assert_false(mg_cdc__splits_large_events("6.0.8"));
+    assert_false(mg_cdc__splits_large_events("5.0.30"));
+    assert_false(mg_cdc__splits_large_events("junk"));
+    assert_false(mg_cdc__splits_large_events(NULL));
 }
 
 static void
@@ -117,6 +142,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_the_stream_from_t0_with_full_documents),
         cmocka_unit_test(test_the_slim_stream_after_a_token),
+        cmocka_unit_test(test_the_split_stage_is_last_and_every_database_when_none_is_named),
         cmocka_unit_test(test_exit_codes),
         cmocka_unit_test(test_a_follower_that_cannot_connect),
     };

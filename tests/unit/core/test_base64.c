@@ -85,6 +85,46 @@ test_refusals_leave_output_as_it_was(void **state)
     mg_buf_cleanup(&out);
 }
 
+/*
+ * A padded last group whose unused low bits are not zero decodes (RFC 4648
+ * lets a decoder accept it), but is not the text mg_base64_encode writes:
+ * the canonical decoder refuses it, so one byte string has exactly one text.
+ */
+static void
+test_canonical_refuses_pad_bits(void **state)
+{
+    static const char *const lax[][2] = {{"Zh==", "f"}, {"Zm9=", "fo"}, {"Zm9vYf==", "fooa"}};
+    mg_error_t e;
+    mg_buf_t out;
+
+    mg_buf_init(&out, 1024);
+    for (size_t i = 0; i < sizeof(lax) / sizeof(lax[0]); i++) {
+        mg_buf_reset(&out);
+        assert_true(mg_base64_decode(lax[i][0], strlen(lax[i][0]), &out, &e));
+        assert_string_equal(out.data, lax[i][1]);
+        assert_true(mg_buf_append_str(&out, "|", &e));
+        assert_false(mg_base64_decode_canonical(lax[i][0], strlen(lax[i][0]), &out, &e));
+        assert_int_equal(e.code, MG_ERROR_CODE_PARSE);
+        assert_non_null(strstr(e.message, "pad bits"));
+        assert_int_equal(out.len, strlen(lax[i][1]) + 1); /* output left as it was */
+    }
+    /* what the encoder writes, the canonical decoder reads, for every length */
+    for (size_t n = 0; n < 40; n++) {
+        char raw[40], text[64];
+        size_t len;
+
+        for (size_t i = 0; i < n; i++)
+            raw[i] = (char)(0xA5 ^ (i * 37));
+        len = mg_base64_encode_to(raw, n, text);
+        assert_int_equal(len, mg_base64_encoded_len(n));
+        mg_buf_reset(&out);
+        assert_true(mg_base64_decode_canonical(text, len, &out, &e));
+        assert_int_equal(out.len, n);
+        assert_memory_equal(out.data, raw, n);
+    }
+    mg_buf_cleanup(&out);
+}
+
 int
 main(void)
 {
@@ -92,6 +132,7 @@ main(void)
         cmocka_unit_test(test_rfc4648_vectors),
         cmocka_unit_test(test_round_trip_every_byte),
         cmocka_unit_test(test_refusals_leave_output_as_it_was),
+        cmocka_unit_test(test_canonical_refuses_pad_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -141,6 +141,46 @@ test_message_is_redacted_and_bounded(void **state)
     assert_int_equal(strlen(e.message), MG_ERROR_MESSAGE_SIZE - 1);
 }
 
+/*
+ * A message cut to fit is cut between UTF-8 characters (the randomized test's
+ * _id of 3,000 bytes of "\xc3\xa9z" cut in the middle of an e-acute made
+ * PostgreSQL refuse the text), and bytes that are not UTF-8 are escaped:
+ * every message is well-formed UTF-8 whatever it was built from.
+ */
+static void
+test_message_is_utf8_when_cut_or_invalid(void **state)
+{
+    mg_error_t e;
+    char big[3100];
+    bson_error_t be;
+
+    for (size_t lead = 0; lead < 4; lead++) {
+        size_t o = 0;
+
+        memset(big, 'a', lead);
+        for (o = lead; o + 3 < sizeof(big); o += 3)
+            memcpy(big + o, "\xc3\xa9z", 3);
+        big[o] = '\0';
+        mg_error_set(&e, MG_ERROR_DOMAIN_CORE, 1, "could not copy _id \"%s\"", big);
+        assert_true(bson_utf8_validate(e.message, strlen(e.message), false));
+        assert_true(strlen(e.message) > MG_ERROR_MESSAGE_SIZE - 8);
+        assert_string_equal(e.message + strlen(e.message) - 3, "...");
+        /* a prefix cut by the same rule */
+        mg_error_set(&e, MG_ERROR_DOMAIN_CORE, 1, "inner");
+        mg_error_prefix(&e, "collection \"%s\"", big);
+        assert_true(bson_utf8_validate(e.message, strlen(e.message), false));
+        /* the context of a libbson error, cut before the message is built */
+        bson_set_error(&be, 1, 2, "server said \xc3\xa9");
+        mg_error_set_bson(&e, &be, "%s", big + lead);
+        assert_true(bson_utf8_validate(e.message, strlen(e.message), false));
+        mg_error_set_errno(&e, ENOENT, "could not open \"%s\"", big);
+        assert_true(bson_utf8_validate(e.message, strlen(e.message), false));
+    }
+    /* bytes that are not UTF-8, and a character cut by the caller: escaped, not passed on */
+    mg_error_set(&e, MG_ERROR_DOMAIN_CORE, 1, "bad \xff\xfe key \xed\xa0\x80 and \xc3");
+    assert_string_equal(e.message, "bad \\xff\\xfe key \\xed\\xa0\\x80 and \\xc3");
+}
+
 static void
 test_domain_names(void **state)
 {
@@ -161,6 +201,7 @@ main(void)
         cmocka_unit_test(test_pgresult_without_fields),
         cmocka_unit_test(test_prefix),
         cmocka_unit_test(test_message_is_redacted_and_bounded),
+        cmocka_unit_test(test_message_is_utf8_when_cut_or_invalid),
         cmocka_unit_test(test_domain_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

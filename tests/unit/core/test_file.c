@@ -1,12 +1,13 @@
 /*
  * tests/unit/core/test_file.c - the atomic file write: content, modes, an
- * existing file's mode kept, no temp file left behind on failure; whole
- * file reads.
+ * existing file's mode kept, no temp file left behind on failure, nothing
+ * planted beside the target followed (issue 17, point 8); whole file reads.
  */
 #include "mg/core.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -116,6 +117,59 @@ test_failure_leaves_no_temp_and_old_content(void **state)
     mg_buf_cleanup(&b);
 }
 
+/* slurp reads path into out (NUL-terminated). */
+static void
+slurp(const char *path, char *out, size_t outsz)
+{
+    FILE *f = fopen(path, "r");
+    size_t n;
+
+    assert_non_null(f);
+    n = fread(out, 1, outsz - 1, f);
+    out[n] = '\0';
+    fclose(f);
+}
+
+/*
+ * A link planted where the temp file used to be made (path.tmp.<pid>, a
+ * name anyone could guess in a shared folder) pointed the write, and the
+ * re-owning after it, at any file; a link at path itself lent its target's
+ * mode and owner to the new file.
+ */
+static void
+test_planted_links_are_not_followed(void **state)
+{
+    char path[300], victim[300], planted[340], text[64];
+    struct stat st;
+    mg_error_t e;
+
+    snprintf(victim, sizeof(victim), "%s/victim", dir);
+    assert_true(mg_file_write_atomic(victim, "victim", 6, NULL, &e));
+    assert_int_equal(chmod(victim, 0644), 0);
+    snprintf(path, sizeof(path), "%s/endpoint", dir);
+    snprintf(planted, sizeof(planted), "%s.tmp.%d", path, (int)getpid());
+    assert_int_equal(symlink(victim, planted), 0);
+    assert_true(mg_file_write_atomic(path, "secret", 6, NULL, &e));
+    slurp(victim, text, sizeof(text));
+    assert_string_equal(text, "victim");
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(st.st_mode & 07777, 0600);
+    slurp(path, text, sizeof(text));
+    assert_string_equal(text, "secret");
+    /* a link at path is replaced by the file, 0600, and what it points at is left alone */
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(symlink(victim, path), 0);
+    assert_true(mg_file_write_atomic(path, "secret", 6, NULL, &e));
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(st.st_mode & 07777, 0600);
+    slurp(victim, text, sizeof(text));
+    assert_string_equal(text, "victim");
+    assert_int_equal(stat(victim, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0644);
+}
+
 int
 main(void)
 {
@@ -123,6 +177,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_write_read_replace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failure_leaves_no_temp_and_old_content, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_planted_links_are_not_followed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

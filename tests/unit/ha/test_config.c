@@ -5,7 +5,9 @@
  */
 #include "mg/ha.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -182,6 +184,109 @@ test_missing_required(void **state)
     }
 }
 
+/* write_secret writes text to a new temp file with mode; returns its path (static buffer). */
+static const char *
+write_secret(const char *text, mode_t mode)
+{
+    static char path[64];
+    int fd;
+
+    snprintf(path, sizeof(path), "/tmp/pgd-secret-XXXXXX");
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    assert_int_equal(fchmod(fd, mode), 0);
+    close(fd);
+    return path;
+}
+
+/*
+ * test_secrets_never_from_flags (issue 17, item 7): cluster_secret and every
+ * password come from the config file, the environment or a *_file option,
+ * never from a flag (other users read command lines in /proc). The code
+ * before took --cluster-secret. A secret file must not be readable by
+ * everyone; its first line is the secret; a secret given both ways is an
+ * error.
+ */
+static void
+test_secrets_never_from_flags(void **state)
+{
+    static const char *const flags_refused[] = {"--cluster-secret", "--etcd-password",
+                                                "--postgres-superuser-password",
+                                                "--postgres-replication-password"};
+    char *env[] = {BASE_ENV, NULL};
+    char arg[96], opt[96];
+    mg_ha_config_t *c;
+    mg_error_t error;
+    const char *path;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(flags_refused) / sizeof(flags_refused[0]); i++) {
+        char *flags[] = {(char *)flags_refused[i], "visible-in-ps", NULL};
+
+        assert_false(load(flags, env, &c, &error));
+        assert_non_null(strstr(error.message, "command line"));
+        assert_null(strstr(error.message, "visible-in-ps"));
+    }
+    path = write_secret("from-a-file\nsecond line ignored\n", 0640);
+    snprintf(arg, sizeof(arg), "%s", path);
+    {
+        char *flags[] = {"--cluster-secret-file", arg, NULL};
+
+        if (!load(flags, env, &c, &error))
+            fail_msg("%s", error.message);
+        assert_string_equal(c->cluster_secret, "from-a-file");
+        mg_ha_config_destroy(c);
+    }
+    /* the environment names the file just as well */
+    snprintf(opt, sizeof(opt), "PGDAEMON_POSTGRES_REPLICATION_PASSWORD_FILE=%s", path);
+    {
+        char *env2[] = {"PGDAEMON_NAME=node1",
+                        "PGDAEMON_DATA_DIR=/tmp/x/data",
+                        "PGDAEMON_ETCD_ENDPOINTS=http://127.0.0.1:2379",
+                        "PGDAEMON_POSTGRES_SUPERUSER_PASSWORD=su-secret",
+                        opt,
+                        NULL};
+
+        if (!load(NULL, env2, &c, &error))
+            fail_msg("%s", error.message);
+        assert_string_equal(c->replication_password, "from-a-file");
+        mg_ha_config_destroy(c);
+    }
+    /* both ways: refused, naming the option */
+    {
+        char *flags[] = {"--postgres-superuser-password-file", arg, NULL};
+
+        assert_false(load(flags, env, &c, &error));
+        assert_non_null(strstr(error.message, "postgres.superuser_password"));
+    }
+    unlink(path);
+    /* readable by everyone: refused */
+    path = write_secret("s3cret\n", 0644);
+    snprintf(arg, sizeof(arg), "%s", path);
+    {
+        char *flags[] = {"--cluster-secret-file", arg, NULL};
+
+        assert_false(load(flags, env, &c, &error));
+        assert_non_null(strstr(error.message, "readable by every user"));
+        assert_null(strstr(error.message, "s3cret"));
+    }
+    unlink(path);
+    /* missing or empty */
+    path = write_secret("\n", 0600);
+    snprintf(arg, sizeof(arg), "%s", path);
+    {
+        char *flags[] = {"--cluster-secret-file", arg, NULL};
+        char *missing[] = {"--cluster-secret-file", "/nonexistent/secret", NULL};
+
+        assert_false(load(flags, env, &c, &error));
+        assert_non_null(strstr(error.message, "empty"));
+        assert_false(load(missing, env, &c, &error));
+        assert_non_null(strstr(error.message, "/nonexistent/secret"));
+    }
+    unlink(path);
+}
+
 int
 main(void)
 {
@@ -190,6 +295,7 @@ main(void)
         cmocka_unit_test(test_file),
         cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_missing_required),
+        cmocka_unit_test(test_secrets_never_from_flags),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

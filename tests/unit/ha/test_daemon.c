@@ -195,6 +195,44 @@ test_failsafe_grant_needs_every_member(void **state)
 }
 
 /*
+ * test_no_grant_without_a_member_set (issue 16, finding 2): before a
+ * primary wrote the failsafe set (a new cluster before its first round, or
+ * a status from before the set) no promise is known to be needed, so there
+ * is no grant. It fell back to the nodes of the last view, and a node whose
+ * key had expired came back, promoted (untracked, every node is a
+ * candidate) and wrote beside the failsafe primary (test_ha_election,
+ * classes failsafe-primary seed 417, failsafe-etcd-down seed 2247).
+ */
+static void
+test_no_grant_without_a_member_set(void **state)
+{
+    mg_ha_view_t *v = calloc(1, sizeof(*v));
+    char set[MG_HA_MAX_NODES][MG_HA_NAME_SIZE];
+    mg_ha_peer_t peers[1];
+
+    (void)state;
+    assert_non_null(v);
+    memset(peers, 0, sizeof(peers));
+    snprintf(peers[0].name, sizeof(peers[0].name), "r1");
+    peers[0].acked_sent_ms = 5000;
+    v->nnodes = 2;
+    snprintf(v->nodes[0].name, sizeof(v->nodes[0].name), "p");
+    snprintf(v->nodes[1].name, sizeof(v->nodes[1].name), "r1");
+    /* untracked: nobody counts, so r1's ack grants nothing */
+    assert_int_equal(mg_ha__failsafe_set(v, set), 0);
+    assert_int_equal(mg_ha__grant_until(set, 0, "p", peers, 1, 10000, 3000), 0);
+    /* tracked: the members, not the view */
+    v->status.nmembers = 3;
+    snprintf(v->status.members[0], MG_HA_NAME_SIZE, "p");
+    snprintf(v->status.members[1], MG_HA_NAME_SIZE, "r1");
+    snprintf(v->status.members[2], MG_HA_NAME_SIZE, "r2");
+    assert_int_equal(mg_ha__failsafe_set(v, set), 3);
+    assert_string_equal(set[2], "r2");
+    assert_int_equal(mg_ha__grant_until(set, 3, "p", peers, 1, 10000, 3000), 0);
+    free(v);
+}
+
+/*
  * test_promise_only_for_the_primary (issue 16, finding 2): a node promises
  * a failsafe primary not to take the leader key only while it believes
  * that node is the primary; one that sees another leader does not vouch
@@ -253,6 +291,37 @@ test_sync_set_narrows_only_behind_a_caught_up_member(void **state)
 }
 
 /*
+ * test_stop_never_leaves_a_writable_primary (issue 16, finding 1): SIGTERM
+ * with on_stop leave leaves only a standby running. A daemon stopped before
+ * its first loop (state init) that adopted the watchdog deadline of a
+ * killed daemon's primary holds that primary's fence: it must stop it. It
+ * used to leave it running (not "ours": neither its state nor its child)
+ * and end the adopted watchdog, so the primary kept taking writes without
+ * a fence after its leader key expired (the property test found it:
+ * class stop-leave, seed 101).
+ */
+static void
+test_stop_never_leaves_a_writable_primary(void **state)
+{
+    const int leave = MG_HA_ON_STOP_LEAVE, fast = MG_HA_ON_STOP_FAST;
+
+    (void)state;
+    /* state init, a primary data directory, the adopted watchdog armed */
+    assert_true(mg_ha__stop_stops_pg(leave, MG_HA_STATE_INIT, false, true, true, false));
+    assert_true(mg_ha__stop_stops_pg(leave, MG_HA_STATE_PRIMARY, false, false, true, false));
+    assert_true(mg_ha__stop_stops_pg(leave, MG_HA_STATE_DEMOTED, false, false, true, false));
+    /* a standby stays with on_stop leave, stops with fast */
+    assert_false(mg_ha__stop_stops_pg(leave, MG_HA_STATE_REPLICA, true, false, true, true));
+    assert_true(mg_ha__stop_stops_pg(fast, MG_HA_STATE_REPLICA, true, false, true, true));
+    /* a state primary stops whatever the directory says */
+    assert_true(mg_ha__stop_stops_pg(leave, MG_HA_STATE_PRIMARY, false, false, true, true));
+    /* not ours (a refused node, no child, no fence), or not running: untouched */
+    assert_false(mg_ha__stop_stops_pg(fast, MG_HA_STATE_REFUSED, false, false, true, false));
+    assert_false(mg_ha__stop_stops_pg(fast, MG_HA_STATE_INIT, false, false, true, false));
+    assert_false(mg_ha__stop_stops_pg(fast, MG_HA_STATE_PRIMARY, true, true, false, false));
+}
+
+/*
  * test_config_quoting (issue 17, item 2): everything pgdaemon writes into
  * postgresql.conf is a quoted literal by that file's rules, a conninfo
  * value by libpq's; a control character (a newline would start a new
@@ -296,8 +365,10 @@ main(void)
         cmocka_unit_test(test_watchdog_armed_while_postgres_may_write),
         cmocka_unit_test(test_deadline_clock_counts_suspend),
         cmocka_unit_test(test_failsafe_grant_needs_every_member),
+        cmocka_unit_test(test_no_grant_without_a_member_set),
         cmocka_unit_test(test_promise_only_for_the_primary),
         cmocka_unit_test(test_sync_set_narrows_only_behind_a_caught_up_member),
+        cmocka_unit_test(test_stop_never_leaves_a_writable_primary),
         cmocka_unit_test(test_config_quoting),
     };
 

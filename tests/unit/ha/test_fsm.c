@@ -439,6 +439,10 @@ test_table(void **state)
 #define STATUS_N1_HANDED_TO_N2                                                     \
     "{\"primary\":\"n1\",\"term\":3,\"failover_state\":\"promoting_new_primary\"," \
     "\"target_primary\":\"n2\",\"final_lsn\":\"0/3000028\",\"writes_stopped_ms\":1000}"
+#define STATUS_N1_MEMBERS_N1_N3_HANDED_TO_N2                                            \
+    "{\"primary\":\"n1\",\"term\":3,\"failover_state\":\"promoting_new_primary\","      \
+    "\"target_primary\":\"n2\",\"final_lsn\":\"0/3000028\",\"writes_stopped_ms\":1000," \
+    "\"members\":[\"n1\",\"n3\"]}"
 #define N2_REPLICA_NOFAILOVER                                                             \
     "{\"name\":\"n2\",\"state\":\"replica\",\"role\":\"replica\",\"pg_queries_ok\":true," \
     "\"pg_running\":true,\"nofailover\":true,\"priority\":0,\"replay_lsn\":\"0/3000028\"}"
@@ -625,6 +629,20 @@ static const case_t safety_cases[] = {
             {"nodes/n3", N3_REPLICA_AT("0/5000000")}},
      .want_action = MG_HA_ACTION_WAIT,
      .want_state = MG_HA_STATE_REPLICA},
+    {.name = "hand-off lapsed to a target outside the failsafe set (no failover candidate "
+             "ever): the old primary retakes the key (the property test found the wedge)",
+     .me = "n1",
+     .state = MG_HA_STATE_DEMOTED,
+     .have_data = true,
+     .data_is_primary = true,
+     .local_sysid = "111",
+     .wall_ms = 1000 + 60001,
+     .kv = {{"initialize", INIT_111},
+            {"status", STATUS_N1_MEMBERS_N1_N3_HANDED_TO_N2},
+            {"nodes/n2", N2_REPLICA_AT("0/3000028")}},
+     .want_action = MG_HA_ACTION_START_PRIMARY,
+     .want_state = MG_HA_STATE_PRIMARY,
+     .want_in_reason = "lapsed"},
     {.name = "16.11: hand-off not lapsed yet: the old primary waits",
      .me = "n1",
      .state = MG_HA_STATE_DEMOTED,
@@ -701,6 +719,163 @@ test_names(void **state)
                         "waiting_for_catchup");
     assert_false(mg_ha_state_parse("Primary", &s));
     assert_string_equal(mg_ha_state_name((mg_ha_state_t)99), "unknown");
+}
+
+#define N1_DEMOTED_DOWN \
+    "{\"name\":\"n1\",\"state\":\"demoted\",\"role\":\"unknown\",\"pg_running\":false}"
+#define STATUS_N1_TO_N2_SYNC                                                        \
+    "{\"primary\":\"n1\",\"term\":3,\"failover_state\":\"promoting_new_primary\","  \
+    "\"target_primary\":\"n2\",\"synchronous_mode\":true,\"sync_members\":[\"n2\"," \
+    "\"n3\"]}"
+
+/* promotion_names loads kv, sets n3's seen_ms and returns the sync list of n2's promotion. */
+static const char *
+promotion_names(const fake_kv_t *kv, int64_t n3_seen_ms, bool switchover, char *out, size_t outsz)
+{
+    case_t c = {.name = "promotion", .me = "n2", .state = MG_HA_STATE_REPLICA, .seen_ms = 9500};
+    mg_ha_self_t self = {.name = "n2", .fresh_ms = 2000};
+    mg_ha_view_t view;
+
+    for (size_t i = 0; i < 8 && kv[i].key != NULL; i++)
+        c.kv[i] = kv[i];
+    fake_kv_load(&c, &view);
+    view.now_ms = 10000;
+    for (size_t i = 0; i < view.nnodes; i++)
+        if (strcmp(view.nodes[i].name, "n3") == 0)
+            view.nodes[i].seen_ms = n3_seen_ms;
+    mg_ha_promotion_sync_names(&self, &view, switchover, out, outsz);
+    return out;
+}
+
+/*
+ * test_promotion_sync_names (issue 16, finding 14): the standbys a node
+ * being promoted in synchronous mode waits for, and etcd's sync set with
+ * them, leave out the dead old primary (and any node whose Postgres is down
+ * or whose report is stale): every sync member must report before the next
+ * failover may choose, so a dead one would make it need allow_data_loss.
+ * The code before the fix took every other node of the view.
+ */
+static void
+test_promotion_sync_names(void **state)
+{
+    char out[256];
+    const fake_kv_t failover[] = {{"initialize", INIT_111},
+                                  {"status", STATUS_N1_SYNC_N2},
+                                  {"nodes/n1", N1_DEMOTED_DOWN},
+                                  {"nodes/n2", N2_REPLICA_AT("0/3000000")},
+                                  {"nodes/n3", N3_REPLICA_AT("0/3000000")},
+                                  {NULL, NULL}};
+    const fake_kv_t handed[] = {{"initialize", INIT_111},
+                                {"status", STATUS_N1_TO_N2_SYNC},
+                                {"nodes/n1", N1_DEMOTED_DOWN},
+                                {"nodes/n2", N2_REPLICA_AT("0/3000000")},
+                                {"nodes/n3", N3_REPLICA_AT("0/3000000")},
+                                {NULL, NULL}};
+    const fake_kv_t alone[] = {{"initialize", INIT_111},
+                               {"status", STATUS_N1_TO_N2_SYNC},
+                               {"nodes/n1", N1_DEMOTED_DOWN},
+                               {"nodes/n2", N2_REPLICA_AT("0/3000000")},
+                               {NULL, NULL}};
+
+    (void)state;
+    /* failover: the old primary's Postgres is down (start_timeout released it): left out */
+    assert_string_equal(promotion_names(failover, 9500, false, out, sizeof(out)), "n3");
+    /* a node whose report is stale (died with the old primary) is left out too */
+    assert_string_equal(promotion_names(failover, 1000, false, out, sizeof(out)), "");
+    assert_string_equal(promotion_names(failover, -1, false, out, sizeof(out)), "");
+    /* switchover: the old primary, stopped on purpose, only when no other node runs */
+    assert_string_equal(promotion_names(handed, 9500, true, out, sizeof(out)), "n3");
+    assert_string_equal(promotion_names(handed, 1000, true, out, sizeof(out)), "n1");
+    assert_string_equal(promotion_names(alone, 0, true, out, sizeof(out)), "n1");
+    /* after a failover with nobody running: asynchronous (empty), never the dead node */
+    assert_string_equal(promotion_names(alone, 0, false, out, sizeof(out)), "");
+}
+
+#define REPLICA_OF(name, up, lsn, extra)                                                        \
+    "{\"name\":\"" name "\",\"state\":\"replica\",\"role\":\"replica\",\"pg_queries_ok\":true," \
+    "\"pg_running\":true,\"priority\":100,\"upstream\":\"" up "\",\"receive_lsn\":\"" lsn       \
+    "\",\"replay_lsn\":\"" lsn "\"" extra "}"
+#define STATUS_N1_ASYNC "{\"primary\":\"n1\",\"term\":3,\"failover_state\":\"stable\"}"
+
+/* candidate_of loads kv (leader key free) and returns n2's choice ("" = none) and why. */
+static const char *
+candidate_of(const fake_kv_t *kv, char *why, size_t whysz)
+{
+    case_t c = {.name = "candidate", .me = "n2", .state = MG_HA_STATE_REPLICA};
+    mg_ha_self_t self = {.name = "n2", .max_lag_bytes = 1024 * 1024, .can_failover = true};
+    mg_ha_view_t view;
+    const mg_ha_node_t *n;
+
+    for (size_t i = 0; i < 8 && kv[i].key != NULL; i++)
+        c.kv[i] = kv[i];
+    fake_kv_load(&c, &view);
+    n = mg_ha_failover_candidate(&self, &view, why, whysz);
+    return n != NULL ? n->name : "";
+}
+
+/*
+ * test_lag_against_freshest_position (issue 16, finding 18): the lag limit
+ * of an asynchronous failover is measured against the freshest position of
+ * the lost primary anyone published — optime, the primary's last report,
+ * what its replicas received — not against optime alone, which the
+ * primary publishes only now and then. Here optime is 5 MB old: the old
+ * code promoted n2 although n3 (nofailover) had received 5 MB more, all of
+ * which a promotion of n2 would lose.
+ */
+static void
+test_lag_against_freshest_position(void **state)
+{
+    char why[256], source[96];
+    const fake_kv_t ahead[] = {
+        {"initialize", INIT_111},
+        {"status", STATUS_N1_ASYNC},
+        {"optime", "0/3000000"},
+        {"nodes/n2", REPLICA_OF("n2", "n1", "0/3000000", "")},
+        {"nodes/n3", REPLICA_OF("n3", "n1", "0/3500000", ",\"nofailover\":true,\"priority\":0")},
+        {NULL, NULL}};
+    const fake_kv_t elsewhere[] = {
+        {"initialize", INIT_111},
+        {"status", STATUS_N1_ASYNC},
+        {"optime", "0/3000000"},
+        {"nodes/n2", REPLICA_OF("n2", "n1", "0/3000000", "")},
+        {"nodes/n3", REPLICA_OF("n3", "n9", "0/3500000", ",\"nofailover\":true,\"priority\":0")},
+        {NULL, NULL}};
+    const fake_kv_t reported[] = {{"initialize", INIT_111},
+                                  {"status", STATUS_N1_ASYNC},
+                                  {"optime", "0/2000000"},
+                                  {"nodes/n1", N1_PRIMARY_RUNNING},
+                                  {"nodes/n2", REPLICA_OF("n2", "n1", "0/2E00000", "")},
+                                  {NULL, NULL}};
+    const fake_kv_t close[] = {
+        {"initialize", INIT_111},
+        {"status", STATUS_N1_ASYNC},
+        {"optime", "0/3000000"},
+        {"nodes/n2", REPLICA_OF("n2", "n1", "0/3000000", "")},
+        {"nodes/n3", REPLICA_OF("n3", "n1", "0/3080000", ",\"nofailover\":true,\"priority\":0")},
+        {NULL, NULL}};
+    mg_ha_view_t view;
+    case_t c = {.name = "position", .me = "n2", .state = MG_HA_STATE_REPLICA};
+
+    (void)state;
+    assert_string_equal(candidate_of(ahead, why, sizeof(why)), "");
+    assert_non_null(strstr(why, "0/3500000"));
+    if (strstr(why, "received by n3") == NULL)
+        fail_msg("why: %s", why);
+    /* a node following another upstream says nothing about this primary */
+    assert_string_equal(candidate_of(elsewhere, why, sizeof(why)), "n2");
+    /* the primary's own last report counts: optime (0/2000000) lags it by 16 MB */
+    assert_string_equal(candidate_of(reported, why, sizeof(why)), "");
+    for (size_t i = 0; i < 8 && reported[i].key != NULL; i++)
+        c.kv[i] = reported[i];
+    fake_kv_load(&c, &view);
+    assert_int_equal(mg_ha_primary_position(&view, source, sizeof(source)), 0x3000000);
+    /* within the limit of the freshest position: promoted */
+    assert_string_equal(candidate_of(close, why, sizeof(why)), "n2");
+    for (size_t i = 0; i < 8 && close[i].key != NULL; i++)
+        c.kv[i] = close[i];
+    fake_kv_load(&c, &view);
+    assert_int_equal(mg_ha_primary_position(&view, source, sizeof(source)), 0x3080000);
+    assert_string_equal(source, "what was received by n3");
 }
 
 /* decide_at runs mg_ha_decide on a fake KV with the start_timeout inputs set. */
@@ -940,10 +1115,16 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_decisions),       cmocka_unit_test(test_table),
-        cmocka_unit_test(test_action_table),    cmocka_unit_test(test_safety_decisions),
-        cmocka_unit_test(test_names),           cmocka_unit_test(test_sweep),
-        cmocka_unit_test(test_view_bad_values), cmocka_unit_test(test_start_timeout),
+        cmocka_unit_test(test_decisions),
+        cmocka_unit_test(test_table),
+        cmocka_unit_test(test_action_table),
+        cmocka_unit_test(test_safety_decisions),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_sweep),
+        cmocka_unit_test(test_view_bad_values),
+        cmocka_unit_test(test_start_timeout),
+        cmocka_unit_test(test_promotion_sync_names),
+        cmocka_unit_test(test_lag_against_freshest_position),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -82,7 +82,9 @@ error_lines(const char *s)
     return n;
 }
 
-static const char *const commands[] = {"init", "sync", "status", "validate", "cutover", "fallback"};
+static const char *const commands[] = {"init",    "sync",     "status",   "validate",
+                                       "cutover", "fallback", "translate"};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 static void
 test_help_lists_every_command_and_its_options(void **state)
@@ -92,7 +94,7 @@ test_help_lists_every_command_and_its_options(void **state)
 
     run(&top, targs);
     assert_int_equal(top.rc, MG_EXIT_OK);
-    for (size_t i = 0; i < 5; i++) {
+    for (size_t i = 0; i < NCOMMANDS; i++) {
         char line[64];
         const char *args[] = {commands[i], "--help", NULL};
         snprintf(line, sizeof(line), "\n  %-12s ", commands[i]);
@@ -180,15 +182,17 @@ test_what_each_command_needs(void **state)
     const unsigned src = MG_CMD_NEEDS_SOURCE, tgt = MG_CMD_NEEDS_TARGET, st = MG_CMD_NEEDS_STATE,
                    sig = MG_CMD_SIGNALS;
 
-    assert_int_equal(mg_migrator_cli()->ncmds, 6);
+    assert_int_equal(mg_migrator_cli()->ncmds, NCOMMANDS);
     assert_int_equal(entry("init")->needs, src | tgt); /* the state may not exist yet */
     assert_int_equal(entry("sync")->needs, src | st | sig);
     assert_int_equal(entry("status")->needs, tgt | st);
     assert_int_equal(entry("validate")->needs, tgt | st | sig);
     assert_int_equal(entry("cutover")->needs, src | st | sig);
     assert_int_equal(entry("fallback")->needs, src | st | sig);
-    for (size_t i = 0; i < 6; i++)
-        assert_int_equal(entry(commands[i])->max_args, 0);
+    assert_int_equal(entry("translate")->needs, tgt | st); /* no source: nothing runs on it */
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        assert_int_equal(entry(commands[i])->max_args, strcmp(commands[i], "translate") == 0);
+    assert_int_equal(entry("translate")->min_args, 1);
 }
 
 /* option_default returns the default text of option name of command cmd. */

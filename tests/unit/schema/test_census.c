@@ -83,6 +83,35 @@ test_sample_decides_without_distribution(void **state)
     mg_schema_census_destroy(c);
 }
 
+/*
+ * A string _id that PostgreSQL's text refuses (a surrogate, an overlong
+ * form, a code point above U+10FFFF) makes a text key impossible: the
+ * census must say canonical, as the key encoder (the same checker,
+ * mg_utf8_valid) would refuse the _id under text_string.
+ */
+static void
+test_string_id_postgres_refuses_is_a_misfit(void **state)
+{
+    static const char *const bad[] = {"\xed\xa0\x80", "\xc0\xaf", "\xf4\x90\x80\x80"};
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        mg_schema_census_t *c = mg_schema_census_new("db", "c");
+        bson_t d1 = BSON_INITIALIZER, d2 = BSON_INITIALIZER;
+        mg_error_t e;
+
+        bson_append_utf8(&d1, "_id", 3, "plain", 5);
+        bson_append_utf8(&d2, "_id", 3, bad[i], (int)strlen(bad[i]));
+        assert_true(mg_schema_census_add_sample(c, &d1, &e));
+        assert_true(mg_schema_census_add_sample(c, &d2, &e));
+        if (mg_schema_census_key_type(c) != MG_SCHEMA_KEY_CANONICAL)
+            fail_msg("_id #%zu: key type %s, want canonical", i,
+                     mg_schema_key_type_name(mg_schema_census_key_type(c)));
+        bson_destroy(&d1);
+        bson_destroy(&d2);
+        mg_schema_census_destroy(c);
+    }
+}
+
 static yajl_val
 report(mg_schema_census_t *c)
 {
@@ -201,6 +230,7 @@ main(void)
         cmocka_unit_test(test_key_type_rule),
         cmocka_unit_test(test_unknown_alias_is_an_error),
         cmocka_unit_test(test_sample_decides_without_distribution),
+        cmocka_unit_test(test_string_id_postgres_refuses_is_a_misfit),
         cmocka_unit_test(test_report_fields_facts_and_warnings),
         cmocka_unit_test(test_field_cap),
     };

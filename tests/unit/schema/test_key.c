@@ -381,7 +381,7 @@ test_values_json_cannot_spell(void **state)
         kc = canon_key(c);
         assert_string_not_equal(ka, kb);
         assert_string_equal(ka, kc);
-        assert_true(mg_schema__utf8_valid((const uint8_t *)ka, strlen(ka)));
+        assert_true(mg_utf8_valid(ka, strlen(ka)));
         check_decodes(ka);
         free(ka);
         free(kb);
@@ -1019,6 +1019,144 @@ test_key_type_choice(void **state)
     mg_schema_census_destroy(o);
 }
 
+/* shell_word reads the first shell word after "--key-type " in msg (plain or '...' with '\\''). */
+static void
+shell_word(const char *msg, char *out, size_t outsz)
+{
+    const char *p = strstr(msg, "--key-type ");
+    size_t o = 0;
+    bool quoted = false;
+
+    assert_non_null(p);
+    for (p += 11; *p != '\0' && o + 1 < outsz; p++) {
+        if (!quoted && (*p == ';' || *p == ' '))
+            break;
+        if (*p == '\'') {
+            quoted = !quoted;
+            continue;
+        }
+        if (!quoted && *p == '\\') {
+            out[o++] = *++p;
+            continue;
+        }
+        out[o++] = *p;
+    }
+    out[o] = '\0';
+}
+
+/*
+ * The way out of a misfit names the collection as a --key-type item that
+ * works as given: a shell word that init reads as a pattern matching that
+ * collection only (the old message said DB.COLL literally). It comes before
+ * the _id, so a long _id and a caller's prefix cannot cut it off, and the
+ * message is UTF-8 cut between characters.
+ */
+static void
+test_misfit_names_the_collection(void **state)
+{
+    static const struct {
+        const char *db, *coll, *item, *other; /* other: a name the item must not match */
+    } names[] = {
+        {"shop", "orders", "shop.orders=canonical", "shop.orders2"},
+        {"shop", "it's [a]*?\\x", "'shop.it'\\''s \\[a]\\*\\?\\\\x=canonical'", "shop.it's a*?x"},
+        {"db", "a=b", "db.a=b=canonical", "db.a"},
+    };
+    mg_error_t e;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        bson_t *doc = bson_new();
+        bson_iter_t it;
+        mg_buf_t buf;
+        char word[512], ns[256];
+        const char *items[1] = {word};
+        mg_schema_census_t *c = mg_schema_census_new(names[i].db, names[i].coll);
+        mg_schema_census_t *other;
+
+        bson_append_int32(doc, "_id", 3, 424242);
+        assert_true(bson_iter_init_find(&it, doc, "_id"));
+        mg_buf_init(&buf, 1024);
+        assert_false(mg_schema_key_encode_for(names[i].db, names[i].coll, &it,
+                                              MG_SCHEMA_KEY_TEXT_OID, MG_SCHEMA_FIDELITY_RELAXED,
+                                              false, &buf, &e));
+        assert_int_equal(buf.len, 0);
+        assert_null(strstr(e.message, "DB.COLL"));
+        if (strstr(e.message, names[i].item) == NULL)
+            fail_msg("want %s in: %s", names[i].item, e.message);
+        assert_non_null(strstr(e.message, "424242"));
+        /* the word, as a shell reads it, is an item init takes for this collection only */
+        shell_word(e.message, word, sizeof(word));
+        assert_true(mg_schema_key_choice_check(items, 1, &e));
+        assert_true(mg_schema_census_add_id_type(c, "int", 1, &e));
+        assert_true(mg_schema_census_choose_key(c, items, 1, &e));
+        assert_int_equal(mg_schema_census_key_type(c), MG_SCHEMA_KEY_CANONICAL);
+        snprintf(ns, sizeof(ns), "%s", names[i].other);
+        *strchr(ns, '.') = '\0';
+        other = mg_schema_census_new(ns, ns + strlen(ns) + 1);
+        assert_true(mg_schema_census_add_id_type(other, "int", 1, &e));
+        assert_true(mg_schema_census_choose_key(other, items, 1, &e));
+        assert_int_equal(mg_schema_census_key_type(other), MG_SCHEMA_KEY_BIGINT);
+        mg_schema_census_destroy(other);
+        mg_schema_census_destroy(c);
+        mg_buf_cleanup(&buf);
+        bson_destroy(doc);
+    }
+    /* a 3000-byte _id of "\xc3\xa9z" (the randomized test's) under a long prefix: the way
+     * out is whole, the message UTF-8 */
+    {
+        char big[3001];
+        bson_t *doc = bson_new();
+        bson_iter_t it;
+        mg_buf_t buf;
+        char shown[256];
+
+        for (size_t i = 0; i < 3000; i += 3)
+            memcpy(big + i, "\xc3\xa9z", 3);
+        big[3000] = '\0';
+        bson_append_symbol(doc, "_id", 3, big, 3000);
+        assert_true(bson_iter_init_find(&it, doc, "_id"));
+        mg_buf_init(&buf, 1 << 20);
+        assert_false(mg_schema_key_encode_for("shop", "orders", &it, MG_SCHEMA_KEY_TEXT_STRING,
+                                              MG_SCHEMA_FIDELITY_RELAXED, false, &buf, &e));
+        mg_schema_id_describe(&it, shown, sizeof(shown));
+        assert_true(mg_utf8_valid(shown, strlen(shown)));
+        assert_true(strlen(shown) < sizeof(shown));
+        mg_error_prefix(&e, "collection \"shop.orders\", _id %s", shown);
+        assert_true(mg_utf8_valid(e.message, strlen(e.message)));
+        assert_non_null(strstr(e.message, "--key-type shop.orders=canonical;"));
+        mg_buf_cleanup(&buf);
+        bson_destroy(doc);
+    }
+}
+
+/*
+ * mg_schema_id_describe cuts between characters whatever the room: the old
+ * code cut the randomized test's Symbol("\xc3\xa9z" x 1000) inside an
+ * e-acute, and PostgreSQL refused the text (the copier retried ~88,000 times).
+ */
+static void
+test_id_describe_is_utf8(void **state)
+{
+    char big[3001], shown[300];
+    bson_t *doc = bson_new();
+    bson_iter_t it;
+
+    (void)state;
+    for (size_t i = 0; i < 3000; i += 3)
+        memcpy(big + i, "\xc3\xa9z", 3);
+    bson_append_symbol(doc, "_id", 3, big, 3000);
+    assert_true(bson_iter_init_find(&it, doc, "_id"));
+    for (size_t outsz = 1; outsz <= sizeof(shown); outsz++) {
+        mg_schema_id_describe(&it, shown, outsz);
+        assert_true(strlen(shown) < outsz);
+        if (!bson_utf8_validate(shown, strlen(shown), false))
+            fail_msg("cut to %zu bytes: not UTF-8: %s", outsz, shown);
+        if (outsz > 20)
+            assert_memory_equal(shown, "{\"$symbol\":\"\xc3\xa9z", 14);
+    }
+    bson_destroy(doc);
+}
+
 /* A string _id the sample shows text cannot hold makes the rule choose canonical. */
 static void
 test_census_sees_text_misfits(void **state)
@@ -1053,6 +1191,8 @@ main(void)
         cmocka_unit_test(test_key_append_id_rejects_garbage),
         cmocka_unit_test(test_random_equivalence),
         cmocka_unit_test(test_key_type_choice),
+        cmocka_unit_test(test_misfit_names_the_collection),
+        cmocka_unit_test(test_id_describe_is_utf8),
         cmocka_unit_test(test_census_sees_text_misfits),
     };
 

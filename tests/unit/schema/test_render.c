@@ -155,6 +155,102 @@ test_integers_and_exact(void **state)
     bson_destroy(&doc);
 }
 
+/* dec_parts builds the Decimal128 sign x coefficient (high 49 bits, low 64) x 10^exp. */
+static bson_decimal128_t
+dec_parts(bool neg, uint64_t coeff_hi, uint64_t coeff_lo, int exp)
+{
+    bson_decimal128_t d;
+
+    d.high = (neg ? UINT64_C(1) << 63 : 0) | (uint64_t)(exp + 6176) << 49 | coeff_hi;
+    d.low = coeff_lo;
+    return d;
+}
+
+/*
+ * test_decimal_noncanonical: a coefficient above 10^34 - 1 is zero (IEEE
+ * 754-2008, the BSON Decimal128 spec, docs/type-mapping.md), whatever
+ * libbson's printer makes of it: relaxed writes the zero's text (never the
+ * 35 digits, which read back as 1E+34, and never bits:), exact the bits, and
+ * the relaxed trip ends where the relaxed canonical form says.
+ */
+static void
+test_decimal_noncanonical(void **state)
+{
+    static const struct {
+        bool neg;
+        uint64_t hi, lo; /* coefficient */
+        int exp;
+        const char *relaxed;
+    } cases[] = {
+        /* 10^34: the randomized test's decimal-noncanonical */
+        {false, UINT64_C(0x1ed09bead87c0), UINT64_C(0x378d8e6400000000), 0, "0"},
+        /* 2^113 - 1, the largest coefficient of the usual form */
+        {true, UINT64_C(0x1ffffffffffff), UINT64_MAX, -20, "-0E-20"},
+        {false, UINT64_C(0x1ed09bead87c0), UINT64_C(0x378d8e6400000001), 3, "0E+3"},
+        /* 10^34 - 1 is canonical and stays */
+        {false, UINT64_C(0x1ed09bead87c0), UINT64_C(0x378d8e63ffffffff), 0,
+         "9999999999999999999999999999999999"},
+    };
+    char want[256], text[BSON_DECIMAL128_STRING];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        bson_decimal128_t d = dec_parts(cases[i].neg, cases[i].hi, cases[i].lo, cases[i].exp);
+        bson_t doc = BSON_INITIALIZER;
+        mg_error_t error;
+        bson_t *back, *canon;
+
+        bson_append_decimal128(&doc, "d", 1, &d);
+        snprintf(want, sizeof(want), "{\"d\":{\"$numberDecimal\":\"%s\"}}", cases[i].relaxed);
+        expect_render(&doc, MG_SCHEMA_FIDELITY_RELAXED, want);
+        if (i < 3) {
+            snprintf(want, sizeof(want), "{\"d\":{\"$numberDecimal\":\"bits:%016llx%016llx\"}}",
+                     (unsigned long long)d.high, (unsigned long long)d.low);
+            expect_render(&doc, MG_SCHEMA_FIDELITY_EXACT, want);
+        }
+        back = round_trip(&doc, MG_SCHEMA_FIDELITY_RELAXED, &error);
+        assert_non_null(back);
+        canon = mg_schema_doc_canonicalize(&doc, MG_SCHEMA_FIDELITY_RELAXED, &error);
+        assert_non_null(canon);
+        assert_true(bson_same(back, canon));
+        bson_destroy(back);
+        bson_destroy(canon);
+        bson_destroy(&doc);
+    }
+    /* the "11" form: coefficient 2^113 and up, zero with the exponent of bits 60..47 */
+    {
+        bson_decimal128_t d = {.high = UINT64_C(0x6c10000000000000) | UINT64_C(1) << 63, .low = 5};
+        bson_t doc = BSON_INITIALIZER;
+
+        bson_append_decimal128(&doc, "d", 1, &d);
+        expect_render(&doc, MG_SCHEMA_FIDELITY_RELAXED, "{\"d\":{\"$numberDecimal\":\"-0\"}}");
+        bson_destroy(&doc);
+    }
+    /* relaxed never needs bits: the text of the smallest and largest coefficient reads back
+     * to the same encoding at every exponent */
+    for (int e = -6176; e <= 6111; e++) {
+        bson_decimal128_t forms[3] = {
+            dec_parts(e & 1, 0, 0, e), dec_parts(false, 0, 1, e),
+            dec_parts(true, UINT64_C(0x1ed09bead87c0), UINT64_C(0x378d8e63ffffffff), e)};
+        for (int k = 0; k < 3; k++) {
+            bson_decimal128_t back;
+            bson_t doc = BSON_INITIALIZER;
+            char *json;
+            mg_error_t error;
+
+            bson_decimal128_to_string(&forms[k], text);
+            if (!bson_decimal128_from_string(text, &back) || back.high != forms[k].high ||
+                back.low != forms[k].low)
+                fail_msg("decimal %s (exponent %d) does not read back", text, e);
+            bson_append_decimal128(&doc, "d", 1, &forms[k]);
+            json = render_text(&doc, MG_SCHEMA_FIDELITY_RELAXED, NULL, &error);
+            assert_non_null(json);
+            assert_null(strstr(json, "bits:"));
+            free(json);
+            bson_destroy(&doc);
+        }
+    }
+}
+
 static void
 test_string_escapes(void **state)
 {
@@ -439,6 +535,7 @@ main(void)
         cmocka_unit_test(test_double_special_wrapped),
         cmocka_unit_test(test_double_random_round_trip),
         cmocka_unit_test(test_integers_and_exact),
+        cmocka_unit_test(test_decimal_noncanonical),
         cmocka_unit_test(test_string_escapes),
         cmocka_unit_test(test_string_nul_and_invalid_utf8),
         cmocka_unit_test(test_wrapper_like_documents_escaped),

@@ -126,6 +126,42 @@ test_regex_subset(void **state)
     expect_refused("{\"s\": {\"$regex\": \"a{\"}}", NULL, NULL, "literal {");
 }
 
+/*
+ * Patterns PostgreSQL refuses (found by fuzz_shadow with MG_FUZZ_PG: "^*x"
+ * was translated and PostgreSQL failed the query with "invalid regular
+ * expression") are not translated; what both engines accept still is.
+ */
+static void
+test_regex_both_engines_accept(void **state)
+{
+    const char *refused[][2] = {
+        {"^*x", "quantifier without an operand"},
+        {"a|+b", "quantifier without an operand"},
+        {"(*a)", "quantifier without an operand"},
+        {"a**", "quantifier without an operand"},
+        {"$?", "quantifier without an operand"},
+        {"a*?+", "quantifier without an operand"},
+        {"a)", "unbalanced )"},
+        {"(a", "unbalanced ("},
+        {"(?:a", "unbalanced ("},
+        {"a{256}", "bound above 255"},
+        {"a{3,2}", "out of order"},
+        {"[z-a]", "character range"},
+        {"[\\\\d-z]", "character range"},
+        {"[a-z-0]", "character range"},
+        {"[\u00e9-z]", "character range"},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        char filter[256];
+        snprintf(filter, sizeof(filter), "{\"s\": {\"$regex\": \"%s\"}}", refused[i][0]);
+        expect_refused(filter, NULL, NULL, refused[i][1]);
+    }
+    expect_contains("{\"s\": {\"$regex\": \"a*?b+?c??d{2,3}?\"}}", "a*?b+?c??d{2,3}?");
+    expect_contains("{\"s\": {\"$regex\": \"(?:ab|c)+[-a][a-][+--]x{255}\"}}",
+                    "(?:ab|c)+[-a][a-][+--]x{255}");
+    expect_contains("{\"s\": {\"$regex\": \"[]a]\\\\)\"}}", "[\\\\]a]\\\\)");
+}
+
 static void
 test_refusals(void **state)
 {
@@ -171,27 +207,156 @@ test_sql_shape(void **state)
 
     assert_true(tr("{\"n\": 1}", "{\"a.b\": -1, \"_id\": 1}", NULL, 5, 10, &q, &e));
     assert_non_null(strstr(q.sql, "WHERE doc @? $1::jsonpath ORDER BY "));
-    assert_non_null(strstr(q.sql, "(doc #> ARRAY['a','b']::text[])"));
-    assert_non_null(strstr(q.sql, " OFFSET 5 LIMIT 10"));
+    /* the typed key of a.b: MongoDB's type rank, a number, bytes */
+    assert_non_null(strstr(q.sql, "jsonb_typeof((doc -> 'a' -> 'b'))"));
+    assert_non_null(strstr(q.sql, "COLLATE \"C\") DESC, "));
+    /* skip and limit are parameters after the path */
+    assert_non_null(strstr(q.sql, " OFFSET $2::bigint LIMIT $3::bigint"));
+    assert_int_equal(q.nparams, 3);
+    assert_string_equal(q.params[0], q.jsonpath);
+    assert_string_equal(q.params[1], "5");
+    assert_string_equal(q.params[2], "10");
     assert_true(q.ordered);
     /* the guard looks for arrays on the path and values it cannot order */
     assert_non_null(q.guard_sql);
-    assert_non_null(strstr(q.guard_sql, "jsonb_typeof(doc #> ARRAY['a']::text[]) = 'array'"));
+    assert_int_equal(q.guard_nparams, 1);
+    assert_non_null(strstr(q.guard_sql, "WHEN jsonb_typeof((doc -> 'a')) = 'array' THEN 98"));
+    assert_non_null(strstr(q.guard_sql, ">= 98"));
     mg_validate_sql_cleanup(&q);
 
     assert_true(tr("{}", NULL, NULL, 0, 3, &q, &e));
     assert_true(q.count_only);
     mg_validate_sql_cleanup(&q);
 
+    /* projected keys are a text[] parameter */
     assert_true(tr("{}", NULL, "{\"s\": 1, \"_id\": 0}", 0, 0, &q, &e));
-    assert_non_null(strstr(q.sql, "WHERE key IN ('s')"));
+    assert_non_null(strstr(q.sql, "WHERE key = ANY($1::text[])"));
+    assert_int_equal(q.nparams, 1);
+    assert_string_equal(q.params[0], "{\"s\"}");
     mg_validate_sql_cleanup(&q);
     assert_true(tr("{}", NULL, "{\"s\": 0}", 0, 0, &q, &e));
-    assert_non_null(strstr(q.sql, "(doc - ARRAY['s']::text[])::text"));
+    assert_non_null(strstr(q.sql, "(doc - $1::text[])::text"));
+    assert_string_equal(q.params[0], "{\"s\"}");
     mg_validate_sql_cleanup(&q);
     mg_validate_sql_cleanup(NULL);
     assert_string_equal(mg_validate_shadow_status_name(MG_VALIDATE_SHADOW_NOT_TRANSLATED),
                         "not_translated");
+}
+
+/*
+ * outside_literals returns a malloc'd copy of sql with every string literal
+ * ('...', E'...') and quoted identifier ("...") blanked, as PostgreSQL's
+ * lexer reads them with standard_conforming_strings on or off alike (a
+ * literal the translator writes must not depend on the setting: a
+ * backslash only ever appears inside E'...'). NULL when a literal or
+ * identifier is not closed.
+ */
+static char *
+outside_literals(const char *sql)
+{
+    char *out = strdup(sql);
+    size_t i = 0;
+
+    while (out[i] != '\0') {
+        bool e = (out[i] == 'E' || out[i] == 'e') && out[i + 1] == '\'';
+        char q = out[i];
+        if (e || q == '\'' || q == '"') {
+            if (e)
+                out[i++] = ' ';
+            q = out[i];
+            out[i++] = ' ';
+            while (true) {
+                if (out[i] == '\0') {
+                    free(out);
+                    return NULL;
+                }
+                if (q == '\'' && !e && out[i] == '\\') {
+                    /* a backslash in a plain literal: its meaning depends on the setting */
+                    free(out);
+                    return NULL;
+                }
+                if (e && out[i] == '\\' && out[i + 1] != '\0') {
+                    out[i++] = ' ';
+                    out[i++] = ' ';
+                    continue;
+                }
+                if (out[i] == q && out[i + 1] == q) {
+                    out[i++] = ' ';
+                    out[i++] = ' ';
+                    continue;
+                }
+                if (out[i] == q) {
+                    out[i++] = ' ';
+                    break;
+                }
+                out[i++] = ' ';
+            }
+            continue;
+        }
+        i++;
+    }
+    return out;
+}
+
+/* expect_inert translates find and checks that the SQL it carries stays inside literals. */
+static void
+expect_inert(const char *filter, const char *sort, const char *proj, const char *payload)
+{
+    mg_validate_sql_t q;
+    mg_error_t e;
+
+    if (!tr(filter, sort, proj, 0, 0, &q, &e)) {
+        /* a refusal is safe, but these are all translatable */
+        fail_msg("%s %s %s: %s", filter, sort ? sort : "", proj ? proj : "", e.message);
+    }
+    const char *stmts[2] = {q.sql, q.guard_sql};
+    for (int i = 0; i < 2; i++) {
+        if (stmts[i] == NULL)
+            continue;
+        char *bare = outside_literals(stmts[i]);
+        if (bare == NULL)
+            fail_msg("unclosed or setting-dependent literal in %.300s", stmts[i]);
+        if (strstr(bare, payload) != NULL)
+            fail_msg("\"%s\" outside any literal in %.3000s", payload, stmts[i]);
+        /* the statement is whole: it still ends where the translator ends it */
+        free(bare);
+    }
+    mg_validate_sql_cleanup(&q);
+}
+
+static void
+test_no_injection(void **state)
+{
+    char sort[9000], proj[9000];
+
+    /* issue 17 item 1: a long first key cut a fixed buffer inside a literal */
+    for (int n = 40; n < 200; n++) {
+        int k = snprintf(sort, sizeof(sort), "{\"");
+        for (int i = 0; i < n; i++)
+            sort[k++] = 'a';
+        snprintf(sort + k, sizeof(sort) - (size_t)k,
+                 "\": 1, \"]::text[]) IS NULL THEN 1 END, (SELECT 1 FROM pg_sleep(5)) --\": 1}");
+        expect_inert("{}", sort, NULL, "pg_sleep");
+    }
+    /* quotes and backslashes in every place a field name goes */
+    const char *keys[] = {"x\\\\', pg_sleep(1), '", "\\\\", "'", "a\\\"b",
+                          "\\\\'); pg_sleep(1); --"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        snprintf(sort, sizeof(sort), "{\"%s\": 1, \"a.%s\": -1}", keys[i], keys[i]);
+        expect_inert("{}", sort, NULL, "pg_sleep");
+        snprintf(proj, sizeof(proj), "{\"%s\": 1}", keys[i]);
+        expect_inert("{}", NULL, proj, "pg_sleep");
+        snprintf(proj, sizeof(proj), "{\"%s\": 0}", keys[i]);
+        expect_inert("{}", NULL, proj, "pg_sleep");
+        snprintf(sort, sizeof(sort), "{\"%s\": {\"$gt\": \"%s\"}}", keys[i], keys[i]);
+        expect_inert(sort, NULL, NULL, "pg_sleep");
+    }
+    /* a backslash in a name is written E'...' with the backslash doubled */
+    mg_validate_sql_t q;
+    mg_error_t e;
+    assert_true(tr("{}", "{\"a\\\\b'c\": 1}", NULL, 0, 0, &q, &e));
+    assert_non_null(strstr(q.sql, "(doc -> E'a\\\\b''c')"));
+    mg_validate_sql_cleanup(&q);
 }
 
 int
@@ -201,8 +366,10 @@ main(void)
         cmocka_unit_test(test_comparisons_bracket_types),
         cmocka_unit_test(test_paths_and_arrays),
         cmocka_unit_test(test_regex_subset),
+        cmocka_unit_test(test_regex_both_engines_accept),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_sql_shape),
+        cmocka_unit_test(test_no_injection),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -202,12 +202,19 @@ typedef struct {
     int64_t limit; /* 0: none; a negative limit counts as its absolute value */
 } mg_validate_find_t;
 
-/* The translation; strings malloc'd, freed by mg_validate_sql_cleanup. */
+/*
+ * The translation; everything malloc'd, freed by mg_validate_sql_cleanup.
+ * Values are parameters: run sql with params[0..nparams) (text format),
+ * guard_sql with the first guard_nparams of them.
+ */
 typedef struct {
-    char *jsonpath;  /* the filter: parameter $1 of sql ("$ ? (...)"), NULL without filter */
-    char *sql;       /* SELECT doc::text ... ($1 = jsonpath when present) */
+    char *jsonpath; /* the filter ("$ ? (...)"), also params[0]; NULL without filter */
+    char *sql;      /* SELECT doc::text ... */
+    char **params;  /* the parameters of sql, in order */
+    int nparams;
     char *guard_sql; /* NULL, or SELECT returning one boolean: true = the sort meets a value
                         it cannot order exactly (array, document, ...) on this data */
+    int guard_nparams;
     bool ordered;    /* a sort was given: compare as ordered lists */
     bool count_only; /* skip/limit without sort: which documents is unspecified */
 } mg_validate_sql_t;
@@ -225,6 +232,24 @@ bool mg_validate_shadow_translate(const mg_validate_find_t *find, const char *sc
 
 /* mg_validate_sql_cleanup frees what sql owns (NULL ok). */
 void mg_validate_sql_cleanup(mg_validate_sql_t *sql);
+
+/*
+ * One query in the shadow-file form: {"ns": "db.coll", "filter": {...},
+ * "sort": {...}, "projection": {...}, "skip": n, "limit": n} (relaxed or
+ * canonical Extended JSON; the query operator "$type" is read as such).
+ * find's parts and ns are borrowed from doc.
+ */
+typedef struct {
+    bson_t doc;
+    bson_t filter, projection, sort;
+    mg_validate_find_t find;
+    const char *ns; /* NULL when the line has no "ns" string */
+} mg_validate_shadow_line_t;
+
+/* mg_validate_shadow_line_parse parses text (len bytes); clean up with ..._line_cleanup. */
+bool mg_validate_shadow_line_parse(const char *text, size_t len, mg_validate_shadow_line_t *line,
+                                   mg_error_t *error);
+void mg_validate_shadow_line_cleanup(mg_validate_shadow_line_t *line);
 
 typedef enum {
     MG_VALIDATE_SHADOW_MATCH = 0,
@@ -247,6 +272,7 @@ typedef struct {
     char *reason; /* not_translated / error: why; mismatch: what differs */
     bool ordered;
     bool count_only;
+    bool tie_sensitive; /* ordered: some documents tie on the sort keys (compared as sets) */
     int64_t mongo_count;
     int64_t pg_count;
     char **diff_ids; /* _ids (relaxed Extended JSON) in one result and not the other */
@@ -340,6 +366,40 @@ bool mg_validate_report_json(const mg_validate_report_t *report, mg_buf_t *out, 
  * page (inline CSS and SVG, no script, no external asset) to out.
  */
 bool mg_validate_report_html(const mg_validate_report_t *report, mg_buf_t *out, mg_error_t *error);
+
+/* ------------------------------------------------------------------------
+ * Scope: is every source collection the migration takes in migrated?
+ * ------------------------------------------------------------------------ */
+
+struct _mongoc_client_t;
+
+/*
+ * mg_validate_scope_wants tells whether the migration's scope takes in the
+ * source collection db.name of listCollections type `type` (NULL:
+ * "collection") the way init plans: an ordinary collection outside admin,
+ * local and config, not system.*, matching an include pattern (or there is
+ * none) and no exclude pattern.
+ */
+bool mg_validate_scope_wants(const mg_state_scope_t *scope, const char *db, const char *name,
+                             const char *type);
+
+/*
+ * mg_validate_scope_unmigrated lists (listDatabases, listCollections on
+ * client, borrowed) the source collections the scope takes in that the
+ * plan in st lacks, as "db.coll" in *missing (caller frees with
+ * mg_validate_strlist_cleanup); only (NULL or empty: all) restricts them to
+ * namespaces matching its patterns. *known is false, and nothing is
+ * listed, when the state does not record the scope (an older init).
+ */
+bool mg_validate_scope_unmigrated(struct _mongoc_client_t *client, mg_state_t *st,
+                                  const mg_strlist_t *only, mg_strlist_t *missing, bool *known,
+                                  mg_error_t *error);
+
+/* mg_validate_scope_describe writes "a.b, c.d and 3 more" into out; false when empty. */
+bool mg_validate_scope_describe(const mg_strlist_t *missing, char *out, size_t outsz);
+
+/* mg_validate_strlist_cleanup frees the items of list and empties it (NULL ok). */
+void mg_validate_strlist_cleanup(mg_strlist_t *list);
 
 /* ------------------------------------------------------------------------
  * A validation run: the engine behind `migrate validate` and the cutover's
