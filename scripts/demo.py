@@ -180,8 +180,9 @@ def main():
 
         step(6, total, "migrate cutover: freeze, drain, verify, flip")
         endpoint = os.path.join(args.out, "endpoint")
+        # pgdaemon runs wal_level=replica: no reverse capture (docs/cdc.md "The way back")
         r = run_step(stack, ["cutover", "--source", src, "--target", tgt, "--max-lag", "5s",
-                             "--endpoint-file", endpoint])
+                             "--endpoint-file", endpoint, "--no-fallback"])
         if r.returncode != 0:
             return 1
 

@@ -9,7 +9,8 @@
 
 #include <stdint.h>
 
-typedef enum { FREEZE_WRITE_BLOCK, FREEZE_HOOK, FREEZE_NONE } freeze_kind_t;
+/* FREEZE_REVOKE: the fallback's freeze of PostgreSQL (its writers' privileges revoked). */
+typedef enum { FREEZE_WRITE_BLOCK, FREEZE_HOOK, FREEZE_NONE, FREEZE_REVOKE } freeze_kind_t;
 
 /* The steps, in order; the persisted `step` is the last one started. */
 typedef enum {
@@ -54,6 +55,7 @@ typedef struct {
 struct cutover {
     const mg_cutover_settings_t *s;
     const cutover_io_t *io;
+    const char *command; /* "cutover" (NULL) or "fallback": in messages */
     mg_state_t *st;
     freeze_kind_t freeze;
     const char *freeze_cmd;      /* hook:CMD */
@@ -61,6 +63,8 @@ struct cutover {
     char *endpoint_shown;        /* without it: what the state records (malloc'd) */
     const char *endpoint_secret; /* where its password came from; NULL: it has none */
     uint32_t fence_t, fence_i;
+    uint64_t fence_lsn; /* the fallback: its fence on PostgreSQL */
+    int32_t fence_generation;
     double deadline; /* monotonic; 0 = none yet */
     double step_started;
     const char *applier;    /* the drain: "sync --follow" or "own applier" */
@@ -146,5 +150,25 @@ bool mg_cutover__fence(cutover_t *c, mg_error_t *error);
 bool mg_cutover__drain(cutover_t *c, mg_error_t *error);
 bool mg_cutover__verify(cutover_t *c, mg_error_t *error);
 bool mg_cutover__flip(cutover_t *c, mg_error_t *error);
+
+/*
+ * mg_cutover__capture makes the reverse capture (unless --no-fallback) at
+ * the start of the flip, before anything of the flip happens
+ * (cutover_capture.c); a resumed flip keeps a ready one.
+ */
+bool mg_cutover__capture(cutover_t *c, mg_error_t *error);
+
+/*
+ * mg_cutover__print_report prints a cutover or fallback row (what: its
+ * name): JSON with --json, else the steps, the write-unavailability
+ * window, the reason and, once done, the endpoint - password masked.
+ */
+void mg_cutover__print_report(cutover_t *c, const char *what, const mg_state_cutover_report_t *r);
+
+/* mg_cutover__wal_level reads the target's wal_level into out (size n). */
+bool mg_cutover__wal_level(cutover_t *c, char *out, size_t n, mg_error_t *error);
+
+/* mg_cutover__flip_endpoint runs the flip hook, the etcd put and the file write (those set). */
+bool mg_cutover__flip_endpoint(cutover_t *c, mg_error_t *error);
 
 #endif /* MG_CUTOVER_INTERNAL_H */

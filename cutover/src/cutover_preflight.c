@@ -14,6 +14,8 @@
  *     covered by a clean full validation since its copy finished
  *   write-block: the privilege to freeze, and no user that may bypass the
  *     block unless --allow-bypass-users names it
+ *   the way back (unless --no-fallback): the target's wal_level = logical,
+ *     for the replication slot the flip makes (cutover_capture.c)
  */
 #include "cutover_internal.h"
 #include "mg/cdc.h"
@@ -379,6 +381,25 @@ check_validated(cutover_t *c, mg_error_t *error)
     return ok;
 }
 
+/* check_wal_level refuses (unless --no-fallback) a target that cannot keep the way back. */
+static bool
+check_wal_level(cutover_t *c, mg_error_t *error)
+{
+    char level[32];
+
+    if (c->s->no_fallback)
+        return true;
+    if (!mg_cutover__wal_level(c, level, sizeof(level), error))
+        return false;
+    if (strcmp(level, "logical") != 0)
+        return refuse(c, error,
+                      "the target's wal_level is %s: the way back (a logical replication slot "
+                      "made at the flip) needs wal_level = logical; set it and restart "
+                      "PostgreSQL, or cut over without a way back (--no-fallback)",
+                      level);
+    return true;
+}
+
 bool
 mg_cutover__preflight(cutover_t *c, mg_error_t *error)
 {
@@ -402,5 +423,6 @@ mg_cutover__preflight(cutover_t *c, mg_error_t *error)
                       lag.lag_s, (double)c->s->max_lag_ms / 1000.0);
     return check_copied(c, error) && check_invalid(c, error) && check_scope(c, error) &&
            check_validated(c, error) &&
-           (c->freeze != FREEZE_WRITE_BLOCK || check_write_block(c, error));
+           (c->freeze != FREEZE_WRITE_BLOCK || check_write_block(c, error)) &&
+           check_wal_level(c, error);
 }

@@ -124,38 +124,46 @@ mark_aborted(cutover_t *c, const char *reason)
                e.message);
 }
 
+void
+mg_cutover__print_report(cutover_t *c, const char *what, const mg_state_cutover_report_t *r)
+{
+    FILE *out = c->s->out;
+    char *shown;
+
+    if (c->s->json && r->exists) {
+        shown = mg_redact_dup(r->json); /* the endpoint's password */
+        fprintf(out, "%s\n", shown != NULL ? shown : "{}");
+        free(shown);
+    } else if (r->exists) {
+        fprintf(out, "%s %s\n", what, r->outcome);
+        for (size_t k = 0; k < r->nsteps; k++)
+            fprintf(out, "  %-10s %9.3f s\n", r->steps[k].name, r->steps[k].seconds);
+        if (r->has_unavailable)
+            fprintf(out, "write-unavailability window (freeze -> flip): %.3f s\n",
+                    r->unavailable_s);
+        if (r->reason != NULL && *r->reason)
+            fprintf(out, "reason: %s\n", r->reason);
+        if (strcmp(r->outcome, "done") == 0) {
+            /* the flip got the endpoint with its password; the terminal does not */
+            shown = mg_redact_dup(r->endpoint != NULL ? r->endpoint : "");
+            fprintf(out, "endpoint: %s\n", shown != NULL ? shown : "(out of memory)");
+            free(shown);
+        }
+    }
+}
+
 /* print_report prints the cutover row: JSON (--json) or text, the endpoint redacted. */
 static void
 print_report(cutover_t *c)
 {
     mg_state_cutover_report_t r;
     mg_error_t e;
-    FILE *out = c->s->out;
-    char *shown;
 
-    if (out == NULL || !mg_state_cutover_report(c->st, &r, &e)) {
-        mg_log_error(MG_LOG_WARNING, "cutover", out != NULL ? &e : NULL);
+    if (c->s->out == NULL || !mg_state_cutover_report(c->st, &r, &e)) {
+        mg_log_error(MG_LOG_WARNING, "cutover", c->s->out != NULL ? &e : NULL);
         return;
     }
-    if (c->s->json && r.exists) {
-        shown = mg_redact_dup(r.json); /* the endpoint's password */
-        fprintf(out, "%s\n", shown != NULL ? shown : "{}");
-        free(shown);
-    } else if (r.exists) {
-        fprintf(out, "cutover %s\n", r.outcome);
-        for (size_t k = 0; k < r.nsteps; k++)
-            fprintf(out, "  %-10s %9.3f s\n", r.steps[k].name, r.steps[k].seconds);
-        if (r.has_unavailable)
-            fprintf(out, "write-unavailability window (freeze -> flip): %.3f s\n", r.unavailable_s);
-        if (r.reason != NULL && *r.reason)
-            fprintf(out, "reason: %s\n", r.reason);
-        if (strcmp(r.outcome, "done") == 0) {
-            /* the flip got the endpoint with its password; the terminal does not */
-            shown = mg_redact_dup(r.endpoint != NULL ? r.endpoint : "");
-            fprintf(out, "endpoint: %s\n", shown != NULL ? shown : "(out of memory)");
-            free(shown);
-        }
-    }
+    mg_cutover__print_report(c, "cutover", &r);
     mg_state_cutover_report_cleanup(&r);
 }
 
@@ -191,7 +199,8 @@ fail(cutover_t *c, const cutover_step_t *table, int last, mg_error_t *error)
         if (!table[k].undo(c, &e)) {
             mg_log_error(MG_LOG_ERROR, "cutover", &e);
             snprintf(reason, sizeof(reason),
-                     "%.400s; unfreezing failed too: run migrate cutover --abort", error->message);
+                     "%.400s; unfreezing failed too: run migrate %s --abort", error->message,
+                     c->command != NULL ? c->command : "cutover");
         }
     }
     c->io->aborted(c, reason);
@@ -263,8 +272,8 @@ mg_cutover__run_steps(cutover_t *c, const cutover_step_t *table, int from, mg_er
             if (c->refused)
                 return refused(c, error);
             if (c->flip_started) {
-                mg_error_prefix(error, "the flip is partly done; run migrate cutover again to "
-                                       "finish it");
+                mg_error_prefix(error, "the flip is partly done; run migrate %s again to finish it",
+                                c->command != NULL ? c->command : "cutover");
                 return mg_exit_code_for_error(error);
             }
             return fail(c, table, last, error);

@@ -487,39 +487,49 @@ flip_etcd(cutover_t *c, mg_error_t *error)
 }
 
 /*
- * mg_cutover__flip tells the application: the hook first, then etcd, then
- * the file. Before any of them the ownership is confirmed on the target
- * and the source looked at once more (mg_cutover__recheck). c->flip_started
- * says whether any of them succeeded (after which the source is not
- * unfrozen: the application may already be moving). Failing before
- * anything started, the step is set back to verify.
+ * mg_cutover__flip_endpoint tells the application: the hook first, then
+ * etcd, then the file. c->flip_started says whether any of them succeeded.
  */
 bool
-mg_cutover__flip(cutover_t *c, mg_error_t *error)
+mg_cutover__flip_endpoint(cutover_t *c, mg_error_t *error)
 {
     const mg_cutover_settings_t *o = c->s;
 
-    c->flip_started = false;
-    if (!mg_cutover__owned(c, true, error) || !mg_cutover__recheck(c, error) ||
-        !mg_cutover__owned(c, false, error))
-        goto not_started;
     if (o->flip_hook != NULL) {
         if (!mg_cutover__run_shell(o->flip_hook, "MIGRATE_ENDPOINT", c->endpoint, error)) {
             mg_error_prefix(error, "flip hook");
-            goto not_started;
+            return false;
         }
         c->flip_started = true;
     }
     if (o->endpoint_etcd != NULL) {
         if (!flip_etcd(c, error))
-            goto not_started;
+            return false;
         c->flip_started = true;
     }
     if (o->endpoint_file != NULL && !flip_file(o->endpoint_file, c->endpoint, error))
-        goto not_started;
+        return false;
     c->flip_started = true;
-    return mg_state_cutover_flipped(c->st, error);
-not_started:
+    return true;
+}
+
+/*
+ * mg_cutover__flip confirms the ownership on the target and looks at the
+ * source once more (mg_cutover__recheck), prepares the way back
+ * (cutover_capture.c), then tells the application
+ * (mg_cutover__flip_endpoint). c->flip_started says whether any of it
+ * succeeded (after which the source is not unfrozen: the application may
+ * already be moving). Failing before anything started, the step is set
+ * back to verify.
+ */
+bool
+mg_cutover__flip(cutover_t *c, mg_error_t *error)
+{
+    c->flip_started = false;
+    if (mg_cutover__owned(c, true, error) && mg_cutover__recheck(c, error) &&
+        mg_cutover__owned(c, false, error) && mg_cutover__capture(c, error) &&
+        mg_cutover__flip_endpoint(c, error))
+        return mg_state_cutover_flipped(c->st, error);
     if (!c->flip_started && !c->lost) {
         mg_error_t e;
         if (!mg_state_cutover_step(c->st, "verify", &e))

@@ -35,6 +35,7 @@ typedef struct {
     int64_t validation_age_ms;
     int64_t follower_window_ms;
     int64_t lease_ms;
+    bool no_fallback;
     bool dry_run;
     bool abort_cutover;
     bool json;
@@ -189,6 +190,11 @@ static const mg_config_option_t cutover_options[] = {
      .metavar = "DURATION",
      .help = "ownership lease, renewed every third of it: a second cutover takes over only "
              "after the owner failed to renew it for this long"},
+    {.name = "no_fallback",
+     .type = MG_CONFIG_BOOL,
+     .offset = offsetof(cutover_opts_t, no_fallback),
+     .default_value = "false",
+     .help = "make no reverse capture before the flip: no `sync --reverse`, no `fallback`"},
     {.name = "dry_run",
      .type = MG_CONFIG_BOOL,
      .offset = offsetof(cutover_opts_t, dry_run),
@@ -290,6 +296,7 @@ cutover_main(mg_cmd_ctx_t *ctx, mg_error_t *error)
         .validation_age_ms = o->validation_age_ms,
         .follower_window_ms = o->follower_window_ms,
         .lease_ms = o->lease_ms,
+        .no_fallback = o->no_fallback,
         .dry_run = o->dry_run,
         .abort_cutover = o->abort_cutover,
         .json = o->json,

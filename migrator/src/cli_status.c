@@ -5,6 +5,8 @@
  * while another process copies.
  */
 #include "migrator_internal.h"
+#include "mg/cdc_reverse.h"
+#include "mg/state_fallback.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -33,6 +35,8 @@ typedef struct {
     mg_state_follower_t fo;
     mg_state_colls_t colls;
     mg_state_rows_t workers, failed, invalid;
+    mg_state_reverse_t rev; /* the way back (rev.exists false: none) */
+    mg_state_slot_t slot;
     mg_state_rows_t after; /* source writes seen after the cutover, never applied */
 } status_t;
 
@@ -47,6 +51,19 @@ status_cleanup(status_t *s)
     mg_state_rows_cleanup(&s->after);
 }
 
+/* reverse_read reads the reverse capture and its slot (none before a cutover made one). */
+static bool
+reverse_read(mg_state_t *st, status_t *s, mg_error_t *error)
+{
+    if (!mg_state_reverse_get(st, &s->rev, error)) {
+        if (strcmp(error->sqlstate, "42P01") != 0) /* the table: made by the first cutover */
+            return false;
+        mg_error_clear(error);
+        s->rev.exists = false;
+    }
+    return !s->rev.exists || mg_state_slot_get(st, s->rev.slot, &s->slot, error);
+}
+
 static bool
 status_read(mg_state_t *st, status_t *s, mg_error_t *error)
 {
@@ -57,7 +74,7 @@ status_read(mg_state_t *st, status_t *s, mg_error_t *error)
            mg_state_invalid_docs(st, 50, &s->invalid, error) &&
            mg_state_checkpoint_get(st, 0, &s->cp, error) &&
            mg_state_follower_get(st, FOLLOWER_WINDOW_MS, &s->fo, error) &&
-           mg_state_after_cutover_list(st, 50, &s->after, error);
+           mg_state_after_cutover_list(st, 50, &s->after, error) && reverse_read(st, s, error);
 }
 
 /* json_follower writes who applies the stream: alive, name, heartbeat, lag when known. */
@@ -103,6 +120,66 @@ json_stream(yajl_gen g, const mg_state_checkpoint_t *cp, const mg_state_follower
     mg_json_kstr(g, "updated_at", cp->updated_at);
     mg_json_kbool(g, "history_lost", cp->history_lost);
     yajl_gen_map_close(g);
+}
+
+static void
+json_reverse(yajl_gen g, const status_t *s)
+{
+    char lsn[32];
+
+    mg_json_str(g, "reverse");
+    if (!s->rev.exists) {
+        yajl_gen_null(g);
+        return;
+    }
+    yajl_gen_map_open(g);
+    mg_json_kstr(g, "slot", s->rev.slot);
+    mg_json_kint(g, "generation", s->rev.generation);
+    mg_json_kstr(g, "status", s->rev.status);
+    mg_json_kbool(g, "slot_exists", s->slot.exists);
+    mg_json_kbool(g, "slot_active", s->slot.active);
+    mg_json_kstr(g, "wal_status", s->slot.wal_status);
+    mg_json_kint(g, "retained_bytes", s->slot.retained_bytes);
+    mg_json_kint(g, "max_slot_wal_keep_size", s->slot.max_keep_bytes);
+    mg_json_kstr(g, "applied_lsn",
+                 s->rev.has_applied ? mg_cdc_lsn_text(s->rev.applied_lsn, lsn, sizeof(lsn)) : "");
+    mg_json_kint(g, "applied_txns", s->rev.applied_txns);
+    mg_json_kint(g, "applied_changes", s->rev.applied_changes);
+    mg_json_kdouble(g, "events_per_s", s->rev.events_per_s);
+    mg_json_kdouble(g, "caught_up_age_s", s->rev.lag_s);
+    yajl_gen_map_close(g);
+}
+
+/* print_reverse prints the way back: the slot, what MongoDB has, the WAL it keeps. */
+static void
+print_reverse(const status_t *s)
+{
+    char lsn[32], a[32], b[32];
+
+    if (!s->rev.exists)
+        return;
+    printf("reverse slot %s (generation %d, %s)", s->rev.slot, (int)s->rev.generation,
+           s->rev.status);
+    if (s->rev.has_applied)
+        printf(": MongoDB at %s, %lld transactions applied, %.1f events/s",
+               mg_cdc_lsn_text(s->rev.applied_lsn, lsn, sizeof(lsn)),
+               (long long)s->rev.applied_txns, s->rev.events_per_s);
+    printf("\n");
+    if (!s->slot.exists) {
+        if (strcmp(s->rev.status, "dropped") != 0)
+            printf("        SLOT MISSING (a failover of the target?): writes to PostgreSQL since "
+                   "are not carried back\n");
+        return;
+    }
+    printf("        %s of WAL kept by the slot (%s, %s), max_slot_wal_keep_size %s\n",
+           mg_format_bytes(s->slot.retained_bytes, a, sizeof(a)),
+           s->slot.active ? "a reverse sync reads it" : "no reverse sync reads it",
+           s->slot.wal_status,
+           s->slot.max_keep_bytes < 0 ? "unbounded"
+                                      : mg_format_bytes(s->slot.max_keep_bytes, b, sizeof(b)));
+    if (s->slot.max_keep_bytes < 0 && strcmp(s->rev.status, "ready") == 0)
+        printf("        warning: a slot no one reads keeps WAL until the disk fills: run migrate "
+               "sync --reverse --follow, and set max_slot_wal_keep_size\n");
 }
 
 static void
@@ -203,6 +280,7 @@ print_json(const status_t *s, mg_error_t *error)
         yajl_gen_null(g);
     }
     json_stream(g, &s->cp, &s->fo);
+    json_reverse(g, s);
     json_collections(g, &s->colls);
     json_lists(g, s);
     yajl_gen_map_close(g);
@@ -277,6 +355,7 @@ print_text(const status_t *s)
                s->cp.updated_at,
                s->cp.history_lost ? "\n        HISTORY LOST: run migrate sync --resync '*'" : "");
     print_follower(&s->fo);
+    print_reverse(s);
     print_collections(&s->colls);
     if (s->workers.n > 0) {
         printf("\nlive copy processes (docs copied this run, incl. uncommitted):\n");

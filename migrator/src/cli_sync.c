@@ -7,6 +7,9 @@
  */
 #include "migrator_internal.h"
 
+#include "mg/cdc_reverse.h"
+
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -26,6 +29,7 @@ typedef struct {
     bool worker_only;
     bool json;
     bool follow;
+    bool reverse;
     bool copy_only;
     int64_t max_lag_ms;
     int64_t batch_events;
@@ -108,6 +112,12 @@ static const mg_config_option_t sync_options[] = {
      .offset = offsetof(sync_opts_t, follow),
      .default_value = "false",
      .help = "keep applying the change stream until stopped (else: until the lag is low)"},
+    {.name = "reverse",
+     .type = MG_CONFIG_BOOL,
+     .offset = offsetof(sync_opts_t, reverse),
+     .default_value = "false",
+     .help = "after the cutover: apply PostgreSQL's changes to MongoDB from the reverse capture "
+             "(docs/cdc.md \"The way back\"); with --follow until stopped, else until caught up"},
     {.name = "copy_only",
      .type = MG_CONFIG_BOOL,
      .offset = offsetof(sync_opts_t, copy_only),
@@ -355,6 +365,37 @@ start(mg_cmd_ctx_t *ctx, mg_copy_coll_t **colls, size_t *ncolls, mg_schema_fidel
     return mg_migrator__copy_load_collections(res->st, colls, ncolls, error);
 }
 
+/* run_reverse runs the reverse sync (cdc/cdc_reverse.c) and reports its outcome. */
+static int
+run_reverse(mg_cmd_ctx_t *ctx, mg_error_t *error)
+{
+    const sync_opts_t *o = ctx->opts;
+    mg_cdc_reverse_settings_t rs = {
+        .source_uri = o->source,
+        .target = o->target,
+        .state_schema = o->state_schema,
+        .follow = o->follow,
+        .batch_changes = o->batch_events,
+        .batch_bytes = o->batch_bytes,
+        .batch_delay_ms = o->batch_delay_ms,
+        .stop = &ctx->stop,
+    };
+    mg_cdc_reverse_t *r = mg_cdc_reverse_new(&rs, error);
+    int rc = r != NULL ? mg_cdc_reverse_run(r, error) : (int)mg_exit_code_for_error(error);
+    mg_cdc_reverse_stats_t st = {0};
+    char lsn[32];
+
+    if (r != NULL)
+        mg_cdc_reverse_stats(r, &st);
+    mg_cdc_reverse_destroy(r);
+    if (rc == MG_EXIT_OK || rc == MG_EXIT_INTERRUPTED)
+        printf("reverse sync %s: %" PRId64 " transactions (%" PRId64
+               " changes) applied to MongoDB, position %s\n",
+               rc == MG_EXIT_OK ? "caught up" : "stopped", st.txns, st.changes,
+               mg_cdc_lsn_text(st.lsn, lsn, sizeof(lsn)));
+    return rc;
+}
+
 /*
  * after_cutover tells whether a cutover flipped the application to
  * PostgreSQL: then nothing is copied (a re-copy would overwrite rows the
@@ -402,6 +443,9 @@ sync_main(mg_cmd_ctx_t *ctx, mg_error_t *error)
     bool flipped;
 
     memset(&r, 0, sizeof(r));
+    /* the way back runs after the cutover by design: no fence applies to it */
+    if (o->reverse)
+        return run_reverse(ctx, error);
     if (!after_cutover(ctx, &flipped, error))
         return mg_exit_code_for_error(error);
     if (flipped) /* nothing to copy: the follower reports what came after, and exits */

@@ -72,8 +72,9 @@ release(mg_cmd_ctx_t *ctx)
 }
 
 static const mg_cmd_t *const commands[] = {
-    &mg_migrator_cmd_init,     &mg_migrator_cmd_sync,    &mg_migrator_cmd_status,
-    &mg_migrator_cmd_validate, &mg_migrator_cmd_cutover, &mg_migrator_cmd_translate,
+    &mg_migrator_cmd_init,      &mg_migrator_cmd_sync,    &mg_migrator_cmd_status,
+    &mg_migrator_cmd_validate,  &mg_migrator_cmd_cutover, &mg_migrator_cmd_fallback,
+    &mg_migrator_cmd_translate,
 };
 
 static const mg_cli_t migrate_cli = {

@@ -64,6 +64,7 @@ extern const mg_cmd_t mg_migrator_cmd_sync;
 extern const mg_cmd_t mg_migrator_cmd_status;
 extern const mg_cmd_t mg_migrator_cmd_validate;
 extern const mg_cmd_t mg_migrator_cmd_cutover;
+extern const mg_cmd_t mg_migrator_cmd_fallback;
 extern const mg_cmd_t mg_migrator_cmd_translate;
 
 /* ---- bulk copy (copy_plan.c, copy_worker.c, copy_run.c) ---- */

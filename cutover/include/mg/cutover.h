@@ -62,16 +62,18 @@ typedef struct {
     const char *endpoint_etcd_ca;       /* TLS: CA bundle (https:// URL) */
     const char *endpoint_etcd_cert;     /* TLS: client certificate and key (NULL: none) */
     const char *endpoint_etcd_key_file;
-    const char *flip_hook;      /* flip: sh -c CMD, MIGRATE_ENDPOINT in its environment */
-    int64_t timeout_ms;         /* freeze -> flip, at most */
-    int64_t validation_age_ms;  /* a clean validation within this age (0: no check) */
-    int64_t follower_window_ms; /* a checkpoint this fresh means `sync --follow` runs */
-    int64_t lease_ms;           /* the ownership lease (renewed every third of it) */
-    bool dry_run;               /* preflight only; nothing recorded */
-    bool abort_cutover;         /* --abort: unfreeze, mark aborted */
-    bool json;                  /* the final report as one JSON object */
-    FILE *out;                  /* the report and what the cutover tells the operator */
-    atomic_int *stop;           /* > 0: abort before the flip */
+    const char *flip_hook;            /* flip: sh -c CMD, MIGRATE_ENDPOINT in its environment */
+    int64_t timeout_ms;               /* freeze -> flip, at most */
+    int64_t validation_age_ms;        /* a clean validation within this age (0: no check) */
+    int64_t follower_window_ms;       /* a checkpoint this fresh means `sync --follow` runs */
+    int64_t lease_ms;                 /* the ownership lease (renewed every third of it) */
+    bool no_fallback;                 /* make no reverse capture (no way back) */
+    const mg_strlist_t *freeze_roles; /* fallback --freeze revoke: the application's roles */
+    bool dry_run;                     /* preflight only; nothing recorded */
+    bool abort_cutover;               /* --abort: unfreeze, mark aborted */
+    bool json;                        /* the final report as one JSON object */
+    FILE *out;                        /* the report and what the cutover tells the operator */
+    atomic_int *stop;                 /* > 0: abort before the flip */
 } mg_cutover_settings_t;
 
 /*
@@ -88,6 +90,21 @@ int mg_cutover_run(const mg_cutover_settings_t *settings, mg_error_t *error);
 
 /* mg_cutover_freeze_check checks a --freeze value (write-block, hook:CMD, none). */
 bool mg_cutover_freeze_check(const char *freeze, mg_error_t *error);
+
+/*
+ * mg_cutover_fallback_run runs `migrate fallback` (docs/cutover.md
+ * "Fallback"): the cutover's protocol in reverse with the same runner -
+ * preflight (a cutover flipped, the reverse capture and its slot), freeze
+ * PostgreSQL's writers (freeze "revoke": the write privileges of
+ * s->freeze_roles on the migrated tables revoked and recorded, their
+ * sessions ended; "none"), fence (pg_current_wal_lsn), drain (the reverse
+ * sync's position in MongoDB at or past the fence), verify, flip (unfreeze
+ * MongoDB, then the endpoint: s->endpoint, the MongoDB URI the application
+ * goes back to), done (the capture dropped). Crash-safe and resumable;
+ * abort before the flip gives the privileges back. Uses the fields of s
+ * the cutover uses; freeze is "revoke" or "none".
+ */
+int mg_cutover_fallback_run(const mg_cutover_settings_t *s, mg_error_t *error);
 
 #ifdef __cplusplus
 }

@@ -147,8 +147,9 @@ def test_live_migration_survives_primary_failures(stack):
 
         # 6. cutover while sync --follow runs and the workload writes
         endpoint = os.path.join(stack.dir, "endpoint")
+        # pgdaemon runs wal_level=replica: no way back (integration_reverse covers it)
         r = stack.migrate("cutover", "--source", src, "--target", tgt, "--max-lag", "5s",
-                          "--endpoint-file", endpoint, "--json")
+                          "--endpoint-file", endpoint, "--json", "--no-fallback")
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         after_flip = target_digest(stack)
         co = json.loads(r.stdout)

@@ -216,6 +216,8 @@ class PostgresInstance(Service):
             "dynamic_shared_memory_type": "mmap",
             "logging_collector": False,
             "log_line_prefix": "%m [%p] ",
+            # the cutover makes a logical slot for the way back (docs/cutover.md)
+            "wal_level": "logical",
         }
         settings.update(self.extra_conf)
         text = "# written by mgharness; rewritten on every start\n" + "".join(

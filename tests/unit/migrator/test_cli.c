@@ -82,8 +82,8 @@ error_lines(const char *s)
     return n;
 }
 
-static const char *const commands[] = {"init",     "sync",    "status",
-                                       "validate", "cutover", "translate"};
+static const char *const commands[] = {"init",    "sync",     "status",   "validate",
+                                       "cutover", "fallback", "translate"};
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 static void
@@ -188,6 +188,7 @@ test_what_each_command_needs(void **state)
     assert_int_equal(entry("status")->needs, tgt | st);
     assert_int_equal(entry("validate")->needs, tgt | st | sig);
     assert_int_equal(entry("cutover")->needs, src | st | sig);
+    assert_int_equal(entry("fallback")->needs, src | st | sig);
     assert_int_equal(entry("translate")->needs, tgt | st); /* no source: nothing runs on it */
     for (size_t i = 0; i < NCOMMANDS; i++)
         assert_int_equal(entry(commands[i])->max_args, strcmp(commands[i], "translate") == 0);
