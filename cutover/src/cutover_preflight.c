@@ -361,8 +361,11 @@ check_validated(cutover_t *c, mg_error_t *error)
     char names[1024];
     bool found, ok;
 
-    if (c->s->validation_age_ms <= 0)
+    if (c->s->validation_age_ms <= 0) {
+        MG_LOG_EVENT(MG_LOG_WARNING, "cutover", "cutover.validation_skipped", NULL, 0,
+                     "--validation-age 0: no validation is required before this cutover");
         return true;
+    }
     if (!mg_state_validation_recent_clean(c->st, c->s->validation_age_ms, &found, error))
         return false;
     if (!found)

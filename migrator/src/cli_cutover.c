@@ -171,7 +171,8 @@ static const mg_config_option_t cutover_options[] = {
      .min = 0,
      .max = 86400000LL * 365,
      .metavar = "DURATION",
-     .help = "refuse without a clean validation run finished within this age (0: no check)"},
+     .help = "refuse without a clean validation run finished within this age and a full "
+             "one since every copy (0: neither check)"},
     {.name = "follower_window",
      .type = MG_CONFIG_DURATION,
      .offset = offsetof(cutover_opts_t, follower_window_ms),
