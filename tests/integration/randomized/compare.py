@@ -374,6 +374,16 @@ def double_text(x):
     describes it: no exponent, an integer part, '.', at least one fraction digit."""
     neg = x < 0 or (x == 0 and math.copysign(1.0, x) < 0)
     digits, _, exp = repr(abs(x)).partition("e")  # Python's repr: the shortest round trip
+    m, _ = math.frexp(abs(x))
+    if 0 < abs(x) < 2.2250738585072014e-308:  # the table under "Doubles": 15 digits
+        for prec in (14, 15, 16):  # (more where 15 do not read back, near DBL_MIN)
+            digits, _, exp = ("%.*e" % (prec, abs(x))).partition("e")
+            if float(digits + "e" + exp) == abs(x):
+                break
+    elif m == 0.5 and abs(x) >= 2.2250738585072014e-308:  # a power of two: 16 digits, or 17
+        digits, _, exp = ("%.15e" % abs(x)).partition("e")
+        if float(digits + "e" + exp) != abs(x):
+            digits, _, exp = ("%.16e" % abs(x)).partition("e")
     ip, _, fp = digits.partition(".")
     d = (ip + fp).lstrip("0") or "0"
     e = (int(exp) if exp else 0) - len(fp)  # value = int(ip+fp) * 10^e
