@@ -26,7 +26,10 @@ Differences are dicts: {kind, db (role), coll, id (shown), detail}.
 import base64
 import calendar
 import datetime
+import fractions
+import hashlib
 import json
+import math
 import re
 import struct
 
@@ -77,7 +80,7 @@ WRAPPER_SETS = {frozenset(s) for s in (
     ("$oid",), ("$symbol",), ("$numberInt",), ("$numberLong",), ("$numberDouble",),
     ("$numberDecimal",), ("$binary",), ("$code",), ("$code", "$scope"), ("$timestamp",),
     ("$regularExpression",), ("$dbPointer",), ("$date",), ("$minKey",), ("$maxKey",),
-    ("$undefined",), ("$stringBase64",), ("$literal",))}
+    ("$undefined",), ("$stringBase64",), ("$literal",), ("$fieldPairs",))}
 
 _ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,3}))?Z$")
 
@@ -196,7 +199,7 @@ def _wrapper(obj, where):
         sc = f["$scope"]
         _expect(isinstance(sc, _Obj), f"{where}: $scope must be an object")
         return (B.CODEWSCOPE, _string_slot(f["$code"], where),
-                _document(sc, where + ".$scope", plain=True))
+                _document(sc, where + ".$scope", plain=True, pairs=True))
     if keys == {"$timestamp"}:
         inner = f["$timestamp"]
         _expect(isinstance(inner, _Obj), f"{where}: $timestamp needs an object")
@@ -241,14 +244,39 @@ def _wrapper(obj, where):
         inner = f["$literal"]
         _expect(isinstance(inner, _Obj), f"{where}: $literal needs an object")
         return _document(inner, where, plain=True)
+    if keys == {"$fieldPairs"}:
+        return _field_pairs(f["$fieldPairs"], where)
     raise DecodeError(f"{where}: not a wrapper")  # not reached
 
 
-def _document(obj, where, plain=False):
+def _field_pairs(j, where):
+    """_field_pairs reads a $fieldPairs list (docs/type-mapping.md "Duplicate keys"): every
+    member of a document, in order, as [name, value] pairs."""
+    _expect(isinstance(j, list), f"{where}: $fieldPairs must be an array")
+    out = []
+    for i, p in enumerate(j):
+        _expect(isinstance(p, list) and len(p) == 2 and isinstance(p[0], str),
+                f"{where}.$fieldPairs.{i}: not a [name, value] pair")
+        _expect("\0" not in p[0], f"{where}.$fieldPairs.{i}: a name holding U+0000")
+        out.append((_u8(p[0]), decode_value(p[1], f"{where}.{p[0]}")))
+    return (B.DOC, tuple(out))
+
+
+def _document(obj, where, plain=False, pairs=False):
     """_document maps a JSON object; plain: never read it as a wrapper (top level,
-    $scope, $literal's value)."""
-    if not plain and frozenset(k for k, _ in obj.pairs) in WRAPPER_SETS:
+    $scope, $literal's value); pairs: it may be in the pairs form (top level, $scope)."""
+    keys = frozenset(k for k, _ in obj.pairs)
+    if not plain and keys in WRAPPER_SETS:
         return _wrapper(obj, where)
+    if pairs and len(obj.pairs) <= 2 and "$fieldPairs" in keys and keys <= {"$fieldPairs", "_id"}:
+        # the pairs form of a top-level document (with its _id's copy) or of a $scope
+        f = _fields(obj, where)
+        d = _field_pairs(f["$fieldPairs"], where)
+        if "_id" in f:
+            _expect(canon(decode_value(f["_id"], where + "._id"), False) ==
+                    canon(B.get(d, "_id") or B.NULL_V, False),
+                    f"{where}: _id beside $fieldPairs is not the first _id of the list")
+        return d
     return (B.DOC, tuple((_u8(k), decode_value(v, f"{where}.{k}")) for k, v in obj.pairs))
 
 
@@ -281,7 +309,7 @@ def decode_doc(text):
     """decode_doc maps the doc column's JSON text back to a bsonx document value."""
     j = parse_json(text)
     _expect(isinstance(j, _Obj), "the document is not a JSON object")
-    return _document(j, "$", plain=True)
+    return _document(j, "$", plain=True, pairs=True)
 
 
 # ---- the canonical form: what the comparison treats as equal ----
@@ -335,6 +363,147 @@ def id_key(v, relaxed=False):
     return canon(v, relaxed)
 
 
+# ---- the canonical key (docs/type-mapping.md, "The canonical key") ----
+
+KEY_MAX_BYTES = 2600
+_I64 = (-2 ** 63, 2 ** 63 - 1)
+
+
+def double_text(x):
+    """double_text is a finite double's shortest text as docs/type-mapping.md "Doubles"
+    describes it: no exponent, an integer part, '.', at least one fraction digit."""
+    neg = x < 0 or (x == 0 and math.copysign(1.0, x) < 0)
+    digits, _, exp = repr(abs(x)).partition("e")  # Python's repr: the shortest round trip
+    m, _ = math.frexp(abs(x))
+    if 0 < abs(x) < 2.2250738585072014e-308:  # the table under "Doubles": 15 digits
+        for prec in (14, 15, 16):  # (more where 15 do not read back, near DBL_MIN)
+            digits, _, exp = ("%.*e" % (prec, abs(x))).partition("e")
+            if float(digits + "e" + exp) == abs(x):
+                break
+    elif m == 0.5 and abs(x) >= 2.2250738585072014e-308:  # a power of two: 16 digits, or 17
+        digits, _, exp = ("%.15e" % abs(x)).partition("e")
+        if float(digits + "e" + exp) != abs(x):
+            digits, _, exp = ("%.16e" % abs(x)).partition("e")
+    ip, _, fp = digits.partition(".")
+    d = (ip + fp).lstrip("0") or "0"
+    e = (int(exp) if exp else 0) - len(fp)  # value = int(ip+fp) * 10^e
+    d2 = d.rstrip("0")
+    e += len(d) - len(d2)
+    d = d2 or "0"
+    if e >= 0:
+        text = d + "0" * e + ".0"
+    else:
+        n = -e
+        if len(d) > n:
+            text = d[:-n] + "." + d[-n:]
+        else:
+            text = "0." + "0" * (n - len(d)) + d
+    return ("-" if neg else "") + text
+
+
+def _num_class(sign, num, den_pow10):
+    """_num_class keys a finite value (-1)^sign * num / 10^den_pow10 (num >= 0) by its class:
+    i (an int64 integer), r (exactly a double) or None (neither)."""
+    if den_pow10 <= 0:
+        v = num * 10 ** (-den_pow10)
+        n = -v if sign else v
+        if _I64[0] <= n <= _I64[1]:
+            return f"i{n};"
+        frac = fractions.Fraction(n)
+    else:
+        frac = fractions.Fraction(-num if sign else num, 10 ** den_pow10)
+        if frac.denominator == 1 and _I64[0] <= frac.numerator <= _I64[1]:
+            return f"i{frac.numerator};"
+    try:
+        f = float(frac)  # correctly rounded
+    except OverflowError:
+        return None
+    if math.isinf(f) or fractions.Fraction(f) != frac:
+        return None
+    return f"r{double_text(f)};"
+
+
+def _kstr(b):
+    try:
+        ok = b"\x00" not in b and b.decode("utf-8") is not None
+    except UnicodeDecodeError:
+        ok = False
+    return b"s%d:" % len(b) + b if ok else b"S%d:" % len(b) + b.hex().encode()
+
+
+def _key_number(v):
+    t = v[0]
+    if t in (B.INT32, B.INT64):
+        return f"i{v[1]};"
+    if t == B.DOUBLE:
+        x = B.double_value(v)
+        if math.isnan(x):
+            return "rNaN;"
+        if math.isinf(x):
+            return "rInfinity;" if x > 0 else "r-Infinity;"
+        if x == 0:
+            return "i0;"
+        fr = fractions.Fraction(x)
+        if fr.denominator == 1 and _I64[0] <= fr.numerator <= _I64[1]:
+            return f"i{fr.numerator};"
+        return f"r{double_text(x)};"
+    sign, kind, coef, exp = B.decimal_parts(v[1])
+    if kind in ("nan", "snan"):
+        return "rNaN;"
+    if kind == "inf":
+        return "r-Infinity;" if sign else "rInfinity;"
+    if coef > 9999999999999999999999999999999999:
+        coef = 0
+    if coef == 0:
+        return "i0;"
+    while coef % 10 == 0:
+        coef, exp = coef // 10, exp + 1
+    k = _num_class(sign, coef, -exp)
+    return k if k else f"x{'-' if sign else ''}{coef}E{exp};"
+
+
+def _key_value(v):
+    """_key_value is the canonical key text (bytes) of one value."""
+    t = v[0]
+    if t in (B.INT32, B.INT64, B.DOUBLE, B.DECIMAL):
+        return _key_number(v).encode()
+    if t == B.OID:
+        return v[1].hex().encode()
+    if t in (B.STRING, B.SYMBOL):
+        return _kstr(v[1])
+    if t == B.DOC:
+        return b"{" + b"".join(_kstr(k) + _key_value(x) for k, x in v[1]) + b"}"
+    if t == B.ARRAY:
+        return b"[" + b"".join(_key_value(x) for _, x in v[1]) + b"]"
+    if t == B.BINARY:  # subtype 2's data without its inner length, as the $binary form
+        data = v[2][4:] if v[1] == 2 and len(v[2]) >= 4 else v[2]
+        return b"B%02x" % v[1] + data.hex().encode() + b";"
+    if t == B.BOOL:
+        return b"T" if v[1] else b"F"
+    if t == B.DATE:
+        return b"D%d;" % v[1]
+    if t == B.TIMESTAMP:
+        return b"t%d,%d;" % (v[1], v[2])
+    if t == B.REGEX:
+        return b"R" + _kstr(v[1]) + _kstr(v[2])
+    if t == B.DBPOINTER:
+        return b"P" + _kstr(v[1]) + v[2].hex().encode()
+    if t == B.CODE:
+        return b"J" + _kstr(v[1])
+    if t == B.CODEWSCOPE:
+        return b"K" + _kstr(v[1]) + _key_value(v[2])
+    return {B.NULL: b"n", B.UNDEFINED: b"u", B.MINKEY: b"<", B.MAXKEY: b">"}[t]
+
+
+def canonical_key(_id):
+    """canonical_key is the key column text of _id for key type canonical (a digest when
+    longer than KEY_MAX_BYTES)."""
+    k = _key_value(_id)
+    if len(k) > KEY_MAX_BYTES:
+        return "#" + hashlib.sha256(k).hexdigest()
+    return k.decode("utf-8")
+
+
 # ---- reading both sides ----
 
 def read_source(client, dbname):
@@ -379,8 +548,18 @@ def read_rows(conn, schema, table):
 
 # ---- the comparison ----
 
-def _key_check(keytype, key_text, _id, relaxed):
-    """_key_check returns None when the key column holds _id as documented, else why not."""
+def _integral(v):
+    """_integral is the integer an _id's number holds (any numeric type), else None."""
+    k = _key_number(v) if v[0] in (B.INT32, B.INT64, B.DOUBLE, B.DECIMAL) else ""
+    return int(k[1:-1]) if k.startswith("i") else None
+
+
+def _key_check(keytype, key_text, _id, relaxed, src_keys=None):
+    """_key_check returns None when the key column holds _id as documented, else why not.
+
+    keytype is the collection's key type in _migrate.collections (docs/type-mapping.md
+    "Key types"), or for targets without one the key column's SQL type; src_keys maps
+    id_key of the source's _ids to their canonical keys."""
     if keytype == "jsonb":
         try:
             k = decode_value(parse_json(key_text))
@@ -388,15 +567,28 @@ def _key_check(keytype, key_text, _id, relaxed):
             return f"key column does not decode: {e}"
         return None if canon(k, relaxed) == canon(_id, relaxed) else \
             f"key column {key_text[:120]} is not the document's _id"
-    if keytype == "text":
-        if _id[0] == B.OID:
+    if keytype == "canonical":
+        # the key keeps the _id's field order, which the target's doc column (jsonb)
+        # has lost: it must be the key of a source _id equal up to that order
+        wants = src_keys.get(id_key(_id, relaxed)) if src_keys is not None else None
+        if not wants:
+            wants = {canonical_key(_id)}
+            if _id[0] == B.DOC and len(_id[1]) > 1:
+                return None  # no source _id to take the order from: the row is extra anyway
+        return None if key_text in wants else \
+            f"key {key_text[:160]!r} is not the canonical key {sorted(wants)[0][:160]!r}"
+    if keytype in ("text", "text_objectid", "text_string"):
+        if _id[0] == B.OID and keytype != "text_string":
             return None if key_text == _id[1].hex() else f"key {key_text!r} is not the ObjectId hex"
-        if _id[0] == B.STRING:
+        if _id[0] in (B.STRING, B.SYMBOL):
             return None if _u8(key_text) == _id[1] else f"key {key_text[:80]!r} is not the string"
-        return None  # not a documented text key: another encoding (not checked)
+        if keytype == "text":
+            return None  # not a documented text key: another encoding (not checked)
+        return f"a {keytype} key holds {B.show(_id, 80)}"
     if keytype == "bigint":
-        if _id[0] in (B.INT32, B.INT64):
-            return None if int(key_text) == _id[1] else f"key {key_text} is not the integer"
+        n = _integral(_id)
+        if n is not None:
+            return None if int(key_text) == n else f"key {key_text} is not the integer"
         return f"a bigint key holds a non-integer _id ({B.show(_id, 80)})"
     return None
 
@@ -431,6 +623,12 @@ def compare_collection(role, coll, src_docs, rows, keytype, relaxed):
     """compare_collection compares one collection's documents with its table's rows."""
     diffs = []
     tgt = []
+    src_keys = None
+    if keytype == "canonical":
+        src_keys = {}
+        for d in src_docs:
+            _id = B.get(d, "_id") or B.NULL_V
+            src_keys.setdefault(id_key(_id, relaxed), set()).add(canonical_key(_id))
     for key_text, text in rows:
         try:
             d = decode_doc(text)
@@ -443,7 +641,7 @@ def compare_collection(role, coll, src_docs, rows, keytype, relaxed):
             diffs.append({"kind": "row_without_id", "db": role, "coll": coll, "id": key_text[:120],
                           "detail": B.show(d, 200)})
             continue
-        why = _key_check(keytype, key_text, _id, relaxed)
+        why = _key_check(keytype, key_text, _id, relaxed, src_keys)
         if why:
             diffs.append({"kind": "key_mismatch", "db": role, "coll": coll,
                           "id": B.show(_id, 120), "detail": why})
@@ -501,11 +699,30 @@ class TargetView:
         self.tables = read_tables(conn, schemas)
 
 
-def compare_slot(client, target, dbnames, relaxed=True):
+def replaced_tables(log_text):
+    """replaced_tables returns {(db, table)} the follower's JSON log names in a
+    cdc.rename_replaced event: a planned collection a followed rename with dropTarget
+    replaced, whose table docs/cdc.md says is kept as it was, no longer written."""
+    out = set()
+    for line in log_text.splitlines():
+        if '"cdc.rename_replaced"' not in line:
+            continue
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if ev.get("event") == "cdc.rename_replaced" and "db" in ev and "table" in ev:
+            out.add((ev["db"], ev["table"]))
+    return out
+
+
+def compare_slot(client, target, dbnames, relaxed=True, replaced=frozenset()):
     """compare_slot compares the source databases of one scenario with the target.
 
     dbnames maps a role ("main", "aux") to a source database name; target is
-    a TargetView (or a psycopg2 connection). Returns a list of differences."""
+    a TargetView (or a psycopg2 connection); replaced: {(db, table)} of tables kept by a
+    followed rename onto a planned collection (replaced_tables), which may hold rows no
+    collection maps to. Returns a list of differences."""
     if not isinstance(target, TargetView):
         target = TargetView(target, dbnames.values())
     diffs = []
@@ -533,7 +750,8 @@ def compare_slot(client, target, dbnames, relaxed=True):
             else:
                 note = None
             rows = read_rows(target.conn, *st)
-            d = compare_collection(role, coll, docs, rows, target.tables[st], relaxed)
+            d = compare_collection(role, coll, docs, rows,
+                                   m.get("key_type") or target.tables[st], relaxed)
             if d and note:
                 diffs.append(note)
             diffs.extend(d)
@@ -543,6 +761,8 @@ def compare_slot(client, target, dbnames, relaxed=True):
             if any((m["schema_name"], m["table_name"]) == (schema, table)
                    for m in target.mapping.values()):
                 continue  # another database's table (--target-schema)
+            if (dbname, table) in replaced:
+                continue  # kept as it was when its collection was replaced (docs/cdc.md)
             rows = read_rows(target.conn, schema, table)
             if rows:
                 diffs.append({"kind": "orphan_table", "db": role, "coll": table, "id": None,

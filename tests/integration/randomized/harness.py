@@ -315,6 +315,11 @@ class Batch:
         conn = self.env.pg.connect(dbname=self.prefix)
         try:
             names = [n for s in self.slots for n in s.dbnames.values()]
+            replaced = set()
+            log = getattr(self, "sync_log", None)
+            if log and os.path.exists(log):
+                with open(log, "rb") as f:
+                    replaced = compare.replaced_tables(f.read().decode("utf-8", "replace"))
             try:
                 view = compare.TargetView(conn, names)
             except psycopg2.Error as e:  # no state schema: init failed
@@ -328,7 +333,8 @@ class Batch:
                                 "detail": "the migration did not get as far as init"}]
                     continue
                 s.diffs = compare.compare_slot(self.client, view, s.dbnames,
-                                               relaxed=self.env.fidelity == "relaxed")
+                                               relaxed=self.env.fidelity == "relaxed",
+                                               replaced=replaced)
         finally:
             conn.close()
         self.result.steps["compare"] = {"rc": 0, "seconds": round(time.monotonic() - t, 2)}

@@ -62,7 +62,7 @@ def test_comparer_finds_planted_differences(rand_source, postgres, tmp_root, tmp
             q = '"{}"."{}"'.format(*[view.mapping[(main, "q")][k]
                                      for k in ("schema_name", "table_name")])
 
-            def check(name, sql=(), source=None, undo_source=None):
+            def check(name, sql=(), source=None, undo_source=None, replaced=frozenset()):
                 with conn.cursor() as cur:
                     for s in sql:
                         cur.execute(s)
@@ -70,7 +70,7 @@ def test_comparer_finds_planted_differences(rand_source, postgres, tmp_root, tmp
                     source()
                 try:
                     outcomes[name] = compare.compare_slot(batch.client, compare.TargetView(
-                        conn, slot.dbnames.values()), slot.dbnames)
+                        conn, slot.dbnames.values()), slot.dbnames, replaced=replaced)
                 finally:
                     conn.rollback()
                     if undo_source:
@@ -105,6 +105,21 @@ def test_comparer_finds_planted_differences(rand_source, postgres, tmp_root, tmp
             check("_id field order", source=lambda: src.command("insert", "q", documents=[
                 harness.O.raw(twin)]),
                   undo_source=lambda: src["q"].delete_one({"_id": {"b": 2, "a": 1}}))
+            # the forms the product writes since issue 14 are read, and misread ones found
+            assert view.mapping[(main, "q")]["key_type"] == "canonical"
+            check("canonical key in another field order",
+                  [f"UPDATE {q} SET _id = '{{s1:bi2;s1:ai1;}}'"])
+            check("kept table of a replaced collection",
+                  [f'CREATE TABLE "{main}".kept (_id int, doc jsonb)',
+                   f"""INSERT INTO "{main}".kept VALUES (1, '{{"_id": 1}}')"""],
+                  replaced={(main, "kept")})
+            pairs_ok = '{"_id": 10, "$fieldPairs": [["_id", 10], ["a", 1], ["a", 2]]}'
+            pairs_bad = '{"_id": 10, "$fieldPairs": [["_id", 10], ["a", 1], ["a", 3]]}'
+            for name, row in (("duplicate field as $fieldPairs", pairs_ok),
+                              ("duplicate field, $fieldPairs wrong", pairs_bad)):
+                check(name, [f"INSERT INTO {p} VALUES (10, '{row}')"],
+                      source=lambda: src.command("insert", "p", documents=[harness.O.raw(dup)]),
+                      undo_source=lambda: src["p"].delete_one({"_id": 10}))
         finally:
             conn.close()
 
@@ -125,6 +140,10 @@ def test_comparer_finds_planted_differences(rand_source, postgres, tmp_root, tmp
         "orphan table": {"orphan_table"},
         "duplicate field": {"different"},
         "_id field order": {"missing_doc"},
+        "canonical key in another field order": {"key_mismatch"},
+        "kept table of a replaced collection": set(),
+        "duplicate field as $fieldPairs": set(),
+        "duplicate field, $fieldPairs wrong": {"different"},
     }
     got = {name: {d["kind"] for d in diffs} for name, diffs in outcomes.items()}
     assert got == expected, {n: compare.summarize(outcomes[n]) for n in got if got[n] !=
