@@ -45,7 +45,8 @@ mg_cdc__rev_ops_drop_front(mg_cdc__rev_ops_t *ops, size_t k)
         ops->bytes -= ops->ops[i].bytes;
         op_free(&ops->ops[i]);
     }
-    memmove(ops->ops, ops->ops + k, (ops->n - k) * sizeof(*ops->ops));
+    if (ops->n > k) /* never with an empty list, whose array may be NULL */
+        memmove(ops->ops, ops->ops + k, (ops->n - k) * sizeof(*ops->ops));
     ops->n -= k;
 }
 
